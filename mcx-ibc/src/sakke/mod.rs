@@ -1,1 +1,533 @@
-//! SAKKE
+//! SAKKE: Sakai–Kasahara Key Encryption (RFC 6508) with parameter set 1 of
+//! RFC 6509, as TS 33.180 uses it in MIKEY-SAKKE.
+//!
+//! - The KMS holds a [`MasterSecret`] z and publishes the [`KmsPublicKey`]
+//!   Z = [z]P; it issues each identity its receiver secret key with
+//!   [`extract_rsk`].
+//! - A sender builds a [`Recipient`] from the KMS public key and the
+//!   receiver's identifier (caching [b]P + Z, optionally with a
+//!   precomputed table) and calls [`Recipient::encapsulate`] to wrap a
+//!   shared secret value ([`Ssv`]) into 273 octets of encapsulated data.
+//! - A receiver loads its RSK into a [`ReceiverKey`], which validates it
+//!   (RFC 6508 6.1.2) and precomputes its Miller-loop lines, and calls
+//!   [`ReceiverKey::decapsulate`], which always performs the mandatory
+//!   check [r]([b]P + Z) == R.
+//!
+//! Identifiers are octet strings read as big-endian integers (RFC 6508 2.2);
+//! in TS 33.180 they are the 32-octet UIDs of [`crate::uid`].
+//!
+//! Every operation on secrets (z, the RSK, r, the SSV) runs in constant
+//! time; the pairing walks a fixed schedule, scalar multiplications use
+//! fixed windows with full table scans.
+
+mod curve;
+mod fp;
+mod fp2;
+mod hash;
+mod pairing;
+mod params;
+
+use core::fmt;
+use std::sync::LazyLock;
+
+use crypto_bigint::{NonZero, Odd, U1024, U2048};
+use rand_core::CryptoRng;
+use subtle::{ConditionallySelectable, ConstantTimeEq, ConstantTimeLess};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use crate::Error;
+use curve::{Affine, FixedBaseTable, POINT_BYTES};
+use fp::{Fp, LIMBS};
+use fp2::{Fp2, batch_invert};
+use pairing::MillerLines;
+use params::{BASE, G, Q, SSV_BYTES};
+
+/// Octets of an encoded point (0x04 || x || y): Z, RSK and R.
+pub const POINT_LEN: usize = POINT_BYTES;
+/// Octets of the shared secret value (n = 128 bits).
+pub const SSV_LEN: usize = SSV_BYTES;
+/// Octets of the encapsulated data R || H (RFC 6509: 257 + 16).
+pub const SED_LEN: usize = POINT_BYTES + SSV_BYTES;
+/// Longest identifier accepted, in octets (TS 33.180 UIDs have 32).
+pub const MAX_ID_LEN: usize = 256;
+
+/// Multiples of P for RSK extraction and [b]P.
+static BASE_TABLE: LazyLock<FixedBaseTable> = LazyLock::new(|| FixedBaseTable::new(&BASE));
+/// Powers of g for encapsulation.
+static G_TABLE: LazyLock<GPowTable> = LazyLock::new(GPowTable::new);
+
+fn q_u1024() -> U1024 {
+    U1024::from_words(Q)
+}
+
+/// The identifier as an integer mod q, for [b]P.
+fn id_scalar(id: &[u8]) -> Result<U1024, Error> {
+    if id.is_empty() {
+        return Err(Error::InvalidParameter("SAKKE identifier is empty"));
+    }
+    if id.len() > MAX_ID_LEN {
+        return Err(Error::InvalidLength {
+            what: "SAKKE identifier (at most)",
+            expected: MAX_ID_LEN,
+            actual: id.len(),
+        });
+    }
+    let mut wide = [0u8; 256];
+    wide[256 - id.len()..].copy_from_slice(id);
+    let q = NonZero::new(q_u1024()).expect("q is non-zero");
+    Ok(U2048::from_be_slice(&wide).rem(&q))
+}
+
+/// [b]P + Z, which must not be the point at infinity.
+fn public_point(kms: &KmsPublicKey, id: &[u8]) -> Result<Affine, Error> {
+    let b = id_scalar(id)?;
+    let t = BASE_TABLE.mul(&b.to_words()).add(&kms.point.to_jacobian());
+    Option::from(t.to_affine()).ok_or(Error::InvalidParameter(
+        "identifier maps to the point at infinity under this KMS key",
+    ))
+}
+
+/// The KMS master secret z (RFC 6508 2.2), an integer in [2, q − 1].
+pub struct MasterSecret {
+    z: [u64; LIMBS],
+}
+
+impl MasterSecret {
+    /// Draws z uniformly from [2, q − 1].
+    pub fn generate(rng: &mut impl CryptoRng) -> Self {
+        loop {
+            let mut bytes = Zeroizing::new([0u8; 128]);
+            rng.fill_bytes(bytes.as_mut());
+            // q has 1022 bits: clear the top two so rejection succeeds often.
+            bytes[0] &= 0x3f;
+            if let Ok(s) = Self::from_bytes(bytes.as_ref()) {
+                return s;
+            }
+        }
+    }
+
+    /// Reads z as a big-endian integer of at most 128 octets.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
+        if bytes.is_empty() || bytes.len() > 128 {
+            return Err(Error::InvalidLength {
+                what: "SAKKE master secret (at most)",
+                expected: 128,
+                actual: bytes.len(),
+            });
+        }
+        let mut full = Zeroizing::new([0u8; 128]);
+        full[128 - bytes.len()..].copy_from_slice(bytes);
+        let z = U1024::from_be_slice(full.as_ref());
+        let in_range = U1024::from_u8(1).ct_lt(&z) & z.ct_lt(&q_u1024());
+        if !bool::from(in_range) {
+            return Err(Error::ScalarOutOfRange("SAKKE master secret"));
+        }
+        Ok(Self { z: z.to_words() })
+    }
+
+    /// z as 128 big-endian octets.
+    ///
+    /// # ⚠️ Warning: This value is key material
+    pub fn to_bytes(&self) -> Zeroizing<[u8; 128]> {
+        Zeroizing::new(limbs_to_bytes(&self.z))
+    }
+
+    /// Z = [z]P.
+    pub fn public_key(&self) -> KmsPublicKey {
+        let z = BASE_TABLE.mul(&self.z);
+        let point = Option::from(z.to_affine()).unwrap_or(BASE);
+        KmsPublicKey { point }
+    }
+}
+
+impl Drop for MasterSecret {
+    fn drop(&mut self) {
+        self.z.zeroize();
+    }
+}
+impl ZeroizeOnDrop for MasterSecret {}
+
+impl fmt::Debug for MasterSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MasterSecret").finish_non_exhaustive()
+    }
+}
+
+fn limbs_to_bytes(limbs: &[u64; LIMBS]) -> [u8; 128] {
+    let mut out = [0u8; 128];
+    for (i, chunk) in out.rchunks_exact_mut(8).enumerate() {
+        chunk.copy_from_slice(&limbs[i].to_be_bytes());
+    }
+    out
+}
+
+/// The KMS public key Z (RFC 6508 2.2): a point of order q.
+#[derive(Clone)]
+pub struct KmsPublicKey {
+    point: Affine,
+}
+
+impl KmsPublicKey {
+    /// Decodes 0x04 || x || y (257 octets) and checks that the point is on
+    /// the curve and of order q.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
+        let point = Affine::from_bytes(bytes, "SAKKE KMS public key")?;
+        if !bool::from(point.to_jacobian().mul(&Q).is_identity()) {
+            return Err(Error::PointNotInSubgroup("SAKKE KMS public key"));
+        }
+        Ok(Self { point })
+    }
+
+    /// 0x04 || x || y.
+    pub fn to_bytes(&self) -> [u8; POINT_LEN] {
+        self.point.to_bytes()
+    }
+}
+
+impl fmt::Debug for KmsPublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KmsPublicKey(")?;
+        for b in &self.to_bytes()[..9] {
+            write!(f, "{b:02x}")?;
+        }
+        write!(f, "…)")
+    }
+}
+
+impl PartialEq for KmsPublicKey {
+    fn eq(&self, other: &Self) -> bool {
+        (self.point.x.ct_eq(&other.point.x) & self.point.y.ct_eq(&other.point.y)).into()
+    }
+}
+impl Eq for KmsPublicKey {}
+
+/// A receiver secret key K_b = [(b + z)⁻¹]P (RFC 6508 2.2).
+pub struct Rsk {
+    point: Affine,
+}
+
+impl Rsk {
+    /// Decodes 0x04 || x || y and checks the point is on the curve. Whether
+    /// it belongs to an identity is checked by [`ReceiverKey::new`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
+        Ok(Self {
+            point: Affine::from_bytes(bytes, "SAKKE RSK")?,
+        })
+    }
+
+    /// 0x04 || x || y.
+    ///
+    /// # ⚠️ Warning: This value is key material
+    pub fn to_bytes(&self) -> Zeroizing<[u8; POINT_LEN]> {
+        Zeroizing::new(self.point.to_bytes())
+    }
+}
+
+impl Drop for Rsk {
+    fn drop(&mut self) {
+        self.point.x.zeroize();
+        self.point.y.zeroize();
+    }
+}
+impl ZeroizeOnDrop for Rsk {}
+
+impl fmt::Debug for Rsk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rsk").finish_non_exhaustive()
+    }
+}
+
+/// RSK extraction by the KMS (RFC 6508 6.1.1): K_b = [(b + z)⁻¹ mod q]P.
+///
+/// Fails only if b + z ≡ 0 (mod q), for which no key exists.
+pub fn extract_rsk(master: &MasterSecret, id: &[u8]) -> Result<Rsk, Error> {
+    let b = id_scalar(id)?;
+    let q = q_u1024();
+    let q_nz = NonZero::new(q).expect("q is non-zero");
+    let sum = Zeroizing::new(b.add_mod(&U1024::from_words(master.z), &q_nz));
+    let modulus = Odd::new(q).expect("q is odd");
+    let inv: Option<U1024> = sum.invert_odd_mod(&modulus).into();
+    let Some(inv) = inv else {
+        return Err(Error::ScalarOutOfRange("SAKKE b + z (mod q)"));
+    };
+    let mut k = inv.to_words();
+    let point = Option::from(BASE_TABLE.mul(&k).to_affine());
+    k.zeroize();
+    point
+        .map(|point| Rsk { point })
+        .ok_or(Error::ScalarOutOfRange("SAKKE b + z (mod q)"))
+}
+
+/// A shared secret value: the 128-bit key SAKKE transports.
+pub struct Ssv([u8; SSV_LEN]);
+
+impl Ssv {
+    /// A fresh random SSV.
+    pub fn generate(rng: &mut impl CryptoRng) -> Self {
+        let mut v = [0u8; SSV_LEN];
+        rng.fill_bytes(&mut v);
+        Self(v)
+    }
+
+    /// Wraps given octets.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
+        let v: [u8; SSV_LEN] = bytes.try_into().map_err(|_| Error::InvalidLength {
+            what: "SAKKE SSV",
+            expected: SSV_LEN,
+            actual: bytes.len(),
+        })?;
+        Ok(Self(v))
+    }
+
+    /// The octets.
+    ///
+    /// # ⚠️ Warning: This value is key material
+    pub fn as_bytes(&self) -> &[u8; SSV_LEN] {
+        &self.0
+    }
+}
+
+impl Drop for Ssv {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+impl ZeroizeOnDrop for Ssv {}
+
+impl fmt::Debug for Ssv {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ssv").finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for Ssv {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+impl Eq for Ssv {}
+
+/// The sender's view of a receiver: [b]P + Z cached, optionally with a
+/// table of its multiples for the fastest encapsulation.
+pub struct Recipient {
+    id: Vec<u8>,
+    point: Affine,
+    table: Option<FixedBaseTable>,
+}
+
+impl Recipient {
+    /// Computes [b]P + Z for identifier `id` under `kms`.
+    pub fn new(kms: &KmsPublicKey, id: &[u8]) -> Result<Self, Error> {
+        Ok(Self {
+            id: id.to_vec(),
+            point: public_point(kms, id)?,
+            table: None,
+        })
+    }
+
+    /// Also precomputes multiples of [b]P + Z (about 1 MB, a few tens of
+    /// milliseconds once), making each encapsulation about three times
+    /// faster. Worth it for a recipient written to often.
+    pub fn with_table(mut self) -> Self {
+        self.table = Some(FixedBaseTable::new(&self.point));
+        self
+    }
+
+    /// The identifier this recipient was built for.
+    pub fn id(&self) -> &[u8] {
+        &self.id
+    }
+
+    /// Encapsulates `ssv` to this recipient (RFC 6508 6.2.1): returns
+    /// R_(b,S) || H, 273 octets.
+    pub fn encapsulate(&self, ssv: &Ssv) -> Result<[u8; SED_LEN], Error> {
+        let r = Zeroizing::new(hash::to_scalar_mod_q(&[&ssv.0, &self.id]).to_words());
+        if bool::from(U1024::from_words(*r).is_zero()) {
+            // Probability 2^-1022; R would be the point at infinity.
+            return Err(Error::ScalarOutOfRange("SAKKE r"));
+        }
+        let big_r = match &self.table {
+            Some(t) => t.mul(&r),
+            None => self.point.to_jacobian().mul(&r),
+        };
+        let big_r: Affine = Option::from(big_r.to_affine()).ok_or(Error::ScalarOutOfRange("SAKKE r"))?;
+        let g_r = Zeroizing::new(G_TABLE.pow(&r).to_bytes());
+        let mask = Zeroizing::new(hash::to_mask_128(g_r.as_ref()));
+        let mut out = [0u8; SED_LEN];
+        out[..POINT_LEN].copy_from_slice(&big_r.to_bytes());
+        for (o, (s, m)) in out[POINT_LEN..].iter_mut().zip(ssv.0.iter().zip(mask.iter())) {
+            *o = s ^ m;
+        }
+        Ok(out)
+    }
+}
+
+impl fmt::Debug for Recipient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Recipient")
+            .field("id_len", &self.id.len())
+            .field("table", &self.table.is_some())
+            .finish()
+    }
+}
+
+/// Encapsulates `ssv` for identifier `id` without caching anything.
+pub fn encapsulate(kms: &KmsPublicKey, id: &[u8], ssv: &Ssv) -> Result<[u8; SED_LEN], Error> {
+    Recipient::new(kms, id)?.encapsulate(ssv)
+}
+
+/// A receiver's validated key, ready to decapsulate: the RSK's Miller-loop
+/// lines and a table of multiples of its own [b]P + Z are precomputed.
+pub struct ReceiverKey {
+    id: Vec<u8>,
+    lines: MillerLines,
+    own_point: Affine,
+    own_table: FixedBaseTable,
+}
+
+impl ReceiverKey {
+    /// Validates `rsk` for identifier `id` under `kms` (RFC 6508 6.1.2:
+    /// ⟨[b]P + Z, K_b⟩ = g) and precomputes what decapsulation needs.
+    pub fn new(kms: &KmsPublicKey, id: &[u8], rsk: &Rsk) -> Result<Self, Error> {
+        let own_point = public_point(kms, id)?;
+        let lines = MillerLines::new(&rsk.point);
+        if !bool::from(lines.pairing(&own_point).ct_eq(&G)) {
+            return Err(Error::KeyValidationFailed("SAKKE RSK"));
+        }
+        Ok(Self {
+            id: id.to_vec(),
+            lines,
+            own_table: FixedBaseTable::new(&own_point),
+            own_point,
+        })
+    }
+
+    /// The identifier this key belongs to.
+    pub fn id(&self) -> &[u8] {
+        &self.id
+    }
+
+    /// [b]P + Z for this receiver, 0x04 || x || y.
+    pub fn public_point(&self) -> [u8; POINT_LEN] {
+        self.own_point.to_bytes()
+    }
+
+    /// Decapsulates R || H (RFC 6508 6.2.2), checking [r]([b]P + Z) == R.
+    ///
+    /// Malformed input gets an error naming what was wrong; data not made
+    /// for this key, or altered, gets the opaque
+    /// [`Error::DecapsulationFailed`].
+    pub fn decapsulate(&self, sed: &[u8]) -> Result<Ssv, Error> {
+        if sed.len() != SED_LEN {
+            return Err(Error::InvalidLength {
+                what: "SAKKE encapsulated data",
+                expected: SED_LEN,
+                actual: sed.len(),
+            });
+        }
+        let big_r = Affine::from_bytes(&sed[..POINT_LEN], "SAKKE R")?;
+        let w = Zeroizing::new(self.lines.pairing(&big_r).to_bytes());
+        let mask = Zeroizing::new(hash::to_mask_128(w.as_ref()));
+        let mut ssv = Ssv([0u8; SSV_LEN]);
+        for (s, (h, m)) in ssv.0.iter_mut().zip(sed[POINT_LEN..].iter().zip(mask.iter())) {
+            *s = h ^ m;
+        }
+        let r = Zeroizing::new(hash::to_scalar_mod_q(&[&ssv.0, &self.id]).to_words());
+        let test = self.own_table.mul(&r);
+        if bool::from(test.ct_eq_affine(&big_r)) {
+            Ok(ssv)
+        } else {
+            Err(Error::DecapsulationFailed)
+        }
+    }
+}
+
+impl fmt::Debug for ReceiverKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReceiverKey").finish_non_exhaustive()
+    }
+}
+
+/// Powers of g in PF_p, entry [w][d−1] = g^(d·16^w) normalised to 1 + x·i
+/// and stored as x.
+struct GPowTable {
+    windows: Vec<[Fp; 15]>,
+}
+
+impl GPowTable {
+    fn new() -> Self {
+        let mut elems = Vec::with_capacity(256 * 15);
+        let mut base = Fp2 { a: Fp::ONE, b: G };
+        for _ in 0..256 {
+            let mut m = base;
+            elems.push(m);
+            for _ in 2..=15 {
+                m = m.mul(&base);
+                elems.push(m);
+            }
+            base = base.square().square().square().square();
+        }
+        let mut inv_a: Vec<Fp> = elems.iter().map(|e| e.a).collect();
+        batch_invert(&mut inv_a);
+        let xs: Vec<Fp> = elems.iter().zip(inv_a.iter()).map(|(e, ia)| e.b.mul(ia)).collect();
+        let windows = xs
+            .chunks_exact(15)
+            .map(|c| {
+                let mut w = [Fp::ZERO; 15];
+                w.copy_from_slice(c);
+                w
+            })
+            .collect();
+        Self { windows }
+    }
+
+    /// g^k in its PF_p representation, in constant time.
+    fn pow(&self, k: &[u64; LIMBS]) -> Fp {
+        let mut v = Fp2::ONE;
+        for (w, entries) in self.windows.iter().enumerate() {
+            let bit = w * 4;
+            let digit = ((k[bit / 64] >> (bit % 64)) & 0xf) as u32;
+            // Digit 0 multiplies by 1 + 0·i = 1.
+            let mut x = Fp::ZERO;
+            for (d, e) in entries.iter().enumerate() {
+                x.conditional_assign(e, ((d + 1) as u32).ct_eq(&digit));
+            }
+            v = v.mul_by_one_plus(&x);
+        }
+        v.to_projective_ratio()
+    }
+}
+
+#[doc(hidden)]
+/// Test and benchmark hooks exposing intermediate values of RFC 6508's
+/// example; not part of the stable API.
+pub mod internal {
+    use super::*;
+
+    /// HashToIntegerRange(SSV || id, q) as 128 big-endian octets.
+    pub fn r_for(ssv: &Ssv, id: &[u8]) -> [u8; 128] {
+        limbs_to_bytes(&hash::to_scalar_mod_q(&[&ssv.0, id]).to_words())
+    }
+
+    /// g^r for r given as 128 big-endian octets.
+    pub fn g_pow(r: &[u8; 128]) -> [u8; 128] {
+        let k = U1024::from_be_slice(r).to_words();
+        G_TABLE.pow(&k).to_bytes()
+    }
+
+    /// ⟨P, P⟩ computed from scratch, to pin it to RFC 6509's g.
+    pub fn pairing_of_base() -> [u8; 128] {
+        MillerLines::new(&BASE).pairing(&BASE).to_bytes()
+    }
+
+    /// Forces the lazily built tables (for benchmarks that should not time them).
+    pub fn warm_up() {
+        LazyLock::force(&BASE_TABLE);
+        LazyLock::force(&G_TABLE);
+    }
+
+    /// Decodes and re-encodes a point (fuzzing the point decoder).
+    pub fn decode_point(bytes: &[u8]) -> Result<[u8; POINT_LEN], Error> {
+        Affine::from_bytes(bytes, "point").map(|p| p.to_bytes())
+    }
+}

@@ -1,0 +1,335 @@
+//! The supersingular curve E: y² = x³ − 3x over F_p (RFC 6508 section 3.1).
+//!
+//! Points are handled in Jacobian coordinates (x = X/Z², y = Y/Z³, Z = 0 for
+//! the point at infinity). Scalar multiplication by secret scalars uses fixed
+//! windows with constant-time table scans, so neither timing nor memory
+//! access depends on the scalar.
+
+use subtle::{Choice, ConditionallySelectable, ConstantTimeEq, CtOption};
+
+use super::fp::{BYTES, Fp, LIMBS};
+use super::fp2::batch_invert;
+
+/// Octets of an uncompressed point: 0x04 || x || y.
+pub(crate) const POINT_BYTES: usize = 1 + 2 * BYTES;
+
+/// Bits of window per table lookup.
+const WINDOW: usize = 4;
+/// Windows covering a 1024-bit scalar.
+const WINDOWS: usize = 1024 / WINDOW;
+
+/// A finite point with affine coordinates.
+#[derive(Clone, Copy)]
+pub(crate) struct Affine {
+    pub(crate) x: Fp,
+    pub(crate) y: Fp,
+}
+
+/// A point in Jacobian coordinates; Z = 0 is the point at infinity.
+#[derive(Clone, Copy)]
+pub(crate) struct Jacobian {
+    pub(crate) x: Fp,
+    pub(crate) y: Fp,
+    pub(crate) z: Fp,
+}
+
+/// y² == x³ − 3x.
+fn on_curve(x: &Fp, y: &Fp) -> Choice {
+    let x2 = x.square();
+    let rhs = x2.sub(&Fp::ONE.double().add(&Fp::ONE)).mul(x);
+    y.square().ct_eq(&rhs)
+}
+
+impl Affine {
+    /// Decodes 0x04 || x || y; errors name what was wrong.
+    pub(crate) fn from_bytes(bytes: &[u8], what: &'static str) -> Result<Self, crate::Error> {
+        if bytes.len() != POINT_BYTES {
+            return Err(crate::Error::InvalidLength {
+                what,
+                expected: POINT_BYTES,
+                actual: bytes.len(),
+            });
+        }
+        if bytes[0] != 0x04 {
+            return Err(crate::Error::InvalidPointEncoding(what));
+        }
+        let mut xb = [0u8; BYTES];
+        let mut yb = [0u8; BYTES];
+        xb.copy_from_slice(&bytes[1..1 + BYTES]);
+        yb.copy_from_slice(&bytes[1 + BYTES..]);
+        let x = Option::<Fp>::from(Fp::from_bytes(&xb));
+        let y = Option::<Fp>::from(Fp::from_bytes(&yb));
+        match (x, y) {
+            (Some(x), Some(y)) if bool::from(on_curve(&x, &y)) => Ok(Self { x, y }),
+            _ => Err(crate::Error::PointNotOnCurve(what)),
+        }
+    }
+
+    pub(crate) fn to_bytes(&self) -> [u8; POINT_BYTES] {
+        let mut out = [0u8; POINT_BYTES];
+        out[0] = 0x04;
+        out[1..1 + BYTES].copy_from_slice(&self.x.to_bytes());
+        out[1 + BYTES..].copy_from_slice(&self.y.to_bytes());
+        out
+    }
+
+    pub(crate) fn to_jacobian(self) -> Jacobian {
+        Jacobian {
+            x: self.x,
+            y: self.y,
+            z: Fp::ONE,
+        }
+    }
+}
+
+impl ConditionallySelectable for Affine {
+    fn conditional_select(a: &Self, b: &Self, choice: Choice) -> Self {
+        Self {
+            x: Fp::conditional_select(&a.x, &b.x, choice),
+            y: Fp::conditional_select(&a.y, &b.y, choice),
+        }
+    }
+}
+
+impl ConditionallySelectable for Jacobian {
+    fn conditional_select(a: &Self, b: &Self, choice: Choice) -> Self {
+        Self {
+            x: Fp::conditional_select(&a.x, &b.x, choice),
+            y: Fp::conditional_select(&a.y, &b.y, choice),
+            z: Fp::conditional_select(&a.z, &b.z, choice),
+        }
+    }
+}
+
+/// Intermediate values of a doubling that the Miller loop reuses for its
+/// tangent line.
+pub(crate) struct DoublingParts {
+    /// 3(X² − Z⁴), the tangent slope's numerator.
+    pub(crate) alpha: Fp,
+    /// Z².
+    pub(crate) delta: Fp,
+    /// Y².
+    pub(crate) gamma: Fp,
+}
+
+impl Jacobian {
+    pub(crate) const IDENTITY: Self = Self {
+        x: Fp::ONE,
+        y: Fp::ONE,
+        z: Fp::ZERO,
+    };
+
+    pub(crate) fn is_identity(&self) -> Choice {
+        self.z.is_zero()
+    }
+
+    /// Doubling for a = −3 ("dbl-2001-b", 3M + 5S); infinity stays infinity.
+    pub(crate) fn double(&self) -> Self {
+        self.double_with_parts().0
+    }
+
+    pub(crate) fn double_with_parts(&self) -> (Self, DoublingParts) {
+        let delta = self.z.square();
+        let gamma = self.y.square();
+        let beta = self.x.mul(&gamma);
+        let t = self.x.sub(&delta).mul(&self.x.add(&delta));
+        let alpha = t.double().add(&t);
+        let beta4 = beta.double().double();
+        let x3 = alpha.square().sub(&beta4.double());
+        let z3 = self.y.add(&self.z).square().sub(&gamma).sub(&delta);
+        let gamma2 = gamma.square();
+        let y3 = alpha
+            .mul(&beta4.sub(&x3))
+            .sub(&gamma2.double().double().double());
+        (
+            Self {
+                x: x3,
+                y: y3,
+                z: z3,
+            },
+            DoublingParts {
+                alpha,
+                delta,
+                gamma,
+            },
+        )
+    }
+
+    /// General addition ("add-2007-bl") handling every special case in
+    /// constant time: either input at infinity, P + P and P + (−P).
+    pub(crate) fn add(&self, rhs: &Self) -> Self {
+        let z1z1 = self.z.square();
+        let z2z2 = rhs.z.square();
+        let u1 = self.x.mul(&z2z2);
+        let u2 = rhs.x.mul(&z1z1);
+        let s1 = self.y.mul(&rhs.z).mul(&z2z2);
+        let s2 = rhs.y.mul(&self.z).mul(&z1z1);
+        let h = u2.sub(&u1);
+        let i = h.double().square();
+        let j = h.mul(&i);
+        let r = s2.sub(&s1).double();
+        let v = u1.mul(&i);
+        let x3 = r.square().sub(&j).sub(&v.double());
+        let y3 = r.mul(&v.sub(&x3)).sub(&s1.mul(&j).double());
+        let z3 = self.z.add(&rhs.z).square().sub(&z1z1).sub(&z2z2).mul(&h);
+        let mut out = Self {
+            x: x3,
+            y: y3,
+            z: z3,
+        };
+        let same = h.is_zero() & r.is_zero() & !self.is_identity() & !rhs.is_identity();
+        out = Self::conditional_select(&out, &self.double(), same);
+        out = Self::conditional_select(&out, rhs, self.is_identity());
+        Self::conditional_select(&out, self, rhs.is_identity())
+    }
+
+    /// Mixed addition with an affine point ("madd-2007-bl", 7M + 4S).
+    ///
+    /// Handles `self` at infinity and `skip` (add nothing) in constant time.
+    /// It does not handle self == ±rhs: callers guarantee that cannot occur
+    /// (see [`FixedBaseTable::mul`]).
+    pub(crate) fn add_affine_unchecked(&self, rhs: &Affine, skip: Choice) -> Self {
+        let z1z1 = self.z.square();
+        let u2 = rhs.x.mul(&z1z1);
+        let s2 = rhs.y.mul(&self.z).mul(&z1z1);
+        let h = u2.sub(&self.x);
+        let hh = h.square();
+        let i = hh.double().double();
+        let j = h.mul(&i);
+        let r = s2.sub(&self.y).double();
+        let v = self.x.mul(&i);
+        let x3 = r.square().sub(&j).sub(&v.double());
+        let y3 = r.mul(&v.sub(&x3)).sub(&self.y.mul(&j).double());
+        let z3 = self.z.add(&h).square().sub(&z1z1).sub(&hh);
+        let sum = Self {
+            x: x3,
+            y: y3,
+            z: z3,
+        };
+        let sum = Self::conditional_select(&sum, &rhs.to_jacobian(), self.is_identity());
+        Self::conditional_select(&sum, self, skip)
+    }
+
+    /// Converts to affine; `None` for the point at infinity.
+    pub(crate) fn to_affine(&self) -> CtOption<Affine> {
+        let zinv = self.z.invert();
+        let zinv2 = zinv.square();
+        let a = Affine {
+            x: self.x.mul(&zinv2),
+            y: self.y.mul(&zinv2.mul(&zinv)),
+        };
+        CtOption::new(a, !self.is_identity())
+    }
+
+    /// Whether this point equals the affine point `a`, in constant time.
+    pub(crate) fn ct_eq_affine(&self, a: &Affine) -> Choice {
+        let z2 = self.z.square();
+        let z3 = z2.mul(&self.z);
+        !self.is_identity() & self.x.ct_eq(&a.x.mul(&z2)) & self.y.ct_eq(&a.y.mul(&z3))
+    }
+
+    /// [k]self for any point and any scalar below 2^1024, in constant time:
+    /// 4-bit fixed windows over a 16-entry table scanned in full each time.
+    pub(crate) fn mul(&self, k: &[u64; LIMBS]) -> Self {
+        let mut table = [Self::IDENTITY; 1 << WINDOW];
+        table[1] = *self;
+        for d in 2..(1 << WINDOW) {
+            table[d] = table[d - 1].add(self);
+        }
+        let mut acc = Self::IDENTITY;
+        for w in (0..WINDOWS).rev() {
+            for _ in 0..WINDOW {
+                acc = acc.double();
+            }
+            let digit = window_digit(k, w);
+            let mut entry = Self::IDENTITY;
+            for (d, t) in table.iter().enumerate() {
+                entry.conditional_assign(t, (d as u32).ct_eq(&digit));
+            }
+            acc = acc.add(&entry);
+        }
+        acc
+    }
+}
+
+/// The 4-bit digit of `k` at window `w` (bits 4w .. 4w+3).
+#[inline(always)]
+fn window_digit(k: &[u64; LIMBS], w: usize) -> u32 {
+    let bit = w * WINDOW;
+    ((k[bit / 64] >> (bit % 64)) & ((1 << WINDOW) - 1)) as u32
+}
+
+/// Converts many Jacobian points (none at infinity) to affine with one
+/// field inversion.
+pub(crate) fn batch_to_affine(points: &[Jacobian]) -> Vec<Affine> {
+    let mut zs: Vec<Fp> = points.iter().map(|p| p.z).collect();
+    batch_invert(&mut zs);
+    points
+        .iter()
+        .zip(zs.iter())
+        .map(|(p, zinv)| {
+            let zinv2 = zinv.square();
+            Affine {
+                x: p.x.mul(&zinv2),
+                y: p.y.mul(&zinv2.mul(zinv)),
+            }
+        })
+        .collect()
+}
+
+/// Precomputed multiples of a fixed point of order q for fast constant-time
+/// scalar multiplication: entry [w][d−1] = [d·16^w]B for d in 1..=15.
+pub(crate) struct FixedBaseTable {
+    windows: Vec<[Affine; 15]>,
+}
+
+impl FixedBaseTable {
+    /// Builds the table for `base`, which must be a point of order q.
+    pub(crate) fn new(base: &Affine) -> Self {
+        let mut jac = Vec::with_capacity(WINDOWS * 15);
+        let mut b = base.to_jacobian();
+        for _ in 0..WINDOWS {
+            let mut m = b;
+            jac.push(m);
+            // Entries d·B for d ≥ 2 are sums of distinct multiples, so the
+            // general (special-case-handling) addition is used.
+            let b2 = b.double();
+            m = b2;
+            jac.push(m);
+            for _ in 3..=15 {
+                m = m.add(&b);
+                jac.push(m);
+            }
+            b = b2.double().double().double();
+        }
+        let affine = batch_to_affine(&jac);
+        let windows = affine
+            .chunks_exact(15)
+            .map(|c| {
+                let mut w = [c[0]; 15];
+                w.copy_from_slice(c);
+                w
+            })
+            .collect();
+        Self { windows }
+    }
+
+    /// [k]B for a scalar k below q, in constant time.
+    ///
+    /// With k < q and B of order q, every partial sum Σ_{j<w} d_j·16^j·B is
+    /// neither equal nor opposite to the next entry d_w·16^w·B unless one of
+    /// them is the point at infinity, which the mixed addition handles; so
+    /// the cheaper mixed addition is exact here.
+    pub(crate) fn mul(&self, k: &[u64; LIMBS]) -> Jacobian {
+        let mut acc = Jacobian::IDENTITY;
+        for (w, entries) in self.windows.iter().enumerate() {
+            let digit = window_digit(k, w);
+            let mut entry = entries[0];
+            for (d, t) in entries.iter().enumerate().skip(1) {
+                entry.conditional_assign(t, ((d + 1) as u32).ct_eq(&digit));
+            }
+            acc = acc.add_affine_unchecked(&entry, digit.ct_eq(&0));
+        }
+        acc
+    }
+}
