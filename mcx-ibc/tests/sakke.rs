@@ -11,6 +11,7 @@ use mcx_ibc::Error;
 use mcx_ibc::sakke::{
     self, KmsPublicKey, MasterSecret, ReceiverKey, Recipient, Rsk, SED_LEN, Ssv, extract_rsk,
 };
+use proptest::prelude::*;
 use serde_json::Value;
 
 fn rfc() -> Value {
@@ -87,7 +88,7 @@ fn rfc6508_encapsulation_reproduces_sed() {
     let kms = KmsPublicKey::from_bytes(&v.kms).unwrap();
     let ssv = Ssv::from_bytes(&v.ssv).unwrap();
     assert_eq!(sakke::encapsulate(&kms, &v.id, &ssv).unwrap().to_vec(), v.sed);
-    let cached = Recipient::new(&kms, &v.id).unwrap().with_table();
+    let cached = Recipient::new(&kms, &v.id).unwrap().with_table().unwrap();
     assert_eq!(cached.encapsulate(&ssv).unwrap().to_vec(), v.sed);
 }
 
@@ -99,4 +100,210 @@ fn rfc6508_decapsulation_recovers_ssv() {
     let key = ReceiverKey::new(&kms, &v.id, &rsk).unwrap();
     let ssv = key.decapsulate(&v.sed).unwrap();
     assert_eq!(ssv.as_bytes().to_vec(), v.ssv);
+}
+
+/// Streamwide's KMS public key and its users' RSKs (identity = 32-octet
+/// MIKEY-SAKKE UID) validate: RFC 6508 6.1.2 holds for another vendor's keys.
+#[test]
+fn vendor_rsks_validate_against_vendor_kms() {
+    let v = vendor();
+    let kms = KmsPublicKey::from_bytes(&hx(&v["kms"]["PubEncKey"])).unwrap();
+    for user in ["GMS", "Alice", "Bob"] {
+        let u = &v["users"][user];
+        let uid = hx(&u["UserID"]);
+        let rsk = Rsk::from_bytes(&hx(&u["UserDecryptKey"])).unwrap();
+        ReceiverKey::new(&kms, &uid, &rsk).unwrap_or_else(|e| panic!("{user}: {e}"));
+    }
+    // Alice's RSK is not Bob's.
+    let alice = Rsk::from_bytes(&hx(&v["users"]["Alice"]["UserDecryptKey"])).unwrap();
+    let bob_uid = hx(&v["users"]["Bob"]["UserID"]);
+    assert_eq!(
+        ReceiverKey::new(&kms, &bob_uid, &alice).unwrap_err(),
+        Error::KeyValidationFailed("SAKKE RSK")
+    );
+}
+
+/// Encapsulating to a vendor user and decapsulating with that user's
+/// vendor-issued RSK round-trips; another user's key cannot open it.
+#[test]
+fn vendor_users_round_trip() {
+    let v = vendor();
+    let kms = KmsPublicKey::from_bytes(&hx(&v["kms"]["PubEncKey"])).unwrap();
+    let bob = &v["users"]["Bob"];
+    let bob_uid = hx(&bob["UserID"]);
+    let bob_key =
+        ReceiverKey::new(&kms, &bob_uid, &Rsk::from_bytes(&hx(&bob["UserDecryptKey"])).unwrap())
+            .unwrap();
+    let alice = &v["users"]["Alice"];
+    let alice_key = ReceiverKey::new(
+        &kms,
+        &hx(&alice["UserID"]),
+        &Rsk::from_bytes(&hx(&alice["UserDecryptKey"])).unwrap(),
+    )
+    .unwrap();
+    let ssv = Ssv::from_bytes(&[0x5a; 16]).unwrap();
+    let sed = sakke::encapsulate(&kms, &bob_uid, &ssv).unwrap();
+    assert_eq!(bob_key.decapsulate(&sed).unwrap(), ssv);
+    assert_eq!(alice_key.decapsulate(&sed).unwrap_err(), Error::DecapsulationFailed);
+}
+
+fn rfc_receiver() -> (ReceiverKey, Vec<u8>) {
+    let v = rfc6508();
+    let kms = KmsPublicKey::from_bytes(&v.kms).unwrap();
+    let key = ReceiverKey::new(&kms, &v.id, &Rsk::from_bytes(&v.rsk).unwrap()).unwrap();
+    (key, v.sed)
+}
+
+#[test]
+fn altered_h_fails_the_mandatory_r_check() {
+    let (key, mut sed) = rfc_receiver();
+    sed[SED_LEN - 1] ^= 1;
+    assert_eq!(key.decapsulate(&sed).unwrap_err(), Error::DecapsulationFailed);
+}
+
+#[test]
+fn r_replaced_by_another_curve_point_fails() {
+    // R := P, a valid point of order q that was not made for this SSV.
+    let (key, mut sed) = rfc_receiver();
+    let v = rfc();
+    let p = &v["sakke_rfc6509_parameter_set_1"];
+    sed[1..129].copy_from_slice(&hx(&p["Px"]));
+    sed[129..257].copy_from_slice(&hx(&p["Py"]));
+    assert_eq!(key.decapsulate(&sed).unwrap_err(), Error::DecapsulationFailed);
+}
+
+#[test]
+fn malformed_sed_gets_named_errors() {
+    let (key, sed) = rfc_receiver();
+    assert_eq!(
+        key.decapsulate(&sed[..272]).unwrap_err(),
+        Error::InvalidLength { what: "SAKKE encapsulated data", expected: 273, actual: 272 }
+    );
+    let mut bad = sed.clone();
+    bad[0] = 0x02;
+    assert_eq!(key.decapsulate(&bad).unwrap_err(), Error::InvalidPointEncoding("SAKKE R"));
+    let mut bad = sed.clone();
+    bad[200] ^= 0x01;
+    assert_eq!(key.decapsulate(&bad).unwrap_err(), Error::PointNotOnCurve("SAKKE R"));
+    // Coordinates not below p.
+    let mut bad = sed.clone();
+    bad[1..129].fill(0xff);
+    assert_eq!(key.decapsulate(&bad).unwrap_err(), Error::PointNotOnCurve("SAKKE R"));
+    // (0, 0) is on y² = x³ − 3x but has order 2: rejected by the R check.
+    let mut bad = sed;
+    bad[1..257].fill(0);
+    assert_eq!(key.decapsulate(&bad).unwrap_err(), Error::DecapsulationFailed);
+}
+
+#[test]
+fn bad_keys_are_rejected_with_named_errors() {
+    let v = rfc6508();
+    assert_eq!(
+        MasterSecret::from_bytes(&[0]).unwrap_err(),
+        Error::ScalarOutOfRange("SAKKE master secret")
+    );
+    assert_eq!(
+        MasterSecret::from_bytes(&[1]).unwrap_err(),
+        Error::ScalarOutOfRange("SAKKE master secret")
+    );
+    let q = hx(&rfc()["sakke_rfc6509_parameter_set_1"]["q"]);
+    assert_eq!(
+        MasterSecret::from_bytes(&q).unwrap_err(),
+        Error::ScalarOutOfRange("SAKKE master secret")
+    );
+    assert!(matches!(
+        MasterSecret::from_bytes(&[1; 129]).unwrap_err(),
+        Error::InvalidLength { .. }
+    ));
+    assert_eq!(
+        KmsPublicKey::from_bytes(&v.kms[..256]).unwrap_err(),
+        Error::InvalidLength { what: "SAKKE KMS public key", expected: 257, actual: 256 }
+    );
+    let mut off = v.kms.clone();
+    off[256] ^= 1;
+    assert_eq!(
+        KmsPublicKey::from_bytes(&off).unwrap_err(),
+        Error::PointNotOnCurve("SAKKE KMS public key")
+    );
+    // (0, 0) is on the curve but of order 2, not q.
+    let mut order2 = vec![0u8; 257];
+    order2[0] = 4;
+    assert_eq!(
+        KmsPublicKey::from_bytes(&order2).unwrap_err(),
+        Error::PointNotInSubgroup("SAKKE KMS public key")
+    );
+    let mut rsk = v.rsk.clone();
+    rsk[5] ^= 0x10;
+    assert_eq!(Rsk::from_bytes(&rsk).unwrap_err(), Error::PointNotOnCurve("SAKKE RSK"));
+    let kms = KmsPublicKey::from_bytes(&v.kms).unwrap();
+    let rsk = Rsk::from_bytes(&v.rsk).unwrap();
+    assert_eq!(
+        ReceiverKey::new(&kms, b"someone else", &rsk).unwrap_err(),
+        Error::KeyValidationFailed("SAKKE RSK")
+    );
+    assert_eq!(
+        Recipient::new(&kms, b"").unwrap_err(),
+        Error::InvalidParameter("SAKKE identifier is empty")
+    );
+    assert!(matches!(Recipient::new(&kms, &[7; 257]).unwrap_err(), Error::InvalidLength { .. }));
+    assert!(matches!(Ssv::from_bytes(&[0; 15]).unwrap_err(), Error::InvalidLength { .. }));
+}
+
+#[test]
+fn secrets_do_not_print() {
+    let v = rfc6508();
+    let z = MasterSecret::from_bytes(&v.z).unwrap();
+    let rsk = Rsk::from_bytes(&v.rsk).unwrap();
+    let ssv = Ssv::from_bytes(&v.ssv).unwrap();
+    for s in [format!("{z:?}"), format!("{rsk:?}"), format!("{ssv:?}")] {
+        assert!(!s.contains("aff4") && !s.contains("1234") && !s.contains("93af"), "{s}");
+    }
+}
+
+#[test]
+fn generated_community_round_trips() {
+    let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+    let z = MasterSecret::generate(&mut rng);
+    let kms = z.public_key();
+    let id = b"sip:member@example.org";
+    let rsk = extract_rsk(&z, id).unwrap();
+    let key = ReceiverKey::new(&kms, id, &rsk).unwrap();
+    let ssv = Ssv::generate(&mut rng);
+    let sed = Recipient::new(&kms, id).unwrap().encapsulate(&ssv).unwrap();
+    assert_eq!(key.decapsulate(&sed).unwrap(), ssv);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Any single-bit change anywhere in the encapsulated data is caught.
+    #[test]
+    fn any_bit_flip_is_rejected(bit in 0usize..(SED_LEN * 8)) {
+        let (key, mut sed) = rfc_receiver();
+        sed[bit / 8] ^= 1 << (bit % 8);
+        prop_assert!(key.decapsulate(&sed).is_err());
+    }
+
+    /// Arbitrary bytes never panic the decoders or decapsulation.
+    #[test]
+    fn arbitrary_input_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let (key, _) = rfc_receiver();
+        let _ = key.decapsulate(&bytes);
+        let _ = KmsPublicKey::from_bytes(&bytes);
+        let _ = Rsk::from_bytes(&bytes);
+        let _ = MasterSecret::from_bytes(&bytes);
+    }
+
+    /// Random SSVs to random identities round-trip through a fresh community.
+    #[test]
+    fn random_ssv_round_trip(ssv in any::<[u8; 16]>(), id in proptest::collection::vec(any::<u8>(), 1..64)) {
+        let v = rfc6508();
+        let z = MasterSecret::from_bytes(&v.z).unwrap();
+        let kms = z.public_key();
+        let rsk = extract_rsk(&z, &id).unwrap();
+        let key = ReceiverKey::new(&kms, &id, &rsk).unwrap();
+        let ssv = Ssv::from_bytes(&ssv).unwrap();
+        let sed = sakke::encapsulate(&kms, &id, &ssv).unwrap();
+        prop_assert_eq!(key.decapsulate(&sed).unwrap(), ssv);
+    }
 }

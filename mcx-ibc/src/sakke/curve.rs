@@ -155,9 +155,20 @@ impl Jacobian {
         )
     }
 
-    /// General addition ("add-2007-bl") handling every special case in
-    /// constant time: either input at infinity, P + P and P + (−P).
+    /// General addition handling every special case in constant time:
+    /// either input at infinity, P + P and P + (−P).
     pub(crate) fn add(&self, rhs: &Self) -> Self {
+        let (sum, h_and_r_zero) = self.add_unchecked(rhs);
+        let same = h_and_r_zero & !self.is_identity() & !rhs.is_identity();
+        let out = Self::conditional_select(&sum, &self.double(), same);
+        let out = Self::conditional_select(&out, rhs, self.is_identity());
+        Self::conditional_select(&out, self, rhs.is_identity())
+    }
+
+    /// Addition "add-2007-bl" (11M + 5S) of two finite points that are
+    /// neither equal nor opposite; also returns whether they were equal
+    /// (so that [`Self::add`] can repair that case).
+    pub(crate) fn add_unchecked(&self, rhs: &Self) -> (Self, Choice) {
         let z1z1 = self.z.square();
         let z2z2 = rhs.z.square();
         let u1 = self.x.mul(&z2z2);
@@ -172,15 +183,12 @@ impl Jacobian {
         let x3 = r.square().sub(&j).sub(&v.double());
         let y3 = r.mul(&v.sub(&x3)).sub(&s1.mul(&j).double());
         let z3 = self.z.add(&rhs.z).square().sub(&z1z1).sub(&z2z2).mul(&h);
-        let mut out = Self {
+        let sum = Self {
             x: x3,
             y: y3,
             z: z3,
         };
-        let same = h.is_zero() & r.is_zero() & !self.is_identity() & !rhs.is_identity();
-        out = Self::conditional_select(&out, &self.double(), same);
-        out = Self::conditional_select(&out, rhs, self.is_identity());
-        Self::conditional_select(&out, self, rhs.is_identity())
+        (sum, h.is_zero() & r.is_zero())
     }
 
     /// Mixed addition with an affine point ("madd-2007-bl", 7M + 4S).
@@ -277,36 +285,68 @@ pub(crate) fn batch_to_affine(points: &[Jacobian]) -> Vec<Affine> {
         .collect()
 }
 
+/// Bits per signed digit of the fixed-base tables.
+pub(crate) const SIGNED_WINDOW: usize = 5;
+/// Signed digits covering any scalar below q (< 2^1022), plus the final carry.
+pub(crate) const SIGNED_WINDOWS: usize = 1023_usize.div_ceil(SIGNED_WINDOW);
+/// Table entries per signed window: multiples 1..=16.
+pub(crate) const SIGNED_ENTRIES: usize = 1 << (SIGNED_WINDOW - 1);
+
+/// Recodes k < 2^1022 into digits d_i in [−16, 15] with k = Σ d_i·32^i,
+/// without branches: each digit is returned as (|d_i|, d_i < 0).
+pub(crate) fn signed_digits(k: &[u64; LIMBS]) -> ([u8; SIGNED_WINDOWS], [u8; SIGNED_WINDOWS]) {
+    let mut mag = [0u8; SIGNED_WINDOWS];
+    let mut neg = [0u8; SIGNED_WINDOWS];
+    let mut carry = 0u32;
+    for w in 0..SIGNED_WINDOWS {
+        let pos = w * SIGNED_WINDOW;
+        let limb = pos / 64;
+        let shift = pos % 64;
+        let mut bits = k[limb] >> shift;
+        if shift + SIGNED_WINDOW > 64 && limb + 1 < LIMBS {
+            bits |= k[limb + 1] << (64 - shift);
+        }
+        let v = (bits as u32 & 31) + carry;
+        carry = (v + 16) >> 5;
+        let d = v as i32 - ((carry as i32) << 5);
+        let is_neg = (d >> 31) & 1;
+        mag[w] = ((d ^ -is_neg) + is_neg) as u8;
+        neg[w] = is_neg as u8;
+    }
+    (mag, neg)
+}
+
 /// Precomputed multiples of a fixed point of order q for fast constant-time
-/// scalar multiplication: entry [w][d−1] = [d·16^w]B for d in 1..=15.
+/// scalar multiplication with signed 5-bit digits: entry [w][m−1] =
+/// [m·32^w]B for m in 1..=16.
 pub(crate) struct FixedBaseTable {
-    windows: Vec<[Affine; 15]>,
+    windows: Vec<[Affine; SIGNED_ENTRIES]>,
 }
 
 impl FixedBaseTable {
     /// Builds the table for `base`, which must be a point of order q.
     pub(crate) fn new(base: &Affine) -> Self {
-        let mut jac = Vec::with_capacity(WINDOWS * 15);
+        let mut jac = Vec::with_capacity(SIGNED_WINDOWS * SIGNED_ENTRIES);
         let mut b = base.to_jacobian();
-        for _ in 0..WINDOWS {
-            let mut m = b;
-            jac.push(m);
-            // Entries d·B for d ≥ 2 are sums of distinct multiples, so the
-            // general (special-case-handling) addition is used.
+        for _ in 0..SIGNED_WINDOWS {
+            jac.push(b);
             let b2 = b.double();
-            m = b2;
+            let mut m = b2;
             jac.push(m);
-            for _ in 3..=15 {
-                m = m.add(&b);
+            // For m ≥ 3, (m − 1)·B and B are distinct and not opposite
+            // (B has order q > 16), so the unchecked addition is exact.
+            for _ in 3..=SIGNED_ENTRIES {
+                m = m.add_unchecked(&b).0;
                 jac.push(m);
             }
-            b = b2.double().double().double();
+            // 16·B doubled is the next window's base 32·B.
+            b = m.double();
         }
         let affine = batch_to_affine(&jac);
         let windows = affine
-            .chunks_exact(15)
+            .chunks_exact(SIGNED_ENTRIES)
             .map(|c| {
-                let mut w = [c[0]; 15];
+                let mut w = [c[0]; SIGNED_ENTRIES];
                 w.copy_from_slice(c);
                 w
             })
@@ -316,20 +356,107 @@ impl FixedBaseTable {
 
     /// [k]B for a scalar k below q, in constant time.
     ///
-    /// With k < q and B of order q, every partial sum Σ_{j<w} d_j·16^j·B is
-    /// neither equal nor opposite to the next entry d_w·16^w·B unless one of
-    /// them is the point at infinity, which the mixed addition handles; so
-    /// the cheaper mixed addition is exact here.
+    /// For every window but the last, the partial sum S = Σ_{j<w} d_j·32^j
+    /// has |S| < 32^w/1.9 while the entry is ±m·32^w with m ≥ 1, and both
+    /// S ∓ m·32^w stay below q in absolute value; so the accumulator is
+    /// never equal or opposite to the entry (as points of order q) unless
+    /// one is the point at infinity, which the mixed addition handles. The
+    /// last window lacks that margin and uses the complete addition.
     pub(crate) fn mul(&self, k: &[u64; LIMBS]) -> Jacobian {
+        let (mut mag, mut neg) = signed_digits(k);
         let mut acc = Jacobian::IDENTITY;
+        let last = self.windows.len() - 1;
         for (w, entries) in self.windows.iter().enumerate() {
-            let digit = window_digit(k, w);
+            let digit = u32::from(mag[w]);
             let mut entry = entries[0];
-            for (d, t) in entries.iter().enumerate().skip(1) {
-                entry.conditional_assign(t, ((d + 1) as u32).ct_eq(&digit));
+            for (m, t) in entries.iter().enumerate().skip(1) {
+                entry.conditional_assign(t, ((m + 1) as u32).ct_eq(&digit));
             }
-            acc = acc.add_affine_unchecked(&entry, digit.ct_eq(&0));
+            let neg_y = entry.y.neg();
+            entry.y.conditional_assign(&neg_y, Choice::from(neg[w]));
+            let skip = digit.ct_eq(&0);
+            if w == last {
+                let sum = acc.add(&entry.to_jacobian());
+                acc = Jacobian::conditional_select(&sum, &acc, skip);
+            } else {
+                acc = acc.add_affine_unchecked(&entry, skip);
+            }
         }
+        zeroize::Zeroize::zeroize(&mut mag);
+        zeroize::Zeroize::zeroize(&mut neg);
         acc
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sakke::params::{BASE, Q};
+    use crypto_bigint::U1024;
+
+    fn same(a: &Jacobian, b: &Jacobian) -> bool {
+        match (Option::<Affine>::from(a.to_affine()), Option::<Affine>::from(b.to_affine())) {
+            (Some(x), Some(y)) => x.to_bytes() == y.to_bytes(),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+
+    /// The fixed-base table agrees with the plain ladder on scalars at the
+    /// edges of the signed recoding: top-window carries, all-ones and
+    /// all-sixteen digit patterns, and values next to q and 2^1021.
+    #[test]
+    fn fixed_base_matches_variable_base_on_edge_scalars() {
+        let table = FixedBaseTable::new(&BASE);
+        let q = U1024::from_words(Q);
+        let one = U1024::ONE;
+        let two_1021 = one.shl(1021);
+        let mut pattern16 = [0u64; LIMBS];
+        for w in 0..(1020 / SIGNED_WINDOW) {
+            let pos = w * SIGNED_WINDOW + 4; // digit value 16 in every window
+            pattern16[pos / 64] |= 1 << (pos % 64);
+        }
+        let scalars = [
+            one,
+            U1024::from_u8(2),
+            U1024::from_u8(16),
+            U1024::from_u8(17),
+            q.wrapping_sub(&one),
+            q.wrapping_sub(&U1024::from_u8(16)),
+            two_1021,
+            two_1021.wrapping_sub(&one),
+            q.wrapping_sub(&two_1021),
+            two_1021.shl(1).wrapping_sub(&q),
+            one.shl(1020),
+            one.shl(1015).wrapping_mul(&U1024::from_u8(17)),
+            U1024::from_words(pattern16),
+            U1024::MAX.shr(2).wrapping_rem_vartime(&q),
+        ];
+        for k in scalars {
+            let words = k.to_words();
+            assert!(same(&table.mul(&words), &BASE.to_jacobian().mul(&words)), "{k}");
+        }
+        assert!(bool::from(table.mul(&[0; LIMBS]).is_identity()));
+    }
+
+    #[test]
+    fn order_of_base_is_q() {
+        assert!(bool::from(BASE.to_jacobian().mul(&Q).is_identity()));
+        let mut q_minus_1 = Q;
+        q_minus_1[0] -= 1;
+        assert!(!bool::from(BASE.to_jacobian().mul(&q_minus_1).is_identity()));
+    }
+
+    #[test]
+    fn signed_digits_reconstruct_the_scalar() {
+        let k = U1024::MAX.shr(3).to_words();
+        let (mag, neg) = signed_digits(&k);
+        let mut acc = U1024::ZERO;
+        for w in (0..SIGNED_WINDOWS).rev() {
+            acc = acc.shl(SIGNED_WINDOW as u32);
+            let d = U1024::from_u8(mag[w]);
+            acc = if neg[w] == 1 { acc.wrapping_sub(&d) } else { acc.wrapping_add(&d) };
+        }
+        assert_eq!(acc.to_words(), k);
     }
 }

@@ -28,15 +28,15 @@ mod pairing;
 mod params;
 
 use core::fmt;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock, OnceLock};
 
 use crypto_bigint::{NonZero, Odd, U1024, U2048};
 use rand_core::CryptoRng;
-use subtle::{ConditionallySelectable, ConstantTimeEq, ConstantTimeLess};
+use subtle::{Choice, ConditionallySelectable, ConstantTimeEq, ConstantTimeLess};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::Error;
-use curve::{Affine, FixedBaseTable, POINT_BYTES};
+use curve::{Affine, FixedBaseTable, POINT_BYTES, SIGNED_ENTRIES, SIGNED_WINDOWS, signed_digits};
 use fp::{Fp, LIMBS};
 use fp2::{Fp2, batch_invert};
 use pairing::MillerLines;
@@ -136,7 +136,7 @@ impl MasterSecret {
     pub fn public_key(&self) -> KmsPublicKey {
         let z = BASE_TABLE.mul(&self.z);
         let point = Option::from(z.to_affine()).unwrap_or(BASE);
-        KmsPublicKey { point }
+        KmsPublicKey::from_point(point)
     }
 }
 
@@ -162,9 +162,14 @@ fn limbs_to_bytes(limbs: &[u64; LIMBS]) -> [u8; 128] {
 }
 
 /// The KMS public key Z (RFC 6508 2.2): a point of order q.
+///
+/// The first encapsulation under a key builds a table of multiples of Z
+/// (about 1 MB, shared by clones), so that encapsulating to any identity of
+/// the community costs two fixed-base multiplications.
 #[derive(Clone)]
 pub struct KmsPublicKey {
     point: Affine,
+    table: Arc<OnceLock<FixedBaseTable>>,
 }
 
 impl KmsPublicKey {
@@ -175,7 +180,18 @@ impl KmsPublicKey {
         if !bool::from(point.to_jacobian().mul(&Q).is_identity()) {
             return Err(Error::PointNotInSubgroup("SAKKE KMS public key"));
         }
-        Ok(Self { point })
+        Ok(Self::from_point(point))
+    }
+
+    fn from_point(point: Affine) -> Self {
+        Self {
+            point,
+            table: Arc::new(OnceLock::new()),
+        }
+    }
+
+    fn table(&self) -> &FixedBaseTable {
+        self.table.get_or_init(|| FixedBaseTable::new(&self.point))
     }
 
     /// 0x04 || x || y.
@@ -307,30 +323,33 @@ impl PartialEq for Ssv {
 }
 impl Eq for Ssv {}
 
-/// The sender's view of a receiver: [b]P + Z cached, optionally with a
-/// table of its multiples for the fastest encapsulation.
+/// The sender's view of a receiver: its identifier as a scalar and the
+/// KMS public key, optionally with a table of multiples of [b]P + Z.
 pub struct Recipient {
     id: Vec<u8>,
-    point: Affine,
+    b: U1024,
+    kms: KmsPublicKey,
     table: Option<FixedBaseTable>,
 }
 
 impl Recipient {
-    /// Computes [b]P + Z for identifier `id` under `kms`.
+    /// Prepares encapsulation to identifier `id` under `kms`.
     pub fn new(kms: &KmsPublicKey, id: &[u8]) -> Result<Self, Error> {
         Ok(Self {
             id: id.to_vec(),
-            point: public_point(kms, id)?,
+            b: id_scalar(id)?,
+            kms: kms.clone(),
             table: None,
         })
     }
 
-    /// Also precomputes multiples of [b]P + Z (about 1 MB, a few tens of
-    /// milliseconds once), making each encapsulation about three times
-    /// faster. Worth it for a recipient written to often.
-    pub fn with_table(mut self) -> Self {
-        self.table = Some(FixedBaseTable::new(&self.point));
-        self
+    /// Also precomputes multiples of [b]P + Z (about 1 MB, tens of
+    /// milliseconds once), halving the cost of each encapsulation to this
+    /// recipient. Worth it for a recipient written to often.
+    pub fn with_table(mut self) -> Result<Self, Error> {
+        let point = public_point(&self.kms, &self.id)?;
+        self.table = Some(FixedBaseTable::new(&point));
+        Ok(self)
     }
 
     /// The identifier this recipient was built for.
@@ -341,16 +360,24 @@ impl Recipient {
     /// Encapsulates `ssv` to this recipient (RFC 6508 6.2.1): returns
     /// R_(b,S) || H, 273 octets.
     pub fn encapsulate(&self, ssv: &Ssv) -> Result<[u8; SED_LEN], Error> {
-        let r = Zeroizing::new(hash::to_scalar_mod_q(&[&ssv.0, &self.id]).to_words());
-        if bool::from(U1024::from_words(*r).is_zero()) {
+        let r_int = Zeroizing::new(hash::to_scalar_mod_q(&[&ssv.0, &self.id]));
+        if bool::from(r_int.is_zero()) {
             // Probability 2^-1022; R would be the point at infinity.
             return Err(Error::ScalarOutOfRange("SAKKE r"));
         }
+        let r = Zeroizing::new(r_int.to_words());
         let big_r = match &self.table {
             Some(t) => t.mul(&r),
-            None => self.point.to_jacobian().mul(&r),
+            None => {
+                // R = [r]([b]P + Z) = [r·b mod q]P + [r]Z: two fixed-base
+                // multiplications instead of one variable-base one.
+                let q = NonZero::new(q_u1024()).expect("q is non-zero");
+                let rb = Zeroizing::new(r_int.mul_mod(&self.b, &q).to_words());
+                BASE_TABLE.mul(&rb).add(&self.kms.table().mul(&r))
+            }
         };
-        let big_r: Affine = Option::from(big_r.to_affine()).ok_or(Error::ScalarOutOfRange("SAKKE r"))?;
+        let big_r: Affine =
+            Option::from(big_r.to_affine()).ok_or(Error::ScalarOutOfRange("SAKKE r"))?;
         let g_r = Zeroizing::new(G_TABLE.pow(&r).to_bytes());
         let mask = Zeroizing::new(hash::to_mask_128(g_r.as_ref()));
         let mut out = [0u8; SED_LEN];
@@ -448,32 +475,33 @@ impl fmt::Debug for ReceiverKey {
     }
 }
 
-/// Powers of g in PF_p, entry [w][d−1] = g^(d·16^w) normalised to 1 + x·i
-/// and stored as x.
+/// Powers of g in PF_p for signed 5-bit digits: entry [w][m−1] =
+/// g^(m·32^w) normalised to 1 + x·i and stored as x. The inverse of 1 + x·i
+/// is 1 − x·i in PF_p, so negative digits cost a negation.
 struct GPowTable {
-    windows: Vec<[Fp; 15]>,
+    windows: Vec<[Fp; SIGNED_ENTRIES]>,
 }
 
 impl GPowTable {
     fn new() -> Self {
-        let mut elems = Vec::with_capacity(256 * 15);
+        let mut elems = Vec::with_capacity(SIGNED_WINDOWS * SIGNED_ENTRIES);
         let mut base = Fp2 { a: Fp::ONE, b: G };
-        for _ in 0..256 {
+        for _ in 0..SIGNED_WINDOWS {
             let mut m = base;
             elems.push(m);
-            for _ in 2..=15 {
+            for _ in 2..=SIGNED_ENTRIES {
                 m = m.mul(&base);
                 elems.push(m);
             }
-            base = base.square().square().square().square();
+            base = m.square();
         }
         let mut inv_a: Vec<Fp> = elems.iter().map(|e| e.a).collect();
         batch_invert(&mut inv_a);
         let xs: Vec<Fp> = elems.iter().zip(inv_a.iter()).map(|(e, ia)| e.b.mul(ia)).collect();
         let windows = xs
-            .chunks_exact(15)
+            .chunks_exact(SIGNED_ENTRIES)
             .map(|c| {
-                let mut w = [Fp::ZERO; 15];
+                let mut w = [Fp::ZERO; SIGNED_ENTRIES];
                 w.copy_from_slice(c);
                 w
             })
@@ -481,19 +509,23 @@ impl GPowTable {
         Self { windows }
     }
 
-    /// g^k in its PF_p representation, in constant time.
+    /// g^k (k below q) in its PF_p representation, in constant time.
     fn pow(&self, k: &[u64; LIMBS]) -> Fp {
+        let (mut mag, mut neg) = signed_digits(k);
         let mut v = Fp2::ONE;
         for (w, entries) in self.windows.iter().enumerate() {
-            let bit = w * 4;
-            let digit = ((k[bit / 64] >> (bit % 64)) & 0xf) as u32;
+            let digit = u32::from(mag[w]);
             // Digit 0 multiplies by 1 + 0·i = 1.
             let mut x = Fp::ZERO;
-            for (d, e) in entries.iter().enumerate() {
-                x.conditional_assign(e, ((d + 1) as u32).ct_eq(&digit));
+            for (m, e) in entries.iter().enumerate() {
+                x.conditional_assign(e, ((m + 1) as u32).ct_eq(&digit));
             }
+            let neg_x = x.neg();
+            x.conditional_assign(&neg_x, Choice::from(neg[w]));
             v = v.mul_by_one_plus(&x);
         }
+        mag.zeroize();
+        neg.zeroize();
         v.to_projective_ratio()
     }
 }
@@ -529,5 +561,27 @@ pub mod internal {
     /// Decodes and re-encodes a point (fuzzing the point decoder).
     pub fn decode_point(bytes: &[u8]) -> Result<[u8; POINT_LEN], Error> {
         Affine::from_bytes(bytes, "point").map(|p| p.to_bytes())
+    }
+}
+
+#[doc(hidden)]
+pub mod bench_internal {
+    //! Field-level hooks for micro-benchmarks.
+    use super::*;
+    /// n chained multiplications.
+    pub fn mul_chain(n: usize) -> [u8; 128] {
+        let mut x = G;
+        for _ in 0..n {
+            x = x.mul(&BASE.x);
+        }
+        x.to_bytes()
+    }
+    /// n inversions.
+    pub fn inv_chain(n: usize) -> [u8; 128] {
+        let mut x = G;
+        for _ in 0..n {
+            x = x.invert();
+        }
+        x.to_bytes()
     }
 }
