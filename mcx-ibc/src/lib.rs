@@ -10,6 +10,8 @@
 //!   decapsulation. See [`sakke`].
 //! - **MC identities** (TS 33.180 Annex F.2.1): the MIKEY-SAKKE UID and key
 //!   periods. See [`uid`].
+//! - **KMS communities**: generating a KMS's secrets and issuing a user's
+//!   UID-bound keys for a key period. See [`kms`].
 //!
 //! The crate never reads a clock or the operating system's RNG: randomness is
 //! passed in as a [`rand_core::CryptoRng`], time as a number of seconds.
@@ -21,6 +23,7 @@
 
 mod error;
 pub mod eccsi;
+pub mod kms;
 pub mod sakke;
 pub mod uid;
 

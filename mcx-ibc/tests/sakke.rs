@@ -100,6 +100,11 @@ fn rfc6508_decapsulation_recovers_ssv() {
     let key = ReceiverKey::new(&kms, &v.id, &rsk).unwrap();
     let ssv = key.decapsulate(&v.sed).unwrap();
     assert_eq!(ssv.as_bytes().to_vec(), v.ssv);
+    let key = key.with_table();
+    assert_eq!(key.decapsulate(&v.sed).unwrap().as_bytes().to_vec(), v.ssv);
+    let mut bad = v.sed;
+    bad[SED_LEN - 1] ^= 0x80;
+    assert_eq!(key.decapsulate(&bad).unwrap_err(), Error::DecapsulationFailed);
 }
 
 /// Streamwide's KMS public key and its users' RSKs (identity = 32-octet

@@ -126,7 +126,7 @@ impl Fp {
 
     /// Encodes as a 128-octet big-endian integer.
     pub(crate) fn to_bytes(&self) -> [u8; BYTES] {
-        let plain = self.from_montgomery();
+        let plain = self.to_canonical_limbs();
         let mut out = [0u8; BYTES];
         for (i, chunk) in out.rchunks_exact_mut(8).enumerate() {
             chunk.copy_from_slice(&plain[i].to_be_bytes());
@@ -135,7 +135,7 @@ impl Fp {
     }
 
     /// Leaves Montgomery form: the plain integer's limbs.
-    pub(crate) fn from_montgomery(&self) -> [u64; LIMBS] {
+    pub(crate) fn to_canonical_limbs(&self) -> [u64; LIMBS] {
         let mut one = [0u64; LIMBS];
         one[0] = 1;
         self.mul(&Self(one)).0

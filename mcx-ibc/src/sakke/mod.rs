@@ -20,8 +20,13 @@
 //! time; the pairing walks a fixed schedule, scalar multiplications use
 //! fixed windows with full table scans.
 
+// Field elements are 128-octet Copy values: hot paths take them by reference,
+// and limb loops index several arrays in step.
+#[allow(clippy::wrong_self_convention, clippy::needless_range_loop)]
 mod curve;
+#[allow(clippy::wrong_self_convention, clippy::needless_range_loop)]
 mod fp;
+#[allow(clippy::wrong_self_convention)]
 mod fp2;
 mod hash;
 mod pairing;
@@ -36,7 +41,7 @@ use subtle::{Choice, ConditionallySelectable, ConstantTimeEq, ConstantTimeLess};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::Error;
-use curve::{Affine, FixedBaseTable, POINT_BYTES, SIGNED_ENTRIES, SIGNED_WINDOWS, signed_digits};
+use curve::{Affine, FixedBaseTable, Jacobian, POINT_BYTES, SIGNED_ENTRIES, SIGNED_WINDOWS, signed_digits};
 use fp::{Fp, LIMBS};
 use fp2::{Fp2, batch_invert};
 use pairing::MillerLines;
@@ -368,13 +373,8 @@ impl Recipient {
         let r = Zeroizing::new(r_int.to_words());
         let big_r = match &self.table {
             Some(t) => t.mul(&r),
-            None => {
-                // R = [r]([b]P + Z) = [r·b mod q]P + [r]Z: two fixed-base
-                // multiplications instead of one variable-base one.
-                let q = NonZero::new(q_u1024()).expect("q is non-zero");
-                let rb = Zeroizing::new(r_int.mul_mod(&self.b, &q).to_words());
-                BASE_TABLE.mul(&rb).add(&self.kms.table().mul(&r))
-            }
+            // Two fixed-base multiplications instead of one variable-base one.
+            None => mul_public_point(&r_int, &self.b, &self.kms),
         };
         let big_r: Affine =
             Option::from(big_r.to_affine()).ok_or(Error::ScalarOutOfRange("SAKKE r"))?;
@@ -404,18 +404,22 @@ pub fn encapsulate(kms: &KmsPublicKey, id: &[u8], ssv: &Ssv) -> Result<[u8; SED_
 }
 
 /// A receiver's validated key, ready to decapsulate: the RSK's Miller-loop
-/// lines and a table of multiples of its own [b]P + Z are precomputed.
+/// lines are precomputed, and optionally a table of multiples of the
+/// receiver's own [b]P + Z.
 pub struct ReceiverKey {
     id: Vec<u8>,
+    b: U1024,
+    kms: KmsPublicKey,
     lines: MillerLines,
     own_point: Affine,
-    own_table: FixedBaseTable,
+    own_table: Option<FixedBaseTable>,
 }
 
 impl ReceiverKey {
     /// Validates `rsk` for identifier `id` under `kms` (RFC 6508 6.1.2:
-    /// ⟨[b]P + Z, K_b⟩ = g) and precomputes what decapsulation needs.
+    /// ⟨[b]P + Z, K_b⟩ = g) and precomputes the RSK's Miller-loop lines.
     pub fn new(kms: &KmsPublicKey, id: &[u8], rsk: &Rsk) -> Result<Self, Error> {
+        let b = id_scalar(id)?;
         let own_point = public_point(kms, id)?;
         let lines = MillerLines::new(&rsk.point);
         if !bool::from(lines.pairing(&own_point).ct_eq(&G)) {
@@ -423,10 +427,22 @@ impl ReceiverKey {
         }
         Ok(Self {
             id: id.to_vec(),
+            b,
+            kms: kms.clone(),
             lines,
-            own_table: FixedBaseTable::new(&own_point),
             own_point,
+            own_table: None,
         })
+    }
+
+    /// Also precomputes multiples of [b]P + Z (about 1 MB, tens of
+    /// milliseconds once) so that the mandatory R check of each
+    /// decapsulation costs one fixed-base multiplication instead of two.
+    /// Worth it for a receiver that decapsulates often (e.g. a GMS or a
+    /// long-running client).
+    pub fn with_table(mut self) -> Self {
+        self.own_table = Some(FixedBaseTable::new(&self.own_point));
+        self
     }
 
     /// The identifier this key belongs to.
@@ -459,14 +475,27 @@ impl ReceiverKey {
         for (s, (h, m)) in ssv.0.iter_mut().zip(sed[POINT_LEN..].iter().zip(mask.iter())) {
             *s = h ^ m;
         }
-        let r = Zeroizing::new(hash::to_scalar_mod_q(&[&ssv.0, &self.id]).to_words());
-        let test = self.own_table.mul(&r);
+        let r_int = Zeroizing::new(hash::to_scalar_mod_q(&[&ssv.0, &self.id]));
+        let r = Zeroizing::new(r_int.to_words());
+        let test = match &self.own_table {
+            Some(t) => t.mul(&r),
+            None => mul_public_point(&r_int, &self.b, &self.kms),
+        };
         if bool::from(test.ct_eq_affine(&big_r)) {
             Ok(ssv)
         } else {
             Err(Error::DecapsulationFailed)
         }
     }
+}
+
+/// [r]([b]P + Z) as [r·b mod q]P + [r]Z: two fixed-base multiplications
+/// over tables shared by every identity of the community.
+fn mul_public_point(r: &U1024, b: &U1024, kms: &KmsPublicKey) -> Jacobian {
+    let q = NonZero::new(q_u1024()).expect("q is non-zero");
+    let rb = Zeroizing::new(r.mul_mod(b, &q).to_words());
+    let r = Zeroizing::new(r.to_words());
+    BASE_TABLE.mul(&rb).add(&kms.table().mul(&r))
 }
 
 impl fmt::Debug for ReceiverKey {

@@ -1,0 +1,769 @@
+//! End-to-end tests of the `mcx` binary: published vectors through the
+//! subcommands, a full KMS/user flow, and error reporting.
+#![allow(clippy::unwrap_used)]
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+const RFC_VECTORS: &str = include_str!("../../mcx-ibc/tests/data/rfc6507-6508-6509.json");
+const STREAMWIDE_VECTORS: &str =
+    include_str!("../../mcx-ibc/tests/data/streamwide-mikey-sakke.json");
+
+/// What a run of the binary gave.
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn mcx_with_stdin(args: &[&str], stdin: &[u8]) -> Run {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mcx"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    Run {
+        code: out.status.code().unwrap(),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+fn mcx(args: &[&str]) -> Run {
+    mcx_with_stdin(args, b"")
+}
+
+/// Runs `args`, expects success and no stderr, returns trimmed stdout.
+fn ok(args: &[&str]) -> String {
+    let run = mcx(args);
+    assert_eq!(run.code, 0, "{args:?} failed: {}", run.stderr);
+    assert!(run.stderr.is_empty(), "{args:?}: stderr {}", run.stderr);
+    run.stdout.trim().to_owned()
+}
+
+/// Runs `args`, expects exit 1 with exactly one stderr line `error: ...`
+/// containing `needle`, and nothing on stdout.
+fn fails(args: &[&str], needle: &str) -> String {
+    let run = mcx(args);
+    assert_eq!(run.code, 1, "{args:?} should fail: stdout {}", run.stdout);
+    assert!(run.stdout.is_empty(), "{args:?}: stdout {}", run.stdout);
+    assert_eq!(run.stderr.lines().count(), 1, "{args:?}: {}", run.stderr);
+    assert!(run.stderr.ends_with('\n'));
+    assert!(run.stderr.starts_with("error: "), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(needle),
+        "{args:?}: {:?} does not contain {needle:?}",
+        run.stderr
+    );
+    run.stderr
+}
+
+fn rfc() -> Value {
+    serde_json::from_str(RFC_VECTORS).unwrap()
+}
+
+fn field(v: &Value, key: &str) -> String {
+    v[key].as_str().unwrap().to_owned()
+}
+
+/// A fresh directory for one test's files.
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("mcx-cli-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn path(dir: &std::path::Path, file: &str) -> String {
+    dir.join(file).to_str().unwrap().to_owned()
+}
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap()
+}
+
+#[test]
+fn help_documents_every_subcommand() {
+    let help = ok(&["--help"]);
+    for command in [
+        "kms init",
+        "kms public",
+        "kms issue",
+        "uid",
+        "eccsi sign",
+        "eccsi verify",
+        "sakke encap",
+        "sakke decap",
+        "selfcheck",
+        "Exit status",
+    ] {
+        assert!(help.contains(command), "mcx --help lacks {command}");
+    }
+    for (command, flags) in [
+        (
+            vec!["kms", "init"],
+            vec!["--kms-uri", "--key-period", "--key-period-offset", "--out"],
+        ),
+        (vec!["kms", "public"], vec!["COMMUNITY.json", "--out"]),
+        (vec!["kms", "issue"], vec!["--user", "--period-no", "--at"]),
+        (
+            vec!["uid"],
+            vec!["--uri", "--kms-uri", "--community", "--json"],
+        ),
+        (
+            vec!["eccsi", "sign"],
+            vec!["--keys", "--msg-hex", "--msg-file", "129 octets"],
+        ),
+        (
+            vec!["eccsi", "verify"],
+            vec!["--kpak", "--id", "--sig", "--community"],
+        ),
+        (
+            vec!["sakke", "encap"],
+            vec!["--z", "--id", "--ssv", "\"sed\""],
+        ),
+        (vec!["sakke", "decap"], vec!["--keys", "--rsk", "--sed"]),
+        (vec!["selfcheck"], vec!["RFC 6507"]),
+    ] {
+        let mut args = command.clone();
+        args.push("--help");
+        let help = ok(&args);
+        for flag in flags {
+            assert!(help.contains(flag), "mcx {command:?} --help lacks {flag}");
+        }
+    }
+    assert!(ok(&["kms", "--help"]).contains("\"z_public\""));
+}
+
+#[test]
+fn rfc6507_vector_verifies_and_a_flipped_bit_fails() {
+    let v = &rfc()["eccsi_rfc6507_appendix_a"];
+    let (kpak, id, msg, sig) = (
+        field(v, "KPAK"),
+        field(v, "ID"),
+        field(v, "M"),
+        field(v, "SIG"),
+    );
+    let verify = |sig: &str| {
+        vec![
+            "eccsi",
+            "verify",
+            "--kpak",
+            &kpak,
+            "--id",
+            &id,
+            "--msg-hex",
+            &msg,
+            "--sig",
+            sig,
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect::<Vec<_>>()
+    };
+    let args = verify(&sig);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert_eq!(ok(&args), "valid");
+
+    // Upper case and surrounding whitespace are accepted.
+    let loose = format!("  {}\n", sig.to_uppercase());
+    let args = verify(&loose);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert_eq!(ok(&args), "valid");
+
+    // One bit of s flipped.
+    let mut bytes = hex::decode(&sig).unwrap();
+    bytes[63] ^= 0x01;
+    let flipped = hex::encode(bytes);
+    let args = verify(&flipped);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    fails(&args, "ECCSI signature is invalid");
+
+    // The message as a file and from stdin.
+    let dir = temp_dir("rfc6507");
+    let msg_file = path(&dir, "msg.bin");
+    std::fs::write(&msg_file, hex::decode(&msg).unwrap()).unwrap();
+    assert_eq!(
+        ok(&[
+            "eccsi",
+            "verify",
+            "--kpak",
+            &kpak,
+            "--id",
+            &id,
+            "--msg-file",
+            &msg_file,
+            "--sig",
+            &sig
+        ]),
+        "valid"
+    );
+    let run = mcx_with_stdin(
+        &[
+            "eccsi",
+            "verify",
+            "--kpak",
+            &kpak,
+            "--id",
+            &id,
+            "--msg-file",
+            "-",
+            "--sig",
+            &sig,
+        ],
+        &hex::decode(&msg).unwrap(),
+    );
+    assert_eq!(
+        (run.code, run.stdout.trim()),
+        (0, "valid"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn rfc6507_keys_sign_with_explicit_flags() {
+    let v = &rfc()["eccsi_rfc6507_appendix_a"];
+    let (kpak, id) = (field(v, "KPAK"), field(v, "ID"));
+    let sig = ok(&[
+        "eccsi",
+        "sign",
+        "--kpak",
+        &kpak,
+        "--id",
+        &id,
+        "--ssk",
+        &field(v, "SSK"),
+        "--pvt",
+        &field(v, "PVT"),
+        "--msg-hex",
+        &field(v, "M"),
+    ]);
+    assert_eq!(sig.len(), 2 * 129);
+    assert_ne!(sig, field(v, "SIG"), "j must be random");
+    assert_eq!(
+        ok(&[
+            "eccsi",
+            "verify",
+            "--kpak",
+            &kpak,
+            "--id",
+            &id,
+            "--msg-hex",
+            &field(v, "M"),
+            "--sig",
+            &sig
+        ]),
+        "valid"
+    );
+    // An SSK that does not belong to the identifier is refused before signing.
+    fails(
+        &[
+            "eccsi",
+            "sign",
+            "--kpak",
+            &kpak,
+            "--id",
+            "00",
+            "--ssk",
+            &field(v, "SSK"),
+            "--pvt",
+            &field(v, "PVT"),
+            "--msg-hex",
+            "00",
+        ],
+        "does not validate",
+    );
+}
+
+#[test]
+fn rfc6508_sed_decapsulates_and_encapsulation_reproduces_it() {
+    let v = &rfc()["sakke_rfc6508_appendix_a"];
+    let (z, id, rsk, sed, ssv) = (
+        field(v, "Z_S"),
+        field(v, "ID_b"),
+        field(v, "RSK"),
+        field(v, "SED"),
+        field(v, "SSV"),
+    );
+    assert_eq!(
+        ok(&[
+            "sakke", "decap", "--z", &z, "--id", &id, "--rsk", &rsk, "--sed", &sed
+        ]),
+        ssv
+    );
+    let out = json(&ok(&[
+        "sakke", "encap", "--z", &z, "--id", &id, "--ssv", &ssv,
+    ]));
+    assert_eq!(out["ssv"], ssv.as_str());
+    assert_eq!(out["sed"], sed.as_str());
+
+    // Altered H: opaque failure, exit 1.
+    let mut bytes = hex::decode(&sed).unwrap();
+    *bytes.last_mut().unwrap() ^= 0x80;
+    fails(
+        &[
+            "sakke",
+            "decap",
+            "--z",
+            &z,
+            "--id",
+            &id,
+            "--rsk",
+            &rsk,
+            "--sed",
+            &hex::encode(bytes),
+        ],
+        "SAKKE decapsulation failed",
+    );
+    // The RSK of another identifier does not validate.
+    fails(
+        &[
+            "sakke", "decap", "--z", &z, "--id", "01", "--rsk", &rsk, "--sed", &sed,
+        ],
+        "--rsk: SAKKE RSK does not validate",
+    );
+}
+
+#[test]
+fn streamwide_uid_vectors() {
+    let v: Value = serde_json::from_str(STREAMWIDE_VECTORS).unwrap();
+    let cases = v["uid_format_2"].as_array().unwrap();
+    assert_eq!(cases.len(), 5);
+    for case in cases {
+        let num = |key: &str| case[key].as_u64().unwrap().to_string();
+        let (period, offset, no) = (
+            num("key_period"),
+            num("key_period_offset"),
+            num("key_period_no"),
+        );
+        let args = [
+            "uid",
+            "--uri",
+            case["uri"].as_str().unwrap(),
+            "--kms-uri",
+            case["kms_uri"].as_str().unwrap(),
+            "--key-period",
+            &period,
+            "--key-period-offset",
+            &offset,
+            "--period-no",
+            &no,
+        ];
+        assert_eq!(ok(&args), case["uid"].as_str().unwrap(), "{case}");
+        let mut with_json = args.to_vec();
+        with_json.push("--json");
+        let out = json(&ok(&with_json));
+        assert_eq!(out["uid"], case["uid"]);
+        assert_eq!(out["key_period_no"], case["key_period_no"]);
+    }
+    // A user of the Streamwide KMS, with the period taken from a time in it
+    // (KeyPeriodNo 236 of 16777215 s from 1900: the second half of 2025).
+    let kms = &v["kms"];
+    let alice = &v["users"]["Alice"];
+    let out = json(&ok(&[
+        "uid",
+        "--uri",
+        alice["UserUri"].as_str().unwrap(),
+        "--kms-uri",
+        kms["KmsUri"].as_str().unwrap(),
+        "--key-period",
+        kms["UserKeyPeriod"].as_str().unwrap(),
+        "--key-period-offset",
+        kms["UserKeyOffset"].as_str().unwrap(),
+        "--at",
+        "1760000000",
+        "--json",
+    ]));
+    assert_eq!(out["uid"], alice["UserID"]);
+    assert_eq!(out["key_period_no"], 236);
+    let (start, end) = (
+        out["key_period_start"].as_u64().unwrap(),
+        out["key_period_end"].as_u64().unwrap(),
+    );
+    assert!(start <= 1_760_000_000 && 1_760_000_000 < end && end - start == 16_777_215);
+}
+
+#[test]
+fn full_flow_kms_issue_sign_verify_encap_decap() {
+    let dir = temp_dir("flow");
+    let (community, public, alice, bob) = (
+        path(&dir, "community.json"),
+        path(&dir, "public.json"),
+        path(&dir, "alice.json"),
+        path(&dir, "bob.json"),
+    );
+    assert_eq!(
+        ok(&[
+            "kms",
+            "init",
+            "--kms-uri",
+            "kms.example.org",
+            "--out",
+            &community
+        ]),
+        ""
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&community).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "community file must not be group/world readable"
+        );
+    }
+    // Secrets are not overwritten by accident.
+    fails(
+        &[
+            "kms",
+            "init",
+            "--kms-uri",
+            "kms.example.org",
+            "--out",
+            &community,
+        ],
+        "already exists",
+    );
+
+    ok(&["kms", "public", &community, "--out", &public]);
+    let pub_json = json(&std::fs::read_to_string(&public).unwrap());
+    assert!(pub_json.get("ksak").is_none() && pub_json.get("z").is_none());
+    assert_eq!(pub_json["key_period"], 2_592_000);
+
+    let period = "1500";
+    ok(&[
+        "kms",
+        "issue",
+        &community,
+        "--user",
+        "sip:alice@example.org",
+        "--period-no",
+        period,
+        "--out",
+        &alice,
+    ]);
+    ok(&[
+        "kms",
+        "issue",
+        &community,
+        "--user",
+        "sip:bob@example.org",
+        "--period-no",
+        period,
+        "--out",
+        &bob,
+    ]);
+    let alice_json = json(&std::fs::read_to_string(&alice).unwrap());
+    for key in [
+        "user_uri",
+        "kms_uri",
+        "key_period",
+        "key_period_offset",
+        "key_period_no",
+        "uid",
+        "kpak",
+        "z_public",
+        "ssk",
+        "pvt",
+        "rsk",
+    ] {
+        assert!(alice_json.get(key).is_some(), "user keys lack {key}");
+    }
+    let alice_uid = ok(&[
+        "uid",
+        "--community",
+        &public,
+        "--uri",
+        "sip:alice@example.org",
+        "--period-no",
+        period,
+    ]);
+    let bob_uid = ok(&[
+        "uid",
+        "--community",
+        &public,
+        "--uri",
+        "sip:bob@example.org",
+        "--period-no",
+        period,
+    ]);
+    assert_eq!(alice_json["uid"], alice_uid.as_str());
+
+    // Alice signs; anyone with the public values verifies with her UID.
+    let sig = ok(&["eccsi", "sign", "--keys", &alice, "--msg-text", "hello bob"]);
+    assert_eq!(
+        ok(&[
+            "eccsi",
+            "verify",
+            "--community",
+            &public,
+            "--id",
+            &alice_uid,
+            "--msg-text",
+            "hello bob",
+            "--sig",
+            &sig
+        ]),
+        "valid"
+    );
+    assert_eq!(
+        ok(&[
+            "eccsi",
+            "verify",
+            "--keys",
+            &alice,
+            "--msg-hex",
+            &hex::encode("hello bob"),
+            "--sig",
+            &sig
+        ]),
+        "valid"
+    );
+    fails(
+        &[
+            "eccsi",
+            "verify",
+            "--community",
+            &public,
+            "--id",
+            &bob_uid,
+            "--msg-text",
+            "hello bob",
+            "--sig",
+            &sig,
+        ],
+        "ECCSI signature is invalid",
+    );
+    fails(
+        &[
+            "eccsi",
+            "verify",
+            "--community",
+            &public,
+            "--id",
+            &alice_uid,
+            "--msg-text",
+            "hello bob!",
+            "--sig",
+            &sig,
+        ],
+        "ECCSI signature is invalid",
+    );
+
+    // Encapsulate to Bob; Bob decapsulates the same SSV; Alice cannot.
+    let encap = json(&ok(&[
+        "sakke",
+        "encap",
+        "--community",
+        &public,
+        "--id",
+        &bob_uid,
+    ]));
+    let (ssv, sed) = (
+        encap["ssv"].as_str().unwrap(),
+        encap["sed"].as_str().unwrap(),
+    );
+    assert_eq!(ssv.len(), 32);
+    assert_eq!(sed.len(), 2 * 273);
+    assert_eq!(ok(&["sakke", "decap", "--keys", &bob, "--sed", sed]), ssv);
+    fails(
+        &["sakke", "decap", "--keys", &alice, "--sed", sed],
+        "SAKKE decapsulation failed",
+    );
+
+    // The keys file can come from stdin.
+    let run = mcx_with_stdin(
+        &["sakke", "decap", "--keys", "-", "--sed", sed],
+        std::fs::read_to_string(&bob).unwrap().as_bytes(),
+    );
+    assert_eq!((run.code, run.stdout.trim()), (0, ssv), "{}", run.stderr);
+}
+
+#[test]
+fn malformed_input_is_one_line_naming_the_culprit() {
+    let v = &rfc()["eccsi_rfc6507_appendix_a"];
+    let (kpak, id, sig) = (field(v, "KPAK"), field(v, "ID"), field(v, "SIG"));
+    let verify = |kpak: &str, sig: &str| {
+        [
+            "eccsi",
+            "verify",
+            "--kpak",
+            kpak,
+            "--id",
+            &id,
+            "--msg-hex",
+            "00",
+            "--sig",
+            sig,
+        ]
+        .map(str::to_owned)
+    };
+    let run = |args: [String; 10], needle: &str| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        fails(&args, needle);
+    };
+    // Bad hex, with the position.
+    run(
+        verify(&kpak, &format!("{}zz", &sig[..4])),
+        "--sig: invalid hex character 'z' at position 4",
+    );
+    run(
+        verify(&kpak, &sig[1..]),
+        "--sig: invalid hex: odd number of digits",
+    );
+    // Wrong lengths.
+    run(
+        verify(&kpak, &sig[..256]),
+        "--sig: ECCSI signature: expected 129 octets, got 128",
+    );
+    run(
+        verify(&kpak[..128], &sig),
+        "--kpak: ECCSI KPAK: expected 65 octets, got 64",
+    );
+    // A point off the curve.
+    let mut off_curve = hex::decode(&kpak).unwrap();
+    off_curve[64] ^= 1;
+    run(
+        verify(&hex::encode(off_curve), &sig),
+        "--kpak: ECCSI KPAK: point is not on the curve",
+    );
+
+    let dir = temp_dir("malformed");
+    let missing = path(&dir, "missing.json");
+    fails(
+        &["sakke", "decap", "--keys", &missing, "--sed", "00"],
+        "missing.json: cannot read",
+    );
+    fails(&["kms", "public", &missing], "missing.json");
+    fails(
+        &[
+            "eccsi",
+            "verify",
+            "--kpak",
+            &kpak,
+            "--id",
+            &id,
+            "--msg-file",
+            &missing,
+            "--sig",
+            &sig,
+        ],
+        "missing.json",
+    );
+
+    let bad = path(&dir, "bad.json");
+    std::fs::write(&bad, "{\"user_uri\": ").unwrap();
+    fails(
+        &["eccsi", "sign", "--keys", &bad, "--msg-hex", "00"],
+        "bad.json: EOF while parsing",
+    );
+    fails(
+        &["uid", "--community", &bad, "--uri", "sip:a@b"],
+        "bad.json",
+    );
+
+    // A user keys file with a field missing, or a field altered.
+    let community = path(&dir, "community.json");
+    let user = path(&dir, "user.json");
+    ok(&[
+        "kms",
+        "init",
+        "--kms-uri",
+        "kms.example.org",
+        "--out",
+        &community,
+    ]);
+    ok(&[
+        "kms",
+        "issue",
+        &community,
+        "--user",
+        "sip:carol@example.org",
+        "--at",
+        "1760000000",
+        "--out",
+        &user,
+    ]);
+    let mut keys = json(&std::fs::read_to_string(&user).unwrap());
+    keys.as_object_mut().unwrap().remove("rsk");
+    let no_rsk = path(&dir, "no-rsk.json");
+    std::fs::write(&no_rsk, keys.to_string()).unwrap();
+    fails(
+        &["sakke", "decap", "--keys", &no_rsk, "--sed", "00"],
+        "no-rsk.json: missing field `rsk`",
+    );
+
+    let mut keys = json(&std::fs::read_to_string(&user).unwrap());
+    keys["ssk"] = Value::from("12");
+    let short_ssk = path(&dir, "short-ssk.json");
+    std::fs::write(&short_ssk, keys.to_string()).unwrap();
+    fails(
+        &["eccsi", "sign", "--keys", &short_ssk, "--msg-hex", "00"],
+        "short-ssk.json: ssk: ECCSI SSK: expected 32 octets, got 1",
+    );
+
+    let mut keys = json(&std::fs::read_to_string(&user).unwrap());
+    keys["user_uri"] = Value::from("sip:mallory@example.org");
+    let renamed = path(&dir, "renamed.json");
+    std::fs::write(&renamed, keys.to_string()).unwrap();
+    fails(
+        &["eccsi", "sign", "--keys", &renamed, "--msg-hex", "00"],
+        "renamed.json: uid is not the UID",
+    );
+
+    let mut c = json(&std::fs::read_to_string(&community).unwrap());
+    c["ksak"] = Value::from("zz");
+    let bad_ksak = path(&dir, "bad-ksak.json");
+    std::fs::write(&bad_ksak, c.to_string()).unwrap();
+    fails(
+        &["kms", "public", &bad_ksak],
+        "bad-ksak.json: ksak: invalid hex",
+    );
+
+    // Decapsulation input of the wrong length.
+    fails(
+        &["sakke", "decap", "--keys", &user, "--sed", "0400"],
+        "--sed: SAKKE encapsulated data: expected 273 octets, got 2",
+    );
+    fails(&["sakke", "encap", "--z", "04", "--id", "00"], "--z: ");
+    fails(
+        &[
+            "kms",
+            "init",
+            "--kms-uri",
+            "kms.example.org",
+            "--key-period",
+            "0",
+        ],
+        "key period length is zero",
+    );
+
+    // Usage errors: one line too, exit status 2.
+    let usage = mcx(&["kms", "issue", &community]);
+    assert_eq!(usage.code, 2);
+    assert_eq!(usage.stderr.lines().count(), 1, "{}", usage.stderr);
+    assert!(usage.stderr.contains("--user"));
+}
+
+#[test]
+fn selfcheck_passes() {
+    let run = mcx(&["selfcheck"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let last = run.stdout.lines().last().unwrap();
+    assert!(
+        last.starts_with("selfcheck: ") && last.contains(" passed, 0 failed"),
+        "{last}"
+    );
+    assert!(!run.stdout.contains("FAIL"));
+    assert!(run.stdout.contains("RFC 6507") && run.stdout.contains("RFC 6508"));
+    assert!(run.stdout.contains("Streamwide"));
+}
