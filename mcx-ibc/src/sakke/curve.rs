@@ -286,14 +286,15 @@ pub(crate) fn batch_to_affine(points: &[Jacobian]) -> Vec<Affine> {
 }
 
 /// Bits per signed digit of the fixed-base tables.
-pub(crate) const SIGNED_WINDOW: usize = 5;
+pub(crate) const SIGNED_WINDOW: usize = 6;
 /// Signed digits covering any scalar below q (< 2^1022), plus the final carry.
 pub(crate) const SIGNED_WINDOWS: usize = 1023_usize.div_ceil(SIGNED_WINDOW);
-/// Table entries per signed window: multiples 1..=16.
+/// Table entries per signed window: multiples 1..=2^(w−1).
 pub(crate) const SIGNED_ENTRIES: usize = 1 << (SIGNED_WINDOW - 1);
 
-/// Recodes k < 2^1022 into digits d_i in [−16, 15] with k = Σ d_i·32^i,
-/// without branches: each digit is returned as (|d_i|, d_i < 0).
+/// Recodes k < 2^1022 into signed digits d_i in [−2^(w−1), 2^(w−1)) with
+/// k = Σ d_i·2^(w·i), without branches: each digit is returned as
+/// (|d_i|, d_i < 0).
 pub(crate) fn signed_digits(k: &[u64; LIMBS]) -> ([u8; SIGNED_WINDOWS], [u8; SIGNED_WINDOWS]) {
     let mut mag = [0u8; SIGNED_WINDOWS];
     let mut neg = [0u8; SIGNED_WINDOWS];
@@ -306,9 +307,10 @@ pub(crate) fn signed_digits(k: &[u64; LIMBS]) -> ([u8; SIGNED_WINDOWS], [u8; SIG
         if shift + SIGNED_WINDOW > 64 && limb + 1 < LIMBS {
             bits |= k[limb + 1] << (64 - shift);
         }
-        let v = (bits as u32 & 31) + carry;
-        carry = (v + 16) >> 5;
-        let d = v as i32 - ((carry as i32) << 5);
+        let mask = (1u32 << SIGNED_WINDOW) - 1;
+        let v = (bits as u32 & mask) + carry;
+        carry = (v + (1 << (SIGNED_WINDOW - 1))) >> SIGNED_WINDOW;
+        let d = v as i32 - ((carry as i32) << SIGNED_WINDOW);
         let is_neg = (d >> 31) & 1;
         mag[w] = ((d ^ -is_neg) + is_neg) as u8;
         neg[w] = is_neg as u8;
@@ -317,8 +319,8 @@ pub(crate) fn signed_digits(k: &[u64; LIMBS]) -> ([u8; SIGNED_WINDOWS], [u8; SIG
 }
 
 /// Precomputed multiples of a fixed point of order q for fast constant-time
-/// scalar multiplication with signed 5-bit digits: entry [w][m−1] =
-/// [m·32^w]B for m in 1..=16.
+/// scalar multiplication with signed 6-bit digits: entry [w][m−1] =
+/// [m·64^w]B for m in 1..=32 (171 windows, about 1.4 MB).
 pub(crate) struct FixedBaseTable {
     windows: Vec<[Affine; SIGNED_ENTRIES]>,
 }
@@ -334,12 +336,12 @@ impl FixedBaseTable {
             let mut m = b2;
             jac.push(m);
             // For m ≥ 3, (m − 1)·B and B are distinct and not opposite
-            // (B has order q > 16), so the unchecked addition is exact.
+            // (B has order q > 32), so the unchecked addition is exact.
             for _ in 3..=SIGNED_ENTRIES {
                 m = m.add_unchecked(&b).0;
                 jac.push(m);
             }
-            // 16·B doubled is the next window's base 32·B.
+            // 32·B doubled is the next window's base 64·B.
             b = m.double();
         }
         let affine = batch_to_affine(&jac);
@@ -356,12 +358,13 @@ impl FixedBaseTable {
 
     /// [k]B for a scalar k below q, in constant time.
     ///
-    /// For every window but the last, the partial sum S = Σ_{j<w} d_j·32^j
-    /// has |S| < 32^w/1.9 while the entry is ±m·32^w with m ≥ 1, and both
-    /// S ∓ m·32^w stay below q in absolute value; so the accumulator is
-    /// never equal or opposite to the entry (as points of order q) unless
-    /// one is the point at infinity, which the mixed addition handles. The
-    /// last window lacks that margin and uses the complete addition.
+    /// For every window but the last, the partial sum S = Σ_{j<w} d_j·64^j
+    /// has |S| ≤ 32·(64^w − 1)/63 < 64^w/1.9 while the entry is ±m·64^w with
+    /// m ≥ 1, and S ∓ m·64^w stays below 33·64^169 < q in absolute value;
+    /// so the accumulator is never equal or opposite to the entry (as points
+    /// of order q) unless one is the point at infinity, which the mixed
+    /// addition handles. The last window lacks that margin and uses the
+    /// complete addition (tested on the edge scalars below).
     pub(crate) fn mul(&self, k: &[u64; LIMBS]) -> Jacobian {
         let (mut mag, mut neg) = signed_digits(k);
         let mut acc = Jacobian::IDENTITY;
@@ -411,10 +414,15 @@ mod tests {
         let q = U1024::from_words(Q);
         let one = U1024::ONE;
         let two_1021 = one.shl(1021);
+        // Every window holding 16, or 2^(w−1) (which recodes to −2^(w−1)
+        // with a carry into the next window).
         let mut pattern16 = [0u64; LIMBS];
-        for w in 0..(1020 / SIGNED_WINDOW) {
-            let pos = w * SIGNED_WINDOW + 4; // digit value 16 in every window
+        let mut pattern_half = [0u64; LIMBS];
+        for w in 0..(1014 / SIGNED_WINDOW) {
+            let pos = w * SIGNED_WINDOW + 4;
             pattern16[pos / 64] |= 1 << (pos % 64);
+            let pos = w * SIGNED_WINDOW + SIGNED_WINDOW - 1;
+            pattern_half[pos / 64] |= 1 << (pos % 64);
         }
         let scalars = [
             one,
@@ -430,6 +438,7 @@ mod tests {
             one.shl(1020),
             one.shl(1015).wrapping_mul(&U1024::from_u8(17)),
             U1024::from_words(pattern16),
+            U1024::from_words(pattern_half),
             U1024::MAX.shr(2).wrapping_rem_vartime(&q),
         ];
         for k in scalars {

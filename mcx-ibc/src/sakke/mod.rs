@@ -504,8 +504,8 @@ impl fmt::Debug for ReceiverKey {
     }
 }
 
-/// Powers of g in PF_p for signed 5-bit digits: entry [w][m−1] =
-/// g^(m·32^w) normalised to 1 + x·i and stored as x. The inverse of 1 + x·i
+/// Powers of g in PF_p for signed 6-bit digits: entry [w][m−1] =
+/// g^(m·64^w) normalised to 1 + x·i and stored as x. The inverse of 1 + x·i
 /// is 1 − x·i in PF_p, so negative digits cost a negation.
 struct GPowTable {
     windows: Vec<[Fp; SIGNED_ENTRIES]>,

@@ -13,18 +13,76 @@ pub(crate) const Q: [u64; LIMBS] = [
 /// Bit length of q.
 pub(crate) const Q_BITS: usize = 1022;
 
-/// The bits of q − 1, most significant first: the Miller loop's schedule.
-pub(crate) const Q_MINUS_ONE_BITS: [bool; Q_BITS] = {
-    let mut bits = [false; Q_BITS];
+/// Number of digits in the non-adjacent form of q − 1.
+const NAF_LEN: usize = naf_lsb_first().1;
+
+/// Digits of the non-adjacent form of q − 1, most significant first: the
+/// Miller loop's schedule. Its leading digit is 1.
+pub(crate) const Q_MINUS_ONE_NAF: [i8; NAF_LEN] = {
+    let (lsb_first, len) = naf_lsb_first();
+    let mut out = [0i8; NAF_LEN];
     let mut i = 0;
-    while i < Q_BITS {
-        let pos = Q_BITS - 1 - i;
-        // q is odd, so q − 1 is q with bit 0 cleared.
-        bits[i] = pos != 0 && (Q[pos / 64] >> (pos % 64)) & 1 == 1;
+    while i < len {
+        out[i] = lsb_first[len - 1 - i];
         i += 1;
     }
-    bits
+    out
 };
+
+/// The NAF of q − 1, least significant digit first, and its length.
+const fn naf_lsb_first() -> ([i8; Q_BITS + 1], usize) {
+    let mut n = Q;
+    n[0] -= 1; // q is odd
+    let mut lsb_first = [0i8; Q_BITS + 1];
+    let mut len = 0;
+    while !is_zero(&n) {
+        if n[0] & 1 == 1 {
+            // Digit 2 − (n mod 4): +1 leaves n ≡ 0 mod 4, −1 makes it so.
+            if n[0] & 3 == 1 {
+                lsb_first[len] = 1;
+                n[0] -= 1; // n[0] is odd, no borrow
+            } else {
+                lsb_first[len] = -1;
+                add_one(&mut n);
+            }
+        }
+        shr1(&mut n);
+        len += 1;
+    }
+    (lsb_first, len)
+}
+
+const fn is_zero(n: &[u64; LIMBS]) -> bool {
+    let mut i = 0;
+    while i < LIMBS {
+        if n[i] != 0 {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+const fn add_one(n: &mut [u64; LIMBS]) {
+    let mut i = 0;
+    while i < LIMBS {
+        let (v, carry) = n[i].overflowing_add(1);
+        n[i] = v;
+        if !carry {
+            return;
+        }
+        i += 1;
+    }
+}
+
+const fn shr1(n: &mut [u64; LIMBS]) {
+    let mut i = 0;
+    while i < LIMBS {
+        let hi = if i + 1 < LIMBS { n[i + 1] << 63 } else { 0 };
+        n[i] = (n[i] >> 1) | hi;
+        i += 1;
+    }
+}
 
 /// The base point P = (P_x, P_y), Montgomery form.
 pub(crate) const BASE: Affine = Affine {
@@ -52,3 +110,27 @@ pub(crate) const G: Fp = Fp::from_montgomery_limbs([
 
 /// n: bits of the shared secret value.
 pub(crate) const SSV_BYTES: usize = 16;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crypto_bigint::U1024;
+
+    #[test]
+    fn naf_is_non_adjacent_and_sums_to_q_minus_one() {
+        let mut acc = U1024::ZERO;
+        for &d in Q_MINUS_ONE_NAF.iter() {
+            acc = acc.shl(1);
+            acc = match d {
+                1 => acc.wrapping_add(&U1024::ONE),
+                -1 => acc.wrapping_sub(&U1024::ONE),
+                _ => acc,
+            };
+        }
+        assert_eq!(acc, U1024::from_words(Q).wrapping_sub(&U1024::ONE));
+        assert_eq!(Q_MINUS_ONE_NAF[0], 1);
+        assert!(Q_MINUS_ONE_NAF.windows(2).all(|w| w[0] == 0 || w[1] == 0));
+        let nonzero = Q_MINUS_ONE_NAF.iter().filter(|&&d| d != 0).count();
+        assert!(nonzero < 400, "{nonzero} chord lines");
+    }
+}
