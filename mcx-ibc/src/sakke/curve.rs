@@ -318,6 +318,26 @@ pub(crate) fn signed_digits(k: &[u64; LIMBS]) -> ([u8; SIGNED_WINDOWS], [u8; SIG
     (mag, neg)
 }
 
+/// `entries[digit − 1]`, or all-zero limbs for digit 0, reading every entry:
+/// one mask per entry (through `subtle`'s optimisation barrier) applied to
+/// all 32 limbs, which the compiler vectorises.
+#[inline]
+fn ct_lookup(entries: &[Affine; SIGNED_ENTRIES], digit: u32) -> Affine {
+    let mut x = [0u64; LIMBS];
+    let mut y = [0u64; LIMBS];
+    for (m, e) in entries.iter().enumerate() {
+        let mask = 0u64.wrapping_sub(u64::from(((m + 1) as u32).ct_eq(&digit).unwrap_u8()));
+        for i in 0..LIMBS {
+            x[i] |= e.x.0[i] & mask;
+            y[i] |= e.y.0[i] & mask;
+        }
+    }
+    Affine {
+        x: Fp(x),
+        y: Fp(y),
+    }
+}
+
 /// Precomputed multiples of a fixed point of order q for fast constant-time
 /// scalar multiplication with signed 6-bit digits: entry [w][m−1] =
 /// [m·64^w]B for m in 1..=32 (171 windows, about 1.4 MB).
@@ -371,10 +391,7 @@ impl FixedBaseTable {
         let last = self.windows.len() - 1;
         for (w, entries) in self.windows.iter().enumerate() {
             let digit = u32::from(mag[w]);
-            let mut entry = entries[0];
-            for (m, t) in entries.iter().enumerate().skip(1) {
-                entry.conditional_assign(t, ((m + 1) as u32).ct_eq(&digit));
-            }
+            let mut entry = ct_lookup(entries, digit);
             let neg_y = entry.y.neg();
             entry.y.conditional_assign(&neg_y, Choice::from(neg[w]));
             let skip = digit.ct_eq(&0);

@@ -544,11 +544,16 @@ impl GPowTable {
         let mut v = Fp2::ONE;
         for (w, entries) in self.windows.iter().enumerate() {
             let digit = u32::from(mag[w]);
-            // Digit 0 multiplies by 1 + 0·i = 1.
-            let mut x = Fp::ZERO;
+            // Digit 0 selects nothing: x = 0 multiplies by 1 + 0·i = 1. One
+            // mask per entry (through subtle's barrier), applied to all limbs.
+            let mut limbs = [0u64; LIMBS];
             for (m, e) in entries.iter().enumerate() {
-                x.conditional_assign(e, ((m + 1) as u32).ct_eq(&digit));
+                let mask = 0u64.wrapping_sub(u64::from(((m + 1) as u32).ct_eq(&digit).unwrap_u8()));
+                for (l, el) in limbs.iter_mut().zip(e.0.iter()) {
+                    *l |= el & mask;
+                }
             }
+            let mut x = Fp(limbs);
             let neg_x = x.neg();
             x.conditional_assign(&neg_x, Choice::from(neg[w]));
             v = v.mul_by_one_plus(&x);
