@@ -195,7 +195,7 @@ pub(crate) struct UserKeysFile {
     #[serde(skip)]
     src: String,
     /// MC service user ID URI.
-    user_uri: String,
+    pub(crate) user_uri: String,
     /// KMS URI.
     kms_uri: String,
     /// User key period length in seconds.

@@ -3,6 +3,7 @@
 mod args;
 mod eccsi;
 mod kms;
+mod mikey;
 mod sakke;
 mod selfcheck;
 mod uid;
@@ -24,6 +25,7 @@ Commands and examples:
   mcx eccsi verify --community public.json --id <ALICE-UID> --msg-text 'hello' --sig <SIG>
   mcx sakke encap --community public.json --id <BOB-UID>
   mcx sakke decap --keys bob.json --sed <SED>
+  mcx mikey decode 'mikey ARoFAQahKuoB...' --keys alice.json
   mcx selfcheck
 
 Input: HEX values take upper or lower case, an optional 0x prefix, and
@@ -36,7 +38,7 @@ Exit status: 0 on success; 1 on failure, with one line 'error: ...' on stderr
 (bad input, invalid signature, failed decapsulation, failed self-check);
 2 on a command-line usage error.";
 
-/// Lab tool for 3GPP TS 33.180 (MCPTT) identity-based cryptography.
+/// Lab tool for 3GPP TS 33.180 (MCPTT) security: identity-based crypto and MIKEY.
 ///
 /// MIKEY-SAKKE UIDs (TS 33.180 F.2.1), ECCSI signatures (RFC 6507, P-256)
 /// and SAKKE key encapsulation (RFC 6508, RFC 6509 parameter set 1), with
@@ -64,6 +66,9 @@ enum Command {
     /// SAKKE (RFC 6508): encapsulate a shared secret value to an identifier, decapsulate.
     #[command(subcommand)]
     Sakke(sakke::SakkeCommand),
+    /// MIKEY (RFC 3830/6509, TS 33.180): decode, verify and decrypt messages.
+    #[command(subcommand)]
+    Mikey(mikey::MikeyCommand),
     /// Run the published test vectors and a fresh-community round trip.
     ///
     /// Checks RFC 6507 Appendix A (ECCSI), RFC 6508 Appendix A (SAKKE), the
@@ -78,6 +83,7 @@ enum Command {
 pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Kms(command) => kms::run(command),
+        Command::Mikey(command) => mikey::run(command),
         Command::Uid(args) => uid::run(&args),
         Command::Eccsi(command) => eccsi::run(command),
         Command::Sakke(command) => sakke::run(command),

@@ -1,0 +1,247 @@
+//! GMK distribution (issue point 3): the GMS builds, the member accepts,
+//! and each failed check is rejected with its own error.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::OnceLock;
+
+use common::rng;
+use mcx_ibc::eccsi::SigningKey;
+use mcx_ibc::kms::{Community, CommunityPublic};
+use mcx_ibc::sakke::ReceiverKey;
+use mcx_mikey::gmk::{GmkMessage, GmkReceiver, gmk_key_parameters};
+use mcx_mikey::message::{Payload, Sp};
+use mcx_mikey::replay::ReplayCache;
+use mcx_mikey::wire::Purpose;
+use mcx_mikey::{Error, Gmk, IdentityRole, KeyId, Message, Rejection};
+
+const GMS: &str = "sip:gms@example.org";
+const ALICE: &str = "sip:alice@example.org";
+const BOB: &str = "sip:bob@example.org";
+const GROUP: &str = "sip:group-a@example.org";
+const NOW: u64 = 1_760_000_000;
+
+struct World {
+    kms: Community,
+    period: u64,
+    gms: SigningKey,
+    bob_signer: SigningKey,
+    alice: ReceiverKey,
+    gmk: Gmk,
+    gmk_id: KeyId,
+}
+
+fn world() -> &'static World {
+    static W: OnceLock<World> = OnceLock::new();
+    W.get_or_init(|| {
+        let mut rng = rng();
+        let kms = Community::generate("kms.example.org", 2_592_000, 0, &mut rng).unwrap();
+        let period = mcx_ibc::uid::key_period_no(NOW, 2_592_000, 0).unwrap();
+        let p = kms.public();
+        let g = kms.issue(GMS, period, &mut rng).unwrap();
+        let gms = SigningKey::new(&p.kpak, &g.uid, g.ssk, g.pvt).unwrap();
+        let b = kms.issue(BOB, period, &mut rng).unwrap();
+        let bob_signer = SigningKey::new(&p.kpak, &b.uid, b.ssk, b.pvt).unwrap();
+        let a = kms.issue(ALICE, period, &mut rng).unwrap();
+        let alice = ReceiverKey::new(&p.sakke_public, &a.uid, &a.rsk).unwrap();
+        World {
+            kms,
+            period,
+            gms,
+            bob_signer,
+            alice,
+            gmk: Gmk::generate(&mut rng),
+            gmk_id: KeyId::generate(Purpose::Gmk, &mut rng).unwrap(),
+        }
+    })
+}
+
+fn spec<'a>(w: &'a World, kms: &'a CommunityPublic) -> GmkMessage<'a> {
+    GmkMessage {
+        gms_uri: GMS,
+        member_uri: ALICE,
+        kms,
+        gmk: &w.gmk,
+        gmk_id: w.gmk_id,
+        key_params: Some(gmk_key_parameters(GROUP, NOW - 60, NOW + 3600)),
+        policy: Some(Sp::default_group_profile()),
+        identity_hiding: false,
+        t_unix: NOW,
+        key_params_date_time: None,
+    }
+}
+
+fn receiver(w: &World) -> GmkReceiver<'_> {
+    GmkReceiver {
+        own_uri: ALICE,
+        own_key: &w.alice,
+        key_period_no: w.period,
+        kms: w.kms.public(),
+        gms_uri: GMS,
+    }
+}
+
+fn rejected(r: Result<impl std::fmt::Debug, Error>) -> Rejection {
+    match r {
+        Err(Error::Rejected(r)) => r,
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+#[test]
+fn gms_build_then_member_accept() {
+    let w = world();
+    for hiding in [false, true] {
+        let mut s = spec(w, w.kms.public());
+        s.identity_hiding = hiding;
+        let bytes = s.sign(&w.gms, &mut rng()).unwrap();
+        let got = receiver(w)
+            .accept(&bytes, NOW + 5, &mut ReplayCache::default())
+            .unwrap();
+        assert_eq!(got.gmk, w.gmk);
+        assert_eq!(got.gmk_id, w.gmk_id);
+        assert_eq!(got.guk_id, mcx_mikey::kdf::guk_id(&w.gmk, w.gmk_id, ALICE));
+        assert_eq!(got.rand.len(), 16);
+        let kp = got.key_params.as_ref().unwrap();
+        assert_eq!(kp.group_ids.as_ref().unwrap()[0].id, GROUP.as_bytes());
+        assert_eq!((kp.activation_time, kp.expiry_time), (NOW - 60, NOW + 3600));
+        assert_eq!(got.policy, Some(Sp::default_group_profile()));
+        assert_eq!(got.srtp_keys().mki().len(), 8);
+        // The decoded message re-encodes to itself.
+        assert_eq!(Message::decode(&bytes).unwrap().to_bytes().unwrap(), bytes);
+    }
+}
+
+#[test]
+fn bad_signature_is_rejected_and_not_remembered() {
+    let w = world();
+    let bytes = spec(w, w.kms.public()).sign(&w.gms, &mut rng()).unwrap();
+    let mut replay = ReplayCache::default();
+    let mut bad = bytes.clone();
+    let at = bad.len() - 129 + 5; // inside r
+    bad[at] ^= 0x10;
+    assert_eq!(
+        rejected(receiver(w).accept(&bad, NOW, &mut replay)),
+        Rejection::SignatureInvalid
+    );
+    // Signed by Bob instead of the GMS.
+    let forged = spec(w, w.kms.public())
+        .sign(&w.bob_signer, &mut rng())
+        .unwrap();
+    assert_eq!(
+        rejected(receiver(w).accept(&forged, NOW, &mut replay)),
+        Rejection::SignatureInvalid
+    );
+    // The failures did not poison the replay cache.
+    receiver(w).accept(&bytes, NOW, &mut replay).unwrap();
+}
+
+#[test]
+fn wrong_kms_uri_is_rejected() {
+    let w = world();
+    let mut other = w.kms.public().clone();
+    other.kms_uri = "kms.elsewhere.org".into();
+    let bytes = spec(w, &other).sign(&w.gms, &mut rng()).unwrap();
+    assert_eq!(
+        rejected(receiver(w).accept(&bytes, NOW, &mut ReplayCache::default())),
+        Rejection::WrongKms {
+            role: IdentityRole::InitiatorKms
+        }
+    );
+}
+
+#[test]
+fn wrong_responder_and_wrong_initiator_are_rejected() {
+    let w = world();
+    let mut s = spec(w, w.kms.public());
+    s.member_uri = BOB;
+    let for_bob = s.sign(&w.gms, &mut rng()).unwrap();
+    assert_eq!(
+        rejected(receiver(w).accept(&for_bob, NOW, &mut ReplayCache::default())),
+        Rejection::WrongResponder
+    );
+    let mut s = spec(w, w.kms.public());
+    s.gms_uri = BOB;
+    let from_bob = s.sign(&w.bob_signer, &mut rng()).unwrap();
+    assert_eq!(
+        rejected(receiver(w).accept(&from_bob, NOW, &mut ReplayCache::default())),
+        Rejection::WrongInitiator
+    );
+}
+
+#[test]
+fn replayed_t_and_rand_are_rejected() {
+    let w = world();
+    let bytes = spec(w, w.kms.public()).sign(&w.gms, &mut rng()).unwrap();
+    let mut replay = ReplayCache::default();
+    receiver(w).accept(&bytes, NOW, &mut replay).unwrap();
+    assert_eq!(
+        rejected(receiver(w).accept(&bytes, NOW + 1, &mut replay)),
+        Rejection::Replayed
+    );
+    // Re-signed (a different signature) over the same T and RAND: still a replay.
+    let mut msg = Message::decode(&bytes).unwrap();
+    msg.payloads.pop();
+    let resigned = mcx_mikey::sakke_msg::sign_message(msg, &w.gms, &mut rng()).unwrap();
+    assert_ne!(resigned, bytes);
+    assert_eq!(
+        rejected(receiver(w).accept(&resigned, NOW + 2, &mut replay)),
+        Rejection::Replayed
+    );
+}
+
+#[test]
+fn time_stamp_outside_the_window_is_rejected() {
+    let w = world();
+    let bytes = spec(w, w.kms.public()).sign(&w.gms, &mut rng()).unwrap();
+    let mut replay = ReplayCache::new(300, 1000);
+    for now in [NOW + 301, NOW - 301] {
+        assert!(matches!(
+            rejected(receiver(w).accept(&bytes, now, &mut replay)),
+            Rejection::TimestampOutsideWindow { .. }
+        ));
+    }
+    receiver(w).accept(&bytes, NOW + 299, &mut replay).unwrap();
+}
+
+#[test]
+fn wrong_key_period_is_rejected() {
+    let w = world();
+    let bytes = spec(w, w.kms.public()).sign(&w.gms, &mut rng()).unwrap();
+    let mut rx = receiver(w);
+    rx.key_period_no = w.period + 1;
+    assert_eq!(
+        rejected(rx.accept(&bytes, NOW, &mut ReplayCache::default())),
+        Rejection::KeyPeriodMismatch {
+            message: w.period,
+            receiver: w.period + 1
+        }
+    );
+}
+
+#[test]
+fn expired_gmk_and_unsigned_message_are_rejected() {
+    let w = world();
+    let mut s = spec(w, w.kms.public());
+    s.key_params = Some(gmk_key_parameters(GROUP, NOW - 7200, NOW - 3600));
+    let bytes = s.sign(&w.gms, &mut rng()).unwrap();
+    assert_eq!(
+        rejected(receiver(w).accept(&bytes, NOW, &mut ReplayCache::default())),
+        Rejection::KeyExpired { expiry: NOW - 3600 }
+    );
+    let mut msg = Message::decode(&bytes).unwrap();
+    assert!(matches!(msg.payloads.pop(), Some(Payload::Sign(_))));
+    let unsigned = msg.to_bytes().unwrap();
+    assert_eq!(
+        rejected(receiver(w).accept(&unsigned, NOW, &mut ReplayCache::default())),
+        Rejection::NotSigned
+    );
+    // Truncated: a decode error naming payload and offset.
+    let Err(Error::Decode(e)) = receiver(w).accept(&bytes[..100], NOW, &mut ReplayCache::default())
+    else {
+        panic!("expected a decode error");
+    };
+    assert!(e.offset <= 100, "{e}");
+}
