@@ -1,0 +1,150 @@
+//! A minimal dialog helper (RFC 3261 12): the dialog id and building in-dialog requests
+//! (ACK for a 2xx, BYE). Route sets are taken from Record-Route (12.1.1, 12.1.2).
+
+use crate::error::{BuildError, ParseError};
+use crate::message::{Method, Request, Response, new_branch};
+
+/// Dialog identifier: Call-ID, local tag, remote tag (RFC 3261 12).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DialogId {
+    /// Call-ID.
+    pub call_id: String,
+    /// Our tag (From tag at the UAC, To tag at the UAS).
+    pub local_tag: String,
+    /// The peer's tag.
+    pub remote_tag: String,
+}
+
+/// The state of one dialog that in-dialog requests need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dialog {
+    /// The identifier.
+    pub id: DialogId,
+    /// Our From/To value (with tag), as sent.
+    local: String,
+    /// The peer's From/To value (with tag), as received.
+    remote: String,
+    /// The peer's Contact URI: the Request-URI of in-dialog requests.
+    pub remote_target: String,
+    /// Route set, in the order to send.
+    pub route_set: Vec<String>,
+    /// Last CSeq number we used.
+    pub local_cseq: u32,
+    /// CSeq number of the INVITE (the 2xx ACK reuses it).
+    invite_cseq: u32,
+}
+
+fn contact_uri(
+    resp_or_req_contact: Result<Option<crate::message::NameAddr>, ParseError>,
+) -> Result<String, ParseError> {
+    resp_or_req_contact?
+        .map(|c| c.uri)
+        .ok_or(ParseError::MissingHeader("Contact"))
+}
+
+impl Dialog {
+    /// The UAC side, from our INVITE and a 2xx (or 1xx with To tag) for it (RFC 3261 12.1.2).
+    pub fn uac(invite: &Request, resp: &Response) -> Result<Self, ParseError> {
+        let remote_tag = resp.to()?.tag.ok_or(ParseError::BadHeader("To"))?;
+        let local_tag = invite.from()?.tag.ok_or(ParseError::BadHeader("From"))?;
+        let (n, _) = invite.cseq()?;
+        let mut route_set: Vec<String> = resp
+            .headers()
+            .get_all("Record-Route")
+            .map(str::to_owned)
+            .collect();
+        route_set.reverse();
+        Ok(Self {
+            id: DialogId {
+                call_id: invite.call_id()?.to_owned(),
+                local_tag,
+                remote_tag,
+            },
+            local: invite.header("From").unwrap_or_default().to_owned(),
+            remote: resp.header("To").unwrap_or_default().to_owned(),
+            remote_target: contact_uri(resp.contact())?,
+            route_set,
+            local_cseq: n,
+            invite_cseq: n,
+        })
+    }
+
+    /// The UAS side, from a received INVITE and the 2xx we send (its To carries our tag) (12.1.1).
+    pub fn uas(invite: &Request, resp: &Response) -> Result<Self, ParseError> {
+        let local_tag = resp.to()?.tag.ok_or(ParseError::BadHeader("To"))?;
+        let remote_tag = invite.from()?.tag.ok_or(ParseError::BadHeader("From"))?;
+        let (n, _) = invite.cseq()?;
+        Ok(Self {
+            id: DialogId {
+                call_id: invite.call_id()?.to_owned(),
+                local_tag,
+                remote_tag,
+            },
+            local: resp.header("To").unwrap_or_default().to_owned(),
+            remote: invite.header("From").unwrap_or_default().to_owned(),
+            remote_target: contact_uri(invite.contact())?,
+            route_set: invite
+                .headers()
+                .get_all("Record-Route")
+                .map(str::to_owned)
+                .collect(),
+            local_cseq: 0,
+            invite_cseq: n,
+        })
+    }
+
+    fn request(
+        &self,
+        method: Method,
+        cseq: u32,
+        via: (&str, &str),
+        branch: String,
+    ) -> Result<Request, BuildError> {
+        let mut r = Request::new(method.clone(), &self.remote_target)?;
+        let h = r.headers_mut();
+        h.push(
+            "Via",
+            &format!("SIP/2.0/{} {};branch={branch}", via.0, via.1),
+        )?;
+        for route in &self.route_set {
+            h.push("Route", route)?;
+        }
+        h.push("Max-Forwards", "70")?;
+        h.push("From", &self.local)?;
+        h.push("To", &self.remote)?;
+        h.push("Call-ID", &self.id.call_id)?;
+        h.push("CSeq", &format!("{cseq} {method}"))?;
+        Ok(r)
+    }
+
+    /// The ACK for the 2xx to the INVITE (13.2.2.4): same CSeq number, new branch.
+    /// `via` is (transport token, sent-by); `random` feeds the branch.
+    pub fn ack(&self, via: (&str, &str), random: [u8; 8]) -> Result<Request, BuildError> {
+        self.request(Method::Ack, self.invite_cseq, via, new_branch(random))
+    }
+
+    /// A new in-dialog request (BYE, INFO, UPDATE…) with the next CSeq number (12.2.1.1).
+    pub fn request_in_dialog(
+        &mut self,
+        method: Method,
+        via: (&str, &str),
+        random: [u8; 8],
+    ) -> Result<Request, BuildError> {
+        self.local_cseq = self
+            .local_cseq
+            .checked_add(1)
+            .ok_or(BuildError::Malformed("CSeq"))?;
+        self.request(method, self.local_cseq, via, new_branch(random))
+    }
+
+    /// True if `req` belongs to this dialog (Call-ID, From tag = remote, To tag = local).
+    pub fn matches(&self, req: &Request) -> bool {
+        req.call_id().is_ok_and(|c| c == self.id.call_id)
+            && req
+                .from()
+                .is_ok_and(|f| f.tag.as_deref() == Some(&self.id.remote_tag))
+            && req
+                .to()
+                .is_ok_and(|t| t.tag.as_deref() == Some(&self.id.local_tag))
+    }
+}

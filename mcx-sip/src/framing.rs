@@ -1,0 +1,334 @@
+//! Framing: one UDP datagram = one message ([`parse_datagram`]), and a TCP byte stream cut into
+//! messages by Content-Length ([`StreamDecoder`]), RFC 3261 18.3. Limits are checked before any
+//! header is parsed, so hostile input costs at most `max_message` octets of work.
+
+use bytes::Bytes;
+use ezk_sip_types::msg::PullParser;
+
+use crate::error::ParseError;
+use crate::message::{
+    Header, Headers, Message, Method, Request, Response, StatusCode, names_equal, validate_uri,
+};
+
+/// Size limits applied before parsing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest message (head + body) in octets.
+    pub max_message: usize,
+    /// Most header lines (after unfolding).
+    pub max_headers: usize,
+    /// Longest header line in octets (after unfolding).
+    pub max_line: usize,
+}
+
+impl Limits {
+    /// For UDP: a datagram is at most 65 535 octets.
+    pub const UDP: Self = Self {
+        max_message: 65_535,
+        max_headers: 128,
+        max_line: 8 * 1024,
+    };
+    /// For TCP: 1 MiB messages.
+    pub const TCP: Self = Self {
+        max_message: 1 << 20,
+        max_headers: 128,
+        max_line: 8 * 1024,
+    };
+}
+
+impl Message {
+    /// Parses one UDP datagram with [`Limits::UDP`]: see [`parse_datagram`].
+    pub fn parse(datagram: &[u8]) -> Result<Self, ParseError> {
+        parse_datagram(datagram, &Limits::UDP)
+    }
+}
+
+/// Parses one datagram (RFC 3261 18.3): leading CRLFs are skipped; with Content-Length, octets
+/// after the body are dropped and fewer octets are an error; without it the body runs to the end.
+pub fn parse_datagram(datagram: &[u8], limits: &Limits) -> Result<Message, ParseError> {
+    if datagram.len() > limits.max_message {
+        return Err(ParseError::TooLarge {
+            limit: limits.max_message,
+        });
+    }
+    let start = skip_crlf(datagram);
+    let input = &datagram[start..];
+    if input.is_empty() {
+        return Err(ParseError::Empty);
+    }
+    let head_end = find_head_end(input).ok_or(ParseError::IncompleteHead)?;
+    let head = parse_head(&input[..head_end], limits)?;
+    let rest = &input[head_end..];
+    let body = match head.content_length {
+        Some(n) if n > rest.len() => return Err(ParseError::BodyTruncated),
+        Some(n) => &rest[..n],
+        None => rest,
+    };
+    head.into_message(Bytes::copy_from_slice(body))
+}
+
+fn skip_crlf(b: &[u8]) -> usize {
+    b.iter().take_while(|&&c| c == b'\r' || c == b'\n').count()
+}
+
+/// Index just after the first CRLF CRLF.
+fn find_head_end(b: &[u8]) -> Option<usize> {
+    b.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
+}
+
+struct Head {
+    start: StartLine,
+    headers: Headers,
+    content_length: Option<usize>,
+}
+
+enum StartLine {
+    Request(Method, String),
+    Response(StatusCode, String),
+}
+
+/// `head` ends with CRLF CRLF.
+fn parse_head(head: &[u8], limits: &Limits) -> Result<Head, ParseError> {
+    let text = std::str::from_utf8(head).map_err(|_| ParseError::NonUtf8Head)?;
+    // Only CRLF may end or fold lines: a bare CR or LF, or a NUL, is rejected (strict framing).
+    let b = head;
+    for (i, &c) in b.iter().enumerate() {
+        let bad = match c {
+            0 => true,
+            b'\r' => b.get(i + 1) != Some(&b'\n'),
+            b'\n' => i == 0 || b[i - 1] != b'\r',
+            _ => false,
+        };
+        if bad {
+            let line = b[..i].windows(2).filter(|w| w == b"\r\n").count();
+            return Err(ParseError::ControlChar { line });
+        }
+    }
+    let mut lines = Vec::new();
+    for item in PullParser::new(head, 0) {
+        let line = item.map_err(|_| ParseError::IncompleteHead)?;
+        if lines.len() > limits.max_headers {
+            return Err(ParseError::TooManyHeaders {
+                limit: limits.max_headers,
+            });
+        }
+        if line.len() > limits.max_line {
+            return Err(ParseError::LineTooLong { line: lines.len() });
+        }
+        lines.push(line);
+    }
+    let _ = text;
+    let mut it = lines.into_iter();
+    let first = it.next().ok_or(ParseError::Empty)?;
+    let first = std::str::from_utf8(first).map_err(|_| ParseError::NonUtf8Head)?;
+    let start = parse_start_line(first)?;
+    let mut headers = Headers::default();
+    let mut content_length: Option<usize> = None;
+    for (i, raw) in it.enumerate() {
+        let line = std::str::from_utf8(raw).map_err(|_| ParseError::NonUtf8Head)?;
+        let (name, value) = line
+            .split_once(':')
+            .ok_or(ParseError::HeaderLine { line: i + 1 })?;
+        // HCOLON = *( SP / HTAB ) ":" SWS
+        let name = name.trim_end_matches([' ', '\t']);
+        if name.is_empty() || !name.chars().all(crate::message::is_token_char) {
+            return Err(ParseError::HeaderLine { line: i + 1 });
+        }
+        let value = unfold(value);
+        if names_equal(name, "Content-Length") {
+            if value.is_empty() || value.len() > 20 || !value.bytes().all(|c| c.is_ascii_digit()) {
+                return Err(ParseError::ContentLength);
+            }
+            let n: usize = value.parse().map_err(|_| ParseError::ContentLength)?;
+            if content_length.is_some_and(|old| old != n) {
+                return Err(ParseError::ContentLength);
+            }
+            if n > limits.max_message {
+                return Err(ParseError::TooLarge {
+                    limit: limits.max_message,
+                });
+            }
+            content_length = Some(n);
+        }
+        // Content-Length is framing: the body is authoritative and encode() writes it anew.
+        if !names_equal(name, "Content-Length") {
+            headers.0.push(Header {
+                name: name.to_owned(),
+                value,
+            });
+        }
+    }
+    Ok(Head {
+        start,
+        headers,
+        content_length,
+    })
+}
+
+/// Joins folded lines (CRLF followed by SP/HT) with one space and trims (RFC 3261 7.3.1).
+fn unfold(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    let mut parts = v.split("\r\n");
+    if let Some(p) = parts.next() {
+        out.push_str(p.trim());
+    }
+    for p in parts {
+        let p = p.trim();
+        if !p.is_empty() {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(p);
+        }
+    }
+    out
+}
+
+fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
+    if let Some(rest) = line.strip_prefix("SIP/2.0 ") {
+        // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
+        let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+        if code.len() != 3 || !code.bytes().all(|c| c.is_ascii_digit()) {
+            return Err(ParseError::StartLine);
+        }
+        let code: u16 = code.parse().map_err(|_| ParseError::StartLine)?;
+        if !(100..700).contains(&code) {
+            return Err(ParseError::StartLine);
+        }
+        return Ok(StartLine::Response(StatusCode(code), reason.to_owned()));
+    }
+    // Request-Line = Method SP Request-URI SP SIP-Version (single spaces, RFC 3261 7.1)
+    let mut parts = line.split(' ');
+    let (Some(m), Some(uri), Some(ver), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(ParseError::StartLine);
+    };
+    if ver != "SIP/2.0" {
+        return Err(ParseError::StartLine);
+    }
+    let method = Method::parse(m).ok_or(ParseError::StartLine)?;
+    validate_uri(uri)?;
+    Ok(StartLine::Request(method, uri.to_owned()))
+}
+
+impl Head {
+    fn into_message(self, body: Bytes) -> Result<Message, ParseError> {
+        let msg = match self.start {
+            StartLine::Request(method, uri) => Message::Request(Request {
+                method,
+                uri,
+                headers: self.headers,
+                body,
+            }),
+            StartLine::Response(status, reason) => Message::Response(Response {
+                status,
+                reason,
+                headers: self.headers,
+                body,
+            }),
+        };
+        validate_mandatory(&msg)?;
+        Ok(msg)
+    }
+}
+
+/// RFC 3261 8.1.1: Via, From, To, Call-ID and CSeq must be present and readable.
+fn validate_mandatory(msg: &Message) -> Result<(), ParseError> {
+    match msg {
+        Message::Request(r) => {
+            r.top_via()?;
+            r.from()?;
+            r.to()?;
+            r.call_id()?;
+            let (_, m) = r.cseq()?;
+            r.max_forwards()?;
+            if m != r.method {
+                return Err(ParseError::CSeqMismatch);
+            }
+        }
+        Message::Response(r) => {
+            r.top_via()?;
+            r.from()?;
+            r.to()?;
+            r.call_id()?;
+            r.cseq()?;
+        }
+    }
+    Ok(())
+}
+
+/// Cuts a TCP byte stream into messages (RFC 3261 18.3: Content-Length is mandatory).
+///
+/// Keep-alive CRLFs (RFC 5626 3.5.1) between messages are skipped. An error is sticky: the
+/// stream is out of sync and the connection should be closed.
+#[derive(Debug)]
+pub struct StreamDecoder {
+    buf: Vec<u8>,
+    limits: Limits,
+    error: Option<ParseError>,
+}
+
+impl StreamDecoder {
+    /// A decoder with the given limits (normally [`Limits::TCP`]).
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            buf: Vec::new(),
+            limits,
+            error: None,
+        }
+    }
+    /// Appends received bytes.
+    pub fn push(&mut self, bytes: &[u8]) {
+        if self.error.is_none() {
+            self.buf.extend_from_slice(bytes);
+        }
+    }
+    /// Octets buffered and not yet returned as a message.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+    /// The next complete message, `Ok(None)` if more bytes are needed.
+    pub fn next_message(&mut self) -> Result<Option<Message>, ParseError> {
+        if let Some(e) = &self.error {
+            return Err(e.clone());
+        }
+        let r = self.try_next();
+        if let Err(e) = &r {
+            self.error = Some(e.clone());
+            self.buf = Vec::new();
+        }
+        r
+    }
+    fn try_next(&mut self) -> Result<Option<Message>, ParseError> {
+        let skip = skip_crlf(&self.buf);
+        self.buf.drain(..skip);
+        let Some(head_end) = find_head_end(&self.buf) else {
+            if self.buf.len() > self.limits.max_message {
+                return Err(ParseError::TooLarge {
+                    limit: self.limits.max_message,
+                });
+            }
+            return Ok(None);
+        };
+        if head_end > self.limits.max_message {
+            return Err(ParseError::TooLarge {
+                limit: self.limits.max_message,
+            });
+        }
+        let head = parse_head(&self.buf[..head_end], &self.limits)?;
+        let len = head.content_length.ok_or(ParseError::ContentLength)?;
+        let total = head_end.checked_add(len).ok_or(ParseError::ContentLength)?;
+        if total > self.limits.max_message {
+            return Err(ParseError::TooLarge {
+                limit: self.limits.max_message,
+            });
+        }
+        if self.buf.len() < total {
+            return Ok(None);
+        }
+        let body = Bytes::copy_from_slice(&self.buf[head_end..total]);
+        self.buf.drain(..total);
+        head.into_message(body).map(Some)
+    }
+}

@@ -1,0 +1,757 @@
+//! Sans-IO transactions (RFC 3261 17, with the RFC 6026 Accepted states), in the quinn-proto
+//! style of STYLE.md section 5: the caller feeds messages and time in and drains transmits,
+//! timeouts and events out.
+//!
+//! Method taxonomy: (A) getters [`TransactionLayer::state`], [`TransactionLayer::len`];
+//! (B) input [`TransactionLayer::handle_incoming`], [`TransactionLayer::handle_timeout`],
+//! [`TransactionLayer::handle_transport_error`]; (C) TU commands
+//! [`TransactionLayer::send_request`], [`TransactionLayer::send_response`],
+//! [`TransactionLayer::send_stateless`]; (D) outputs, drained in this order:
+//! [`TransactionLayer::poll_transmit`] → [`TransactionLayer::poll_timeout`] →
+//! [`TransactionLayer::poll_event`].
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::error::{ParseError, TxError};
+use crate::message::{MAGIC_COOKIE, Message, Method, Request, Response, StatusCode};
+
+/// The transport a message travels on. Only unreliable transports retransmit (RFC 3261 17.1.1.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Transport {
+    /// UDP: unreliable; timers A, E and G retransmit.
+    Udp,
+    /// TCP (or TLS over TCP): reliable; no retransmission, timers D, I, J and K are zero.
+    Tcp,
+}
+
+impl Transport {
+    /// True for TCP.
+    pub fn is_reliable(self) -> bool {
+        matches!(self, Self::Tcp)
+    }
+    /// The Via transport token.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Udp => "UDP",
+            Self::Tcp => "TCP",
+        }
+    }
+}
+
+/// A peer: address and transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Remote {
+    /// The peer's address.
+    pub addr: SocketAddr,
+    /// The transport.
+    pub transport: Transport,
+}
+
+/// Bytes to send: the only network output of the layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Where to send.
+    pub destination: SocketAddr,
+    /// Over which transport (for TCP, the connection to `destination`).
+    pub transport: Transport,
+    /// One whole encoded message.
+    pub bytes: Vec<u8>,
+}
+
+/// Timer base values (RFC 3261 17.1.1.1, table 4) and the 100 Trying delay (17.2.1).
+///
+/// Defaults ([`Timers::RFC3261`]): T1 = 500 ms, T2 = 4 s, T4 = 5 s, 100 Trying after 200 ms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timers {
+    /// RTT estimate.
+    pub t1: Duration,
+    /// Maximum retransmit interval for non-INVITE requests and INVITE responses.
+    pub t2: Duration,
+    /// Maximum time a message stays in the network.
+    pub t4: Duration,
+    /// Delay before the INVITE server transaction sends 100 Trying itself.
+    pub trying_delay: Duration,
+}
+
+impl Timers {
+    /// RFC 3261 values.
+    pub const RFC3261: Self = Self {
+        t1: Duration::from_millis(500),
+        t2: Duration::from_secs(4),
+        t4: Duration::from_secs(5),
+        trying_delay: Duration::from_millis(200),
+    };
+    /// TS 24.229 7.7 values towards a UE: T1 = 2 s, T2 = 16 s, T4 = 17 s.
+    pub const TS24229: Self = Self {
+        t1: Duration::from_secs(2),
+        t2: Duration::from_secs(16),
+        t4: Duration::from_secs(17),
+        trying_delay: Duration::from_millis(200),
+    };
+    fn t64(&self) -> Duration {
+        self.t1 * 64
+    }
+}
+
+impl Default for Timers {
+    fn default() -> Self {
+        Self::RFC3261
+    }
+}
+
+/// Client or server side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    /// We sent the request.
+    Client,
+    /// We received the request.
+    Server,
+}
+
+/// Identifies a transaction (RFC 3261 17.1.3 for clients: branch + CSeq method; 17.2.3 for
+/// servers: branch + sent-by + method, ACK counted as INVITE).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TxKey {
+    /// Client or server.
+    pub role: Role,
+    /// The top Via branch (for RFC 2543 peers without the magic cookie, a derived key).
+    pub branch: String,
+    /// The top Via sent-by (servers only; empty for clients).
+    pub sent_by: String,
+    /// The method (INVITE for an ACK to a non-2xx).
+    pub method: Method,
+}
+
+/// Transaction states (RFC 3261 figures 5–8, RFC 6026 figures 3 and 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// INVITE client, request sent.
+    Calling,
+    /// Non-INVITE client or server, no provisional response yet.
+    Trying,
+    /// A provisional response was sent or received.
+    Proceeding,
+    /// A final response (non-2xx for INVITE) was sent or received.
+    Completed,
+    /// INVITE 2xx sent or received (RFC 6026).
+    Accepted,
+    /// INVITE server: ACK received for a non-2xx.
+    Confirmed,
+}
+
+/// What the layer reports to the transaction user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A new request created a server transaction; answer with [`TransactionLayer::send_response`].
+    Request {
+        /// The new server transaction.
+        key: TxKey,
+        /// Where it came from (responses go back there).
+        remote: Remote,
+        /// The request.
+        request: Request,
+    },
+    /// An ACK that matched no transaction: the ACK for a 2xx, which belongs to the dialog.
+    Ack {
+        /// Where it came from.
+        remote: Remote,
+        /// The ACK.
+        request: Request,
+    },
+    /// A response for a client transaction (every 2xx retransmission too, RFC 6026 7.2).
+    Response {
+        /// The client transaction.
+        key: TxKey,
+        /// The response.
+        response: Response,
+    },
+    /// Timer B, F or H fired: no (final) response, or no ACK, in time.
+    Timeout {
+        /// The transaction that timed out (it is gone).
+        key: TxKey,
+    },
+    /// The driver reported a send failure (RFC 3261 17.1.4, 17.2.4); the transaction is gone.
+    TransportError {
+        /// The transaction.
+        key: TxKey,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(clippy::enum_variant_names)] // the four machines of RFC 3261 17 by their names
+enum Kind {
+    ClientInvite,
+    ClientNonInvite,
+    ServerInvite,
+    ServerNonInvite,
+}
+
+/// Timer names of RFC 3261 table 4 and RFC 6026, plus the 100 Trying delay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TimerKind {
+    A,
+    B,
+    D,
+    E,
+    F,
+    G,
+    H,
+    I,
+    J,
+    K,
+    L,
+    M,
+    Trying,
+}
+const NTIMERS: usize = 13;
+const ALL_TIMERS: [TimerKind; NTIMERS] = [
+    TimerKind::A,
+    TimerKind::B,
+    TimerKind::D,
+    TimerKind::E,
+    TimerKind::F,
+    TimerKind::G,
+    TimerKind::H,
+    TimerKind::I,
+    TimerKind::J,
+    TimerKind::K,
+    TimerKind::L,
+    TimerKind::M,
+    TimerKind::Trying,
+];
+
+struct Tx {
+    kind: Kind,
+    state: State,
+    remote: Remote,
+    request: Request,
+    /// Client: the request bytes. Server: the last response sent.
+    last: Option<Vec<u8>>,
+    /// INVITE client: the ACK sent for a non-2xx.
+    ack: Option<Vec<u8>>,
+    timers: [Option<Instant>; NTIMERS],
+    interval: Duration,
+}
+
+impl Tx {
+    fn set(&mut self, t: TimerKind, at: Instant) {
+        self.timers[t as usize] = Some(at);
+    }
+    fn clear_all(&mut self) {
+        self.timers = [None; NTIMERS];
+    }
+    fn next(&self) -> Option<(Instant, TimerKind)> {
+        ALL_TIMERS
+            .iter()
+            .filter_map(|&k| self.timers[k as usize].map(|at| (at, k)))
+            .min_by_key(|(at, _)| *at)
+    }
+    fn reliable(&self) -> bool {
+        self.remote.transport.is_reliable()
+    }
+}
+
+/// All client and server transactions of one SIP endpoint.
+pub struct TransactionLayer {
+    timers: Timers,
+    txs: BTreeMap<TxKey, Tx>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+}
+
+impl std::fmt::Debug for TransactionLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransactionLayer")
+            .field("transactions", &self.txs.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// The server transaction key of a request (RFC 3261 17.2.3).
+pub fn server_key(req: &Request) -> Result<TxKey, ParseError> {
+    let via = req.top_via()?;
+    let method = if *req.method() == Method::Ack {
+        Method::Invite
+    } else {
+        req.method().clone()
+    };
+    let branch = match via.branch {
+        Some(b) if b.starts_with(MAGIC_COOKIE) => b,
+        // RFC 2543 peer (17.2.3, second half): Request-URI, From tag, Call-ID, CSeq number, top Via.
+        _ => {
+            let (n, _) = req.cseq()?;
+            let from_tag = req.from()?.tag.unwrap_or_default();
+            let uri = if *req.method() == Method::Ack {
+                ""
+            } else {
+                req.uri()
+            };
+            format!(
+                "rfc2543 {uri} {from_tag} {} {n} {}",
+                req.call_id()?,
+                req.header("Via").unwrap_or_default()
+            )
+        }
+    };
+    Ok(TxKey {
+        role: Role::Server,
+        branch,
+        sent_by: via.sent_by.to_ascii_lowercase(),
+        method,
+    })
+}
+
+fn client_key_of(msg_branch: Option<String>, method: Method) -> Option<TxKey> {
+    Some(TxKey {
+        role: Role::Client,
+        branch: msg_branch?,
+        sent_by: String::new(),
+        method,
+    })
+}
+
+/// The ACK for a non-2xx final response (RFC 3261 17.1.1.3).
+pub fn ack_for_non2xx(
+    invite: &Request,
+    resp: &Response,
+) -> Result<Request, crate::error::BuildError> {
+    let mut ack = Request::new(Method::Ack, invite.uri())?;
+    let h = ack.headers_mut();
+    if let Some(v) = invite.header("Via") {
+        // only the top Via value
+        let top = v.split(',').next().unwrap_or(v);
+        h.push("Via", top)?;
+    }
+    for r in invite.headers().get_all("Route") {
+        h.push("Route", r)?;
+    }
+    h.push("Max-Forwards", "70")?;
+    h.push("From", invite.header("From").unwrap_or_default())?;
+    h.push("To", resp.header("To").unwrap_or_default())?;
+    h.push("Call-ID", invite.header("Call-ID").unwrap_or_default())?;
+    let n = invite.cseq().map(|(n, _)| n).unwrap_or(0);
+    h.push("CSeq", &format!("{n} ACK"))?;
+    Ok(ack)
+}
+
+impl TransactionLayer {
+    /// An empty layer.
+    pub fn new(timers: Timers) -> Self {
+        Self {
+            timers,
+            txs: BTreeMap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    // (A) getters
+
+    /// The state of a live transaction.
+    pub fn state(&self, key: &TxKey) -> Option<State> {
+        self.txs.get(key).map(|t| t.state)
+    }
+    /// Number of live transactions.
+    pub fn len(&self) -> usize {
+        self.txs.len()
+    }
+    /// True if no transaction is live.
+    pub fn is_empty(&self) -> bool {
+        self.txs.is_empty()
+    }
+
+    // (C) TU commands
+
+    /// Starts a client transaction and sends `req` (RFC 3261 17.1.1.2 / 17.1.2.2). The request
+    /// needs a top Via whose branch has the magic cookie, and a CSeq.
+    pub fn send_request(
+        &mut self,
+        now: Instant,
+        to: Remote,
+        req: Request,
+    ) -> Result<TxKey, TxError> {
+        if *req.method() == Method::Ack {
+            return Err(TxError::AckTransaction);
+        }
+        let via = req.top_via().map_err(TxError::BadRequest)?;
+        let (_, method) = req.cseq().map_err(TxError::BadRequest)?;
+        let branch = via.branch.filter(|b| b.starts_with(MAGIC_COOKIE));
+        let key = client_key_of(branch, method)
+            .ok_or(TxError::BadRequest(ParseError::BadHeader("Via")))?;
+        if self.txs.contains_key(&key) {
+            return Err(TxError::InvalidState);
+        }
+        let bytes = req.to_bytes();
+        let invite = *req.method() == Method::Invite;
+        let mut tx = Tx {
+            kind: if invite {
+                Kind::ClientInvite
+            } else {
+                Kind::ClientNonInvite
+            },
+            state: if invite {
+                State::Calling
+            } else {
+                State::Trying
+            },
+            remote: to,
+            request: req,
+            last: Some(bytes.clone()),
+            ack: None,
+            timers: [None; NTIMERS],
+            interval: self.timers.t1,
+        };
+        if !to.transport.is_reliable() {
+            tx.set(
+                if invite { TimerKind::A } else { TimerKind::E },
+                now + self.timers.t1,
+            );
+        }
+        tx.set(
+            if invite { TimerKind::B } else { TimerKind::F },
+            now + self.timers.t64(),
+        );
+        self.transmit(to, bytes);
+        self.txs.insert(key.clone(), tx);
+        Ok(key)
+    }
+
+    /// Sends a response in a server transaction (RFC 3261 17.2.1, 17.2.2; RFC 6026 for 2xx).
+    pub fn send_response(
+        &mut self,
+        now: Instant,
+        key: &TxKey,
+        resp: Response,
+    ) -> Result<(), TxError> {
+        let t = self.timers;
+        let tx = self.txs.get_mut(key).ok_or(TxError::NoTransaction)?;
+        let code = resp.status();
+        if !(100..700).contains(&code.0) {
+            return Err(TxError::BadStatus);
+        }
+        let reliable = tx.reliable();
+        let mut terminate = false;
+        match (tx.kind, tx.state) {
+            (Kind::ServerInvite, State::Proceeding) => {
+                tx.timers[TimerKind::Trying as usize] = None;
+                if code.is_success() {
+                    tx.state = State::Accepted;
+                    tx.clear_all();
+                    tx.set(TimerKind::L, now + t.t64());
+                } else if code.is_final() {
+                    tx.state = State::Completed;
+                    tx.clear_all();
+                    if !reliable {
+                        tx.interval = t.t1;
+                        tx.set(TimerKind::G, now + t.t1);
+                    }
+                    tx.set(TimerKind::H, now + t.t64());
+                }
+            }
+            // RFC 6026 8.5: 2xx retransmissions from the TU pass through in Accepted.
+            (Kind::ServerInvite, State::Accepted) if code.is_success() => {}
+            (Kind::ServerNonInvite, State::Trying | State::Proceeding) => {
+                if code.is_final() {
+                    tx.state = State::Completed;
+                    tx.clear_all();
+                    if reliable {
+                        terminate = true;
+                    } else {
+                        tx.set(TimerKind::J, now + t.t64());
+                    }
+                } else {
+                    tx.state = State::Proceeding;
+                }
+            }
+            _ => return Err(TxError::InvalidState),
+        }
+        let bytes = resp.to_bytes();
+        tx.last = Some(bytes.clone());
+        let remote = tx.remote;
+        self.transmit(remote, bytes);
+        if terminate {
+            self.txs.remove(key);
+        }
+        Ok(())
+    }
+
+    /// Sends a message outside any transaction (the ACK for a 2xx, a 2xx retransmitted by a dialog).
+    pub fn send_stateless(&mut self, to: Remote, msg: &Message) {
+        self.transmit(to, msg.to_bytes());
+    }
+
+    // (B) input
+
+    /// The driver could not send for this transaction: it ends with [`Event::TransportError`].
+    pub fn handle_transport_error(&mut self, key: &TxKey) {
+        if self.txs.remove(key).is_some() {
+            self.events
+                .push_back(Event::TransportError { key: key.clone() });
+        }
+    }
+
+    /// A parsed message from the network.
+    pub fn handle_incoming(&mut self, now: Instant, from: Remote, msg: Message) {
+        match msg {
+            Message::Response(r) => self.handle_response(now, r),
+            Message::Request(r) => self.handle_request(now, from, r),
+        }
+    }
+
+    fn handle_response(&mut self, now: Instant, resp: Response) {
+        let (Ok(via), Ok((_, method))) = (resp.top_via(), resp.cseq()) else {
+            return;
+        };
+        let Some(key) = client_key_of(via.branch, method) else {
+            return;
+        };
+        let t = self.timers;
+        let Some(tx) = self.txs.get_mut(&key) else {
+            return;
+        }; // stray: dropped (RFC 3261 18.1.2)
+        let code = resp.status();
+        let reliable = tx.reliable();
+        let mut pass = false;
+        let mut terminate = false;
+        let mut send = None;
+        match (tx.kind, tx.state) {
+            (Kind::ClientInvite, State::Calling | State::Proceeding) => {
+                pass = true;
+                if code.is_provisional() {
+                    tx.state = State::Proceeding;
+                    tx.clear_all();
+                } else if code.is_success() {
+                    tx.state = State::Accepted;
+                    tx.clear_all();
+                    tx.set(TimerKind::M, now + t.t64());
+                } else {
+                    tx.state = State::Completed;
+                    tx.clear_all();
+                    if let Ok(ack) = ack_for_non2xx(&tx.request, &resp) {
+                        let b = ack.to_bytes();
+                        tx.ack = Some(b.clone());
+                        send = Some(b);
+                    }
+                    if reliable {
+                        terminate = true;
+                    } else {
+                        tx.set(TimerKind::D, now + Duration::from_secs(32).max(t.t64() / 2));
+                    }
+                }
+            }
+            (Kind::ClientInvite, State::Accepted) => pass = code.is_success(),
+            (Kind::ClientInvite, State::Completed) if code.is_final() && !code.is_success() => {
+                send.clone_from(&tx.ack);
+            }
+            (Kind::ClientNonInvite, State::Trying | State::Proceeding) => {
+                pass = true;
+                if code.is_provisional() {
+                    tx.state = State::Proceeding;
+                } else {
+                    tx.state = State::Completed;
+                    tx.clear_all();
+                    if reliable {
+                        terminate = true;
+                    } else {
+                        tx.set(TimerKind::K, now + t.t4);
+                    }
+                }
+            }
+            _ => {}
+        }
+        let remote = tx.remote;
+        if let Some(b) = send {
+            self.transmit(remote, b);
+        }
+        if terminate {
+            self.txs.remove(&key);
+        }
+        if pass {
+            self.events.push_back(Event::Response {
+                key,
+                response: resp,
+            });
+        }
+    }
+
+    fn handle_request(&mut self, now: Instant, from: Remote, req: Request) {
+        let Ok(key) = server_key(&req) else { return };
+        let t = self.timers;
+        let is_ack = *req.method() == Method::Ack;
+        if let Some(tx) = self.txs.get_mut(&key) {
+            let reliable = tx.reliable();
+            let mut resend = None;
+            let mut terminate = false;
+            match (tx.kind, tx.state, is_ack) {
+                (Kind::ServerInvite, State::Completed, true) => {
+                    tx.state = State::Confirmed;
+                    tx.clear_all();
+                    if reliable {
+                        terminate = true;
+                    } else {
+                        tx.set(TimerKind::I, now + t.t4);
+                    }
+                }
+                (Kind::ServerInvite, State::Accepted, true) => {
+                    // RFC 2543-style ACK for a 2xx that matched: hand it to the dialog.
+                    self.events.push_back(Event::Ack {
+                        remote: from,
+                        request: req,
+                    });
+                    return;
+                }
+                (_, _, true) => {} // absorbed (Confirmed)
+                (Kind::ServerInvite, State::Proceeding | State::Completed, false)
+                | (Kind::ServerNonInvite, State::Proceeding | State::Completed, false) => {
+                    resend.clone_from(&tx.last);
+                }
+                _ => {} // Trying, Accepted, Confirmed: absorbed
+            }
+            let remote = tx.remote;
+            if let Some(b) = resend {
+                self.transmit(remote, b);
+            }
+            if terminate {
+                self.txs.remove(&key);
+            }
+            return;
+        }
+        if is_ack {
+            self.events.push_back(Event::Ack {
+                remote: from,
+                request: req,
+            });
+            return;
+        }
+        let invite = *req.method() == Method::Invite;
+        let mut tx = Tx {
+            kind: if invite {
+                Kind::ServerInvite
+            } else {
+                Kind::ServerNonInvite
+            },
+            state: if invite {
+                State::Proceeding
+            } else {
+                State::Trying
+            },
+            remote: from,
+            request: req.clone(),
+            last: None,
+            ack: None,
+            timers: [None; NTIMERS],
+            interval: t.t1,
+        };
+        if invite {
+            tx.set(TimerKind::Trying, now + t.trying_delay);
+        }
+        self.txs.insert(key.clone(), tx);
+        self.events.push_back(Event::Request {
+            key,
+            remote: from,
+            request: req,
+        });
+    }
+
+    /// Fires every timer due at `now` (in deadline order, re-armed from their deadlines).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let keys: Vec<TxKey> = self.txs.keys().cloned().collect();
+        for key in keys {
+            while let Some(tx) = self.txs.get(&key) {
+                match tx.next() {
+                    Some((at, kind)) if at <= now => self.fire(&key, at, kind),
+                    _ => break,
+                }
+            }
+        }
+    }
+
+    fn fire(&mut self, key: &TxKey, at: Instant, kind: TimerKind) {
+        let t = self.timers;
+        let Some(tx) = self.txs.get_mut(key) else {
+            return;
+        };
+        tx.timers[kind as usize] = None;
+        let mut send = None;
+        let mut end = None; // Some(true) = with timeout event
+        match kind {
+            TimerKind::A => {
+                send.clone_from(&tx.last);
+                tx.interval *= 2;
+                tx.set(TimerKind::A, at + tx.interval);
+            }
+            TimerKind::E => {
+                send.clone_from(&tx.last);
+                tx.interval = if tx.state == State::Proceeding {
+                    t.t2
+                } else {
+                    (tx.interval * 2).min(t.t2)
+                };
+                tx.set(TimerKind::E, at + tx.interval);
+            }
+            TimerKind::G => {
+                send.clone_from(&tx.last);
+                tx.interval = (tx.interval * 2).min(t.t2);
+                tx.set(TimerKind::G, at + tx.interval);
+            }
+            TimerKind::Trying => {
+                if let Ok(r) = Response::for_request(&tx.request, StatusCode::TRYING, None) {
+                    let b = r.to_bytes();
+                    tx.last = Some(b.clone());
+                    send = Some(b);
+                }
+            }
+            TimerKind::B | TimerKind::F | TimerKind::H => end = Some(true),
+            TimerKind::D
+            | TimerKind::I
+            | TimerKind::J
+            | TimerKind::K
+            | TimerKind::L
+            | TimerKind::M => {
+                end = Some(false);
+            }
+        }
+        let remote = tx.remote;
+        if let Some(b) = send {
+            self.transmit(remote, b);
+        }
+        if let Some(timeout) = end {
+            self.txs.remove(key);
+            if timeout {
+                self.events.push_back(Event::Timeout { key: key.clone() });
+            }
+        }
+    }
+
+    fn transmit(&mut self, to: Remote, bytes: Vec<u8>) {
+        self.transmits.push_back(Transmit {
+            destination: to.addr,
+            transport: to.transport,
+            bytes,
+        });
+    }
+
+    // (D) outputs
+
+    /// The next datagram or stream write.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+    /// The earliest armed timer: call [`TransactionLayer::handle_timeout`] then.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.txs
+            .values()
+            .filter_map(|t| t.next().map(|(at, _)| at))
+            .min()
+    }
+    /// The next event for the TU.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+}
