@@ -1,0 +1,43 @@
+//! The error type of the roles.
+
+/// Why a role refused an input or a command.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A SIP message did not parse.
+    #[error("SIP parse: {0}")]
+    SipParse(#[from] mcx_sip::ParseError),
+    /// A SIP message could not be built.
+    #[error("SIP build: {0}")]
+    SipBuild(#[from] mcx_sip::BuildError),
+    /// A multipart body was malformed.
+    #[error("multipart: {0}")]
+    Multipart(#[from] mcx_sip::MultipartError),
+    /// MIKEY failed (decode, a rejected check, or wrapping).
+    #[error("MIKEY: {0}")]
+    Mikey(#[from] mcx_mikey::Error),
+    /// Identity-based crypto failed (key validation).
+    #[error("identity-based crypto: {0}")]
+    Ibc(#[from] mcx_ibc::Error),
+    /// Floor control failed.
+    #[error("floor control: {0}")]
+    Floor(#[from] mcx_floor::Error),
+    /// A floor control message could not be encoded.
+    #[error("floor control encode: {0}")]
+    FloorEncode(#[from] mcx_floor::EncodeError),
+    /// The MCPTT info body was malformed.
+    #[error("mcptt-info: {0}")]
+    Info(&'static str),
+    /// A required part of a message is missing.
+    #[error("missing {0}")]
+    Missing(&'static str),
+    /// A message arrived that this role does not expect now.
+    #[error("unexpected message: {0}")]
+    Unexpected(&'static str),
+    /// A command is not valid in the current state.
+    #[error("invalid command: {0}")]
+    InvalidCommand(&'static str),
+    /// A group or user is not known to this role.
+    #[error("unknown: {0}")]
+    Unknown(String),
+}

@@ -1,0 +1,127 @@
+//! The roles of a temporary group – broadcast group call (TS 33.180 CR
+//! clause 7.3.X, SPEC section 1), as sans-IO state machines composing
+//! `mcx-ibc`, `mcx-mikey`, `mcx-sip` and `mcx-floor`.
+//!
+//! ```text
+//!  Client (initiator) ──INVITE(SDP, mcptt-info, wrapped TGMK per group)──► ControllingServer
+//!  ControllingServer ──INVITE(only group A's wrap)──► McServer A ──INVITE──► members of A
+//!  members ──200 OK / 403 / 488──► McServer A ──200 OK + acceptance counts──► ControllingServer
+//!  ControllingServer ──200 OK + per-group counts──► initiator; BroadcastArbitrator grants the floor
+//! ```
+//!
+//! - [`Client`]: an MC service client. Holds its KMS user keys, the KMS
+//!   community's public values and its groups' GMKs (accepted from GMS
+//!   I_MESSAGEs); starts a temporary group call as initiator or takes
+//!   part as a receiver (unwraps the TGMK only after every check).
+//! - [`McServer`]: owns groups and their member lists; forwards a call
+//!   request with that group's wrapped TGMK to the members; reports.
+//! - [`ControllingServer`]: owns the temporary group call; checks the
+//!   initiator; splits the request per constituent group; aggregates the
+//!   per-group acceptance; arbitrates the floor. It holds no key
+//!   material: it forwards the wrapped copies as opaque octets.
+//!
+//! Every role has the same shape (quinn-proto style): `handle(time,
+//! from, channel, bytes, rng)` for network input, `handle_timeout(time)`
+//! for timers, application commands, then `poll_transmit` →
+//! `poll_timeout` → `poll_event` → `poll_timeline`.
+//!
+//! Sans-IO: no sockets, no clock, no OS RNG. Time comes in as [`Time`]
+//! (a monotonic `Instant` for timers and Unix seconds for MIKEY time
+//! stamps), randomness as a [`rand_core::CryptoRng`].
+//!
+//! # Non-features
+//! - No SIP transaction layer: the roles exchange SIP messages at message
+//!   level over a reliable in-order transport (no retransmissions); see
+//!   docs/core.md.
+//! - No SRTP media: [`Client::media_keys`] gives the SRTP master keys
+//!   for `mcx-srtp`.
+//! - One temporary group call at a time per client and per controlling
+//!   server.
+#![forbid(unsafe_code)]
+
+mod client;
+mod controlling;
+mod error;
+mod info;
+mod mc_server;
+mod sdp;
+mod sip;
+
+use std::time::Instant;
+
+pub use client::{Client, ClientConfig, ClientEvent, KeyConfirmation};
+pub use controlling::{
+    ControllingEvent, ControllingServer, ControllingServerConfig, GroupResult, TemporaryGroup,
+};
+pub use error::Error;
+pub use info::{McpttInfo, NAMESPACE as MCPTT_INFO_NAMESPACE};
+pub use mc_server::{McServer, McServerEvent};
+
+/// The time input of every role: the monotonic clock for timers and the
+/// wall clock (Unix seconds) for MIKEY time stamps and replay windows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Time {
+    /// Monotonic time (timers, floor control).
+    pub instant: Instant,
+    /// Unix seconds (MIKEY T payloads, key periods, replay windows).
+    pub unix: u64,
+}
+
+/// Which protocol a datagram belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Channel {
+    /// SIP signalling (RFC 3261, TS 24.379).
+    Sip,
+    /// Floor control: RTCP APP "MCPT" packets (TS 24.380).
+    Floor,
+}
+
+/// A datagram to send: the only network output of a role.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// The sender's address (its SIP URI).
+    pub from: String,
+    /// The destination's address (a SIP URI).
+    pub to: String,
+    /// The protocol.
+    pub channel: Channel,
+    /// The octets.
+    pub contents: Vec<u8>,
+}
+
+/// One entry of the timeline of the nine steps of SPEC section 1.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimelineEntry {
+    /// The step number (1–9).
+    pub step: u8,
+    /// The role's address.
+    pub role: String,
+    /// When it happened.
+    pub at: Instant,
+    /// What happened (never key material).
+    pub detail: String,
+}
+
+/// The media type of the MCPTT info body (TS 24.379 F.1).
+pub const MCPTT_INFO_CONTENT_TYPE: &str = "application/vnd.3gpp.mcptt-info+xml";
+/// The media type of a MIKEY message in SIP (RFC 3830 / RFC 4567).
+pub const MIKEY_CONTENT_TYPE: &str = "application/mikey";
+/// The SDP media type.
+pub const SDP_CONTENT_TYPE: &str = "application/sdp";
+/// The header an MC server uses to report a group's acceptance to the
+/// controlling server and the controlling server to the initiator
+/// (decision: `group=<uri>;accepted=<n>;rejected=<n>`).
+pub const ACCEPTANCE_HEADER: &str = "P-Mcx-Group-Acceptance";
+/// The header listing an accepting member (one per member) in an MC
+/// server's report, so the controlling server can admit it to floor
+/// control.
+pub const MEMBER_HEADER: &str = "P-Mcx-Accepted-Member";
+
+pub(crate) fn timeline(role: &str, step: u8, time: Time, detail: String) -> TimelineEntry {
+    TimelineEntry {
+        step,
+        role: role.to_owned(),
+        at: time.instant,
+        detail,
+    }
+}

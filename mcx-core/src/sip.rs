@@ -1,0 +1,180 @@
+//! SIP helpers shared by the roles: building requests and responses with
+//! `mcx-sip`, parsing datagrams, reading multipart bodies.
+
+use bytes::Bytes;
+use mcx_sip::{
+    Limits, Message, Method, Multipart, Part, Request, Response, StatusCode, new_branch,
+    new_call_id, new_tag, parse_datagram,
+};
+use rand_core::CryptoRng;
+
+use crate::info::McpttInfo;
+use crate::{Error, MCPTT_INFO_CONTENT_TYPE, MIKEY_CONTENT_TYPE, SDP_CONTENT_TYPE};
+
+/// Part header naming the constituent group of a wrapped TGMK part
+/// (decision, after the TS 24.481 GKTP attribute).
+pub(crate) const GROUP_PART_HEADER: &str = "Content-Description";
+const GROUP_PART_PREFIX: &str = "gktp;mcptt-group-id=";
+
+pub(crate) fn rand8(rng: &mut impl CryptoRng) -> [u8; 8] {
+    let mut b = [0u8; 8];
+    rng.fill_bytes(&mut b);
+    b
+}
+
+pub(crate) fn rand16(rng: &mut impl CryptoRng) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    rng.fill_bytes(&mut b);
+    b
+}
+
+/// The host part of a SIP URI (for Via sent-by and Call-ID).
+pub(crate) fn host_of(uri: &str) -> String {
+    let rest = uri.split_once(':').map_or(uri, |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    let host: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'))
+        .collect();
+    if host.is_empty() {
+        "invalid".to_owned()
+    } else {
+        host
+    }
+}
+
+/// A new out-of-dialog INVITE from `from` to `request_uri` with `body`.
+pub(crate) fn invite(
+    from: &str,
+    contact: &str,
+    request_uri: &str,
+    body: &mut Multipart,
+    extra_headers: &[(&str, String)],
+    rng: &mut impl CryptoRng,
+) -> Result<Request, Error> {
+    let host = host_of(contact);
+    let bytes = body.encode()?;
+    let mut b = Request::builder(Method::Invite, request_uri)
+        .via("UDP", &host, &new_branch(rand8(rng)))
+        .max_forwards(70)
+        .from(None, from, &new_tag(rand8(rng)))
+        .to(None, request_uri, None)
+        .call_id(&new_call_id(rand16(rng), &host))
+        .cseq(1)
+        .contact(&format!("<{contact}>"))
+        .header(
+            "Accept-Contact",
+            "*;+g.3gpp.icsi-ref=\"urn%3Aurn-7%3A3gpp-service.ims.icsi.mcptt\"",
+        );
+    for (n, v) in extra_headers {
+        b = b.header(n, v);
+    }
+    Ok(b.body(&body.content_type(), bytes).build()?)
+}
+
+/// A response to `req`; 2xx carry our Contact and an SDP answer.
+pub(crate) fn respond(
+    req: &Request,
+    status: StatusCode,
+    reason: Option<&str>,
+    local: &str,
+    to_tag: &str,
+    sdp: Option<String>,
+) -> Result<Response, Error> {
+    let mut r = Response::for_request(req, status, Some(to_tag))?;
+    if let Some(reason) = reason {
+        r.set_reason(reason)?;
+    }
+    if status.is_success() {
+        r.headers_mut().push("Contact", &format!("<{local}>"))?;
+    }
+    if let Some(sdp) = sdp {
+        r.set_body(Some(SDP_CONTENT_TYPE), Bytes::from(sdp))?;
+    }
+    Ok(r)
+}
+
+/// Parses one datagram.
+pub(crate) fn parse(bytes: &[u8]) -> Result<Message, Error> {
+    Ok(parse_datagram(bytes, &Limits::UDP)?)
+}
+
+/// The parts of a call request: SDP, MCPTT info and wrapped TGMKs
+/// (constituent group ID, MIKEY octets).
+pub(crate) struct CallBody {
+    pub(crate) sdp: Bytes,
+    pub(crate) info: McpttInfo,
+    pub(crate) wraps: Vec<(String, Bytes)>,
+}
+
+/// Builds the multipart body of a call request.
+pub(crate) fn call_body(
+    sdp: String,
+    info: &McpttInfo,
+    wraps: &[(&str, &[u8])],
+    rng: &mut impl CryptoRng,
+) -> Multipart {
+    let mut m = Multipart::new(rand16(rng))
+        .part(Part::new(SDP_CONTENT_TYPE, Bytes::from(sdp)))
+        .part(Part::new(
+            MCPTT_INFO_CONTENT_TYPE,
+            Bytes::from(info.to_xml()),
+        ));
+    for (group, mikey) in wraps {
+        let mut p = Part::new(MIKEY_CONTENT_TYPE, Bytes::copy_from_slice(mikey));
+        p.other_headers.push((
+            GROUP_PART_HEADER.to_owned(),
+            format!("{GROUP_PART_PREFIX}{group}"),
+        ));
+        m = m.part(p);
+    }
+    m
+}
+
+/// Reads the multipart body of a call request.
+pub(crate) fn read_call_body(req: &Request) -> Result<CallBody, Error> {
+    let ct = req.content_type().ok_or(Error::Missing("Content-Type"))?;
+    if !ct
+        .trim_start()
+        .to_ascii_lowercase()
+        .starts_with("multipart/mixed")
+    {
+        return Err(Error::Unexpected(
+            "call request body is not multipart/mixed",
+        ));
+    }
+    let mp = Multipart::parse(ct, req.body())?;
+    let sdp = mp
+        .find(SDP_CONTENT_TYPE)
+        .ok_or(Error::Missing("SDP offer"))?;
+    if !crate::sdp::is_valid(&sdp.body) {
+        return Err(Error::Unexpected("SDP offer lacks audio or MCPTT media"));
+    }
+    let info = mp
+        .find(MCPTT_INFO_CONTENT_TYPE)
+        .ok_or(Error::Missing("mcptt-info"))?;
+    let info = McpttInfo::parse(&info.body)?;
+    let mut wraps = Vec::new();
+    for p in mp.parts.iter() {
+        if p.media_type() != MIKEY_CONTENT_TYPE {
+            continue;
+        }
+        let group = p
+            .other_headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(GROUP_PART_HEADER))
+            .and_then(|(_, v)| v.strip_prefix(GROUP_PART_PREFIX))
+            .ok_or(Error::Missing("constituent group of a wrapped TGMK"))?;
+        wraps.push((group.to_owned(), p.body.clone()));
+    }
+    Ok(CallBody {
+        sdp: sdp.body.clone(),
+        info,
+        wraps,
+    })
+}
+
+/// The calling party's URI (From).
+pub(crate) fn from_uri(req: &Request) -> Result<String, Error> {
+    Ok(req.from()?.uri)
+}

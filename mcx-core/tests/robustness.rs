@@ -1,0 +1,61 @@
+//! Network input never panics a role: garbage, truncations and bit flips
+//! of real messages are answered or refused with an error.
+#![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
+
+mod common;
+
+use common::*;
+use mcx_core::Channel;
+
+#[test]
+fn garbage_and_mutations_do_not_panic() {
+    let mut w = world(Servers::Two, &[DISPATCHER]);
+    let t = w.mesh.time();
+    let mut rng = TestRng(11);
+    w.mesh
+        .client(DISPATCHER)
+        .start_call(t, TEMP_GROUP, &[GROUP_A, GROUP_B], &mut rng)
+        .unwrap();
+    w.mesh.drive();
+    let samples: Vec<_> = w.mesh.log.iter().take(12).cloned().collect();
+    let targets = [
+        CTRL,
+        "sip:mc-a@mcx.test",
+        OUTSIDER,
+        &members_a()[0],
+        DISPATCHER,
+    ];
+    let mut state = 0x1234_5678_u64;
+    for s in &samples {
+        for cut in [
+            0,
+            1,
+            10,
+            s.contents.len() / 2,
+            s.contents.len().saturating_sub(1),
+        ] {
+            for to in targets {
+                for ch in [Channel::Sip, Channel::Floor] {
+                    let mut bytes = s.contents[..cut].to_vec();
+                    // Flip a pseudo-random bit in the kept prefix.
+                    state = state
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1);
+                    if !bytes.is_empty() {
+                        let i = usize::try_from(state >> 33).unwrap() % bytes.len();
+                        bytes[i] ^= 1 << (state % 8);
+                    }
+                    w.mesh.inject(mcx_core::Transmit {
+                        from: s.from.clone(),
+                        to: to.to_owned(),
+                        channel: ch,
+                        contents: bytes,
+                    });
+                }
+            }
+        }
+    }
+    w.mesh.drive();
+    // Still nobody outside the groups holds the key.
+    assert!(w.mesh.client(OUTSIDER).tgmk_confirmation().is_none());
+}
