@@ -242,6 +242,12 @@ impl<T: Copy + Default> Streams<T> {
         Some(i)
     }
 
+    /// The stream of `ssrc`, without touching the last-hit cache.
+    fn get(&self, ssrc: u32) -> Option<&T> {
+        let i = self.entries.binary_search_by_key(&ssrc, |e| e.0).ok()?;
+        Some(&self.entries[i].1)
+    }
+
     /// The stream at `slot`, or a fresh one.
     #[inline]
     fn get_or_default(&self, slot: Option<usize>) -> T {
@@ -501,15 +507,13 @@ impl Session {
     }
 
     /// The ROC of the SRTP stream received from `ssrc` (of its highest index).
-    pub fn inbound_roc(&mut self, ssrc: u32) -> Option<u32> {
-        let slot = self.rtp_in.find(ssrc)?;
-        Some(self.rtp_in.entries[slot].1.roc())
+    pub fn inbound_roc(&self, ssrc: u32) -> Option<u32> {
+        self.rtp_in.get(ssrc).map(RtpStream::roc)
     }
 
     /// The ROC of the SRTP stream sent as `ssrc` (of its highest index).
-    pub fn outbound_roc(&mut self, ssrc: u32) -> Option<u32> {
-        let slot = self.rtp_out.find(ssrc)?;
-        Some(self.rtp_out.entries[slot].1.roc())
+    pub fn outbound_roc(&self, ssrc: u32) -> Option<u32> {
+        self.rtp_out.get(ssrc).map(RtpStream::roc)
     }
 
     // ---------------------------------------------------------------- SRTP
@@ -526,7 +530,7 @@ impl Session {
     /// [`Error`]; on error `buffer[..len]` is unchanged.
     pub fn protect_rtp(&mut self, buffer: &mut [u8], len: usize) -> Result<usize, Error> {
         let r = self.protect_rtp_inner(KeySelect::Active, buffer, len);
-        self.count(&r, |s| &mut s.rtp_protected)
+        self.count(r, |s| &mut s.rtp_protected)
     }
 
     /// [`Self::protect_rtp`] with the key named `mki`.
@@ -540,7 +544,7 @@ impl Session {
         len: usize,
     ) -> Result<usize, Error> {
         let r = self.protect_rtp_inner(KeySelect::Mki(mki), buffer, len);
-        self.count(&r, |s| &mut s.rtp_protected)
+        self.count(r, |s| &mut s.rtp_protected)
     }
 
     /// Authenticates and decrypts the SRTP packet `buffer` in place; the RTP
@@ -554,24 +558,21 @@ impl Session {
     /// [`Error`]; on error `buffer` is unchanged.
     pub fn unprotect_rtp(&mut self, buffer: &mut [u8]) -> Result<Unprotected, Error> {
         let r = self.unprotect_rtp_inner(buffer);
-        self.count(&r, |s| &mut s.rtp_unprotected)
+        self.count(r, |s| &mut s.rtp_unprotected)
     }
 
+    /// Counts the outcome of a protect/unprotect call.
     #[inline]
-    fn count<T>(&mut self, r: &Result<T, Error>, ok: fn(&mut Stats) -> &mut u64) -> Result<T, Error>
-    where
-        T: Copy,
-    {
-        match r {
-            Ok(v) => {
-                *ok(&mut self.stats) += 1;
-                Ok(*v)
-            }
-            Err(e) => {
-                self.stats.record(e);
-                Err(e.clone())
-            }
+    fn count<T>(
+        &mut self,
+        r: Result<T, Error>,
+        ok: fn(&mut Stats) -> &mut u64,
+    ) -> Result<T, Error> {
+        match &r {
+            Ok(_) => *ok(&mut self.stats) += 1,
+            Err(e) => self.stats.record(e),
         }
+        r
     }
 
     #[inline]
@@ -693,7 +694,7 @@ impl Session {
     /// [`Error`]; on error `buffer[..len]` is unchanged.
     pub fn protect_rtcp(&mut self, buffer: &mut [u8], len: usize) -> Result<usize, Error> {
         let r = self.protect_rtcp_inner(KeySelect::Active, buffer, len);
-        self.count(&r, |s| &mut s.rtcp_protected)
+        self.count(r, |s| &mut s.rtcp_protected)
     }
 
     /// [`Self::protect_rtcp`] with the key named `mki`.
@@ -707,7 +708,7 @@ impl Session {
         len: usize,
     ) -> Result<usize, Error> {
         let r = self.protect_rtcp_inner(KeySelect::Mki(mki), buffer, len);
-        self.count(&r, |s| &mut s.rtcp_protected)
+        self.count(r, |s| &mut s.rtcp_protected)
     }
 
     /// Authenticates (and, when the E flag is set, decrypts) the SRTCP
@@ -718,7 +719,7 @@ impl Session {
     /// [`Error`]; on error `buffer` is unchanged.
     pub fn unprotect_rtcp(&mut self, buffer: &mut [u8]) -> Result<Unprotected, Error> {
         let r = self.unprotect_rtcp_inner(buffer);
-        self.count(&r, |s| &mut s.rtcp_unprotected)
+        self.count(r, |s| &mut s.rtcp_unprotected)
     }
 
     fn protect_rtcp_inner(
