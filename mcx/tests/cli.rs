@@ -6,6 +6,8 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::Value;
 
 const RFC_VECTORS: &str = include_str!("../../mcx-ibc/tests/data/rfc6507-6508-6509.json");
@@ -838,25 +840,7 @@ fn mikey_decode_vendor_gmk_message() {
         let tree = ok(&["mikey", "decode", &b64]);
         assert!(tree.contains("SIGN"), "{name}: {tree}");
         let p = path(&dir, "msg.bin");
-        std::fs::write(&p, base64_decode(&b64)).unwrap();
+        std::fs::write(&p, BASE64.decode(&b64).unwrap()).unwrap();
         assert_eq!(ok(&["mikey", "decode", "--file", &p]), tree);
     }
-}
-
-/// Standard base64 (the vendor messages), without a dependency.
-fn base64_decode(text: &str) -> Vec<u8> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = Vec::new();
-    let mut acc = 0u32;
-    let mut bits = 0;
-    for c in text.bytes().filter(|&c| c != b'=') {
-        let v = ALPHABET.iter().position(|&a| a == c).unwrap() as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    out
 }
