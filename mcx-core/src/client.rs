@@ -338,7 +338,11 @@ impl Client {
         let invite = sip::invite(&uri, &uri, temporary_group_id, &mut body, &[], rng)?;
         let mut floor_cfg = ParticipantConfig::new(self.config.floor_ssrc, uri.clone());
         floor_cfg.priority(7);
-        let floor = Participant::new(floor_cfg)?;
+        let mut floor = Participant::new(floor_cfg)?;
+        // The INVITE carries the implicit floor request (TS 24.380 6.2.4.2):
+        // 'U: pending Request' now, so a Floor Granted that overtakes the
+        // 200 OK (floor and SIP travel on different sockets) is taken.
+        floor.start(time.instant, true)?;
         self.send_sip(
             self.config.controlling_server.clone(),
             &Message::from(invite.clone()),
@@ -688,7 +692,7 @@ impl Client {
 
     fn on_response(
         &mut self,
-        time: Time,
+        _time: Time,
         resp: Response,
         rng: &mut impl CryptoRng,
     ) -> Result<(), Error> {
@@ -722,7 +726,6 @@ impl Client {
             .filter_map(parse_acceptance)
             .collect();
         call.dialog = Some(dialog);
-        call.floor.start(time.instant, true)?;
         let peer = call.peer.clone();
         let tg = call.temporary_group_id.clone();
         self.send_sip(peer, &ack.into());

@@ -218,7 +218,7 @@ impl ControllingServer {
                     Method::Bye => self.on_bye(time, from, &req, rng),
                     _ => Ok(()),
                 },
-                Message::Response(resp) => self.on_response(time, from, &resp, rng),
+                Message::Response(resp) => self.on_response(time, &resp, rng),
             },
         }
     }
@@ -431,7 +431,6 @@ impl ControllingServer {
     fn on_response(
         &mut self,
         time: Time,
-        from: &str,
         resp: &Response,
         rng: &mut impl CryptoRng,
     ) -> Result<(), Error> {
@@ -442,10 +441,13 @@ impl ControllingServer {
             return Ok(()); // BYE answers, 1xx
         }
         let cid = resp.call_id()?;
+        // The leg is known by its Call-ID (random, one per MC server
+        // INVITE), not by `from`: a synthesized 408 (Timer B) delivered by
+        // a `SipLink` names the Request-URI (the group), not the server.
         let Some(leg) = call
             .legs
             .iter_mut()
-            .find(|l| l.invite.call_id().is_ok_and(|c| c == cid) && l.server == from)
+            .find(|l| l.invite.call_id().is_ok_and(|c| c == cid))
         else {
             return Ok(());
         };
@@ -488,8 +490,8 @@ impl ControllingServer {
             7,
             time,
             format!(
-                "{from} reported {}: {} accepted, {} rejected",
-                result.group_id, result.accepted, result.rejected
+                "{} reported {}: {} accepted, {} rejected",
+                leg.server, result.group_id, result.accepted, result.rejected
             ),
         ));
         self.events

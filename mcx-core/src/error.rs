@@ -10,6 +10,10 @@ pub enum Error {
     /// A SIP message could not be built.
     #[error("SIP build: {0}")]
     SipBuild(#[from] mcx_sip::BuildError),
+    /// The SIP transaction layer refused a message (e.g. a response
+    /// that answers no live request).
+    #[error("SIP transaction: {0}")]
+    Transaction(#[from] mcx_sip::TxError),
     /// A multipart body was malformed.
     #[error("multipart: {0}")]
     Multipart(#[from] mcx_sip::MultipartError),

@@ -19,6 +19,11 @@
 //!   initiator; splits the request per constituent group; aggregates the
 //!   per-group acceptance; arbitrates the floor. It holds no key
 //!   material: it forwards the wrapped copies as opaque octets.
+//! - [`SipLink`]: one per role instance, between the role and the
+//!   sockets: SIP transactions and retransmissions (RFC 3261 17, RFC
+//!   6026 via `mcx_sip::TransactionLayer`), 2xx/ACK handling, a 408 to
+//!   the role on Timer B/F, and the peer URI of every message it hands
+//!   the role.
 //!
 //! Every role has the same shape (quinn-proto style): `handle(time,
 //! from, channel, bytes, rng)` for network input, `handle_timeout(time)`
@@ -30,9 +35,9 @@
 //! stamps), randomness as a [`rand_core::CryptoRng`].
 //!
 //! # Non-features
-//! - No SIP transaction layer: the roles exchange SIP messages at message
-//!   level over a reliable in-order transport (no retransmissions); see
-//!   docs/core.md.
+//! - The roles themselves work at SIP message level and assume every
+//!   message arrives once; over real UDP/TCP put a [`SipLink`] in front
+//!   of each role (docs/core.md "SIP over the network").
 //! - No SRTP media: [`Client::media_keys`] gives the SRTP master keys
 //!   for `mcx-srtp`.
 //! - One temporary group call at a time per client and per controlling
@@ -43,6 +48,7 @@ mod client;
 mod controlling;
 mod error;
 mod info;
+mod link;
 mod mc_server;
 mod sdp;
 mod sip;
@@ -55,6 +61,7 @@ pub use controlling::{
 };
 pub use error::Error;
 pub use info::{McpttInfo, NAMESPACE as MCPTT_INFO_NAMESPACE};
+pub use link::{Delivery, LinkStats, SipLink};
 pub use mc_server::{McServer, McServerEvent};
 
 /// The time input of every role: the monotonic clock for timers and the

@@ -128,7 +128,7 @@ impl McServer {
                 Method::Bye => self.on_bye(from, &req, rng),
                 _ => Ok(()),
             },
-            Message::Response(resp) => self.on_response(time, from, &resp, rng),
+            Message::Response(resp) => self.on_response(time, &resp, rng),
         }
     }
 
@@ -292,7 +292,6 @@ impl McServer {
     fn on_response(
         &mut self,
         time: Time,
-        from: &str,
         resp: &Response,
         rng: &mut impl CryptoRng,
     ) -> Result<(), Error> {
@@ -301,10 +300,14 @@ impl McServer {
         }
         let cid = resp.call_id()?;
         let host = sip::host_of(&self.uri);
+        // A leg is known by its Call-ID (random, one per member INVITE),
+        // not by `from`: a response delivered by a `SipLink` names the
+        // Request-URI (the group) when it carries no Contact, and a
+        // synthesized 408 (Timer B) has none.
         let Some(fi) = self.fanouts.iter().position(|f| {
             f.legs
                 .iter()
-                .any(|l| l.member == from && l.invite.call_id().is_ok_and(|c| c == cid))
+                .any(|l| l.invite.call_id().is_ok_and(|c| c == cid))
         }) else {
             return Ok(());
         };
@@ -312,7 +315,7 @@ impl McServer {
         let Some(leg) = fan
             .legs
             .iter_mut()
-            .find(|l| l.member == from && l.invite.call_id().is_ok_and(|c| c == cid))
+            .find(|l| l.invite.call_id().is_ok_and(|c| c == cid))
         else {
             return Ok(());
         };

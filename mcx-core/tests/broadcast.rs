@@ -4,17 +4,10 @@
 
 mod common;
 
-use std::collections::BTreeSet;
-
 use bytes::Bytes;
 use common::*;
-use mcx_core::{Channel, ClientEvent, ControllingEvent, GroupResult, McServerEvent, Transmit};
-use mcx_floor::{ArbitratorEvent, ParticipantEvent, ParticipantState, RejectCause};
-use mcx_sip::{Message, Multipart, Part};
-
-fn all_members() -> Vec<String> {
-    members_a().into_iter().chain(members_b()).collect()
-}
+use mcx_core::{ClientEvent, ControllingEvent, GroupResult, McServerEvent, Transmit};
+use mcx_sip::{Message, Multipart};
 
 /// Runs set-up and returns the world after step 9 (floor granted).
 fn set_up(servers: Servers) -> World {
@@ -32,28 +25,6 @@ fn set_up(servers: Servers) -> World {
 
 fn check_full_call(servers: Servers) {
     let mut w = set_up(servers);
-    let m = &mut w.mesh;
-
-    // Every member of A and B holds the initiator's TGMK.
-    let reference = m.client(DISPATCHER).tgmk_confirmation().unwrap();
-    for u in all_members() {
-        assert_eq!(
-            m.client(&u).tgmk_confirmation().as_ref(),
-            Some(&reference),
-            "{u}"
-        );
-        let (a, b) = (
-            m.client(&u).media_keys().unwrap(),
-            m.client(DISPATCHER).media_keys().unwrap(),
-        );
-        assert_eq!(a.mki(), b.mki());
-        assert_eq!(a.master_key(), b.master_key());
-    }
-    // Nobody outside got it.
-    assert!(m.client(OUTSIDER).tgmk_confirmation().is_none());
-    assert!(m.client(ROGUE).tgmk_confirmation().is_none());
-
-    // Per-group acceptance counts reach the initiator.
     let expected = vec![
         GroupResult {
             group_id: GROUP_A.into(),
@@ -66,155 +37,7 @@ fn check_full_call(servers: Servers) {
             rejected: 0,
         },
     ];
-    let established: Vec<_> = m
-        .client_events(DISPATCHER)
-        .into_iter()
-        .filter_map(|e| match e {
-            ClientEvent::CallEstablished {
-                groups,
-                temporary_group_id,
-            } => {
-                assert_eq!(temporary_group_id, TEMP_GROUP);
-                Some(groups)
-            }
-            _ => None,
-        })
-        .collect();
-    assert_eq!(established, vec![expected.clone()]);
-    assert!(
-        m.ctrl_events(CTRL)
-            .contains(&ControllingEvent::CallEstablished {
-                temporary_group_id: TEMP_GROUP.into(),
-                groups: expected,
-            })
-    );
-
-    // Each MC server / member saw only its group's wrapped copy.
-    for t in m
-        .log
-        .iter()
-        .filter(|t| t.channel == Channel::Sip && t.from != DISPATCHER)
-    {
-        let Ok(Message::Request(req)) = Message::parse(&t.contents) else {
-            continue;
-        };
-        if req.method() != &mcx_sip::Method::Invite {
-            continue;
-        }
-        let mp = Multipart::parse(req.content_type().unwrap(), req.body()).unwrap();
-        let wraps: Vec<&Part> = mp
-            .parts
-            .iter()
-            .filter(|p| p.media_type() == "application/mikey")
-            .collect();
-        assert_eq!(
-            wraps.len(),
-            1,
-            "INVITE to {} carries one wrapped TGMK",
-            t.to
-        );
-        let info =
-            std::str::from_utf8(&mp.find("application/vnd.3gpp.mcptt-info+xml").unwrap().body)
-                .unwrap()
-                .to_owned();
-        assert!(info.contains("<broadcast-ind>true</broadcast-ind>"));
-        assert!(info.contains(&format!(
-            "<associated-group-id type=\"Normal\"><mcpttURI>{TEMP_GROUP}</mcpttURI>"
-        )));
-        assert_eq!(
-            req.uri(),
-            if wraps[0].other_headers[0].1.ends_with(GROUP_A) {
-                GROUP_A
-            } else {
-                GROUP_B
-            }
-        );
-    }
-
-    // Floor: initiator granted, receivers taken.
-    assert_eq!(
-        m.client(DISPATCHER).floor_state(),
-        Some(ParticipantState::HasPermission)
-    );
-    assert!(
-        m.client_events(DISPATCHER)
-            .iter()
-            .any(|e| matches!(e, ClientEvent::Floor(ParticipantEvent::FloorGranted { .. })))
-    );
-    for u in all_members() {
-        assert!(
-            m.client_events(&u).iter().any(|e| matches!(
-                e,
-                ClientEvent::Floor(ParticipantEvent::FloorTaken { granted_party: Some(g), permission_to_request: false }) if g == DISPATCHER
-            )),
-            "{u} got Floor Taken"
-        );
-        assert_eq!(
-            m.client(&u).floor_state(),
-            Some(ParticipantState::HasNoPermission)
-        );
-    }
-
-    // A receiver may not even ask locally; one that asks anyway is denied.
-    let t = m.time();
-    let a1 = &members_a()[0];
-    assert!(m.client(a1).request_floor(t).is_err());
-    m.client(a1).request_floor_anyway(t).unwrap();
-    m.drive();
-    assert!(m.client_events(a1).iter().any(|e| matches!(
-        e,
-        ClientEvent::Floor(ParticipantEvent::FloorDenied { cause, .. }) if *cause == RejectCause::RECEIVE_ONLY
-    )));
-    assert!(m.ctrl_events(CTRL).iter().any(|e| matches!(
-        e,
-        ControllingEvent::Floor(ArbitratorEvent::RequestDenied { .. })
-    )));
-    assert_eq!(
-        m.client(DISPATCHER).floor_state(),
-        Some(ParticipantState::HasPermission)
-    );
-
-    // The initiator's release: Floor Idle to all, then BYE ends the call.
-    let t = m.time();
-    m.client(DISPATCHER).release_floor(t).unwrap();
-    m.drive();
-    assert!(m.errors.is_empty(), "{:?}", m.errors);
-    assert!(
-        m.ctrl_events(CTRL)
-            .contains(&ControllingEvent::Floor(ArbitratorEvent::CallEnded))
-    );
-    assert!(m.ctrl_events(CTRL).contains(&ControllingEvent::CallEnded));
-    for u in all_members().iter().map(String::as_str).chain([DISPATCHER]) {
-        let ev = m.client_events(u);
-        if u != DISPATCHER {
-            assert!(
-                ev.iter()
-                    .any(|e| matches!(e, ClientEvent::Floor(ParticipantEvent::FloorIdle { .. }))),
-                "{u} idle"
-            );
-        }
-        assert!(ev.contains(&ClientEvent::CallEnded), "{u} got BYE");
-        assert!(!m.client(u).in_call());
-        assert!(m.client(u).tgmk_confirmation().is_none());
-    }
-    let byes = m
-        .log
-        .iter()
-        .filter(|t| t.contents.starts_with(b"BYE "))
-        .count();
-    assert_eq!(
-        byes,
-        1 + 2 + 6,
-        "BYE to initiator, both legs and every member"
-    );
-
-    // The timeline covers the nine steps.
-    let steps: BTreeSet<u8> = m.timeline.iter().map(|s| s.step).collect();
-    assert_eq!(steps, (1..=9).collect());
-    assert!(m.timeline.windows(2).all(|w| w[0].at <= w[1].at));
-    let text = m.timeline_text();
-    assert!(!text.contains(&format!("{:02x?}", reference.value)));
-    println!("{text}");
+    verify_full_call(&mut w.mesh, &expected, &all_members());
 }
 
 #[test]

@@ -75,6 +75,23 @@ pub(crate) enum CliError {
     /// The system clock is unusable (before 1970).
     #[error("system clock is before 1970-01-01; pass --at or --period-no")]
     Clock,
+    /// A topology file is invalid.
+    #[error("{path}: {detail}")]
+    Topology {
+        /// The file (`<default topology>` for the embedded one).
+        path: String,
+        /// What is wrong, naming the entry.
+        detail: String,
+    },
+    /// A role could not start, or the call could not be made.
+    #[error("{0}")]
+    System(String),
+    /// `mcx demo` or `mcx call` found failures (already reported on stdout).
+    #[error("{failed} checks failed")]
+    DemoFailed {
+        /// Checks that failed.
+        failed: usize,
+    },
     /// `mcx selfcheck` found failures (already reported on stdout).
     #[error("selfcheck: {failed} of {total} checks failed")]
     SelfcheckFailed {

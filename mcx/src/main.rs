@@ -6,10 +6,13 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod demo;
 mod error;
 mod input;
 mod keyfile;
 mod output;
+mod system;
+mod topology;
 
 use std::io::Write;
 use std::process::ExitCode;

@@ -4,11 +4,13 @@
 #![allow(clippy::unwrap_used, dead_code, unreachable_pub, missing_docs)]
 
 use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mcx_core::{
     Channel, Client, ClientConfig, ClientEvent, ControllingEvent, ControllingServer,
-    ControllingServerConfig, McServer, McServerEvent, TemporaryGroup, Time, Transmit,
+    ControllingServerConfig, Error, GroupResult, McServer, McServerEvent, SipLink, TemporaryGroup,
+    Time, Transmit,
 };
 use mcx_ibc::eccsi::SigningKey;
 use mcx_ibc::kms::Community;
@@ -16,6 +18,7 @@ use mcx_mikey::gmk::{GmkMessage, gmk_key_parameters};
 use mcx_mikey::message::Sp;
 use mcx_mikey::wire::Purpose;
 use mcx_mikey::{Gmk, KeyId};
+use mcx_sip::{Limits, Remote, StreamDecoder, Timers, Transport};
 
 /// Deterministic splitmix64 RNG (plumbing tests only, never for keys in
 /// production).
@@ -49,6 +52,117 @@ pub enum Node {
     Ctrl(ControllingServer),
 }
 
+impl Node {
+    fn handle(
+        &mut self,
+        time: Time,
+        from: &str,
+        channel: Channel,
+        bytes: &[u8],
+        rng: &mut TestRng,
+    ) -> Result<(), Error> {
+        match self {
+            Self::Client(c) => c.handle(time, from, channel, bytes, rng),
+            Self::Mc(m) => m.handle(time, from, channel, bytes, rng),
+            Self::Ctrl(c) => c.handle(time, from, channel, bytes, rng),
+        }
+    }
+}
+
+/// One datagram (UDP) or stream write (TCP) on the simulated wire.
+#[derive(Debug, Clone)]
+pub struct Wire {
+    pub from: SocketAddr,
+    pub to: SocketAddr,
+    pub transport: Transport,
+    pub channel: Channel,
+    pub bytes: Vec<u8>,
+    /// Dropped by the loss model.
+    pub dropped: bool,
+}
+
+impl Wire {
+    pub fn starts_with(&self, prefix: &str) -> bool {
+        self.bytes.starts_with(prefix.as_bytes())
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes).into_owned()
+    }
+}
+
+/// Drops the `nth` (1-based) wire datagram matching `pred`, or every one
+/// if `nth` is `None`.
+pub struct LossRule {
+    pred: Box<dyn Fn(&Wire) -> bool>,
+    nth: Option<usize>,
+    seen: usize,
+}
+
+/// The socket layer of a mesh whose roles sit behind `SipLink`s: every
+/// role has a socket address (127.0.0.1:5060+i), SIP goes through its
+/// link, floor control goes directly (sender named by its address, as a
+/// driver does with its directory).
+pub struct Net {
+    pub transport: Transport,
+    pub links: BTreeMap<String, SipLink>,
+    pub addr: BTreeMap<String, SocketAddr>,
+    pub owner: BTreeMap<SocketAddr, String>,
+    in_flight: VecDeque<(Duration, Wire)>,
+    /// Everything put on the wire, in order (dropped ones flagged).
+    pub wire: Vec<Wire>,
+    /// Every SIP message the roles produced (before their links).
+    pub sent: Vec<Transmit>,
+    rules: Vec<LossRule>,
+    decoders: BTreeMap<(SocketAddr, SocketAddr), StreamDecoder>,
+}
+
+impl Net {
+    fn put(&mut self, at: Duration, mut w: Wire) {
+        for r in &mut self.rules {
+            if (r.pred)(&w) {
+                r.seen += 1;
+                if r.nth.is_none_or(|n| n == r.seen) {
+                    w.dropped = true;
+                }
+            }
+        }
+        self.wire.push(w.clone());
+        if !w.dropped {
+            self.in_flight.push_back((at, w));
+        }
+    }
+
+    fn drain_link(&mut self, uri: &str, at: Duration) {
+        let Some(link) = self.links.get_mut(uri) else {
+            return;
+        };
+        let from = link.local().addr;
+        let mut out = Vec::new();
+        while let Some(t) = link.poll_transmit() {
+            out.push(Wire {
+                from,
+                to: t.destination,
+                transport: t.transport,
+                channel: Channel::Sip,
+                bytes: t.bytes,
+                dropped: false,
+            });
+        }
+        for w in out {
+            self.put(at, w);
+        }
+    }
+
+    /// SIP datagrams on the wire from `from` (a role URI) starting with `prefix`.
+    pub fn count(&self, from: &str, prefix: &str) -> usize {
+        let a = self.addr[from];
+        self.wire
+            .iter()
+            .filter(|w| w.channel == Channel::Sip && w.from == a && w.starts_with(prefix))
+            .count()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum AnyEvent {
     Client(ClientEvent),
@@ -78,6 +192,8 @@ pub struct Mesh {
     pub events: BTreeMap<String, Vec<AnyEvent>>,
     pub errors: Vec<(String, String)>,
     pub rng: TestRng,
+    /// Set by [`Mesh::use_links`]: SIP through a `SipLink` per role.
+    pub net: Option<Net>,
 }
 
 impl Mesh {
@@ -94,7 +210,80 @@ impl Mesh {
             events: BTreeMap::new(),
             errors: Vec::new(),
             rng: TestRng(seed),
+            net: None,
         }
+    }
+
+    /// Puts a `SipLink` in front of every role: role i gets the socket
+    /// 127.0.0.1:(5060+i) and talks `transport` to every peer. From now
+    /// on `log` holds what the roles were handed (after their links).
+    pub fn use_links(&mut self, transport: Transport, timers: Timers) {
+        let mut net = Net {
+            transport,
+            links: BTreeMap::new(),
+            addr: BTreeMap::new(),
+            owner: BTreeMap::new(),
+            in_flight: VecDeque::new(),
+            wire: Vec::new(),
+            sent: Vec::new(),
+            rules: Vec::new(),
+            decoders: BTreeMap::new(),
+        };
+        for (i, uri) in self.nodes.keys().enumerate() {
+            let addr = SocketAddr::from(([127, 0, 0, 1], 5060 + u16::try_from(i).unwrap()));
+            net.addr.insert(uri.clone(), addr);
+            net.owner.insert(addr, uri.clone());
+            net.links.insert(
+                uri.clone(),
+                SipLink::new(timers, Remote { addr, transport }),
+            );
+        }
+        self.net = Some(net);
+    }
+
+    pub fn net(&self) -> &Net {
+        self.net.as_ref().expect("use_links first")
+    }
+
+    /// Drops the `nth` (1-based) wire datagram matching `pred`.
+    pub fn drop_nth(&mut self, nth: usize, pred: impl Fn(&Wire) -> bool + 'static) {
+        self.net
+            .as_mut()
+            .expect("use_links first")
+            .rules
+            .push(LossRule {
+                pred: Box::new(pred),
+                nth: Some(nth),
+                seen: 0,
+            });
+    }
+
+    /// Drops every wire datagram matching `pred`.
+    pub fn drop_all(&mut self, pred: impl Fn(&Wire) -> bool + 'static) {
+        self.net
+            .as_mut()
+            .expect("use_links first")
+            .rules
+            .push(LossRule {
+                pred: Box::new(pred),
+                nth: None,
+                seen: 0,
+            });
+    }
+
+    /// One-way latency of every message.
+    pub fn set_latency(&mut self, latency: Duration) {
+        self.latency = latency;
+    }
+
+    /// Puts a datagram on the wire (past the loss model).
+    pub fn inject_wire(&mut self, w: Wire) {
+        let at = self.now + self.latency;
+        self.net
+            .as_mut()
+            .expect("use_links first")
+            .in_flight
+            .push_back((at, w));
     }
 
     pub fn time(&self) -> Time {
@@ -161,6 +350,8 @@ impl Mesh {
 
     fn collect(&mut self) {
         let base = self.base;
+        let at = self.now + self.latency;
+        let instant = base + self.now;
         for (name, node) in &mut self.nodes {
             loop {
                 let t = match node {
@@ -169,7 +360,44 @@ impl Mesh {
                     Node::Ctrl(c) => c.poll_transmit(),
                 };
                 let Some(t) = t else { break };
-                self.in_flight.push_back((self.now + self.latency, t));
+                let Some(net) = self.net.as_mut() else {
+                    self.in_flight.push_back((at, t));
+                    continue;
+                };
+                let (Some(&from), Some(&to)) = (net.addr.get(&t.from), net.addr.get(&t.to)) else {
+                    self.errors
+                        .push((name.clone(), format!("no address for {}", t.to)));
+                    continue;
+                };
+                match t.channel {
+                    Channel::Sip => {
+                        net.sent.push(t.clone());
+                        let remote = Remote {
+                            addr: to,
+                            transport: net.transport,
+                        };
+                        if let Some(link) = net.links.get_mut(name) {
+                            if let Err(e) = link.send(instant, remote, &t.contents) {
+                                self.errors.push((name.clone(), format!("link send: {e}")));
+                            }
+                        }
+                        net.drain_link(name, at);
+                    }
+                    Channel::Floor => net.put(
+                        at,
+                        Wire {
+                            from,
+                            to,
+                            transport: Transport::Udp,
+                            channel: Channel::Floor,
+                            bytes: t.contents,
+                            dropped: false,
+                        },
+                    ),
+                }
+            }
+            if let Some(net) = self.net.as_mut() {
+                net.drain_link(name, at);
             }
             loop {
                 let e = match node {
@@ -199,6 +427,10 @@ impl Mesh {
     }
 
     fn next_timeout(&self) -> Option<Instant> {
+        let links = self
+            .net
+            .iter()
+            .flat_map(|n| n.links.values().filter_map(SipLink::poll_timeout));
         self.nodes
             .values()
             .filter_map(|n| match n {
@@ -206,7 +438,87 @@ impl Mesh {
                 Node::Mc(_) => None,
                 Node::Ctrl(c) => c.poll_timeout(),
             })
+            .chain(links)
             .min()
+    }
+
+    /// Hands what `uri`'s link has for its role to the role.
+    fn deliver_link(&mut self, uri: &str) {
+        let time = self.time();
+        let Some(net) = self.net.as_mut() else { return };
+        let Some(link) = net.links.get_mut(uri) else {
+            return;
+        };
+        let Some(node) = self.nodes.get_mut(uri) else {
+            return;
+        };
+        while let Some(d) = link.poll_deliver() {
+            self.log.push(Transmit {
+                from: d.from.clone(),
+                to: uri.to_owned(),
+                channel: Channel::Sip,
+                contents: d.bytes.clone(),
+            });
+            if let Err(e) = node.handle(time, &d.from, Channel::Sip, &d.bytes, &mut self.rng) {
+                self.errors.push((uri.to_owned(), e.to_string()));
+            }
+        }
+    }
+
+    /// A datagram arrives at its socket.
+    fn arrive(&mut self, w: Wire) {
+        let time = self.time();
+        let Some(net) = self.net.as_mut() else { return };
+        let Some(uri) = net.owner.get(&w.to).cloned() else {
+            return;
+        };
+        match w.channel {
+            Channel::Floor => {
+                // The driver names a floor packet's sender by its socket.
+                let Some(from) = net.owner.get(&w.from).cloned() else {
+                    return;
+                };
+                self.log.push(Transmit {
+                    from: from.clone(),
+                    to: uri.clone(),
+                    channel: Channel::Floor,
+                    contents: w.bytes.clone(),
+                });
+                if let Some(node) = self.nodes.get_mut(&uri) {
+                    if let Err(e) =
+                        node.handle(time, &from, Channel::Floor, &w.bytes, &mut self.rng)
+                    {
+                        self.errors.push((uri.clone(), e.to_string()));
+                    }
+                }
+            }
+            Channel::Sip => {
+                let remote = Remote {
+                    addr: w.from,
+                    transport: w.transport,
+                };
+                let Some(link) = net.links.get_mut(&uri) else {
+                    return;
+                };
+                if w.transport == Transport::Tcp {
+                    // A stream: cut by Content-Length, fed in two pieces.
+                    let dec = net
+                        .decoders
+                        .entry((w.from, w.to))
+                        .or_insert_with(|| StreamDecoder::new(Limits::TCP));
+                    let (a, b) = w.bytes.split_at(w.bytes.len() / 2);
+                    dec.push(a);
+                    assert!(dec.next_message().unwrap().is_none());
+                    dec.push(b);
+                    while let Some(m) = dec.next_message().unwrap() {
+                        link.receive_message(time.instant, remote, m);
+                    }
+                } else {
+                    link.receive(time.instant, remote, &w.bytes);
+                }
+                self.deliver_link(&uri);
+            }
+        }
     }
 
     /// Delivers datagrams and fires timers until nothing is left within
@@ -215,7 +527,14 @@ impl Mesh {
         let limit = self.now + horizon;
         for _ in 0..100_000 {
             self.collect();
-            let next_msg = self.in_flight.front().map(|(t, _)| *t);
+            let next_wire = self
+                .net
+                .as_ref()
+                .and_then(|n| n.in_flight.front().map(|(t, _)| *t));
+            let next_msg = match (self.in_flight.front().map(|(t, _)| *t), next_wire) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let next_timer = self.next_timeout().map(|i| i.duration_since(self.base));
             let (at, is_msg) = match (next_msg, next_timer) {
                 (Some(m), Some(t)) if t < m => (t, false),
@@ -228,7 +547,10 @@ impl Mesh {
             }
             self.now = self.now.max(at);
             let time = self.time();
-            if is_msg {
+            if is_msg && next_wire == Some(at) {
+                let (_, w) = self.net.as_mut().unwrap().in_flight.pop_front().unwrap();
+                self.arrive(w);
+            } else if is_msg {
                 let (_, t) = self.in_flight.pop_front().unwrap();
                 self.log.push(t.clone());
                 let Some(node) = self.nodes.get_mut(&t.to) else {
@@ -257,6 +579,19 @@ impl Mesh {
                     if let Err(e) = r {
                         self.errors.push((name.clone(), e.to_string()));
                     }
+                }
+                let uris: Vec<String> = self
+                    .net
+                    .iter_mut()
+                    .flat_map(|n| {
+                        n.links
+                            .values_mut()
+                            .for_each(|l| l.handle_timeout(time.instant));
+                        n.links.keys().cloned().collect::<Vec<_>>()
+                    })
+                    .collect();
+                for u in uris {
+                    self.deliver_link(&u);
                 }
             }
         }
@@ -448,4 +783,202 @@ impl Mesh {
         let i = self.in_flight.iter().position(|(_, t)| f(t))?;
         self.in_flight.remove(i).map(|(_, t)| t)
     }
+}
+
+pub fn all_members() -> Vec<String> {
+    members_a().into_iter().chain(members_b()).collect()
+}
+
+/// The checks of the nine-step call after set-up (step 9 reached), then
+/// a denied Floor Request and the initiator's release ending the call.
+/// `expected`: the per-group results the initiator must get; `receivers`:
+/// the members that must hold the TGMK (every other member must not).
+pub fn verify_full_call(m: &mut Mesh, expected: &[GroupResult], receivers: &[String]) {
+    use mcx_floor::{ArbitratorEvent, ParticipantEvent, ParticipantState, RejectCause};
+    use mcx_sip::{Message, Multipart, Part};
+    use std::collections::BTreeSet;
+
+    assert!(m.errors.is_empty(), "{:?}", m.errors);
+    // Every receiver holds the initiator's TGMK; nobody else does.
+    let reference = m.client(DISPATCHER).tgmk_confirmation().unwrap();
+    for u in receivers {
+        assert_eq!(
+            m.client(u).tgmk_confirmation().as_ref(),
+            Some(&reference),
+            "{u}"
+        );
+        let (a, b) = (
+            m.client(u).media_keys().unwrap(),
+            m.client(DISPATCHER).media_keys().unwrap(),
+        );
+        assert_eq!(a.mki(), b.mki());
+        assert_eq!(a.master_key(), b.master_key());
+    }
+    for u in all_members().iter().filter(|u| !receivers.contains(u)) {
+        assert!(m.client(u).tgmk_confirmation().is_none(), "{u}");
+    }
+    assert!(m.client(OUTSIDER).tgmk_confirmation().is_none());
+    assert!(m.client(ROGUE).tgmk_confirmation().is_none());
+
+    // Per-group acceptance counts reach the initiator, exactly once.
+    let established: Vec<_> = m
+        .client_events(DISPATCHER)
+        .into_iter()
+        .filter_map(|e| match e {
+            ClientEvent::CallEstablished {
+                groups,
+                temporary_group_id,
+            } => {
+                assert_eq!(temporary_group_id, TEMP_GROUP);
+                Some(groups)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(established, vec![expected.to_vec()]);
+    let ctrl_established: Vec<_> = m
+        .ctrl_events(CTRL)
+        .into_iter()
+        .filter(|e| matches!(e, ControllingEvent::CallEstablished { .. }))
+        .collect();
+    assert_eq!(
+        ctrl_established,
+        vec![ControllingEvent::CallEstablished {
+            temporary_group_id: TEMP_GROUP.into(),
+            groups: expected.to_vec(),
+        }]
+    );
+
+    // Each MC server / member saw only its group's wrapped copy.
+    for t in m
+        .log
+        .iter()
+        .filter(|t| t.channel == Channel::Sip && t.from != DISPATCHER)
+    {
+        let Ok(Message::Request(req)) = Message::parse(&t.contents) else {
+            continue;
+        };
+        if req.method() != &mcx_sip::Method::Invite {
+            continue;
+        }
+        let mp = Multipart::parse(req.content_type().unwrap(), req.body()).unwrap();
+        let wraps: Vec<&Part> = mp
+            .parts
+            .iter()
+            .filter(|p| p.media_type() == "application/mikey")
+            .collect();
+        assert_eq!(
+            wraps.len(),
+            1,
+            "INVITE to {} carries one wrapped TGMK",
+            t.to
+        );
+        let info =
+            std::str::from_utf8(&mp.find("application/vnd.3gpp.mcptt-info+xml").unwrap().body)
+                .unwrap()
+                .to_owned();
+        assert!(info.contains("<broadcast-ind>true</broadcast-ind>"));
+        assert!(info.contains(&format!(
+            "<associated-group-id type=\"Normal\"><mcpttURI>{TEMP_GROUP}</mcpttURI>"
+        )));
+        assert_eq!(
+            req.uri(),
+            if wraps[0].other_headers[0].1.ends_with(GROUP_A) {
+                GROUP_A
+            } else {
+                GROUP_B
+            }
+        );
+    }
+
+    // Floor: initiator granted, receivers taken.
+    assert_eq!(
+        m.client(DISPATCHER).floor_state(),
+        Some(ParticipantState::HasPermission)
+    );
+    assert!(
+        m.client_events(DISPATCHER)
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Floor(ParticipantEvent::FloorGranted { .. })))
+    );
+    for u in receivers {
+        assert!(
+            m.client_events(u).iter().any(|e| matches!(
+                e,
+                ClientEvent::Floor(ParticipantEvent::FloorTaken { granted_party: Some(g), permission_to_request: false }) if g == DISPATCHER
+            )),
+            "{u} got Floor Taken"
+        );
+        assert_eq!(
+            m.client(u).floor_state(),
+            Some(ParticipantState::HasNoPermission)
+        );
+    }
+
+    // A receiver may not even ask locally; one that asks anyway is denied.
+    let t = m.time();
+    let r1 = &receivers[0];
+    assert!(m.client(r1).request_floor(t).is_err());
+    m.client(r1).request_floor_anyway(t).unwrap();
+    m.drive();
+    assert!(m.client_events(r1).iter().any(|e| matches!(
+        e,
+        ClientEvent::Floor(ParticipantEvent::FloorDenied { cause, .. }) if *cause == RejectCause::RECEIVE_ONLY
+    )));
+    assert!(m.ctrl_events(CTRL).iter().any(|e| matches!(
+        e,
+        ControllingEvent::Floor(ArbitratorEvent::RequestDenied { .. })
+    )));
+    assert_eq!(
+        m.client(DISPATCHER).floor_state(),
+        Some(ParticipantState::HasPermission)
+    );
+
+    // The initiator's release: Floor Idle to all, then BYE ends the call.
+    let t = m.time();
+    m.client(DISPATCHER).release_floor(t).unwrap();
+    m.drive();
+    assert!(m.errors.is_empty(), "{:?}", m.errors);
+    assert!(
+        m.ctrl_events(CTRL)
+            .contains(&ControllingEvent::Floor(ArbitratorEvent::CallEnded))
+    );
+    assert!(m.ctrl_events(CTRL).contains(&ControllingEvent::CallEnded));
+    for u in receivers.iter().map(String::as_str).chain([DISPATCHER]) {
+        let ev = m.client_events(u);
+        if u != DISPATCHER {
+            assert!(
+                ev.iter()
+                    .any(|e| matches!(e, ClientEvent::Floor(ParticipantEvent::FloorIdle { .. }))),
+                "{u} idle"
+            );
+        }
+        assert_eq!(
+            ev.iter().filter(|e| **e == ClientEvent::CallEnded).count(),
+            1,
+            "{u} got BYE once"
+        );
+        assert!(!m.client(u).in_call());
+        assert!(m.client(u).tgmk_confirmation().is_none());
+    }
+    // `log` holds what the roles were handed: each BYE exactly once.
+    let byes = m
+        .log
+        .iter()
+        .filter(|t| t.contents.starts_with(b"BYE "))
+        .count();
+    let legs = expected.iter().filter(|g| g.accepted > 0).count();
+    assert_eq!(
+        byes,
+        1 + legs + receivers.len(),
+        "BYE to initiator, the accepting legs and every receiver"
+    );
+
+    // The timeline covers the nine steps.
+    let steps: BTreeSet<u8> = m.timeline.iter().map(|s| s.step).collect();
+    assert_eq!(steps, (1..=9).collect());
+    assert!(m.timeline.windows(2).all(|w| w[0].at <= w[1].at));
+    let text = m.timeline_text();
+    assert!(!text.contains(&format!("{:02x?}", reference.value)));
+    println!("{text}");
 }

@@ -1,0 +1,195 @@
+//! tokio driver for an MC service client.
+//!
+//! At start-up a client provisions itself (TS 33.180 5.2, 5.7): KmsInit
+//! and KmsKeyProv from the KMS (community public keys, its own ECCSI and
+//! SAKKE keys, validated), then its group list and group documents from
+//! the GMS, whose GKTPs carry each group's GMK in a MIKEY-SAKKE
+//! I_MESSAGE the client verifies and decrypts. Then the
+//! [`mcx_core::Client`] role runs under [`mcx_net::node`].
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+
+use mcx_core::{Client, ClientConfig, ClientEvent};
+use mcx_gms::GroupDocument;
+use mcx_ibc::kms::{CommunityPublic, UserKeys};
+use mcx_kms::http::HttpResponse;
+use mcx_net::http::fetch;
+
+/// Where and as whom a client provisions.
+#[derive(Clone)]
+pub struct Provisioning {
+    /// The user's MC service ID.
+    pub user_uri: String,
+    /// Its access token toward the KMS and GMS.
+    pub token: String,
+    /// The KMS URI (KmsUri).
+    pub kms_uri: String,
+    /// The KMS's HTTP address.
+    pub kms_http: SocketAddr,
+    /// The GMS's HTTP address.
+    pub gms_http: SocketAddr,
+}
+
+impl std::fmt::Debug for Provisioning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provisioning")
+            .field("user_uri", &self.user_uri)
+            .field("kms_uri", &self.kms_uri)
+            .field("kms_http", &self.kms_http)
+            .field("gms_http", &self.gms_http)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What provisioning returned.
+#[derive(Debug)]
+pub struct Provisioned {
+    /// The KMS community's public values.
+    pub community: CommunityPublic,
+    /// The user's keys for the current key period.
+    pub keys: UserKeys,
+    /// The user's groups, each with its GKTPs.
+    pub groups: Vec<GroupDocument>,
+}
+
+/// Errors of client start-up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// Network failure.
+    #[error(transparent)]
+    Net(#[from] mcx_net::NetError),
+    /// A server answered with an error status.
+    #[error("{service} answered {status}: {reason}")]
+    Refused {
+        /// KMS or GMS.
+        service: &'static str,
+        /// HTTP status.
+        status: u16,
+        /// The body (a reason).
+        reason: String,
+    },
+    /// The KMS's answer was unusable.
+    #[error("KMS: {0}")]
+    Kms(#[from] mcx_kms::KmsError),
+    /// The GMS's answer was unusable.
+    #[error("GMS: {0}")]
+    Gms(#[from] mcx_gms::GmsError),
+    /// The role refused the keys or a GKTP.
+    #[error(transparent)]
+    Core(#[from] mcx_core::Error),
+    /// A blocking task failed.
+    #[error("start-up task failed")]
+    Task,
+}
+
+fn ok(service: &'static str, resp: HttpResponse) -> Result<Vec<u8>, ClientError> {
+    if resp.status == 200 {
+        Ok(resp.body)
+    } else {
+        Err(ClientError::Refused {
+            service,
+            status: resp.status,
+            reason: String::from_utf8_lossy(&resp.body)
+                .chars()
+                .take(200)
+                .collect(),
+        })
+    }
+}
+
+/// Fetches the KMS community (KmsInit) and `user_uri`'s keys for the
+/// current key period (KmsKeyProv), validated. The GMS uses this too.
+///
+/// # Errors
+/// Network failures, refusals, and answers that do not validate.
+pub async fn provision_keys(
+    kms_uri: &str,
+    user_uri: &str,
+    token: &str,
+    kms_http: SocketAddr,
+) -> Result<(CommunityPublic, UserKeys), ClientError> {
+    let now = mcx_net::now().unix;
+    let init = mcx_kms::client::init_request(kms_uri, user_uri, token, now);
+    let body = ok("KMS", fetch(kms_http, &init).await?)?;
+    let community = mcx_kms::client::parse_init_response(&body, kms_uri)?;
+    let prov = mcx_kms::client::key_prov_request(kms_uri, user_uri, token, now);
+    let body = ok("KMS", fetch(kms_http, &prov).await?)?;
+    let user = user_uri.to_owned();
+    // Validating an RSK is a pairing: CPU work off the async threads.
+    tokio::task::spawn_blocking(move || {
+        mcx_kms::client::parse_key_prov_response(&body, &community, &user, now)
+            .map(|k| (community, k))
+    })
+    .await
+    .map_err(|_| ClientError::Task)?
+    .map_err(ClientError::from)
+}
+
+/// Provisions `p.user_uri` from the KMS and the GMS.
+///
+/// # Errors
+/// Network failures, refusals, and answers that do not validate.
+pub async fn provision(p: &Provisioning) -> Result<Provisioned, ClientError> {
+    let (community, keys) = provision_keys(&p.kms_uri, &p.user_uri, &p.token, p.kms_http).await?;
+    let index = mcx_gms::client::group_index_request(&p.user_uri, &p.token);
+    let body = ok("GMS", fetch(p.gms_http, &index).await?)?;
+    let mut groups = Vec::new();
+    for group in mcx_gms::client::parse_group_index(&body)? {
+        let req = mcx_gms::client::group_document_request(&group, &p.token);
+        let body = ok("GMS", fetch(p.gms_http, &req).await?)?;
+        groups.push(mcx_gms::client::parse_group_document(&body)?);
+    }
+    Ok(Provisioned {
+        community,
+        keys,
+        groups,
+    })
+}
+
+/// Builds the client role from provisioned keys: validates the user keys
+/// and accepts every GKTP (signature by the GMS, decryption to this user).
+/// CPU work: run it on the blocking pool.
+///
+/// # Errors
+/// Keys or GKTPs that do not validate.
+pub fn build_client(config: ClientConfig, p: Provisioned) -> Result<Client, ClientError> {
+    let mut client = Client::new(config, p.community, p.keys)?;
+    let time = mcx_net::now();
+    for doc in &p.groups {
+        for gktp in &doc.gktps {
+            client.accept_gmk(time, &doc.group_id, gktp)?;
+        }
+    }
+    // The GMK acceptances are events the application may want to see;
+    // they stay queued in the role until the node drains them.
+    Ok(client)
+}
+
+/// Provisions and builds the client role.
+///
+/// # Errors
+/// See [`provision`] and [`build_client`].
+pub async fn start(config: ClientConfig, p: &Provisioning) -> Result<Client, ClientError> {
+    let provisioned = provision(p).await?;
+    tokio::task::spawn_blocking(move || build_client(config, provisioned))
+        .await
+        .map_err(|_| ClientError::Task)?
+}
+
+/// Waits for the first event matching `f`, returning it (other events are
+/// passed to `skipped`).
+pub async fn wait_for<T>(
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<ClientEvent>,
+    mut f: impl FnMut(&ClientEvent) -> Option<T>,
+    mut skipped: impl FnMut(ClientEvent),
+) -> Option<T> {
+    while let Some(e) = events.recv().await {
+        if let Some(t) = f(&e) {
+            return Some(t);
+        }
+        skipped(e);
+    }
+    None
+}

@@ -1,0 +1,1012 @@
+//! [`SipLink`]: the sans-IO shim between one role and the network. It puts
+//! the roles' message-level SIP on the `mcx-sip` [`TransactionLayer`]
+//! (RFC 3261 17 with RFC 6026) and does the transaction-user work the
+//! roles leave out: 2xx retransmission and ACK matching (RFC 3261
+//! 13.3.1.4, 13.2.2.4), a synthesized 408 when a client transaction times
+//! out (8.1.3.1) and naming the peer of every message by its SIP URI.
+//!
+//! ```text
+//!  role.poll_transmit() ──send(now, remote, bytes)──► SipLink ──poll_transmit()──► socket
+//!  role.handle(from, bytes) ◄──poll_deliver()──────── SipLink ◄──receive(now, remote, bytes)── socket
+//!                                  handle_timeout(now) / poll_timeout()
+//! ```
+//!
+//! Taxonomy (STYLE.md section 5): (A) [`SipLink::stats`], [`SipLink::local`];
+//! (B) [`SipLink::receive`], [`SipLink::receive_message`],
+//! [`SipLink::handle_timeout`], [`SipLink::handle_transport_error`];
+//! (C) [`SipLink::send`]; (D) [`SipLink::poll_transmit`] →
+//! [`SipLink::poll_timeout`] → [`SipLink::poll_deliver`].
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use mcx_sip::{
+    Event, Limits, MAGIC_COOKIE, Message, Method, Remote, Request, Response, Role, StatusCode,
+    Timers, TransactionLayer, Transmit, Transport, TxError, TxKey, parse_datagram, server_key,
+};
+
+use crate::Error;
+
+/// How long the role may take to give a final response to a non-INVITE
+/// request before the link answers 500 itself (in units of T1; the
+/// client gives up at 64·T1, Timer F).
+const NON_INVITE_TU_DEADLINE_T1: u32 = 64;
+/// The same for INVITE: at least 3 minutes (the value of RFC 3261 Timer
+/// C) and at least 3·64·T1, because an MC server waits up to 64·T1 for
+/// its members and the controlling server waits for the MC servers.
+const INVITE_TU_DEADLINE_MIN: Duration = Duration::from_secs(180);
+/// At most this many dialog peers are remembered (oldest evicted).
+const MAX_DIALOGS: usize = 4096;
+
+/// A SIP message for the role: pass it to the role's `handle(time,
+/// &from, Channel::Sip, &bytes, rng)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// The peer's address as the roles use addresses (its SIP URI): for a
+    /// request the dialog peer (in-dialog requests), else its Contact,
+    /// else its From URI; for a response its Contact, else the address
+    /// the request was sent to (the dialog peer, else the Request-URI).
+    pub from: String,
+    /// One whole SIP message (re-encoded from what was received).
+    pub bytes: Vec<u8>,
+}
+
+/// Counters of what the link did (for tests and operators).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LinkStats {
+    /// Messages received from the network.
+    pub received: u64,
+    /// Received octets that were not a usable SIP message (dropped).
+    pub malformed: u64,
+    /// Responses and ACKs that matched nothing, or duplicates absorbed
+    /// by the link (dropped).
+    pub stray: u64,
+    /// Messages handed to the role.
+    pub delivered: u64,
+    /// 2xx responses to INVITE retransmitted by the link (13.3.1.4).
+    pub retransmitted_2xx: u64,
+    /// ACKs re-sent for a retransmitted 2xx (13.2.2.4).
+    pub reacked: u64,
+    /// Client transactions that timed out (Timer B or F) and were
+    /// answered to the role with a synthesized 408.
+    pub timeouts: u64,
+    /// 2xx responses retransmitted for 64·T1 without an ACK.
+    pub ack_timeouts: u64,
+    /// Requests the role never answered; the link answered 500.
+    pub unanswered: u64,
+}
+
+/// What the link keeps per client transaction.
+struct ClientTx {
+    /// The request as sent (Via rewritten): the 408 is built from it.
+    request: Request,
+    remote: Remote,
+    /// Who the request was sent to, as a URI (see [`Delivery::from`]).
+    peer: String,
+    /// To tags of the 2xx responses already delivered (INVITE).
+    ok_tags: Vec<String>,
+}
+
+/// What the link keeps per server transaction until the role answers.
+struct ServerTx {
+    /// The request (the link's own 500 is built from it).
+    request: Request,
+    remote: Remote,
+    /// The Contact URI of the request (the dialog peer once 2xx is sent).
+    contact: Option<String>,
+    call_id: String,
+    cseq: u32,
+    method: Method,
+    /// The request's Via as written: a response carries it unchanged
+    /// (RFC 3261 8.2.6.2).
+    via: String,
+    /// When the link answers 500 if the role did not.
+    deadline: Instant,
+}
+
+/// A 2xx to an INVITE the link retransmits until the ACK (13.3.1.4).
+struct Accepted {
+    remote: Remote,
+    bytes: Vec<u8>,
+    interval: Duration,
+    /// Next retransmission (`None` over TCP and once acknowledged).
+    next: Option<Instant>,
+    /// 64·T1 after the first send: retransmission stops; the record goes.
+    until: Instant,
+    acked: bool,
+}
+
+/// An ACK the role sent for a 2xx, re-sent if the 2xx comes again.
+struct SentAck {
+    remote: Remote,
+    bytes: Vec<u8>,
+    until: Instant,
+}
+
+/// A dialog's peer URI (Call-ID keyed; see [`Delivery::from`]).
+struct DialogPeer {
+    uri: String,
+    seq: u64,
+}
+
+/// One role's SIP over the network: transactions, retransmissions,
+/// 2xx/ACK handling and peer naming (sans-IO).
+///
+/// The driver feeds the role's SIP transmits to [`SipLink::send`] and
+/// socket input to [`SipLink::receive`], hands [`SipLink::poll_deliver`]
+/// to the role, writes [`SipLink::poll_transmit`] to sockets and calls
+/// [`SipLink::handle_timeout`] at [`SipLink::poll_timeout`]. Floor
+/// control does not go through the link.
+pub struct SipLink {
+    timers: Timers,
+    local: Remote,
+    layer: TransactionLayer,
+    clients: BTreeMap<TxKey, ClientTx>,
+    servers: BTreeMap<TxKey, ServerTx>,
+    /// By (Call-ID, CSeq number).
+    accepted: BTreeMap<(String, u32), Accepted>,
+    /// By (Call-ID, CSeq number).
+    acks: BTreeMap<(String, u32), SentAck>,
+    /// By Call-ID.
+    dialogs: BTreeMap<String, DialogPeer>,
+    dialog_seq: u64,
+    transmits: VecDeque<Transmit>,
+    deliveries: VecDeque<Delivery>,
+    stats: LinkStats,
+}
+
+impl fmt::Debug for SipLink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SipLink")
+            .field("local", &self.local)
+            .field("transactions", &self.layer.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SipLink {
+    /// A link for the endpoint whose SIP socket is `local`: its address
+    /// becomes the sent-by of the top Via of every request sent.
+    pub fn new(timers: Timers, local: Remote) -> Self {
+        Self {
+            timers,
+            local,
+            layer: TransactionLayer::new(timers),
+            clients: BTreeMap::new(),
+            servers: BTreeMap::new(),
+            accepted: BTreeMap::new(),
+            acks: BTreeMap::new(),
+            dialogs: BTreeMap::new(),
+            dialog_seq: 0,
+            transmits: VecDeque::new(),
+            deliveries: VecDeque::new(),
+            stats: LinkStats::default(),
+        }
+    }
+
+    // (A) getters
+
+    /// This endpoint's SIP socket and transport.
+    pub fn local(&self) -> Remote {
+        self.local
+    }
+
+    /// What the link did so far.
+    pub fn stats(&self) -> LinkStats {
+        self.stats
+    }
+
+    // (C) the role's output
+
+    /// A SIP message the role produced, to `remote`.
+    ///
+    /// - A request other than ACK starts a client transaction: its top
+    ///   Via is rewritten to `SIP/2.0/<transport of remote> <local
+    ///   address>;branch=<the role's branch>` (RFC 3261 18.1.1).
+    /// - An ACK (for a 2xx; the transaction layer sends those for
+    ///   non-2xx itself) goes out statelessly with the same Via rewrite
+    ///   and is remembered for 64·T1 so a retransmitted 2xx is re-ACKed.
+    /// - A response goes through the server transaction it answers
+    ///   (matched by top Via, Call-ID and CSeq, so branch and method);
+    ///   `remote` is ignored: responses go where the request came from.
+    ///   A 2xx to INVITE over UDP is retransmitted by the link from T1,
+    ///   doubling to T2, until the ACK arrives or 64·T1 passes
+    ///   (13.3.1.4).
+    ///
+    /// # Errors
+    /// [`Error::SipParse`] if `bytes` is not one SIP message,
+    /// [`Error::Transaction`] if the layer refuses it (e.g.
+    /// [`TxError::NoTransaction`] for a response to no live request,
+    /// [`TxError::BadRequest`] without a magic-cookie branch),
+    /// [`Error::SipBuild`] if the Via cannot be rewritten.
+    pub fn send(&mut self, now: Instant, remote: Remote, bytes: &[u8]) -> Result<(), Error> {
+        self.expire(now);
+        let msg = parse_datagram(bytes, &Limits::TCP)?;
+        let r = match msg {
+            Message::Request(req) if *req.method() == Method::Ack => {
+                self.send_ack(now, remote, req)
+            }
+            Message::Request(req) => self.send_request(now, remote, req),
+            Message::Response(resp) => self.send_response(now, resp),
+        };
+        self.pump(now);
+        r
+    }
+
+    fn send_ack(&mut self, now: Instant, remote: Remote, mut ack: Request) -> Result<(), Error> {
+        self.rewrite_via(&mut ack, remote.transport)?;
+        let key = (ack.call_id()?.to_owned(), ack.cseq()?.0);
+        let bytes = ack.to_bytes();
+        self.push_transmit(remote, bytes.clone());
+        self.acks.insert(
+            key,
+            SentAck {
+                remote,
+                bytes,
+                until: now + self.timers.t1 * 64,
+            },
+        );
+        Ok(())
+    }
+
+    fn send_request(
+        &mut self,
+        now: Instant,
+        remote: Remote,
+        mut req: Request,
+    ) -> Result<(), Error> {
+        self.rewrite_via(&mut req, remote.transport)?;
+        let call_id = req.call_id()?.to_owned();
+        let peer = self
+            .dialogs
+            .get(&call_id)
+            .map_or_else(|| req.uri().to_owned(), |d| d.uri.clone());
+        let key = self.layer.send_request(now, remote, req.clone())?;
+        self.clients.insert(
+            key,
+            ClientTx {
+                request: req,
+                remote,
+                peer,
+                ok_tags: Vec::new(),
+            },
+        );
+        Ok(())
+    }
+
+    fn send_response(&mut self, now: Instant, resp: Response) -> Result<(), Error> {
+        let key = self
+            .server_key_of(&resp)
+            .ok_or(Error::Transaction(TxError::NoTransaction))?;
+        let status = resp.status();
+        let bytes = resp.to_bytes();
+        self.layer.send_response(now, &key, resp)?;
+        if !status.is_final() {
+            return Ok(());
+        }
+        let Some(tx) = self.servers.remove(&key) else {
+            return Ok(());
+        };
+        if tx.method == Method::Invite && status.is_success() {
+            if let Some(contact) = tx.contact {
+                self.remember_dialog(&tx.call_id, contact);
+            }
+            let remote = tx.remote;
+            let t1 = self.timers.t1;
+            self.accepted.insert(
+                (tx.call_id, tx.cseq),
+                Accepted {
+                    remote,
+                    bytes,
+                    interval: t1,
+                    next: (!remote.transport.is_reliable()).then_some(now + t1),
+                    until: now + t1 * 64,
+                    acked: false,
+                },
+            );
+        } else if tx.method == Method::Bye {
+            self.dialogs.remove(&tx.call_id);
+        }
+        Ok(())
+    }
+
+    // (B) network and timer input
+
+    /// Octets received from `from`: one whole SIP message (a UDP datagram,
+    /// or one message cut from a TCP stream by `mcx_sip::StreamDecoder`).
+    /// Malformed input is counted in [`LinkStats::malformed`] and dropped.
+    pub fn receive(&mut self, now: Instant, from: Remote, bytes: &[u8]) {
+        let limits = if from.transport.is_reliable() {
+            Limits::TCP
+        } else {
+            Limits::UDP
+        };
+        match parse_datagram(bytes, &limits) {
+            Ok(msg) => self.receive_message(now, from, msg),
+            Err(_) => {
+                self.stats.received += 1;
+                self.stats.malformed += 1;
+            }
+        }
+    }
+
+    /// A message already parsed (e.g. by `mcx_sip::StreamDecoder`) from
+    /// `from`. Retransmitted requests are absorbed (the last response is
+    /// re-sent), a retransmitted 2xx is re-ACKed, duplicates never reach
+    /// the role twice.
+    pub fn receive_message(&mut self, now: Instant, from: Remote, msg: Message) {
+        self.stats.received += 1;
+        self.expire(now);
+        let usable = match &msg {
+            Message::Request(r) => {
+                server_key(r).is_ok()
+                    && r.call_id().is_ok()
+                    && r.cseq().is_ok()
+                    && r.from().is_ok()
+                    && r.to().is_ok()
+            }
+            Message::Response(r) => r.top_via().is_ok() && r.cseq().is_ok() && r.call_id().is_ok(),
+        };
+        if !usable {
+            self.stats.malformed += 1;
+            return;
+        }
+        self.layer.handle_incoming(now, from, msg);
+        self.pump(now);
+    }
+
+    /// Fires the timers due at `now`: transaction timers (retransmissions,
+    /// Timer B/F → a 408 for the role), 2xx retransmissions, clean-up.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.layer.handle_timeout(now);
+        self.pump(now);
+        let t2 = self.timers.t2;
+        let mut out = Vec::new();
+        for a in self.accepted.values_mut() {
+            while let Some(at) = a.next.filter(|at| *at <= now && *at < a.until) {
+                out.push((a.remote, a.bytes.clone()));
+                a.interval = (a.interval * 2).min(t2);
+                a.next = Some(at + a.interval);
+            }
+        }
+        for (remote, bytes) in out {
+            self.stats.retransmitted_2xx += 1;
+            self.push_transmit(remote, bytes);
+        }
+        // Requests the role never answered (a role error or an ignored
+        // method): answer 500 so the transaction ends.
+        let overdue: Vec<TxKey> = self
+            .servers
+            .iter()
+            .filter(|(_, s)| s.deadline <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in overdue {
+            if let Some(tx) = self.servers.remove(&key) {
+                self.stats.unanswered += 1;
+                if let Some(resp) = Self::unanswered_response(&key, &tx) {
+                    let _ = self.layer.send_response(now, &key, resp);
+                }
+            }
+        }
+        self.expire(now);
+        self.pump(now);
+    }
+
+    /// The driver could not send to `remote` (e.g. a TCP connect failed):
+    /// every client transaction toward it ends, and the role gets a 503
+    /// for each (RFC 3261 8.1.3.1).
+    pub fn handle_transport_error(&mut self, now: Instant, remote: Remote) {
+        let keys: Vec<TxKey> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| c.remote == remote)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in keys {
+            self.layer.handle_transport_error(&k);
+        }
+        self.pump(now);
+    }
+
+    // (D) outputs
+
+    /// The next SIP message for the role.
+    #[must_use]
+    pub fn poll_deliver(&mut self) -> Option<Delivery> {
+        self.deliveries.pop_front()
+    }
+
+    /// The next datagram (UDP) or stream write (TCP) to send.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// When to call [`SipLink::handle_timeout`] next.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let accepted = self
+            .accepted
+            .values()
+            .flat_map(|a| [a.next.filter(|n| *n < a.until), Some(a.until)])
+            .flatten();
+        let acks = self.acks.values().map(|a| a.until);
+        let servers = self.servers.values().map(|s| s.deadline);
+        self.layer
+            .poll_timeout()
+            .into_iter()
+            .chain(accepted)
+            .chain(acks)
+            .chain(servers)
+            .min()
+    }
+
+    // internals
+
+    /// Moves the layer's transmits to ours and turns its events into
+    /// deliveries.
+    fn pump(&mut self, now: Instant) {
+        while let Some(t) = self.layer.poll_transmit() {
+            self.transmits.push_back(t);
+        }
+        while let Some(e) = self.layer.poll_event() {
+            match e {
+                Event::Request {
+                    key,
+                    remote,
+                    request,
+                } => self.on_request(now, key, remote, request),
+                Event::Ack { remote: _, request } => self.on_ack(&request),
+                Event::Response { key, response } => self.on_response(&key, response),
+                Event::Timeout { key } => {
+                    self.fail_client(&key, StatusCode::REQUEST_TIMEOUT);
+                }
+                Event::TransportError { key } => {
+                    self.fail_client(&key, StatusCode::SERVICE_UNAVAILABLE);
+                }
+                _ => {}
+            }
+            while let Some(t) = self.layer.poll_transmit() {
+                self.transmits.push_back(t);
+            }
+        }
+        // Client transactions the layer ended silently (timers D, K, M;
+        // reliable completion).
+        let layer = &self.layer;
+        self.clients.retain(|k, _| layer.state(k).is_some());
+        self.servers.retain(|k, _| layer.state(k).is_some());
+    }
+
+    fn on_request(&mut self, now: Instant, key: TxKey, remote: Remote, request: Request) {
+        let from = self.request_peer(&request);
+        let (Ok(call_id), Ok((cseq, method))) = (request.call_id(), request.cseq()) else {
+            return;
+        };
+        let deadline = if method == Method::Invite {
+            INVITE_TU_DEADLINE_MIN.max(self.timers.t1 * 64 * 3)
+        } else {
+            self.timers.t1 * NON_INVITE_TU_DEADLINE_T1
+        };
+        let contact = request
+            .contact()
+            .ok()
+            .flatten()
+            .map(|c| c.uri)
+            .filter(|u| u != "*");
+        self.servers.insert(
+            key,
+            ServerTx {
+                request: request.clone(),
+                remote,
+                contact,
+                call_id: call_id.to_owned(),
+                cseq,
+                method,
+                via: request.header("Via").unwrap_or_default().to_owned(),
+                deadline: now + deadline,
+            },
+        );
+        self.deliver(from, request.to_bytes());
+    }
+
+    /// An ACK that matched no transaction: the ACK for a 2xx we sent.
+    fn on_ack(&mut self, ack: &Request) {
+        let (Ok(call_id), Ok((cseq, _))) = (ack.call_id(), ack.cseq()) else {
+            self.stats.stray += 1;
+            return;
+        };
+        let Some(a) = self.accepted.get_mut(&(call_id.to_owned(), cseq)) else {
+            self.stats.stray += 1;
+            return;
+        };
+        a.next = None;
+        if a.acked {
+            self.stats.stray += 1; // re-ACK of a retransmitted 2xx
+            return;
+        }
+        a.acked = true;
+        let from = self.request_peer(ack);
+        self.deliver(from, ack.to_bytes());
+    }
+
+    fn on_response(&mut self, key: &TxKey, resp: Response) {
+        let Some(tx) = self.clients.get_mut(key) else {
+            self.stats.stray += 1;
+            return;
+        };
+        let status = resp.status();
+        if status == StatusCode::TRYING {
+            return; // hop by hop: it only stops Timer A
+        }
+        let contact = resp
+            .contact()
+            .ok()
+            .flatten()
+            .map(|c| c.uri)
+            .filter(|u| u != "*");
+        let call_id = resp.call_id().unwrap_or_default().to_owned();
+        if key.method == Method::Invite && status.is_success() {
+            let tag = resp.to().ok().and_then(|t| t.tag).unwrap_or_default();
+            if tx.ok_tags.contains(&tag) {
+                // A retransmitted 2xx: ACK again, do not bother the role.
+                let cseq = resp.cseq().map_or(0, |(n, _)| n);
+                if let Some(ack) = self.acks.get(&(call_id, cseq)) {
+                    let (remote, bytes) = (ack.remote, ack.bytes.clone());
+                    self.stats.reacked += 1;
+                    self.push_transmit(remote, bytes);
+                } else {
+                    self.stats.stray += 1;
+                }
+                return;
+            }
+            tx.ok_tags.push(tag);
+            let from = contact.clone().unwrap_or_else(|| tx.peer.clone());
+            if let Some(c) = contact {
+                self.remember_dialog(&call_id, c);
+            }
+            self.deliver(from, resp.to_bytes());
+            return;
+        }
+        let from = contact.unwrap_or_else(|| tx.peer.clone());
+        if key.method == Method::Bye && status.is_final() {
+            self.dialogs.remove(&call_id);
+        }
+        self.deliver(from, resp.to_bytes());
+    }
+
+    /// Timer B/F or a transport error: the role gets `status` for the
+    /// request (RFC 3261 8.1.3.1).
+    fn fail_client(&mut self, key: &TxKey, status: StatusCode) {
+        if key.role != Role::Client {
+            self.servers.remove(key);
+            return;
+        }
+        let Some(tx) = self.clients.remove(key) else {
+            return;
+        };
+        self.stats.timeouts += u64::from(status == StatusCode::REQUEST_TIMEOUT);
+        if key.method == Method::Bye {
+            if let Ok(c) = tx.request.call_id() {
+                self.dialogs.remove(c);
+            }
+        }
+        if let Ok(resp) = Response::for_request(&tx.request, status, None) {
+            self.deliver(tx.peer, resp.to_bytes());
+        }
+    }
+
+    fn deliver(&mut self, from: String, bytes: Vec<u8>) {
+        self.stats.delivered += 1;
+        self.deliveries.push_back(Delivery { from, bytes });
+    }
+
+    fn push_transmit(&mut self, remote: Remote, bytes: Vec<u8>) {
+        self.transmits.push_back(Transmit {
+            destination: remote.addr,
+            transport: remote.transport,
+            bytes,
+        });
+    }
+
+    /// The peer of a received request: the dialog peer for an in-dialog
+    /// request (To tag) of a known dialog, else the Contact, else From.
+    fn request_peer(&self, req: &Request) -> String {
+        let in_dialog = req.to().is_ok_and(|t| t.tag.is_some());
+        if in_dialog {
+            if let Some(d) = req.call_id().ok().and_then(|c| self.dialogs.get(c)) {
+                return d.uri.clone();
+            }
+        }
+        if let Some(c) = req.contact().ok().flatten().filter(|c| c.uri != "*") {
+            return c.uri;
+        }
+        req.from().map(|f| f.uri).unwrap_or_default()
+    }
+
+    fn remember_dialog(&mut self, call_id: &str, uri: String) {
+        if !self.dialogs.contains_key(call_id) && self.dialogs.len() >= MAX_DIALOGS {
+            let oldest = self
+                .dialogs
+                .iter()
+                .min_by_key(|(_, d)| d.seq)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                self.dialogs.remove(&k);
+            }
+        }
+        self.dialog_seq += 1;
+        self.dialogs.insert(
+            call_id.to_owned(),
+            DialogPeer {
+                uri,
+                seq: self.dialog_seq,
+            },
+        );
+    }
+
+    /// The server transaction a response from the role answers: the one
+    /// whose request had the same top Via, Call-ID and CSeq (what
+    /// `Response::for_request` copies), which for RFC 3261 peers is the
+    /// branch + sent-by + method key of 17.2.3.
+    fn server_key_of(&self, resp: &Response) -> Option<TxKey> {
+        let via = resp.top_via().ok()?;
+        let (cseq, method) = resp.cseq().ok()?;
+        let call_id = resp.call_id().ok()?;
+        if let Some(branch) = via.branch.filter(|b| b.starts_with(MAGIC_COOKIE)) {
+            let key = TxKey {
+                role: Role::Server,
+                branch,
+                sent_by: via.sent_by.to_ascii_lowercase(),
+                method,
+            };
+            return self.layer.state(&key).is_some().then_some(key);
+        }
+        let raw_via = resp.header("Via").unwrap_or_default();
+        self.servers
+            .iter()
+            .find(|(k, s)| {
+                s.call_id == call_id && s.cseq == cseq && k.method == method && s.via == raw_via
+            })
+            .map(|(k, _)| k.clone())
+    }
+
+    /// The link's own 500 for a request the role never answered. The To
+    /// tag (8.2.6.2) is derived from the branch: no RNG in the link.
+    fn unanswered_response(key: &TxKey, tx: &ServerTx) -> Option<Response> {
+        let tag: String = key
+            .branch
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .rev()
+            .take(16)
+            .collect();
+        let tag = if tag.is_empty() {
+            "mcxlink".to_owned()
+        } else {
+            tag
+        };
+        let mut r =
+            Response::for_request(&tx.request, StatusCode::SERVER_INTERNAL_ERROR, Some(&tag))
+                .ok()?;
+        r.set_reason("Server Internal Error - no answer from the application")
+            .ok()?;
+        Some(r)
+    }
+
+    /// Rewrites the top Via to this endpoint (RFC 3261 18.1.1: the
+    /// transport used and the address to answer at), keeping the branch.
+    fn rewrite_via(&self, req: &mut Request, transport: Transport) -> Result<(), Error> {
+        let via = req.top_via()?;
+        let branch = via.branch.ok_or(Error::Missing("Via branch"))?;
+        let mut values = vec![format!(
+            "SIP/2.0/{} {};branch={branch}",
+            transport.as_str(),
+            self.local.addr
+        )];
+        let mut headers = req.headers().get_all("Via");
+        if let Some(first) = headers.next() {
+            if let Some((_, rest)) = first.split_once(',') {
+                values.push(rest.trim().to_owned());
+            }
+        }
+        values.extend(headers.map(str::to_owned));
+        req.headers_mut().set("Via", &values.join(", "))?;
+        Ok(())
+    }
+
+    /// Drops records whose time is over.
+    fn expire(&mut self, now: Instant) {
+        let mut ack_timeouts = 0;
+        self.accepted.retain(|_, a| {
+            let keep = a.until > now;
+            ack_timeouts += u64::from(!keep && !a.acked);
+            keep
+        });
+        self.stats.ack_timeouts += ack_timeouts;
+        self.acks.retain(|_, a| a.until > now);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use mcx_sip::{Dialog, Request, Response, StatusCode};
+
+    use super::*;
+
+    const ALICE: &str = "sip:alice@mcx.test";
+    const BOB: &str = "sip:bob@mcx.test";
+    const GROUP: &str = "sip:group@mcx.test";
+
+    fn remote(port: u16, transport: Transport) -> Remote {
+        Remote {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            transport,
+        }
+    }
+
+    fn pair(transport: Transport) -> (SipLink, SipLink, Remote, Remote) {
+        let (a, b) = (remote(5060, transport), remote(5070, transport));
+        (
+            SipLink::new(Timers::RFC3261, a),
+            SipLink::new(Timers::RFC3261, b),
+            a,
+            b,
+        )
+    }
+
+    fn request(method: Method, branch: &str) -> Request {
+        Request::builder(method, GROUP)
+            .via("UDP", "mcx.test", branch)
+            .max_forwards(70)
+            .from(None, ALICE, "alicetag")
+            .to(None, GROUP, None)
+            .call_id("cid1@mcx.test")
+            .cseq(1)
+            .contact(&format!("<{ALICE}>"))
+            .build()
+            .unwrap()
+    }
+
+    /// Moves everything `from` transmits into `to` (as if from `addr`).
+    fn pipe(from: &mut SipLink, to: &mut SipLink, now: Instant) -> Vec<Vec<u8>> {
+        let src = from.local();
+        let mut sent = Vec::new();
+        while let Some(t) = from.poll_transmit() {
+            assert_eq!(t.destination, to.local().addr);
+            to.receive(now, src, &t.bytes);
+            sent.push(t.bytes);
+        }
+        sent
+    }
+
+    fn deliveries(l: &mut SipLink) -> Vec<Delivery> {
+        std::iter::from_fn(|| l.poll_deliver()).collect()
+    }
+
+    fn parse_resp(bytes: &[u8]) -> Response {
+        match Message::parse(bytes).unwrap() {
+            Message::Response(r) => r,
+            Message::Request(_) => panic!("not a response"),
+        }
+    }
+
+    fn parse_req(bytes: &[u8]) -> Request {
+        match Message::parse(bytes).unwrap() {
+            Message::Request(r) => r,
+            Message::Response(_) => panic!("not a request"),
+        }
+    }
+
+    #[test]
+    fn duplicate_request_is_delivered_once_with_rewritten_via() {
+        for transport in [Transport::Udp, Transport::Tcp] {
+            let (mut a, mut b, _, rb) = pair(transport);
+            let now = Instant::now();
+            let inv = request(Method::Invite, "z9hG4bKdup1");
+            a.send(now, rb, &inv.to_bytes()).unwrap();
+            let t = a.poll_transmit().unwrap();
+            let src = a.local();
+            b.receive(now, src, &t.bytes);
+            b.receive(now, src, &t.bytes); // a retransmission
+            let got = deliveries(&mut b);
+            assert_eq!(got.len(), 1);
+            assert_eq!(got[0].from, ALICE, "the Contact of the request");
+            let via = parse_req(&got[0].bytes).top_via().unwrap();
+            assert_eq!(via.transport, transport.as_str());
+            assert_eq!(via.sent_by, "127.0.0.1:5060");
+            assert_eq!(via.branch.as_deref(), Some("z9hG4bKdup1"));
+            assert_eq!(b.stats().delivered, 1);
+        }
+    }
+
+    #[test]
+    fn response_to_unknown_transaction_is_an_error() {
+        let (_, mut b, ra, _) = pair(Transport::Udp);
+        let now = Instant::now();
+        let never_received = request(Method::Invite, "z9hG4bKnone");
+        let r = Response::for_request(&never_received, StatusCode::OK, Some("t")).unwrap();
+        assert_eq!(
+            b.send(now, ra, &r.to_bytes()),
+            Err(Error::Transaction(TxError::NoTransaction))
+        );
+        assert!(matches!(
+            b.send(now, ra, b"not SIP"),
+            Err(Error::SipParse(_))
+        ));
+        assert!(b.poll_transmit().is_none());
+    }
+
+    #[test]
+    fn two_xx_is_retransmitted_until_the_ack_and_re_acked_by_the_caller() {
+        let (mut a, mut b, ra, rb) = pair(Transport::Udp);
+        let t0 = Instant::now();
+        let inv = request(Method::Invite, "z9hG4bKok1");
+        a.send(t0, rb, &inv.to_bytes()).unwrap();
+        pipe(&mut a, &mut b, t0);
+        let got = deliveries(&mut b);
+        let req = parse_req(&got[0].bytes);
+        let mut ok = Response::for_request(&req, StatusCode::OK, Some("bobtag")).unwrap();
+        ok.headers_mut()
+            .push("Contact", &format!("<{BOB}>"))
+            .unwrap();
+        b.send(t0, ra, &ok.to_bytes()).unwrap();
+        let first = b.poll_transmit().unwrap();
+        // T1 and 3·T1 later the 2xx goes again (the first copies are lost).
+        for ms in [500, 1500] {
+            let at = t0 + Duration::from_millis(ms);
+            assert_eq!(b.poll_timeout(), Some(at));
+            b.handle_timeout(at);
+            assert_eq!(b.poll_transmit().unwrap().bytes, first.bytes);
+        }
+        assert_eq!(b.stats().retransmitted_2xx, 2);
+        // The caller gets it (twice): the role sees it once.
+        let t1 = t0 + Duration::from_millis(1600);
+        a.receive(t1, b.local(), &first.bytes);
+        a.receive(t1, b.local(), &first.bytes);
+        let got = deliveries(&mut a);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].from, BOB, "the Contact of the 2xx");
+        // The role ACKs; the ACK stops the retransmissions.
+        let dialog = Dialog::uac(&inv, &parse_resp(&got[0].bytes)).unwrap();
+        let ack = dialog.ack(("UDP", "mcx.test"), [7; 8]).unwrap();
+        a.send(t1, rb, &ack.to_bytes()).unwrap();
+        pipe(&mut a, &mut b, t1);
+        let got = deliveries(&mut b);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].from, ALICE, "the dialog peer");
+        let end = t0 + Timers::RFC3261.t1 * 64 + Duration::from_secs(1);
+        while let Some(at) = b.poll_timeout().filter(|at| *at <= end) {
+            b.handle_timeout(at);
+        }
+        assert!(b.poll_transmit().is_none(), "no 2xx after the ACK");
+        assert_eq!(b.stats().retransmitted_2xx, 2);
+        assert_eq!(b.stats().ack_timeouts, 0);
+        assert!(b.poll_timeout().is_none());
+        // A late copy of the 2xx is ACKed again without the role; the
+        // second ACK does not reach B's role either.
+        a.receive(t1, b.local(), &first.bytes);
+        assert!(deliveries(&mut a).is_empty());
+        assert_eq!(a.stats().reacked, 1);
+        let t2 = t1 + Duration::from_millis(10);
+        assert_eq!(pipe(&mut a, &mut b, t2).len(), 1);
+        assert!(deliveries(&mut b).is_empty());
+    }
+
+    #[test]
+    fn in_dialog_bye_names_the_dialog_peer() {
+        let (mut a, mut b, ra, rb) = pair(Transport::Udp);
+        let t0 = Instant::now();
+        let inv = request(Method::Invite, "z9hG4bKdlg");
+        a.send(t0, rb, &inv.to_bytes()).unwrap();
+        pipe(&mut a, &mut b, t0);
+        let req = parse_req(&deliveries(&mut b)[0].bytes);
+        let mut ok = Response::for_request(&req, StatusCode::OK, Some("bobtag")).unwrap();
+        ok.headers_mut()
+            .push("Contact", &format!("<{BOB}>"))
+            .unwrap();
+        let mut uas = Dialog::uas(&req, &ok).unwrap();
+        b.send(t0, ra, &ok.to_bytes()).unwrap();
+        pipe(&mut b, &mut a, t0);
+        let resp = parse_resp(&deliveries(&mut a)[0].bytes);
+        let mut uac = Dialog::uac(&inv, &resp).unwrap();
+        a.send(t0, rb, &uac.ack(("UDP", "x"), [1; 8]).unwrap().to_bytes())
+            .unwrap();
+        pipe(&mut a, &mut b, t0);
+        deliveries(&mut b);
+        // BYE without Contact, both ways.
+        let bye = uas
+            .request_in_dialog(Method::Bye, ("UDP", "x"), [2; 8])
+            .unwrap();
+        b.send(t0, ra, &bye.to_bytes()).unwrap();
+        pipe(&mut b, &mut a, t0);
+        let got = deliveries(&mut a);
+        assert_eq!(got[0].from, BOB);
+        let bye2 = uac
+            .request_in_dialog(Method::Bye, ("UDP", "x"), [3; 8])
+            .unwrap();
+        a.send(t0, rb, &bye2.to_bytes()).unwrap();
+        pipe(&mut a, &mut b, t0);
+        let got = deliveries(&mut b);
+        assert_eq!(got[0].from, ALICE);
+    }
+
+    #[test]
+    fn timer_b_gives_the_role_a_408() {
+        let (mut a, _, _, rb) = pair(Transport::Udp);
+        let t0 = Instant::now();
+        let inv = request(Method::Invite, "z9hG4bKlost");
+        a.send(t0, rb, &inv.to_bytes()).unwrap();
+        let mut sent = 0;
+        while let Some(at) = a.poll_timeout() {
+            while a.poll_transmit().is_some() {
+                sent += 1;
+            }
+            a.handle_timeout(at);
+        }
+        assert_eq!(sent, 1 + 6, "Timer A at 0.5, 1.5, 3.5, 7.5, 15.5, 31.5 s");
+        let got = deliveries(&mut a);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].from, GROUP, "the Request-URI");
+        let r = parse_resp(&got[0].bytes);
+        assert_eq!(r.status(), StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(r.call_id().unwrap(), "cid1@mcx.test");
+        assert_eq!(a.stats().timeouts, 1);
+    }
+
+    #[test]
+    fn unanswered_request_is_answered_500_by_the_link() {
+        let (mut a, mut b, _, rb) = pair(Transport::Udp);
+        let t0 = Instant::now();
+        let mut opt = request(Method::Options, "z9hG4bKopt");
+        opt.headers_mut().set("CSeq", "1 OPTIONS").unwrap();
+        a.send(t0, rb, &opt.to_bytes()).unwrap();
+        pipe(&mut a, &mut b, t0);
+        assert_eq!(deliveries(&mut b).len(), 1);
+        let at = t0 + Timers::RFC3261.t1 * 64;
+        assert_eq!(b.poll_timeout(), Some(at));
+        b.handle_timeout(at);
+        let t = b.poll_transmit().unwrap();
+        assert_eq!(
+            parse_resp(&t.bytes).status(),
+            StatusCode::SERVER_INTERNAL_ERROR
+        );
+        assert_eq!(b.stats().unanswered, 1);
+    }
+
+    #[test]
+    fn malformed_input_is_counted_never_delivered() {
+        let (mut a, mut b, _, rb) = pair(Transport::Udp);
+        let now = Instant::now();
+        a.send(now, rb, &request(Method::Invite, "z9hG4bKm").to_bytes())
+            .unwrap();
+        let good = a.poll_transmit().unwrap().bytes;
+        let mut bad = 0u64;
+        for cut in [0, 1, 10, good.len() / 2] {
+            b.receive(now, a.local(), &good[..cut]);
+            bad += 1u64;
+        }
+        for i in (0..good.len()).step_by(7) {
+            let mut m = good.clone();
+            m[i] ^= 0x80;
+            b.receive(now, a.local(), &m);
+        }
+        assert!(b.stats().malformed >= bad);
+        assert!(deliveries(&mut b).len() <= 1, "at most the one INVITE");
+        // A response nobody asked for is dropped.
+        let r = Response::for_request(
+            &request(Method::Invite, "z9hG4bKx"),
+            StatusCode::OK,
+            Some("t"),
+        )
+        .unwrap();
+        a.receive(now, b.local(), &r.to_bytes());
+        assert!(deliveries(&mut a).is_empty());
+    }
+}

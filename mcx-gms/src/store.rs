@@ -1,0 +1,294 @@
+//! The GMS's SQLite state: groups, members, GMKs and a log of issued
+//! GKTPs (no secrets in the log). Schema in docs/gms.md.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use mcx_mikey::{Gmk, KeyId};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::GroupConfig;
+use crate::error::GmsError;
+
+/// The schema version this code writes (`meta.schema_version`).
+const SCHEMA_VERSION: &str = "1";
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS groups (
+    group_id     TEXT PRIMARY KEY,
+    display_name TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS members (
+    group_id   TEXT NOT NULL REFERENCES groups(group_id) ON DELETE CASCADE,
+    member_uri TEXT NOT NULL,
+    position   INTEGER NOT NULL,
+    PRIMARY KEY (group_id, member_uri)
+);
+CREATE TABLE IF NOT EXISTS gmks (
+    gmk_id     INTEGER PRIMARY KEY,
+    group_id   TEXT NOT NULL REFERENCES groups(group_id) ON DELETE CASCADE,
+    gmk        BLOB NOT NULL CHECK (length(gmk) = 16),
+    activation INTEGER NOT NULL,
+    expiry     INTEGER NOT NULL,
+    created    INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS gmks_by_group ON gmks(group_id, activation);
+CREATE TABLE IF NOT EXISTS gktp_issued (
+    member_uri TEXT NOT NULL,
+    group_id   TEXT NOT NULL,
+    gmk_id     INTEGER NOT NULL,
+    key_period INTEGER NOT NULL,
+    first_unix INTEGER NOT NULL,
+    last_unix  INTEGER NOT NULL,
+    count      INTEGER NOT NULL,
+    PRIMARY KEY (member_uri, gmk_id, key_period)
+);
+";
+
+/// A stored GMK with its GMK-ID and validity.
+pub(crate) struct StoredGmk {
+    pub(crate) gmk: Gmk,
+    pub(crate) gmk_id: KeyId,
+    pub(crate) activation: u64,
+    /// 0 = no expiry.
+    pub(crate) expiry: u64,
+}
+
+impl StoredGmk {
+    /// Whether the GMK is in force at `now`.
+    pub(crate) fn current_at(&self, now: u64) -> bool {
+        self.activation <= now && (self.expiry == 0 || self.expiry > now)
+    }
+}
+
+/// SQLite integer of a `u64`.
+pub(crate) fn int(v: u64) -> Result<i64, GmsError> {
+    i64::try_from(v).map_err(|_| GmsError::Storage("value does not fit SQLite INTEGER".into()))
+}
+
+fn uint(v: i64) -> Result<u64, GmsError> {
+    u64::try_from(v).map_err(|_| GmsError::StorageFormat("negative time or ID stored"))
+}
+
+/// Creates the database file readable by its owner only (it holds GMKs
+/// in clear), unless it exists.
+fn create_private(path: &Path) -> Result<(), GmsError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(GmsError::Storage(format!(
+            "cannot create {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+pub(crate) struct Store {
+    conn: Connection,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database; `None` = in memory.
+    pub(crate) fn open(path: Option<&Path>) -> Result<Self, GmsError> {
+        let conn = match path {
+            Some(p) => {
+                create_private(p)?;
+                Connection::open(p)?
+            }
+            None => Connection::open_in_memory()?,
+        };
+        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.execute_batch(SCHEMA)?;
+        let version: Option<String> = conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match version.as_deref() {
+            None => {
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
+                    [SCHEMA_VERSION],
+                )?;
+            }
+            Some(SCHEMA_VERSION) => {}
+            Some(_) => return Err(GmsError::StorageFormat("unknown schema version")),
+        }
+        Ok(Self { conn })
+    }
+
+    /// Makes the stored groups and members those of `groups` (groups not
+    /// configured are deleted with their GMKs). Returns the IDs of groups
+    /// that lost a member (their GMK must be replaced).
+    pub(crate) fn sync_groups(&mut self, groups: &[GroupConfig]) -> Result<Vec<String>, GmsError> {
+        let tx = self.conn.transaction()?;
+        let mut lost = Vec::new();
+        {
+            let mut stored_members =
+                tx.prepare("SELECT member_uri FROM members WHERE group_id = ?1")?;
+            for g in groups {
+                let before: BTreeSet<String> = stored_members
+                    .query_map([&g.id], |r| r.get::<_, String>(0))?
+                    .collect::<Result<_, _>>()?;
+                if before.iter().any(|m| !g.members.contains(m)) {
+                    lost.push(g.id.clone());
+                }
+                tx.execute(
+                    "INSERT INTO groups (group_id, display_name) VALUES (?1, ?2)
+                     ON CONFLICT(group_id) DO UPDATE SET display_name = excluded.display_name",
+                    params![g.id, g.display_name],
+                )?;
+                tx.execute("DELETE FROM members WHERE group_id = ?1", [&g.id])?;
+                for (i, m) in g.members.iter().enumerate() {
+                    tx.execute(
+                        "INSERT INTO members (group_id, member_uri, position) VALUES (?1, ?2, ?3)",
+                        params![g.id, m, int(u64::try_from(i).unwrap_or(u64::MAX))?],
+                    )?;
+                }
+            }
+            let configured: BTreeSet<&str> = groups.iter().map(|g| g.id.as_str()).collect();
+            let stored: Vec<String> = tx
+                .prepare("SELECT group_id FROM groups")?
+                .query_map([], |r| r.get::<_, String>(0))?
+                .collect::<Result<_, _>>()?;
+            for g in stored.iter().filter(|g| !configured.contains(g.as_str())) {
+                tx.execute("DELETE FROM groups WHERE group_id = ?1", [g])?;
+            }
+        }
+        tx.commit()?;
+        Ok(lost)
+    }
+
+    /// Ends every GMK of `group_id` still in force at `now` (expiry = now).
+    pub(crate) fn retire_gmks(&self, group_id: &str, now: u64) -> Result<(), GmsError> {
+        self.conn.execute(
+            "UPDATE gmks SET expiry = ?2 WHERE group_id = ?1 AND (expiry = 0 OR expiry > ?2)",
+            params![group_id, int(now)?],
+        )?;
+        Ok(())
+    }
+
+    /// The GMK of `group_id` in force at `now`: the latest activated one.
+    pub(crate) fn current_gmk(
+        &self,
+        group_id: &str,
+        now: u64,
+    ) -> Result<Option<StoredGmk>, GmsError> {
+        let now = int(now)?;
+        let row = self
+            .conn
+            .query_row(
+                "SELECT gmk_id, gmk, activation, expiry FROM gmks
+                 WHERE group_id = ?1 AND activation <= ?2 AND (expiry = 0 OR expiry > ?2)
+                 ORDER BY activation DESC, created DESC, rowid DESC LIMIT 1",
+                params![group_id, now],
+                |r| {
+                    let id: i64 = r.get(0)?;
+                    let gmk = Gmk::from_bytes(r.get_ref(1)?.as_blob()?);
+                    Ok((id, gmk, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?))
+                },
+            )
+            .optional()?;
+        let Some((id, gmk, activation, expiry)) = row else {
+            return Ok(None);
+        };
+        let gmk = gmk.map_err(|_| GmsError::StorageFormat("stored GMK is not 16 octets"))?;
+        let gmk_id = KeyId(
+            u32::try_from(id)
+                .map_err(|_| GmsError::StorageFormat("stored GMK-ID is not 32 bits"))?,
+        );
+        Ok(Some(StoredGmk {
+            gmk,
+            gmk_id,
+            activation: uint(activation)?,
+            expiry: uint(expiry)?,
+        }))
+    }
+
+    /// Whether a GMK-ID is taken (GMK-IDs are unique across the GMS).
+    pub(crate) fn gmk_id_taken(&self, gmk_id: KeyId) -> Result<bool, GmsError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT 1 FROM gmks WHERE gmk_id = ?1",
+                [i64::from(gmk_id.0)],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    /// Stores a new GMK.
+    pub(crate) fn insert_gmk(
+        &self,
+        group_id: &str,
+        g: &StoredGmk,
+        now: u64,
+    ) -> Result<(), GmsError> {
+        self.conn.execute(
+            "INSERT INTO gmks (gmk_id, group_id, gmk, activation, expiry, created)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                i64::from(g.gmk_id.0),
+                group_id,
+                &g.gmk.as_bytes()[..],
+                int(g.activation)?,
+                int(g.expiry)?,
+                int(now)?
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Logs that `member` was given a GKTP for `gmk_id` in `key_period`.
+    pub(crate) fn record_issue(
+        &self,
+        member: &str,
+        group_id: &str,
+        gmk_id: KeyId,
+        key_period: u64,
+        now: u64,
+    ) -> Result<(), GmsError> {
+        self.conn.execute(
+            "INSERT INTO gktp_issued
+                 (member_uri, group_id, gmk_id, key_period, first_unix, last_unix, count)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5, 1)
+             ON CONFLICT(member_uri, gmk_id, key_period)
+             DO UPDATE SET last_unix = excluded.last_unix, count = count + 1",
+            params![
+                member,
+                group_id,
+                i64::from(gmk_id.0),
+                int(key_period)?,
+                int(now)?
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// How many GKTPs were issued to `member` for `gmk_id` (tests, audit).
+    pub(crate) fn issued_count(&self, member: &str, gmk_id: KeyId) -> Result<u64, GmsError> {
+        let n: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT SUM(count) FROM gktp_issued WHERE member_uri = ?1 AND gmk_id = ?2",
+                params![member, i64::from(gmk_id.0)],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten();
+        uint(n.unwrap_or(0))
+    }
+}

@@ -1,0 +1,506 @@
+//! The KMS service: routes, authentication, issuing and the audit log.
+
+use core::fmt;
+use std::path::Path;
+
+use mcx_ibc::eccsi::Ksak;
+use mcx_ibc::kms::{Community, CommunityPublic};
+use mcx_ibc::sakke::MasterSecret;
+use mcx_ibc::uid::{NTP_UNIX_OFFSET, key_period_no, key_period_start};
+use rand_core::CryptoRng;
+use sha2::{Digest, Sha256};
+use subtle::{ConditionallySelectable, ConstantTimeEq};
+use zeroize::Zeroizing;
+
+use crate::drbg::{HmacDrbg, SEED_LEN};
+use crate::http::{HttpRequest, HttpResponse};
+use crate::store::{IssuedRecord, Store, StoredCommunity};
+use crate::xml::{KmsCertificate, KmsKeySet, KmsMessage, KmsRequest, KmsResponse};
+use crate::{INIT_PATH, KEY_PROV_PATH, KmsConfig, KmsError};
+
+/// Personalization string of the issuing DRBG.
+const DRBG_PERSONALIZATION: &[u8] = b"mcx-kms key issuing HMAC_DRBG v1";
+
+/// A user as the service keeps it: the URI and the SHA-256 of its token.
+struct UserRecord {
+    uri: String,
+    token_sha256: [u8; 32],
+}
+
+/// What a request path asks for.
+enum Route {
+    Init,
+    /// `keyprov`, optionally with the D.2.4 `/<user>/<NTP timestamp>` form.
+    KeyProv {
+        user: Option<String>,
+        at_unix: Option<u64>,
+    },
+}
+
+/// The KMS: community secrets, users and audit log in SQLite, answering
+/// Annex D requests through [`Kms::handle`].
+///
+/// `Debug` prints the KMS URI, key period parameters and number of users,
+/// never secrets or tokens.
+pub struct Kms {
+    store: Store,
+    community: Community,
+    users: Vec<UserRecord>,
+    drbg: HmacDrbg,
+}
+
+impl fmt::Debug for Kms {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let public = self.community.public();
+        f.debug_struct("Kms")
+            .field("kms_uri", &public.kms_uri)
+            .field("key_period_len", &public.key_period_len)
+            .field("key_period_offset", &public.key_period_offset)
+            .field("users", &self.users.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+fn validate_config(config: &KmsConfig) -> Result<Vec<UserRecord>, KmsError> {
+    if config.kms_uri.trim().is_empty() {
+        return Err(KmsError::Config("kms_uri is empty".into()));
+    }
+    if config.key_period_len == 0 {
+        return Err(KmsError::Config("key_period_len is zero".into()));
+    }
+    let mut users: Vec<UserRecord> = Vec::with_capacity(config.users.len());
+    for user in &config.users {
+        if user.uri.trim().is_empty() {
+            return Err(KmsError::Config("a user has an empty URI".into()));
+        }
+        if user.token.is_empty() {
+            return Err(KmsError::Config(format!(
+                "user {} has an empty token",
+                user.uri
+            )));
+        }
+        let hash = token_hash(&user.token);
+        if users.iter().any(|u| u.uri == user.uri) {
+            return Err(KmsError::Config(format!(
+                "user {} is listed twice",
+                user.uri
+            )));
+        }
+        if users
+            .iter()
+            .any(|u| bool::from(u.token_sha256.ct_eq(&hash)))
+        {
+            return Err(KmsError::Config(format!(
+                "user {} shares its token with another user",
+                user.uri
+            )));
+        }
+        users.push(UserRecord {
+            uri: user.uri.clone(),
+            token_sha256: hash,
+        });
+    }
+    Ok(users)
+}
+
+impl Kms {
+    /// Opens (or creates) the KMS state. `db = None` → in-memory SQLite.
+    ///
+    /// The first open generates the community secrets (ECCSI KSAK, SAKKE
+    /// master secret z) with `rng` and stores them; later opens load them,
+    /// so the community public keys survive restarts. A stored community
+    /// whose KMS URI or key period parameters differ from `config` is an
+    /// error (every UID would change). The users table is made to match
+    /// `config.users` (upserted; users no longer configured are removed);
+    /// only the SHA-256 of each token is stored. `rng` also seeds the
+    /// DRBG the KMS issues keys with.
+    ///
+    /// # Errors
+    /// [`KmsError::Config`] for an unusable configuration,
+    /// [`KmsError::Database`] if SQLite fails, [`KmsError::Crypto`] if the
+    /// stored secrets do not decode.
+    pub fn open(
+        db: Option<&Path>,
+        config: KmsConfig,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Self, KmsError> {
+        let users = validate_config(&config)?;
+        let mut store = Store::open(db)?;
+        let community = match store.load_community()? {
+            Some(stored) => {
+                if stored.kms_uri != config.kms_uri
+                    || stored.key_period_len != config.key_period_len
+                    || stored.key_period_offset != config.key_period_offset
+                {
+                    return Err(KmsError::Config(format!(
+                        "the database holds the community of {} (period {} s, offset {} s); \
+                         the configuration asks for {} (period {} s, offset {} s)",
+                        stored.kms_uri,
+                        stored.key_period_len,
+                        stored.key_period_offset,
+                        config.kms_uri,
+                        config.key_period_len,
+                        config.key_period_offset
+                    )));
+                }
+                Community::from_secrets(
+                    &stored.kms_uri,
+                    stored.key_period_len,
+                    stored.key_period_offset,
+                    Ksak::from_bytes(&stored.ksak)?,
+                    MasterSecret::from_bytes(&stored.sakke_z)?,
+                )?
+            }
+            None => {
+                let community = Community::generate(
+                    &config.kms_uri,
+                    config.key_period_len,
+                    config.key_period_offset,
+                    rng,
+                )?;
+                store.save_community(&StoredCommunity {
+                    kms_uri: config.kms_uri.clone(),
+                    key_period_len: config.key_period_len,
+                    key_period_offset: config.key_period_offset,
+                    ksak: Zeroizing::new(community.ksak().to_bytes().to_vec()),
+                    sakke_z: Zeroizing::new(community.sakke_master().to_bytes().to_vec()),
+                })?;
+                community
+            }
+        };
+        let rows: Vec<(String, [u8; 32])> = users
+            .iter()
+            .map(|u| (u.uri.clone(), u.token_sha256))
+            .collect();
+        store.replace_users(&rows)?;
+        let mut seed = Zeroizing::new([0u8; SEED_LEN]);
+        rng.fill_bytes(seed.as_mut());
+        let drbg = HmacDrbg::new(seed.as_ref(), DRBG_PERSONALIZATION);
+        Ok(Self {
+            store,
+            community,
+            users,
+            drbg,
+        })
+    }
+
+    /// The community public keys and parameters (what KmsInit publishes).
+    pub fn community_public(&self) -> &CommunityPublic {
+        self.community.public()
+    }
+
+    /// Mixes fresh entropy from `rng` into the DRBG the KMS issues keys
+    /// with. A long-running driver may call this now and then.
+    pub fn reseed(&mut self, rng: &mut impl CryptoRng) {
+        let mut entropy = Zeroizing::new([0u8; SEED_LEN]);
+        rng.fill_bytes(entropy.as_mut());
+        self.drbg.reseed(entropy.as_ref(), b"reseed");
+    }
+
+    /// The audit log: every key set issued, oldest first (user, key period,
+    /// time; never keys).
+    ///
+    /// # Errors
+    /// [`KmsError::Database`] if SQLite fails.
+    pub fn issued(&self) -> Result<Vec<IssuedRecord>, KmsError> {
+        self.store.issued()
+    }
+
+    /// Serves one HTTP request.
+    ///
+    /// - `POST /keymanagement/identity/v1/init` → `KmsInit` with the root
+    ///   `KmsCertificate` (community public keys, UserKeyPeriod,
+    ///   UserKeyOffset).
+    /// - `POST /keymanagement/identity/v1/keyprov` → `KmsKeyProv` with the
+    ///   authenticated user's `KmsKeySet` for the key period containing
+    ///   `now_unix`. The D.2.4 form `.../keyprov/<user URI>/<NTP timestamp
+    ///   in hex>` asks for the period containing that time (the current or
+    ///   the next period only); the query `?next=1` adds the next period's
+    ///   key set as a second `KmsKeySet`.
+    ///
+    /// Checks, in order: path (404), method (405), `Authorization: Bearer`
+    /// token of a configured user (401), `KmsRequest` body (400, naming
+    /// the problem), `UserUri` (and a D.2.4 path user) equal to the
+    /// token's user (403), `KmsUri` equal to this KMS (400). Error bodies
+    /// are plain-text reasons and never carry keys. Each key set issued is
+    /// recorded in the `issued` table before the response is returned.
+    pub fn handle(&mut self, request: &HttpRequest, now_unix: u64) -> HttpResponse {
+        let (path, query) = match request.path.split_once('?') {
+            Some((path, query)) => (path, query),
+            None => (request.path.as_str(), ""),
+        };
+        let route = match parse_route(path) {
+            Ok(route) => route,
+            Err(response) => return response,
+        };
+        if request.method != "POST" {
+            return HttpResponse::error(405, "method not allowed: KMS requests use POST");
+        }
+        let user = match self.authenticate(request) {
+            Ok(index) => match self.users.get(index) {
+                Some(user) => user.uri.clone(),
+                None => return HttpResponse::error(401, "unknown bearer token"),
+            },
+            Err(response) => return response,
+        };
+        let kms_request = match KmsRequest::from_xml(&request.body) {
+            Ok(r) => r,
+            Err(e) => return HttpResponse::error(400, &format!("malformed KmsRequest: {e}")),
+        };
+        if kms_request.user_uri != user {
+            return HttpResponse::error(403, "UserUri is not the user the bearer token belongs to");
+        }
+        if kms_request.kms_uri != self.community.public().kms_uri {
+            return HttpResponse::error(400, "KmsUri names another KMS");
+        }
+        let message = match route {
+            Route::Init => KmsMessage::Init(Box::new(self.certificate())),
+            Route::KeyProv {
+                user: path_user,
+                at_unix,
+            } => {
+                if path_user.is_some_and(|u| u != user) {
+                    return HttpResponse::error(
+                        403,
+                        "the user in the request URI is not the user the bearer token belongs to",
+                    );
+                }
+                let include_next = query.split('&').any(|p| p == "next=1" || p == "next=true");
+                match self.key_sets(&user, now_unix, at_unix, include_next) {
+                    Ok(sets) => KmsMessage::KeyProv(sets),
+                    Err(response) => return response,
+                }
+            }
+        };
+        let response = KmsResponse {
+            kms_uri: self.community.public().kms_uri.clone(),
+            user_uri: user,
+            time: now_unix,
+            kms_id: None,
+            client_req_url: kms_request.client_req_url,
+            message,
+        };
+        HttpResponse::xml(200, response.to_xml())
+    }
+
+    /// The index of the user whose token the request bears. Every user's
+    /// hash is compared, in constant time.
+    fn authenticate(&self, request: &HttpRequest) -> Result<usize, HttpResponse> {
+        let token = match request.bearer_token() {
+            Some(token) if !token.is_empty() => token,
+            _ => {
+                return Err(HttpResponse::error(
+                    401,
+                    "missing bearer token (Authorization: Bearer <token>)",
+                ));
+            }
+        };
+        let hash = token_hash(token);
+        let mut found = 0u64;
+        let mut index = 0u64;
+        for (i, user) in (0u64..).zip(&self.users) {
+            let eq = user.token_sha256.ct_eq(&hash);
+            found.conditional_assign(&1, eq);
+            index.conditional_assign(&i, eq);
+        }
+        match (found, usize::try_from(index)) {
+            (1, Ok(index)) => Ok(index),
+            _ => Err(HttpResponse::error(401, "unknown bearer token")),
+        }
+    }
+
+    /// The root KMS certificate of this community.
+    fn certificate(&self) -> KmsCertificate {
+        let public = self.community.public();
+        KmsCertificate {
+            role: Some("Root".into()),
+            kms_uri: public.kms_uri.clone(),
+            cert_uri: None,
+            issuer: None,
+            valid_from: None,
+            valid_to: None,
+            revoked: Some(false),
+            user_id_format: "2".into(),
+            user_key_period: public.key_period_len,
+            user_key_offset: public.key_period_offset,
+            pub_enc_key: public.sakke_public.to_bytes().to_vec(),
+            pub_auth_key: public.kpak.to_bytes().to_vec(),
+            parameter_set: Some(1),
+            kms_domains: Vec::new(),
+        }
+    }
+
+    /// Issues and records the key sets a keyprov request gets.
+    fn key_sets(
+        &mut self,
+        user: &str,
+        now_unix: u64,
+        at_unix: Option<u64>,
+        include_next: bool,
+    ) -> Result<Vec<KmsKeySet>, HttpResponse> {
+        let public = self.community.public();
+        let (len, offset) = (public.key_period_len, public.key_period_offset);
+        let current = key_period_no(now_unix, len, offset)
+            .map_err(|_| HttpResponse::error(500, "the KMS clock is before key period 0"))?;
+        let requested = match at_unix {
+            Some(at) => key_period_no(at, len, offset).map_err(|_| {
+                HttpResponse::error(403, "the requested time is before key period 0")
+            })?,
+            None => current,
+        };
+        if requested != current && Some(requested) != current.checked_add(1) {
+            return Err(HttpResponse::error(
+                403,
+                "only the current or the next key period is issued",
+            ));
+        }
+        let mut periods = vec![requested];
+        if include_next && requested == current {
+            if let Some(next) = current.checked_add(1) {
+                periods.push(next);
+            }
+        }
+        let mut sets = Vec::with_capacity(periods.len());
+        for period in periods {
+            self.drbg.mix(&[
+                b"keyprov",
+                user.as_bytes(),
+                &period.to_be_bytes(),
+                &now_unix.to_be_bytes(),
+            ]);
+            let keys = self
+                .community
+                .issue(user, period, &mut self.drbg)
+                .map_err(|_| HttpResponse::error(500, "the KMS could not issue keys"))?;
+            self.store
+                .record_issue(user, period, now_unix)
+                .map_err(|_| HttpResponse::error(500, "the KMS could not record the issue"))?;
+            let valid_from = key_period_start(period, len, offset).ok();
+            let valid_to = period
+                .checked_add(1)
+                .and_then(|next| key_period_start(next, len, offset).ok())
+                .and_then(|end| end.checked_sub(1));
+            sets.push(KmsKeySet {
+                kms_uri: self.community.public().kms_uri.clone(),
+                cert_uri: None,
+                issuer: None,
+                user_uri: user.to_owned(),
+                user_id: hex::encode(keys.uid),
+                valid_from,
+                valid_to,
+                key_period_no: period,
+                revoked: Some(false),
+                user_decrypt_key: Zeroizing::new(keys.rsk.to_bytes().to_vec()),
+                user_signing_key_ssk: Zeroizing::new(keys.ssk.to_bytes().to_vec()),
+                user_pub_token_pvt: keys.pvt.to_bytes().to_vec(),
+            });
+        }
+        Ok(sets)
+    }
+}
+
+/// Maps a request path (without query) to a route, or a 404/400 response.
+fn parse_route(path: &str) -> Result<Route, HttpResponse> {
+    if path == INIT_PATH {
+        return Ok(Route::Init);
+    }
+    let not_found = || HttpResponse::error(404, "no such KMS resource");
+    let Some(rest) = path.strip_prefix(KEY_PROV_PATH) else {
+        return Err(not_found());
+    };
+    if rest.is_empty() {
+        return Ok(Route::KeyProv {
+            user: None,
+            at_unix: None,
+        });
+    }
+    let Some(rest) = rest.strip_prefix('/') else {
+        return Err(not_found());
+    };
+    let mut segments = rest.split('/');
+    let user = segments
+        .next()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(not_found)?;
+    let user = percent_decode(user)
+        .ok_or_else(|| HttpResponse::error(400, "the user in the request URI is not valid"))?;
+    let at_unix = match segments.next() {
+        None => None,
+        Some(ts) => Some(parse_ntp_timestamp(ts).ok_or_else(|| {
+            HttpResponse::error(
+                400,
+                "the timestamp in the request URI is not a 64-bit NTP timestamp in hex",
+            )
+        })?),
+    };
+    if segments.next().is_some() {
+        return Err(not_found());
+    }
+    Ok(Route::KeyProv {
+        user: Some(user),
+        at_unix,
+    })
+}
+
+/// A 64-bit NTP timestamp (32.32 fixed point, era 0) in hex → Unix seconds.
+fn parse_ntp_timestamp(s: &str) -> Option<u64> {
+    if s.is_empty() || s.len() > 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let ntp = u64::from_str_radix(s, 16).ok()?;
+    (ntp >> 32).checked_sub(NTP_UNIX_OFFSET)
+}
+
+/// Decodes `%XX` escapes; the result must be UTF-8 without control
+/// characters.
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            let hex = core::str::from_utf8(hex).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    let s = String::from_utf8(out).ok()?;
+    (!s.is_empty() && !s.chars().any(char::is_control)).then_some(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ntp_timestamps() {
+        // TS 33.180 D.2.4's example: 23 Feb 2014 08:39:14 UTC.
+        assert_eq!(parse_ntp_timestamp("D6B4323200000000"), Some(1_393_144_754));
+        assert_eq!(parse_ntp_timestamp("d6b4323280000000"), Some(1_393_144_754));
+        assert_eq!(parse_ntp_timestamp(""), None);
+        assert_eq!(parse_ntp_timestamp("00000000FFFFFFFF"), None);
+        assert_eq!(parse_ntp_timestamp("D6B43232000000000"), None);
+        assert_eq!(parse_ntp_timestamp("+6B4323200000000"), None);
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(
+            percent_decode("sip%3Aalice%40example.org").as_deref(),
+            Some("sip:alice@example.org")
+        );
+        assert_eq!(percent_decode("sip:bob@x").as_deref(), Some("sip:bob@x"));
+        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%4"), None);
+        assert_eq!(percent_decode("%00"), None);
+        assert_eq!(percent_decode("%ff"), None);
+    }
+}

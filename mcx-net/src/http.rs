@@ -1,0 +1,83 @@
+//! A minimal HTTP/1.1 client over hyper, for provisioning from the KMS
+//! and the GMS: one request per connection, bodies read whole with a
+//! size limit.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::rt::TokioIo;
+use mcx_kms::http::{HttpRequest, HttpResponse};
+use tokio::net::TcpStream;
+
+use crate::NetError;
+
+/// Largest response body accepted (group documents for big groups are the
+/// largest thing served).
+pub const MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// How long one exchange may take.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Sends `request` to the server at `addr` and reads the whole response.
+///
+/// # Errors
+/// Connection, protocol or size failures, and a timeout.
+pub async fn fetch(addr: SocketAddr, request: &HttpRequest) -> Result<HttpResponse, NetError> {
+    tokio::time::timeout(TIMEOUT, fetch_inner(addr, request))
+        .await
+        .map_err(|_| {
+            NetError::Http(format!(
+                "{} {} to {addr}: timed out",
+                request.method, request.path
+            ))
+        })?
+}
+
+async fn fetch_inner(addr: SocketAddr, request: &HttpRequest) -> Result<HttpResponse, NetError> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| NetError::io(format!("connecting to {addr}"), e))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| NetError::Http(format!("handshake with {addr}: {e}")))?;
+    let conn = tokio::spawn(conn);
+    let mut builder = hyper::Request::builder()
+        .method(request.method.as_str())
+        .uri(request.path.as_str())
+        .header(hyper::header::HOST, addr.to_string());
+    for (name, value) in &request.headers {
+        builder = builder.header(name.as_str(), value.as_str());
+    }
+    let req = builder
+        .body(Full::new(Bytes::from(request.body.clone())))
+        .map_err(|e| {
+            NetError::Http(format!("building {} {}: {e}", request.method, request.path))
+        })?;
+    let resp = sender.send_request(req).await.map_err(|e| {
+        NetError::Http(format!(
+            "{} {} to {addr}: {e}",
+            request.method, request.path
+        ))
+    })?;
+    let status = resp.status().as_u16();
+    let content_type = resp
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let body = Limited::new(resp.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| NetError::Http(format!("reading the response from {addr}: {e}")))?
+        .to_bytes()
+        .to_vec();
+    conn.abort();
+    Ok(HttpResponse {
+        status,
+        content_type,
+        body,
+    })
+}

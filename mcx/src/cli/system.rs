@@ -1,0 +1,297 @@
+//! `mcx demo`, `mcx up`, `mcx run`, `mcx call`: the running system.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Args;
+use mcx_core::ClientEvent;
+
+use crate::demo;
+use crate::error::CliError;
+use crate::system::{self, Running, Selection};
+use crate::topology::{DEFAULT, Topology};
+
+/// `mcx demo`.
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// A topology file instead of the embedded default.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["groups", "members"])]
+    topology: Option<PathBuf>,
+    /// Generate a topology of this many groups (with --members), for the
+    /// set-up time benchmark.
+    #[arg(long, requires = "members")]
+    groups: Option<usize>,
+    /// Members per generated group (besides the dispatcher).
+    #[arg(long, requires = "groups")]
+    members: Option<usize>,
+    /// Make this many calls one after another (the set-up time benchmark
+    /// reports their median, minimum and maximum).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    calls: u32,
+}
+
+/// `mcx up`.
+#[derive(Debug, Args)]
+pub(crate) struct UpArgs {
+    /// The topology file; the embedded default without it.
+    topology: Option<PathBuf>,
+}
+
+/// `mcx run`.
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// The topology file (every address with a fixed port).
+    topology: PathBuf,
+    /// The role: `kms`, `gms`, `controlling`, or the URI of an MC server
+    /// or a user.
+    role: String,
+}
+
+/// `mcx call`.
+#[derive(Debug, Args)]
+pub(crate) struct CallArgs {
+    /// The topology file; its [call] names the initiator, whose client
+    /// this process runs.
+    topology: PathBuf,
+}
+
+fn load(path: Option<&PathBuf>) -> Result<Topology, CliError> {
+    match path {
+        None => Topology::parse(DEFAULT, "<default topology>"),
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|source| CliError::Read {
+                path: p.display().to_string(),
+                source,
+            })?;
+            Topology::parse(&text, &p.display().to_string())
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::System(format!("cannot start the async runtime: {e}")))
+}
+
+/// Logs go to stderr; `MCX_LOG` sets the filter (default `warn`).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MCX_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn print(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+fn describe(t: &Topology, r: &Running) -> String {
+    let mut s = String::new();
+    s.push_str(&format!(
+        "  KMS         {:<32} http://{}\n",
+        t.kms.uri, r.kms_http
+    ));
+    s.push_str(&format!(
+        "  GMS         {:<32} http://{}\n",
+        t.gms.uri, r.gms_http
+    ));
+    if let Some(p) = r.directory.peer(&t.controlling.uri) {
+        s.push_str(&format!(
+            "  controlling {:<32} sip {} {:?}, floor {}\n",
+            t.controlling.uri,
+            p.sip,
+            p.transport,
+            p.floor.map_or_else(String::new, |f| f.to_string())
+        ));
+    }
+    for m in &t.mc_servers {
+        if let Some(p) = r.directory.peer(&m.uri) {
+            s.push_str(&format!(
+                "  MC server   {:<32} sip {} {:?}, groups {}\n",
+                m.uri,
+                p.sip,
+                p.transport,
+                m.groups.join(", ")
+            ));
+        }
+    }
+    let shown = t.users.len().min(12);
+    for u in &t.users[..shown] {
+        if let Some(p) = r.directory.peer(&u.uri) {
+            s.push_str(&format!(
+                "  client      {:<32} sip {} {:?}\n",
+                u.uri, p.sip, p.transport
+            ));
+        }
+    }
+    if t.users.len() > shown {
+        s.push_str(&format!("  … and {} more clients\n", t.users.len() - shown));
+    }
+    s
+}
+
+/// Runs `mcx demo`.
+pub(crate) fn demo(args: &DemoArgs) -> Result<(), CliError> {
+    init_logging();
+    let (t, name) = match (args.groups, args.members) {
+        (Some(g), Some(m)) => (
+            Topology::generated(g, m)?,
+            format!("generated: {g} groups × {m} members"),
+        ),
+        _ => (
+            load(args.topology.as_ref())?,
+            args.topology.as_ref().map_or_else(
+                || "embedded default".to_owned(),
+                |p| p.display().to_string(),
+            ),
+        ),
+    };
+    let rt = runtime()?;
+    rt.block_on(async {
+        print(&format!(
+            "mcx demo: a temporary group – broadcast call (TS 33.180 7.3.X) over real sockets on loopback\ntopology: {name}\n"
+        ));
+        let mut running = system::start(&t, &Selection::All).await?;
+        print(&describe(&t, &running));
+        print(&format!(
+            "started KMS and GMS; {} clients provisioned from them (KmsInit, KmsKeyProv, group documents with GKTPs) in {:.2} s\n\n",
+            running.clients.len(),
+            running.provisioning.as_secs_f64()
+        ));
+        let mut setups = Vec::new();
+        let mut failures = Vec::new();
+        for n in 0..args.calls {
+            let report = demo::run_call(&t, &mut running).await?;
+            if n == 0 {
+                print(&report.text);
+            }
+            setups.push(report.setup);
+            failures.extend(report.failures.into_iter().map(|f| format!("call {}: {f}", n + 1)));
+        }
+        if setups.len() > 1 {
+            setups.sort();
+            let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+            print(&format!(
+                "\ncall set-up time over {} calls: median {:.2} ms, min {:.2} ms, max {:.2} ms\n",
+                setups.len(),
+                ms(setups[setups.len() / 2]),
+                ms(setups[0]),
+                ms(setups[setups.len() - 1]),
+            ));
+        }
+        if failures.is_empty() {
+            print("\nresult: OK — every member holds the initiator's TGMK; no server and no non-member holds it\n");
+            Ok(())
+        } else {
+            print("\nresult: FAILED\n");
+            for f in &failures {
+                print(&format!("  - {f}\n"));
+            }
+            Err(CliError::DemoFailed {
+                failed: failures.len(),
+            })
+        }
+    })
+}
+
+/// Runs `mcx up`: every role of the topology in this process until
+/// interrupted.
+pub(crate) fn up(args: &UpArgs) -> Result<(), CliError> {
+    init_logging();
+    let t = load(args.topology.as_ref())?;
+    runtime()?.block_on(async {
+        let running = system::start(&t, &Selection::All).await?;
+        print(&describe(&t, &running));
+        print("ready\n");
+        let _ = tokio::signal::ctrl_c().await;
+        drop(running);
+        Ok(())
+    })
+}
+
+/// Runs `mcx run FILE ROLE`: one role of the topology until interrupted.
+/// Clients print one line per call event (`incoming-call …`,
+/// `call-ended`), with the TGMK's key ID and key confirmation.
+pub(crate) fn run(args: &RunArgs) -> Result<(), CliError> {
+    init_logging();
+    let t = load(Some(&args.topology))?;
+    check_role(&t, &args.role)?;
+    runtime()?.block_on(async {
+        let mut running = system::start(&t, &Selection::One(args.role.clone())).await?;
+        print(&format!("ready {}\n", args.role));
+        let Some(node) = running.clients.get_mut(&args.role) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return Ok(());
+        };
+        loop {
+            tokio::select! {
+                e = node.events.recv() => match e {
+                    Some(ClientEvent::IncomingCall { temporary_group_id, group_id, initiator, .. }) => {
+                        let c = node.query(|c, _, _| c.tgmk_confirmation()).await.map_err(|e| CliError::System(e.to_string()))?;
+                        let (id, conf) = c.map_or_else(|| (String::from("-"), String::from("-")), |c| (c.tgmk_id.to_string(), hex::encode(c.value)));
+                        print(&format!("incoming-call temporary-group={temporary_group_id} group={group_id} initiator={initiator} tgmk-id={id} confirmation={conf}\n"));
+                    }
+                    Some(ClientEvent::IncomingRejected { status, reason }) => print(&format!("incoming-rejected status={status} reason={reason}\n")),
+                    Some(ClientEvent::CallEnded) => print("call-ended\n"),
+                    Some(_) => {}
+                    None => return Err(CliError::System("the client stopped".into())),
+                },
+                _ = tokio::signal::ctrl_c() => return Ok(()),
+            }
+        }
+    })
+}
+
+/// Runs `mcx call FILE`: the initiator's client makes the topology's call,
+/// prints its timeline, per-group acceptance and key confirmation, ends the
+/// call and exits (0 only if every group fully accepted).
+pub(crate) fn call(args: &CallArgs) -> Result<(), CliError> {
+    init_logging();
+    let t = load(Some(&args.topology))?;
+    let call = t
+        .call
+        .clone()
+        .ok_or_else(|| CliError::System("the topology has no [call]".into()))?;
+    runtime()?.block_on(async {
+        let mut running = system::start(&t, &Selection::One(call.initiator.clone())).await?;
+        let report = demo::run_call(&t, &mut running).await?;
+        print(&report.text);
+        print(&format!(
+            "initiator tgmk-id={} confirmation={}\n",
+            report.reference.tgmk_id,
+            hex::encode(report.reference.value)
+        ));
+        if report.failures.is_empty() {
+            print("result: OK\n");
+            Ok(())
+        } else {
+            for f in &report.failures {
+                print(&format!("  - {f}\n"));
+            }
+            Err(CliError::DemoFailed {
+                failed: report.failures.len(),
+            })
+        }
+    })
+}
+
+fn check_role(t: &Topology, role: &str) -> Result<(), CliError> {
+    let known = ["kms", "gms", "controlling"].contains(&role)
+        || t.controlling.uri == role
+        || t.mc_servers.iter().any(|m| m.uri == role)
+        || t.users.iter().any(|u| u.uri == role);
+    if known {
+        Ok(())
+    } else {
+        Err(CliError::invalid(
+            "ROLE",
+            format!("{role} is not kms, gms, controlling, an MC server or a user of the topology"),
+        ))
+    }
+}

@@ -1,0 +1,304 @@
+//! One temporary group – broadcast call on a running topology, with the
+//! checks `mcx demo` prints: the nine steps' timeline, per-group
+//! acceptance, the same TGMK at every member (key ID and key
+//! confirmation, never the key), floor control, and the call's end.
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use mcx_core::{Client, ClientEvent, GroupResult, KeyConfirmation, TimelineEntry};
+use mcx_floor::{ParticipantEvent, ParticipantState};
+use mcx_net::node::NodeHandle;
+
+use crate::error::CliError;
+use crate::system::Running;
+use crate::topology::Topology;
+
+/// How long any one phase may take before the demo gives up.
+const PHASE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What one call showed.
+pub(crate) struct Report {
+    /// The text to print.
+    pub(crate) text: String,
+    /// Checks that failed (empty = all right).
+    pub(crate) failures: Vec<String>,
+    /// Request sent → every group's acceptance reported to the initiator.
+    pub(crate) setup: Duration,
+    /// The initiator's TGMK-ID and key confirmation.
+    pub(crate) reference: KeyConfirmation,
+}
+
+fn failed(what: impl std::fmt::Display) -> CliError {
+    CliError::System(what.to_string())
+}
+
+fn short(c: &KeyConfirmation) -> String {
+    let hex: String = c.value[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("TGMK-ID {} confirmation {hex}…", c.tgmk_id)
+}
+
+async fn next_event(
+    node: &mut NodeHandle<Client>,
+    mut want: impl FnMut(&ClientEvent) -> bool,
+) -> Option<ClientEvent> {
+    tokio::time::timeout(PHASE_TIMEOUT, async {
+        while let Some(e) = node.events.recv().await {
+            if want(&e) {
+                return Some(e);
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+async fn confirmation(node: &NodeHandle<Client>) -> Result<Option<KeyConfirmation>, CliError> {
+    node.query(|c, _, _| c.tgmk_confirmation())
+        .await
+        .map_err(failed)
+}
+
+/// Makes the topology's call and checks it.
+pub(crate) async fn run_call(t: &Topology, running: &mut Running) -> Result<Report, CliError> {
+    let call = t
+        .call
+        .clone()
+        .ok_or_else(|| failed("the topology has no [call]"))?;
+    let tg = t
+        .temporary_group(&call.temporary_group)
+        .ok_or_else(|| failed("the call's temporary group is not defined"))?
+        .clone();
+    let mut out = String::new();
+    let mut failures = Vec::new();
+
+    // Drop the start-up events (GMK acceptances) so later waits see the call.
+    for node in running.clients.values_mut() {
+        while node.events.try_recv().is_ok() {}
+    }
+    while running.timeline.try_recv().is_ok() {}
+
+    let initiator = running.clients.get_mut(&call.initiator).ok_or_else(|| {
+        failed(format!(
+            "the initiator {} is not running here",
+            call.initiator
+        ))
+    })?;
+    let groups = tg.groups.clone();
+    let temporary = call.temporary_group.clone();
+    let t0 = Instant::now();
+    initiator
+        .query(move |c, time, rng| {
+            let refs: Vec<&str> = groups.iter().map(String::as_str).collect();
+            c.start_call(time, &temporary, &refs, rng)
+        })
+        .await
+        .map_err(failed)?
+        .map_err(|e| failed(format!("start_call: {e}")))?;
+    // Floor Granted may overtake the 200 OK (different sockets).
+    let mut granted = false;
+    let outcome = next_event(initiator, |e| {
+        granted |= matches!(e, ClientEvent::Floor(ParticipantEvent::FloorGranted { .. }));
+        matches!(
+            e,
+            ClientEvent::CallEstablished { .. } | ClientEvent::CallFailed { .. }
+        )
+    })
+    .await;
+    let setup = t0.elapsed();
+    let results: Vec<GroupResult> = match outcome {
+        Some(ClientEvent::CallEstablished { groups, .. }) => groups,
+        Some(ClientEvent::CallFailed { status, reason }) => {
+            return Err(failed(format!("the call failed: {status} {reason}")));
+        }
+        _ => return Err(failed("no answer to the call request in time")),
+    };
+    if !granted {
+        granted = next_event(initiator, |e| {
+            matches!(e, ClientEvent::Floor(ParticipantEvent::FloorGranted { .. }))
+        })
+        .await
+        .is_some();
+    }
+    let Some(reference) = confirmation(initiator).await? else {
+        return Err(failed(
+            "the initiator holds no TGMK after the call was established",
+        ));
+    };
+
+    // Per-group acceptance against the membership.
+    let _ = writeln!(out, "\nper-group acceptance reported to the initiator");
+    for g in &tg.groups {
+        let expected = t.group(g).map_or(0, |grp| {
+            grp.members.iter().filter(|m| **m != call.initiator).count()
+        });
+        let got = results.iter().find(|r| &r.group_id == g);
+        let line = match got {
+            Some(r) => {
+                let ok =
+                    usize::try_from(r.accepted).is_ok_and(|a| a == expected) && r.rejected == 0;
+                if !ok {
+                    failures.push(format!(
+                        "{g}: {} accepted, {} rejected, {expected} expected",
+                        r.accepted, r.rejected
+                    ));
+                }
+                format!(
+                    "  {g:<32} {} accepted, {} rejected (members: {expected})  {}",
+                    r.accepted,
+                    r.rejected,
+                    if ok { "ok" } else { "FAIL" }
+                )
+            }
+            None => {
+                failures.push(format!("{g}: no report"));
+                format!("  {g:<32} no report  FAIL")
+            }
+        };
+        let _ = writeln!(out, "{line}");
+    }
+
+    // Same TGMK everywhere: key ID and confirmation, never the key.
+    let _ = writeln!(
+        out,
+        "\nfinal check: every member holds the initiator's TGMK\n  {:<32} {}  (initiator)",
+        call.initiator,
+        short(&reference)
+    );
+    let mut members: Vec<String> = tg
+        .groups
+        .iter()
+        .filter_map(|g| t.group(g))
+        .flat_map(|g| g.members.iter().cloned())
+        .filter(|m| *m != call.initiator)
+        .collect();
+    members.sort();
+    members.dedup();
+    for m in &members {
+        let Some(node) = running.clients.get(m) else {
+            continue;
+        };
+        let c = confirmation(node).await?;
+        let floor = node
+            .query(|c, _, _| c.floor_state())
+            .await
+            .map_err(failed)?;
+        let line = match c {
+            Some(c) if c == reference => {
+                let receive_only = floor == Some(ParticipantState::HasNoPermission);
+                if !receive_only {
+                    failures.push(format!("{m}: floor state {floor:?}, expected receive-only"));
+                }
+                format!(
+                    "  {m:<32} {}  {}",
+                    short(&c),
+                    if receive_only {
+                        "same  ok"
+                    } else {
+                        "same, floor FAIL"
+                    }
+                )
+            }
+            Some(c) => {
+                failures.push(format!("{m}: a different TGMK"));
+                format!("  {m:<32} {}  DIFFERENT  FAIL", short(&c))
+            }
+            None => {
+                failures.push(format!("{m}: no TGMK"));
+                format!("  {m:<32} no TGMK  FAIL")
+            }
+        };
+        let _ = writeln!(out, "{line}");
+    }
+    for (uri, node) in &running.clients {
+        if *uri == call.initiator || members.contains(uri) {
+            continue;
+        }
+        let c = confirmation(node).await?;
+        let line = if c.is_none() {
+            format!("  {uri:<32} not a member: holds no TGMK  ok")
+        } else {
+            failures.push(format!("{uri}: a non-member holds a TGMK"));
+            format!("  {uri:<32} NOT A MEMBER BUT HOLDS A TGMK  FAIL")
+        };
+        let _ = writeln!(out, "{line}");
+    }
+    if !granted {
+        failures.push("the initiator was not granted the floor".into());
+    }
+
+    // End: the initiator releases the floor; the call ends everywhere.
+    initiator_release(running, &call.initiator).await?;
+    let mut ended = 0usize;
+    for m in &members {
+        if let Some(node) = running.clients.get_mut(m)
+            && next_event(node, |e| matches!(e, ClientEvent::CallEnded))
+                .await
+                .is_some()
+        {
+            ended += 1;
+        }
+    }
+    let reachable = members
+        .iter()
+        .filter(|m| running.clients.contains_key(*m))
+        .count();
+    if ended != reachable {
+        failures.push(format!(
+            "{} members did not see the call end",
+            reachable - ended
+        ));
+    }
+    let _ = writeln!(
+        out,
+        "\nfloor control: {} granted to the initiator, members receive-only; floor released → BYE, call ended at {ended}/{reachable} members",
+        if granted { "floor" } else { "NO floor" },
+    );
+
+    // Timeline of the nine steps, in time order.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut entries: Vec<TimelineEntry> = Vec::new();
+    while let Ok(e) = running.timeline.try_recv() {
+        entries.push(e);
+    }
+    entries.sort_by_key(|e| e.at);
+    let mut timeline = format!(
+        "timeline of the nine steps (t = 0 when {} starts the call)\n",
+        call.initiator
+    );
+    for e in entries.iter().take(60) {
+        let ms = e.at.saturating_duration_since(t0).as_secs_f64() * 1e3;
+        let _ = writeln!(
+            timeline,
+            "  {ms:>8.2} ms  step {}  {:<28} {}",
+            e.step, e.role, e.detail
+        );
+    }
+    if entries.len() > 60 {
+        let _ = writeln!(timeline, "  … {} more entries", entries.len() - 60);
+    }
+    let _ = writeln!(
+        out,
+        "\ncall set-up time (request sent → all acceptances at the initiator): {:.2} ms",
+        setup.as_secs_f64() * 1e3
+    );
+    Ok(Report {
+        text: format!("{timeline}{out}"),
+        failures,
+        setup,
+        reference,
+    })
+}
+
+async fn initiator_release(running: &mut Running, initiator: &str) -> Result<(), CliError> {
+    let node = running
+        .clients
+        .get(initiator)
+        .ok_or_else(|| failed("initiator gone"))?;
+    node.query(|c, time, _| c.release_floor(time))
+        .await
+        .map_err(failed)?
+        .map_err(|e| failed(format!("release_floor: {e}")))
+}

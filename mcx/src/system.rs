@@ -1,0 +1,382 @@
+//! Starting the roles of a topology: in one process (`mcx up`, `mcx
+//! demo`) or one role per process (`mcx run`). Wiring only: the roles are
+//! `mcx-core`'s, the services `mcx-kms`'s and `mcx-gms`'s, the I/O
+//! `mcx-net`/`mcx-server`/`mcx-client`'s.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use mcx_core::{
+    Client, ClientConfig, ControllingServer, ControllingServerConfig, McServer, TemporaryGroup,
+    TimelineEntry,
+};
+use mcx_net::node::{BoundNode, NodeHandle};
+use mcx_net::{Directory, Peer};
+use rand_core::Rng;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::error::CliError;
+use crate::topology::{McServerNode, Topology, User};
+
+fn failed(what: impl std::fmt::Display) -> CliError {
+    CliError::System(what.to_string())
+}
+
+/// Sockets of every role of a topology, bound.
+pub(crate) struct Bound {
+    pub(crate) kms: Option<TcpListener>,
+    pub(crate) gms: Option<TcpListener>,
+    pub(crate) controlling: Option<BoundNode>,
+    pub(crate) mc_servers: BTreeMap<String, BoundNode>,
+    pub(crate) clients: BTreeMap<String, BoundNode>,
+    pub(crate) kms_http: SocketAddr,
+    pub(crate) gms_http: SocketAddr,
+    pub(crate) directory: Directory,
+}
+
+/// Which roles this process runs.
+#[derive(Clone, Debug)]
+pub(crate) enum Selection {
+    /// Everything (`mcx up`, `mcx demo`).
+    All,
+    /// One role by name: `kms`, `gms`, `controlling`, an MC server URI or a
+    /// user URI.
+    One(String),
+}
+
+impl Selection {
+    fn wants(&self, name: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::One(n) => n == name,
+        }
+    }
+}
+
+async fn listen(addr: SocketAddr, what: &str) -> Result<TcpListener, CliError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| failed(format!("{what}: cannot listen on {addr}: {e}")))
+}
+
+async fn bind_node(
+    uri: &str,
+    sip: SocketAddr,
+    transport: crate::topology::TransportName,
+    floor: Option<SocketAddr>,
+) -> Result<BoundNode, CliError> {
+    BoundNode::bind(sip, transport.transport(), floor)
+        .await
+        .map_err(|e| failed(format!("{uri}: {e}")))
+}
+
+fn static_peer(
+    sip: SocketAddr,
+    transport: crate::topology::TransportName,
+    floor: Option<SocketAddr>,
+) -> Peer {
+    Peer {
+        sip,
+        transport: transport.transport(),
+        floor,
+    }
+}
+
+/// Binds the sockets of the selected roles and builds the directory
+/// (bound addresses for ours, configured addresses for the others).
+pub(crate) async fn bind(t: &Topology, sel: &Selection) -> Result<Bound, CliError> {
+    let mut directory = Directory::new();
+    let (kms, kms_http) = if sel.wants("kms") {
+        let l = listen(t.kms.http, "KMS").await?;
+        let a = l.local_addr().map_err(|e| failed(format!("KMS: {e}")))?;
+        (Some(l), a)
+    } else {
+        (None, t.kms.http)
+    };
+    let (gms, gms_http) = if sel.wants("gms") {
+        let l = listen(t.gms.http, "GMS").await?;
+        let a = l.local_addr().map_err(|e| failed(format!("GMS: {e}")))?;
+        (Some(l), a)
+    } else {
+        (None, t.gms.http)
+    };
+    let c = &t.controlling;
+    let controlling = if sel.wants("controlling") || sel.wants(&c.uri) {
+        let b = bind_node(&c.uri, c.sip, c.transport, Some(c.floor)).await?;
+        directory.insert(&c.uri, b.peer().map_err(failed)?);
+        Some(b)
+    } else {
+        directory.insert(&c.uri, static_peer(c.sip, c.transport, Some(c.floor)));
+        None
+    };
+    let mut mc_servers = BTreeMap::new();
+    for s in &t.mc_servers {
+        if sel.wants(&s.uri) {
+            let b = bind_node(&s.uri, s.sip, s.transport, None).await?;
+            directory.insert(&s.uri, b.peer().map_err(failed)?);
+            mc_servers.insert(s.uri.clone(), b);
+        } else {
+            directory.insert(&s.uri, static_peer(s.sip, s.transport, None));
+        }
+    }
+    let mut clients = BTreeMap::new();
+    for u in &t.users {
+        if sel.wants(&u.uri) {
+            let b = bind_node(&u.uri, u.sip, u.transport, Some(u.floor)).await?;
+            directory.insert(&u.uri, b.peer().map_err(failed)?);
+            clients.insert(u.uri.clone(), b);
+        } else {
+            directory.insert(&u.uri, static_peer(u.sip, u.transport, Some(u.floor)));
+        }
+    }
+    Ok(Bound {
+        kms,
+        gms,
+        controlling,
+        mc_servers,
+        clients,
+        kms_http,
+        gms_http,
+        directory,
+    })
+}
+
+/// Opens the KMS and serves it.
+pub(crate) fn start_kms(t: &Topology, listener: TcpListener) -> Result<JoinHandle<()>, CliError> {
+    let mut users: Vec<mcx_kms::KmsUser> = t
+        .users
+        .iter()
+        .map(|u| mcx_kms::KmsUser {
+            uri: u.uri.clone(),
+            token: u.token.clone(),
+        })
+        .collect();
+    users.push(mcx_kms::KmsUser {
+        uri: t.gms.uri.clone(),
+        token: t.gms.token.clone(),
+    });
+    let config = mcx_kms::KmsConfig {
+        kms_uri: t.kms.uri.clone(),
+        key_period_len: t.kms.key_period_len,
+        key_period_offset: t.kms.key_period_offset,
+        users,
+    };
+    let kms = mcx_kms::Kms::open(t.kms.database.as_deref(), config, &mut mcx_net::os_rng())
+        .map_err(|e| failed(format!("KMS: {e}")))?;
+    Ok(mcx_server::serve_http(
+        listener,
+        mcx_server::kms_handler(kms),
+    ))
+}
+
+/// Provisions the GMS's own keys from the KMS, opens the GMS and serves it.
+pub(crate) async fn start_gms(
+    t: &Topology,
+    listener: TcpListener,
+    kms_http: SocketAddr,
+) -> Result<JoinHandle<()>, CliError> {
+    let (community, keys) =
+        mcx_client::provision_keys(&t.kms.uri, &t.gms.uri, &t.gms.token, kms_http)
+            .await
+            .map_err(|e| failed(format!("GMS provisioning from the KMS: {e}")))?;
+    let config = mcx_gms::GmsConfig {
+        gms_uri: t.gms.uri.clone(),
+        groups: t
+            .groups
+            .iter()
+            .map(|g| mcx_gms::GroupConfig {
+                id: g.id.clone(),
+                display_name: g.name.clone(),
+                members: g.members.clone(),
+            })
+            .collect(),
+        users: t
+            .users
+            .iter()
+            .map(|u| mcx_gms::GmsUser {
+                uri: u.uri.clone(),
+                token: u.token.clone(),
+            })
+            .collect(),
+        gmk_lifetime_secs: t.gms.gmk_lifetime_secs,
+    };
+    let db = t.gms.database.clone();
+    let gms = tokio::task::spawn_blocking(move || {
+        mcx_gms::Gms::open(
+            db.as_deref(),
+            config,
+            community,
+            keys,
+            mcx_net::now().unix,
+            &mut mcx_net::os_rng(),
+        )
+    })
+    .await
+    .map_err(|_| failed("GMS: start-up task failed"))?
+    .map_err(|e| failed(format!("GMS: {e}")))?;
+    Ok(mcx_server::serve_http(
+        listener,
+        mcx_server::gms_handler(gms),
+    ))
+}
+
+/// The controlling server's role.
+pub(crate) fn controlling_role(t: &Topology) -> ControllingServer {
+    let c = &t.controlling;
+    ControllingServer::new(ControllingServerConfig {
+        uri: c.uri.clone(),
+        allowed_initiators: c.allowed_initiators.clone(),
+        temporary_groups: c
+            .temporary_groups
+            .iter()
+            .map(|tg| TemporaryGroup {
+                id: tg.id.clone(),
+                constituents: tg
+                    .groups
+                    .iter()
+                    .filter_map(|g| Some((g.clone(), t.owner_of(g)?.uri.clone())))
+                    .collect(),
+            })
+            .collect(),
+        floor_ssrc: mcx_net::os_rng().next_u32(),
+    })
+}
+
+/// An MC server's role.
+pub(crate) fn mc_server_role(t: &Topology, s: &McServerNode) -> McServer {
+    let mut m = McServer::new(s.uri.clone());
+    for g in &s.groups {
+        if let Some(group) = t.group(g) {
+            m.add_group(g.clone(), group.members.clone());
+        }
+    }
+    m
+}
+
+/// A client's configuration.
+pub(crate) fn client_config(t: &Topology, u: &User) -> ClientConfig {
+    ClientConfig {
+        uri: u.uri.clone(),
+        controlling_server: t.controlling.uri.clone(),
+        gms_uri: t.gms.uri.clone(),
+        allowed_initiators: u
+            .allowed_initiators
+            .clone()
+            .unwrap_or_else(|| t.controlling.allowed_initiators.clone()),
+        floor_ssrc: mcx_net::os_rng().next_u32(),
+    }
+}
+
+/// A running topology (or the part of it this process runs).
+pub(crate) struct Running {
+    pub(crate) services: Vec<JoinHandle<()>>,
+    /// Held, not read: dropping a handle stops its node.
+    #[allow(dead_code)]
+    pub(crate) controlling: Option<NodeHandle<ControllingServer>>,
+    /// Held, not read: dropping a handle stops its node.
+    #[allow(dead_code)]
+    pub(crate) mc_servers: BTreeMap<String, NodeHandle<McServer>>,
+    pub(crate) clients: BTreeMap<String, NodeHandle<Client>>,
+    pub(crate) timeline: mpsc::UnboundedReceiver<TimelineEntry>,
+    pub(crate) kms_http: SocketAddr,
+    pub(crate) gms_http: SocketAddr,
+    pub(crate) directory: Arc<Directory>,
+    /// How long client provisioning took (all clients, concurrently).
+    pub(crate) provisioning: std::time::Duration,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for s in &self.services {
+            s.abort();
+        }
+    }
+}
+
+/// Starts the selected roles: services first, then servers, then clients
+/// (which provision from the KMS and the GMS).
+pub(crate) async fn start(t: &Topology, sel: &Selection) -> Result<Running, CliError> {
+    let bound = bind(t, sel).await?;
+    let directory = Arc::new(bound.directory);
+    let timers = t.sip_timers.timers();
+    let (timeline_tx, timeline) = mpsc::unbounded_channel();
+    let mut services = Vec::new();
+    if let Some(l) = bound.kms {
+        services.push(start_kms(t, l)?);
+    }
+    if let Some(l) = bound.gms {
+        services.push(start_gms(t, l, bound.kms_http).await?);
+    }
+    let controlling = match bound.controlling {
+        Some(b) => Some(
+            b.run(
+                controlling_role(t),
+                directory.clone(),
+                timers,
+                Some(timeline_tx.clone()),
+            )
+            .map_err(failed)?,
+        ),
+        None => None,
+    };
+    let mut mc_servers = BTreeMap::new();
+    for (uri, b) in bound.mc_servers {
+        let Some(node) = t.mc_servers.iter().find(|s| s.uri == uri) else {
+            continue;
+        };
+        let h = b
+            .run(
+                mc_server_role(t, node),
+                directory.clone(),
+                timers,
+                Some(timeline_tx.clone()),
+            )
+            .map_err(failed)?;
+        mc_servers.insert(uri, h);
+    }
+    let started = std::time::Instant::now();
+    let mut pending = Vec::new();
+    for (uri, b) in bound.clients {
+        let Some(user) = t.users.iter().find(|u| u.uri == uri) else {
+            continue;
+        };
+        let config = client_config(t, user);
+        let prov = mcx_client::Provisioning {
+            user_uri: user.uri.clone(),
+            token: user.token.clone(),
+            kms_uri: t.kms.uri.clone(),
+            kms_http: bound.kms_http,
+            gms_http: bound.gms_http,
+        };
+        pending.push((
+            uri,
+            b,
+            tokio::spawn(async move { mcx_client::start(config, &prov).await }),
+        ));
+    }
+    let mut clients = BTreeMap::new();
+    for (uri, b, task) in pending {
+        let client = task
+            .await
+            .map_err(|_| failed(format!("{uri}: start-up task failed")))?
+            .map_err(|e| failed(format!("{uri}: {e}")))?;
+        let h = b
+            .run(client, directory.clone(), timers, Some(timeline_tx.clone()))
+            .map_err(failed)?;
+        clients.insert(uri, h);
+    }
+    Ok(Running {
+        services,
+        controlling,
+        mc_servers,
+        clients,
+        timeline,
+        kms_http: bound.kms_http,
+        gms_http: bound.gms_http,
+        directory,
+        provisioning: started.elapsed(),
+    })
+}

@@ -1,0 +1,402 @@
+//! The topology file: which roles exist, where they listen and what they
+//! know. One TOML file describes a whole system; `mcx up` starts all of
+//! it in one process, `mcx run FILE ROLE` one role of it (each on its
+//! own host, with the same file). `topologies/default.toml` is the one
+//! `mcx demo` embeds.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::error::CliError;
+
+/// The embedded default topology (`mcx demo`, `mcx up` without a file).
+pub(crate) const DEFAULT: &str = include_str!("../topologies/default.toml");
+
+/// A whole system.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Topology {
+    pub(crate) kms: KmsNode,
+    pub(crate) gms: GmsNode,
+    pub(crate) controlling: ControllingNode,
+    #[serde(rename = "mc_server")]
+    pub(crate) mc_servers: Vec<McServerNode>,
+    #[serde(rename = "group")]
+    pub(crate) groups: Vec<Group>,
+    #[serde(rename = "user")]
+    pub(crate) users: Vec<User>,
+    /// The call `mcx demo` and `mcx call` make.
+    pub(crate) call: Option<Call>,
+    /// SIP timers (defaults: RFC 3261 values).
+    #[serde(default)]
+    pub(crate) sip_timers: SipTimers,
+}
+
+/// The KMS.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct KmsNode {
+    /// KmsUri (part of every UID).
+    pub(crate) uri: String,
+    /// HTTP listen address.
+    pub(crate) http: SocketAddr,
+    /// SQLite file; absent = in memory (secrets die with the process).
+    pub(crate) database: Option<PathBuf>,
+    /// UserKeyPeriod in seconds.
+    #[serde(default = "default_key_period")]
+    pub(crate) key_period_len: u64,
+    /// UserKeyOffset in seconds.
+    #[serde(default)]
+    pub(crate) key_period_offset: u64,
+}
+
+fn default_key_period() -> u64 {
+    30 * 86_400
+}
+
+/// The GMS.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct GmsNode {
+    /// Its MC service ID (signer of GMK messages).
+    pub(crate) uri: String,
+    /// Its access token toward the KMS.
+    pub(crate) token: String,
+    /// HTTP listen address.
+    pub(crate) http: SocketAddr,
+    /// SQLite file; absent = in memory.
+    pub(crate) database: Option<PathBuf>,
+    /// GMK lifetime in seconds.
+    #[serde(default = "default_key_period")]
+    pub(crate) gmk_lifetime_secs: u64,
+}
+
+/// The controlling server.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ControllingNode {
+    pub(crate) uri: String,
+    pub(crate) sip: SocketAddr,
+    pub(crate) floor: SocketAddr,
+    #[serde(default)]
+    pub(crate) transport: TransportName,
+    /// Users allowed to start a temporary group - broadcast call.
+    pub(crate) allowed_initiators: Vec<String>,
+    #[serde(rename = "temporary_group")]
+    pub(crate) temporary_groups: Vec<TemporaryGroup>,
+}
+
+/// A temporary group and its constituent groups.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TemporaryGroup {
+    pub(crate) id: String,
+    pub(crate) groups: Vec<String>,
+}
+
+/// An MC server and the groups it owns.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct McServerNode {
+    pub(crate) uri: String,
+    pub(crate) sip: SocketAddr,
+    #[serde(default)]
+    pub(crate) transport: TransportName,
+    pub(crate) groups: Vec<String>,
+}
+
+/// A group (served by the GMS, owned by one MC server).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Group {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) members: Vec<String>,
+}
+
+/// An MC service user and its client.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct User {
+    pub(crate) uri: String,
+    pub(crate) token: String,
+    pub(crate) sip: SocketAddr,
+    pub(crate) floor: SocketAddr,
+    #[serde(default)]
+    pub(crate) transport: TransportName,
+    /// Initiators this client accepts a wrapped TGMK from; absent = the
+    /// controlling server's allow-list.
+    pub(crate) allowed_initiators: Option<Vec<String>>,
+}
+
+/// The call to make.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Call {
+    pub(crate) initiator: String,
+    pub(crate) temporary_group: String,
+}
+
+/// SIP transport toward a node.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum TransportName {
+    #[default]
+    Udp,
+    Tcp,
+}
+
+impl TransportName {
+    pub(crate) fn transport(self) -> mcx_net::Transport {
+        match self {
+            Self::Udp => mcx_net::Transport::Udp,
+            Self::Tcp => mcx_net::Transport::Tcp,
+        }
+    }
+}
+
+/// SIP timers in milliseconds.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SipTimers {
+    pub(crate) t1_ms: u64,
+    pub(crate) t2_ms: u64,
+    pub(crate) t4_ms: u64,
+}
+
+impl Default for SipTimers {
+    fn default() -> Self {
+        let t = mcx_sip_timers();
+        Self {
+            t1_ms: millis(t.t1),
+            t2_ms: millis(t.t2),
+            t4_ms: millis(t.t4),
+        }
+    }
+}
+
+fn mcx_sip_timers() -> mcx_sip::Timers {
+    mcx_sip::Timers::RFC3261
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl SipTimers {
+    pub(crate) fn timers(self) -> mcx_sip::Timers {
+        use std::time::Duration;
+        mcx_sip::Timers {
+            t1: Duration::from_millis(self.t1_ms),
+            t2: Duration::from_millis(self.t2_ms),
+            t4: Duration::from_millis(self.t4_ms),
+            ..mcx_sip_timers()
+        }
+    }
+}
+
+impl Topology {
+    /// Parses and checks a topology; `path` names it in errors.
+    pub(crate) fn parse(text: &str, path: &str) -> Result<Self, CliError> {
+        let t: Self = toml::from_str(text).map_err(|e| CliError::Topology {
+            path: path.to_owned(),
+            detail: e.to_string().replace('\n', " "),
+        })?;
+        t.check().map_err(|detail| CliError::Topology {
+            path: path.to_owned(),
+            detail,
+        })?;
+        Ok(t)
+    }
+
+    /// Cross-references: every name used is defined once.
+    fn check(&self) -> Result<(), String> {
+        let groups: BTreeSet<&str> = self.groups.iter().map(|g| g.id.as_str()).collect();
+        if groups.len() != self.groups.len() {
+            return Err("a group is defined twice".into());
+        }
+        let users: BTreeSet<&str> = self.users.iter().map(|u| u.uri.as_str()).collect();
+        if users.len() != self.users.len() {
+            return Err("a user is defined twice".into());
+        }
+        for g in &self.groups {
+            for m in &g.members {
+                if !users.contains(m.as_str()) {
+                    return Err(format!("group {}: member {m} is not a [[user]]", g.id));
+                }
+            }
+        }
+        let mut owner = BTreeMap::new();
+        for s in &self.mc_servers {
+            for g in &s.groups {
+                if !groups.contains(g.as_str()) {
+                    return Err(format!("mc_server {}: unknown group {g}", s.uri));
+                }
+                if owner.insert(g.as_str(), s.uri.as_str()).is_some() {
+                    return Err(format!("group {g} is owned by two MC servers"));
+                }
+            }
+        }
+        for tg in &self.controlling.temporary_groups {
+            if tg.groups.is_empty() {
+                return Err(format!("temporary group {}: no constituent groups", tg.id));
+            }
+            for g in &tg.groups {
+                if !owner.contains_key(g.as_str()) {
+                    return Err(format!(
+                        "temporary group {}: group {g} has no MC server",
+                        tg.id
+                    ));
+                }
+            }
+        }
+        if let Some(call) = &self.call {
+            if !users.contains(call.initiator.as_str()) {
+                return Err(format!(
+                    "call: initiator {} is not a [[user]]",
+                    call.initiator
+                ));
+            }
+            if !self
+                .controlling
+                .temporary_groups
+                .iter()
+                .any(|t| t.id == call.temporary_group)
+            {
+                return Err(format!(
+                    "call: temporary group {} is not defined",
+                    call.temporary_group
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The MC server owning `group`.
+    pub(crate) fn owner_of(&self, group: &str) -> Option<&McServerNode> {
+        self.mc_servers
+            .iter()
+            .find(|s| s.groups.iter().any(|g| g == group))
+    }
+
+    /// The group with this ID.
+    pub(crate) fn group(&self, id: &str) -> Option<&Group> {
+        self.groups.iter().find(|g| g.id == id)
+    }
+
+    /// The temporary group with this ID.
+    pub(crate) fn temporary_group(&self, id: &str) -> Option<&TemporaryGroup> {
+        self.controlling
+            .temporary_groups
+            .iter()
+            .find(|t| t.id == id)
+    }
+
+    /// A generated topology of `groups` groups of `members` members each
+    /// (plus the dispatcher in every group), two groups per MC server, all
+    /// on loopback with ephemeral ports: the set-up time benchmark.
+    pub(crate) fn generated(groups: usize, members: usize) -> Result<Self, CliError> {
+        let mut t = Self::parse(DEFAULT, "<default>")?;
+        let domain = "mcx.example";
+        let any: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 0));
+        let dispatcher = t.call.as_ref().map_or_else(
+            || format!("sip:dispatcher@{domain}"),
+            |c| c.initiator.clone(),
+        );
+        let base_user = t
+            .users
+            .iter()
+            .find(|u| u.uri == dispatcher)
+            .cloned()
+            .ok_or_else(|| CliError::Topology {
+                path: "<default>".into(),
+                detail: format!("no [[user]] for the call's initiator {dispatcher}"),
+            })?;
+        t.users = vec![base_user.clone()];
+        t.groups.clear();
+        t.mc_servers.clear();
+        let mut ids = Vec::new();
+        for g in 0..groups {
+            let id = format!("sip:group-{g}@{domain}");
+            let mut list = vec![dispatcher.clone()];
+            for m in 0..members {
+                let uri = format!("sip:g{g}-m{m}@{domain}");
+                list.push(uri.clone());
+                t.users.push(User {
+                    uri,
+                    token: format!("token-g{g}-m{m}"),
+                    allowed_initiators: None,
+                    ..base_user.clone()
+                });
+            }
+            t.groups.push(Group {
+                id: id.clone(),
+                name: format!("Group {g}"),
+                members: list,
+            });
+            let server = g / 2;
+            if server == t.mc_servers.len() {
+                t.mc_servers.push(McServerNode {
+                    uri: format!("sip:mcs-{server}@{domain}"),
+                    sip: any,
+                    transport: TransportName::Udp,
+                    groups: Vec::new(),
+                });
+            }
+            t.mc_servers[server].groups.push(id.clone());
+            ids.push(id);
+        }
+        let tg = format!("sip:tg-{groups}x{members}@{domain}");
+        t.controlling.temporary_groups = vec![TemporaryGroup {
+            id: tg.clone(),
+            groups: ids,
+        }];
+        t.call = Some(Call {
+            initiator: dispatcher,
+            temporary_group: tg,
+        });
+        Ok(t)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_topology_is_valid() {
+        let t = Topology::parse(DEFAULT, "default").unwrap();
+        assert_eq!(t.mc_servers.len(), 2);
+        assert!(t.groups.iter().all(|g| g.members.len() >= 3));
+    }
+
+    #[test]
+    fn generated_topology_is_valid() {
+        let t = Topology::generated(10, 100).unwrap();
+        t.check().unwrap();
+        assert_eq!(t.users.len(), 1001);
+        assert_eq!(t.mc_servers.len(), 5);
+    }
+
+    #[test]
+    fn undefined_member_is_named() {
+        let text = DEFAULT.replace(
+            "\"sip:a1@mcx.example\",",
+            "\"sip:a1@mcx.example\", \"sip:ghost@mcx.example\",",
+        );
+        let err = Topology::parse(&text, "t.toml").unwrap_err().to_string();
+        assert!(err.contains("sip:ghost@mcx.example"), "{err}");
+        assert!(err.starts_with("t.toml"), "{err}");
+    }
+
+    #[test]
+    fn unknown_key_is_refused() {
+        let text = format!("{DEFAULT}\n[bogus]\nx = 1\n");
+        let err = Topology::parse(&text, "t.toml").unwrap_err().to_string();
+        assert!(err.contains("bogus"), "{err}");
+    }
+}
