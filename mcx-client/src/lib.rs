@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
+use std::sync::{Mutex, OnceLock};
 
 use mcx_core::{Client, ClientConfig, ClientEvent};
 use mcx_gms::GroupDocument;
@@ -99,6 +100,23 @@ fn ok(service: &'static str, resp: HttpResponse) -> Result<Vec<u8>, ClientError>
     }
 }
 
+/// One value per KMS community in this process, so that clients started
+/// together (`mcx up`, `mcx demo`) share the community's precomputed
+/// fixed-base table for Z (about 1 MB, built on first use) instead of
+/// each building its own. Equal public values give the same results;
+/// only the cost differs.
+fn shared(community: CommunityPublic) -> CommunityPublic {
+    static COMMUNITIES: OnceLock<Mutex<Vec<CommunityPublic>>> = OnceLock::new();
+    let Ok(mut known) = COMMUNITIES.get_or_init(Mutex::default).lock() else {
+        return community;
+    };
+    if let Some(c) = known.iter().find(|c| **c == community) {
+        return c.clone();
+    }
+    known.push(community.clone());
+    community
+}
+
 /// Fetches the KMS community (KmsInit) and `user_uri`'s keys for the
 /// current key period (KmsKeyProv), validated. The GMS uses this too.
 ///
@@ -113,7 +131,7 @@ pub async fn provision_keys(
     let now = mcx_net::now().unix;
     let init = mcx_kms::client::init_request(kms_uri, user_uri, token, now);
     let body = ok("KMS", fetch(kms_http, &init).await?)?;
-    let community = mcx_kms::client::parse_init_response(&body, kms_uri)?;
+    let community = shared(mcx_kms::client::parse_init_response(&body, kms_uri)?);
     let prov = mcx_kms::client::key_prov_request(kms_uri, user_uri, token, now);
     let body = ok("KMS", fetch(kms_http, &prov).await?)?;
     let user = user_uri.to_owned();

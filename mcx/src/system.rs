@@ -338,6 +338,10 @@ pub(crate) async fn start(t: &Topology, sel: &Selection) -> Result<Running, CliE
         mc_servers.insert(uri, h);
     }
     let started = std::time::Instant::now();
+    // Start-up is CPU work (RSK validation, GMK decryption) on both sides
+    // of HTTP: a few at a time keeps every exchange well inside its timeout.
+    let parallel = std::thread::available_parallelism().map_or(2, usize::from) * 2;
+    let gate = Arc::new(tokio::sync::Semaphore::new(parallel));
     let mut pending = Vec::new();
     for (uri, b) in bound.clients {
         let Some(user) = t.users.iter().find(|u| u.uri == uri) else {
@@ -354,7 +358,13 @@ pub(crate) async fn start(t: &Topology, sel: &Selection) -> Result<Running, CliE
         pending.push((
             uri,
             b,
-            tokio::spawn(async move { mcx_client::start(config, &prov).await }),
+            tokio::spawn({
+                let gate = gate.clone();
+                async move {
+                    let _permit = gate.acquire_owned().await;
+                    mcx_client::start(config, &prov).await
+                }
+            }),
         ));
     }
     let mut clients = BTreeMap::new();
