@@ -204,6 +204,13 @@ impl<R: Role> NodeHandle<R> {
         rx.await.map_err(|_| NetError::Stopped)
     }
 
+    /// Takes the event stream (e.g. to log it in a task of its own); the
+    /// handle's `events` is closed afterwards.
+    pub fn take_events(&mut self) -> mpsc::UnboundedReceiver<R::Event> {
+        let (_, closed) = mpsc::unbounded_channel();
+        std::mem::replace(&mut self.events, closed)
+    }
+
     /// Where peers reach this node.
     pub fn peer(&self) -> Peer {
         self.peer

@@ -180,12 +180,16 @@ pub(crate) async fn run_call(t: &Topology, running: &mut Running) -> Result<Repo
     members.sort();
     members.dedup();
     let mut same = 0usize;
+    let mut joined = Vec::new();
     for (i, m) in members.iter().enumerate() {
         let Some(node) = running.clients.get(m) else {
             continue;
         };
         let failures_before = failures.len();
         let c = confirmation(node).await?;
+        if c.is_some() {
+            joined.push(m.clone());
+        }
         let floor = node
             .query(|c, _, _| c.floor_state())
             .await
@@ -248,7 +252,7 @@ pub(crate) async fn run_call(t: &Topology, running: &mut Running) -> Result<Repo
     // End: the initiator releases the floor; the call ends everywhere.
     initiator_release(running, &call.initiator).await?;
     let mut ended = 0usize;
-    for m in &members {
+    for m in &joined {
         if let Some(node) = running.clients.get_mut(m)
             && next_event(node, |e| matches!(e, ClientEvent::CallEnded))
                 .await
@@ -257,10 +261,7 @@ pub(crate) async fn run_call(t: &Topology, running: &mut Running) -> Result<Repo
             ended += 1;
         }
     }
-    let reachable = members
-        .iter()
-        .filter(|m| running.clients.contains_key(*m))
-        .count();
+    let reachable = joined.len();
     if ended != reachable {
         failures.push(format!(
             "{} members did not see the call end",

@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use mcx_core::{
-    Client, ClientConfig, ControllingServer, ControllingServerConfig, McServer, TemporaryGroup,
-    TimelineEntry,
+    Client, ClientConfig, ControllingEvent, ControllingServer, ControllingServerConfig, McServer,
+    McServerEvent, TemporaryGroup, TimelineEntry,
 };
 use mcx_net::node::{BoundNode, NodeHandle};
 use mcx_net::{Directory, Peer};
@@ -270,6 +270,25 @@ pub(crate) fn client_config(t: &Topology, u: &User) -> ClientConfig {
     }
 }
 
+/// Logs a server's events (refusals as warnings, with their reasons) so
+/// that nobody has to read them and they do not pile up.
+pub(crate) fn log_events<E: std::fmt::Debug + Send + 'static>(
+    role: &str,
+    mut events: mpsc::UnboundedReceiver<E>,
+    is_refusal: impl Fn(&E) -> bool + Send + 'static,
+) {
+    let role = role.to_owned();
+    tokio::spawn(async move {
+        while let Some(e) = events.recv().await {
+            if is_refusal(&e) {
+                tracing::warn!("{role}: {e:?}");
+            } else {
+                tracing::info!("{role}: {e:?}");
+            }
+        }
+    });
+}
+
 /// A running topology (or the part of it this process runs).
 pub(crate) struct Running {
     pub(crate) services: Vec<JoinHandle<()>>,
@@ -311,15 +330,20 @@ pub(crate) async fn start(t: &Topology, sel: &Selection) -> Result<Running, CliE
         services.push(start_gms(t, l, bound.kms_http).await?);
     }
     let controlling = match bound.controlling {
-        Some(b) => Some(
-            b.run(
-                controlling_role(t),
-                directory.clone(),
-                timers,
-                Some(timeline_tx.clone()),
-            )
-            .map_err(failed)?,
-        ),
+        Some(b) => {
+            let mut h = b
+                .run(
+                    controlling_role(t),
+                    directory.clone(),
+                    timers,
+                    Some(timeline_tx.clone()),
+                )
+                .map_err(failed)?;
+            log_events(&t.controlling.uri, h.take_events(), |e| {
+                matches!(e, ControllingEvent::CallRejected { .. })
+            });
+            Some(h)
+        }
         None => None,
     };
     let mut mc_servers = BTreeMap::new();
@@ -335,6 +359,13 @@ pub(crate) async fn start(t: &Topology, sel: &Selection) -> Result<Running, CliE
                 Some(timeline_tx.clone()),
             )
             .map_err(failed)?;
+        let mut h = h;
+        log_events(&uri, h.take_events(), |e| {
+            matches!(
+                e,
+                McServerEvent::Rejected { .. } | McServerEvent::MemberRejected { .. }
+            )
+        });
         mc_servers.insert(uri, h);
     }
     let started = std::time::Instant::now();

@@ -206,7 +206,12 @@ pub(crate) fn up(args: &UpArgs) -> Result<(), CliError> {
     init_logging();
     let t = load(args.topology.as_ref())?;
     runtime()?.block_on(async {
-        let running = system::start(&t, &Selection::All).await?;
+        let mut running = system::start(&t, &Selection::All).await?;
+        for (uri, node) in &mut running.clients {
+            system::log_events(uri, node.take_events(), |e| {
+                matches!(e, ClientEvent::IncomingRejected { .. })
+            });
+        }
         print(&describe(&t, &running));
         print("ready\n");
         let _ = tokio::signal::ctrl_c().await;
