@@ -16,13 +16,16 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use mcx_kms::http::{HttpRequest, HttpResponse};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 /// Largest request body accepted.
 pub const MAX_REQUEST_BODY: usize = 1024 * 1024;
+
+/// How long a client may take to send its request headers.
+pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A sans-IO HTTP service.
 pub type Handler = Arc<dyn Fn(HttpRequest) -> HttpResponse + Send + Sync>;
@@ -66,7 +69,10 @@ pub fn serve_http(listener: TcpListener, handler: Handler) -> JoinHandle<()> {
             let handler = handler.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |req| respond(req, handler.clone()));
+                // A client that trickles its headers is cut off (slowloris).
                 if let Err(e) = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
                     .serve_connection(TokioIo::new(stream), service)
                     .await
                 {
