@@ -446,17 +446,13 @@ impl Client {
                 Message::Request(req) => match req.method() {
                     Method::Invite => self.on_invite(time, from, req, rng),
                     Method::Bye => self.on_bye(from, &req, rng),
-                    Method::Ack => Ok(()),
                     _ => {
-                        let r = sip::respond(
-                            &req,
-                            StatusCode::METHOD_NOT_ALLOWED,
-                            None,
-                            &self.config.uri,
-                            &mcx_sip::new_tag(rand8(rng)),
-                            None,
-                        )?;
-                        self.send_sip(from.to_owned(), &r.into());
+                        let busy = self.call.is_some();
+                        if let Some(r) =
+                            sip::answer_other_method(&req, busy, &self.config.uri, rng)?
+                        {
+                            self.send_sip(from.to_owned(), &r.into());
+                        }
                         Ok(())
                     }
                 },

@@ -216,20 +216,15 @@ impl ControllingServer {
                 Message::Request(req) => match req.method() {
                     Method::Invite => self.on_invite(time, from, req, rng),
                     Method::Bye => self.on_bye(time, from, &req, rng),
-                    // ACK of our 2xx (the link stops its retransmissions);
-                    // CANCEL is not supported (docs/core.md "Not done").
-                    Method::Ack | Method::Cancel => Ok(()),
-                    Method::Options => {
-                        // RFC 3261 11.2: the status an INVITE would get.
-                        let status = if self.call.as_ref().is_some_and(|c| !c.ended) {
-                            StatusCode::BUSY_HERE
-                        } else {
-                            StatusCode::OK
-                        };
-                        self.answer_with_allow(from, &req, status, rng)
+                    _ => {
+                        let busy = self.call.as_ref().is_some_and(|c| !c.ended);
+                        if let Some(r) =
+                            sip::answer_other_method(&req, busy, &self.config.uri, rng)?
+                        {
+                            self.send(from.to_owned(), Channel::Sip, r.to_bytes());
+                        }
+                        Ok(())
                     }
-                    // RFC 3261 8.2.1: 405 with the supported methods.
-                    _ => self.answer_with_allow(from, &req, StatusCode::METHOD_NOT_ALLOWED, rng),
                 },
                 Message::Response(resp) => self.on_response(time, &resp, rng),
             },
@@ -281,22 +276,6 @@ impl ControllingServer {
             channel,
             contents,
         });
-    }
-
-    /// Answers a request that is not a call request, listing the
-    /// methods the controlling server supports (RFC 3261 8.2.1, 11.2).
-    fn answer_with_allow(
-        &mut self,
-        from: &str,
-        req: &Request,
-        status: StatusCode,
-        rng: &mut impl CryptoRng,
-    ) -> Result<(), Error> {
-        let tag = mcx_sip::new_tag(rand8(rng));
-        let mut r = sip::respond(req, status, None, &self.config.uri, &tag, None)?;
-        r.headers_mut().push("Allow", "INVITE, ACK, BYE, OPTIONS")?;
-        self.send(from.to_owned(), Channel::Sip, r.to_bytes());
-        Ok(())
     }
 
     fn reject(

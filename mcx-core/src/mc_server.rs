@@ -126,7 +126,13 @@ impl McServer {
             Message::Request(req) => match req.method() {
                 Method::Invite => self.on_invite(time, from, req, rng),
                 Method::Bye => self.on_bye(from, &req, rng),
-                _ => Ok(()),
+                _ => {
+                    // An MC server takes any number of calls: never busy.
+                    if let Some(r) = sip::answer_other_method(&req, false, &self.uri, rng)? {
+                        self.send(from.to_owned(), r.to_bytes());
+                    }
+                    Ok(())
+                }
             },
             Message::Response(resp) => self.on_response(time, &resp, rng),
         }

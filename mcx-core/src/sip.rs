@@ -94,6 +94,31 @@ pub(crate) fn respond(
     Ok(r)
 }
 
+/// The methods every role supports (RFC 3261 20.5 `Allow`).
+pub(crate) const ALLOWED_METHODS: &str = "INVITE, ACK, BYE, OPTIONS";
+
+/// The answer to a request that is not part of a call: OPTIONS gets the
+/// status an INVITE would get now (RFC 3261 11.2: 200, or 486 when
+/// `busy`); any other method 405 (8.2.1). Both list [`ALLOWED_METHODS`].
+/// `None` for ACK (never answered) and CANCEL (not supported; the link
+/// ends its transaction).
+pub(crate) fn answer_other_method(
+    req: &Request,
+    busy: bool,
+    local: &str,
+    rng: &mut impl CryptoRng,
+) -> Result<Option<Response>, Error> {
+    let status = match req.method() {
+        Method::Ack | Method::Cancel => return Ok(None),
+        Method::Options if busy => StatusCode::BUSY_HERE,
+        Method::Options => StatusCode::OK,
+        _ => StatusCode::METHOD_NOT_ALLOWED,
+    };
+    let mut r = respond(req, status, None, local, &new_tag(rand8(rng)), None)?;
+    r.headers_mut().push("Allow", ALLOWED_METHODS)?;
+    Ok(Some(r))
+}
+
 /// Parses one datagram.
 pub(crate) fn parse(bytes: &[u8]) -> Result<Message, Error> {
     Ok(parse_datagram(bytes, &Limits::UDP)?)

@@ -59,3 +59,57 @@ fn garbage_and_mutations_do_not_panic() {
     // Still nobody outside the groups holds the key.
     assert!(w.mesh.client(OUTSIDER).tgmk_confirmation().is_none());
 }
+
+/// OPTIONS and unknown methods get a final answer naming the supported
+/// methods (RFC 3261 11.2, 8.2.1) from every role, so no transaction is
+/// left to time out.
+#[test]
+fn every_role_answers_options_and_refuses_other_methods() {
+    use mcx_sip::{Message, Method, Request};
+    let mut w = world(Servers::Two, &[DISPATCHER]);
+    let targets = [CTRL, "sip:mc-a@mcx.test", &members_a()[0]];
+    for (i, to) in targets.iter().enumerate() {
+        for method in [Method::Options, Method::Message] {
+            let req = Request::builder(method.clone(), to)
+                .via(
+                    "UDP",
+                    "probe.mcx.test",
+                    &format!("z9hG4bK-probe-{i}-{method}"),
+                )
+                .max_forwards(70)
+                .from(None, "sip:probe@mcx.test", "probetag")
+                .to(None, to, None)
+                .call_id(&format!("probe-{i}-{method}@mcx.test"))
+                .cseq(1)
+                .build()
+                .unwrap();
+            w.mesh.inject(mcx_core::Transmit {
+                from: "sip:probe@mcx.test".into(),
+                to: (*to).to_owned(),
+                channel: Channel::Sip,
+                contents: Message::from(req).to_bytes(),
+            });
+        }
+    }
+    w.mesh.drive();
+    let answers: Vec<_> = w
+        .mesh
+        .log
+        .iter()
+        .filter(|t| t.to == "sip:probe@mcx.test")
+        .map(|t| match Message::parse(&t.contents).unwrap() {
+            Message::Response(r) => (
+                r.status().0,
+                r.cseq().unwrap().1,
+                r.headers().get("Allow").map(str::to_owned),
+            ),
+            Message::Request(_) => panic!("a request to the probe"),
+        })
+        .collect();
+    assert_eq!(answers.len(), 6, "{answers:?}");
+    for (status, method, allow) in answers {
+        let expected = if method == Method::Options { 200 } else { 405 };
+        assert_eq!(status, expected, "{method}");
+        assert_eq!(allow.as_deref(), Some("INVITE, ACK, BYE, OPTIONS"));
+    }
+}
