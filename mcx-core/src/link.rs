@@ -16,6 +16,11 @@
 //! [`SipLink::handle_timeout`], [`SipLink::handle_transport_error`];
 //! (C) [`SipLink::send`]; (D) [`SipLink::poll_transmit`] →
 //! [`SipLink::poll_timeout`] → [`SipLink::poll_deliver`].
+//!
+//! Cost: O(log n) per message and per timer in the number n of live
+//! transactions and records. The link's own deadlines are kept in
+//! deadline-ordered indexes ([`Agenda`]), and it drops a transaction's
+//! state when the layer reports [`Event::Terminated`], never by scanning.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -102,8 +107,9 @@ struct ServerTx {
     /// The request's Via as written: a response carries it unchanged
     /// (RFC 3261 8.2.6.2).
     via: String,
-    /// When the link answers 500 if the role did not.
-    deadline: Instant,
+    /// When the link answers 500 if the role did not: its entry in
+    /// [`SipLink::wake`].
+    deadline: Slot,
 }
 
 /// A 2xx to an INVITE the link retransmits until the ACK (13.3.1.4).
@@ -113,22 +119,91 @@ struct Accepted {
     interval: Duration,
     /// Next retransmission (`None` over TCP and once acknowledged).
     next: Option<Instant>,
-    /// 64·T1 after the first send: retransmission stops; the record goes.
-    until: Instant,
+    /// The entry of `next` in [`SipLink::wake`], while `next < until`.
+    next_slot: Option<Slot>,
+    /// 64·T1 after the first send: retransmission stops; the record goes
+    /// (its entry in [`SipLink::expiry`]).
+    until: Slot,
     acked: bool,
+}
+
+impl Accepted {
+    /// The retransmission to schedule, if any (none at or after `until`).
+    fn due(&self) -> Option<Instant> {
+        self.next.filter(|n| *n < self.until.0)
+    }
 }
 
 /// An ACK the role sent for a 2xx, re-sent if the 2xx comes again.
 struct SentAck {
     remote: Remote,
     bytes: Vec<u8>,
-    until: Instant,
+    /// When it is forgotten: its entry in [`SipLink::expiry`].
+    until: Slot,
 }
 
 /// A dialog's peer URI (Call-ID keyed; see [`Delivery::from`]).
 struct DialogPeer {
     uri: String,
     seq: u64,
+}
+
+/// An entry of an [`Agenda`]: the deadline and a tie-breaker unique in
+/// the agenda. Records keep their slots to remove them.
+type Slot = (Instant, u64);
+
+/// Deadlines in order, kept exact: whoever replaces or drops a record
+/// removes its slot, so the first entry is the earliest live deadline
+/// (no stale entries, no early wake-ups) and due entries pop in O(log n).
+/// Only `(Instant, u64)` is compared, never the keys.
+struct Agenda<K> {
+    entries: BTreeMap<Slot, K>,
+    seq: u64,
+}
+
+impl<K> Agenda<K> {
+    fn new() -> Self {
+        Self {
+            entries: BTreeMap::new(),
+            seq: 0,
+        }
+    }
+    fn insert(&mut self, at: Instant, key: K) -> Slot {
+        let slot = (at, self.seq);
+        self.seq += 1;
+        self.entries.insert(slot, key);
+        slot
+    }
+    fn remove(&mut self, slot: Slot) {
+        self.entries.remove(&slot);
+    }
+    fn first(&self) -> Option<Instant> {
+        self.entries.first_key_value().map(|(&(at, _), _)| at)
+    }
+    /// The key of the earliest entry due at `now`, removed.
+    fn pop_due(&mut self, now: Instant) -> Option<K> {
+        let e = self.entries.first_entry()?;
+        (e.key().0 <= now).then(|| e.remove())
+    }
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+/// What an entry of [`SipLink::wake`] is for.
+enum Wake {
+    /// The next retransmission of the 2xx in `accepted` (13.3.1.4).
+    Retransmit((String, u32)),
+    /// The deadline of the request in `servers`: the link answers 500.
+    Unanswered(TxKey),
+}
+
+/// What an entry of [`SipLink::expiry`] drops.
+enum Expiry {
+    /// The record in `accepted` (64·T1 after the 2xx).
+    Accepted((String, u32)),
+    /// The record in `acks` (64·T1 after the ACK).
+    Ack((String, u32)),
 }
 
 /// One role's SIP over the network: transactions, retransmissions,
@@ -149,8 +224,14 @@ pub struct SipLink {
     accepted: BTreeMap<(String, u32), Accepted>,
     /// By (Call-ID, CSeq number).
     acks: BTreeMap<(String, u32), SentAck>,
+    /// Timers that do something: 2xx retransmissions, unanswered requests.
+    wake: Agenda<Wake>,
+    /// Ends of `accepted` and `acks` records (dropped on every input too).
+    expiry: Agenda<Expiry>,
     /// By Call-ID.
     dialogs: BTreeMap<String, DialogPeer>,
+    /// Call-IDs of `dialogs` by `DialogPeer::seq`, oldest first (eviction).
+    dialog_order: BTreeMap<u64, String>,
     dialog_seq: u64,
     transmits: VecDeque<Transmit>,
     deliveries: VecDeque<Delivery>,
@@ -162,6 +243,7 @@ impl fmt::Debug for SipLink {
         f.debug_struct("SipLink")
             .field("local", &self.local)
             .field("transactions", &self.layer.len())
+            .field("pending", &self.pending())
             .field("stats", &self.stats)
             .finish_non_exhaustive()
     }
@@ -179,7 +261,10 @@ impl SipLink {
             servers: BTreeMap::new(),
             accepted: BTreeMap::new(),
             acks: BTreeMap::new(),
+            wake: Agenda::new(),
+            expiry: Agenda::new(),
             dialogs: BTreeMap::new(),
+            dialog_order: BTreeMap::new(),
             dialog_seq: 0,
             transmits: VecDeque::new(),
             deliveries: VecDeque::new(),
@@ -197,6 +282,20 @@ impl SipLink {
     /// What the link did so far.
     pub fn stats(&self) -> LinkStats {
         self.stats
+    }
+
+    /// How many transactions, per-transaction records, 2xx/ACK records
+    /// and their timers the link holds: 0 once everything has ended and
+    /// expired (64·T1 after the last exchange). Dialog peers (kept until
+    /// BYE, at most 4096) are not counted.
+    pub fn pending(&self) -> usize {
+        self.layer.len()
+            + self.clients.len()
+            + self.servers.len()
+            + self.accepted.len()
+            + self.acks.len()
+            + self.wake.len()
+            + self.expiry.len()
     }
 
     // (C) the role's output
@@ -241,14 +340,19 @@ impl SipLink {
         let key = (ack.call_id()?.to_owned(), ack.cseq()?.0);
         let bytes = ack.to_bytes();
         self.push_transmit(remote, bytes.clone());
-        self.acks.insert(
+        let until = self
+            .expiry
+            .insert(now + self.timers.t1 * 64, Expiry::Ack(key.clone()));
+        if let Some(old) = self.acks.insert(
             key,
             SentAck {
                 remote,
                 bytes,
-                until: now + self.timers.t1 * 64,
+                until,
             },
-        );
+        ) {
+            self.expiry.remove(old.until);
+        }
         Ok(())
     }
 
@@ -287,7 +391,7 @@ impl SipLink {
         if !status.is_final() {
             return Ok(());
         }
-        let Some(tx) = self.servers.remove(&key) else {
+        let Some(tx) = self.remove_server(&key) else {
             return Ok(());
         };
         if tx.method == Method::Invite && status.is_success() {
@@ -296,19 +400,26 @@ impl SipLink {
             }
             let remote = tx.remote;
             let t1 = self.timers.t1;
-            self.accepted.insert(
-                (tx.call_id, tx.cseq),
-                Accepted {
-                    remote,
-                    bytes,
-                    interval: t1,
-                    next: (!remote.transport.is_reliable()).then_some(now + t1),
-                    until: now + t1 * 64,
-                    acked: false,
-                },
-            );
+            let id = (tx.call_id, tx.cseq);
+            let mut a = Accepted {
+                remote,
+                bytes,
+                interval: t1,
+                next: (!remote.transport.is_reliable()).then_some(now + t1),
+                next_slot: None,
+                until: self
+                    .expiry
+                    .insert(now + t1 * 64, Expiry::Accepted(id.clone())),
+                acked: false,
+            };
+            a.next_slot = a
+                .due()
+                .map(|at| self.wake.insert(at, Wake::Retransmit(id.clone())));
+            if let Some(old) = self.accepted.insert(id, a) {
+                self.unindex_accepted(&old);
+            }
         } else if tx.method == Method::Bye {
-            self.dialogs.remove(&tx.call_id);
+            self.forget_dialog(&tx.call_id);
         }
         Ok(())
     }
@@ -364,31 +475,36 @@ impl SipLink {
         self.layer.handle_timeout(now);
         self.pump(now);
         let t2 = self.timers.t2;
-        let mut out = Vec::new();
-        for a in self.accepted.values_mut() {
-            while let Some(at) = a.next.filter(|at| *at <= now && *at < a.until) {
-                out.push((a.remote, a.bytes.clone()));
-                a.interval = (a.interval * 2).min(t2);
-                a.next = Some(at + a.interval);
-            }
-        }
-        for (remote, bytes) in out {
-            self.stats.retransmitted_2xx += 1;
-            self.push_transmit(remote, bytes);
-        }
-        // Requests the role never answered (a role error or an ignored
-        // method): answer 500 so the transaction ends.
-        let overdue: Vec<TxKey> = self
-            .servers
-            .iter()
-            .filter(|(_, s)| s.deadline <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in overdue {
-            if let Some(tx) = self.servers.remove(&key) {
-                self.stats.unanswered += 1;
-                if let Some(resp) = Self::unanswered_response(&key, &tx) {
-                    let _ = self.layer.send_response(now, &key, resp);
+        // Only the due entries: O(log n) each.
+        while let Some(w) = self.wake.pop_due(now) {
+            match w {
+                Wake::Retransmit(id) => {
+                    let Some(a) = self.accepted.get_mut(&id) else {
+                        continue;
+                    };
+                    let mut sent = 0;
+                    while let Some(at) = a.due().filter(|at| *at <= now) {
+                        sent += 1;
+                        a.interval = (a.interval * 2).min(t2);
+                        a.next = Some(at + a.interval);
+                    }
+                    let (remote, bytes) = (a.remote, a.bytes.clone());
+                    a.next_slot = a.due().map(|at| self.wake.insert(at, Wake::Retransmit(id)));
+                    for _ in 0..sent {
+                        self.stats.retransmitted_2xx += 1;
+                        self.push_transmit(remote, bytes.clone());
+                    }
+                }
+                // A request the role never answered (a role error or an
+                // ignored method): answer 500 so the transaction ends.
+                Wake::Unanswered(key) => {
+                    let Some(tx) = self.servers.remove(&key) else {
+                        continue;
+                    };
+                    self.stats.unanswered += 1;
+                    if let Some(resp) = Self::unanswered_response(&key, &tx) {
+                        let _ = self.layer.send_response(now, &key, resp);
+                    }
                 }
             }
         }
@@ -429,20 +545,14 @@ impl SipLink {
     /// When to call [`SipLink::handle_timeout`] next.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let accepted = self
-            .accepted
-            .values()
-            .flat_map(|a| [a.next.filter(|n| *n < a.until), Some(a.until)])
-            .flatten();
-        let acks = self.acks.values().map(|a| a.until);
-        let servers = self.servers.values().map(|s| s.deadline);
-        self.layer
-            .poll_timeout()
-            .into_iter()
-            .chain(accepted)
-            .chain(acks)
-            .chain(servers)
-            .min()
+        [
+            self.layer.poll_timeout(),
+            self.wake.first(),
+            self.expiry.first(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     // internals
@@ -468,17 +578,22 @@ impl SipLink {
                 Event::TransportError { key } => {
                     self.fail_client(&key, StatusCode::SERVICE_UNAVAILABLE);
                 }
+                // Ended silently (timers D, I, J, K, L, M; reliable
+                // completion): its state goes too.
+                Event::Terminated { key } => match key.role {
+                    Role::Client => {
+                        self.clients.remove(&key);
+                    }
+                    Role::Server => {
+                        self.remove_server(&key);
+                    }
+                },
                 _ => {}
             }
             while let Some(t) = self.layer.poll_transmit() {
                 self.transmits.push_back(t);
             }
         }
-        // Client transactions the layer ended silently (timers D, K, M;
-        // reliable completion).
-        let layer = &self.layer;
-        self.clients.retain(|k, _| layer.state(k).is_some());
-        self.servers.retain(|k, _| layer.state(k).is_some());
     }
 
     fn on_request(&mut self, now: Instant, key: TxKey, remote: Remote, request: Request) {
@@ -497,7 +612,10 @@ impl SipLink {
             .flatten()
             .map(|c| c.uri)
             .filter(|u| u != "*");
-        self.servers.insert(
+        let deadline = self
+            .wake
+            .insert(now + deadline, Wake::Unanswered(key.clone()));
+        if let Some(old) = self.servers.insert(
             key,
             ServerTx {
                 request: request.clone(),
@@ -507,9 +625,11 @@ impl SipLink {
                 cseq,
                 method,
                 via: request.header("Via").unwrap_or_default().to_owned(),
-                deadline: now + deadline,
+                deadline,
             },
-        );
+        ) {
+            self.wake.remove(old.deadline);
+        }
         self.deliver(from, request.to_bytes());
     }
 
@@ -524,6 +644,9 @@ impl SipLink {
             return;
         };
         a.next = None;
+        if let Some(slot) = a.next_slot.take() {
+            self.wake.remove(slot);
+        }
         if a.acked {
             self.stats.stray += 1; // re-ACK of a retransmitted 2xx
             return;
@@ -573,7 +696,7 @@ impl SipLink {
         }
         let from = contact.unwrap_or_else(|| tx.peer.clone());
         if key.method == Method::Bye && status.is_final() {
-            self.dialogs.remove(&call_id);
+            self.forget_dialog(&call_id);
         }
         self.deliver(from, resp.to_bytes());
     }
@@ -582,7 +705,7 @@ impl SipLink {
     /// request (RFC 3261 8.1.3.1).
     fn fail_client(&mut self, key: &TxKey, status: StatusCode) {
         if key.role != Role::Client {
-            self.servers.remove(key);
+            self.remove_server(key);
             return;
         }
         let Some(tx) = self.clients.remove(key) else {
@@ -591,7 +714,7 @@ impl SipLink {
         self.stats.timeouts += u64::from(status == StatusCode::REQUEST_TIMEOUT);
         if key.method == Method::Bye {
             if let Ok(c) = tx.request.call_id() {
-                self.dialogs.remove(c);
+                self.forget_dialog(c);
             }
         }
         if let Ok(resp) = Response::for_request(&tx.request, status, None) {
@@ -629,23 +752,40 @@ impl SipLink {
 
     fn remember_dialog(&mut self, call_id: &str, uri: String) {
         if !self.dialogs.contains_key(call_id) && self.dialogs.len() >= MAX_DIALOGS {
-            let oldest = self
-                .dialogs
-                .iter()
-                .min_by_key(|(_, d)| d.seq)
-                .map(|(k, _)| k.clone());
-            if let Some(k) = oldest {
-                self.dialogs.remove(&k);
+            if let Some((_, oldest)) = self.dialog_order.pop_first() {
+                self.dialogs.remove(&oldest);
             }
         }
         self.dialog_seq += 1;
-        self.dialogs.insert(
-            call_id.to_owned(),
-            DialogPeer {
-                uri,
-                seq: self.dialog_seq,
-            },
-        );
+        let seq = self.dialog_seq;
+        if let Some(old) = self
+            .dialogs
+            .insert(call_id.to_owned(), DialogPeer { uri, seq })
+        {
+            self.dialog_order.remove(&old.seq);
+        }
+        self.dialog_order.insert(seq, call_id.to_owned());
+    }
+
+    fn forget_dialog(&mut self, call_id: &str) {
+        if let Some(d) = self.dialogs.remove(call_id) {
+            self.dialog_order.remove(&d.seq);
+        }
+    }
+
+    /// Drops a server transaction's record and its deadline.
+    fn remove_server(&mut self, key: &TxKey) -> Option<ServerTx> {
+        let tx = self.servers.remove(key)?;
+        self.wake.remove(tx.deadline);
+        Some(tx)
+    }
+
+    /// Removes the timers of an `accepted` record that is gone.
+    fn unindex_accepted(&mut self, a: &Accepted) {
+        if let Some(slot) = a.next_slot {
+            self.wake.remove(slot);
+        }
+        self.expiry.remove(a.until);
     }
 
     /// The server transaction a response from the role answers: the one
@@ -718,16 +858,47 @@ impl SipLink {
         Ok(())
     }
 
-    /// Drops records whose time is over.
+    /// Tests: every agenda entry belongs to a live record and every
+    /// record's deadline is in its agenda at the right time (exactness).
+    #[cfg(test)]
+    fn assert_indexed(&self) {
+        let mut wake = 0;
+        for a in self.accepted.values() {
+            assert_eq!(a.next_slot.map(|s| s.0), a.due());
+            wake += usize::from(a.next_slot.is_some());
+            for slot in a.next_slot.iter().chain([&a.until]) {
+                assert!(self.wake.entries.contains_key(slot) != (*slot == a.until));
+                assert!(self.expiry.entries.contains_key(slot) == (*slot == a.until));
+            }
+        }
+        for s in self.servers.values() {
+            assert!(self.wake.entries.contains_key(&s.deadline));
+        }
+        for a in self.acks.values() {
+            assert!(self.expiry.entries.contains_key(&a.until));
+        }
+        assert_eq!(self.wake.len(), wake + self.servers.len());
+        assert_eq!(self.expiry.len(), self.accepted.len() + self.acks.len());
+    }
+
+    /// Drops the `accepted` and `acks` records whose time is over (only
+    /// those: the due entries of the expiry agenda).
     fn expire(&mut self, now: Instant) {
-        let mut ack_timeouts = 0;
-        self.accepted.retain(|_, a| {
-            let keep = a.until > now;
-            ack_timeouts += u64::from(!keep && !a.acked);
-            keep
-        });
-        self.stats.ack_timeouts += ack_timeouts;
-        self.acks.retain(|_, a| a.until > now);
+        while let Some(e) = self.expiry.pop_due(now) {
+            match e {
+                Expiry::Accepted(id) => {
+                    if let Some(a) = self.accepted.remove(&id) {
+                        if let Some(slot) = a.next_slot {
+                            self.wake.remove(slot);
+                        }
+                        self.stats.ack_timeouts += u64::from(!a.acked);
+                    }
+                }
+                Expiry::Ack(id) => {
+                    self.acks.remove(&id);
+                }
+            }
+        }
     }
 }
 
@@ -978,6 +1149,138 @@ mod tests {
             StatusCode::SERVER_INTERNAL_ERROR
         );
         assert_eq!(b.stats().unanswered, 1);
+    }
+
+    /// Thousands of overlapping exchanges through one pair of links:
+    /// every 2xx retransmission, ACK time-out and link-made 500 happens at
+    /// exactly its own time, `poll_timeout` never lags behind (nothing is
+    /// due after `handle_timeout`), and both links end up holding nothing.
+    #[test]
+    fn thousands_of_lingering_exchanges_keep_their_times_and_then_all_go() {
+        const N: u64 = 2000;
+        let (mut a, mut b, ra, rb) = pair(Transport::Udp);
+        let t = Timers::RFC3261;
+        let t0 = Instant::now();
+        let start = |i: u64| t0 + Duration::from_millis(7 * i);
+        let call_id = |i: u64| format!("call{i}@mcx.test");
+        let build = |method: Method, i: u64| {
+            let branch = format!("z9hG4bK{method}{i}");
+            Request::builder(method, GROUP)
+                .via("UDP", "mcx.test", &branch)
+                .max_forwards(70)
+                .from(None, ALICE, &format!("a{i}"))
+                .to(None, GROUP, None)
+                .call_id(&call_id(i))
+                .cseq(1)
+                .contact(&format!("<{ALICE}>"))
+                .build()
+                .unwrap()
+        };
+        // What B sends on its own: (Call-ID, status) → times after the start.
+        let mut by_timer: BTreeMap<(String, u16), Vec<Duration>> = BTreeMap::new();
+        let (mut i, mut now) = (0, t0);
+        let (mut peak, mut fired) = (0, 0u64);
+        loop {
+            let timer = [a.poll_timeout(), b.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
+            if let Some(at) = timer {
+                assert!(at > now || i == 0, "nothing stays due after handle_timeout");
+            }
+            if i < N && timer.is_none_or(|at| start(i) < at) {
+                // Exchange i: INVITE, 200, and an ACK for even i; for
+                // i mod 10 = 3 also an OPTIONS B's role never answers.
+                now = start(i);
+                let inv = build(Method::Invite, i);
+                a.send(now, rb, &inv.to_bytes()).unwrap();
+                pipe(&mut a, &mut b, now);
+                let req = parse_req(&deliveries(&mut b)[0].bytes);
+                let mut ok = Response::for_request(&req, StatusCode::OK, Some("b")).unwrap();
+                ok.headers_mut()
+                    .push("Contact", &format!("<{BOB}>"))
+                    .unwrap();
+                b.send(now, ra, &ok.to_bytes()).unwrap();
+                pipe(&mut b, &mut a, now);
+                let got = parse_resp(&deliveries(&mut a)[0].bytes);
+                if i % 2 == 0 {
+                    let ack = Dialog::uac(&inv, &got)
+                        .unwrap()
+                        .ack(("UDP", "x"), [1; 8])
+                        .unwrap();
+                    a.send(now, rb, &ack.to_bytes()).unwrap();
+                    pipe(&mut a, &mut b, now);
+                    assert_eq!(deliveries(&mut b).len(), 1, "the ACK");
+                }
+                if i % 10 == 3 {
+                    let opt = build(Method::Options, i);
+                    a.send(now, rb, &opt.to_bytes()).unwrap();
+                    pipe(&mut a, &mut b, now);
+                    assert_eq!(deliveries(&mut b).len(), 1, "the OPTIONS");
+                }
+                i += 1;
+                peak = peak.max(b.pending());
+                if i % 50 == 0 {
+                    a.assert_indexed();
+                    b.assert_indexed();
+                }
+                continue;
+            }
+            let Some(at) = timer else { break };
+            now = at;
+            for l in [&mut a, &mut b] {
+                if l.poll_timeout() == Some(at) {
+                    l.handle_timeout(at);
+                }
+            }
+            while a.poll_transmit().is_some() {} // INVITE, OPTIONS retransmissions
+            while let Some(tr) = b.poll_transmit() {
+                let r = parse_resp(&tr.bytes);
+                let cid = r.call_id().unwrap().to_owned();
+                let n: u64 = cid[4..cid.find('@').unwrap()].parse().unwrap();
+                by_timer
+                    .entry((cid, r.status().0))
+                    .or_default()
+                    .push(at - start(n));
+            }
+            let _ = deliveries(&mut a); // the 408s for the OPTIONS
+            fired += 1;
+            if fired % 200 == 0 {
+                a.assert_indexed();
+                b.assert_indexed();
+            }
+        }
+        // 13.3.1.4: T1, doubling to T2, for 64·T1; then the record goes.
+        let ms = Duration::from_millis;
+        let schedule: Vec<Duration> = [500, 1500, 3500, 7500, 11500, 15500, 19500, 23500]
+            .into_iter()
+            .chain([27500, 31500])
+            .map(ms)
+            .collect();
+        for i in 0..N {
+            let retransmitted = by_timer.remove(&(call_id(i), 200));
+            if i % 2 == 0 {
+                assert_eq!(retransmitted, None, "ACKed: {i}");
+            } else {
+                assert_eq!(retransmitted.as_ref(), Some(&schedule), "2xx of {i}");
+            }
+            let five_hundred = by_timer.remove(&(call_id(i), 500));
+            if i % 10 == 3 {
+                assert_eq!(five_hundred, Some(vec![t.t1 * NON_INVITE_TU_DEADLINE_T1]));
+            } else {
+                assert_eq!(five_hundred, None);
+            }
+        }
+        assert!(by_timer.is_empty(), "B sent nothing else: {by_timer:?}");
+        assert_eq!(b.stats().retransmitted_2xx, N / 2 * 10);
+        assert_eq!(b.stats().ack_timeouts, N / 2);
+        assert_eq!(b.stats().unanswered, N / 10);
+        assert_eq!(a.stats().timeouts, N / 10, "Timer F for the OPTIONS");
+        assert!(peak > 1000, "many lingered at once ({peak})");
+        for l in [&a, &b] {
+            assert_eq!(l.pending(), 0, "{l:?}");
+            assert_eq!(l.poll_timeout(), None);
+        }
     }
 
     #[test]

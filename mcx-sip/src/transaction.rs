@@ -9,6 +9,11 @@
 //! [`TransactionLayer::send_stateless`]; (D) outputs, drained in this order:
 //! [`TransactionLayer::poll_transmit`] → [`TransactionLayer::poll_timeout`] →
 //! [`TransactionLayer::poll_event`].
+//!
+//! Cost: every input, command and output touches only the transactions it concerns (O(log n)
+//! in the number of live transactions): the timers are kept in a deadline-ordered index, and a
+//! transaction that ends without a response or timeout to report says so with
+//! [`Event::Terminated`], so the TU never has to scan for ended transactions.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -178,6 +183,14 @@ pub enum Event {
         /// The transaction.
         key: TxKey,
     },
+    /// The transaction ended without an event of its own: Timer D, I, J, K, L or M fired, or it
+    /// completed at once on a reliable transport. It comes after the transaction's last
+    /// [`Event::Response`]; a TU keeping per-transaction state drops it here. (Transactions
+    /// ending with [`Event::Timeout`] or [`Event::TransportError`] get no `Terminated`.)
+    Terminated {
+        /// The transaction that is gone.
+        key: TxKey,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,6 +247,10 @@ struct Tx {
     ack: Option<Vec<u8>>,
     timers: [Option<Instant>; NTIMERS],
     interval: Duration,
+    /// Unique per layer: the tie-breaker of this transaction's entry in the timer index.
+    id: u64,
+    /// The deadline under which this transaction is in the timer index (always `next()`'s).
+    indexed: Option<Instant>,
 }
 
 impl Tx {
@@ -258,6 +275,15 @@ impl Tx {
 pub struct TransactionLayer {
     timers: Timers,
     txs: BTreeMap<TxKey, Tx>,
+    /// The timer index: one entry per transaction with an armed timer, at its earliest deadline
+    /// (`Tx::next`), tie-broken by `Tx::id`. It is kept exact rather than lazy: every change to
+    /// a transaction's timers goes through [`TransactionLayer::reindex`] (or
+    /// [`TransactionLayer::end`]), which moves or removes the entry, so the first entry is the
+    /// earliest armed timer ([`TransactionLayer::poll_timeout`] is exact, never early) and
+    /// [`TransactionLayer::handle_timeout`] pops exactly the due transactions. Each update is
+    /// O(log n) and compares only `(Instant, u64)`, never keys.
+    index: BTreeMap<(Instant, u64), TxKey>,
+    next_id: u64,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
 }
@@ -343,6 +369,8 @@ impl TransactionLayer {
         Self {
             timers,
             txs: BTreeMap::new(),
+            index: BTreeMap::new(),
+            next_id: 0,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -403,7 +431,10 @@ impl TransactionLayer {
             ack: None,
             timers: [None; NTIMERS],
             interval: self.timers.t1,
+            id: self.next_id,
+            indexed: None,
         };
+        self.next_id += 1;
         if !to.transport.is_reliable() {
             tx.set(
                 if invite { TimerKind::A } else { TimerKind::E },
@@ -416,6 +447,7 @@ impl TransactionLayer {
         );
         self.transmit(to, bytes);
         self.txs.insert(key.clone(), tx);
+        self.reindex(&key);
         Ok(key)
     }
 
@@ -473,7 +505,9 @@ impl TransactionLayer {
         let remote = tx.remote;
         self.transmit(remote, bytes);
         if terminate {
-            self.txs.remove(key);
+            self.end(key, true);
+        } else {
+            self.reindex(key);
         }
         Ok(())
     }
@@ -487,7 +521,7 @@ impl TransactionLayer {
 
     /// The driver could not send for this transaction: it ends with [`Event::TransportError`].
     pub fn handle_transport_error(&mut self, key: &TxKey) {
-        if self.txs.remove(key).is_some() {
+        if self.end(key, false) {
             self.events
                 .push_back(Event::TransportError { key: key.clone() });
         }
@@ -566,14 +600,17 @@ impl TransactionLayer {
         if let Some(b) = send {
             self.transmit(remote, b);
         }
-        if terminate {
-            self.txs.remove(&key);
-        }
         if pass {
             self.events.push_back(Event::Response {
-                key,
+                key: key.clone(),
                 response: resp,
             });
+        }
+        // After the response: Event::Terminated comes last.
+        if terminate {
+            self.end(&key, true);
+        } else {
+            self.reindex(&key);
         }
     }
 
@@ -615,7 +652,9 @@ impl TransactionLayer {
                 self.transmit(remote, b);
             }
             if terminate {
-                self.txs.remove(&key);
+                self.end(&key, true);
+            } else {
+                self.reindex(&key);
             }
             return;
         }
@@ -644,11 +683,15 @@ impl TransactionLayer {
             ack: None,
             timers: [None; NTIMERS],
             interval: t.t1,
+            id: self.next_id,
+            indexed: None,
         };
+        self.next_id += 1;
         if invite {
             tx.set(TimerKind::Trying, now + t.trying_delay);
         }
         self.txs.insert(key.clone(), tx);
+        self.reindex(&key);
         self.events.push_back(Event::Request {
             key,
             remote: from,
@@ -656,17 +699,60 @@ impl TransactionLayer {
         });
     }
 
-    /// Fires every timer due at `now` (in deadline order, re-armed from their deadlines).
+    /// Fires every timer due at `now` (in deadline order, re-armed from their deadlines). Only
+    /// the transactions with a due timer are touched (the timer index's first entries).
     pub fn handle_timeout(&mut self, now: Instant) {
-        let keys: Vec<TxKey> = self.txs.keys().cloned().collect();
-        for key in keys {
-            while let Some(tx) = self.txs.get(&key) {
-                match tx.next() {
-                    Some((at, kind)) if at <= now => self.fire(&key, at, kind),
-                    _ => break,
+        while let Some((&(at, id), key)) = self.index.first_key_value() {
+            if at > now {
+                break;
+            }
+            let key = key.clone();
+            match self.txs.get(&key).map(|tx| (tx.id, tx.next())) {
+                Some((tx_id, Some((due, kind)))) if tx_id == id && due == at => {
+                    self.fire(&key, at, kind);
+                }
+                // Unreachable while the index is exact; drop the stray entry rather than spin.
+                _ => {
+                    debug_assert!(false, "stale timer index entry for {key:?}");
+                    self.index.remove(&(at, id));
                 }
             }
         }
+    }
+
+    /// Puts `key`'s index entry at its transaction's earliest armed timer (or removes it).
+    /// Call after every change to a live transaction's timers.
+    fn reindex(&mut self, key: &TxKey) {
+        let Some(tx) = self.txs.get_mut(key) else {
+            return;
+        };
+        let next = tx.next().map(|(at, _)| at);
+        if next == tx.indexed {
+            return;
+        }
+        if let Some(old) = tx.indexed {
+            self.index.remove(&(old, tx.id));
+        }
+        if let Some(at) = next {
+            self.index.insert((at, tx.id), key.clone());
+        }
+        tx.indexed = next;
+    }
+
+    /// Removes a transaction and its index entry; `silently`: report [`Event::Terminated`].
+    /// True if it was live.
+    fn end(&mut self, key: &TxKey, silently: bool) -> bool {
+        let Some(tx) = self.txs.remove(key) else {
+            return false;
+        };
+        if let Some(at) = tx.indexed {
+            self.index.remove(&(at, tx.id));
+        }
+        if silently {
+            self.events
+                .push_back(Event::Terminated { key: key.clone() });
+        }
+        true
     }
 
     fn fire(&mut self, key: &TxKey, at: Instant, kind: TimerKind) {
@@ -718,11 +804,15 @@ impl TransactionLayer {
         if let Some(b) = send {
             self.transmit(remote, b);
         }
-        if let Some(timeout) = end {
-            self.txs.remove(key);
-            if timeout {
+        match end {
+            Some(true) => {
+                self.end(key, false);
                 self.events.push_back(Event::Timeout { key: key.clone() });
             }
+            Some(false) => {
+                self.end(key, true);
+            }
+            None => self.reindex(key),
         }
     }
 
@@ -741,13 +831,11 @@ impl TransactionLayer {
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
     }
-    /// The earliest armed timer: call [`TransactionLayer::handle_timeout`] then.
+    /// The earliest armed timer: call [`TransactionLayer::handle_timeout`] then. Exact (never
+    /// early) and O(log n): the first entry of the timer index.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.txs
-            .values()
-            .filter_map(|t| t.next().map(|(at, _)| at))
-            .min()
+        self.index.first_key_value().map(|(&(at, _), _)| at)
     }
     /// The next event for the TU.
     #[must_use]
