@@ -45,6 +45,9 @@ pub enum McServerEvent {
 
 struct MemberLeg {
     member: String,
+    /// The leg's Call-ID, kept apart from `invite` so that matching a
+    /// response does not parse every leg's INVITE again.
+    call_id: String,
     invite: Request,
     status: Option<u16>,
     dialog: Option<Dialog>,
@@ -260,6 +263,7 @@ impl McServer {
             self.send(m.clone(), invite.to_bytes());
             legs.push(MemberLeg {
                 member: m.clone(),
+                call_id: invite.call_id()?.to_owned(),
                 invite,
                 status: None,
                 dialog: None,
@@ -310,19 +314,15 @@ impl McServer {
         // not by `from`: a response delivered by a `SipLink` names the
         // Request-URI (the group) when it carries no Contact, and a
         // synthesized 408 (Timer B) has none.
-        let Some(fi) = self.fanouts.iter().position(|f| {
-            f.legs
-                .iter()
-                .any(|l| l.invite.call_id().is_ok_and(|c| c == cid))
-        }) else {
+        let Some(fi) = self
+            .fanouts
+            .iter()
+            .position(|f| f.legs.iter().any(|l| l.call_id == cid))
+        else {
             return Ok(());
         };
         let fan = &mut self.fanouts[fi];
-        let Some(leg) = fan
-            .legs
-            .iter_mut()
-            .find(|l| l.invite.call_id().is_ok_and(|c| c == cid))
-        else {
+        let Some(leg) = fan.legs.iter_mut().find(|l| l.call_id == cid) else {
             return Ok(());
         };
         if leg.status.is_some() {

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use mcx_core::{Channel, SipLink, TimelineEntry};
@@ -23,6 +24,74 @@ use crate::{Directory, NetError, OsRng, Peer, Role, now, os_rng};
 
 /// Largest UDP datagram read (SIP over UDP is bounded by `Limits::UDP`).
 const DATAGRAM_MAX: usize = 65_535;
+
+/// Receive buffer asked for on every UDP socket. An MC server's members
+/// answer at once (hundreds of 200 OKs, floor Acks at the controlling
+/// server); the Linux default (about 200 KiB, some 90 small datagrams)
+/// overflows and costs a T1 retransmission. The kernel caps the value at
+/// `net.core.rmem_max`.
+const UDP_RECV_BUFFER: usize = 4 * 1024 * 1024;
+
+/// Datagrams read from a socket before any is processed: reading is
+/// cheap, processing is not, so draining first keeps the kernel buffer
+/// from overflowing during a burst.
+const READ_BATCH: usize = 512;
+
+/// A UDP socket with a large receive buffer.
+fn bind_udp(addr: SocketAddr, what: &str) -> Result<UdpSocket, NetError> {
+    let io = |e| NetError::io(format!("binding {what} {addr}"), e);
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )
+    .map_err(io)?;
+    if let Err(e) = socket.set_recv_buffer_size(UDP_RECV_BUFFER) {
+        tracing::debug!("{what} {addr}: receive buffer: {e}");
+    }
+    // Fan-out bursts (an MC server's INVITEs to its members) stay in the
+    // send buffer until the receivers read them.
+    if let Err(e) = socket.set_send_buffer_size(UDP_RECV_BUFFER) {
+        tracing::debug!("{what} {addr}: send buffer: {e}");
+    }
+    socket.set_nonblocking(true).map_err(io)?;
+    socket.bind(&addr.into()).map_err(io)?;
+    UdpSocket::from_std(socket.into()).map_err(io)
+}
+
+/// Sends a datagram; time spent waiting for room in the send buffer (the
+/// receiver is slow) is added to `waited`, so that busy time counts work.
+async fn send_udp(
+    socket: &UdpSocket,
+    bytes: &[u8],
+    to: SocketAddr,
+    waited: &mut std::time::Duration,
+) -> std::io::Result<usize> {
+    match socket.try_send_to(bytes, to) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            let start = Instant::now();
+            let r = socket.send_to(bytes, to).await;
+            *waited += start.elapsed();
+            r
+        }
+        r => r,
+    }
+}
+
+/// Reads every datagram waiting on `socket` (up to [`READ_BATCH`]).
+fn drain(socket: &UdpSocket, buf: &mut [u8], batch: &mut Vec<(SocketAddr, Vec<u8>)>) {
+    while batch.len() < READ_BATCH {
+        match socket.try_recv_from(buf) {
+            Ok((n, from)) => batch.push((from, buf[..n].to_vec())),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => {
+                // E.g. ICMP port unreachable reported on the next read.
+                tracing::debug!("UDP receive: {e}");
+                break;
+            }
+        }
+    }
+}
 
 /// A node's sockets, bound before the topology's directory is complete
 /// (so ephemeral ports can be written into it).
@@ -47,11 +116,7 @@ impl BoundNode {
     ) -> Result<Self, NetError> {
         let (udp, tcp) = bind_pair(sip).await?;
         let floor = match floor {
-            Some(addr) => Some(
-                UdpSocket::bind(addr)
-                    .await
-                    .map_err(|e| NetError::io(format!("binding floor socket {addr}"), e))?,
-            ),
+            Some(addr) => Some(bind_udp(addr, "floor socket")?),
             None => None,
         };
         Ok(Self {
@@ -101,6 +166,7 @@ impl BoundNode {
         let (commands_tx, commands) = mpsc::unbounded_channel();
         let (events_tx, events) = mpsc::unbounded_channel();
         let (tcp_tx, tcp_rx) = mpsc::unbounded_channel();
+        let busy = Arc::new(AtomicU64::new(0));
         let driver = Driver {
             link: SipLink::new(
                 timers,
@@ -118,6 +184,7 @@ impl BoundNode {
             events: events_tx,
             timeline,
             rng: os_rng(),
+            busy: busy.clone(),
         };
         let listener = self.tcp;
         let accept_tx = driver.tcp_tx.clone();
@@ -134,6 +201,7 @@ impl BoundNode {
             events,
             peer: me,
             task,
+            busy,
         })
     }
 }
@@ -143,9 +211,7 @@ impl BoundNode {
 async fn bind_pair(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), NetError> {
     let mut last = None;
     for _ in 0..16 {
-        let udp = UdpSocket::bind(addr)
-            .await
-            .map_err(|e| NetError::io(format!("binding SIP/UDP {addr}"), e))?;
+        let udp = bind_udp(addr, "SIP/UDP")?;
         let local = udp
             .local_addr()
             .map_err(|e| NetError::io("local SIP address", e))?;
@@ -172,6 +238,7 @@ pub struct NodeHandle<R: Role> {
     pub events: mpsc::UnboundedReceiver<R::Event>,
     peer: Peer,
     task: JoinHandle<()>,
+    busy: Arc<AtomicU64>,
 }
 
 impl<R: Role> NodeHandle<R> {
@@ -211,6 +278,13 @@ impl<R: Role> NodeHandle<R> {
         std::mem::replace(&mut self.events, closed)
     }
 
+    /// Time the node has spent working (handling input, running the role
+    /// and the transaction layer, sending) since it started, as opposed to
+    /// waiting: its processing share of whatever happened meanwhile.
+    pub fn busy(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.busy.load(Ordering::Relaxed))
+    }
+
     /// Where peers reach this node.
     pub fn peer(&self) -> Peer {
         self.peer
@@ -226,6 +300,15 @@ impl<R: Role> Drop for NodeHandle<R> {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// What woke the driver.
+enum Input<R: Role> {
+    Sip(bool),
+    Floor(bool),
+    Tcp(TcpInput),
+    Command(Command<R>),
+    Timer,
 }
 
 enum TcpInput {
@@ -248,6 +331,8 @@ struct Driver<R: Role> {
     events: mpsc::UnboundedSender<R::Event>,
     timeline: Option<mpsc::UnboundedSender<TimelineEntry>>,
     rng: OsRng,
+    /// Nanoseconds spent handling input and sending (not waiting).
+    busy: Arc<AtomicU64>,
 }
 
 impl<R: Role> Driver<R> {
@@ -257,10 +342,10 @@ impl<R: Role> Driver<R> {
         mut tcp_rx: mpsc::UnboundedReceiver<TcpInput>,
         accept: JoinHandle<()>,
     ) {
-        let mut sip_buf = vec![0u8; DATAGRAM_MAX];
-        let mut floor_buf = vec![0u8; DATAGRAM_MAX];
+        let mut buf = vec![0u8; DATAGRAM_MAX];
+        let mut batch = Vec::with_capacity(READ_BATCH);
+        self.flush().await;
         loop {
-            self.flush().await;
             let deadline = match (self.role.poll_timeout(), self.link.poll_timeout()) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -271,41 +356,50 @@ impl<R: Role> Driver<R> {
                     None => std::future::pending().await,
                 }
             };
-            let floor_recv = async {
+            let floor_readable = async {
                 match &self.floor {
-                    Some(f) => f.recv_from(&mut floor_buf).await,
+                    Some(f) => f.readable().await,
                     None => std::future::pending().await,
                 }
             };
-            tokio::select! {
-                r = self.udp.recv_from(&mut sip_buf) => {
-                    match r {
-                        Ok((n, from)) => {
-                            let remote = Remote { addr: from, transport: Transport::Udp };
-                            self.link.receive(Instant::now(), remote, &sip_buf[..n]);
-                        }
-                        Err(e) => tracing::debug!("SIP/UDP receive: {e}"),
-                    }
-                    self.deliver();
-                }
-                r = floor_recv => {
-                    match r {
-                        Ok((n, from)) => {
-                            let bytes = floor_buf[..n].to_vec();
-                            self.on_floor(from, &bytes);
-                        }
-                        Err(e) => tracing::debug!("floor receive: {e}"),
-                    }
-                }
-                Some(input) = tcp_rx.recv() => self.on_tcp(input),
+            let input = tokio::select! {
+                r = self.udp.readable() => Input::Sip(r.is_ok()),
+                r = floor_readable => Input::Floor(r.is_ok()),
+                Some(input) = tcp_rx.recv() => Input::Tcp(input),
                 cmd = commands.recv() => match cmd {
-                    Some(f) => {
-                        let time = now();
-                        f(&mut self.role, time, &mut self.rng);
-                    }
+                    Some(f) => Input::Command(f),
                     None => break,
                 },
-                () = sleep => {
+                () = sleep => Input::Timer,
+            };
+            let started = Instant::now();
+            match input {
+                Input::Sip(true) => {
+                    drain(&self.udp, &mut buf, &mut batch);
+                    for (from, bytes) in batch.drain(..) {
+                        let remote = Remote {
+                            addr: from,
+                            transport: Transport::Udp,
+                        };
+                        self.link.receive(Instant::now(), remote, &bytes);
+                        self.deliver();
+                    }
+                }
+                Input::Floor(true) => {
+                    if let Some(f) = &self.floor {
+                        drain(f, &mut buf, &mut batch);
+                    }
+                    for (from, bytes) in batch.drain(..) {
+                        self.on_floor(from, &bytes);
+                    }
+                }
+                Input::Sip(false) | Input::Floor(false) => {}
+                Input::Tcp(input) => self.on_tcp(input),
+                Input::Command(f) => {
+                    let time = now();
+                    f(&mut self.role, time, &mut self.rng);
+                }
+                Input::Timer => {
                     let time = now();
                     self.link.handle_timeout(time.instant);
                     self.deliver();
@@ -314,6 +408,10 @@ impl<R: Role> Driver<R> {
                     }
                 }
             }
+            let waited = self.flush().await;
+            let spent = started.elapsed().saturating_sub(waited);
+            let spent = u64::try_from(spent.as_nanos()).unwrap_or(u64::MAX);
+            self.busy.fetch_add(spent, Ordering::Relaxed);
         }
         accept.abort();
     }
@@ -375,7 +473,8 @@ impl<R: Role> Driver<R> {
 
     /// Sends what the role and the link produced; forwards events and
     /// timeline entries. Loops because delivering can produce more.
-    async fn flush(&mut self) {
+    async fn flush(&mut self) -> std::time::Duration {
+        let mut waited = std::time::Duration::ZERO;
         loop {
             let mut progressed = false;
             while let Some(t) = self.role.poll_transmit() {
@@ -402,7 +501,7 @@ impl<R: Role> Driver<R> {
                     }
                     Channel::Floor => match (&self.floor, peer.and_then(|p| p.floor)) {
                         (Some(sock), Some(addr)) => {
-                            if let Err(e) = sock.send_to(&t.contents, addr).await {
+                            if let Err(e) = send_udp(sock, &t.contents, addr, &mut waited).await {
                                 tracing::info!("floor to {}: {e}", t.to);
                             }
                         }
@@ -414,7 +513,9 @@ impl<R: Role> Driver<R> {
                 progressed = true;
                 match t.transport {
                     Transport::Udp => {
-                        if let Err(e) = self.udp.send_to(&t.bytes, t.destination).await {
+                        if let Err(e) =
+                            send_udp(&self.udp, &t.bytes, t.destination, &mut waited).await
+                        {
                             tracing::info!("SIP/UDP to {}: {e}", t.destination);
                         }
                     }
@@ -436,6 +537,7 @@ impl<R: Role> Driver<R> {
                 break;
             }
         }
+        waited
     }
 
     fn send_tcp(&mut self, to: SocketAddr, bytes: Vec<u8>) {

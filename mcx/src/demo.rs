@@ -20,6 +20,42 @@ const PHASE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Members listed one per line in the final check; the rest are counted.
 const MEMBER_LINES: usize = 12;
 
+/// Processing time of the roles (busy, not waiting), summed per kind.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Busy {
+    pub(crate) controlling: Duration,
+    pub(crate) mc_servers: Duration,
+    pub(crate) initiator: Duration,
+    pub(crate) members: Duration,
+}
+
+impl Busy {
+    fn now(r: &Running, initiator: &str) -> Self {
+        let mut b = Self {
+            controlling: r.controlling.as_ref().map_or(Duration::ZERO, |c| c.busy()),
+            mc_servers: r.mc_servers.values().map(|m| m.busy()).sum(),
+            ..Self::default()
+        };
+        for (uri, c) in &r.clients {
+            if uri == initiator {
+                b.initiator = c.busy();
+            } else {
+                b.members += c.busy();
+            }
+        }
+        b
+    }
+
+    fn since(self, before: Self) -> Self {
+        Self {
+            controlling: self.controlling.saturating_sub(before.controlling),
+            mc_servers: self.mc_servers.saturating_sub(before.mc_servers),
+            initiator: self.initiator.saturating_sub(before.initiator),
+            members: self.members.saturating_sub(before.members),
+        }
+    }
+}
+
 /// What one call showed.
 pub(crate) struct Report {
     /// The text to print.
@@ -30,6 +66,8 @@ pub(crate) struct Report {
     pub(crate) setup: Duration,
     /// The initiator's TGMK-ID and key confirmation.
     pub(crate) reference: KeyConfirmation,
+    /// Processing during set-up, per kind of role.
+    pub(crate) busy: Busy,
 }
 
 fn failed(what: impl std::fmt::Display) -> CliError {
@@ -83,15 +121,20 @@ pub(crate) async fn run_call(t: &Topology, running: &mut Running) -> Result<Repo
     }
     while running.timeline.try_recv().is_ok() {}
 
-    let initiator = running.clients.get_mut(&call.initiator).ok_or_else(|| {
-        failed(format!(
+    if !running.clients.contains_key(&call.initiator) {
+        return Err(failed(format!(
             "the initiator {} is not running here",
             call.initiator
-        ))
-    })?;
+        )));
+    }
     let groups = tg.groups.clone();
     let temporary = call.temporary_group.clone();
+    let busy_before = Busy::now(running, &call.initiator);
     let t0 = Instant::now();
+    let initiator = running
+        .clients
+        .get_mut(&call.initiator)
+        .ok_or_else(|| failed("initiator gone"))?;
     initiator
         .query(move |c, time, rng| {
             let refs: Vec<&str> = groups.iter().map(String::as_str).collect();
@@ -111,6 +154,11 @@ pub(crate) async fn run_call(t: &Topology, running: &mut Running) -> Result<Repo
     })
     .await;
     let setup = t0.elapsed();
+    let busy = Busy::now(running, &call.initiator).since(busy_before);
+    let initiator = running
+        .clients
+        .get_mut(&call.initiator)
+        .ok_or_else(|| failed("initiator gone"))?;
     let results: Vec<GroupResult> = match outcome {
         Some(ClientEvent::CallEstablished { groups, .. }) => groups,
         Some(ClientEvent::CallFailed { status, reason }) => {
@@ -301,11 +349,22 @@ pub(crate) async fn run_call(t: &Topology, running: &mut Running) -> Result<Repo
         "\ncall set-up time (request sent → all acceptances at the initiator): {:.2} ms",
         setup.as_secs_f64() * 1e3
     );
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let _ = writeln!(
+        out,
+        "processing during set-up (busy time, all roles share this machine's cores): controlling server {:.2} ms, MC servers {:.2} ms, initiator {:.2} ms, members {:.2} ms in all ({:.0} µs each)",
+        ms(busy.controlling),
+        ms(busy.mc_servers),
+        ms(busy.initiator),
+        ms(busy.members),
+        busy.members.as_secs_f64() * 1e6 / members.len().max(1) as f64,
+    );
     Ok(Report {
         text: format!("{timeline}{out}"),
         failures,
         setup,
         reference,
+        busy,
     })
 }
 

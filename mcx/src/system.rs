@@ -292,11 +292,7 @@ pub(crate) fn log_events<E: std::fmt::Debug + Send + 'static>(
 /// A running topology (or the part of it this process runs).
 pub(crate) struct Running {
     pub(crate) services: Vec<JoinHandle<()>>,
-    /// Held, not read: dropping a handle stops its node.
-    #[allow(dead_code)]
     pub(crate) controlling: Option<NodeHandle<ControllingServer>>,
-    /// Held, not read: dropping a handle stops its node.
-    #[allow(dead_code)]
     pub(crate) mc_servers: BTreeMap<String, NodeHandle<McServer>>,
     pub(crate) clients: BTreeMap<String, NodeHandle<Client>>,
     pub(crate) timeline: mpsc::UnboundedReceiver<TimelineEntry>,

@@ -165,6 +165,7 @@ pub(crate) fn demo(args: &DemoArgs) -> Result<(), CliError> {
             running.provisioning.as_secs_f64()
         ));
         let mut setups = Vec::new();
+        let mut servers = Vec::new();
         let mut failures = Vec::new();
         for n in 0..args.calls {
             let report = demo::run_call(&t, &mut running).await?;
@@ -172,6 +173,7 @@ pub(crate) fn demo(args: &DemoArgs) -> Result<(), CliError> {
                 print(&report.text);
             }
             setups.push(report.setup);
+            servers.push(report.busy.controlling + report.busy.mc_servers);
             failures.extend(report.failures.into_iter().map(|f| format!("call {}: {f}", n + 1)));
         }
         if setups.len() > 1 {
@@ -183,6 +185,11 @@ pub(crate) fn demo(args: &DemoArgs) -> Result<(), CliError> {
                 ms(setups[setups.len() / 2]),
                 ms(setups[0]),
                 ms(setups[setups.len() - 1]),
+            ));
+            servers.sort();
+            print(&format!(
+                "servers' processing per call (controlling + MC servers, busy time): median {:.2} ms\n",
+                ms(servers[servers.len() / 2]),
             ));
         }
         if failures.is_empty() {
