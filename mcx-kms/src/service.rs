@@ -224,7 +224,8 @@ impl Kms {
     ///
     /// Checks, in order: path (404), method (405), `Authorization: Bearer`
     /// token of a configured user (401), `KmsRequest` body (400, naming
-    /// the problem), `UserUri` (and a D.2.4 path user) equal to the
+    /// the problem; an empty body stands for the token's user, as
+    /// libmikey-sakke sends it), `UserUri` (and a D.2.4 path user) equal to the
     /// token's user (403), `KmsUri` equal to this KMS (400). Error bodies
     /// are plain-text reasons and never carry keys. Each key set issued is
     /// recorded in the `issued` table before the response is returned.
@@ -247,9 +248,23 @@ impl Kms {
             },
             Err(response) => return response,
         };
-        let kms_request = match KmsRequest::from_xml(&request.body) {
-            Ok(r) => r,
-            Err(e) => return HttpResponse::error(400, &format!("malformed KmsRequest: {e}")),
+        // Clients that POST without a KmsRequest body (libmikey-sakke does,
+        // when not using the security extension) ask for the token's user,
+        // at this KMS, now.
+        let kms_request = if request.body.iter().all(u8::is_ascii_whitespace) {
+            KmsRequest {
+                user_uri: user.clone(),
+                kms_uri: self.community.public().kms_uri.clone(),
+                time: now_unix,
+                client_id: None,
+                device_id: None,
+                client_req_url: path.to_owned(),
+            }
+        } else {
+            match KmsRequest::from_xml(&request.body) {
+                Ok(r) => r,
+                Err(e) => return HttpResponse::error(400, &format!("malformed KmsRequest: {e}")),
+            }
         };
         if kms_request.user_uri != user {
             return HttpResponse::error(403, "UserUri is not the user the bearer token belongs to");

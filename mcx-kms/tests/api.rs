@@ -309,8 +309,9 @@ fn routing_and_request_checks() {
 fn malformed_truncated_and_oversized_bodies_are_400() {
     let mut kms = kms();
     let good = key_prov_request(KMS_URI, ALICE, ALICE_TOKEN, NOW);
-    // Every proper prefix of a valid request.
-    for len in 0..good.body.len() {
+    // Every proper, non-empty prefix of a valid request (an empty body is
+    // the token's user's request: `empty_body_is_the_token_users_request`).
+    for len in 1..good.body.len() {
         let mut truncated = good.clone();
         truncated.body.truncate(len);
         let text = String::from_utf8_lossy(&truncated.body);
@@ -514,4 +515,28 @@ fn print_samples() {
     let init = kms.handle(&init_request(KMS_URI, ALICE, ALICE_TOKEN, NOW), NOW);
     println!("{}", String::from_utf8_lossy(&init.body));
     println!("{}", String::from_utf8_lossy(&kms.handle(&req, NOW).body));
+}
+
+/// libmikey-sakke (Streamwide) POSTs with an empty body when it does not
+/// use the security extension: the KMS answers for the token's user.
+#[test]
+fn empty_body_is_the_token_users_request() {
+    let mut kms = kms();
+    let init = kms.handle(&init_request(KMS_URI, ALICE, ALICE_TOKEN, NOW), NOW);
+    let community = parse_init_response(ok(&init), KMS_URI).unwrap();
+    let mut empty = key_prov_request(KMS_URI, ALICE, ALICE_TOKEN, NOW);
+    empty.body.clear();
+    let response = kms.handle(&empty, NOW);
+    let keys = parse_key_prov_response(ok(&response), &community, ALICE, NOW).unwrap();
+    assert_eq!(keys.user_uri, ALICE);
+    // Still only ever the token's own user: Bob's token gets Bob's keys.
+    let mut bob = key_prov_request(KMS_URI, ALICE, BOB_TOKEN, NOW);
+    bob.body.clear();
+    let response = kms.handle(&bob, NOW);
+    assert!(parse_key_prov_response(ok(&response), &community, ALICE, NOW).is_err());
+    parse_key_prov_response(ok(&response), &community, BOB, NOW).unwrap();
+    // Without a token, nothing.
+    let mut anonymous = HttpRequest::new("POST", mcx_kms::KEY_PROV_PATH);
+    anonymous.body.clear();
+    assert_eq!(kms.handle(&anonymous, NOW).status, 401);
 }
