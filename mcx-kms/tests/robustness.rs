@@ -110,7 +110,10 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
-    fn random_bodies_are_400(body in proptest::collection::vec(any::<u8>(), 0..2048), keyprov: bool) {
+    fn random_bodies_are_400(body in proptest::collection::vec(any::<u8>(), 1..2048), keyprov: bool) {
+        // An empty or all-whitespace body is a valid request of the token's
+        // user (api.rs `empty_body_is_the_token_users_request`).
+        prop_assume!(!body.iter().all(u8::is_ascii_whitespace));
         let mut kms = Kms::open(None, config(), &mut TestRng(1)).unwrap();
         let response = kms.handle(&kms_request_with(body, keyprov), NOW);
         prop_assert_eq!(response.status, 400);
