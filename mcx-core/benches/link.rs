@@ -96,7 +96,7 @@ impl Pair {
         self.a.send(now, rb, &invite(i)).unwrap();
         pipe(&mut self.a, &mut self.b, now);
         let d = self.b.poll_deliver().unwrap();
-        let Message::Request(req) = Message::parse(&d.bytes).unwrap() else {
+        let Message::Request(req) = d.message else {
             panic!()
         };
         let mut ok = Response::for_request(&req, StatusCode::OK, Some(&format!("m{i}"))).unwrap();

@@ -16,7 +16,7 @@ use mcx_mikey::replay::ReplayCache;
 use mcx_mikey::tgmk::{ConstituentGroup, TgmkReceiver, TgmkWrap};
 use mcx_mikey::wire::IdRole;
 use mcx_mikey::{Gmk, KeyId, SrtpMasterKeys, Tgmk};
-use mcx_sip::{Dialog, Message, Method, Request, Response, StatusCode};
+use mcx_sip::{Dialog, Limits, Message, Method, Request, Response, StatusCode};
 use rand_core::CryptoRng;
 
 use crate::controlling::{GroupResult, parse_acceptance};
@@ -442,22 +442,38 @@ impl Client {
                 r?;
                 Ok(())
             }
-            Channel::Sip => match sip::parse(bytes)? {
-                Message::Request(req) => match req.method() {
-                    Method::Invite => self.on_invite(time, from, req, rng),
-                    Method::Bye => self.on_bye(from, &req, rng),
-                    _ => {
-                        let busy = self.call.is_some();
-                        if let Some(r) =
-                            sip::answer_other_method(&req, busy, &self.config.uri, rng)?
-                        {
-                            self.send_sip(from.to_owned(), &r.into());
-                        }
-                        Ok(())
+            Channel::Sip => self.handle_sip(time, from, sip::parse(bytes)?, rng),
+        }
+    }
+
+    /// Handles a SIP message from `from` that is already parsed (by
+    /// [`crate::SipLink`], or by a TCP framer): the same as
+    /// [`Client::handle`] with [`Channel::Sip`] and its encoding, without
+    /// parsing again. The message must be within `mcx_sip::Limits::TCP`.
+    ///
+    /// # Errors
+    /// As [`Client::handle`].
+    pub fn handle_sip(
+        &mut self,
+        time: Time,
+        from: &str,
+        msg: Message,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(), Error> {
+        sip::check_limits(&msg, &Limits::TCP)?;
+        match msg {
+            Message::Request(req) => match req.method() {
+                Method::Invite => self.on_invite(time, from, req, rng),
+                Method::Bye => self.on_bye(from, &req, rng),
+                _ => {
+                    let busy = self.call.is_some();
+                    if let Some(r) = sip::answer_other_method(&req, busy, &self.config.uri, rng)? {
+                        self.send_sip(from.to_owned(), &r.into());
                     }
-                },
-                Message::Response(resp) => self.on_response(time, resp, rng),
+                    Ok(())
+                }
             },
+            Message::Response(resp) => self.on_response(time, resp, rng),
         }
     }
 

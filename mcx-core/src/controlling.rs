@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use mcx_floor::{ArbitratorConfig, ArbitratorEvent, BroadcastArbitrator, ParticipantId};
-use mcx_sip::{Dialog, Message, Method, Request, Response, StatusCode};
+use mcx_sip::{Dialog, Limits, Message, Method, Request, Response, StatusCode};
 use rand_core::CryptoRng;
 
 use crate::info::McpttInfo;
@@ -212,22 +212,39 @@ impl ControllingServer {
                 self.drain_floor(time, rng)?;
                 Ok(r?)
             }
-            Channel::Sip => match sip::parse(bytes)? {
-                Message::Request(req) => match req.method() {
-                    Method::Invite => self.on_invite(time, from, req, rng),
-                    Method::Bye => self.on_bye(time, from, &req, rng),
-                    _ => {
-                        let busy = self.call.as_ref().is_some_and(|c| !c.ended);
-                        if let Some(r) =
-                            sip::answer_other_method(&req, busy, &self.config.uri, rng)?
-                        {
-                            self.send(from.to_owned(), Channel::Sip, r.to_bytes());
-                        }
-                        Ok(())
+            Channel::Sip => self.handle_sip(time, from, sip::parse(bytes)?, rng),
+        }
+    }
+
+    /// Handles a SIP message from `from` that is already parsed (by
+    /// [`crate::SipLink`], or by a TCP framer): the same as
+    /// [`ControllingServer::handle`] with [`Channel::Sip`] and its
+    /// encoding, without parsing again. The message must be within
+    /// `mcx_sip::Limits::TCP`.
+    ///
+    /// # Errors
+    /// As [`ControllingServer::handle`].
+    pub fn handle_sip(
+        &mut self,
+        time: Time,
+        from: &str,
+        msg: Message,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(), Error> {
+        sip::check_limits(&msg, &Limits::TCP)?;
+        match msg {
+            Message::Request(req) => match req.method() {
+                Method::Invite => self.on_invite(time, from, req, rng),
+                Method::Bye => self.on_bye(time, from, &req, rng),
+                _ => {
+                    let busy = self.call.as_ref().is_some_and(|c| !c.ended);
+                    if let Some(r) = sip::answer_other_method(&req, busy, &self.config.uri, rng)? {
+                        self.send(from.to_owned(), Channel::Sip, r.to_bytes());
                     }
-                },
-                Message::Response(resp) => self.on_response(time, &resp, rng),
+                    Ok(())
+                }
             },
+            Message::Response(resp) => self.on_response(time, &resp, rng),
         }
     }
 

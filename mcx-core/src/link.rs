@@ -7,7 +7,7 @@
 //!
 //! ```text
 //!  role.poll_transmit() ──send(now, remote, bytes)──► SipLink ──poll_transmit()──► socket
-//!  role.handle(from, bytes) ◄──poll_deliver()──────── SipLink ◄──receive(now, remote, bytes)── socket
+//!  role.handle_sip(from, msg) ◄──poll_deliver()─────── SipLink ◄──receive(now, remote, bytes)── socket
 //!                                  handle_timeout(now) / poll_timeout()
 //! ```
 //!
@@ -44,8 +44,9 @@ const INVITE_TU_DEADLINE_MIN: Duration = Duration::from_secs(180);
 /// At most this many dialog peers are remembered (oldest evicted).
 const MAX_DIALOGS: usize = 4096;
 
-/// A SIP message for the role: pass it to the role's `handle(time,
-/// &from, Channel::Sip, &bytes, rng)`.
+/// A SIP message for the role: pass it to the role's `handle_sip(time,
+/// &from, message, rng)`. It is parsed once, by the link: the role does
+/// not parse it again.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Delivery {
     /// The peer's address as the roles use addresses (its SIP URI): for a
@@ -53,8 +54,9 @@ pub struct Delivery {
     /// else its From URI; for a response its Contact, else the address
     /// the request was sent to (the dialog peer, else the Request-URI).
     pub from: String,
-    /// One whole SIP message (re-encoded from what was received).
-    pub bytes: Vec<u8>,
+    /// One whole SIP message, as parsed by the link (or synthesized by
+    /// it: a 408 or 503 for a failed client transaction).
+    pub message: Message,
 }
 
 /// Counters of what the link did (for tests and operators).
@@ -570,7 +572,7 @@ impl SipLink {
                     remote,
                     request,
                 } => self.on_request(now, key, remote, request),
-                Event::Ack { remote: _, request } => self.on_ack(&request),
+                Event::Ack { remote: _, request } => self.on_ack(request),
                 Event::Response { key, response } => self.on_response(&key, response),
                 Event::Timeout { key } => {
                     self.fail_client(&key, StatusCode::REQUEST_TIMEOUT);
@@ -630,11 +632,11 @@ impl SipLink {
         ) {
             self.wake.remove(old.deadline);
         }
-        self.deliver(from, request.to_bytes());
+        self.deliver(from, Message::Request(request));
     }
 
     /// An ACK that matched no transaction: the ACK for a 2xx we sent.
-    fn on_ack(&mut self, ack: &Request) {
+    fn on_ack(&mut self, ack: Request) {
         let (Ok(call_id), Ok((cseq, _))) = (ack.call_id(), ack.cseq()) else {
             self.stats.stray += 1;
             return;
@@ -652,8 +654,8 @@ impl SipLink {
             return;
         }
         a.acked = true;
-        let from = self.request_peer(ack);
-        self.deliver(from, ack.to_bytes());
+        let from = self.request_peer(&ack);
+        self.deliver(from, Message::Request(ack));
     }
 
     fn on_response(&mut self, key: &TxKey, resp: Response) {
@@ -691,14 +693,14 @@ impl SipLink {
             if let Some(c) = contact {
                 self.remember_dialog(&call_id, c);
             }
-            self.deliver(from, resp.to_bytes());
+            self.deliver(from, Message::Response(resp));
             return;
         }
         let from = contact.unwrap_or_else(|| tx.peer.clone());
         if key.method == Method::Bye && status.is_final() {
             self.forget_dialog(&call_id);
         }
-        self.deliver(from, resp.to_bytes());
+        self.deliver(from, Message::Response(resp));
     }
 
     /// Timer B/F or a transport error: the role gets `status` for the
@@ -718,13 +720,13 @@ impl SipLink {
             }
         }
         if let Ok(resp) = Response::for_request(&tx.request, status, None) {
-            self.deliver(tx.peer, resp.to_bytes());
+            self.deliver(tx.peer, Message::Response(resp));
         }
     }
 
-    fn deliver(&mut self, from: String, bytes: Vec<u8>) {
+    fn deliver(&mut self, from: String, message: Message) {
         self.stats.delivered += 1;
-        self.deliveries.push_back(Delivery { from, bytes });
+        self.deliveries.push_back(Delivery { from, message });
     }
 
     fn push_transmit(&mut self, remote: Remote, bytes: Vec<u8>) {
@@ -968,9 +970,16 @@ mod tests {
         }
     }
 
-    fn parse_req(bytes: &[u8]) -> Request {
-        match Message::parse(bytes).unwrap() {
-            Message::Request(r) => r,
+    fn resp_of(d: &Delivery) -> Response {
+        match &d.message {
+            Message::Response(r) => r.clone(),
+            Message::Request(_) => panic!("not a response"),
+        }
+    }
+
+    fn req_of(d: &Delivery) -> Request {
+        match &d.message {
+            Message::Request(r) => r.clone(),
             Message::Response(_) => panic!("not a request"),
         }
     }
@@ -989,7 +998,7 @@ mod tests {
             let got = deliveries(&mut b);
             assert_eq!(got.len(), 1);
             assert_eq!(got[0].from, ALICE, "the Contact of the request");
-            let via = parse_req(&got[0].bytes).top_via().unwrap();
+            let via = req_of(&got[0]).top_via().unwrap();
             assert_eq!(via.transport, transport.as_str());
             assert_eq!(via.sent_by, "127.0.0.1:5060");
             assert_eq!(via.branch.as_deref(), Some("z9hG4bKdup1"));
@@ -1022,7 +1031,7 @@ mod tests {
         a.send(t0, rb, &inv.to_bytes()).unwrap();
         pipe(&mut a, &mut b, t0);
         let got = deliveries(&mut b);
-        let req = parse_req(&got[0].bytes);
+        let req = req_of(&got[0]);
         let mut ok = Response::for_request(&req, StatusCode::OK, Some("bobtag")).unwrap();
         ok.headers_mut()
             .push("Contact", &format!("<{BOB}>"))
@@ -1045,7 +1054,7 @@ mod tests {
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].from, BOB, "the Contact of the 2xx");
         // The role ACKs; the ACK stops the retransmissions.
-        let dialog = Dialog::uac(&inv, &parse_resp(&got[0].bytes)).unwrap();
+        let dialog = Dialog::uac(&inv, &resp_of(&got[0])).unwrap();
         let ack = dialog.ack(("UDP", "mcx.test"), [7; 8]).unwrap();
         a.send(t1, rb, &ack.to_bytes()).unwrap();
         pipe(&mut a, &mut b, t1);
@@ -1077,7 +1086,7 @@ mod tests {
         let inv = request(Method::Invite, "z9hG4bKdlg");
         a.send(t0, rb, &inv.to_bytes()).unwrap();
         pipe(&mut a, &mut b, t0);
-        let req = parse_req(&deliveries(&mut b)[0].bytes);
+        let req = req_of(&deliveries(&mut b)[0]);
         let mut ok = Response::for_request(&req, StatusCode::OK, Some("bobtag")).unwrap();
         ok.headers_mut()
             .push("Contact", &format!("<{BOB}>"))
@@ -1085,7 +1094,7 @@ mod tests {
         let mut uas = Dialog::uas(&req, &ok).unwrap();
         b.send(t0, ra, &ok.to_bytes()).unwrap();
         pipe(&mut b, &mut a, t0);
-        let resp = parse_resp(&deliveries(&mut a)[0].bytes);
+        let resp = resp_of(&deliveries(&mut a)[0]);
         let mut uac = Dialog::uac(&inv, &resp).unwrap();
         a.send(t0, rb, &uac.ack(("UDP", "x"), [1; 8]).unwrap().to_bytes())
             .unwrap();
@@ -1125,7 +1134,7 @@ mod tests {
         let got = deliveries(&mut a);
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].from, GROUP, "the Request-URI");
-        let r = parse_resp(&got[0].bytes);
+        let r = resp_of(&got[0]);
         assert_eq!(r.status(), StatusCode::REQUEST_TIMEOUT);
         assert_eq!(r.call_id().unwrap(), "cid1@mcx.test");
         assert_eq!(a.stats().timeouts, 1);
@@ -1195,14 +1204,14 @@ mod tests {
                 let inv = build(Method::Invite, i);
                 a.send(now, rb, &inv.to_bytes()).unwrap();
                 pipe(&mut a, &mut b, now);
-                let req = parse_req(&deliveries(&mut b)[0].bytes);
+                let req = req_of(&deliveries(&mut b)[0]);
                 let mut ok = Response::for_request(&req, StatusCode::OK, Some("b")).unwrap();
                 ok.headers_mut()
                     .push("Contact", &format!("<{BOB}>"))
                     .unwrap();
                 b.send(now, ra, &ok.to_bytes()).unwrap();
                 pipe(&mut b, &mut a, now);
-                let got = parse_resp(&deliveries(&mut a)[0].bytes);
+                let got = resp_of(&deliveries(&mut a)[0]);
                 if i % 2 == 0 {
                     let ack = Dialog::uac(&inv, &got)
                         .unwrap()

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 
 use bytes::Bytes;
-use mcx_sip::{Dialog, Message, Method, Request, Response, StatusCode};
+use mcx_sip::{Dialog, Limits, Message, Method, Request, Response, StatusCode};
 use rand_core::CryptoRng;
 
 use crate::controlling::GroupResult;
@@ -125,7 +125,26 @@ impl McServer {
         if channel != Channel::Sip {
             return Err(Error::Unexpected("floor packet at an MC server"));
         }
-        match sip::parse(bytes)? {
+        self.handle_sip(time, from, sip::parse(bytes)?, rng)
+    }
+
+    /// Handles a SIP message from `from` that is already parsed (by
+    /// [`crate::SipLink`], or by a TCP framer): the same as
+    /// [`McServer::handle`] with [`Channel::Sip`] and its encoding,
+    /// without parsing again. The message must be within
+    /// `mcx_sip::Limits::TCP`.
+    ///
+    /// # Errors
+    /// As [`McServer::handle`].
+    pub fn handle_sip(
+        &mut self,
+        time: Time,
+        from: &str,
+        msg: Message,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(), Error> {
+        sip::check_limits(&msg, &Limits::TCP)?;
+        match msg {
             Message::Request(req) => match req.method() {
                 Method::Invite => self.on_invite(time, from, req, rng),
                 Method::Bye => self.on_bye(from, &req, rng),

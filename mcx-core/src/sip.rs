@@ -3,8 +3,8 @@
 
 use bytes::Bytes;
 use mcx_sip::{
-    Limits, Message, Method, Multipart, Part, Request, Response, StatusCode, new_branch,
-    new_call_id, new_tag, parse_datagram,
+    Limits, Message, Method, Multipart, ParseError, Part, Request, Response, StatusCode,
+    new_branch, new_call_id, new_tag, parse_datagram,
 };
 use rand_core::CryptoRng;
 
@@ -122,6 +122,49 @@ pub(crate) fn answer_other_method(
 /// Parses one datagram.
 pub(crate) fn parse(bytes: &[u8]) -> Result<Message, Error> {
     Ok(parse_datagram(bytes, &Limits::UDP)?)
+}
+
+/// Checks a message the role did not parse itself against `limits`, as
+/// [`parse_datagram`] would check its encoding: the whole message, the
+/// number of header lines (Content-Length included) and each line. No
+/// allocation: O(number of headers).
+pub(crate) fn check_limits(msg: &Message, limits: &Limits) -> Result<(), Error> {
+    // Encoded as by `Request::encode` / `Response::encode`.
+    let start = match msg {
+        Message::Request(r) => r.method().as_str().len() + 1 + r.uri().len() + " SIP/2.0".len(),
+        Message::Response(r) => "SIP/2.0 NNN ".len() + r.reason().len(),
+    };
+    if start > limits.max_line {
+        return Err(ParseError::LineTooLong { line: 0 }.into());
+    }
+    let body = msg.body().len();
+    let digits = body.checked_ilog10().map_or(1, |d| d as usize + 1);
+    let content_length = "Content-Length: ".len() + digits;
+    let mut size = start + 2 + content_length + 4 + body;
+    let mut lines = 1;
+    for h in msg.headers().iter().filter(|h| {
+        !h.name.eq_ignore_ascii_case("Content-Length") && !h.name.eq_ignore_ascii_case("l")
+    }) {
+        let line = h.name.len() + 2 + h.value.len();
+        if line > limits.max_line {
+            return Err(ParseError::LineTooLong { line: lines }.into());
+        }
+        lines += 1;
+        size += line + 2;
+    }
+    if lines > limits.max_headers {
+        return Err(ParseError::TooManyHeaders {
+            limit: limits.max_headers,
+        }
+        .into());
+    }
+    if size > limits.max_message {
+        return Err(ParseError::TooLarge {
+            limit: limits.max_message,
+        }
+        .into());
+    }
+    Ok(())
 }
 
 /// The parts of a call request: SDP, MCPTT info and wrapped TGMKs

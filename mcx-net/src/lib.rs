@@ -116,6 +116,14 @@ pub trait Role: Send + 'static {
         bytes: &[u8],
         rng: &mut OsRng,
     ) -> Result<(), mcx_core::Error>;
+    /// A SIP message, parsed once by the [`mcx_core::SipLink`].
+    fn handle_sip(
+        &mut self,
+        time: Time,
+        from: &str,
+        msg: mcx_sip::Message,
+        rng: &mut OsRng,
+    ) -> Result<(), mcx_core::Error>;
     /// A timer of the role expired.
     fn handle_timeout(&mut self, time: Time, rng: &mut OsRng) -> Result<(), mcx_core::Error>;
     /// The next datagram to send.
@@ -139,6 +147,15 @@ impl Role for Client {
         rng: &mut OsRng,
     ) -> Result<(), mcx_core::Error> {
         Self::handle(self, time, from, channel, bytes, rng)
+    }
+    fn handle_sip(
+        &mut self,
+        time: Time,
+        from: &str,
+        msg: mcx_sip::Message,
+        rng: &mut OsRng,
+    ) -> Result<(), mcx_core::Error> {
+        Self::handle_sip(self, time, from, msg, rng)
     }
     fn handle_timeout(&mut self, time: Time, _rng: &mut OsRng) -> Result<(), mcx_core::Error> {
         Self::handle_timeout(self, time);
@@ -170,6 +187,15 @@ impl Role for McServer {
     ) -> Result<(), mcx_core::Error> {
         Self::handle(self, time, from, channel, bytes, rng)
     }
+    fn handle_sip(
+        &mut self,
+        time: Time,
+        from: &str,
+        msg: mcx_sip::Message,
+        rng: &mut OsRng,
+    ) -> Result<(), mcx_core::Error> {
+        Self::handle_sip(self, time, from, msg, rng)
+    }
     fn handle_timeout(&mut self, _time: Time, _rng: &mut OsRng) -> Result<(), mcx_core::Error> {
         Ok(())
     }
@@ -198,6 +224,15 @@ impl Role for ControllingServer {
         rng: &mut OsRng,
     ) -> Result<(), mcx_core::Error> {
         Self::handle(self, time, from, channel, bytes, rng)
+    }
+    fn handle_sip(
+        &mut self,
+        time: Time,
+        from: &str,
+        msg: mcx_sip::Message,
+        rng: &mut OsRng,
+    ) -> Result<(), mcx_core::Error> {
+        Self::handle_sip(self, time, from, msg, rng)
     }
     fn handle_timeout(&mut self, time: Time, rng: &mut OsRng) -> Result<(), mcx_core::Error> {
         Self::handle_timeout(self, time, rng)

@@ -422,7 +422,7 @@ impl<R: Role> Driver<R> {
             let time = now();
             if let Err(e) = self
                 .role
-                .handle(time, &d.from, Channel::Sip, &d.bytes, &mut self.rng)
+                .handle_sip(time, &d.from, d.message, &mut self.rng)
             {
                 tracing::info!("SIP from {}: {e}", d.from);
             }

@@ -67,6 +67,20 @@ impl Node {
             Self::Ctrl(c) => c.handle(time, from, channel, bytes, rng),
         }
     }
+
+    fn handle_sip(
+        &mut self,
+        time: Time,
+        from: &str,
+        msg: mcx_sip::Message,
+        rng: &mut TestRng,
+    ) -> Result<(), Error> {
+        match self {
+            Self::Client(c) => c.handle_sip(time, from, msg, rng),
+            Self::Mc(m) => m.handle_sip(time, from, msg, rng),
+            Self::Ctrl(c) => c.handle_sip(time, from, msg, rng),
+        }
+    }
 }
 
 /// One datagram (UDP) or stream write (TCP) on the simulated wire.
@@ -457,9 +471,9 @@ impl Mesh {
                 from: d.from.clone(),
                 to: uri.to_owned(),
                 channel: Channel::Sip,
-                contents: d.bytes.clone(),
+                contents: d.message.to_bytes(),
             });
-            if let Err(e) = node.handle(time, &d.from, Channel::Sip, &d.bytes, &mut self.rng) {
+            if let Err(e) = node.handle_sip(time, &d.from, d.message, &mut self.rng) {
                 self.errors.push((uri.to_owned(), e.to_string()));
             }
         }
