@@ -15,24 +15,15 @@
 //! fail rather than skip.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod common;
+
+use common::free_port;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{ErrorKind, Read};
-use std::net::{TcpListener, UdpSocket};
+use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// A free port for both UDP and TCP on loopback (released before use: a
-/// small race with other processes, acceptable on a test machine).
-fn free_port() -> u16 {
-    loop {
-        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = u.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
 
 fn require(tool: &str) {
     match Command::new(tool).arg("-v").output() {
