@@ -161,18 +161,27 @@ struct Capture {
 }
 
 impl Capture {
-    fn start(file: &Path, ports: &[u16]) -> Self {
+    /// Captures UDP to or from `udp_ports` and TCP to or from `tcp_ports`.
+    /// Split by protocol because a client's ephemeral TCP port (HTTP
+    /// provisioning) may equal a UDP-only port of the call (seen in CI).
+    fn start(file: &Path, udp_ports: &[u16], tcp_ports: &[u16]) -> Self {
         let marker = UdpSocket::bind("127.0.0.1:0").unwrap();
         let marker_port = marker.local_addr().unwrap().port();
-        let filter = format!(
-            "(udp or tcp) and ({})",
+        let any = |ports: &mut dyn Iterator<Item = &u16>| {
             ports
-                .iter()
-                .chain([&marker_port])
                 .map(|p| format!("port {p}"))
                 .collect::<Vec<_>>()
                 .join(" or ")
-        );
+        };
+        let udp = any(&mut udp_ports.iter().chain([&marker_port]));
+        let filter = if tcp_ports.is_empty() {
+            format!("udp and ({udp})")
+        } else {
+            format!(
+                "(udp and ({udp})) or (tcp and ({}))",
+                any(&mut tcp_ports.iter())
+            )
+        };
         let child = Command::new("dumpcap")
             .args(["-q", "-i", "lo", "-f", &filter, "-w"])
             .arg(file)
@@ -455,9 +464,14 @@ fn check_call(transport: &str) {
     let p = plan(transport);
     let topology = dir.join("topology.toml");
     std::fs::write(&topology, &p.text).unwrap();
-    let ports: Vec<u16> = p.sip_ports.iter().chain(&p.floor_ports).copied().collect();
+    let (udp_ports, tcp_ports): (Vec<u16>, Vec<u16>) = if transport == "tcp" {
+        (p.floor_ports.clone(), p.sip_ports.clone())
+    } else {
+        let all = p.sip_ports.iter().chain(&p.floor_ports).copied().collect();
+        (all, Vec::new())
+    };
 
-    let capture = Capture::start(&dir.join("call.pcapng"), &ports);
+    let capture = Capture::start(&dir.join("call.pcapng"), &udp_ports, &tcp_ports);
     let stdout = demo(&topology);
     assert!(stdout.contains("result: OK"), "{stdout}");
     let file = capture.finish();
