@@ -1,10 +1,18 @@
 //! The MC service client role: GMK reception, temporary group call start
 //! (initiator, steps 1–2), call reception (receiver, steps 5–6), floor
-//! participation (step 9).
+//! participation (step 9), for several calls at once: a dispatcher runs
+//! calls on several temporary groups, a member is in the calls of each
+//! of its groups. Calls are named by their temporary group (one call per
+//! temporary group at a time).
+//!
+//! Every wait is bounded: the initiator gives up on its call request
+//! after [`ClientConfig::call_timeout`] (CANCEL, or abandon without a
+//! provisional response), and a 2xx this client sent that is never ACKed
+//! ends the call with BYE (RFC 3261 13.3.1.4).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mcx_floor::{Participant, ParticipantConfig, ParticipantEvent, ParticipantState};
 use mcx_ibc::eccsi::SigningKey;
@@ -19,9 +27,11 @@ use mcx_mikey::{Gmk, KeyId, SrtpMasterKeys, Tgmk};
 use mcx_sip::{Dialog, Limits, Message, Method, Request, Response, StatusCode};
 use rand_core::CryptoRng;
 
-use crate::controlling::{GroupResult, parse_acceptance};
+use crate::controlling::{GROUP_LOST_INFO_PACKAGE, GoneLegs, rtcp_ssrc};
 use crate::info::McpttInfo;
-use crate::sip::{self, rand8};
+use crate::result::{CALL_RESULT_CONTENT_TYPE, CallResult, GroupResult};
+use crate::sip::{self, without_body};
+use crate::ua::{Answer, UserAgent, cancels};
 use crate::{Channel, Error, Time, TimelineEntry, Transmit, timeline};
 
 /// Static configuration of a client.
@@ -37,8 +47,41 @@ pub struct ClientConfig {
     /// client (the authorisation check of step 5). A wrapped TGMK signed
     /// by anyone else is refused.
     pub allowed_initiators: Vec<String>,
-    /// SSRC of this client's floor control packets.
-    pub floor_ssrc: u32,
+    /// How long the initiator waits for the final answer to its call
+    /// request. Longer than the controlling server's group deadline, so
+    /// that the initiator hears which groups failed and why.
+    pub call_timeout: Duration,
+    /// How long a 2xx this client sent may stay un-ACKed (64·T1).
+    pub ack_wait: Duration,
+    /// Most calls at once (as initiator and receiver); beyond, 486.
+    pub max_calls: usize,
+}
+
+impl ClientConfig {
+    /// Default initiator wait.
+    pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Default ACK wait.
+    pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(32);
+    /// Default most calls at once.
+    pub const DEFAULT_MAX_CALLS: usize = 8;
+
+    /// A configuration with the default waits and limits.
+    pub fn new(
+        uri: impl Into<String>,
+        controlling_server: impl Into<String>,
+        gms_uri: impl Into<String>,
+        allowed_initiators: Vec<String>,
+    ) -> Self {
+        Self {
+            uri: uri.into(),
+            controlling_server: controlling_server.into(),
+            gms_uri: gms_uri.into(),
+            allowed_initiators,
+            call_timeout: Self::DEFAULT_CALL_TIMEOUT,
+            ack_wait: Self::DEFAULT_ACK_WAIT,
+            max_calls: Self::DEFAULT_MAX_CALLS,
+        }
+    }
 }
 
 /// A key-confirmation value: the TGMK-ID and HMAC-SHA-256(TGMK,
@@ -85,20 +128,40 @@ pub enum ClientEvent {
     CallEstablished {
         /// The temporary group.
         temporary_group_id: String,
-        /// Acceptance per constituent group.
+        /// Acceptance per constituent group (failed ones with `failure`).
         groups: Vec<GroupResult>,
     },
-    /// The call this client initiated was refused.
+    /// The call this client initiated was refused, failed or timed out.
     CallFailed {
-        /// The final status.
+        /// The temporary group.
+        temporary_group_id: String,
+        /// The final status (408 when this client gave up waiting).
         status: u16,
         /// Its reason phrase.
         reason: String,
+        /// Per-group results, when the answer carried them.
+        groups: Vec<GroupResult>,
     },
-    /// A floor control event.
-    Floor(ParticipantEvent),
-    /// The call ended (BYE received).
-    CallEnded,
+    /// A constituent group left an established call (the controlling
+    /// server's in-dialog INFO).
+    GroupLost {
+        /// The temporary group.
+        temporary_group_id: String,
+        /// The group, with `failure` set.
+        result: GroupResult,
+    },
+    /// A floor control event of a call.
+    Floor {
+        /// The temporary group.
+        temporary_group_id: String,
+        /// The event.
+        event: ParticipantEvent,
+    },
+    /// A call ended (BYE received or sent, or the call was given up).
+    CallEnded {
+        /// The temporary group.
+        temporary_group_id: String,
+    },
 }
 
 struct GroupKey {
@@ -115,38 +178,57 @@ enum CallRole {
 
 struct Call {
     role: CallRole,
-    temporary_group_id: String,
+    /// Our INVITE (initiator) or the received one (receiver), body-less.
     invite: Request,
-    /// Where the call's SIP messages come from (controlling or MC server).
+    /// Where the call's SIP messages go (controlling or MC server).
     peer: String,
     tgmk: Tgmk,
     tgmk_id: KeyId,
     rand: Vec<u8>,
     dialog: Option<Dialog>,
+    /// A provisional answer came (initiator: CANCEL allowed).
+    provisional: bool,
+    /// Until when the initiator waits for the final answer, or the
+    /// receiver for the ACK of its 2xx.
+    deadline: Option<Instant>,
     floor: Participant,
+    /// The floor control server's SSRC in this call (from its SDP).
+    server_ssrc: Option<u32>,
+    /// Our floor-control SSRC in this call.
+    floor_ssrc: u32,
 }
 
 /// An MC service client (sans-IO).
 ///
 /// Inputs: [`Client::accept_gmk`] (GMK I_MESSAGEs from the GMS),
-/// [`Client::start_call`], [`Client::request_floor`],
+/// [`Client::start_call`], [`Client::hang_up`], [`Client::request_floor`],
 /// [`Client::release_floor`], [`Client::handle`] (datagrams),
-/// [`Client::handle_timeout`]. Outputs: [`Client::poll_transmit`],
-/// [`Client::poll_timeout`], [`Client::poll_event`],
-/// [`Client::poll_timeline`].
+/// [`Client::handle_timeout`], [`Client::shutdown`]. Outputs:
+/// [`Client::poll_transmit`], [`Client::poll_timeout`],
+/// [`Client::poll_event`], [`Client::poll_timeline`].
 pub struct Client {
     config: ClientConfig,
+    ua: UserAgent,
     kms: CommunityPublic,
     key_period_no: u64,
     signer: SigningKey,
     receiver_key: ReceiverKey,
     gmks: Vec<GroupKey>,
     replay: ReplayCache,
-    call: Option<Call>,
-    transmits: VecDeque<Transmit>,
+    /// Calls by temporary group.
+    calls: BTreeMap<String, Call>,
+    /// Floor packets whose call is not known yet (a Floor Granted that
+    /// overtook the 200 OK), kept briefly.
+    early_floor: VecDeque<(Instant, String, Vec<u8>)>,
+    /// Call requests given up on, for a late 2xx (ACK and BYE it).
+    gone: GoneLegs,
     events: VecDeque<ClientEvent>,
     timeline: VecDeque<TimelineEntry>,
 }
+
+/// Early floor packets kept at most, and for how long.
+const EARLY_FLOOR_MAX: usize = 32;
+const EARLY_FLOOR_KEEP: Duration = Duration::from_secs(5);
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -156,8 +238,17 @@ impl fmt::Debug for Client {
                 "groups",
                 &self.gmks.iter().map(|g| &g.group_id).collect::<Vec<_>>(),
             )
-            .field("in_call", &self.call.is_some())
+            .field("calls", &self.calls.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
+    }
+}
+
+fn nonzero_ssrc(rng: &mut impl CryptoRng) -> u32 {
+    loop {
+        let s = rng.next_u32();
+        if s != 0 {
+            return s;
+        }
     }
 }
 
@@ -180,6 +271,7 @@ impl Client {
         let signer = SigningKey::new(&kms.kpak, &uid, ssk, pvt)?;
         let receiver_key = ReceiverKey::new(&kms.sakke_public, &uid, &rsk)?;
         Ok(Self {
+            ua: UserAgent::new(&config.uri),
             config,
             kms,
             key_period_no,
@@ -187,8 +279,9 @@ impl Client {
             receiver_key,
             gmks: Vec::new(),
             replay: ReplayCache::default(),
-            call: None,
-            transmits: VecDeque::new(),
+            calls: BTreeMap::new(),
+            early_floor: VecDeque::new(),
+            gone: GoneLegs::default(),
             events: VecDeque::new(),
             timeline: VecDeque::new(),
         })
@@ -204,30 +297,35 @@ impl Client {
         self.gmks.iter().any(|g| g.group_id == group_id)
     }
 
-    /// Whether a call is in progress.
-    pub fn in_call(&self) -> bool {
-        self.call.is_some()
+    /// Whether a call of `temporary_group_id` is in progress.
+    pub fn in_call(&self, temporary_group_id: &str) -> bool {
+        self.calls.contains_key(temporary_group_id)
     }
 
-    /// The TGMK-ID and HMAC-SHA-256(TGMK, "confirm") of the current call.
-    pub fn tgmk_confirmation(&self) -> Option<KeyConfirmation> {
-        self.call.as_ref().map(|c| KeyConfirmation {
+    /// The temporary groups of the calls in progress.
+    pub fn calls(&self) -> Vec<String> {
+        self.calls.keys().cloned().collect()
+    }
+
+    /// The TGMK-ID and HMAC-SHA-256(TGMK, "confirm") of a call.
+    pub fn tgmk_confirmation(&self, temporary_group_id: &str) -> Option<KeyConfirmation> {
+        self.calls.get(temporary_group_id).map(|c| KeyConfirmation {
             tgmk_id: c.tgmk_id,
             value: mcx_mikey::kdf::hmac_sha256(c.tgmk.as_bytes(), b"confirm"),
         })
     }
 
-    /// The SRTP master key, salt and MKI of the current call (SPEC
-    /// section 6), for `mcx-srtp`.
-    pub fn media_keys(&self) -> Option<SrtpMasterKeys> {
-        self.call
-            .as_ref()
+    /// The SRTP master key, salt and MKI of a call (SPEC section 6), for
+    /// `mcx-srtp`.
+    pub fn media_keys(&self, temporary_group_id: &str) -> Option<SrtpMasterKeys> {
+        self.calls
+            .get(temporary_group_id)
             .map(|c| mcx_mikey::tgmk::srtp_keys(&c.tgmk, c.tgmk_id, &c.rand))
     }
 
-    /// The floor participant state of the current call.
-    pub fn floor_state(&self) -> Option<ParticipantState> {
-        self.call.as_ref().map(|c| c.floor.state())
+    /// The floor participant state of a call.
+    pub fn floor_state(&self, temporary_group_id: &str) -> Option<ParticipantState> {
+        self.calls.get(temporary_group_id).map(|c| c.floor.state())
     }
 
     /// Accepts a GMK I_MESSAGE from the GMS for `group_id` (TS 33.180
@@ -270,8 +368,10 @@ impl Client {
     /// controlling server.
     ///
     /// # Errors
-    /// [`Error::InvalidCommand`] during a call, [`Error::Unknown`] for a
-    /// group without a GMK, [`Error::Mikey`] or [`Error::SipBuild`].
+    /// [`Error::InvalidCommand`] if a call of this temporary group is in
+    /// progress, [`Error::Limit`] at [`ClientConfig::max_calls`],
+    /// [`Error::Unknown`] for a group without a GMK, [`Error::Mikey`] or
+    /// [`Error::SipBuild`].
     pub fn start_call(
         &mut self,
         time: Time,
@@ -279,8 +379,13 @@ impl Client {
         groups: &[&str],
         rng: &mut impl CryptoRng,
     ) -> Result<(), Error> {
-        if self.call.is_some() {
-            return Err(Error::InvalidCommand("start_call during a call"));
+        if self.calls.contains_key(temporary_group_id) {
+            return Err(Error::InvalidCommand(
+                "start_call: a call of this temporary group is in progress",
+            ));
+        }
+        if self.calls.len() >= self.config.max_calls {
+            return Err(Error::Limit("concurrent calls of this client"));
         }
         let mut constituents = Vec::with_capacity(groups.len());
         for g in groups {
@@ -333,54 +438,123 @@ impl Client {
             .iter()
             .map(|w| (w.group_id.as_str(), w.message.as_slice()))
             .collect();
-        let sdp = crate::sdp::session(&uri, &sip::host_of(&uri), u64::from(rng.next_u32()));
+        let floor_ssrc = nonzero_ssrc(rng);
+        let sdp = crate::sdp::session(
+            &uri,
+            &sip::host_of(&uri),
+            u64::from(rng.next_u32()),
+            Some(floor_ssrc),
+        );
         let mut body = sip::call_body(sdp, &info, &parts, rng);
-        let invite = sip::invite(&uri, &uri, temporary_group_id, &mut body, &[], rng)?;
-        let mut floor_cfg = ParticipantConfig::new(self.config.floor_ssrc, uri.clone());
+        // We take in-call group-loss reports (RFC 6086 Recv-Info).
+        let extra = [("Recv-Info", GROUP_LOST_INFO_PACKAGE.to_owned())];
+        let invite = sip::invite(&uri, &uri, temporary_group_id, &mut body, &extra, rng)?;
+        let mut floor_cfg = ParticipantConfig::new(floor_ssrc, uri.clone());
         floor_cfg.priority(7);
         let mut floor = Participant::new(floor_cfg)?;
         // The INVITE carries the implicit floor request (TS 24.380 6.2.4.2):
         // 'U: pending Request' now, so a Floor Granted that overtakes the
         // 200 OK (floor and SIP travel on different sockets) is taken.
         floor.start(time.instant, true)?;
-        self.send_sip(
-            self.config.controlling_server.clone(),
-            &Message::from(invite.clone()),
-        );
+        let peer = self.config.controlling_server.clone();
+        self.ua.send_request(&peer, &invite);
         self.timeline.push_back(timeline(
             &uri,
             2,
             time,
             format!(
-                "INVITE {temporary_group_id} to {} with {} wrapped TGMK copies",
-                self.config.controlling_server,
+                "INVITE {temporary_group_id} to {peer} with {} wrapped TGMK copies",
                 wraps.len()
             ),
         ));
-        self.call = Some(Call {
-            role: CallRole::Initiator,
+        self.calls.insert(
+            temporary_group_id.to_owned(),
+            Call {
+                role: CallRole::Initiator,
+                invite: without_body(&invite),
+                peer,
+                tgmk,
+                tgmk_id,
+                rand,
+                dialog: None,
+                provisional: false,
+                deadline: Some(time.instant + self.config.call_timeout),
+                floor,
+                server_ssrc: None,
+                floor_ssrc,
+            },
+        );
+        Ok(())
+    }
+
+    /// Leaves or ends a call: BYE once in a dialog; as the initiator
+    /// before the answer, CANCEL (or abandon, without a provisional
+    /// response). The call's record goes at once.
+    ///
+    /// # Errors
+    /// [`Error::InvalidCommand`] if there is no such call.
+    pub fn hang_up(
+        &mut self,
+        time: Time,
+        temporary_group_id: &str,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(), Error> {
+        let mut call = self
+            .calls
+            .remove(temporary_group_id)
+            .ok_or(Error::InvalidCommand("hang_up: no such call"))?;
+        if let Some(d) = call.dialog.as_mut() {
+            self.ua.bye(&call.peer, d, rng)?;
+        } else if call.role == CallRole::Initiator {
+            if call.provisional {
+                self.ua.cancel(&call.peer, &call.invite)?;
+            }
+            if let Ok(c) = call.invite.call_id() {
+                self.gone
+                    .remember(c, call.peer.clone(), call.invite.clone(), time.instant);
+            }
+        }
+        call.floor.leave();
+        self.timeline.push_back(timeline(
+            &self.config.uri,
+            9,
+            time,
+            format!("hung up {temporary_group_id}"),
+        ));
+        self.events.push_back(ClientEvent::CallEnded {
             temporary_group_id: temporary_group_id.to_owned(),
-            invite,
-            peer: self.config.controlling_server.clone(),
-            tgmk,
-            tgmk_id,
-            rand,
-            dialog: None,
-            floor,
         });
         Ok(())
     }
 
-    /// Asks for the floor (TS 24.380 6.2.4.3). In a broadcast call a
-    /// receiver has no permission to request and gets
+    /// Hangs up every call (orderly stop).
+    ///
+    /// # Errors
+    /// As [`Client::hang_up`].
+    pub fn shutdown(&mut self, time: Time, rng: &mut impl CryptoRng) -> Result<(), Error> {
+        for tg in self.calls() {
+            self.hang_up(time, &tg, rng)?;
+        }
+        Ok(())
+    }
+
+    fn call_mut(&mut self, temporary_group_id: &str) -> Result<&mut Call, Error> {
+        self.calls
+            .get_mut(temporary_group_id)
+            .ok_or(Error::InvalidCommand("no such call"))
+    }
+
+    /// Asks for the floor in a call (TS 24.380 6.2.4.3). In a broadcast
+    /// call a receiver has no permission to request and gets
     /// `Error::Floor(NotPermitted)` locally.
     ///
     /// # Errors
-    /// [`Error::InvalidCommand`] outside a call, [`Error::Floor`].
-    pub fn request_floor(&mut self, time: Time) -> Result<(), Error> {
-        let call = self.call.as_mut().ok_or(Error::InvalidCommand("no call"))?;
-        call.floor.request_floor(time.instant)?;
-        self.drain_floor(time);
+    /// [`Error::InvalidCommand`] without such a call, [`Error::Floor`].
+    pub fn request_floor(&mut self, time: Time, temporary_group_id: &str) -> Result<(), Error> {
+        self.call_mut(temporary_group_id)?
+            .floor
+            .request_floor(time.instant)?;
+        self.drain_floor(time, temporary_group_id);
         Ok(())
     }
 
@@ -389,32 +563,31 @@ impl Client {
     /// cause 5 "receive only".
     ///
     /// # Errors
-    /// [`Error::InvalidCommand`] outside a call, [`Error::Floor`].
-    pub fn request_floor_anyway(&mut self, _time: Time) -> Result<(), Error> {
-        let call = self.call.as_ref().ok_or(Error::InvalidCommand("no call"))?;
-        let pkt =
-            mcx_floor::Message::new(mcx_floor::MessageType::FloorRequest, self.config.floor_ssrc)
-                .with(mcx_floor::Field::FloorPriority(1))
-                .to_bytes()?;
-        let _ = call;
-        self.transmits.push_back(Transmit {
-            from: self.config.uri.clone(),
-            to: self.config.controlling_server.clone(),
-            channel: Channel::Floor,
-            contents: pkt,
-        });
+    /// [`Error::InvalidCommand`] without such a call, [`Error::Floor`].
+    pub fn request_floor_anyway(
+        &mut self,
+        _time: Time,
+        temporary_group_id: &str,
+    ) -> Result<(), Error> {
+        let call = self.call_mut(temporary_group_id)?;
+        let pkt = mcx_floor::Message::new(mcx_floor::MessageType::FloorRequest, call.floor_ssrc)
+            .with(mcx_floor::Field::FloorPriority(1))
+            .to_bytes()?;
+        let to = self.config.controlling_server.clone();
+        self.ua.send(&to, Channel::Floor, pkt);
         Ok(())
     }
 
-    /// Releases the floor; for the initiator of a broadcast call this
-    /// ends the call (TS 23.379).
+    /// Releases the floor of a call; for the initiator of a broadcast
+    /// call this ends the call (TS 23.379).
     ///
     /// # Errors
-    /// [`Error::InvalidCommand`] outside a call, [`Error::Floor`].
-    pub fn release_floor(&mut self, time: Time) -> Result<(), Error> {
-        let call = self.call.as_mut().ok_or(Error::InvalidCommand("no call"))?;
-        call.floor.release_floor(time.instant)?;
-        self.drain_floor(time);
+    /// [`Error::InvalidCommand`] without such a call, [`Error::Floor`].
+    pub fn release_floor(&mut self, time: Time, temporary_group_id: &str) -> Result<(), Error> {
+        self.call_mut(temporary_group_id)?
+            .floor
+            .release_floor(time.instant)?;
+        self.drain_floor(time, temporary_group_id);
         Ok(())
     }
 
@@ -432,16 +605,7 @@ impl Client {
         rng: &mut impl CryptoRng,
     ) -> Result<(), Error> {
         match channel {
-            Channel::Floor => {
-                let call = self
-                    .call
-                    .as_mut()
-                    .ok_or(Error::Unexpected("floor packet outside a call"))?;
-                let r = call.floor.handle(time.instant, bytes);
-                self.drain_floor(time);
-                r?;
-                Ok(())
-            }
+            Channel::Floor => self.on_floor(time, from, bytes),
             Channel::Sip => self.handle_sip(time, from, sip::parse(bytes)?, rng),
         }
     }
@@ -464,37 +628,86 @@ impl Client {
         match msg {
             Message::Request(req) => match req.method() {
                 Method::Invite => self.on_invite(time, from, req, rng),
-                Method::Bye => self.on_bye(from, &req, rng),
-                _ => {
-                    let busy = self.call.is_some();
-                    if let Some(r) = sip::answer_other_method(&req, busy, &self.config.uri, rng)? {
-                        self.send_sip(from.to_owned(), &r.into());
-                    }
+                Method::Bye => self.on_bye(time, from, &req, rng),
+                Method::Cancel => self.on_cancel(time, from, &req, rng),
+                Method::Info => self.on_info(from, &req, rng),
+                Method::Ack => {
+                    self.on_ack(&req);
                     Ok(())
+                }
+                _ => {
+                    let busy = self.calls.len() >= self.config.max_calls;
+                    self.ua.answer_other_method(from, &req, busy, rng)
                 }
             },
             Message::Response(resp) => self.on_response(time, resp, rng),
         }
     }
 
-    /// Timers of the floor participant.
-    pub fn handle_timeout(&mut self, time: Time) {
-        if let Some(c) = self.call.as_mut() {
-            c.floor.handle_timeout(time.instant);
+    /// Timers: floor participants, the initiator's wait, ACK waits.
+    ///
+    /// # Errors
+    /// [`Error::SipBuild`] if a CANCEL or BYE cannot be built.
+    pub fn handle_timeout(&mut self, time: Time, rng: &mut impl CryptoRng) -> Result<(), Error> {
+        let due: Vec<String> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.deadline.is_some_and(|d| d <= time.instant))
+            .map(|(tg, _)| tg.clone())
+            .collect();
+        for tg in due {
+            let Some(call) = self.calls.get(&tg) else {
+                continue;
+            };
+            if call.role == CallRole::Initiator && call.dialog.is_none() {
+                let waited = self.config.call_timeout.as_millis();
+                self.hang_up(time, &tg, rng)?;
+                // CallEnded was reported by hang_up; the failure first.
+                let ended = self.events.pop_back();
+                self.events.push_back(ClientEvent::CallFailed {
+                    temporary_group_id: tg.clone(),
+                    status: 408,
+                    reason: format!("Request Timeout - no final answer within {waited} ms"),
+                    groups: Vec::new(),
+                });
+                self.events.extend(ended);
+            } else {
+                // Our 2xx was never ACKed (13.3.1.4).
+                self.hang_up(time, &tg, rng)?;
+            }
         }
-        self.drain_floor(time);
+        let tgs: Vec<String> = self.calls.keys().cloned().collect();
+        for tg in tgs {
+            if let Some(c) = self.calls.get_mut(&tg) {
+                c.floor.handle_timeout(time.instant);
+            }
+            self.drain_floor(time, &tg);
+        }
+        let keep = time.instant.checked_sub(EARLY_FLOOR_KEEP);
+        self.early_floor
+            .retain(|(t, _, _)| keep.is_none_or(|k| *t >= k));
+        Ok(())
     }
 
     /// The next datagram to send.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        self.ua.poll_transmit()
     }
 
     /// The next timer deadline.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.call.as_ref().and_then(|c| c.floor.poll_timeout())
+        self.calls
+            .values()
+            .flat_map(|c| [c.deadline, c.floor.poll_timeout()])
+            .flatten()
+            .chain(
+                self.early_floor
+                    .front()
+                    .map(|(t, _, _)| *t + EARLY_FLOOR_KEEP),
+            )
+            .min()
     }
 
     /// The next application event.
@@ -509,40 +722,90 @@ impl Client {
         self.timeline.pop_front()
     }
 
-    fn send_sip(&mut self, to: String, m: &Message) {
-        self.transmits.push_back(Transmit {
-            from: self.config.uri.clone(),
-            to,
-            channel: Channel::Sip,
-            contents: m.to_bytes(),
-        });
+    /// A floor packet: to the call whose floor control server uses its
+    /// SSRC; kept briefly if no call knows that SSRC yet.
+    fn on_floor(&mut self, time: Time, from: &str, bytes: &[u8]) -> Result<(), Error> {
+        let ssrc = rtcp_ssrc(bytes).ok_or(Error::Unexpected("floor packet too short"))?;
+        let tg = self
+            .calls
+            .iter()
+            .find(|(_, c)| c.server_ssrc == Some(ssrc))
+            .map(|(tg, _)| tg.clone());
+        let Some(tg) = tg else {
+            let waiting = self
+                .calls
+                .values()
+                .any(|c| c.role == CallRole::Initiator && c.dialog.is_none());
+            if !waiting {
+                return Err(Error::Unexpected("floor packet outside a call"));
+            }
+            if self.early_floor.len() >= EARLY_FLOOR_MAX {
+                self.early_floor.pop_front();
+            }
+            self.early_floor
+                .push_back((time.instant, from.to_owned(), bytes.to_vec()));
+            return Ok(());
+        };
+        let call = self
+            .calls
+            .get_mut(&tg)
+            .ok_or(Error::Unexpected("call gone"))?;
+        let r = call.floor.handle(time.instant, bytes);
+        self.drain_floor(time, &tg);
+        r?;
+        Ok(())
     }
 
-    fn drain_floor(&mut self, time: Time) {
-        let Some(call) = self.call.as_mut() else {
+    /// Replays the early floor packets of the call that just learned its
+    /// server's SSRC.
+    fn replay_early_floor(&mut self, time: Time) {
+        let early: Vec<_> = self.early_floor.drain(..).collect();
+        for (at, from, bytes) in early {
+            let known = rtcp_ssrc(&bytes)
+                .is_some_and(|s| self.calls.values().any(|c| c.server_ssrc == Some(s)));
+            if known {
+                let _ = self.on_floor(time, &from, &bytes);
+            } else {
+                self.early_floor.push_back((at, from, bytes));
+            }
+        }
+    }
+
+    fn drain_floor(&mut self, time: Time, temporary_group_id: &str) {
+        let Some(call) = self.calls.get_mut(temporary_group_id) else {
             return;
         };
         // Floor control runs between the client and the controlling server.
         let to = self.config.controlling_server.clone();
+        let mut out = Vec::new();
         while let Some(p) = call.floor.poll_transmit() {
-            self.transmits.push_back(Transmit {
-                from: self.config.uri.clone(),
-                to: to.clone(),
-                channel: Channel::Floor,
-                contents: p,
-            });
+            out.push(p);
         }
+        let mut evs = Vec::new();
         while let Some(e) = call.floor.poll_event() {
+            evs.push(e);
+        }
+        for p in out {
+            self.ua.send(&to, Channel::Floor, p);
+        }
+        for e in evs {
             let note = match &e {
                 ParticipantEvent::FloorGranted { .. } => Some("floor granted: transmitting"),
                 ParticipantEvent::FloorTaken { .. } => Some("floor taken: receiving"),
                 _ => None,
             };
             if let Some(n) = note {
-                self.timeline
-                    .push_back(timeline(&self.config.uri, 9, time, n.to_owned()));
+                self.timeline.push_back(timeline(
+                    &self.config.uri,
+                    9,
+                    time,
+                    format!("{n} ({temporary_group_id})"),
+                ));
             }
-            self.events.push_back(ClientEvent::Floor(e));
+            self.events.push_back(ClientEvent::Floor {
+                temporary_group_id: temporary_group_id.to_owned(),
+                event: e,
+            });
         }
     }
 
@@ -554,9 +817,8 @@ impl Client {
         reason: &str,
         rng: &mut impl CryptoRng,
     ) -> Result<(), Error> {
-        let tag = mcx_sip::new_tag(rand8(rng));
-        let r = sip::respond(req, status, Some(reason), &self.config.uri, &tag, None)?;
-        self.send_sip(from.to_owned(), &r.into());
+        self.ua
+            .respond(from, req, status, Some(reason), Answer::Empty, rng)?;
         self.events.push_back(ClientEvent::IncomingRejected {
             status: status.0,
             reason: reason.to_owned(),
@@ -572,8 +834,14 @@ impl Client {
         req: Request,
         rng: &mut impl CryptoRng,
     ) -> Result<(), Error> {
-        if self.call.is_some() {
-            return self.reject(from, &req, StatusCode::BUSY_HERE, "Busy Here", rng);
+        if req.to()?.tag.is_some() {
+            return self.reject(
+                from,
+                &req,
+                StatusCode(488),
+                "Not Acceptable Here - re-INVITE not supported",
+                rng,
+            );
         }
         let Ok(body) = sip::read_call_body(&req) else {
             return self.reject(
@@ -595,6 +863,24 @@ impl Client {
                 rng,
             );
         };
+        if self.calls.contains_key(&temporary_group_id) {
+            return self.reject(
+                from,
+                &req,
+                StatusCode::BUSY_HERE,
+                "Busy Here - already in this temporary group's call",
+                rng,
+            );
+        }
+        if self.calls.len() >= self.config.max_calls {
+            return self.reject(
+                from,
+                &req,
+                StatusCode::BUSY_HERE,
+                "Busy Here - too many calls",
+                rng,
+            );
+        }
         let group_id = req.uri().to_owned();
         let Some(k) = self.gmks.iter().find(|k| k.group_id == group_id) else {
             return self.reject(
@@ -672,14 +958,16 @@ impl Client {
                 unwrapped.tgmk_id
             ),
         ));
-        let sdp = crate::sdp::session(&uri, &sip::host_of(&uri), u64::from(rng.next_u32()));
-        let tag = mcx_sip::new_tag(rand8(rng));
-        let resp = sip::respond(&req, StatusCode::OK, None, &uri, &tag, Some(sdp))?;
-        let dialog = Dialog::uas(&req, &resp)?;
-        let mut floor =
-            Participant::new(ParticipantConfig::new(self.config.floor_ssrc, uri.clone()))?;
+        let floor_ssrc = nonzero_ssrc(rng);
+        let sdp = crate::sdp::session(
+            &uri,
+            &sip::host_of(&uri),
+            u64::from(rng.next_u32()),
+            Some(floor_ssrc),
+        );
+        let dialog = self.ua.accept(from, &req, Answer::Sdp(sdp), rng)?;
+        let mut floor = Participant::new(ParticipantConfig::new(floor_ssrc, uri.clone()))?;
         floor.start(time.instant, false)?;
-        self.send_sip(from.to_owned(), &resp.into());
         self.timeline
             .push_back(timeline(&uri, 6, time, format!("200 OK to {from}")));
         self.events.push_back(ClientEvent::IncomingCall {
@@ -688,91 +976,213 @@ impl Client {
             initiator,
             tgmk_id: unwrapped.tgmk_id,
         });
-        self.call = Some(Call {
-            role: CallRole::Receiver,
+        self.calls.insert(
             temporary_group_id,
-            invite: req,
-            peer: from.to_owned(),
-            tgmk: unwrapped.tgmk,
-            tgmk_id: unwrapped.tgmk_id,
-            rand: unwrapped.rand,
-            dialog: Some(dialog),
-            floor,
-        });
+            Call {
+                role: CallRole::Receiver,
+                invite: without_body(&req),
+                peer: from.to_owned(),
+                tgmk: unwrapped.tgmk,
+                tgmk_id: unwrapped.tgmk_id,
+                rand: unwrapped.rand,
+                dialog: Some(dialog),
+                provisional: false,
+                deadline: Some(time.instant + self.config.ack_wait),
+                floor,
+                server_ssrc: crate::sdp::floor_ssrc(&body.sdp),
+                floor_ssrc,
+            },
+        );
         Ok(())
+    }
+
+    /// The call whose INVITE had this Call-ID.
+    fn call_of(&self, call_id: &str) -> Option<String> {
+        self.calls
+            .iter()
+            .find(|(_, c)| c.invite.call_id().is_ok_and(|id| id == call_id))
+            .map(|(tg, _)| tg.clone())
+    }
+
+    fn on_ack(&mut self, ack: &Request) {
+        let Some(tg) = ack.call_id().ok().and_then(|c| self.call_of(c)) else {
+            return;
+        };
+        if let Some(c) = self.calls.get_mut(&tg) {
+            if c.role == CallRole::Receiver {
+                c.deadline = None;
+            }
+        }
     }
 
     fn on_response(
         &mut self,
-        _time: Time,
+        time: Time,
         resp: Response,
         rng: &mut impl CryptoRng,
     ) -> Result<(), Error> {
-        let Some(call) = self.call.as_mut() else {
-            return Ok(()); // e.g. the 200 to our BYE answer after the call
+        if resp.cseq()?.1 != Method::Invite {
+            return Ok(()); // answers to BYE and CANCEL
+        }
+        let Some(tg) = self.call_of(resp.call_id()?) else {
+            // The call was given up: a late 2xx is ACKed and ended.
+            // (The controlling server's record went with our CANCEL; a
+            // 2xx that crossed it makes a dialog we do not want.)
+            if resp.status().is_success() {
+                if let Some((peer, invite)) = self.gone.take(resp.call_id()?) {
+                    self.ua.refuse_late_2xx(&peer, &invite, &resp, rng)?;
+                }
+            }
+            return Ok(());
         };
-        if call.role != CallRole::Initiator
-            || call.dialog.is_some()
-            || resp.call_id()? != call.invite.call_id()?
-            || resp.cseq()?.1 != Method::Invite
-        {
+        let Some(call) = self.calls.get_mut(&tg) else {
+            return Ok(());
+        };
+        if call.role != CallRole::Initiator || call.dialog.is_some() {
             return Ok(());
         }
         let status = resp.status();
         if status.is_provisional() {
+            call.provisional = true;
             return Ok(());
         }
+        let body = sip::read_answer(&resp).ok();
+        let groups: Vec<GroupResult> = body
+            .as_ref()
+            .and_then(|b| b.result.as_ref())
+            .map(|r| r.groups.iter().map(|g| g.result.clone()).collect())
+            .unwrap_or_default();
         if !status.is_success() {
+            if let Some(mut c) = self.calls.remove(&tg) {
+                c.floor.leave();
+            }
             self.events.push_back(ClientEvent::CallFailed {
+                temporary_group_id: tg,
                 status: status.0,
                 reason: resp.reason().to_owned(),
+                groups,
             });
-            self.call = None;
             return Ok(());
         }
-        let dialog = Dialog::uac(&call.invite, &resp)?;
-        let ack = dialog.ack(("UDP", &sip::host_of(&self.config.uri)), rand8(rng))?;
-        let groups = resp
-            .headers()
-            .get_all(crate::ACCEPTANCE_HEADER)
-            .filter_map(parse_acceptance)
-            .collect();
-        call.dialog = Some(dialog);
         let peer = call.peer.clone();
-        let tg = call.temporary_group_id.clone();
-        self.send_sip(peer, &ack.into());
+        let invite = call.invite.clone();
+        let dialog = self.ua.confirm(&peer, &invite, &resp, rng)?;
+        let server_ssrc = body
+            .as_ref()
+            .and_then(|b| b.sdp.as_ref())
+            .and_then(|s| crate::sdp::floor_ssrc(s));
+        if let Some(call) = self.calls.get_mut(&tg) {
+            call.dialog = Some(dialog);
+            call.deadline = None;
+            call.server_ssrc = server_ssrc;
+        }
         self.events.push_back(ClientEvent::CallEstablished {
             temporary_group_id: tg,
             groups,
         });
+        self.replay_early_floor(time);
         Ok(())
     }
 
-    fn on_bye(&mut self, from: &str, req: &Request, rng: &mut impl CryptoRng) -> Result<(), Error> {
-        let matches = self
-            .call
-            .as_ref()
-            .and_then(|c| c.dialog.as_ref())
-            .is_some_and(|d| d.matches(req));
-        let tag = mcx_sip::new_tag(rand8(rng));
-        if !matches {
-            let r = sip::respond(
-                req,
-                StatusCode::CALL_DOES_NOT_EXIST,
-                None,
-                &self.config.uri,
-                &tag,
-                None,
-            )?;
-            self.send_sip(from.to_owned(), &r.into());
-            return Ok(());
-        }
-        let r = sip::respond(req, StatusCode::OK, None, &self.config.uri, &tag, None)?;
-        self.send_sip(from.to_owned(), &r.into());
-        if let Some(mut c) = self.call.take() {
+    fn on_bye(
+        &mut self,
+        time: Time,
+        from: &str,
+        req: &Request,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(), Error> {
+        let tg = self
+            .calls
+            .iter()
+            .find(|(_, c)| c.dialog.as_ref().is_some_and(|d| d.matches(req)))
+            .map(|(tg, _)| tg.clone());
+        let Some(tg) = tg else {
+            return self.ua.no_such_transaction(from, req, rng);
+        };
+        self.ua
+            .respond(from, req, StatusCode::OK, None, Answer::Empty, rng)?;
+        if let Some(mut c) = self.calls.remove(&tg) {
             c.floor.leave();
         }
-        self.events.push_back(ClientEvent::CallEnded);
+        self.timeline.push_back(timeline(
+            &self.config.uri,
+            9,
+            time,
+            format!("BYE: {tg} ended"),
+        ));
+        self.events.push_back(ClientEvent::CallEnded {
+            temporary_group_id: tg,
+        });
+        Ok(())
+    }
+
+    /// A CANCEL for a call request this client already answered: 200 to
+    /// the CANCEL, no effect on the call (RFC 3261 9.2); the canceller
+    /// ends it with BYE.
+    fn on_cancel(
+        &mut self,
+        _time: Time,
+        from: &str,
+        req: &Request,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(), Error> {
+        let known = self
+            .calls
+            .values()
+            .any(|c| c.role == CallRole::Receiver && cancels(req, &c.invite));
+        if known {
+            self.ua
+                .respond(from, req, StatusCode::OK, None, Answer::Empty, rng)
+                .map(|_| ())
+        } else {
+            self.ua.no_such_transaction(from, req, rng)
+        }
+    }
+
+    /// The controlling server's in-call report that a group left.
+    fn on_info(
+        &mut self,
+        from: &str,
+        req: &Request,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(), Error> {
+        let tg = self
+            .calls
+            .iter()
+            .find(|(_, c)| c.dialog.as_ref().is_some_and(|d| d.matches(req)))
+            .map(|(tg, _)| tg.clone());
+        let Some(tg) = tg else {
+            return self.ua.no_such_transaction(from, req, rng);
+        };
+        let ours = req
+            .header("Info-Package")
+            .is_some_and(|p| p.trim() == GROUP_LOST_INFO_PACKAGE)
+            && req
+                .content_type()
+                .is_some_and(|c| c.trim().eq_ignore_ascii_case(CALL_RESULT_CONTENT_TYPE));
+        let parsed = ours.then(|| CallResult::parse(req.body()));
+        let Some(Ok(doc)) = parsed else {
+            // RFC 6086 4.2.2: an Info-Package we did not ask for is 469.
+            return self
+                .ua
+                .respond(
+                    from,
+                    req,
+                    StatusCode(469),
+                    Some("Bad Info Package"),
+                    Answer::Empty,
+                    rng,
+                )
+                .map(|_| ());
+        };
+        self.ua
+            .respond(from, req, StatusCode::OK, None, Answer::Empty, rng)?;
+        for g in doc.groups {
+            self.events.push_back(ClientEvent::GroupLost {
+                temporary_group_id: tg.clone(),
+                result: g.result,
+            });
+        }
         Ok(())
     }
 }

@@ -1,25 +1,43 @@
-//! The controlling server of the temporary group call: authorisation
-//! (step 2), fan-out per constituent group (steps 3 and 8), aggregation
-//! (step 7) and floor arbitration (step 9).
+//! The controlling server of temporary group calls: authorisation (step
+//! 2), fan-out per constituent group (steps 3 and 8), aggregation under a
+//! deadline (step 7) and floor arbitration (step 9), for any number of
+//! concurrent calls (one per temporary group at a time).
 //!
 //! Structurally keyless: it has no GMK, TGMK or user key field and never
 //! calls into `mcx_mikey`'s key functions. The wrapped copies pass
 //! through as opaque octets.
+//!
+//! Every call record ends: on the initiator's BYE or CANCEL, the floor
+//! release, a failed set-up, the initiator's 2xx never ACKed, the
+//! maximum call duration or [`ControllingServer::shutdown`]. Every wait
+//! is bounded: a constituent group that has not answered by the group
+//! deadline is CANCELled (if it sent a provisional response) or abandoned
+//! (RFC 3261 9.1), and the initiator is answered with what is known.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use mcx_floor::{ArbitratorConfig, ArbitratorEvent, BroadcastArbitrator, ParticipantId};
+use mcx_floor::{
+    ArbitratorConfig, ArbitratorEvent, ArbitratorState, BroadcastArbitrator, ParticipantId,
+};
 use mcx_sip::{Dialog, Limits, Message, Method, Request, Response, StatusCode};
 use rand_core::CryptoRng;
 
+use crate::agenda::{Agenda, Slot};
 use crate::info::McpttInfo;
-use crate::sip::{self, rand8};
-use crate::{
-    ACCEPTANCE_HEADER, Channel, Error, MEMBER_HEADER, Time, TimelineEntry, Transmit, timeline,
+use crate::result::{
+    CallResult, FailureCause, GroupFailure, GroupReport, GroupResult, MemberOutcome,
 };
+use crate::sip::{self, without_body};
+use crate::ua::{Answer, UserAgent, cancels};
+use crate::{Channel, Error, Time, TimelineEntry, Transmit, timeline};
+
+/// The Info-Package of the in-dialog INFO by which the controlling server
+/// tells the initiator that a constituent group left the call (body: a
+/// call result whose group has `failure="lost"`; RFC 6086).
+pub const GROUP_LOST_INFO_PACKAGE: &str = "mcx.call-result";
 
 /// A temporary group the controlling server owns: its ID and, per
 /// constituent group, the address of the MC server owning it.
@@ -40,49 +58,46 @@ pub struct ControllingServerConfig {
     pub allowed_initiators: Vec<String>,
     /// The temporary groups it controls.
     pub temporary_groups: Vec<TemporaryGroup>,
-    /// SSRC of its floor control packets.
-    pub floor_ssrc: u32,
+    /// How long each constituent group has to answer before the
+    /// initiator is answered without it. Must be shorter than the
+    /// initiator's own wait and longer than the MC servers' member
+    /// deadline.
+    pub group_deadline: Duration,
+    /// Longest call; then it is ended with BYE on every leg.
+    pub max_call_duration: Duration,
+    /// How long a 2xx to the initiator may stay un-ACKed before the call
+    /// is ended with BYE (RFC 3261 13.3.1.4: 64·T1).
+    pub ack_wait: Duration,
+    /// Most concurrent calls; beyond, 503.
+    pub max_calls: usize,
 }
 
-/// The acceptance of one constituent group.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GroupResult {
-    /// The constituent group.
-    pub group_id: String,
-    /// Members that accepted (unwrapped the TGMK and answered 200).
-    pub accepted: u32,
-    /// Members that refused or failed.
-    pub rejected: u32,
-}
+impl ControllingServerConfig {
+    /// Default group deadline.
+    pub const DEFAULT_GROUP_DEADLINE: Duration = Duration::from_secs(5);
+    /// Default maximum call duration.
+    pub const DEFAULT_MAX_CALL_DURATION: Duration = Duration::from_secs(3600);
+    /// Default ACK wait (64·T1 with T1 = 500 ms).
+    pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(32);
+    /// Default most concurrent calls.
+    pub const DEFAULT_MAX_CALLS: usize = 10_000;
 
-impl GroupResult {
-    pub(crate) fn header_value(&self) -> String {
-        format!(
-            "group=\"{}\";accepted={};rejected={}",
-            self.group_id, self.accepted, self.rejected
-        )
-    }
-}
-
-/// Parses an [`ACCEPTANCE_HEADER`] value.
-pub(crate) fn parse_acceptance(v: &str) -> Option<GroupResult> {
-    let mut group = None;
-    let mut accepted = None;
-    let mut rejected = None;
-    for p in v.split(';') {
-        let (k, val) = p.trim().split_once('=')?;
-        match k {
-            "group" => group = Some(val.trim_matches('"').to_owned()),
-            "accepted" => accepted = val.parse().ok(),
-            "rejected" => rejected = val.parse().ok(),
-            _ => {}
+    /// A configuration with the default deadlines and limits.
+    pub fn new(
+        uri: impl Into<String>,
+        allowed_initiators: Vec<String>,
+        temporary_groups: Vec<TemporaryGroup>,
+    ) -> Self {
+        Self {
+            uri: uri.into(),
+            allowed_initiators,
+            temporary_groups,
+            group_deadline: Self::DEFAULT_GROUP_DEADLINE,
+            max_call_duration: Self::DEFAULT_MAX_CALL_DURATION,
+            ack_wait: Self::DEFAULT_ACK_WAIT,
+            max_calls: Self::DEFAULT_MAX_CALLS,
         }
     }
-    Some(GroupResult {
-        group_id: group?,
-        accepted: accepted?,
-        rejected: rejected?,
-    })
 }
 
 /// What happened at the controlling server.
@@ -98,53 +113,141 @@ pub enum ControllingEvent {
         /// Reason phrase sent.
         reason: String,
     },
-    /// An MC server reported a group's acceptance.
-    GroupReported(GroupResult),
-    /// Every constituent group answered; the initiator was answered.
+    /// A constituent group's leg was decided (answered, or failed).
+    GroupReported {
+        /// The temporary group.
+        temporary_group_id: String,
+        /// The group's result.
+        result: GroupResult,
+    },
+    /// Every constituent group answered or failed; the initiator was
+    /// answered 200 (at least one group joined).
     CallEstablished {
         /// The temporary group.
         temporary_group_id: String,
         /// Per-group acceptance.
         groups: Vec<GroupResult>,
     },
-    /// A floor arbitration event.
-    Floor(ArbitratorEvent),
-    /// The call ended; BYE sent to the initiator and the MC servers.
-    CallEnded,
+    /// No group joined: the initiator was answered 480 with the reasons.
+    CallFailed {
+        /// The temporary group.
+        temporary_group_id: String,
+        /// Per-group results with their failures.
+        groups: Vec<GroupResult>,
+    },
+    /// A group left an established call; the initiator was told (INFO).
+    GroupLost {
+        /// The temporary group.
+        temporary_group_id: String,
+        /// The group, with `failure` set.
+        result: GroupResult,
+    },
+    /// A floor arbitration event of a call.
+    Floor {
+        /// The temporary group.
+        temporary_group_id: String,
+        /// The event.
+        event: ArbitratorEvent,
+    },
+    /// The call ended; BYE sent on its legs.
+    CallEnded {
+        /// The temporary group.
+        temporary_group_id: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A leg toward one constituent group's MC server.
+enum LegState {
+    /// INVITE sent; `provisional` once a 1xx came (CANCEL allowed).
+    Trying { provisional: bool },
+    /// 2xx received and ACKed.
+    Joined(Dialog),
+    /// Failed, refused, cancelled or abandoned; a late 2xx is ACKed and BYEd.
+    Over,
 }
 
 struct Leg {
     group_id: String,
     server: String,
+    /// The INVITE as sent, without its body (CANCEL, dialog).
     invite: Request,
-    result: Option<GroupResult>,
-    members: Vec<String>,
-    dialog: Option<Dialog>,
+    state: LegState,
+    result: Option<GroupReport>,
+}
+
+enum Phase {
+    /// Waiting for the legs.
+    SettingUp,
+    /// The initiator was answered 200; `acked` once its ACK came.
+    Established { acked: bool },
+}
+
+type CallNo = u64;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    GroupDeadline,
+    AckWait,
+    MaxDuration,
+    Floor,
 }
 
 struct Call {
     temporary_group_id: String,
     initiator: String,
     initiator_addr: String,
+    /// The initiator's INVITE without its body.
     invite: Request,
+    initiator_ssrc: Option<u32>,
     legs: Vec<Leg>,
+    phase: Phase,
     initiator_dialog: Option<Dialog>,
+    floor_ssrc: u32,
     arbitrator: Option<BroadcastArbitrator>,
     /// Address of each floor participant, by `ParticipantId`.
     participants: Vec<String>,
-    ended: bool,
+    /// Pending timers: (kind, slot in the server's agenda).
+    timers: Vec<(Timer, Slot)>,
+    started: Instant,
+    /// Last SIP activity (for the late-2xx memory of its legs).
+    last_touch: Instant,
+}
+
+impl Call {
+    fn leg_by_call_id(&mut self, call_id: &str) -> Option<&mut Leg> {
+        self.legs
+            .iter_mut()
+            .find(|l| l.invite.call_id().is_ok_and(|c| c == call_id))
+    }
 }
 
 /// The controlling server (sans-IO). Holds no key material.
 ///
-/// Inputs: [`ControllingServer::handle`] (datagrams),
-/// [`ControllingServer::handle_timeout`]. Outputs:
+/// Inputs: [`ControllingServer::handle`] / [`ControllingServer::handle_sip`]
+/// (network), [`ControllingServer::handle_timeout`],
+/// [`ControllingServer::shutdown`]. Outputs:
 /// [`ControllingServer::poll_transmit`], [`ControllingServer::poll_timeout`],
 /// [`ControllingServer::poll_event`], [`ControllingServer::poll_timeline`].
 pub struct ControllingServer {
     config: ControllingServerConfig,
-    call: Option<Call>,
-    transmits: VecDeque<Transmit>,
+    ua: UserAgent,
+    calls: BTreeMap<CallNo, Call>,
+    next_no: CallNo,
+    /// Live call of each temporary group.
+    by_group: HashMap<String, CallNo>,
+    /// Call-IDs of the initiator's INVITE and of every leg.
+    by_call_id: HashMap<String, CallNo>,
+    /// Floor participants by (address, floor SSRC); SSRC 0 when the
+    /// participant announced none.
+    floor_index: HashMap<(String, u32), (CallNo, usize)>,
+    agenda: Agenda<(CallNo, Timer)>,
+    gone_legs: GoneLegs,
+    /// Floor participants of recently ended calls, and when it ended.
+    ended_floor: HashMap<(String, u32), Instant>,
+    /// Floor packets that matched no call (dropped).
+    stray_floor: u64,
     events: VecDeque<ControllingEvent>,
     timeline: VecDeque<TimelineEntry>,
 }
@@ -153,18 +256,33 @@ impl fmt::Debug for ControllingServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ControllingServer")
             .field("uri", &self.config.uri)
-            .field("in_call", &self.call.as_ref().is_some_and(|c| !c.ended))
+            .field("calls", &self.calls.len())
             .finish_non_exhaustive()
     }
+}
+
+/// The sender SSRC of an RTCP packet (octets 4..8).
+pub(crate) fn rtcp_ssrc(bytes: &[u8]) -> Option<u32> {
+    let b: [u8; 4] = bytes.get(4..8)?.try_into().ok()?;
+    Some(u32::from_be_bytes(b))
 }
 
 impl ControllingServer {
     /// A controlling server.
     pub fn new(config: ControllingServerConfig) -> Self {
+        let ua = UserAgent::new(&config.uri);
         Self {
             config,
-            call: None,
-            transmits: VecDeque::new(),
+            ua,
+            calls: BTreeMap::new(),
+            next_no: 1,
+            by_group: HashMap::new(),
+            by_call_id: HashMap::new(),
+            floor_index: HashMap::new(),
+            agenda: Agenda::new(),
+            gone_legs: GoneLegs::default(),
+            ended_floor: HashMap::new(),
+            stray_floor: 0,
             events: VecDeque::new(),
             timeline: VecDeque::new(),
         }
@@ -175,9 +293,29 @@ impl ControllingServer {
         &self.config.uri
     }
 
-    /// The floor arbitrator of the current call, once established.
-    pub fn arbitrator(&self) -> Option<&BroadcastArbitrator> {
-        self.call.as_ref().and_then(|c| c.arbitrator.as_ref())
+    /// Number of call records held (set-up and established).
+    pub fn call_count(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// The temporary groups with a call now.
+    pub fn active_calls(&self) -> Vec<String> {
+        self.calls
+            .values()
+            .map(|c| c.temporary_group_id.clone())
+            .collect()
+    }
+
+    /// Floor packets dropped because they matched no call.
+    pub fn stray_floor_packets(&self) -> u64 {
+        self.stray_floor
+    }
+
+    /// The floor arbitrator of the call of `temporary_group_id`, once
+    /// established.
+    pub fn arbitrator(&self, temporary_group_id: &str) -> Option<&BroadcastArbitrator> {
+        let no = self.by_group.get(temporary_group_id)?;
+        self.calls.get(no)?.arbitrator.as_ref()
     }
 
     /// Handles a datagram from `from`.
@@ -194,24 +332,7 @@ impl ControllingServer {
         rng: &mut impl CryptoRng,
     ) -> Result<(), Error> {
         match channel {
-            Channel::Floor => {
-                let call = self
-                    .call
-                    .as_mut()
-                    .ok_or(Error::Unexpected("floor packet outside a call"))?;
-                let pid = call
-                    .participants
-                    .iter()
-                    .position(|p| p == from)
-                    .ok_or_else(|| Error::Unknown(format!("floor participant {from}")))?;
-                let arb = call
-                    .arbitrator
-                    .as_mut()
-                    .ok_or(Error::Unexpected("floor packet before set-up"))?;
-                let r = arb.handle(time.instant, ParticipantId(pid), bytes);
-                self.drain_floor(time, rng)?;
-                Ok(r?)
-            }
+            Channel::Floor => self.on_floor(time, from, bytes, rng),
             Channel::Sip => self.handle_sip(time, from, sip::parse(bytes)?, rng),
         }
     }
@@ -236,42 +357,71 @@ impl ControllingServer {
             Message::Request(req) => match req.method() {
                 Method::Invite => self.on_invite(time, from, req, rng),
                 Method::Bye => self.on_bye(time, from, &req, rng),
-                _ => {
-                    let busy = self.call.as_ref().is_some_and(|c| !c.ended);
-                    if let Some(r) = sip::answer_other_method(&req, busy, &self.config.uri, rng)? {
-                        self.send(from.to_owned(), Channel::Sip, r.to_bytes());
-                    }
+                Method::Cancel => self.on_cancel(time, from, &req, rng),
+                Method::Ack => {
+                    self.on_ack(&req);
                     Ok(())
                 }
+                _ => self.ua.answer_other_method(from, &req, false, rng),
             },
             Message::Response(resp) => self.on_response(time, &resp, rng),
         }
     }
 
-    /// Floor timers (Floor Ack retransmissions).
+    /// Fires the timers due at `time`: group deadlines, ACK waits,
+    /// maximum call durations, floor retransmissions.
     ///
     /// # Errors
-    /// [`Error::SipBuild`] if a BYE cannot be built.
+    /// [`Error::SipBuild`] if a request cannot be built.
     pub fn handle_timeout(&mut self, time: Time, rng: &mut impl CryptoRng) -> Result<(), Error> {
-        if let Some(a) = self.call.as_mut().and_then(|c| c.arbitrator.as_mut()) {
-            a.handle_timeout(time.instant);
+        while let Some((no, timer)) = self.agenda.pop_due(time.instant) {
+            let Some(call) = self.calls.get_mut(&no) else {
+                continue;
+            };
+            call.timers.retain(|(t, _)| *t != timer);
+            match timer {
+                Timer::GroupDeadline => self.deadline(time, no, rng)?,
+                Timer::AckWait => {
+                    self.end_call(time, no, "the initiator never ACKed the 2xx", rng)?;
+                }
+                Timer::MaxDuration => {
+                    self.end_call(time, no, "maximum call duration reached", rng)?;
+                }
+                Timer::Floor => {
+                    if let Some(a) = call.arbitrator.as_mut() {
+                        a.handle_timeout(time.instant);
+                    }
+                    self.drain_floor(time, no, rng)?;
+                }
+            }
         }
-        self.drain_floor(time, rng)
+        Ok(())
+    }
+
+    /// Ends every call: set-ups are answered 503 and their legs cancelled,
+    /// established calls get BYE on every leg. For an orderly stop
+    /// (SIGTERM); the driver then lets the transactions finish.
+    ///
+    /// # Errors
+    /// [`Error::SipBuild`] if a request cannot be built.
+    pub fn shutdown(&mut self, time: Time, rng: &mut impl CryptoRng) -> Result<(), Error> {
+        let nos: Vec<CallNo> = self.calls.keys().copied().collect();
+        for no in nos {
+            self.end_call(time, no, "the controlling server is shutting down", rng)?;
+        }
+        Ok(())
     }
 
     /// The next datagram to send.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        self.ua.poll_transmit()
     }
 
     /// The next timer deadline.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.call
-            .as_ref()
-            .and_then(|c| c.arbitrator.as_ref())
-            .and_then(BroadcastArbitrator::poll_timeout)
+        self.agenda.first()
     }
 
     /// The next application event.
@@ -286,13 +436,26 @@ impl ControllingServer {
         self.timeline.pop_front()
     }
 
-    fn send(&mut self, to: String, channel: Channel, contents: Vec<u8>) {
-        self.transmits.push_back(Transmit {
-            from: self.config.uri.clone(),
-            to,
-            channel,
-            contents,
-        });
+    fn set_timer(&mut self, no: CallNo, timer: Timer, at: Instant) {
+        let Some(call) = self.calls.get_mut(&no) else {
+            return;
+        };
+        if let Some(i) = call.timers.iter().position(|(t, _)| *t == timer) {
+            let (_, slot) = call.timers.swap_remove(i);
+            self.agenda.remove(slot);
+        }
+        let slot = self.agenda.insert(at, (no, timer));
+        call.timers.push((timer, slot));
+    }
+
+    fn clear_timer(&mut self, no: CallNo, timer: Timer) {
+        let Some(call) = self.calls.get_mut(&no) else {
+            return;
+        };
+        if let Some(i) = call.timers.iter().position(|(t, _)| *t == timer) {
+            let (_, slot) = call.timers.swap_remove(i);
+            self.agenda.remove(slot);
+        }
     }
 
     fn reject(
@@ -303,9 +466,8 @@ impl ControllingServer {
         reason: &str,
         rng: &mut impl CryptoRng,
     ) -> Result<(), Error> {
-        let tag = mcx_sip::new_tag(rand8(rng));
-        let r = sip::respond(req, status, Some(reason), &self.config.uri, &tag, None)?;
-        self.send(from.to_owned(), Channel::Sip, r.to_bytes());
+        self.ua
+            .respond(from, req, status, Some(reason), Answer::Empty, rng)?;
         self.events.push_back(ControllingEvent::CallRejected {
             initiator: sip::from_uri(req).unwrap_or_default(),
             status: status.0,
@@ -322,8 +484,15 @@ impl ControllingServer {
         req: Request,
         rng: &mut impl CryptoRng,
     ) -> Result<(), Error> {
-        if self.call.as_ref().is_some_and(|c| !c.ended) {
-            return self.reject(from, &req, StatusCode::BUSY_HERE, "Busy Here", rng);
+        if req.to()?.tag.is_some() {
+            // No re-INVITE in this call model.
+            return self.reject(
+                from,
+                &req,
+                StatusCode(488),
+                "Not Acceptable Here - re-INVITE not supported",
+                rng,
+            );
         }
         let initiator = sip::from_uri(&req)?;
         if !self.config.allowed_initiators.contains(&initiator) {
@@ -350,6 +519,24 @@ impl ControllingServer {
                 rng,
             );
         };
+        if self.by_group.contains_key(&tg.id) {
+            return self.reject(
+                from,
+                &req,
+                StatusCode::BUSY_HERE,
+                "Busy Here - a call of this temporary group is in progress",
+                rng,
+            );
+        }
+        if self.calls.len() >= self.config.max_calls {
+            return self.reject(
+                from,
+                &req,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service Unavailable - call limit reached",
+                rng,
+            );
+        }
         let Ok(body) = sip::read_call_body(&req) else {
             return self.reject(
                 from,
@@ -396,6 +583,17 @@ impl ControllingServer {
                 copies.len()
             ),
         ));
+        // The floor control server of this call is us: members learn our
+        // per-call floor SSRC from the offer we forward.
+        let floor_ssrc = loop {
+            let s = rng.next_u32();
+            if s != 0 {
+                break s;
+            }
+        };
+        let offer = crate::sdp::with_floor_ssrc(&body.sdp, floor_ssrc, &me);
+        let no = self.next_no;
+        self.next_no += 1;
         let mut legs = Vec::with_capacity(copies.len());
         for (i, ((group_id, server), copy)) in tg.constituents.iter().zip(copies).enumerate() {
             let info = McpttInfo {
@@ -406,18 +604,14 @@ impl ControllingServer {
                 broadcast: true,
                 associated_group_id: Some(tg.id.clone()),
             };
-            let mut mp = sip::call_body(
-                String::from_utf8_lossy(&body.sdp).into_owned(),
-                &info,
-                &[(group_id.as_str(), &copy)],
-                rng,
-            );
+            let mut mp = sip::call_body(offer.clone(), &info, &[(group_id.as_str(), &copy)], rng);
             let pai = [(
                 mcx_sip::headers::P_ASSERTED_IDENTITY,
                 format!("<{initiator}>"),
             )];
             let invite = sip::invite(&initiator, &me, group_id, &mut mp, &pai, rng)?;
-            self.send(server.clone(), Channel::Sip, invite.to_bytes());
+            self.ua.send_request(server, &invite);
+            self.by_call_id.insert(invite.call_id()?.to_owned(), no);
             let (step, what) = if i == 0 {
                 (3, "")
             } else {
@@ -432,142 +626,344 @@ impl ControllingServer {
             legs.push(Leg {
                 group_id: group_id.clone(),
                 server: server.clone(),
-                invite,
+                invite: without_body(&invite),
+                state: LegState::Trying { provisional: false },
                 result: None,
-                members: Vec::new(),
-                dialog: None,
             });
         }
-        self.call = Some(Call {
-            temporary_group_id: tg.id,
-            initiator,
-            initiator_addr: from.to_owned(),
-            invite: req,
-            legs,
-            initiator_dialog: None,
-            arbitrator: None,
-            participants: Vec::new(),
-            ended: false,
-        });
+        self.by_call_id.insert(req.call_id()?.to_owned(), no);
+        self.by_group.insert(tg.id.clone(), no);
+        self.calls.insert(
+            no,
+            Call {
+                temporary_group_id: tg.id,
+                initiator,
+                initiator_addr: from.to_owned(),
+                invite: without_body(&req),
+                initiator_ssrc: crate::sdp::floor_ssrc(&body.sdp),
+                legs,
+                phase: Phase::SettingUp,
+                initiator_dialog: None,
+                floor_ssrc,
+                arbitrator: None,
+                participants: Vec::new(),
+                timers: Vec::new(),
+                started: time.instant,
+                last_touch: time.instant,
+            },
+        );
+        self.set_timer(
+            no,
+            Timer::GroupDeadline,
+            time.instant + self.config.group_deadline,
+        );
+        self.set_timer(
+            no,
+            Timer::MaxDuration,
+            time.instant + self.config.max_call_duration,
+        );
         Ok(())
     }
 
-    /// Step 7 (reports) and the answer to the initiator.
+    /// Step 7: a leg's answer.
     fn on_response(
         &mut self,
         time: Time,
         resp: &Response,
         rng: &mut impl CryptoRng,
     ) -> Result<(), Error> {
-        let Some(call) = self.call.as_mut() else {
-            return Ok(());
-        };
-        if resp.cseq()?.1 != Method::Invite || resp.status().is_provisional() {
-            return Ok(()); // BYE answers, 1xx
+        let (_, method) = resp.cseq()?;
+        if method != Method::Invite {
+            return Ok(()); // answers to BYE, CANCEL, INFO
         }
         let cid = resp.call_id()?;
-        // The leg is known by its Call-ID (random, one per MC server
-        // INVITE), not by `from`: a synthesized 408 (Timer B) delivered by
-        // a `SipLink` names the Request-URI (the group), not the server.
-        let Some(leg) = call
-            .legs
-            .iter_mut()
-            .find(|l| l.invite.call_id().is_ok_and(|c| c == cid))
-        else {
+        let Some(&no) = self.by_call_id.get(cid) else {
+            // A leg of a call that is over: a late 2xx still makes a
+            // dialog at the MC server, which must be ended.
+            if status_is_2xx(resp) {
+                if let Some((server, invite)) = self.gone_legs.take(cid) {
+                    self.ua.refuse_late_2xx(&server, &invite, resp, rng)?;
+                }
+            }
             return Ok(());
         };
-        if leg.result.is_some() {
-            return Ok(()); // retransmitted final answer
+        if let Some(c) = self.calls.get_mut(&no) {
+            c.last_touch = time.instant;
         }
-        let reported = resp
-            .headers()
-            .get_all(ACCEPTANCE_HEADER)
-            .find_map(parse_acceptance);
-        let mut result = reported.unwrap_or_else(|| GroupResult {
-            group_id: leg.group_id.clone(),
-            accepted: 0,
-            rejected: 0,
-        });
-        result.group_id.clone_from(&leg.group_id);
-        let me = self.config.uri.clone();
-        if resp.status().is_success() {
-            let d = Dialog::uac(&leg.invite, resp)?;
-            let ack = d.ack(("UDP", &sip::host_of(&me)), rand8(rng))?;
-            leg.dialog = Some(d);
-            leg.members = resp
-                .headers()
-                .get_all(MEMBER_HEADER)
-                .map(|m| m.trim_matches(['<', '>']).to_owned())
-                .collect();
-            let server = leg.server.clone();
-            self.transmits.push_back(Transmit {
-                from: me.clone(),
-                to: server,
-                channel: Channel::Sip,
-                contents: ack.to_bytes(),
-            });
-        } else {
-            result.accepted = 0;
-        }
-        leg.result = Some(result.clone());
-        self.timeline.push_back(timeline(
-            &me,
-            7,
-            time,
-            format!(
-                "{} reported {}: {} accepted, {} rejected",
-                leg.server, result.group_id, result.accepted, result.rejected
-            ),
-        ));
-        self.events
-            .push_back(ControllingEvent::GroupReported(result));
-        if call.legs.iter().any(|l| l.result.is_none()) {
+        let Some(call) = self.calls.get_mut(&no) else {
             return Ok(());
+        };
+        let tg = call.temporary_group_id.clone();
+        let Some(leg) = call.leg_by_call_id(cid) else {
+            return Ok(());
+        };
+        let status = resp.status();
+        match (&mut leg.state, status.is_provisional()) {
+            (LegState::Trying { provisional }, true) => {
+                *provisional = true;
+                return Ok(());
+            }
+            (_, true) | (LegState::Joined(_), false) => return Ok(()),
+            (LegState::Over, false) => {
+                if status.is_success() {
+                    let (server, invite) = (leg.server.clone(), leg.invite.clone());
+                    self.ua.refuse_late_2xx(&server, &invite, resp, rng)?;
+                }
+                return Ok(());
+            }
+            (LegState::Trying { .. }, false) => {}
         }
-        self.answer_initiator(time, rng)
+        let body = sip::read_answer(resp);
+        let group_id = leg.group_id.clone();
+        let server = leg.server.clone();
+        let mut report = body
+            .as_ref()
+            .ok()
+            .and_then(|b| b.result.as_ref())
+            .and_then(|r| r.groups.iter().find(|g| g.result.group_id == group_id))
+            .cloned();
+        if status.is_success() {
+            let d = self.ua.confirm(&server, &leg.invite, resp, rng)?;
+            leg.state = LegState::Joined(d);
+            let report = report.get_or_insert_with(|| GroupReport {
+                result: GroupResult::joined(group_id.clone(), 0, 0),
+                members: Vec::new(),
+            });
+            report.result.failure = None;
+        } else {
+            leg.state = LegState::Over;
+            let failure = match report.as_ref().and_then(|r| r.result.failure.clone()) {
+                Some(f) => f,
+                None => leg_failure(&server, resp),
+            };
+            let rejected = report.as_ref().map_or(0, |r| r.result.rejected);
+            let members = report.map(|r| r.members).unwrap_or_default();
+            report = Some(GroupReport {
+                result: GroupResult {
+                    group_id: group_id.clone(),
+                    accepted: 0,
+                    rejected,
+                    failure: Some(failure),
+                },
+                members,
+            });
+        }
+        let report = report.unwrap_or_else(|| GroupReport {
+            result: GroupResult::joined(group_id.clone(), 0, 0),
+            members: Vec::new(),
+        });
+        self.record_leg(time, no, &group_id, report, &tg);
+        self.answer_if_complete(time, no, rng)
     }
 
-    fn answer_initiator(&mut self, time: Time, rng: &mut impl CryptoRng) -> Result<(), Error> {
+    fn record_leg(
+        &mut self,
+        time: Time,
+        no: CallNo,
+        group_id: &str,
+        report: GroupReport,
+        tg: &str,
+    ) {
+        let Some(call) = self.calls.get_mut(&no) else {
+            return;
+        };
+        let Some(leg) = call.legs.iter_mut().find(|l| l.group_id == group_id) else {
+            return;
+        };
+        let r = &report.result;
+        let detail = match &r.failure {
+            None => format!(
+                "{} reported {}: {} accepted, {} rejected",
+                leg.server, r.group_id, r.accepted, r.rejected
+            ),
+            Some(f) => format!(
+                "{} failed for {}: {} ({})",
+                leg.server,
+                r.group_id,
+                f.cause.as_str(),
+                f.detail
+            ),
+        };
+        self.events.push_back(ControllingEvent::GroupReported {
+            temporary_group_id: tg.to_owned(),
+            result: report.result.clone(),
+        });
+        leg.result = Some(report);
+        self.timeline
+            .push_back(timeline(&self.config.uri, 7, time, detail));
+    }
+
+    /// The group deadline: CANCEL the legs that sent a provisional
+    /// response, abandon the others (RFC 3261 9.1), answer the initiator.
+    fn deadline(&mut self, time: Time, no: CallNo, rng: &mut impl CryptoRng) -> Result<(), Error> {
+        let ms = self.config.group_deadline.as_millis();
+        let Some(call) = self.calls.get_mut(&no) else {
+            return Ok(());
+        };
+        if !matches!(call.phase, Phase::SettingUp) {
+            return Ok(());
+        }
+        let tg = call.temporary_group_id.clone();
+        let mut decided = Vec::new();
+        let mut cancels = Vec::new();
+        for leg in &mut call.legs {
+            let LegState::Trying { provisional } = leg.state else {
+                continue;
+            };
+            if provisional {
+                cancels.push((leg.server.clone(), leg.invite.clone()));
+            }
+            leg.state = LegState::Over;
+            let detail = if provisional {
+                format!(
+                    "no final answer from {} within {ms} ms; cancelled",
+                    leg.server
+                )
+            } else {
+                format!("no answer at all from {} within {ms} ms", leg.server)
+            };
+            decided.push((
+                leg.group_id.clone(),
+                GroupReport {
+                    result: GroupResult::failed(
+                        leg.group_id.clone(),
+                        GroupFailure {
+                            cause: if provisional {
+                                FailureCause::Timeout
+                            } else {
+                                FailureCause::Unreachable
+                            },
+                            status: None,
+                            member: None,
+                            detail,
+                        },
+                    ),
+                    members: Vec::new(),
+                },
+            ));
+        }
+        for (server, invite) in cancels {
+            self.ua.cancel(&server, &invite)?;
+        }
+        for (g, r) in decided {
+            self.record_leg(time, no, &g, r, &tg);
+        }
+        self.answer_if_complete(time, no, rng)
+    }
+
+    fn answer_if_complete(
+        &mut self,
+        time: Time,
+        no: CallNo,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(), Error> {
         let me = self.config.uri.clone();
-        let Some(call) = self.call.as_mut() else {
+        let Some(call) = self.calls.get_mut(&no) else {
             return Ok(());
         };
-        let groups: Vec<GroupResult> = call.legs.iter().filter_map(|l| l.result.clone()).collect();
-        let total: u32 = groups.iter().map(|g| g.accepted).sum();
-        let tag = mcx_sip::new_tag(rand8(rng));
-        let (status, sdp) = if total > 0 {
-            let sdp = crate::sdp::session(&me, &sip::host_of(&me), u64::from(rng.next_u32()));
-            (StatusCode::OK, Some(sdp))
-        } else {
-            (StatusCode::TEMPORARILY_UNAVAILABLE, None)
-        };
-        let mut resp = sip::respond(&call.invite, status, None, &me, &tag, sdp)?;
-        for g in &groups {
-            resp.headers_mut()
-                .push(ACCEPTANCE_HEADER, &g.header_value())?;
+        if !matches!(call.phase, Phase::SettingUp) || call.legs.iter().any(|l| l.result.is_none()) {
+            return Ok(());
         }
+        let reports: Vec<GroupReport> = call.legs.iter().filter_map(|l| l.result.clone()).collect();
+        let groups: Vec<GroupResult> = reports.iter().map(|r| r.result.clone()).collect();
+        // Toward the initiator: every group's summary, and of the
+        // members only those that did not accept.
+        let for_initiator = CallResult {
+            groups: reports
+                .iter()
+                .map(|r| GroupReport {
+                    result: r.result.clone(),
+                    members: r
+                        .members
+                        .iter()
+                        .filter(|m| !matches!(m.outcome, MemberOutcome::Accepted { .. }))
+                        .cloned()
+                        .collect(),
+                })
+                .collect(),
+        };
+        let tg = call.temporary_group_id.clone();
         let to = call.initiator_addr.clone();
-        if !status.is_success() {
-            call.ended = true;
-            self.send(to, Channel::Sip, resp.to_bytes());
+        let joined = groups.iter().any(|g| g.failure.is_none());
+        self.clear_timer(no, Timer::GroupDeadline);
+        if !joined {
+            let call = self.calls.get(&no).ok_or(Error::Unexpected("call gone"))?;
+            let invite = call.invite.clone();
+            self.ua.respond(
+                &to,
+                &invite,
+                StatusCode::TEMPORARILY_UNAVAILABLE,
+                Some("Temporarily Unavailable - no constituent group joined"),
+                Answer::Result(for_initiator),
+                rng,
+            )?;
+            self.events.push_back(ControllingEvent::CallFailed {
+                temporary_group_id: tg,
+                groups,
+            });
+            self.timeline.push_back(timeline(
+                &me,
+                9,
+                time,
+                "480 to initiator: no constituent group joined".to_owned(),
+            ));
+            self.remove_call(no);
             return Ok(());
         }
-        call.initiator_dialog = Some(Dialog::uas(&call.invite, &resp)?);
+        let Some(call) = self.calls.get_mut(&no) else {
+            return Ok(());
+        };
+        let sdp = crate::sdp::session(
+            &me,
+            &sip::host_of(&me),
+            u64::from(rng.next_u32()),
+            Some(call.floor_ssrc),
+        );
+        let invite = call.invite.clone();
+        let dialog = self
+            .ua
+            .accept(&to, &invite, Answer::SdpAndResult(sdp, for_initiator), rng)?;
+        let call = self
+            .calls
+            .get_mut(&no)
+            .ok_or(Error::Unexpected("call gone"))?;
+        call.initiator_dialog = Some(dialog);
+        call.phase = Phase::Established { acked: false };
         let mut arb = BroadcastArbitrator::new(
-            ArbitratorConfig::new(self.config.floor_ssrc),
+            ArbitratorConfig::new(call.floor_ssrc),
             call.initiator.clone(),
         )?;
         call.participants = vec![call.initiator_addr.clone()];
-        for m in call.legs.iter().flat_map(|l| l.members.iter()) {
-            if !call.participants.contains(m) {
-                arb.add_receiver(time.instant, m.clone())?;
-                call.participants.push(m.clone());
+        let mut index = vec![(
+            (
+                call.initiator_addr.clone(),
+                call.initiator_ssrc.unwrap_or(0),
+            ),
+            0,
+        )];
+        let mut total = 0u32;
+        for r in call.legs.iter().filter_map(|l| l.result.as_ref()) {
+            total = total.saturating_add(r.result.accepted);
+            for m in &r.members {
+                let MemberOutcome::Accepted { ssrc } = m.outcome else {
+                    continue;
+                };
+                if call.participants.contains(&m.uri) {
+                    continue;
+                }
+                arb.add_receiver(time.instant, m.uri.clone())?;
+                call.participants.push(m.uri.clone());
+                index.push((
+                    (m.uri.clone(), ssrc.unwrap_or(0)),
+                    call.participants.len() - 1,
+                ));
             }
         }
         arb.start(time.instant)?;
         call.arbitrator = Some(arb);
-        let tg = call.temporary_group_id.clone();
-        self.send(to, Channel::Sip, resp.to_bytes());
+        for (k, pid) in index {
+            self.floor_index.insert(k, (no, pid));
+        }
         self.events.push_back(ControllingEvent::CallEstablished {
             temporary_group_id: tg,
             groups,
@@ -578,11 +974,62 @@ impl ControllingServer {
             time,
             format!("200 OK to initiator; floor granted to initiator, taken for {total} receivers"),
         ));
-        self.drain_floor(time, rng)
+        self.set_timer(no, Timer::AckWait, time.instant + self.config.ack_wait);
+        self.drain_floor(time, no, rng)
     }
 
-    fn drain_floor(&mut self, time: Time, rng: &mut impl CryptoRng) -> Result<(), Error> {
-        let Some(call) = self.call.as_mut() else {
+    fn on_ack(&mut self, ack: &Request) {
+        let Some(&no) = ack.call_id().ok().and_then(|c| self.by_call_id.get(c)) else {
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&no) else {
+            return;
+        };
+        if let Phase::Established { acked } = &mut call.phase {
+            *acked = true;
+        }
+        self.clear_timer(no, Timer::AckWait);
+    }
+
+    fn on_floor(
+        &mut self,
+        time: Time,
+        from: &str,
+        bytes: &[u8],
+        rng: &mut impl CryptoRng,
+    ) -> Result<(), Error> {
+        let ssrc = rtcp_ssrc(bytes).ok_or(Error::Unexpected("floor packet too short"))?;
+        let found = self
+            .floor_index
+            .get(&(from.to_owned(), ssrc))
+            .or_else(|| self.floor_index.get(&(from.to_owned(), 0)))
+            .copied();
+        let Some((no, pid)) = found else {
+            if let Some(t) = self.ended_floor.get(&(from.to_owned(), ssrc)) {
+                if time.instant.saturating_duration_since(*t) < Duration::from_secs(10) {
+                    return Ok(()); // a late Floor Ack of an ended call
+                }
+            }
+            self.stray_floor += 1;
+            return Err(Error::Unknown(format!(
+                "floor packet from {from} (SSRC {ssrc:#x}) in no call"
+            )));
+        };
+        let Some(arb) = self.calls.get_mut(&no).and_then(|c| c.arbitrator.as_mut()) else {
+            return Err(Error::Unexpected("floor packet before set-up"));
+        };
+        let r = arb.handle(time.instant, ParticipantId(pid), bytes);
+        self.drain_floor(time, no, rng)?;
+        Ok(r?)
+    }
+
+    fn drain_floor(
+        &mut self,
+        time: Time,
+        no: CallNo,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(), Error> {
+        let Some(call) = self.calls.get_mut(&no) else {
             return Ok(());
         };
         let Some(arb) = call.arbitrator.as_mut() else {
@@ -600,55 +1047,126 @@ impl ControllingServer {
             ended |= e == ArbitratorEvent::CallEnded;
             evs.push(e);
         }
+        let next = arb.poll_timeout();
+        let tg = call.temporary_group_id.clone();
         for (to, c) in out {
-            self.send(to, Channel::Floor, c);
+            self.ua.send(&to, Channel::Floor, c);
         }
         self.events
-            .extend(evs.into_iter().map(ControllingEvent::Floor));
+            .extend(evs.into_iter().map(|event| ControllingEvent::Floor {
+                temporary_group_id: tg.clone(),
+                event,
+            }));
+        match next {
+            Some(at) => self.set_timer(no, Timer::Floor, at),
+            None => self.clear_timer(no, Timer::Floor),
+        }
         if ended {
-            self.end_call(time, rng)?;
+            self.end_call(time, no, "the initiator released the floor", rng)?;
         }
         Ok(())
     }
 
-    /// Sends BYE to the initiator and every MC server (TS 23.379: the
-    /// call ends with the originator's transmission).
-    fn end_call(&mut self, time: Time, rng: &mut impl CryptoRng) -> Result<(), Error> {
-        let me = self.config.uri.clone();
-        let host = sip::host_of(&me);
-        let Some(call) = self.call.as_mut() else {
+    /// Ends call `no` on every leg and drops its record: BYE where a
+    /// dialog exists, CANCEL where a leg is still trying (after a
+    /// provisional), 503 to an initiator still waiting for its answer.
+    fn end_call(
+        &mut self,
+        time: Time,
+        no: CallNo,
+        reason: &str,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(), Error> {
+        if let Some(c) = self.calls.get_mut(&no) {
+            c.last_touch = time.instant;
+        }
+        let Some(mut call) = self.remove_call(no) else {
             return Ok(());
         };
-        if call.ended {
-            return Ok(());
-        }
-        call.ended = true;
-        let mut out = Vec::new();
-        if let Some(d) = call.initiator_dialog.as_mut() {
-            out.push((
-                call.initiator_addr.clone(),
-                d.request_in_dialog(Method::Bye, ("UDP", &host), rand8(rng))?,
-            ));
-        }
-        for l in &mut call.legs {
-            if let Some(d) = l.dialog.as_mut() {
-                out.push((
-                    l.server.clone(),
-                    d.request_in_dialog(Method::Bye, ("UDP", &host), rand8(rng))?,
-                ));
+        if let Some(a) = call.arbitrator.as_mut() {
+            if a.state() != ArbitratorState::Ended {
+                a.end_call(time.instant)?;
+            }
+            while let Some(t) = a.poll_transmit() {
+                if let Some(to) = call.participants.get(t.destination.0) {
+                    self.ua.send(to, Channel::Floor, t.contents);
+                }
             }
         }
-        for (to, bye) in out {
-            self.send(to, Channel::Sip, bye.to_bytes());
+        match call.phase {
+            Phase::SettingUp => {
+                self.ua.respond(
+                    &call.initiator_addr,
+                    &call.invite,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Some(&format!("Service Unavailable - {reason}")),
+                    Answer::Empty,
+                    rng,
+                )?;
+            }
+            Phase::Established { .. } => {
+                if let Some(d) = call.initiator_dialog.as_mut() {
+                    self.ua.bye(&call.initiator_addr, d, rng)?;
+                }
+            }
+        }
+        for l in &mut call.legs {
+            match &mut l.state {
+                LegState::Joined(d) => self.ua.bye(&l.server, d, rng)?,
+                LegState::Trying { provisional: true } => self.ua.cancel(&l.server, &l.invite)?,
+                _ => {}
+            }
         }
         self.timeline.push_back(timeline(
-            &me,
+            &self.config.uri,
             9,
             time,
-            "initiator released the floor: BYE to all legs".to_owned(),
+            format!("call ended ({reason}): BYE to all legs"),
         ));
-        self.events.push_back(ControllingEvent::CallEnded);
+        self.events.push_back(ControllingEvent::CallEnded {
+            temporary_group_id: call.temporary_group_id,
+            reason: reason.to_owned(),
+        });
         Ok(())
+    }
+
+    /// Drops a call's record, its indexes and its timers.
+    fn remove_call(&mut self, no: CallNo) -> Option<Call> {
+        let call = self.calls.remove(&no)?;
+        for (_, slot) in &call.timers {
+            self.agenda.remove(*slot);
+        }
+        self.by_group.remove(&call.temporary_group_id);
+        if let Ok(c) = call.invite.call_id() {
+            self.by_call_id.remove(c);
+        }
+        for l in &call.legs {
+            if let Ok(c) = l.invite.call_id() {
+                self.by_call_id.remove(c);
+                // A leg that may still answer 2xx: remembered for a while
+                // so that a late 2xx is ACKed and BYEd, not left open.
+                if !matches!(l.state, LegState::Joined(_)) {
+                    self.gone_legs
+                        .remember(c, l.server.clone(), l.invite.clone(), call.last_touch);
+                }
+            }
+        }
+        // Floor Acks of the Floor Idle that ended the call still come:
+        // absorbed for a while, not errors.
+        let now = call.last_touch;
+        let keep = Duration::from_secs(10);
+        if self.ended_floor.len() > 16_384 {
+            self.ended_floor
+                .retain(|_, t| now.saturating_duration_since(*t) < keep);
+        }
+        let ended = &mut self.ended_floor;
+        self.floor_index.retain(|k, (n, _)| {
+            if *n == no {
+                ended.insert(k.clone(), now);
+            }
+            *n != no
+        });
+        Some(call)
     }
 
     fn on_bye(
@@ -658,33 +1176,212 @@ impl ControllingServer {
         req: &Request,
         rng: &mut impl CryptoRng,
     ) -> Result<(), Error> {
-        let tag = mcx_sip::new_tag(rand8(rng));
-        let me = self.config.uri.clone();
-        let ours = self
-            .call
-            .as_ref()
-            .and_then(|c| c.initiator_dialog.as_ref())
-            .is_some_and(|d| d.matches(req));
-        let status = if ours {
-            StatusCode::OK
-        } else {
-            StatusCode::CALL_DOES_NOT_EXIST
+        let no = req
+            .call_id()
+            .ok()
+            .and_then(|c| self.by_call_id.get(c))
+            .copied();
+        let Some(no) = no else {
+            return self.ua.no_such_transaction(from, req, rng);
         };
-        let r = sip::respond(req, status, None, &me, &tag, None)?;
-        self.send(from.to_owned(), Channel::Sip, r.to_bytes());
-        if ours {
-            if let Some(c) = self.call.as_mut() {
-                // The initiator hung up: no BYE back to it.
-                c.initiator_dialog = None;
-                if let Some(a) = c.arbitrator.as_mut() {
-                    if a.state() != mcx_floor::ArbitratorState::Ended {
-                        a.end_call(time.instant)?;
-                    }
-                }
+        if let Some(c) = self.calls.get_mut(&no) {
+            c.last_touch = time.instant;
+        }
+        let Some(call) = self.calls.get_mut(&no) else {
+            return self.ua.no_such_transaction(from, req, rng);
+        };
+        // The initiator hangs up: the call ends.
+        if call
+            .initiator_dialog
+            .as_ref()
+            .is_some_and(|d| d.matches(req))
+        {
+            self.ua
+                .respond(from, req, StatusCode::OK, None, Answer::Empty, rng)?;
+            if let Some(call) = self.calls.get_mut(&no) {
+                call.initiator_dialog = None; // no BYE back to it
             }
-            self.drain_floor(time, rng)?;
-            self.end_call(time, rng)?;
+            return self.end_call(time, no, "the initiator hung up", rng);
+        }
+        // An MC server ends its leg: the group is lost to the call.
+        let Some(leg) = call
+            .legs
+            .iter_mut()
+            .find(|l| matches!(&l.state, LegState::Joined(d) if d.matches(req)))
+        else {
+            return self.ua.no_such_transaction(from, req, rng);
+        };
+        leg.state = LegState::Over;
+        let server = leg.server.clone();
+        let result = GroupResult::failed(
+            leg.group_id.clone(),
+            GroupFailure {
+                cause: FailureCause::Lost,
+                status: None,
+                member: None,
+                detail: format!("{server} ended the group's leg"),
+            },
+        );
+        self.ua
+            .respond(from, req, StatusCode::OK, None, Answer::Empty, rng)?;
+        self.group_lost(time, no, result, rng)
+    }
+
+    /// Tells the initiator in-call that a group left (INFO with the call
+    /// result); ends the call if no group is left.
+    fn group_lost(
+        &mut self,
+        time: Time,
+        no: CallNo,
+        result: GroupResult,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(), Error> {
+        let Some(call) = self.calls.get_mut(&no) else {
+            return Ok(());
+        };
+        let tg = call.temporary_group_id.clone();
+        let to = call.initiator_addr.clone();
+        if let Some(d) = call.initiator_dialog.as_mut() {
+            let host = sip::host_of(&self.config.uri);
+            let mut info = d.request_in_dialog(Method::Info, ("UDP", &host), sip::rand8(rng))?;
+            info.headers_mut()
+                .push("Info-Package", GROUP_LOST_INFO_PACKAGE)?;
+            let body = CallResult {
+                groups: vec![GroupReport {
+                    result: result.clone(),
+                    members: Vec::new(),
+                }],
+            };
+            info.set_body(
+                Some(crate::result::CALL_RESULT_CONTENT_TYPE),
+                Bytes::from(body.to_xml()),
+            )?;
+            self.ua.send_request(&to, &info);
+        }
+        let none_left = !call
+            .legs
+            .iter()
+            .any(|l| matches!(l.state, LegState::Joined(_)));
+        self.timeline.push_back(timeline(
+            &self.config.uri,
+            9,
+            time,
+            format!("group {} lost; initiator told", result.group_id),
+        ));
+        self.events.push_back(ControllingEvent::GroupLost {
+            temporary_group_id: tg,
+            result,
+        });
+        if none_left {
+            self.end_call(time, no, "every constituent group left", rng)?;
         }
         Ok(())
+    }
+
+    /// The initiator cancels its call request (RFC 3261 9.2): 200 to the
+    /// CANCEL, 487 to the INVITE, the legs cancelled or ended.
+    fn on_cancel(
+        &mut self,
+        time: Time,
+        from: &str,
+        req: &Request,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(), Error> {
+        let no = req
+            .call_id()
+            .ok()
+            .and_then(|c| self.by_call_id.get(c))
+            .copied();
+        let pending = no.and_then(|no| {
+            let c = self.calls.get(&no)?;
+            (matches!(c.phase, Phase::SettingUp) && cancels(req, &c.invite))
+                .then(|| (no, c.invite.clone(), c.initiator_addr.clone()))
+        });
+        let Some((no, invite, to)) = pending else {
+            return self.ua.no_such_transaction(from, req, rng);
+        };
+        self.ua
+            .respond(from, req, StatusCode::OK, None, Answer::Empty, rng)?;
+        self.ua.respond(
+            &to,
+            &invite,
+            StatusCode::REQUEST_TERMINATED,
+            None,
+            Answer::Empty,
+            rng,
+        )?;
+        // Answered: end_call must not answer it again.
+        if let Some(c) = self.calls.get_mut(&no) {
+            c.phase = Phase::Established { acked: true };
+        }
+        self.end_call(time, no, "the initiator cancelled", rng)
+    }
+
+    /// How long a call has run (for operators).
+    pub fn call_age(&self, temporary_group_id: &str, now: Instant) -> Option<Duration> {
+        let no = self.by_group.get(temporary_group_id)?;
+        Some(now.saturating_duration_since(self.calls.get(no)?.started))
+    }
+}
+
+/// The failure of a leg answered with a non-2xx and no call result.
+fn leg_failure(server: &str, resp: &Response) -> GroupFailure {
+    let status = resp.status();
+    // 408 and 503 without a body are what the link synthesizes when the
+    // MC server cannot be reached (Timer B, transport error).
+    let cause = match status.0 {
+        408 | 503 if resp.body().is_empty() => FailureCause::Unreachable,
+        487 => FailureCause::Timeout,
+        _ => FailureCause::Refused,
+    };
+    GroupFailure {
+        cause,
+        status: Some(status.0),
+        member: None,
+        detail: format!("{server}: {} {}", status.0, resp.reason()),
+    }
+}
+
+fn status_is_2xx(resp: &Response) -> bool {
+    resp.status().is_success()
+}
+
+/// Legs of ended calls that may still get a late 2xx: (Call-ID → server,
+/// INVITE), oldest first, at most [`GoneLegs::CAPACITY`] and for
+/// [`GoneLegs::KEEP`] (the longest an MC server's INVITE transaction can
+/// live, Timer B / its member deadline being shorter).
+#[derive(Default)]
+pub(crate) struct GoneLegs {
+    order: VecDeque<(Instant, String)>,
+    legs: HashMap<String, (String, Request)>,
+}
+
+impl GoneLegs {
+    const CAPACITY: usize = 4096;
+    const KEEP: Duration = Duration::from_secs(64);
+
+    pub(crate) fn remember(
+        &mut self,
+        call_id: &str,
+        server: String,
+        invite: Request,
+        now: Instant,
+    ) {
+        while self.order.len() >= Self::CAPACITY
+            || self
+                .order
+                .front()
+                .is_some_and(|(t, _)| now.saturating_duration_since(*t) > Self::KEEP)
+        {
+            if let Some((_, c)) = self.order.pop_front() {
+                self.legs.remove(&c);
+            }
+        }
+        self.order.push_back((now, call_id.to_owned()));
+        self.legs.insert(call_id.to_owned(), (server, invite));
+    }
+
+    pub(crate) fn take(&mut self, call_id: &str) -> Option<(String, Request)> {
+        self.legs.remove(call_id)
     }
 }

@@ -32,6 +32,12 @@ pub enum Error {
     /// The MCPTT info body was malformed.
     #[error("mcptt-info: {0}")]
     Info(&'static str),
+    /// The call result body was malformed.
+    #[error("call result body: {0}")]
+    CallResult(&'static str),
+    /// A limit of this role was reached (open calls, concurrent calls).
+    #[error("limit reached: {0}")]
+    Limit(&'static str),
     /// A required part of a message is missing.
     #[error("missing {0}")]
     Missing(&'static str),

@@ -5,8 +5,8 @@
 //! ```text
 //!  Client (initiator) ──INVITE(SDP, mcptt-info, wrapped TGMK per group)──► ControllingServer
 //!  ControllingServer ──INVITE(only group A's wrap)──► McServer A ──INVITE──► members of A
-//!  members ──200 OK / 403 / 488──► McServer A ──200 OK + acceptance counts──► ControllingServer
-//!  ControllingServer ──200 OK + per-group counts──► initiator; BroadcastArbitrator grants the floor
+//!  members ──200 OK / 403 / 488──► McServer A ──200 OK + call result──► ControllingServer
+//!  ControllingServer ──200 OK + call result (per group)──► initiator; BroadcastArbitrator grants the floor
 //! ```
 //!
 //! - [`Client`]: an MC service client. Holds its KMS user keys, the KMS
@@ -34,35 +34,49 @@
 //! (a monotonic `Instant` for timers and Unix seconds for MIKEY time
 //! stamps), randomness as a [`rand_core::CryptoRng`].
 //!
+//! Many calls per role: the controlling server and the MC servers hold
+//! any number of concurrent calls (one per temporary group at a time),
+//! each with its own state, timers and floor; a client runs several
+//! calls, named by their temporary group. Every wait is bounded (group
+//! and member deadlines, the initiator's wait, ACK waits, maximum call
+//! duration) and every call record ends. Results travel in the call
+//! result body ([`CallResult`]).
+//!
 //! # Non-features
 //! - The roles themselves work at SIP message level and assume every
 //!   message arrives once; over real UDP/TCP put a [`SipLink`] in front
 //!   of each role (docs/core.md "SIP over the network").
 //! - No SRTP media: [`Client::media_keys`] gives the SRTP master keys
 //!   for `mcx-srtp`.
-//! - One temporary group call at a time per client and per controlling
-//!   server.
 #![forbid(unsafe_code)]
 
+mod agenda;
 mod client;
 mod controlling;
 mod error;
 mod info;
 mod link;
 mod mc_server;
+mod result;
 mod sdp;
 mod sip;
+mod ua;
 
 use std::time::Instant;
 
 pub use client::{Client, ClientConfig, ClientEvent, KeyConfirmation};
 pub use controlling::{
-    ControllingEvent, ControllingServer, ControllingServerConfig, GroupResult, TemporaryGroup,
+    ControllingEvent, ControllingServer, ControllingServerConfig, GROUP_LOST_INFO_PACKAGE,
+    TemporaryGroup,
 };
 pub use error::Error;
 pub use info::{McpttInfo, NAMESPACE as MCPTT_INFO_NAMESPACE};
 pub use link::{Delivery, LinkStats, SipLink};
-pub use mc_server::{McServer, McServerEvent};
+pub use mc_server::{McServer, McServerEvent, McServerLimits};
+pub use result::{
+    CALL_RESULT_CONTENT_TYPE, CALL_RESULT_NAMESPACE, CallResult, FailureCause, GroupFailure,
+    GroupReport, GroupResult, MemberOutcome, MemberResult,
+};
 
 /// The time input of every role: the monotonic clock for timers and the
 /// wall clock (Unix seconds) for MIKEY time stamps and replay windows.
@@ -115,15 +129,6 @@ pub const MCPTT_INFO_CONTENT_TYPE: &str = "application/vnd.3gpp.mcptt-info+xml";
 pub const MIKEY_CONTENT_TYPE: &str = "application/mikey";
 /// The SDP media type.
 pub const SDP_CONTENT_TYPE: &str = "application/sdp";
-/// The header an MC server uses to report a group's acceptance to the
-/// controlling server and the controlling server to the initiator
-/// (decision: `group=<uri>;accepted=<n>;rejected=<n>`).
-pub const ACCEPTANCE_HEADER: &str = "P-Mcx-Group-Acceptance";
-/// The header listing an accepting member (one per member) in an MC
-/// server's report, so the controlling server can admit it to floor
-/// control.
-pub const MEMBER_HEADER: &str = "P-Mcx-Accepted-Member";
-
 pub(crate) fn timeline(role: &str, step: u8, time: Time, detail: String) -> TimelineEntry {
     TimelineEntry {
         step,

@@ -32,6 +32,7 @@ use mcx_sip::{
 };
 
 use crate::Error;
+use crate::agenda::{Agenda, Slot};
 
 /// How long the role may take to give a final response to a non-INVITE
 /// request before the link answers 500 itself (in units of T1; the
@@ -148,48 +149,6 @@ struct SentAck {
 struct DialogPeer {
     uri: String,
     seq: u64,
-}
-
-/// An entry of an [`Agenda`]: the deadline and a tie-breaker unique in
-/// the agenda. Records keep their slots to remove them.
-type Slot = (Instant, u64);
-
-/// Deadlines in order, kept exact: whoever replaces or drops a record
-/// removes its slot, so the first entry is the earliest live deadline
-/// (no stale entries, no early wake-ups) and due entries pop in O(log n).
-/// Only `(Instant, u64)` is compared, never the keys.
-struct Agenda<K> {
-    entries: BTreeMap<Slot, K>,
-    seq: u64,
-}
-
-impl<K> Agenda<K> {
-    fn new() -> Self {
-        Self {
-            entries: BTreeMap::new(),
-            seq: 0,
-        }
-    }
-    fn insert(&mut self, at: Instant, key: K) -> Slot {
-        let slot = (at, self.seq);
-        self.seq += 1;
-        self.entries.insert(slot, key);
-        slot
-    }
-    fn remove(&mut self, slot: Slot) {
-        self.entries.remove(&slot);
-    }
-    fn first(&self) -> Option<Instant> {
-        self.entries.first_key_value().map(|(&(at, _), _)| at)
-    }
-    /// The key of the earliest entry due at `now`, removed.
-    fn pop_due(&mut self, now: Instant) -> Option<K> {
-        let e = self.entries.first_entry()?;
-        (e.key().0 <= now).then(|| e.remove())
-    }
-    fn len(&self) -> usize {
-        self.entries.len()
-    }
 }
 
 /// What an entry of [`SipLink::wake`] is for.
@@ -664,8 +623,8 @@ impl SipLink {
             return;
         };
         let status = resp.status();
-        if status == StatusCode::TRYING {
-            return; // hop by hop: it only stops Timer A
+        if status == StatusCode::TRYING && key.method != Method::Invite {
+            return; // hop by hop: it only stops Timer E
         }
         let contact = resp
             .contact()

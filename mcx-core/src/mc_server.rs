@@ -1,21 +1,32 @@
 //! The MC server of constituent groups (participating role): forwards a
 //! temporary group call request with only that group's wrapped TGMK to
-//! the group's members (step 4), gathers their answers and reports to the
-//! controlling server (step 7). It holds no key material.
+//! the group's members (step 4), gathers their answers under a deadline
+//! and reports to the controlling server (step 7), for any number of
+//! concurrent calls. It holds no key material.
+//!
+//! Every call record ends: on the controlling server's BYE or CANCEL, a
+//! failed fan-out, its 2xx never ACKed, the maximum call duration or
+//! [`McServer::shutdown`]. Members that have not answered by the member
+//! deadline are CANCELled (after a provisional response) or abandoned,
+//! and the group is reported with what is known.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mcx_sip::{Dialog, Limits, Message, Method, Request, Response, StatusCode};
 use rand_core::CryptoRng;
 
-use crate::controlling::GroupResult;
+use crate::agenda::{Agenda, Slot};
+use crate::controlling::GoneLegs;
 use crate::info::McpttInfo;
-use crate::sip::{self, rand8};
-use crate::{
-    ACCEPTANCE_HEADER, Channel, Error, MEMBER_HEADER, Time, TimelineEntry, Transmit, timeline,
+use crate::result::{
+    CallResult, FailureCause, GroupFailure, GroupReport, GroupResult, MemberOutcome, MemberResult,
 };
+use crate::sip::{self, without_body};
+use crate::ua::{Answer, UserAgent, cancels};
+use crate::{Channel, Error, Time, TimelineEntry, Transmit, timeline};
 
 /// What happened at an MC server.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,7 +43,7 @@ pub enum McServerEvent {
         /// Its reason phrase.
         reason: String,
     },
-    /// Every member of a group answered; the controlling server was told.
+    /// The group's fan-out was decided; the controlling server was told.
     GroupReported(GroupResult),
     /// A request was refused.
     Rejected {
@@ -41,37 +52,100 @@ pub enum McServerEvent {
         /// Reason phrase sent.
         reason: String,
     },
+    /// A call of a group ended; its members were sent BYE.
+    CallEnded {
+        /// The group.
+        group_id: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Deadlines and limits of an MC server.
+#[derive(Clone, Debug)]
+pub struct McServerLimits {
+    /// How long members have to answer before the group is reported
+    /// without them. Shorter than the controlling server's group deadline.
+    pub member_deadline: Duration,
+    /// Longest call.
+    pub max_call_duration: Duration,
+    /// How long its 2xx may stay un-ACKed (RFC 3261 13.3.1.4: 64·T1).
+    pub ack_wait: Duration,
+    /// Most concurrent calls (fan-outs); beyond, 503.
+    pub max_calls: usize,
+}
+
+impl Default for McServerLimits {
+    fn default() -> Self {
+        Self {
+            member_deadline: Duration::from_secs(4),
+            max_call_duration: Duration::from_secs(3600),
+            ack_wait: Duration::from_secs(32),
+            max_calls: 1000,
+        }
+    }
+}
+
+enum MemberState {
+    Trying {
+        provisional: bool,
+    },
+    Joined {
+        dialog: Dialog,
+        ssrc: Option<u32>,
+    },
+    Done(MemberOutcome),
+    /// Left the call (BYE from the member).
+    Left,
 }
 
 struct MemberLeg {
     member: String,
-    /// The leg's Call-ID, kept apart from `invite` so that matching a
-    /// response does not parse every leg's INVITE again.
-    call_id: String,
+    /// The INVITE as sent, without its body.
     invite: Request,
-    status: Option<u16>,
-    dialog: Option<Dialog>,
+    state: MemberState,
 }
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    MemberDeadline,
+    AckWait,
+    MaxDuration,
+}
+
+type CallNo = u64;
 
 struct Fanout {
     group_id: String,
     upstream_addr: String,
+    /// The controlling server's INVITE without its body.
     upstream: Request,
     upstream_dialog: Option<Dialog>,
     legs: Vec<MemberLeg>,
     reported: bool,
+    timers: Vec<(Timer, Slot)>,
+    last_touch: Instant,
 }
 
 /// An MC server owning one or more groups (sans-IO).
 ///
-/// Configure with [`McServer::add_group`]; inputs [`McServer::handle`];
-/// outputs [`McServer::poll_transmit`], [`McServer::poll_event`],
-/// [`McServer::poll_timeline`]. No timers.
+/// Configure with [`McServer::add_group`], [`McServer::trust_controlling_server`]
+/// and [`McServer::set_limits`]; inputs [`McServer::handle`] /
+/// [`McServer::handle_sip`], [`McServer::handle_timeout`],
+/// [`McServer::shutdown`]; outputs [`McServer::poll_transmit`],
+/// [`McServer::poll_timeout`], [`McServer::poll_event`],
+/// [`McServer::poll_timeline`].
 pub struct McServer {
-    uri: String,
+    ua: UserAgent,
     groups: BTreeMap<String, Vec<String>>,
-    fanouts: Vec<Fanout>,
-    transmits: VecDeque<Transmit>,
+    trusted: Vec<String>,
+    limits: McServerLimits,
+    fanouts: BTreeMap<CallNo, Fanout>,
+    next_no: CallNo,
+    /// Call-IDs of upstream INVITEs and of every member leg.
+    by_call_id: HashMap<String, CallNo>,
+    agenda: Agenda<(CallNo, Timer)>,
+    gone_legs: GoneLegs,
     events: VecDeque<McServerEvent>,
     timeline: VecDeque<TimelineEntry>,
 }
@@ -79,20 +153,28 @@ pub struct McServer {
 impl fmt::Debug for McServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("McServer")
-            .field("uri", &self.uri)
+            .field("uri", &self.ua.uri())
             .field("groups", &self.groups.keys().collect::<Vec<_>>())
+            .field("calls", &self.fanouts.len())
             .finish_non_exhaustive()
     }
 }
 
 impl McServer {
-    /// An MC server with address `uri` and no groups.
+    /// An MC server with address `uri`, no groups, default limits, and
+    /// call requests accepted from any controlling server.
     pub fn new(uri: impl Into<String>) -> Self {
+        let uri = uri.into();
         Self {
-            uri: uri.into(),
+            ua: UserAgent::new(&uri),
             groups: BTreeMap::new(),
-            fanouts: Vec::new(),
-            transmits: VecDeque::new(),
+            trusted: Vec::new(),
+            limits: McServerLimits::default(),
+            fanouts: BTreeMap::new(),
+            next_no: 1,
+            by_call_id: HashMap::new(),
+            agenda: Agenda::new(),
+            gone_legs: GoneLegs::default(),
             events: VecDeque::new(),
             timeline: VecDeque::new(),
         }
@@ -100,7 +182,7 @@ impl McServer {
 
     /// Its URI.
     pub fn uri(&self) -> &str {
-        &self.uri
+        self.ua.uri()
     }
 
     /// Adds (or replaces) a group and its member list (MC service IDs,
@@ -108,6 +190,25 @@ impl McServer {
     pub fn add_group(&mut self, group_id: impl Into<String>, members: Vec<String>) -> &mut Self {
         self.groups.insert(group_id.into(), members);
         self
+    }
+
+    /// Accepts call requests only from this controlling server (by the
+    /// Contact of its INVITE; the driver checks the source address).
+    /// Without any, every caller is accepted.
+    pub fn trust_controlling_server(&mut self, uri: impl Into<String>) -> &mut Self {
+        self.trusted.push(uri.into());
+        self
+    }
+
+    /// Sets the deadlines and limits.
+    pub fn set_limits(&mut self, limits: McServerLimits) -> &mut Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Number of call records held.
+    pub fn call_count(&self) -> usize {
+        self.fanouts.len()
     }
 
     /// Handles a datagram from `from`.
@@ -147,23 +248,66 @@ impl McServer {
         match msg {
             Message::Request(req) => match req.method() {
                 Method::Invite => self.on_invite(time, from, req, rng),
-                Method::Bye => self.on_bye(from, &req, rng),
-                _ => {
-                    // An MC server takes any number of calls: never busy.
-                    if let Some(r) = sip::answer_other_method(&req, false, &self.uri, rng)? {
-                        self.send(from.to_owned(), r.to_bytes());
-                    }
+                Method::Bye => self.on_bye(time, from, &req, rng),
+                Method::Cancel => self.on_cancel(time, from, &req, rng),
+                Method::Ack => {
+                    self.on_ack(&req);
                     Ok(())
+                }
+                _ => {
+                    let busy = self.fanouts.len() >= self.limits.max_calls;
+                    self.ua.answer_other_method(from, &req, busy, rng)
                 }
             },
             Message::Response(resp) => self.on_response(time, &resp, rng),
         }
     }
 
+    /// Fires due timers: member deadlines, ACK waits, call durations.
+    ///
+    /// # Errors
+    /// [`Error::SipBuild`] if a request cannot be built.
+    pub fn handle_timeout(&mut self, time: Time, rng: &mut impl CryptoRng) -> Result<(), Error> {
+        while let Some((no, timer)) = self.agenda.pop_due(time.instant) {
+            let Some(f) = self.fanouts.get_mut(&no) else {
+                continue;
+            };
+            f.timers.retain(|(t, _)| *t != timer);
+            match timer {
+                Timer::MemberDeadline => self.deadline(time, no, rng)?,
+                Timer::AckWait => {
+                    self.end(time, no, "the controlling server never ACKed the 2xx", rng)?;
+                }
+                Timer::MaxDuration => self.end(time, no, "maximum call duration reached", rng)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends every call (orderly stop): unreported fan-outs are answered
+    /// 503 and their members cancelled; reported ones get BYE upstream and
+    /// to every member.
+    ///
+    /// # Errors
+    /// [`Error::SipBuild`] if a request cannot be built.
+    pub fn shutdown(&mut self, time: Time, rng: &mut impl CryptoRng) -> Result<(), Error> {
+        let nos: Vec<CallNo> = self.fanouts.keys().copied().collect();
+        for no in nos {
+            self.end(time, no, "the MC server is shutting down", rng)?;
+        }
+        Ok(())
+    }
+
     /// The next datagram to send.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        self.ua.poll_transmit()
+    }
+
+    /// The next timer deadline.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.agenda.first()
     }
 
     /// The next application event.
@@ -178,13 +322,22 @@ impl McServer {
         self.timeline.pop_front()
     }
 
-    fn send(&mut self, to: String, contents: Vec<u8>) {
-        self.transmits.push_back(Transmit {
-            from: self.uri.clone(),
-            to,
-            channel: Channel::Sip,
-            contents,
-        });
+    fn set_timer(&mut self, no: CallNo, timer: Timer, at: Instant) {
+        let Some(f) = self.fanouts.get_mut(&no) else {
+            return;
+        };
+        let slot = self.agenda.insert(at, (no, timer));
+        f.timers.push((timer, slot));
+    }
+
+    fn clear_timer(&mut self, no: CallNo, timer: Timer) {
+        let Some(f) = self.fanouts.get_mut(&no) else {
+            return;
+        };
+        if let Some(i) = f.timers.iter().position(|(t, _)| *t == timer) {
+            let (_, slot) = f.timers.swap_remove(i);
+            self.agenda.remove(slot);
+        }
     }
 
     fn reject(
@@ -195,9 +348,8 @@ impl McServer {
         reason: &str,
         rng: &mut impl CryptoRng,
     ) -> Result<(), Error> {
-        let tag = mcx_sip::new_tag(rand8(rng));
-        let r = sip::respond(req, status, Some(reason), &self.uri, &tag, None)?;
-        self.send(from.to_owned(), r.to_bytes());
+        self.ua
+            .respond(from, req, status, Some(reason), Answer::Empty, rng)?;
         self.events.push_back(McServerEvent::Rejected {
             status: status.0,
             reason: reason.to_owned(),
@@ -213,6 +365,33 @@ impl McServer {
         req: Request,
         rng: &mut impl CryptoRng,
     ) -> Result<(), Error> {
+        if !self.trusted.is_empty() && !self.trusted.iter().any(|t| t == from) {
+            return self.reject(
+                from,
+                &req,
+                StatusCode::FORBIDDEN,
+                "Forbidden - not a controlling server of this MC server",
+                rng,
+            );
+        }
+        if req.to()?.tag.is_some() {
+            return self.reject(
+                from,
+                &req,
+                StatusCode(488),
+                "Not Acceptable Here - re-INVITE not supported",
+                rng,
+            );
+        }
+        if self.fanouts.len() >= self.limits.max_calls {
+            return self.reject(
+                from,
+                &req,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service Unavailable - call limit reached",
+                rng,
+            );
+        }
         let group_id = req.uri().to_owned();
         let Some(members) = self.groups.get(&group_id).cloned() else {
             return self.reject(
@@ -269,23 +448,21 @@ impl McServer {
             associated_group_id: Some(tg.clone()),
         };
         let from_uri = sip::from_uri(&req)?;
+        let no = self.next_no;
+        self.next_no += 1;
+        let sdp = String::from_utf8_lossy(&body.sdp).into_owned();
+        let me = self.ua.uri().to_owned();
         let mut legs = Vec::new();
         for m in members.iter().filter(|m| **m != caller) {
-            let mut mp = sip::call_body(
-                String::from_utf8_lossy(&body.sdp).into_owned(),
-                &info,
-                &[(group_id.as_str(), &copy)],
-                rng,
-            );
+            let mut mp = sip::call_body(sdp.clone(), &info, &[(group_id.as_str(), &copy)], rng);
             let pai = [(mcx_sip::headers::P_ASSERTED_IDENTITY, format!("<{caller}>"))];
-            let invite = sip::invite(&from_uri, &self.uri, &group_id, &mut mp, &pai, rng)?;
-            self.send(m.clone(), invite.to_bytes());
+            let invite = sip::invite(&from_uri, &me, &group_id, &mut mp, &pai, rng)?;
+            self.ua.send_request(m, &invite);
+            self.by_call_id.insert(invite.call_id()?.to_owned(), no);
             legs.push(MemberLeg {
                 member: m.clone(),
-                call_id: invite.call_id()?.to_owned(),
-                invite,
-                status: None,
-                dialog: None,
+                invite: without_body(&invite),
+                state: MemberState::Trying { provisional: false },
             });
         }
         if legs.is_empty() {
@@ -298,7 +475,7 @@ impl McServer {
             );
         }
         self.timeline.push_back(timeline(
-            &self.uri,
+            &me,
             4,
             time,
             format!(
@@ -306,141 +483,421 @@ impl McServer {
                 legs.len()
             ),
         ));
-        self.fanouts.push(Fanout {
-            group_id,
-            upstream_addr: from.to_owned(),
-            upstream: req,
-            upstream_dialog: None,
-            legs,
-            reported: false,
-        });
+        self.by_call_id.insert(req.call_id()?.to_owned(), no);
+        self.fanouts.insert(
+            no,
+            Fanout {
+                group_id,
+                upstream_addr: from.to_owned(),
+                upstream: without_body(&req),
+                upstream_dialog: None,
+                legs,
+                reported: false,
+                timers: Vec::new(),
+                last_touch: time.instant,
+            },
+        );
+        self.set_timer(
+            no,
+            Timer::MemberDeadline,
+            time.instant + self.limits.member_deadline,
+        );
+        self.set_timer(
+            no,
+            Timer::MaxDuration,
+            time.instant + self.limits.max_call_duration,
+        );
         Ok(())
     }
 
-    /// Step 7.
+    /// Step 7: a member's answer.
     fn on_response(
         &mut self,
         time: Time,
         resp: &Response,
         rng: &mut impl CryptoRng,
     ) -> Result<(), Error> {
-        if resp.cseq()?.1 != Method::Invite || resp.status().is_provisional() {
+        if resp.cseq()?.1 != Method::Invite {
             return Ok(());
         }
         let cid = resp.call_id()?;
-        let host = sip::host_of(&self.uri);
-        // A leg is known by its Call-ID (random, one per member INVITE),
-        // not by `from`: a response delivered by a `SipLink` names the
-        // Request-URI (the group) when it carries no Contact, and a
-        // synthesized 408 (Timer B) has none.
-        let Some(fi) = self
-            .fanouts
-            .iter()
-            .position(|f| f.legs.iter().any(|l| l.call_id == cid))
+        let status = resp.status();
+        let Some(&no) = self.by_call_id.get(cid) else {
+            if status.is_success() {
+                if let Some((member, invite)) = self.gone_legs.take(cid) {
+                    self.ua.refuse_late_2xx(&member, &invite, resp, rng)?;
+                }
+            }
+            return Ok(());
+        };
+        let Some(fan) = self.fanouts.get_mut(&no) else {
+            return Ok(());
+        };
+        fan.last_touch = time.instant;
+        let group_id = fan.group_id.clone();
+        let Some(leg) = fan
+            .legs
+            .iter_mut()
+            .find(|l| l.invite.call_id().is_ok_and(|c| c == cid))
         else {
             return Ok(());
         };
-        let fan = &mut self.fanouts[fi];
-        let Some(leg) = fan.legs.iter_mut().find(|l| l.call_id == cid) else {
-            return Ok(());
-        };
-        if leg.status.is_some() {
-            return Ok(());
+        match (&mut leg.state, status.is_provisional()) {
+            (MemberState::Trying { provisional }, true) => {
+                *provisional = true;
+                return Ok(());
+            }
+            (MemberState::Trying { .. }, false) => {}
+            (_, true) => return Ok(()),
+            (_, false) => {
+                // After the deadline: a late 2xx is ACKed and ended.
+                if status.is_success() && matches!(leg.state, MemberState::Done(_)) {
+                    let (m, inv) = (leg.member.clone(), leg.invite.clone());
+                    self.ua.refuse_late_2xx(&m, &inv, resp, rng)?;
+                }
+                return Ok(());
+            }
         }
-        leg.status = Some(resp.status().0);
-        let mut out = Vec::new();
-        if resp.status().is_success() {
-            let d = Dialog::uac(&leg.invite, resp)?;
-            out.push((
-                leg.member.clone(),
-                d.ack(("UDP", &host), rand8(rng))?.to_bytes(),
-            ));
-            leg.dialog = Some(d);
+        let member = leg.member.clone();
+        if status.is_success() {
+            let ssrc = resp
+                .content_type()
+                .is_some()
+                .then(|| sip::read_answer(resp).ok())
+                .flatten()
+                .and_then(|a| a.sdp)
+                .and_then(|s| crate::sdp::floor_ssrc(&s));
+            let invite = leg.invite.clone();
+            let dialog = self.ua.confirm(&member, &invite, resp, rng)?;
+            if let Some(fan) = self.fanouts.get_mut(&no) {
+                if let Some(leg) = fan.legs.iter_mut().find(|l| l.member == member) {
+                    leg.state = MemberState::Joined { dialog, ssrc };
+                }
+            }
         } else {
+            let outcome = match status.0 {
+                408 | 503 if resp.body().is_empty() => {
+                    MemberOutcome::Unreachable { status: status.0 }
+                }
+                _ => MemberOutcome::Refused {
+                    status: status.0,
+                    reason: resp.reason().to_owned(),
+                },
+            };
+            leg.state = MemberState::Done(outcome);
             self.events.push_back(McServerEvent::MemberRejected {
-                group_id: fan.group_id.clone(),
-                member: leg.member.clone(),
-                status: resp.status().0,
+                group_id,
+                member,
+                status: status.0,
                 reason: resp.reason().to_owned(),
             });
         }
-        let mut report = None;
-        if !fan.reported && fan.legs.iter().all(|l| l.status.is_some()) {
-            fan.reported = true;
-            let accepted: Vec<&MemberLeg> =
-                fan.legs.iter().filter(|l| l.dialog.is_some()).collect();
-            let result = GroupResult {
-                group_id: fan.group_id.clone(),
-                accepted: u32::try_from(accepted.len()).unwrap_or(u32::MAX),
-                rejected: u32::try_from(fan.legs.len() - accepted.len()).unwrap_or(u32::MAX),
-            };
-            let tag = mcx_sip::new_tag(rand8(rng));
-            let (status, sdp) = if result.accepted > 0 {
-                let sdp = crate::sdp::session(&self.uri, &host, u64::from(rng.next_u32()));
-                (StatusCode::OK, Some(sdp))
-            } else {
-                (StatusCode::TEMPORARILY_UNAVAILABLE, None)
-            };
-            let mut r = sip::respond(&fan.upstream, status, None, &self.uri, &tag, sdp)?;
-            r.headers_mut()
-                .push(ACCEPTANCE_HEADER, &result.header_value())?;
-            for l in &accepted {
-                r.headers_mut()
-                    .push(MEMBER_HEADER, &format!("<{}>", l.member))?;
-            }
-            if status.is_success() {
-                fan.upstream_dialog = Some(Dialog::uas(&fan.upstream, &r)?);
-            }
-            out.push((fan.upstream_addr.clone(), r.to_bytes()));
-            report = Some(result);
-        }
-        for (to, b) in out {
-            self.send(to, b);
-        }
-        if let Some(result) = report {
-            self.timeline.push_back(timeline(
-                &self.uri,
-                7,
-                time,
-                format!(
-                    "reported {}: {} accepted, {} rejected",
-                    result.group_id, result.accepted, result.rejected
-                ),
-            ));
-            self.events.push_back(McServerEvent::GroupReported(result));
+        let all = self.fanouts.get(&no).is_some_and(|f| {
+            !f.legs
+                .iter()
+                .any(|l| matches!(l.state, MemberState::Trying { .. }))
+        });
+        if all {
+            self.report(time, no, rng)?;
         }
         Ok(())
     }
 
-    /// BYE from the controlling server: answer it and release every member.
-    fn on_bye(&mut self, from: &str, req: &Request, rng: &mut impl CryptoRng) -> Result<(), Error> {
-        let tag = mcx_sip::new_tag(rand8(rng));
-        let host = sip::host_of(&self.uri);
-        let idx = self.fanouts.iter().position(|f| {
-            f.upstream_addr == from && f.upstream_dialog.as_ref().is_some_and(|d| d.matches(req))
-        });
-        let status = if idx.is_some() {
-            StatusCode::OK
-        } else {
-            StatusCode::CALL_DOES_NOT_EXIST
-        };
-        let r = sip::respond(req, status, None, &self.uri, &tag, None)?;
-        self.send(from.to_owned(), r.to_bytes());
-        let Some(i) = idx else {
+    /// The member deadline: CANCEL members that sent a provisional
+    /// response, abandon the others, report.
+    fn deadline(&mut self, time: Time, no: CallNo, rng: &mut impl CryptoRng) -> Result<(), Error> {
+        let Some(fan) = self.fanouts.get_mut(&no) else {
             return Ok(());
         };
-        let mut fan = self.fanouts.remove(i);
+        if fan.reported {
+            return Ok(());
+        }
+        let mut cancels = Vec::new();
         for l in &mut fan.legs {
-            if let Some(d) = l.dialog.as_mut() {
-                let bye = d.request_in_dialog(Method::Bye, ("UDP", &host), rand8(rng))?;
-                self.transmits.push_back(Transmit {
-                    from: self.uri.clone(),
-                    to: l.member.clone(),
-                    channel: Channel::Sip,
-                    contents: bye.to_bytes(),
+            if let MemberState::Trying { provisional } = l.state {
+                if provisional {
+                    cancels.push((l.member.clone(), l.invite.clone()));
+                }
+                l.state = MemberState::Done(if provisional {
+                    MemberOutcome::Timeout
+                } else {
+                    MemberOutcome::Unreachable { status: 408 }
                 });
             }
         }
+        for (m, inv) in cancels {
+            self.ua.cancel(&m, &inv)?;
+        }
+        self.report(time, no, rng)
+    }
+
+    /// The group's report to the controlling server: 200 with SDP and the
+    /// call result when a member joined, else 480 with the call result.
+    fn report(&mut self, time: Time, no: CallNo, rng: &mut impl CryptoRng) -> Result<(), Error> {
+        let me = self.ua.uri().to_owned();
+        let Some(fan) = self.fanouts.get_mut(&no) else {
+            return Ok(());
+        };
+        if fan.reported {
+            return Ok(());
+        }
+        fan.reported = true;
+        let members: Vec<MemberResult> = fan
+            .legs
+            .iter()
+            .map(|l| MemberResult {
+                uri: l.member.clone(),
+                outcome: match &l.state {
+                    MemberState::Joined { ssrc, .. } => MemberOutcome::Accepted { ssrc: *ssrc },
+                    MemberState::Done(o) => o.clone(),
+                    MemberState::Trying { .. } => MemberOutcome::Timeout,
+                    MemberState::Left => MemberOutcome::Refused {
+                        status: 200,
+                        reason: "left".into(),
+                    },
+                },
+            })
+            .collect();
+        let accepted = members
+            .iter()
+            .filter(|m| matches!(m.outcome, MemberOutcome::Accepted { .. }))
+            .count();
+        let accepted = u32::try_from(accepted).unwrap_or(u32::MAX);
+        let rejected = u32::try_from(members.len())
+            .unwrap_or(u32::MAX)
+            .saturating_sub(accepted);
+        let failure = (accepted == 0).then(|| group_failure(&members));
+        let result = GroupResult {
+            group_id: fan.group_id.clone(),
+            accepted,
+            rejected,
+            failure,
+        };
+        let doc = CallResult {
+            groups: vec![GroupReport {
+                result: result.clone(),
+                members,
+            }],
+        };
+        let upstream = fan.upstream.clone();
+        let to = fan.upstream_addr.clone();
+        self.clear_timer(no, Timer::MemberDeadline);
+        if accepted > 0 {
+            // Floor control runs between the members and the controlling
+            // server: this answer announces no floor SSRC of its own.
+            let sdp = crate::sdp::session(&me, &sip::host_of(&me), u64::from(rng.next_u32()), None);
+            let d = self
+                .ua
+                .accept(&to, &upstream, Answer::SdpAndResult(sdp, doc), rng)?;
+            if let Some(f) = self.fanouts.get_mut(&no) {
+                f.upstream_dialog = Some(d);
+            }
+            self.set_timer(no, Timer::AckWait, time.instant + self.limits.ack_wait);
+        } else {
+            self.ua.respond(
+                &to,
+                &upstream,
+                StatusCode::TEMPORARILY_UNAVAILABLE,
+                Some("Temporarily Unavailable - no member joined"),
+                Answer::Result(doc),
+                rng,
+            )?;
+        }
+        self.timeline.push_back(timeline(
+            &me,
+            7,
+            time,
+            format!(
+                "reported {}: {} accepted, {} rejected",
+                result.group_id, result.accepted, result.rejected
+            ),
+        ));
+        self.events.push_back(McServerEvent::GroupReported(result));
+        if accepted == 0 {
+            self.remove(no);
+        }
         Ok(())
+    }
+
+    fn on_ack(&mut self, ack: &Request) {
+        let Some(&no) = ack.call_id().ok().and_then(|c| self.by_call_id.get(c)) else {
+            return;
+        };
+        self.clear_timer(no, Timer::AckWait);
+    }
+
+    /// BYE from the controlling server (the call ends: every member is
+    /// released) or from a member (it leaves).
+    fn on_bye(
+        &mut self,
+        time: Time,
+        from: &str,
+        req: &Request,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(), Error> {
+        let no = req
+            .call_id()
+            .ok()
+            .and_then(|c| self.by_call_id.get(c))
+            .copied();
+        let Some((no, fan)) = no.and_then(|n| Some((n, self.fanouts.get_mut(&n)?))) else {
+            return self.ua.no_such_transaction(from, req, rng);
+        };
+        if fan.upstream_dialog.as_ref().is_some_and(|d| d.matches(req)) {
+            fan.upstream_dialog = None; // no BYE back upstream
+            self.ua
+                .respond(from, req, StatusCode::OK, None, Answer::Empty, rng)?;
+            return self.end(time, no, "the controlling server ended the call", rng);
+        }
+        let Some(leg) = fan.legs.iter_mut().find(
+            |l| matches!(&l.state, MemberState::Joined { dialog, .. } if dialog.matches(req)),
+        ) else {
+            return self.ua.no_such_transaction(from, req, rng);
+        };
+        leg.state = MemberState::Left;
+        self.ua
+            .respond(from, req, StatusCode::OK, None, Answer::Empty, rng)
+            .map(|_| ())
+    }
+
+    /// The controlling server cancels before the report (RFC 3261 9.2).
+    fn on_cancel(
+        &mut self,
+        time: Time,
+        from: &str,
+        req: &Request,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(), Error> {
+        let no = req
+            .call_id()
+            .ok()
+            .and_then(|c| self.by_call_id.get(c))
+            .copied();
+        let pending = no.and_then(|n| {
+            let f = self.fanouts.get(&n)?;
+            (!f.reported && cancels(req, &f.upstream)).then(|| (n, f.upstream.clone()))
+        });
+        let Some((no, upstream)) = pending else {
+            return self.ua.no_such_transaction(from, req, rng);
+        };
+        self.ua
+            .respond(from, req, StatusCode::OK, None, Answer::Empty, rng)?;
+        self.ua.respond(
+            from,
+            &upstream,
+            StatusCode::REQUEST_TERMINATED,
+            None,
+            Answer::Empty,
+            rng,
+        )?;
+        if let Some(f) = self.fanouts.get_mut(&no) {
+            f.reported = true; // answered
+        }
+        self.end(time, no, "the controlling server cancelled", rng)
+    }
+
+    /// Ends fan-out `no`: 503 upstream if unanswered, BYE upstream if in a
+    /// dialog, CANCEL to trying members after a provisional, BYE to joined
+    /// members; the record goes.
+    fn end(
+        &mut self,
+        time: Time,
+        no: CallNo,
+        reason: &str,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(), Error> {
+        let Some(mut fan) = self.remove(no) else {
+            return Ok(());
+        };
+        if !fan.reported {
+            self.ua.respond(
+                &fan.upstream_addr,
+                &fan.upstream,
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some(&format!("Service Unavailable - {reason}")),
+                Answer::Empty,
+                rng,
+            )?;
+        }
+        if let Some(d) = fan.upstream_dialog.as_mut() {
+            self.ua.bye(&fan.upstream_addr, d, rng)?;
+        }
+        for l in &mut fan.legs {
+            match &mut l.state {
+                MemberState::Joined { dialog, .. } => self.ua.bye(&l.member, dialog, rng)?,
+                MemberState::Trying { provisional: true } => {
+                    self.ua.cancel(&l.member, &l.invite)?
+                }
+                _ => {}
+            }
+        }
+        self.timeline.push_back(timeline(
+            self.ua.uri(),
+            9,
+            time,
+            format!("call of {} ended ({reason})", fan.group_id),
+        ));
+        self.events.push_back(McServerEvent::CallEnded {
+            group_id: fan.group_id,
+            reason: reason.to_owned(),
+        });
+        Ok(())
+    }
+
+    fn remove(&mut self, no: CallNo) -> Option<Fanout> {
+        let fan = self.fanouts.remove(&no)?;
+        for (_, slot) in &fan.timers {
+            self.agenda.remove(*slot);
+        }
+        if let Ok(c) = fan.upstream.call_id() {
+            self.by_call_id.remove(c);
+        }
+        for l in &fan.legs {
+            if let Ok(c) = l.invite.call_id() {
+                self.by_call_id.remove(c);
+                if matches!(l.state, MemberState::Trying { .. } | MemberState::Done(_)) {
+                    self.gone_legs
+                        .remember(c, l.member.clone(), l.invite.clone(), fan.last_touch);
+                }
+            }
+        }
+        Some(fan)
+    }
+}
+
+/// Why a group none of whose members joined failed: unreachable if no
+/// member could be reached, timeout if none answered in time, else the
+/// first refusal.
+fn group_failure(members: &[MemberResult]) -> GroupFailure {
+    let refused = members.iter().find_map(|m| match &m.outcome {
+        MemberOutcome::Refused { status, reason } => Some((m.uri.clone(), *status, reason.clone())),
+        _ => None,
+    });
+    if let Some((member, status, reason)) = refused {
+        return GroupFailure {
+            cause: FailureCause::Refused,
+            status: Some(status),
+            member: Some(member.clone()),
+            detail: format!("{member} answered {status} {reason}"),
+        };
+    }
+    let timeouts = members
+        .iter()
+        .filter(|m| m.outcome == MemberOutcome::Timeout)
+        .count();
+    if timeouts > 0 {
+        GroupFailure {
+            cause: FailureCause::Timeout,
+            status: None,
+            member: None,
+            detail: format!("{timeouts} members did not answer in time"),
+        }
+    } else {
+        GroupFailure {
+            cause: FailureCause::Unreachable,
+            status: Some(408),
+            member: members.first().map(|m| m.uri.clone()),
+            detail: format!("none of {} members could be reached", members.len()),
+        }
     }
 }

@@ -3,12 +3,13 @@
 
 use bytes::Bytes;
 use mcx_sip::{
-    Limits, Message, Method, Multipart, ParseError, Part, Request, Response, StatusCode,
-    new_branch, new_call_id, new_tag, parse_datagram,
+    Limits, Message, Method, Multipart, ParseError, Part, Request, new_branch, new_call_id,
+    new_tag, parse_datagram,
 };
 use rand_core::CryptoRng;
 
 use crate::info::McpttInfo;
+use crate::result::{CALL_RESULT_CONTENT_TYPE, CallResult};
 use crate::{Error, MCPTT_INFO_CONTENT_TYPE, MIKEY_CONTENT_TYPE, SDP_CONTENT_TYPE};
 
 /// Part header naming the constituent group of a wrapped TGMK part
@@ -70,53 +71,6 @@ pub(crate) fn invite(
         b = b.header(n, v);
     }
     Ok(b.body(&body.content_type(), bytes).build()?)
-}
-
-/// A response to `req`; 2xx carry our Contact and an SDP answer.
-pub(crate) fn respond(
-    req: &Request,
-    status: StatusCode,
-    reason: Option<&str>,
-    local: &str,
-    to_tag: &str,
-    sdp: Option<String>,
-) -> Result<Response, Error> {
-    let mut r = Response::for_request(req, status, Some(to_tag))?;
-    if let Some(reason) = reason {
-        r.set_reason(reason)?;
-    }
-    if status.is_success() {
-        r.headers_mut().push("Contact", &format!("<{local}>"))?;
-    }
-    if let Some(sdp) = sdp {
-        r.set_body(Some(SDP_CONTENT_TYPE), Bytes::from(sdp))?;
-    }
-    Ok(r)
-}
-
-/// The methods every role supports (RFC 3261 20.5 `Allow`).
-pub(crate) const ALLOWED_METHODS: &str = "INVITE, ACK, BYE, OPTIONS";
-
-/// The answer to a request that is not part of a call: OPTIONS gets the
-/// status an INVITE would get now (RFC 3261 11.2: 200, or 486 when
-/// `busy`); any other method 405 (8.2.1). Both list [`ALLOWED_METHODS`].
-/// `None` for ACK (never answered) and CANCEL (not supported; the link
-/// ends its transaction).
-pub(crate) fn answer_other_method(
-    req: &Request,
-    busy: bool,
-    local: &str,
-    rng: &mut impl CryptoRng,
-) -> Result<Option<Response>, Error> {
-    let status = match req.method() {
-        Method::Ack | Method::Cancel => return Ok(None),
-        Method::Options if busy => StatusCode::BUSY_HERE,
-        Method::Options => StatusCode::OK,
-        _ => StatusCode::METHOD_NOT_ALLOWED,
-    };
-    let mut r = respond(req, status, None, local, &new_tag(rand8(rng)), None)?;
-    r.headers_mut().push("Allow", ALLOWED_METHODS)?;
-    Ok(Some(r))
 }
 
 /// Parses one datagram.
@@ -245,4 +199,54 @@ pub(crate) fn read_call_body(req: &Request) -> Result<CallBody, Error> {
 /// The calling party's URI (From).
 pub(crate) fn from_uri(req: &Request) -> Result<String, Error> {
     Ok(req.from()?.uri)
+}
+
+/// What a final response to a call request carried: its SDP answer and
+/// its call result, each if present (a lone body, or multipart/mixed).
+pub(crate) struct AnswerBody {
+    pub(crate) sdp: Option<Bytes>,
+    pub(crate) result: Option<CallResult>,
+}
+
+/// Reads the body of a final response to a call request.
+///
+/// # Errors
+/// A malformed multipart body or call result.
+pub(crate) fn read_answer(resp: &mcx_sip::Response) -> Result<AnswerBody, Error> {
+    let mut out = AnswerBody {
+        sdp: None,
+        result: None,
+    };
+    let Some(ct) = resp.content_type() else {
+        return Ok(out);
+    };
+    let media = ct
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    match media.as_str() {
+        "multipart/mixed" => {
+            let mp = Multipart::parse(ct, resp.body())?;
+            out.sdp = mp.find(SDP_CONTENT_TYPE).map(|p| p.body.clone());
+            if let Some(p) = mp.find(CALL_RESULT_CONTENT_TYPE) {
+                out.result = Some(CallResult::parse(&p.body)?);
+            }
+        }
+        m if m == SDP_CONTENT_TYPE => out.sdp = Some(resp.body().clone()),
+        m if m == CALL_RESULT_CONTENT_TYPE => out.result = Some(CallResult::parse(resp.body())?),
+        _ => {}
+    }
+    Ok(out)
+}
+
+/// A request's body-less copy: what a role keeps of a request it sent or
+/// received to build CANCEL, ACK, dialogs and responses later. The body
+/// (a call request carries wrapped keys, up to tens of KB) is dropped so
+/// an open call costs its headers only.
+pub(crate) fn without_body(req: &Request) -> Request {
+    let mut r = req.clone();
+    let _ = r.set_body(None, Bytes::new());
+    r
 }

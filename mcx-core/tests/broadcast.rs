@@ -26,16 +26,8 @@ fn set_up(servers: Servers) -> World {
 fn check_full_call(servers: Servers) {
     let mut w = set_up(servers);
     let expected = vec![
-        GroupResult {
-            group_id: GROUP_A.into(),
-            accepted: 3,
-            rejected: 0,
-        },
-        GroupResult {
-            group_id: GROUP_B.into(),
-            accepted: 3,
-            rejected: 0,
-        },
+        GroupResult::joined(GROUP_A, 3, 0),
+        GroupResult::joined(GROUP_B, 3, 0),
     ];
     verify_full_call(&mut w.mesh, &expected, &all_members());
 }
@@ -61,11 +53,11 @@ fn non_allowed_initiator_gets_403() {
         .unwrap();
     w.mesh.drive();
     let ev = w.mesh.client_events(ROGUE);
-    assert!(ev.iter().any(|e| matches!(e, ClientEvent::CallFailed { status: 403, reason } if reason.contains("not authorised"))), "{ev:?}");
+    assert!(ev.iter().any(|e| matches!(e, ClientEvent::CallFailed { status: 403, reason, .. } if reason.contains("not authorised"))), "{ev:?}");
     // Nothing went past the controlling server.
     assert!(w.mesh.log.iter().all(|t| t.from != CTRL || t.to == ROGUE));
     for u in all_members() {
-        assert!(w.mesh.client(&u).tgmk_confirmation().is_none());
+        assert!(w.mesh.client(&u).tgmk_confirmation(TEMP_GROUP).is_none());
     }
 }
 
@@ -82,7 +74,10 @@ fn wrap_signed_by_non_allowed_user_is_rejected_by_members() {
     w.mesh.drive();
     assert!(w.mesh.errors.is_empty(), "{:?}", w.mesh.errors);
     for u in all_members() {
-        assert!(w.mesh.client(&u).tgmk_confirmation().is_none(), "{u}");
+        assert!(
+            w.mesh.client(&u).tgmk_confirmation(TEMP_GROUP).is_none(),
+            "{u}"
+        );
         assert!(
             w.mesh
                 .client_events(&u)
@@ -101,7 +96,7 @@ fn wrap_signed_by_non_allowed_user_is_rejected_by_members() {
         .ctrl_events(CTRL)
         .into_iter()
         .filter_map(|e| match e {
-            ControllingEvent::GroupReported(g) => Some(g),
+            ControllingEvent::GroupReported { result, .. } => Some(result),
             _ => None,
         })
         .collect();
@@ -167,7 +162,10 @@ fn impersonating_wrap_fails_signature_check() {
     });
     w.mesh.drive();
     for u in all_members() {
-        assert!(w.mesh.client(&u).tgmk_confirmation().is_none(), "{u}");
+        assert!(
+            w.mesh.client(&u).tgmk_confirmation(TEMP_GROUP).is_none(),
+            "{u}"
+        );
         assert!(
             w.mesh
                 .client_events(&u)
@@ -184,7 +182,10 @@ fn non_member_cannot_unwrap_and_replays_are_refused() {
     // End the call, then replay group A's INVITE (as MC server A sent it)
     // to the outsider, to a member of B only and to a member of A.
     let t = w.mesh.time();
-    w.mesh.client(DISPATCHER).release_floor(t).unwrap();
+    w.mesh
+        .client(DISPATCHER)
+        .release_floor(t, TEMP_GROUP)
+        .unwrap();
     w.mesh.drive();
     let inv = w
         .mesh
@@ -202,7 +203,7 @@ fn non_member_cannot_unwrap_and_replays_are_refused() {
     }
     w.mesh.drive();
     for u in [OUTSIDER, b1.as_str()] {
-        assert!(w.mesh.client(u).tgmk_confirmation().is_none());
+        assert!(w.mesh.client(u).tgmk_confirmation(TEMP_GROUP).is_none());
         assert!(
             w.mesh.client_events(u).iter().any(|e| matches!(
                 e,
@@ -213,7 +214,7 @@ fn non_member_cannot_unwrap_and_replays_are_refused() {
     }
     assert!(!w.mesh.client(OUTSIDER).has_gmk(GROUP_A));
     // The member of A holds GMK-A but the copy is a replay: 488.
-    assert!(w.mesh.client(&a1).tgmk_confirmation().is_none());
+    assert!(w.mesh.client(&a1).tgmk_confirmation(TEMP_GROUP).is_none());
     assert!(
         w.mesh
             .client_events(&a1)
@@ -282,6 +283,6 @@ fn controlling_server_forwards_opaque_wraps_byte_for_byte() {
     assert_eq!(seen, opaque);
     // Members reject garbage with 488; no one got a key.
     for u in all_members() {
-        assert!(w.mesh.client(&u).tgmk_confirmation().is_none());
+        assert!(w.mesh.client(&u).tgmk_confirmation(TEMP_GROUP).is_none());
     }
 }

@@ -57,7 +57,12 @@ fn garbage_and_mutations_do_not_panic() {
     }
     w.mesh.drive();
     // Still nobody outside the groups holds the key.
-    assert!(w.mesh.client(OUTSIDER).tgmk_confirmation().is_none());
+    assert!(
+        w.mesh
+            .client(OUTSIDER)
+            .tgmk_confirmation(TEMP_GROUP)
+            .is_none()
+    );
 }
 
 /// OPTIONS and unknown methods get a final answer naming the supported
@@ -110,6 +115,9 @@ fn every_role_answers_options_and_refuses_other_methods() {
     for (status, method, allow) in answers {
         let expected = if method == Method::Options { 200 } else { 405 };
         assert_eq!(status, expected, "{method}");
-        assert_eq!(allow.as_deref(), Some("INVITE, ACK, BYE, OPTIONS"));
+        assert_eq!(
+            allow.as_deref(),
+            Some("INVITE, ACK, BYE, CANCEL, OPTIONS, INFO")
+        );
     }
 }

@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use mcx_core::{Channel, ControllingEvent, GroupResult, McServerEvent};
+use mcx_core::{Channel, ControllingEvent, FailureCause, GroupFailure, GroupResult, McServerEvent};
 use mcx_sip::{Timers, Transport};
 
 const MC_A: &str = "sip:mc-a@mcx.test";
@@ -52,16 +52,8 @@ fn start(m: &mut Mesh, horizon: Duration) {
 
 fn all_accept() -> Vec<GroupResult> {
     vec![
-        GroupResult {
-            group_id: GROUP_A.into(),
-            accepted: 3,
-            rejected: 0,
-        },
-        GroupResult {
-            group_id: GROUP_B.into(),
-            accepted: 3,
-            rejected: 0,
-        },
+        GroupResult::joined(GROUP_A, 3, 0),
+        GroupResult::joined(GROUP_B, 3, 0),
     ]
 }
 
@@ -260,74 +252,90 @@ fn udp_when_slow_retransmits_but_roles_see_everything_once() {
 }
 
 #[test]
-fn unreachable_member_times_out_and_the_call_goes_on() {
+fn unreachable_member_is_abandoned_at_the_member_deadline_and_the_call_goes_on() {
     let mut w = linked(Servers::Two, Transport::Udp);
     let m = &mut w.mesh;
     let b3 = members_b()[2].clone();
     let b3_addr = addr(m, &b3);
     m.drop_all(move |w| w.to == b3_addr);
     start(m, Duration::from_secs(60));
-    // Timer B (64·T1 = 32 s) at MC server B: a 408 for b3's leg.
-    let ev = m.mc_events(MC_B);
-    assert!(
-        ev.contains(&McServerEvent::MemberRejected {
-            group_id: GROUP_B.into(),
-            member: b3.clone(),
-            status: 408,
-            reason: "Request Timeout".into(),
-        }),
-        "{ev:?}"
-    );
-    assert_eq!(m.net().links[MC_B].stats().timeouts, 1);
+    // MC server B reports at its member deadline (4 s), not at Timer B
+    // (64·T1 = 32 s): b3 sent nothing, so it is abandoned, not cancelled.
     let report = m
         .timeline
         .iter()
         .find(|s| s.step == 7 && s.role == MC_B)
         .unwrap();
-    assert!(report.at >= Duration::from_secs(32), "{:?}", report.at);
-    // Timer A toward b3: 0.5, 1.5, 3.5, 7.5, 15.5, 31.5 s.
+    assert!(
+        report.at >= Duration::from_secs(4) && report.at < Duration::from_secs(5),
+        "{:?}",
+        report.at
+    );
+    assert_eq!(
+        m.net().count(MC_B, "CANCEL "),
+        0,
+        "no CANCEL without a provisional"
+    );
+    // The abandoned INVITE transaction still ends by itself (Timer B).
+    assert_eq!(m.net().links[MC_B].stats().timeouts, 1);
     assert_eq!(m.net().count(MC_B, &format!("INVITE {GROUP_B}")), 3 + 6);
+    // The controlling server's own answer names b3 as unreachable.
+    let ok = m
+        .log
+        .iter()
+        .find(|t| t.to == DISPATCHER && t.contents.starts_with(b"SIP/2.0 200"))
+        .unwrap();
+    let text = String::from_utf8_lossy(&ok.contents);
+    assert!(
+        text.contains(&format!(
+            "<member uri=\"{b3}\" outcome=\"unreachable\" code=\"408\"/>"
+        )),
+        "{text}"
+    );
     let expected = vec![
-        GroupResult {
-            group_id: GROUP_A.into(),
-            accepted: 3,
-            rejected: 0,
-        },
-        GroupResult {
-            group_id: GROUP_B.into(),
-            accepted: 2,
-            rejected: 1,
-        },
+        GroupResult::joined(GROUP_A, 3, 0),
+        GroupResult::joined(GROUP_B, 2, 1),
     ];
     let receivers: Vec<String> = all_members().into_iter().filter(|u| *u != b3).collect();
     verify_full_call(m, &expected, &receivers);
 }
 
 #[test]
-fn unreachable_mc_server_times_out_at_the_controlling_server() {
+fn unreachable_mc_server_is_reported_at_the_group_deadline() {
     let mut w = linked(Servers::Two, Transport::Udp);
     let m = &mut w.mesh;
     let mc_b = addr(m, MC_B);
     m.drop_all(move |w| w.to == mc_b);
     start(m, Duration::from_secs(60));
-    assert_eq!(m.net().links[CTRL].stats().timeouts, 1);
-    let b_result = GroupResult {
-        group_id: GROUP_B.into(),
-        accepted: 0,
-        rejected: 0,
-    };
-    assert!(
-        m.ctrl_events(CTRL)
-            .contains(&ControllingEvent::GroupReported(b_result.clone()))
-    );
-    let expected = vec![
-        GroupResult {
-            group_id: GROUP_A.into(),
-            accepted: 3,
-            rejected: 0,
+    let b_result = GroupResult::failed(
+        GROUP_B,
+        GroupFailure {
+            cause: FailureCause::Unreachable,
+            status: None,
+            member: None,
+            detail: format!("no answer at all from {MC_B} within 5000 ms"),
         },
-        b_result,
-    ];
+    );
+    assert!(m.ctrl_events(CTRL).iter().any(
+        |e| matches!(e, ControllingEvent::GroupReported { result, .. } if *result == b_result)
+    ));
+    // The initiator heard at the group deadline (5 s), well before Timer B.
+    let answered = m
+        .timeline
+        .iter()
+        .find(|s| s.step == 9 && s.role == CTRL)
+        .unwrap();
+    assert!(
+        answered.at >= Duration::from_secs(5) && answered.at < Duration::from_secs(6),
+        "{:?}",
+        answered.at
+    );
+    assert_eq!(
+        m.net().links[CTRL].stats().timeouts,
+        1,
+        "Timer B still ends the leg"
+    );
+    let expected = vec![GroupResult::joined(GROUP_A, 3, 0), b_result];
     verify_full_call(m, &expected, &members_a());
 }
 
@@ -369,10 +377,10 @@ fn garbage_on_the_wire_is_counted_and_dropped() {
     m.drive_for(Duration::from_secs(60));
     let malformed: u64 = m.net().links.values().map(|l| l.stats().malformed).sum();
     assert!(malformed > 0);
-    assert!(m.client(OUTSIDER).tgmk_confirmation().is_none());
+    assert!(m.client(OUTSIDER).tgmk_confirmation(TEMP_GROUP).is_none());
     // The call survived: the initiator still holds the floor.
     assert_eq!(
-        m.client(DISPATCHER).floor_state(),
+        m.client(DISPATCHER).floor_state(TEMP_GROUP),
         Some(mcx_floor::ParticipantState::HasPermission)
     );
 }

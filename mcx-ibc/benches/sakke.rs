@@ -49,7 +49,12 @@ fn bench(c: &mut Criterion) {
         b.iter(|| ReceiverKey::new(&kms, black_box(ID), &rsk).unwrap())
     });
     g.bench_function("recipient_table_build", |b| {
-        b.iter(|| Recipient::new(&kms, black_box(ID)).unwrap().with_table().unwrap())
+        b.iter(|| {
+            Recipient::new(&kms, black_box(ID))
+                .unwrap()
+                .with_table()
+                .unwrap()
+        })
     });
     g.finish();
 

@@ -53,7 +53,10 @@ impl fmt::Display for Error {
                 actual,
             } => write!(f, "{what}: expected {expected} octets, got {actual}"),
             Self::InvalidPointEncoding(what) => {
-                write!(f, "{what}: not an uncompressed point (must start with 0x04)")
+                write!(
+                    f,
+                    "{what}: not an uncompressed point (must start with 0x04)"
+                )
             }
             Self::PointNotOnCurve(what) => write!(f, "{what}: point is not on the curve"),
             Self::PointAtInfinity(what) => write!(f, "{what}: point at infinity is not allowed"),

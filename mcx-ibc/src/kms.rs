@@ -9,10 +9,10 @@ use core::fmt;
 
 use rand_core::CryptoRng;
 
+use crate::Error;
 use crate::eccsi::{self, Kpak, Ksak, Pvt, Ssk};
 use crate::sakke::{self, KmsPublicKey, MasterSecret, Rsk};
 use crate::uid::{UID_LEN, UidParams};
-use crate::Error;
 
 /// What a KMS publishes to every member of its community (the KmsInit
 /// certificate contents that matter for crypto).

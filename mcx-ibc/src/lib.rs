@@ -21,8 +21,8 @@
 //! - No key storage or transport: see the KMS role in `mcx-server`.
 #![forbid(unsafe_code)]
 
-mod error;
 pub mod eccsi;
+mod error;
 pub mod kms;
 pub mod sakke;
 pub mod uid;

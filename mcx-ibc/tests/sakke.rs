@@ -87,7 +87,10 @@ fn rfc6508_encapsulation_reproduces_sed() {
     let v = rfc6508();
     let kms = KmsPublicKey::from_bytes(&v.kms).unwrap();
     let ssv = Ssv::from_bytes(&v.ssv).unwrap();
-    assert_eq!(sakke::encapsulate(&kms, &v.id, &ssv).unwrap().to_vec(), v.sed);
+    assert_eq!(
+        sakke::encapsulate(&kms, &v.id, &ssv).unwrap().to_vec(),
+        v.sed
+    );
     let cached = Recipient::new(&kms, &v.id).unwrap().with_table().unwrap();
     assert_eq!(cached.encapsulate(&ssv).unwrap().to_vec(), v.sed);
 }
@@ -104,7 +107,10 @@ fn rfc6508_decapsulation_recovers_ssv() {
     assert_eq!(key.decapsulate(&v.sed).unwrap().as_bytes().to_vec(), v.ssv);
     let mut bad = v.sed;
     bad[SED_LEN - 1] ^= 0x80;
-    assert_eq!(key.decapsulate(&bad).unwrap_err(), Error::DecapsulationFailed);
+    assert_eq!(
+        key.decapsulate(&bad).unwrap_err(),
+        Error::DecapsulationFailed
+    );
 }
 
 /// Streamwide's KMS public key and its users' RSKs (identity = 32-octet
@@ -136,9 +142,12 @@ fn vendor_users_round_trip() {
     let kms = KmsPublicKey::from_bytes(&hx(&v["kms"]["PubEncKey"])).unwrap();
     let bob = &v["users"]["Bob"];
     let bob_uid = hx(&bob["UserID"]);
-    let bob_key =
-        ReceiverKey::new(&kms, &bob_uid, &Rsk::from_bytes(&hx(&bob["UserDecryptKey"])).unwrap())
-            .unwrap();
+    let bob_key = ReceiverKey::new(
+        &kms,
+        &bob_uid,
+        &Rsk::from_bytes(&hx(&bob["UserDecryptKey"])).unwrap(),
+    )
+    .unwrap();
     let alice = &v["users"]["Alice"];
     let alice_key = ReceiverKey::new(
         &kms,
@@ -149,7 +158,10 @@ fn vendor_users_round_trip() {
     let ssv = Ssv::from_bytes(&[0x5a; 16]).unwrap();
     let sed = sakke::encapsulate(&kms, &bob_uid, &ssv).unwrap();
     assert_eq!(bob_key.decapsulate(&sed).unwrap(), ssv);
-    assert_eq!(alice_key.decapsulate(&sed).unwrap_err(), Error::DecapsulationFailed);
+    assert_eq!(
+        alice_key.decapsulate(&sed).unwrap_err(),
+        Error::DecapsulationFailed
+    );
 }
 
 fn rfc_receiver() -> (ReceiverKey, Vec<u8>) {
@@ -163,7 +175,10 @@ fn rfc_receiver() -> (ReceiverKey, Vec<u8>) {
 fn altered_h_fails_the_mandatory_r_check() {
     let (key, mut sed) = rfc_receiver();
     sed[SED_LEN - 1] ^= 1;
-    assert_eq!(key.decapsulate(&sed).unwrap_err(), Error::DecapsulationFailed);
+    assert_eq!(
+        key.decapsulate(&sed).unwrap_err(),
+        Error::DecapsulationFailed
+    );
 }
 
 #[test]
@@ -174,7 +189,10 @@ fn r_replaced_by_another_curve_point_fails() {
     let p = &v["sakke_rfc6509_parameter_set_1"];
     sed[1..129].copy_from_slice(&hx(&p["Px"]));
     sed[129..257].copy_from_slice(&hx(&p["Py"]));
-    assert_eq!(key.decapsulate(&sed).unwrap_err(), Error::DecapsulationFailed);
+    assert_eq!(
+        key.decapsulate(&sed).unwrap_err(),
+        Error::DecapsulationFailed
+    );
 }
 
 #[test]
@@ -182,22 +200,38 @@ fn malformed_sed_gets_named_errors() {
     let (key, sed) = rfc_receiver();
     assert_eq!(
         key.decapsulate(&sed[..272]).unwrap_err(),
-        Error::InvalidLength { what: "SAKKE encapsulated data", expected: 273, actual: 272 }
+        Error::InvalidLength {
+            what: "SAKKE encapsulated data",
+            expected: 273,
+            actual: 272
+        }
     );
     let mut bad = sed.clone();
     bad[0] = 0x02;
-    assert_eq!(key.decapsulate(&bad).unwrap_err(), Error::InvalidPointEncoding("SAKKE R"));
+    assert_eq!(
+        key.decapsulate(&bad).unwrap_err(),
+        Error::InvalidPointEncoding("SAKKE R")
+    );
     let mut bad = sed.clone();
     bad[200] ^= 0x01;
-    assert_eq!(key.decapsulate(&bad).unwrap_err(), Error::PointNotOnCurve("SAKKE R"));
+    assert_eq!(
+        key.decapsulate(&bad).unwrap_err(),
+        Error::PointNotOnCurve("SAKKE R")
+    );
     // Coordinates not below p.
     let mut bad = sed.clone();
     bad[1..129].fill(0xff);
-    assert_eq!(key.decapsulate(&bad).unwrap_err(), Error::PointNotOnCurve("SAKKE R"));
+    assert_eq!(
+        key.decapsulate(&bad).unwrap_err(),
+        Error::PointNotOnCurve("SAKKE R")
+    );
     // (0, 0) is on y² = x³ − 3x but has order 2: rejected by the R check.
     let mut bad = sed;
     bad[1..257].fill(0);
-    assert_eq!(key.decapsulate(&bad).unwrap_err(), Error::DecapsulationFailed);
+    assert_eq!(
+        key.decapsulate(&bad).unwrap_err(),
+        Error::DecapsulationFailed
+    );
 }
 
 #[test]
@@ -222,7 +256,11 @@ fn bad_keys_are_rejected_with_named_errors() {
     ));
     assert_eq!(
         KmsPublicKey::from_bytes(&v.kms[..256]).unwrap_err(),
-        Error::InvalidLength { what: "SAKKE KMS public key", expected: 257, actual: 256 }
+        Error::InvalidLength {
+            what: "SAKKE KMS public key",
+            expected: 257,
+            actual: 256
+        }
     );
     let mut off = v.kms.clone();
     off[256] ^= 1;
@@ -239,7 +277,10 @@ fn bad_keys_are_rejected_with_named_errors() {
     );
     let mut rsk = v.rsk.clone();
     rsk[5] ^= 0x10;
-    assert_eq!(Rsk::from_bytes(&rsk).unwrap_err(), Error::PointNotOnCurve("SAKKE RSK"));
+    assert_eq!(
+        Rsk::from_bytes(&rsk).unwrap_err(),
+        Error::PointNotOnCurve("SAKKE RSK")
+    );
     let kms = KmsPublicKey::from_bytes(&v.kms).unwrap();
     let rsk = Rsk::from_bytes(&v.rsk).unwrap();
     assert_eq!(
@@ -250,8 +291,14 @@ fn bad_keys_are_rejected_with_named_errors() {
         Recipient::new(&kms, b"").unwrap_err(),
         Error::InvalidParameter("SAKKE identifier is empty")
     );
-    assert!(matches!(Recipient::new(&kms, &[7; 257]).unwrap_err(), Error::InvalidLength { .. }));
-    assert!(matches!(Ssv::from_bytes(&[0; 15]).unwrap_err(), Error::InvalidLength { .. }));
+    assert!(matches!(
+        Recipient::new(&kms, &[7; 257]).unwrap_err(),
+        Error::InvalidLength { .. }
+    ));
+    assert!(matches!(
+        Ssv::from_bytes(&[0; 15]).unwrap_err(),
+        Error::InvalidLength { .. }
+    ));
 }
 
 #[test]
@@ -261,7 +308,10 @@ fn secrets_do_not_print() {
     let rsk = Rsk::from_bytes(&v.rsk).unwrap();
     let ssv = Ssv::from_bytes(&v.ssv).unwrap();
     for s in [format!("{z:?}"), format!("{rsk:?}"), format!("{ssv:?}")] {
-        assert!(!s.contains("aff4") && !s.contains("1234") && !s.contains("93af"), "{s}");
+        assert!(
+            !s.contains("aff4") && !s.contains("1234") && !s.contains("93af"),
+            "{s}"
+        );
     }
 }
 

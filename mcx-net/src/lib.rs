@@ -126,6 +126,8 @@ pub trait Role: Send + 'static {
     ) -> Result<(), mcx_core::Error>;
     /// A timer of the role expired.
     fn handle_timeout(&mut self, time: Time, rng: &mut OsRng) -> Result<(), mcx_core::Error>;
+    /// Ends the role's calls for an orderly stop (BYE, CANCEL, 503).
+    fn shutdown(&mut self, time: Time, rng: &mut OsRng) -> Result<(), mcx_core::Error>;
     /// The next datagram to send.
     fn poll_transmit(&mut self) -> Option<Transmit>;
     /// The next timer.
@@ -157,9 +159,11 @@ impl Role for Client {
     ) -> Result<(), mcx_core::Error> {
         Self::handle_sip(self, time, from, msg, rng)
     }
-    fn handle_timeout(&mut self, time: Time, _rng: &mut OsRng) -> Result<(), mcx_core::Error> {
-        Self::handle_timeout(self, time);
-        Ok(())
+    fn handle_timeout(&mut self, time: Time, rng: &mut OsRng) -> Result<(), mcx_core::Error> {
+        Self::handle_timeout(self, time, rng)
+    }
+    fn shutdown(&mut self, time: Time, rng: &mut OsRng) -> Result<(), mcx_core::Error> {
+        Self::shutdown(self, time, rng)
     }
     fn poll_transmit(&mut self) -> Option<Transmit> {
         Self::poll_transmit(self)
@@ -196,14 +200,17 @@ impl Role for McServer {
     ) -> Result<(), mcx_core::Error> {
         Self::handle_sip(self, time, from, msg, rng)
     }
-    fn handle_timeout(&mut self, _time: Time, _rng: &mut OsRng) -> Result<(), mcx_core::Error> {
-        Ok(())
+    fn handle_timeout(&mut self, time: Time, rng: &mut OsRng) -> Result<(), mcx_core::Error> {
+        Self::handle_timeout(self, time, rng)
+    }
+    fn shutdown(&mut self, time: Time, rng: &mut OsRng) -> Result<(), mcx_core::Error> {
+        Self::shutdown(self, time, rng)
     }
     fn poll_transmit(&mut self) -> Option<Transmit> {
         Self::poll_transmit(self)
     }
     fn poll_timeout(&self) -> Option<Instant> {
-        None
+        Self::poll_timeout(self)
     }
     fn poll_event(&mut self) -> Option<McServerEvent> {
         Self::poll_event(self)
@@ -236,6 +243,9 @@ impl Role for ControllingServer {
     }
     fn handle_timeout(&mut self, time: Time, rng: &mut OsRng) -> Result<(), mcx_core::Error> {
         Self::handle_timeout(self, time, rng)
+    }
+    fn shutdown(&mut self, time: Time, rng: &mut OsRng) -> Result<(), mcx_core::Error> {
+        Self::shutdown(self, time, rng)
     }
     fn poll_transmit(&mut self) -> Option<Transmit> {
         Self::poll_transmit(self)

@@ -96,8 +96,12 @@ async fn next_event(
     .flatten()
 }
 
-async fn confirmation(node: &NodeHandle<Client>) -> Result<Option<KeyConfirmation>, CliError> {
-    node.query(|c, _, _| c.tgmk_confirmation())
+async fn confirmation(
+    node: &NodeHandle<Client>,
+    temporary_group_id: &str,
+) -> Result<Option<KeyConfirmation>, CliError> {
+    let tg = temporary_group_id.to_owned();
+    node.query(move |c, _, _| c.tgmk_confirmation(&tg))
         .await
         .map_err(failed)
 }
@@ -146,7 +150,13 @@ pub(crate) async fn run_call(t: &Topology, running: &mut Running) -> Result<Repo
     // Floor Granted may overtake the 200 OK (different sockets).
     let mut granted = false;
     let outcome = next_event(initiator, |e| {
-        granted |= matches!(e, ClientEvent::Floor(ParticipantEvent::FloorGranted { .. }));
+        granted |= matches!(
+            e,
+            ClientEvent::Floor {
+                event: ParticipantEvent::FloorGranted { .. },
+                ..
+            }
+        );
         matches!(
             e,
             ClientEvent::CallEstablished { .. } | ClientEvent::CallFailed { .. }
@@ -161,19 +171,35 @@ pub(crate) async fn run_call(t: &Topology, running: &mut Running) -> Result<Repo
         .ok_or_else(|| failed("initiator gone"))?;
     let results: Vec<GroupResult> = match outcome {
         Some(ClientEvent::CallEstablished { groups, .. }) => groups,
-        Some(ClientEvent::CallFailed { status, reason }) => {
-            return Err(failed(format!("the call failed: {status} {reason}")));
+        Some(ClientEvent::CallFailed {
+            status,
+            reason,
+            groups,
+            ..
+        }) => {
+            let why: Vec<String> = groups.iter().map(describe_group).collect();
+            return Err(failed(format!(
+                "the call failed: {status} {reason}{}{}",
+                if why.is_empty() { "" } else { "; " },
+                why.join("; ")
+            )));
         }
         _ => return Err(failed("no answer to the call request in time")),
     };
     if !granted {
         granted = next_event(initiator, |e| {
-            matches!(e, ClientEvent::Floor(ParticipantEvent::FloorGranted { .. }))
+            matches!(
+                e,
+                ClientEvent::Floor {
+                    event: ParticipantEvent::FloorGranted { .. },
+                    ..
+                }
+            )
         })
         .await
         .is_some();
     }
-    let Some(reference) = confirmation(initiator).await? else {
+    let Some(reference) = confirmation(initiator, &call.temporary_group).await? else {
         return Err(failed(
             "the initiator holds no TGMK after the call was established",
         ));
@@ -187,6 +213,10 @@ pub(crate) async fn run_call(t: &Topology, running: &mut Running) -> Result<Repo
         });
         let got = results.iter().find(|r| &r.group_id == g);
         let line = match got {
+            Some(r) if r.failure.is_some() => {
+                failures.push(describe_group(r));
+                format!("  {g:<32} {}  FAIL", describe_group(r))
+            }
             Some(r) => {
                 let ok =
                     usize::try_from(r.accepted).is_ok_and(|a| a == expected) && r.rejected == 0;
@@ -234,12 +264,13 @@ pub(crate) async fn run_call(t: &Topology, running: &mut Running) -> Result<Repo
             continue;
         };
         let failures_before = failures.len();
-        let c = confirmation(node).await?;
+        let c = confirmation(node, &call.temporary_group).await?;
         if c.is_some() {
             joined.push(m.clone());
         }
+        let tg_id = call.temporary_group.clone();
         let floor = node
-            .query(|c, _, _| c.floor_state())
+            .query(move |c, _, _| c.floor_state(&tg_id))
             .await
             .map_err(failed)?;
         let line = match c {
@@ -284,7 +315,7 @@ pub(crate) async fn run_call(t: &Topology, running: &mut Running) -> Result<Repo
         if *uri == call.initiator || members.contains(uri) {
             continue;
         }
-        let c = confirmation(node).await?;
+        let c = confirmation(node, &call.temporary_group).await?;
         let line = if c.is_none() {
             format!("  {uri:<32} not a member: holds no TGMK  ok")
         } else {
@@ -298,11 +329,11 @@ pub(crate) async fn run_call(t: &Topology, running: &mut Running) -> Result<Repo
     }
 
     // End: the initiator releases the floor; the call ends everywhere.
-    initiator_release(running, &call.initiator).await?;
+    initiator_release(running, &call.initiator, &call.temporary_group).await?;
     let mut ended = 0usize;
     for m in &joined {
         if let Some(node) = running.clients.get_mut(m)
-            && next_event(node, |e| matches!(e, ClientEvent::CallEnded))
+            && next_event(node, |e| matches!(e, ClientEvent::CallEnded { .. }))
                 .await
                 .is_some()
         {
@@ -368,13 +399,41 @@ pub(crate) async fn run_call(t: &Topology, running: &mut Running) -> Result<Repo
     })
 }
 
-async fn initiator_release(running: &mut Running, initiator: &str) -> Result<(), CliError> {
+async fn initiator_release(
+    running: &mut Running,
+    initiator: &str,
+    temporary_group_id: &str,
+) -> Result<(), CliError> {
     let node = running
         .clients
         .get(initiator)
         .ok_or_else(|| failed("initiator gone"))?;
-    node.query(|c, time, _| c.release_floor(time))
+    let tg = temporary_group_id.to_owned();
+    node.query(move |c, time, _| c.release_floor(time, &tg))
         .await
         .map_err(failed)?
         .map_err(|e| failed(format!("release_floor: {e}")))
+}
+
+/// One line on a group's result, with the reason when it failed.
+pub(crate) fn describe_group(r: &GroupResult) -> String {
+    match &r.failure {
+        None => format!(
+            "{}: {} accepted, {} rejected",
+            r.group_id, r.accepted, r.rejected
+        ),
+        Some(f) => {
+            let mut s = format!("{}: {}", r.group_id, f.cause.as_str());
+            if let Some(c) = f.status {
+                s.push_str(&format!(" ({c})"));
+            }
+            if let Some(m) = &f.member {
+                s.push_str(&format!(" at {m}"));
+            }
+            if !f.detail.is_empty() {
+                s.push_str(&format!(" - {}", f.detail));
+            }
+            s
+        }
+    }
 }

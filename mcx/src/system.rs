@@ -9,11 +9,10 @@ use std::sync::Arc;
 
 use mcx_core::{
     Client, ClientConfig, ControllingEvent, ControllingServer, ControllingServerConfig, McServer,
-    McServerEvent, TemporaryGroup, TimelineEntry,
+    McServerEvent, McServerLimits, TemporaryGroup, TimelineEntry,
 };
 use mcx_net::node::{BoundNode, NodeHandle};
 use mcx_net::{Directory, Peer};
-use rand_core::Rng;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -226,11 +225,10 @@ pub(crate) async fn start_gms(
 /// The controlling server's role.
 pub(crate) fn controlling_role(t: &Topology) -> ControllingServer {
     let c = &t.controlling;
-    ControllingServer::new(ControllingServerConfig {
-        uri: c.uri.clone(),
-        allowed_initiators: c.allowed_initiators.clone(),
-        temporary_groups: c
-            .temporary_groups
+    let mut config = ControllingServerConfig::new(
+        c.uri.clone(),
+        c.allowed_initiators.clone(),
+        c.temporary_groups
             .iter()
             .map(|tg| TemporaryGroup {
                 id: tg.id.clone(),
@@ -241,13 +239,21 @@ pub(crate) fn controlling_role(t: &Topology) -> ControllingServer {
                     .collect(),
             })
             .collect(),
-        floor_ssrc: mcx_net::os_rng().next_u32(),
-    })
+    );
+    config.group_deadline = t.deadlines.group();
+    config.max_call_duration = t.deadlines.max_call();
+    ControllingServer::new(config)
 }
 
 /// An MC server's role.
 pub(crate) fn mc_server_role(t: &Topology, s: &McServerNode) -> McServer {
     let mut m = McServer::new(s.uri.clone());
+    m.trust_controlling_server(t.controlling.uri.clone());
+    m.set_limits(McServerLimits {
+        member_deadline: t.deadlines.member(),
+        max_call_duration: t.deadlines.max_call(),
+        ..McServerLimits::default()
+    });
     for g in &s.groups {
         if let Some(group) = t.group(g) {
             m.add_group(g.clone(), group.members.clone());
@@ -258,16 +264,16 @@ pub(crate) fn mc_server_role(t: &Topology, s: &McServerNode) -> McServer {
 
 /// A client's configuration.
 pub(crate) fn client_config(t: &Topology, u: &User) -> ClientConfig {
-    ClientConfig {
-        uri: u.uri.clone(),
-        controlling_server: t.controlling.uri.clone(),
-        gms_uri: t.gms.uri.clone(),
-        allowed_initiators: u
-            .allowed_initiators
+    let mut c = ClientConfig::new(
+        u.uri.clone(),
+        t.controlling.uri.clone(),
+        t.gms.uri.clone(),
+        u.allowed_initiators
             .clone()
             .unwrap_or_else(|| t.controlling.allowed_initiators.clone()),
-        floor_ssrc: mcx_net::os_rng().next_u32(),
-    }
+    );
+    c.call_timeout = t.deadlines.call();
+    c
 }
 
 /// Logs a server's events (refusals as warnings, with their reasons) so

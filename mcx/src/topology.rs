@@ -33,6 +33,52 @@ pub(crate) struct Topology {
     /// SIP timers (defaults: RFC 3261 values).
     #[serde(default)]
     pub(crate) sip_timers: SipTimers,
+    /// Call set-up deadlines (defaults: 4 s, 5 s, 10 s).
+    #[serde(default)]
+    pub(crate) deadlines: Deadlines,
+}
+
+/// How long each role waits during call set-up, nested so that each hears
+/// why the one below failed: an MC server waits for its members less
+/// long than the controlling server waits for an MC server, which waits
+/// less long than the initiator waits for the controlling server.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Deadlines {
+    /// An MC server's wait for its members' answers.
+    pub(crate) member_ms: u64,
+    /// The controlling server's wait for each constituent group.
+    pub(crate) group_ms: u64,
+    /// The initiator's wait for the final answer.
+    pub(crate) call_ms: u64,
+    /// Longest call, in seconds.
+    pub(crate) max_call_s: u64,
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Self {
+            member_ms: 4000,
+            group_ms: 5000,
+            call_ms: 10_000,
+            max_call_s: 3600,
+        }
+    }
+}
+
+impl Deadlines {
+    pub(crate) fn member(self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.member_ms)
+    }
+    pub(crate) fn group(self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.group_ms)
+    }
+    pub(crate) fn call(self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.call_ms)
+    }
+    pub(crate) fn max_call(self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.max_call_s)
+    }
 }
 
 /// The KMS.
@@ -214,6 +260,16 @@ impl Topology {
 
     /// Cross-references: every name used is defined once.
     fn check(&self) -> Result<(), String> {
+        let d = self.deadlines;
+        if !(0 < d.member_ms && d.member_ms < d.group_ms && d.group_ms < d.call_ms) {
+            return Err(format!(
+                "deadlines: need 0 < member_ms ({}) < group_ms ({}) < call_ms ({}), so that each role hears why the one below failed",
+                d.member_ms, d.group_ms, d.call_ms
+            ));
+        }
+        if d.max_call_s == 0 {
+            return Err("deadlines: max_call_s must be positive".into());
+        }
         let groups: BTreeSet<&str> = self.groups.iter().map(|g| g.id.as_str()).collect();
         if groups.len() != self.groups.len() {
             return Err("a group is defined twice".into());

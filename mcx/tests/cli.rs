@@ -777,7 +777,8 @@ fn streamwide_user_file(dir: &std::path::Path, user: &str) -> String {
     let kms = &v["kms"];
     let u = &v["users"][user];
     let num = |x: &Value| -> u64 {
-        x.as_u64().unwrap_or_else(|| x.as_str().unwrap().parse().unwrap())
+        x.as_u64()
+            .unwrap_or_else(|| x.as_str().unwrap().parse().unwrap())
     };
     let file = serde_json::json!({
         "user_uri": u["UserUri"],
@@ -807,14 +808,23 @@ fn mikey_decode_vendor_gmk_message() {
     let m = &v["messages"]["1: GMK"];
     let msg = format!("mikey {}", field(m, "I-MESSAGE"));
     let tree = ok(&["mikey", "decode", &msg]);
-    for needle in ["GENERIC-ID", "SAKKE", "IDRkmsr", "kms.mydev.streamwide.com", "SIGN"] {
+    for needle in [
+        "GENERIC-ID",
+        "SAKKE",
+        "IDRkmsr",
+        "kms.mydev.streamwide.com",
+        "SIGN",
+    ] {
         assert!(tree.contains(needle), "tree lacks {needle}:\n{tree}");
     }
     let dir = temp_dir("mikey");
     let alice = streamwide_user_file(&dir, "Alice");
     let bob = streamwide_user_file(&dir, "Bob");
     let verified = ok(&["mikey", "decode", &msg, "--community", &alice]);
-    assert!(verified.contains("valid (signer UID 15a4d5b1"), "{verified}");
+    assert!(
+        verified.contains("valid (signer UID 15a4d5b1"),
+        "{verified}"
+    );
 
     let decrypted = ok(&["mikey", "decode", &msg, "--keys", &alice, "--json"]);
     let text = decrypted.to_lowercase();

@@ -449,7 +449,7 @@ impl Mesh {
             .values()
             .filter_map(|n| match n {
                 Node::Client(c) => c.poll_timeout(),
-                Node::Mc(_) => None,
+                Node::Mc(m) => m.poll_timeout(),
                 Node::Ctrl(c) => c.poll_timeout(),
             })
             .chain(links)
@@ -583,11 +583,8 @@ impl Mesh {
             } else {
                 for (name, node) in &mut self.nodes {
                     let r = match node {
-                        Node::Client(c) => {
-                            c.handle_timeout(time);
-                            Ok(())
-                        }
-                        Node::Mc(_) => Ok(()),
+                        Node::Client(c) => c.handle_timeout(time, &mut self.rng),
+                        Node::Mc(m) => m.handle_timeout(time, &mut self.rng),
                         Node::Ctrl(c) => c.handle_timeout(time, &mut self.rng),
                     };
                     if let Err(e) = r {
@@ -694,15 +691,9 @@ pub fn world(servers: Servers, ctrl_allowed: &[&str]) -> World {
     let mut users: Vec<String> = vec![DISPATCHER.into(), ROGUE.into(), OUTSIDER.into()];
     users.extend(members_a());
     users.extend(members_b());
-    for (i, u) in users.iter().enumerate() {
+    for u in &users {
         let keys = community.issue(u, period, &mut mesh.rng).unwrap();
-        let cfg = ClientConfig {
-            uri: u.clone(),
-            controlling_server: CTRL.into(),
-            gms_uri: GMS.into(),
-            allowed_initiators: vec![DISPATCHER.into()],
-            floor_ssrc: 0x1000 + u32::try_from(i).unwrap(),
-        };
+        let cfg = ClientConfig::new(u.clone(), CTRL, GMS, vec![DISPATCHER.into()]);
         let c = Client::new(cfg, kms.clone(), keys).unwrap();
         mesh.nodes.insert(u.clone(), Node::Client(Box::new(c)));
     }
@@ -759,15 +750,14 @@ pub fn world(servers: Servers, ctrl_allowed: &[&str]) -> World {
             ]
         }
     };
-    let ctrl = ControllingServer::new(ControllingServerConfig {
-        uri: CTRL.into(),
-        allowed_initiators: ctrl_allowed.iter().map(|s| (*s).to_owned()).collect(),
-        temporary_groups: vec![TemporaryGroup {
+    let ctrl = ControllingServer::new(ControllingServerConfig::new(
+        CTRL,
+        ctrl_allowed.iter().map(|s| (*s).to_owned()).collect(),
+        vec![TemporaryGroup {
             id: TEMP_GROUP.into(),
             constituents,
         }],
-        floor_ssrc: 0xF100_0001,
-    });
+    ));
     mesh.nodes.insert(CTRL.into(), Node::Ctrl(ctrl));
     mesh.collect_public();
     World {
@@ -814,25 +804,25 @@ pub fn verify_full_call(m: &mut Mesh, expected: &[GroupResult], receivers: &[Str
 
     assert!(m.errors.is_empty(), "{:?}", m.errors);
     // Every receiver holds the initiator's TGMK; nobody else does.
-    let reference = m.client(DISPATCHER).tgmk_confirmation().unwrap();
+    let reference = m.client(DISPATCHER).tgmk_confirmation(TEMP_GROUP).unwrap();
     for u in receivers {
         assert_eq!(
-            m.client(u).tgmk_confirmation().as_ref(),
+            m.client(u).tgmk_confirmation(TEMP_GROUP).as_ref(),
             Some(&reference),
             "{u}"
         );
         let (a, b) = (
-            m.client(u).media_keys().unwrap(),
-            m.client(DISPATCHER).media_keys().unwrap(),
+            m.client(u).media_keys(TEMP_GROUP).unwrap(),
+            m.client(DISPATCHER).media_keys(TEMP_GROUP).unwrap(),
         );
         assert_eq!(a.mki(), b.mki());
         assert_eq!(a.master_key(), b.master_key());
     }
     for u in all_members().iter().filter(|u| !receivers.contains(u)) {
-        assert!(m.client(u).tgmk_confirmation().is_none(), "{u}");
+        assert!(m.client(u).tgmk_confirmation(TEMP_GROUP).is_none(), "{u}");
     }
-    assert!(m.client(OUTSIDER).tgmk_confirmation().is_none());
-    assert!(m.client(ROGUE).tgmk_confirmation().is_none());
+    assert!(m.client(OUTSIDER).tgmk_confirmation(TEMP_GROUP).is_none());
+    assert!(m.client(ROGUE).tgmk_confirmation(TEMP_GROUP).is_none());
 
     // Per-group acceptance counts reach the initiator, exactly once.
     let established: Vec<_> = m
@@ -907,24 +897,26 @@ pub fn verify_full_call(m: &mut Mesh, expected: &[GroupResult], receivers: &[Str
 
     // Floor: initiator granted, receivers taken.
     assert_eq!(
-        m.client(DISPATCHER).floor_state(),
+        m.client(DISPATCHER).floor_state(TEMP_GROUP),
         Some(ParticipantState::HasPermission)
     );
-    assert!(
-        m.client_events(DISPATCHER)
-            .iter()
-            .any(|e| matches!(e, ClientEvent::Floor(ParticipantEvent::FloorGranted { .. })))
-    );
+    assert!(m.client_events(DISPATCHER).iter().any(|e| matches!(
+        e,
+        ClientEvent::Floor {
+            event: ParticipantEvent::FloorGranted { .. },
+            ..
+        }
+    )));
     for u in receivers {
         assert!(
             m.client_events(u).iter().any(|e| matches!(
                 e,
-                ClientEvent::Floor(ParticipantEvent::FloorTaken { granted_party: Some(g), permission_to_request: false }) if g == DISPATCHER
+                ClientEvent::Floor { event: ParticipantEvent::FloorTaken { granted_party: Some(g), permission_to_request: false }, .. } if g == DISPATCHER
             )),
             "{u} got Floor Taken"
         );
         assert_eq!(
-            m.client(u).floor_state(),
+            m.client(u).floor_state(TEMP_GROUP),
             Some(ParticipantState::HasNoPermission)
         );
     }
@@ -932,48 +924,65 @@ pub fn verify_full_call(m: &mut Mesh, expected: &[GroupResult], receivers: &[Str
     // A receiver may not even ask locally; one that asks anyway is denied.
     let t = m.time();
     let r1 = &receivers[0];
-    assert!(m.client(r1).request_floor(t).is_err());
-    m.client(r1).request_floor_anyway(t).unwrap();
+    assert!(m.client(r1).request_floor(t, TEMP_GROUP).is_err());
+    m.client(r1).request_floor_anyway(t, TEMP_GROUP).unwrap();
     m.drive();
     assert!(m.client_events(r1).iter().any(|e| matches!(
         e,
-        ClientEvent::Floor(ParticipantEvent::FloorDenied { cause, .. }) if *cause == RejectCause::RECEIVE_ONLY
+        ClientEvent::Floor { event: ParticipantEvent::FloorDenied { cause, .. }, .. } if *cause == RejectCause::RECEIVE_ONLY
     )));
     assert!(m.ctrl_events(CTRL).iter().any(|e| matches!(
         e,
-        ControllingEvent::Floor(ArbitratorEvent::RequestDenied { .. })
+        ControllingEvent::Floor {
+            event: ArbitratorEvent::RequestDenied { .. },
+            ..
+        }
     )));
     assert_eq!(
-        m.client(DISPATCHER).floor_state(),
+        m.client(DISPATCHER).floor_state(TEMP_GROUP),
         Some(ParticipantState::HasPermission)
     );
 
     // The initiator's release: Floor Idle to all, then BYE ends the call.
     let t = m.time();
-    m.client(DISPATCHER).release_floor(t).unwrap();
+    m.client(DISPATCHER).release_floor(t, TEMP_GROUP).unwrap();
     m.drive();
     assert!(m.errors.is_empty(), "{:?}", m.errors);
+    assert!(m.ctrl_events(CTRL).iter().any(|e| matches!(
+        e,
+        ControllingEvent::Floor {
+            event: ArbitratorEvent::CallEnded,
+            ..
+        }
+    )));
     assert!(
         m.ctrl_events(CTRL)
-            .contains(&ControllingEvent::Floor(ArbitratorEvent::CallEnded))
+            .iter()
+            .any(|e| matches!(e, ControllingEvent::CallEnded { .. }))
     );
-    assert!(m.ctrl_events(CTRL).contains(&ControllingEvent::CallEnded));
     for u in receivers.iter().map(String::as_str).chain([DISPATCHER]) {
         let ev = m.client_events(u);
         if u != DISPATCHER {
             assert!(
-                ev.iter()
-                    .any(|e| matches!(e, ClientEvent::Floor(ParticipantEvent::FloorIdle { .. }))),
+                ev.iter().any(|e| matches!(
+                    e,
+                    ClientEvent::Floor {
+                        event: ParticipantEvent::FloorIdle { .. },
+                        ..
+                    }
+                )),
                 "{u} idle"
             );
         }
         assert_eq!(
-            ev.iter().filter(|e| **e == ClientEvent::CallEnded).count(),
+            ev.iter()
+                .filter(|e| matches!(e, ClientEvent::CallEnded { .. }))
+                .count(),
             1,
             "{u} got BYE once"
         );
-        assert!(!m.client(u).in_call());
-        assert!(m.client(u).tgmk_confirmation().is_none());
+        assert!(!m.client(u).in_call(TEMP_GROUP));
+        assert!(m.client(u).tgmk_confirmation(TEMP_GROUP).is_none());
     }
     // `log` holds what the roles were handed: each BYE exactly once.
     let byes = m

@@ -332,10 +332,7 @@ fn ct_lookup(entries: &[Affine; SIGNED_ENTRIES], digit: u32) -> Affine {
             y[i] |= e.y.0[i] & mask;
         }
     }
-    Affine {
-        x: Fp(x),
-        y: Fp(y),
-    }
+    Affine { x: Fp(x), y: Fp(y) }
 }
 
 /// Precomputed multiples of a fixed point of order q for fast constant-time
@@ -415,7 +412,10 @@ mod tests {
     use crypto_bigint::U1024;
 
     fn same(a: &Jacobian, b: &Jacobian) -> bool {
-        match (Option::<Affine>::from(a.to_affine()), Option::<Affine>::from(b.to_affine())) {
+        match (
+            Option::<Affine>::from(a.to_affine()),
+            Option::<Affine>::from(b.to_affine()),
+        ) {
             (Some(x), Some(y)) => x.to_bytes() == y.to_bytes(),
             (None, None) => true,
             _ => false,
@@ -460,7 +460,10 @@ mod tests {
         ];
         for k in scalars {
             let words = k.to_words();
-            assert!(same(&table.mul(&words), &BASE.to_jacobian().mul(&words)), "{k}");
+            assert!(
+                same(&table.mul(&words), &BASE.to_jacobian().mul(&words)),
+                "{k}"
+            );
         }
         assert!(bool::from(table.mul(&[0; LIMBS]).is_identity()));
     }
@@ -470,7 +473,9 @@ mod tests {
         assert!(bool::from(BASE.to_jacobian().mul(&Q).is_identity()));
         let mut q_minus_1 = Q;
         q_minus_1[0] -= 1;
-        assert!(!bool::from(BASE.to_jacobian().mul(&q_minus_1).is_identity()));
+        assert!(!bool::from(
+            BASE.to_jacobian().mul(&q_minus_1).is_identity()
+        ));
     }
 
     #[test]
@@ -481,7 +486,11 @@ mod tests {
         for w in (0..SIGNED_WINDOWS).rev() {
             acc = acc.shl(SIGNED_WINDOW as u32);
             let d = U1024::from_u8(mag[w]);
-            acc = if neg[w] == 1 { acc.wrapping_sub(&d) } else { acc.wrapping_add(&d) };
+            acc = if neg[w] == 1 {
+                acc.wrapping_sub(&d)
+            } else {
+                acc.wrapping_add(&d)
+            };
         }
         assert_eq!(acc.to_words(), k);
     }

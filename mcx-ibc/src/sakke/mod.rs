@@ -41,7 +41,9 @@ use subtle::{Choice, ConditionallySelectable, ConstantTimeEq, ConstantTimeLess};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::Error;
-use curve::{Affine, FixedBaseTable, Jacobian, POINT_BYTES, SIGNED_ENTRIES, SIGNED_WINDOWS, signed_digits};
+use curve::{
+    Affine, FixedBaseTable, Jacobian, POINT_BYTES, SIGNED_ENTRIES, SIGNED_WINDOWS, signed_digits,
+};
 use fp::{Fp, LIMBS};
 use fp2::{Fp2, batch_invert};
 use pairing::MillerLines;
@@ -382,7 +384,10 @@ impl Recipient {
         let mask = Zeroizing::new(hash::to_mask_128(g_r.as_ref()));
         let mut out = [0u8; SED_LEN];
         out[..POINT_LEN].copy_from_slice(&big_r.to_bytes());
-        for (o, (s, m)) in out[POINT_LEN..].iter_mut().zip(ssv.0.iter().zip(mask.iter())) {
+        for (o, (s, m)) in out[POINT_LEN..]
+            .iter_mut()
+            .zip(ssv.0.iter().zip(mask.iter()))
+        {
             *o = s ^ m;
         }
         Ok(out)
@@ -472,7 +477,11 @@ impl ReceiverKey {
         let w = Zeroizing::new(self.lines.pairing(&big_r).to_bytes());
         let mask = Zeroizing::new(hash::to_mask_128(w.as_ref()));
         let mut ssv = Ssv([0u8; SSV_LEN]);
-        for (s, (h, m)) in ssv.0.iter_mut().zip(sed[POINT_LEN..].iter().zip(mask.iter())) {
+        for (s, (h, m)) in ssv
+            .0
+            .iter_mut()
+            .zip(sed[POINT_LEN..].iter().zip(mask.iter()))
+        {
             *s = h ^ m;
         }
         let r_int = Zeroizing::new(hash::to_scalar_mod_q(&[&ssv.0, &self.id]));
@@ -526,7 +535,11 @@ impl GPowTable {
         }
         let mut inv_a: Vec<Fp> = elems.iter().map(|e| e.a).collect();
         batch_invert(&mut inv_a);
-        let xs: Vec<Fp> = elems.iter().zip(inv_a.iter()).map(|(e, ia)| e.b.mul(ia)).collect();
+        let xs: Vec<Fp> = elems
+            .iter()
+            .zip(inv_a.iter())
+            .map(|(e, ia)| e.b.mul(ia))
+            .collect();
         let windows = xs
             .chunks_exact(SIGNED_ENTRIES)
             .map(|c| {

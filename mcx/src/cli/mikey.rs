@@ -35,7 +35,11 @@ pub(crate) enum MikeyCommand {
 #[derive(Debug, Args)]
 pub(crate) struct DecodeArgs {
     /// The message: base64, hex, 'mikey <base64>' or 'a=key-mgmt:mikey <base64>'.
-    #[arg(value_name = "MESSAGE", required_unless_present = "file", conflicts_with = "file")]
+    #[arg(
+        value_name = "MESSAGE",
+        required_unless_present = "file",
+        conflicts_with = "file"
+    )]
     message: Option<String>,
     /// Read the message from a file ('-' for stdin): text in any form above, or raw octets.
     #[arg(long, value_name = "FILE")]
@@ -76,7 +80,11 @@ fn decode(args: &DecodeArgs) -> Result<(), CliError> {
         (None, None) => return Err(invalid("MESSAGE", "missing")),
     };
 
-    let user = args.keys.as_deref().map(input::read_json::<UserKeysFile>).transpose()?;
+    let user = args
+        .keys
+        .as_deref()
+        .map(input::read_json::<UserKeysFile>)
+        .transpose()?;
     let public_file = match (&user, &args.community) {
         (Some(u), _) => Some(u.public()),
         (None, Some(path)) => Some(input::read_json::<PublicFile>(path)?),
@@ -84,7 +92,11 @@ fn decode(args: &DecodeArgs) -> Result<(), CliError> {
     };
     let community = public_file.as_ref().map(community_public).transpose()?;
     let receiver = user.as_ref().map(UserKeysFile::receiver_key).transpose()?;
-    let gmks = args.gmk.iter().map(|g| parse_gmk(g)).collect::<Result<Vec<_>, _>>()?;
+    let gmks = args
+        .gmk
+        .iter()
+        .map(|g| parse_gmk(g))
+        .collect::<Result<Vec<_>, _>>()?;
     let gmk_refs: Vec<(KeyId, &Gmk)> = gmks.iter().map(|(id, k)| (*id, k)).collect();
     let keys = Keys {
         kms: community.as_ref(),
@@ -107,7 +119,8 @@ fn decode(args: &DecodeArgs) -> Result<(), CliError> {
         .iter()
         .filter_map(|n| {
             let v = n.value.as_deref()?;
-            (v.starts_with("INVALID") || v.starts_with("FAILED")).then(|| format!("{}: {v}", n.name))
+            (v.starts_with("INVALID") || v.starts_with("FAILED"))
+                .then(|| format!("{}: {v}", n.name))
         })
         .collect();
     if let Some(first) = failed.first() {

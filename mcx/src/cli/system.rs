@@ -245,12 +245,13 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), CliError> {
             tokio::select! {
                 e = node.events.recv() => match e {
                     Some(ClientEvent::IncomingCall { temporary_group_id, group_id, initiator, .. }) => {
-                        let c = node.query(|c, _, _| c.tgmk_confirmation()).await.map_err(|e| CliError::System(e.to_string()))?;
+                        let tg = temporary_group_id.clone();
+                        let c = node.query(move |c, _, _| c.tgmk_confirmation(&tg)).await.map_err(|e| CliError::System(e.to_string()))?;
                         let (id, conf) = c.map_or_else(|| (String::from("-"), String::from("-")), |c| (c.tgmk_id.to_string(), hex::encode(c.value)));
                         print(&format!("incoming-call temporary-group={temporary_group_id} group={group_id} initiator={initiator} tgmk-id={id} confirmation={conf}\n"));
                     }
                     Some(ClientEvent::IncomingRejected { status, reason }) => print(&format!("incoming-rejected status={status} reason={reason}\n")),
-                    Some(ClientEvent::CallEnded) => print("call-ended\n"),
+                    Some(ClientEvent::CallEnded { temporary_group_id }) => print(&format!("call-ended temporary-group={temporary_group_id}\n")),
                     Some(_) => {}
                     None => return Err(CliError::System("the client stopped".into())),
                 },

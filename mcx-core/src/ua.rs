@@ -1,0 +1,257 @@
+//! [`UserAgent`]: the one way the three roles build and send SIP
+//! responses, dialogs and in-dialog requests (RFC 3261 8.2.6, 9.1, 12,
+//! 13.2.2.4, 15), and queue their datagrams.
+//!
+//! Every role owns one; the roles decide what to send, this decides how
+//! it is written: a fresh To tag per response, Contact and SDP on 2xx, the
+//! call result body on final answers, ACK and BYE from the dialog, CANCEL
+//! from the INVITE as sent.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+use mcx_sip::{Dialog, Method, Multipart, Part, Request, Response, StatusCode};
+use rand_core::CryptoRng;
+
+use crate::result::{CALL_RESULT_CONTENT_TYPE, CallResult};
+use crate::sip::{host_of, rand8};
+use crate::{Channel, Error, SDP_CONTENT_TYPE, Transmit};
+
+/// The body of a response built by [`UserAgent::respond`].
+pub(crate) enum Answer {
+    /// No body.
+    Empty,
+    /// An SDP answer.
+    Sdp(String),
+    /// A call result only (non-2xx final answers).
+    Result(CallResult),
+    /// SDP and a call result, as multipart/mixed (2xx to a call request).
+    SdpAndResult(String, CallResult),
+}
+
+/// A role's SIP user agent core: its address and its outgoing datagrams.
+pub(crate) struct UserAgent {
+    uri: String,
+    host: String,
+    transmits: VecDeque<Transmit>,
+}
+
+impl UserAgent {
+    pub(crate) fn new(uri: &str) -> Self {
+        Self {
+            uri: uri.to_owned(),
+            host: host_of(uri),
+            transmits: VecDeque::new(),
+        }
+    }
+
+    /// The role's URI (its address and Contact).
+    pub(crate) fn uri(&self) -> &str {
+        &self.uri
+    }
+
+    /// The Via sent-by the roles write (the link rewrites it to the socket).
+    fn via(&self) -> (&'static str, &str) {
+        ("UDP", &self.host)
+    }
+
+    pub(crate) fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// Queues `contents` to `to` on `channel`.
+    pub(crate) fn send(&mut self, to: &str, channel: Channel, contents: Vec<u8>) {
+        self.transmits.push_back(Transmit {
+            from: self.uri.clone(),
+            to: to.to_owned(),
+            channel,
+            contents,
+        });
+    }
+
+    /// Sends a request (the role built it).
+    pub(crate) fn send_request(&mut self, to: &str, req: &Request) {
+        self.send(to, Channel::Sip, req.to_bytes());
+    }
+
+    /// Builds, sends and returns a response to `req` (RFC 3261 8.2.6):
+    /// a new To tag, our Contact on 2xx, `reason` if given, `body`.
+    pub(crate) fn respond(
+        &mut self,
+        to: &str,
+        req: &Request,
+        status: StatusCode,
+        reason: Option<&str>,
+        body: Answer,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Response, Error> {
+        let tag = mcx_sip::new_tag(rand8(rng));
+        let mut r = Response::for_request(req, status, Some(&tag))?;
+        if let Some(reason) = reason {
+            r.set_reason(reason)?;
+        }
+        if status.is_success() {
+            r.headers_mut()
+                .push("Contact", &format!("<{}>", self.uri))?;
+        }
+        match body {
+            Answer::Empty => {}
+            Answer::Sdp(sdp) => r.set_body(Some(SDP_CONTENT_TYPE), Bytes::from(sdp))?,
+            Answer::Result(res) => {
+                r.set_body(Some(CALL_RESULT_CONTENT_TYPE), Bytes::from(res.to_xml()))?;
+            }
+            Answer::SdpAndResult(sdp, res) => {
+                let mut boundary = [0u8; 16];
+                rng.fill_bytes(&mut boundary);
+                let mut mp = Multipart::new(boundary)
+                    .part(Part::new(SDP_CONTENT_TYPE, Bytes::from(sdp)))
+                    .part(Part::new(
+                        CALL_RESULT_CONTENT_TYPE,
+                        Bytes::from(res.to_xml()),
+                    ));
+                let bytes = mp.encode()?;
+                r.set_body(Some(&mp.content_type()), Bytes::from(bytes))?;
+            }
+        }
+        self.send(to, Channel::Sip, r.to_bytes());
+        Ok(r)
+    }
+
+    /// Accepts an INVITE: sends the 2xx and returns the UAS dialog (12.1.1).
+    pub(crate) fn accept(
+        &mut self,
+        to: &str,
+        invite: &Request,
+        body: Answer,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Dialog, Error> {
+        let resp = self.respond(to, invite, StatusCode::OK, None, body, rng)?;
+        Ok(Dialog::uas(invite, &resp)?)
+    }
+
+    /// Takes a 2xx to our INVITE: sends the ACK and returns the UAC
+    /// dialog (12.1.2, 13.2.2.4).
+    pub(crate) fn confirm(
+        &mut self,
+        to: &str,
+        invite: &Request,
+        resp: &Response,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Dialog, Error> {
+        let d = Dialog::uac(invite, resp)?;
+        let ack = d.ack(self.via(), rand8(rng))?;
+        self.send_request(to, &ack);
+        Ok(d)
+    }
+
+    /// A 2xx we no longer want (it came after we gave up): ACK it, then
+    /// BYE the dialog it made (RFC 3261 15: a UAC that does not want a
+    /// session it was accepted into ends it with BYE).
+    pub(crate) fn refuse_late_2xx(
+        &mut self,
+        to: &str,
+        invite: &Request,
+        resp: &Response,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(), Error> {
+        let mut d = self.confirm(to, invite, resp, rng)?;
+        self.bye(to, &mut d, rng)
+    }
+
+    /// Sends BYE in `dialog` (15.1.1).
+    pub(crate) fn bye(
+        &mut self,
+        to: &str,
+        dialog: &mut Dialog,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(), Error> {
+        let bye = dialog.request_in_dialog(Method::Bye, self.via(), rand8(rng))?;
+        self.send_request(to, &bye);
+        Ok(())
+    }
+
+    /// Sends CANCEL for `invite` as sent (9.1): its Request-URI, Call-ID,
+    /// From, To, CSeq number and top Via (so its branch) with method CANCEL.
+    pub(crate) fn cancel(&mut self, to: &str, invite: &Request) -> Result<(), Error> {
+        let mut c = Request::new(Method::Cancel, invite.uri())?;
+        let via = invite
+            .headers()
+            .get("Via")
+            .ok_or(Error::Missing("Via"))?
+            .split(',')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        let (n, _) = invite.cseq()?;
+        let h = c.headers_mut();
+        h.push("Via", &via)?;
+        h.push("Max-Forwards", "70")?;
+        for name in ["From", "To", "Call-ID"] {
+            h.push(name, invite.header(name).ok_or(Error::Missing(name))?)?;
+        }
+        h.push("CSeq", &format!("{n} CANCEL"))?;
+        self.send_request(to, &c);
+        Ok(())
+    }
+}
+
+/// Whether `cancel` cancels `invite` (RFC 3261 9.2: same Call-ID, CSeq
+/// number and top Via branch).
+pub(crate) fn cancels(cancel: &Request, invite: &Request) -> bool {
+    let branch = |r: &Request| r.top_via().ok().and_then(|v| v.branch);
+    cancel.call_id().ok() == invite.call_id().ok()
+        && cancel.cseq().ok().map(|c| c.0) == invite.cseq().ok().map(|c| c.0)
+        && branch(cancel) == branch(invite)
+}
+
+/// The methods every role supports (RFC 3261 20.5 `Allow`).
+pub(crate) const ALLOWED_METHODS: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO";
+
+impl UserAgent {
+    /// Answers a request that is not part of a call: OPTIONS gets the
+    /// status an INVITE would get now (RFC 3261 11.2: 200, or 486 when
+    /// `busy`); any other method 405 (8.2.1). Both list
+    /// [`ALLOWED_METHODS`]. ACK is never answered.
+    pub(crate) fn answer_other_method(
+        &mut self,
+        to: &str,
+        req: &Request,
+        busy: bool,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(), Error> {
+        let status = match req.method() {
+            Method::Ack => return Ok(()),
+            Method::Options if busy => StatusCode::BUSY_HERE,
+            Method::Options => StatusCode::OK,
+            _ => StatusCode::METHOD_NOT_ALLOWED,
+        };
+        let tag = mcx_sip::new_tag(rand8(rng));
+        let mut r = Response::for_request(req, status, Some(&tag))?;
+        r.headers_mut().push("Allow", ALLOWED_METHODS)?;
+        if status.is_success() {
+            r.headers_mut()
+                .push("Contact", &format!("<{}>", self.uri))?;
+        }
+        self.send(to, Channel::Sip, r.to_bytes());
+        Ok(())
+    }
+
+    /// Answers a CANCEL that matches no pending INVITE: 481 (9.2).
+    pub(crate) fn no_such_transaction(
+        &mut self,
+        to: &str,
+        req: &Request,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(), Error> {
+        self.respond(
+            to,
+            req,
+            StatusCode::CALL_DOES_NOT_EXIST,
+            None,
+            Answer::Empty,
+            rng,
+        )
+        .map(|_| ())
+    }
+}
