@@ -20,7 +20,9 @@ pub mod node;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mcx_core::{
     Channel, Client, ClientEvent, ControllingEvent, ControllingServer, McServer, McServerEvent,
@@ -276,6 +278,99 @@ impl NetError {
         Self::Io {
             what: what.into(),
             source,
+        }
+    }
+}
+
+/// How an accept loop waits after an accept error that is not about one
+/// connection (out of file descriptors, out of memory): retrying at once
+/// would spin on the same error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AcceptBackoff {
+    /// The first wait of a burst of errors.
+    pub initial: Duration,
+    /// The longest wait: each further error of the burst doubles the wait up to this.
+    pub max: Duration,
+}
+
+impl Default for AcceptBackoff {
+    /// 50 ms doubling to 1 s: short enough that a listener is back soon
+    /// after descriptors are freed, long enough that a lasting shortage
+    /// costs a few wake-ups per second.
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_millis(50),
+            max: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Errors that concern one connection (it was reset before it was
+/// accepted): the next accept can succeed at once.
+fn is_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset, Interrupted};
+    matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset | Interrupted
+    )
+}
+
+/// Accepts connections until `on_accept` breaks: an accept error never
+/// ends the loop.
+///
+/// `accept` yields the next connection (e.g. `|| listener.accept()`),
+/// `sleep` waits (`tokio::time::sleep` in production; tests record the
+/// waits). After an error that is not about one connection the loop
+/// waits per `backoff`, doubling while the errors last. Each error is
+/// counted in `errors`; a burst is logged once, when it starts (warn),
+/// and once when accepting works again (info), never per error: a node
+/// out of file descriptors must not fill the disk with its log too.
+pub async fn accept_loop<T, A, AF, S, SF, H, HF>(
+    what: &str,
+    backoff: AcceptBackoff,
+    errors: &AtomicU64,
+    mut accept: A,
+    mut sleep: S,
+    mut on_accept: H,
+) where
+    A: FnMut() -> AF,
+    AF: Future<Output = std::io::Result<T>>,
+    S: FnMut(Duration) -> SF,
+    SF: Future<Output = ()>,
+    H: FnMut(T) -> HF,
+    HF: Future<Output = ControlFlow<()>>,
+{
+    let mut wait = backoff.initial;
+    let mut burst = 0u64;
+    loop {
+        match accept().await {
+            Ok(conn) => {
+                if burst > 0 {
+                    tracing::info!("{what}: accepting again after {burst} accept errors");
+                    burst = 0;
+                    wait = backoff.initial;
+                }
+                if on_accept(conn).await.is_break() {
+                    return;
+                }
+            }
+            Err(e) if is_connection_error(&e) => {
+                errors.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!("{what}: accept: {e}");
+            }
+            Err(e) => {
+                errors.fetch_add(1, Ordering::Relaxed);
+                if burst == 0 {
+                    tracing::warn!(
+                        "{what}: accept failed: {e}; retrying with back-off up to {:?}, \
+                         further errors are not logged until accepting works again",
+                        backoff.max
+                    );
+                }
+                burst += 1;
+                sleep(wait).await;
+                wait = (wait * 2).min(backoff.max);
+            }
         }
     }
 }
