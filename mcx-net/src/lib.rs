@@ -13,6 +13,33 @@
 //!   (the topology file), standing in for DNS/registrar lookups.
 //! - [`http`]: a minimal HTTP/1.1 client (hyper) for provisioning from
 //!   the KMS and the GMS.
+//! - [`accept_loop`]: the accept loop of the node's SIP/TCP listener and
+//!   of the servers' HTTP listeners: an accept error never ends it.
+//!
+//! # Hostile peers
+//!
+//! A node's work and memory stay in proportion to honest traffic whatever
+//! its peers send. [`node::NodeLimits`] (given to
+//! [`node::BoundNode::run_with`]; [`node::BoundNode::run`] uses the
+//! defaults) sets the bounds, and [`node::NodeHandle::guard_stats`] counts
+//! what they refused:
+//!
+//! | limit | default | why |
+//! |---|---|---|
+//! | `max_tcp_connections` | 1024 | each connection holds a descriptor, a task and up to one message (`Limits::TCP`, 1 MiB) plus one read; beyond the cap, accepted connections are closed at once |
+//! | `tcp_idle` | 120 s | a connection with no complete message (and nothing written) for this long is only holding resources; peers reconnect when they need to |
+//! | `tcp_message_timeout` | 10 s | a message whose first octet has arrived must be whole within this (slowloris); honest messages take milliseconds. Also bounds a write to a peer that does not read |
+//! | `max_messages_per_sec_per_peer`, `peer_burst` | 200/s, 400 | a token bucket per source IP, UDP and TCP together, so one peer cannot take the node: excess UDP is dropped before parsing (the sender retransmits), a TCP connection is read no faster than the rate (nothing is retransmitted on TCP, so dropping would lose messages). A burst of 400 covers an MC server's whole group answering at once |
+//! | `max_tracked_peers` | 4096 | bounds the bucket table: idle buckets are swept, and if the table is still full new sources share one bucket (spoofed UDP sources cannot grow it) |
+//! | `invite_sources` | `None` (any) | an MC server takes calls (out-of-dialog INVITEs) only from its controlling server(s): exact socket over UDP, IP of the connection over TCP (mutual TLS is for later); other INVITEs are dropped before the transaction layer |
+//! | `accept_backoff` | 50 ms doubling to 1 s | out of descriptors, accepting again at once would spin; each burst of errors is logged once |
+//!
+//! SIP/TCP framing ([`mcx_sip::StreamDecoder`]) is linear in the octets
+//! received, however they are cut, and a connection's buffer holds at
+//! most one maximal message plus one read. The defaults suit a
+//! deployment where each member is its own host: a topology that puts
+//! hundreds of members on one address (a loopback benchmark) shares one
+//! bucket among them and should raise the rate.
 #![forbid(unsafe_code)]
 
 pub mod http;
