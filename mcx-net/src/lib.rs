@@ -13,6 +13,33 @@
 //!   (the topology file), standing in for DNS/registrar lookups.
 //! - [`http`]: a minimal HTTP/1.1 client (hyper) for provisioning from
 //!   the KMS and the GMS.
+//! - [`accept_loop`]: the accept loop of the node's SIP/TCP listener and
+//!   of the servers' HTTP listeners: an accept error never ends it.
+//!
+//! # Hostile peers
+//!
+//! A node's work and memory stay in proportion to honest traffic whatever
+//! its peers send. [`node::NodeLimits`] (given to
+//! [`node::BoundNode::run_with`]; [`node::BoundNode::run`] uses the
+//! defaults) sets the bounds, and [`node::NodeHandle::guard_stats`] counts
+//! what they refused:
+//!
+//! | limit | default | why |
+//! |---|---|---|
+//! | `max_tcp_connections` | 1024 | each connection holds a descriptor, a task and up to one message (`Limits::TCP`, 1 MiB) plus one read; beyond the cap, accepted connections are closed at once |
+//! | `tcp_idle` | 120 s | a connection with no complete message (and nothing written) for this long is only holding resources; peers reconnect when they need to |
+//! | `tcp_message_timeout` | 10 s | a message whose first octet has arrived must be whole within this (slowloris); honest messages take milliseconds. Also bounds a write to a peer that does not read |
+//! | `max_messages_per_sec_per_peer`, `peer_burst` | 200/s, 400 | a token bucket per source IP, UDP and TCP together, so one peer cannot take the node: excess UDP is dropped before parsing (the sender retransmits), a TCP connection is read no faster than the rate (nothing is retransmitted on TCP, so dropping would lose messages). A burst of 400 covers an MC server's whole group answering at once |
+//! | `max_tracked_peers` | 4096 | bounds the bucket table: idle buckets are swept, and if the table is still full new sources share one bucket (spoofed UDP sources cannot grow it) |
+//! | `invite_sources` | `None` (any) | an MC server takes calls (out-of-dialog INVITEs) only from its controlling server(s): exact socket over UDP, IP of the connection over TCP (mutual TLS is for later); other INVITEs are dropped before the transaction layer |
+//! | `accept_backoff` | 50 ms doubling to 1 s | out of descriptors, accepting again at once would spin; each burst of errors is logged once |
+//!
+//! SIP/TCP framing ([`mcx_sip::StreamDecoder`]) is linear in the octets
+//! received, however they are cut, and a connection's buffer holds at
+//! most one maximal message plus one read. The defaults suit a
+//! deployment where each member is its own host: a topology that puts
+//! hundreds of members on one address (a loopback benchmark) shares one
+//! bucket among them and should raise the rate.
 #![forbid(unsafe_code)]
 
 pub mod http;
@@ -20,7 +47,9 @@ pub mod node;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mcx_core::{
     Channel, Client, ClientEvent, ControllingEvent, ControllingServer, McServer, McServerEvent,
@@ -286,6 +315,99 @@ impl NetError {
         Self::Io {
             what: what.into(),
             source,
+        }
+    }
+}
+
+/// How an accept loop waits after an accept error that is not about one
+/// connection (out of file descriptors, out of memory): retrying at once
+/// would spin on the same error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AcceptBackoff {
+    /// The first wait of a burst of errors.
+    pub initial: Duration,
+    /// The longest wait: each further error of the burst doubles the wait up to this.
+    pub max: Duration,
+}
+
+impl Default for AcceptBackoff {
+    /// 50 ms doubling to 1 s: short enough that a listener is back soon
+    /// after descriptors are freed, long enough that a lasting shortage
+    /// costs a few wake-ups per second.
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_millis(50),
+            max: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Errors that concern one connection (it was reset before it was
+/// accepted): the next accept can succeed at once.
+fn is_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset, Interrupted};
+    matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset | Interrupted
+    )
+}
+
+/// Accepts connections until `on_accept` breaks: an accept error never
+/// ends the loop.
+///
+/// `accept` yields the next connection (e.g. `|| listener.accept()`),
+/// `sleep` waits (`tokio::time::sleep` in production; tests record the
+/// waits). After an error that is not about one connection the loop
+/// waits per `backoff`, doubling while the errors last. Each error is
+/// counted in `errors`; a burst is logged once, when it starts (warn),
+/// and once when accepting works again (info), never per error: a node
+/// out of file descriptors must not fill the disk with its log too.
+pub async fn accept_loop<T, A, AF, S, SF, H, HF>(
+    what: &str,
+    backoff: AcceptBackoff,
+    errors: &AtomicU64,
+    mut accept: A,
+    mut sleep: S,
+    mut on_accept: H,
+) where
+    A: FnMut() -> AF,
+    AF: Future<Output = std::io::Result<T>>,
+    S: FnMut(Duration) -> SF,
+    SF: Future<Output = ()>,
+    H: FnMut(T) -> HF,
+    HF: Future<Output = ControlFlow<()>>,
+{
+    let mut wait = backoff.initial;
+    let mut burst = 0u64;
+    loop {
+        match accept().await {
+            Ok(conn) => {
+                if burst > 0 {
+                    tracing::info!("{what}: accepting again after {burst} accept errors");
+                    burst = 0;
+                    wait = backoff.initial;
+                }
+                if on_accept(conn).await.is_break() {
+                    return;
+                }
+            }
+            Err(e) if is_connection_error(&e) => {
+                errors.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!("{what}: accept: {e}");
+            }
+            Err(e) => {
+                errors.fetch_add(1, Ordering::Relaxed);
+                if burst == 0 {
+                    tracing::warn!(
+                        "{what}: accept failed: {e}; retrying with back-off up to {:?}, \
+                         further errors are not logged until accepting works again",
+                        backoff.max
+                    );
+                }
+                burst += 1;
+                sleep(wait).await;
+                wait = (wait * 2).min(backoff.max);
+            }
         }
     }
 }

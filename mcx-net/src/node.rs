@@ -8,19 +8,20 @@
 //! RTCP APP packet per UDP datagram.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use mcx_core::{Channel, SipLink, TimelineEntry};
-use mcx_sip::{Limits, Remote, StreamDecoder, Timers, Transport};
+use mcx_sip::{Limits, Message, Method, Remote, StreamDecoder, Timers, Transport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
-use crate::{Directory, NetError, OsRng, Peer, Role, now, os_rng};
+use crate::{AcceptBackoff, Directory, NetError, OsRng, Peer, Role, accept_loop, now, os_rng};
 
 /// Largest UDP datagram read (SIP over UDP is bounded by `Limits::UDP`).
 const DATAGRAM_MAX: usize = 65_535;
@@ -36,6 +37,378 @@ const UDP_RECV_BUFFER: usize = 4 * 1024 * 1024;
 /// cheap, processing is not, so draining first keeps the kernel buffer
 /// from overflowing during a burst.
 const READ_BATCH: usize = 512;
+
+/// Messages from SIP/TCP connections (and connection events) queued for
+/// the driver. Bounded: when the driver is behind, connection tasks wait
+/// and stop reading, so TCP flow control slows the senders instead of
+/// the queue growing.
+const TCP_QUEUE: usize = 256;
+
+/// Octets read from a SIP/TCP connection at a time.
+const TCP_READ: usize = 16 * 1024;
+
+/// Least time between two log lines about the same peer (or about
+/// refused connections): a flood costs counter increments, not log lines.
+const LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Least time between two sweeps of idle entries from a full peer table.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What a node accepts from its peers: the bounds that keep its work and
+/// memory in proportion to honest traffic (see the crate docs for why
+/// each default is what it is).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeLimits {
+    /// Most inbound SIP/TCP connections open at once; further accepted
+    /// connections are closed at once (counted in
+    /// [`GuardStats::tcp_refused`]). Connections the node opens itself
+    /// are not counted. Default 1024.
+    pub max_tcp_connections: usize,
+    /// A SIP/TCP connection on which no complete message arrived (and
+    /// nothing was written) for this long is closed. Default 120 s.
+    pub tcp_idle: Duration,
+    /// Once the first octet of a SIP/TCP message has arrived, the whole
+    /// message must arrive within this, else the connection is closed
+    /// (slowloris). Also the longest a write to a peer may block. Default 10 s.
+    pub tcp_message_timeout: Duration,
+    /// Sustained SIP messages per second accepted from one source IP
+    /// address, UDP and TCP together (a token bucket). Over UDP the
+    /// excess is dropped before the transaction layer sees it (the
+    /// sender retransmits); over TCP, where nothing is retransmitted, the
+    /// connection is read no faster than this. 0 disables the cap.
+    /// Default 200.
+    pub max_messages_per_sec_per_peer: u32,
+    /// Messages a source may send in a burst above the sustained rate
+    /// (the bucket's size; at least 1). Default 400.
+    pub peer_burst: u32,
+    /// Most source addresses with a bucket of their own; when the table
+    /// is full and no entry is idle, further sources share one bucket,
+    /// so spoofed sources cannot grow the table. Default 4096.
+    pub max_tracked_peers: usize,
+    /// Where out-of-dialog INVITEs (no To tag: new calls) may come from;
+    /// those from anywhere else are dropped before the transaction layer
+    /// (counted in [`GuardStats::dropped_source`]). `None` accepts any
+    /// source. For an MC server: its controlling server(s). Default `None`.
+    pub invite_sources: Option<Vec<InviteSource>>,
+    /// Waits after accept errors (out of file descriptors).
+    pub accept_backoff: AcceptBackoff,
+}
+
+impl Default for NodeLimits {
+    fn default() -> Self {
+        Self {
+            max_tcp_connections: 1024,
+            tcp_idle: Duration::from_secs(120),
+            tcp_message_timeout: Duration::from_secs(10),
+            max_messages_per_sec_per_peer: 200,
+            peer_burst: 400,
+            max_tracked_peers: 4096,
+            invite_sources: None,
+            accept_backoff: AcceptBackoff::default(),
+        }
+    }
+}
+
+/// A peer allowed to start calls (send out-of-dialog INVITEs), e.g. the
+/// controlling server of the topology.
+///
+/// Over UDP a request must come from exactly `addr` (a node sends from
+/// its SIP socket); over TCP only the IP address of the connection's peer
+/// is compared, as the connection comes from an ephemeral port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct InviteSource {
+    /// The peer's SIP socket.
+    pub addr: SocketAddr,
+}
+
+impl InviteSource {
+    /// The peer whose SIP socket is `addr`.
+    pub fn new(addr: SocketAddr) -> Self {
+        Self { addr }
+    }
+
+    /// True if a message received from `from` comes from this peer.
+    pub fn matches(&self, from: Remote) -> bool {
+        if from.transport.is_reliable() {
+            self.addr.ip().to_canonical() == from.addr.ip().to_canonical()
+        } else {
+            canonical(self.addr) == canonical(from.addr)
+        }
+    }
+}
+
+impl From<SocketAddr> for InviteSource {
+    fn from(addr: SocketAddr) -> Self {
+        Self::new(addr)
+    }
+}
+
+/// `::ffff:a.b.c.d` (a dual-stack socket's view of an IPv4 peer) as `a.b.c.d`.
+fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
+
+/// What the node's guards refused or cut off since it started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GuardStats {
+    /// SIP/UDP datagrams dropped because their source was over its rate.
+    pub dropped_rate: u64,
+    /// SIP/TCP messages held back because their source was over its rate.
+    pub throttled_rate: u64,
+    /// Out-of-dialog INVITEs dropped because their source is not an
+    /// [`InviteSource`].
+    pub dropped_source: u64,
+    /// Inbound SIP/TCP connections closed at once: too many were open.
+    pub tcp_refused: u64,
+    /// SIP/TCP connections closed after [`NodeLimits::tcp_idle`].
+    pub tcp_idle_closed: u64,
+    /// SIP/TCP connections closed because a message (or a write to the
+    /// peer) took longer than [`NodeLimits::tcp_message_timeout`].
+    pub tcp_slow_closed: u64,
+    /// SIP/TCP connections closed because their stream could not be framed
+    /// (malformed, or a message over `Limits::TCP`).
+    pub tcp_framing_closed: u64,
+    /// Failed accepts on the SIP/TCP listener.
+    pub accept_errors: u64,
+    /// Inbound SIP/TCP connections open now.
+    pub tcp_open: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    dropped_rate: AtomicU64,
+    throttled_rate: AtomicU64,
+    dropped_source: AtomicU64,
+    tcp_refused: AtomicU64,
+    tcp_idle_closed: AtomicU64,
+    tcp_slow_closed: AtomicU64,
+    tcp_framing_closed: AtomicU64,
+    accept_errors: AtomicU64,
+    tcp_open: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// One source's token bucket and log throttling.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+    rate_limited: u64,
+    rate_logged: Option<Instant>,
+    source_dropped: u64,
+    source_logged: Option<Instant>,
+}
+
+impl Bucket {
+    fn new(burst: f64, now: Instant) -> Self {
+        Self {
+            tokens: burst,
+            last: now,
+            rate_limited: 0,
+            rate_logged: None,
+            source_dropped: 0,
+            source_logged: None,
+        }
+    }
+}
+
+/// True (and the time noted) if a line about this may be logged now.
+fn log_due(logged: &mut Option<Instant>, now: Instant) -> bool {
+    if logged.is_some_and(|t| now.duration_since(t) < LOG_INTERVAL) {
+        return false;
+    }
+    *logged = Some(now);
+    true
+}
+
+#[derive(Debug)]
+struct PeerTable {
+    map: HashMap<IpAddr, Bucket>,
+    /// Shared by sources that found the table full.
+    overflow: Bucket,
+    last_sweep: Option<Instant>,
+}
+
+/// The node's limits and counters, shared by the driver and the SIP/TCP
+/// connection tasks (so one bucket covers a source's UDP and TCP).
+#[derive(Debug)]
+struct Guard {
+    limits: NodeLimits,
+    counters: Counters,
+    peers: Mutex<PeerTable>,
+}
+
+/// Why a message may not go on yet.
+enum Refusal {
+    /// The source is over its rate; a token is due in this long.
+    Rate(Duration),
+}
+
+impl Guard {
+    fn new(limits: NodeLimits) -> Self {
+        let now = Instant::now();
+        let burst = f64::from(limits.peer_burst.max(1));
+        Self {
+            limits,
+            counters: Counters::default(),
+            peers: Mutex::new(PeerTable {
+                map: HashMap::new(),
+                overflow: Bucket::new(burst, now),
+                last_sweep: None,
+            }),
+        }
+    }
+
+    fn stats(&self) -> GuardStats {
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        GuardStats {
+            dropped_rate: get(&c.dropped_rate),
+            throttled_rate: get(&c.throttled_rate),
+            dropped_source: get(&c.dropped_source),
+            tcp_refused: get(&c.tcp_refused),
+            tcp_idle_closed: get(&c.tcp_idle_closed),
+            tcp_slow_closed: get(&c.tcp_slow_closed),
+            tcp_framing_closed: get(&c.tcp_framing_closed),
+            accept_errors: get(&c.accept_errors),
+            tcp_open: get(&c.tcp_open),
+        }
+    }
+
+    /// Runs `f` on the bucket of `ip`, creating it if there is room.
+    fn with_bucket<T>(
+        &self,
+        ip: IpAddr,
+        now: Instant,
+        f: impl FnOnce(&mut Bucket, bool) -> T,
+    ) -> T {
+        let ip = ip.to_canonical();
+        // A panic elsewhere while holding the lock leaves plain numbers behind: keep going.
+        let mut table = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
+        let table = &mut *table;
+        if !table.map.contains_key(&ip) && table.map.len() >= self.limits.max_tracked_peers {
+            if table
+                .last_sweep
+                .is_none_or(|t| now.duration_since(t) >= SWEEP_INTERVAL)
+            {
+                table.last_sweep = Some(now);
+                // A bucket idle long enough to be full again, whose log lines are
+                // old, is the same as no bucket.
+                let rate = f64::from(self.limits.max_messages_per_sec_per_peer.max(1));
+                let refill = Duration::from_secs_f64(f64::from(self.limits.peer_burst) / rate);
+                let idle = refill.max(LOG_INTERVAL);
+                table.map.retain(|_, b| now.duration_since(b.last) < idle);
+            }
+            if table.map.len() >= self.limits.max_tracked_peers {
+                return f(&mut table.overflow, true);
+            }
+        }
+        let burst = f64::from(self.limits.peer_burst.max(1));
+        let b = table
+            .map
+            .entry(ip)
+            .or_insert_with(|| Bucket::new(burst, now));
+        f(b, false)
+    }
+
+    /// Takes a token for a message from `ip`.
+    fn take(&self, ip: IpAddr, now: Instant) -> Result<(), Refusal> {
+        let rate = self.limits.max_messages_per_sec_per_peer;
+        if rate == 0 {
+            return Ok(());
+        }
+        let rate = f64::from(rate);
+        let burst = f64::from(self.limits.peer_burst.max(1));
+        self.with_bucket(ip, now, |b, shared| {
+            let elapsed = now.duration_since(b.last).as_secs_f64();
+            b.tokens = (b.tokens + elapsed * rate).min(burst);
+            b.last = now;
+            if b.tokens >= 1.0 {
+                b.tokens -= 1.0;
+                return Ok(());
+            }
+            b.rate_limited += 1;
+            if log_due(&mut b.rate_logged, now) {
+                let who = if shared {
+                    "untracked sources (the peer table is full)".to_owned()
+                } else {
+                    ip.to_string()
+                };
+                tracing::warn!(
+                    "SIP from {who}: over {rate}/s (burst {burst}); {} messages held back or \
+                     dropped since the last report",
+                    b.rate_limited
+                );
+                b.rate_limited = 0;
+            }
+            Err(Refusal::Rate(Duration::from_secs_f64(
+                (1.0 - b.tokens) / rate,
+            )))
+        })
+    }
+
+    /// A SIP/UDP datagram from `ip` may be processed (else it is dropped and counted).
+    fn admit_udp(&self, ip: IpAddr, now: Instant) -> bool {
+        match self.take(ip, now) {
+            Ok(()) => true,
+            Err(Refusal::Rate(_)) => {
+                bump(&self.counters.dropped_rate);
+                false
+            }
+        }
+    }
+
+    /// Waits until a SIP/TCP message from `ip` may go on.
+    async fn admit_tcp(&self, ip: IpAddr) {
+        let mut counted = false;
+        while let Err(Refusal::Rate(wait)) = self.take(ip, Instant::now()) {
+            if !counted {
+                counted = true;
+                bump(&self.counters.throttled_rate);
+            }
+            tokio::time::sleep(wait.max(Duration::from_millis(1))).await;
+        }
+    }
+
+    /// False (counted, logged once per source and interval) if `msg` is an
+    /// out-of-dialog INVITE from a source not allowed to start calls.
+    fn invite_allowed(&self, from: Remote, msg: &Message, now: Instant) -> bool {
+        let Some(sources) = &self.limits.invite_sources else {
+            return true;
+        };
+        let Message::Request(req) = msg else {
+            return true;
+        };
+        if *req.method() != Method::Invite {
+            return true;
+        }
+        // A To tag means a dialog exists (a re-INVITE): the transaction layer
+        // and the role match it to the dialog or refuse it.
+        if req.to().is_ok_and(|to| to.tag.is_some()) {
+            return true;
+        }
+        if sources.iter().any(|s| s.matches(from)) {
+            return true;
+        }
+        bump(&self.counters.dropped_source);
+        self.with_bucket(from.addr.ip(), now, |b, _| {
+            b.source_dropped += 1;
+            if log_due(&mut b.source_logged, now) {
+                tracing::warn!(
+                    "INVITE from {} dropped: not a configured call source ({} since the last report)",
+                    from.addr,
+                    b.source_dropped
+                );
+                b.source_dropped = 0;
+            }
+        });
+        false
+    }
+}
 
 /// A UDP socket with a large receive buffer.
 fn bind_udp(addr: SocketAddr, what: &str) -> Result<UdpSocket, NetError> {
@@ -65,7 +438,7 @@ async fn send_udp(
     socket: &UdpSocket,
     bytes: &[u8],
     to: SocketAddr,
-    waited: &mut std::time::Duration,
+    waited: &mut Duration,
 ) -> std::io::Result<usize> {
     match socket.try_send_to(bytes, to) {
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -150,8 +523,8 @@ impl BoundNode {
         })
     }
 
-    /// Starts driving `role` with these sockets. Timeline entries go to
-    /// `timeline` if given; events to the returned handle.
+    /// Starts driving `role` with these sockets and [`NodeLimits::default`].
+    /// Timeline entries go to `timeline` if given; events to the returned handle.
     ///
     /// # Errors
     /// The local address cannot be read.
@@ -162,11 +535,29 @@ impl BoundNode {
         timers: Timers,
         timeline: Option<mpsc::UnboundedSender<TimelineEntry>>,
     ) -> Result<NodeHandle<R>, NetError> {
+        self.run_with(role, directory, timers, timeline, NodeLimits::default())
+    }
+
+    /// Starts driving `role` with these sockets, bounding what peers can
+    /// make it do by `limits`. Timeline entries go to `timeline` if given;
+    /// events to the returned handle.
+    ///
+    /// # Errors
+    /// The local address cannot be read.
+    pub fn run_with<R: Role>(
+        self,
+        role: R,
+        directory: Arc<Directory>,
+        timers: Timers,
+        timeline: Option<mpsc::UnboundedSender<TimelineEntry>>,
+        limits: NodeLimits,
+    ) -> Result<NodeHandle<R>, NetError> {
         let me = self.peer()?;
         let (commands_tx, commands) = mpsc::unbounded_channel();
         let (events_tx, events) = mpsc::unbounded_channel();
-        let (tcp_tx, tcp_rx) = mpsc::unbounded_channel();
+        let (tcp_tx, tcp_rx) = mpsc::channel(TCP_QUEUE);
         let busy = Arc::new(AtomicU64::new(0));
+        let guard = Arc::new(Guard::new(limits));
         let driver = Driver {
             link: SipLink::new(
                 timers,
@@ -180,21 +571,15 @@ impl BoundNode {
             udp: self.udp,
             floor: self.floor,
             conns: HashMap::new(),
+            next_conn: 0,
             tcp_tx,
             events: events_tx,
             timeline,
             rng: os_rng(),
             busy: busy.clone(),
+            guard: guard.clone(),
         };
-        let listener = self.tcp;
-        let accept_tx = driver.tcp_tx.clone();
-        let accept = tokio::spawn(async move {
-            while let Ok((stream, peer)) = listener.accept().await {
-                if accept_tx.send(TcpInput::Accepted(peer, stream)).is_err() {
-                    break;
-                }
-            }
-        });
+        let accept = tokio::spawn(accept_tcp(self.tcp, driver.tcp_tx.clone(), guard.clone()));
         let task = tokio::spawn(driver.run(commands, tcp_rx, accept));
         Ok(NodeHandle {
             commands: commands_tx,
@@ -202,8 +587,50 @@ impl BoundNode {
             peer: me,
             task,
             busy,
+            guard,
         })
     }
+}
+
+/// The SIP/TCP accept loop: survives accept errors (backing off), and
+/// closes connections beyond [`NodeLimits::max_tcp_connections`] at once.
+async fn accept_tcp(listener: TcpListener, to_driver: mpsc::Sender<TcpInput>, guard: Arc<Guard>) {
+    let slots = Arc::new(Semaphore::new(
+        guard.limits.max_tcp_connections.min(Semaphore::MAX_PERMITS),
+    ));
+    let mut refusal_logged = None;
+    accept_loop(
+        "SIP/TCP",
+        guard.limits.accept_backoff,
+        &guard.counters.accept_errors,
+        || listener.accept(),
+        tokio::time::sleep,
+        |(stream, peer): (TcpStream, SocketAddr)| {
+            let slot = slots.clone().try_acquire_owned().ok();
+            if slot.is_none() {
+                bump(&guard.counters.tcp_refused);
+                if log_due(&mut refusal_logged, Instant::now()) {
+                    tracing::warn!(
+                        "SIP/TCP: {} connections open, refusing more (e.g. {peer}); \
+                         further refusals are counted, not logged, for {LOG_INTERVAL:?}",
+                        guard.limits.max_tcp_connections
+                    );
+                }
+            }
+            let to_driver = to_driver.clone();
+            async move {
+                // Dropping the stream closes it.
+                let Some(slot) = slot else {
+                    return ControlFlow::Continue(());
+                };
+                match to_driver.send(TcpInput::Accepted(peer, stream, slot)).await {
+                    Ok(()) => ControlFlow::Continue(()),
+                    Err(_) => ControlFlow::Break(()),
+                }
+            }
+        },
+    )
+    .await;
 }
 
 /// Binds UDP and TCP on the same port, retrying when an ephemeral UDP
@@ -239,9 +666,15 @@ pub struct NodeHandle<R: Role> {
     peer: Peer,
     task: JoinHandle<()>,
     busy: Arc<AtomicU64>,
+    guard: Arc<Guard>,
 }
 
 impl<R: Role> NodeHandle<R> {
+    /// What the node's [`NodeLimits`] refused or cut off so far.
+    pub fn guard_stats(&self) -> GuardStats {
+        self.guard.stats()
+    }
+
     /// Runs `f` on the role (e.g. `Client::start_call`) in the driver task,
     /// then sends whatever it produced.
     ///
@@ -281,8 +714,8 @@ impl<R: Role> NodeHandle<R> {
     /// Time the node has spent working (handling input, running the role
     /// and the transaction layer, sending) since it started, as opposed to
     /// waiting: its processing share of whatever happened meanwhile.
-    pub fn busy(&self) -> std::time::Duration {
-        std::time::Duration::from_nanos(self.busy.load(Ordering::Relaxed))
+    pub fn busy(&self) -> Duration {
+        Duration::from_nanos(self.busy.load(Ordering::Relaxed))
     }
 
     /// Where peers reach this node.
@@ -312,11 +745,13 @@ enum Input<R: Role> {
 }
 
 enum TcpInput {
-    Accepted(SocketAddr, TcpStream),
-    Message(SocketAddr, mcx_sip::Message),
-    Closed(SocketAddr),
+    /// An inbound connection and its slot under `max_tcp_connections`.
+    Accepted(SocketAddr, TcpStream, OwnedSemaphorePermit),
+    Message(SocketAddr, Message),
+    /// The connection with this id ended.
+    Closed(SocketAddr, u64),
     /// Connecting failed: the transactions toward it fail now (RFC 3261 17.1.4).
-    Unreachable(SocketAddr),
+    Unreachable(SocketAddr, u64),
 }
 
 struct Driver<R: Role> {
@@ -325,21 +760,25 @@ struct Driver<R: Role> {
     directory: Arc<Directory>,
     udp: UdpSocket,
     floor: Option<UdpSocket>,
-    /// Open TCP connections by peer address: the writer side.
-    conns: HashMap<SocketAddr, mpsc::UnboundedSender<Vec<u8>>>,
-    tcp_tx: mpsc::UnboundedSender<TcpInput>,
+    /// Open TCP connections by peer address: their id and writer side. The
+    /// id tells a connection's end from that of an earlier one to the same
+    /// address (a new connection may be open before the old one's end is seen).
+    conns: HashMap<SocketAddr, (u64, mpsc::UnboundedSender<Vec<u8>>)>,
+    next_conn: u64,
+    tcp_tx: mpsc::Sender<TcpInput>,
     events: mpsc::UnboundedSender<R::Event>,
     timeline: Option<mpsc::UnboundedSender<TimelineEntry>>,
     rng: OsRng,
     /// Nanoseconds spent handling input and sending (not waiting).
     busy: Arc<AtomicU64>,
+    guard: Arc<Guard>,
 }
 
 impl<R: Role> Driver<R> {
     async fn run(
         mut self,
         mut commands: mpsc::UnboundedReceiver<Command<R>>,
-        mut tcp_rx: mpsc::UnboundedReceiver<TcpInput>,
+        mut tcp_rx: mpsc::Receiver<TcpInput>,
         accept: JoinHandle<()>,
     ) {
         let mut buf = vec![0u8; DATAGRAM_MAX];
@@ -377,12 +816,7 @@ impl<R: Role> Driver<R> {
                 Input::Sip(true) => {
                     drain(&self.udp, &mut buf, &mut batch);
                     for (from, bytes) in batch.drain(..) {
-                        let remote = Remote {
-                            addr: from,
-                            transport: Transport::Udp,
-                        };
-                        self.link.receive(Instant::now(), remote, &bytes);
-                        self.deliver();
+                        self.on_udp(from, &bytes);
                     }
                 }
                 Input::Floor(true) => {
@@ -429,6 +863,52 @@ impl<R: Role> Driver<R> {
         }
     }
 
+    /// A SIP datagram: rate-checked before it is parsed, parsed once, and
+    /// source-checked before the transaction layer sees it.
+    fn on_udp(&mut self, from: SocketAddr, bytes: &[u8]) {
+        let at = Instant::now();
+        if !self.guard.admit_udp(from.ip(), at) {
+            return;
+        }
+        let remote = Remote {
+            addr: from,
+            transport: Transport::Udp,
+        };
+        match mcx_sip::parse_datagram(bytes, &Limits::UDP) {
+            Ok(msg) => {
+                if !self.guard.invite_allowed(remote, &msg, at) {
+                    return;
+                }
+                self.link.receive_message(at, remote, msg);
+            }
+            // The link counts it as malformed.
+            Err(_) => self.link.receive(at, remote, bytes),
+        }
+        self.deliver();
+    }
+
+    fn new_connection(
+        &mut self,
+        peer: SocketAddr,
+        stream: Option<TcpStream>,
+        slot: Option<OwnedSemaphorePermit>,
+    ) -> mpsc::UnboundedSender<Vec<u8>> {
+        let id = self.next_conn;
+        self.next_conn += 1;
+        let writer = spawn_connection(
+            Connection {
+                peer,
+                id,
+                inbound: self.tcp_tx.clone(),
+                guard: self.guard.clone(),
+                _slot: slot,
+            },
+            stream,
+        );
+        self.conns.insert(peer, (id, writer.clone()));
+        writer
+    }
+
     fn on_floor(&mut self, from: SocketAddr, bytes: &[u8]) {
         let Some(uri) = self.directory.floor_owner(from).map(str::to_owned) else {
             tracing::info!("floor packet from unknown socket {from} dropped");
@@ -444,9 +924,8 @@ impl<R: Role> Driver<R> {
 
     fn on_tcp(&mut self, input: TcpInput) {
         match input {
-            TcpInput::Accepted(peer, stream) => {
-                let writer = spawn_connection(peer, Some(stream), self.tcp_tx.clone());
-                self.conns.insert(peer, writer);
+            TcpInput::Accepted(peer, stream, slot) => {
+                self.new_connection(peer, Some(stream), Some(slot));
             }
             TcpInput::Message(peer, msg) => {
                 let remote = Remote {
@@ -456,11 +935,15 @@ impl<R: Role> Driver<R> {
                 self.link.receive_message(Instant::now(), remote, msg);
                 self.deliver();
             }
-            TcpInput::Closed(peer) => {
-                self.conns.remove(&peer);
+            TcpInput::Closed(peer, id) => {
+                if self.conns.get(&peer).is_some_and(|(open, _)| *open == id) {
+                    self.conns.remove(&peer);
+                }
             }
-            TcpInput::Unreachable(peer) => {
-                self.conns.remove(&peer);
+            TcpInput::Unreachable(peer, id) => {
+                if self.conns.get(&peer).is_some_and(|(open, _)| *open == id) {
+                    self.conns.remove(&peer);
+                }
                 let remote = Remote {
                     addr: peer,
                     transport: Transport::Tcp,
@@ -473,8 +956,8 @@ impl<R: Role> Driver<R> {
 
     /// Sends what the role and the link produced; forwards events and
     /// timeline entries. Loops because delivering can produce more.
-    async fn flush(&mut self) -> std::time::Duration {
-        let mut waited = std::time::Duration::ZERO;
+    async fn flush(&mut self) -> Duration {
+        let mut waited = Duration::ZERO;
         loop {
             let mut progressed = false;
             while let Some(t) = self.role.poll_transmit() {
@@ -541,72 +1024,169 @@ impl<R: Role> Driver<R> {
     }
 
     fn send_tcp(&mut self, to: SocketAddr, bytes: Vec<u8>) {
-        if let Some(w) = self.conns.get(&to)
-            && w.send(bytes.clone()).is_ok()
-        {
-            return;
-        }
-        let writer = spawn_connection(to, None, self.tcp_tx.clone());
+        // A closed connection hands the bytes back: they go on a new one.
+        let bytes = match self.conns.get(&to) {
+            Some((_, w)) => match w.send(bytes) {
+                Ok(()) => return,
+                Err(mpsc::error::SendError(bytes)) => bytes,
+            },
+            None => bytes,
+        };
+        let writer = self.new_connection(to, None, None);
         let _ = writer.send(bytes);
-        self.conns.insert(to, writer);
     }
 }
 
-/// Runs one TCP connection: connects if `stream` is `None`, frames
-/// incoming messages with [`StreamDecoder`], writes what the driver sends.
-fn spawn_connection(
+/// One SIP/TCP connection's identity and what it answers to.
+struct Connection {
     peer: SocketAddr,
-    stream: Option<TcpStream>,
-    inbound: mpsc::UnboundedSender<TcpInput>,
-) -> mpsc::UnboundedSender<Vec<u8>> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    id: u64,
+    inbound: mpsc::Sender<TcpInput>,
+    guard: Arc<Guard>,
+    /// Held while the connection is open (inbound connections only).
+    _slot: Option<OwnedSemaphorePermit>,
+}
+
+/// Why a connection ended.
+enum Close {
+    /// The peer closed it, or reading or writing failed.
+    Peer,
+    /// The driver stopped, or dropped the connection.
+    Driver,
+    Idle,
+    Slow,
+    Framing,
+}
+
+/// Runs one TCP connection: connects if `stream` is `None`, frames
+/// incoming messages with [`StreamDecoder`], writes what the driver sends,
+/// and closes it when it is idle, slow or unframeable (per [`NodeLimits`]).
+fn spawn_connection(conn: Connection, stream: Option<TcpStream>) -> mpsc::UnboundedSender<Vec<u8>> {
+    let (tx, rx) = mpsc::unbounded_channel::<Vec<u8>>();
     tokio::spawn(async move {
+        let Connection {
+            peer, id, inbound, ..
+        } = &conn;
+        let (peer, id) = (*peer, *id);
         let stream = match stream {
             Some(s) => s,
             None => match TcpStream::connect(peer).await {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::info!("SIP/TCP connect {peer}: {e}");
-                    let _ = inbound.send(TcpInput::Unreachable(peer));
+                    let _ = inbound.send(TcpInput::Unreachable(peer, id)).await;
                     return;
                 }
             },
         };
-        let _ = stream.set_nodelay(true);
-        let (mut reader, mut writer) = stream.into_split();
-        let write = tokio::spawn(async move {
-            while let Some(bytes) = rx.recv().await {
-                if writer.write_all(&bytes).await.is_err() {
-                    break;
-                }
-            }
-        });
-        let mut decoder = StreamDecoder::new(Limits::TCP);
-        let mut buf = vec![0u8; 16 * 1024];
-        'read: loop {
-            let n = match reader.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            decoder.push(&buf[..n]);
-            loop {
-                match decoder.next_message() {
-                    Ok(Some(msg)) => {
-                        if inbound.send(TcpInput::Message(peer, msg)).is_err() {
-                            break 'read;
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        // A stream that cannot be framed cannot be resynchronised.
-                        tracing::info!("SIP/TCP from {peer}: {e}; closing");
-                        break 'read;
-                    }
-                }
-            }
+        let counted = conn._slot.is_some();
+        if counted {
+            conn.guard.counters.tcp_open.fetch_add(1, Ordering::Relaxed);
         }
-        write.abort();
-        let _ = inbound.send(TcpInput::Closed(peer));
+        let why = serve_connection(&conn, stream, rx).await;
+        let c = &conn.guard.counters;
+        match why {
+            Close::Idle => bump(&c.tcp_idle_closed),
+            Close::Slow => bump(&c.tcp_slow_closed),
+            Close::Framing => bump(&c.tcp_framing_closed),
+            Close::Peer | Close::Driver => {}
+        }
+        if counted {
+            c.tcp_open.fetch_sub(1, Ordering::Relaxed);
+        }
+        let _ = inbound.send(TcpInput::Closed(peer, id)).await;
     });
     tx
+}
+
+async fn serve_connection(
+    conn: &Connection,
+    stream: TcpStream,
+    mut outbound: mpsc::UnboundedReceiver<Vec<u8>>,
+) -> Close {
+    let limits = &conn.guard.limits;
+    let peer = conn.peer;
+    let remote = Remote {
+        addr: peer,
+        transport: Transport::Tcp,
+    };
+    let _ = stream.set_nodelay(true);
+    let (mut reader, mut writer) = stream.into_split();
+    let mut decoder = StreamDecoder::new(Limits::TCP);
+    let mut buf = vec![0u8; TCP_READ];
+    // Last complete message received, or write: the idle clock.
+    let mut active = Instant::now();
+    // When the first octet of a message still incomplete arrived: the slowloris clock.
+    let mut message_started: Option<Instant> = None;
+    loop {
+        let idle_at = active + limits.tcp_idle;
+        let deadline = match message_started {
+            Some(t) => idle_at.min(t + limits.tcp_message_timeout),
+            None => idle_at,
+        };
+        tokio::select! {
+            r = reader.read(&mut buf) => {
+                let n = match r {
+                    Ok(0) | Err(_) => return Close::Peer,
+                    Ok(n) => n,
+                };
+                decoder.push(&buf[..n]);
+                let mut completed = false;
+                loop {
+                    match decoder.next_message() {
+                        Ok(Some(msg)) => {
+                            completed = true;
+                            active = Instant::now();
+                            conn.guard.admit_tcp(peer.ip()).await;
+                            if !conn.guard.invite_allowed(remote, &msg, Instant::now()) {
+                                continue;
+                            }
+                            if conn.inbound.send(TcpInput::Message(peer, msg)).await.is_err() {
+                                return Close::Driver;
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            // A stream that cannot be framed cannot be resynchronised.
+                            tracing::info!("SIP/TCP from {peer}: {e}; closing");
+                            return Close::Framing;
+                        }
+                    }
+                }
+                message_started = if !decoder.in_message() {
+                    None
+                } else if completed || message_started.is_none() {
+                    // A message begun in this read: timed from now, as the time spent
+                    // delivering the ones before it (rate, a busy driver) is ours.
+                    Some(Instant::now())
+                } else {
+                    message_started
+                };
+            }
+            bytes = outbound.recv() => {
+                let Some(bytes) = bytes else {
+                    return Close::Driver;
+                };
+                // A peer that does not read would otherwise hold this task (and the
+                // queue of what the driver sends it) forever.
+                match tokio::time::timeout(limits.tcp_message_timeout, writer.write_all(&bytes)).await {
+                    Ok(Ok(())) => active = Instant::now(),
+                    Ok(Err(_)) => return Close::Peer,
+                    Err(_) => {
+                        tracing::info!("SIP/TCP to {peer}: not reading; closing");
+                        return Close::Slow;
+                    }
+                }
+            }
+            () = tokio::time::sleep_until(deadline.into()) => {
+                return if message_started.is_some_and(|t| Instant::now() >= t + limits.tcp_message_timeout) {
+                    tracing::debug!("SIP/TCP from {peer}: message incomplete after {:?}; closing", limits.tcp_message_timeout);
+                    Close::Slow
+                } else {
+                    tracing::debug!("SIP/TCP {peer}: idle for {:?}; closing", limits.tcp_idle);
+                    Close::Idle
+                };
+            }
+        }
+    }
 }

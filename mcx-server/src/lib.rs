@@ -3,14 +3,21 @@
 //! - [`serve_http`]: the HTTP/1.1 adapter (hyper) in front of a sans-IO
 //!   service such as [`mcx_kms::Kms`] or [`mcx_gms::Gms`]: it reads the
 //!   request whole, runs the service on the blocking pool (key issuing
-//!   is CPU work) and writes its answer.
+//!   is CPU work) and writes its answer. [`HttpLimits`] bound what clients
+//!   can hold: connections, time to send a request, idle keep-alive time;
+//!   accept errors (out of file descriptors) are waited out, not spun on.
 //! - The controlling server and MC servers are [`mcx_core`] roles run by
 //!   [`mcx_net::node::BoundNode::run`]; nothing server-specific is needed
 //!   beyond that.
 #![forbid(unsafe_code)]
 
 use std::convert::Infallible;
+use std::ops::ControlFlow;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -18,14 +25,59 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use mcx_kms::http::{HttpRequest, HttpResponse};
-use tokio::net::TcpListener;
+use mcx_net::{AcceptBackoff, accept_loop};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 /// Largest request body accepted.
 pub const MAX_REQUEST_BODY: usize = 1024 * 1024;
 
 /// How long a client may take to send its request headers.
-pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Least time between two log lines about refused connections.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// What HTTP clients can hold of a server: each limit turns a slow or
+/// silent client into a closed connection instead of a held descriptor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Most connections open at once; further ones are closed as soon as
+    /// they are accepted. Default 256 (provisioning is a few requests per
+    /// client, made a few at a time).
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers (hyper
+    /// also applies it while waiting for the next request on a kept-alive
+    /// connection). Default [`HEADER_READ_TIMEOUT`].
+    pub header_read_timeout: Duration,
+    /// How long a client may take to send a request's body once its
+    /// headers are in; after it the request is answered 408 and the
+    /// connection closed. Default 15 s.
+    pub body_timeout: Duration,
+    /// A connection with no request in progress and no octet read or
+    /// written for this long is closed (idle keep-alive, or a client that
+    /// does not read its answer). Default 15 s.
+    pub idle_timeout: Duration,
+    /// Largest request body accepted (413 beyond). Default [`MAX_REQUEST_BODY`].
+    pub max_body: usize,
+    /// Waits after accept errors.
+    pub accept_backoff: AcceptBackoff,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 256,
+            header_read_timeout: HEADER_READ_TIMEOUT,
+            body_timeout: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(15),
+            max_body: MAX_REQUEST_BODY,
+            accept_backoff: AcceptBackoff::default(),
+        }
+    }
+}
 
 /// A sans-IO HTTP service.
 pub type Handler = Arc<dyn Fn(HttpRequest) -> HttpResponse + Send + Sync>;
@@ -55,42 +107,236 @@ pub fn gms_handler(gms: mcx_gms::Gms) -> Handler {
     })
 }
 
-/// Serves `handler` on `listener` until the task is aborted.
+/// Serves `handler` on `listener` with [`HttpLimits::default`] until the
+/// task is aborted.
 pub fn serve_http(listener: TcpListener, handler: Handler) -> JoinHandle<()> {
+    serve_http_with(listener, handler, HttpLimits::default())
+}
+
+/// Serves `handler` on `listener` within `limits` until the task is aborted.
+pub fn serve_http_with(
+    listener: TcpListener,
+    handler: Handler,
+    limits: HttpLimits,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
-        loop {
-            let (stream, peer) = match listener.accept().await {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!("HTTP accept: {e}");
-                    continue;
+        let slots = Arc::new(Semaphore::new(
+            limits.max_connections.min(Semaphore::MAX_PERMITS),
+        ));
+        let errors = AtomicU64::new(0);
+        let mut refused = 0u64;
+        let mut refusal_logged: Option<Instant> = None;
+        accept_loop(
+            "HTTP",
+            limits.accept_backoff,
+            &errors,
+            || listener.accept(),
+            tokio::time::sleep,
+            |(stream, peer): (TcpStream, std::net::SocketAddr)| {
+                match slots.clone().try_acquire_owned() {
+                    Ok(slot) => {
+                        let handler = handler.clone();
+                        tokio::spawn(async move {
+                            serve_connection(stream, peer, handler, limits).await;
+                            drop(slot);
+                        });
+                    }
+                    Err(_) => {
+                        // Dropping the stream closes it.
+                        refused += 1;
+                        if refusal_logged.is_none_or(|t| t.elapsed() >= REFUSAL_LOG_INTERVAL) {
+                            refusal_logged = Some(Instant::now());
+                            tracing::warn!(
+                                "HTTP: {} connections open, refusing more (e.g. {peer}; {refused} refused so far)",
+                                limits.max_connections
+                            );
+                        }
+                    }
                 }
-            };
+                std::future::ready(ControlFlow::Continue(()))
+            },
+        )
+        .await;
+    })
+}
+
+/// What a connection's watchdog needs to tell idle from busy.
+#[derive(Debug)]
+struct Activity {
+    since: Instant,
+    /// Milliseconds after `since` of the last octet read or written.
+    last_io_ms: AtomicU64,
+    /// Requests being answered (their body read or the service running).
+    in_flight: AtomicUsize,
+}
+
+impl Activity {
+    fn touch(&self) {
+        let ms = u64::try_from(self.since.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_io_ms.store(ms, Ordering::Relaxed);
+    }
+    fn last_io(&self) -> Instant {
+        self.since + Duration::from_millis(self.last_io_ms.load(Ordering::Relaxed))
+    }
+}
+
+/// Marks a request in flight until dropped (also when hyper drops the
+/// service future because the connection ended).
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn new(a: Arc<Activity>) -> Self {
+        a.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self(a)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.touch();
+    }
+}
+
+/// A stream that notes when octets last moved, for the idle watchdog.
+struct Watched {
+    inner: TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        r
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        r
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        r
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// Serves one connection until it ends, or until it has been idle (no
+/// request in flight, no octet moving) for `limits.idle_timeout`.
+async fn serve_connection(
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+    handler: Handler,
+    limits: HttpLimits,
+) {
+    let activity = Arc::new(Activity {
+        since: Instant::now(),
+        last_io_ms: AtomicU64::new(0),
+        in_flight: AtomicUsize::new(0),
+    });
+    let io = TokioIo::new(Watched {
+        inner: stream,
+        activity: activity.clone(),
+    });
+    let service = {
+        let activity = activity.clone();
+        service_fn(move |req| {
+            let busy = InFlight::new(activity.clone());
             let handler = handler.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |req| respond(req, handler.clone()));
-                // A client that trickles its headers is cut off (slowloris).
-                if let Err(e) = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_READ_TIMEOUT)
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await
-                {
+            async move {
+                let r = respond(req, handler, limits).await;
+                drop(busy);
+                r
+            }
+        })
+    };
+    // A client that trickles its headers is cut off (slowloris).
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .serve_connection(io, service);
+    tokio::pin!(conn);
+    loop {
+        let wake = if activity.in_flight.load(Ordering::Relaxed) > 0 {
+            // The body and service have their own bounds; look again later.
+            Instant::now() + limits.idle_timeout
+        } else {
+            activity.last_io() + limits.idle_timeout
+        };
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
                     tracing::debug!("HTTP connection from {peer}: {e}");
                 }
-            });
+                return;
+            }
+            () = tokio::time::sleep_until(wake.into()) => {
+                if activity.in_flight.load(Ordering::Relaxed) == 0
+                    && activity.last_io().elapsed() >= limits.idle_timeout
+                {
+                    // Dropping the connection closes it.
+                    tracing::debug!("HTTP connection from {peer}: idle for {:?}; closing", limits.idle_timeout);
+                    return;
+                }
+            }
         }
-    })
+    }
 }
 
 async fn respond(
     req: hyper::Request<Incoming>,
     handler: Handler,
+    limits: HttpLimits,
 ) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
-    let answer = match Limited::new(body, MAX_REQUEST_BODY).collect().await {
-        Err(e) => HttpResponse::error(413, &format!("request body unreadable or too large: {e}")),
-        Ok(body) => {
+    // A client that sends its headers and then trickles the body is cut off too.
+    let body = tokio::time::timeout(
+        limits.body_timeout,
+        Limited::new(body, limits.max_body).collect(),
+    )
+    .await;
+    let mut close = false;
+    let answer = match body {
+        Err(_) => {
+            close = true;
+            HttpResponse::error(408, "request body not received in time")
+        }
+        Ok(Err(e)) => {
+            HttpResponse::error(413, &format!("request body unreadable or too large: {e}"))
+        }
+        Ok(Ok(body)) => {
             let request = HttpRequest {
                 method: parts.method.as_str().to_owned(),
                 path: parts
@@ -114,6 +360,13 @@ async fn respond(
         .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
     if let Ok(ct) = hyper::header::HeaderValue::from_str(&answer.content_type) {
         resp.headers_mut().insert(hyper::header::CONTENT_TYPE, ct);
+    }
+    if close {
+        // The rest of the body may still come: the stream cannot carry another request.
+        resp.headers_mut().insert(
+            hyper::header::CONNECTION,
+            hyper::header::HeaderValue::from_static("close"),
+        );
     }
     Ok(resp)
 }

@@ -76,12 +76,14 @@ fn find_head_end(b: &[u8]) -> Option<usize> {
     b.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
 }
 
+#[derive(Debug)]
 struct Head {
     start: StartLine,
     headers: Headers,
     content_length: Option<usize>,
 }
 
+#[derive(Debug)]
 enum StartLine {
     Request(Method, String),
     Response(StatusCode, String),
@@ -262,11 +264,58 @@ fn validate_mandatory(msg: &Message) -> Result<(), ParseError> {
 ///
 /// Keep-alive CRLFs (RFC 5626 3.5.1) between messages are skipped. An error is sticky: the
 /// stream is out of sync and the connection should be closed.
+///
+/// Work is linear in the octets received: the search for the end of a head resumes where the
+/// previous call stopped, a head is parsed once (then the decoder waits for the body), and
+/// consumed octets are not moved per message but reclaimed when they outweigh what is left.
+/// A caller that drains [`StreamDecoder::next_message`] after every [`StreamDecoder::push`]
+/// holds at most `max_message` octets plus the last push.
 #[derive(Debug)]
 pub struct StreamDecoder {
+    /// Received octets; `buf[start..]` is not yet returned as a message.
     buf: Vec<u8>,
+    start: usize,
+    /// How far (from `start`) the search for CRLF CRLF got without finding it.
+    searched: usize,
+    head_end_search: HeadEndSearch,
+    /// The head of the message at `start`, parsed, while its body arrives.
+    pending: Option<PendingHead>,
     limits: Limits,
     error: Option<ParseError>,
+    /// Octets looked at or moved (search, head parsing, compaction): the cost measure.
+    work: u64,
+}
+
+/// An incremental search for CRLF CRLF: the number of its octets that ended the input so far.
+#[derive(Debug, Default, Clone, Copy)]
+struct HeadEndSearch(u8);
+
+impl HeadEndSearch {
+    /// Feeds `more`; the index in `more` just after CRLF CRLF if it completes there.
+    fn resume(&mut self, more: &[u8]) -> Option<usize> {
+        const END: &[u8; 4] = b"\r\n\r\n";
+        for (i, &c) in more.iter().enumerate() {
+            self.0 = if c == END[usize::from(self.0)] {
+                self.0 + 1
+            } else if c == b'\r' {
+                // The only proper prefix of CRLF CRLF that a mismatch can restart from.
+                1
+            } else {
+                0
+            };
+            if self.0 == 4 {
+                return Some(i + 1);
+            }
+        }
+        None
+    }
+}
+
+#[derive(Debug)]
+struct PendingHead {
+    head_end: usize,
+    total: usize,
+    head: Head,
 }
 
 impl StreamDecoder {
@@ -274,20 +323,68 @@ impl StreamDecoder {
     pub fn new(limits: Limits) -> Self {
         Self {
             buf: Vec::new(),
+            start: 0,
+            searched: 0,
+            head_end_search: HeadEndSearch::default(),
+            pending: None,
             limits,
             error: None,
+            work: 0,
         }
     }
+
     /// Appends received bytes.
     pub fn push(&mut self, bytes: &[u8]) {
-        if self.error.is_none() {
-            self.buf.extend_from_slice(bytes);
+        if self.error.is_some() || bytes.is_empty() {
+            return;
         }
+        // Reclaim consumed octets once they are at least as many as those left: each octet is
+        // then moved at most once per octet consumed before it (amortised linear).
+        if self.start > 0 && self.start >= self.buf.len() - self.start {
+            self.compact();
+        }
+        let need = self.buf.len().saturating_add(bytes.len());
+        if need > self.buf.capacity() {
+            if self.start > 0 {
+                self.compact();
+            }
+            let need = self.buf.len().saturating_add(bytes.len());
+            // Doubling, but never past one maximal message plus this push while the caller
+            // drains, so a connection's buffer stays bounded by the limit and not by 2x it.
+            let cap_limit = self.limits.max_message.saturating_add(bytes.len());
+            let target = if need <= cap_limit {
+                self.buf
+                    .capacity()
+                    .saturating_mul(2)
+                    .min(cap_limit)
+                    .max(need)
+            } else {
+                need.max(self.buf.capacity().saturating_mul(2))
+            };
+            self.buf.reserve_exact(target - self.buf.len());
+        }
+        self.buf.extend_from_slice(bytes);
     }
+
     /// Octets buffered and not yet returned as a message.
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.buf.len() - self.start
     }
+
+    /// True if, when [`StreamDecoder::next_message`] last returned, part of a message (more
+    /// than keep-alive CRLFs) had arrived but not all of it: a driver times the rest from then.
+    pub fn in_message(&self) -> bool {
+        self.pending.is_some() || self.searched > 0
+    }
+
+    /// Octets the decoder has looked at or moved so far (searching for the end of heads,
+    /// parsing heads, compacting the buffer): a cost measure for tests, linear in the octets
+    /// pushed.
+    #[doc(hidden)]
+    pub fn work(&self) -> u64 {
+        self.work
+    }
+
     /// The next complete message, `Ok(None)` if more bytes are needed.
     pub fn next_message(&mut self) -> Result<Option<Message>, ParseError> {
         if let Some(e) = &self.error {
@@ -297,38 +394,91 @@ impl StreamDecoder {
         if let Err(e) = &r {
             self.error = Some(e.clone());
             self.buf = Vec::new();
+            self.start = 0;
+            self.searched = 0;
+            self.head_end_search = HeadEndSearch::default();
+            self.pending = None;
         }
         r
     }
+
+    fn compact(&mut self) {
+        self.work += (self.buf.len() - self.start) as u64;
+        self.buf.drain(..self.start);
+        self.start = 0;
+    }
+
+    fn too_large(&self) -> ParseError {
+        ParseError::TooLarge {
+            limit: self.limits.max_message,
+        }
+    }
+
     fn try_next(&mut self) -> Result<Option<Message>, ParseError> {
-        let skip = skip_crlf(&self.buf);
-        self.buf.drain(..skip);
-        let Some(head_end) = find_head_end(&self.buf) else {
-            if self.buf.len() > self.limits.max_message {
-                return Err(ParseError::TooLarge {
-                    limit: self.limits.max_message,
-                });
+        if self.pending.is_none() {
+            if self.searched == 0 {
+                // Keep-alive CRLFs before a message; skipped once, as they arrive.
+                let skip = skip_crlf(&self.buf[self.start..]);
+                self.work += skip as u64;
+                self.start += skip;
             }
+            let input = &self.buf[self.start..];
+            // Only octets not searched before are looked at; how much of CRLF CRLF ended the
+            // previous search is remembered, so a match straddling two reads is found.
+            let from = self.searched;
+            let found = self
+                .head_end_search
+                .resume(&input[from..])
+                .map(|p| from + p);
+            self.work += (found.unwrap_or(input.len()) - from) as u64;
+            let Some(head_end) = found else {
+                self.searched = input.len();
+                if input.len() > self.limits.max_message {
+                    return Err(self.too_large());
+                }
+                return Ok(None);
+            };
+            self.searched = 0;
+            self.head_end_search = HeadEndSearch::default();
+            if head_end > self.limits.max_message {
+                return Err(self.too_large());
+            }
+            let head = parse_head(&input[..head_end], &self.limits)?;
+            self.work += head_end as u64;
+            let len = head.content_length.ok_or(ParseError::ContentLength)?;
+            let total = head_end.checked_add(len).ok_or(ParseError::ContentLength)?;
+            if total > self.limits.max_message {
+                return Err(self.too_large());
+            }
+            self.pending = Some(PendingHead {
+                head_end,
+                total,
+                head,
+            });
+        }
+        let Some(p) = &self.pending else {
             return Ok(None);
         };
-        if head_end > self.limits.max_message {
-            return Err(ParseError::TooLarge {
-                limit: self.limits.max_message,
-            });
-        }
-        let head = parse_head(&self.buf[..head_end], &self.limits)?;
-        let len = head.content_length.ok_or(ParseError::ContentLength)?;
-        let total = head_end.checked_add(len).ok_or(ParseError::ContentLength)?;
-        if total > self.limits.max_message {
-            return Err(ParseError::TooLarge {
-                limit: self.limits.max_message,
-            });
-        }
-        if self.buf.len() < total {
+        if self.buffered() < p.total {
             return Ok(None);
         }
-        let body = Bytes::copy_from_slice(&self.buf[head_end..total]);
-        self.buf.drain(..total);
+        let Some(PendingHead {
+            head_end,
+            total,
+            head,
+        }) = self.pending.take()
+        else {
+            return Ok(None);
+        };
+        let at = self.start;
+        // Only the body is copied, once; the rest of the buffer stays where it is.
+        let body = Bytes::copy_from_slice(&self.buf[at + head_end..at + total]);
+        self.start += total;
+        if self.start == self.buf.len() {
+            // Nothing left: reuse the allocation from its beginning, for free.
+            self.buf.clear();
+            self.start = 0;
+        }
         head.into_message(body).map(Some)
     }
 }

@@ -1,0 +1,171 @@
+//! The HTTP adapter's limits over real loopback sockets: a trickled body
+//! is cut off, an idle kept-alive connection is closed, and past the
+//! connection cap new connections are closed while open ones are served.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mcx_kms::http::HttpResponse;
+use mcx_server::{HttpLimits, serve_http_with};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+async fn server(limits: HttpLimits) -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handler: mcx_server::Handler = Arc::new(|req| HttpResponse {
+        status: 200,
+        content_type: "text/plain".into(),
+        body: format!("{} {} {}", req.method, req.path, req.body.len()).into_bytes(),
+    });
+    // Dropping the JoinHandle detaches the server; it ends with the runtime.
+    drop(serve_http_with(listener, handler, limits));
+    addr
+}
+
+fn limits() -> HttpLimits {
+    HttpLimits {
+        header_read_timeout: Duration::from_secs(5),
+        body_timeout: Duration::from_secs(5),
+        idle_timeout: Duration::from_secs(5),
+        ..HttpLimits::default()
+    }
+}
+
+const GET: &[u8] = b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n";
+
+/// Reads one response (head + Content-Length body) from `c`.
+async fn response(c: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(3), c.read(&mut buf))
+            .await
+            .expect("no response")
+            .unwrap();
+        assert!(
+            n > 0,
+            "closed before a response: {}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len: usize = text
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            if got.len() >= end + 4 + len {
+                return text;
+            }
+        }
+    }
+}
+
+/// Time until the server closes `c` (data read meanwhile is returned too).
+async fn closed_after(
+    c: &mut (impl tokio::io::AsyncRead + Unpin),
+    within: Duration,
+) -> Option<(Duration, String)> {
+    let start = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at((start + within).into(), c.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0) | Err(_)) => {
+                return Some((start.elapsed(), String::from_utf8_lossy(&got).into()));
+            }
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickled_body_is_cut_off() {
+    let body_timeout = Duration::from_millis(800);
+    let addr = server(HttpLimits {
+        body_timeout,
+        ..limits()
+    })
+    .await;
+    let (mut reader, mut c) = TcpStream::connect(addr).await.unwrap().into_split();
+    c.write_all(b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n")
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let trickle = async {
+        for _ in 0..100 {
+            if c.write_all(b"a").await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let (closed, ()) = tokio::join!(closed_after(&mut reader, Duration::from_secs(5)), trickle);
+    let (_, text) = closed.expect("a trickled body must not hold the connection");
+    let took = start.elapsed();
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(took < body_timeout + Duration::from_secs(2), "{took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_kept_alive_connection_is_closed() {
+    let idle = Duration::from_millis(700);
+    let addr = server(HttpLimits {
+        idle_timeout: idle,
+        ..limits()
+    })
+    .await;
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    c.write_all(GET).await.unwrap();
+    assert!(response(&mut c).await.starts_with("HTTP/1.1 200"));
+    // Kept alive: a second request on it works.
+    c.write_all(GET).await.unwrap();
+    assert!(response(&mut c).await.starts_with("HTTP/1.1 200"));
+    let (after, _) = closed_after(&mut c, Duration::from_secs(4))
+        .await
+        .expect("an idle connection must be closed");
+    assert!(after >= idle - Duration::from_millis(100), "{after:?}");
+    assert!(after < idle + Duration::from_secs(1), "{after:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_cap_new_connections_are_closed_and_open_ones_served() {
+    let addr = server(HttpLimits {
+        max_connections: 2,
+        ..limits()
+    })
+    .await;
+    let mut a = TcpStream::connect(addr).await.unwrap();
+    let mut b = TcpStream::connect(addr).await.unwrap();
+    // Both accepted (a request answered on each proves it).
+    a.write_all(GET).await.unwrap();
+    assert!(response(&mut a).await.starts_with("HTTP/1.1 200"));
+    b.write_all(GET).await.unwrap();
+    assert!(response(&mut b).await.starts_with("HTTP/1.1 200"));
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    let (after, text) = closed_after(&mut c, Duration::from_secs(2))
+        .await
+        .expect("connection 3 must be closed");
+    assert!(text.is_empty(), "{text}");
+    assert!(after < Duration::from_secs(1), "{after:?}");
+    // The open ones still work, honest requests and all.
+    a.write_all(b"POST /y HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello")
+        .await
+        .unwrap();
+    let text = response(&mut a).await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.ends_with("POST /y 5"), "{text}");
+    // A slot frees when a connection ends.
+    drop(b);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut d = TcpStream::connect(addr).await.unwrap();
+    d.write_all(GET).await.unwrap();
+    assert!(response(&mut d).await.starts_with("HTTP/1.1 200"));
+}
