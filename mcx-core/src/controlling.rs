@@ -19,9 +19,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use mcx_floor::{
-    ArbitratorConfig, ArbitratorEvent, ArbitratorState, BroadcastArbitrator, ParticipantId,
-};
+use mcx_floor::{ArbitratorConfig, ArbitratorEvent, BroadcastArbitrator, ParticipantId};
 use mcx_sip::{Dialog, Limits, Message, Method, Request, Response, StatusCode};
 use rand_core::CryptoRng;
 
@@ -208,6 +206,10 @@ struct Call {
     arbitrator: Option<BroadcastArbitrator>,
     /// Address of each floor participant, by `ParticipantId`.
     participants: Vec<String>,
+    /// Participants whose group left the call (no more floor messages).
+    left: Vec<usize>,
+    /// The accepted members of each leg, by `ParticipantId`.
+    leg_participants: Vec<(String, Vec<usize>)>,
     /// Pending timers: (kind, slot in the server's agenda).
     timers: Vec<(Timer, Slot)>,
     started: Instant,
@@ -647,6 +649,8 @@ impl ControllingServer {
                 floor_ssrc,
                 arbitrator: None,
                 participants: Vec::new(),
+                left: Vec::new(),
+                leg_participants: Vec::new(),
                 timers: Vec::new(),
                 started: time.instant,
                 last_touch: time.instant,
@@ -942,8 +946,10 @@ impl ControllingServer {
             0,
         )];
         let mut total = 0u32;
-        for r in call.legs.iter().filter_map(|l| l.result.as_ref()) {
+        for l in &call.legs {
+            let Some(r) = l.result.as_ref() else { continue };
             total = total.saturating_add(r.result.accepted);
+            let mut pids = Vec::new();
             for m in &r.members {
                 let MemberOutcome::Accepted { ssrc } = m.outcome else {
                     continue;
@@ -953,11 +959,13 @@ impl ControllingServer {
                 }
                 arb.add_receiver(time.instant, m.uri.clone())?;
                 call.participants.push(m.uri.clone());
+                pids.push(call.participants.len() - 1);
                 index.push((
                     (m.uri.clone(), ssrc.unwrap_or(0)),
                     call.participants.len() - 1,
                 ));
             }
+            call.leg_participants.push((l.group_id.clone(), pids));
         }
         arb.start(time.instant)?;
         call.arbitrator = Some(arb);
@@ -1037,6 +1045,9 @@ impl ControllingServer {
         };
         let mut out = Vec::new();
         while let Some(t) = arb.poll_transmit() {
+            if call.left.contains(&t.destination.0) {
+                continue; // its group left the call
+            }
             if let Some(to) = call.participants.get(t.destination.0) {
                 out.push((to.clone(), t.contents));
             }
@@ -1083,16 +1094,10 @@ impl ControllingServer {
         let Some(mut call) = self.remove_call(no) else {
             return Ok(());
         };
-        if let Some(a) = call.arbitrator.as_mut() {
-            if a.state() != ArbitratorState::Ended {
-                a.end_call(time.instant)?;
-            }
-            while let Some(t) = a.poll_transmit() {
-                if let Some(to) = call.participants.get(t.destination.0) {
-                    self.ua.send(to, Channel::Floor, t.contents);
-                }
-            }
-        }
+        // Floor control ends with the dialogs: the BYEs below end every
+        // participant's floor state (a Floor Idle to an initiator that
+        // holds the floor would be out of place in TS 24.380).
+        call.arbitrator = None;
         match call.phase {
             Phase::SettingUp => {
                 self.ua.respond(
@@ -1213,6 +1218,10 @@ impl ControllingServer {
         };
         leg.state = LegState::Over;
         let server = leg.server.clone();
+        let group = leg.group_id.clone();
+        if let Some((_, pids)) = call.leg_participants.iter().find(|(g, _)| *g == group) {
+            call.left.extend(pids.iter().copied());
+        }
         let result = GroupResult::failed(
             leg.group_id.clone(),
             GroupFailure {

@@ -54,6 +54,7 @@ fn hand(mesh: &mut Mesh, t: &Transmit, way: Way) -> (Vec<Transmit>, Vec<String>)
             sent.extend(std::iter::from_fn(|| c.poll_transmit()));
             events.extend(std::iter::from_fn(|| c.poll_event()).map(|e| format!("{e:?}")));
         }
+        Node::Stub(_) => panic!("no stub in this test"),
     }
     (sent, events)
 }

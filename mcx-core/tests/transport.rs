@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use mcx_core::{Channel, ControllingEvent, FailureCause, GroupFailure, GroupResult, McServerEvent};
+use mcx_core::{Channel, ControllingEvent, FailureCause, GroupFailure, GroupResult};
 use mcx_sip::{Timers, Transport};
 
 const MC_A: &str = "sip:mc-a@mcx.test";

@@ -50,6 +50,107 @@ pub enum Node {
     Client(Box<Client>),
     Mc(McServer),
     Ctrl(ControllingServer),
+    /// A simulated peer (member or MC server) with scripted answers.
+    Stub(Stub),
+}
+
+/// How a [`Stub`] answers an INVITE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StubMode {
+    /// 200 OK with an SDP answer (a=ssrc) at once.
+    Accept,
+    /// Nothing at all.
+    Silent,
+    /// 180 Ringing, then nothing until [`Stub::answer`] or a CANCEL
+    /// (answered 200, and 487 to the INVITE).
+    Ringing,
+}
+
+/// A scripted SIP peer: answers as its mode says, records what it got.
+pub struct Stub {
+    pub uri: String,
+    pub mode: StubMode,
+    pub invites: Vec<mcx_sip::Request>,
+    pub received: Vec<String>,
+    out: VecDeque<Transmit>,
+    tags: u64,
+}
+
+impl Stub {
+    pub fn new(uri: &str, mode: StubMode) -> Self {
+        Self {
+            uri: uri.to_owned(),
+            mode,
+            invites: Vec::new(),
+            received: Vec::new(),
+            out: VecDeque::new(),
+            tags: 0,
+        }
+    }
+
+    fn respond(&mut self, to: &str, req: &mcx_sip::Request, status: u16, sdp: bool) {
+        self.tags += 1;
+        let tag = format!("stub{}", self.tags);
+        let mut r =
+            mcx_sip::Response::for_request(req, mcx_sip::StatusCode(status), Some(&tag)).unwrap();
+        if (200..300).contains(&status) {
+            r.headers_mut()
+                .push("Contact", &format!("<{}>", self.uri))
+                .unwrap();
+        }
+        if sdp {
+            let body = format!(
+                "v=0\r\no=- 1 1 IN IP4 stub\r\ns=-\r\nc=IN IP4 stub\r\nt=0 0\r\nm=audio 4000 RTP/SAVP 96\r\nm=application 4002 udp MCPTT\r\na=ssrc:{} cname:{}\r\n",
+                0x5000_0000 + self.tags,
+                self.uri
+            );
+            r.set_body(Some("application/sdp"), body.into()).unwrap();
+        }
+        self.out.push_back(Transmit {
+            from: self.uri.clone(),
+            to: to.to_owned(),
+            channel: Channel::Sip,
+            contents: r.to_bytes(),
+        });
+    }
+
+    /// Answers the `i`-th INVITE received 200 now (a late answer).
+    pub fn answer(&mut self, i: usize, to: &str) {
+        let req = self.invites[i].clone();
+        self.respond(to, &req, 200, true);
+    }
+
+    fn handle_sip(&mut self, from: &str, msg: mcx_sip::Message) {
+        use mcx_sip::{Message, Method};
+        let Message::Request(req) = msg else {
+            self.received.push("response".into());
+            return;
+        };
+        self.received.push(req.method().as_str().to_owned());
+        match req.method() {
+            Method::Invite => {
+                self.invites.push(req.clone());
+                match self.mode {
+                    StubMode::Accept => self.respond(from, &req, 200, true),
+                    StubMode::Silent => {}
+                    StubMode::Ringing => self.respond(from, &req, 180, false),
+                }
+            }
+            Method::Ack => {}
+            Method::Cancel => {
+                self.respond(from, &req, 200, false);
+                let inv = self
+                    .invites
+                    .iter()
+                    .find(|i| i.call_id().ok() == req.call_id().ok())
+                    .cloned();
+                if let Some(inv) = inv {
+                    self.respond(from, &inv, 487, false);
+                }
+            }
+            _ => self.respond(from, &req, 200, false),
+        }
+    }
 }
 
 impl Node {
@@ -65,6 +166,12 @@ impl Node {
             Self::Client(c) => c.handle(time, from, channel, bytes, rng),
             Self::Mc(m) => m.handle(time, from, channel, bytes, rng),
             Self::Ctrl(c) => c.handle(time, from, channel, bytes, rng),
+            Self::Stub(st) => {
+                if channel == Channel::Sip {
+                    st.handle_sip(from, mcx_sip::Message::parse(bytes)?);
+                }
+                Ok(())
+            }
         }
     }
 
@@ -79,6 +186,10 @@ impl Node {
             Self::Client(c) => c.handle_sip(time, from, msg, rng),
             Self::Mc(m) => m.handle_sip(time, from, msg, rng),
             Self::Ctrl(c) => c.handle_sip(time, from, msg, rng),
+            Self::Stub(st) => {
+                st.handle_sip(from, msg);
+                Ok(())
+            }
         }
     }
 }
@@ -372,6 +483,7 @@ impl Mesh {
                     Node::Client(c) => c.poll_transmit(),
                     Node::Mc(m) => m.poll_transmit(),
                     Node::Ctrl(c) => c.poll_transmit(),
+                    Node::Stub(st) => st.out.pop_front(),
                 };
                 let Some(t) = t else { break };
                 let Some(net) = self.net.as_mut() else {
@@ -418,6 +530,7 @@ impl Mesh {
                     Node::Client(c) => c.poll_timeline(),
                     Node::Mc(m) => m.poll_timeline(),
                     Node::Ctrl(c) => c.poll_timeline(),
+                    Node::Stub(_) => None,
                 };
                 let Some(e) = e else { break };
                 self.timeline.push(Step {
@@ -433,6 +546,7 @@ impl Mesh {
                     Node::Client(c) => c.poll_event().map(AnyEvent::Client),
                     Node::Mc(m) => m.poll_event().map(AnyEvent::Mc),
                     Node::Ctrl(c) => c.poll_event().map(AnyEvent::Ctrl),
+                    Node::Stub(_) => None,
                 };
                 let Some(e) = e else { break };
                 evs.push(e);
@@ -451,6 +565,7 @@ impl Mesh {
                 Node::Client(c) => c.poll_timeout(),
                 Node::Mc(m) => m.poll_timeout(),
                 Node::Ctrl(c) => c.poll_timeout(),
+                Node::Stub(_) => None,
             })
             .chain(links)
             .min()
@@ -554,9 +669,14 @@ impl Mesh {
                 (Some(m), Some(t)) if t < m => (t, false),
                 (Some(m), _) => (m, true),
                 (None, Some(t)) => (t, false),
-                (None, None) => return,
+                (None, None) => {
+                    self.now = self.now.max(limit);
+                    return;
+                }
             };
             if at > limit {
+                // Virtual time passes even when nothing happens.
+                self.now = self.now.max(limit);
                 return;
             }
             self.now = self.now.max(at);
@@ -576,6 +696,9 @@ impl Mesh {
                     }
                     Node::Mc(m) => m.handle(time, &t.from, t.channel, &t.contents, &mut self.rng),
                     Node::Ctrl(c) => c.handle(time, &t.from, t.channel, &t.contents, &mut self.rng),
+                    Node::Stub(_) => {
+                        node.handle(time, &t.from, t.channel, &t.contents, &mut self.rng)
+                    }
                 };
                 if let Err(e) = r {
                     self.errors.push((t.to.clone(), e.to_string()));
@@ -586,6 +709,7 @@ impl Mesh {
                         Node::Client(c) => c.handle_timeout(time, &mut self.rng),
                         Node::Mc(m) => m.handle_timeout(time, &mut self.rng),
                         Node::Ctrl(c) => c.handle_timeout(time, &mut self.rng),
+                        Node::Stub(_) => Ok(()),
                     };
                     if let Err(e) = r {
                         self.errors.push((name.clone(), e.to_string()));
@@ -693,7 +817,9 @@ pub fn world(servers: Servers, ctrl_allowed: &[&str]) -> World {
     users.extend(members_b());
     for u in &users {
         let keys = community.issue(u, period, &mut mesh.rng).unwrap();
-        let cfg = ClientConfig::new(u.clone(), CTRL, GMS, vec![DISPATCHER.into()]);
+        let mut cfg = ClientConfig::new(u.clone(), CTRL, GMS, vec![DISPATCHER.into()]);
+        // Tests run many calls at once through the same members.
+        cfg.max_calls = 256;
         let c = Client::new(cfg, kms.clone(), keys).unwrap();
         mesh.nodes.insert(u.clone(), Node::Client(Box::new(c)));
     }
@@ -1004,4 +1130,33 @@ pub fn verify_full_call(m: &mut Mesh, expected: &[GroupResult], receivers: &[Str
     let text = m.timeline_text();
     assert!(!text.contains(&format!("{:02x?}", reference.value)));
     println!("{text}");
+}
+
+impl Mesh {
+    pub fn stub(&mut self, uri: &str) -> &mut Stub {
+        match self.nodes.get_mut(uri) {
+            Some(Node::Stub(s)) => s,
+            _ => panic!("{uri} is not a stub"),
+        }
+    }
+
+    pub fn mc(&mut self, uri: &str) -> &mut McServer {
+        match self.nodes.get_mut(uri) {
+            Some(Node::Mc(m)) => m,
+            _ => panic!("{uri} is not an MC server"),
+        }
+    }
+
+    /// Replaces the controlling server (e.g. with more temporary groups).
+    pub fn set_ctrl(&mut self, config: ControllingServerConfig) {
+        let uri = config.uri.clone();
+        self.nodes
+            .insert(uri, Node::Ctrl(ControllingServer::new(config)));
+    }
+}
+
+/// The test world's controlling server configuration with these
+/// temporary groups: (ID, constituent groups with their MC servers).
+pub fn ctrl_config(temporary_groups: Vec<TemporaryGroup>) -> ControllingServerConfig {
+    ControllingServerConfig::new(CTRL, vec![DISPATCHER.into()], temporary_groups)
 }
