@@ -108,6 +108,17 @@ async fn confirmation(
 
 /// Makes the topology's call and checks it.
 pub(crate) async fn run_call(t: &Topology, running: &mut Running) -> Result<Report, CliError> {
+    run_call_holding(t, running, Duration::ZERO).await
+}
+
+/// Makes the topology's call, keeps it up `hold` with the floor held,
+/// then ends it; checks what this process can see (members running in
+/// other processes are left to their own output).
+pub(crate) async fn run_call_holding(
+    t: &Topology,
+    running: &mut Running,
+    hold: Duration,
+) -> Result<Report, CliError> {
     let call = t
         .call
         .clone()
@@ -241,13 +252,6 @@ pub(crate) async fn run_call(t: &Topology, running: &mut Running) -> Result<Repo
         let _ = writeln!(out, "{line}");
     }
 
-    // Same TGMK everywhere: key ID and confirmation, never the key.
-    let _ = writeln!(
-        out,
-        "\nfinal check: every member holds the initiator's TGMK\n  {:<32} {}  (initiator)",
-        call.initiator,
-        short(&reference)
-    );
     let mut members: Vec<String> = tg
         .groups
         .iter()
@@ -257,6 +261,25 @@ pub(crate) async fn run_call(t: &Topology, running: &mut Running) -> Result<Repo
         .collect();
     members.sort();
     members.dedup();
+    let local = members
+        .iter()
+        .filter(|m| running.clients.contains_key(*m))
+        .count();
+    // Same TGMK everywhere: key ID and confirmation, never the key.
+    if local > 0 {
+        let _ = writeln!(
+            out,
+            "\nfinal check: every member holds the initiator's TGMK\n  {:<32} {}  (initiator)",
+            call.initiator,
+            short(&reference)
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "\nmembers run in other processes: each prints its TGMK-ID and confirmation; the initiator's is {}",
+            short(&reference)
+        );
+    }
     let mut same = 0usize;
     let mut joined = Vec::new();
     for (i, m) in members.iter().enumerate() {
@@ -328,6 +351,30 @@ pub(crate) async fn run_call(t: &Topology, running: &mut Running) -> Result<Repo
         failures.push("the initiator was not granted the floor".into());
     }
 
+    if !hold.is_zero() {
+        let _ = writeln!(out, "\nheld the call {} s with the floor", hold.as_secs());
+        let initiator = running
+            .clients
+            .get_mut(&call.initiator)
+            .ok_or_else(|| failed("initiator gone"))?;
+        let deadline = tokio::time::Instant::now() + hold;
+        // Report in-call group losses while holding.
+        while let Ok(Some(e)) = tokio::time::timeout_at(deadline, initiator.events.recv()).await {
+            match e {
+                ClientEvent::GroupLost { result, .. } => {
+                    let line = describe_group(&result);
+                    let _ = writeln!(out, "  in call: group lost: {line}");
+                    print_now(&format!("in call: group lost: {line}\n"));
+                    failures.push(format!("in call: {line}"));
+                }
+                ClientEvent::CallEnded { .. } => {
+                    failures.push("the call ended while held".into());
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
     // End: the initiator releases the floor; the call ends everywhere.
     initiator_release(running, &call.initiator, &call.temporary_group).await?;
     let mut ended = 0usize;
@@ -347,11 +394,19 @@ pub(crate) async fn run_call(t: &Topology, running: &mut Running) -> Result<Repo
             reachable - ended
         ));
     }
-    let _ = writeln!(
-        out,
-        "\nfloor control: {} granted to the initiator, members receive-only; floor released → BYE, call ended at {ended}/{reachable} members",
-        if granted { "floor" } else { "NO floor" },
-    );
+    if local > 0 {
+        let _ = writeln!(
+            out,
+            "\nfloor control: {} granted to the initiator, members receive-only; floor released → BYE, call ended at {ended}/{reachable} members",
+            if granted { "floor" } else { "NO floor" },
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "\nfloor control: {} granted to the initiator; floor released → BYE",
+            if granted { "floor" } else { "NO floor" },
+        );
+    }
 
     // Timeline of the nine steps, in time order.
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -381,15 +436,17 @@ pub(crate) async fn run_call(t: &Topology, running: &mut Running) -> Result<Repo
         setup.as_secs_f64() * 1e3
     );
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    let _ = writeln!(
-        out,
-        "processing during set-up (busy time, all roles share this machine's cores): controlling server {:.2} ms, MC servers {:.2} ms, initiator {:.2} ms, members {:.2} ms in all ({:.0} µs each)",
-        ms(busy.controlling),
-        ms(busy.mc_servers),
-        ms(busy.initiator),
-        ms(busy.members),
-        busy.members.as_secs_f64() * 1e6 / members.len().max(1) as f64,
-    );
+    if local > 0 {
+        let _ = writeln!(
+            out,
+            "processing during set-up (busy time, all roles share this machine's cores): controlling server {:.2} ms, MC servers {:.2} ms, initiator {:.2} ms, members {:.2} ms in all ({:.0} µs each)",
+            ms(busy.controlling),
+            ms(busy.mc_servers),
+            ms(busy.initiator),
+            ms(busy.members),
+            busy.members.as_secs_f64() * 1e6 / members.len().max(1) as f64,
+        );
+    }
     Ok(Report {
         text: format!("{timeline}{out}"),
         failures,
@@ -436,4 +493,11 @@ pub(crate) fn describe_group(r: &GroupResult) -> String {
             s
         }
     }
+}
+
+fn print_now(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
 }

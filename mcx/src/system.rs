@@ -11,7 +11,7 @@ use mcx_core::{
     Client, ClientConfig, ControllingEvent, ControllingServer, ControllingServerConfig, McServer,
     McServerEvent, McServerLimits, TemporaryGroup, TimelineEntry,
 };
-use mcx_net::node::{BoundNode, NodeHandle};
+use mcx_net::node::{BoundNode, InviteSource, NodeHandle, NodeLimits};
 use mcx_net::{Directory, Peer};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -242,6 +242,7 @@ pub(crate) fn controlling_role(t: &Topology) -> ControllingServer {
     );
     config.group_deadline = t.deadlines.group();
     config.max_call_duration = t.deadlines.max_call();
+    config.max_calls = t.limits.controlling_calls;
     ControllingServer::new(config)
 }
 
@@ -252,6 +253,7 @@ pub(crate) fn mc_server_role(t: &Topology, s: &McServerNode) -> McServer {
     m.set_limits(McServerLimits {
         member_deadline: t.deadlines.member(),
         max_call_duration: t.deadlines.max_call(),
+        max_calls: t.limits.mc_server_calls,
         ..McServerLimits::default()
     });
     for g in &s.groups {
@@ -260,6 +262,27 @@ pub(crate) fn mc_server_role(t: &Topology, s: &McServerNode) -> McServer {
         }
     }
     m
+}
+
+/// The caps of a node; MC servers take new calls only from the
+/// controlling server's SIP address.
+pub(crate) fn node_limits(t: &Topology, directory: &Directory, mc_server: bool) -> NodeLimits {
+    let l = t.limits;
+    let invite_sources = mc_server.then(|| {
+        directory
+            .peer(&t.controlling.uri)
+            .map(|p| vec![InviteSource::new(p.sip)])
+            .unwrap_or_default()
+    });
+    NodeLimits {
+        max_tcp_connections: l.max_tcp_connections,
+        tcp_idle: std::time::Duration::from_secs(l.tcp_idle_s),
+        tcp_message_timeout: std::time::Duration::from_secs(l.tcp_message_s),
+        max_messages_per_sec_per_peer: l.peer_rate,
+        peer_burst: l.peer_burst.max(1),
+        invite_sources,
+        ..NodeLimits::default()
+    }
 }
 
 /// A client's configuration.
@@ -334,11 +357,12 @@ pub(crate) async fn start(t: &Topology, sel: &Selection) -> Result<Running, CliE
     let controlling = match bound.controlling {
         Some(b) => {
             let mut h = b
-                .run(
+                .run_with(
                     controlling_role(t),
                     directory.clone(),
                     timers,
                     Some(timeline_tx.clone()),
+                    node_limits(t, &directory, false),
                 )
                 .map_err(failed)?;
             log_events(&t.controlling.uri, h.take_events(), |e| {
@@ -354,11 +378,12 @@ pub(crate) async fn start(t: &Topology, sel: &Selection) -> Result<Running, CliE
             continue;
         };
         let h = b
-            .run(
+            .run_with(
                 mc_server_role(t, node),
                 directory.clone(),
                 timers,
                 Some(timeline_tx.clone()),
+                node_limits(t, &directory, true),
             )
             .map_err(failed)?;
         let mut h = h;
@@ -395,7 +420,7 @@ pub(crate) async fn start(t: &Topology, sel: &Selection) -> Result<Running, CliE
                 let gate = gate.clone();
                 async move {
                     let _permit = gate.acquire_owned().await;
-                    mcx_client::start(config, &prov).await
+                    start_client_with_retries(config, &prov).await
                 }
             }),
         ));
@@ -407,7 +432,13 @@ pub(crate) async fn start(t: &Topology, sel: &Selection) -> Result<Running, CliE
             .map_err(|_| failed(format!("{uri}: start-up task failed")))?
             .map_err(|e| failed(format!("{uri}: {e}")))?;
         let h = b
-            .run(client, directory.clone(), timers, Some(timeline_tx.clone()))
+            .run_with(
+                client,
+                directory.clone(),
+                timers,
+                Some(timeline_tx.clone()),
+                node_limits(t, &directory, false),
+            )
             .map_err(failed)?;
         clients.insert(uri, h);
     }
@@ -422,4 +453,92 @@ pub(crate) async fn start(t: &Topology, sel: &Selection) -> Result<Running, CliE
         directory,
         provisioning: started.elapsed(),
     })
+}
+
+/// Provisions a client, retrying with backoff while the KMS or GMS cannot
+/// be reached (a role may start before them); says so on stderr. Gives up
+/// after [`STARTUP_PATIENCE`].
+async fn start_client_with_retries(
+    config: ClientConfig,
+    prov: &mcx_client::Provisioning,
+) -> Result<Client, mcx_client::ClientError> {
+    let started = std::time::Instant::now();
+    let mut wait = std::time::Duration::from_millis(250);
+    loop {
+        match mcx_client::start(config.clone(), prov).await {
+            Ok(c) => return Ok(c),
+            Err(e) if is_unreachable(&e) && started.elapsed() + wait < STARTUP_PATIENCE => {
+                eprintln!(
+                    "{}: KMS or GMS not reachable yet ({e}); retrying in {} ms",
+                    prov.user_uri,
+                    wait.as_millis()
+                );
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(std::time::Duration::from_secs(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// How long a client keeps retrying its provisioning at start-up.
+pub(crate) const STARTUP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A provisioning failure that another try may cure: nobody answered.
+fn is_unreachable(e: &mcx_client::ClientError) -> bool {
+    let text = e.to_string().to_ascii_lowercase();
+    [
+        "connect",
+        "refused",
+        "timed out",
+        "timeout",
+        "reset",
+        "closed",
+    ]
+    .iter()
+    .any(|w| text.contains(w))
+}
+
+/// Ends every call of the roles this process runs (BYE, CANCEL, 503),
+/// gives the transactions a moment to complete, and reports how many
+/// roles were stopped. For SIGINT and SIGTERM.
+pub(crate) async fn shutdown(running: &Running) -> usize {
+    use mcx_net::Role;
+    let mut stopped = 0;
+    if let Some(c) = &running.controlling {
+        stopped += usize::from(c.query(Role::shutdown).await.is_ok());
+    }
+    for m in running.mc_servers.values() {
+        stopped += usize::from(m.query(Role::shutdown).await.is_ok());
+    }
+    for c in running.clients.values() {
+        stopped += usize::from(c.query(Role::shutdown).await.is_ok());
+    }
+    // BYEs over UDP are retransmitted from T1: let the first answers in.
+    tokio::time::sleep(SHUTDOWN_GRACE).await;
+    stopped
+}
+
+/// How long in-flight transactions get at shutdown.
+pub(crate) const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_millis(1500);
+
+/// Waits for SIGINT or SIGTERM.
+pub(crate) async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

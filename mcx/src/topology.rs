@@ -36,6 +36,44 @@ pub(crate) struct Topology {
     /// Call set-up deadlines (defaults: 4 s, 5 s, 10 s).
     #[serde(default)]
     pub(crate) deadlines: Deadlines,
+    /// Caps against hostile or broken peers, per node.
+    #[serde(default)]
+    pub(crate) limits: Limits,
+}
+
+/// Caps every node applies to its peers (mcx-net `NodeLimits`).
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Limits {
+    /// Sustained SIP messages per second from one source IP (0: no cap).
+    /// On loopback every role shares 127.0.0.1, hence the high default.
+    pub(crate) peer_rate: u32,
+    /// Burst above `peer_rate`.
+    pub(crate) peer_burst: u32,
+    /// Most inbound SIP/TCP connections per node.
+    pub(crate) max_tcp_connections: usize,
+    /// Idle SIP/TCP connections close after this many seconds.
+    pub(crate) tcp_idle_s: u64,
+    /// A SIP/TCP message must arrive whole within this many seconds.
+    pub(crate) tcp_message_s: u64,
+    /// Most concurrent calls per MC server.
+    pub(crate) mc_server_calls: usize,
+    /// Most concurrent calls at the controlling server.
+    pub(crate) controlling_calls: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            peer_rate: 20_000,
+            peer_burst: 40_000,
+            max_tcp_connections: 1024,
+            tcp_idle_s: 120,
+            tcp_message_s: 10,
+            mc_server_calls: 1000,
+            controlling_calls: 10_000,
+        }
+    }
 }
 
 /// How long each role waits during call set-up, nested so that each hears

@@ -53,6 +53,13 @@ pub(crate) struct CallArgs {
     /// The topology file; its [call] names the initiator, whose client
     /// this process runs.
     topology: PathBuf,
+    /// Keep each call up this many seconds, holding the floor, before
+    /// releasing it (to cause faults mid-call).
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    hold: u64,
+    /// Make this many calls one after another.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    repeat: u32,
 }
 
 fn load(path: Option<&PathBuf>) -> Result<Topology, CliError> {
@@ -221,7 +228,9 @@ pub(crate) fn up(args: &UpArgs) -> Result<(), CliError> {
         }
         print(&describe(&t, &running));
         print("ready\n");
-        let _ = tokio::signal::ctrl_c().await;
+        system::stop_signal().await;
+        let n = system::shutdown(&running).await;
+        print(&format!("stopped: {n} roles ended their calls\n"));
         drop(running);
         Ok(())
     })
@@ -237,11 +246,18 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), CliError> {
     runtime()?.block_on(async {
         let mut running = system::start(&t, &Selection::One(args.role.clone())).await?;
         print(&format!("ready {}\n", args.role));
-        let Some(node) = running.clients.get_mut(&args.role) else {
-            let _ = tokio::signal::ctrl_c().await;
+        if !running.clients.contains_key(&args.role) {
+            system::stop_signal().await;
+            let n = system::shutdown(&running).await;
+            print(&format!("stopped {}: {n} roles ended their calls\n", args.role));
             return Ok(());
-        };
+        }
+        let stop = system::stop_signal();
+        tokio::pin!(stop);
         loop {
+            let Some(node) = running.clients.get_mut(&args.role) else {
+                return Ok(());
+            };
             tokio::select! {
                 e = node.events.recv() => match e {
                     Some(ClientEvent::IncomingCall { temporary_group_id, group_id, initiator, .. }) => {
@@ -255,7 +271,11 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), CliError> {
                     Some(_) => {}
                     None => return Err(CliError::System("the client stopped".into())),
                 },
-                _ = tokio::signal::ctrl_c() => return Ok(()),
+                () = &mut stop => {
+                    system::shutdown(&running).await;
+                    print(&format!("stopped {}\n", args.role));
+                    return Ok(());
+                }
             }
         }
     })
@@ -273,23 +293,41 @@ pub(crate) fn call(args: &CallArgs) -> Result<(), CliError> {
         .ok_or_else(|| CliError::System("the topology has no [call]".into()))?;
     runtime()?.block_on(async {
         let mut running = system::start(&t, &Selection::One(call.initiator.clone())).await?;
-        let report = demo::run_call(&t, &mut running).await?;
-        print(&report.text);
-        print(&format!(
-            "initiator tgmk-id={} confirmation={}\n",
-            report.reference.tgmk_id,
-            hex::encode(report.reference.value)
-        ));
-        if report.failures.is_empty() {
-            print("result: OK\n");
+        let hold = std::time::Duration::from_secs(args.hold);
+        let mut failed = 0usize;
+        for n in 1..=args.repeat {
+            if args.repeat > 1 {
+                print(&format!("\ncall {n} of {}\n", args.repeat));
+            }
+            let report = match demo::run_call_holding(&t, &mut running, hold).await {
+                Ok(r) => r,
+                Err(e) => {
+                    // A failed call is reported and the next one tried.
+                    print(&format!("result: FAILED - {e}\n"));
+                    failed += 1;
+                    continue;
+                }
+            };
+            print(&report.text);
+            print(&format!(
+                "initiator tgmk-id={} confirmation={}\n",
+                report.reference.tgmk_id,
+                hex::encode(report.reference.value)
+            ));
+            if report.failures.is_empty() {
+                print("result: OK - every group accepted\n");
+            } else {
+                for f in &report.failures {
+                    print(&format!("  - {f}\n"));
+                }
+                print("result: FAILED\n");
+                failed += 1;
+            }
+        }
+        if failed == 0 {
             Ok(())
         } else {
-            for f in &report.failures {
-                print(&format!("  - {f}\n"));
-            }
-            Err(CliError::DemoFailed {
-                failed: report.failures.len(),
-            })
+            Err(CliError::DemoFailed { failed })
         }
     })
 }
