@@ -414,3 +414,36 @@ fn shutdown_ends_every_call_and_a_lost_group_is_reported_in_call() {
         assert!(m.client(u).calls().is_empty(), "{u}");
     }
 }
+
+#[test]
+fn an_mc_server_takes_call_requests_only_from_its_controlling_server() {
+    let mut w = world(Servers::Two, &[DISPATCHER]);
+    let m = &mut w.mesh;
+    m.mc(MC_A).trust_controlling_server(CTRL);
+    start(m, TEMP_GROUP, &[GROUP_A, GROUP_B], 15);
+    m.drive();
+    assert_eq!(established(m, DISPATCHER).len(), 1, "the trusted one works");
+    // The same request from anyone else: 403, no fan-out, no record.
+    let mut forged = m
+        .log
+        .iter()
+        .find(|t| t.to == MC_A && t.contents.starts_with(b"INVITE "))
+        .unwrap()
+        .clone();
+    forged.from = ROGUE.into();
+    let before = m.log.len();
+    m.inject(forged);
+    m.drive();
+    let after: Vec<_> = m.log[before..].iter().collect();
+    assert!(after.iter().any(|t| {
+        t.to == ROGUE
+            && t.contents
+                .starts_with(b"SIP/2.0 403 Forbidden - not a controlling server of this MC server")
+    }));
+    assert!(
+        !after
+            .iter()
+            .any(|t| t.from == MC_A && t.contents.starts_with(b"INVITE "))
+    );
+    assert_eq!(m.mc(MC_A).call_count(), 1, "only the real call");
+}
