@@ -45,3 +45,29 @@ impl<K> Agenda<K> {
         self.entries.len()
     }
 }
+
+/// The roles' call timers: an agenda of (call, kind) whose calls keep
+/// their own (kind, slot) lists, at most one timer of each kind per call.
+impl<N: Copy, T: Copy + PartialEq> Agenda<(N, T)> {
+    /// Arms `kind` for call `no` at `at`, replacing its earlier one.
+    pub(crate) fn set(&mut self, timers: &mut Vec<(T, Slot)>, no: N, kind: T, at: Instant) {
+        self.clear(timers, kind);
+        let slot = self.insert(at, (no, kind));
+        timers.push((kind, slot));
+    }
+
+    /// Disarms `kind` of a call.
+    pub(crate) fn clear(&mut self, timers: &mut Vec<(T, Slot)>, kind: T) {
+        if let Some(i) = timers.iter().position(|(t, _)| *t == kind) {
+            let (_, slot) = timers.swap_remove(i);
+            self.remove(slot);
+        }
+    }
+
+    /// Disarms every timer of a call that goes.
+    pub(crate) fn clear_all(&mut self, timers: &[(T, Slot)]) {
+        for (_, slot) in timers {
+            self.remove(*slot);
+        }
+    }
+}

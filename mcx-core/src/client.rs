@@ -27,12 +27,12 @@ use mcx_mikey::{Gmk, KeyId, SrtpMasterKeys, Tgmk};
 use mcx_sip::{Dialog, Limits, Message, Method, Request, Response, StatusCode};
 use rand_core::CryptoRng;
 
-use crate::controlling::{GROUP_LOST_INFO_PACKAGE, GoneLegs, rtcp_ssrc};
+use crate::controlling::GROUP_LOST_INFO_PACKAGE;
 use crate::info::McpttInfo;
 use crate::result::{CALL_RESULT_CONTENT_TYPE, CallResult, GroupResult};
 use crate::sip::{self, without_body};
-use crate::ua::{Answer, UserAgent, cancels};
-use crate::{Channel, Error, Time, TimelineEntry, Transmit, timeline};
+use crate::ua::{Answer, GoneLegs, UserAgent, cancels};
+use crate::{Channel, Error, Time, TimelineEntry, Transmit, rtcp_ssrc, timeline};
 
 /// Static configuration of a client.
 #[derive(Clone, Debug)]
@@ -499,6 +499,17 @@ impl Client {
         temporary_group_id: &str,
         rng: &mut impl CryptoRng,
     ) -> Result<(), Error> {
+        self.leave(time, temporary_group_id, None, rng)
+    }
+
+    /// [`Client::hang_up`], reporting `failure` (if any) before `CallEnded`.
+    fn leave(
+        &mut self,
+        time: Time,
+        temporary_group_id: &str,
+        failure: Option<ClientEvent>,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(), Error> {
         let mut call = self
             .calls
             .remove(temporary_group_id)
@@ -521,6 +532,7 @@ impl Client {
             time,
             format!("hung up {temporary_group_id}"),
         ));
+        self.events.extend(failure);
         self.events.push_back(ClientEvent::CallEnded {
             temporary_group_id: temporary_group_id.to_owned(),
         });
@@ -661,16 +673,13 @@ impl Client {
             };
             if call.role == CallRole::Initiator && call.dialog.is_none() {
                 let waited = self.config.call_timeout.as_millis();
-                self.hang_up(time, &tg, rng)?;
-                // CallEnded was reported by hang_up; the failure first.
-                let ended = self.events.pop_back();
-                self.events.push_back(ClientEvent::CallFailed {
+                let failure = ClientEvent::CallFailed {
                     temporary_group_id: tg.clone(),
                     status: 408,
                     reason: format!("Request Timeout - no final answer within {waited} ms"),
                     groups: Vec::new(),
-                });
-                self.events.extend(ended);
+                };
+                self.leave(time, &tg, Some(failure), rng)?;
             } else {
                 // Our 2xx was never ACKed (13.3.1.4).
                 self.hang_up(time, &tg, rng)?;
@@ -996,6 +1005,14 @@ impl Client {
         Ok(())
     }
 
+    /// The call whose dialog `req` belongs to.
+    fn call_in_dialog(&self, req: &Request) -> Option<String> {
+        self.calls
+            .iter()
+            .find(|(_, c)| c.dialog.as_ref().is_some_and(|d| d.matches(req)))
+            .map(|(tg, _)| tg.clone())
+    }
+
     /// The call whose INVITE had this Call-ID.
     fn call_of(&self, call_id: &str) -> Option<String> {
         self.calls
@@ -1091,12 +1108,7 @@ impl Client {
         req: &Request,
         rng: &mut impl CryptoRng,
     ) -> Result<(), Error> {
-        let tg = self
-            .calls
-            .iter()
-            .find(|(_, c)| c.dialog.as_ref().is_some_and(|d| d.matches(req)))
-            .map(|(tg, _)| tg.clone());
-        let Some(tg) = tg else {
+        let Some(tg) = self.call_in_dialog(req) else {
             return self.ua.no_such_transaction(from, req, rng);
         };
         self.ua
@@ -1146,12 +1158,7 @@ impl Client {
         req: &Request,
         rng: &mut impl CryptoRng,
     ) -> Result<(), Error> {
-        let tg = self
-            .calls
-            .iter()
-            .find(|(_, c)| c.dialog.as_ref().is_some_and(|d| d.matches(req)))
-            .map(|(tg, _)| tg.clone());
-        let Some(tg) = tg else {
+        let Some(tg) = self.call_in_dialog(req) else {
             return self.ua.no_such_transaction(from, req, rng);
         };
         let ours = req

@@ -29,8 +29,8 @@ use crate::result::{
     CallResult, FailureCause, GroupFailure, GroupReport, GroupResult, MemberOutcome,
 };
 use crate::sip::{self, without_body};
-use crate::ua::{Answer, UserAgent, cancels};
-use crate::{Channel, Error, Time, TimelineEntry, Transmit, timeline};
+use crate::ua::{Answer, GoneLegs, UserAgent, cancels};
+use crate::{Channel, Error, Time, TimelineEntry, Transmit, rtcp_ssrc, timeline};
 
 /// The Info-Package of the in-dialog INFO by which the controlling server
 /// tells the initiator that a constituent group left the call (body: a
@@ -180,6 +180,8 @@ enum Phase {
     SettingUp,
     /// The initiator was answered 200; `acked` once its ACK came.
     Established { acked: bool },
+    /// The initiator cancelled and was answered 487: nothing more to it.
+    Cancelled,
 }
 
 type CallNo = u64;
@@ -212,7 +214,6 @@ struct Call {
     leg_participants: Vec<(String, Vec<usize>)>,
     /// Pending timers: (kind, slot in the server's agenda).
     timers: Vec<(Timer, Slot)>,
-    started: Instant,
     /// Last SIP activity (for the late-2xx memory of its legs).
     last_touch: Instant,
 }
@@ -261,12 +262,6 @@ impl fmt::Debug for ControllingServer {
             .field("calls", &self.calls.len())
             .finish_non_exhaustive()
     }
-}
-
-/// The sender SSRC of an RTCP packet (octets 4..8).
-pub(crate) fn rtcp_ssrc(bytes: &[u8]) -> Option<u32> {
-    let b: [u8; 4] = bytes.get(4..8)?.try_into().ok()?;
-    Some(u32::from_be_bytes(b))
 }
 
 impl ControllingServer {
@@ -439,24 +434,14 @@ impl ControllingServer {
     }
 
     fn set_timer(&mut self, no: CallNo, timer: Timer, at: Instant) {
-        let Some(call) = self.calls.get_mut(&no) else {
-            return;
-        };
-        if let Some(i) = call.timers.iter().position(|(t, _)| *t == timer) {
-            let (_, slot) = call.timers.swap_remove(i);
-            self.agenda.remove(slot);
+        if let Some(c) = self.calls.get_mut(&no) {
+            self.agenda.set(&mut c.timers, no, timer, at);
         }
-        let slot = self.agenda.insert(at, (no, timer));
-        call.timers.push((timer, slot));
     }
 
     fn clear_timer(&mut self, no: CallNo, timer: Timer) {
-        let Some(call) = self.calls.get_mut(&no) else {
-            return;
-        };
-        if let Some(i) = call.timers.iter().position(|(t, _)| *t == timer) {
-            let (_, slot) = call.timers.swap_remove(i);
-            self.agenda.remove(slot);
+        if let Some(c) = self.calls.get_mut(&no) {
+            self.agenda.clear(&mut c.timers, timer);
         }
     }
 
@@ -652,7 +637,6 @@ impl ControllingServer {
                 left: Vec::new(),
                 leg_participants: Vec::new(),
                 timers: Vec::new(),
-                started: time.instant,
                 last_touch: time.instant,
             },
         );
@@ -684,7 +668,7 @@ impl ControllingServer {
         let Some(&no) = self.by_call_id.get(cid) else {
             // A leg of a call that is over: a late 2xx still makes a
             // dialog at the MC server, which must be ended.
-            if status_is_2xx(resp) {
+            if resp.status().is_success() {
                 if let Some((server, invite)) = self.gone_legs.take(cid) {
                     self.ua.refuse_late_2xx(&server, &invite, resp, rng)?;
                 }
@@ -1114,6 +1098,7 @@ impl ControllingServer {
                     self.ua.bye(&call.initiator_addr, d, rng)?;
                 }
             }
+            Phase::Cancelled => {}
         }
         for l in &mut call.legs {
             match &mut l.state {
@@ -1138,9 +1123,7 @@ impl ControllingServer {
     /// Drops a call's record, its indexes and its timers.
     fn remove_call(&mut self, no: CallNo) -> Option<Call> {
         let call = self.calls.remove(&no)?;
-        for (_, slot) in &call.timers {
-            self.agenda.remove(*slot);
-        }
+        self.agenda.clear_all(&call.timers);
         self.by_group.remove(&call.temporary_group_id);
         if let Ok(c) = call.invite.call_id() {
             self.by_call_id.remove(c);
@@ -1319,17 +1302,10 @@ impl ControllingServer {
             Answer::Empty,
             rng,
         )?;
-        // Answered: end_call must not answer it again.
         if let Some(c) = self.calls.get_mut(&no) {
-            c.phase = Phase::Established { acked: true };
+            c.phase = Phase::Cancelled;
         }
         self.end_call(time, no, "the initiator cancelled", rng)
-    }
-
-    /// How long a call has run (for operators).
-    pub fn call_age(&self, temporary_group_id: &str, now: Instant) -> Option<Duration> {
-        let no = self.by_group.get(temporary_group_id)?;
-        Some(now.saturating_duration_since(self.calls.get(no)?.started))
     }
 }
 
@@ -1348,49 +1324,5 @@ fn leg_failure(server: &str, resp: &Response) -> GroupFailure {
         status: Some(status.0),
         member: None,
         detail: format!("{server}: {} {}", status.0, resp.reason()),
-    }
-}
-
-fn status_is_2xx(resp: &Response) -> bool {
-    resp.status().is_success()
-}
-
-/// Legs of ended calls that may still get a late 2xx: (Call-ID → server,
-/// INVITE), oldest first, at most [`GoneLegs::CAPACITY`] and for
-/// [`GoneLegs::KEEP`] (the longest an MC server's INVITE transaction can
-/// live, Timer B / its member deadline being shorter).
-#[derive(Default)]
-pub(crate) struct GoneLegs {
-    order: VecDeque<(Instant, String)>,
-    legs: HashMap<String, (String, Request)>,
-}
-
-impl GoneLegs {
-    const CAPACITY: usize = 4096;
-    const KEEP: Duration = Duration::from_secs(64);
-
-    pub(crate) fn remember(
-        &mut self,
-        call_id: &str,
-        server: String,
-        invite: Request,
-        now: Instant,
-    ) {
-        while self.order.len() >= Self::CAPACITY
-            || self
-                .order
-                .front()
-                .is_some_and(|(t, _)| now.saturating_duration_since(*t) > Self::KEEP)
-        {
-            if let Some((_, c)) = self.order.pop_front() {
-                self.legs.remove(&c);
-            }
-        }
-        self.order.push_back((now, call_id.to_owned()));
-        self.legs.insert(call_id.to_owned(), (server, invite));
-    }
-
-    pub(crate) fn take(&mut self, call_id: &str) -> Option<(String, Request)> {
-        self.legs.remove(call_id)
     }
 }

@@ -32,7 +32,8 @@ pub struct McpttInfo {
     pub associated_group_id: Option<String>,
 }
 
-fn escape(s: &str) -> String {
+/// `s` escaped for XML text and attribute values.
+pub(crate) fn escape(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

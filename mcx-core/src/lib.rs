@@ -137,3 +137,9 @@ pub(crate) fn timeline(role: &str, step: u8, time: Time, detail: String) -> Time
         detail,
     }
 }
+
+/// The sender SSRC of an RTCP packet (octets 4..8).
+pub(crate) fn rtcp_ssrc(bytes: &[u8]) -> Option<u32> {
+    let b: [u8; 4] = bytes.get(4..8)?.try_into().ok()?;
+    Some(u32::from_be_bytes(b))
+}

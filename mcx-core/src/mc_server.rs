@@ -19,13 +19,12 @@ use mcx_sip::{Dialog, Limits, Message, Method, Request, Response, StatusCode};
 use rand_core::CryptoRng;
 
 use crate::agenda::{Agenda, Slot};
-use crate::controlling::GoneLegs;
 use crate::info::McpttInfo;
 use crate::result::{
     CallResult, FailureCause, GroupFailure, GroupReport, GroupResult, MemberOutcome, MemberResult,
 };
 use crate::sip::{self, without_body};
-use crate::ua::{Answer, UserAgent, cancels};
+use crate::ua::{Answer, GoneLegs, UserAgent, cancels};
 use crate::{Channel, Error, Time, TimelineEntry, Transmit, timeline};
 
 /// What happened at an MC server.
@@ -115,6 +114,15 @@ enum Timer {
 
 type CallNo = u64;
 
+/// Whose Call-ID it is within a fan-out.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Party {
+    /// The controlling server's INVITE.
+    Upstream,
+    /// The member leg at this index.
+    Member(usize),
+}
+
 struct Fanout {
     group_id: String,
     upstream_addr: String,
@@ -123,6 +131,8 @@ struct Fanout {
     upstream_dialog: Option<Dialog>,
     legs: Vec<MemberLeg>,
     reported: bool,
+    /// Legs still waiting for a final answer.
+    trying: usize,
     timers: Vec<(Timer, Slot)>,
     last_touch: Instant,
 }
@@ -142,8 +152,9 @@ pub struct McServer {
     limits: McServerLimits,
     fanouts: BTreeMap<CallNo, Fanout>,
     next_no: CallNo,
-    /// Call-IDs of upstream INVITEs and of every member leg.
-    by_call_id: HashMap<String, CallNo>,
+    /// Call-IDs of upstream INVITEs and of every member leg: O(1) per
+    /// member answer, whatever the group's size.
+    by_call_id: HashMap<String, (CallNo, Party)>,
     agenda: Agenda<(CallNo, Timer)>,
     gone_legs: GoneLegs,
     events: VecDeque<McServerEvent>,
@@ -323,20 +334,14 @@ impl McServer {
     }
 
     fn set_timer(&mut self, no: CallNo, timer: Timer, at: Instant) {
-        let Some(f) = self.fanouts.get_mut(&no) else {
-            return;
-        };
-        let slot = self.agenda.insert(at, (no, timer));
-        f.timers.push((timer, slot));
+        if let Some(c) = self.fanouts.get_mut(&no) {
+            self.agenda.set(&mut c.timers, no, timer, at);
+        }
     }
 
     fn clear_timer(&mut self, no: CallNo, timer: Timer) {
-        let Some(f) = self.fanouts.get_mut(&no) else {
-            return;
-        };
-        if let Some(i) = f.timers.iter().position(|(t, _)| *t == timer) {
-            let (_, slot) = f.timers.swap_remove(i);
-            self.agenda.remove(slot);
+        if let Some(c) = self.fanouts.get_mut(&no) {
+            self.agenda.clear(&mut c.timers, timer);
         }
     }
 
@@ -458,7 +463,10 @@ impl McServer {
             let pai = [(mcx_sip::headers::P_ASSERTED_IDENTITY, format!("<{caller}>"))];
             let invite = sip::invite(&from_uri, &me, &group_id, &mut mp, &pai, rng)?;
             self.ua.send_request(m, &invite);
-            self.by_call_id.insert(invite.call_id()?.to_owned(), no);
+            self.by_call_id.insert(
+                invite.call_id()?.to_owned(),
+                (no, Party::Member(legs.len())),
+            );
             legs.push(MemberLeg {
                 member: m.clone(),
                 invite: without_body(&invite),
@@ -483,7 +491,9 @@ impl McServer {
                 legs.len()
             ),
         ));
-        self.by_call_id.insert(req.call_id()?.to_owned(), no);
+        self.by_call_id
+            .insert(req.call_id()?.to_owned(), (no, Party::Upstream));
+        let trying = legs.len();
         self.fanouts.insert(
             no,
             Fanout {
@@ -493,6 +503,7 @@ impl McServer {
                 upstream_dialog: None,
                 legs,
                 reported: false,
+                trying,
                 timers: Vec::new(),
                 last_touch: time.instant,
             },
@@ -522,7 +533,7 @@ impl McServer {
         }
         let cid = resp.call_id()?;
         let status = resp.status();
-        let Some(&no) = self.by_call_id.get(cid) else {
+        let Some(&(no, Party::Member(i))) = self.by_call_id.get(cid) else {
             if status.is_success() {
                 if let Some((member, invite)) = self.gone_legs.take(cid) {
                     self.ua.refuse_late_2xx(&member, &invite, resp, rng)?;
@@ -535,11 +546,7 @@ impl McServer {
         };
         fan.last_touch = time.instant;
         let group_id = fan.group_id.clone();
-        let Some(leg) = fan
-            .legs
-            .iter_mut()
-            .find(|l| l.invite.call_id().is_ok_and(|c| c == cid))
-        else {
+        let Some(leg) = fan.legs.get_mut(i) else {
             return Ok(());
         };
         match (&mut leg.state, status.is_provisional()) {
@@ -547,7 +554,7 @@ impl McServer {
                 *provisional = true;
                 return Ok(());
             }
-            (MemberState::Trying { .. }, false) => {}
+            (MemberState::Trying { .. }, false) => fan.trying -= 1,
             (_, true) => return Ok(()),
             (_, false) => {
                 // After the deadline: a late 2xx is ACKed and ended.
@@ -569,10 +576,8 @@ impl McServer {
                 .and_then(|s| crate::sdp::floor_ssrc(&s));
             let invite = leg.invite.clone();
             let dialog = self.ua.confirm(&member, &invite, resp, rng)?;
-            if let Some(fan) = self.fanouts.get_mut(&no) {
-                if let Some(leg) = fan.legs.iter_mut().find(|l| l.member == member) {
-                    leg.state = MemberState::Joined { dialog, ssrc };
-                }
+            if let Some(leg) = self.fanouts.get_mut(&no).and_then(|f| f.legs.get_mut(i)) {
+                leg.state = MemberState::Joined { dialog, ssrc };
             }
         } else {
             let outcome = match status.0 {
@@ -592,12 +597,7 @@ impl McServer {
                 reason: resp.reason().to_owned(),
             });
         }
-        let all = self.fanouts.get(&no).is_some_and(|f| {
-            !f.legs
-                .iter()
-                .any(|l| matches!(l.state, MemberState::Trying { .. }))
-        });
-        if all {
+        if self.fanouts.get(&no).is_some_and(|f| f.trying == 0) {
             self.report(time, no, rng)?;
         }
         Ok(())
@@ -618,6 +618,7 @@ impl McServer {
                 if provisional {
                     cancels.push((l.member.clone(), l.invite.clone()));
                 }
+                fan.trying -= 1;
                 l.state = MemberState::Done(if provisional {
                     MemberOutcome::Timeout
                 } else {
@@ -720,7 +721,8 @@ impl McServer {
     }
 
     fn on_ack(&mut self, ack: &Request) {
-        let Some(&no) = ack.call_id().ok().and_then(|c| self.by_call_id.get(c)) else {
+        let Some(&(no, Party::Upstream)) = ack.call_id().ok().and_then(|c| self.by_call_id.get(c))
+        else {
             return;
         };
         self.clear_timer(no, Timer::AckWait);
@@ -735,21 +737,28 @@ impl McServer {
         req: &Request,
         rng: &mut impl CryptoRng,
     ) -> Result<(), Error> {
-        let no = req
+        let found = req
             .call_id()
             .ok()
             .and_then(|c| self.by_call_id.get(c))
             .copied();
-        let Some((no, fan)) = no.and_then(|n| Some((n, self.fanouts.get_mut(&n)?))) else {
+        let Some((no, party, fan)) =
+            found.and_then(|(n, p)| Some((n, p, self.fanouts.get_mut(&n)?)))
+        else {
             return self.ua.no_such_transaction(from, req, rng);
         };
-        if fan.upstream_dialog.as_ref().is_some_and(|d| d.matches(req)) {
+        if party == Party::Upstream && fan.upstream_dialog.as_ref().is_some_and(|d| d.matches(req))
+        {
             fan.upstream_dialog = None; // no BYE back upstream
             self.ua
                 .respond(from, req, StatusCode::OK, None, Answer::Empty, rng)?;
             return self.end(time, no, "the controlling server ended the call", rng);
         }
-        let Some(leg) = fan.legs.iter_mut().find(
+        let leg = match party {
+            Party::Member(i) => fan.legs.get_mut(i),
+            Party::Upstream => None,
+        };
+        let Some(leg) = leg.filter(
             |l| matches!(&l.state, MemberState::Joined { dialog, .. } if dialog.matches(req)),
         ) else {
             return self.ua.no_such_transaction(from, req, rng);
@@ -773,7 +782,7 @@ impl McServer {
             .ok()
             .and_then(|c| self.by_call_id.get(c))
             .copied();
-        let pending = no.and_then(|n| {
+        let pending = no.and_then(|(n, _)| {
             let f = self.fanouts.get(&n)?;
             (!f.reported && cancels(req, &f.upstream)).then(|| (n, f.upstream.clone()))
         });
@@ -846,9 +855,7 @@ impl McServer {
 
     fn remove(&mut self, no: CallNo) -> Option<Fanout> {
         let fan = self.fanouts.remove(&no)?;
-        for (_, slot) in &fan.timers {
-            self.agenda.remove(*slot);
-        }
+        self.agenda.clear_all(&fan.timers);
         if let Ok(c) = fan.upstream.call_id() {
             self.by_call_id.remove(c);
         }

@@ -34,6 +34,7 @@ use quick_xml::Reader;
 use quick_xml::events::{BytesStart, Event};
 
 use crate::Error;
+use crate::info::escape;
 
 /// The media type of the call result body.
 pub const CALL_RESULT_CONTENT_TYPE: &str = "application/vnd.mcx.call-result+xml";
@@ -184,23 +185,13 @@ pub struct CallResult {
     pub groups: Vec<GroupReport>,
 }
 
-fn escape(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            c if c.is_control() => o.push(' '),
-            c => o.push(c),
-        }
-    }
-    o
-}
-
+/// A free text (a reason phrase, a detail) as kept and written: at most
+/// [`MAX_TEXT`] characters, control characters (illegal in XML 1.0) as spaces.
 fn cut(s: &str) -> String {
-    s.chars().take(MAX_TEXT).collect()
+    s.chars()
+        .take(MAX_TEXT)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 impl CallResult {

@@ -7,7 +7,8 @@
 //! call result body on final answers, ACK and BYE from the dialog, CANCEL
 //! from the INVITE as sent.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mcx_sip::{Dialog, Method, Multipart, Part, Request, Response, StatusCode};
@@ -253,5 +254,45 @@ impl UserAgent {
             rng,
         )
         .map(|_| ())
+    }
+}
+
+/// Legs of ended calls that may still get a late 2xx: (Call-ID → server,
+/// INVITE), oldest first, at most [`GoneLegs::CAPACITY`] and for
+/// [`GoneLegs::KEEP`] (the longest an MC server's INVITE transaction can
+/// live, Timer B / its member deadline being shorter).
+#[derive(Default)]
+pub(crate) struct GoneLegs {
+    order: VecDeque<(Instant, String)>,
+    legs: HashMap<String, (String, Request)>,
+}
+
+impl GoneLegs {
+    const CAPACITY: usize = 4096;
+    const KEEP: Duration = Duration::from_secs(64);
+
+    pub(crate) fn remember(
+        &mut self,
+        call_id: &str,
+        server: String,
+        invite: Request,
+        now: Instant,
+    ) {
+        while self.order.len() >= Self::CAPACITY
+            || self
+                .order
+                .front()
+                .is_some_and(|(t, _)| now.saturating_duration_since(*t) > Self::KEEP)
+        {
+            if let Some((_, c)) = self.order.pop_front() {
+                self.legs.remove(&c);
+            }
+        }
+        self.order.push_back((now, call_id.to_owned()));
+        self.legs.insert(call_id.to_owned(), (server, invite));
+    }
+
+    pub(crate) fn take(&mut self, call_id: &str) -> Option<(String, Request)> {
+        self.legs.remove(call_id)
     }
 }

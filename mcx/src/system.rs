@@ -484,19 +484,10 @@ async fn start_client_with_retries(
 /// How long a client keeps retrying its provisioning at start-up.
 pub(crate) const STARTUP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// A provisioning failure that another try may cure: nobody answered.
+/// A provisioning failure that another try may cure: the KMS or GMS
+/// could not be reached (not a refusal or a bad answer).
 fn is_unreachable(e: &mcx_client::ClientError) -> bool {
-    let text = e.to_string().to_ascii_lowercase();
-    [
-        "connect",
-        "refused",
-        "timed out",
-        "timeout",
-        "reset",
-        "closed",
-    ]
-    .iter()
-    .any(|w| text.contains(w))
+    matches!(e, mcx_client::ClientError::Net(_))
 }
 
 /// Ends every call of the roles this process runs (BYE, CANCEL, 503),
