@@ -32,6 +32,25 @@ pub const FRAME_LEN: usize = 160;
 #[inline]
 #[must_use]
 pub const fn encode_sample(sample: i16) -> u8 {
+    // The encoder only sees the 14-bit value, so a 16 KiB table indexed by
+    // it holds every answer; a lookup is several times faster than the
+    // segment search (see docs/BENCHMARKS.md).
+    ENCODE[(((sample as i32) >> 2) + 8192) as usize]
+}
+
+/// µ-law code of every 14-bit value -8192..=8191, computed at compile time.
+static ENCODE: [u8; 16384] = {
+    let mut table = [0u8; 16384];
+    let mut i = 0;
+    while i < 16384 {
+        table[i] = encode_computed(((i as i32 - 8192) << 2) as i16);
+        i += 1;
+    }
+    table
+};
+
+/// The segment/bias encoder itself (builds [`ENCODE`]).
+const fn encode_computed(sample: i16) -> u8 {
     // Arithmetic shift to the 14-bit scale G.711 µ-law is defined on.
     let mut v = (sample as i32) >> 2;
     let mask: u8 = if v < 0 {

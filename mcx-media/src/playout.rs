@@ -137,11 +137,14 @@ impl Playout {
     pub fn next_due(&self) -> Option<Instant> {
         let (at, ts) = self.anchor?;
         let (&first, _) = self.buffer.first_key_value()?;
-        let offset = Duration::from_nanos(first.abs_diff(ts) * 1_000_000_000 / RATE);
+        let diff = first.abs_diff(ts);
+        let offset = Duration::from_secs(diff / RATE)
+            + Duration::from_nanos(diff % RATE * (1_000_000_000 / RATE));
+        let base = at.checked_add(self.delay)?;
         if first >= ts {
-            Some(at + self.delay + offset)
+            base.checked_add(offset)
         } else {
-            (at + self.delay).checked_sub(offset)
+            base.checked_sub(offset)
         }
     }
 

@@ -335,15 +335,18 @@ pub fn write(samples: &[i16]) -> Vec<u8> {
     write_pcm16(samples, 8000, 1)
 }
 
-/// Writes interleaved 16-bit PCM with the given rate and channel count as
-/// a canonical 44-octet-header WAV file. Samples past what a RIFF size
-/// field can describe (4 GiB) are left out, as is a trailing partial frame.
+/// Writes interleaved 16-bit PCM with the given rate and channel count (1
+/// to 32767) as a canonical 44-octet-header WAV file. Samples past what a
+/// RIFF size field can describe (4 GiB) are left out, as is a trailing
+/// partial frame.
 pub fn write_pcm16(samples: &[i16], sample_rate: u32, channels: u16) -> Vec<u8> {
-    let ch = usize::from(channels.max(1));
+    // At most 32767 channels, so that the block align fits its 16 bits.
+    let ch = channels.clamp(1, i16::MAX as u16);
+    let block_align = 2 * ch;
+    let ch = usize::from(ch);
     let max_samples = (u32::MAX as usize - 36) / 2;
     let n = samples.len().min(max_samples) / ch * ch;
     let data_len = (2 * n) as u32;
-    let block_align = 2 * ch as u16;
     let mut out = Vec::with_capacity(44 + 2 * n);
     out.extend_from_slice(b"RIFF");
     out.extend_from_slice(&(36 + data_len).to_le_bytes());
@@ -352,7 +355,11 @@ pub fn write_pcm16(samples: &[i16], sample_rate: u32, channels: u16) -> Vec<u8> 
     out.extend_from_slice(&FORMAT_PCM.to_le_bytes());
     out.extend_from_slice(&(ch as u16).to_le_bytes());
     out.extend_from_slice(&sample_rate.to_le_bytes());
-    out.extend_from_slice(&(sample_rate * u32::from(block_align)).to_le_bytes());
+    out.extend_from_slice(
+        &sample_rate
+            .saturating_mul(u32::from(block_align))
+            .to_le_bytes(),
+    );
     out.extend_from_slice(&block_align.to_le_bytes());
     out.extend_from_slice(&16u16.to_le_bytes());
     out.extend_from_slice(b"data");
