@@ -23,6 +23,9 @@
 //!   duplicates, reordering and interarrival jitter.
 //! - [`Playout`]: fixed-delay reordering buffer that rebuilds the sender's
 //!   sample timeline, silence for lost frames, late packets counted.
+//! - [`Receiver`]: one PCMU stream end to end (parse, SSRC and payload type
+//!   checks, statistics, playout) with a [`Report`] of received, lost,
+//!   late and jitter.
 //!
 //! # Non-features
 //! - No I/O, timers or randomness of its own (sans-IO).
@@ -34,6 +37,7 @@
 
 pub mod pcmu;
 mod playout;
+mod receiver;
 mod resample;
 pub mod rtp;
 pub mod signal;
@@ -41,4 +45,5 @@ mod stats;
 pub mod wav;
 
 pub use playout::{Placement, Playout, PlayoutStats};
+pub use receiver::{ReceiveError, Receiver, Report};
 pub use stats::{Arrival, IntervalLoss, ReceiverStats, Snapshot};

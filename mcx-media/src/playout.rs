@@ -81,6 +81,8 @@ pub struct Playout {
     started: bool,
     /// Latest extended timestamp seen, for extending the next.
     reference: i64,
+    /// RTP timestamp of output sample 0.
+    start: Option<u32>,
     buffer: BTreeMap<i64, Vec<u8>>,
     out: Vec<i16>,
     stats: PlayoutStats,
@@ -98,6 +100,7 @@ impl Playout {
             next: 0,
             started: false,
             reference: 0,
+            start: None,
             buffer: BTreeMap::new(),
             out: Vec::new(),
             stats: PlayoutStats::default(),
@@ -212,6 +215,9 @@ impl Playout {
             self.stats.late += 1;
             return;
         }
+        if !self.started {
+            self.start = Some(self.next as u32);
+        }
         let gap = (ts - self.next) as u64;
         if gap > self.max_gap {
             self.stats.resyncs += 1;
@@ -225,6 +231,13 @@ impl Playout {
         self.stats.played += 1;
         self.next = ts + payload.len() as i64;
         self.started = true;
+    }
+
+    /// The RTP timestamp of the first output sample, once anything has
+    /// been played: lines a recording up with the sender's timeline (a
+    /// late joiner's recording starts mid-stream).
+    pub fn first_timestamp(&self) -> Option<u32> {
+        self.start
     }
 
     /// Takes the samples produced so far (8 kHz mono).
