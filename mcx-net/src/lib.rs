@@ -43,6 +43,7 @@
 #![forbid(unsafe_code)]
 
 pub mod http;
+mod media;
 pub mod node;
 
 use std::collections::HashMap;
@@ -53,7 +54,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mcx_core::{
     Channel, Client, ClientEvent, ControllingEvent, ControllingServer, McServer, McServerEvent,
-    Time, TimelineEntry, Transmit,
+    RelayCommand, Time, TimelineEntry, Transmit,
 };
 pub use mcx_sip::Transport;
 
@@ -165,6 +166,10 @@ pub trait Role: Send + 'static {
     fn poll_event(&mut self) -> Option<Self::Event>;
     /// The next timeline entry.
     fn poll_timeline(&mut self) -> Option<TimelineEntry>;
+    /// The next change to the node's media relay (servers only).
+    fn poll_relay(&mut self) -> Option<RelayCommand> {
+        None
+    }
 }
 
 impl Role for Client {
@@ -247,6 +252,9 @@ impl Role for McServer {
     fn poll_timeline(&mut self) -> Option<TimelineEntry> {
         Self::poll_timeline(self)
     }
+    fn poll_relay(&mut self) -> Option<RelayCommand> {
+        Self::poll_relay(self)
+    }
 }
 
 impl Role for ControllingServer {
@@ -287,6 +295,9 @@ impl Role for ControllingServer {
     }
     fn poll_timeline(&mut self) -> Option<TimelineEntry> {
         Self::poll_timeline(self)
+    }
+    fn poll_relay(&mut self) -> Option<RelayCommand> {
+        Self::poll_relay(self)
     }
 }
 

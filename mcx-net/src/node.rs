@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use mcx_core::{Channel, SipLink, TimelineEntry};
+use mcx_core::{Channel, RelayCommand, SipLink, TimelineEntry};
 use mcx_sip::{Limits, Message, Method, Remote, StreamDecoder, Timers, Transport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -473,6 +473,9 @@ pub struct BoundNode {
     udp: UdpSocket,
     tcp: TcpListener,
     floor: Option<UdpSocket>,
+    /// The voice socket: a server relays on it; a client's application
+    /// takes it ([`BoundNode::take_media`]) to send or receive voice.
+    media: Option<UdpSocket>,
     transport: Transport,
 }
 
@@ -496,8 +499,58 @@ impl BoundNode {
             udp,
             tcp,
             floor,
+            media: None,
             transport,
         })
+    }
+
+    /// Binds the voice socket at `addr` (port 0: any free port; an
+    /// unspecified address: the SIP socket's).
+    ///
+    /// # Errors
+    /// The socket cannot be bound.
+    pub fn bind_media(&mut self, addr: SocketAddr) -> Result<(), NetError> {
+        let addr = if addr.ip().is_unspecified() {
+            let sip = self
+                .udp
+                .local_addr()
+                .map_err(|e| NetError::io("local SIP address", e))?;
+            SocketAddr::new(sip.ip(), addr.port())
+        } else {
+            addr
+        };
+        self.media = Some(bind_udp(addr, "voice socket")?);
+        Ok(())
+    }
+
+    /// What this node announces in its SDP: the voice socket's address and
+    /// port and the floor socket's port (9, discard, for what is not bound).
+    ///
+    /// # Errors
+    /// The OS cannot tell a local address.
+    pub fn media_endpoint(&self) -> Result<mcx_core::MediaEndpoint, NetError> {
+        let port = |s: &Option<UdpSocket>, what: &str| -> Result<Option<SocketAddr>, NetError> {
+            s.as_ref()
+                .map(|s| s.local_addr().map_err(|e| NetError::io(what, e)))
+                .transpose()
+        };
+        let sip = self
+            .udp
+            .local_addr()
+            .map_err(|e| NetError::io("local SIP address", e))?;
+        let media = port(&self.media, "local voice address")?;
+        let floor = port(&self.floor, "local floor address")?;
+        Ok(mcx_core::MediaEndpoint {
+            ip: media.map_or(sip.ip(), |m| m.ip()),
+            rtp_port: media.map_or(9, |m| m.port()),
+            floor_port: floor.map_or(9, |f| f.port()),
+        })
+    }
+
+    /// Takes the voice socket (a client sends or receives voice on it
+    /// itself; a server leaves it to [`BoundNode::run`]'s relay).
+    pub fn take_media(&mut self) -> Option<UdpSocket> {
+        self.media.take()
     }
 
     /// Where peers reach this node.
@@ -558,7 +611,9 @@ impl BoundNode {
         let (tcp_tx, tcp_rx) = mpsc::channel(TCP_QUEUE);
         let busy = Arc::new(AtomicU64::new(0));
         let guard = Arc::new(Guard::new(limits));
+        let relay = self.media.map(crate::media::spawn_relay);
         let driver = Driver {
+            relay: relay.as_ref().map(|r| r.commands.clone()),
             link: SipLink::new(
                 timers,
                 Remote {
@@ -588,6 +643,7 @@ impl BoundNode {
             task,
             busy,
             guard,
+            relay,
         })
     }
 }
@@ -667,9 +723,17 @@ pub struct NodeHandle<R: Role> {
     task: JoinHandle<()>,
     busy: Arc<AtomicU64>,
     guard: Arc<Guard>,
+    relay: Option<crate::media::RelayTask>,
 }
 
 impl<R: Role> NodeHandle<R> {
+    /// What the node's voice relay forwarded and dropped so far (`None`
+    /// without a voice socket).
+    pub fn relay_stats(&self) -> Option<mcx_relay::RelayStats> {
+        let r = self.relay.as_ref()?;
+        r.stats.lock().ok().map(|s| *s)
+    }
+
     /// What the node's [`NodeLimits`] refused or cut off so far.
     pub fn guard_stats(&self) -> GuardStats {
         self.guard.stats()
@@ -772,6 +836,8 @@ struct Driver<R: Role> {
     /// Nanoseconds spent handling input and sending (not waiting).
     busy: Arc<AtomicU64>,
     guard: Arc<Guard>,
+    /// The voice relay's command queue, if the node relays.
+    relay: Option<mpsc::UnboundedSender<RelayCommand>>,
 }
 
 impl<R: Role> Driver<R> {
@@ -960,6 +1026,11 @@ impl<R: Role> Driver<R> {
         let mut waited = Duration::ZERO;
         loop {
             let mut progressed = false;
+            while let Some(r) = self.role.poll_relay() {
+                if let Some(relay) = &self.relay {
+                    let _ = relay.send(r);
+                }
+            }
             while let Some(t) = self.role.poll_transmit() {
                 progressed = true;
                 let peer = self.directory.peer(&t.to).copied();
