@@ -268,7 +268,9 @@ mod tests {
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
-        store.record_issue("sip:alice@example.org", 7, 1000).unwrap();
+        store
+            .record_issue("sip:alice@example.org", 7, 1000)
+            .unwrap();
         assert!(wal.exists(), "the commit went to the WAL");
         close_connection(store.conn).unwrap();
         assert!(!wal.exists(), "the WAL was left behind");

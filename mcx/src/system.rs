@@ -245,10 +245,12 @@ pub(crate) async fn start_gms(
     kms_http: SocketAddr,
 ) -> Result<(JoinHandle<()>, OpenStore), CliError> {
     warn_in_memory("GMS", t.gms.database.as_deref());
-    let (community, keys) =
+    // The GMS may start before the KMS, like any client of it.
+    let (community, keys) = with_retries(&t.gms.uri, "KMS", || {
         mcx_client::provision_keys(&t.kms.uri, &t.gms.uri, &t.gms.token, kms_http)
-            .await
-            .map_err(|e| failed(format!("GMS provisioning from the KMS: {e}")))?;
+    })
+    .await
+    .map_err(|e| failed(format!("GMS provisioning from the KMS: {e}")))?;
     let config = mcx_gms::GmsConfig {
         gms_uri: t.gms.uri.clone(),
         groups: t
@@ -534,22 +536,36 @@ pub(crate) async fn start(t: &Topology, sel: &Selection) -> Result<Running, CliE
     })
 }
 
-/// Provisions a client, retrying with backoff while the KMS or GMS cannot
-/// be reached (a role may start before them); says so on stderr. Gives up
-/// after [`STARTUP_PATIENCE`].
+/// Provisions a client, retrying while the KMS or GMS cannot be reached.
 async fn start_client_with_retries(
     config: ClientConfig,
     prov: &mcx_client::Provisioning,
 ) -> Result<Client, mcx_client::ClientError> {
+    with_retries(&prov.user_uri, "KMS or GMS", || {
+        mcx_client::start(config.clone(), prov)
+    })
+    .await
+}
+
+/// Runs `attempt` until it succeeds, retrying with backoff while `what`
+/// (the KMS, the GMS) cannot be reached: a role may start before them.
+/// Says so on stderr for `who`. Gives up after [`STARTUP_PATIENCE`].
+async fn with_retries<T, F>(
+    who: &str,
+    what: &str,
+    mut attempt: impl FnMut() -> F,
+) -> Result<T, mcx_client::ClientError>
+where
+    F: Future<Output = Result<T, mcx_client::ClientError>>,
+{
     let started = std::time::Instant::now();
     let mut wait = std::time::Duration::from_millis(250);
     loop {
-        match mcx_client::start(config.clone(), prov).await {
-            Ok(c) => return Ok(c),
+        match attempt().await {
+            Ok(v) => return Ok(v),
             Err(e) if is_unreachable(&e) && started.elapsed() + wait < STARTUP_PATIENCE => {
                 eprintln!(
-                    "{}: KMS or GMS not reachable yet ({e}); retrying in {} ms",
-                    prov.user_uri,
+                    "{who}: {what} not reachable yet ({e}); retrying in {} ms",
                     wait.as_millis()
                 );
                 tokio::time::sleep(wait).await;
@@ -560,7 +576,8 @@ async fn start_client_with_retries(
     }
 }
 
-/// How long a client keeps retrying its provisioning at start-up.
+/// How long a client (or the GMS) keeps retrying its provisioning at
+/// start-up.
 pub(crate) const STARTUP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A provisioning failure that another try may cure: the KMS or GMS
