@@ -373,8 +373,12 @@ fn in_memory_kms_and_gms_warn_at_start_up_and_a_restart_loses_their_state() {
     // What the warning says is true: restarted, they make a new community
     // and new GMKs, and the members provisioned before refuse a call from
     // a dispatcher provisioned after.
+    // (SIGINT this time: Ctrl-C stops them as cleanly as SIGTERM.)
     for r in [KMS, GMS] {
-        terminate(lab.take(r));
+        let p = lab.take(r);
+        let t0 = Instant::now();
+        p.signal("INT");
+        terminate_wait(p, t0);
     }
     lab.start(&[KMS, GMS]);
     let c = lab.call();

@@ -123,13 +123,18 @@ impl Proc {
 
     /// Sends SIGTERM.
     pub(crate) fn terminate(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`, …).
+    pub(crate) fn signal(&self, name: &str) {
         let ok = Command::new("kill")
-            .arg("-TERM")
+            .arg(format!("-{name}"))
             .arg(self.child.id().to_string())
             .status()
             .unwrap()
             .success();
-        assert!(ok, "{}: kill -TERM failed", self.name);
+        assert!(ok, "{}: kill -{name} failed", self.name);
     }
 
     /// Sends SIGKILL and reaps the process.
