@@ -5,7 +5,9 @@
 //! promises; it prints the measured times (`--no-capture`) for the table.
 //!
 //! Deadlines in these topologies: member 1.5 s < group 2 s < initiator
-//! 4 s, so that a dead peer costs seconds, not the defaults' 5.
+//! 4 s, so that a dead peer costs seconds, not the defaults' 5; the
+//! controlling server probes MC servers every 0.5 s and counts one silent
+//! for 3 s as lost.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -21,6 +23,8 @@ use common::proc::Proc;
 const MEMBER_MS: u64 = 1500;
 const GROUP_MS: u64 = 2000;
 const CALL_MS: u64 = 4000;
+const KEEPALIVE_MS: u64 = 500;
+const LEG_SILENCE_MS: u64 = 3000;
 
 /// The group deadline, as configured.
 const GROUP_DEADLINE: Duration = Duration::from_millis(GROUP_MS);
@@ -43,6 +47,7 @@ const WAIT: Duration = Duration::from_secs(30);
 fn options() -> Options {
     Options {
         deadlines: Some((MEMBER_MS, GROUP_MS, CALL_MS)),
+        keepalive: Some((KEEPALIVE_MS, LEG_SILENCE_MS)),
         ..Options::default()
     }
 }
@@ -138,6 +143,15 @@ fn held_call(lab: &mut Lab, hold: u64) -> (Proc, String) {
     (d, ids.remove(0))
 }
 
+/// A lab with every role up and a call held `hold` seconds: the lab, the
+/// dispatcher and the members' TGMK-ID.
+fn in_call(name: &str, hold: u64) -> (Lab, Proc, String) {
+    let mut lab = Lab::new(name, options());
+    lab.start_all();
+    let (d, tgmk_id) = held_call(&mut lab, hold);
+    (lab, d, tgmk_id)
+}
+
 /// SIGTERM to `p`; checks it exits 0 within [`EXIT_AFTER_SIGTERM`] and
 /// returns how long it took.
 fn terminate(p: Proc) -> (Proc, Duration) {
@@ -165,9 +179,7 @@ fn still_in_call(lab: &mut Lab, members: &[&str]) {
 
 #[test]
 fn sigterm_of_the_controlling_server_mid_call_ends_the_call_everywhere() {
-    let mut lab = Lab::new("fault-term-ctrl", options());
-    lab.start_all();
-    let (mut d, _) = held_call(&mut lab, 60);
+    let (mut lab, mut d, _) = in_call("fault-term-ctrl", 60);
 
     let t0 = Instant::now();
     let ctrl = lab.take(CONTROLLING);
@@ -194,6 +206,27 @@ fn sigterm_of_the_controlling_server_mid_call_ends_the_call_everywhere() {
     );
 }
 
+/// Waits for the dispatcher's in-call report that group A was lost;
+/// returns the line and the time since `t0`.
+fn group_a_lost(d: &mut Proc, t0: Instant) -> (String, Duration) {
+    let line = d.expect("in call: group lost:", WAIT);
+    let told = t0.elapsed();
+    assert!(line.contains(GROUP_A) && line.contains("lost"), "{line}");
+    (line, told)
+}
+
+/// After group A was lost: the call goes on with B until the dispatcher
+/// ends it, and `mcx call` exits 1 with the loss listed. Returns when B's
+/// members saw the end, since `held`.
+fn b_goes_on(lab: &mut Lab, mut d: Proc, held: Instant) -> Duration {
+    still_in_call(lab, &MEMBERS_B);
+    assert!(!d.printed("in call: the call ended"), "{:?}", d.seen);
+    let (status, out) = d.finish(WAIT);
+    assert_eq!(status.code(), Some(1), "{out}");
+    assert!(out.contains(&format!("in call: {GROUP_A}: lost")), "{out}");
+    all_ended(lab, &MEMBERS_B, held)
+}
+
 #[test]
 fn sigterm_of_an_mc_server_mid_call_tells_the_dispatcher_in_call() {
     let mut lab = Lab::new("fault-term-mcs", options());
@@ -205,9 +238,7 @@ fn sigterm_of_an_mc_server_mid_call_tells_the_dispatcher_in_call() {
     let t0 = Instant::now();
     let a = lab.take(MCS_A);
     a.terminate();
-    let line = d.expect("in call: group lost:", WAIT);
-    let told = t0.elapsed();
-    assert!(line.contains(GROUP_A) && line.contains("lost"), "{line}");
+    let (_, told) = group_a_lost(&mut d, t0);
     let ended_a = all_ended(&mut lab, &MEMBERS_A, t0);
     let (_a, exited) = terminate_wait(a, t0);
     assert!(told <= AT_ONCE, "dispatcher told after {told:?}");
@@ -216,18 +247,11 @@ fn sigterm_of_an_mc_server_mid_call_tells_the_dispatcher_in_call() {
         "group A's members ended after {ended_a:?}"
     );
 
-    // The call goes on with B until the dispatcher ends it.
-    still_in_call(&mut lab, &MEMBERS_B);
-    assert!(!d.printed("in call: the call ended"), "{:?}", d.seen);
-    let (status, out) = d.finish(WAIT);
-    let ended_b = all_ended(&mut lab, &MEMBERS_B, held);
+    let ended_b = b_goes_on(&mut lab, d, held);
     assert!(
         ended_b >= Duration::from_secs(hold) - Duration::from_millis(500),
         "group B's call ended after {ended_b:?}, before the hold of {hold} s"
     );
-    // Not every group stayed: exit 1, the loss listed.
-    assert_eq!(status.code(), Some(1), "{out}");
-    assert!(out.contains(&format!("in call: {GROUP_A}: lost")), "{out}");
 
     lab.start(&[MCS_A]);
     lab.call_ok(&all_members());
@@ -236,6 +260,41 @@ fn sigterm_of_an_mc_server_mid_call_tells_the_dispatcher_in_call() {
         ms(told),
         ms(ended_a),
         ms(exited)
+    );
+}
+
+#[test]
+fn an_mc_server_restarted_mid_call_is_reported_lost_and_the_next_call_includes_it() {
+    let (mut lab, mut d, _) = in_call("fault-restart-mcs", 8);
+
+    // Killed (no BYE) and started again at once: it has forgotten the
+    // call, and answers the controlling server's next probe 481.
+    let t0 = Instant::now();
+    lab.take(MCS_A).kill();
+    lab.start_one(MCS_A);
+    let (line, told) = group_a_lost(&mut d, t0);
+    lab.ready(MCS_A);
+    let bound = Duration::from_millis(KEEPALIVE_MS + LEG_SILENCE_MS) + SLACK;
+    assert!(
+        told <= bound,
+        "dispatcher told after {told:?} (bound {bound:?})"
+    );
+
+    b_goes_on(&mut lab, d, t0);
+
+    // A's members still hold the stale call (nobody could tell them); the
+    // next call replaces it and includes group A again.
+    let c = lab.call();
+    assert!(c.success, "{c}");
+    assert!(
+        c.group_line(GROUP_A).contains("2 accepted, 0 rejected"),
+        "{c}"
+    );
+    let (id, conf) = c.initiator_key();
+    lab.expect_joined(&all_members(), &id, &conf);
+    println!(
+        "ROW MC server restarted mid-call: dispatcher told {}; {line}",
+        ms(told)
     );
 }
 
@@ -255,9 +314,7 @@ fn terminate_wait(mut p: Proc, t0: Instant) -> (Proc, Duration) {
 
 #[test]
 fn sigterm_of_a_member_mid_call_ends_only_its_leg() {
-    let mut lab = Lab::new("fault-term-member", options());
-    lab.start_all();
-    let (mut d, tgmk_id) = held_call(&mut lab, 5);
+    let (mut lab, mut d, tgmk_id) = in_call("fault-term-member", 5);
 
     let gone = MEMBERS_A[0];
     let (mut m, exited) = terminate(lab.take(gone));
@@ -288,9 +345,7 @@ fn sigterm_of_a_member_mid_call_ends_only_its_leg() {
 
 #[test]
 fn sigterm_of_the_dispatcher_mid_call_ends_the_call_everywhere() {
-    let mut lab = Lab::new("fault-term-dispatcher", options());
-    lab.start_all();
-    let (d, _) = held_call(&mut lab, 60);
+    let (mut lab, d, _) = in_call("fault-term-dispatcher", 60);
 
     let t0 = Instant::now();
     d.terminate();

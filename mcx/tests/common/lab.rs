@@ -34,6 +34,8 @@ pub(crate) struct Options {
     pub(crate) databases: bool,
     /// `[deadlines]` member_ms, group_ms, call_ms; `None` = the defaults.
     pub(crate) deadlines: Option<(u64, u64, u64)>,
+    /// `[deadlines]` keepalive_ms, leg_silence_ms; `None` = the defaults.
+    pub(crate) keepalive: Option<(u64, u64)>,
 }
 
 impl Default for Options {
@@ -42,6 +44,7 @@ impl Default for Options {
             b_over_tcp: true,
             databases: true,
             deadlines: None,
+            keepalive: None,
         }
     }
 }
@@ -76,9 +79,13 @@ pub(crate) fn topology(dir: &Path, o: Options) -> String {
             String::new()
         }
     };
-    let deadlines = o.deadlines.map_or_else(String::new, |(m, g, c)| {
-        format!("[deadlines]\nmember_ms = {m}\ngroup_ms = {g}\ncall_ms = {c}\n")
-    });
+    let mut deadlines = String::from("[deadlines]\n");
+    if let Some((m, g, c)) = o.deadlines {
+        deadlines.push_str(&format!("member_ms = {m}\ngroup_ms = {g}\ncall_ms = {c}\n"));
+    }
+    if let Some((k, s)) = o.keepalive {
+        deadlines.push_str(&format!("keepalive_ms = {k}\nleg_silence_ms = {s}\n"));
+    }
     format!(
         r#"
 [kms]
