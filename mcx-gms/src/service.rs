@@ -264,6 +264,16 @@ impl Gms {
         Ok(())
     }
 
+    /// Closes the store: a WAL, if any, is checkpointed into the database
+    /// file and the connection closed (an orderly stop; dropping the GMS
+    /// also closes it, but silently).
+    ///
+    /// # Errors
+    /// [`GmsError::Storage`] if SQLite cannot checkpoint or close.
+    pub fn close(self) -> Result<(), GmsError> {
+        self.store.close()
+    }
+
     /// The GMS URI.
     pub fn gms_uri(&self) -> &str {
         &self.gms_uri

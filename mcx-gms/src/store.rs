@@ -129,6 +129,11 @@ impl Store {
         Ok(Self { conn })
     }
 
+    /// Checkpoints a WAL, if any, and closes the connection (orderly stop).
+    pub(crate) fn close(self) -> Result<(), GmsError> {
+        Ok(mcx_kms::close_connection(self.conn)?)
+    }
+
     /// Makes the stored groups and members those of `groups` (groups not
     /// configured are deleted with their GMKs). Returns the IDs of groups
     /// that lost a member (their GMK must be replaced).

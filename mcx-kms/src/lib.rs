@@ -47,7 +47,7 @@ use zeroize::Zeroize;
 
 pub use error::{KmsError, XmlError};
 pub use service::Kms;
-pub use store::IssuedRecord;
+pub use store::{IssuedRecord, close_connection};
 
 /// The KMS Initialize resource (TS 33.180 D.2.3).
 pub const INIT_PATH: &str = "/keymanagement/identity/v1/init";

@@ -210,6 +210,16 @@ impl Kms {
         self.store.issued()
     }
 
+    /// Closes the store: a WAL, if any, is checkpointed into the database
+    /// file and the connection closed (an orderly stop; dropping the KMS
+    /// also closes it, but silently).
+    ///
+    /// # Errors
+    /// [`KmsError::Database`] if SQLite cannot checkpoint or close.
+    pub fn close(self) -> Result<(), KmsError> {
+        self.store.close()
+    }
+
     /// Serves one HTTP request.
     ///
     /// - `POST /keymanagement/identity/v1/init` → `KmsInit` with the root

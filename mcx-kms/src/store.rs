@@ -186,6 +186,13 @@ impl Store {
         Ok(())
     }
 
+    /// Writes everything committed into the main database file and closes
+    /// the connection, so that a stop leaves no `-wal`/`-journal` file
+    /// behind and a copy of the file alone holds the whole state.
+    pub(crate) fn close(self) -> Result<(), KmsError> {
+        Ok(close_connection(self.conn)?)
+    }
+
     pub(crate) fn issued(&self) -> Result<Vec<IssuedRecord>, KmsError> {
         let mut stmt = self
             .conn
@@ -211,6 +218,26 @@ impl Store {
     }
 }
 
+/// Closes a store's connection after moving a WAL, if any, into the
+/// database file (SQLite also checkpoints when the last connection
+/// closes, but on a best-effort basis that reports no error, and a
+/// dropped `Connection` hides the close error). Shared with the GMS.
+pub fn close_connection(conn: Connection) -> Result<(), rusqlite::Error> {
+    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+    if mode.eq_ignore_ascii_case("wal") {
+        // (busy, log frames, checkpointed frames): busy = 1 means another
+        // connection kept the checkpoint from completing.
+        let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        if busy != 0 {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                Some("WAL checkpoint blocked by another connection".into()),
+            ));
+        }
+    }
+    conn.close().map_err(|(_, e)| e)
+}
+
 /// Makes the database file readable by its owner only (it holds the KMS
 /// secrets). Best effort: a failure leaves the permissions as they were.
 #[cfg(unix)]
@@ -221,3 +248,35 @@ fn restrict_permissions(path: &Path) {
 
 #[cfg(not(unix))]
 fn restrict_permissions(_path: &Path) {}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A WAL database closed with `close_connection` leaves only the main
+    /// file, which alone holds what was committed.
+    #[test]
+    fn close_connection_checkpoints_the_wal_into_the_file() {
+        let dir = std::env::temp_dir().join(format!("mcx-kms-close-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("kms.sqlite");
+        let wal = dir.join("kms.sqlite-wal");
+        let store = Store::open(Some(&path)).unwrap();
+        let mode: String = store
+            .conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        store
+            .record_issue("sip:alice@example.org", 7, 1000)
+            .unwrap();
+        assert!(wal.exists(), "the commit went to the WAL");
+        close_connection(store.conn).unwrap();
+        assert!(!wal.exists(), "the WAL was left behind");
+        let reopened = Store::open(Some(&path)).unwrap();
+        assert_eq!(reopened.issued().unwrap().len(), 1);
+        drop(reopened);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

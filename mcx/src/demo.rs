@@ -351,6 +351,7 @@ pub(crate) async fn run_call_holding(
         failures.push("the initiator was not granted the floor".into());
     }
 
+    let mut ended_while_held = false;
     if !hold.is_zero() {
         let _ = writeln!(out, "\nheld the call {} s with the floor", hold.as_secs());
         let initiator = running
@@ -358,6 +359,11 @@ pub(crate) async fn run_call_holding(
             .get_mut(&call.initiator)
             .ok_or_else(|| failed("initiator gone"))?;
         let deadline = tokio::time::Instant::now() + hold;
+        // Said at once, so that a lab knows when to cause a mid-call fault.
+        print_now(&format!(
+            "in call: established, holding {} s with the floor\n",
+            hold.as_secs()
+        ));
         // Report in-call group losses while holding.
         while let Ok(Some(e)) = tokio::time::timeout_at(deadline, initiator.events.recv()).await {
             match e {
@@ -368,15 +374,23 @@ pub(crate) async fn run_call_holding(
                     failures.push(format!("in call: {line}"));
                 }
                 ClientEvent::CallEnded { .. } => {
+                    // Said at once: whoever watches a held call needs to
+                    // know when it ended, not when the hold would have.
+                    let _ = writeln!(out, "  in call: the call ended");
+                    print_now("in call: the call ended\n");
                     failures.push("the call ended while held".into());
+                    ended_while_held = true;
                     break;
                 }
                 _ => {}
             }
         }
     }
-    // End: the initiator releases the floor; the call ends everywhere.
-    initiator_release(running, &call.initiator, &call.temporary_group).await?;
+    // End: the initiator releases the floor; the call ends everywhere
+    // (unless it has already ended: there is no floor left to release).
+    if !ended_while_held {
+        initiator_release(running, &call.initiator, &call.temporary_group).await?;
+    }
     let mut ended = 0usize;
     for m in &joined {
         if let Some(node) = running.clients.get_mut(m)

@@ -5,12 +5,13 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use mcx_core::{
     Client, ClientConfig, ControllingEvent, ControllingServer, ControllingServerConfig, McServer,
     McServerEvent, McServerLimits, TemporaryGroup, TimelineEntry,
 };
+use mcx_kms::http::{HttpRequest, HttpResponse};
 use mcx_net::node::{BoundNode, InviteSource, NodeHandle, NodeLimits};
 use mcx_net::{Directory, Peer};
 use tokio::net::TcpListener;
@@ -143,8 +144,71 @@ pub(crate) async fn bind(t: &Topology, sel: &Selection) -> Result<Bound, CliErro
     })
 }
 
+/// A KMS or GMS store this process closes at shutdown (checkpoint and
+/// close, with the error reported), rather than leaving it to be dropped
+/// silently when the runtime goes.
+pub(crate) struct OpenStore {
+    what: &'static str,
+    close: Box<dyn FnOnce() -> Result<(), String> + Send>,
+}
+
+/// Serves `service` over HTTP. The service sits in a slot the handler
+/// borrows per request; closing the store takes it out (after any
+/// request in progress), so that later requests get 503 instead of
+/// touching a closed database.
+fn serve_closable<S, E>(
+    what: &'static str,
+    listener: TcpListener,
+    service: S,
+    handle: impl Fn(&mut S, &HttpRequest) -> HttpResponse + Send + Sync + 'static,
+    close: fn(S) -> Result<(), E>,
+) -> (JoinHandle<()>, OpenStore)
+where
+    S: Send + 'static,
+    E: std::fmt::Display + 'static,
+{
+    let slot = Arc::new(Mutex::new(Some(service)));
+    let served = slot.clone();
+    let handler: mcx_server::Handler = Arc::new(move |req| {
+        // A request that panicked the service poisons the lock; the state
+        // itself is in SQLite, committed or not, so go on serving.
+        match served
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_mut()
+        {
+            Some(s) => handle(s, &req),
+            None => HttpResponse::error(503, "shutting down"),
+        }
+    });
+    let store = OpenStore {
+        what,
+        close: Box::new(move || {
+            let taken = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+            taken.map_or(Ok(()), |s| close(s).map_err(|e| e.to_string()))
+        }),
+    };
+    (mcx_server::serve_http(listener, handler), store)
+}
+
+/// Warns on stderr that a service keeps its state in memory: a restart
+/// makes a new community (KMS) or new GMKs (GMS), and every client
+/// provisioned before it no longer interworks with those provisioned
+/// after.
+fn warn_in_memory(what: &str, database: Option<&std::path::Path>) {
+    if database.is_none() {
+        eprintln!(
+            "warning: {what}: no `database` in the topology; its state is in memory and will not survive a restart (clients provisioned before a restart will not interwork with those provisioned after)"
+        );
+    }
+}
+
 /// Opens the KMS and serves it.
-pub(crate) fn start_kms(t: &Topology, listener: TcpListener) -> Result<JoinHandle<()>, CliError> {
+pub(crate) fn start_kms(
+    t: &Topology,
+    listener: TcpListener,
+) -> Result<(JoinHandle<()>, OpenStore), CliError> {
+    warn_in_memory("KMS", t.kms.database.as_deref());
     let mut users: Vec<mcx_kms::KmsUser> = t
         .users
         .iter()
@@ -165,9 +229,12 @@ pub(crate) fn start_kms(t: &Topology, listener: TcpListener) -> Result<JoinHandl
     };
     let kms = mcx_kms::Kms::open(t.kms.database.as_deref(), config, &mut mcx_net::os_rng())
         .map_err(|e| failed(format!("KMS: {e}")))?;
-    Ok(mcx_server::serve_http(
+    Ok(serve_closable(
+        "KMS",
         listener,
-        mcx_server::kms_handler(kms),
+        kms,
+        |k, req| k.handle(req, mcx_net::now().unix),
+        mcx_kms::Kms::close,
     ))
 }
 
@@ -176,11 +243,14 @@ pub(crate) async fn start_gms(
     t: &Topology,
     listener: TcpListener,
     kms_http: SocketAddr,
-) -> Result<JoinHandle<()>, CliError> {
-    let (community, keys) =
+) -> Result<(JoinHandle<()>, OpenStore), CliError> {
+    warn_in_memory("GMS", t.gms.database.as_deref());
+    // The GMS may start before the KMS, like any client of it.
+    let (community, keys) = with_retries(&t.gms.uri, "KMS", || {
         mcx_client::provision_keys(&t.kms.uri, &t.gms.uri, &t.gms.token, kms_http)
-            .await
-            .map_err(|e| failed(format!("GMS provisioning from the KMS: {e}")))?;
+    })
+    .await
+    .map_err(|e| failed(format!("GMS provisioning from the KMS: {e}")))?;
     let config = mcx_gms::GmsConfig {
         gms_uri: t.gms.uri.clone(),
         groups: t
@@ -216,9 +286,12 @@ pub(crate) async fn start_gms(
     .await
     .map_err(|_| failed("GMS: start-up task failed"))?
     .map_err(|e| failed(format!("GMS: {e}")))?;
-    Ok(mcx_server::serve_http(
+    Ok(serve_closable(
+        "GMS",
         listener,
-        mcx_server::gms_handler(gms),
+        gms,
+        |g, req| g.handle(req, mcx_net::now().unix, &mut mcx_net::os_rng()),
+        mcx_gms::Gms::close,
     ))
 }
 
@@ -323,6 +396,8 @@ pub(crate) fn log_events<E: std::fmt::Debug + Send + 'static>(
 /// A running topology (or the part of it this process runs).
 pub(crate) struct Running {
     pub(crate) services: Vec<JoinHandle<()>>,
+    /// The KMS and GMS stores, closed by [`shutdown`].
+    pub(crate) stores: Vec<OpenStore>,
     pub(crate) controlling: Option<NodeHandle<ControllingServer>>,
     pub(crate) mc_servers: BTreeMap<String, NodeHandle<McServer>>,
     pub(crate) clients: BTreeMap<String, NodeHandle<Client>>,
@@ -350,11 +425,16 @@ pub(crate) async fn start(t: &Topology, sel: &Selection) -> Result<Running, CliE
     let timers = t.sip_timers.timers();
     let (timeline_tx, timeline) = mpsc::unbounded_channel();
     let mut services = Vec::new();
+    let mut stores = Vec::new();
     if let Some(l) = bound.kms {
-        services.push(start_kms(t, l)?);
+        let (task, store) = start_kms(t, l)?;
+        services.push(task);
+        stores.push(store);
     }
     if let Some(l) = bound.gms {
-        services.push(start_gms(t, l, bound.kms_http).await?);
+        let (task, store) = start_gms(t, l, bound.kms_http).await?;
+        services.push(task);
+        stores.push(store);
     }
     let controlling = match bound.controlling {
         Some(b) => {
@@ -446,6 +526,7 @@ pub(crate) async fn start(t: &Topology, sel: &Selection) -> Result<Running, CliE
     }
     Ok(Running {
         services,
+        stores,
         controlling,
         mc_servers,
         clients,
@@ -457,22 +538,36 @@ pub(crate) async fn start(t: &Topology, sel: &Selection) -> Result<Running, CliE
     })
 }
 
-/// Provisions a client, retrying with backoff while the KMS or GMS cannot
-/// be reached (a role may start before them); says so on stderr. Gives up
-/// after [`STARTUP_PATIENCE`].
+/// Provisions a client, retrying while the KMS or GMS cannot be reached.
 async fn start_client_with_retries(
     config: ClientConfig,
     prov: &mcx_client::Provisioning,
 ) -> Result<Client, mcx_client::ClientError> {
+    with_retries(&prov.user_uri, "KMS or GMS", || {
+        mcx_client::start(config.clone(), prov)
+    })
+    .await
+}
+
+/// Runs `attempt` until it succeeds, retrying with backoff while `what`
+/// (the KMS, the GMS) cannot be reached: a role may start before them.
+/// Says so on stderr for `who`. Gives up after [`STARTUP_PATIENCE`].
+async fn with_retries<T, F>(
+    who: &str,
+    what: &str,
+    mut attempt: impl FnMut() -> F,
+) -> Result<T, mcx_client::ClientError>
+where
+    F: Future<Output = Result<T, mcx_client::ClientError>>,
+{
     let started = std::time::Instant::now();
     let mut wait = std::time::Duration::from_millis(250);
     loop {
-        match mcx_client::start(config.clone(), prov).await {
-            Ok(c) => return Ok(c),
+        match attempt().await {
+            Ok(v) => return Ok(v),
             Err(e) if is_unreachable(&e) && started.elapsed() + wait < STARTUP_PATIENCE => {
                 eprintln!(
-                    "{}: KMS or GMS not reachable yet ({e}); retrying in {} ms",
-                    prov.user_uri,
+                    "{who}: {what} not reachable yet ({e}); retrying in {} ms",
                     wait.as_millis()
                 );
                 tokio::time::sleep(wait).await;
@@ -483,7 +578,8 @@ async fn start_client_with_retries(
     }
 }
 
-/// How long a client keeps retrying its provisioning at start-up.
+/// How long a client (or the GMS) keeps retrying its provisioning at
+/// start-up.
 pub(crate) const STARTUP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A provisioning failure that another try may cure: the KMS or GMS
@@ -493,45 +589,100 @@ fn is_unreachable(e: &mcx_client::ClientError) -> bool {
 }
 
 /// Ends every call of the roles this process runs (BYE, CANCEL, 503),
-/// gives the transactions a moment to complete, and reports how many
-/// roles were stopped. For SIGINT and SIGTERM.
-pub(crate) async fn shutdown(running: &Running) -> usize {
+/// gives the transactions a moment to complete, then stops serving HTTP
+/// and closes the KMS and GMS stores. Returns how many SIP roles were
+/// stopped; an error if a store could not be closed cleanly. For SIGINT
+/// and SIGTERM.
+pub(crate) async fn shutdown(running: &mut Running) -> Result<usize, CliError> {
     use mcx_net::Role;
     let mut stopped = 0;
+    let mut roles = 0;
     if let Some(c) = &running.controlling {
+        roles += 1;
         stopped += usize::from(c.query(Role::shutdown).await.is_ok());
     }
     for m in running.mc_servers.values() {
+        roles += 1;
         stopped += usize::from(m.query(Role::shutdown).await.is_ok());
     }
     for c in running.clients.values() {
+        roles += 1;
         stopped += usize::from(c.query(Role::shutdown).await.is_ok());
     }
     // BYEs over UDP are retransmitted from T1: let the first answers in.
-    tokio::time::sleep(SHUTDOWN_GRACE).await;
-    stopped
+    // A KMS or GMS alone has no SIP transactions to wait for.
+    if roles > 0 {
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    }
+    for s in &running.services {
+        s.abort();
+    }
+    let mut errors = Vec::new();
+    for store in std::mem::take(&mut running.stores) {
+        let what = store.what;
+        // Closing waits for a request in progress, on the blocking pool.
+        match tokio::task::spawn_blocking(store.close).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => errors.push(format!("{what}: closing the store: {e}")),
+            Err(_) => errors.push(format!("{what}: closing the store: the task failed")),
+        }
+    }
+    if errors.is_empty() {
+        Ok(stopped)
+    } else {
+        Err(failed(errors.join("; ")))
+    }
 }
 
 /// How long in-flight transactions get at shutdown.
 pub(crate) const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_millis(1500);
 
-/// Waits for SIGINT or SIGTERM.
-pub(crate) async fn stop_signal() {
+/// SIGINT and SIGTERM, listened for from the moment this is made: a
+/// role prints `ready` only once a stop signal would reach this handler
+/// (before, the signal's default action would kill the process with its
+/// calls still up).
+pub(crate) struct StopSignal {
     #[cfg(unix)]
-    {
-        let Ok(mut term) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        else {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignal {
+    /// Starts listening (inside the runtime).
+    pub(crate) fn listen() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Self {
+                term: signal(SignalKind::terminate()).ok(),
+                int: signal(SignalKind::interrupt()).ok(),
+            }
         }
+        #[cfg(not(unix))]
+        Self {}
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    /// Waits for the next SIGINT or SIGTERM.
+    pub(crate) async fn recv(&mut self) {
+        #[cfg(unix)]
+        {
+            async fn next(s: Option<&mut tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                () = next(self.term.as_mut()) => {}
+                () = next(self.int.as_mut()) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

@@ -221,6 +221,7 @@ pub(crate) fn up(args: &UpArgs) -> Result<(), CliError> {
     let t = load(args.topology.as_ref())?;
     runtime()?.block_on(async {
         let mut running = system::start(&t, &Selection::All).await?;
+        let mut stop = system::StopSignal::listen();
         for (uri, node) in &mut running.clients {
             system::log_events(uri, node.take_events(), |e| {
                 matches!(e, ClientEvent::IncomingRejected { .. })
@@ -228,8 +229,8 @@ pub(crate) fn up(args: &UpArgs) -> Result<(), CliError> {
         }
         print(&describe(&t, &running));
         print("ready\n");
-        system::stop_signal().await;
-        let n = system::shutdown(&running).await;
+        stop.recv().await;
+        let n = system::shutdown(&mut running).await?;
         print(&format!("stopped: {n} roles ended their calls\n"));
         drop(running);
         Ok(())
@@ -245,15 +246,14 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), CliError> {
     check_role(&t, &args.role)?;
     runtime()?.block_on(async {
         let mut running = system::start(&t, &Selection::One(args.role.clone())).await?;
+        let mut stop = system::StopSignal::listen();
         print(&format!("ready {}\n", args.role));
         if !running.clients.contains_key(&args.role) {
-            system::stop_signal().await;
-            let n = system::shutdown(&running).await;
+            stop.recv().await;
+            let n = system::shutdown(&mut running).await?;
             print(&format!("stopped {}: {n} roles ended their calls\n", args.role));
             return Ok(());
         }
-        let stop = system::stop_signal();
-        tokio::pin!(stop);
         loop {
             let Some(node) = running.clients.get_mut(&args.role) else {
                 return Ok(());
@@ -271,8 +271,16 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), CliError> {
                     Some(_) => {}
                     None => return Err(CliError::System("the client stopped".into())),
                 },
-                () = &mut stop => {
-                    system::shutdown(&running).await;
+                () = stop.recv() => {
+                    system::shutdown(&mut running).await?;
+                    // The calls this member just left (BYE sent).
+                    if let Some(node) = running.clients.get_mut(&args.role) {
+                        while let Ok(e) = node.events.try_recv() {
+                            if let ClientEvent::CallEnded { temporary_group_id } = e {
+                                print(&format!("call-ended temporary-group={temporary_group_id} hung-up\n"));
+                            }
+                        }
+                    }
                     print(&format!("stopped {}\n", args.role));
                     return Ok(());
                 }
@@ -293,13 +301,25 @@ pub(crate) fn call(args: &CallArgs) -> Result<(), CliError> {
         .ok_or_else(|| CliError::System("the topology has no [call]".into()))?;
     runtime()?.block_on(async {
         let mut running = system::start(&t, &Selection::One(call.initiator.clone())).await?;
+        let mut stop = system::StopSignal::listen();
         let hold = std::time::Duration::from_secs(args.hold);
         let mut failed = 0usize;
         for n in 1..=args.repeat {
             if args.repeat > 1 {
                 print(&format!("\ncall {n} of {}\n", args.repeat));
             }
-            let report = match demo::run_call_holding(&t, &mut running, hold).await {
+            // SIGINT/SIGTERM mid-call hangs up (BYE) rather than leaving
+            // every member in the call until its maximum duration.
+            let outcome = tokio::select! {
+                r = demo::run_call_holding(&t, &mut running, hold) => Some(r),
+                () = stop.recv() => None,
+            };
+            let Some(outcome) = outcome else {
+                system::shutdown(&mut running).await?;
+                print(&format!("stopped during call {n}: hung up\n"));
+                break;
+            };
+            let report = match outcome {
                 Ok(r) => r,
                 Err(e) => {
                     // A failed call is reported and the next one tried.

@@ -1,5 +1,8 @@
 //! Helpers shared by the tests that start `mcx` processes on loopback.
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+pub(crate) mod lab;
+pub(crate) mod proc;
 
 use std::net::{TcpListener, UdpSocket};
 
