@@ -358,6 +358,11 @@ pub(crate) async fn run_call_holding(
             .get_mut(&call.initiator)
             .ok_or_else(|| failed("initiator gone"))?;
         let deadline = tokio::time::Instant::now() + hold;
+        // Said at once, so that a lab knows when to cause a mid-call fault.
+        print_now(&format!(
+            "in call: established, holding {} s with the floor\n",
+            hold.as_secs()
+        ));
         // Report in-call group losses while holding.
         while let Ok(Some(e)) = tokio::time::timeout_at(deadline, initiator.events.recv()).await {
             match e {

@@ -14,3 +14,9 @@ pub(crate) fn free_port() -> u16 {
         }
     }
 }
+
+/// Network namespaces as separate hosts (the multi-host test).
+pub(crate) mod netns;
+
+/// The default topology placed for one process per role.
+pub(crate) mod topology;
