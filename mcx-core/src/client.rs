@@ -229,6 +229,8 @@ pub struct Client {
 /// Early floor packets kept at most, and for how long.
 const EARLY_FLOOR_MAX: usize = 32;
 const EARLY_FLOOR_KEEP: Duration = Duration::from_secs(5);
+/// Reason of the 486 to a second request for a call we are already in.
+const ALREADY_IN_CALL: &str = "Busy Here - already in this temporary group's call";
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -649,7 +651,13 @@ impl Client {
                 }
                 _ => {
                     let busy = self.calls.len() >= self.config.max_calls;
-                    self.ua.answer_other_method(from, &req, busy, rng)
+                    let calls = &self.calls;
+                    let known = |r: &Request| {
+                        calls
+                            .values()
+                            .any(|c| c.dialog.as_ref().is_some_and(|d| d.matches(r)))
+                    };
+                    self.ua.answer_other_method(from, &req, busy, known, rng)
                 }
             },
             Message::Response(resp) => self.on_response(time, resp, rng),
@@ -872,16 +880,25 @@ impl Client {
                 rng,
             );
         };
-        if self.calls.contains_key(&temporary_group_id) {
-            return self.reject(
-                from,
-                &req,
-                StatusCode::BUSY_HERE,
-                "Busy Here - already in this temporary group's call",
-                rng,
-            );
-        }
-        if self.calls.len() >= self.config.max_calls {
+        // The controlling server holds one call per temporary group, so
+        // a new call request for a group we receive in means the old call
+        // ended without our hearing it (a restarted MC server, a lost
+        // BYE): the old one is superseded once the new one checks out.
+        // Only as the initiator are we really busy with it.
+        let stale = match self.calls.get(&temporary_group_id) {
+            Some(c) if c.role == CallRole::Initiator => {
+                return self.reject(
+                    from,
+                    &req,
+                    StatusCode::BUSY_HERE,
+                    ALREADY_IN_CALL,
+                    rng,
+                );
+            }
+            Some(_) => true,
+            None => false,
+        };
+        if !stale && self.calls.len() >= self.config.max_calls {
             return self.reject(
                 from,
                 &req,
@@ -957,6 +974,24 @@ impl Client {
                 );
             }
         };
+        if stale {
+            // The same call reaching us through another of our groups
+            // carries the same TGMK: we are in it already.
+            if self
+                .calls
+                .get(&temporary_group_id)
+                .is_some_and(|c| c.tgmk_id == unwrapped.tgmk_id)
+            {
+                return self.reject(
+                    from,
+                    &req,
+                    StatusCode::BUSY_HERE,
+                    ALREADY_IN_CALL,
+                    rng,
+                );
+            }
+            self.leave(time, &temporary_group_id, None, rng)?;
+        }
         let uri = self.config.uri.clone();
         self.timeline.push_back(timeline(
             &uri,

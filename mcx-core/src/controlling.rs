@@ -14,7 +14,7 @@
 //! deadline is CANCELled (if it sent a provisional response) or abandoned
 //! (RFC 3261 9.1), and the initiator is answered with what is known.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -68,6 +68,14 @@ pub struct ControllingServerConfig {
     pub ack_wait: Duration,
     /// Most concurrent calls; beyond, 503.
     pub max_calls: usize,
+    /// How often each MC server holding joined legs is probed with an
+    /// in-dialog OPTIONS (one of its legs per interval, in turn);
+    /// `Duration::ZERO` turns the keep-alive off.
+    pub keepalive_interval: Duration,
+    /// An MC server that answers nothing for this long has lost its legs:
+    /// their groups are reported lost in-call. Loss is thus detected
+    /// within `leg_silence + keepalive_interval` of the last answer.
+    pub leg_silence: Duration,
 }
 
 impl ControllingServerConfig {
@@ -79,6 +87,15 @@ impl ControllingServerConfig {
     pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(32);
     /// Default most concurrent calls.
     pub const DEFAULT_MAX_CALLS: usize = 10_000;
+    /// Default keep-alive interval: two probes a second per MC server
+    /// (not per call), so that a lossy network gets many tries, each
+    /// retransmitted by its transaction, within one silence period.
+    pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_millis(500);
+    /// Default silence after which an MC server's legs are lost: with the
+    /// default interval, a loss is reported within 4.5 s, and at 10 %
+    /// datagram loss a false report needs about ten exchanges in a row
+    /// to fail.
+    pub const DEFAULT_LEG_SILENCE: Duration = Duration::from_secs(4);
 
     /// A configuration with the default deadlines and limits.
     pub fn new(
@@ -94,6 +111,8 @@ impl ControllingServerConfig {
             max_call_duration: Self::DEFAULT_MAX_CALL_DURATION,
             ack_wait: Self::DEFAULT_ACK_WAIT,
             max_calls: Self::DEFAULT_MAX_CALLS,
+            keepalive_interval: Self::DEFAULT_KEEPALIVE_INTERVAL,
+            leg_silence: Self::DEFAULT_LEG_SILENCE,
         }
     }
 }
@@ -192,6 +211,22 @@ enum Timer {
     AckWait,
     MaxDuration,
     Floor,
+    /// The keep-alive round over every watched MC server (not a call's
+    /// timer: armed under [`KEEPALIVE`]).
+    Keepalive,
+}
+
+/// The call number the keep-alive round is armed under (calls start at 1).
+const KEEPALIVE: CallNo = 0;
+
+/// An MC server that holds joined legs, watched by the keep-alive.
+struct ServerWatch {
+    /// Its joined legs: (call, leg index).
+    legs: BTreeSet<(CallNo, usize)>,
+    /// When it last answered anything.
+    last_heard: Instant,
+    /// The leg probed last (the next probe takes the one after).
+    cursor: Option<(CallNo, usize)>,
 }
 
 struct Call {
@@ -224,6 +259,23 @@ impl Call {
             .iter_mut()
             .find(|l| l.invite.call_id().is_ok_and(|c| c == call_id))
     }
+
+    fn leg_index(&self, call_id: &str) -> Option<usize> {
+        self.legs
+            .iter()
+            .position(|l| l.invite.call_id().is_ok_and(|c| c == call_id))
+    }
+
+    /// Whether `req` belongs to the initiator's dialog or a joined leg's.
+    fn knows_dialog(&self, req: &Request) -> bool {
+        self.initiator_dialog
+            .as_ref()
+            .is_some_and(|d| d.matches(req))
+            || self
+                .legs
+                .iter()
+                .any(|l| matches!(&l.state, LegState::Joined(d) if d.matches(req)))
+    }
 }
 
 /// The controlling server (sans-IO). Holds no key material.
@@ -246,6 +298,10 @@ pub struct ControllingServer {
     /// participant announced none.
     floor_index: HashMap<(String, u32), (CallNo, usize)>,
     agenda: Agenda<(CallNo, Timer)>,
+    /// MC servers holding joined legs, by address.
+    watch: HashMap<String, ServerWatch>,
+    /// The armed keep-alive round.
+    keepalive_slot: Option<Slot>,
     gone_legs: GoneLegs,
     /// Floor participants of recently ended calls, and when it ended.
     ended_floor: HashMap<(String, u32), Instant>,
@@ -277,6 +333,8 @@ impl ControllingServer {
             by_call_id: HashMap::new(),
             floor_index: HashMap::new(),
             agenda: Agenda::new(),
+            watch: HashMap::new(),
+            keepalive_slot: None,
             gone_legs: GoneLegs::default(),
             ended_floor: HashMap::new(),
             stray_floor: 0,
@@ -359,7 +417,16 @@ impl ControllingServer {
                     self.on_ack(&req);
                     Ok(())
                 }
-                _ => self.ua.answer_other_method(from, &req, false, rng),
+                _ => {
+                    let (by_call_id, calls) = (&self.by_call_id, &self.calls);
+                    let known = |r: &Request| {
+                        r.call_id()
+                            .ok()
+                            .and_then(|c| calls.get(by_call_id.get(c)?))
+                            .is_some_and(|c| c.knows_dialog(r))
+                    };
+                    self.ua.answer_other_method(from, &req, false, known, rng)
+                }
             },
             Message::Response(resp) => self.on_response(time, &resp, rng),
         }
@@ -372,6 +439,11 @@ impl ControllingServer {
     /// [`Error::SipBuild`] if a request cannot be built.
     pub fn handle_timeout(&mut self, time: Time, rng: &mut impl CryptoRng) -> Result<(), Error> {
         while let Some((no, timer)) = self.agenda.pop_due(time.instant) {
+            if timer == Timer::Keepalive {
+                self.keepalive_slot = None;
+                self.keepalive(time, rng)?;
+                continue;
+            }
             let Some(call) = self.calls.get_mut(&no) else {
                 continue;
             };
@@ -390,6 +462,7 @@ impl ControllingServer {
                     }
                     self.drain_floor(time, no, rng)?;
                 }
+                Timer::Keepalive => {}
             }
         }
         Ok(())
@@ -661,6 +734,9 @@ impl ControllingServer {
         rng: &mut impl CryptoRng,
     ) -> Result<(), Error> {
         let (_, method) = resp.cseq()?;
+        if method == Method::Options {
+            return self.on_keepalive_answer(time, resp, rng);
+        }
         if method != Method::Invite {
             return Ok(()); // answers to BYE, CANCEL, INFO
         }
@@ -713,6 +789,9 @@ impl ControllingServer {
         if status.is_success() {
             let d = self.ua.confirm(&server, &leg.invite, resp, rng)?;
             leg.state = LegState::Joined(d);
+            if let Some(i) = call.leg_index(cid) {
+                self.watch_leg(&server, no, i, time.instant);
+            }
             let report = report.get_or_insert_with(|| GroupReport {
                 result: GroupResult::joined(group_id.clone(), 0, 0),
                 members: Vec::new(),
@@ -1128,7 +1207,8 @@ impl ControllingServer {
         if let Ok(c) = call.invite.call_id() {
             self.by_call_id.remove(c);
         }
-        for l in &call.legs {
+        for (i, l) in call.legs.iter().enumerate() {
+            self.unwatch_leg(&l.server, no, i);
             if let Ok(c) = l.invite.call_id() {
                 self.by_call_id.remove(c);
                 // A leg that may still answer 2xx: remembered for a while
@@ -1192,31 +1272,210 @@ impl ControllingServer {
             return self.end_call(time, no, "the initiator hung up", rng);
         }
         // An MC server ends its leg: the group is lost to the call.
-        let Some(leg) = call
+        let Some(i) = call
             .legs
-            .iter_mut()
-            .find(|l| matches!(&l.state, LegState::Joined(d) if d.matches(req)))
+            .iter()
+            .position(|l| matches!(&l.state, LegState::Joined(d) if d.matches(req)))
         else {
             return self.ua.no_such_transaction(from, req, rng);
         };
-        leg.state = LegState::Over;
+        self.ua
+            .respond(from, req, StatusCode::OK, None, Answer::Empty, rng)?;
+        self.lose_leg(time, no, i, LegLoss::EndedByServer, rng)
+    }
+
+    /// Takes leg `i` of call `no` out of the call (its group is lost) and
+    /// tells the initiator; BYE to the MC server unless it already knows.
+    fn lose_leg(
+        &mut self,
+        time: Time,
+        no: CallNo,
+        i: usize,
+        loss: LegLoss,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(), Error> {
+        let Some(call) = self.calls.get_mut(&no) else {
+            return Ok(());
+        };
+        let Some(leg) = call.legs.get_mut(i) else {
+            return Ok(());
+        };
+        let LegState::Joined(mut dialog) = std::mem::replace(&mut leg.state, LegState::Over) else {
+            return Ok(());
+        };
         let server = leg.server.clone();
         let group = leg.group_id.clone();
-        if let Some((_, pids)) = call.leg_participants.iter().find(|(g, _)| *g == group) {
-            call.left.extend(pids.iter().copied());
+        if loss == LegLoss::Silent {
+            // It may come back (a healed partition): it must then release
+            // its members rather than keep a call nobody controls.
+            self.ua.bye(&server, &mut dialog, rng)?;
         }
         let result = GroupResult::failed(
-            leg.group_id.clone(),
+            group.clone(),
             GroupFailure {
                 cause: FailureCause::Lost,
                 status: None,
                 member: None,
-                detail: format!("{server} ended the group's leg"),
+                detail: loss.detail(&server, self.config.leg_silence),
             },
         );
-        self.ua
-            .respond(from, req, StatusCode::OK, None, Answer::Empty, rng)?;
+        if matches!(call.phase, Phase::SettingUp) {
+            // Not answered yet: the initiator's answer reports the loss.
+            leg.result = Some(GroupReport {
+                result: result.clone(),
+                members: Vec::new(),
+            });
+        }
+        if let Some((_, pids)) = call.leg_participants.iter().find(|(g, _)| *g == group) {
+            call.left.extend(pids.iter().copied());
+        }
+        self.unwatch_leg(&server, no, i);
         self.group_lost(time, no, result, rng)
+    }
+
+    /// Starts watching leg `i` of call `no` at `server`.
+    fn watch_leg(&mut self, server: &str, no: CallNo, i: usize, now: Instant) {
+        if self.config.keepalive_interval.is_zero() {
+            return;
+        }
+        let w = self
+            .watch
+            .entry(server.to_owned())
+            .or_insert_with(|| ServerWatch {
+                legs: BTreeSet::new(),
+                last_heard: now,
+                cursor: None,
+            });
+        w.legs.insert((no, i));
+        if self.keepalive_slot.is_none() {
+            let at = now + self.config.keepalive_interval;
+            self.keepalive_slot = Some(self.agenda.insert(at, (KEEPALIVE, Timer::Keepalive)));
+        }
+    }
+
+    fn unwatch_leg(&mut self, server: &str, no: CallNo, i: usize) {
+        if let Some(w) = self.watch.get_mut(server) {
+            w.legs.remove(&(no, i));
+            if w.legs.is_empty() {
+                self.watch.remove(server);
+            }
+        }
+    }
+
+    /// The keep-alive round: an MC server silent for `leg_silence` loses
+    /// every leg; every other one gets an in-dialog OPTIONS on its next
+    /// leg in turn (one probe per server per interval, however many calls
+    /// it serves).
+    fn keepalive(&mut self, time: Time, rng: &mut impl CryptoRng) -> Result<(), Error> {
+        let servers: Vec<String> = self.watch.keys().cloned().collect();
+        for server in servers {
+            let Some(w) = self.watch.get_mut(&server) else {
+                continue;
+            };
+            if time.instant.saturating_duration_since(w.last_heard) >= self.config.leg_silence {
+                let legs: Vec<_> = w.legs.iter().copied().collect();
+                for (no, i) in legs {
+                    self.lose_leg(time, no, i, LegLoss::Silent, rng)?;
+                }
+                continue;
+            }
+            let next = match w.cursor {
+                Some(c) => w
+                    .legs
+                    .range((std::ops::Bound::Excluded(c), std::ops::Bound::Unbounded))
+                    .next(),
+                None => None,
+            }
+            .or_else(|| w.legs.first())
+            .copied();
+            if let Some((no, i)) = next {
+                w.cursor = Some((no, i));
+                self.probe(&server, no, i, rng)?;
+            }
+        }
+        if !self.watch.is_empty() {
+            let at = time.instant + self.config.keepalive_interval;
+            self.keepalive_slot = Some(self.agenda.insert(at, (KEEPALIVE, Timer::Keepalive)));
+        }
+        Ok(())
+    }
+
+    /// Sends an in-dialog OPTIONS on leg `i` of call `no`.
+    fn probe(
+        &mut self,
+        server: &str,
+        no: CallNo,
+        i: usize,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(), Error> {
+        let host = sip::host_of(&self.config.uri);
+        let Some(LegState::Joined(d)) = self
+            .calls
+            .get_mut(&no)
+            .and_then(|c| c.legs.get_mut(i))
+            .map(|l| &mut l.state)
+        else {
+            return Ok(());
+        };
+        let options = d.request_in_dialog(Method::Options, ("UDP", &host), sip::rand8(rng))?;
+        self.ua.send_request(server, &options);
+        Ok(())
+    }
+
+    /// An answer to a keep-alive OPTIONS. Anything the MC server itself
+    /// says proves it alive; 481 means it no longer knows the leg (it
+    /// restarted), and then its other legs are probed at once; a 408 or
+    /// 503 that our own link made up (no body) means it is unreachable.
+    fn on_keepalive_answer(
+        &mut self,
+        time: Time,
+        resp: &Response,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(), Error> {
+        let status = resp.status();
+        if status.is_provisional() {
+            return Ok(());
+        }
+        let cid = resp.call_id()?;
+        let Some(&no) = self.by_call_id.get(cid) else {
+            return Ok(());
+        };
+        let Some(i) = self.calls.get(&no).and_then(|c| c.leg_index(cid)) else {
+            return Ok(());
+        };
+        let server = self.calls[&no].legs[i].server.clone();
+        match status.0 {
+            481 => {
+                self.lose_leg(time, no, i, LegLoss::Forgotten, rng)?;
+                if let Some(w) = self.watch.get_mut(&server) {
+                    w.last_heard = time.instant;
+                }
+                let others: Vec<_> = self
+                    .watch
+                    .get(&server)
+                    .map(|w| w.legs.iter().copied().collect())
+                    .unwrap_or_default();
+                for (no, i) in others {
+                    self.probe(&server, no, i, rng)?;
+                }
+            }
+            408 | 503 if resp.body().is_empty() => {
+                let legs: Vec<_> = self
+                    .watch
+                    .get(&server)
+                    .map(|w| w.legs.iter().copied().collect())
+                    .unwrap_or_default();
+                for (no, i) in legs {
+                    self.lose_leg(time, no, i, LegLoss::Unreachable, rng)?;
+                }
+            }
+            _ => {
+                if let Some(w) = self.watch.get_mut(&server) {
+                    w.last_heard = time.instant;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Tells the initiator in-call that a group left (INFO with the call
@@ -1253,7 +1512,7 @@ impl ControllingServer {
         let none_left = !call
             .legs
             .iter()
-            .any(|l| matches!(l.state, LegState::Joined(_)));
+            .any(|l| matches!(l.state, LegState::Joined(_) | LegState::Trying { .. }));
         self.timeline.push_back(timeline(
             &self.config.uri,
             9,
@@ -1306,6 +1565,35 @@ impl ControllingServer {
             c.phase = Phase::Cancelled;
         }
         self.end_call(time, no, "the initiator cancelled", rng)
+    }
+}
+
+/// Why a joined leg left its call.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum LegLoss {
+    /// The MC server sent BYE.
+    EndedByServer,
+    /// The MC server answered a keep-alive with 481: it forgot the call.
+    Forgotten,
+    /// Our link could not reach the MC server with a keep-alive.
+    Unreachable,
+    /// The MC server answered nothing for `leg_silence`.
+    Silent,
+}
+
+impl LegLoss {
+    fn detail(self, server: &str, silence: Duration) -> String {
+        match self {
+            Self::EndedByServer => format!("{server} ended the group's leg"),
+            Self::Forgotten => {
+                format!("{server} no longer knows the call (481 to a keep-alive; it restarted?)")
+            }
+            Self::Unreachable => format!("{server} cannot be reached (keep-alive failed)"),
+            Self::Silent => format!(
+                "no answer from {server} for {} ms (keep-alive)",
+                silence.as_millis()
+            ),
+        }
     }
 }
 

@@ -137,6 +137,21 @@ struct Fanout {
     last_touch: Instant,
 }
 
+impl Fanout {
+    /// Whether `req` belongs to the dialog of `party` in this fan-out.
+    fn knows_dialog(&self, party: Party, req: &Request) -> bool {
+        match party {
+            Party::Upstream => self
+                .upstream_dialog
+                .as_ref()
+                .is_some_and(|d| d.matches(req)),
+            Party::Member(i) => self.legs.get(i).is_some_and(
+                |l| matches!(&l.state, MemberState::Joined { dialog, .. } if dialog.matches(req)),
+            ),
+        }
+    }
+}
+
 /// An MC server owning one or more groups (sans-IO).
 ///
 /// Configure with [`McServer::add_group`], [`McServer::trust_controlling_server`]
@@ -267,7 +282,15 @@ impl McServer {
                 }
                 _ => {
                     let busy = self.fanouts.len() >= self.limits.max_calls;
-                    self.ua.answer_other_method(from, &req, busy, rng)
+                    let (by_call_id, fanouts) = (&self.by_call_id, &self.fanouts);
+                    let known = |r: &Request| {
+                        r.call_id()
+                            .ok()
+                            .and_then(|c| by_call_id.get(c))
+                            .and_then(|&(n, party)| Some((fanouts.get(&n)?, party)))
+                            .is_some_and(|(f, party)| f.knows_dialog(party, r))
+                    };
+                    self.ua.answer_other_method(from, &req, busy, known, rng)
                 }
             },
             Message::Response(resp) => self.on_response(time, &resp, rng),

@@ -210,20 +210,25 @@ pub(crate) fn cancels(cancel: &Request, invite: &Request) -> bool {
 pub(crate) const ALLOWED_METHODS: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO";
 
 impl UserAgent {
-    /// Answers a request that is not part of a call: OPTIONS gets the
-    /// status an INVITE would get now (RFC 3261 11.2: 200, or 486 when
-    /// `busy`); any other method 405 (8.2.1). Both list
-    /// [`ALLOWED_METHODS`]. ACK is never answered.
+    /// Answers a request the role has no handler for. In a dialog (a To
+    /// tag) the role does not hold: 481 (RFC 3261 12.2.2) — which is how a
+    /// keep-alive OPTIONS learns that its peer restarted. Otherwise
+    /// OPTIONS gets the status an INVITE would get now (11.2: 200, or 486
+    /// when `busy`; in a dialog, 200) and any other method 405 (8.2.1),
+    /// both listing [`ALLOWED_METHODS`]. ACK is never answered.
     pub(crate) fn answer_other_method(
         &mut self,
         to: &str,
         req: &Request,
         busy: bool,
+        known_dialog: impl FnOnce(&Request) -> bool,
         rng: &mut impl CryptoRng,
     ) -> Result<(), Error> {
+        let in_dialog = req.to().is_ok_and(|t| t.tag.is_some());
         let status = match req.method() {
             Method::Ack => return Ok(()),
-            Method::Options if busy => StatusCode::BUSY_HERE,
+            _ if in_dialog && !known_dialog(req) => StatusCode::CALL_DOES_NOT_EXIST,
+            Method::Options if busy && !in_dialog => StatusCode::BUSY_HERE,
             Method::Options => StatusCode::OK,
             _ => StatusCode::METHOD_NOT_ALLOWED,
         };

@@ -242,6 +242,8 @@ pub(crate) fn controlling_role(t: &Topology) -> ControllingServer {
     );
     config.group_deadline = t.deadlines.group();
     config.max_call_duration = t.deadlines.max_call();
+    config.keepalive_interval = t.deadlines.keepalive();
+    config.leg_silence = t.deadlines.leg_silence();
     config.max_calls = t.limits.controlling_calls;
     ControllingServer::new(config)
 }

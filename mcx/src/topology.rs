@@ -91,6 +91,12 @@ pub(crate) struct Deadlines {
     pub(crate) call_ms: u64,
     /// Longest call, in seconds.
     pub(crate) max_call_s: u64,
+    /// How often the controlling server probes each MC server holding
+    /// calls (in-dialog OPTIONS); 0 turns the keep-alive off.
+    pub(crate) keepalive_ms: u64,
+    /// An MC server silent this long has lost its calls' groups (the
+    /// initiators are told in-call).
+    pub(crate) leg_silence_ms: u64,
 }
 
 impl Default for Deadlines {
@@ -100,6 +106,8 @@ impl Default for Deadlines {
             group_ms: 5000,
             call_ms: 10_000,
             max_call_s: 3600,
+            keepalive_ms: 500,
+            leg_silence_ms: 4000,
         }
     }
 }
@@ -116,6 +124,12 @@ impl Deadlines {
     }
     pub(crate) fn max_call(self) -> std::time::Duration {
         std::time::Duration::from_secs(self.max_call_s)
+    }
+    pub(crate) fn keepalive(self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.keepalive_ms)
+    }
+    pub(crate) fn leg_silence(self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.leg_silence_ms)
     }
 }
 
@@ -307,6 +321,12 @@ impl Topology {
         }
         if d.max_call_s == 0 {
             return Err("deadlines: max_call_s must be positive".into());
+        }
+        if d.keepalive_ms > 0 && d.leg_silence_ms <= d.keepalive_ms {
+            return Err(format!(
+                "deadlines: leg_silence_ms ({}) must be longer than keepalive_ms ({}), or every server would count as lost between two probes",
+                d.leg_silence_ms, d.keepalive_ms
+            ));
         }
         let groups: BTreeSet<&str> = self.groups.iter().map(|g| g.id.as_str()).collect();
         if groups.len() != self.groups.len() {

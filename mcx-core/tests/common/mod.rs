@@ -490,9 +490,20 @@ impl Mesh {
                     self.in_flight.push_back((at, t));
                     continue;
                 };
-                let (Some(&from), Some(&to)) = (net.addr.get(&t.from), net.addr.get(&t.to)) else {
+                // A response goes back through its server transaction
+                // whatever the role named (as in the node driver).
+                let is_response = t.channel == Channel::Sip && t.contents.starts_with(b"SIP/2.0 ");
+                let from = net.addr.get(&t.from).copied();
+                let to = net
+                    .addr
+                    .get(&t.to)
+                    .copied()
+                    .or_else(|| from.filter(|_| is_response));
+                let (Some(from), Some(to)) = (from, to) else {
+                    let first = String::from_utf8_lossy(&t.contents);
+                    let first = first.lines().next().unwrap_or_default();
                     self.errors
-                        .push((name.clone(), format!("no address for {}", t.to)));
+                        .push((name.clone(), format!("no address for {}: {first}", t.to)));
                     continue;
                 };
                 match t.channel {
@@ -795,6 +806,15 @@ pub struct World {
 ///
 /// `ctrl_allowed`: initiators the controlling server accepts.
 pub fn world(servers: Servers, ctrl_allowed: &[&str]) -> World {
+    world_with(servers, ctrl_allowed, |_| {})
+}
+
+/// [`world`] with every client's configuration adjusted by `client`.
+pub fn world_with(
+    servers: Servers,
+    ctrl_allowed: &[&str],
+    client: impl Fn(&mut ClientConfig),
+) -> World {
     let mut mesh = Mesh::new(UNIX0, 0x5eed);
     let community = Community::generate(KMS_URI, 30 * 86_400, 0, &mut mesh.rng).unwrap();
     let kms = community.public().clone();
@@ -820,6 +840,7 @@ pub fn world(servers: Servers, ctrl_allowed: &[&str]) -> World {
         let mut cfg = ClientConfig::new(u.clone(), CTRL, GMS, vec![DISPATCHER.into()]);
         // Tests run many calls at once through the same members.
         cfg.max_calls = 256;
+        client(&mut cfg);
         let c = Client::new(cfg, kms.clone(), keys).unwrap();
         mesh.nodes.insert(u.clone(), Node::Client(Box::new(c)));
     }
