@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::free_port;
+use common::{field, free_port, initiator_key};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -85,12 +85,6 @@ impl Drop for Proc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn field<'a>(line: &'a str, name: &str) -> &'a str {
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(name).and_then(|r| r.strip_prefix('=')))
-        .unwrap_or_else(|| panic!("no {name}= in {line:?}"))
 }
 
 const MEMBERS_A: [&str; 2] = ["sip:a1@mcx.example", "sip:a2@mcx.example"];
@@ -233,15 +227,7 @@ fn every_role_in_its_own_process() {
             "{g} not fully accepted:\n{stdout}"
         );
     }
-    let initiator = stdout
-        .lines()
-        .find(|l| l.starts_with("initiator tgmk-id="))
-        .expect("initiator line");
-    let (tgmk_id, confirmation) = (
-        field(initiator, "tgmk-id"),
-        field(initiator, "confirmation"),
-    );
-    assert_eq!(confirmation.len(), 64);
+    let (tgmk_id, confirmation) = initiator_key(&stdout);
 
     for m in &mut members {
         let line = m.expect("incoming-call", Duration::from_secs(10));
