@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mcx_floor::{Participant, ParticipantConfig, ParticipantEvent, ParticipantState};
@@ -30,6 +31,7 @@ use rand_core::CryptoRng;
 use crate::controlling::GROUP_LOST_INFO_PACKAGE;
 use crate::info::McpttInfo;
 use crate::result::{CALL_RESULT_CONTENT_TYPE, CallResult, GroupResult};
+use crate::sdp::{Description, Direction, MediaEndpoint};
 use crate::sip::{self, without_body};
 use crate::ua::{Answer, GoneLegs, UserAgent, cancels};
 use crate::{Channel, Error, Time, TimelineEntry, Transmit, rtcp_ssrc, timeline};
@@ -55,6 +57,9 @@ pub struct ClientConfig {
     pub ack_wait: Duration,
     /// Most calls at once (as initiator and receiver); beyond, 486.
     pub max_calls: usize,
+    /// Where this client takes voice and floor control (its driver's
+    /// bound sockets), announced in its SDP.
+    pub media: MediaEndpoint,
 }
 
 impl ClientConfig {
@@ -78,6 +83,7 @@ impl ClientConfig {
             gms_uri: gms_uri.into(),
             allowed_initiators,
             call_timeout: Self::DEFAULT_CALL_TIMEOUT,
+            media: MediaEndpoint::UNBOUND,
             ack_wait: Self::DEFAULT_ACK_WAIT,
             max_calls: Self::DEFAULT_MAX_CALLS,
         }
@@ -196,6 +202,30 @@ struct Call {
     server_ssrc: Option<u32>,
     /// Our floor-control SSRC in this call.
     floor_ssrc: u32,
+    /// The voice stream's SSRC: ours (initiator) or the sender's as the
+    /// offer announced it (receiver; `None` if it announced none).
+    voice_ssrc: Option<u32>,
+    /// Initiator: where to send voice (the controlling server's relay,
+    /// from its answer).
+    voice_to: Option<SocketAddr>,
+}
+
+/// What a client's driver does with a call's voice: send it (the
+/// initiator, once granted the floor) or receive it, as SRTP under the
+/// call's keys (SPEC section 6: every party derives the same keys from
+/// the TGMK).
+#[derive(Clone, Debug)]
+pub struct Voice {
+    /// True for the initiator (the only sender of a broadcast call).
+    pub sending: bool,
+    /// The stream's SSRC: the one to send with, or the one expected
+    /// (`None`: the sender announced none).
+    pub ssrc: Option<u32>,
+    /// Where to send (the initiator, once the answer came); `None` for a
+    /// receiver, whose voice arrives from its MC server's relay.
+    pub to: Option<SocketAddr>,
+    /// SRTP master key, salt and MKI.
+    pub keys: SrtpMasterKeys,
 }
 
 /// An MC service client (sans-IO).
@@ -325,6 +355,17 @@ impl Client {
             .map(|c| mcx_mikey::tgmk::srtp_keys(&c.tgmk, c.tgmk_id, &c.rand))
     }
 
+    /// What to do with a call's voice, once there is a call.
+    pub fn voice(&self, temporary_group_id: &str) -> Option<Voice> {
+        let c = self.calls.get(temporary_group_id)?;
+        Some(Voice {
+            sending: c.role == CallRole::Initiator,
+            ssrc: c.voice_ssrc,
+            to: c.voice_to,
+            keys: mcx_mikey::tgmk::srtp_keys(&c.tgmk, c.tgmk_id, &c.rand),
+        })
+    }
+
     /// The floor participant state of a call.
     pub fn floor_state(&self, temporary_group_id: &str) -> Option<ParticipantState> {
         self.calls.get(temporary_group_id).map(|c| c.floor.state())
@@ -441,12 +482,20 @@ impl Client {
             .map(|w| (w.group_id.as_str(), w.message.as_slice()))
             .collect();
         let floor_ssrc = nonzero_ssrc(rng);
-        let sdp = crate::sdp::session(
-            &uri,
-            &sip::host_of(&uri),
-            u64::from(rng.next_u32()),
-            Some(floor_ssrc),
-        );
+        let voice_ssrc = nonzero_ssrc(rng);
+        let media = self.config.media;
+        let sdp = Description {
+            user: &uri,
+            session_id: u64::from(rng.next_u32()),
+            audio: media.rtp(),
+            direction: Direction::SendOnly,
+            media_ssrc: Some(voice_ssrc),
+            floor: Some(media.floor()),
+            floor_ssrc: Some(floor_ssrc),
+            // The INVITE is the floor request (TS 24.380 6.2.4.2).
+            fmtp: "mc_implicit_request",
+        }
+        .write();
         let mut body = sip::call_body(sdp, &info, &parts, rng);
         // We take in-call group-loss reports (RFC 6086 Recv-Info).
         let extra = [("Recv-Info", GROUP_LOST_INFO_PACKAGE.to_owned())];
@@ -484,6 +533,8 @@ impl Client {
                 floor,
                 server_ssrc: None,
                 floor_ssrc,
+                voice_ssrc: Some(voice_ssrc),
+                voice_to: None,
             },
         );
         Ok(())
@@ -887,13 +938,7 @@ impl Client {
         // Only as the initiator are we really busy with it.
         let stale = match self.calls.get(&temporary_group_id) {
             Some(c) if c.role == CallRole::Initiator => {
-                return self.reject(
-                    from,
-                    &req,
-                    StatusCode::BUSY_HERE,
-                    ALREADY_IN_CALL,
-                    rng,
-                );
+                return self.reject(from, &req, StatusCode::BUSY_HERE, ALREADY_IN_CALL, rng);
             }
             Some(_) => true,
             None => false,
@@ -982,13 +1027,7 @@ impl Client {
                 .get(&temporary_group_id)
                 .is_some_and(|c| c.tgmk_id == unwrapped.tgmk_id)
             {
-                return self.reject(
-                    from,
-                    &req,
-                    StatusCode::BUSY_HERE,
-                    ALREADY_IN_CALL,
-                    rng,
-                );
+                return self.reject(from, &req, StatusCode::BUSY_HERE, ALREADY_IN_CALL, rng);
             }
             self.leave(time, &temporary_group_id, None, rng)?;
         }
@@ -1003,12 +1042,19 @@ impl Client {
             ),
         ));
         let floor_ssrc = nonzero_ssrc(rng);
-        let sdp = crate::sdp::session(
-            &uri,
-            &sip::host_of(&uri),
-            u64::from(rng.next_u32()),
-            Some(floor_ssrc),
-        );
+        let media = self.config.media;
+        let sdp = Description {
+            user: &uri,
+            session_id: u64::from(rng.next_u32()),
+            audio: media.rtp(),
+            direction: Direction::RecvOnly,
+            media_ssrc: None,
+            floor: Some(media.floor()),
+            floor_ssrc: Some(floor_ssrc),
+            fmtp: "",
+        }
+        .write();
+        let offer = crate::sdp::parse(&body.sdp).ok();
         let dialog = self.ua.accept(from, &req, Answer::Sdp(sdp), rng)?;
         let mut floor = Participant::new(ParticipantConfig::new(floor_ssrc, uri.clone()))?;
         floor.start(time.instant, false)?;
@@ -1033,8 +1079,10 @@ impl Client {
                 provisional: false,
                 deadline: Some(time.instant + self.config.ack_wait),
                 floor,
-                server_ssrc: crate::sdp::floor_ssrc(&body.sdp),
+                server_ssrc: offer.as_ref().and_then(|o| o.floor_ssrc),
                 floor_ssrc,
+                voice_ssrc: offer.as_ref().and_then(|o| o.media_ssrc),
+                voice_to: None,
             },
         );
         Ok(())
@@ -1119,14 +1167,15 @@ impl Client {
         let peer = call.peer.clone();
         let invite = call.invite.clone();
         let dialog = self.ua.confirm(&peer, &invite, &resp, rng)?;
-        let server_ssrc = body
+        let answer = body
             .as_ref()
             .and_then(|b| b.sdp.as_ref())
-            .and_then(|s| crate::sdp::floor_ssrc(s));
+            .and_then(|s| crate::sdp::parse(s).ok());
         if let Some(call) = self.calls.get_mut(&tg) {
             call.dialog = Some(dialog);
             call.deadline = None;
-            call.server_ssrc = server_ssrc;
+            call.server_ssrc = answer.as_ref().and_then(|a| a.floor_ssrc);
+            call.voice_to = answer.as_ref().and_then(|a| a.audio);
         }
         self.events.push_back(ClientEvent::CallEstablished {
             temporary_group_id: tg,

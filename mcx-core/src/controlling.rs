@@ -16,6 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -28,9 +29,12 @@ use crate::info::McpttInfo;
 use crate::result::{
     CallResult, FailureCause, GroupFailure, GroupReport, GroupResult, MemberOutcome,
 };
+use crate::sdp::{Description, Direction, MediaEndpoint};
 use crate::sip::{self, without_body};
 use crate::ua::{Answer, GoneLegs, UserAgent, cancels};
-use crate::{Channel, Error, Time, TimelineEntry, Transmit, rtcp_ssrc, timeline};
+use crate::{
+    Channel, Error, RelayCommand, Route, Time, TimelineEntry, Transmit, rtcp_ssrc, timeline,
+};
 
 /// The Info-Package of the in-dialog INFO by which the controlling server
 /// tells the initiator that a constituent group left the call (body: a
@@ -76,6 +80,9 @@ pub struct ControllingServerConfig {
     /// their groups are reported lost in-call. Loss is thus detected
     /// within `leg_silence + keepalive_interval` of the last answer.
     pub leg_silence: Duration,
+    /// Where this server takes voice (its relay) and floor control (its
+    /// driver's bound sockets), announced in its SDP.
+    pub media: MediaEndpoint,
 }
 
 impl ControllingServerConfig {
@@ -113,6 +120,7 @@ impl ControllingServerConfig {
             max_calls: Self::DEFAULT_MAX_CALLS,
             keepalive_interval: Self::DEFAULT_KEEPALIVE_INTERVAL,
             leg_silence: Self::DEFAULT_LEG_SILENCE,
+            media: MediaEndpoint::UNBOUND,
         }
     }
 }
@@ -192,6 +200,8 @@ struct Leg {
     invite: Request,
     state: LegState,
     result: Option<GroupReport>,
+    /// Where the MC server takes the call's voice (its answer's SDP).
+    audio: Option<SocketAddr>,
 }
 
 enum Phase {
@@ -251,6 +261,11 @@ struct Call {
     timers: Vec<(Timer, Slot)>,
     /// Last SIP activity (for the late-2xx memory of its legs).
     last_touch: Instant,
+    /// The initiator's voice: its announced socket and SSRC (relay source).
+    voice_source: Option<SocketAddr>,
+    voice_ssrc: Option<u32>,
+    /// Whether a relay route is set for this call.
+    relaying: bool,
 }
 
 impl Call {
@@ -309,6 +324,7 @@ pub struct ControllingServer {
     stray_floor: u64,
     events: VecDeque<ControllingEvent>,
     timeline: VecDeque<TimelineEntry>,
+    relay: VecDeque<RelayCommand>,
 }
 
 impl fmt::Debug for ControllingServer {
@@ -340,6 +356,7 @@ impl ControllingServer {
             stray_floor: 0,
             events: VecDeque::new(),
             timeline: VecDeque::new(),
+            relay: VecDeque::new(),
         }
     }
 
@@ -506,6 +523,45 @@ impl ControllingServer {
         self.timeline.pop_front()
     }
 
+    /// The next change to the driver's media relay.
+    #[must_use]
+    pub fn poll_relay(&mut self) -> Option<RelayCommand> {
+        self.relay.pop_front()
+    }
+
+    /// Points the relay of call `no` at its joined legs: the initiator's
+    /// voice goes to every MC server still in the call; none left (or the
+    /// call `ending`) removes the route.
+    fn update_route(&mut self, no: CallNo, ending: bool) {
+        let Some(call) = self.calls.get_mut(&no) else {
+            return;
+        };
+        let Some(source) = call.voice_source else {
+            return;
+        };
+        let targets: Vec<SocketAddr> = call
+            .legs
+            .iter()
+            .filter(|l| matches!(l.state, LegState::Joined(_)))
+            .filter_map(|l| l.audio)
+            .collect();
+        let established = matches!(call.phase, Phase::Established { .. });
+        if established && !ending && !targets.is_empty() {
+            call.relaying = true;
+            self.relay.push_back(RelayCommand::Set(Route {
+                source,
+                ssrc: call.voice_ssrc,
+                targets,
+            }));
+        } else if call.relaying {
+            call.relaying = false;
+            self.relay.push_back(RelayCommand::Remove {
+                source,
+                ssrc: call.voice_ssrc,
+            });
+        }
+    }
+
     fn set_timer(&mut self, no: CallNo, timer: Timer, at: Instant) {
         if let Some(c) = self.calls.get_mut(&no) {
             self.agenda.set(&mut c.timers, no, timer, at);
@@ -651,7 +707,22 @@ impl ControllingServer {
                 break s;
             }
         };
-        let offer = crate::sdp::with_floor_ssrc(&body.sdp, floor_ssrc, &me);
+        // We relay the voice: the MC servers get our address, and the
+        // initiator's SSRC, which routes it.
+        let initiator_sdp = crate::sdp::parse(&body.sdp).ok();
+        let voice_ssrc = initiator_sdp.as_ref().and_then(|o| o.media_ssrc);
+        let media = self.config.media;
+        let offer = Description {
+            user: &me,
+            session_id: u64::from(rng.next_u32()),
+            audio: media.rtp(),
+            direction: Direction::SendOnly,
+            media_ssrc: voice_ssrc,
+            floor: Some(media.floor()),
+            floor_ssrc: Some(floor_ssrc),
+            fmtp: "",
+        }
+        .write();
         let no = self.next_no;
         self.next_no += 1;
         let mut legs = Vec::with_capacity(copies.len());
@@ -689,6 +760,7 @@ impl ControllingServer {
                 invite: without_body(&invite),
                 state: LegState::Trying { provisional: false },
                 result: None,
+                audio: None,
             });
         }
         self.by_call_id.insert(req.call_id()?.to_owned(), no);
@@ -700,7 +772,7 @@ impl ControllingServer {
                 initiator,
                 initiator_addr: from.to_owned(),
                 invite: without_body(&req),
-                initiator_ssrc: crate::sdp::floor_ssrc(&body.sdp),
+                initiator_ssrc: initiator_sdp.as_ref().and_then(|o| o.floor_ssrc),
                 legs,
                 phase: Phase::SettingUp,
                 initiator_dialog: None,
@@ -711,6 +783,9 @@ impl ControllingServer {
                 leg_participants: Vec::new(),
                 timers: Vec::new(),
                 last_touch: time.instant,
+                voice_source: initiator_sdp.as_ref().and_then(|o| o.audio),
+                voice_ssrc,
+                relaying: false,
             },
         );
         self.set_timer(
@@ -789,6 +864,12 @@ impl ControllingServer {
         if status.is_success() {
             let d = self.ua.confirm(&server, &leg.invite, resp, rng)?;
             leg.state = LegState::Joined(d);
+            leg.audio = body
+                .as_ref()
+                .ok()
+                .and_then(|b| b.sdp.as_ref())
+                .and_then(|s| crate::sdp::parse(s).ok())
+                .and_then(|s| s.audio);
             if let Some(i) = call.leg_index(cid) {
                 self.watch_leg(&server, no, i, time.instant);
             }
@@ -980,12 +1061,19 @@ impl ControllingServer {
         let Some(call) = self.calls.get_mut(&no) else {
             return Ok(());
         };
-        let sdp = crate::sdp::session(
-            &me,
-            &sip::host_of(&me),
-            u64::from(rng.next_u32()),
-            Some(call.floor_ssrc),
-        );
+        let media = self.config.media;
+        let sdp = Description {
+            user: &me,
+            session_id: u64::from(rng.next_u32()),
+            audio: media.rtp(),
+            direction: Direction::RecvOnly,
+            media_ssrc: None,
+            floor: Some(media.floor()),
+            floor_ssrc: Some(call.floor_ssrc),
+            // The implicit floor request is granted (TS 24.380 12.1.2).
+            fmtp: "mc_granted",
+        }
+        .write();
         let invite = call.invite.clone();
         let dialog = self
             .ua
@@ -1046,6 +1134,7 @@ impl ControllingServer {
             format!("200 OK to initiator; floor granted to initiator, taken for {total} receivers"),
         ));
         self.set_timer(no, Timer::AckWait, time.instant + self.config.ack_wait);
+        self.update_route(no, false);
         self.drain_floor(time, no, rng)
     }
 
@@ -1201,6 +1290,7 @@ impl ControllingServer {
 
     /// Drops a call's record, its indexes and its timers.
     fn remove_call(&mut self, no: CallNo) -> Option<Call> {
+        self.update_route(no, true);
         let call = self.calls.remove(&no)?;
         self.agenda.clear_all(&call.timers);
         self.by_group.remove(&call.temporary_group_id);
@@ -1330,6 +1420,7 @@ impl ControllingServer {
             call.left.extend(pids.iter().copied());
         }
         self.unwatch_leg(&server, no, i);
+        self.update_route(no, false);
         self.group_lost(time, no, result, rng)
     }
 

@@ -46,8 +46,10 @@
 //! - The roles themselves work at SIP message level and assume every
 //!   message arrives once; over real UDP/TCP put a [`SipLink`] in front
 //!   of each role (docs/core.md "SIP over the network").
-//! - No SRTP media: [`Client::media_keys`] gives the SRTP master keys
-//!   for `mcx-srtp`.
+//! - No media sockets: every party announces the [`MediaEndpoint`] its
+//!   driver bound; the servers emit [`RelayCommand`]s for their drivers'
+//!   key-blind relays, and [`Client::voice`] tells a client's driver
+//!   what to send or expect and with which keys (`mcx-srtp`).
 #![forbid(unsafe_code)]
 
 mod agenda;
@@ -64,7 +66,7 @@ mod ua;
 
 use std::time::Instant;
 
-pub use client::{Client, ClientConfig, ClientEvent, KeyConfirmation};
+pub use client::{Client, ClientConfig, ClientEvent, KeyConfirmation, Voice};
 pub use controlling::{
     ControllingEvent, ControllingServer, ControllingServerConfig, GROUP_LOST_INFO_PACKAGE,
     TemporaryGroup,
@@ -73,9 +75,13 @@ pub use error::Error;
 pub use info::{McpttInfo, NAMESPACE as MCPTT_INFO_NAMESPACE};
 pub use link::{Delivery, LinkStats, SipLink};
 pub use mc_server::{McServer, McServerEvent, McServerLimits};
+pub use mcx_relay::Route;
 pub use result::{
     CALL_RESULT_CONTENT_TYPE, CALL_RESULT_NAMESPACE, CallResult, FailureCause, GroupFailure,
     GroupReport, GroupResult, MemberOutcome, MemberResult,
+};
+pub use sdp::{
+    Direction, MediaEndpoint, PCMU_PAYLOAD_TYPE, PTIME_MS, Sdp, SdpError, parse as parse_sdp,
 };
 
 /// The time input of every role: the monotonic clock for timers and the
@@ -108,6 +114,22 @@ pub struct Transmit {
     pub channel: Channel,
     /// The octets.
     pub contents: Vec<u8>,
+}
+
+/// A change to the server's key-blind media relay (`mcx_relay::Relay`),
+/// from the SDP a role negotiated: the driver applies it to its relay
+/// table. Only servers emit these.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RelayCommand {
+    /// Relay this stream (replacing any route of the same source and SSRC).
+    Set(Route),
+    /// Stop relaying the stream of this source and SSRC.
+    Remove {
+        /// The sender's socket.
+        source: std::net::SocketAddr,
+        /// Its SSRC, as in the route.
+        ssrc: Option<u32>,
+    },
 }
 
 /// One entry of the timeline of the nine steps of SPEC section 1.

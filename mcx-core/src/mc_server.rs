@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -23,9 +24,10 @@ use crate::info::McpttInfo;
 use crate::result::{
     CallResult, FailureCause, GroupFailure, GroupReport, GroupResult, MemberOutcome, MemberResult,
 };
+use crate::sdp::{Description, Direction, MediaEndpoint};
 use crate::sip::{self, without_body};
 use crate::ua::{Answer, GoneLegs, UserAgent, cancels};
-use crate::{Channel, Error, Time, TimelineEntry, Transmit, timeline};
+use crate::{Channel, Error, RelayCommand, Route, Time, TimelineEntry, Transmit, timeline};
 
 /// What happened at an MC server.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,6 +94,8 @@ enum MemberState {
     Joined {
         dialog: Dialog,
         ssrc: Option<u32>,
+        /// Where the member takes voice (its answer's SDP).
+        audio: Option<SocketAddr>,
     },
     Done(MemberOutcome),
     /// Left the call (BYE from the member).
@@ -135,6 +139,11 @@ struct Fanout {
     trying: usize,
     timers: Vec<(Timer, Slot)>,
     last_touch: Instant,
+    /// The voice from upstream: the controlling server's relay socket
+    /// and the initiator's SSRC (as the offer announced them).
+    voice_source: Option<SocketAddr>,
+    voice_ssrc: Option<u32>,
+    relaying: bool,
 }
 
 impl Fanout {
@@ -174,6 +183,8 @@ pub struct McServer {
     gone_legs: GoneLegs,
     events: VecDeque<McServerEvent>,
     timeline: VecDeque<TimelineEntry>,
+    media: MediaEndpoint,
+    relay: VecDeque<RelayCommand>,
 }
 
 impl fmt::Debug for McServer {
@@ -203,6 +214,54 @@ impl McServer {
             gone_legs: GoneLegs::default(),
             events: VecDeque::new(),
             timeline: VecDeque::new(),
+            media: MediaEndpoint::UNBOUND,
+            relay: VecDeque::new(),
+        }
+    }
+
+    /// Where this server relays voice (its driver's bound socket),
+    /// announced in its SDP.
+    pub fn set_media(&mut self, media: MediaEndpoint) -> &mut Self {
+        self.media = media;
+        self
+    }
+
+    /// The next change to the driver's media relay.
+    #[must_use]
+    pub fn poll_relay(&mut self) -> Option<RelayCommand> {
+        self.relay.pop_front()
+    }
+
+    /// Points the relay of fan-out `no` at its joined members (the voice
+    /// from upstream to each of them); none left, or `ending`, removes it.
+    fn update_route(&mut self, no: CallNo, ending: bool) {
+        let Some(f) = self.fanouts.get_mut(&no) else {
+            return;
+        };
+        let Some(source) = f.voice_source else {
+            return;
+        };
+        let targets: Vec<SocketAddr> = f
+            .legs
+            .iter()
+            .filter_map(|l| match l.state {
+                MemberState::Joined { audio, .. } => audio,
+                _ => None,
+            })
+            .collect();
+        if f.reported && !ending && !targets.is_empty() {
+            f.relaying = true;
+            self.relay.push_back(RelayCommand::Set(Route {
+                source,
+                ssrc: f.voice_ssrc,
+                targets,
+            }));
+        } else if f.relaying {
+            f.relaying = false;
+            self.relay.push_back(RelayCommand::Remove {
+                source,
+                ssrc: f.voice_ssrc,
+            });
         }
     }
 
@@ -478,8 +537,21 @@ impl McServer {
         let from_uri = sip::from_uri(&req)?;
         let no = self.next_no;
         self.next_no += 1;
-        let sdp = String::from_utf8_lossy(&body.sdp).into_owned();
+        // Voice comes through our relay; floor control goes on between
+        // the members and the controlling server (its address and SSRC).
         let me = self.ua.uri().to_owned();
+        let upstream_sdp = crate::sdp::parse(&body.sdp).ok();
+        let sdp = Description {
+            user: &me,
+            session_id: u64::from(rng.next_u32()),
+            audio: self.media.rtp(),
+            direction: Direction::SendOnly,
+            media_ssrc: upstream_sdp.as_ref().and_then(|o| o.media_ssrc),
+            floor: upstream_sdp.as_ref().and_then(|o| o.floor),
+            floor_ssrc: upstream_sdp.as_ref().and_then(|o| o.floor_ssrc),
+            fmtp: "",
+        }
+        .write();
         let mut legs = Vec::new();
         for m in members.iter().filter(|m| **m != caller) {
             let mut mp = sip::call_body(sdp.clone(), &info, &[(group_id.as_str(), &copy)], rng);
@@ -527,6 +599,9 @@ impl McServer {
                 legs,
                 reported: false,
                 trying,
+                voice_source: upstream_sdp.as_ref().and_then(|o| o.audio),
+                voice_ssrc: upstream_sdp.as_ref().and_then(|o| o.media_ssrc),
+                relaying: false,
                 timers: Vec::new(),
                 last_touch: time.instant,
             },
@@ -590,17 +665,21 @@ impl McServer {
         }
         let member = leg.member.clone();
         if status.is_success() {
-            let ssrc = resp
+            let answer = resp
                 .content_type()
                 .is_some()
                 .then(|| sip::read_answer(resp).ok())
                 .flatten()
                 .and_then(|a| a.sdp)
-                .and_then(|s| crate::sdp::floor_ssrc(&s));
+                .and_then(|s| crate::sdp::parse(&s).ok());
             let invite = leg.invite.clone();
             let dialog = self.ua.confirm(&member, &invite, resp, rng)?;
             if let Some(leg) = self.fanouts.get_mut(&no).and_then(|f| f.legs.get_mut(i)) {
-                leg.state = MemberState::Joined { dialog, ssrc };
+                leg.state = MemberState::Joined {
+                    dialog,
+                    ssrc: answer.as_ref().and_then(|a| a.floor_ssrc),
+                    audio: answer.as_ref().and_then(|a| a.audio),
+                };
             }
         } else {
             let outcome = match status.0 {
@@ -709,7 +788,19 @@ impl McServer {
         if accepted > 0 {
             // Floor control runs between the members and the controlling
             // server: this answer announces no floor SSRC of its own.
-            let sdp = crate::sdp::session(&me, &sip::host_of(&me), u64::from(rng.next_u32()), None);
+            let sdp = Description {
+                user: &me,
+                session_id: u64::from(rng.next_u32()),
+                audio: self.media.rtp(),
+                direction: Direction::RecvOnly,
+                media_ssrc: None,
+                // No floor control on this leg: it runs between the
+                // members and the controlling server.
+                floor: None,
+                floor_ssrc: None,
+                fmtp: "",
+            }
+            .write();
             let d = self
                 .ua
                 .accept(&to, &upstream, Answer::SdpAndResult(sdp, doc), rng)?;
@@ -717,6 +808,7 @@ impl McServer {
                 f.upstream_dialog = Some(d);
             }
             self.set_timer(no, Timer::AckWait, time.instant + self.limits.ack_wait);
+            self.update_route(no, false);
         } else {
             self.ua.respond(
                 &to,
@@ -787,6 +879,7 @@ impl McServer {
             return self.ua.no_such_transaction(from, req, rng);
         };
         leg.state = MemberState::Left;
+        self.update_route(no, false);
         self.ua
             .respond(from, req, StatusCode::OK, None, Answer::Empty, rng)
             .map(|_| ())
@@ -877,6 +970,7 @@ impl McServer {
     }
 
     fn remove(&mut self, no: CallNo) -> Option<Fanout> {
+        self.update_route(no, true);
         let fan = self.fanouts.remove(&no)?;
         self.agenda.clear_all(&fan.timers);
         if let Ok(c) = fan.upstream.call_id() {

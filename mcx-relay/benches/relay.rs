@@ -22,7 +22,7 @@ fn bench(c: &mut Criterion) {
                 .collect();
             r.set(Route {
                 source,
-                ssrc,
+                ssrc: Some(ssrc),
                 targets,
             })
             .unwrap();

@@ -81,8 +81,9 @@ impl RelayStats {
 pub struct Route {
     /// The sender's socket (its announced RTP address).
     pub source: SocketAddr,
-    /// The stream's SSRC (announced in the sender's SDP, RFC 5576).
-    pub ssrc: u32,
+    /// The stream's SSRC (announced in the sender's SDP, RFC 5576);
+    /// `None`: any SSRC from this source (a sender that announced none).
+    pub ssrc: Option<u32>,
     /// Receivers' sockets.
     pub targets: Vec<SocketAddr>,
 }
@@ -90,7 +91,7 @@ pub struct Route {
 /// The relay table. See the crate documentation.
 #[derive(Debug)]
 pub struct Relay {
-    routes: HashMap<(SocketAddr, u32), Vec<SocketAddr>>,
+    routes: HashMap<(SocketAddr, Option<u32>), Vec<SocketAddr>>,
     max_routes: usize,
     stats: RelayStats,
 }
@@ -163,7 +164,7 @@ impl Relay {
     }
 
     /// Removes the route of `source` and `ssrc`; whether there was one.
-    pub fn remove(&mut self, source: SocketAddr, ssrc: u32) -> bool {
+    pub fn remove(&mut self, source: SocketAddr, ssrc: Option<u32>) -> bool {
         self.routes.remove(&(canonical(source), ssrc)).is_some()
     }
 
@@ -198,7 +199,12 @@ impl Relay {
                 return Err(d);
             }
         };
-        let Some(targets) = self.routes.get(&(canonical(from), ssrc)) else {
+        let from = canonical(from);
+        let Some(targets) = self
+            .routes
+            .get(&(from, Some(ssrc)))
+            .or_else(|| self.routes.get(&(from, None)))
+        else {
             self.stats.no_route += 1;
             return Err(Dropped::NoRoute);
         };
@@ -231,7 +237,7 @@ mod tests {
         let targets = vec![addr("10.0.0.2:4000"), addr("10.0.0.3:4000")];
         r.set(Route {
             source: addr("10.0.0.1:5000"),
-            ssrc: 0xDEAD_BEEF,
+            ssrc: Some(0xDEAD_BEEF),
             targets: targets.clone(),
         })
         .unwrap();
@@ -259,7 +265,7 @@ mod tests {
             (s.forwarded, s.copies, s.no_route, s.truncated, s.not_rtp),
             (1, 2, 2, 1, 1)
         );
-        assert!(r.remove(addr("10.0.0.1:5000"), 0xDEAD_BEEF));
+        assert!(r.remove(addr("10.0.0.1:5000"), Some(0xDEAD_BEEF)));
         assert!(r.is_empty());
     }
 
@@ -278,11 +284,27 @@ mod tests {
     }
 
     #[test]
+    fn a_sender_without_announced_ssrc_is_routed_by_source() {
+        let mut r = Relay::default();
+        r.set(Route {
+            source: addr("10.0.0.1:5000"),
+            ssrc: None,
+            targets: vec![addr("10.0.0.2:1")],
+        })
+        .unwrap();
+        assert!(r.forward(addr("10.0.0.1:5000"), &rtp(123)).is_ok());
+        assert_eq!(
+            r.forward(addr("10.0.0.3:5000"), &rtp(123)),
+            Err(Dropped::NoRoute)
+        );
+    }
+
+    #[test]
     fn ipv4_mapped_senders_match_their_sdp_address() {
         let mut r = Relay::default();
         r.set(Route {
             source: addr("127.0.0.1:5000"),
-            ssrc: 5,
+            ssrc: Some(5),
             targets: vec![addr("127.0.0.1:6000")],
         })
         .unwrap();
@@ -294,7 +316,7 @@ mod tests {
         let mut r = Relay::new(1);
         let route = |ssrc| Route {
             source: addr("10.0.0.1:5000"),
-            ssrc,
+            ssrc: Some(ssrc),
             targets: vec![],
         };
         r.set(route(1)).unwrap();
@@ -314,7 +336,7 @@ mod tests {
         #[test]
         fn any_datagram_is_forwarded_or_counted(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
             let mut r = Relay::default();
-            r.set(Route { source: addr("10.0.0.1:5000"), ssrc: 0x8000_0000, targets: vec![addr("10.0.0.2:1")] }).unwrap();
+            r.set(Route { source: addr("10.0.0.1:5000"), ssrc: Some(0x8000_0000), targets: vec![addr("10.0.0.2:1")] }).unwrap();
             let before = r.stats();
             let out = r.forward(addr("10.0.0.1:5000"), &bytes).is_ok();
             let after = r.stats();

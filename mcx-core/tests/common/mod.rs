@@ -319,6 +319,8 @@ pub struct Mesh {
     pub rng: TestRng,
     /// Set by [`Mesh::use_links`]: SIP through a `SipLink` per role.
     pub net: Option<Net>,
+    /// The relay commands each server emitted, in order.
+    pub relays: BTreeMap<String, Vec<mcx_core::RelayCommand>>,
 }
 
 impl Mesh {
@@ -336,6 +338,7 @@ impl Mesh {
             errors: Vec::new(),
             rng: TestRng(seed),
             net: None,
+            relays: BTreeMap::new(),
         }
     }
 
@@ -535,6 +538,16 @@ impl Mesh {
             }
             if let Some(net) = self.net.as_mut() {
                 net.drain_link(name, at);
+            }
+            let relay = self.relays.entry(name.clone()).or_default();
+            loop {
+                let r = match node {
+                    Node::Mc(m) => m.poll_relay(),
+                    Node::Ctrl(c) => c.poll_relay(),
+                    _ => None,
+                };
+                let Some(r) = r else { break };
+                relay.push(r);
             }
             loop {
                 let e = match node {
