@@ -127,9 +127,12 @@ impl Network {
             bridge,
             hosts: Vec::new(),
         };
-        // From here on, Drop removes whatever was made if a step fails.
-        net.build(&prefix, pid, hosts)
-            .map_err(|e| Unsupported(format!("cannot build the hosts' network: {e}")))?;
+        // Namespaces work here, so a failure from here on is the test's
+        // own (or the kernel's) and must fail it, not skip it; Drop removes
+        // whatever was made.
+        if let Err(e) = net.build(&prefix, pid, hosts) {
+            panic!("cannot build the hosts' network: {e}");
+        }
         Ok(net)
     }
 
