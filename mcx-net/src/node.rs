@@ -541,7 +541,7 @@ impl BoundNode {
         let media = port(&self.media, "local voice address")?;
         let floor = port(&self.floor, "local floor address")?;
         Ok(mcx_core::MediaEndpoint {
-            ip: media.map_or(sip.ip(), |m| m.ip()),
+            ip: media.map_or_else(|| sip.ip(), |m| m.ip()),
             rtp_port: media.map_or(9, |m| m.port()),
             floor_port: floor.map_or(9, |f| f.port()),
         })

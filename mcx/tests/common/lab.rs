@@ -356,9 +356,4 @@ impl Call {
     }
 }
 
-/// The value of `name=value` in a line.
-pub(crate) fn field<'a>(line: &'a str, name: &str) -> &'a str {
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(name).and_then(|r| r.strip_prefix('=')))
-        .unwrap_or_else(|| panic!("no {name}= in {line:?}"))
-}
+pub(crate) use super::field;

@@ -6,6 +6,25 @@ pub(crate) mod proc;
 
 use std::net::{TcpListener, UdpSocket};
 
+/// `name=value` out of a line of `mcx` output.
+pub(crate) fn field<'a>(line: &'a str, name: &str) -> &'a str {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(name).and_then(|r| r.strip_prefix('=')))
+        .unwrap_or_else(|| panic!("no {name}= in {line:?}"))
+}
+
+/// The initiator's TGMK-ID and key confirmation (64 hex digits), as
+/// `mcx call` prints them.
+pub(crate) fn initiator_key(call_stdout: &str) -> (&str, &str) {
+    let line = call_stdout
+        .lines()
+        .find(|l| l.starts_with("initiator tgmk-id="))
+        .unwrap_or_else(|| panic!("no initiator line in {call_stdout}"));
+    let (id, confirmation) = (field(line, "tgmk-id"), field(line, "confirmation"));
+    assert_eq!(confirmation.len(), 64, "{line}");
+    (id, confirmation)
+}
+
 /// A free port for both UDP and TCP on loopback (released before use: a
 /// small race with other processes, acceptable on a test machine).
 pub(crate) fn free_port() -> u16 {
@@ -17,3 +36,9 @@ pub(crate) fn free_port() -> u16 {
         }
     }
 }
+
+/// Network namespaces as separate hosts (the multi-host test).
+pub(crate) mod netns;
+
+/// The default topology placed for one process per role.
+pub(crate) mod topology;
