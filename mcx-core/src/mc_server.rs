@@ -74,6 +74,13 @@ pub struct McServerLimits {
     pub ack_wait: Duration,
     /// Most concurrent calls (fan-outs); beyond, 503.
     pub max_calls: usize,
+    /// A controlling server that sends nothing for this long (its
+    /// keep-alive probes every MC server it has calls with) is taken as
+    /// gone: its calls here end (BYE to the members). Longer than the
+    /// controlling server's probe interval times its retransmissions;
+    /// `Duration::ZERO` (the default) turns the watch off, for controlling
+    /// servers that send no keep-alive.
+    pub upstream_silence: Duration,
 }
 
 impl Default for McServerLimits {
@@ -83,6 +90,7 @@ impl Default for McServerLimits {
             max_call_duration: Duration::from_secs(3600),
             ack_wait: Duration::from_secs(32),
             max_calls: 1000,
+            upstream_silence: Duration::ZERO,
         }
     }
 }
@@ -114,6 +122,8 @@ enum Timer {
     MemberDeadline,
     AckWait,
     MaxDuration,
+    /// Checks that the controlling server is still heard.
+    UpstreamWatch,
 }
 
 type CallNo = u64;
@@ -185,6 +195,9 @@ pub struct McServer {
     timeline: VecDeque<TimelineEntry>,
     media: MediaEndpoint,
     relay: VecDeque<RelayCommand>,
+    /// Controlling servers with calls here: when each was last heard, and
+    /// how many fan-outs it has.
+    upstreams: HashMap<String, (Instant, usize)>,
 }
 
 impl fmt::Debug for McServer {
@@ -216,6 +229,7 @@ impl McServer {
             timeline: VecDeque::new(),
             media: MediaEndpoint::UNBOUND,
             relay: VecDeque::new(),
+            upstreams: HashMap::new(),
         }
     }
 
@@ -330,6 +344,9 @@ impl McServer {
         rng: &mut impl CryptoRng,
     ) -> Result<(), Error> {
         sip::check_limits(&msg, &Limits::TCP)?;
+        if let (Message::Request(_), Some(u)) = (&msg, self.upstreams.get_mut(from)) {
+            u.0 = time.instant;
+        }
         match msg {
             Message::Request(req) => match req.method() {
                 Method::Invite => self.on_invite(time, from, req, rng),
@@ -372,6 +389,7 @@ impl McServer {
                     self.end(time, no, "the controlling server never ACKed the 2xx", rng)?;
                 }
                 Timer::MaxDuration => self.end(time, no, "maximum call duration reached", rng)?,
+                Timer::UpstreamWatch => self.watch_upstream(time, no, rng)?,
             }
         }
         Ok(())
@@ -413,6 +431,35 @@ impl McServer {
     #[must_use]
     pub fn poll_timeline(&mut self) -> Option<TimelineEntry> {
         self.timeline.pop_front()
+    }
+
+    /// The upstream watch of fan-out `no`: ends it if its controlling
+    /// server has been silent for `upstream_silence`, else looks again
+    /// when that much time has passed since it was last heard.
+    fn watch_upstream(
+        &mut self,
+        time: Time,
+        no: CallNo,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(), Error> {
+        let silence = self.limits.upstream_silence;
+        let Some(f) = self.fanouts.get(&no) else {
+            return Ok(());
+        };
+        let heard = self
+            .upstreams
+            .get(&f.upstream_addr)
+            .map_or(time.instant, |u| u.0);
+        if time.instant.saturating_duration_since(heard) >= silence {
+            let reason = format!(
+                "nothing from the controlling server {} for {} ms",
+                f.upstream_addr,
+                silence.as_millis()
+            );
+            return self.end(time, no, &reason, rng);
+        }
+        self.set_timer(no, Timer::UpstreamWatch, heard + silence);
+        Ok(())
     }
 
     fn set_timer(&mut self, no: CallNo, timer: Timer, at: Instant) {
@@ -589,6 +636,12 @@ impl McServer {
         self.by_call_id
             .insert(req.call_id()?.to_owned(), (no, Party::Upstream));
         let trying = legs.len();
+        let u = self
+            .upstreams
+            .entry(from.to_owned())
+            .or_insert((time.instant, 0));
+        u.0 = time.instant;
+        u.1 += 1;
         self.fanouts.insert(
             no,
             Fanout {
@@ -809,6 +862,10 @@ impl McServer {
             }
             self.set_timer(no, Timer::AckWait, time.instant + self.limits.ack_wait);
             self.update_route(no, false);
+            if !self.limits.upstream_silence.is_zero() {
+                let at = time.instant + self.limits.upstream_silence;
+                self.set_timer(no, Timer::UpstreamWatch, at);
+            }
         } else {
             self.ua.respond(
                 &to,
@@ -972,6 +1029,12 @@ impl McServer {
     fn remove(&mut self, no: CallNo) -> Option<Fanout> {
         self.update_route(no, true);
         let fan = self.fanouts.remove(&no)?;
+        if let Some(u) = self.upstreams.get_mut(&fan.upstream_addr) {
+            u.1 = u.1.saturating_sub(1);
+            if u.1 == 0 {
+                self.upstreams.remove(&fan.upstream_addr);
+            }
+        }
         self.agenda.clear_all(&fan.timers);
         if let Ok(c) = fan.upstream.call_id() {
             self.by_call_id.remove(c);

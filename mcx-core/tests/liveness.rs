@@ -187,6 +187,41 @@ fn a_restarted_mc_server_is_reported_lost_and_the_next_call_includes_it_again() 
 }
 
 #[test]
+fn mc_servers_release_their_members_when_the_controlling_server_goes_silent() {
+    let mut w = linked();
+    let m = &mut w.mesh;
+    let silence = Duration::from_secs(8);
+    for s in [MC_A, MC_B] {
+        m.mc(s).set_limits(mcx_core::McServerLimits {
+            upstream_silence: silence,
+            ..Default::default()
+        });
+    }
+    start(m, TEMP_GROUP, 5);
+    m.drive_for(Duration::from_secs(3));
+    assert_eq!(established(m).len(), 1);
+    // Healthy: probes keep the watch quiet for long.
+    m.drive_for(Duration::from_secs(30));
+    assert_eq!(m.mc(MC_A).call_count(), 1);
+    // The controlling server's host is cut off.
+    let c = addr(m, CTRL);
+    m.drop_all(move |w| w.to == c || w.from == c);
+    let took = time_until(m, Duration::from_secs(15), |m| {
+        all_members().iter().all(|u| {
+            m.client_events(u)
+                .iter()
+                .any(|e| matches!(e, ClientEvent::CallEnded { .. }))
+        })
+    });
+    println!("members released {took:?} after the controlling server went silent");
+    assert!(took <= silence + Duration::from_secs(1), "{took:?}");
+    assert!(took >= silence - Duration::from_secs(1), "{took:?}");
+    assert_eq!(m.mc(MC_A).call_count(), 0);
+    assert_eq!(m.mc(MC_B).call_count(), 0);
+    assert!(m.errors.is_empty(), "{:?}", m.errors);
+}
+
+#[test]
 fn healthy_servers_are_never_reported_lost_and_probes_cost_one_per_server_per_interval() {
     let mut w = linked();
     let m = &mut w.mesh;

@@ -329,6 +329,13 @@ pub(crate) fn mc_server_role(t: &Topology, s: &McServerNode) -> McServer {
         member_deadline: t.deadlines.member(),
         max_call_duration: t.deadlines.max_call(),
         max_calls: t.limits.mc_server_calls,
+        // The controlling server probes us every keepalive_ms: twice its
+        // own silence limit without a word means it is gone.
+        upstream_silence: if t.deadlines.keepalive_ms == 0 {
+            std::time::Duration::ZERO
+        } else {
+            t.deadlines.leg_silence() * 2
+        },
         ..McServerLimits::default()
     });
     for g in &s.groups {
