@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use mcx_core::{
     Client, ClientConfig, ControllingEvent, ControllingServer, ControllingServerConfig, McServer,
-    McServerEvent, McServerLimits, TemporaryGroup, TimelineEntry,
+    McServerEvent, McServerLimits, MediaEndpoint, TemporaryGroup, TimelineEntry,
 };
 use mcx_kms::http::{HttpRequest, HttpResponse};
 use mcx_net::node::{BoundNode, InviteSource, NodeHandle, NodeLimits};
@@ -62,15 +62,20 @@ async fn listen(addr: SocketAddr, what: &str) -> Result<TcpListener, CliError> {
         .map_err(|e| failed(format!("{what}: cannot listen on {addr}: {e}")))
 }
 
+/// Binds a node's SIP and floor sockets and its voice socket (on the SIP
+/// address, any free port: the SDP tells peers which).
 async fn bind_node(
     uri: &str,
     sip: SocketAddr,
     transport: crate::topology::TransportName,
     floor: Option<SocketAddr>,
 ) -> Result<BoundNode, CliError> {
-    BoundNode::bind(sip, transport.transport(), floor)
+    let mut b = BoundNode::bind(sip, transport.transport(), floor)
         .await
-        .map_err(|e| failed(format!("{uri}: {e}")))
+        .map_err(|e| failed(format!("{uri}: {e}")))?;
+    b.bind_media(SocketAddr::new(sip.ip(), 0))
+        .map_err(|e| failed(format!("{uri}: {e}")))?;
+    Ok(b)
 }
 
 fn static_peer(
@@ -296,7 +301,7 @@ pub(crate) async fn start_gms(
 }
 
 /// The controlling server's role.
-pub(crate) fn controlling_role(t: &Topology) -> ControllingServer {
+pub(crate) fn controlling_role(t: &Topology, media: MediaEndpoint) -> ControllingServer {
     let c = &t.controlling;
     let mut config = ControllingServerConfig::new(
         c.uri.clone(),
@@ -318,12 +323,14 @@ pub(crate) fn controlling_role(t: &Topology) -> ControllingServer {
     config.keepalive_interval = t.deadlines.keepalive();
     config.leg_silence = t.deadlines.leg_silence();
     config.max_calls = t.limits.controlling_calls;
+    config.media = media;
     ControllingServer::new(config)
 }
 
 /// An MC server's role.
-pub(crate) fn mc_server_role(t: &Topology, s: &McServerNode) -> McServer {
+pub(crate) fn mc_server_role(t: &Topology, s: &McServerNode, media: MediaEndpoint) -> McServer {
     let mut m = McServer::new(s.uri.clone());
+    m.set_media(media);
     m.trust_controlling_server(t.controlling.uri.clone());
     m.set_limits(McServerLimits {
         member_deadline: t.deadlines.member(),
@@ -368,7 +375,7 @@ pub(crate) fn node_limits(t: &Topology, directory: &Directory, mc_server: bool) 
 }
 
 /// A client's configuration.
-pub(crate) fn client_config(t: &Topology, u: &User) -> ClientConfig {
+pub(crate) fn client_config(t: &Topology, u: &User, media: MediaEndpoint) -> ClientConfig {
     let mut c = ClientConfig::new(
         u.uri.clone(),
         t.controlling.uri.clone(),
@@ -378,6 +385,7 @@ pub(crate) fn client_config(t: &Topology, u: &User) -> ClientConfig {
             .unwrap_or_else(|| t.controlling.allowed_initiators.clone()),
     );
     c.call_timeout = t.deadlines.call();
+    c.media = media;
     c
 }
 
@@ -414,6 +422,8 @@ pub(crate) struct Running {
     pub(crate) directory: Arc<Directory>,
     /// How long client provisioning took (all clients, concurrently).
     pub(crate) provisioning: std::time::Duration,
+    /// Each running client's voice socket (the address its SDP announces).
+    pub(crate) voice: BTreeMap<String, Arc<tokio::net::UdpSocket>>,
 }
 
 impl Drop for Running {
@@ -445,9 +455,10 @@ pub(crate) async fn start(t: &Topology, sel: &Selection) -> Result<Running, CliE
     }
     let controlling = match bound.controlling {
         Some(b) => {
+            let media = b.media_endpoint().map_err(failed)?;
             let mut h = b
                 .run_with(
-                    controlling_role(t),
+                    controlling_role(t, media),
                     directory.clone(),
                     timers,
                     Some(timeline_tx.clone()),
@@ -466,9 +477,10 @@ pub(crate) async fn start(t: &Topology, sel: &Selection) -> Result<Running, CliE
         let Some(node) = t.mc_servers.iter().find(|s| s.uri == uri) else {
             continue;
         };
+        let media = b.media_endpoint().map_err(failed)?;
         let h = b
             .run_with(
-                mc_server_role(t, node),
+                mc_server_role(t, node, media),
                 directory.clone(),
                 timers,
                 Some(timeline_tx.clone()),
@@ -494,7 +506,7 @@ pub(crate) async fn start(t: &Topology, sel: &Selection) -> Result<Running, CliE
         let Some(user) = t.users.iter().find(|u| u.uri == uri) else {
             continue;
         };
-        let config = client_config(t, user);
+        let config = client_config(t, user, b.media_endpoint().map_err(failed)?);
         let prov = mcx_client::Provisioning {
             user_uri: user.uri.clone(),
             token: user.token.clone(),
@@ -515,7 +527,12 @@ pub(crate) async fn start(t: &Topology, sel: &Selection) -> Result<Running, CliE
         ));
     }
     let mut clients = BTreeMap::new();
-    for (uri, b, task) in pending {
+    let mut voice = BTreeMap::new();
+    for (uri, mut b, task) in pending {
+        // A client's voice socket is its application's, not a relay's.
+        if let Some(socket) = b.take_media() {
+            voice.insert(uri.clone(), Arc::new(socket));
+        }
         let client = task
             .await
             .map_err(|_| failed(format!("{uri}: start-up task failed")))?
@@ -542,6 +559,7 @@ pub(crate) async fn start(t: &Topology, sel: &Selection) -> Result<Running, CliE
         gms_http: bound.gms_http,
         directory,
         provisioning: started.elapsed(),
+        voice,
     })
 }
 
