@@ -6,7 +6,18 @@
 //! the GMS, whose GKTPs carry each group's GMK in a MIKEY-SAKKE
 //! I_MESSAGE the client verifies and decrypts. Then the
 //! [`mcx_core::Client`] role runs under [`mcx_net::node`].
+//!
+//! A call's voice ([`mcx_core::Client::voice`]) goes through
+//! [`VoiceSender`] / [`VoiceReceiver`] (sans-IO: PCMU in SRTP under the
+//! TGMK's keys) and the tokio adapters [`send_voice`] / [`receive_voice`].
 #![forbid(unsafe_code)]
+
+mod voice;
+
+pub use voice::{
+    DEFAULT_PLAYOUT_DELAY, MAX_VOICE_PACKET, ReceiveLimits, SenderStats, VoiceDrop, VoiceError,
+    VoiceReceiver, VoiceReport, VoiceSender, VoiceSent, receive_voice, send_voice,
+};
 
 use std::net::SocketAddr;
 use std::sync::{Mutex, OnceLock};
