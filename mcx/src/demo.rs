@@ -13,6 +13,7 @@ use mcx_net::node::NodeHandle;
 use crate::error::CliError;
 use crate::system::Running;
 use crate::topology::Topology;
+use crate::voice::VoicePlan;
 
 /// How long any one phase may take before the demo gives up.
 const PHASE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -106,9 +107,14 @@ async fn confirmation(
         .map_err(failed)
 }
 
-/// Makes the topology's call and checks it.
-pub(crate) async fn run_call(t: &Topology, running: &mut Running) -> Result<Report, CliError> {
-    run_call_holding(t, running, Duration::ZERO).await
+/// Makes the topology's call and checks it; with `voice`, the initiator
+/// also sends that audio and every local member's recording is checked.
+pub(crate) async fn run_call(
+    t: &Topology,
+    running: &mut Running,
+    voice: Option<&VoicePlan>,
+) -> Result<Report, CliError> {
+    run_call_holding(t, running, Duration::ZERO, voice).await
 }
 
 /// Makes the topology's call, keeps it up `hold` with the floor held,
@@ -118,6 +124,7 @@ pub(crate) async fn run_call_holding(
     t: &Topology,
     running: &mut Running,
     hold: Duration,
+    voice: Option<&VoicePlan>,
 ) -> Result<Report, CliError> {
     let call = t
         .call
@@ -350,6 +357,18 @@ pub(crate) async fn run_call_holding(
     if !granted {
         failures.push("the initiator was not granted the floor".into());
     }
+    if let Some(plan) = voice.filter(|_| granted) {
+        let (text, voice_failures) = crate::voice::run(
+            running,
+            &call.initiator,
+            &call.temporary_group,
+            &joined,
+            plan,
+        )
+        .await?;
+        out.push_str(&text);
+        failures.extend(voice_failures);
+    }
 
     let mut ended_while_held = false;
     if !hold.is_zero() {
@@ -509,7 +528,7 @@ pub(crate) fn describe_group(r: &GroupResult) -> String {
     }
 }
 
-fn print_now(text: &str) {
+pub(crate) fn print_now(text: &str) {
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes());

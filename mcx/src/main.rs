@@ -13,6 +13,7 @@ mod keyfile;
 mod output;
 mod system;
 mod topology;
+mod voice;
 
 use std::io::Write;
 use std::process::ExitCode;

@@ -28,6 +28,16 @@ pub(crate) struct DemoArgs {
     /// reports their median, minimum and maximum).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
     calls: u32,
+    /// The audio the initiator sends in the first call (a WAV file, any
+    /// rate, mono or stereo); a built-in test signal without it.
+    #[arg(long, value_name = "FILE.wav")]
+    audio: Option<PathBuf>,
+    /// Write what each member heard to DIR/<user>.wav.
+    #[arg(long, value_name = "DIR")]
+    record_dir: Option<PathBuf>,
+    /// Send no audio (signalling and keys only, e.g. for set-up benchmarks).
+    #[arg(long, conflicts_with_all = ["audio", "record_dir"])]
+    no_audio: bool,
 }
 
 /// `mcx up`.
@@ -45,6 +55,10 @@ pub(crate) struct RunArgs {
     /// The role: `kms`, `gms`, `controlling`, or the URI of an MC server
     /// or a user.
     role: String,
+    /// A member writes the voice it heard in each call to
+    /// DIR/<user>-<n>.wav.
+    #[arg(long, value_name = "DIR")]
+    record_dir: Option<PathBuf>,
 }
 
 /// `mcx call`.
@@ -60,6 +74,13 @@ pub(crate) struct CallArgs {
     /// Make this many calls one after another.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     repeat: u32,
+    /// Send this audio (a WAV file, any rate, mono or stereo) in each call
+    /// once the floor is granted.
+    #[arg(long, value_name = "FILE.wav")]
+    audio: Option<PathBuf>,
+    /// Send the built-in test signal in each call.
+    #[arg(long, conflicts_with = "audio")]
+    voice: bool,
 }
 
 fn load(path: Option<&PathBuf>) -> Result<Topology, CliError> {
@@ -171,11 +192,20 @@ pub(crate) fn demo(args: &DemoArgs) -> Result<(), CliError> {
             running.clients.len(),
             running.provisioning.as_secs_f64()
         ));
+        let voice = if args.no_audio {
+            None
+        } else {
+            Some(crate::voice::VoicePlan::load(
+                args.audio.as_deref(),
+                args.record_dir.clone(),
+            )?)
+        };
         let mut setups = Vec::new();
         let mut servers = Vec::new();
         let mut failures = Vec::new();
         for n in 0..args.calls {
-            let report = demo::run_call(&t, &mut running).await?;
+            let plan = voice.as_ref().filter(|_| n == 0);
+            let report = demo::run_call(&t, &mut running, plan).await?;
             if n == 0 {
                 print(&report.text);
             }
@@ -254,6 +284,8 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), CliError> {
             print(&format!("stopped {}: {n} roles ended their calls\n", args.role));
             return Ok(());
         }
+        let mut listening = crate::voice::Listening::default();
+        let mut calls_heard = 0usize;
         loop {
             let Some(node) = running.clients.get_mut(&args.role) else {
                 return Ok(());
@@ -265,9 +297,20 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), CliError> {
                         let c = node.query(move |c, _, _| c.tgmk_confirmation(&tg)).await.map_err(|e| CliError::System(e.to_string()))?;
                         let (id, conf) = c.map_or_else(|| (String::from("-"), String::from("-")), |c| (c.tgmk_id.to_string(), hex::encode(c.value)));
                         print(&format!("incoming-call temporary-group={temporary_group_id} group={group_id} initiator={initiator} tgmk-id={id} confirmation={conf}\n"));
+                        let tg = temporary_group_id.clone();
+                        let voice = node.query(move |c, _, _| c.voice(&tg)).await.ok().flatten();
+                        if let (Some(voice), Some(socket)) = (voice, running.voice.get(&args.role).cloned()) {
+                            listening.stop(&temporary_group_id);
+                            calls_heard += 1;
+                            let record = args.record_dir.as_ref().map(|d| d.join(crate::voice::numbered_file_name(&args.role, calls_heard)));
+                            listening.start(temporary_group_id.clone(), socket, voice, t.deadlines.max_call(), record);
+                        }
                     }
                     Some(ClientEvent::IncomingRejected { status, reason }) => print(&format!("incoming-rejected status={status} reason={reason}\n")),
-                    Some(ClientEvent::CallEnded { temporary_group_id }) => print(&format!("call-ended temporary-group={temporary_group_id}\n")),
+                    Some(ClientEvent::CallEnded { temporary_group_id }) => {
+                        listening.stop(&temporary_group_id);
+                        print(&format!("call-ended temporary-group={temporary_group_id}\n"));
+                    }
                     Some(_) => {}
                     None => return Err(CliError::System("the client stopped".into())),
                 },
@@ -303,6 +346,11 @@ pub(crate) fn call(args: &CallArgs) -> Result<(), CliError> {
         let mut running = system::start(&t, &Selection::One(call.initiator.clone())).await?;
         let mut stop = system::StopSignal::listen();
         let hold = std::time::Duration::from_secs(args.hold);
+        let voice = if args.voice || args.audio.is_some() {
+            Some(crate::voice::VoicePlan::load(args.audio.as_deref(), None)?)
+        } else {
+            None
+        };
         let mut failed = 0usize;
         for n in 1..=args.repeat {
             if args.repeat > 1 {
@@ -311,7 +359,7 @@ pub(crate) fn call(args: &CallArgs) -> Result<(), CliError> {
             // SIGINT/SIGTERM mid-call hangs up (BYE) rather than leaving
             // every member in the call until its maximum duration.
             let outcome = tokio::select! {
-                r = demo::run_call_holding(&t, &mut running, hold) => Some(r),
+                r = demo::run_call_holding(&t, &mut running, hold, voice.as_ref()) => Some(r),
                 () = stop.recv() => None,
             };
             let Some(outcome) = outcome else {

@@ -25,15 +25,25 @@ pub(crate) fn initiator_key(call_stdout: &str) -> (&str, &str) {
     (id, confirmation)
 }
 
-/// A free port for both UDP and TCP on loopback (released before use: a
-/// small race with other processes, acceptable on a test machine).
+/// A free port for both UDP and TCP on loopback, below the kernel's
+/// ephemeral range (32768–60999 on Linux): the roles bind their voice
+/// sockets to ephemeral ports, which must never land on a port a test has
+/// picked for a role that has not started yet. Released before use: a
+/// small race with other tests' picks, made rare by drawing at random.
 pub(crate) fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let seed = std::process::id()
+        .wrapping_mul(2_654_435_761)
+        .wrapping_add(NEXT.fetch_add(7919, Ordering::Relaxed));
+    let mut port = 20_000 + (seed % 12_000) as u16;
     loop {
-        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = u.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            && TcpListener::bind(("127.0.0.1", port)).is_ok()
+        {
             return port;
         }
+        port = if port >= 31_999 { 20_000 } else { port + 1 };
     }
 }
 
