@@ -49,3 +49,33 @@ fn every_role_in_its_own_process() {
     assert!(lab.dir.join("kms.sqlite").exists());
     assert!(lab.dir.join("gms.sqlite").exists());
 }
+
+#[test]
+fn voice_crosses_the_processes_through_both_relays() {
+    let mut lab = Lab::new("voice", Options::default());
+    lab.start_all();
+    lab.start(&[ROGUE]);
+    let mut p = common::proc::Proc::mcx(
+        "dispatcher",
+        ["call".as_ref(), lab.path.as_os_str(), "--voice".as_ref()],
+    );
+    let (status, stdout) = p.finish(std::time::Duration::from_secs(120));
+    assert!(status.success(), "{stdout}\n{}", p.stderr());
+    assert!(stdout.contains("as 150 SRTP packets"), "{stdout}");
+    // Every member process, reached only through the controlling server's
+    // and its MC server's relays, authenticated every packet.
+    for m in all_members() {
+        let line = lab
+            .get(m)
+            .expect("voice ", std::time::Duration::from_secs(20));
+        assert_eq!(field(&line, "temporary-group"), "sip:tg-1@mcx.example");
+        assert_eq!(field(&line, "received"), "150", "{m}: {line}");
+        assert_eq!(field(&line, "authenticated"), "150", "{m}: {line}");
+        assert_eq!(field(&line, "auth-failed"), "0", "{m}: {line}");
+        assert_eq!(field(&line, "lost"), "0", "{m}: {line}");
+    }
+    assert!(
+        !lab.get(ROGUE).printed("voice "),
+        "the non-member heard voice"
+    );
+}
