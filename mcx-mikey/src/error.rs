@@ -1,5 +1,5 @@
 //! Errors: decoding (`DecodeError`), encoding, and the rejections of the
-//! GMK and TGMK procedures (`Rejection`), gathered under [`Error`].
+//! GMK, CSK and TGMK procedures (`Rejection`), gathered under [`Error`].
 
 use core::fmt;
 
@@ -210,6 +210,10 @@ pub enum Rejection {
     /// GUK-ID, GMK-ID and SPI disagree (TS 33.180 F.1.3, E.1.2).
     #[error("GUK-ID does not match the GMK-ID carried in the SPI")]
     GukIdMismatch,
+    /// The crypto session of the CS ID map does not name the key the
+    /// message carries (its SPI is not the key ID in the CSB ID).
+    #[error("SPI of the crypto session is not the key ID")]
+    SpiMismatch,
     /// The key parameters (E.6) failed to authenticate or to parse.
     #[error("key parameters are invalid")]
     KeyParametersInvalid,

@@ -20,26 +20,16 @@
 
 use mcx_ibc::eccsi::SigningKey;
 use mcx_ibc::kms::CommunityPublic;
-use mcx_ibc::sakke::{ReceiverKey, Recipient, Ssv};
+use mcx_ibc::sakke::ReceiverKey;
 use rand_core::CryptoRng;
 
-use crate::codec::Codec;
 use crate::error::{Error, Rejection};
 use crate::kdf;
-use crate::keyparams::{GroupIdIe, KeyParameters, ProtectedPayload, STATUS_NOT_REVOKED};
-use crate::message::{
-    CsIdMap, ExtBody, GeneralExt, GenericIdEntry, Hdr, Idr, Message, Payload, Rand, Sakke, Sp,
-    Timestamp,
-};
+use crate::keyparams::{GroupIdIe, KeyParameters, STATUS_NOT_REVOKED};
+use crate::message::{CsIdMap, ExtBody, GeneralExt, Message, Sp};
 use crate::replay::ReplayCache;
-use crate::sakke_msg::{
-    check_identity, check_kms, decapsulate, key_period_of, message_time, sign_message,
-    verify_signature,
-};
-use crate::time::unix_to_ntp64;
-use crate::wire::{
-    DataType, GeneralExtType, IdRole, IdScheme, IdType, PrfFunc, ProtType, Purpose, SakkeParams,
-};
+use crate::sakke_msg::{KeyMessageRandom, KeyReceiver, KeyTransport, key_parameters, sign_message};
+use crate::wire::Purpose;
 use crate::{Gmk, KeyId, SrtpMasterKeys};
 
 /// A GMK I_MESSAGE to build: everything but the randomness and the
@@ -70,27 +60,8 @@ pub struct GmkMessage<'a> {
     pub key_params_date_time: Option<u64>,
 }
 
-/// The random inputs of a GMK message.
-#[derive(Debug, Clone)]
-pub struct GmkMessageRandom {
-    /// The RAND payload (16 octets).
-    pub rand: [u8; 16],
-    /// The IV of the key parameters' protected payload.
-    pub iv: [u8; 16],
-}
-
-impl GmkMessageRandom {
-    /// Fresh random values.
-    pub fn generate(rng: &mut impl CryptoRng) -> Self {
-        let mut r = Self {
-            rand: [0; 16],
-            iv: [0; 16],
-        };
-        rng.fill_bytes(&mut r.rand);
-        rng.fill_bytes(&mut r.iv);
-        r
-    }
-}
+/// The random inputs of a GMK message (RAND and the key parameters' IV).
+pub type GmkMessageRandom = KeyMessageRandom;
 
 /// The key parameters a GMS sends with a GMK: type GMK, not revoked,
 /// activation and expiry (40-bit, 0 = not set) and the group ID.
@@ -117,86 +88,29 @@ impl GmkMessage<'_> {
         if self.gmk_id.purpose() != Purpose::Gmk {
             return Err(Error::InvalidParameter("GMK-ID must have purpose tag 0"));
         }
-        let period = mcx_ibc::uid::key_period_no(
-            self.t_unix,
-            self.kms.key_period_len,
-            self.kms.key_period_offset,
-        )?;
-        let gms_uid = self.kms.uid(self.gms_uri, period)?;
-        let member_uid = self.kms.uid(self.member_uri, period)?;
+        // E.2: CSB ID = GUK-ID (F.1.3); the crypto session is the group
+        // call (CS ID 4) with SPI = GMK-ID || GUK-ID.
         let guk_id = kdf::guk_id(self.gmk, self.gmk_id, self.member_uri);
         let mut spi = self.gmk_id.to_bytes().to_vec();
         spi.extend_from_slice(&guk_id.to_bytes());
-        let hdr = Hdr {
-            data_type: DataType::Sakke,
-            v: false,
-            prf: PrfFunc::HmacSha256,
+        KeyTransport {
+            kms: self.kms,
+            initiator_uri: self.gms_uri,
+            responder_uri: self.member_uri,
+            identity_hiding: self.identity_hiding,
+            t_unix: self.t_unix,
             csb_id: guk_id.0,
-            map: CsIdMap::GenericId(vec![GenericIdEntry {
-                cs_id: kdf::CS_ID_GROUP_CALL,
-                prot_type: ProtType::Srtp,
-                s: false,
-                policies: vec![self.policy.as_ref().map_or(0, |p| p.policy_no)],
-                session_data: Vec::new(),
-                spi,
-            }]),
-        };
-        let (ri, rr, idi, idr) = if self.identity_hiding {
-            // As the vendor data: UIDs under ID type URI.
-            (
-                IdRole::InitiatorUid,
-                IdRole::ResponderUid,
-                gms_uid.to_vec(),
-                member_uid.to_vec(),
-            )
-        } else {
-            (
-                IdRole::Initiator,
-                IdRole::Responder,
-                self.gms_uri.as_bytes().to_vec(),
-                self.member_uri.as_bytes().to_vec(),
-            )
-        };
-        let idr_of = |role, id: Vec<u8>| {
-            Payload::Idr(Idr {
-                role,
-                id_type: IdType::Uri,
-                id,
-            })
-        };
-        let kms = self.kms.kms_uri.as_bytes().to_vec();
-        let mut payloads = vec![
-            Payload::T(Timestamp::NtpUtc(unix_to_ntp64(self.t_unix))),
-            Payload::Rand(Rand(random.rand.to_vec())),
-            idr_of(ri, idi),
-            idr_of(rr, idr),
-            idr_of(IdRole::InitiatorKms, kms.clone()),
-            idr_of(IdRole::ResponderKms, kms),
-        ];
-        if let Some(sp) = &self.policy {
-            payloads.push(Payload::Sp(sp.clone()));
+            cs_id: kdf::CS_ID_GROUP_CALL,
+            spi,
+            policy: self.policy.as_ref(),
+            key: self.gmk.as_bytes(),
+            key_params: self
+                .key_params
+                .as_ref()
+                .map(|kp| (kp, self.key_params_date_time)),
+            random,
         }
-        let ssv = Ssv::from_bytes(self.gmk.as_bytes())?;
-        let sed = Recipient::new(&self.kms.sakke_public, &member_uid)?.encapsulate(&ssv)?;
-        payloads.push(Payload::Sakke(Sakke {
-            params: SakkeParams::Set1,
-            id_scheme: IdScheme::McxHashedUid,
-            data: sed.to_vec(),
-        }));
-        if let Some(kp) = &self.key_params {
-            let pt = zeroize::Zeroizing::new(kp.get_encoding()?);
-            // E.6: date and time of creation; payload ID and sequence 0.
-            let date = self
-                .key_params_date_time
-                .unwrap_or(self.t_unix & ((1 << 40) - 1));
-            let pp =
-                ProtectedPayload::seal(self.gmk.as_bytes(), guk_id.0, date, 0, random.iv, &pt)?;
-            payloads.push(Payload::GeneralExt(GeneralExt {
-                ext_type: GeneralExtType::KeyParameters,
-                body: ExtBody::KeyParameters(pp),
-            }));
-        }
-        Ok(Message { hdr, payloads })
+        .build()
     }
 
     /// Builds and signs the I_MESSAGE with the GMS's ECCSI key, drawing
@@ -270,62 +184,15 @@ impl GmkReceiver<'_> {
         now_unix: u64,
         replay: &mut ReplayCache,
     ) -> Result<ReceivedGmk, Error> {
-        let (msg, layout) = Message::decode_with_layout(bytes)?;
-        if msg.hdr.data_type != DataType::Sakke {
-            return Err(Rejection::UnexpectedDataType {
-                expected: DataType::Sakke.value(),
-                got: msg.hdr.data_type.value(),
-            }
-            .into());
+        let opened = KeyReceiver {
+            own_uri: self.own_uri,
+            own_key: self.own_key,
+            key_period_no: self.key_period_no,
+            kms: self.kms,
         }
-        if msg.hdr.prf != PrfFunc::HmacSha256 {
-            return Err(Rejection::UnsupportedPrf(msg.hdr.prf.value()).into());
-        }
-        if msg.sign().is_none() {
-            return Err(Rejection::NotSigned.into());
-        }
-        let rand = msg
-            .rand()
-            .ok_or(Rejection::MissingPayload("RAND"))?
-            .0
-            .clone();
-        check_kms(&msg, &self.kms.kms_uri, true)?;
-        let t_unix = message_time(&msg, now_unix)?;
-        replay.check_time(t_unix, now_unix)?;
-        let period = key_period_of(self.kms, t_unix)?;
-        if period != self.key_period_no {
-            return Err(Rejection::KeyPeriodMismatch {
-                message: period,
-                receiver: self.key_period_no,
-            }
-            .into());
-        }
-        let gms_uid = self.kms.uid(self.gms_uri, period)?;
-        let own_uid = self.kms.uid(self.own_uri, period)?;
-        check_identity(
-            &msg,
-            IdRole::Initiator,
-            IdRole::InitiatorUid,
-            self.gms_uri,
-            &gms_uid,
-            Rejection::WrongInitiator,
-            "IDRi",
-        )?;
-        check_identity(
-            &msg,
-            IdRole::Responder,
-            IdRole::ResponderUid,
-            self.own_uri,
-            &own_uid,
-            Rejection::WrongResponder,
-            "IDRr",
-        )?;
-        verify_signature(bytes, &msg, &layout, &self.kms.kpak, &gms_uid)?;
-        let replay_key = replay_key(&msg, &rand);
-        replay.check(t_unix, &replay_key, now_unix)?;
-
-        let key = decapsulate(&msg, self.own_key)?;
-        let gmk = Gmk::from_bytes(key.as_bytes())?;
+        .open(bytes, now_unix, replay, Some(self.gms_uri), |_| Ok(()))?;
+        let msg = &opened.msg;
+        let gmk = Gmk::from_bytes(opened.key.as_bytes())?;
         let guk_id = KeyId(msg.hdr.csb_id);
         let gmk_id = kdf::guk_id(&gmk, guk_id, self.own_uri);
         if gmk_id.purpose() != Purpose::Gmk {
@@ -343,42 +210,24 @@ impl GmkReceiver<'_> {
                 return Err(Rejection::GukIdMismatch.into());
             }
         }
-        let key_params = match msg.general_ext(GeneralExtType::KeyParameters) {
-            Some(ext) => Some(open_key_parameters(ext, gmk.as_bytes(), guk_id.0)?),
-            None => None,
-        };
-        if let Some(kp) = &key_params {
-            if kp.key_type != Purpose::Gmk.value() {
-                return Err(Rejection::KeyParametersMismatch("key type is not GMK").into());
-            }
-            if kp.expiry_time != 0 && kp.expiry_time <= now_unix {
-                return Err(Rejection::KeyExpired {
-                    expiry: kp.expiry_time,
-                }
-                .into());
-            }
-        }
-        replay.insert(t_unix, &replay_key, now_unix);
+        let key_params = key_parameters(
+            msg,
+            &opened.key,
+            Purpose::Gmk,
+            "key type is not GMK",
+            now_unix,
+        )?;
+        opened.remember(replay, now_unix);
         Ok(ReceivedGmk {
             gmk,
             gmk_id,
             guk_id,
-            rand,
-            t_unix,
+            rand: opened.rand.clone(),
+            t_unix: opened.t_unix,
             key_params,
             policy: msg.sp().cloned(),
         })
     }
-}
-
-/// T || RAND: what identifies a message for replay protection.
-fn replay_key(msg: &Message, rand: &[u8]) -> Vec<u8> {
-    let mut k = msg
-        .timestamp()
-        .map(Timestamp::value_bytes)
-        .unwrap_or_default();
-    k.extend_from_slice(rand);
-    k
 }
 
 /// Opens an E.6 extension protected under `dppk` with DPPK-ID `dppk_id`.

@@ -113,6 +113,14 @@ pub fn srtp_master(tgk: &[u8], cs_id: u8, csb_id: u32, rand: &[u8]) -> ([u8; 16]
 /// The CS ID of group call media under a GMK or TGMK (TS 33.180 E.1.2).
 pub const CS_ID_GROUP_CALL: u8 = 4;
 
+/// SRTP (or SRTCP) master keys for crypto session `cs_id` of the bundle a
+/// single key ID names: CSB ID = `key_id`, MKI = `key_id` (TS 33.180 7.4.1
+/// for the PCK; this project's TGMK, CSK and SPK follow it).
+pub fn srtp_keys_named_by_id(tgk: &[u8], cs_id: u8, key_id: KeyId, rand: &[u8]) -> SrtpMasterKeys {
+    let (k, s) = srtp_master(tgk, cs_id, key_id.0, rand);
+    SrtpMasterKeys::new(k, s, key_id.to_bytes().to_vec())
+}
+
 /// SRTP master keys from a GMK (TS 33.180 7.4.2): TGK = GMK, CS ID 4,
 /// CSB ID = GUK-ID, RAND of the GMK message, MKI = GMK-ID || GUK-ID.
 pub fn gmk_srtp_keys(gmk: &Gmk, gmk_id: KeyId, guk_id: KeyId, rand: &[u8]) -> SrtpMasterKeys {

@@ -34,6 +34,12 @@ impl KeyId {
         ))
     }
 
+    /// A fresh key ID of a purpose this crate names (tags up to 15): the
+    /// tag in the top 4 bits, 28 random bits (TS 33.180 5.2.2).
+    pub(crate) fn fresh(purpose: Purpose, rng: &mut impl CryptoRng) -> Self {
+        Self((u32::from(purpose.value() & 0x0f) << 28) | (rng.next_u32() & 0x0fff_ffff))
+    }
+
     /// The purpose tag (top 4 bits).
     pub fn purpose(self) -> Purpose {
         Purpose::from((self.0 >> 28) as u8)
@@ -131,12 +137,26 @@ secret_key! {
 }
 
 secret_key! {
+    /// A client-server key (TS 33.180 5.4): 128 bits created by an MC
+    /// service client and uploaded to its MC server domain; it protects
+    /// floor control between the client and its server (TS 24.380 13.1).
+    Csk
+}
+
+secret_key! {
+    /// A signalling protection key (TS 33.180 9.3): 128 bits configured
+    /// between MC servers; it protects floor control between them
+    /// (TS 24.380 13.1).
+    Spk
+}
+
+secret_key! {
     /// A 128-bit key of another purpose (PCK, CSK, ...) carried by MIKEY-SAKKE.
     Key128
 }
 
 /// SRTP master key, master salt and MKI derived from a GMK or TGMK
-/// (TS 33.180 7.4.2, RFC 3830 4.1.3). Erased on drop; `Debug` shows the
+/// (TS 33.180 7.4.2, RFC 3830 4.1.3), or the SRTCP ones from a CSK or SPK. Erased on drop; `Debug` shows the
 /// MKI only.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SrtpMasterKeys {

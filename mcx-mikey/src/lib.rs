@@ -14,6 +14,11 @@
 //!   I_MESSAGE for a member ([`gmk::GmkMessage`]); the member accepts it
 //!   only after checking signature, KMS, identities, time, replay and key
 //!   period ([`gmk::GmkReceiver`]).
+//! - **CSK upload** ([`csk`], TS 33.180 5.4, E.4): a client sends its
+//!   client-server key to its MC server domain ([`csk::CskMessage`]); the
+//!   server accepts it after every check ([`csk::CskReceiver`]); both
+//!   derive the SRTCP keys of floor control from it, and servers from a
+//!   configured SPK ([`csk::csk_srtcp_keys`], [`csk::spk_srtcp_keys`]).
 //! - **Wrapped TGMK** ([`tgmk`], format version 1, docs/tgmk-wrap.md):
 //!   the initiator wraps one TGMK under each constituent group's GMK
 //!   ([`tgmk::TgmkWrap`]); a member unwraps its copy with every check
@@ -27,7 +32,7 @@
 //! Sans-IO: no sockets, no clock, no OS RNG. Time comes in as Unix seconds
 //! (converted to and from NTP here), randomness as a
 //! [`rand_core::CryptoRng`]; replay state is a [`replay::ReplayCache`] the
-//! caller owns. Secrets ([`Gmk`], [`Tgmk`], [`Key128`],
+//! caller owns. Secrets ([`Gmk`], [`Tgmk`], [`Csk`], [`Spk`], [`Key128`],
 //! [`SrtpMasterKeys`], decrypted key data) are erased on drop, compared in
 //! constant time and never printed by `Debug`; MACs are compared in
 //! constant time.
@@ -41,6 +46,7 @@
 #![forbid(unsafe_code)]
 
 pub mod codec;
+pub mod csk;
 pub mod describe;
 mod error;
 pub mod gmk;
@@ -55,7 +61,7 @@ pub mod time;
 pub mod wire;
 
 pub use error::{DecodeError, DecodeErrorKind, EncodeError, Error, IdentityRole, Rejection};
-pub use keys::{Gmk, KEY_LEN, Key128, KeyId, SrtpMasterKeys, Tgmk};
+pub use keys::{Csk, Gmk, KEY_LEN, Key128, KeyId, Spk, SrtpMasterKeys, Tgmk};
 pub use message::Message;
 
 /// Lower-case hex of `bytes`.

@@ -1,16 +1,29 @@
 //! What every signed MIKEY message of TS 33.180 shares: ECCSI signing and
 //! verification over the signed range, identities, time and key periods,
-//! SAKKE decapsulation.
+//! SAKKE decapsulation; and the common key distribution of TS 33.180
+//! 5.2.2 (one key, SAKKE-encrypted to the receiving entity and signed by
+//! the initiating entity) that the GMK ([`crate::gmk`], 5.7) and CSK
+//! ([`crate::csk`], 5.4) procedures are built on.
 
 use mcx_ibc::eccsi::{self, Kpak, SigningKey};
 use mcx_ibc::kms::CommunityPublic;
-use mcx_ibc::sakke::{ReceiverKey, SSV_LEN};
+use mcx_ibc::sakke::{ReceiverKey, Recipient, SSV_LEN, Ssv};
 use mcx_ibc::uid::{self, UID_LEN};
 use rand_core::CryptoRng;
 
+use crate::codec::Codec;
 use crate::error::{Error, IdentityRole, Rejection};
-use crate::message::{Layout, Message, Payload, Sign};
-use crate::wire::{IdRole, IdScheme, SakkeParams, SignType};
+use crate::keyparams::{KeyParameters, ProtectedPayload};
+use crate::message::{
+    CsIdMap, ExtBody, GeneralExt, GenericIdEntry, Hdr, Idr, Layout, Message, Payload, Rand, Sakke,
+    Sign, Sp, Timestamp,
+};
+use crate::replay::ReplayCache;
+use crate::time::unix_to_ntp64;
+use crate::wire::{
+    DataType, GeneralExtType, IdRole, IdScheme, IdType, PrfFunc, ProtType, Purpose, SakkeParams,
+    SignType,
+};
 use crate::{KEY_LEN, Key128};
 
 /// Length of an ECCSI signature in SIGN (RFC 6507: r || s || PVT).
@@ -176,4 +189,330 @@ pub fn decapsulate(msg: &Message, receiver: &ReceiverKey) -> Result<Key128, Reje
         .map_err(|_| Rejection::DecapsulationFailed)?;
     const _: () = assert!(SSV_LEN == KEY_LEN);
     Key128::from_bytes(ssv.as_bytes()).map_err(|_| Rejection::DecapsulationFailed)
+}
+
+/// The random inputs of a key distribution message: RAND and the IV of
+/// the key parameters' protected payload.
+#[derive(Debug, Clone)]
+pub struct KeyMessageRandom {
+    /// The RAND payload (16 octets; also an input to the SRTP/SRTCP key
+    /// derivation of RFC 3830 4.1.3).
+    pub rand: [u8; 16],
+    /// The IV of the key parameters' protected payload.
+    pub iv: [u8; 16],
+}
+
+impl KeyMessageRandom {
+    /// Fresh random values.
+    pub fn generate(rng: &mut impl CryptoRng) -> Self {
+        let mut r = Self {
+            rand: [0; 16],
+            iv: [0; 16],
+        };
+        rng.fill_bytes(&mut r.rand);
+        rng.fill_bytes(&mut r.iv);
+        r
+    }
+}
+
+/// One key distributed as TS 33.180 5.2.2 describes (with the associated
+/// parameters of 5.2.4 / E.6): everything of the I_MESSAGE but the
+/// signature. The procedures fill it in: GMK (E.2) and CSK (E.4).
+pub(crate) struct KeyTransport<'a> {
+    /// The KMS community of both parties.
+    pub kms: &'a CommunityPublic,
+    /// The initiating entity's URI (IDRi; signer).
+    pub initiator_uri: &'a str,
+    /// The receiving entity's URI (IDRr; the SAKKE encapsulation is to it).
+    pub responder_uri: &'a str,
+    /// Name both by UID (roles 8/9, E.7) instead of URI (roles 1/2).
+    pub identity_hiding: bool,
+    /// Time stamp, Unix seconds; also picks the key period of the UIDs.
+    pub t_unix: u64,
+    /// The HDR's CSB ID.
+    pub csb_id: u32,
+    /// The CS ID of the one GENERIC-ID crypto session (RFC 6043 6.1.1).
+    pub cs_id: u8,
+    /// Its SPI.
+    pub spi: Vec<u8>,
+    /// The SP payload, if any.
+    pub policy: Option<&'a Sp>,
+    /// The key carried (the SAKKE SSV).
+    pub key: &'a [u8; KEY_LEN],
+    /// The associated parameters (E.6), if any, and their "date and time"
+    /// (`None`: the time stamp's Unix seconds).
+    pub key_params: Option<(&'a KeyParameters, Option<u64>)>,
+    /// RAND and IV.
+    pub random: &'a KeyMessageRandom,
+}
+
+impl KeyTransport<'_> {
+    /// The unsigned I_MESSAGE (TS 33.180 E.1, RFC 6509 4): HDR (data type
+    /// 26, V 0, PRF-HMAC-SHA-256, GENERIC-ID with one crypto session), T,
+    /// RAND, IDRi, IDRr, IDRkmsi, IDRkmsr, SP (optional), SAKKE, key parameters
+    /// (optional).
+    ///
+    /// # Errors
+    /// [`Error::Ibc`] if a UID or the encapsulation fails,
+    /// [`Error::Encode`] if a field is too long.
+    pub(crate) fn build(&self) -> Result<Message, Error> {
+        let period = uid::key_period_no(
+            self.t_unix,
+            self.kms.key_period_len,
+            self.kms.key_period_offset,
+        )?;
+        let initiator_uid = self.kms.uid(self.initiator_uri, period)?;
+        let responder_uid = self.kms.uid(self.responder_uri, period)?;
+        let hdr = Hdr {
+            data_type: DataType::Sakke,
+            v: false,
+            prf: PrfFunc::HmacSha256,
+            csb_id: self.csb_id,
+            map: CsIdMap::GenericId(vec![GenericIdEntry {
+                cs_id: self.cs_id,
+                prot_type: ProtType::Srtp,
+                s: false,
+                policies: vec![self.policy.map_or(0, |p| p.policy_no)],
+                session_data: Vec::new(),
+                spi: self.spi.clone(),
+            }]),
+        };
+        let (ri, rr, idi, idr) = if self.identity_hiding {
+            // As the vendor data: UIDs under ID type URI.
+            (
+                IdRole::InitiatorUid,
+                IdRole::ResponderUid,
+                initiator_uid.to_vec(),
+                responder_uid.to_vec(),
+            )
+        } else {
+            (
+                IdRole::Initiator,
+                IdRole::Responder,
+                self.initiator_uri.as_bytes().to_vec(),
+                self.responder_uri.as_bytes().to_vec(),
+            )
+        };
+        let idr_of = |role, id: Vec<u8>| {
+            Payload::Idr(Idr {
+                role,
+                id_type: IdType::Uri,
+                id,
+            })
+        };
+        let kms = self.kms.kms_uri.as_bytes().to_vec();
+        let mut payloads = vec![
+            Payload::T(Timestamp::NtpUtc(unix_to_ntp64(self.t_unix))),
+            Payload::Rand(Rand(self.random.rand.to_vec())),
+            idr_of(ri, idi),
+            idr_of(rr, idr),
+            idr_of(IdRole::InitiatorKms, kms.clone()),
+            idr_of(IdRole::ResponderKms, kms),
+        ];
+        if let Some(sp) = self.policy {
+            payloads.push(Payload::Sp(sp.clone()));
+        }
+        let ssv = Ssv::from_bytes(self.key)?;
+        let sed = Recipient::new(&self.kms.sakke_public, &responder_uid)?.encapsulate(&ssv)?;
+        payloads.push(Payload::Sakke(Sakke {
+            params: SakkeParams::Set1,
+            id_scheme: IdScheme::McxHashedUid,
+            data: sed.to_vec(),
+        }));
+        if let Some((kp, date_time)) = self.key_params {
+            let pt = zeroize::Zeroizing::new(kp.get_encoding()?);
+            // E.6: date and time of creation; payload ID and sequence 0;
+            // DPPK = the key carried, DPPK-ID = the CSB ID.
+            let date = date_time.unwrap_or(self.t_unix & ((1 << 40) - 1));
+            let pp = ProtectedPayload::seal(self.key, self.csb_id, date, 0, self.random.iv, &pt)?;
+            payloads.push(Payload::GeneralExt(GeneralExt {
+                ext_type: GeneralExtType::KeyParameters,
+                body: ExtBody::KeyParameters(pp),
+            }));
+        }
+        Ok(Message { hdr, payloads })
+    }
+}
+
+/// A receiving entity of TS 33.180 5.2.2: its URI, its SAKKE key for one
+/// key period, and the trusted KMS.
+#[derive(Clone, Copy)]
+pub(crate) struct KeyReceiver<'a> {
+    /// The receiving entity's URI (IDRr must name it).
+    pub own_uri: &'a str,
+    /// Its SAKKE receiver key for `key_period_no`.
+    pub own_key: &'a ReceiverKey,
+    /// The key period `own_key` is for.
+    pub key_period_no: u64,
+    /// The trusted KMS community (URI, key periods, KPAK).
+    pub kms: &'a CommunityPublic,
+}
+
+/// A key distribution message that passed every common check: decoded,
+/// signed by its initiator, addressed to this receiver, fresh, and its key
+/// decapsulated. Not yet remembered as seen: see [`OpenedKey::remember`].
+pub(crate) struct OpenedKey {
+    /// The decoded message.
+    pub msg: Message,
+    /// The initiator's URI (the signer).
+    pub initiator_uri: String,
+    /// The RAND payload.
+    pub rand: Vec<u8>,
+    /// The time stamp, Unix seconds.
+    pub t_unix: i64,
+    /// The key carried.
+    pub key: Key128,
+    /// T || RAND: what identifies the message for replay protection.
+    replay_key: Vec<u8>,
+}
+
+impl OpenedKey {
+    /// Records the message as accepted; call once every check passed, so
+    /// that a message refused for any reason cannot block the real one.
+    pub(crate) fn remember(&self, replay: &mut ReplayCache, now_unix: u64) {
+        replay.insert(self.t_unix, &self.replay_key, now_unix);
+    }
+}
+
+/// The URI an IDR of `role` names (ID type URI); `name` names the
+/// payload in the error.
+///
+/// # Errors
+/// [`Rejection::MissingPayload`] or [`Rejection::Unsupported`] (another ID
+/// type, or not UTF-8).
+pub(crate) fn uri_of(msg: &Message, role: IdRole, name: &'static str) -> Result<String, Rejection> {
+    let idr = msg.idr(role).ok_or(Rejection::MissingPayload(name))?;
+    if idr.id_type != IdType::Uri {
+        return Err(Rejection::Unsupported {
+            what: "ID type",
+            value: idr.id_type.value().into(),
+        });
+    }
+    String::from_utf8(idr.id.clone()).map_err(|_| Rejection::Unsupported {
+        what: "non-UTF-8 URI",
+        value: 0,
+    })
+}
+
+impl KeyReceiver<'_> {
+    /// The checks of TS 33.180 5.2.2 on the receiving side, each failing
+    /// with its own error: data type and PRF; `precheck` (the procedure's
+    /// own structural checks, run before any expensive crypto); signed;
+    /// both KMS IDRs name the trusted KMS; T within the replay window; the
+    /// key period of T is the one the receiver's keys are for; the
+    /// initiator (`initiator`, or if `None` the URI in IDRi) and the
+    /// responder (this receiver) by URI or UID; the initiator's ECCSI
+    /// signature; (T, RAND) not seen before; SAKKE decapsulation.
+    ///
+    /// # Errors
+    /// [`Error::Decode`] or [`Error::Rejected`] with the failed check.
+    pub(crate) fn open(
+        &self,
+        bytes: &[u8],
+        now_unix: u64,
+        replay: &ReplayCache,
+        initiator: Option<&str>,
+        precheck: impl FnOnce(&Message) -> Result<(), Rejection>,
+    ) -> Result<OpenedKey, Error> {
+        let (msg, layout) = Message::decode_with_layout(bytes)?;
+        if msg.hdr.data_type != DataType::Sakke {
+            return Err(Rejection::UnexpectedDataType {
+                expected: DataType::Sakke.value(),
+                got: msg.hdr.data_type.value(),
+            }
+            .into());
+        }
+        if msg.hdr.prf != PrfFunc::HmacSha256 {
+            return Err(Rejection::UnsupportedPrf(msg.hdr.prf.value()).into());
+        }
+        precheck(&msg)?;
+        if msg.sign().is_none() {
+            return Err(Rejection::NotSigned.into());
+        }
+        let rand = msg
+            .rand()
+            .ok_or(Rejection::MissingPayload("RAND"))?
+            .0
+            .clone();
+        check_kms(&msg, &self.kms.kms_uri, true)?;
+        let t_unix = message_time(&msg, now_unix)?;
+        replay.check_time(t_unix, now_unix)?;
+        let period = key_period_of(self.kms, t_unix)?;
+        if period != self.key_period_no {
+            return Err(Rejection::KeyPeriodMismatch {
+                message: period,
+                receiver: self.key_period_no,
+            }
+            .into());
+        }
+        let initiator_uri = match initiator {
+            Some(uri) => uri.to_owned(),
+            None => uri_of(&msg, IdRole::Initiator, "IDRi")?,
+        };
+        let initiator_uid = self.kms.uid(&initiator_uri, period)?;
+        let own_uid = self.kms.uid(self.own_uri, period)?;
+        check_identity(
+            &msg,
+            IdRole::Initiator,
+            IdRole::InitiatorUid,
+            &initiator_uri,
+            &initiator_uid,
+            Rejection::WrongInitiator,
+            "IDRi",
+        )?;
+        check_identity(
+            &msg,
+            IdRole::Responder,
+            IdRole::ResponderUid,
+            self.own_uri,
+            &own_uid,
+            Rejection::WrongResponder,
+            "IDRr",
+        )?;
+        verify_signature(bytes, &msg, &layout, &self.kms.kpak, &initiator_uid)?;
+        let mut replay_key = msg
+            .timestamp()
+            .map(Timestamp::value_bytes)
+            .unwrap_or_default();
+        replay_key.extend_from_slice(&rand);
+        replay.check(t_unix, &replay_key, now_unix)?;
+        let key = decapsulate(&msg, self.own_key)?;
+        Ok(OpenedKey {
+            msg,
+            initiator_uri,
+            rand,
+            t_unix,
+            key,
+            replay_key,
+        })
+    }
+}
+
+/// Opens and checks the associated parameters (E.6) of `msg`, if sent:
+/// protected under the key carried with DPPK-ID = the CSB ID, key type =
+/// `purpose` (E.6: the key's purpose tag), and not expired at `now_unix`.
+///
+/// # Errors
+/// [`Rejection::KeyParametersInvalid`], [`Rejection::KeyParametersMismatch`]
+/// (`wrong_type` names the key type expected) or [`Rejection::KeyExpired`].
+pub(crate) fn key_parameters(
+    msg: &Message,
+    key: &Key128,
+    purpose: Purpose,
+    wrong_type: &'static str,
+    now_unix: u64,
+) -> Result<Option<KeyParameters>, Rejection> {
+    let Some(ext) = msg.general_ext(GeneralExtType::KeyParameters) else {
+        return Ok(None);
+    };
+    let kp = crate::gmk::open_key_parameters(ext, key.as_bytes(), msg.hdr.csb_id)?;
+    if kp.key_type != purpose.value() {
+        return Err(Rejection::KeyParametersMismatch(wrong_type));
+    }
+    if kp.expiry_time != 0 && kp.expiry_time <= now_unix {
+        return Err(Rejection::KeyExpired {
+            expiry: kp.expiry_time,
+        });
+    }
+    Ok(Some(kp))
 }

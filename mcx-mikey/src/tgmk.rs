@@ -46,7 +46,7 @@ use crate::message::{
 };
 use crate::replay::ReplayCache;
 use crate::sakke_msg::{
-    ECCSI_SIGNATURE_LEN, check_kms, key_period_of, message_time, verify_signature,
+    ECCSI_SIGNATURE_LEN, check_kms, key_period_of, message_time, uri_of, verify_signature,
 };
 use crate::time::unix_to_ntp64;
 use crate::wire::{
@@ -65,16 +65,13 @@ pub const PURPOSE: Purpose = Purpose::Tgmk;
 /// A fresh TGMK (16 octets from `rng`; the caller passes the OS RNG) and
 /// TGMK-ID (purpose tag [`PURPOSE`], 28 random bits).
 pub fn generate(rng: &mut impl CryptoRng) -> (Tgmk, KeyId) {
-    let tgmk = Tgmk::generate(rng);
-    let id = KeyId((u32::from(PURPOSE.value()) << 28) | (rng.next_u32() & 0x0fff_ffff));
-    (tgmk, id)
+    (Tgmk::generate(rng), KeyId::fresh(PURPOSE, rng))
 }
 
 /// SRTP master keys from a TGMK (SPEC section 6): TGK = TGMK, CS ID 4,
 /// CSB ID = TGMK-ID, RAND of the wrapped-TGMK message, MKI = TGMK-ID.
 pub fn srtp_keys(tgmk: &Tgmk, tgmk_id: KeyId, rand: &[u8]) -> SrtpMasterKeys {
-    let (k, s) = kdf::srtp_master(tgmk.as_bytes(), kdf::CS_ID_GROUP_CALL, tgmk_id.0, rand);
-    SrtpMasterKeys::new(k, s, tgmk_id.to_bytes().to_vec())
+    kdf::srtp_keys_named_by_id(tgmk.as_bytes(), kdf::CS_ID_GROUP_CALL, tgmk_id, rand)
 }
 
 /// A constituent group as the initiator or a member knows it.
@@ -337,20 +334,6 @@ impl UnwrappedTgmk {
     pub fn srtp_keys(&self) -> SrtpMasterKeys {
         srtp_keys(&self.tgmk, self.tgmk_id, &self.rand)
     }
-}
-
-fn uri_of(msg: &Message, role: IdRole, name: &'static str) -> Result<String, Rejection> {
-    let idr = msg.idr(role).ok_or(Rejection::MissingPayload(name))?;
-    if idr.id_type != IdType::Uri {
-        return Err(Rejection::Unsupported {
-            what: "ID type",
-            value: idr.id_type.value().into(),
-        });
-    }
-    String::from_utf8(idr.id.clone()).map_err(|_| Rejection::Unsupported {
-        what: "non-UTF-8 URI",
-        value: 0,
-    })
 }
 
 impl TgmkReceiver<'_> {

@@ -7,7 +7,7 @@ mod common;
 
 use std::sync::OnceLock;
 
-use common::rng;
+use common::{community, issue_receiver, issue_signer, rejected, rng};
 use mcx_ibc::eccsi::SigningKey;
 use mcx_ibc::kms::{Community, CommunityPublic};
 use mcx_ibc::sakke::ReceiverKey;
@@ -36,16 +36,11 @@ struct World {
 fn world() -> &'static World {
     static W: OnceLock<World> = OnceLock::new();
     W.get_or_init(|| {
+        let (kms, period) = community(NOW);
         let mut rng = rng();
-        let kms = Community::generate("kms.example.org", 2_592_000, 0, &mut rng).unwrap();
-        let period = mcx_ibc::uid::key_period_no(NOW, 2_592_000, 0).unwrap();
-        let p = kms.public();
-        let g = kms.issue(GMS, period, &mut rng).unwrap();
-        let gms = SigningKey::new(&p.kpak, &g.uid, g.ssk, g.pvt).unwrap();
-        let b = kms.issue(BOB, period, &mut rng).unwrap();
-        let bob_signer = SigningKey::new(&p.kpak, &b.uid, b.ssk, b.pvt).unwrap();
-        let a = kms.issue(ALICE, period, &mut rng).unwrap();
-        let alice = ReceiverKey::new(&p.sakke_public, &a.uid, &a.rsk).unwrap();
+        let gms = issue_signer(&kms, GMS, period);
+        let bob_signer = issue_signer(&kms, BOB, period);
+        let alice = issue_receiver(&kms, ALICE, period);
         World {
             kms,
             period,
@@ -80,13 +75,6 @@ fn receiver(w: &World) -> GmkReceiver<'_> {
         key_period_no: w.period,
         kms: w.kms.public(),
         gms_uri: GMS,
-    }
-}
-
-fn rejected(r: Result<impl std::fmt::Debug, Error>) -> Rejection {
-    match r {
-        Err(Error::Rejected(r)) => r,
-        other => panic!("expected a rejection, got {other:?}"),
     }
 }
 

@@ -7,12 +7,11 @@ mod common;
 
 use std::sync::OnceLock;
 
-use common::rng;
+use common::{rejected, resign, rng};
 use mcx_ibc::eccsi::SigningKey;
 use mcx_ibc::kms::Community;
 use mcx_mikey::message::{ExtBody, Payload, Sp};
 use mcx_mikey::replay::ReplayCache;
-use mcx_mikey::sakke_msg::sign_message;
 use mcx_mikey::tgmk::{self, ConstituentGroup, TgmkReceiver, TgmkWrap};
 use mcx_mikey::wire::{GeneralExtType, Purpose};
 use mcx_mikey::{Error, Gmk, IdentityRole, KeyId, Message, Rejection, Tgmk};
@@ -97,21 +96,6 @@ fn wrap_all(w: &World) -> Vec<tgmk::WrappedTgmk> {
     wrap_spec(w)
         .wrap(&groups, &w.dispatcher, &mut rng())
         .unwrap()
-}
-
-fn rejected(r: Result<impl std::fmt::Debug, Error>) -> Rejection {
-    match r {
-        Err(Error::Rejected(r)) => r,
-        other => panic!("expected a rejection, got {other:?}"),
-    }
-}
-
-/// Strips the SIGN payload and signs again with `key`.
-fn resign(bytes: &[u8], key: &SigningKey, edit: impl FnOnce(&mut Message)) -> Vec<u8> {
-    let mut msg = Message::decode(bytes).unwrap();
-    assert!(matches!(msg.payloads.pop(), Some(Payload::Sign(_))));
-    edit(&mut msg);
-    sign_message(msg, key, &mut rng()).unwrap()
 }
 
 #[test]

@@ -5,8 +5,11 @@
 use std::sync::OnceLock;
 
 use mcx_ibc::eccsi::{Kpak, Pvt, SigningKey, Ssk};
-use mcx_ibc::kms::CommunityPublic;
+use mcx_ibc::kms::{Community, CommunityPublic};
 use mcx_ibc::sakke::{KmsPublicKey, ReceiverKey, Rsk};
+use mcx_mikey::message::Payload;
+use mcx_mikey::sakke_msg::sign_message;
+use mcx_mikey::{Error, Message, Rejection};
 use serde_json::Value;
 
 /// Streamwide StreamwideTestVectors.md v5 (tests/data is a copy of the
@@ -101,4 +104,43 @@ pub const VENDOR_T_UNIX: u64 = 1_759_448_872;
 
 pub fn rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
     rand_core::UnwrapErr(getrandom::SysRng)
+}
+
+/// Key period length of our own test communities: 30 days.
+pub const KEY_PERIOD: u64 = 2_592_000;
+
+/// A fresh KMS community of our own and the key period `now` falls in.
+pub fn community(now: u64) -> (Community, u64) {
+    let kms = Community::generate("kms.example.org", KEY_PERIOD, 0, &mut rng()).unwrap();
+    let period = mcx_ibc::uid::key_period_no(now, KEY_PERIOD, 0).unwrap();
+    (kms, period)
+}
+
+/// The ECCSI signing key `kms` issues to `uri` for `period`.
+pub fn issue_signer(kms: &Community, uri: &str, period: u64) -> SigningKey {
+    let k = kms.issue(uri, period, &mut rng()).unwrap();
+    SigningKey::new(&kms.public().kpak, &k.uid, k.ssk, k.pvt).unwrap()
+}
+
+/// The SAKKE receiver key `kms` issues to `uri` for `period`.
+pub fn issue_receiver(kms: &Community, uri: &str, period: u64) -> ReceiverKey {
+    let k = kms.issue(uri, period, &mut rng()).unwrap();
+    ReceiverKey::new(&kms.public().sakke_public, &k.uid, &k.rsk).unwrap()
+}
+
+/// The rejection in `r`; panics on success or any other error.
+pub fn rejected(r: Result<impl std::fmt::Debug, Error>) -> Rejection {
+    match r {
+        Err(Error::Rejected(r)) => r,
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+/// Strips the SIGN payload, lets `edit` change the message and signs it
+/// again with `key`: a well-signed message that differs in one respect.
+pub fn resign(bytes: &[u8], key: &SigningKey, edit: impl FnOnce(&mut Message)) -> Vec<u8> {
+    let mut msg = Message::decode(bytes).unwrap();
+    assert!(matches!(msg.payloads.pop(), Some(Payload::Sign(_))));
+    edit(&mut msg);
+    sign_message(msg, key, &mut rng()).unwrap()
 }
