@@ -30,6 +30,7 @@ use rand_core::CryptoRng;
 
 use crate::controlling::GROUP_LOST_INFO_PACKAGE;
 use crate::info::McpttInfo;
+use crate::registration::{Outcome, RegState, Registration};
 use crate::result::{CALL_RESULT_CONTENT_TYPE, CallResult, GroupResult};
 use crate::sdp::{Description, Direction, MediaEndpoint};
 use crate::sip::{self, without_body};
@@ -60,6 +61,11 @@ pub struct ClientConfig {
     /// Where this client takes voice and floor control (its driver's
     /// bound sockets), announced in its SDP.
     pub media: MediaEndpoint,
+    /// Its home server (the MC server of its groups, its participating
+    /// function), which [`Client::register`] registers with.
+    pub home_server: Option<String>,
+    /// The registration expiry asked for.
+    pub registration_expiry: Duration,
 }
 
 impl ClientConfig {
@@ -69,6 +75,8 @@ impl ClientConfig {
     pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(32);
     /// Default most calls at once.
     pub const DEFAULT_MAX_CALLS: usize = 8;
+    /// Default registration expiry (refreshed at 80 %).
+    pub const DEFAULT_REGISTRATION_EXPIRY: Duration = Duration::from_secs(600);
 
     /// A configuration with the default waits and limits.
     pub fn new(
@@ -84,6 +92,8 @@ impl ClientConfig {
             allowed_initiators,
             call_timeout: Self::DEFAULT_CALL_TIMEOUT,
             media: MediaEndpoint::UNBOUND,
+            home_server: None,
+            registration_expiry: Self::DEFAULT_REGISTRATION_EXPIRY,
             ack_wait: Self::DEFAULT_ACK_WAIT,
             max_calls: Self::DEFAULT_MAX_CALLS,
         }
@@ -122,6 +132,25 @@ pub enum ClientEvent {
         initiator: String,
         /// The TGMK-ID.
         tgmk_id: KeyId,
+    },
+    /// The home server registered us (RFC 3261 10.3), for `expires`.
+    Registered {
+        /// The home server.
+        server: String,
+        /// How long the registration holds (refreshed before).
+        expires: Duration,
+    },
+    /// The registration was refused or the home server unreachable;
+    /// retried after `retry_in`.
+    RegistrationFailed {
+        /// The home server.
+        server: String,
+        /// Its status (408/503 when unreachable).
+        status: u16,
+        /// Its reason phrase.
+        reason: String,
+        /// When the next attempt goes.
+        retry_in: Duration,
     },
     /// An incoming call request was refused.
     IncomingRejected {
@@ -245,6 +274,8 @@ pub struct Client {
     receiver_key: ReceiverKey,
     gmks: Vec<GroupKey>,
     replay: ReplayCache,
+    /// The registration with the home server, once asked for.
+    registration: Option<Registration>,
     /// Calls by temporary group.
     calls: BTreeMap<String, Call>,
     /// Floor packets whose call is not known yet (a Floor Granted that
@@ -311,6 +342,7 @@ impl Client {
             receiver_key,
             gmks: Vec::new(),
             replay: ReplayCache::default(),
+            registration: None,
             calls: BTreeMap::new(),
             early_floor: VecDeque::new(),
             gone: GoneLegs::default(),
@@ -600,7 +632,62 @@ impl Client {
         for tg in self.calls() {
             self.hang_up(time, &tg, rng)?;
         }
+        // Withdraw the registration: the home server stops inviting us.
+        if self
+            .registration
+            .as_ref()
+            .is_some_and(|r| matches!(r.state, RegState::Registered { .. }))
+        {
+            self.deregister(rng)?;
+        }
         Ok(())
+    }
+
+    /// Registers with the home server (and keeps the registration
+    /// refreshed): it then invites us into calls of our groups, including
+    /// those already going on (late entry).
+    ///
+    /// # Errors
+    /// [`Error::InvalidCommand`] without a `home_server`.
+    pub fn register(&mut self, time: Time, rng: &mut impl CryptoRng) -> Result<(), Error> {
+        let server = self
+            .config
+            .home_server
+            .clone()
+            .ok_or(Error::InvalidCommand("register: no home server configured"))?;
+        let expiry = self.config.registration_expiry;
+        let uri = self.config.uri.clone();
+        let r = self
+            .registration
+            .get_or_insert_with(|| Registration::new(&server, &uri, expiry, rng));
+        let req = r.request(expiry, rng)?;
+        self.ua.send_request(&server, &req);
+        self.timeline
+            .push_back(timeline(&uri, 0, time, format!("REGISTER to {server}")));
+        Ok(())
+    }
+
+    /// Withdraws the registration (`Expires: 0`): the home server stops
+    /// inviting us until we register again.
+    ///
+    /// # Errors
+    /// [`Error::InvalidCommand`] if we never registered.
+    pub fn deregister(&mut self, rng: &mut impl CryptoRng) -> Result<(), Error> {
+        let r = self
+            .registration
+            .as_mut()
+            .ok_or(Error::InvalidCommand("deregister: not registered"))?;
+        let req = r.request(Duration::ZERO, rng)?;
+        let to = r.server.clone();
+        self.ua.send_request(&to, &req);
+        Ok(())
+    }
+
+    /// Whether the home server holds our registration now.
+    pub fn is_registered(&self, now: Instant) -> bool {
+        self.registration
+            .as_ref()
+            .is_some_and(|r| matches!(r.state, RegState::Registered { until } if until > now))
     }
 
     fn call_mut(&mut self, temporary_group_id: &str) -> Result<&mut Call, Error> {
@@ -720,6 +807,14 @@ impl Client {
     /// # Errors
     /// [`Error::SipBuild`] if a CANCEL or BYE cannot be built.
     pub fn handle_timeout(&mut self, time: Time, rng: &mut impl CryptoRng) -> Result<(), Error> {
+        if self
+            .registration
+            .as_ref()
+            .and_then(|r| r.next)
+            .is_some_and(|t| t <= time.instant)
+        {
+            self.register(time, rng)?;
+        }
         let due: Vec<String> = self
             .calls
             .iter()
@@ -775,6 +870,7 @@ impl Client {
                     .front()
                     .map(|(t, _, _)| *t + EARLY_FLOOR_KEEP),
             )
+            .chain(self.registration.as_ref().and_then(|r| r.next))
             .min()
     }
 
@@ -1088,6 +1184,28 @@ impl Client {
         Ok(())
     }
 
+    /// The home server's answer to our REGISTER.
+    fn on_register_answer(&mut self, time: Time, resp: &Response) {
+        let Some(r) = self.registration.as_mut().filter(|r| r.answers(resp)) else {
+            return;
+        };
+        if resp.status().is_provisional() {
+            return;
+        }
+        let server = r.server.clone();
+        let event = match r.on_response(time.instant, resp) {
+            Outcome::Registered(expires) => ClientEvent::Registered { server, expires },
+            Outcome::Withdrawn => return,
+            Outcome::Failed(retry_in) => ClientEvent::RegistrationFailed {
+                server,
+                status: resp.status().0,
+                reason: resp.reason().to_owned(),
+                retry_in,
+            },
+        };
+        self.events.push_back(event);
+    }
+
     /// The call whose dialog `req` belongs to.
     fn call_in_dialog(&self, req: &Request) -> Option<String> {
         self.calls
@@ -1121,8 +1239,13 @@ impl Client {
         resp: Response,
         rng: &mut impl CryptoRng,
     ) -> Result<(), Error> {
-        if resp.cseq()?.1 != Method::Invite {
-            return Ok(()); // answers to BYE and CANCEL
+        match resp.cseq()?.1 {
+            Method::Invite => {}
+            Method::Register => {
+                self.on_register_answer(time, &resp);
+                return Ok(());
+            }
+            _ => return Ok(()), // answers to BYE and CANCEL
         }
         let Some(tg) = self.call_of(resp.call_id()?) else {
             // The call was given up: a late 2xx is ACKed and ended.

@@ -430,6 +430,7 @@ impl ControllingServer {
                 Method::Invite => self.on_invite(time, from, req, rng),
                 Method::Bye => self.on_bye(time, from, &req, rng),
                 Method::Cancel => self.on_cancel(time, from, &req, rng),
+                Method::Info => self.on_info(time, from, &req, rng),
                 Method::Ack => {
                     self.on_ack(&req);
                     Ok(())
@@ -1334,11 +1335,7 @@ impl ControllingServer {
         req: &Request,
         rng: &mut impl CryptoRng,
     ) -> Result<(), Error> {
-        let no = req
-            .call_id()
-            .ok()
-            .and_then(|c| self.by_call_id.get(c))
-            .copied();
+        let no = self.call_no_of(req);
         let Some(no) = no else {
             return self.ua.no_such_transaction(from, req, rng);
         };
@@ -1372,6 +1369,91 @@ impl ControllingServer {
         self.ua
             .respond(from, req, StatusCode::OK, None, Answer::Empty, rng)?;
         self.lose_leg(time, no, i, LegLoss::EndedByServer, rng)
+    }
+
+    /// The call a request belongs to, by its Call-ID.
+    fn call_no_of(&self, req: &Request) -> Option<CallNo> {
+        req.call_id()
+            .ok()
+            .and_then(|c| self.by_call_id.get(c))
+            .copied()
+    }
+
+    /// An MC server's in-call report (INFO, `mcx.call-result`): members
+    /// that joined late become floor receivers (and get Floor Taken).
+    fn on_info(
+        &mut self,
+        time: Time,
+        from: &str,
+        req: &Request,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(), Error> {
+        let no = self.call_no_of(req);
+        let leg = no.and_then(|no| {
+            let c = self.calls.get(&no)?;
+            let l = c
+                .legs
+                .iter()
+                .find(|l| matches!(&l.state, LegState::Joined(d) if d.matches(req)))?;
+            Some((no, l.group_id.clone()))
+        });
+        let Some((no, group)) = leg else {
+            return self.ua.no_such_transaction(from, req, rng);
+        };
+        let body = (req.header("Info-Package") == Some(GROUP_LOST_INFO_PACKAGE))
+            .then(|| CallResult::parse(req.body()).ok())
+            .flatten();
+        let Some(body) = body else {
+            self.ua.respond(
+                from,
+                req,
+                StatusCode(469),
+                Some("Bad Info Package"),
+                Answer::Empty,
+                rng,
+            )?;
+            return Ok(());
+        };
+        self.ua
+            .respond(from, req, StatusCode::OK, None, Answer::Empty, rng)?;
+        let Some(call) = self.calls.get_mut(&no) else {
+            return Ok(());
+        };
+        let Some(arb) = call.arbitrator.as_mut() else {
+            return Ok(());
+        };
+        let mut joined = Vec::new();
+        for m in body
+            .groups
+            .iter()
+            .filter(|g| g.result.group_id == group)
+            .flat_map(|g| g.members.iter())
+        {
+            let MemberOutcome::Accepted { ssrc } = m.outcome else {
+                continue;
+            };
+            if call.participants.contains(&m.uri) {
+                continue;
+            }
+            arb.add_receiver(time.instant, m.uri.clone())?;
+            call.participants.push(m.uri.clone());
+            let pid = call.participants.len() - 1;
+            if let Some((_, pids)) = call.leg_participants.iter_mut().find(|(g, _)| *g == group) {
+                pids.push(pid);
+            }
+            self.floor_index
+                .insert((m.uri.clone(), ssrc.unwrap_or(0)), (no, pid));
+            joined.push(m.uri.clone());
+        }
+        for uri in joined {
+            self.timeline.push_back(timeline(
+                &self.config.uri,
+                9,
+                time,
+                format!("late entry: {uri} joined through {group}; Floor Taken sent"),
+            ));
+        }
+        self.drain_floor(time, no, rng)
     }
 
     /// Takes leg `i` of call `no` out of the call (its group is lost) and
@@ -1584,21 +1666,13 @@ impl ControllingServer {
         let tg = call.temporary_group_id.clone();
         let to = call.initiator_addr.clone();
         if let Some(d) = call.initiator_dialog.as_mut() {
-            let host = sip::host_of(&self.config.uri);
-            let mut info = d.request_in_dialog(Method::Info, ("UDP", &host), sip::rand8(rng))?;
-            info.headers_mut()
-                .push("Info-Package", GROUP_LOST_INFO_PACKAGE)?;
             let body = CallResult {
                 groups: vec![GroupReport {
                     result: result.clone(),
                     members: Vec::new(),
                 }],
             };
-            info.set_body(
-                Some(crate::result::CALL_RESULT_CONTENT_TYPE),
-                Bytes::from(body.to_xml()),
-            )?;
-            self.ua.send_request(&to, &info);
+            self.ua.send_call_result_info(&to, d, &body, rng)?;
         }
         let none_left = !call
             .legs
@@ -1629,11 +1703,7 @@ impl ControllingServer {
         req: &Request,
         rng: &mut impl CryptoRng,
     ) -> Result<(), Error> {
-        let no = req
-            .call_id()
-            .ok()
-            .and_then(|c| self.by_call_id.get(c))
-            .copied();
+        let no = self.call_no_of(req);
         let pending = no.and_then(|no| {
             let c = self.calls.get(&no)?;
             (matches!(c.phase, Phase::SettingUp) && cancels(req, &c.invite))

@@ -59,6 +59,7 @@ mod error;
 mod info;
 mod link;
 mod mc_server;
+mod registration;
 mod result;
 mod sdp;
 mod sip;

@@ -81,6 +81,9 @@ pub struct McServerLimits {
     /// `Duration::ZERO` (the default) turns the watch off, for controlling
     /// servers that send no keep-alive.
     pub upstream_silence: Duration,
+    /// The longest registration granted (RFC 3261 10.3: the registrar
+    /// may shorten what was asked).
+    pub max_registration: Duration,
 }
 
 impl Default for McServerLimits {
@@ -91,6 +94,7 @@ impl Default for McServerLimits {
             ack_wait: Duration::from_secs(32),
             max_calls: 1000,
             upstream_silence: Duration::ZERO,
+            max_registration: Duration::from_secs(3600),
         }
     }
 }
@@ -154,6 +158,27 @@ struct Fanout {
     voice_source: Option<SocketAddr>,
     voice_ssrc: Option<u32>,
     relaying: bool,
+    /// What a member invited later gets (late entry): the same offer,
+    /// mcptt-info and wrapped TGMK as the others.
+    late: LateEntry,
+}
+
+/// The parts of a fan-out's INVITE kept for late entry.
+struct LateEntry {
+    sdp: String,
+    info: McpttInfo,
+    copy: Bytes,
+    caller: String,
+    from_uri: String,
+}
+
+/// A member's registration with this MC server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Binding {
+    /// Registered until then.
+    Until(Instant),
+    /// Withdrawn or lapsed: not invited until it registers again.
+    Gone,
 }
 
 impl Fanout {
@@ -198,6 +223,8 @@ pub struct McServer {
     /// Controlling servers with calls here: when each was last heard, and
     /// how many fan-outs it has.
     upstreams: HashMap<String, (Instant, usize)>,
+    /// Members' registrations (only members of our groups are taken).
+    registrations: HashMap<String, Binding>,
 }
 
 impl fmt::Debug for McServer {
@@ -230,6 +257,7 @@ impl McServer {
             media: MediaEndpoint::UNBOUND,
             relay: VecDeque::new(),
             upstreams: HashMap::new(),
+            registrations: HashMap::new(),
         }
     }
 
@@ -352,6 +380,7 @@ impl McServer {
                 Method::Invite => self.on_invite(time, from, req, rng),
                 Method::Bye => self.on_bye(time, from, &req, rng),
                 Method::Cancel => self.on_cancel(time, from, &req, rng),
+                Method::Register => self.on_register(time, from, &req, rng),
                 Method::Ack => {
                     self.on_ack(&req);
                     Ok(())
@@ -431,6 +460,202 @@ impl McServer {
     #[must_use]
     pub fn poll_timeline(&mut self) -> Option<TimelineEntry> {
         self.timeline.pop_front()
+    }
+
+    /// An INVITE of the group's call for one member (not sent).
+    fn member_invite(
+        &self,
+        late: &LateEntry,
+        group_id: &str,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Request, Error> {
+        let mut mp = sip::call_body(late.sdp.clone(), &late.info, &[(group_id, &late.copy)], rng);
+        let pai = [(
+            mcx_sip::headers::P_ASSERTED_IDENTITY,
+            format!("<{}>", late.caller),
+        )];
+        sip::invite(&late.from_uri, self.ua.uri(), group_id, &mut mp, &pai, rng)
+    }
+
+    /// A member registers (RFC 3261 10.3): only members of our groups, for
+    /// themselves; the grant is capped at `max_registration`. A member
+    /// that was not registered gets the calls of its groups that are going
+    /// on (late entry).
+    fn on_register(
+        &mut self,
+        time: Time,
+        from: &str,
+        req: &Request,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(), Error> {
+        let aor = req.to()?.uri;
+        let mut refuse = |this: &mut Self, reason: &str| {
+            this.ua
+                .respond(
+                    from,
+                    req,
+                    StatusCode::FORBIDDEN,
+                    Some(reason),
+                    Answer::Empty,
+                    rng,
+                )
+                .map(|_| ())
+        };
+        if req.from()?.uri != aor {
+            return refuse(self, "Forbidden - registering someone else");
+        }
+        if !self.groups.values().any(|ms| ms.contains(&aor)) {
+            return refuse(self, "Forbidden - not a member of a group served here");
+        }
+        let asked = req
+            .header("Contact")
+            .and_then(|c| {
+                c.split(';')
+                    .skip(1)
+                    .find_map(|p| p.trim().strip_prefix("expires="))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            })
+            .or_else(|| req.header("Expires")?.trim().parse().ok())
+            .map_or(Duration::from_secs(3600), Duration::from_secs);
+        let granted = asked.min(self.limits.max_registration);
+        let was = self.registrations.get(&aor).copied();
+        let was_registered = matches!(was, Some(Binding::Until(t)) if t > time.instant);
+        self.registrations.insert(
+            aor.clone(),
+            if granted.is_zero() {
+                Binding::Gone
+            } else {
+                Binding::Until(time.instant + granted)
+            },
+        );
+        let tag = mcx_sip::new_tag(sip::rand8(rng));
+        let mut ok = Response::for_request(req, StatusCode::OK, Some(&tag))?;
+        let secs = granted.as_secs();
+        if secs > 0 {
+            ok.headers_mut()
+                .push("Contact", &format!("<{aor}>;expires={secs}"))?;
+        }
+        ok.headers_mut().push("Expires", &secs.to_string())?;
+        self.ua.send(from, Channel::Sip, ok.to_bytes());
+        if !granted.is_zero() && !was_registered {
+            self.late_entry(time, &aor, rng)?;
+        }
+        Ok(())
+    }
+
+    /// Late entry (TS 23.379): `member` just became reachable; every call
+    /// of its groups that is going on and that it is not in invites it,
+    /// with the group's wrapped TGMK, the same offer and mcptt-info.
+    fn late_entry(
+        &mut self,
+        time: Time,
+        member: &str,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(), Error> {
+        let nos: Vec<CallNo> = self.fanouts.keys().copied().collect();
+        for no in nos {
+            let Some(fan) = self.fanouts.get(&no) else {
+                continue;
+            };
+            let Some(i) = fan.legs.iter().position(|l| l.member == member) else {
+                continue;
+            };
+            let absent = matches!(
+                fan.legs[i].state,
+                MemberState::Left
+                    | MemberState::Done(
+                        MemberOutcome::NotRegistered
+                            | MemberOutcome::Unreachable { .. }
+                            | MemberOutcome::Timeout
+                    )
+            );
+            if !absent || fan.upstream_dialog.is_none() && fan.reported {
+                continue;
+            }
+            let group = fan.group_id.clone();
+            let invite = self.member_invite(&fan.late, &group, rng)?;
+            self.ua.send_request(member, &invite);
+            let new_id = invite.call_id()?.to_owned();
+            let Some(fan) = self.fanouts.get_mut(&no) else {
+                continue;
+            };
+            let old = std::mem::replace(
+                &mut fan.legs[i],
+                MemberLeg {
+                    member: member.to_owned(),
+                    invite: without_body(&invite),
+                    state: MemberState::Trying { provisional: false },
+                },
+            );
+            if !fan.reported {
+                fan.trying += 1;
+            }
+            if let Ok(c) = old.invite.call_id() {
+                self.by_call_id.remove(c);
+                // A 2xx to the earlier INVITE may still come.
+                self.gone_legs
+                    .remember(c, member.to_owned(), old.invite.clone(), time.instant);
+            }
+            self.by_call_id.insert(new_id, (no, Party::Member(i)));
+            self.timeline.push_back(timeline(
+                self.ua.uri(),
+                4,
+                time,
+                format!("late entry: INVITE {group} to {member}, who just registered"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A member invited late joined: it gets the voice, and the
+    /// controlling server learns it in-call (INFO with the call result
+    /// naming it), so that it gets Floor Taken.
+    fn late_joined(
+        &mut self,
+        time: Time,
+        no: CallNo,
+        i: usize,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(), Error> {
+        self.update_route(no, false);
+        let Some(fan) = self.fanouts.get_mut(&no) else {
+            return Ok(());
+        };
+        let Some(leg) = fan.legs.get(i) else {
+            return Ok(());
+        };
+        let MemberState::Joined { ssrc, .. } = leg.state else {
+            return Ok(());
+        };
+        let member = leg.member.clone();
+        let accepted = fan
+            .legs
+            .iter()
+            .filter(|l| matches!(l.state, MemberState::Joined { .. }))
+            .count();
+        let accepted = u32::try_from(accepted).unwrap_or(u32::MAX);
+        let total = u32::try_from(fan.legs.len()).unwrap_or(u32::MAX);
+        let result = CallResult {
+            groups: vec![GroupReport {
+                result: GroupResult::joined(fan.group_id.clone(), accepted, total - accepted),
+                members: vec![MemberResult {
+                    uri: member.clone(),
+                    outcome: MemberOutcome::Accepted { ssrc },
+                }],
+            }],
+        };
+        let group = fan.group_id.clone();
+        let to = fan.upstream_addr.clone();
+        if let Some(d) = fan.upstream_dialog.as_mut() {
+            self.ua.send_call_result_info(&to, d, &result, rng)?;
+        }
+        self.timeline.push_back(timeline(
+            self.ua.uri(),
+            7,
+            time,
+            format!("late entry: {member} joined {group}; controlling server told"),
+        ));
+        Ok(())
     }
 
     /// The upstream watch of fan-out `no`: ends it if its controlling
@@ -599,12 +824,28 @@ impl McServer {
             fmtp: "",
         }
         .write();
+        let late = LateEntry {
+            sdp,
+            info,
+            copy,
+            caller: caller.clone(),
+            from_uri,
+        };
         let mut legs = Vec::new();
+        let mut invited = 0;
         for m in members.iter().filter(|m| **m != caller) {
-            let mut mp = sip::call_body(sdp.clone(), &info, &[(group_id.as_str(), &copy)], rng);
-            let pai = [(mcx_sip::headers::P_ASSERTED_IDENTITY, format!("<{caller}>"))];
-            let invite = sip::invite(&from_uri, &me, &group_id, &mut mp, &pai, rng)?;
-            self.ua.send_request(m, &invite);
+            let invite = self.member_invite(&late, &group_id, rng)?;
+            // A member known to be away (its registration withdrawn or
+            // lapsed) is not called now; it is when it registers again.
+            let away = matches!(self.registrations.get(m), Some(Binding::Gone))
+                || matches!(self.registrations.get(m), Some(Binding::Until(t)) if *t <= time.instant);
+            let state = if away {
+                MemberState::Done(MemberOutcome::NotRegistered)
+            } else {
+                self.ua.send_request(m, &invite);
+                invited += 1;
+                MemberState::Trying { provisional: false }
+            };
             self.by_call_id.insert(
                 invite.call_id()?.to_owned(),
                 (no, Party::Member(legs.len())),
@@ -612,10 +853,15 @@ impl McServer {
             legs.push(MemberLeg {
                 member: m.clone(),
                 invite: without_body(&invite),
-                state: MemberState::Trying { provisional: false },
+                state,
             });
         }
-        if legs.is_empty() {
+        if invited == 0 {
+            for l in &legs {
+                if let Ok(c) = l.invite.call_id() {
+                    self.by_call_id.remove(c);
+                }
+            }
             return self.reject(
                 from,
                 &req,
@@ -629,13 +875,12 @@ impl McServer {
             4,
             time,
             format!(
-                "INVITE {group_id} (temporary group {tg}) with its wrapped TGMK to {} members",
-                legs.len()
+                "INVITE {group_id} (temporary group {tg}) with its wrapped TGMK to {invited} members"
             ),
         ));
         self.by_call_id
             .insert(req.call_id()?.to_owned(), (no, Party::Upstream));
-        let trying = legs.len();
+        let trying = invited;
         let u = self
             .upstreams
             .entry(from.to_owned())
@@ -655,6 +900,7 @@ impl McServer {
                 voice_source: upstream_sdp.as_ref().and_then(|o| o.audio),
                 voice_ssrc: upstream_sdp.as_ref().and_then(|o| o.media_ssrc),
                 relaying: false,
+                late,
                 timers: Vec::new(),
                 last_touch: time.instant,
             },
@@ -705,7 +951,7 @@ impl McServer {
                 *provisional = true;
                 return Ok(());
             }
-            (MemberState::Trying { .. }, false) => fan.trying -= 1,
+            (MemberState::Trying { .. }, false) => fan.trying = fan.trying.saturating_sub(1),
             (_, true) => return Ok(()),
             (_, false) => {
                 // After the deadline: a late 2xx is ACKed and ended.
@@ -733,6 +979,9 @@ impl McServer {
                     ssrc: answer.as_ref().and_then(|a| a.floor_ssrc),
                     audio: answer.as_ref().and_then(|a| a.audio),
                 };
+            }
+            if self.fanouts.get(&no).is_some_and(|f| f.reported) {
+                return self.late_joined(time, no, i, rng);
             }
         } else {
             let outcome = match status.0 {
@@ -773,7 +1022,7 @@ impl McServer {
                 if provisional {
                     cancels.push((l.member.clone(), l.invite.clone()));
                 }
-                fan.trying -= 1;
+                fan.trying = fan.trying.saturating_sub(1);
                 l.state = MemberState::Done(if provisional {
                     MemberOutcome::Timeout
                 } else {

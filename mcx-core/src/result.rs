@@ -157,6 +157,9 @@ pub enum MemberOutcome {
         /// The synthesized status.
         status: u16,
     },
+    /// Not invited: not registered with its MC server (it is invited when
+    /// it registers, if the call is still going on: late entry).
+    NotRegistered,
 }
 
 /// One member's line in a group report.
@@ -246,6 +249,7 @@ impl CallResult {
                     MemberOutcome::Unreachable { status } => {
                         let _ = write!(x, " outcome=\"unreachable\" code=\"{status}\"");
                     }
+                    MemberOutcome::NotRegistered => x.push_str(" outcome=\"not-registered\""),
                 }
                 x.push_str("/>\r\n");
             }
@@ -389,6 +393,7 @@ fn parse_member(e: &BytesStart<'_>) -> Result<MemberResult, Error> {
         Some("unreachable") => MemberOutcome::Unreachable {
             status: code.unwrap_or(408),
         },
+        Some("not-registered") => MemberOutcome::NotRegistered,
         Some(_) => return Err(Error::CallResult("member with an unknown outcome")),
     };
     Ok(MemberResult { uri, outcome })

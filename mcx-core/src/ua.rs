@@ -171,6 +171,24 @@ impl UserAgent {
         Ok(())
     }
 
+    /// Sends an in-call report in `dialog`: INFO with `Info-Package:
+    /// mcx.call-result` (RFC 6086) and the call result body (a lost group
+    /// toward the initiator; a late joiner toward the controlling server).
+    pub(crate) fn send_call_result_info(
+        &mut self,
+        to: &str,
+        dialog: &mut Dialog,
+        result: &CallResult,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(), Error> {
+        let mut info = dialog.request_in_dialog(Method::Info, self.via(), rand8(rng))?;
+        info.headers_mut()
+            .push("Info-Package", crate::GROUP_LOST_INFO_PACKAGE)?;
+        info.set_body(Some(CALL_RESULT_CONTENT_TYPE), Bytes::from(result.to_xml()))?;
+        self.send_request(to, &info);
+        Ok(())
+    }
+
     /// Sends CANCEL for `invite` as sent (9.1): its Request-URI, Call-ID,
     /// From, To, CSeq number and top Via (so its branch) with method CANCEL.
     pub(crate) fn cancel(&mut self, to: &str, invite: &Request) -> Result<(), Error> {

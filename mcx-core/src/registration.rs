@@ -1,0 +1,145 @@
+//! A client's registration with its home server (RFC 3261 10, TS 24.379
+//! 7.2): the MC server of its groups, acting as its participating
+//! function, learns that it is reachable, and invites it into calls of
+//! its groups that are already going on (late entry).
+//!
+//! One registration per client: REGISTER with `Expires`, refreshed at 80 %
+//! of what the registrar granted, retried with backoff (1 s doubling to
+//! 60 s) after a failure, and withdrawn (`Expires: 0`) on shutdown.
+
+use std::time::{Duration, Instant};
+
+use mcx_sip::{Method, Request, Response, new_branch, new_call_id, new_tag};
+use rand_core::CryptoRng;
+
+use crate::Error;
+use crate::sip::{host_of, rand8, rand16};
+
+/// Where a registration stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RegState {
+    /// Not asked for (or withdrawn).
+    Idle,
+    /// REGISTER sent, no final answer yet.
+    Pending,
+    /// Granted until then.
+    Registered { until: Instant },
+    /// Refused or unreachable; retried at `next`.
+    Failed,
+}
+
+/// The client side of one registration binding.
+pub(crate) struct Registration {
+    pub(crate) server: String,
+    aor: String,
+    call_id: String,
+    from_tag: String,
+    cseq: u32,
+    pub(crate) expiry: Duration,
+    pub(crate) state: RegState,
+    /// When to refresh (registered) or retry (failed).
+    pub(crate) next: Option<Instant>,
+    backoff: Duration,
+}
+
+/// What a registrar's answer meant.
+pub(crate) enum Outcome {
+    /// Registered for this long.
+    Registered(Duration),
+    /// Withdrawn (our `Expires: 0` was answered).
+    Withdrawn,
+    /// Refused or unreachable: retried after the returned wait.
+    Failed(Duration),
+}
+
+const BACKOFF_FIRST: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+impl Registration {
+    pub(crate) fn new(server: &str, aor: &str, expiry: Duration, rng: &mut impl CryptoRng) -> Self {
+        let host = host_of(aor);
+        Self {
+            server: server.to_owned(),
+            aor: aor.to_owned(),
+            // One Call-ID for every REGISTER of this binding (RFC 3261 10.2).
+            call_id: new_call_id(rand16(rng), &host),
+            from_tag: new_tag(rand8(rng)),
+            cseq: 0,
+            expiry,
+            state: RegState::Idle,
+            next: None,
+            backoff: BACKOFF_FIRST,
+        }
+    }
+
+    /// The next REGISTER: asking for `expires` (zero withdraws).
+    pub(crate) fn request(
+        &mut self,
+        expires: Duration,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Request, Error> {
+        self.cseq += 1;
+        let host = host_of(&self.aor);
+        let secs = expires.as_secs();
+        let req = Request::builder(Method::Register, &self.server)
+            .via("UDP", &host, &new_branch(rand8(rng)))
+            .max_forwards(70)
+            .from(None, &self.aor, &self.from_tag)
+            .to(None, &self.aor, None)
+            .call_id(&self.call_id)
+            .cseq(self.cseq)
+            .contact(&format!("<{}>;expires={secs}", self.aor))
+            .header("Expires", &secs.to_string())
+            .build()?;
+        self.state = if expires.is_zero() {
+            RegState::Idle
+        } else {
+            RegState::Pending
+        };
+        self.next = None;
+        Ok(req)
+    }
+
+    /// Whether `resp` answers our REGISTER (same Call-ID).
+    pub(crate) fn answers(&self, resp: &Response) -> bool {
+        resp.call_id().is_ok_and(|c| c == self.call_id)
+    }
+
+    /// Takes the registrar's final answer.
+    pub(crate) fn on_response(&mut self, now: Instant, resp: &Response) -> Outcome {
+        let status = resp.status();
+        if status.is_success() {
+            let granted = granted_expiry(resp).unwrap_or(self.expiry);
+            if granted.is_zero() {
+                self.state = RegState::Idle;
+                self.next = None;
+                return Outcome::Withdrawn;
+            }
+            self.backoff = BACKOFF_FIRST;
+            self.state = RegState::Registered {
+                until: now + granted,
+            };
+            // Refresh at 80 % of the grant, before it lapses.
+            self.next = Some(now + granted.mul_f64(0.8));
+            return Outcome::Registered(granted);
+        }
+        let wait = self.backoff;
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+        self.state = RegState::Failed;
+        self.next = Some(now + wait);
+        Outcome::Failed(wait)
+    }
+}
+
+/// The expiry a registrar granted: the `expires` parameter of our Contact
+/// in its answer, else its `Expires` header (RFC 3261 10.2.4).
+fn granted_expiry(resp: &Response) -> Option<Duration> {
+    let from_contact = resp.header("Contact").and_then(|c| {
+        c.split(';')
+            .skip(1)
+            .find_map(|p| p.trim().strip_prefix("expires="))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    });
+    let secs = from_contact.or_else(|| resp.header("Expires")?.trim().parse().ok())?;
+    Some(Duration::from_secs(secs))
+}

@@ -1,0 +1,219 @@
+//! Registration with the home server and late entry (issue 10 point 4)
+//! on the mesh: a member away when the call starts is reported
+//! `not-registered`; when it registers, its MC server invites it into the
+//! call with the group's wrapped TGMK, it holds the call's TGMK, gets
+//! Floor Taken and the voice route; registrations are checked.
+#![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use mcx_core::{ClientEvent, RelayCommand};
+use mcx_floor::{ParticipantEvent, ParticipantState};
+
+const MC_A: &str = "sip:mc-a@mcx.test";
+const MC_B: &str = "sip:mc-b@mcx.test";
+
+fn home_of(uri: &str) -> &'static str {
+    if members_b().iter().any(|m| m == uri) {
+        MC_B
+    } else {
+        MC_A
+    }
+}
+
+fn registered_world() -> World {
+    let mut w = world_with(Servers::Two, &[DISPATCHER], |c| {
+        c.home_server = Some(home_of(&c.uri).to_owned());
+    });
+    let m = &mut w.mesh;
+    for u in all_members().iter().map(String::as_str).chain([DISPATCHER]) {
+        let t = m.time();
+        m.client(u).register(t, &mut TestRng(7)).unwrap();
+    }
+    m.drive_for(Duration::from_secs(1));
+    for u in all_members() {
+        assert!(
+            m.client_events(&u)
+                .iter()
+                .any(|e| matches!(e, ClientEvent::Registered { .. })),
+            "{u} registered"
+        );
+    }
+    w
+}
+
+#[test]
+fn a_member_that_registers_mid_call_is_invited_in_and_gets_floor_taken() {
+    let mut w = registered_world();
+    let m = &mut w.mesh;
+    let late = members_b()[2].clone();
+    // It goes off duty before the call.
+    m.client(&late).deregister(&mut TestRng(8)).unwrap();
+    m.drive_for(Duration::from_secs(1));
+    let t = m.time();
+    m.client(DISPATCHER)
+        .start_call(t, TEMP_GROUP, &[GROUP_A, GROUP_B], &mut TestRng(9))
+        .unwrap();
+    m.drive_for(Duration::from_secs(2));
+    let groups = m
+        .client_events(DISPATCHER)
+        .into_iter()
+        .find_map(|e| match e {
+            ClientEvent::CallEstablished { groups, .. } => Some(groups),
+            _ => None,
+        })
+        .unwrap();
+    let b = groups
+        .iter()
+        .find(|g| g.group_id == GROUP_B)
+        .unwrap()
+        .clone();
+    assert_eq!((b.accepted, b.rejected), (2, 1), "{b:?}");
+    assert!(!m.client(&late).in_call(TEMP_GROUP));
+    // The MC server's report names it not-registered (never invited).
+    let report = m
+        .log
+        .iter()
+        .find(|t| t.from == MC_B && t.to == CTRL && t.contents.starts_with(b"SIP/2.0 200"))
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&report.contents).contains(&format!(
+            "<member uri=\"{late}\" outcome=\"not-registered\"/>"
+        )),
+        "{}",
+        String::from_utf8_lossy(&report.contents)
+    );
+    assert_eq!(
+        m.log
+            .iter()
+            .filter(|t| t.to == late && t.contents.starts_with(b"INVITE "))
+            .count(),
+        0
+    );
+
+    // It registers again mid-call: invited in at once.
+    let t0 = m.now;
+    let t = m.time();
+    m.client(&late).register(t, &mut TestRng(10)).unwrap();
+    let mut took = None;
+    for _ in 0..100 {
+        m.drive_for(Duration::from_millis(5));
+        let taken = m.client_events(&late).iter().any(|e| {
+            matches!(
+                e,
+                ClientEvent::Floor {
+                    event: ParticipantEvent::FloorTaken {
+                        permission_to_request: false,
+                        ..
+                    },
+                    ..
+                }
+            )
+        });
+        if taken {
+            took = Some(m.now - t0);
+            break;
+        }
+    }
+    let took = took.expect("the late joiner got Floor Taken");
+    assert_eq!(
+        m.client(&late).floor_state(TEMP_GROUP),
+        Some(ParticipantState::HasNoPermission)
+    );
+    println!("late entry: REGISTER → in the call with Floor Taken in {took:?} (5 ms per hop)");
+    // REGISTER, INVITE, 200, INFO, Floor Taken: five one-way hops of
+    // 5 ms here, well inside TS 22.179's 350 ms.
+    assert!(took <= Duration::from_millis(60), "{took:?}");
+    let key = m.client(DISPATCHER).tgmk_confirmation(TEMP_GROUP).unwrap();
+    assert_eq!(m.client(&late).tgmk_confirmation(TEMP_GROUP).unwrap(), key);
+    let voice = m.client(&late).voice(TEMP_GROUP).unwrap();
+    assert_eq!(
+        voice.ssrc,
+        m.client(DISPATCHER).voice(TEMP_GROUP).unwrap().ssrc
+    );
+    // MC server B's relay now covers three members.
+    let RelayCommand::Set(route) = m.relays[MC_B].last().unwrap().clone() else {
+        panic!("{:?}", m.relays[MC_B]);
+    };
+    assert_eq!(route.targets.len(), 3);
+
+    // A refresh of a live registration invites nobody again.
+    let invites = |m: &Mesh| {
+        m.log
+            .iter()
+            .filter(|t| t.to == late && t.contents.starts_with(b"INVITE "))
+            .count()
+    };
+    let before = invites(m);
+    let t = m.time();
+    m.client(&late).register(t, &mut TestRng(11)).unwrap();
+    m.drive_for(Duration::from_secs(1));
+    assert_eq!(invites(m), before);
+
+    // The call ends everywhere, the late joiner included.
+    let t = m.time();
+    m.client(DISPATCHER)
+        .hang_up(t, TEMP_GROUP, &mut TestRng(12))
+        .unwrap();
+    m.drive_for(Duration::from_secs(2));
+    assert!(!m.client(&late).in_call(TEMP_GROUP));
+    assert_eq!(m.mc(MC_B).call_count(), 0);
+    assert!(m.errors.is_empty(), "{:?}", m.errors);
+}
+
+#[test]
+fn registrations_are_only_for_members_and_for_themselves() {
+    let mut w = world_with(Servers::Two, &[DISPATCHER], |c| {
+        // Everyone claims MC server A as home; only A's members may register.
+        c.home_server = Some(MC_A.to_owned());
+    });
+    let m = &mut w.mesh;
+    for u in [
+        members_a()[0].clone(),
+        members_b()[0].clone(),
+        OUTSIDER.to_owned(),
+    ] {
+        let t = m.time();
+        m.client(&u).register(t, &mut TestRng(1)).unwrap();
+    }
+    m.drive_for(Duration::from_secs(1));
+    let outcome = |m: &Mesh, u: &str| {
+        m.client_events(u).into_iter().find_map(|e| match e {
+            ClientEvent::Registered { .. } => Some(200),
+            ClientEvent::RegistrationFailed { status, .. } => Some(status),
+            _ => None,
+        })
+    };
+    assert_eq!(outcome(m, &members_a()[0]), Some(200));
+    assert_eq!(
+        outcome(m, &members_b()[0]),
+        Some(403),
+        "not a member of A's groups"
+    );
+    assert_eq!(outcome(m, OUTSIDER), Some(403));
+    // A refused registration is retried with backoff, bounded.
+    let failed = m
+        .client_events(OUTSIDER)
+        .into_iter()
+        .filter_map(|e| match e {
+            ClientEvent::RegistrationFailed { retry_in, .. } => Some(retry_in),
+            _ => None,
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(failed[0], Duration::from_secs(1));
+    m.drive_for(Duration::from_secs(200));
+    let retries: Vec<Duration> = m
+        .client_events(OUTSIDER)
+        .into_iter()
+        .filter_map(|e| match e {
+            ClientEvent::RegistrationFailed { retry_in, .. } => Some(retry_in),
+            _ => None,
+        })
+        .collect();
+    assert!(retries.windows(2).all(|w| w[1] >= w[0]), "{retries:?}");
+    assert_eq!(*retries.last().unwrap(), Duration::from_secs(60), "capped");
+    assert!(m.errors.is_empty(), "{:?}", m.errors);
+}
