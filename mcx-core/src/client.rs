@@ -140,6 +140,11 @@ pub enum ClientEvent {
         /// How long the registration holds (refreshed before).
         expires: Duration,
     },
+    /// Our withdrawal of the registration was answered.
+    Deregistered {
+        /// The home server.
+        server: String,
+    },
     /// The registration was refused or the home server unreachable;
     /// retried after `retry_in`.
     RegistrationFailed {
@@ -1195,7 +1200,7 @@ impl Client {
         let server = r.server.clone();
         let event = match r.on_response(time.instant, resp) {
             Outcome::Registered(expires) => ClientEvent::Registered { server, expires },
-            Outcome::Withdrawn => return,
+            Outcome::Withdrawn => ClientEvent::Deregistered { server },
             Outcome::Failed(retry_in) => ClientEvent::RegistrationFailed {
                 server,
                 status: resp.status().0,

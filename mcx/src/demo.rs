@@ -107,25 +107,43 @@ async fn confirmation(
         .map_err(failed)
 }
 
-/// Makes the topology's call and checks it; with `voice`, the initiator
-/// also sends that audio and every local member's recording is checked.
-pub(crate) async fn run_call(
-    t: &Topology,
-    running: &mut Running,
-    voice: Option<&VoicePlan>,
-) -> Result<Report, CliError> {
-    run_call_holding(t, running, Duration::ZERO, voice).await
+/// How a call is made.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct CallOptions<'a> {
+    /// Keep the call up this long with the floor held before ending it.
+    pub(crate) hold: Duration,
+    /// The initiator also sends this audio; every local member's
+    /// recording is checked.
+    pub(crate) voice: Option<&'a VoicePlan>,
+    /// This member is off duty (its registration withdrawn) when the call
+    /// starts and registers again during the voice: late entry.
+    pub(crate) late_joiner: Option<&'a str>,
+}
+
+/// The member `--late-joiner` picks: the last member of the call's last
+/// constituent group (not the initiator).
+pub(crate) fn late_joiner_of(t: &Topology) -> Result<String, CliError> {
+    let call = t
+        .call
+        .as_ref()
+        .ok_or_else(|| failed("the topology has no [call]"))?;
+    t.temporary_group(&call.temporary_group)
+        .and_then(|tg| tg.groups.last())
+        .and_then(|g| t.group(g))
+        .and_then(|g| g.members.iter().rev().find(|m| **m != call.initiator))
+        .cloned()
+        .ok_or_else(|| failed("no member to join late"))
 }
 
 /// Makes the topology's call, keeps it up `hold` with the floor held,
 /// then ends it; checks what this process can see (members running in
 /// other processes are left to their own output).
-pub(crate) async fn run_call_holding(
+pub(crate) async fn run_call_with(
     t: &Topology,
     running: &mut Running,
-    hold: Duration,
-    voice: Option<&VoicePlan>,
+    options: &CallOptions<'_>,
 ) -> Result<Report, CliError> {
+    let (hold, voice, late_joiner) = (options.hold, options.voice, options.late_joiner);
     let call = t
         .call
         .clone()
@@ -148,6 +166,26 @@ pub(crate) async fn run_call_holding(
             "the initiator {} is not running here",
             call.initiator
         )));
+    }
+    if let Some(late) = late_joiner {
+        let node = running
+            .clients
+            .get_mut(late)
+            .ok_or_else(|| failed(format!("the late joiner {late} is not running here")))?;
+        node.command(|c, _, rng| {
+            if let Err(e) = c.deregister(rng) {
+                tracing::warn!("deregister: {e}");
+            }
+        })
+        .map_err(failed)?;
+        if next_event(node, |e| matches!(e, ClientEvent::Deregistered { .. }))
+            .await
+            .is_none()
+        {
+            return Err(failed(format!(
+                "{late}: its home server did not take it off duty"
+            )));
+        }
     }
     let groups = tg.groups.clone();
     let temporary = call.temporary_group.clone();
@@ -226,9 +264,14 @@ pub(crate) async fn run_call_holding(
     // Per-group acceptance against the membership.
     let _ = writeln!(out, "\nper-group acceptance reported to the initiator");
     for g in &tg.groups {
-        let expected = t.group(g).map_or(0, |grp| {
+        let members_of = |grp: &crate::topology::Group| {
             grp.members.iter().filter(|m| **m != call.initiator).count()
+        };
+        // The late joiner is off duty at the start: not called (yet).
+        let off = t.group(g).map_or(0, |grp| {
+            usize::from(late_joiner.is_some_and(|l| grp.members.iter().any(|m| m == l)))
         });
+        let expected = t.group(g).map_or(0, members_of) - off;
         let got = results.iter().find(|r| &r.group_id == g);
         let line = match got {
             Some(r) if r.failure.is_some() => {
@@ -236,8 +279,8 @@ pub(crate) async fn run_call_holding(
                 format!("  {g:<32} {}  FAIL", describe_group(r))
             }
             Some(r) => {
-                let ok =
-                    usize::try_from(r.accepted).is_ok_and(|a| a == expected) && r.rejected == 0;
+                let ok = usize::try_from(r.accepted).is_ok_and(|a| a == expected)
+                    && usize::try_from(r.rejected).is_ok_and(|x| x == off);
                 if !ok {
                     failures.push(format!(
                         "{g}: {} accepted, {} rejected, {expected} expected",
@@ -293,6 +336,13 @@ pub(crate) async fn run_call_holding(
         let Some(node) = running.clients.get(m) else {
             continue;
         };
+        if late_joiner == Some(m.as_str()) {
+            let _ = writeln!(
+                out,
+                "  {m:<32} off duty when the call started: joins during the voice (late entry)"
+            );
+            continue;
+        }
         let failures_before = failures.len();
         let c = confirmation(node, &call.temporary_group).await?;
         if c.is_some() {
@@ -364,10 +414,14 @@ pub(crate) async fn run_call_holding(
             &call.temporary_group,
             &joined,
             plan,
+            late_joiner.map(|l| (l, &reference)),
         )
         .await?;
         out.push_str(&text);
         failures.extend(voice_failures);
+        if let Some(l) = late_joiner {
+            joined.push(l.to_owned());
+        }
     }
 
     let mut ended_while_held = false;

@@ -386,6 +386,13 @@ pub(crate) fn client_config(t: &Topology, u: &User, media: MediaEndpoint) -> Cli
     );
     c.call_timeout = t.deadlines.call();
     c.media = media;
+    // Its home server: the MC server of the first group it belongs to.
+    c.home_server = t
+        .groups
+        .iter()
+        .find(|g| g.members.contains(&u.uri))
+        .and_then(|g| t.owner_of(&g.id))
+        .map(|s| s.uri.clone());
     c
 }
 
@@ -546,6 +553,16 @@ pub(crate) async fn start(t: &Topology, sel: &Selection) -> Result<Running, CliE
                 node_limits(t, &directory, false),
             )
             .map_err(failed)?;
+        // Registers with its home server (and keeps it refreshed): the
+        // MC server then knows it is on duty and takes it into calls
+        // already going on.
+        if t.users.iter().any(|u| u.uri == uri) {
+            let _ = h.command(|c, time, rng| {
+                if let Err(e) = c.register(time, rng) {
+                    tracing::debug!("register: {e}");
+                }
+            });
+        }
         clients.insert(uri, h);
     }
     Ok(Running {

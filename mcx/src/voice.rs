@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mcx_client::{ReceiveLimits, VoiceReceiver, VoiceSender, receive_voice, send_voice};
-use mcx_core::Voice;
+use mcx_core::{ClientEvent, KeyConfirmation, Voice};
+use mcx_floor::ParticipantEvent;
 use mcx_media::{pcmu, wav};
 use tokio::net::UdpSocket;
 
@@ -21,6 +22,8 @@ use crate::system::Running;
 const PACING: Duration = Duration::from_millis(20);
 /// A member's stream has ended this long after its last packet.
 const IDLE: Duration = Duration::from_secs(1);
+/// When the late joiner comes on duty, into the voice.
+const LATE_AFTER: Duration = Duration::from_secs(1);
 
 fn failed(what: impl std::fmt::Display) -> CliError {
     CliError::System(what.to_string())
@@ -161,25 +164,16 @@ impl Listening {
 /// Sends the plan's audio from the initiator and checks every local
 /// member's recording. Returns the text to print and the failures.
 pub(crate) async fn run(
-    running: &Running,
+    running: &mut Running,
     initiator: &str,
     temporary_group: &str,
     members: &[String],
     plan: &VoicePlan,
+    late: Option<(&str, &KeyConfirmation)>,
 ) -> Result<(String, Vec<String>), CliError> {
     let mut out = String::new();
     let mut failures = Vec::new();
-    let voice_of = |uri: &str| {
-        let tg = temporary_group.to_owned();
-        let node = running.clients.get(uri);
-        async move {
-            match node {
-                Some(n) => n.query(move |c, _, _| c.voice(&tg)).await.ok().flatten(),
-                None => None,
-            }
-        }
-    };
-    let Some(sending) = voice_of(initiator).await else {
+    let Some(sending) = voice_of(running, initiator, temporary_group).await else {
         return Err(failed("the initiator has no voice plan for the call"));
     };
     let (Some(to), Some(socket)) = (sending.to, running.voice.get(initiator).cloned()) else {
@@ -191,7 +185,10 @@ pub(crate) async fn run(
     // Receivers first, so nothing is missed.
     let mut receivers = Vec::new();
     for m in members {
-        let (Some(voice), Some(sock)) = (voice_of(m).await, running.voice.get(m).cloned()) else {
+        let (Some(voice), Some(sock)) = (
+            voice_of(running, m, temporary_group).await,
+            running.voice.get(m).cloned(),
+        ) else {
             continue;
         };
         receivers.push((m.clone(), tokio::spawn(receive(sock, voice, duration))));
@@ -199,8 +196,24 @@ pub(crate) async fn run(
     let mut rng = mcx_net::os_rng();
     let mut sender = VoiceSender::new(&sending, &mut rng).map_err(failed)?;
     let initial_timestamp = sender.next_timestamp();
-    let sent = send_voice(&socket, to, &mut sender, &plan.samples, PACING)
+    let samples = plan.samples.clone();
+    let sending_task =
+        tokio::spawn(async move { send_voice(&socket, to, &mut sender, &samples, PACING).await });
+    let mut late_text = String::new();
+    if let Some((late, reference)) = late {
+        // 1 s into the voice, the late joiner comes on duty.
+        tokio::time::sleep(LATE_AFTER.min(duration / 2)).await;
+        match late_entry(running, late, temporary_group, reference, duration).await {
+            Ok((text, task)) => {
+                late_text = text;
+                receivers.push((late.to_owned(), task));
+            }
+            Err(e) => failures.push(format!("late entry of {late}: {e}")),
+        }
+    }
+    let sent = sending_task
         .await
+        .map_err(|_| failed("the voice sender failed"))?
         .map_err(failed)?;
     let _ = writeln!(
         out,
@@ -250,6 +263,7 @@ pub(crate) async fn run(
             failures.push(format!("{m}: no voice packet authenticated"));
         }
     }
+    out.push_str(&late_text);
     if let Some(dir) = &plan.record_dir {
         let _ = writeln!(out, "  recordings written to {}/<user>.wav", dir.display());
     }
@@ -284,6 +298,87 @@ pub(crate) async fn run(
     }
     Ok((out, failures))
 }
+
+/// The voice plan of `uri` in the call, if it runs here and is in it.
+async fn voice_of(running: &Running, uri: &str, temporary_group: &str) -> Option<Voice> {
+    let tg = temporary_group.to_owned();
+    running
+        .clients
+        .get(uri)?
+        .query(move |c, _, _| c.voice(&tg))
+        .await
+        .ok()
+        .flatten()
+}
+
+/// The late joiner registers; its MC server invites it into the call.
+/// Times REGISTER → in the call (our 200 OK to the late INVITE) and →
+/// Floor Taken, checks it holds the initiator's TGMK, and starts its
+/// voice receiver.
+async fn late_entry(
+    running: &mut Running,
+    late: &str,
+    temporary_group: &str,
+    reference: &KeyConfirmation,
+    duration: Duration,
+) -> Result<(String, Receiving), CliError> {
+    let node = running
+        .clients
+        .get_mut(late)
+        .ok_or_else(|| failed("not running here"))?;
+    let t0 = std::time::Instant::now();
+    node.command(|c, time, rng| {
+        if let Err(e) = c.register(time, rng) {
+            tracing::warn!("register: {e}");
+        }
+    })
+    .map_err(failed)?;
+    let (mut joined, mut taken) = (None, None);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while joined.is_none() || taken.is_none() {
+        let Ok(Some(e)) = tokio::time::timeout_at(deadline, node.events.recv()).await else {
+            break;
+        };
+        match e {
+            ClientEvent::IncomingCall { .. } => joined = Some(t0.elapsed()),
+            ClientEvent::Floor {
+                event: ParticipantEvent::FloorTaken { .. },
+                ..
+            } => taken = Some(t0.elapsed()),
+            _ => {}
+        }
+    }
+    let joined = joined.ok_or_else(|| failed("not invited into the call within 5 s"))?;
+    let tg = temporary_group.to_owned();
+    let key = node
+        .query(move |c, _, _| c.tgmk_confirmation(&tg))
+        .await
+        .map_err(failed)?;
+    if key.as_ref() != Some(reference) {
+        return Err(failed("it does not hold the initiator's TGMK"));
+    }
+    let (Some(voice), Some(socket)) = (
+        voice_of(running, late, temporary_group).await,
+        running.voice.get(late).cloned(),
+    ) else {
+        return Err(failed("no voice plan"));
+    };
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let text = format!(
+        "  late entry: {late} registered {:.1} s into the voice; in the call (its 200 OK to the MC server's late INVITE) after {:.2} ms, Floor Taken after {}; holds the initiator's TGMK; decrypts from where it joined\n",
+        LATE_AFTER.min(duration / 2).as_secs_f64(),
+        ms(joined),
+        taken.map_or_else(|| "NEVER".to_owned(), |d| format!("{:.2} ms", ms(d))),
+    );
+    if taken.is_none() {
+        return Err(failed("no Floor Taken"));
+    }
+    Ok((text, tokio::spawn(receive(socket, voice, duration))))
+}
+
+/// A member's receiving task.
+type Receiving =
+    tokio::task::JoinHandle<Result<(Vec<i16>, mcx_client::VoiceReport), mcx_client::VoiceError>>;
 
 async fn receive(
     socket: Arc<UdpSocket>,

@@ -123,6 +123,50 @@ fn every_member_hears_exactly_what_the_initiator_sent() {
 }
 
 #[test]
+fn a_late_joiner_is_invited_in_and_decrypts_from_where_it_joined() {
+    let (code, out, err) = demo(&["--late-joiner"]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        out.lines().any(|l| l.contains("sip:group-b@mcx.example")
+            && l.contains("2 accepted, 1 rejected")
+            && l.ends_with("ok")),
+        "b3 is not called at the start:\n{out}"
+    );
+    let late = out
+        .lines()
+        .find(|l| l.contains("late entry: sip:b3@mcx.example registered"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(late.contains("holds the initiator's TGMK"), "{late}");
+    // In the call and Floor Taken, each within TS 22.179's 350 ms.
+    let ms_after = |what: &str| -> f64 {
+        let rest = &late[late.find(what).unwrap() + what.len()..];
+        rest.split(" ms").next().unwrap().trim().parse().unwrap()
+    };
+    assert!(ms_after("after ") < 350.0, "{late}");
+    assert!(ms_after("Floor Taken after ") < 350.0, "{late}");
+    // It heard the rest of the voice, sample for sample.
+    let b3 = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("sip:b3@mcx.example") && l.contains("authenticated"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        b3.ends_with("audio equals the µ-law decoding of what was sent  ok"),
+        "{b3}"
+    );
+    let received: u32 = b3
+        .split("received ")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((50..150).contains(&received), "joined mid-stream: {b3}");
+    assert!(out.contains("call ended at 6/6 members"), "{out}");
+}
+
+#[test]
 fn a_users_wav_at_44_1_khz_stereo_is_sent_and_heard() {
     // 1 s of a 440 Hz tone, 44.1 kHz stereo 16-bit, written here by hand.
     let rate = 44_100u32;

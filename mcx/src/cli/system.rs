@@ -36,8 +36,14 @@ pub(crate) struct DemoArgs {
     #[arg(long, value_name = "DIR")]
     record_dir: Option<PathBuf>,
     /// Send no audio (signalling and keys only, e.g. for set-up benchmarks).
-    #[arg(long, conflicts_with_all = ["audio", "record_dir"])]
+    #[arg(long, conflicts_with_all = ["audio", "record_dir", "late_joiner"])]
     no_audio: bool,
+    /// One member (the last of the call's last group) is off duty when
+    /// the call starts and registers 1 s into the voice: it is invited in
+    /// (late entry), decrypts mid-stream and gets Floor Taken; the times
+    /// are printed.
+    #[arg(long)]
+    late_joiner: bool,
 }
 
 /// `mcx up`.
@@ -200,12 +206,23 @@ pub(crate) fn demo(args: &DemoArgs) -> Result<(), CliError> {
                 args.record_dir.clone(),
             )?)
         };
+        let late_joiner = if args.late_joiner {
+            Some(demo::late_joiner_of(&t)?)
+        } else {
+            None
+        };
         let mut setups = Vec::new();
         let mut servers = Vec::new();
         let mut failures = Vec::new();
         for n in 0..args.calls {
-            let plan = voice.as_ref().filter(|_| n == 0);
-            let report = demo::run_call(&t, &mut running, plan).await?;
+            let first = n == 0;
+            let late = late_joiner.as_deref().filter(|_| first);
+            let options = demo::CallOptions {
+                voice: voice.as_ref().filter(|_| first),
+                late_joiner: late,
+                ..demo::CallOptions::default()
+            };
+            let report = demo::run_call_with(&t, &mut running, &options).await?;
             if n == 0 {
                 print(&report.text);
             }
@@ -356,10 +373,15 @@ pub(crate) fn call(args: &CallArgs) -> Result<(), CliError> {
             if args.repeat > 1 {
                 print(&format!("\ncall {n} of {}\n", args.repeat));
             }
+            let options = demo::CallOptions {
+                hold,
+                voice: voice.as_ref(),
+                late_joiner: None,
+            };
             // SIGINT/SIGTERM mid-call hangs up (BYE) rather than leaving
             // every member in the call until its maximum duration.
             let outcome = tokio::select! {
-                r = demo::run_call_holding(&t, &mut running, hold, voice.as_ref()) => Some(r),
+                r = demo::run_call_with(&t, &mut running, &options) => Some(r),
                 () = stop.recv() => None,
             };
             let Some(outcome) = outcome else {
