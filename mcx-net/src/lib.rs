@@ -44,6 +44,7 @@
 
 pub mod http;
 mod media;
+pub use media::RelayTask;
 pub mod node;
 
 use std::collections::HashMap;

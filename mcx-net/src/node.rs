@@ -411,7 +411,7 @@ impl Guard {
 }
 
 /// A UDP socket with a large receive buffer.
-fn bind_udp(addr: SocketAddr, what: &str) -> Result<UdpSocket, NetError> {
+pub(crate) fn bind_udp(addr: SocketAddr, what: &str) -> Result<UdpSocket, NetError> {
     let io = |e| NetError::io(format!("binding {what} {addr}"), e);
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
@@ -730,8 +730,7 @@ impl<R: Role> NodeHandle<R> {
     /// What the node's voice relay forwarded and dropped so far (`None`
     /// without a voice socket).
     pub fn relay_stats(&self) -> Option<mcx_relay::RelayStats> {
-        let r = self.relay.as_ref()?;
-        r.stats.lock().ok().map(|s| *s)
+        self.relay.as_ref().map(crate::media::RelayTask::stats)
     }
 
     /// What the node's [`NodeLimits`] refused or cut off so far.
