@@ -29,6 +29,7 @@ use mcx_sip::{Dialog, Limits, Message, Method, Request, Response, StatusCode};
 use rand_core::CryptoRng;
 
 use crate::controlling::GROUP_LOST_INFO_PACKAGE;
+use crate::floor_guard::{FloorDrops, FloorGuard};
 use crate::info::McpttInfo;
 use crate::registration::{Outcome, RegState, Registration};
 use crate::result::{CALL_RESULT_CONTENT_TYPE, CallResult, GroupResult};
@@ -281,6 +282,12 @@ pub struct Client {
     replay: ReplayCache,
     /// The registration with the home server, once asked for.
     registration: Option<Registration>,
+    /// The floor-control keys of the CSK uploaded in the REGISTER being
+    /// answered; they protect floor control once the home server took it.
+    pending_floor_keys: Option<SrtpMasterKeys>,
+    /// Floor control with the home server, under the CSK (TS 24.380 13).
+    floor_guard: Option<FloorGuard>,
+    floor_drops: FloorDrops,
     /// Calls by temporary group.
     calls: BTreeMap<String, Call>,
     /// Floor packets whose call is not known yet (a Floor Granted that
@@ -348,6 +355,9 @@ impl Client {
             gmks: Vec::new(),
             replay: ReplayCache::default(),
             registration: None,
+            pending_floor_keys: None,
+            floor_guard: None,
+            floor_drops: FloorDrops::default(),
             calls: BTreeMap::new(),
             early_floor: VecDeque::new(),
             gone: GoneLegs::default(),
@@ -401,6 +411,17 @@ impl Client {
             to: c.voice_to,
             keys: mcx_mikey::tgmk::srtp_keys(&c.tgmk, c.tgmk_id, &c.rand),
         })
+    }
+
+    /// Floor packets dropped: failed authentication under the CSK,
+    /// replays, from anyone but the call's floor server.
+    pub fn floor_drops(&self) -> FloorDrops {
+        self.floor_drops
+    }
+
+    /// Whether floor control is protected (the home server took our CSK).
+    pub fn floor_protected(&self) -> bool {
+        self.floor_guard.is_some()
     }
 
     /// The floor participant state of a call.
@@ -665,7 +686,31 @@ impl Client {
         let r = self
             .registration
             .get_or_insert_with(|| Registration::new(&server, &uri, expiry, rng));
-        let req = r.request(expiry, rng)?;
+        let refresh = matches!(r.state, RegState::Registered { until } if until > time.instant);
+        let mut req = r.request(expiry, rng)?;
+        if !refresh {
+            // A new binding uploads a fresh CSK for floor control (TS
+            // 33.180 5.4, E.4): SAKKE-encrypted to the home server's
+            // identity, signed by us. A refresh keeps the one it holds.
+            let (csk, csk_id) = mcx_mikey::csk::generate(rng);
+            let random = mcx_mikey::csk::CskMessageRandom::generate(rng);
+            let message = mcx_mikey::csk::CskMessage {
+                client_uri: &uri,
+                server_uri: &server,
+                kms: &self.kms,
+                csk: &csk,
+                csk_id,
+                key_params: None,
+                policy: None,
+                identity_hiding: false,
+                t_unix: time.unix,
+                key_params_date_time: None,
+            }
+            .sign_with(&self.signer, &random, rng)?;
+            req.set_body(Some(crate::MIKEY_CONTENT_TYPE), bytes::Bytes::from(message))?;
+            self.pending_floor_keys =
+                Some(mcx_mikey::csk::csk_srtcp_keys(&csk, csk_id, &random.rand));
+        }
         self.ua.send_request(&server, &req);
         self.timeline
             .push_back(timeline(&uri, 0, time, format!("REGISTER to {server}")));
@@ -730,8 +775,11 @@ impl Client {
         let pkt = mcx_floor::Message::new(mcx_floor::MessageType::FloorRequest, call.floor_ssrc)
             .with(mcx_floor::Field::FloorPriority(1))
             .to_bytes()?;
-        let to = self.config.controlling_server.clone();
-        self.ua.send(&to, Channel::Floor, pkt);
+        let to = match call.role {
+            CallRole::Initiator => self.config.controlling_server.clone(),
+            CallRole::Receiver => call.peer.clone(),
+        };
+        self.send_floor(&to, pkt);
         Ok(())
     }
 
@@ -894,6 +942,26 @@ impl Client {
     /// A floor packet: to the call whose floor control server uses its
     /// SSRC; kept briefly if no call knows that SSRC yet.
     fn on_floor(&mut self, time: Time, from: &str, bytes: &[u8]) -> Result<(), Error> {
+        // Under the CSK, nothing that does not authenticate reaches floor
+        // control (forged, replayed, unprotected).
+        let plain;
+        let bytes = match self.floor_guard.as_mut() {
+            Some(g) => match g.unprotect(bytes) {
+                Ok(p) => {
+                    plain = p;
+                    &plain[..]
+                }
+                Err(d) => {
+                    self.floor_drops.count(d);
+                    return Ok(());
+                }
+            },
+            None => bytes,
+        };
+        self.on_plain_floor(time, from, bytes)
+    }
+
+    fn on_plain_floor(&mut self, time: Time, from: &str, bytes: &[u8]) -> Result<(), Error> {
         let ssrc = rtcp_ssrc(bytes).ok_or(Error::Unexpected("floor packet too short"))?;
         let tg = self
             .calls
@@ -919,10 +987,34 @@ impl Client {
             .calls
             .get_mut(&tg)
             .ok_or(Error::Unexpected("call gone"))?;
+        // Floor control comes from the call's floor server only: the
+        // controlling server for the initiator, our MC server (the
+        // participating function) for a receiver.
+        let expected = match call.role {
+            CallRole::Initiator => &self.config.controlling_server,
+            CallRole::Receiver => &call.peer,
+        };
+        if from != expected {
+            self.floor_drops.wrong_source += 1;
+            return Ok(());
+        }
         let r = call.floor.handle(time.instant, bytes);
         self.drain_floor(time, &tg);
         r?;
         Ok(())
+    }
+
+    /// Sends a floor packet to `to`, under the CSK once the home server
+    /// took it.
+    fn send_floor(&mut self, to: &str, packet: Vec<u8>) {
+        let packet = match self.floor_guard.as_mut() {
+            Some(g) => match g.protect(&packet) {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            None => packet,
+        };
+        self.ua.send(to, Channel::Floor, packet);
     }
 
     /// Replays the early floor packets of the call that just learned its
@@ -933,7 +1025,7 @@ impl Client {
             let known = rtcp_ssrc(&bytes)
                 .is_some_and(|s| self.calls.values().any(|c| c.server_ssrc == Some(s)));
             if known {
-                let _ = self.on_floor(time, &from, &bytes);
+                let _ = self.on_plain_floor(time, &from, &bytes);
             } else {
                 self.early_floor.push_back((at, from, bytes));
             }
@@ -944,8 +1036,12 @@ impl Client {
         let Some(call) = self.calls.get_mut(temporary_group_id) else {
             return;
         };
-        // Floor control runs between the client and the controlling server.
-        let to = self.config.controlling_server.clone();
+        // The initiator's floor server is the controlling server; a
+        // receiver's floor control goes through its MC server.
+        let to = match call.role {
+            CallRole::Initiator => self.config.controlling_server.clone(),
+            CallRole::Receiver => call.peer.clone(),
+        };
         let mut out = Vec::new();
         while let Some(p) = call.floor.poll_transmit() {
             out.push(p);
@@ -955,7 +1051,7 @@ impl Client {
             evs.push(e);
         }
         for p in out {
-            self.ua.send(&to, Channel::Floor, p);
+            self.send_floor(&to, p);
         }
         for e in evs {
             let note = match &e {
@@ -1199,7 +1295,14 @@ impl Client {
         }
         let server = r.server.clone();
         let event = match r.on_response(time.instant, resp) {
-            Outcome::Registered(expires) => ClientEvent::Registered { server, expires },
+            Outcome::Registered(expires) => {
+                // The home server took our CSK: floor control is protected
+                // from now on.
+                if let Some(keys) = self.pending_floor_keys.take() {
+                    self.floor_guard = FloorGuard::new(&keys).ok();
+                }
+                ClientEvent::Registered { server, expires }
+            }
             Outcome::Withdrawn => ClientEvent::Deregistered { server },
             Outcome::Failed(retry_in) => ClientEvent::RegistrationFailed {
                 server,

@@ -21,11 +21,17 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mcx_floor::{ArbitratorConfig, ArbitratorEvent, BroadcastArbitrator, ParticipantId};
+use mcx_ibc::kms::{CommunityPublic, UserKeys};
+use mcx_mikey::SrtpMasterKeys;
+use mcx_mikey::replay::ReplayCache;
 use mcx_sip::{Dialog, Limits, Message, Method, Request, Response, StatusCode};
 use rand_core::CryptoRng;
 
 use crate::agenda::{Agenda, Slot};
+use crate::floor_guard::{FloorDrops, FloorGuard, with_ssrc};
 use crate::info::McpttInfo;
+use crate::mc_server::ServerIdentity;
+use crate::registration::{asked_expiry, carries_mikey, registered_ok};
 use crate::result::{
     CallResult, FailureCause, GroupFailure, GroupReport, GroupResult, MemberOutcome,
 };
@@ -251,8 +257,8 @@ struct Call {
     initiator_dialog: Option<Dialog>,
     floor_ssrc: u32,
     arbitrator: Option<BroadcastArbitrator>,
-    /// Address of each floor participant, by `ParticipantId`.
-    participants: Vec<String>,
+    /// Each floor participant, by `ParticipantId`.
+    participants: Vec<FloorPeer>,
     /// Participants whose group left the call (no more floor messages).
     left: Vec<usize>,
     /// The accepted members of each leg, by `ParticipantId`.
@@ -268,7 +274,23 @@ struct Call {
     relaying: bool,
 }
 
+/// A floor participant: who it is, and where its floor messages go.
+struct FloorPeer {
+    /// Its MCPTT ID.
+    uri: String,
+    /// The address floor messages go to: the initiator itself, or a
+    /// member's MC server (its participating function).
+    to: String,
+    /// Through an MC server: the member's floor SSRC, written into the
+    /// messages so the MC server knows whom they are for.
+    ssrc: Option<u32>,
+}
+
 impl Call {
+    fn knows_participant(&self, uri: &str) -> bool {
+        self.participants.iter().any(|p| p.uri == uri)
+    }
+
     fn leg_by_call_id(&mut self, call_id: &str) -> Option<&mut Leg> {
         self.legs
             .iter_mut()
@@ -322,6 +344,13 @@ pub struct ControllingServer {
     ended_floor: HashMap<(String, u32), Instant>,
     /// Floor packets that matched no call (dropped).
     stray_floor: u64,
+    /// Protected floor channels: with each registered initiator under its
+    /// CSK, with each MC server under the SPK.
+    floor_guards: HashMap<String, FloorGuard>,
+    identity: Option<ServerIdentity>,
+    csk_replay: ReplayCache,
+    spk: Option<SrtpMasterKeys>,
+    floor_drops: FloorDrops,
     events: VecDeque<ControllingEvent>,
     timeline: VecDeque<TimelineEntry>,
     relay: VecDeque<RelayCommand>,
@@ -354,6 +383,11 @@ impl ControllingServer {
             gone_legs: GoneLegs::default(),
             ended_floor: HashMap::new(),
             stray_floor: 0,
+            floor_guards: HashMap::new(),
+            identity: None,
+            csk_replay: ReplayCache::default(),
+            spk: None,
+            floor_drops: FloorDrops::default(),
             events: VecDeque::new(),
             timeline: VecDeque::new(),
             relay: VecDeque::new(),
@@ -381,6 +415,121 @@ impl ControllingServer {
     /// Floor packets dropped because they matched no call.
     pub fn stray_floor_packets(&self) -> u64 {
         self.stray_floor
+    }
+
+    /// Floor packets dropped for failing authentication (CSK or SPK) or
+    /// as replays.
+    pub fn floor_drops(&self) -> FloorDrops {
+        self.floor_drops
+    }
+
+    /// Our keys from the KMS, for our URI: initiators upload their CSKs to
+    /// us in their REGISTER.
+    ///
+    /// # Errors
+    /// [`Error::Ibc`] if the RSK was not issued by this KMS for `keys.uid`.
+    pub fn set_identity(
+        &mut self,
+        kms: CommunityPublic,
+        keys: UserKeys,
+    ) -> Result<&mut Self, Error> {
+        self.identity = Some(ServerIdentity::new(kms, keys)?);
+        Ok(self)
+    }
+
+    /// The SPK protecting floor control between us and the MC servers
+    /// (TS 24.380 13.1), as SRTCP keys.
+    pub fn set_spk(&mut self, keys: SrtpMasterKeys) -> &mut Self {
+        self.spk = Some(keys);
+        let servers = self.mc_servers();
+        self.floor_guards.retain(|k, _| !servers.contains(k));
+        self
+    }
+
+    fn mc_servers(&self) -> Vec<String> {
+        self.config
+            .temporary_groups
+            .iter()
+            .flat_map(|t| t.constituents.iter().map(|(_, s)| s.clone()))
+            .collect()
+    }
+
+    /// The protected channel with `peer`, if any: its CSK if it registered
+    /// with one, the SPK if it is one of our MC servers.
+    fn floor_guard(&mut self, peer: &str) -> Option<&mut FloorGuard> {
+        if !self.floor_guards.contains_key(peer) {
+            let keys = self.spk.as_ref()?;
+            if !self
+                .config
+                .temporary_groups
+                .iter()
+                .any(|t| t.constituents.iter().any(|(_, s)| s == peer))
+            {
+                return None;
+            }
+            let g = FloorGuard::new(keys).ok()?;
+            self.floor_guards.insert(peer.to_owned(), g);
+        }
+        self.floor_guards.get_mut(peer)
+    }
+
+    /// An initiator registers with us, its home server, uploading its CSK
+    /// for floor control (TS 33.180 5.4, E.4). Only allowed initiators.
+    fn on_register(
+        &mut self,
+        time: Time,
+        from: &str,
+        req: &Request,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(), Error> {
+        let aor = req.to()?.uri;
+        let refusal = if req.from()?.uri != aor {
+            Some("Forbidden - registering someone else".to_owned())
+        } else if !self.config.allowed_initiators.contains(&aor) {
+            Some("Forbidden - not an initiator served here".to_owned())
+        } else {
+            None
+        };
+        let granted = asked_expiry(req).min(Duration::from_secs(3600));
+        let refusal = refusal.or_else(|| {
+            if granted.is_zero() {
+                self.floor_guards.remove(&aor);
+                return None;
+            }
+            if !carries_mikey(req) {
+                return None;
+            }
+            let me = self.config.uri.clone();
+            let r = match self.identity.as_ref() {
+                Some(id) => id
+                    .accept_csk(&me, &aor, req.body(), time.unix, &mut self.csk_replay)
+                    .map_err(|e| format!("Forbidden - CSK rejected: {e}")),
+                None => Err("Forbidden - this server takes no CSK".to_owned()),
+            };
+            match r {
+                Ok(g) => {
+                    self.floor_guards.insert(aor.clone(), g);
+                    None
+                }
+                Err(reason) => Some(reason),
+            }
+        });
+        if let Some(reason) = refusal {
+            return self
+                .ua
+                .respond(
+                    from,
+                    req,
+                    StatusCode::FORBIDDEN,
+                    Some(&reason),
+                    Answer::Empty,
+                    rng,
+                )
+                .map(|_| ());
+        }
+        let ok = registered_ok(req, &aor, granted, rng)?;
+        self.ua.send(from, Channel::Sip, ok.to_bytes());
+        Ok(())
     }
 
     /// The floor arbitrator of the call of `temporary_group_id`, once
@@ -431,6 +580,7 @@ impl ControllingServer {
                 Method::Bye => self.on_bye(time, from, &req, rng),
                 Method::Cancel => self.on_cancel(time, from, &req, rng),
                 Method::Info => self.on_info(time, from, &req, rng),
+                Method::Register => self.on_register(time, from, &req, rng),
                 Method::Ack => {
                     self.on_ack(&req);
                     Ok(())
@@ -1089,7 +1239,11 @@ impl ControllingServer {
             ArbitratorConfig::new(call.floor_ssrc),
             call.initiator.clone(),
         )?;
-        call.participants = vec![call.initiator_addr.clone()];
+        call.participants = vec![FloorPeer {
+            uri: call.initiator.clone(),
+            to: call.initiator_addr.clone(),
+            ssrc: None,
+        }];
         let mut index = vec![(
             (
                 call.initiator_addr.clone(),
@@ -1106,14 +1260,19 @@ impl ControllingServer {
                 let MemberOutcome::Accepted { ssrc } = m.outcome else {
                     continue;
                 };
-                if call.participants.contains(&m.uri) {
+                if call.knows_participant(&m.uri) {
                     continue;
                 }
                 arb.add_receiver(time.instant, m.uri.clone())?;
-                call.participants.push(m.uri.clone());
+                call.participants.push(FloorPeer {
+                    uri: m.uri.clone(),
+                    to: l.server.clone(),
+                    ssrc,
+                });
                 pids.push(call.participants.len() - 1);
+                // Its floor messages come from its MC server.
                 index.push((
-                    (m.uri.clone(), ssrc.unwrap_or(0)),
+                    (l.server.clone(), ssrc.unwrap_or(0)),
                     call.participants.len() - 1,
                 ));
             }
@@ -1159,6 +1318,20 @@ impl ControllingServer {
         bytes: &[u8],
         rng: &mut impl CryptoRng,
     ) -> Result<(), Error> {
+        let plain;
+        let bytes = match self.floor_guard(from) {
+            Some(g) => match g.unprotect(bytes) {
+                Ok(p) => {
+                    plain = p;
+                    &plain[..]
+                }
+                Err(d) => {
+                    self.floor_drops.count(d);
+                    return Ok(());
+                }
+            },
+            None => bytes,
+        };
         let ssrc = rtcp_ssrc(bytes).ok_or(Error::Unexpected("floor packet too short"))?;
         let found = self
             .floor_index
@@ -1201,8 +1374,12 @@ impl ControllingServer {
             if call.left.contains(&t.destination.0) {
                 continue; // its group left the call
             }
-            if let Some(to) = call.participants.get(t.destination.0) {
-                out.push((to.clone(), t.contents));
+            if let Some(p) = call.participants.get(t.destination.0) {
+                let contents = match p.ssrc {
+                    Some(s) => with_ssrc(&t.contents, s),
+                    None => t.contents,
+                };
+                out.push((p.to.clone(), contents));
             }
         }
         let mut ended = false;
@@ -1214,6 +1391,13 @@ impl ControllingServer {
         let next = arb.poll_timeout();
         let tg = call.temporary_group_id.clone();
         for (to, c) in out {
+            let c = match self.floor_guard(&to) {
+                Some(g) => match g.protect(&c) {
+                    Ok(p) => p,
+                    Err(_) => continue,
+                },
+                None => c,
+            };
             self.ua.send(&to, Channel::Floor, c);
         }
         self.events
@@ -1395,9 +1579,9 @@ impl ControllingServer {
                 .legs
                 .iter()
                 .find(|l| matches!(&l.state, LegState::Joined(d) if d.matches(req)))?;
-            Some((no, l.group_id.clone()))
+            Some((no, l.group_id.clone(), l.server.clone()))
         });
-        let Some((no, group)) = leg else {
+        let Some((no, group, server)) = leg else {
             return self.ua.no_such_transaction(from, req, rng);
         };
         let body = (req.header("Info-Package") == Some(GROUP_LOST_INFO_PACKAGE))
@@ -1419,9 +1603,9 @@ impl ControllingServer {
         let Some(call) = self.calls.get_mut(&no) else {
             return Ok(());
         };
-        let Some(arb) = call.arbitrator.as_mut() else {
+        if call.arbitrator.is_none() {
             return Ok(());
-        };
+        }
         let mut joined = Vec::new();
         for m in body
             .groups
@@ -1432,17 +1616,24 @@ impl ControllingServer {
             let MemberOutcome::Accepted { ssrc } = m.outcome else {
                 continue;
             };
-            if call.participants.contains(&m.uri) {
+            if call.knows_participant(&m.uri) {
                 continue;
             }
+            let Some(arb) = call.arbitrator.as_mut() else {
+                break;
+            };
             arb.add_receiver(time.instant, m.uri.clone())?;
-            call.participants.push(m.uri.clone());
+            call.participants.push(FloorPeer {
+                uri: m.uri.clone(),
+                to: server.clone(),
+                ssrc,
+            });
             let pid = call.participants.len() - 1;
             if let Some((_, pids)) = call.leg_participants.iter_mut().find(|(g, _)| *g == group) {
                 pids.push(pid);
             }
             self.floor_index
-                .insert((m.uri.clone(), ssrc.unwrap_or(0)), (no, pid));
+                .insert((server.clone(), ssrc.unwrap_or(0)), (no, pid));
             joined.push(m.uri.clone());
         }
         for uri in joined {

@@ -56,6 +56,7 @@ mod agenda;
 mod client;
 mod controlling;
 mod error;
+mod floor_guard;
 mod info;
 mod link;
 mod mc_server;
@@ -73,6 +74,7 @@ pub use controlling::{
     TemporaryGroup,
 };
 pub use error::Error;
+pub use floor_guard::FloorDrops;
 pub use info::{McpttInfo, NAMESPACE as MCPTT_INFO_NAMESPACE};
 pub use link::{Delivery, LinkStats, SipLink};
 pub use mc_server::{McServer, McServerEvent, McServerLimits};

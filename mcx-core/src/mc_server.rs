@@ -16,11 +16,17 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use mcx_ibc::kms::{CommunityPublic, UserKeys};
+use mcx_ibc::sakke::ReceiverKey;
+use mcx_mikey::SrtpMasterKeys;
+use mcx_mikey::replay::ReplayCache;
 use mcx_sip::{Dialog, Limits, Message, Method, Request, Response, StatusCode};
 use rand_core::CryptoRng;
 
 use crate::agenda::{Agenda, Slot};
+use crate::floor_guard::{FloorDrops, FloorGuard, with_ssrc};
 use crate::info::McpttInfo;
+use crate::registration::{asked_expiry, carries_mikey, registered_ok};
 use crate::result::{
     CallResult, FailureCause, GroupFailure, GroupReport, GroupResult, MemberOutcome, MemberResult,
 };
@@ -161,6 +167,9 @@ struct Fanout {
     /// What a member invited later gets (late entry): the same offer,
     /// mcptt-info and wrapped TGMK as the others.
     late: LateEntry,
+    /// The controlling server's floor SSRC in this call (what members
+    /// know the call's floor messages by).
+    upstream_floor_ssrc: Option<u32>,
 }
 
 /// The parts of a fan-out's INVITE kept for late entry.
@@ -225,6 +234,55 @@ pub struct McServer {
     upstreams: HashMap<String, (Instant, usize)>,
     /// Members' registrations (only members of our groups are taken).
     registrations: HashMap<String, Binding>,
+    /// Our identity with the KMS: SAKKE key to take members' CSKs.
+    identity: Option<ServerIdentity>,
+    csk_replay: ReplayCache,
+    /// Floor control with each member, under its CSK.
+    member_guards: HashMap<String, FloorGuard>,
+    /// The SPK configured between us and the controlling servers, and
+    /// the channel it protects with each.
+    spk: Option<SrtpMasterKeys>,
+    upstream_guards: HashMap<String, FloorGuard>,
+    /// Joined members by their floor SSRC: (call, leg).
+    floor_members: HashMap<u32, (CallNo, usize)>,
+    floor_drops: FloorDrops,
+}
+
+/// A server's identity keys from the KMS (to take CSKs).
+pub(crate) struct ServerIdentity {
+    pub(crate) kms: CommunityPublic,
+    pub(crate) receiver_key: ReceiverKey,
+    pub(crate) key_period_no: u64,
+}
+
+impl ServerIdentity {
+    pub(crate) fn new(kms: CommunityPublic, keys: UserKeys) -> Result<Self, Error> {
+        let receiver_key = ReceiverKey::new(&kms.sakke_public, &keys.uid, &keys.rsk)?;
+        Ok(Self {
+            kms,
+            receiver_key,
+            key_period_no: keys.key_period_no,
+        })
+    }
+
+    /// Takes a CSK upload from `client` (TS 33.180 5.4 / E.4).
+    pub(crate) fn accept_csk(
+        &self,
+        server_uri: &str,
+        client: &str,
+        body: &[u8],
+        now_unix: u64,
+        replay: &mut ReplayCache,
+    ) -> Result<FloorGuard, Error> {
+        let accepted = mcx_mikey::csk::CskReceiver {
+            server_uri,
+            server_key: &self.receiver_key,
+            key_period_no: self.key_period_no,
+            kms: &self.kms,
+        }
+        .accept_from(body, client, now_unix, replay)?;
+        FloorGuard::new(&accepted.srtcp_keys())
+    }
 }
 
 impl fmt::Debug for McServer {
@@ -258,7 +316,42 @@ impl McServer {
             relay: VecDeque::new(),
             upstreams: HashMap::new(),
             registrations: HashMap::new(),
+            identity: None,
+            csk_replay: ReplayCache::default(),
+            member_guards: HashMap::new(),
+            spk: None,
+            upstream_guards: HashMap::new(),
+            floor_members: HashMap::new(),
+            floor_drops: FloorDrops::default(),
         }
+    }
+
+    /// Our keys from the KMS, for our URI: members upload their CSKs to
+    /// us in their REGISTER, SAKKE-encrypted to this identity.
+    ///
+    /// # Errors
+    /// [`Error::Ibc`] if the RSK was not issued by this KMS for `keys.uid`.
+    pub fn set_identity(
+        &mut self,
+        kms: CommunityPublic,
+        keys: UserKeys,
+    ) -> Result<&mut Self, Error> {
+        self.identity = Some(ServerIdentity::new(kms, keys)?);
+        Ok(self)
+    }
+
+    /// The SPK protecting floor control between us and the controlling
+    /// servers (TS 24.380 13.1), as SRTCP keys.
+    pub fn set_spk(&mut self, keys: SrtpMasterKeys) -> &mut Self {
+        self.spk = Some(keys);
+        self.upstream_guards.clear();
+        self
+    }
+
+    /// Floor packets dropped (failed authentication, replays, unknown
+    /// senders).
+    pub fn floor_drops(&self) -> FloorDrops {
+        self.floor_drops
     }
 
     /// Where this server relays voice (its driver's bound socket),
@@ -350,10 +443,13 @@ impl McServer {
         bytes: &[u8],
         rng: &mut impl CryptoRng,
     ) -> Result<(), Error> {
-        if channel != Channel::Sip {
-            return Err(Error::Unexpected("floor packet at an MC server"));
+        match channel {
+            Channel::Floor => {
+                self.on_floor(from, bytes);
+                Ok(())
+            }
+            Channel::Sip => self.handle_sip(time, from, sip::parse(bytes)?, rng),
         }
-        self.handle_sip(time, from, sip::parse(bytes)?, rng)
     }
 
     /// Handles a SIP message from `from` that is already parsed (by
@@ -462,6 +558,90 @@ impl McServer {
         self.timeline.pop_front()
     }
 
+    /// A floor packet: from a member (under its CSK) to the controlling
+    /// server (under the SPK), or from the controlling server to the
+    /// member its SSRC names, with the call's floor SSRC put back. What
+    /// does not authenticate or belongs to no call is dropped and counted.
+    fn on_floor(&mut self, from: &str, bytes: &[u8]) {
+        if self.upstreams.contains_key(from) {
+            let plain = match self.spk.as_ref() {
+                Some(keys) => {
+                    let guard = match self.upstream_guards.entry(from.to_owned()) {
+                        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                        std::collections::hash_map::Entry::Vacant(v) => match FloorGuard::new(keys)
+                        {
+                            Ok(g) => v.insert(g),
+                            Err(_) => return,
+                        },
+                    };
+                    match guard.unprotect(bytes) {
+                        Ok(p) => p,
+                        Err(d) => return self.floor_drops.count(d),
+                    }
+                }
+                None => bytes.to_vec(),
+            };
+            let target = crate::rtcp_ssrc(&plain)
+                .and_then(|s| self.floor_members.get(&s))
+                .and_then(|&(no, i)| {
+                    let f = self.fanouts.get(&no)?;
+                    let leg = f.legs.get(i)?;
+                    (f.upstream_addr == from).then(|| (leg.member.clone(), f.upstream_floor_ssrc))
+                });
+            let Some((member, call_ssrc)) = target else {
+                self.floor_drops.wrong_source += 1;
+                return;
+            };
+            let out = match call_ssrc {
+                Some(s) => with_ssrc(&plain, s),
+                None => plain,
+            };
+            let out = match self.member_guards.get_mut(&member) {
+                Some(g) => match g.protect(&out) {
+                    Ok(p) => p,
+                    Err(_) => return,
+                },
+                None => out,
+            };
+            self.ua.send(&member, Channel::Floor, out);
+            return;
+        }
+        let plain = match self.member_guards.get_mut(from) {
+            Some(g) => match g.unprotect(bytes) {
+                Ok(p) => p,
+                Err(d) => return self.floor_drops.count(d),
+            },
+            None => bytes.to_vec(),
+        };
+        let upstream = crate::rtcp_ssrc(&plain)
+            .and_then(|s| self.floor_members.get(&s))
+            .and_then(|&(no, i)| {
+                let f = self.fanouts.get(&no)?;
+                (f.legs.get(i)?.member == from).then(|| f.upstream_addr.clone())
+            });
+        let Some(upstream) = upstream else {
+            self.floor_drops.wrong_source += 1;
+            return;
+        };
+        let out = match self.spk.as_ref() {
+            Some(keys) => {
+                let guard = match self.upstream_guards.entry(upstream.clone()) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(v) => match FloorGuard::new(keys) {
+                        Ok(g) => v.insert(g),
+                        Err(_) => return,
+                    },
+                };
+                match guard.protect(&plain) {
+                    Ok(p) => p,
+                    Err(_) => return,
+                }
+            }
+            None => plain,
+        };
+        self.ua.send(&upstream, Channel::Floor, out);
+    }
+
     /// An INVITE of the group's call for one member (not sent).
     fn member_invite(
         &self,
@@ -507,17 +687,27 @@ impl McServer {
         if !self.groups.values().any(|ms| ms.contains(&aor)) {
             return refuse(self, "Forbidden - not a member of a group served here");
         }
-        let asked = req
-            .header("Contact")
-            .and_then(|c| {
-                c.split(';')
-                    .skip(1)
-                    .find_map(|p| p.trim().strip_prefix("expires="))
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-            })
-            .or_else(|| req.header("Expires")?.trim().parse().ok())
-            .map_or(Duration::from_secs(3600), Duration::from_secs);
-        let granted = asked.min(self.limits.max_registration);
+        let granted = asked_expiry(req).min(self.limits.max_registration);
+        // A CSK for floor control (TS 33.180 5.4, E.4), uploaded in a new
+        // binding: taken only if it checks out, or the registration fails.
+        if !granted.is_zero() && carries_mikey(req) {
+            let me = self.ua.uri().to_owned();
+            let guard = match self.identity.as_ref() {
+                Some(id) => id
+                    .accept_csk(&me, &aor, req.body(), time.unix, &mut self.csk_replay)
+                    .map_err(|e| format!("Forbidden - CSK rejected: {e}")),
+                None => Err("Forbidden - this server takes no CSK".to_owned()),
+            };
+            match guard {
+                Ok(g) => {
+                    self.member_guards.insert(aor.clone(), g);
+                }
+                Err(reason) => return refuse(self, &reason),
+            }
+        }
+        if granted.is_zero() {
+            self.member_guards.remove(&aor);
+        }
         let was = self.registrations.get(&aor).copied();
         let was_registered = matches!(was, Some(Binding::Until(t)) if t > time.instant);
         self.registrations.insert(
@@ -528,14 +718,7 @@ impl McServer {
                 Binding::Until(time.instant + granted)
             },
         );
-        let tag = mcx_sip::new_tag(sip::rand8(rng));
-        let mut ok = Response::for_request(req, StatusCode::OK, Some(&tag))?;
-        let secs = granted.as_secs();
-        if secs > 0 {
-            ok.headers_mut()
-                .push("Contact", &format!("<{aor}>;expires={secs}"))?;
-        }
-        ok.headers_mut().push("Expires", &secs.to_string())?;
+        let ok = registered_ok(req, &aor, granted, rng)?;
         self.ua.send(from, Channel::Sip, ok.to_bytes());
         if !granted.is_zero() && !was_registered {
             self.late_entry(time, &aor, rng)?;
@@ -819,7 +1002,9 @@ impl McServer {
             audio: self.media.rtp(),
             direction: Direction::SendOnly,
             media_ssrc: upstream_sdp.as_ref().and_then(|o| o.media_ssrc),
-            floor: upstream_sdp.as_ref().and_then(|o| o.floor),
+            // We relay floor control (the participating function): its
+            // messages carry the controlling server's per-call SSRC.
+            floor: Some(self.media.floor()),
             floor_ssrc: upstream_sdp.as_ref().and_then(|o| o.floor_ssrc),
             fmtp: "",
         }
@@ -901,6 +1086,7 @@ impl McServer {
                 voice_ssrc: upstream_sdp.as_ref().and_then(|o| o.media_ssrc),
                 relaying: false,
                 late,
+                upstream_floor_ssrc: upstream_sdp.as_ref().and_then(|o| o.floor_ssrc),
                 timers: Vec::new(),
                 last_touch: time.instant,
             },
@@ -973,12 +1159,16 @@ impl McServer {
                 .and_then(|s| crate::sdp::parse(&s).ok());
             let invite = leg.invite.clone();
             let dialog = self.ua.confirm(&member, &invite, resp, rng)?;
+            let ssrc = answer.as_ref().and_then(|a| a.floor_ssrc);
             if let Some(leg) = self.fanouts.get_mut(&no).and_then(|f| f.legs.get_mut(i)) {
                 leg.state = MemberState::Joined {
                     dialog,
-                    ssrc: answer.as_ref().and_then(|a| a.floor_ssrc),
+                    ssrc,
                     audio: answer.as_ref().and_then(|a| a.audio),
                 };
+            }
+            if let Some(ssrc) = ssrc {
+                self.floor_members.insert(ssrc, (no, i));
             }
             if self.fanouts.get(&no).is_some_and(|f| f.reported) {
                 return self.late_joined(time, no, i, rng);
@@ -1096,9 +1286,8 @@ impl McServer {
                 audio: self.media.rtp(),
                 direction: Direction::RecvOnly,
                 media_ssrc: None,
-                // No floor control on this leg: it runs between the
-                // members and the controlling server.
-                floor: None,
+                // Our members' floor control comes through us.
+                floor: Some(self.media.floor()),
                 floor_ssrc: None,
                 fmtp: "",
             }
@@ -1184,6 +1373,12 @@ impl McServer {
         ) else {
             return self.ua.no_such_transaction(from, req, rng);
         };
+        if let MemberState::Joined {
+            ssrc: Some(ssrc), ..
+        } = leg.state
+        {
+            self.floor_members.remove(&ssrc);
+        }
         leg.state = MemberState::Left;
         self.update_route(no, false);
         self.ua
@@ -1278,6 +1473,14 @@ impl McServer {
     fn remove(&mut self, no: CallNo) -> Option<Fanout> {
         self.update_route(no, true);
         let fan = self.fanouts.remove(&no)?;
+        for l in &fan.legs {
+            if let MemberState::Joined {
+                ssrc: Some(ssrc), ..
+            } = l.state
+            {
+                self.floor_members.remove(&ssrc);
+            }
+        }
         if let Some(u) = self.upstreams.get_mut(&fan.upstream_addr) {
             u.1 = u.1.saturating_sub(1);
             if u.1 == 0 {

@@ -131,6 +131,45 @@ impl Registration {
     }
 }
 
+/// The expiry a REGISTER asks for: its Contact's `expires` parameter,
+/// else its `Expires` header, else one hour (RFC 3261 10.2.1.1).
+pub(crate) fn asked_expiry(req: &Request) -> Duration {
+    req.header("Contact")
+        .and_then(|c| {
+            c.split(';')
+                .skip(1)
+                .find_map(|p| p.trim().strip_prefix("expires="))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        })
+        .or_else(|| req.header("Expires")?.trim().parse().ok())
+        .map_or(Duration::from_secs(3600), Duration::from_secs)
+}
+
+/// A registrar's 200 to `req`: the binding of `aor` with the `granted`
+/// expiry (RFC 3261 10.3 step 8).
+pub(crate) fn registered_ok(
+    req: &Request,
+    aor: &str,
+    granted: Duration,
+    rng: &mut impl CryptoRng,
+) -> Result<Response, Error> {
+    let tag = new_tag(rand8(rng));
+    let mut ok = Response::for_request(req, mcx_sip::StatusCode::OK, Some(&tag))?;
+    let secs = granted.as_secs();
+    if secs > 0 {
+        ok.headers_mut()
+            .push("Contact", &format!("<{aor}>;expires={secs}"))?;
+    }
+    ok.headers_mut().push("Expires", &secs.to_string())?;
+    Ok(ok)
+}
+
+/// Whether `req` carries a MIKEY body (a CSK upload).
+pub(crate) fn carries_mikey(req: &Request) -> bool {
+    req.content_type()
+        .is_some_and(|c| c.trim().eq_ignore_ascii_case(crate::MIKEY_CONTENT_TYPE))
+}
+
 /// The expiry a registrar granted: the `expires` parameter of our Contact
 /// in its answer, else its `Expires` header (RFC 3261 10.2.4).
 fn granted_expiry(resp: &Response) -> Option<Duration> {

@@ -29,9 +29,16 @@ fn registered_world() -> World {
         c.home_server = Some(home_of(&c.uri).to_owned());
     });
     let m = &mut w.mesh;
-    for u in all_members().iter().map(String::as_str).chain([DISPATCHER]) {
+    for (i, u) in all_members()
+        .iter()
+        .map(String::as_str)
+        .chain([DISPATCHER])
+        .enumerate()
+    {
         let t = m.time();
-        m.client(u).register(t, &mut TestRng(7)).unwrap();
+        m.client(u)
+            .register(t, &mut TestRng(70 + i as u64))
+            .unwrap();
     }
     m.drive_for(Duration::from_secs(1));
     for u in all_members() {

@@ -102,15 +102,21 @@ fn every_hop_announces_its_own_sockets_and_the_relays_follow_the_call() {
     assert_eq!(to_a.floor_fmtp.as_deref(), Some(""));
     let a_answer = sdp_of(m, MC_A, CTRL, "SIP/2.0 200");
     assert_eq!(a_answer.audio, Some(endpoint(2).rtp()));
-    assert_eq!(a_answer.floor, None, "no floor control on this leg");
+    assert_eq!(
+        a_answer.floor,
+        Some(endpoint(2).floor()),
+        "its members' floor control comes through it"
+    );
 
-    // Toward a member of A: MC server A's relay; the controlling server's
-    // floor socket (floor control runs member ↔ controlling server).
+    // Toward a member of A: MC server A's relay and floor socket (it is
+    // the members' participating function) with the controlling server's
+    // per-call floor SSRC.
     let a1 = members_a()[0].clone();
     let to_a1 = sdp_of(m, MC_A, &a1, "INVITE ");
     assert_eq!(to_a1.audio, Some(endpoint(2).rtp()));
     assert_eq!(to_a1.media_ssrc, Some(ssrc));
-    assert_eq!(to_a1.floor, Some(endpoint(1).floor()));
+    assert_eq!(to_a1.floor, Some(endpoint(2).floor()));
+    assert_eq!(to_a1.floor_ssrc, to_a.floor_ssrc);
     let a1_answer = sdp_of(m, &a1, MC_A, "SIP/2.0 200");
     assert_eq!(a1_answer.direction, Some(Direction::RecvOnly));
     let a1_voice = m.client(&a1).voice(TEMP_GROUP).unwrap();

@@ -910,7 +910,7 @@ pub fn world_with(
             ]
         }
     };
-    let ctrl = ControllingServer::new(ControllingServerConfig::new(
+    let mut ctrl = ControllingServer::new(ControllingServerConfig::new(
         CTRL,
         ctrl_allowed.iter().map(|s| (*s).to_owned()).collect(),
         vec![TemporaryGroup {
@@ -918,7 +918,21 @@ pub fn world_with(
             constituents,
         }],
     ));
+    // The servers' identities with the KMS: clients upload their CSKs to
+    // them (SAKKE to the server's URI) when they register.
+    let keys = community.issue(CTRL, period, &mut mesh.rng).unwrap();
+    ctrl.set_identity(kms.clone(), keys).unwrap();
     mesh.nodes.insert(CTRL.into(), Node::Ctrl(ctrl));
+    let servers: Vec<String> = mesh
+        .nodes
+        .iter()
+        .filter(|(_, n)| matches!(n, Node::Mc(_)))
+        .map(|(u, _)| u.clone())
+        .collect();
+    for s in servers {
+        let keys = community.issue(&s, period, &mut mesh.rng).unwrap();
+        mesh.mc(&s).set_identity(kms.clone(), keys).unwrap();
+    }
     mesh.collect_public();
     World {
         mesh,
@@ -1181,7 +1195,8 @@ impl Mesh {
         }
     }
 
-    /// Replaces the controlling server (e.g. with more temporary groups).
+    /// Replaces the controlling server (e.g. with more temporary groups);
+    /// it has no KMS identity (no CSK uploads).
     pub fn set_ctrl(&mut self, config: ControllingServerConfig) {
         let uri = config.uri.clone();
         self.nodes

@@ -1,0 +1,124 @@
+//! SRTCP protection of floor control (TS 24.380 13, TS 33.180 7.5 and
+//! E.4): between a client and its home server under the client's CSK
+//! (uploaded in its REGISTER), between servers under a configured SPK.
+//! AEAD_AES_128_GCM with the key's ID as MKI, encrypted (E flag set): the
+//! floor message itself is secret, and a packet that does not
+//! authenticate — forged, replayed, unprotected, from a peer without this
+//! key — never reaches floor control.
+
+use mcx_mikey::SrtpMasterKeys;
+use mcx_srtp::{Config, MasterKey, Mki, Session};
+
+use crate::Error;
+
+/// Most SSRCs one protected floor channel carries: between two servers
+/// every member of every call has its own (TS 24.380: the participating
+/// function relays each member's floor messages).
+const MAX_FLOOR_STREAMS: usize = 100_000;
+
+/// Why a floor packet was dropped (counted, never handled).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FloorDrop {
+    /// Did not authenticate under the peer's key: forged, tampered,
+    /// unprotected, or from a peer that holds another key.
+    Unauthenticated,
+    /// Authenticated but already received (or behind the replay window).
+    Replayed,
+    /// Not an SRTCP/RTCP packet at all.
+    Malformed,
+}
+
+/// Counters of dropped floor packets, for tests and operators.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FloorDrops {
+    /// Failed authentication (forged, unprotected, wrong key).
+    pub unauthenticated: u64,
+    /// Replays.
+    pub replayed: u64,
+    /// Not RTCP.
+    pub malformed: u64,
+    /// From an address that is not the expected peer (for a client: not
+    /// its home server), or in no call.
+    pub wrong_source: u64,
+}
+
+impl FloorDrops {
+    pub(crate) fn count(&mut self, d: FloorDrop) {
+        match d {
+            FloorDrop::Unauthenticated => self.unauthenticated += 1,
+            FloorDrop::Replayed => self.replayed += 1,
+            FloorDrop::Malformed => self.malformed += 1,
+        }
+    }
+
+    /// Every packet dropped.
+    pub fn total(&self) -> u64 {
+        self.unauthenticated + self.replayed + self.malformed + self.wrong_source
+    }
+}
+
+/// One protected floor channel (one key, both directions).
+pub(crate) struct FloorGuard {
+    session: Session,
+}
+
+impl FloorGuard {
+    /// A channel under `keys` (from a CSK or an SPK).
+    pub(crate) fn new(keys: &SrtpMasterKeys) -> Result<Self, Error> {
+        let config = Config::ts33180(keys.mki().len()).with_max_streams(MAX_FLOOR_STREAMS);
+        let mut session = Session::new(config).map_err(|_| Error::Unexpected("SRTCP config"))?;
+        let mki = Mki::new(keys.mki()).map_err(|_| Error::Unexpected("floor key MKI"))?;
+        let key = MasterKey::new(*keys.master_key(), *keys.master_salt());
+        session
+            .add_key(mki, key)
+            .map_err(|_| Error::Unexpected("floor key"))?;
+        Ok(Self { session })
+    }
+
+    /// The SRTCP packet for the RTCP packet `rtcp`.
+    pub(crate) fn protect(&mut self, rtcp: &[u8]) -> Result<Vec<u8>, Error> {
+        let overhead = self.session.config().rtcp_overhead();
+        let mut buf = Vec::with_capacity(rtcp.len() + overhead);
+        buf.extend_from_slice(rtcp);
+        buf.resize(rtcp.len() + overhead, 0);
+        let n = self
+            .session
+            .protect_rtcp(&mut buf, rtcp.len())
+            .map_err(|_| Error::Unexpected("floor packet could not be protected"))?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    /// The RTCP packet inside the SRTCP packet `srtcp`, if it
+    /// authenticates.
+    pub(crate) fn unprotect(&mut self, srtcp: &[u8]) -> Result<Vec<u8>, FloorDrop> {
+        let mut buf = srtcp.to_vec();
+        match self.session.unprotect_rtcp(&mut buf) {
+            Ok(u) => {
+                buf.truncate(u.len);
+                Ok(buf)
+            }
+            Err(mcx_srtp::Error::Replay(_)) => Err(FloorDrop::Replayed),
+            // RTCP without a valid SRTCP trailer is an unprotected (or
+            // cut) packet: it failed authentication like a forged one.
+            Err(mcx_srtp::Error::InvalidPacket(_))
+                if srtcp.first().is_some_and(|b| b >> 6 == 2) =>
+            {
+                Err(FloorDrop::Unauthenticated)
+            }
+            Err(mcx_srtp::Error::InvalidPacket(_)) => Err(FloorDrop::Malformed),
+            Err(_) => Err(FloorDrop::Unauthenticated),
+        }
+    }
+}
+
+/// `packet` with its RTCP sender SSRC (octets 4..8) set to `ssrc`: how a
+/// participating function tells which member a floor message is for.
+pub(crate) fn with_ssrc(packet: &[u8], ssrc: u32) -> Vec<u8> {
+    let mut p = packet.to_vec();
+    if let Some(field) = p.get_mut(4..8) {
+        field.copy_from_slice(&ssrc.to_be_bytes());
+    }
+    p
+}
