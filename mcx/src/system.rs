@@ -120,11 +120,14 @@ pub(crate) async fn bind(t: &Topology, sel: &Selection) -> Result<Bound, CliErro
     let mut mc_servers = BTreeMap::new();
     for s in &t.mc_servers {
         if sel.wants(&s.uri) {
-            let b = bind_node(&s.uri, s.sip, s.transport, None).await?;
+            let b = bind_node(&s.uri, s.sip, s.transport, Some(s.floor_addr())).await?;
             directory.insert(&s.uri, b.peer().map_err(failed)?);
             mc_servers.insert(s.uri.clone(), b);
         } else {
-            directory.insert(&s.uri, static_peer(s.sip, s.transport, None));
+            directory.insert(
+                &s.uri,
+                static_peer(s.sip, s.transport, Some(s.floor_addr())),
+            );
         }
     }
     let mut clients = BTreeMap::new();
@@ -226,6 +229,17 @@ pub(crate) fn start_kms(
         uri: t.gms.uri.clone(),
         token: t.gms.token.clone(),
     });
+    // The servers' identities: clients encrypt their CSKs to them.
+    users.push(mcx_kms::KmsUser {
+        uri: t.controlling.uri.clone(),
+        token: Topology::server_token(&t.controlling.uri, t.controlling.token.as_ref()),
+    });
+    for s in &t.mc_servers {
+        users.push(mcx_kms::KmsUser {
+            uri: s.uri.clone(),
+            token: Topology::server_token(&s.uri, s.token.as_ref()),
+        });
+    }
     let config = mcx_kms::KmsConfig {
         kms_uri: t.kms.uri.clone(),
         key_period_len: t.kms.key_period_len,
@@ -386,13 +400,17 @@ pub(crate) fn client_config(t: &Topology, u: &User, media: MediaEndpoint) -> Cli
     );
     c.call_timeout = t.deadlines.call();
     c.media = media;
-    // Its home server: the MC server of the first group it belongs to.
-    c.home_server = t
-        .groups
-        .iter()
-        .find(|g| g.members.contains(&u.uri))
-        .and_then(|g| t.owner_of(&g.id))
-        .map(|s| s.uri.clone());
+    // Its home server: the controlling server for an initiator (its floor
+    // control runs there), else the MC server of its first group.
+    c.home_server = if t.controlling.allowed_initiators.contains(&u.uri) {
+        Some(t.controlling.uri.clone())
+    } else {
+        t.groups
+            .iter()
+            .find(|g| g.members.contains(&u.uri))
+            .and_then(|g| t.owner_of(&g.id))
+            .map(|s| s.uri.clone())
+    };
     c
 }
 
@@ -460,12 +478,30 @@ pub(crate) async fn start(t: &Topology, sel: &Selection) -> Result<Running, CliE
         services.push(task);
         stores.push(store);
     }
+    let spk = t.floor.spk_keys().map_err(failed)?;
+    if spk.is_none() && (bound.controlling.is_some() || !bound.mc_servers.is_empty()) {
+        eprintln!(
+            "warning: no [floor] spk: floor control between the controlling server and the MC servers is not protected"
+        );
+    }
     let controlling = match bound.controlling {
         Some(b) => {
             let media = b.media_endpoint().map_err(failed)?;
+            let mut role = controlling_role(t, media);
+            let (kms, keys) = server_keys(
+                t,
+                &t.controlling.uri,
+                t.controlling.token.as_ref(),
+                bound.kms_http,
+            )
+            .await?;
+            role.set_identity(kms, keys).map_err(failed)?;
+            if let Some(k) = &spk {
+                role.set_spk(k.clone());
+            }
             let mut h = b
                 .run_with(
-                    controlling_role(t, media),
+                    role,
                     directory.clone(),
                     timers,
                     Some(timeline_tx.clone()),
@@ -485,9 +521,15 @@ pub(crate) async fn start(t: &Topology, sel: &Selection) -> Result<Running, CliE
             continue;
         };
         let media = b.media_endpoint().map_err(failed)?;
+        let mut role = mc_server_role(t, node, media);
+        let (kms, keys) = server_keys(t, &node.uri, node.token.as_ref(), bound.kms_http).await?;
+        role.set_identity(kms, keys).map_err(failed)?;
+        if let Some(k) = &spk {
+            role.set_spk(k.clone());
+        }
         let h = b
             .run_with(
-                mc_server_role(t, node, media),
+                role,
                 directory.clone(),
                 timers,
                 Some(timeline_tx.clone()),
@@ -578,6 +620,22 @@ pub(crate) async fn start(t: &Topology, sel: &Selection) -> Result<Running, CliE
         provisioning: started.elapsed(),
         voice,
     })
+}
+
+/// A server's identity keys from the KMS (members' and initiators' CSKs
+/// are SAKKE-encrypted to its URI), retrying while the KMS is not up.
+async fn server_keys(
+    t: &Topology,
+    uri: &str,
+    token: Option<&String>,
+    kms_http: SocketAddr,
+) -> Result<(mcx_ibc::kms::CommunityPublic, mcx_ibc::kms::UserKeys), CliError> {
+    let token = Topology::server_token(uri, token);
+    with_retries(uri, "KMS", || {
+        mcx_client::provision_keys(&t.kms.uri, uri, &token, kms_http)
+    })
+    .await
+    .map_err(|e| failed(format!("{uri}: its identity keys from the KMS: {e}")))
 }
 
 /// Provisions a client, retrying while the KMS or GMS cannot be reached.

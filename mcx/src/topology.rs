@@ -39,6 +39,47 @@ pub(crate) struct Topology {
     /// Caps against hostile or broken peers, per node.
     #[serde(default)]
     pub(crate) limits: Limits,
+    /// Floor control protection between the servers (TS 24.380 13.1).
+    #[serde(default)]
+    pub(crate) floor: FloorSecurity,
+}
+
+/// The SPK shared by the controlling server and the MC servers: floor
+/// control between them is SRTCP under it. Without one, that hop is
+/// unprotected (clients' hops are always under their CSKs).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FloorSecurity {
+    /// The SPK, 32 hex digits.
+    pub(crate) spk: Option<String>,
+    /// Its key ID (purpose tag 3 in the top 4 bits, TS 33.180 5.2.2).
+    #[serde(default = "default_spk_id")]
+    pub(crate) spk_id: u32,
+    /// The RAND both sides derive the SRTCP keys with, 32 hex digits.
+    pub(crate) spk_rand: Option<String>,
+}
+
+fn default_spk_id() -> u32 {
+    0x3000_0001
+}
+
+impl FloorSecurity {
+    /// The SRTCP keys of the SPK, if one is configured.
+    pub(crate) fn spk_keys(&self) -> Result<Option<mcx_mikey::SrtpMasterKeys>, String> {
+        let Some(spk) = &self.spk else {
+            return Ok(None);
+        };
+        let key = hex::decode(spk).map_err(|e| format!("floor.spk: {e}"))?;
+        let spk = mcx_mikey::Spk::from_bytes(&key).map_err(|e| format!("floor.spk: {e}"))?;
+        let rand = self
+            .spk_rand
+            .as_deref()
+            .ok_or("floor.spk_rand: needed with floor.spk")?;
+        let rand = hex::decode(rand).map_err(|e| format!("floor.spk_rand: {e}"))?;
+        mcx_mikey::csk::spk_srtcp_keys(&spk, mcx_mikey::KeyId(self.spk_id), &rand)
+            .map(Some)
+            .map_err(|e| format!("floor: {e}"))
+    }
 }
 
 /// Caps every node applies to its peers (mcx-net `NodeLimits`).
@@ -177,6 +218,10 @@ pub(crate) struct GmsNode {
 #[serde(deny_unknown_fields)]
 pub(crate) struct ControllingNode {
     pub(crate) uri: String,
+    /// Its access token toward the KMS (for its identity keys, which
+    /// initiators' CSKs are encrypted to).
+    #[serde(default)]
+    pub(crate) token: Option<String>,
     pub(crate) sip: SocketAddr,
     pub(crate) floor: SocketAddr,
     #[serde(default)]
@@ -201,9 +246,31 @@ pub(crate) struct TemporaryGroup {
 pub(crate) struct McServerNode {
     pub(crate) uri: String,
     pub(crate) sip: SocketAddr,
+    /// Its floor-control socket (it relays its members' floor control);
+    /// absent: the SIP address's IP, port SIP + 2 (0 stays 0).
+    #[serde(default)]
+    pub(crate) floor: Option<SocketAddr>,
+    /// Its access token toward the KMS (for its identity keys, which
+    /// members' CSKs are encrypted to).
+    #[serde(default)]
+    pub(crate) token: Option<String>,
     #[serde(default)]
     pub(crate) transport: TransportName,
     pub(crate) groups: Vec<String>,
+}
+
+impl McServerNode {
+    /// Its floor socket address (see [`McServerNode::floor`]).
+    pub(crate) fn floor_addr(&self) -> SocketAddr {
+        self.floor.unwrap_or_else(|| {
+            let port = if self.sip.port() == 0 {
+                0
+            } else {
+                self.sip.port().saturating_add(2)
+            };
+            SocketAddr::new(self.sip.ip(), port)
+        })
+    }
 }
 
 /// A group (served by the GMS, owned by one MC server).
@@ -312,6 +379,7 @@ impl Topology {
 
     /// Cross-references: every name used is defined once.
     fn check(&self) -> Result<(), String> {
+        self.floor.spk_keys()?;
         let d = self.deadlines;
         if !(0 < d.member_ms && d.member_ms < d.group_ms && d.group_ms < d.call_ms) {
             return Err(format!(
@@ -390,6 +458,12 @@ impl Topology {
     }
 
     /// The MC server owning `group`.
+    /// A server's KMS token: its own, or one derived from its URI (demo
+    /// topologies; the KMS of the same topology derives the same).
+    pub(crate) fn server_token(uri: &str, token: Option<&String>) -> String {
+        token.cloned().unwrap_or_else(|| format!("server-token:{uri}"))
+    }
+
     pub(crate) fn owner_of(&self, group: &str) -> Option<&McServerNode> {
         self.mc_servers
             .iter()
@@ -456,6 +530,8 @@ impl Topology {
                 t.mc_servers.push(McServerNode {
                     uri: format!("sip:mcs-{server}@{domain}"),
                     sip: any,
+                    floor: None,
+                    token: None,
                     transport: TransportName::Udp,
                     groups: Vec::new(),
                 });
