@@ -69,6 +69,9 @@ pub(crate) struct Report {
     pub(crate) reference: KeyConfirmation,
     /// Processing during set-up, per kind of role.
     pub(crate) busy: Busy,
+    /// The call's SRTP master key, salt and MKI as the initiator holds
+    /// them (for `mcx demo --pcap`'s key file; never printed).
+    pub(crate) media_keys: Option<mcx_mikey::SrtpMasterKeys>,
 }
 
 fn failed(what: impl std::fmt::Display) -> CliError {
@@ -260,6 +263,13 @@ pub(crate) async fn run_call_with(
             "the initiator holds no TGMK after the call was established",
         ));
     };
+
+    // Read while the call is up: the client forgets its keys at the end.
+    let tg_id = call.temporary_group.clone();
+    let media_keys = initiator
+        .query(move |c, _, _| c.media_keys(&tg_id))
+        .await
+        .map_err(failed)?;
 
     // Per-group acceptance against the membership.
     let _ = writeln!(out, "\nper-group acceptance reported to the initiator");
@@ -540,6 +550,7 @@ pub(crate) async fn run_call_with(
         setup,
         reference,
         busy,
+        media_keys,
     })
 }
 

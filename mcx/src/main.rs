@@ -6,11 +6,14 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod decrypt;
 mod demo;
+mod dumpcap;
 mod error;
 mod input;
 mod keyfile;
 mod output;
+mod pcap;
 mod system;
 mod topology;
 mod voice;

@@ -37,6 +37,50 @@ pub(crate) struct Bound {
     pub(crate) directory: Directory,
 }
 
+/// The ports a capture of this process's roles needs, by protocol.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct CapturePorts {
+    /// SIP (UDP), floor control and voice.
+    pub(crate) udp: Vec<u16>,
+    /// SIP (TCP) and the KMS's and GMS's HTTP.
+    pub(crate) tcp: Vec<u16>,
+}
+
+impl Bound {
+    /// Every port this process's roles send from or listen on: each SIP
+    /// node's SIP port (UDP and TCP: a node binds both whatever its
+    /// transport), floor and voice ports (servers' relays included), and
+    /// the HTTP ports of the KMS and GMS (clients provision from them
+    /// over ephemeral TCP ports, caught by the server's port).
+    pub(crate) fn capture_ports(&self) -> Result<CapturePorts, CliError> {
+        let mut p = CapturePorts::default();
+        p.tcp.push(self.kms_http.port());
+        p.tcp.push(self.gms_http.port());
+        let nodes = self
+            .controlling
+            .iter()
+            .chain(self.mc_servers.values())
+            .chain(self.clients.values());
+        for node in nodes {
+            let sip = node.peer().map_err(failed)?.sip.port();
+            let media = node.media_endpoint().map_err(failed)?;
+            p.udp.push(sip);
+            p.tcp.push(sip);
+            // Port 9 stands for "not bound" in the SDP: nothing to capture.
+            p.udp.extend(
+                [media.rtp_port, media.floor_port]
+                    .into_iter()
+                    .filter(|&q| q != 9),
+            );
+        }
+        for ports in [&mut p.udp, &mut p.tcp] {
+            ports.sort_unstable();
+            ports.dedup();
+        }
+        Ok(p)
+    }
+}
+
 /// Which roles this process runs.
 #[derive(Clone, Debug)]
 pub(crate) enum Selection {
@@ -462,7 +506,13 @@ impl Drop for Running {
 /// Starts the selected roles: services first, then servers, then clients
 /// (which provision from the KMS and the GMS).
 pub(crate) async fn start(t: &Topology, sel: &Selection) -> Result<Running, CliError> {
-    let bound = bind(t, sel).await?;
+    start_bound(t, bind(t, sel).await?).await
+}
+
+/// [`start`] on sockets already bound: for a caller that must know every
+/// port before the first packet (`mcx demo --pcap` starts its capture in
+/// between).
+pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, CliError> {
     let directory = Arc::new(bound.directory);
     let timers = t.sip_timers.timers();
     let (timeline_tx, timeline) = mpsc::unbounded_channel();

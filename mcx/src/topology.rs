@@ -461,7 +461,9 @@ impl Topology {
     /// A server's KMS token: its own, or one derived from its URI (demo
     /// topologies; the KMS of the same topology derives the same).
     pub(crate) fn server_token(uri: &str, token: Option<&String>) -> String {
-        token.cloned().unwrap_or_else(|| format!("server-token:{uri}"))
+        token
+            .cloned()
+            .unwrap_or_else(|| format!("server-token:{uri}"))
     }
 
     pub(crate) fn owner_of(&self, group: &str) -> Option<&McServerNode> {

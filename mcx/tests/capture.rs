@@ -19,21 +19,15 @@ mod common;
 
 use common::free_port;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{ErrorKind, Read};
+use std::io::Read;
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn require(tool: &str) {
-    match Command::new(tool).arg("-v").output() {
-        Ok(_) => {}
-        Err(e) if e.kind() == ErrorKind::NotFound => panic!(
-            "{tool} is not installed: this test captures a call and dissects it with Wireshark's \
-             tools (Debian/Ubuntu: apt-get install tshark, which brings dumpcap; ./scripts/test \
-             installs it)"
-        ),
-        Err(e) => panic!("cannot run {tool}: {e}"),
+    if let Some(why) = common::tshark::missing(&[tool]) {
+        panic!("{why}: this test captures a call and dissects it with Wireshark's tools");
     }
 }
 
@@ -336,59 +330,27 @@ impl Tshark {
         }
     }
 
-    fn run(&self, args: &[&str]) -> String {
-        let mut cmd = Command::new("tshark");
-        cmd.arg("-n").arg("-r").arg(&self.file);
+    /// The shared runner with this capture's decode-as rules.
+    fn tool(&self) -> common::tshark::Tshark {
+        let mut options = Vec::new();
         for d in &self.decode_as {
-            cmd.args(["-d", d]);
+            options.extend(["-d".to_owned(), d.clone()]);
         }
         if !self.mikey {
-            cmd.args(["--disable-protocol", "mikey"]);
+            options.extend(["--disable-protocol".to_owned(), "mikey".to_owned()]);
         }
-        let out = cmd.args(args).output().expect("running tshark");
-        assert!(
-            out.status.success(),
-            "tshark {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        common::tshark::Tshark {
+            file: self.file.clone(),
+            options,
+        }
     }
 
-    /// One row per packet matching `filter`: the values of `fields`, each
-    /// a list (a field may occur several times in a packet).
+    fn run(&self, args: &[&str]) -> String {
+        self.tool().run(args)
+    }
+
     fn fields(&self, filter: &str, fields: &[&str]) -> Vec<Vec<Vec<String>>> {
-        let mut args = vec![
-            "-Y",
-            filter,
-            "-T",
-            "fields",
-            "-E",
-            "separator=\t",
-            "-E",
-            "aggregator=\u{1f}",
-            "-E",
-            "occurrence=a",
-        ];
-        for f in fields {
-            args.extend(["-e", f]);
-        }
-        self.run(&args)
-            .lines()
-            .map(|line| {
-                let mut cols: Vec<Vec<String>> = line
-                    .split('\t')
-                    .map(|c| {
-                        if c.is_empty() {
-                            Vec::new()
-                        } else {
-                            c.split('\u{1f}').map(str::to_owned).collect()
-                        }
-                    })
-                    .collect();
-                cols.resize(fields.len(), Vec::new());
-                cols
-            })
-            .collect()
+        self.tool().fields(filter, fields)
     }
 }
 

@@ -6,6 +6,7 @@ mod kms;
 mod mikey;
 mod sakke;
 mod selfcheck;
+mod srtp;
 mod system;
 mod uid;
 
@@ -34,6 +35,8 @@ Commands and examples:
   mcx run topology.toml kms            (one role per process; also gms,
   mcx run topology.toml controlling     controlling, MC server and user URIs)
   mcx call topology.toml
+  mcx demo --pcap call.pcap             (capture the call; call.pcap.keys holds its keys)
+  mcx srtp decrypt --pcap call.pcap --keys call.pcap.keys --out heard/
 
 Input: HEX values take upper or lower case, an optional 0x prefix, and
 surrounding whitespace is ignored. FILE arguments take '-' for standard input
@@ -104,6 +107,9 @@ enum Command {
     /// Run the initiator of a topology's [call], make the call, print the
     /// result and exit.
     Call(system::CallArgs),
+    /// SRTP for the lab: decrypt the voice of a capture.
+    #[command(subcommand)]
+    Srtp(srtp::SrtpCommand),
 }
 
 /// Runs the parsed command.
@@ -119,5 +125,6 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
         Command::Up(args) => system::up(&args),
         Command::Run(args) => system::run(&args),
         Command::Call(args) => system::call(&args),
+        Command::Srtp(command) => srtp::run(command),
     }
 }

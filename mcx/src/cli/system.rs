@@ -44,6 +44,11 @@ pub(crate) struct DemoArgs {
     /// are printed.
     #[arg(long)]
     late_joiner: bool,
+    /// Capture the whole run on the loopback interface (SIP, HTTP, SRTP,
+    /// floor control) into FILE (pcap), with dumpcap; write the calls'
+    /// SRTP keys to FILE.keys (secret) for `mcx srtp decrypt`.
+    #[arg(long, value_name = "FILE")]
+    pcap: Option<PathBuf>,
 }
 
 /// `mcx up`.
@@ -191,7 +196,16 @@ pub(crate) fn demo(args: &DemoArgs) -> Result<(), CliError> {
         print(&format!(
             "mcx demo: a temporary group – broadcast call (TS 33.180 7.3.X) over real sockets on loopback\ntopology: {name}\n"
         ));
-        let mut running = system::start(&t, &Selection::All).await?;
+        // With --pcap, the capture runs before the first packet: every
+        // port is known once bound, and provisioning is the first traffic.
+        let (mut running, capture) = match &args.pcap {
+            Some(_) => {
+                let bound = system::bind(&t, &Selection::All).await?;
+                let capture = crate::dumpcap::Capture::start(&bound.capture_ports()?).await?;
+                (system::start_bound(&t, bound).await?, Some(capture))
+            }
+            None => (system::start(&t, &Selection::All).await?, None),
+        };
         print(&describe(&t, &running));
         print(&format!(
             "started KMS and GMS; {} clients provisioned from them (KmsInit, KmsKeyProv, group documents with GKTPs) in {:.2} s\n\n",
@@ -214,22 +228,37 @@ pub(crate) fn demo(args: &DemoArgs) -> Result<(), CliError> {
         let mut setups = Vec::new();
         let mut servers = Vec::new();
         let mut failures = Vec::new();
-        for n in 0..args.calls {
-            let first = n == 0;
-            let late = late_joiner.as_deref().filter(|_| first);
-            let options = demo::CallOptions {
-                voice: voice.as_ref().filter(|_| first),
-                late_joiner: late,
-                ..demo::CallOptions::default()
-            };
-            let report = demo::run_call_with(&t, &mut running, &options).await?;
-            if n == 0 {
-                print(&report.text);
+        let mut keys = Vec::new();
+        let temporary_group = t.call.as_ref().map(|c| c.temporary_group.clone()).unwrap_or_default();
+        let mut calls = async {
+            for n in 0..args.calls {
+                let first = n == 0;
+                let options = demo::CallOptions {
+                    voice: voice.as_ref().filter(|_| first),
+                    late_joiner: late_joiner.as_deref().filter(|_| first),
+                    ..demo::CallOptions::default()
+                };
+                let report = demo::run_call_with(&t, &mut running, &options).await?;
+                if n == 0 {
+                    print(&report.text);
+                }
+                setups.push(report.setup);
+                servers.push(report.busy.controlling + report.busy.mc_servers);
+                if let Some(k) = &report.media_keys {
+                    keys.push(crate::decrypt::KeyEntry::from_call(&temporary_group, report.reference.tgmk_id, k));
+                }
+                failures.extend(report.failures.into_iter().map(|f| format!("call {}: {f}", n + 1)));
             }
-            setups.push(report.setup);
-            servers.push(report.busy.controlling + report.busy.mc_servers);
-            failures.extend(report.failures.into_iter().map(|f| format!("call {}: {f}", n + 1)));
+            Ok::<(), CliError>(())
         }
+        .await;
+        // The capture is written even when a call failed: that is when a
+        // lab needs it most.
+        if let (Some(capture), Some(path)) = (capture, &args.pcap) {
+            let written = write_capture(capture, path, keys).await;
+            calls = calls.and(written);
+        }
+        calls?;
         if setups.len() > 1 {
             setups.sort();
             let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
@@ -259,6 +288,36 @@ pub(crate) fn demo(args: &DemoArgs) -> Result<(), CliError> {
             })
         }
     })
+}
+
+/// Ends `mcx demo --pcap`'s capture: the pcap to `path`, the calls' keys
+/// to `path.keys`, and says where they went.
+async fn write_capture(
+    capture: crate::dumpcap::Capture,
+    path: &std::path::Path,
+    keys: Vec<crate::decrypt::KeyEntry>,
+) -> Result<(), CliError> {
+    let w = capture.finish(path).await?;
+    let key_path = keys_path(path);
+    let n = keys.len();
+    crate::decrypt::write_key_file(&key_path, keys)?;
+    print(&format!(
+        "\ncapture: {} packets ({} octets) of the whole run on lo written to {} (pcap: SIP, HTTP, SRTP voice, floor control)\nkeys: the SRTP master key, salt and MKI (TGMK-ID) of {n} call(s) written to {} — SECRET, for the lab only: mcx srtp decrypt --pcap {} --keys {} --out DIR\n",
+        w.packets,
+        w.octets,
+        path.display(),
+        key_path.display(),
+        path.display(),
+        key_path.display(),
+    ));
+    Ok(())
+}
+
+/// `FILE.keys` next to the capture `FILE`.
+fn keys_path(pcap: &std::path::Path) -> PathBuf {
+    let mut name = pcap.as_os_str().to_owned();
+    name.push(".keys");
+    PathBuf::from(name)
 }
 
 /// Runs `mcx up`: every role of the topology in this process until

@@ -1,0 +1,111 @@
+//! `mcx srtp decrypt`: a lab listens to what was sent.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use crate::decrypt::{self, LabKey};
+use crate::error::CliError;
+
+/// `mcx srtp …`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum SrtpCommand {
+    /// Decrypt the SRTP voice streams of a capture to WAV files.
+    ///
+    /// Reads a pcap or pcapng file (Ethernet, loopback, raw IP or Linux
+    /// cooked frames), takes the UDP datagrams that are SRTP with the MKI
+    /// of the keys given (TS 33.180: AEAD_AES_128_GCM, ROC in every packet)
+    /// and writes DIR/<ssrc>.wav per stream (PCMU decoded to 8 kHz
+    /// 16-bit mono, placed by RTP timestamp, silence where packets are
+    /// missing). Prints per stream: legs, datagrams, relayed copies,
+    /// packets, decrypted, failed. Exits 1, writing no WAV, when no packet
+    /// decrypts.
+    Decrypt(DecryptArgs),
+}
+
+/// `mcx srtp decrypt`.
+#[derive(Debug, Args)]
+pub(crate) struct DecryptArgs {
+    /// The capture (pcap or pcapng).
+    #[arg(long, value_name = "FILE")]
+    pcap: PathBuf,
+    /// The key file `mcx demo --pcap FILE` writes next to it (FILE.keys).
+    #[arg(long, value_name = "FILE.keys", conflicts_with_all = ["tgmk", "gmk", "master_key"])]
+    keys: Option<PathBuf>,
+    /// A TGMK (32 hex digits), with --tgmk-id and --rand.
+    #[arg(long, value_name = "HEX", requires_all = ["tgmk_id", "rand"], conflicts_with_all = ["gmk", "master_key"])]
+    tgmk: Option<String>,
+    /// The TGMK-ID (8 hex digits), the MKI of the call's SRTP.
+    #[arg(long, value_name = "HEX", requires = "tgmk")]
+    tgmk_id: Option<String>,
+    /// A GMK (32 hex digits), with --gmk-id, --guk-id and --rand.
+    #[arg(long, value_name = "HEX", requires_all = ["gmk_id", "guk_id", "rand"], conflicts_with = "master_key")]
+    gmk: Option<String>,
+    /// The GMK-ID (8 hex digits).
+    #[arg(long, value_name = "HEX", requires = "gmk")]
+    gmk_id: Option<String>,
+    /// The GUK-ID (8 hex digits).
+    #[arg(long, value_name = "HEX", requires = "gmk")]
+    guk_id: Option<String>,
+    /// The RAND of the MIKEY message that carried the TGMK or GMK (hex).
+    #[arg(long, value_name = "HEX")]
+    rand: Option<String>,
+    /// An SRTP master key (32 hex digits), with --master-salt and --mki.
+    #[arg(long, value_name = "HEX", requires_all = ["master_salt", "mki"])]
+    master_key: Option<String>,
+    /// The SRTP master salt (24 hex digits).
+    #[arg(long, value_name = "HEX", requires = "master_key")]
+    master_salt: Option<String>,
+    /// The MKI (hex: the TGMK-ID, or GMK-ID ‖ GUK-ID).
+    #[arg(long, value_name = "HEX", requires = "master_key")]
+    mki: Option<String>,
+    /// Where the WAV files go (created if need be).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+}
+
+/// The keys the arguments name.
+fn keys(a: &DecryptArgs) -> Result<Vec<LabKey>, CliError> {
+    let rand = |r: &Option<String>| {
+        r.as_deref()
+            .ok_or_else(|| CliError::invalid("--rand", "missing"))
+            .and_then(|r| crate::input::hex("--rand", r))
+    };
+    if let Some(path) = &a.keys {
+        return decrypt::read_key_file(path);
+    }
+    if let (Some(tgmk), Some(id)) = (&a.tgmk, &a.tgmk_id) {
+        return Ok(vec![decrypt::tgmk_key(
+            "--tgmk",
+            tgmk,
+            "--tgmk-id",
+            id,
+            &rand(&a.rand)?,
+        )?]);
+    }
+    if let (Some(gmk), Some(gmk_id), Some(guk_id)) = (&a.gmk, &a.gmk_id, &a.guk_id) {
+        return Ok(vec![decrypt::gmk_key(
+            gmk,
+            gmk_id,
+            guk_id,
+            &rand(&a.rand)?,
+        )?]);
+    }
+    if let (Some(k), Some(s), Some(m)) = (&a.master_key, &a.master_salt, &a.mki) {
+        return Ok(vec![decrypt::master_key(k, s, m)?]);
+    }
+    Err(CliError::invalid(
+        "keys",
+        "give --keys FILE, --tgmk/--tgmk-id/--rand, --gmk/--gmk-id/--guk-id/--rand, or --master-key/--master-salt/--mki",
+    ))
+}
+
+/// Runs `mcx srtp …`.
+pub(crate) fn run(command: SrtpCommand) -> Result<(), CliError> {
+    match command {
+        SrtpCommand::Decrypt(a) => {
+            let text = decrypt::run(&a.pcap, keys(&a)?, &a.out)?;
+            crate::output::line(text.trim_end())
+        }
+    }
+}
