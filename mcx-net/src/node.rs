@@ -713,6 +713,35 @@ async fn bind_pair(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), NetErro
 /// A command run on the role inside its driver task.
 pub type Command<R> = Box<dyn FnOnce(&mut R, mcx_core::Time, &mut OsRng) + Send>;
 
+/// Sends commands to a running node's role (see [`NodeHandle::commander`]).
+#[derive(Debug)]
+pub struct Commander<R: Role> {
+    commands: mpsc::UnboundedSender<Command<R>>,
+}
+
+impl<R: Role> Clone for Commander<R> {
+    fn clone(&self) -> Self {
+        Self {
+            commands: self.commands.clone(),
+        }
+    }
+}
+
+impl<R: Role> Commander<R> {
+    /// As [`NodeHandle::command`].
+    ///
+    /// # Errors
+    /// The node stopped.
+    pub fn command(
+        &self,
+        f: impl FnOnce(&mut R, mcx_core::Time, &mut OsRng) + Send + 'static,
+    ) -> Result<(), NetError> {
+        self.commands
+            .send(Box::new(f))
+            .map_err(|_| NetError::Stopped)
+    }
+}
+
 /// The application's side of a running node.
 #[derive(Debug)]
 pub struct NodeHandle<R: Role> {
@@ -750,6 +779,14 @@ impl<R: Role> NodeHandle<R> {
         self.commands
             .send(Box::new(f))
             .map_err(|_| NetError::Stopped)
+    }
+
+    /// A handle that only sends commands, to hand to another task (e.g.
+    /// one that fetches the role's keys while the node already runs).
+    pub fn commander(&self) -> Commander<R> {
+        Commander {
+            commands: self.commands.clone(),
+        }
     }
 
     /// Runs `f` on the role and returns its result.

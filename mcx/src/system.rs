@@ -513,6 +513,7 @@ pub(crate) async fn start(t: &Topology, sel: &Selection) -> Result<Running, CliE
 /// port before the first packet (`mcx demo --pcap` starts its capture in
 /// between).
 pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, CliError> {
+    let kms_here = bound.kms.is_some();
     let directory = Arc::new(bound.directory);
     let timers = t.sip_timers.timers();
     let (timeline_tx, timeline) = mpsc::unbounded_channel();
@@ -534,18 +535,11 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
             "warning: no [floor] spk: floor control between the controlling server and the MC servers is not protected"
         );
     }
+    let mut identities = Vec::new();
     let controlling = match bound.controlling {
         Some(b) => {
             let media = b.media_endpoint().map_err(failed)?;
             let mut role = controlling_role(t, media);
-            let (kms, keys) = server_keys(
-                t,
-                &t.controlling.uri,
-                t.controlling.token.as_ref(),
-                bound.kms_http,
-            )
-            .await?;
-            role.set_identity(kms, keys).map_err(failed)?;
             if let Some(k) = &spk {
                 role.set_spk(k.clone());
             }
@@ -561,6 +555,20 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
             log_events(&t.controlling.uri, h.take_events(), |e| {
                 matches!(e, ControllingEvent::CallRejected { .. })
             });
+            let commander = h.commander();
+            identities.push(fetch_identity(
+                t,
+                &t.controlling.uri,
+                t.controlling.token.as_ref(),
+                bound.kms_http,
+                move |kms, keys| {
+                    let _ = commander.command(move |r, _, _| {
+                        if let Err(e) = r.set_identity(kms, keys) {
+                            tracing::warn!("identity keys: {e}");
+                        }
+                    });
+                },
+            ));
             Some(h)
         }
         None => None,
@@ -572,8 +580,6 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
         };
         let media = b.media_endpoint().map_err(failed)?;
         let mut role = mc_server_role(t, node, media);
-        let (kms, keys) = server_keys(t, &node.uri, node.token.as_ref(), bound.kms_http).await?;
-        role.set_identity(kms, keys).map_err(failed)?;
         if let Some(k) = &spk {
             role.set_spk(k.clone());
         }
@@ -593,7 +599,28 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
                 McServerEvent::Rejected { .. } | McServerEvent::MemberRejected { .. }
             )
         });
+        let commander = h.commander();
+        identities.push(fetch_identity(
+            t,
+            &node.uri,
+            node.token.as_ref(),
+            bound.kms_http,
+            move |kms, keys| {
+                let _ = commander.command(move |r, _, _| {
+                    if let Err(e) = r.set_identity(kms, keys) {
+                        tracing::warn!("identity keys: {e}");
+                    }
+                });
+            },
+        ));
         mc_servers.insert(uri, h);
+    }
+    // With the KMS in this process, the servers hold their keys before
+    // any client registers (elsewhere a client retries until they do).
+    if kms_here {
+        for task in identities {
+            let _ = task.await;
+        }
     }
     let started = std::time::Instant::now();
     // Start-up is CPU work (RSK validation, GMK decryption) on both sides
@@ -672,20 +699,32 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
     })
 }
 
-/// A server's identity keys from the KMS (members' and initiators' CSKs
-/// are SAKKE-encrypted to its URI), retrying while the KMS is not up.
-async fn server_keys(
+/// Fetches a server's identity keys from the KMS in the background
+/// (members' and initiators' CSKs are SAKKE-encrypted to its URI),
+/// retrying while the KMS is not up, and hands them to `done`. The server
+/// runs meanwhile: signalling does not wait for the KMS; until the keys
+/// come, CSK uploads are refused (clients retry their registration).
+fn fetch_identity(
     t: &Topology,
     uri: &str,
     token: Option<&String>,
     kms_http: SocketAddr,
-) -> Result<(mcx_ibc::kms::CommunityPublic, mcx_ibc::kms::UserKeys), CliError> {
+    done: impl FnOnce(mcx_ibc::kms::CommunityPublic, mcx_ibc::kms::UserKeys) + Send + 'static,
+) -> JoinHandle<()> {
     let token = Topology::server_token(uri, token);
-    with_retries(uri, "KMS", || {
-        mcx_client::provision_keys(&t.kms.uri, uri, &token, kms_http)
+    let (kms_uri, uri) = (t.kms.uri.clone(), uri.to_owned());
+    tokio::spawn(async move {
+        let keys = with_retries(&uri, "KMS", || {
+            mcx_client::provision_keys(&kms_uri, &uri, &token, kms_http)
+        })
+        .await;
+        match keys {
+            Ok((kms, keys)) => done(kms, keys),
+            Err(e) => {
+                eprintln!("{uri}: no identity keys from the KMS ({e}): CSK uploads are refused")
+            }
+        }
     })
-    .await
-    .map_err(|e| failed(format!("{uri}: its identity keys from the KMS: {e}")))
 }
 
 /// Provisions a client, retrying while the KMS or GMS cannot be reached.
