@@ -736,10 +736,17 @@ impl<R: Role> Commander<R> {
         &self,
         f: impl FnOnce(&mut R, mcx_core::Time, &mut OsRng) + Send + 'static,
     ) -> Result<(), NetError> {
-        self.commands
-            .send(Box::new(f))
-            .map_err(|_| NetError::Stopped)
+        send_command(&self.commands, f)
     }
+}
+
+fn send_command<R: Role>(
+    commands: &mpsc::UnboundedSender<Command<R>>,
+    f: impl FnOnce(&mut R, mcx_core::Time, &mut OsRng) + Send + 'static,
+) -> Result<(), NetError> {
+    commands
+        .send(Box::new(f))
+        .map_err(|_| NetError::Stopped)
 }
 
 /// The application's side of a running node.
@@ -776,9 +783,7 @@ impl<R: Role> NodeHandle<R> {
         &self,
         f: impl FnOnce(&mut R, mcx_core::Time, &mut OsRng) + Send + 'static,
     ) -> Result<(), NetError> {
-        self.commands
-            .send(Box::new(f))
-            .map_err(|_| NetError::Stopped)
+        send_command(&self.commands, f)
     }
 
     /// A handle that only sends commands, to hand to another task (e.g.
