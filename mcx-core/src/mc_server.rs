@@ -245,8 +245,14 @@ pub struct McServer {
     upstream_guards: HashMap<String, FloorGuard>,
     /// Joined members by their floor SSRC: (call, leg).
     floor_members: HashMap<u32, (CallNo, usize)>,
+    /// Floor SSRCs of members of recently ended calls, and when: their
+    /// last Floor Acks still come, and are absorbed, not counted.
+    ended_floor: HashMap<u32, Instant>,
     floor_drops: FloorDrops,
 }
+
+/// How long floor packets of an ended call are absorbed.
+const ENDED_FLOOR_KEEP: Duration = Duration::from_secs(10);
 
 /// A server's identity keys from the KMS (to take CSKs).
 pub(crate) struct ServerIdentity {
@@ -322,6 +328,7 @@ impl McServer {
             spk: None,
             upstream_guards: HashMap::new(),
             floor_members: HashMap::new(),
+            ended_floor: HashMap::new(),
             floor_drops: FloorDrops::default(),
         }
     }
@@ -620,7 +627,10 @@ impl McServer {
                 (f.legs.get(i)?.member == from).then(|| f.upstream_addr.clone())
             });
         let Some(upstream) = upstream else {
-            self.floor_drops.wrong_source += 1;
+            let late = crate::rtcp_ssrc(&plain).is_some_and(|s| self.ended_floor.contains_key(&s));
+            if !late {
+                self.floor_drops.wrong_source += 1;
+            }
             return;
         };
         let out = match self.spk.as_ref() {
@@ -1473,12 +1483,18 @@ impl McServer {
     fn remove(&mut self, no: CallNo) -> Option<Fanout> {
         self.update_route(no, true);
         let fan = self.fanouts.remove(&no)?;
+        let now = fan.last_touch;
+        if self.ended_floor.len() > 16_384 {
+            self.ended_floor
+                .retain(|_, t| now.saturating_duration_since(*t) < ENDED_FLOOR_KEEP);
+        }
         for l in &fan.legs {
             if let MemberState::Joined {
                 ssrc: Some(ssrc), ..
             } = l.state
             {
                 self.floor_members.remove(&ssrc);
+                self.ended_floor.insert(ssrc, now);
             }
         }
         if let Some(u) = self.upstreams.get_mut(&fan.upstream_addr) {

@@ -744,9 +744,7 @@ fn send_command<R: Role>(
     commands: &mpsc::UnboundedSender<Command<R>>,
     f: impl FnOnce(&mut R, mcx_core::Time, &mut OsRng) + Send + 'static,
 ) -> Result<(), NetError> {
-    commands
-        .send(Box::new(f))
-        .map_err(|_| NetError::Stopped)
+    commands.send(Box::new(f)).map_err(|_| NetError::Stopped)
 }
 
 /// The application's side of a running node.

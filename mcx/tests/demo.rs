@@ -58,6 +58,13 @@ fn default_topology_runs_the_nine_steps_and_every_check_passes() {
         "{out}"
     );
     assert!(out.contains("call ended at 6/6 members"), "{out}");
+    // Floor control under the CSKs of the dispatcher and the six members
+    // (the non-member has no home server) and the SPK; nothing dropped.
+    assert!(
+        out.contains("floor protection: SRTCP under the CSK each of 7 clients uploaded"),
+        "{out}"
+    );
+    assert!(out.contains("floor packets dropped: 0"), "{out}");
     assert!(out.contains("result: OK"), "{out}");
 }
 

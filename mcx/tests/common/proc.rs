@@ -16,6 +16,8 @@ pub(crate) struct Proc {
     /// Stdout lines read so far.
     pub(crate) seen: Vec<String>,
     stderr: Arc<Mutex<String>>,
+    /// Set when stderr reached EOF (the process and its children closed it).
+    stderr_done: Arc<std::sync::atomic::AtomicBool>,
     status: Option<ExitStatus>,
 }
 
@@ -59,13 +61,18 @@ impl Proc {
             tx.send(line).is_ok()
         });
         let stderr = Arc::new(Mutex::new(String::new()));
-        let (kept, who) = (stderr.clone(), name.to_owned());
-        pump(child.stderr.take().unwrap(), move |line| {
-            eprintln!("[{who}] {line}");
-            let mut k = kept.lock().unwrap();
-            k.push_str(&line);
-            k.push('\n');
-            true
+        let stderr_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (kept, who, done) = (stderr.clone(), name.to_owned(), stderr_done.clone());
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("[{who}] {line}");
+                let mut k = kept.lock().unwrap();
+                k.push_str(&line);
+                k.push('\n');
+            }
+            done.store(true, std::sync::atomic::Ordering::Release);
         });
         Self {
             name: name.to_owned(),
@@ -73,6 +80,7 @@ impl Proc {
             lines,
             seen: Vec::new(),
             stderr,
+            stderr_done,
             status: None,
         }
     }
@@ -117,7 +125,17 @@ impl Proc {
     }
 
     /// Everything written to stderr so far.
+    /// What the process wrote to stderr so far; once it has exited, all
+    /// of it (waiting up to 2 s for the reader to reach EOF).
     pub(crate) fn stderr(&self) -> String {
+        if self.status.is_some() {
+            let until = Instant::now() + Duration::from_secs(2);
+            while !self.stderr_done.load(std::sync::atomic::Ordering::Acquire)
+                && Instant::now() < until
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
         self.stderr.lock().unwrap().clone()
     }
 
