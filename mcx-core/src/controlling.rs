@@ -497,7 +497,10 @@ impl ControllingServer {
                 return None;
             }
             if !carries_mikey(req) {
-                return None;
+                // A refresh is fine if we hold its CSK; after our restart
+                // we do not, and the client must register anew with one.
+                return (self.identity.is_some() && !self.floor_guards.contains_key(&aor))
+                    .then(|| "Forbidden - no CSK held for you: register with one".to_owned());
             }
             let me = self.config.uri.clone();
             let r = match self.identity.as_ref() {

@@ -714,6 +714,14 @@ impl McServer {
                 }
                 Err(reason) => return refuse(self, &reason),
             }
+        } else if !granted.is_zero()
+            && self.identity.is_some()
+            && !self.member_guards.contains_key(&aor)
+        {
+            // A refresh for a binding whose CSK we do not hold (we
+            // restarted): refused, so that the client registers anew with
+            // a fresh CSK rather than protect floor control we cannot read.
+            return refuse(self, "Forbidden - no CSK held for you: register with one");
         }
         if granted.is_zero() {
             self.member_guards.remove(&aor);

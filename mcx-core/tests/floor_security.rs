@@ -293,3 +293,39 @@ fn a_forged_or_foreign_csk_is_refused_at_registration() {
     assert!(reason.contains("CSK rejected"), "{reason}");
     assert!(!m.client(&a1).floor_protected());
 }
+
+#[test]
+fn a_restarted_home_server_gets_a_fresh_csk_at_the_next_refresh() {
+    let mut w = protected_world();
+    let m = &mut w.mesh;
+    let a1 = members_a()[0].clone();
+    // MC server A restarts: its identity and SPK come back from its
+    // configuration, the members' CSKs do not.
+    let mut fresh = mcx_core::McServer::new(MC_A);
+    fresh.add_group(GROUP_A, w.groups[0].1.clone());
+    let period = mcx_ibc::uid::key_period_no(UNIX0, 30 * 86_400, 0).unwrap();
+    let keys = w.community.issue(MC_A, period, &mut m.rng).unwrap();
+    fresh
+        .set_identity(w.community.public().clone(), keys)
+        .unwrap();
+    m.nodes.insert(MC_A.into(), Node::Mc(fresh));
+    // a1 refreshes (no CSK in a refresh): refused, so it registers anew
+    // with a fresh CSK after its backoff.
+    let t = m.time();
+    m.client(&a1).register(t, &mut TestRng(77)).unwrap();
+    m.drive_for(Duration::from_secs(3));
+    let events = m.client_events(&a1);
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            ClientEvent::RegistrationFailed { status: 403, reason, .. } if reason.contains("no CSK held")
+        )),
+        "{events:?}"
+    );
+    assert!(
+        matches!(events.last(), Some(ClientEvent::Registered { .. })),
+        "{events:?}"
+    );
+    assert!(m.client(&a1).floor_protected());
+    assert!(m.errors.is_empty(), "{:?}", m.errors);
+}
