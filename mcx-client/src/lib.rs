@@ -17,6 +17,7 @@ mod voice;
 pub use voice::{
     DEFAULT_PLAYOUT_DELAY, MAX_VOICE_PACKET, ReceiveLimits, SenderStats, VoiceDrop, VoiceError,
     VoiceReceiver, VoiceReport, VoiceSender, VoiceSent, receive_voice, send_voice,
+    send_voice_logged,
 };
 
 use std::net::SocketAddr;

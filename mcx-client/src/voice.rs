@@ -349,6 +349,15 @@ pub struct VoiceReceiver {
     scratch: Vec<u8>,
     last_arrival: Option<Instant>,
     counters: Counters,
+    arrivals: ArrivalLog,
+}
+
+/// The opt-in log of [`VoiceReceiver::record_arrivals`]: bounded, so a
+/// receiver that is never drained cannot grow without limit.
+#[derive(Debug, Default)]
+struct ArrivalLog {
+    cap: usize,
+    entries: Vec<(u16, Instant)>,
 }
 
 impl fmt::Debug for VoiceReceiver {
@@ -382,6 +391,7 @@ impl VoiceReceiver {
             scratch: Vec::with_capacity(RECV_BUFFER),
             last_arrival: None,
             counters: Counters::default(),
+            arrivals: ArrivalLog::default(),
         })
     }
 
@@ -426,8 +436,34 @@ impl VoiceReceiver {
         self.last_arrival = Some(arrival);
         self.media
             .handle(arrival, &self.scratch[..got.len])
-            .map(|_| ())
-            .map_err(VoiceDrop::NotVoice)
+            .map_err(VoiceDrop::NotVoice)?;
+        let log = &mut self.arrivals;
+        if log.entries.len() < log.cap {
+            // The sequence number is octets 2..4 of the RTP header, which
+            // mcx-media has just parsed, so the slice is there.
+            if let Some(&[hi, lo]) = self.scratch.get(2..4) {
+                log.entries.push((u16::from_be_bytes([hi, lo]), arrival));
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts keeping, for the next `cap` packets that authenticate and
+    /// reach the playout, their RTP sequence number and arrival time: what
+    /// a latency measurement pairs with the sender's send times (`mcx demo
+    /// --kpi`). Off unless asked for; `cap` bounds its memory (a stream's
+    /// length in packets). Calling it again keeps what was logged and sets
+    /// the new bound.
+    pub fn record_arrivals(&mut self, cap: usize) {
+        self.arrivals.cap = cap;
+        let more = cap.saturating_sub(self.arrivals.entries.len());
+        self.arrivals.entries.reserve(more);
+    }
+
+    /// Takes the (sequence number, arrival time) pairs logged since
+    /// [`Self::record_arrivals`], in arrival order.
+    pub fn take_arrivals(&mut self) -> Vec<(u16, Instant)> {
+        std::mem::take(&mut self.arrivals.entries)
     }
 
     /// Plays out what is due at `now`; call at [`Self::next_due`].
@@ -531,15 +567,55 @@ pub async fn send_voice(
     samples: &[i16],
     pacing: Duration,
 ) -> Result<VoiceSent, VoiceError> {
+    paced_send(socket, to, sender, samples, pacing, None).await
+}
+
+/// As [`send_voice`], and logs for each packet the socket accepted its RTP
+/// sequence number and the instant its 20 ms frame was taken for sending
+/// (before µ-law encoding and SRTP protection, so a latency measured from
+/// it includes them). Paired with [`VoiceReceiver::record_arrivals`], this
+/// gives each packet's time from the sender's hands to a member's playout
+/// buffer.
+///
+/// # Errors
+/// As [`send_voice`].
+pub async fn send_voice_logged(
+    socket: &UdpSocket,
+    to: SocketAddr,
+    sender: &mut VoiceSender,
+    samples: &[i16],
+    pacing: Duration,
+    sent_at: &mut Vec<(u16, Instant)>,
+) -> Result<VoiceSent, VoiceError> {
+    paced_send(socket, to, sender, samples, pacing, Some(sent_at)).await
+}
+
+async fn paced_send(
+    socket: &UdpSocket,
+    to: SocketAddr,
+    sender: &mut VoiceSender,
+    samples: &[i16],
+    pacing: Duration,
+    mut sent_at: Option<&mut Vec<(u16, Instant)>>,
+) -> Result<VoiceSent, VoiceError> {
     let pacing = pacing.max(Duration::from_micros(1));
     let mut ticks = tokio::time::interval(pacing);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let (mut sent, mut dropped) = (0, 0);
     for frame in samples.chunks(FRAME_SAMPLES) {
         let tick = ticks.tick().await;
+        // When this task woke, not when the tick was due: the timer's
+        // lateness belongs to whatever delivers frames (an audio driver in
+        // a device), not to the voice path measured from here.
+        let (sequence, taken) = (sender.next_sequence(), Instant::now());
         let packet = sender.next_packet(frame)?;
         match timeout_at(tick + pacing, socket.send_to(packet, to)).await {
-            Ok(Ok(_)) => sent += 1,
+            Ok(Ok(_)) => {
+                sent += 1;
+                if let Some(log) = sent_at.as_deref_mut() {
+                    log.push((sequence, taken));
+                }
+            }
             Ok(Err(e)) => return Err(e.into()),
             Err(_elapsed) => dropped += 1,
         }

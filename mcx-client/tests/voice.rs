@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use mcx_client::{
     ReceiveLimits, VoiceDrop, VoiceError, VoiceReceiver, VoiceReport, VoiceSender, receive_voice,
-    send_voice,
+    send_voice, send_voice_logged,
 };
 use mcx_core::Voice;
 use mcx_media::pcmu;
@@ -303,15 +303,23 @@ fn loss_reordering_and_replays_are_counted() {
     );
 }
 
+/// A sender's and a receiver's UDP socket on loopback, and the
+/// receiver's address.
+async fn loopback_pair() -> (
+    tokio::net::UdpSocket,
+    tokio::net::UdpSocket,
+    std::net::SocketAddr,
+) {
+    let bind = || tokio::net::UdpSocket::bind("127.0.0.1:0");
+    let tx = bind().await.expect("bind");
+    let rx = bind().await.expect("bind");
+    let to = rx.local_addr().expect("addr");
+    (tx, rx, to)
+}
+
 #[tokio::test]
 async fn over_loopback_udp_paced() {
-    let tx_socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let rx_socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let to = rx_socket.local_addr().expect("addr");
+    let (tx_socket, rx_socket, to) = loopback_pair().await;
     let sent = &test_signal()[..16_000]; // 2 s
     let mut tx = VoiceSender::new(&voice(true), &mut mcx_net::os_rng()).expect("sender");
     let mut rx = VoiceReceiver::new(&voice(false)).expect("receiver");
@@ -347,6 +355,82 @@ async fn over_loopback_udp_paced() {
     assert!(report.max_jitter_ms < 10.0, "{report}");
     let (samples, _) = rx.finish();
     assert_eq!(samples, heard(sent));
+}
+
+#[test]
+fn arrivals_are_logged_only_when_asked_only_if_authentic_and_up_to_the_cap() {
+    let sent = &test_signal()[..FRAME_SAMPLES * 6];
+    let mut tx = VoiceSender::with_start(&voice(true), SSRC, 65_534, 0).expect("sender");
+    let stream = packets(&mut tx, sent);
+    let t0 = Instant::now();
+
+    // Off by default: nothing is kept.
+    let mut quiet = VoiceReceiver::new(&voice(false)).expect("receiver");
+    quiet.handle(at(t0, 0), &stream[0]).expect("authentic");
+    assert!(quiet.take_arrivals().is_empty());
+
+    let mut rx = VoiceReceiver::new(&voice(false)).expect("receiver");
+    rx.record_arrivals(4);
+    // A forged packet (last tag octet flipped) and a replay are not logged.
+    let mut forged = stream[1].clone();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    assert_eq!(
+        rx.handle(at(t0, 1), &forged),
+        Err(VoiceDrop::Unauthenticated)
+    );
+    for (i, p) in stream.iter().enumerate() {
+        rx.handle(at(t0, i), p).expect("authentic");
+    }
+    assert!(rx.handle(at(t0, 9), &stream[2]).is_err(), "replay");
+    // Sequence numbers across the wrap, arrival times as given, cut at 4.
+    assert_eq!(
+        rx.take_arrivals(),
+        vec![
+            (65_534, at(t0, 0)),
+            (65_535, at(t0, 1)),
+            (0, at(t0, 2)),
+            (1, at(t0, 3))
+        ]
+    );
+    // Taken: the log starts again, up to the same bound.
+    rx.record_arrivals(1);
+    let more = packets(&mut tx, sent);
+    for (i, p) in more.iter().enumerate() {
+        rx.handle(at(t0, 10 + i), p).expect("authentic");
+    }
+    assert_eq!(rx.take_arrivals(), vec![(4, at(t0, 10))]);
+}
+
+#[tokio::test]
+async fn logged_send_times_pair_with_logged_arrivals() {
+    let (tx_socket, rx_socket, to) = loopback_pair().await;
+    let sent = &test_signal()[..FRAME_SAMPLES * 10];
+    let mut tx = VoiceSender::with_start(&voice(true), SSRC, 100, 0).expect("sender");
+    let mut rx = VoiceReceiver::new(&voice(false)).expect("receiver");
+    rx.record_arrivals(10);
+    let limits = ReceiveLimits::new(Duration::from_millis(300), Duration::from_secs(10));
+    let mut sent_at = Vec::new();
+    let (sent_report, report) = tokio::join!(
+        send_voice_logged(&tx_socket, to, &mut tx, sent, FRAME, &mut sent_at),
+        receive_voice(&rx_socket, &mut rx, limits)
+    );
+    assert_eq!(sent_report.expect("sent").sent, 10);
+    assert_eq!(report.expect("received").authenticated, 10);
+    let arrivals = rx.take_arrivals();
+    let seqs = |log: &[(u16, Instant)]| log.iter().map(|e| e.0).collect::<Vec<_>>();
+    assert_eq!(seqs(&sent_at), (100..110).collect::<Vec<u16>>());
+    assert_eq!(seqs(&arrivals), seqs(&sent_at));
+    for ((_, s), (_, a)) in sent_at.iter().zip(&arrivals) {
+        // Each packet arrives after it was taken for sending, and on
+        // loopback well within one packet interval.
+        assert!(a > s, "arrival before sending");
+        assert!(*a - *s < FRAME, "{:?}", *a - *s);
+    }
+    // Paced, not a burst: nine intervals, less the timer's wake-up
+    // jitter on the first and last (the log holds wake-up times).
+    let span = sent_at[9].1 - sent_at[0].1;
+    assert!(span >= FRAME * 8, "{span:?}");
 }
 
 proptest! {

@@ -65,6 +65,11 @@ pub(crate) struct Report {
     pub(crate) failures: Vec<String>,
     /// Request sent → every group's acceptance reported to the initiator.
     pub(crate) setup: Duration,
+    /// Request sent → Floor Granted at the initiator (TS 22.179 KPI 1),
+    /// if it was granted.
+    pub(crate) floor_access: Option<Duration>,
+    /// The voice's latencies, if the call carried voice.
+    pub(crate) voice_times: Option<crate::kpi::VoiceTimes>,
     /// The initiator's TGMK-ID and key confirmation.
     pub(crate) reference: KeyConfirmation,
     /// Processing during set-up, per kind of role.
@@ -206,16 +211,13 @@ pub(crate) async fn run_call_with(
         .await
         .map_err(failed)?
         .map_err(|e| failed(format!("start_call: {e}")))?;
-    // Floor Granted may overtake the 200 OK (different sockets).
-    let mut granted = false;
+    // Floor Granted may overtake the 200 OK (different sockets). Its
+    // instant is taken as the event is read: the floor access time.
+    let mut granted_at = None;
     let outcome = next_event(initiator, |e| {
-        granted |= matches!(
-            e,
-            ClientEvent::Floor {
-                event: ParticipantEvent::FloorGranted { .. },
-                ..
-            }
-        );
+        if granted_at.is_none() && is_granted(e) {
+            granted_at = Some(Instant::now());
+        }
         matches!(
             e,
             ClientEvent::CallEstablished { .. } | ClientEvent::CallFailed { .. }
@@ -245,19 +247,11 @@ pub(crate) async fn run_call_with(
         }
         _ => return Err(failed("no answer to the call request in time")),
     };
-    if !granted {
-        granted = next_event(initiator, |e| {
-            matches!(
-                e,
-                ClientEvent::Floor {
-                    event: ParticipantEvent::FloorGranted { .. },
-                    ..
-                }
-            )
-        })
-        .await
-        .is_some();
+    if granted_at.is_none() && next_event(initiator, is_granted).await.is_some() {
+        granted_at = Some(Instant::now());
     }
+    let floor_access = granted_at.map(|at| at.saturating_duration_since(t0));
+    let granted = floor_access.is_some();
     let Some(reference) = confirmation(initiator, &call.temporary_group).await? else {
         return Err(failed(
             "the initiator holds no TGMK after the call was established",
@@ -417,8 +411,9 @@ pub(crate) async fn run_call_with(
     if !granted {
         failures.push("the initiator was not granted the floor".into());
     }
+    let mut voice_times = None;
     if let Some(plan) = voice.filter(|_| granted) {
-        let (text, voice_failures) = crate::voice::run(
+        let outcome = crate::voice::run(
             running,
             &call.initiator,
             &call.temporary_group,
@@ -427,8 +422,9 @@ pub(crate) async fn run_call_with(
             late_joiner.map(|l| (l, &reference)),
         )
         .await?;
-        out.push_str(&text);
-        failures.extend(voice_failures);
+        out.push_str(&outcome.text);
+        failures.extend(outcome.failures);
+        voice_times = Some(outcome.times);
         if let Some(l) = late_joiner {
             joined.push(l.to_owned());
         }
@@ -534,6 +530,13 @@ pub(crate) async fn run_call_with(
         setup.as_secs_f64() * 1e3
     );
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    if let Some(d) = floor_access {
+        let _ = writeln!(
+            out,
+            "floor access time (request sent → Floor Granted at the initiator): {:.2} ms",
+            ms(d)
+        );
+    }
     if local > 0 {
         let _ = writeln!(
             out,
@@ -549,10 +552,22 @@ pub(crate) async fn run_call_with(
         text: format!("{timeline}{out}"),
         failures,
         setup,
+        floor_access,
+        voice_times,
         reference,
         busy,
         media_keys,
     })
+}
+
+fn is_granted(e: &ClientEvent) -> bool {
+    matches!(
+        e,
+        ClientEvent::Floor {
+            event: ParticipantEvent::FloorGranted { .. },
+            ..
+        }
+    )
 }
 
 async fn initiator_release(

@@ -12,6 +12,7 @@ mod dumpcap;
 mod error;
 mod input;
 mod keyfile;
+mod kpi;
 mod output;
 mod pcap;
 mod system;

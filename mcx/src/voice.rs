@@ -4,18 +4,20 @@
 //! receives, decrypts and plays it out; then each member's recording is
 //! checked against the µ-law decoding of what was sent.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use mcx_client::{ReceiveLimits, VoiceReceiver, VoiceSender, receive_voice, send_voice};
+use mcx_client::{ReceiveLimits, VoiceReceiver, VoiceSender, receive_voice, send_voice_logged};
 use mcx_core::{ClientEvent, KeyConfirmation, Voice};
 use mcx_floor::ParticipantEvent;
 use mcx_media::{pcmu, wav};
 use tokio::net::UdpSocket;
 
 use crate::error::CliError;
+use crate::kpi::{LateEntry, Percentiles, VoiceTimes};
 use crate::system::Running;
 
 /// 20 ms packets.
@@ -101,7 +103,7 @@ pub(crate) fn numbered_file_name(user: &str, n: usize) -> String {
 /// group; each prints its report when the call ends or the stream stops.
 #[derive(Default)]
 pub(crate) struct Listening {
-    streams: std::collections::HashMap<String, tokio::sync::oneshot::Sender<()>>,
+    streams: HashMap<String, tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Listening {
@@ -161,8 +163,19 @@ impl Listening {
     }
 }
 
+/// What [`run`] found.
+pub(crate) struct VoiceOutcome {
+    /// The text to print.
+    pub(crate) text: String,
+    /// Checks that failed.
+    pub(crate) failures: Vec<String>,
+    /// Latencies for `mcx demo --kpi`.
+    pub(crate) times: VoiceTimes,
+}
+
 /// Sends the plan's audio from the initiator and checks every local
-/// member's recording. Returns the text to print and the failures.
+/// member's recording; times each packet from the initiator's sender to
+/// each member's playout buffer, and the late joiner's entry.
 pub(crate) async fn run(
     running: &mut Running,
     initiator: &str,
@@ -170,7 +183,7 @@ pub(crate) async fn run(
     members: &[String],
     plan: &VoicePlan,
     late: Option<(&str, &KeyConfirmation)>,
-) -> Result<(String, Vec<String>), CliError> {
+) -> Result<VoiceOutcome, CliError> {
     let mut out = String::new();
     let mut failures = Vec::new();
     let Some(sending) = voice_of(running, initiator, temporary_group).await else {
@@ -193,28 +206,36 @@ pub(crate) async fn run(
         };
         receivers.push((m.clone(), tokio::spawn(receive(sock, voice, duration))));
     }
+    let late_joiner = late.map(|(l, _)| l.to_owned());
     let mut rng = mcx_net::os_rng();
     let mut sender = VoiceSender::new(&sending, &mut rng).map_err(failed)?;
     let initial_timestamp = sender.next_timestamp();
     let samples = plan.samples.clone();
-    let sending_task =
-        tokio::spawn(async move { send_voice(&socket, to, &mut sender, &samples, PACING).await });
+    let sending_task = tokio::spawn(async move {
+        let mut sent_at = Vec::with_capacity(VoiceSender::packet_count(samples.len()));
+        let r = send_voice_logged(&socket, to, &mut sender, &samples, PACING, &mut sent_at).await;
+        r.map(|sent| (sent, sent_at))
+    });
     let mut late_text = String::new();
+    let mut late_entered = None;
     if let Some((late, reference)) = late {
         // 1 s into the voice, the late joiner comes on duty.
         tokio::time::sleep(LATE_AFTER.min(duration / 2)).await;
         match late_entry(running, late, temporary_group, reference, duration).await {
-            Ok((text, task)) => {
-                late_text = text;
-                receivers.push((late.to_owned(), task));
+            Ok(entered) => {
+                late_text = entered.text;
+                late_entered = Some((entered.registered, entered.times));
+                receivers.push((late.to_owned(), entered.receiving));
             }
             Err(e) => failures.push(format!("late entry of {late}: {e}")),
         }
     }
-    let sent = sending_task
+    let (sent, sent_at) = sending_task
         .await
         .map_err(|_| failed("the voice sender failed"))?
         .map_err(failed)?;
+    let sent_at: HashMap<u16, Instant> = sent_at.into_iter().collect();
+    let mut times = VoiceTimes::default();
     let _ = writeln!(
         out,
         "\nvoice: {} s of {} as {} SRTP packets (PCMU, 20 ms, AEAD_AES_128_GCM under the TGMK, ROC by RCCm3) from {initiator} to the controlling server's relay {to}",
@@ -234,10 +255,30 @@ pub(crate) async fn run(
     let mut expected = Vec::with_capacity(codes.len());
     pcmu::decode_append(&codes, &mut expected);
     for (m, task) in receivers {
-        let (samples, report) = task
+        let (samples, report, arrivals) = task
             .await
             .map_err(|_| failed(format!("{m}: voice task failed")))?
             .map_err(|e| failed(format!("{m}: {e}")))?;
+        if late_joiner.as_deref() == Some(m.as_str()) {
+            // Its receiver starts once this harness has read its
+            // IncomingCall and asked for its voice plan; a packet that came
+            // in between waited in its socket. It times the entry, not the
+            // voice path.
+            if let Some((registered, mut entry)) = late_entered.take() {
+                entry.first_voice = arrivals
+                    .first()
+                    .map(|&(_, at)| at.saturating_duration_since(registered));
+                times.late = Some(entry);
+            }
+        } else {
+            times
+                .mouth_to_ear
+                .extend(arrivals.iter().filter_map(|(seq, at)| {
+                    sent_at
+                        .get(seq)
+                        .map(|sent| at.saturating_duration_since(*sent))
+                }));
+        }
         let offset = report
             .first_timestamp
             .map(|t| t.wrapping_sub(initial_timestamp) as usize);
@@ -264,6 +305,28 @@ pub(crate) async fn run(
         }
     }
     out.push_str(&late_text);
+    if let Some(l) = &times.late {
+        let _ = writeln!(
+            out,
+            "  late entry: first voice packet decrypted {} after its REGISTER",
+            l.first_voice.map_or_else(
+                || "NEVER".to_owned(),
+                |d| format!("{:.2} ms", d.as_secs_f64() * 1e3)
+            ),
+        );
+    }
+    if let Some(p) = Percentiles::of(&times.mouth_to_ear) {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let _ = writeln!(
+            out,
+            "  voice latency added by the stack (initiator's sender → decrypted in a member's playout buffer, {} packets): p50 {:.2} ms, p95 {:.2} ms, max {:.2} ms; then the playout delay of {:.0} ms",
+            p.n,
+            ms(p.p50),
+            ms(p.p95),
+            ms(p.max),
+            ms(mcx_client::DEFAULT_PLAYOUT_DELAY),
+        );
+    }
     if let Some(dir) = &plan.record_dir {
         let _ = writeln!(out, "  recordings written to {}/<user>.wav", dir.display());
     }
@@ -296,7 +359,11 @@ pub(crate) async fn run(
             "  {kind} relayed {forwarded} packets as {copies} copies, unchanged and undecrypted (no key), dropped {dropped}"
         );
     }
-    Ok((out, failures))
+    Ok(VoiceOutcome {
+        text: out,
+        failures,
+        times,
+    })
 }
 
 /// The voice plan of `uri` in the call, if it runs here and is in it.
@@ -311,36 +378,65 @@ async fn voice_of(running: &Running, uri: &str, temporary_group: &str) -> Option
         .flatten()
 }
 
+/// A late joiner in the call.
+struct Entered {
+    /// The line to print.
+    text: String,
+    /// When it sent its REGISTER (what its times count from).
+    registered: Instant,
+    /// Its times so far (the first voice comes with its receiver's log).
+    times: LateEntry,
+    /// Its voice receiver.
+    receiving: Receiving,
+}
+
 /// The late joiner registers; its MC server invites it into the call.
 /// Times REGISTER → in the call (our 200 OK to the late INVITE) and →
-/// Floor Taken, checks it holds the initiator's TGMK, and starts its
-/// voice receiver.
+/// Floor Taken, receives its voice from the moment it is in the call,
+/// and checks it holds the initiator's TGMK.
 async fn late_entry(
     running: &mut Running,
     late: &str,
     temporary_group: &str,
     reference: &KeyConfirmation,
     duration: Duration,
-) -> Result<(String, Receiving), CliError> {
+) -> Result<Entered, CliError> {
+    let socket = running
+        .voice
+        .get(late)
+        .cloned()
+        .ok_or_else(|| failed("no voice socket"))?;
     let node = running
         .clients
         .get_mut(late)
         .ok_or_else(|| failed("not running here"))?;
-    let t0 = std::time::Instant::now();
+    let t0 = Instant::now();
     node.command(|c, time, rng| {
         if let Err(e) = c.register(time, rng) {
             tracing::warn!("register: {e}");
         }
     })
     .map_err(failed)?;
-    let (mut joined, mut taken) = (None, None);
+    let (mut joined, mut taken, mut receiving) = (None, None, None);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while joined.is_none() || taken.is_none() {
         let Ok(Some(e)) = tokio::time::timeout_at(deadline, node.events.recv()).await else {
             break;
         };
         match e {
-            ClientEvent::IncomingCall { .. } => joined = Some(t0.elapsed()),
+            ClientEvent::IncomingCall { .. } if joined.is_none() => {
+                joined = Some(t0.elapsed());
+                // Receiving from the moment it is in the call, as a
+                // client would: the time to its first decrypted packet
+                // must not include this harness's checks.
+                let tg = temporary_group.to_owned();
+                let voice = node
+                    .query(move |c, _, _| c.voice(&tg))
+                    .await
+                    .map_err(failed)?
+                    .ok_or_else(|| failed("in the call without a voice plan"))?;
+                receiving = Some(tokio::spawn(receive(socket.clone(), voice, duration)));
+            }
             ClientEvent::Floor {
                 event: ParticipantEvent::FloorTaken { .. },
                 ..
@@ -348,21 +444,18 @@ async fn late_entry(
             _ => {}
         }
     }
-    let joined = joined.ok_or_else(|| failed("not invited into the call within 5 s"))?;
+    let (Some(joined), Some(receiving)) = (joined, receiving) else {
+        return Err(failed("not invited into the call within 5 s"));
+    };
     let tg = temporary_group.to_owned();
     let key = node
         .query(move |c, _, _| c.tgmk_confirmation(&tg))
         .await
         .map_err(failed)?;
     if key.as_ref() != Some(reference) {
+        receiving.abort();
         return Err(failed("it does not hold the initiator's TGMK"));
     }
-    let (Some(voice), Some(socket)) = (
-        voice_of(running, late, temporary_group).await,
-        running.voice.get(late).cloned(),
-    ) else {
-        return Err(failed("no voice plan"));
-    };
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let text = format!(
         "  late entry: {late} registered {:.1} s into the voice; in the call (its 200 OK to the MC server's late INVITE) after {:.2} ms, Floor Taken after {}; holds the initiator's TGMK; decrypts from where it joined\n",
@@ -370,27 +463,45 @@ async fn late_entry(
         ms(joined),
         taken.map_or_else(|| "NEVER".to_owned(), |d| format!("{:.2} ms", ms(d))),
     );
-    if taken.is_none() {
+    let Some(floor_taken) = taken else {
+        receiving.abort();
         return Err(failed("no Floor Taken"));
-    }
-    Ok((text, tokio::spawn(receive(socket, voice, duration))))
+    };
+    Ok(Entered {
+        text,
+        registered: t0,
+        times: LateEntry {
+            in_call: joined,
+            floor_taken,
+            first_voice: None,
+        },
+        receiving,
+    })
 }
 
+/// What a member's receiving task gives: the samples played out, the
+/// report, and each packet's (sequence number, arrival time).
+type Received = (Vec<i16>, mcx_client::VoiceReport, Vec<(u16, Instant)>);
+
 /// A member's receiving task.
-type Receiving =
-    tokio::task::JoinHandle<Result<(Vec<i16>, mcx_client::VoiceReport), mcx_client::VoiceError>>;
+type Receiving = tokio::task::JoinHandle<Result<Received, mcx_client::VoiceError>>;
 
 async fn receive(
     socket: Arc<UdpSocket>,
     voice: Voice,
     duration: Duration,
-) -> Result<(Vec<i16>, mcx_client::VoiceReport), mcx_client::VoiceError> {
+) -> Result<Received, mcx_client::VoiceError> {
     let mut receiver = VoiceReceiver::new(&voice)?;
+    // One entry per packet of the audio at most: the log cannot outgrow
+    // the stream (a few KiB for a 3 s clip).
+    let packets = (duration.as_millis() / PACING.as_millis()) as usize + 1;
+    receiver.record_arrivals(packets);
     // Bounded: the audio's length plus time for the floor and the stream's end.
     let limits = ReceiveLimits::new(IDLE, duration + Duration::from_secs(10));
     receive_voice(&socket, &mut receiver, limits).await?;
+    let arrivals = receiver.take_arrivals();
     let (samples, report) = receiver.finish();
-    Ok((samples, report))
+    Ok((samples, report, arrivals))
 }
 
 /// Whether `heard` (starting `offset` samples into the sent stream) is

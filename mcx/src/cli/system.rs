@@ -11,6 +11,9 @@ use crate::error::CliError;
 use crate::system::{self, Running, Selection};
 use crate::topology::{DEFAULT, Topology};
 
+/// `mcx demo --kpi` sends this much of the audio per call: 1 s at 8 kHz.
+const KPI_VOICE_SAMPLES: usize = 8000;
+
 /// `mcx demo`.
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {
@@ -44,6 +47,13 @@ pub(crate) struct DemoArgs {
     /// are printed.
     #[arg(long)]
     late_joiner: bool,
+    /// Measure the TS 22.179 KPIs over --calls N calls: every call carries
+    /// the first second of the audio and has a late joiner; prints p50,
+    /// p95 and max of call set-up, floor access, the voice latency our
+    /// stack adds (mouth-to-ear less playout delay) and late entry,
+    /// against the 3GPP budgets.
+    #[arg(long, conflicts_with = "no_audio")]
+    kpi: bool,
     /// Capture the whole run on the loopback interface (SIP, HTTP, SRTP,
     /// floor control) into FILE (pcap), with dumpcap; write the calls'
     /// SRTP keys to FILE.keys (secret) for `mcx srtp decrypt`.
@@ -215,12 +225,18 @@ pub(crate) fn demo(args: &DemoArgs) -> Result<(), CliError> {
         let voice = if args.no_audio {
             None
         } else {
-            Some(crate::voice::VoicePlan::load(
+            let mut plan = crate::voice::VoicePlan::load(
                 args.audio.as_deref(),
                 args.record_dir.clone(),
-            )?)
+            )?;
+            if args.kpi {
+                // Enough packets per call for the percentiles (50 a
+                // member), and calls short enough to make many.
+                plan.samples.truncate(KPI_VOICE_SAMPLES);
+            }
+            Some(plan)
         };
-        let late_joiner = if args.late_joiner {
+        let late_joiner = if args.late_joiner || args.kpi {
             Some(demo::late_joiner_of(&t)?)
         } else {
             None
@@ -229,16 +245,20 @@ pub(crate) fn demo(args: &DemoArgs) -> Result<(), CliError> {
         let mut servers = Vec::new();
         let mut failures = Vec::new();
         let mut keys = Vec::new();
+        let mut kpis = crate::kpi::Kpis::default();
         let temporary_group = t.call.as_ref().map(|c| c.temporary_group.clone()).unwrap_or_default();
         let mut calls = async {
             for n in 0..args.calls {
-                let first = n == 0;
+                // Voice and late entry in the first call, or in every call
+                // when measuring.
+                let with_voice = n == 0 || args.kpi;
                 let options = demo::CallOptions {
-                    voice: voice.as_ref().filter(|_| first),
-                    late_joiner: late_joiner.as_deref().filter(|_| first),
+                    voice: voice.as_ref().filter(|_| with_voice),
+                    late_joiner: late_joiner.as_deref().filter(|_| with_voice),
                     ..demo::CallOptions::default()
                 };
                 let report = demo::run_call_with(&t, &mut running, &options).await?;
+                kpis.add(report.setup, report.floor_access, report.voice_times.as_ref());
                 if n == 0 {
                     print(&report.text);
                 }
@@ -274,6 +294,9 @@ pub(crate) fn demo(args: &DemoArgs) -> Result<(), CliError> {
                 "servers' processing per call (controlling + MC servers, busy time): median {:.2} ms\n",
                 ms(servers[servers.len() / 2]),
             ));
+        }
+        if args.kpi {
+            print(&kpis.table(mcx_client::DEFAULT_PLAYOUT_DELAY));
         }
         if failures.is_empty() {
             print("\nresult: OK — every member holds the initiator's TGMK; no server and no non-member holds it\n");
