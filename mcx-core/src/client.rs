@@ -951,14 +951,39 @@ impl Client {
                     plain = p;
                     &plain[..]
                 }
-                Err(d) => {
-                    self.floor_drops.count(d);
-                    return Ok(());
-                }
+                Err(d) => match self.try_pending_floor_key(bytes) {
+                    Some(p) => {
+                        plain = p;
+                        &plain[..]
+                    }
+                    None => {
+                        self.floor_drops.count(d);
+                        return Ok(());
+                    }
+                },
             },
-            None => bytes,
+            None => match self.try_pending_floor_key(bytes) {
+                Some(p) => {
+                    plain = p;
+                    &plain[..]
+                }
+                None => bytes,
+            },
         };
         self.on_plain_floor(time, from, bytes)
+    }
+
+    /// A floor packet under the CSK we just uploaded can overtake the home
+    /// server's 200 to our REGISTER (a late INVITE and its Floor Taken
+    /// over UDP, the 200 over TCP): if the pending key authenticates it,
+    /// the home server took the CSK, and we switch to it now.
+    fn try_pending_floor_key(&mut self, bytes: &[u8]) -> Option<Vec<u8>> {
+        let keys = self.pending_floor_keys.as_ref()?;
+        let mut guard = FloorGuard::new(keys).ok()?;
+        let plain = guard.unprotect(bytes).ok()?;
+        self.floor_guard = Some(guard);
+        self.pending_floor_keys = None;
+        Some(plain)
     }
 
     fn on_plain_floor(&mut self, time: Time, from: &str, bytes: &[u8]) -> Result<(), Error> {

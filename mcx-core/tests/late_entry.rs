@@ -224,3 +224,53 @@ fn registrations_are_only_for_members_and_for_themselves() {
     assert_eq!(*retries.last().unwrap(), Duration::from_secs(60), "capped");
     assert!(m.errors.is_empty(), "{:?}", m.errors);
 }
+
+#[test]
+fn floor_taken_that_overtakes_the_registers_200_is_taken_under_the_new_csk() {
+    // The late INVITE and Floor Taken may reach the joiner before the 200
+    // to its REGISTER (different transports in a real deployment): they
+    // come under the CSK it just uploaded, which it must use at once.
+    let mut w = registered_world();
+    let m = &mut w.mesh;
+    let late = members_b()[2].clone();
+    m.client(&late).deregister(&mut TestRng(8)).unwrap();
+    m.drive_for(Duration::from_secs(1));
+    let t = m.time();
+    m.client(DISPATCHER)
+        .start_call(t, TEMP_GROUP, &[GROUP_A, GROUP_B], &mut TestRng(9))
+        .unwrap();
+    m.drive_for(Duration::from_secs(2));
+    let t = m.time();
+    m.client(&late).register(t, &mut TestRng(13)).unwrap();
+    // Hold the registrar's 200 back until the joiner is in the call.
+    let mut held = None;
+    for _ in 0..40 {
+        m.drive_for(Duration::from_millis(1));
+        if held.is_none() {
+            held = m.take_in_flight(|t| {
+                t.from == MC_B
+                    && t.to == late
+                    && t.contents.starts_with(b"SIP/2.0 200")
+                    && String::from_utf8_lossy(&t.contents).contains("REGISTER")
+            });
+        }
+    }
+    let held = held.expect("the 200 to the REGISTER");
+    m.drive_for(Duration::from_millis(100));
+    assert!(
+        m.client_events(&late).iter().any(|e| matches!(
+            e,
+            ClientEvent::Floor {
+                event: ParticipantEvent::FloorTaken { .. },
+                ..
+            }
+        )),
+        "Floor Taken taken before the 200: {:?}",
+        m.client_events(&late)
+    );
+    assert_eq!(m.client(&late).floor_drops().total(), 0);
+    m.inject(held);
+    m.drive_for(Duration::from_millis(100));
+    assert!(m.client(&late).floor_protected());
+    assert!(m.errors.is_empty(), "{:?}", m.errors);
+}
