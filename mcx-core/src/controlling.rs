@@ -38,9 +38,7 @@ use crate::result::{
 use crate::sdp::{Description, Direction, MediaEndpoint};
 use crate::sip::{self, without_body};
 use crate::ua::{Answer, GoneLegs, UserAgent, cancels};
-use crate::{
-    Channel, Error, RelayCommand, Route, Time, TimelineEntry, Transmit, rtcp_ssrc, timeline,
-};
+use crate::{Channel, Error, RelayCommand, Time, TimelineEntry, Transmit, rtcp_ssrc, timeline};
 
 /// The Info-Package of the in-dialog INFO by which the controlling server
 /// tells the initiator that a constituent group left the call (body: a
@@ -699,21 +697,14 @@ impl ControllingServer {
             .filter(|l| matches!(l.state, LegState::Joined(_)))
             .filter_map(|l| l.audio)
             .collect();
-        let established = matches!(call.phase, Phase::Established { .. });
-        if established && !ending && !targets.is_empty() {
-            call.relaying = true;
-            self.relay.push_back(RelayCommand::Set(Route {
-                source,
-                ssrc: call.voice_ssrc,
-                targets,
-            }));
-        } else if call.relaying {
-            call.relaying = false;
-            self.relay.push_back(RelayCommand::Remove {
-                source,
-                ssrc: call.voice_ssrc,
-            });
-        }
+        let live = matches!(call.phase, Phase::Established { .. }) && !ending;
+        self.relay.extend(crate::route_change(
+            source,
+            call.voice_ssrc,
+            targets,
+            live,
+            &mut call.relaying,
+        ));
     }
 
     fn set_timer(&mut self, no: CallNo, timer: Timer, at: Instant) {

@@ -135,6 +135,30 @@ pub enum RelayCommand {
     },
 }
 
+/// What a server's relay must do for one stream of a call: route it to
+/// `targets` while the call is `live` and has any, else drop the route if
+/// one was set (`relaying` remembers that).
+pub(crate) fn route_change(
+    source: std::net::SocketAddr,
+    ssrc: Option<u32>,
+    targets: Vec<std::net::SocketAddr>,
+    live: bool,
+    relaying: &mut bool,
+) -> Option<RelayCommand> {
+    if live && !targets.is_empty() {
+        *relaying = true;
+        Some(RelayCommand::Set(Route {
+            source,
+            ssrc,
+            targets,
+        }))
+    } else if std::mem::take(relaying) {
+        Some(RelayCommand::Remove { source, ssrc })
+    } else {
+        None
+    }
+}
+
 /// One entry of the timeline of the nine steps of SPEC section 1.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TimelineEntry {

@@ -33,7 +33,7 @@ use crate::result::{
 use crate::sdp::{Description, Direction, MediaEndpoint};
 use crate::sip::{self, without_body};
 use crate::ua::{Answer, GoneLegs, UserAgent, cancels};
-use crate::{Channel, Error, RelayCommand, Route, Time, TimelineEntry, Transmit, timeline};
+use crate::{Channel, Error, RelayCommand, Time, TimelineEntry, Transmit, timeline};
 
 /// What happened at an MC server.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -391,20 +391,14 @@ impl McServer {
                 _ => None,
             })
             .collect();
-        if f.reported && !ending && !targets.is_empty() {
-            f.relaying = true;
-            self.relay.push_back(RelayCommand::Set(Route {
-                source,
-                ssrc: f.voice_ssrc,
-                targets,
-            }));
-        } else if f.relaying {
-            f.relaying = false;
-            self.relay.push_back(RelayCommand::Remove {
-                source,
-                ssrc: f.voice_ssrc,
-            });
-        }
+        let live = f.reported && !ending;
+        self.relay.extend(crate::route_change(
+            source,
+            f.voice_ssrc,
+            targets,
+            live,
+            &mut f.relaying,
+        ));
     }
 
     /// Its URI.
@@ -571,21 +565,11 @@ impl McServer {
     /// does not authenticate or belongs to no call is dropped and counted.
     fn on_floor(&mut self, from: &str, bytes: &[u8]) {
         if self.upstreams.contains_key(from) {
-            let plain = match self.spk.as_ref() {
-                Some(keys) => {
-                    let guard = match self.upstream_guards.entry(from.to_owned()) {
-                        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                        std::collections::hash_map::Entry::Vacant(v) => match FloorGuard::new(keys)
-                        {
-                            Ok(g) => v.insert(g),
-                            Err(_) => return,
-                        },
-                    };
-                    match guard.unprotect(bytes) {
-                        Ok(p) => p,
-                        Err(d) => return self.floor_drops.count(d),
-                    }
-                }
+            let plain = match self.upstream_guard(from) {
+                Some(guard) => match guard.unprotect(bytes) {
+                    Ok(p) => p,
+                    Err(d) => return self.floor_drops.count(d),
+                },
                 None => bytes.to_vec(),
             };
             let target = crate::rtcp_ssrc(&plain)
@@ -633,23 +617,24 @@ impl McServer {
             }
             return;
         };
-        let out = match self.spk.as_ref() {
-            Some(keys) => {
-                let guard = match self.upstream_guards.entry(upstream.clone()) {
-                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(v) => match FloorGuard::new(keys) {
-                        Ok(g) => v.insert(g),
-                        Err(_) => return,
-                    },
-                };
-                match guard.protect(&plain) {
-                    Ok(p) => p,
-                    Err(_) => return,
-                }
-            }
+        let out = match self.upstream_guard(&upstream) {
+            Some(guard) => match guard.protect(&plain) {
+                Ok(p) => p,
+                Err(_) => return,
+            },
             None => plain,
         };
         self.ua.send(&upstream, Channel::Floor, out);
+    }
+
+    /// The floor channel with a controlling server under the SPK, if one
+    /// is configured.
+    fn upstream_guard(&mut self, upstream: &str) -> Option<&mut FloorGuard> {
+        if !self.upstream_guards.contains_key(upstream) {
+            let guard = FloorGuard::new(self.spk.as_ref()?).ok()?;
+            self.upstream_guards.insert(upstream.to_owned(), guard);
+        }
+        self.upstream_guards.get_mut(upstream)
     }
 
     /// An INVITE of the group's call for one member (not sent).
