@@ -8,8 +8,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use mcx_core::{
-    Client, ClientConfig, ControllingEvent, ControllingServer, ControllingServerConfig, McServer,
-    McServerEvent, McServerLimits, MediaEndpoint, TemporaryGroup, TimelineEntry,
+    Client, ClientConfig, ClientEvent, ControllingEvent, ControllingServer,
+    ControllingServerConfig, McServer, McServerEvent, McServerLimits, MediaEndpoint,
+    TemporaryGroup, TimelineEntry,
 };
 use mcx_kms::http::{HttpRequest, HttpResponse};
 use mcx_net::node::{BoundNode, InviteSource, NodeHandle, NodeLimits};
@@ -654,6 +655,7 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
     }
     let mut clients = BTreeMap::new();
     let mut voice = BTreeMap::new();
+    let mut waiting = Vec::new();
     for (uri, mut b, task) in pending {
         // A client's voice socket is its application's, not a relay's.
         if let Some(socket) = b.take_media() {
@@ -675,14 +677,31 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
         // Registers with its home server (and keeps it refreshed): the
         // MC server then knows it is on duty and takes it into calls
         // already going on.
-        if t.users.iter().any(|u| u.uri == uri) {
-            let _ = h.command(|c, time, rng| {
-                if let Err(e) = c.register(time, rng) {
-                    tracing::debug!("register: {e}");
-                }
-            });
+        let registering = h
+            .query(|c, time, rng| c.register(time, rng).is_ok())
+            .await
+            .unwrap_or(false);
+        if registering {
+            waiting.push(uri.clone());
         }
         clients.insert(uri, h);
+    }
+    // A client is ready once its home server answered its registration
+    // (its floor control is then protected from the first call); one whose
+    // server refused or is not up yet goes on retrying in the background.
+    let deadline = tokio::time::Instant::now() + REGISTRATION_WAIT;
+    for uri in waiting {
+        let Some(node) = clients.get_mut(&uri) else {
+            continue;
+        };
+        while let Ok(Some(e)) = tokio::time::timeout_at(deadline, node.events.recv()).await {
+            if matches!(
+                e,
+                ClientEvent::Registered { .. } | ClientEvent::RegistrationFailed { .. }
+            ) {
+                break;
+            }
+        }
     }
     Ok(Running {
         services,
@@ -698,6 +717,11 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
         voice,
     })
 }
+
+/// The longest start-up waits for the clients' registrations: answers
+/// take milliseconds; a home server that is not up yet is not waited for
+/// (the client retries in the background).
+const REGISTRATION_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Fetches a server's identity keys from the KMS in the background
 /// (members' and initiators' CSKs are SAKKE-encrypted to its URI),
