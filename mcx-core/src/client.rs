@@ -284,7 +284,7 @@ pub struct Client {
     registration: Option<Registration>,
     /// The floor-control keys of the CSK uploaded in the REGISTER being
     /// answered; they protect floor control once the home server took it.
-    pending_floor_keys: Option<SrtpMasterKeys>,
+    pending_floor: Option<FloorGuard>,
     /// Floor control with the home server, under the CSK (TS 24.380 13).
     floor_guard: Option<FloorGuard>,
     floor_drops: FloorDrops,
@@ -355,7 +355,7 @@ impl Client {
             gmks: Vec::new(),
             replay: ReplayCache::default(),
             registration: None,
-            pending_floor_keys: None,
+            pending_floor: None,
             floor_guard: None,
             floor_drops: FloorDrops::default(),
             calls: BTreeMap::new(),
@@ -708,8 +708,8 @@ impl Client {
             }
             .sign_with(&self.signer, &random, rng)?;
             req.set_body(Some(crate::MIKEY_CONTENT_TYPE), bytes::Bytes::from(message))?;
-            self.pending_floor_keys =
-                Some(mcx_mikey::csk::csk_srtcp_keys(&csk, csk_id, &random.rand));
+            let keys = mcx_mikey::csk::csk_srtcp_keys(&csk, csk_id, &random.rand);
+            self.pending_floor = Some(FloorGuard::new(&keys)?);
         }
         self.ua.send_request(&server, &req);
         self.timeline
@@ -978,11 +978,8 @@ impl Client {
     /// over UDP, the 200 over TCP): if the pending key authenticates it,
     /// the home server took the CSK, and we switch to it now.
     fn try_pending_floor_key(&mut self, bytes: &[u8]) -> Option<Vec<u8>> {
-        let keys = self.pending_floor_keys.as_ref()?;
-        let mut guard = FloorGuard::new(keys).ok()?;
-        let plain = guard.unprotect(bytes).ok()?;
-        self.floor_guard = Some(guard);
-        self.pending_floor_keys = None;
+        let plain = self.pending_floor.as_mut()?.unprotect(bytes).ok()?;
+        self.floor_guard = self.pending_floor.take();
         Some(plain)
     }
 
@@ -1323,8 +1320,8 @@ impl Client {
             Outcome::Registered(expires) => {
                 // The home server took our CSK: floor control is protected
                 // from now on.
-                if let Some(keys) = self.pending_floor_keys.take() {
-                    self.floor_guard = FloorGuard::new(&keys).ok();
+                if let Some(guard) = self.pending_floor.take() {
+                    self.floor_guard = Some(guard);
                 }
                 ClientEvent::Registered { server, expires }
             }

@@ -14,7 +14,7 @@
 //! deadline is CANCELled (if it sent a provisional response) or abandoned
 //! (RFC 3261 9.1), and the initiator is answered with what is known.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -345,6 +345,9 @@ pub struct ControllingServer {
     /// Protected floor channels: with each registered initiator under its
     /// CSK, with each MC server under the SPK.
     floor_guards: HashMap<String, FloorGuard>,
+    /// The MC servers of our temporary groups (the SPK's peers): looked up
+    /// on every floor packet from a peer without a channel yet.
+    mc_servers: HashSet<String>,
     identity: Option<ServerIdentity>,
     csk_replay: ReplayCache,
     spk: Option<SrtpMasterKeys>,
@@ -367,6 +370,11 @@ impl ControllingServer {
     /// A controlling server.
     pub fn new(config: ControllingServerConfig) -> Self {
         let ua = UserAgent::new(&config.uri);
+        let mc_servers = config
+            .temporary_groups
+            .iter()
+            .flat_map(|t| t.constituents.iter().map(|(_, s)| s.clone()))
+            .collect();
         Self {
             config,
             ua,
@@ -382,6 +390,7 @@ impl ControllingServer {
             ended_floor: HashMap::new(),
             stray_floor: 0,
             floor_guards: HashMap::new(),
+            mc_servers,
             identity: None,
             csk_replay: ReplayCache::default(),
             spk: None,
@@ -439,17 +448,9 @@ impl ControllingServer {
     /// (TS 24.380 13.1), as SRTCP keys.
     pub fn set_spk(&mut self, keys: SrtpMasterKeys) -> &mut Self {
         self.spk = Some(keys);
-        let servers = self.mc_servers();
+        let servers = &self.mc_servers;
         self.floor_guards.retain(|k, _| !servers.contains(k));
         self
-    }
-
-    fn mc_servers(&self) -> Vec<String> {
-        self.config
-            .temporary_groups
-            .iter()
-            .flat_map(|t| t.constituents.iter().map(|(_, s)| s.clone()))
-            .collect()
     }
 
     /// The protected channel with `peer`, if any: its CSK if it registered
@@ -457,12 +458,7 @@ impl ControllingServer {
     fn floor_guard(&mut self, peer: &str) -> Option<&mut FloorGuard> {
         if !self.floor_guards.contains_key(peer) {
             let keys = self.spk.as_ref()?;
-            if !self
-                .config
-                .temporary_groups
-                .iter()
-                .any(|t| t.constituents.iter().any(|(_, s)| s == peer))
-            {
+            if !self.mc_servers.contains(peer) {
                 return None;
             }
             let g = FloorGuard::new(keys).ok()?;

@@ -134,15 +134,19 @@ impl Registration {
 /// The expiry a REGISTER asks for: its Contact's `expires` parameter,
 /// else its `Expires` header, else one hour (RFC 3261 10.2.1.1).
 pub(crate) fn asked_expiry(req: &Request) -> Duration {
-    req.header("Contact")
-        .and_then(|c| {
-            c.split(';')
-                .skip(1)
-                .find_map(|p| p.trim().strip_prefix("expires="))
-                .and_then(|v| v.trim().parse::<u64>().ok())
-        })
-        .or_else(|| req.header("Expires")?.trim().parse().ok())
-        .map_or(Duration::from_secs(3600), Duration::from_secs)
+    expiry(req.header("Contact"), req.header("Expires")).unwrap_or(Duration::from_secs(3600))
+}
+
+/// The `expires` parameter of a Contact value, else an `Expires` value.
+fn expiry(contact: Option<&str>, expires: Option<&str>) -> Option<Duration> {
+    let from_contact = contact.and_then(|c| {
+        c.split(';')
+            .skip(1)
+            .find_map(|p| p.trim().strip_prefix("expires="))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    });
+    let secs = from_contact.or_else(|| expires?.trim().parse().ok())?;
+    Some(Duration::from_secs(secs))
 }
 
 /// A registrar's 200 to `req`: the binding of `aor` with the `granted`
@@ -173,12 +177,5 @@ pub(crate) fn carries_mikey(req: &Request) -> bool {
 /// The expiry a registrar granted: the `expires` parameter of our Contact
 /// in its answer, else its `Expires` header (RFC 3261 10.2.4).
 fn granted_expiry(resp: &Response) -> Option<Duration> {
-    let from_contact = resp.header("Contact").and_then(|c| {
-        c.split(';')
-            .skip(1)
-            .find_map(|p| p.trim().strip_prefix("expires="))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-    });
-    let secs = from_contact.or_else(|| resp.header("Expires")?.trim().parse().ok())?;
-    Some(Duration::from_secs(secs))
+    expiry(resp.header("Contact"), resp.header("Expires"))
 }
