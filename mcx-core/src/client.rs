@@ -67,6 +67,17 @@ pub struct ClientConfig {
     pub home_server: Option<String>,
     /// The registration expiry asked for.
     pub registration_expiry: Duration,
+    /// The servers that may invite this client into calls (the MC servers
+    /// of its groups); a new call request from anyone else is refused
+    /// with 403 before its wrapped TGMK is looked at. Empty: anyone. The
+    /// driver should enforce the same by source address (mcx-net's
+    /// `invite_sources`), as the name here is the sender's own claim.
+    pub call_sources: Vec<String>,
+    /// How long a call this client starts may last: the wrapped TGMK's
+    /// signed expiry is its T plus this, so late joiners accept it for the
+    /// whole call and refuse its replays as long. Match the servers'
+    /// maximum call duration.
+    pub call_lifetime: Duration,
 }
 
 impl ClientConfig {
@@ -78,6 +89,9 @@ impl ClientConfig {
     pub const DEFAULT_MAX_CALLS: usize = 8;
     /// Default registration expiry (refreshed at 80 %).
     pub const DEFAULT_REGISTRATION_EXPIRY: Duration = Duration::from_secs(600);
+    /// Default call lifetime (the MC server's default maximum call
+    /// duration).
+    pub const DEFAULT_CALL_LIFETIME: Duration = Duration::from_secs(3600);
 
     /// A configuration with the default waits and limits.
     pub fn new(
@@ -95,6 +109,8 @@ impl ClientConfig {
             media: MediaEndpoint::UNBOUND,
             home_server: None,
             registration_expiry: Self::DEFAULT_REGISTRATION_EXPIRY,
+            call_lifetime: Self::DEFAULT_CALL_LIFETIME,
+            call_sources: Vec::new(),
             ack_wait: Self::DEFAULT_ACK_WAIT,
             max_calls: Self::DEFAULT_MAX_CALLS,
         }
@@ -516,7 +532,9 @@ impl Client {
             tgmk: &tgmk,
             tgmk_id,
             activation: time.unix,
-            expiry: 0,
+            expiry: time
+                .unix
+                .saturating_add(self.config.call_lifetime.as_secs()),
             t_unix: time.unix,
             policy: Sp::default_group_profile(),
         }
@@ -1121,6 +1139,17 @@ impl Client {
         req: Request,
         rng: &mut impl CryptoRng,
     ) -> Result<(), Error> {
+        if !self.config.call_sources.is_empty()
+            && !self.config.call_sources.iter().any(|s| s == from)
+        {
+            return self.reject(
+                from,
+                &req,
+                StatusCode::FORBIDDEN,
+                "Forbidden - call requests come from the MC servers of our groups only",
+                rng,
+            );
+        }
         if req.to()?.tag.is_some() {
             return self.reject(
                 from,

@@ -5,7 +5,8 @@
 //!
 //! Structurally keyless: it has no GMK, TGMK or user key field and never
 //! calls into `mcx_mikey`'s key functions. The wrapped copies pass
-//! through as opaque octets.
+//! through byte for byte; only their clear envelope (T, RAND, IDRs,
+//! TGMK-ID) is read, to refuse stale or replayed call requests.
 //!
 //! Every call record ends: on the initiator's BYE or CANCEL, the floor
 //! release, a failed set-up, the initiator's 2xx never ACKed, the
@@ -350,6 +351,8 @@ pub struct ControllingServer {
     mc_servers: HashSet<String>,
     identity: Option<ServerIdentity>,
     csk_replay: ReplayCache,
+    /// The wrapped copies of the call requests relayed (replay window).
+    copies_seen: ReplayCache,
     spk: Option<SrtpMasterKeys>,
     floor_drops: FloorDrops,
     events: VecDeque<ControllingEvent>,
@@ -393,6 +396,7 @@ impl ControllingServer {
             mc_servers,
             identity: None,
             csk_replay: ReplayCache::default(),
+            copies_seen: ReplayCache::default(),
             spk: None,
             floor_drops: FloorDrops::default(),
             events: VecDeque::new(),
@@ -829,13 +833,26 @@ impl ControllingServer {
                 }
             }
         }
+        // Fresh and never relayed before: a call request replayed into
+        // another call stops here, before any fan-out.
+        let named: Vec<(&str, &Bytes)> = tg
+            .constituents
+            .iter()
+            .map(|(g, _)| g.as_str())
+            .zip(&copies)
+            .collect();
+        if let Err(why) = crate::copies::admit(&named, &initiator, time.unix, &mut self.copies_seen)
+        {
+            let reason = format!("{} ({why})", crate::copies::STALE_OR_REPLAYED);
+            return self.reject(from, &req, StatusCode::NOT_ACCEPTABLE_HERE, &reason, rng);
+        }
         let me = self.config.uri.clone();
         self.timeline.push_back(timeline(
             &me,
             2,
             time,
             format!(
-                "INVITE {} from {initiator} authorised; {} wrapped copies (opaque)",
+                "INVITE {} from {initiator} authorised; {} wrapped copies (fresh; relayed unopened)",
                 tg.id,
                 copies.len()
             ),

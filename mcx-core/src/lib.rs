@@ -18,7 +18,8 @@
 //! - [`ControllingServer`]: owns the temporary group call; checks the
 //!   initiator; splits the request per constituent group; aggregates the
 //!   per-group acceptance; arbitrates the floor. It holds no key
-//!   material: it forwards the wrapped copies as opaque octets.
+//!   material: it forwards the wrapped copies byte for byte, reading only
+//!   their clear envelope to refuse stale or replayed call requests.
 //! - [`SipLink`]: one per role instance, between the role and the
 //!   sockets: SIP transactions and retransmissions (RFC 3261 17, RFC
 //!   6026 via `mcx_sip::TransactionLayer`), 2xx/ACK handling, a 408 to
@@ -55,6 +56,7 @@
 mod agenda;
 mod client;
 mod controlling;
+mod copies;
 mod error;
 mod floor_guard;
 mod info;

@@ -237,6 +237,8 @@ pub struct McServer {
     /// Our identity with the KMS: SAKKE key to take members' CSKs.
     identity: Option<ServerIdentity>,
     csk_replay: ReplayCache,
+    /// The wrapped copies of the call requests relayed (replay window).
+    copies_seen: ReplayCache,
     /// Floor control with each member, under its CSK.
     member_guards: HashMap<String, FloorGuard>,
     /// The SPK configured between us and the controlling servers, and
@@ -324,6 +326,7 @@ impl McServer {
             registrations: HashMap::new(),
             identity: None,
             csk_replay: ReplayCache::default(),
+            copies_seen: ReplayCache::default(),
             member_guards: HashMap::new(),
             spk: None,
             upstream_guards: HashMap::new(),
@@ -984,6 +987,17 @@ impl McServer {
             }
         };
         let caller = body.info.calling_user_id.clone().unwrap_or_default();
+        // Fresh and never relayed before: a call request replayed into
+        // another call stops here, before any member hears of it.
+        if let Err(why) = crate::copies::admit(
+            &[(group_id.as_str(), &copy)],
+            &caller,
+            time.unix,
+            &mut self.copies_seen,
+        ) {
+            let reason = format!("{} ({why})", crate::copies::STALE_OR_REPLAYED);
+            return self.reject(from, &req, StatusCode::NOT_ACCEPTABLE_HERE, &reason, rng);
+        }
         let info = McpttInfo {
             session_type: Some("prearranged".into()),
             request_uri: Some(group_id.clone()),

@@ -223,24 +223,63 @@ fn non_member_cannot_unwrap_and_replays_are_refused() {
     );
 }
 
-#[test]
-fn controlling_server_forwards_opaque_wraps_byte_for_byte() {
-    // The controlling server has no key material (its config has no key
-    // field) and forwards the wrapped copies without parsing them.
+/// The `application/mikey` parts of a SIP message, in order.
+fn mikey_parts(contents: &[u8]) -> Vec<Vec<u8>> {
+    let Ok(Message::Request(r)) = Message::parse(contents) else {
+        panic!()
+    };
+    let mp = Multipart::parse(r.content_type().unwrap(), r.body()).unwrap();
+    mp.parts
+        .iter()
+        .filter(|p| p.media_type() == "application/mikey")
+        .map(|p| p.body.to_vec())
+        .collect()
+}
+
+/// A two-server world and the dispatcher's call request, held back.
+fn held_call_request() -> (World, Transmit) {
     let mut w = world(Servers::Two, &[DISPATCHER]);
     let t = w.mesh.time();
-    let mut rng = TestRng(10);
     w.mesh
         .client(DISPATCHER)
-        .start_call(t, TEMP_GROUP, &[GROUP_A, GROUP_B], &mut rng)
+        .start_call(t, TEMP_GROUP, &[GROUP_A, GROUP_B], &mut TestRng(10))
         .unwrap();
     w.mesh.drive_for(std::time::Duration::ZERO);
     let invite = w.mesh.take_in_flight(|t| t.from == DISPATCHER).unwrap();
+    (w, invite)
+}
+
+#[test]
+fn controlling_server_forwards_the_wraps_byte_for_byte() {
+    // The controlling server has no key material (its config has no key
+    // field): it reads only the clear envelope of each copy and forwards
+    // each byte for byte, one per MC server.
+    let (mut w, invite) = held_call_request();
+    let sent = mikey_parts(&invite.contents);
+    assert_eq!(sent.len(), 2);
+    w.mesh.inject(invite);
+    w.mesh.drive();
+    let forwarded: Vec<Vec<u8>> = w
+        .mesh
+        .log
+        .iter()
+        .filter(|t| t.from == CTRL && t.contents.starts_with(b"INVITE "))
+        .map(|t| {
+            let parts = mikey_parts(&t.contents);
+            assert_eq!(parts.len(), 1);
+            parts[0].clone()
+        })
+        .collect();
+    assert_eq!(forwarded, sent);
+}
+
+#[test]
+fn controlling_server_refuses_copies_that_are_not_mikey_before_any_fan_out() {
+    let (mut w, invite) = held_call_request();
     let Ok(Message::Request(mut req)) = Message::parse(&invite.contents) else {
         panic!()
     };
     let mut mp = Multipart::parse(req.content_type().unwrap(), req.body()).unwrap();
-    let mut opaque = Vec::new();
     for (i, p) in mp
         .parts
         .iter_mut()
@@ -250,8 +289,7 @@ fn controlling_server_forwards_opaque_wraps_byte_for_byte() {
         let b: Vec<u8> = (0..200u8)
             .map(|x| x.wrapping_mul(31).wrapping_add(u8::try_from(i).unwrap()))
             .collect();
-        p.body = Bytes::from(b.clone());
-        opaque.push(b);
+        p.body = Bytes::from(b);
     }
     let body = mp.encode().unwrap();
     req.set_body(Some(&mp.content_type()), Bytes::from(body))
@@ -261,27 +299,24 @@ fn controlling_server_forwards_opaque_wraps_byte_for_byte() {
         ..invite
     });
     w.mesh.drive();
-    let mut seen = Vec::new();
-    for t in w
+    assert!(
+        !w.mesh
+            .log
+            .iter()
+            .any(|t| t.from == CTRL && t.contents.starts_with(b"INVITE ")),
+        "no fan-out"
+    );
+    let answer = w
         .mesh
         .log
         .iter()
-        .filter(|t| t.from == CTRL && t.contents.starts_with(b"INVITE "))
-    {
-        let Ok(Message::Request(r)) = Message::parse(&t.contents) else {
-            panic!()
-        };
-        let mp = Multipart::parse(r.content_type().unwrap(), r.body()).unwrap();
-        let parts: Vec<_> = mp
-            .parts
-            .iter()
-            .filter(|p| p.media_type() == "application/mikey")
-            .collect();
-        assert_eq!(parts.len(), 1);
-        seen.push(parts[0].body.to_vec());
-    }
-    assert_eq!(seen, opaque);
-    // Members reject garbage with 488; no one got a key.
+        .find(|t| t.from == CTRL && t.to == DISPATCHER && t.contents.starts_with(b"SIP/2.0 488"))
+        .expect("488 to the initiator");
+    assert!(
+        String::from_utf8_lossy(&answer.contents).contains("wrapped TGMK stale, replayed"),
+        "{}",
+        String::from_utf8_lossy(&answer.contents)
+    );
     for u in all_members() {
         assert!(w.mesh.client(&u).tgmk_confirmation(TEMP_GROUP).is_none());
     }

@@ -46,18 +46,7 @@ fn protected_world() -> World {
     m.ctrl(CTRL).set_spk(keys.clone());
     m.mc(MC_A).set_spk(keys.clone());
     m.mc(MC_B).set_spk(keys);
-    for (i, u) in all_members()
-        .iter()
-        .map(String::as_str)
-        .chain([DISPATCHER])
-        .enumerate()
-    {
-        let t = m.time();
-        m.client(u)
-            .register(t, &mut TestRng(300 + i as u64))
-            .unwrap();
-    }
-    m.drive_for(Duration::from_secs(1));
+    m.register_everyone(300);
     for u in all_members().iter().map(String::as_str).chain([DISPATCHER]) {
         assert!(
             m.client(u).floor_protected(),

@@ -25,25 +25,21 @@ fn home_of(uri: &str) -> &'static str {
 }
 
 fn registered_world() -> World {
+    registered_world_with(|_| {})
+}
+
+/// Everyone registered with its home server (`also` adds to each
+/// client's configuration).
+fn registered_world_with(also: impl Fn(&mut mcx_core::ClientConfig)) -> World {
     let mut w = world_with(Servers::Two, &[DISPATCHER], |c| {
         c.home_server = Some(home_of(&c.uri).to_owned());
+        also(c);
     });
-    let m = &mut w.mesh;
-    for (i, u) in all_members()
-        .iter()
-        .map(String::as_str)
-        .chain([DISPATCHER])
-        .enumerate()
-    {
-        let t = m.time();
-        m.client(u)
-            .register(t, &mut TestRng(70 + i as u64))
-            .unwrap();
-    }
-    m.drive_for(Duration::from_secs(1));
+    w.mesh.register_everyone(70);
     for u in all_members() {
         assert!(
-            m.client_events(&u)
+            w.mesh
+                .client_events(&u)
                 .iter()
                 .any(|e| matches!(e, ClientEvent::Registered { .. })),
             "{u} registered"
@@ -52,18 +48,25 @@ fn registered_world() -> World {
     w
 }
 
+/// The `away` members go off duty, then the dispatcher calls A and B.
+fn start_call_without(m: &mut Mesh, away: &[&str]) {
+    for (i, u) in away.iter().enumerate() {
+        m.client(u).deregister(&mut TestRng(8 + i as u64)).unwrap();
+    }
+    m.drive_for(Duration::from_secs(1));
+    let t = m.time();
+    m.client(DISPATCHER)
+        .start_call(t, TEMP_GROUP, &[GROUP_A, GROUP_B], &mut TestRng(20))
+        .unwrap();
+}
+
 #[test]
 fn a_member_that_registers_mid_call_is_invited_in_and_gets_floor_taken() {
     let mut w = registered_world();
     let m = &mut w.mesh;
     let late = members_b()[2].clone();
     // It goes off duty before the call.
-    m.client(&late).deregister(&mut TestRng(8)).unwrap();
-    m.drive_for(Duration::from_secs(1));
-    let t = m.time();
-    m.client(DISPATCHER)
-        .start_call(t, TEMP_GROUP, &[GROUP_A, GROUP_B], &mut TestRng(9))
-        .unwrap();
+    start_call_without(m, &[&late]);
     m.drive_for(Duration::from_secs(2));
     let groups = m
         .client_events(DISPATCHER)
@@ -233,12 +236,7 @@ fn floor_taken_that_overtakes_the_registers_200_is_taken_under_the_new_csk() {
     let mut w = registered_world();
     let m = &mut w.mesh;
     let late = members_b()[2].clone();
-    m.client(&late).deregister(&mut TestRng(8)).unwrap();
-    m.drive_for(Duration::from_secs(1));
-    let t = m.time();
-    m.client(DISPATCHER)
-        .start_call(t, TEMP_GROUP, &[GROUP_A, GROUP_B], &mut TestRng(9))
-        .unwrap();
+    start_call_without(m, &[&late]);
     m.drive_for(Duration::from_secs(2));
     let t = m.time();
     m.client(&late).register(t, &mut TestRng(13)).unwrap();
@@ -272,5 +270,152 @@ fn floor_taken_that_overtakes_the_registers_200_is_taken_under_the_new_csk() {
     m.inject(held);
     m.drive_for(Duration::from_millis(100));
     assert!(m.client(&late).floor_protected());
+    assert!(m.errors.is_empty(), "{:?}", m.errors);
+}
+
+/// A registered world whose members take calls only from their MC server.
+fn guarded_world() -> World {
+    registered_world_with(|c| {
+        if c.uri != DISPATCHER {
+            c.call_sources = vec![home_of(&c.uri).to_owned()];
+        }
+    })
+}
+
+fn status_to(m: &Mesh, from: &str, to: &str, after: usize) -> Vec<String> {
+    m.log[after..]
+        .iter()
+        .filter(|t| t.from == from && t.to == to && t.contents.starts_with(b"SIP/2.0 "))
+        .map(|t| {
+            let s = String::from_utf8_lossy(&t.contents);
+            s.lines().next().unwrap_or_default().to_owned()
+        })
+        .collect()
+}
+
+fn is_invite_to(t: &mcx_core::Transmit, from: &str, to: &str) -> bool {
+    t.from == from && t.to == to && t.contents.starts_with(b"INVITE ")
+}
+
+#[test]
+fn late_entry_ten_minutes_into_the_call_past_the_replay_window() {
+    // The wrapped copy's T is ten minutes old when the member comes on
+    // duty, twice the 5-minute replay window: its signed expiry (the
+    // call's life) keeps it acceptable, and the member joins.
+    let mut w = guarded_world();
+    let m = &mut w.mesh;
+    let late = members_b()[2].clone();
+    start_call_without(m, &[&late]);
+    m.drive_for(Duration::from_secs(600));
+    assert!(m.client(DISPATCHER).in_call(TEMP_GROUP), "the call lasts");
+    assert!(!m.client(&late).in_call(TEMP_GROUP));
+    let t = m.time();
+    m.client(&late).register(t, &mut TestRng(10)).unwrap();
+    m.drive_for(Duration::from_millis(200));
+    assert!(
+        m.client(&late).in_call(TEMP_GROUP),
+        "{:?}",
+        m.client_events(&late)
+    );
+    let key = m.client(DISPATCHER).tgmk_confirmation(TEMP_GROUP).unwrap();
+    assert_eq!(m.client(&late).tgmk_confirmation(TEMP_GROUP).unwrap(), key);
+    assert_eq!(
+        m.client(&late).floor_state(TEMP_GROUP),
+        Some(ParticipantState::HasNoPermission),
+        "Floor Taken"
+    );
+    assert!(m.errors.is_empty(), "{:?}", m.errors);
+}
+
+#[test]
+fn a_call_request_replayed_into_another_call_is_refused_at_every_hop() {
+    let mut w = guarded_world();
+    let m = &mut w.mesh;
+    let late = members_b()[2].clone();
+    let away = members_b()[1].clone();
+    start_call_without(m, &[&late, &away]);
+    m.drive_for(Duration::from_secs(2));
+    let t = m.time();
+    m.client(&late).register(t, &mut TestRng(11)).unwrap();
+    m.drive_for(Duration::from_secs(1));
+    assert!(m.client(&late).in_call(TEMP_GROUP));
+    let find = |m: &Mesh, from: &str, to: &str| {
+        m.log
+            .iter()
+            .find(|t| is_invite_to(t, from, to))
+            .cloned()
+            .unwrap()
+    };
+    let request = find(m, DISPATCHER, CTRL);
+    let leg = find(m, CTRL, MC_B);
+    let late_invite = find(m, MC_B, &late);
+    let t = m.time();
+    m.client(DISPATCHER)
+        .hang_up(t, TEMP_GROUP, &mut TestRng(12))
+        .unwrap();
+    m.drive_for(Duration::from_secs(2));
+    assert_eq!(m.mc(MC_B).call_count(), 0);
+
+    // The initiator's request again: refused by the controlling server,
+    // no MC server hears of it.
+    let mark = m.log.len();
+    m.inject(request);
+    m.drive_for(Duration::from_secs(1));
+    let answers = status_to(m, CTRL, DISPATCHER, mark);
+    assert!(
+        answers
+            .iter()
+            .any(|a| a.starts_with("SIP/2.0 488") && a.contains("wrapped TGMK stale, replayed")),
+        "{answers:?}"
+    );
+    assert!(
+        !m.log[mark..]
+            .iter()
+            .any(|t| t.from == CTRL && t.contents.starts_with(b"INVITE "))
+    );
+
+    // The controlling server's leg again, to group B's MC server: refused,
+    // no member hears of it (not even the one still away).
+    let mark = m.log.len();
+    m.inject(leg);
+    m.drive_for(Duration::from_secs(1));
+    let answers = status_to(m, MC_B, CTRL, mark);
+    assert!(
+        answers.iter().any(|a| a.starts_with("SIP/2.0 488")),
+        "{answers:?}"
+    );
+    assert!(
+        !m.log[mark..]
+            .iter()
+            .any(|t| t.from == MC_B && t.contents.starts_with(b"INVITE "))
+    );
+
+    // The late INVITE again: the joiner remembers the copy until the
+    // call's expiry, and refuses it.
+    let mark = m.log.len();
+    m.inject(late_invite.clone());
+    m.drive_for(Duration::from_secs(1));
+    assert!(!m.client(&late).in_call(TEMP_GROUP));
+    let answers = status_to(m, &late, MC_B, mark);
+    assert!(
+        answers.iter().any(|a| a.starts_with("SIP/2.0 488")),
+        "{answers:?}"
+    );
+
+    // The same copy sent by anyone but its MC server to the member that
+    // never saw it: refused before the copy is looked at.
+    let mark = m.log.len();
+    m.inject(mcx_core::Transmit {
+        from: OUTSIDER.into(),
+        to: away.clone(),
+        ..late_invite
+    });
+    m.drive_for(Duration::from_secs(1));
+    assert!(!m.client(&away).in_call(TEMP_GROUP));
+    let answers = status_to(m, &away, OUTSIDER, mark);
+    assert!(
+        answers.iter().any(|a| a.starts_with("SIP/2.0 403")),
+        "{answers:?}"
+    );
     assert!(m.errors.is_empty(), "{:?}", m.errors);
 }

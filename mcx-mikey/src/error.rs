@@ -181,6 +181,15 @@ pub enum Rejection {
     /// The same (T, RAND) was accepted before.
     #[error("replayed message (time stamp and RAND seen before)")]
     Replayed,
+    /// The message is older than the replay window and its signed
+    /// lifetime is longer than the receiver accepts.
+    #[error("signed lifetime of {lifetime_secs} s is longer than the {max_secs} s accepted")]
+    LifetimeTooLong {
+        /// From T to the expiry, seconds.
+        lifetime_secs: i64,
+        /// The longest accepted, seconds.
+        max_secs: u64,
+    },
     /// The replay cache is full of unexpired entries; refusing rather than
     /// forgetting.
     #[error("replay cache is full")]

@@ -111,7 +111,10 @@ pub struct TgmkWrap<'a> {
     pub tgmk_id: KeyId,
     /// Activation time (40-bit Unix seconds; 0 = not set).
     pub activation: u64,
-    /// Expiry time (40-bit Unix seconds; 0 = not set).
+    /// Expiry time (40-bit Unix seconds; 0 = not set): the end of the
+    /// call's life. Receivers accept the copy past their replay window
+    /// until then (late entry into a long call), and refuse its replays
+    /// until then.
     pub expiry: u64,
     /// Time stamp, Unix seconds.
     pub t_unix: u64,
@@ -256,6 +259,30 @@ impl TgmkWrap<'_> {
 }
 
 /// Offset of the KEMAC's MAC field in the encoding described by `layout`.
+/// The CSB-ID as a TGMK-ID, which must carry the TGMK purpose tag.
+fn tgmk_id_of(msg: &Message) -> Result<KeyId, Rejection> {
+    let tgmk_id = KeyId(msg.hdr.csb_id);
+    if tgmk_id.purpose() != PURPOSE {
+        return Err(Rejection::WrongPurpose {
+            id: tgmk_id.0,
+            expected: PURPOSE.value(),
+            got: tgmk_id.purpose().value(),
+        });
+    }
+    Ok(tgmk_id)
+}
+
+/// T || RAND || `context`: a copy's identity in a replay cache.
+fn replay_key(msg: &Message, rand: &[u8], context: &[u8]) -> Vec<u8> {
+    let mut key = msg
+        .timestamp()
+        .map(Timestamp::value_bytes)
+        .unwrap_or_default();
+    key.extend_from_slice(rand);
+    key.extend_from_slice(context);
+    key
+}
+
 fn mac_offset(msg: &Message, layout: &Layout) -> Option<usize> {
     let i = msg
         .payloads
@@ -341,9 +368,11 @@ impl TgmkReceiver<'_> {
     /// format and structure; the KMS named; the initiator (if restricted);
     /// the initiator's ECCSI signature; the GMK-ID known; the constituent
     /// group one this member belongs to (and the GMK that group's); T in
-    /// the replay window and (T, RAND, GMK-ID) not seen before; the KEMAC
-    /// MAC; the key data; the key parameters. Only then is the message
-    /// remembered in `replay` and the TGMK released.
+    /// the replay window, or older but within the expiry signed in its key
+    /// parameters (late entry into a long call), and (T, RAND, GMK-ID) not
+    /// seen before; the KEMAC MAC; the key data; the key parameters. Only
+    /// then is the message remembered in `replay` (until its expiry) and
+    /// the TGMK released.
     ///
     /// # Errors
     /// [`Error::Decode`] or [`Error::Rejected`] with the failed check.
@@ -365,15 +394,7 @@ impl TgmkReceiver<'_> {
         if msg.hdr.prf != PrfFunc::HmacSha256 {
             return Err(Rejection::UnsupportedPrf(msg.hdr.prf.value()).into());
         }
-        let tgmk_id = KeyId(msg.hdr.csb_id);
-        if tgmk_id.purpose() != PURPOSE {
-            return Err(Rejection::WrongPurpose {
-                id: tgmk_id.0,
-                expected: PURPOSE.value(),
-                got: tgmk_id.purpose().value(),
-            }
-            .into());
-        }
+        let tgmk_id = tgmk_id_of(&msg)?;
         if msg.sign().is_none() {
             return Err(Rejection::NotSigned.into());
         }
@@ -425,14 +446,10 @@ impl TgmkReceiver<'_> {
             return Err(Rejection::NotAMember.into());
         }
 
-        // 4. Fresh.
-        let mut replay_key = msg
-            .timestamp()
-            .map(Timestamp::value_bytes)
-            .unwrap_or_default();
-        replay_key.extend_from_slice(&rand);
-        replay_key.extend_from_slice(&gmk_id.to_bytes());
-        replay.check(t_unix, &replay_key, now_unix)?;
+        // 4. Not seen, and not older than any lifetime (the lifetime
+        // itself is checked once the key parameters are authenticated).
+        let replay_key = replay_key(&msg, &rand, &gmk_id.to_bytes());
+        replay.check_unseen(t_unix, &replay_key, now_unix)?;
 
         // 5. MAC.
         let keys = kdf::kemac_keys(group.gmk.as_bytes(), tgmk_id.0, &rand);
@@ -487,8 +504,11 @@ impl TgmkReceiver<'_> {
             }
             .into());
         }
+        // 8. Fresh: in the window, or within the signed life of its call
+        // (late entry); remembered as long as it could be accepted.
+        replay.check_lifetime(t_unix, kp.expiry_time, now_unix)?;
 
-        replay.insert(t_unix, &replay_key, now_unix);
+        replay.insert_until(t_unix, &replay_key, kp.expiry_time, now_unix);
         Ok(UnwrappedTgmk {
             tgmk,
             tgmk_id,
@@ -501,6 +521,48 @@ impl TgmkReceiver<'_> {
             activation: kp.activation_time,
             expiry: kp.expiry_time,
             policy: msg.sp().cloned(),
+        })
+    }
+}
+
+/// What anyone can read of a wrapped copy without any key: enough for a
+/// server that relays it to refuse a stale or replayed call request before
+/// fanning it out (it learns nothing of the TGMK).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyEnvelope {
+    /// The TGMK-ID (CSB-ID).
+    pub tgmk_id: KeyId,
+    /// T, Unix seconds.
+    pub t_unix: i64,
+    /// The initiator (IDRi).
+    pub initiator_uri: String,
+    /// The constituent group (IDRr).
+    pub group_id: String,
+    /// T || RAND || IDRr: the copy's identity in a replay cache.
+    pub replay_key: Vec<u8>,
+}
+
+impl CopyEnvelope {
+    /// Reads the clear fields of a wrapped copy.
+    ///
+    /// # Errors
+    /// [`Error::Decode`], or [`Error::Rejected`] for a missing T, RAND or
+    /// IDR, a TGMK-ID without the TGMK purpose, or an unsupported time
+    /// stamp.
+    pub fn read(bytes: &[u8], now_unix: u64) -> Result<Self, Error> {
+        let msg = Message::decode(bytes)?;
+        let tgmk_id = tgmk_id_of(&msg)?;
+        let t_unix = message_time(&msg, now_unix)?;
+        let rand = &msg.rand().ok_or(Rejection::MissingPayload("RAND"))?.0;
+        let initiator_uri = uri_of(&msg, IdRole::Initiator, "IDRi")?;
+        let group_id = uri_of(&msg, IdRole::Responder, "IDRr")?;
+        let replay_key = replay_key(&msg, rand, group_id.as_bytes());
+        Ok(Self {
+            tgmk_id,
+            t_unix,
+            initiator_uri,
+            group_id,
+            replay_key,
         })
     }
 }

@@ -153,6 +153,40 @@ fn every_member_of_every_group_unwraps_the_same_tgmk() {
 }
 
 #[test]
+fn a_copy_stays_acceptable_for_the_life_of_its_call_and_its_replay_is_refused_as_long() {
+    // Late entry 30 minutes into a call (far past the 5-minute window):
+    // the signed expiry (T + 1 h) keeps the copy acceptable to a member
+    // that has not seen it, and remembered so that it cannot be replayed.
+    let w = world();
+    let copies = wrap_all(w);
+    let mine = [group(w, 0)];
+    let rx = TgmkReceiver {
+        kms: w.kms.public(),
+        groups: &mine,
+        expected_initiator: Some(DISPATCHER),
+    };
+    let mut replay = ReplayCache::default();
+    let late = rx
+        .unwrap(&copies[0].message, NOW + 1800, &mut replay)
+        .unwrap();
+    assert_eq!(late.tgmk.as_bytes(), w.tgmk.as_bytes());
+    assert_eq!(late.expiry, NOW + 3600);
+    // Its replay is refused until the expiry, long after the window...
+    for at in [NOW + 1801, NOW + 2400, NOW + 3599] {
+        assert_eq!(
+            rejected(rx.unwrap(&copies[0].message, at, &mut replay)),
+            Rejection::Replayed,
+            "at {at}"
+        );
+    }
+    // ...and after it, the copy is expired for everyone.
+    assert_eq!(
+        rejected(rx.unwrap(&copies[0].message, NOW + 3600, &mut ReplayCache::default())),
+        Rejection::KeyExpired { expiry: NOW + 3600 }
+    );
+}
+
+#[test]
 fn each_failed_check_has_its_own_error() {
     let w = world();
     let copies = wrap_all(w);
@@ -210,9 +244,24 @@ fn each_failed_check_has_its_own_error() {
         Rejection::NotAMember
     );
 
-    // Freshness: outside the window, then a replay.
+    // Freshness: from the future; past the call's signed life; older
+    // than the window without a signed life; then a replay.
     assert!(matches!(
+        rejected(unwrap(a, NOW - 400)),
+        Rejection::TimestampOutsideWindow { .. }
+    ));
+    assert_eq!(
         rejected(unwrap(a, NOW + 3600)),
+        Rejection::KeyExpired { expiry: NOW + 3600 }
+    );
+    let no_life = TgmkWrap {
+        expiry: 0,
+        ..wrap_spec(w)
+    }
+    .wrap(&[group(w, 0)], &w.dispatcher, &mut rng())
+    .unwrap();
+    assert!(matches!(
+        rejected(unwrap(&no_life[0].message, NOW + 400)),
         Rejection::TimestampOutsideWindow { .. }
     ));
     let mut replay = ReplayCache::default();
@@ -220,6 +269,18 @@ fn each_failed_check_has_its_own_error() {
     assert_eq!(
         rejected(rx.unwrap(a, NOW, &mut replay)),
         Rejection::Replayed
+    );
+    // A lifetime longer than the receiver accepts.
+    assert_eq!(
+        rejected(rx.unwrap(
+            a,
+            NOW + 400,
+            &mut ReplayCache::default().with_max_lifetime(1800)
+        )),
+        Rejection::LifetimeTooLong {
+            lifetime_secs: 3600,
+            max_secs: 1800
+        }
     );
 
     // MAC: the initiator signs a copy whose MAC is wrong.

@@ -412,15 +412,21 @@ pub(crate) fn mc_server_role(t: &Topology, s: &McServerNode, media: MediaEndpoin
     m
 }
 
-/// The caps of a node; MC servers take new calls only from the
-/// controlling server's SIP address.
-pub(crate) fn node_limits(t: &Topology, directory: &Directory, mc_server: bool) -> NodeLimits {
+/// The caps of a node. A node given `call_sources` takes new calls only
+/// from their SIP addresses: an MC server from the controlling server, a
+/// member from the MC servers of its groups (a replayed call request from
+/// anywhere else never reaches it).
+pub(crate) fn node_limits(
+    t: &Topology,
+    directory: &Directory,
+    call_sources: Option<&[String]>,
+) -> NodeLimits {
     let l = t.limits;
-    let invite_sources = mc_server.then(|| {
-        directory
-            .peer(&t.controlling.uri)
-            .map(|p| vec![InviteSource::new(p.sip)])
-            .unwrap_or_default()
+    let invite_sources = call_sources.map(|uris| {
+        uris.iter()
+            .filter_map(|u| directory.peer(u))
+            .map(|p| InviteSource::new(p.sip))
+            .collect()
     });
     NodeLimits {
         max_tcp_connections: l.max_tcp_connections,
@@ -456,6 +462,16 @@ pub(crate) fn client_config(t: &Topology, u: &User, media: MediaEndpoint) -> Cli
             .and_then(|g| t.owner_of(&g.id))
             .map(|s| s.uri.clone())
     };
+    // Calls reach a member through the MC servers of its groups only.
+    c.call_sources = t
+        .groups
+        .iter()
+        .filter(|g| g.members.contains(&u.uri))
+        .filter_map(|g| t.owner_of(&g.id))
+        .map(|s| s.uri.clone())
+        .collect();
+    c.call_sources.dedup();
+    c.call_lifetime = t.deadlines.max_call();
     c
 }
 
@@ -550,7 +566,7 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
                     directory.clone(),
                     timers,
                     Some(timeline_tx.clone()),
-                    node_limits(t, &directory, false),
+                    node_limits(t, &directory, None),
                 )
                 .map_err(failed)?;
             log_events(&t.controlling.uri, h.take_events(), |e| {
@@ -590,7 +606,11 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
                 directory.clone(),
                 timers,
                 Some(timeline_tx.clone()),
-                node_limits(t, &directory, true),
+                node_limits(
+                    t,
+                    &directory,
+                    Some(std::slice::from_ref(&t.controlling.uri)),
+                ),
             )
             .map_err(failed)?;
         let mut h = h;
@@ -634,6 +654,7 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
             continue;
         };
         let config = client_config(t, user, b.media_endpoint().map_err(failed)?);
+        let call_sources = config.call_sources.clone();
         let prov = mcx_client::Provisioning {
             user_uri: user.uri.clone(),
             token: user.token.clone(),
@@ -644,6 +665,7 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
         pending.push((
             uri,
             b,
+            call_sources,
             tokio::spawn({
                 let gate = gate.clone();
                 async move {
@@ -656,7 +678,7 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
     let mut clients = BTreeMap::new();
     let mut voice = BTreeMap::new();
     let mut waiting = Vec::new();
-    for (uri, mut b, task) in pending {
+    for (uri, mut b, call_sources, task) in pending {
         // A client's voice socket is its application's, not a relay's.
         if let Some(socket) = b.take_media() {
             voice.insert(uri.clone(), Arc::new(socket));
@@ -665,13 +687,18 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
             .await
             .map_err(|_| failed(format!("{uri}: start-up task failed")))?
             .map_err(|e| failed(format!("{uri}: {e}")))?;
+        let limits = node_limits(
+            t,
+            &directory,
+            (!call_sources.is_empty()).then_some(&call_sources[..]),
+        );
         let h = b
             .run_with(
                 client,
                 directory.clone(),
                 timers,
                 Some(timeline_tx.clone()),
-                node_limits(t, &directory, false),
+                limits,
             )
             .map_err(failed)?;
         // Registers with its home server (and keeps it refreshed): the

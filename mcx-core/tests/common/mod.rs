@@ -757,6 +757,23 @@ impl Mesh {
         panic!("mesh did not settle");
     }
 
+    /// Every member and the dispatcher registers with its home server
+    /// (RNG seeds from `seed`), and the mesh runs for a second.
+    pub fn register_everyone(&mut self, seed: u64) {
+        for (i, u) in all_members()
+            .iter()
+            .map(String::as_str)
+            .chain([DISPATCHER])
+            .enumerate()
+        {
+            let t = self.time();
+            self.client(u)
+                .register(t, &mut TestRng(seed + i as u64))
+                .unwrap();
+        }
+        self.drive_for(Duration::from_secs(1));
+    }
+
     pub fn drive(&mut self) {
         self.drive_for(Duration::from_secs(10));
     }
