@@ -6,6 +6,7 @@ use std::path::Path;
 
 use mcx_ibc::eccsi::SigningKey;
 use mcx_ibc::kms::{CommunityPublic, UserKeys};
+use mcx_idms::jwt::TokenVerifier;
 use mcx_kms::http::{HttpRequest, HttpResponse};
 use mcx_mikey::gmk::{GmkMessage, gmk_key_parameters};
 use mcx_mikey::message::Sp;
@@ -45,6 +46,9 @@ pub struct Gms {
     groups: BTreeMap<String, GroupState>,
     users: Vec<GmsUser>,
     gmk_lifetime_secs: u64,
+    /// With one, only IdMS access tokens are accepted (identity from the
+    /// token); without, the configured static tokens (labs, tests).
+    tokens: Option<TokenVerifier>,
 }
 
 impl fmt::Debug for Gms {
@@ -246,6 +250,7 @@ impl Gms {
             groups,
             users: config.users.clone(),
             gmk_lifetime_secs: config.gmk_lifetime_secs,
+            tokens: None,
         })
     }
 
@@ -340,7 +345,7 @@ impl Gms {
         if request.method != "GET" {
             return Err(HttpResponse::error(405, "method not allowed: use GET"));
         }
-        let user = self.authenticate(request)?;
+        let user = self.authenticate(request, now)?;
         match route {
             Route::Index(seg) => {
                 let asked = decode(&seg, "user")?;
@@ -376,10 +381,28 @@ impl Gms {
     }
 
     /// Index of the configured user whose token the request bears.
-    fn authenticate(&self, request: &HttpRequest) -> Result<usize, HttpResponse> {
+    /// Accepts only access tokens of the IdMS `verifier` trusts (TS 33.180
+    /// B.6.2; scope [`mcx_idms::SCOPE_GMS`]) from now on, taking the user
+    /// from the token's `mcptt_id`; configured static tokens no longer
+    /// work.
+    pub fn require_access_tokens(&mut self, verifier: TokenVerifier) {
+        self.tokens = Some(verifier);
+    }
+
+    fn authenticate(&self, request: &HttpRequest, now_unix: u64) -> Result<usize, HttpResponse> {
         let token = request
             .bearer_token()
             .ok_or_else(|| HttpResponse::error(401, "missing bearer token"))?;
+        if let Some(v) = &self.tokens {
+            let claims = v
+                .verify(token, mcx_idms::SCOPE_GMS, now_unix)
+                .map_err(|e| HttpResponse::error(401, &format!("access token refused: {e}")))?;
+            return self
+                .users
+                .iter()
+                .position(|u| u.uri == claims.mcptt_id)
+                .ok_or_else(|| HttpResponse::error(403, "the token's user is not a GMS user"));
+        }
         // Compare with every user's token, without stopping at a match.
         let mut found = None;
         for (i, u) in self.users.iter().enumerate() {

@@ -7,6 +7,7 @@ use mcx_ibc::eccsi::Ksak;
 use mcx_ibc::kms::{Community, CommunityPublic};
 use mcx_ibc::sakke::MasterSecret;
 use mcx_ibc::uid::{NTP_UNIX_OFFSET, key_period_no, key_period_start};
+use mcx_idms::jwt::TokenVerifier;
 use rand_core::CryptoRng;
 use sha2::{Digest, Sha256};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
@@ -47,6 +48,9 @@ pub struct Kms {
     community: Community,
     users: Vec<UserRecord>,
     drbg: HmacDrbg,
+    /// With one, only IdMS access tokens are accepted (identity from the
+    /// token); without, the configured static tokens (labs, tests).
+    tokens: Option<TokenVerifier>,
 }
 
 impl fmt::Debug for Kms {
@@ -185,6 +189,7 @@ impl Kms {
             community,
             users,
             drbg,
+            tokens: None,
         })
     }
 
@@ -251,7 +256,7 @@ impl Kms {
         if request.method != "POST" {
             return HttpResponse::error(405, "method not allowed: KMS requests use POST");
         }
-        let user = match self.authenticate(request) {
+        let user = match self.authenticate(request, now_unix) {
             Ok(index) => match self.users.get(index) {
                 Some(user) => user.uri.clone(),
                 None => return HttpResponse::error(401, "unknown bearer token"),
@@ -314,7 +319,15 @@ impl Kms {
 
     /// The index of the user whose token the request bears. Every user's
     /// hash is compared, in constant time.
-    fn authenticate(&self, request: &HttpRequest) -> Result<usize, HttpResponse> {
+    /// Accepts only access tokens of the IdMS `verifier` trusts (TS 33.180
+    /// B.6.2; scope [`mcx_idms::SCOPE_KMS`]) from now on, taking the user
+    /// from the token's `mcptt_id`; configured static tokens no longer
+    /// work.
+    pub fn require_access_tokens(&mut self, verifier: TokenVerifier) {
+        self.tokens = Some(verifier);
+    }
+
+    fn authenticate(&self, request: &HttpRequest, now_unix: u64) -> Result<usize, HttpResponse> {
         let token = match request.bearer_token() {
             Some(token) if !token.is_empty() => token,
             _ => {
@@ -324,6 +337,18 @@ impl Kms {
                 ));
             }
         };
+        if let Some(v) = &self.tokens {
+            // TS 33.180 B.6.2: the identity is the token's, never the
+            // request's.
+            let claims = v
+                .verify(token, mcx_idms::SCOPE_KMS, now_unix)
+                .map_err(|e| HttpResponse::error(401, &format!("access token refused: {e}")))?;
+            return self
+                .users
+                .iter()
+                .position(|u| u.uri == claims.mcptt_id)
+                .ok_or_else(|| HttpResponse::error(403, "the token's user is not a KMS user"));
+        }
         let hash = token_hash(token);
         let mut found = 0u64;
         let mut index = 0u64;
