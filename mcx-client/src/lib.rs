@@ -12,7 +12,10 @@
 //! TGMK's keys) and the tokio adapters [`send_voice`] / [`receive_voice`].
 #![forbid(unsafe_code)]
 
+mod login;
 mod voice;
+
+pub use login::{Login, login};
 
 pub use voice::{
     DEFAULT_PLAYOUT_DELAY, MAX_VOICE_PACKET, ReceiveLimits, SenderStats, VoiceDrop, VoiceError,
@@ -89,6 +92,9 @@ pub enum ClientError {
     /// The GMS's answer was unusable.
     #[error("GMS: {0}")]
     Gms(#[from] mcx_gms::GmsError),
+    /// The IdMS refused the user or answered with something unusable.
+    #[error("IdMS: {0}")]
+    Idms(#[from] mcx_idms::FlowError),
     /// The role refused the keys or a GKTP.
     #[error(transparent)]
     Core(#[from] mcx_core::Error),

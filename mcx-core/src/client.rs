@@ -298,6 +298,8 @@ pub struct Client {
     replay: ReplayCache,
     /// The registration with the home server, once asked for.
     registration: Option<Registration>,
+    /// The IdMS access token REGISTERs carry (RFC 8898 Bearer), if any.
+    access_token: Option<zeroize::Zeroizing<String>>,
     /// The floor-control keys of the CSK uploaded in the REGISTER being
     /// answered; they protect floor control once the home server took it.
     pending_floor: Option<FloorGuard>,
@@ -371,6 +373,7 @@ impl Client {
             gmks: Vec::new(),
             replay: ReplayCache::default(),
             registration: None,
+            access_token: None,
             pending_floor: None,
             floor_guard: None,
             floor_drops: FloorDrops::default(),
@@ -706,6 +709,7 @@ impl Client {
             .get_or_insert_with(|| Registration::new(&server, &uri, expiry, rng));
         let refresh = matches!(r.state, RegState::Registered { until } if until > time.instant);
         let mut req = r.request(expiry, rng)?;
+        authorize(&mut req, self.access_token.as_deref())?;
         if !refresh {
             // A new binding uploads a fresh CSK for floor control (TS
             // 33.180 5.4, E.4): SAKKE-encrypted to the home server's
@@ -745,10 +749,19 @@ impl Client {
             .registration
             .as_mut()
             .ok_or(Error::InvalidCommand("deregister: not registered"))?;
-        let req = r.request(Duration::ZERO, rng)?;
+        let mut req = r.request(Duration::ZERO, rng)?;
         let to = r.server.clone();
+        authorize(&mut req, self.access_token.as_deref())?;
         self.ua.send_request(&to, &req);
         Ok(())
+    }
+
+    /// The access token (from the IdMS, TS 33.180 B.4) that REGISTERs carry
+    /// from now on, in `Authorization: Bearer` (RFC 8898): the home server
+    /// takes our identity from it. The driver sets a fresh one before the
+    /// current one expires.
+    pub fn set_access_token(&mut self, token: &str) {
+        self.access_token = Some(zeroize::Zeroizing::new(token.to_owned()));
     }
 
     /// Whether the home server holds our registration now.
@@ -1558,4 +1571,13 @@ impl Client {
         }
         Ok(())
     }
+}
+
+/// Puts the access token in a REGISTER (RFC 8898 Bearer).
+fn authorize(req: &mut Request, token: Option<&String>) -> Result<(), Error> {
+    if let Some(t) = token {
+        req.headers_mut()
+            .set("Authorization", &format!("Bearer {t}"))?;
+    }
+    Ok(())
 }

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use mcx_floor::{ArbitratorConfig, ArbitratorEvent, BroadcastArbitrator, ParticipantId};
 use mcx_ibc::kms::{CommunityPublic, UserKeys};
+use mcx_idms::jwt::TokenVerifier;
 use mcx_mikey::SrtpMasterKeys;
 use mcx_mikey::replay::ReplayCache;
 use mcx_sip::{Dialog, Limits, Message, Method, Request, Response, StatusCode};
@@ -32,7 +33,9 @@ use crate::agenda::{Agenda, Slot};
 use crate::floor_guard::{FloorDrops, FloorGuard, with_ssrc};
 use crate::info::McpttInfo;
 use crate::mc_server::ServerIdentity;
-use crate::registration::{asked_expiry, carries_mikey, registered_ok};
+use crate::registration::{
+    RegisteredSources, asked_expiry, carries_mikey, check_access_token, registered_ok,
+};
 use crate::result::{
     CallResult, FailureCause, GroupFailure, GroupReport, GroupResult, MemberOutcome,
 };
@@ -351,6 +354,11 @@ pub struct ControllingServer {
     mc_servers: HashSet<String>,
     identity: Option<ServerIdentity>,
     csk_replay: ReplayCache,
+    /// With one, REGISTERs need an IdMS access token and calls are
+    /// authorised by the registered identity of their source.
+    tokens: Option<TokenVerifier>,
+    /// Who registered from where.
+    sources: RegisteredSources,
     /// The wrapped copies of the call requests relayed (replay window).
     copies_seen: ReplayCache,
     spk: Option<SrtpMasterKeys>,
@@ -396,6 +404,8 @@ impl ControllingServer {
             mc_servers,
             identity: None,
             csk_replay: ReplayCache::default(),
+            tokens: None,
+            sources: RegisteredSources::default(),
             copies_seen: ReplayCache::default(),
             spk: None,
             floor_drops: FloorDrops::default(),
@@ -448,6 +458,15 @@ impl ControllingServer {
         Ok(self)
     }
 
+    /// From now on REGISTERs must carry a valid access token of the IdMS
+    /// `verifier` trusts, issued to the user registering (TS 33.180 B.6.2,
+    /// RFC 8898), and requests are authorised by the identity registered
+    /// from their transport source, never by their From.
+    pub fn require_access_tokens(&mut self, verifier: TokenVerifier) -> &mut Self {
+        self.tokens = Some(verifier);
+        self
+    }
+
     /// The SPK protecting floor control between us and the MC servers
     /// (TS 24.380 13.1), as SRTCP keys.
     pub fn set_spk(&mut self, keys: SrtpMasterKeys) -> &mut Self {
@@ -486,7 +505,9 @@ impl ControllingServer {
         } else if !self.config.allowed_initiators.contains(&aor) {
             Some("Forbidden - not an initiator served here".to_owned())
         } else {
-            None
+            self.tokens
+                .as_ref()
+                .and_then(|v| check_access_token(req, v, &aor, time.unix).err())
         };
         let granted = asked_expiry(req).min(Duration::from_secs(3600));
         let refusal = refusal.or_else(|| {
@@ -528,6 +549,8 @@ impl ControllingServer {
                 )
                 .map(|_| ());
         }
+        self.sources
+            .bind(req.source(), &aor, time.instant, time.instant + granted);
         let ok = registered_ok(req, &aor, granted, rng)?;
         self.ua.send(from, Channel::Sip, ok.to_bytes());
         Ok(())
@@ -755,7 +778,34 @@ impl ControllingServer {
                 rng,
             );
         }
-        let initiator = sip::from_uri(&req)?;
+        let initiator = match &self.tokens {
+            // The caller is who registered from where the request comes
+            // (with a token), never its From; nothing about the call is
+            // looked at before that.
+            Some(_) => {
+                let Some(identity) = self.sources.identity(&req, time.instant) else {
+                    return self.reject(
+                        from,
+                        &req,
+                        StatusCode::FORBIDDEN,
+                        "Forbidden - not registered",
+                        rng,
+                    );
+                };
+                let identity = identity.to_owned();
+                if sip::from_uri(&req)? != identity {
+                    return self.reject(
+                        from,
+                        &req,
+                        StatusCode::FORBIDDEN,
+                        "Forbidden - From is not the registered identity",
+                        rng,
+                    );
+                }
+                identity
+            }
+            None => sip::from_uri(&req)?,
+        };
         if !self.config.allowed_initiators.contains(&initiator) {
             return self.reject(
                 from,

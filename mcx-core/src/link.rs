@@ -409,9 +409,21 @@ impl SipLink {
     /// `from`. Retransmitted requests are absorbed (the last response is
     /// re-sent), a retransmitted 2xx is re-ACKed, duplicates never reach
     /// the role twice.
-    pub fn receive_message(&mut self, now: Instant, from: Remote, msg: Message) {
+    ///
+    /// A request's top Via gets the transport source (`received`, `rport`:
+    /// RFC 3261 18.2.1, RFC 3581), replacing any the sender wrote: roles
+    /// bind registrations to it and authorise requests by it
+    /// ([`mcx_sip::Request::source`]).
+    pub fn receive_message(&mut self, now: Instant, from: Remote, mut msg: Message) {
         self.stats.received += 1;
         self.expire(now);
+        if let Message::Request(r) = &mut msg
+            && r.stamp_received(&from.addr.ip().to_string(), from.addr.port())
+                .is_err()
+        {
+            self.stats.malformed += 1;
+            return;
+        }
         let usable = match &msg {
             Message::Request(r) => {
                 server_key(r).is_ok()

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use mcx_ibc::kms::{CommunityPublic, UserKeys};
 use mcx_ibc::sakke::ReceiverKey;
+use mcx_idms::jwt::TokenVerifier;
 use mcx_mikey::SrtpMasterKeys;
 use mcx_mikey::replay::ReplayCache;
 use mcx_sip::{Dialog, Limits, Message, Method, Request, Response, StatusCode};
@@ -26,7 +27,7 @@ use rand_core::CryptoRng;
 use crate::agenda::{Agenda, Slot};
 use crate::floor_guard::{FloorDrops, FloorGuard, with_ssrc};
 use crate::info::McpttInfo;
-use crate::registration::{asked_expiry, carries_mikey, registered_ok};
+use crate::registration::{asked_expiry, carries_mikey, check_access_token, registered_ok};
 use crate::result::{
     CallResult, FailureCause, GroupFailure, GroupReport, GroupResult, MemberOutcome, MemberResult,
 };
@@ -237,6 +238,8 @@ pub struct McServer {
     /// Our identity with the KMS: SAKKE key to take members' CSKs.
     identity: Option<ServerIdentity>,
     csk_replay: ReplayCache,
+    /// With one, REGISTERs need an IdMS access token.
+    tokens: Option<TokenVerifier>,
     /// The wrapped copies of the call requests relayed (replay window).
     copies_seen: ReplayCache,
     /// Floor control with each member, under its CSK.
@@ -326,6 +329,7 @@ impl McServer {
             registrations: HashMap::new(),
             identity: None,
             csk_replay: ReplayCache::default(),
+            tokens: None,
             copies_seen: ReplayCache::default(),
             member_guards: HashMap::new(),
             spk: None,
@@ -348,6 +352,14 @@ impl McServer {
     ) -> Result<&mut Self, Error> {
         self.identity = Some(ServerIdentity::new(kms, keys)?);
         Ok(self)
+    }
+
+    /// From now on REGISTERs must carry a valid access token of the IdMS
+    /// `verifier` trusts, issued to the user registering (TS 33.180 B.6.2,
+    /// RFC 8898). (Calls reach us only from the controlling server.)
+    pub fn require_access_tokens(&mut self, verifier: TokenVerifier) -> &mut Self {
+        self.tokens = Some(verifier);
+        self
     }
 
     /// The SPK protecting floor control between us and the controlling
@@ -684,6 +696,13 @@ impl McServer {
         }
         if !self.groups.values().any(|ms| ms.contains(&aor)) {
             return refuse(self, "Forbidden - not a member of a group served here");
+        }
+        if let Some(why) = self
+            .tokens
+            .as_ref()
+            .and_then(|v| check_access_token(req, v, &aor, time.unix).err())
+        {
+            return refuse(self, &why);
         }
         let granted = asked_expiry(req).min(self.limits.max_registration);
         // A CSK for floor control (TS 33.180 5.4, E.4), uploaded in a new

@@ -7,8 +7,10 @@
 //! of what the registrar granted, retried with backoff (1 s doubling to
 //! 60 s) after a failure, and withdrawn (`Expires: 0`) on shutdown.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use mcx_idms::jwt::TokenVerifier;
 use mcx_sip::{Method, Request, Response, new_branch, new_call_id, new_tag};
 use rand_core::CryptoRng;
 
@@ -178,4 +180,67 @@ pub(crate) fn carries_mikey(req: &Request) -> bool {
 /// in its answer, else its `Expires` header (RFC 3261 10.2.4).
 fn granted_expiry(resp: &Response) -> Option<Duration> {
     expiry(resp.header("Contact"), resp.header("Expires"))
+}
+
+/// What a registrar checks of the access token a REGISTER carries (RFC 8898
+/// `Authorization: Bearer`; TS 24.379 registration with service
+/// authorisation, TS 33.180 B.6.2): valid, unexpired, with the MCPTT
+/// service scope, and issued to the user being registered. `Err` is the
+/// reason phrase of the 403.
+pub(crate) fn check_access_token(
+    req: &Request,
+    verifier: &TokenVerifier,
+    aor: &str,
+    now_unix: u64,
+) -> Result<(), String> {
+    let token = req
+        .header("Authorization")
+        .and_then(|a| a.trim().strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or("Forbidden - an access token is required (Authorization: Bearer)")?;
+    let claims = verifier
+        .verify(token, mcx_idms::SCOPE_PTT, now_unix)
+        .map_err(|e| format!("Forbidden - access token refused: {e}"))?;
+    if claims.mcptt_id != aor {
+        return Err("Forbidden - the access token is another user's".into());
+    }
+    Ok(())
+}
+
+/// The registered identities by transport source (`received:rport` of the
+/// REGISTER's top Via, stamped by the link): a request is then authorised
+/// by who registered from where it comes, never by its From.
+#[derive(Debug, Default)]
+pub(crate) struct RegisteredSources {
+    by_source: HashMap<String, (String, Instant)>,
+}
+
+impl RegisteredSources {
+    /// Most sources remembered (a registrar serves a bounded population;
+    /// past this, expired entries are swept and a new binding replaces
+    /// nothing live).
+    const MAX: usize = 1 << 20;
+
+    /// `aor` registered from `source` until `until` (or withdrew its
+    /// binding, `until` in the past).
+    pub(crate) fn bind(&mut self, source: Option<String>, aor: &str, now: Instant, until: Instant) {
+        self.by_source.retain(|_, (a, _)| a != aor);
+        let Some(source) = source else { return };
+        if until <= now {
+            return;
+        }
+        if self.by_source.len() >= Self::MAX {
+            self.by_source.retain(|_, (_, u)| *u > now);
+            if self.by_source.len() >= Self::MAX {
+                return;
+            }
+        }
+        self.by_source.insert(source, (aor.to_owned(), until));
+    }
+
+    /// Who is registered from the source of `req`, now.
+    pub(crate) fn identity(&self, req: &Request, now: Instant) -> Option<&str> {
+        let (aor, until) = self.by_source.get(&req.source()?)?;
+        (*until > now).then_some(aor.as_str())
+    }
 }

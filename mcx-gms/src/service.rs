@@ -373,11 +373,7 @@ impl Gms {
             .filter(|(_, g)| g.members.iter().any(|m| m == uri))
             .map(|(id, _)| id.clone())
             .collect();
-        HttpResponse {
-            status: 200,
-            content_type: doc::INDEX_CONTENT_TYPE.to_owned(),
-            body: doc::encode_index(&ids),
-        }
+        HttpResponse::with_body(200, doc::INDEX_CONTENT_TYPE, doc::encode_index(&ids))
     }
 
     /// Index of the configured user whose token the request bears.
@@ -474,11 +470,11 @@ impl Gms {
                 i_message,
             }],
         };
-        Ok(HttpResponse {
-            status: 200,
-            content_type: doc::GROUP_DOCUMENT_CONTENT_TYPE.to_owned(),
-            body: document.to_xml(),
-        })
+        Ok(HttpResponse::with_body(
+            200,
+            doc::GROUP_DOCUMENT_CONTENT_TYPE,
+            document.to_xml(),
+        ))
     }
 
     /// Makes sure the group's in-memory GMK is in force at `now`: loads

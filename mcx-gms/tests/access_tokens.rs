@@ -17,16 +17,16 @@ fn signer() -> TokenSigner {
 }
 
 fn access_token(user: &str, scope: &str, iat: u64) -> String {
-    signer().sign(&Claims {
-        iss: ISSUER.into(),
-        sub: user.into(),
-        aud: AUDIENCE.into(),
-        exp: iat + 600,
+    let scope = format!("openid {scope}");
+    signer().sign(&Claims::access(
+        ISSUER,
+        AUDIENCE,
+        "mcx-client",
+        user,
+        &scope,
         iat,
-        client_id: "mcx-client".into(),
-        scope: format!("openid {scope}"),
-        mcptt_id: user.into(),
-    })
+        600,
+    ))
 }
 
 #[test]

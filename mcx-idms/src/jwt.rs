@@ -38,6 +38,29 @@ pub struct Claims {
 }
 
 impl Claims {
+    /// The claims of an access token for `mcptt_id` (also its `sub`),
+    /// issued at `iat` for `lifetime` seconds.
+    pub fn access(
+        issuer: &str,
+        audience: &str,
+        client_id: &str,
+        mcptt_id: &str,
+        scope: &str,
+        iat: u64,
+        lifetime: u64,
+    ) -> Self {
+        Self {
+            iss: issuer.to_owned(),
+            sub: mcptt_id.to_owned(),
+            aud: audience.to_owned(),
+            exp: iat.saturating_add(lifetime),
+            iat,
+            client_id: client_id.to_owned(),
+            scope: scope.to_owned(),
+            mcptt_id: mcptt_id.to_owned(),
+        }
+    }
+
     /// Whether `scope` is among the granted scopes.
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scope.split(' ').any(|s| s == scope)

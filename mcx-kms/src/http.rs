@@ -56,6 +56,8 @@ pub struct HttpResponse {
     pub status: u16,
     /// The `Content-Type` of the body.
     pub content_type: String,
+    /// Further header fields (`Location`, `WWW-Authenticate`, ...).
+    pub headers: Vec<(String, String)>,
     /// The body.
     pub body: Vec<u8>,
 }
@@ -66,8 +68,27 @@ impl HttpResponse {
         Self {
             status,
             content_type: "application/xml".to_owned(),
+            headers: Vec::new(),
             body,
         }
+    }
+
+    /// A response with `body` of `content_type`.
+    pub fn with_body(status: u16, content_type: &str, body: Vec<u8>) -> Self {
+        Self {
+            status,
+            content_type: content_type.to_owned(),
+            headers: Vec::new(),
+            body,
+        }
+    }
+
+    /// The value of header `name` (case-insensitive), if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// A plain-text error response naming what was wrong.
@@ -75,6 +96,7 @@ impl HttpResponse {
         Self {
             status,
             content_type: "text/plain; charset=utf-8".to_owned(),
+            headers: Vec::new(),
             body: reason.as_bytes().to_vec(),
         }
     }

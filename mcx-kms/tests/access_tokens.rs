@@ -18,16 +18,16 @@ fn signer() -> TokenSigner {
 }
 
 fn token(user: &str, scope: &str, iat: u64, lifetime: u64) -> String {
-    signer().sign(&Claims {
-        iss: ISSUER.into(),
-        sub: user.into(),
-        aud: AUDIENCE.into(),
-        exp: iat + lifetime,
+    let scope = format!("openid {scope}");
+    signer().sign(&Claims::access(
+        ISSUER,
+        AUDIENCE,
+        "mcx-client",
+        user,
+        &scope,
         iat,
-        client_id: "mcx-client".into(),
-        scope: format!("openid {scope}"),
-        mcptt_id: user.into(),
-    })
+        lifetime,
+    ))
 }
 
 fn kms() -> Kms {
@@ -72,16 +72,15 @@ fn static_expired_foreign_and_misused_tokens_are_refused() {
     assert_eq!(r.status, 403, "{}", reason(&r));
     // Signed by another key.
     let other = TokenSigner::from_secret(&[0x43; 32], "k1").unwrap();
-    let forged = other.sign(&Claims {
-        iss: ISSUER.into(),
-        sub: BOB.into(),
-        aud: AUDIENCE.into(),
-        exp: NOW + 600,
-        iat: NOW,
-        client_id: "x".into(),
-        scope: mcx_idms::SCOPE_KMS.into(),
-        mcptt_id: BOB.into(),
-    });
+    let forged = other.sign(&Claims::access(
+        ISSUER,
+        AUDIENCE,
+        "x",
+        BOB,
+        mcx_idms::SCOPE_KMS,
+        NOW,
+        600,
+    ));
     let r = kms.handle(&key_prov_request(KMS_URI, BOB, &forged, NOW), NOW);
     assert_eq!(r.status, 401);
     // A user the KMS does not know.

@@ -62,6 +62,15 @@ async fn fetch_inner(addr: SocketAddr, request: &HttpRequest) -> Result<HttpResp
         ))
     })?;
     let status = resp.status().as_u16();
+    // The caller may need a redirect's Location (the IdMS's authorization
+    // response) or an authentication challenge.
+    let headers = [hyper::header::LOCATION, hyper::header::WWW_AUTHENTICATE]
+        .iter()
+        .filter_map(|name| {
+            let v = resp.headers().get(name)?.to_str().ok()?;
+            Some((name.as_str().to_owned(), v.to_owned()))
+        })
+        .collect();
     let content_type = resp
         .headers()
         .get(hyper::header::CONTENT_TYPE)
@@ -78,6 +87,7 @@ async fn fetch_inner(addr: SocketAddr, request: &HttpRequest) -> Result<HttpResp
     Ok(HttpResponse {
         status,
         content_type,
+        headers,
         body,
     })
 }

@@ -94,6 +94,44 @@ pub fn kms_handler(kms: mcx_kms::Kms) -> Handler {
     })
 }
 
+/// The HTTP handler of an IdMS (TS 33.180 Annex B): `GET /authorize`
+/// and `POST /token`. Token answers are never cached (RFC 6749 5.1).
+pub fn idms_handler(idms: mcx_idms::server::Idms) -> Handler {
+    let idms = Mutex::new(idms);
+    Arc::new(move |req| {
+        let now = mcx_net::now().unix;
+        let mut rng = mcx_net::os_rng();
+        let authorization = req
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+            .map(|(_, v)| v.as_str());
+        let Ok(mut idms) = idms.lock() else {
+            return HttpResponse::error(500, "IdMS state poisoned by an earlier failure");
+        };
+        let answer = idms.handle(
+            &req.method,
+            &req.path,
+            authorization,
+            &req.body,
+            now,
+            &mut rng,
+        );
+        let mut resp =
+            HttpResponse::with_body(answer.status, "application/json", answer.body.into_bytes());
+        resp.headers
+            .push(("Cache-Control".into(), "no-store".into()));
+        if let Some(location) = answer.location {
+            resp.headers.push(("Location".into(), location));
+        }
+        if answer.challenge_basic {
+            resp.headers
+                .push(("WWW-Authenticate".into(), "Basic realm=\"mcx\"".into()));
+        }
+        resp
+    })
+}
+
 /// The HTTP handler of a GMS.
 pub fn gms_handler(gms: mcx_gms::Gms) -> Handler {
     let gms = Mutex::new(gms);
@@ -360,6 +398,14 @@ async fn respond(
         .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
     if let Ok(ct) = hyper::header::HeaderValue::from_str(&answer.content_type) {
         resp.headers_mut().insert(hyper::header::CONTENT_TYPE, ct);
+    }
+    for (name, value) in &answer.headers {
+        if let (Ok(n), Ok(v)) = (
+            hyper::header::HeaderName::from_bytes(name.as_bytes()),
+            hyper::header::HeaderValue::from_str(value),
+        ) {
+            resp.headers_mut().append(n, v);
+        }
     }
     if close {
         // The rest of the body may still come: the stream cannot carry another request.

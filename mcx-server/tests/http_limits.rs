@@ -14,10 +14,12 @@ use tokio::net::{TcpListener, TcpStream};
 async fn server(limits: HttpLimits) -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let handler: mcx_server::Handler = Arc::new(|req| HttpResponse {
-        status: 200,
-        content_type: "text/plain".into(),
-        body: format!("{} {} {}", req.method, req.path, req.body.len()).into_bytes(),
+    let handler: mcx_server::Handler = Arc::new(|req| {
+        HttpResponse::with_body(
+            200,
+            "text/plain",
+            format!("{} {} {}", req.method, req.path, req.body.len()).into_bytes(),
+        )
     });
     // Dropping the JoinHandle detaches the server; it ends with the runtime.
     drop(serve_http_with(listener, handler, limits));

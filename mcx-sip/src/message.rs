@@ -335,6 +335,8 @@ pub struct Via {
     pub branch: Option<String>,
     /// The `received` parameter.
     pub received: Option<String>,
+    /// The `rport` parameter's value (RFC 3581), if it has one.
+    pub rport: Option<String>,
 }
 
 /// A From, To or Contact value: URI, optional display name and tag.
@@ -382,6 +384,7 @@ fn parse_via(value: &str) -> Result<Via, ParseError> {
         sent_by,
         branch: via.params.get_val("branch").map(|b| b.to_string()),
         received: via.params.get_val("received").map(|b| b.to_string()),
+        rport: via.params.get_val("rport").map(|b| b.to_string()),
     })
 }
 
@@ -608,6 +611,56 @@ pub struct Response {
 }
 
 impl Request {
+    /// Records where the request came from in its top Via, as a server
+    /// transport does (RFC 3261 18.2.1 `received`, RFC 3581 `rport`):
+    /// any `received` or `rport` the sender wrote is replaced, so that the
+    /// pair names the transport source, not a claim.
+    ///
+    /// # Errors
+    /// [`BuildError`] if the request has no Via or `host` is not a token.
+    pub fn stamp_received(&mut self, host: &str, port: u16) -> Result<(), BuildError> {
+        if host.is_empty() || !host.chars().all(|c| is_token_char(c) || c == ':') {
+            return Err(BuildError::Malformed("received host"));
+        }
+        let pos = self
+            .headers
+            .0
+            .iter()
+            .position(|h| names_equal(&h.name, "Via"))
+            .ok_or(BuildError::Malformed("no Via to stamp"))?;
+        let value = &self.headers.0[pos].value;
+        // Only the first via-parm of the first Via line.
+        let (first, rest) = match value.find(',') {
+            Some(i) => (&value[..i], &value[i..]),
+            None => (value.as_str(), ""),
+        };
+        let mut parts = first.split(';');
+        let mut out = parts.next().unwrap_or_default().trim_end().to_owned();
+        for p in parts {
+            let name = p.split('=').next().unwrap_or_default().trim();
+            if !name.eq_ignore_ascii_case("received") && !name.eq_ignore_ascii_case("rport") {
+                out.push(';');
+                out.push_str(p.trim());
+            }
+        }
+        // An IPv6 address goes in brackets only in sent-by, not here.
+        out.push_str(&format!(";received={host};rport={port}"));
+        out.push_str(rest);
+        self.headers.0[pos].value = out;
+        Ok(())
+    }
+
+    /// The transport source a receiving link recorded with
+    /// [`Request::stamp_received`]: `received:rport` (IPv6 in brackets).
+    pub fn source(&self) -> Option<String> {
+        let via = self.top_via().ok()?;
+        let (host, port) = (via.received?, via.rport?);
+        Some(if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        })
+    }
     /// A request with no headers; add them with [`Request::headers_mut`] or use [`Request::builder`].
     pub fn new(method: Method, uri: &str) -> Result<Self, BuildError> {
         check_request_uri(uri)?;

@@ -709,7 +709,8 @@ impl Mesh {
                 let (_, w) = self.net.as_mut().unwrap().in_flight.pop_front().unwrap();
                 self.arrive(w);
             } else if is_msg {
-                let (_, t) = self.in_flight.pop_front().unwrap();
+                let (_, mut t) = self.in_flight.pop_front().unwrap();
+                stamp_source(&mut t);
                 self.log.push(t.clone());
                 let Some(node) = self.nodes.get_mut(&t.to) else {
                     continue;
@@ -1225,4 +1226,30 @@ impl Mesh {
 /// temporary groups: (ID, constituent groups with their MC servers).
 pub fn ctrl_config(temporary_groups: Vec<TemporaryGroup>) -> ControllingServerConfig {
     ControllingServerConfig::new(CTRL, vec![DISPATCHER.into()], temporary_groups)
+}
+
+/// The transport source of a node in the mesh: a fixed address per name.
+pub fn mesh_source(node: &str) -> (String, u16) {
+    let h = node.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    (
+        format!("10.{}.{}.{}", (h >> 16) & 255, (h >> 8) & 255, h & 255),
+        5060,
+    )
+}
+
+/// As a receiving transport does (`SipLink`), records a request's source
+/// (its sender node) in the top Via.
+fn stamp_source(t: &mut Transmit) {
+    if t.channel != Channel::Sip || t.contents.starts_with(b"SIP/2.0") {
+        return;
+    }
+    let Ok(mcx_sip::Message::Request(mut r)) = mcx_sip::Message::parse(&t.contents) else {
+        return;
+    };
+    let (host, port) = mesh_source(&t.from);
+    if r.stamp_received(&host, port).is_ok() {
+        t.contents = r.to_bytes();
+    }
 }

@@ -1,0 +1,233 @@
+//! Authenticated identity (issue 11 point 2; TS 33.180 B.6.2, TS 24.379
+//! registration with service authorisation, RFC 8898): clients register
+//! with an IdMS access token, and the controlling server authorises a
+//! call by the identity registered from the request's transport source,
+//! never by its From. Forged From, expired or another user's token, and
+//! unregistered sources are refused before any fan-out, and the refusal
+//! tells nothing of the groups.
+#![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use mcx_core::ClientEvent;
+use mcx_idms::jwt::{Claims, TokenSigner, TokenVerifier};
+
+const ISSUER: &str = "https://idms.mcx.test";
+const AUDIENCE: &str = "mcx.test";
+const MC_A: &str = "sip:mc-a@mcx.test";
+const MC_B: &str = "sip:mc-b@mcx.test";
+
+fn signer() -> TokenSigner {
+    TokenSigner::from_secret(&[0x11; 32], "k1").unwrap()
+}
+
+fn token(user: &str, iat: u64, lifetime: u64) -> String {
+    let scope = format!("openid {}", mcx_idms::SCOPE_PTT);
+    signer().sign(&Claims::access(
+        ISSUER,
+        AUDIENCE,
+        "mcx-client",
+        user,
+        &scope,
+        iat,
+        lifetime,
+    ))
+}
+
+/// A world whose servers require access tokens; the dispatcher's home is
+/// the controlling server.
+fn world_with_tokens() -> World {
+    let mut w = world_with(Servers::Two, &[DISPATCHER], |c| {
+        c.home_server = Some(if c.uri == DISPATCHER {
+            CTRL.to_owned()
+        } else if members_b().contains(&c.uri) {
+            MC_B.to_owned()
+        } else {
+            MC_A.to_owned()
+        });
+    });
+    let v = TokenVerifier::new(&signer().public_key(), ISSUER, AUDIENCE).unwrap();
+    let m = &mut w.mesh;
+    m.ctrl(CTRL).require_access_tokens(v.clone());
+    m.mc(MC_A).require_access_tokens(v.clone());
+    m.mc(MC_B).require_access_tokens(v);
+    w
+}
+
+fn register(m: &mut Mesh, user: &str, token: &str) -> Option<u16> {
+    let t = m.time();
+    m.client(user).set_access_token(token);
+    m.client(user).register(t, &mut TestRng(40)).unwrap();
+    m.drive_for(Duration::from_secs(1));
+    m.client_events(user)
+        .into_iter()
+        .rev()
+        .find_map(|e| match e {
+            ClientEvent::Registered { .. } => Some(200),
+            ClientEvent::RegistrationFailed { status, .. } => Some(status),
+            _ => None,
+        })
+}
+
+fn fan_out(m: &Mesh, after: usize) -> usize {
+    m.log[after..]
+        .iter()
+        .filter(|t| t.from == CTRL && t.contents.starts_with(b"INVITE "))
+        .count()
+}
+
+/// The dispatcher's call request, sent by the dispatcher but held.
+fn held_request(m: &mut Mesh) -> mcx_core::Transmit {
+    let t = m.time();
+    m.client(DISPATCHER)
+        .start_call(t, TEMP_GROUP, &[GROUP_A, GROUP_B], &mut TestRng(9))
+        .unwrap();
+    m.drive_for(Duration::ZERO);
+    m.take_in_flight(|t| t.from == DISPATCHER && t.contents.starts_with(b"INVITE "))
+        .unwrap()
+}
+
+fn answer_to(m: &Mesh, to: &str, after: usize) -> String {
+    let t = m.log[after..]
+        .iter()
+        .find(|t| t.from == CTRL && t.to == to && t.contents.starts_with(b"SIP/2.0 "))
+        .unwrap_or_else(|| panic!("no answer to {to}"));
+    String::from_utf8_lossy(&t.contents).into_owned()
+}
+
+#[test]
+fn a_registered_initiator_with_a_valid_token_calls() {
+    let mut w = world_with_tokens();
+    let m = &mut w.mesh;
+    for (i, u) in all_members().iter().enumerate() {
+        assert_eq!(register(m, u, &token(u, UNIX0, 600)), Some(200), "{u} #{i}");
+    }
+    assert_eq!(
+        register(m, DISPATCHER, &token(DISPATCHER, UNIX0, 600)),
+        Some(200)
+    );
+    let t = m.time();
+    m.client(DISPATCHER)
+        .start_call(t, TEMP_GROUP, &[GROUP_A, GROUP_B], &mut TestRng(9))
+        .unwrap();
+    m.drive_for(Duration::from_secs(2));
+    assert!(
+        m.client_events(DISPATCHER)
+            .iter()
+            .any(|e| matches!(e, ClientEvent::CallEstablished { .. })),
+        "{:?}",
+        m.client_events(DISPATCHER)
+    );
+}
+
+#[test]
+fn registrations_without_a_good_token_are_refused() {
+    let mut w = world_with_tokens();
+    let m = &mut w.mesh;
+    // No token at all.
+    let t = m.time();
+    m.client(DISPATCHER).register(t, &mut TestRng(1)).unwrap();
+    m.drive_for(Duration::from_secs(1));
+    assert!(
+        m.client_events(DISPATCHER)
+            .iter()
+            .any(|e| matches!(e, ClientEvent::RegistrationFailed { status: 403, .. }))
+    );
+    // A stolen token that expired (issued 20 minutes ago for 10).
+    let now = m.time().unix;
+    assert_eq!(
+        register(m, DISPATCHER, &token(DISPATCHER, now - 1200, 600)),
+        Some(403)
+    );
+    // Another user's valid token.
+    assert_eq!(register(m, DISPATCHER, &token(ROGUE, now, 600)), Some(403));
+    let a1 = members_a()[0].clone();
+    assert_eq!(
+        register(m, &a1, &token(&members_a()[1], now, 600)),
+        Some(403)
+    );
+    // A token signed by someone else.
+    let forged = TokenSigner::from_secret(&[0x12; 32], "k1")
+        .unwrap()
+        .sign(&Claims::access(
+            ISSUER,
+            AUDIENCE,
+            "x",
+            DISPATCHER,
+            mcx_idms::SCOPE_PTT,
+            now,
+            600,
+        ));
+    assert_eq!(register(m, DISPATCHER, &forged), Some(403));
+}
+
+#[test]
+fn forged_from_and_unregistered_sources_are_refused_before_any_fan_out() {
+    let mut w = world_with_tokens();
+    let m = &mut w.mesh;
+    let now = m.time().unix;
+    // The dispatcher is not registered: its own request is refused.
+    let request = held_request(m);
+    let mark = m.log.len();
+    m.inject(request.clone());
+    m.drive_for(Duration::from_secs(1));
+    let answer = answer_to(m, DISPATCHER, mark);
+    assert!(
+        answer.starts_with("SIP/2.0 403 Forbidden - not registered"),
+        "{answer}"
+    );
+    assert_eq!(fan_out(m, mark), 0);
+
+    // Registered now: the same request from another source (the rogue
+    // replays it, From: dispatcher) is still refused, and says nothing of
+    // the groups (no body, no group named).
+    assert_eq!(
+        register(m, DISPATCHER, &token(DISPATCHER, now, 600)),
+        Some(200)
+    );
+    let mark = m.log.len();
+    m.inject(mcx_core::Transmit {
+        from: ROGUE.into(),
+        ..request.clone()
+    });
+    m.drive_for(Duration::from_secs(1));
+    let answer = answer_to(m, ROGUE, mark);
+    assert!(
+        answer.starts_with("SIP/2.0 403 Forbidden - not registered"),
+        "{answer}"
+    );
+    assert!(answer.ends_with("Content-Length: 0\r\n\r\n"), "{answer}");
+    assert!(!answer.contains("group"), "{answer}");
+    assert_eq!(fan_out(m, mark), 0);
+
+    // The rogue registered as itself (it may not: not an initiator here)
+    // cannot call as the dispatcher either.
+    assert_eq!(register(m, ROGUE, &token(ROGUE, now, 600)), Some(403));
+
+    // The dispatcher's own registered source with a forged From of
+    // another (allowed) identity: refused.
+    let needle = format!("From: <{DISPATCHER}>");
+    let at = request
+        .contents
+        .windows(needle.len())
+        .position(|w| w == needle.as_bytes())
+        .unwrap();
+    let mut forged = request.contents[..at].to_vec();
+    forged.extend_from_slice(b"From: <sip:other-dispatcher@mcx.test>");
+    forged.extend_from_slice(&request.contents[at + needle.len()..]);
+    let mark = m.log.len();
+    m.inject(mcx_core::Transmit {
+        contents: forged,
+        ..request
+    });
+    m.drive_for(Duration::from_secs(1));
+    let answer = answer_to(m, DISPATCHER, mark);
+    assert!(
+        answer.starts_with("SIP/2.0 403 Forbidden - From is not the registered identity"),
+        "{answer}"
+    );
+    assert_eq!(fan_out(m, mark), 0);
+}
