@@ -72,6 +72,18 @@ fn register(m: &mut Mesh, user: &str, token: &str) -> Option<u16> {
         })
 }
 
+/// `bytes` with the first `needle` replaced (SIP bodies here are binary).
+fn replace_bytes(bytes: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
+    let at = bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .unwrap();
+    let mut out = bytes[..at].to_vec();
+    out.extend_from_slice(with);
+    out.extend_from_slice(&bytes[at + needle.len()..]);
+    out
+}
+
 fn fan_out(m: &Mesh, after: usize) -> usize {
     m.log[after..]
         .iter()
@@ -98,17 +110,12 @@ fn answer_to(m: &Mesh, to: &str, after: usize) -> String {
     String::from_utf8_lossy(&t.contents).into_owned()
 }
 
-#[test]
-fn a_registered_initiator_with_a_valid_token_calls() {
-    let mut w = world_with_tokens();
-    let m = &mut w.mesh;
-    for (i, u) in all_members().iter().enumerate() {
-        assert_eq!(register(m, u, &token(u, UNIX0, 600)), Some(200), "{u} #{i}");
+/// Everyone registers with a valid token; the dispatcher's call is set up.
+fn register_everyone_and_call(m: &mut Mesh) {
+    let now = m.time().unix;
+    for u in all_members().iter().map(String::as_str).chain([DISPATCHER]) {
+        assert_eq!(register(m, u, &token(u, now, 600)), Some(200), "{u}");
     }
-    assert_eq!(
-        register(m, DISPATCHER, &token(DISPATCHER, UNIX0, 600)),
-        Some(200)
-    );
     let t = m.time();
     m.client(DISPATCHER)
         .start_call(t, TEMP_GROUP, &[GROUP_A, GROUP_B], &mut TestRng(9))
@@ -121,6 +128,13 @@ fn a_registered_initiator_with_a_valid_token_calls() {
         "{:?}",
         m.client_events(DISPATCHER)
     );
+}
+
+#[test]
+fn a_registered_initiator_with_a_valid_token_calls() {
+    let mut w = world_with_tokens();
+    let m = &mut w.mesh;
+    register_everyone_and_call(m);
 }
 
 #[test]
@@ -209,15 +223,11 @@ fn forged_from_and_unregistered_sources_are_refused_before_any_fan_out() {
 
     // The dispatcher's own registered source with a forged From of
     // another (allowed) identity: refused.
-    let needle = format!("From: <{DISPATCHER}>");
-    let at = request
-        .contents
-        .windows(needle.len())
-        .position(|w| w == needle.as_bytes())
-        .unwrap();
-    let mut forged = request.contents[..at].to_vec();
-    forged.extend_from_slice(b"From: <sip:other-dispatcher@mcx.test>");
-    forged.extend_from_slice(&request.contents[at + needle.len()..]);
+    let forged = replace_bytes(
+        &request.contents,
+        format!("From: <{DISPATCHER}>").as_bytes(),
+        b"From: <sip:other-dispatcher@mcx.test>",
+    );
     let mark = m.log.len();
     m.inject(mcx_core::Transmit {
         contents: forged,
@@ -230,4 +240,54 @@ fn forged_from_and_unregistered_sources_are_refused_before_any_fan_out() {
         "{answer}"
     );
     assert_eq!(fan_out(m, mark), 0);
+}
+
+#[test]
+fn over_the_sip_links_the_source_is_the_socket_not_the_senders_claim() {
+    // With a SipLink in front of every role (real transport semantics),
+    // the registered source is the dispatcher's socket: its call works,
+    // and the same datagram from the rogue's socket is refused.
+    let mut w = world_with_tokens();
+    let m = &mut w.mesh;
+    m.use_links(mcx_sip::Transport::Udp, mcx_sip::Timers::default());
+    register_everyone_and_call(m);
+    let (ctrl, rogue) = (m.net().addr[CTRL], m.net().addr[ROGUE]);
+    let invite = m
+        .net()
+        .wire
+        .iter()
+        .find(|w| w.to == ctrl && w.starts_with("INVITE "))
+        .cloned()
+        .unwrap();
+    let t = m.time();
+    m.client(DISPATCHER)
+        .hang_up(t, TEMP_GROUP, &mut TestRng(10))
+        .unwrap();
+    m.drive_for(Duration::from_secs(2));
+    // A new transaction (another branch): a byte-identical copy would be
+    // absorbed as a retransmission by the server transaction.
+    let bytes = replace_bytes(&invite.bytes, b"branch=z9hG4bK", b"branch=z9hG4bKr");
+    let mark = m.net().wire.len();
+    m.inject_wire(Wire {
+        from: rogue,
+        bytes,
+        ..invite
+    });
+    m.drive_for(Duration::from_secs(1));
+    let after = &m.net().wire[mark..];
+    let answer = after
+        .iter()
+        .find(|w| w.from == ctrl && w.to == rogue && w.starts_with("SIP/2.0 "))
+        .map(Wire::text)
+        .expect("an answer to the rogue's socket");
+    assert!(
+        answer.starts_with("SIP/2.0 403 Forbidden - not registered"),
+        "{answer}"
+    );
+    assert!(
+        !after
+            .iter()
+            .any(|w| w.from == ctrl && w.starts_with("INVITE ")),
+        "no fan-out"
+    );
 }

@@ -10,6 +10,7 @@ mod decrypt;
 mod demo;
 mod dumpcap;
 mod error;
+mod identity;
 mod input;
 mod keyfile;
 mod kpi;

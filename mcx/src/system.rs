@@ -28,6 +28,9 @@ fn failed(what: impl std::fmt::Display) -> CliError {
 
 /// Sockets of every role of a topology, bound.
 pub(crate) struct Bound {
+    pub(crate) idms: Option<TcpListener>,
+    /// The IdMS's HTTP address, if the topology has one.
+    pub(crate) idms_http: Option<SocketAddr>,
     pub(crate) kms: Option<TcpListener>,
     pub(crate) gms: Option<TcpListener>,
     pub(crate) controlling: Option<BoundNode>,
@@ -57,6 +60,7 @@ impl Bound {
         let mut p = CapturePorts::default();
         p.tcp.push(self.kms_http.port());
         p.tcp.push(self.gms_http.port());
+        p.tcp.extend(self.idms_http.map(|a| a.port()));
         let nodes = self
             .controlling
             .iter()
@@ -139,6 +143,15 @@ fn static_peer(
 /// (bound addresses for ours, configured addresses for the others).
 pub(crate) async fn bind(t: &Topology, sel: &Selection) -> Result<Bound, CliError> {
     let mut directory = Directory::new();
+    let (idms, idms_http) = match &t.idms {
+        Some(i) if sel.wants("idms") => {
+            let l = listen(i.http, "IdMS").await?;
+            let a = l.local_addr().map_err(|e| failed(format!("IdMS: {e}")))?;
+            (Some(l), Some(a))
+        }
+        Some(i) => (None, Some(i.http)),
+        None => (None, None),
+    };
     let (kms, kms_http) = if sel.wants("kms") {
         let l = listen(t.kms.http, "KMS").await?;
         let a = l.local_addr().map_err(|e| failed(format!("KMS: {e}")))?;
@@ -186,6 +199,8 @@ pub(crate) async fn bind(t: &Topology, sel: &Selection) -> Result<Bound, CliErro
         }
     }
     Ok(Bound {
+        idms,
+        idms_http,
         kms,
         gms,
         controlling,
@@ -291,8 +306,11 @@ pub(crate) fn start_kms(
         key_period_offset: t.kms.key_period_offset,
         users,
     };
-    let kms = mcx_kms::Kms::open(t.kms.database.as_deref(), config, &mut mcx_net::os_rng())
+    let mut kms = mcx_kms::Kms::open(t.kms.database.as_deref(), config, &mut mcx_net::os_rng())
         .map_err(|e| failed(format!("KMS: {e}")))?;
+    if let Some(v) = crate::identity::verifier(t)? {
+        kms.require_access_tokens(v);
+    }
     Ok(serve_closable(
         "KMS",
         listener,
@@ -307,11 +325,15 @@ pub(crate) async fn start_gms(
     t: &Topology,
     listener: TcpListener,
     kms_http: SocketAddr,
+    idms_http: Option<SocketAddr>,
 ) -> Result<(JoinHandle<()>, OpenStore), CliError> {
     warn_in_memory("GMS", t.gms.database.as_deref());
+    let token = crate::identity::token(t, idms_http, &t.gms.uri, &t.gms.token)
+        .await
+        .map_err(|e| failed(format!("GMS login at the IdMS: {e}")))?;
     // The GMS may start before the KMS, like any client of it.
     let (community, keys) = with_retries(&t.gms.uri, "KMS", || {
-        mcx_client::provision_keys(&t.kms.uri, &t.gms.uri, &t.gms.token, kms_http)
+        mcx_client::provision_keys(&t.kms.uri, &t.gms.uri, &token, kms_http)
     })
     .await
     .map_err(|e| failed(format!("GMS provisioning from the KMS: {e}")))?;
@@ -337,7 +359,7 @@ pub(crate) async fn start_gms(
         gmk_lifetime_secs: t.gms.gmk_lifetime_secs,
     };
     let db = t.gms.database.clone();
-    let gms = tokio::task::spawn_blocking(move || {
+    let mut gms = tokio::task::spawn_blocking(move || {
         mcx_gms::Gms::open(
             db.as_deref(),
             config,
@@ -350,6 +372,9 @@ pub(crate) async fn start_gms(
     .await
     .map_err(|_| failed("GMS: start-up task failed"))?
     .map_err(|e| failed(format!("GMS: {e}")))?;
+    if let Some(v) = crate::identity::verifier(t)? {
+        gms.require_access_tokens(v);
+    }
     Ok(serve_closable(
         "GMS",
         listener,
@@ -383,13 +408,20 @@ pub(crate) fn controlling_role(t: &Topology, media: MediaEndpoint) -> Controllin
     config.leg_silence = t.deadlines.leg_silence();
     config.max_calls = t.limits.controlling_calls;
     config.media = media;
-    ControllingServer::new(config)
+    let mut role = ControllingServer::new(config);
+    if let Ok(Some(v)) = crate::identity::verifier(t) {
+        role.require_access_tokens(v);
+    }
+    role
 }
 
 /// An MC server's role.
 pub(crate) fn mc_server_role(t: &Topology, s: &McServerNode, media: MediaEndpoint) -> McServer {
     let mut m = McServer::new(s.uri.clone());
     m.set_media(media);
+    if let Ok(Some(v)) = crate::identity::verifier(t) {
+        m.require_access_tokens(v);
+    }
     m.trust_controlling_server(t.controlling.uri.clone());
     m.set_limits(McServerLimits {
         member_deadline: t.deadlines.member(),
@@ -536,13 +568,16 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
     let (timeline_tx, timeline) = mpsc::unbounded_channel();
     let mut services = Vec::new();
     let mut stores = Vec::new();
+    if let Some(l) = bound.idms {
+        services.push(crate::identity::start_idms(t, l)?);
+    }
     if let Some(l) = bound.kms {
         let (task, store) = start_kms(t, l)?;
         services.push(task);
         stores.push(store);
     }
     if let Some(l) = bound.gms {
-        let (task, store) = start_gms(t, l, bound.kms_http).await?;
+        let (task, store) = start_gms(t, l, bound.kms_http, bound.idms_http).await?;
         services.push(task);
         stores.push(store);
     }
@@ -578,6 +613,7 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
                 &t.controlling.uri,
                 t.controlling.token.as_ref(),
                 bound.kms_http,
+                bound.idms_http,
                 move |kms, keys| {
                     let _ = commander.command(move |r, _, _| {
                         if let Err(e) = r.set_identity(kms, keys) {
@@ -626,6 +662,7 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
             &node.uri,
             node.token.as_ref(),
             bound.kms_http,
+            bound.idms_http,
             move |kms, keys| {
                 let _ = commander.command(move |r, _, _| {
                     if let Err(e) = r.set_identity(kms, keys) {
@@ -655,13 +692,14 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
         };
         let config = client_config(t, user, b.media_endpoint().map_err(failed)?);
         let call_sources = config.call_sources.clone();
-        let prov = mcx_client::Provisioning {
+        let mut prov = mcx_client::Provisioning {
             user_uri: user.uri.clone(),
-            token: user.token.clone(),
+            token: String::new(),
             kms_uri: t.kms.uri.clone(),
             kms_http: bound.kms_http,
             gms_http: bound.gms_http,
         };
+        let (topology, idms_http, secret) = (t.clone(), bound.idms_http, user.token.clone());
         pending.push((
             uri,
             b,
@@ -670,7 +708,15 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
                 let gate = gate.clone();
                 async move {
                     let _permit = gate.acquire_owned().await;
-                    start_client_with_retries(config, &prov).await
+                    let token =
+                        crate::identity::token(&topology, idms_http, &prov.user_uri, &secret)
+                            .await?;
+                    prov.token = token.to_string();
+                    let mut client = start_client_with_retries(config, &prov).await?;
+                    if topology.idms.is_some() {
+                        client.set_access_token(&token);
+                    }
+                    Ok::<_, mcx_client::ClientError>(client)
                 }
             }),
         ));
@@ -701,6 +747,12 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
                 limits,
             )
             .map_err(failed)?;
+        if let Some(user) = t.users.iter().find(|u| u.uri == uri)
+            && let Some(task) =
+                crate::identity::keep_fresh(t, bound.idms_http, &uri, &user.token, h.commander())
+        {
+            services.push(task);
+        }
         // Registers with its home server (and keeps it refreshed): the
         // MC server then knows it is on duty and takes it into calls
         // already going on.
@@ -760,11 +812,19 @@ fn fetch_identity(
     uri: &str,
     token: Option<&String>,
     kms_http: SocketAddr,
+    idms_http: Option<SocketAddr>,
     done: impl FnOnce(mcx_ibc::kms::CommunityPublic, mcx_ibc::kms::UserKeys) + Send + 'static,
 ) -> JoinHandle<()> {
-    let token = Topology::server_token(uri, token);
-    let (kms_uri, uri) = (t.kms.uri.clone(), uri.to_owned());
+    let secret = Topology::server_token(uri, token);
+    let (kms_uri, uri, t) = (t.kms.uri.clone(), uri.to_owned(), t.clone());
     tokio::spawn(async move {
+        let token = match crate::identity::token(&t, idms_http, &uri, &secret).await {
+            Ok(token) => token,
+            Err(e) => {
+                eprintln!("{uri}: no access token from the IdMS ({e}): CSK uploads are refused");
+                return;
+            }
+        };
         let keys = with_retries(&uri, "KMS", || {
             mcx_client::provision_keys(&kms_uri, &uri, &token, kms_http)
         })
@@ -792,7 +852,7 @@ async fn start_client_with_retries(
 /// Runs `attempt` until it succeeds, retrying with backoff while `what`
 /// (the KMS, the GMS) cannot be reached: a role may start before them.
 /// Says so on stderr for `who`. Gives up after [`STARTUP_PATIENCE`].
-async fn with_retries<T, F>(
+pub(crate) async fn with_retries<T, F>(
     who: &str,
     what: &str,
     mut attempt: impl FnMut() -> F,

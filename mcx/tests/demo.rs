@@ -246,8 +246,8 @@ fn a_member_refusing_the_initiator_fails_the_demo() {
     // a3 accepts temporary group calls only from someone else: it must
     // refuse the dispatcher's wrapped TGMK (403) and hold no TGMK.
     let topology = DEFAULT_TOPOLOGY.replace(
-        "token = \"demo-token-a3\"",
-        "token = \"demo-token-a3\"\nallowed_initiators = [\"sip:someone-else@mcx.example\"]",
+        "password = \"demo-password-a3\"",
+        "password = \"demo-password-a3\"\nallowed_initiators = [\"sip:someone-else@mcx.example\"]",
     );
     assert_ne!(topology, DEFAULT_TOPOLOGY);
     let path = std::env::temp_dir().join(format!("mcx-demo-refuse-{}.toml", std::process::id()));

@@ -223,7 +223,7 @@ impl System {
             .cloned()
             .collect();
         // A host per role, each role kind on hosts of its own.
-        let roles: Vec<&str> = ["kms", "gms", "controlling"]
+        let roles: Vec<&str> = ["idms", "kms", "gms", "controlling"]
             .into_iter()
             .chain(servers.iter().map(String::as_str))
             .chain(users.iter().map(String::as_str))
@@ -249,7 +249,7 @@ impl System {
 
         // The KMS first (the GMS provisions from it once, without
         // retrying), the servers meanwhile; clients retry until the GMS is up.
-        let mut running: Vec<Role> = ["kms", "controlling"]
+        let mut running: Vec<Role> = ["kms", "idms", "controlling"]
             .into_iter()
             .chain(servers.iter().map(String::as_str))
             .map(run)

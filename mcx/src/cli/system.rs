@@ -442,6 +442,7 @@ pub(crate) fn call(args: &CallArgs) -> Result<(), CliError> {
         .clone()
         .ok_or_else(|| CliError::System("the topology has no [call]".into()))?;
     runtime()?.block_on(async {
+        crate::identity::check_separate_processes(&t)?;
         let mut running = system::start(&t, &Selection::One(call.initiator.clone())).await?;
         let mut stop = system::StopSignal::listen();
         let hold = std::time::Duration::from_secs(args.hold);
@@ -505,7 +506,10 @@ pub(crate) fn call(args: &CallArgs) -> Result<(), CliError> {
 }
 
 fn check_role(t: &Topology, role: &str) -> Result<(), CliError> {
+    // Roles in separate processes must all trust one IdMS key.
+    crate::identity::check_separate_processes(t)?;
     let known = ["kms", "gms", "controlling"].contains(&role)
+        || (role == "idms" && t.idms.is_some())
         || t.controlling.uri == role
         || t.mc_servers.iter().any(|m| m.uri == role)
         || t.users.iter().any(|u| u.uri == role);
@@ -514,7 +518,9 @@ fn check_role(t: &Topology, role: &str) -> Result<(), CliError> {
     } else {
         Err(CliError::invalid(
             "ROLE",
-            format!("{role} is not kms, gms, controlling, an MC server or a user of the topology"),
+            format!(
+                "{role} is not idms, kms, gms, controlling, an MC server or a user of the topology"
+            ),
         ))
     }
 }

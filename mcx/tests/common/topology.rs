@@ -22,11 +22,17 @@ pub(crate) fn default() -> Table {
     DEFAULT.parse().expect("the default topology parses")
 }
 
-/// Sets each listen address of `t` to `place(role, what)` (role: `kms`,
-/// `gms`, `controlling`, or the URI of an MC server or a user) and keeps
-/// the KMS's and GMS's state in SQLite files in `db`.
+/// Sets each listen address of `t` to `place(role, what)` (role: `idms`,
+/// `kms`, `gms`, `controlling`, or the URI of an MC server or a user),
+/// keeps the KMS's and GMS's state in SQLite files in `db`, and gives the
+/// IdMS a signing key every process trusts.
 pub(crate) fn place(t: &mut Table, db: &Path, place: impl Fn(&str, Listen) -> SocketAddr) {
     let addr = |role: &str, what| Value::String(place(role, what).to_string());
+    if let Some(idms) = t.get_mut("idms").and_then(Value::as_table_mut) {
+        idms.insert("http".into(), addr("idms", Listen::Http));
+        // A test key: the roles run as separate processes.
+        idms.insert("signing_key".into(), Value::String("5a".repeat(32)));
+    }
     for (role, what) in [("kms", Listen::Http), ("gms", Listen::Http)] {
         let node = t[role].as_table_mut().expect("[kms] and [gms]");
         node.insert("http".into(), addr(role, what));
