@@ -291,3 +291,33 @@ fn over_the_sip_links_the_source_is_the_socket_not_the_senders_claim() {
         "no fan-out"
     );
 }
+
+#[test]
+fn a_refresh_needs_a_fresh_token_and_gets_in_with_one() {
+    let mut w = world_with_tokens();
+    let m = &mut w.mesh;
+    let now = m.time().unix;
+    // A token good for 2 minutes; the registration is refreshed at 80 %
+    // of its 10 minutes, when the token has long expired.
+    assert_eq!(register(m, DISPATCHER, &token(DISPATCHER, now, 120)), Some(200));
+    m.drive_for(Duration::from_secs(500));
+    let failed = |m: &Mesh| {
+        m.client_events(DISPATCHER)
+            .iter()
+            .filter(|e| matches!(e, ClientEvent::RegistrationFailed { status: 403, .. }))
+            .count()
+    };
+    assert!(failed(m) >= 1, "{:?}", m.client_events(DISPATCHER));
+    // The driver hands it a fresh token: the next retry gets in.
+    let fresh = token(DISPATCHER, m.time().unix, 600);
+    m.client(DISPATCHER).set_access_token(&fresh);
+    let registered = |m: &Mesh| {
+        m.client_events(DISPATCHER)
+            .iter()
+            .filter(|e| matches!(e, ClientEvent::Registered { .. }))
+            .count()
+    };
+    let before = registered(m);
+    m.drive_for(Duration::from_secs(70));
+    assert!(registered(m) > before, "{:?}", m.client_events(DISPATCHER));
+}
