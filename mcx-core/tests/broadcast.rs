@@ -321,3 +321,132 @@ fn controlling_server_refuses_copies_that_are_not_mikey_before_any_fan_out() {
         assert!(w.mesh.client(&u).tgmk_confirmation(TEMP_GROUP).is_none());
     }
 }
+
+/// `bytes` with every `from` replaced by `to` (bodies are binary).
+fn swap_bytes(bytes: &[u8], a: &[u8], b: &[u8]) -> Vec<u8> {
+    // a → placeholder → b, b → a.
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i..].starts_with(a) {
+            out.extend_from_slice(b);
+            i += a.len();
+        } else if bytes[i..].starts_with(b) {
+            out.extend_from_slice(a);
+            i += b.len();
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+#[test]
+fn cross_group_injection_is_refused_by_the_controlling_server_and_by_members() {
+    // Group A's copy labelled as group B's (and the other way round):
+    // the controlling server reads the group each copy names (IDRr) and
+    // refuses before any fan-out.
+    let (mut w, invite) = held_call_request();
+    let a = format!("gktp;mcptt-group-id={GROUP_A}");
+    let b = format!("gktp;mcptt-group-id={GROUP_B}");
+    let swapped = swap_bytes(&invite.contents, a.as_bytes(), b.as_bytes());
+    assert_ne!(swapped, invite.contents);
+    w.mesh.inject(Transmit {
+        contents: swapped,
+        ..invite
+    });
+    w.mesh.drive();
+    assert!(
+        !w.mesh
+            .log
+            .iter()
+            .any(|t| t.from == CTRL && t.contents.starts_with(b"INVITE ")),
+        "no fan-out"
+    );
+    let answer = w
+        .mesh
+        .log
+        .iter()
+        .find(|t| t.from == CTRL && t.contents.starts_with(b"SIP/2.0 488"))
+        .map(|t| String::from_utf8_lossy(&t.contents).into_owned())
+        .expect("488");
+    assert!(answer.contains("names group"), "{answer}");
+
+    // A member of B handed group A's copy by its own MC server (a server
+    // that does not check, or a copy altered on the way) refuses it: the
+    // copy names group A and is wrapped under GMK-A. Its own copy, held
+    // back meanwhile, is then accepted.
+    let mut w = world(Servers::Two, &[DISPATCHER]);
+    let t = w.mesh.time();
+    w.mesh
+        .client(DISPATCHER)
+        .start_call(t, TEMP_GROUP, &[GROUP_A, GROUP_B], &mut TestRng(10))
+        .unwrap();
+    let b1 = members_b()[0].clone();
+    let a1 = members_a()[0].clone();
+    let (mut to_b1, mut to_a1) = (None, None);
+    for _ in 0..200 {
+        w.mesh.drive_for(std::time::Duration::from_millis(1));
+        if to_b1.is_none() {
+            to_b1 = w
+                .mesh
+                .take_in_flight(|t| t.to == b1 && t.contents.starts_with(b"INVITE "));
+        }
+        if to_a1.is_none() {
+            to_a1 = w
+                .mesh
+                .log
+                .iter()
+                .find(|t| t.to == a1 && t.contents.starts_with(b"INVITE "))
+                .cloned();
+        }
+        if to_b1.is_some() && to_a1.is_some() {
+            break;
+        }
+    }
+    let (to_b1, to_a1) = (to_b1.unwrap(), to_a1.unwrap());
+    // b1's own request with its copy replaced by group A's, labelled as
+    // group B's: only the MIKEY octets are A's.
+    let Ok(Message::Request(mut req)) = Message::parse(&to_b1.contents) else {
+        panic!()
+    };
+    let a_copy = mikey_parts(&to_a1.contents).remove(0);
+    let mut mp = Multipart::parse(req.content_type().unwrap(), req.body()).unwrap();
+    for p in mp
+        .parts
+        .iter_mut()
+        .filter(|p| p.media_type() == "application/mikey")
+    {
+        p.body = Bytes::from(a_copy.clone());
+    }
+    let body = mp.encode().unwrap();
+    req.set_body(Some(&mp.content_type()), Bytes::from(body))
+        .unwrap();
+    let retargeted = req.to_bytes();
+    let mark = w.mesh.log.len();
+    w.mesh.inject(Transmit {
+        contents: retargeted,
+        ..to_b1.clone()
+    });
+    w.mesh.drive_for(std::time::Duration::from_millis(50));
+    assert!(!w.mesh.client(&b1).in_call(TEMP_GROUP));
+    assert!(
+        w.mesh.log[mark..]
+            .iter()
+            .any(|t| t.from == b1 && t.contents.starts_with(b"SIP/2.0 488")),
+        "b1 refuses"
+    );
+    // (Its MC server took the 488 as b1's answer and ends what b1 accepts
+    // now; what matters is that b1 unwraps its own copy.)
+    w.mesh.inject(to_b1);
+    w.mesh.drive_for(std::time::Duration::from_millis(50));
+    assert!(
+        w.mesh
+            .client_events(&b1)
+            .iter()
+            .any(|e| matches!(e, ClientEvent::IncomingCall { .. })),
+        "its own copy is taken: {:?}",
+        w.mesh.client_events(&b1)
+    );
+}

@@ -299,7 +299,10 @@ fn a_refresh_needs_a_fresh_token_and_gets_in_with_one() {
     let now = m.time().unix;
     // A token good for 2 minutes; the registration is refreshed at 80 %
     // of its 10 minutes, when the token has long expired.
-    assert_eq!(register(m, DISPATCHER, &token(DISPATCHER, now, 120)), Some(200));
+    assert_eq!(
+        register(m, DISPATCHER, &token(DISPATCHER, now, 120)),
+        Some(200)
+    );
     m.drive_for(Duration::from_secs(500));
     let failed = |m: &Mesh| {
         m.client_events(DISPATCHER)
