@@ -273,6 +273,26 @@ fn controlling_server_forwards_the_wraps_byte_for_byte() {
     assert_eq!(forwarded, sent);
 }
 
+/// Sends `contents` as the held call request `invite`; the controlling
+/// server must answer the initiator 488 and forward nothing. Its answer.
+fn refused_before_fan_out(w: &mut World, contents: Vec<u8>, invite: Transmit) -> String {
+    w.mesh.inject(Transmit { contents, ..invite });
+    w.mesh.drive();
+    assert!(
+        !w.mesh
+            .log
+            .iter()
+            .any(|t| t.from == CTRL && t.contents.starts_with(b"INVITE ")),
+        "no fan-out"
+    );
+    w.mesh
+        .log
+        .iter()
+        .find(|t| t.from == CTRL && t.to == DISPATCHER && t.contents.starts_with(b"SIP/2.0 488"))
+        .map(|t| String::from_utf8_lossy(&t.contents).into_owned())
+        .expect("488 to the initiator")
+}
+
 #[test]
 fn controlling_server_refuses_copies_that_are_not_mikey_before_any_fan_out() {
     let (mut w, invite) = held_call_request();
@@ -294,29 +314,8 @@ fn controlling_server_refuses_copies_that_are_not_mikey_before_any_fan_out() {
     let body = mp.encode().unwrap();
     req.set_body(Some(&mp.content_type()), Bytes::from(body))
         .unwrap();
-    w.mesh.inject(Transmit {
-        contents: req.to_bytes(),
-        ..invite
-    });
-    w.mesh.drive();
-    assert!(
-        !w.mesh
-            .log
-            .iter()
-            .any(|t| t.from == CTRL && t.contents.starts_with(b"INVITE ")),
-        "no fan-out"
-    );
-    let answer = w
-        .mesh
-        .log
-        .iter()
-        .find(|t| t.from == CTRL && t.to == DISPATCHER && t.contents.starts_with(b"SIP/2.0 488"))
-        .expect("488 to the initiator");
-    assert!(
-        String::from_utf8_lossy(&answer.contents).contains("wrapped TGMK stale, replayed"),
-        "{}",
-        String::from_utf8_lossy(&answer.contents)
-    );
+    let answer = refused_before_fan_out(&mut w, req.to_bytes(), invite);
+    assert!(answer.contains("wrapped TGMK stale, replayed"), "{answer}");
     for u in all_members() {
         assert!(w.mesh.client(&u).tgmk_confirmation(TEMP_GROUP).is_none());
     }
@@ -352,25 +351,7 @@ fn cross_group_injection_is_refused_by_the_controlling_server_and_by_members() {
     let b = format!("gktp;mcptt-group-id={GROUP_B}");
     let swapped = swap_bytes(&invite.contents, a.as_bytes(), b.as_bytes());
     assert_ne!(swapped, invite.contents);
-    w.mesh.inject(Transmit {
-        contents: swapped,
-        ..invite
-    });
-    w.mesh.drive();
-    assert!(
-        !w.mesh
-            .log
-            .iter()
-            .any(|t| t.from == CTRL && t.contents.starts_with(b"INVITE ")),
-        "no fan-out"
-    );
-    let answer = w
-        .mesh
-        .log
-        .iter()
-        .find(|t| t.from == CTRL && t.contents.starts_with(b"SIP/2.0 488"))
-        .map(|t| String::from_utf8_lossy(&t.contents).into_owned())
-        .expect("488");
+    let answer = refused_before_fan_out(&mut w, swapped, invite);
     assert!(answer.contains("names group"), "{answer}");
 
     // A member of B handed group A's copy by its own MC server (a server
