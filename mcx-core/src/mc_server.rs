@@ -1005,7 +1005,29 @@ impl McServer {
                 );
             }
         };
-        let caller = body.info.calling_user_id.clone().unwrap_or_default();
+        // The caller as the controlling server asserts it (RFC 3325: we
+        // take P-Asserted-Identity only from the server we trust, whose
+        // requests alone reach here); mcptt-info must agree.
+        let asserted = req.header(mcx_sip::headers::P_ASSERTED_IDENTITY).map(|v| {
+            v.trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_owned()
+        });
+        let claimed = body.info.calling_user_id.clone();
+        let caller = match (asserted, claimed) {
+            (Some(a), Some(c)) if a != c => {
+                return self.reject(
+                    from,
+                    &req,
+                    StatusCode::FORBIDDEN,
+                    "Forbidden - calling user differs from the asserted identity",
+                    rng,
+                );
+            }
+            (Some(a), _) => a,
+            (None, c) => c.unwrap_or_default(),
+        };
         // Fresh and never relayed before: a call request replayed into
         // another call stops here, before any member hears of it.
         if let Err(why) = crate::copies::admit(

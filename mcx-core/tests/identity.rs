@@ -324,3 +324,53 @@ fn a_refresh_needs_a_fresh_token_and_gets_in_with_one() {
     m.drive_for(Duration::from_secs(70));
     assert!(registered(m) > before, "{:?}", m.client_events(DISPATCHER));
 }
+
+#[test]
+fn an_mc_server_takes_the_caller_the_controlling_server_asserts() {
+    // The controlling server asserts the caller (P-Asserted-Identity); an
+    // MC server refuses a request whose mcptt-info names someone else.
+    let mut w = world(Servers::Two, &[DISPATCHER]);
+    let m = &mut w.mesh;
+    let t = m.time();
+    m.client(DISPATCHER)
+        .start_call(t, TEMP_GROUP, &[GROUP_A, GROUP_B], &mut TestRng(9))
+        .unwrap();
+    let mut leg = None;
+    for _ in 0..100 {
+        m.drive_for(Duration::from_millis(1));
+        leg = m.take_in_flight(|t| {
+            t.from == CTRL && t.to == MC_B && t.contents.starts_with(b"INVITE ")
+        });
+        if leg.is_some() {
+            break;
+        }
+    }
+    let leg = leg.unwrap();
+    let mcx_sip::Message::Request(mut req) = mcx_sip::Message::parse(&leg.contents).unwrap() else {
+        panic!()
+    };
+    req.headers_mut()
+        .set("P-Asserted-Identity", "<sip:someone-else@mcx.test>")
+        .unwrap();
+    let mark = m.log.len();
+    m.inject(mcx_core::Transmit {
+        contents: req.to_bytes(),
+        ..leg
+    });
+    m.drive_for(Duration::from_millis(50));
+    let answer = m.log[mark..]
+        .iter()
+        .find(|t| t.from == MC_B && t.contents.starts_with(b"SIP/2.0 "))
+        .map(|t| String::from_utf8_lossy(&t.contents).into_owned())
+        .unwrap();
+    assert!(
+        answer.starts_with("SIP/2.0 403 Forbidden - calling user differs"),
+        "{answer}"
+    );
+    assert!(
+        !m.log[mark..]
+            .iter()
+            .any(|t| t.from == MC_B && t.contents.starts_with(b"INVITE ")),
+        "no member invited"
+    );
+}
