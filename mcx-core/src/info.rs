@@ -2,8 +2,9 @@
 //! namespace `urn:3gpp:ns:mcpttInfo:1.0`): the elements a temporary group –
 //! broadcast group call uses, written in XSD sequence order.
 
-use quick_xml::Reader;
 use quick_xml::events::Event;
+use quick_xml::name::ResolveResult;
+use quick_xml::reader::NsReader;
 
 use crate::Error;
 
@@ -77,20 +78,25 @@ impl McpttInfo {
         x
     }
 
-    /// Parses a document; unknown elements are ignored, the root must be
-    /// `mcpttinfo` in [`NAMESPACE`].
+    /// Parses a document: the root must be `mcpttinfo` in [`NAMESPACE`],
+    /// with any prefix or none; elements of other namespaces (the schema's
+    /// `anyExt` and `xs:any` extension points) and unknown elements are
+    /// ignored; `broadcast-ind` takes every `xs:boolean` form (`true`,
+    /// `false`, `1`, `0`, surrounding white space collapsed).
     ///
     /// # Errors
-    /// [`Error::Info`] for malformed XML, a wrong root or namespace.
+    /// [`Error::Info`] for malformed XML, a wrong root or namespace, an
+    /// unbound prefix or a `broadcast-ind` that is not an `xs:boolean`.
     pub fn parse(body: &[u8]) -> Result<Self, Error> {
         if body.len() > MAX_LEN {
             return Err(Error::Info("body too large"));
         }
         let text = core::str::from_utf8(body).map_err(|_| Error::Info("not UTF-8"))?;
-        let mut reader = Reader::from_str(text);
+        let mut reader = NsReader::from_str(text);
         reader.config_mut().trim_text(true);
         let mut info = Self::default();
-        let mut stack: Vec<String> = Vec::new();
+        // Each open element: its local name if in our namespace, else None.
+        let mut stack: Vec<Option<String>> = Vec::new();
         let mut value = String::new();
         loop {
             match reader
@@ -98,22 +104,25 @@ impl McpttInfo {
                 .map_err(|_| Error::Info("malformed XML"))?
             {
                 Event::Start(e) => {
-                    let name = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
+                    let (ns, local) = reader.resolver().resolve_element(e.name());
+                    let ours = match ns {
+                        ResolveResult::Bound(n) => n.as_ref() == NAMESPACE.as_bytes(),
+                        ResolveResult::Unbound => false,
+                        ResolveResult::Unknown(_) => return Err(Error::Info("unbound prefix")),
+                    };
+                    let name = String::from_utf8_lossy(local.as_ref()).into_owned();
                     if stack.is_empty() {
                         if name != "mcpttinfo" {
                             return Err(Error::Info("root is not mcpttinfo"));
                         }
-                        let ns_ok = e.attributes().flatten().any(|a| {
-                            a.key.as_ref() == b"xmlns" && a.value.as_ref() == NAMESPACE.as_bytes()
-                        });
-                        if !ns_ok {
+                        if !ours {
                             return Err(Error::Info("wrong namespace"));
                         }
                     }
                     if stack.len() > 16 {
                         return Err(Error::Info("too deeply nested"));
                     }
-                    stack.push(name);
+                    stack.push(ours.then_some(name));
                     value.clear();
                 }
                 Event::Text(t) => {
@@ -134,28 +143,15 @@ impl McpttInfo {
                     let Some(name) = stack.pop() else {
                         return Err(Error::Info("unbalanced"));
                     };
+                    let v = core::mem::take(&mut value);
+                    let Some(name) = name else { continue };
                     // `<x><mcpttURI>v</mcpttURI></x>` names the value by `x`.
                     let field = if name == "mcpttURI" {
-                        stack.last().cloned().unwrap_or_default()
+                        stack.last().cloned().flatten().unwrap_or_default()
                     } else {
                         name
                     };
-                    let v = core::mem::take(&mut value);
-                    match field.as_str() {
-                        "session-type" => info.session_type = Some(v),
-                        "mcptt-request-uri" if !v.is_empty() => info.request_uri = Some(v),
-                        "mcptt-calling-user-id" if !v.is_empty() => {
-                            info.calling_user_id = Some(v);
-                        }
-                        "mcptt-calling-group-id" if !v.is_empty() => {
-                            info.calling_group_id = Some(v);
-                        }
-                        "broadcast-ind" => info.broadcast = v == "true",
-                        "associated-group-id" if !v.is_empty() => {
-                            info.associated_group_id = Some(v);
-                        }
-                        _ => {}
-                    }
+                    info.set(&field, v)?;
                 }
                 Event::Eof => break,
                 _ => {}
@@ -165,6 +161,27 @@ impl McpttInfo {
             return Err(Error::Info("unterminated document"));
         }
         Ok(info)
+    }
+
+    fn set(&mut self, field: &str, v: String) -> Result<(), Error> {
+        match field {
+            "session-type" => self.session_type = Some(v),
+            "mcptt-request-uri" if !v.is_empty() => self.request_uri = Some(v),
+            "mcptt-calling-user-id" if !v.is_empty() => self.calling_user_id = Some(v),
+            "mcptt-calling-group-id" if !v.is_empty() => self.calling_group_id = Some(v),
+            // XML Schema Part 2, 3.2.2: {true, false, 1, 0}, white space
+            // collapsed.
+            "broadcast-ind" => {
+                self.broadcast = match v.trim() {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => return Err(Error::Info("broadcast-ind is not an xs:boolean")),
+                }
+            }
+            "associated-group-id" if !v.is_empty() => self.associated_group_id = Some(v),
+            _ => {}
+        }
+        Ok(())
     }
 }
 
@@ -195,6 +212,55 @@ mod tests {
         let pos: Vec<usize> = order.iter().map(|n| xml.find(n).unwrap()).collect();
         assert!(pos.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(McpttInfo::parse(xml.as_bytes()).unwrap(), info);
+    }
+
+    /// TS 24.379 F.1 (schema `urn:3gpp:ns:mcpttInfo:1.0`, elementFormDefault
+    /// qualified): the namespace may be bound to any prefix, the schema's
+    /// extension points carry elements of other namespaces, and
+    /// broadcast-ind is an xs:boolean (XML Schema Part 2, 3.2.2).
+    #[test]
+    fn any_prefix_foreign_extensions_and_every_boolean_form() {
+        let doc = |prefix: &str, b: &str| {
+            let p = if prefix.is_empty() {
+                String::new()
+            } else {
+                format!("{prefix}:")
+            };
+            let xmlns = if prefix.is_empty() {
+                "xmlns".to_owned()
+            } else {
+                format!("xmlns:{prefix}")
+            };
+            format!(
+                "<?xml version=\"1.0\"?><{p}mcpttinfo {xmlns}=\"{NAMESPACE}\" xmlns:v=\"urn:vendor\">\
+                 <{p}mcptt-Params><v:extra><{p}broadcast-ind>false</{p}broadcast-ind></v:extra>\
+                 <{p}mcptt-calling-user-id type=\"Normal\"><{p}mcpttURI>sip:d@x</{p}mcpttURI></{p}mcptt-calling-user-id>\
+                 <{p}broadcast-ind>{b}</{p}broadcast-ind>\
+                 <{p}associated-group-id><{p}mcpttURI>sip:tg@x</{p}mcpttURI></{p}associated-group-id>\
+                 <v:associated-group-id>sip:forged@x</v:associated-group-id>\
+                 </{p}mcptt-Params></{p}mcpttinfo>"
+            )
+        };
+        for prefix in ["", "m", "mcpttinfo"] {
+            for (b, want) in [
+                ("true", true),
+                ("1", true),
+                (" 1 ", true),
+                ("false", false),
+                ("0", false),
+            ] {
+                let i = McpttInfo::parse(doc(prefix, b).as_bytes()).unwrap();
+                assert_eq!(i.broadcast, want, "{prefix:?} {b:?}");
+                assert_eq!(i.calling_user_id.as_deref(), Some("sip:d@x"));
+                // The vendor's element of the same local name is not ours.
+                assert_eq!(i.associated_group_id.as_deref(), Some("sip:tg@x"));
+            }
+        }
+        assert!(McpttInfo::parse(doc("m", "yes").as_bytes()).is_err());
+        assert!(McpttInfo::parse(doc("m", "TRUE").as_bytes()).is_err());
+        // An unbound prefix, and the right local name in another namespace.
+        assert!(McpttInfo::parse(b"<m:mcpttinfo></m:mcpttinfo>").is_err());
+        assert!(McpttInfo::parse(b"<mcpttinfo xmlns=\"urn:other\"></mcpttinfo>").is_err());
     }
 
     #[test]
