@@ -6,6 +6,7 @@ use std::path::Path;
 
 use mcx_ibc::eccsi::SigningKey;
 use mcx_ibc::kms::{CommunityPublic, UserKeys};
+use mcx_kms::StoreKey;
 use mcx_kms::http::{HttpRequest, HttpResponse};
 use mcx_mikey::gmk::{GmkMessage, gmk_key_parameters};
 use mcx_mikey::message::Sp;
@@ -183,7 +184,7 @@ fn new_gmk(
         activation: now,
         expiry,
     };
-    store.insert_gmk(group_id, &stored, now)?;
+    store.insert_gmk(group_id, &stored, now, rng)?;
     Ok(stored)
 }
 
@@ -208,6 +209,7 @@ impl Gms {
     /// database.
     pub fn open(
         db: Option<&Path>,
+        store_key: Option<&StoreKey>,
         config: GmsConfig,
         community: CommunityPublic,
         gms_keys: UserKeys,
@@ -216,7 +218,7 @@ impl Gms {
     ) -> Result<Self, GmsError> {
         validate(&config)?;
         let (period, signer) = signer_of(&community, &config.gms_uri, gms_keys)?;
-        let mut store = Store::open(db)?;
+        let mut store = Store::open(db, store_key, rng)?;
         let lost = store.sync_groups(&config.groups)?;
         for g in &lost {
             store.retire_gmks(g, now_unix)?;

@@ -32,6 +32,7 @@
 //! deviates from Annex D.
 #![forbid(unsafe_code)]
 
+pub mod at_rest;
 mod drbg;
 mod error;
 mod service;
@@ -45,6 +46,7 @@ use core::fmt;
 
 use zeroize::Zeroize;
 
+pub use at_rest::{StoreKey, StoreKeyError};
 pub use error::{KmsError, XmlError};
 pub use service::Kms;
 pub use store::{IssuedRecord, close_connection};

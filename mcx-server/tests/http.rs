@@ -21,7 +21,13 @@ async fn kms() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
             token: "alice-token".into(),
         }],
     };
-    let kms = Kms::open(None, config, &mut rand_core::UnwrapErr(getrandom::SysRng)).unwrap();
+    let kms = Kms::open(
+        None,
+        None,
+        config,
+        &mut rand_core::UnwrapErr(getrandom::SysRng),
+    )
+    .unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     (

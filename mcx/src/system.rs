@@ -256,6 +256,24 @@ fn warn_in_memory(what: &str, database: Option<&std::path::Path>) {
     }
 }
 
+/// The operator's store key of a node: its topology's `store_key_file`,
+/// else `MCX_STORE_KEY` / `MCX_STORE_KEY_FILE`. A store in memory needs
+/// none (it seals under a random key that dies with the process); a
+/// database file without one is refused with the error naming the ways
+/// to give it.
+fn store_key(
+    what: &str,
+    database: Option<&std::path::Path>,
+    key_file: Option<&std::path::Path>,
+) -> Result<Option<mcx_kms::StoreKey>, CliError> {
+    let key = match key_file {
+        Some(path) => mcx_kms::StoreKey::read_file(path).map(Some),
+        None if database.is_none() => return Ok(None),
+        None => mcx_kms::StoreKey::from_env().map(Some),
+    };
+    key.map_err(|e| failed(format!("{what}: {e}")))
+}
+
 /// Opens the KMS and serves it.
 pub(crate) fn start_kms(
     t: &Topology,
@@ -291,8 +309,18 @@ pub(crate) fn start_kms(
         key_period_offset: t.kms.key_period_offset,
         users,
     };
-    let kms = mcx_kms::Kms::open(t.kms.database.as_deref(), config, &mut mcx_net::os_rng())
-        .map_err(|e| failed(format!("KMS: {e}")))?;
+    let key = store_key(
+        "KMS",
+        t.kms.database.as_deref(),
+        t.kms.store_key_file.as_deref(),
+    )?;
+    let kms = mcx_kms::Kms::open(
+        t.kms.database.as_deref(),
+        key.as_ref(),
+        config,
+        &mut mcx_net::os_rng(),
+    )
+    .map_err(|e| failed(format!("KMS: {e}")))?;
     Ok(serve_closable(
         "KMS",
         listener,
@@ -337,9 +365,15 @@ pub(crate) async fn start_gms(
         gmk_lifetime_secs: t.gms.gmk_lifetime_secs,
     };
     let db = t.gms.database.clone();
+    let key = store_key(
+        "GMS",
+        t.gms.database.as_deref(),
+        t.gms.store_key_file.as_deref(),
+    )?;
     let gms = tokio::task::spawn_blocking(move || {
         mcx_gms::Gms::open(
             db.as_deref(),
+            key.as_ref(),
             config,
             community,
             keys,

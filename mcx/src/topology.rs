@@ -184,6 +184,11 @@ pub(crate) struct KmsNode {
     pub(crate) http: SocketAddr,
     /// SQLite file; absent = in memory (secrets die with the process).
     pub(crate) database: Option<PathBuf>,
+    /// File holding the store key the secrets in `database` are sealed
+    /// under (64 hex digits or 32 octets); absent = `MCX_STORE_KEY` or
+    /// `MCX_STORE_KEY_FILE`.
+    #[serde(default)]
+    pub(crate) store_key_file: Option<PathBuf>,
     /// UserKeyPeriod in seconds.
     #[serde(default = "default_key_period")]
     pub(crate) key_period_len: u64,
@@ -208,6 +213,10 @@ pub(crate) struct GmsNode {
     pub(crate) http: SocketAddr,
     /// SQLite file; absent = in memory.
     pub(crate) database: Option<PathBuf>,
+    /// File holding the store key the GMKs in `database` are sealed under;
+    /// absent = `MCX_STORE_KEY` or `MCX_STORE_KEY_FILE`.
+    #[serde(default)]
+    pub(crate) store_key_file: Option<PathBuf>,
     /// GMK lifetime in seconds.
     #[serde(default = "default_key_period")]
     pub(crate) gmk_lifetime_secs: u64,
