@@ -206,7 +206,9 @@ impl Gms {
     /// [`GmsError::Config`] for an invalid configuration or keys of
     /// another identity, [`GmsError::Keys`] if the keys were not issued by
     /// this KMS, [`GmsError::Storage`]/[`GmsError::StorageFormat`] for the
-    /// database.
+    /// database, [`GmsError::StoreKey`] for a database file without
+    /// `store_key` or with another key than it was created with (GMKs are
+    /// sealed under it; an in-memory store without one uses a random key).
     pub fn open(
         db: Option<&Path>,
         store_key: Option<&StoreKey>,

@@ -158,8 +158,8 @@ impl StoreKey {
         }
     }
 
-    /// Writes the key as hex into a new file created owner-only (the demo
-    /// keeps its generated key next to its stores).
+    /// Writes the key as hex into a new file created owner-only (mode
+    /// 0600 from the start), for an operator tool that generates a key.
     ///
     /// # Errors
     /// The I/O error, e.g. if the file exists.
@@ -173,22 +173,7 @@ impl StoreKey {
     /// Seals `plaintext` for the record `record` (its identity: table,
     /// column, row key), with a fresh nonce from `rng`.
     pub fn seal(&self, record: &[&[u8]], plaintext: &[u8], rng: &mut impl CryptoRng) -> Vec<u8> {
-        let mut nonce = [0u8; NONCE_LEN];
-        rng.fill_bytes(&mut nonce);
-        let cipher = Aes256Gcm::new(&(*self.0).into());
-        let mut buf = Zeroizing::new(plaintext.to_vec());
-        // AES-GCM refuses only messages over 2^36 octets; store values are
-        // a few hundred.
-        let Ok(tag) =
-            cipher.encrypt_inout_detached(&nonce.into(), &aad(record), buf.as_mut_slice().into())
-        else {
-            unreachable!("AES-GCM seals any value under 64 GiB")
-        };
-        let mut out = Vec::with_capacity(NONCE_LEN + buf.len() + TAG_LEN);
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&buf);
-        out.extend_from_slice(&tag);
-        out
+        gcm_seal(&self.0, &aad(record), plaintext, rng)
     }
 
     /// Opens a value [`StoreKey::seal`] sealed for `record`; `what` names
@@ -203,24 +188,7 @@ impl StoreKey {
         sealed: &[u8],
         what: &'static str,
     ) -> Result<Zeroizing<Vec<u8>>, StoreKeyError> {
-        if sealed.len() < NONCE_LEN + TAG_LEN {
-            return Err(StoreKeyError::Damaged(what));
-        }
-        let (nonce, rest) = sealed.split_at(NONCE_LEN);
-        let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
-        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| StoreKeyError::Damaged(what))?;
-        let tag: [u8; TAG_LEN] = tag.try_into().map_err(|_| StoreKeyError::Damaged(what))?;
-        let cipher = Aes256Gcm::new(&(*self.0).into());
-        let mut buf = Zeroizing::new(ct.to_vec());
-        cipher
-            .decrypt_inout_detached(
-                &nonce.into(),
-                &aad(record),
-                buf.as_mut_slice().into(),
-                &tag.into(),
-            )
-            .map_err(|_| StoreKeyError::Damaged(what))?;
-        Ok(buf)
+        gcm_open(&self.0, &aad(record), sealed).ok_or(StoreKeyError::Damaged(what))
     }
 
     /// The check record a new store keeps (`store` names the store kind).
@@ -238,6 +206,45 @@ impl StoreKey {
             _ => Err(StoreKeyError::WrongKey),
         }
     }
+}
+
+/// AES-256-GCM with a fresh random 96-bit nonce: `nonce || C || tag`.
+/// (Shared with the TrK encryption of the security extension.)
+pub(crate) fn gcm_seal(
+    key: &[u8; 32],
+    aad: &[u8],
+    plaintext: &[u8],
+    rng: &mut impl CryptoRng,
+) -> Vec<u8> {
+    let mut nonce = [0u8; NONCE_LEN];
+    rng.fill_bytes(&mut nonce);
+    let cipher = Aes256Gcm::new(&(*key).into());
+    let mut buf = Zeroizing::new(plaintext.to_vec());
+    // AES-GCM refuses only messages over 2^36 octets; keys are a few
+    // hundred.
+    let Ok(tag) = cipher.encrypt_inout_detached(&nonce.into(), aad, buf.as_mut_slice().into())
+    else {
+        unreachable!("AES-GCM seals any value under 64 GiB")
+    };
+    let mut out = Vec::with_capacity(NONCE_LEN + buf.len() + TAG_LEN);
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&buf);
+    out.extend_from_slice(&tag);
+    out
+}
+
+/// Opens what [`gcm_seal`] made; `None` if it does not authenticate.
+pub(crate) fn gcm_open(key: &[u8; 32], aad: &[u8], sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+    let rest = sealed.get(NONCE_LEN..)?;
+    let ct_len = rest.len().checked_sub(TAG_LEN)?;
+    let nonce: [u8; NONCE_LEN] = sealed.get(..NONCE_LEN)?.try_into().ok()?;
+    let tag: [u8; TAG_LEN] = rest.get(ct_len..)?.try_into().ok()?;
+    let cipher = Aes256Gcm::new(&(*key).into());
+    let mut buf = Zeroizing::new(rest.get(..ct_len)?.to_vec());
+    cipher
+        .decrypt_inout_detached(&nonce.into(), aad, buf.as_mut_slice().into(), &tag.into())
+        .ok()?;
+    Some(buf)
 }
 
 /// Why a store could not be opened.

@@ -144,6 +144,10 @@ pub enum XmlError {
         /// The element found.
         element: String,
     },
+    /// The security extension refused the document (TS 33.180 D.1: a
+    /// missing or bad signature, an unencrypted or undecryptable key).
+    #[error("KMS security extension: {0}")]
+    SecExt(#[from] crate::secext::SecExtError),
     /// An element's content is not a valid value of its type.
     #[error("<{element}> is invalid: {reason}")]
     InvalidValue {

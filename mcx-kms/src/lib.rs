@@ -22,8 +22,10 @@
 //! seeds an internal HMAC_DRBG.
 //!
 //! # Non-features
-//! - No TrK/InK security extension (signed requests and responses,
-//!   `EncKeyContentType` keys): confidentiality rests on HTTPS.
+//! - The TrK/InK security extension ([`secext`]) protects responses
+//!   (InK-signed, TrK-encrypted secret keys) for users configured with
+//!   keys; signed *requests* are not produced or checked, and the KMS never
+//!   sends new TrKs/InKs (they are provisioned out of band only).
 //! - No KMS CertCache, Cert or Discovery requests; no external KMSs.
 //! - Authentication is a configured bearer token per user, a stand-in for
 //!   the TS 33.180 5.2 IdM access token.
@@ -40,6 +42,7 @@ mod store;
 
 pub mod client;
 pub mod http;
+pub mod secext;
 pub mod xml;
 
 use core::fmt;
@@ -60,7 +63,8 @@ pub const KEY_PROV_PATH: &str = "/keymanagement/identity/v1/keyprov";
 /// token it authenticates with (a stand-in for the TS 33.180 5.2 IdM
 /// access token).
 ///
-/// `Debug` does not print the token; the token is zeroized on drop.
+/// `Debug` does not print the token or keys; the token is zeroized on
+/// drop.
 #[derive(Clone)]
 pub struct KmsUser {
     /// The MC service ID URI, e.g. `sip:alice@example.org`.
@@ -69,6 +73,10 @@ pub struct KmsUser {
     ///
     /// # ⚠️ Warning: This value is a credential
     pub token: String,
+    /// The user's TrK and InK (TS 33.180 D.1 security extension), shared
+    /// with its client out of band: when set, every response to this user
+    /// is a `SignedKmsResponse` with TrK-encrypted secret keys.
+    pub security: Option<secext::SecurityKeys>,
 }
 
 impl fmt::Debug for KmsUser {
@@ -76,6 +84,7 @@ impl fmt::Debug for KmsUser {
         f.debug_struct("KmsUser")
             .field("uri", &self.uri)
             .field("token", &"<redacted>")
+            .field("security", &self.security.is_some())
             .finish()
     }
 }

@@ -25,6 +25,7 @@ const DRBG_PERSONALIZATION: &[u8] = b"mcx-kms key issuing HMAC_DRBG v1";
 struct UserRecord {
     uri: String,
     token_sha256: [u8; 32],
+    security: Option<crate::secext::SecurityKeys>,
 }
 
 /// What a request path asks for.
@@ -102,6 +103,7 @@ fn validate_config(config: &KmsConfig) -> Result<Vec<UserRecord>, KmsError> {
         users.push(UserRecord {
             uri: user.uri.clone(),
             token_sha256: hash,
+            security: user.security.clone(),
         });
     }
     Ok(users)
@@ -250,6 +252,9 @@ impl Kms {
     /// token's user (403), `KmsUri` equal to this KMS (400). Error bodies
     /// are plain-text reasons and never carry keys. Each key set issued is
     /// recorded in the `issued` table before the response is returned.
+    /// For a user configured with TrK/InK ([`crate::KmsUser::security`])
+    /// the answer is a `SignedKmsResponse` (TS 33.180 D.1): secret keys
+    /// encrypted under the TrK, the response signed with the InK.
     pub fn handle(&mut self, request: &HttpRequest, now_unix: u64) -> HttpResponse {
         let (path, query) = match request.path.split_once('?') {
             Some((path, query)) => (path, query),
@@ -262,9 +267,9 @@ impl Kms {
         if request.method != "POST" {
             return HttpResponse::error(405, "method not allowed: KMS requests use POST");
         }
-        let user = match self.authenticate(request) {
+        let (user, security) = match self.authenticate(request) {
             Ok(index) => match self.users.get(index) {
-                Some(user) => user.uri.clone(),
+                Some(user) => (user.uri.clone(), user.security.clone()),
                 None => return HttpResponse::error(401, "unknown bearer token"),
             },
             Err(response) => return response,
@@ -320,7 +325,11 @@ impl Kms {
             client_req_url: kms_request.client_req_url,
             message,
         };
-        HttpResponse::xml(200, response.to_xml())
+        // A user with a TrK/InK gets the D.1 security extension.
+        match security {
+            Some(keys) => HttpResponse::xml(200, response.to_signed_xml(&keys, &mut self.drbg)),
+            None => HttpResponse::xml(200, response.to_xml()),
+        }
     }
 
     /// The index of the user whose token the request bears. Every user's

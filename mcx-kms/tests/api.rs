@@ -551,6 +551,7 @@ fn debug_never_prints_secrets() {
     let user = KmsUser {
         uri: ALICE.into(),
         token: ALICE_TOKEN.into(),
+        security: None,
     };
     let request = key_prov_request(KMS_URI, ALICE, ALICE_TOKEN, NOW);
     let response = kms.handle(&request, NOW);

@@ -19,6 +19,7 @@ async fn kms() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
         users: vec![KmsUser {
             uri: ALICE.into(),
             token: "alice-token".into(),
+            security: None,
         }],
     };
     let kms = Kms::open(

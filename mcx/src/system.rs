@@ -286,21 +286,25 @@ pub(crate) fn start_kms(
         .map(|u| mcx_kms::KmsUser {
             uri: u.uri.clone(),
             token: u.token.clone(),
+            security: u.kms_security(),
         })
         .collect();
     users.push(mcx_kms::KmsUser {
         uri: t.gms.uri.clone(),
         token: t.gms.token.clone(),
+        security: None,
     });
     // The servers' identities: clients encrypt their CSKs to them.
     users.push(mcx_kms::KmsUser {
         uri: t.controlling.uri.clone(),
         token: Topology::server_token(&t.controlling.uri, t.controlling.token.as_ref()),
+        security: None,
     });
     for s in &t.mc_servers {
         users.push(mcx_kms::KmsUser {
             uri: s.uri.clone(),
             token: Topology::server_token(&s.uri, s.token.as_ref()),
+            security: None,
         });
     }
     let config = mcx_kms::KmsConfig {
@@ -339,7 +343,7 @@ pub(crate) async fn start_gms(
     warn_in_memory("GMS", t.gms.database.as_deref());
     // The GMS may start before the KMS, like any client of it.
     let (community, keys) = with_retries(&t.gms.uri, "KMS", || {
-        mcx_client::provision_keys(&t.kms.uri, &t.gms.uri, &t.gms.token, kms_http)
+        mcx_client::provision_keys(&t.kms.uri, &t.gms.uri, &t.gms.token, kms_http, None)
     })
     .await
     .map_err(|e| failed(format!("GMS provisioning from the KMS: {e}")))?;
@@ -695,6 +699,7 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
             kms_uri: t.kms.uri.clone(),
             kms_http: bound.kms_http,
             gms_http: bound.gms_http,
+            kms_security: user.kms_security(),
         };
         pending.push((
             uri,
@@ -800,7 +805,7 @@ fn fetch_identity(
     let (kms_uri, uri) = (t.kms.uri.clone(), uri.to_owned());
     tokio::spawn(async move {
         let keys = with_retries(&uri, "KMS", || {
-            mcx_client::provision_keys(&kms_uri, &uri, &token, kms_http)
+            mcx_client::provision_keys(&kms_uri, &uri, &token, kms_http, None)
         })
         .await;
         match keys {

@@ -297,6 +297,14 @@ pub(crate) struct Group {
 pub(crate) struct User {
     pub(crate) uri: String,
     pub(crate) token: String,
+    /// TrK (TS 33.180 D.1 security extension), 64 hex digits, shared
+    /// with the KMS out of band; with `ink`, the KMS signs and encrypts
+    /// this user's key provisioning and the client requires it.
+    #[serde(default)]
+    pub(crate) trk: Option<String>,
+    /// InK (D.1), 64 hex digits; set with `trk` or not at all.
+    #[serde(default)]
+    pub(crate) ink: Option<String>,
     pub(crate) sip: SocketAddr,
     pub(crate) floor: SocketAddr,
     #[serde(default)]
@@ -372,6 +380,15 @@ impl SipTimers {
     }
 }
 
+impl User {
+    /// The user's TrK/InK, if the topology gives them (checked by
+    /// [`Topology::parse`]).
+    pub(crate) fn kms_security(&self) -> Option<mcx_kms::secext::SecurityKeys> {
+        let (trk, ink) = (self.trk.as_deref()?, self.ink.as_deref()?);
+        mcx_kms::secext::SecurityKeys::from_hex(trk, ink).ok()
+    }
+}
+
 impl Topology {
     /// Parses and checks a topology; `path` names it in errors.
     pub(crate) fn parse(text: &str, path: &str) -> Result<Self, CliError> {
@@ -389,6 +406,16 @@ impl Topology {
     /// Cross-references: every name used is defined once.
     fn check(&self) -> Result<(), String> {
         self.floor.spk_keys()?;
+        for u in &self.users {
+            match (&u.trk, &u.ink) {
+                (None, None) => {}
+                (Some(trk), Some(ink)) => {
+                    mcx_kms::secext::SecurityKeys::from_hex(trk, ink)
+                        .map_err(|e| format!("user {}: {e}", u.uri))?;
+                }
+                _ => return Err(format!("user {}: give both trk and ink, or neither", u.uri)),
+            }
+        }
         let d = self.deadlines;
         if !(0 < d.member_ms && d.member_ms < d.group_ms && d.group_ms < d.call_ms) {
             return Err(format!(
@@ -524,10 +551,16 @@ impl Topology {
             for m in 0..members {
                 let uri = format!("sip:g{g}-m{m}@{domain}");
                 list.push(uri.clone());
+                // Each generated user gets its own TrK/InK (the topology
+                // lives in this one process).
+                let (trk, ink) =
+                    mcx_kms::secext::SecurityKeys::generate(&mut mcx_net::os_rng()).to_hex();
                 t.users.push(User {
                     uri,
                     token: format!("token-g{g}-m{m}"),
                     allowed_initiators: None,
+                    trk: Some(trk.to_string()),
+                    ink: Some(ink.to_string()),
                     ..base_user.clone()
                 });
             }
@@ -592,6 +625,33 @@ mod tests {
         let err = Topology::parse(&text, "t.toml").unwrap_err().to_string();
         assert!(err.contains("sip:ghost@mcx.example"), "{err}");
         assert!(err.starts_with("t.toml"), "{err}");
+    }
+
+    /// The demo's users carry a TrK/InK each (TS 33.180 D.1), all
+    /// different; generated users get their own; half a pair or a
+    /// malformed key is refused naming the user.
+    #[test]
+    fn users_have_their_own_trk_and_ink() {
+        let t = Topology::parse(DEFAULT, "default").unwrap();
+        let keys: BTreeSet<(String, String)> = t
+            .users
+            .iter()
+            .map(|u| {
+                assert!(u.kms_security().is_some(), "{} has no TrK/InK", u.uri);
+                (u.trk.clone().unwrap(), u.ink.clone().unwrap())
+            })
+            .collect();
+        assert_eq!(keys.len(), t.users.len());
+        let g = Topology::generated(2, 3).unwrap();
+        let trks: BTreeSet<&str> = g.users.iter().filter_map(|u| u.trk.as_deref()).collect();
+        assert_eq!(trks.len(), g.users.len());
+        let dispatcher_ink = t.users[0].ink.clone().unwrap();
+        let half = DEFAULT.replacen(&format!("ink = \"{dispatcher_ink}\"\n"), "", 1);
+        let err = Topology::parse(&half, "t.toml").unwrap_err().to_string();
+        assert!(err.contains("give both trk and ink"), "{err}");
+        let bad = DEFAULT.replacen(&dispatcher_ink, "abcd", 1);
+        let err = Topology::parse(&bad, "t.toml").unwrap_err().to_string();
+        assert!(err.contains("ink is not 64 hex digits"), "{err}");
     }
 
     #[test]

@@ -49,10 +49,12 @@ pub fn config() -> KmsConfig {
             KmsUser {
                 uri: ALICE.into(),
                 token: ALICE_TOKEN.into(),
+                security: None,
             },
             KmsUser {
                 uri: BOB.into(),
                 token: BOB_TOKEN.into(),
+                security: None,
             },
         ],
     }
