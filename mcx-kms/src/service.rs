@@ -382,7 +382,7 @@ impl Kms {
     /// The keys of `user` for `period`: those issued before in this period,
     /// or new ones, stored (sealed) before they are returned, so that every
     /// request in one key period gets the same SSK/PVT/RSK (one key set
-    /// per user and key period, as the `UserKeyPeriodNo` names it).
+    /// per user and key period, the set `KeyPeriodNo` names).
     fn user_keys(
         &mut self,
         user: &str,
