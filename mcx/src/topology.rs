@@ -291,6 +291,17 @@ pub(crate) struct Group {
     pub(crate) members: Vec<String>,
 }
 
+/// A key from the topology in hex; `Debug` does not print it.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct HexSecret(pub(crate) String);
+
+impl std::fmt::Debug for HexSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 /// An MC service user and its client.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -301,10 +312,10 @@ pub(crate) struct User {
     /// with the KMS out of band; with `ink`, the KMS signs and encrypts
     /// this user's key provisioning and the client requires it.
     #[serde(default)]
-    pub(crate) trk: Option<String>,
+    pub(crate) trk: Option<HexSecret>,
     /// InK (D.1), 64 hex digits; set with `trk` or not at all.
     #[serde(default)]
-    pub(crate) ink: Option<String>,
+    pub(crate) ink: Option<HexSecret>,
     pub(crate) sip: SocketAddr,
     pub(crate) floor: SocketAddr,
     #[serde(default)]
@@ -384,8 +395,8 @@ impl User {
     /// The user's TrK/InK, if the topology gives them (checked by
     /// [`Topology::parse`]).
     pub(crate) fn kms_security(&self) -> Option<mcx_kms::secext::SecurityKeys> {
-        let (trk, ink) = (self.trk.as_deref()?, self.ink.as_deref()?);
-        mcx_kms::secext::SecurityKeys::from_hex(trk, ink).ok()
+        let (trk, ink) = (self.trk.as_ref()?, self.ink.as_ref()?);
+        mcx_kms::secext::SecurityKeys::from_hex(&trk.0, &ink.0).ok()
     }
 }
 
@@ -410,7 +421,7 @@ impl Topology {
             match (&u.trk, &u.ink) {
                 (None, None) => {}
                 (Some(trk), Some(ink)) => {
-                    mcx_kms::secext::SecurityKeys::from_hex(trk, ink)
+                    mcx_kms::secext::SecurityKeys::from_hex(&trk.0, &ink.0)
                         .map_err(|e| format!("user {}: {e}", u.uri))?;
                 }
                 _ => return Err(format!("user {}: give both trk and ink, or neither", u.uri)),
@@ -559,8 +570,8 @@ impl Topology {
                     uri,
                     token: format!("token-g{g}-m{m}"),
                     allowed_initiators: None,
-                    trk: Some(trk.to_string()),
-                    ink: Some(ink.to_string()),
+                    trk: Some(HexSecret(trk.to_string())),
+                    ink: Some(HexSecret(ink.to_string())),
                     ..base_user.clone()
                 });
             }
@@ -638,14 +649,19 @@ mod tests {
             .iter()
             .map(|u| {
                 assert!(u.kms_security().is_some(), "{} has no TrK/InK", u.uri);
-                (u.trk.clone().unwrap(), u.ink.clone().unwrap())
+                (u.trk.clone().unwrap().0, u.ink.clone().unwrap().0)
             })
             .collect();
         assert_eq!(keys.len(), t.users.len());
         let g = Topology::generated(2, 3).unwrap();
-        let trks: BTreeSet<&str> = g.users.iter().filter_map(|u| u.trk.as_deref()).collect();
+        let trks: BTreeSet<&str> = g
+            .users
+            .iter()
+            .filter_map(|u| u.trk.as_ref().map(|k| k.0.as_str()))
+            .collect();
         assert_eq!(trks.len(), g.users.len());
-        let dispatcher_ink = t.users[0].ink.clone().unwrap();
+        let dispatcher_ink = t.users[0].ink.clone().unwrap().0;
+        assert!(!format!("{:?}", t.users[0]).contains(&dispatcher_ink));
         let half = DEFAULT.replacen(&format!("ink = \"{dispatcher_ink}\"\n"), "", 1);
         let err = Topology::parse(&half, "t.toml").unwrap_err().to_string();
         assert!(err.contains("give both trk and ink"), "{err}");
