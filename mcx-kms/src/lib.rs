@@ -15,6 +15,12 @@
 //!   schema order and parsed strictly, with typed errors and size limits.
 //! - [`client`]: the requests a client sends and the validating parsers of
 //!   the answers.
+//! - [`secext`]: the TS 33.180 D.1 security extension (InK-signed
+//!   responses, TrK-encrypted secret keys) for users configured with keys.
+//! - [`at_rest`]: the operator's [`StoreKey`] that seals the secrets in the
+//!   SQLite store (AES-256-GCM), and store files created owner-only; the
+//!   GMS uses it too. One key set per user and key period is stored, so
+//!   every KmsKeyProv of a period returns the same SSK/PVT/RSK.
 //!
 //! The crate does no network I/O and reads no clock: the tokio adapter in
 //! `mcx-server` turns hyper requests into [`http::HttpRequest`]s and passes
