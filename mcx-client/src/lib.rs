@@ -45,6 +45,10 @@ pub struct Provisioning {
     pub kms_http: SocketAddr,
     /// The GMS's HTTP address.
     pub gms_http: SocketAddr,
+    /// The user's TrK/InK (TS 33.180 D.1), provisioned out of band: when
+    /// set, only InK-signed KMS responses with TrK-encrypted keys are
+    /// accepted.
+    pub kms_security: Option<mcx_kms::secext::SecurityKeys>,
 }
 
 impl std::fmt::Debug for Provisioning {
@@ -54,6 +58,7 @@ impl std::fmt::Debug for Provisioning {
             .field("kms_uri", &self.kms_uri)
             .field("kms_http", &self.kms_http)
             .field("gms_http", &self.gms_http)
+            .field("kms_security", &self.kms_security.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -137,26 +142,40 @@ fn shared(community: CommunityPublic) -> CommunityPublic {
 
 /// Fetches the KMS community (KmsInit) and `user_uri`'s keys for the
 /// current key period (KmsKeyProv), validated. The GMS uses this too.
+/// With `security` (the user's TrK/InK), both answers must carry the TS
+/// 33.180 D.1 security extension: signed with the InK, keys encrypted
+/// under the TrK.
 ///
 /// # Errors
-/// Network failures, refusals, and answers that do not validate.
+/// Network failures, refusals, and answers that do not validate (or, with
+/// `security`, are unsigned, badly signed or not decryptable).
 pub async fn provision_keys(
     kms_uri: &str,
     user_uri: &str,
     token: &str,
     kms_http: SocketAddr,
+    security: Option<&mcx_kms::secext::SecurityKeys>,
 ) -> Result<(CommunityPublic, UserKeys), ClientError> {
     let now = mcx_net::now().unix;
     let init = mcx_kms::client::init_request(kms_uri, user_uri, token, now);
     let body = ok("KMS", fetch(kms_http, &init).await?)?;
-    let community = shared(mcx_kms::client::parse_init_response(&body, kms_uri)?);
+    let community = shared(mcx_kms::client::parse_init_response_with(
+        &body, kms_uri, security,
+    )?);
     let prov = mcx_kms::client::key_prov_request(kms_uri, user_uri, token, now);
     let body = ok("KMS", fetch(kms_http, &prov).await?)?;
     let user = user_uri.to_owned();
+    let security = security.cloned();
     // Validating an RSK is a pairing: CPU work off the async threads.
     tokio::task::spawn_blocking(move || {
-        mcx_kms::client::parse_key_prov_response(&body, &community, &user, now)
-            .map(|k| (community, k))
+        mcx_kms::client::parse_key_prov_response_with(
+            &body,
+            &community,
+            &user,
+            now,
+            security.as_ref(),
+        )
+        .map(|k| (community, k))
     })
     .await
     .map_err(|_| ClientError::Task)?
@@ -168,7 +187,14 @@ pub async fn provision_keys(
 /// # Errors
 /// Network failures, refusals, and answers that do not validate.
 pub async fn provision(p: &Provisioning) -> Result<Provisioned, ClientError> {
-    let (community, keys) = provision_keys(&p.kms_uri, &p.user_uri, &p.token, p.kms_http).await?;
+    let (community, keys) = provision_keys(
+        &p.kms_uri,
+        &p.user_uri,
+        &p.token,
+        p.kms_http,
+        p.kms_security.as_ref(),
+    )
+    .await?;
     let index = mcx_gms::client::group_index_request(&p.user_uri, &p.token);
     let body = ok("GMS", fetch(p.gms_http, &index).await?)?;
     let mut groups = Vec::new();

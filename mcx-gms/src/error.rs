@@ -14,6 +14,10 @@ pub enum GmsError {
     /// The stored state is not what this version writes.
     #[error("GMS storage is not usable: {0}")]
     StorageFormat(&'static str),
+    /// The store key is missing, malformed or not the store's, or a sealed
+    /// GMK does not open.
+    #[error(transparent)]
+    StoreKey(#[from] mcx_kms::StoreKeyError),
     /// A group or index document is malformed.
     #[error("invalid document: {0}")]
     Doc(#[from] DocError),
@@ -32,6 +36,18 @@ pub enum GmsError {
         /// The reason body (truncated, lossy UTF-8).
         reason: String,
     },
+}
+
+impl From<mcx_kms::at_rest::StoreOpenError> for GmsError {
+    #[inline]
+    fn from(e: mcx_kms::at_rest::StoreOpenError) -> Self {
+        use mcx_kms::at_rest::StoreOpenError;
+        match e {
+            StoreOpenError::Key(e) => Self::StoreKey(e),
+            StoreOpenError::Sqlite(e) => e.into(),
+            other => Self::Storage(other.to_string()),
+        }
+    }
 }
 
 impl From<rusqlite::Error> for GmsError {

@@ -25,7 +25,8 @@
 //!
 //! Sans-IO: no sockets, no clock, no OS RNG; time comes in as Unix
 //! seconds and randomness as a [`rand_core::CryptoRng`]. The only I/O is
-//! the SQLite file given to [`Gms::open`].
+//! the SQLite file given to [`Gms::open`] (created 0600; GMKs sealed with
+//! AES-256-GCM under the operator's `mcx_kms::StoreKey`).
 //!
 //! Secrets: GMKs held in memory are erased on drop (`mcx_mikey::Gmk`);
 //! bearer tokens are compared in constant time and erased on drop;
@@ -38,8 +39,9 @@
 //! - No GKTP delivery over SIP (TS 33.180 5.7 allows both).
 //! - No MKFC GKTPs, no GKTPs for temporary groups
 //!   (`on-network-regrouped-GKTPs`).
-//! - No encryption of the SQLite file: GMKs are stored in clear; protect
-//!   the file.
+//! - The SQLite file as a whole is not encrypted: the GMKs in it are
+//!   sealed under the operator's store key (`mcx_kms::at_rest`), group
+//!   names and members are not.
 //! - No token issuance: bearer tokens are configured (TS 33.180's IdMS
 //!   access tokens are out of scope).
 #![forbid(unsafe_code)]

@@ -7,6 +7,7 @@ use std::path::Path;
 use mcx_ibc::eccsi::SigningKey;
 use mcx_ibc::kms::{CommunityPublic, UserKeys};
 use mcx_idms::jwt::TokenVerifier;
+use mcx_kms::StoreKey;
 use mcx_kms::http::{HttpRequest, HttpResponse};
 use mcx_mikey::gmk::{GmkMessage, gmk_key_parameters};
 use mcx_mikey::message::Sp;
@@ -187,7 +188,7 @@ fn new_gmk(
         activation: now,
         expiry,
     };
-    store.insert_gmk(group_id, &stored, now)?;
+    store.insert_gmk(group_id, &stored, now, rng)?;
     Ok(stored)
 }
 
@@ -209,9 +210,12 @@ impl Gms {
     /// [`GmsError::Config`] for an invalid configuration or keys of
     /// another identity, [`GmsError::Keys`] if the keys were not issued by
     /// this KMS, [`GmsError::Storage`]/[`GmsError::StorageFormat`] for the
-    /// database.
+    /// database, [`GmsError::StoreKey`] for a database file without
+    /// `store_key` or with another key than it was created with (GMKs are
+    /// sealed under it; an in-memory store without one uses a random key).
     pub fn open(
         db: Option<&Path>,
+        store_key: Option<&StoreKey>,
         config: GmsConfig,
         community: CommunityPublic,
         gms_keys: UserKeys,
@@ -220,7 +224,7 @@ impl Gms {
     ) -> Result<Self, GmsError> {
         validate(&config)?;
         let (period, signer) = signer_of(&community, &config.gms_uri, gms_keys)?;
-        let mut store = Store::open(db)?;
+        let mut store = Store::open(db, store_key, rng)?;
         let lost = store.sync_groups(&config.groups)?;
         for g in &lost {
             store.retire_gmks(g, now_unix)?;

@@ -1,18 +1,27 @@
 //! The GMS's SQLite state: groups, members, GMKs and a log of issued
-//! GKTPs (no secrets in the log). Schema in docs/gms.md.
+//! GKTPs (no secrets in the log). Schema in docs/gms.md. GMKs are sealed
+//! under the operator's store key (AES-256-GCM, GMK-ID and group as AAD;
+//! see `mcx_kms::at_rest`); the file is created owner-only before SQLite
+//! opens it.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
+use mcx_kms::at_rest::{StoreKey, open_sqlite};
 use mcx_mikey::{Gmk, KeyId};
+use rand_core::CryptoRng;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::GroupConfig;
 use crate::error::GmsError;
 
-/// The schema version this code writes (`meta.schema_version`).
-const SCHEMA_VERSION: &str = "1";
+/// The schema version this code writes (`meta.schema_version`; "1" kept
+/// GMKs in clear and is refused).
+const SCHEMA_VERSION: &str = "2";
+
+/// The store kind in the check record's identity.
+const STORE_KIND: &str = "mcx-gms";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -32,7 +41,7 @@ CREATE TABLE IF NOT EXISTS members (
 CREATE TABLE IF NOT EXISTS gmks (
     gmk_id     INTEGER PRIMARY KEY,
     group_id   TEXT NOT NULL REFERENCES groups(group_id) ON DELETE CASCADE,
-    gmk        BLOB NOT NULL CHECK (length(gmk) = 16),
+    gmk        BLOB NOT NULL,
     activation INTEGER NOT NULL,
     expiry     INTEGER NOT NULL,
     created    INTEGER NOT NULL
@@ -75,58 +84,75 @@ fn uint(v: i64) -> Result<u64, GmsError> {
     u64::try_from(v).map_err(|_| GmsError::StorageFormat("negative time or ID stored"))
 }
 
-/// Creates the database file readable by its owner only (it holds GMKs
-/// in clear), unless it exists.
-fn create_private(path: &Path) -> Result<(), GmsError> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    match options.open(path) {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(GmsError::Storage(format!(
-            "cannot create {}: {e}",
-            path.display()
-        ))),
-    }
+/// The AAD parts of a sealed GMK: its GMK-ID and group.
+fn gmk_record<'a>(gmk_id: &'a [u8; 4], group_id: &'a str) -> [&'a [u8]; 3] {
+    [b"gmks", gmk_id, group_id.as_bytes()]
 }
 
 pub(crate) struct Store {
     conn: Connection,
+    key: StoreKey,
 }
 
 impl Store {
-    /// Opens (creating if needed) the database; `None` = in memory.
-    pub(crate) fn open(path: Option<&Path>) -> Result<Self, GmsError> {
-        let conn = match path {
-            Some(p) => {
-                create_private(p)?;
-                Connection::open(p)?
-            }
-            None => Connection::open_in_memory()?,
-        };
+    /// Opens (creating if needed) the database; `None` = in memory. A
+    /// database file needs the operator's `key`; an in-memory store
+    /// without one seals under a random key that dies with it.
+    pub(crate) fn open(
+        path: Option<&Path>,
+        key: Option<&StoreKey>,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Self, GmsError> {
+        let (conn, key) = open_sqlite(path, key, rng)?;
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.execute_batch(SCHEMA)?;
-        let version: Option<String> = conn
-            .query_row(
+        let has_meta: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta')",
+            [],
+            |r| r.get(0),
+        )?;
+        let version: Option<String> = if has_meta {
+            conn.query_row(
                 "SELECT value FROM meta WHERE key = 'schema_version'",
                 [],
                 |r| r.get(0),
             )
-            .optional()?;
+            .optional()?
+        } else {
+            None
+        };
         match version.as_deref() {
             None => {
-                conn.execute(
-                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
-                    [SCHEMA_VERSION],
+                let tx = conn.unchecked_transaction()?;
+                tx.execute_batch(SCHEMA)?;
+                tx.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?1), ('store_check', ?2)",
+                    params![SCHEMA_VERSION, key.check_record(STORE_KIND, rng)],
                 )?;
+                tx.commit()?;
             }
-            Some(SCHEMA_VERSION) => {}
+            Some(SCHEMA_VERSION) => {
+                // The key is checked before anything is written.
+                let check: Vec<u8> = conn
+                    .query_row(
+                        "SELECT value FROM meta WHERE key = 'store_check'",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .optional()?
+                    .ok_or(GmsError::StorageFormat("the store has no key check record"))?;
+                key.verify_check_record(STORE_KIND, &check)?;
+                conn.execute_batch(SCHEMA)?;
+            }
+            Some("1") => {
+                return Err(GmsError::StorageFormat(
+                    "schema version 1 keeps GMKs in clear; this GMS seals them under a store \
+                     key and does not convert: start from a new database",
+                ));
+            }
             Some(_) => return Err(GmsError::StorageFormat("unknown schema version")),
         }
-        Ok(Self { conn })
+        Ok(Self { conn, key })
     }
 
     /// Checkpoints a WAL, if any, and closes the connection (orderly stop).
@@ -200,20 +226,29 @@ impl Store {
                  ORDER BY activation DESC, created DESC, rowid DESC LIMIT 1",
                 params![group_id, now],
                 |r| {
-                    let id: i64 = r.get(0)?;
-                    let gmk = Gmk::from_bytes(r.get_ref(1)?.as_blob()?);
-                    Ok((id, gmk, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?))
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, Vec<u8>>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, i64>(3)?,
+                    ))
                 },
             )
             .optional()?;
-        let Some((id, gmk, activation, expiry)) = row else {
+        let Some((id, sealed, activation, expiry)) = row else {
             return Ok(None);
         };
-        let gmk = gmk.map_err(|_| GmsError::StorageFormat("stored GMK is not 16 octets"))?;
         let gmk_id = KeyId(
             u32::try_from(id)
                 .map_err(|_| GmsError::StorageFormat("stored GMK-ID is not 32 bits"))?,
         );
+        let plain = self.key.open(
+            &gmk_record(&gmk_id.0.to_be_bytes(), group_id),
+            &sealed,
+            "GMK",
+        )?;
+        let gmk = Gmk::from_bytes(&plain)
+            .map_err(|_| GmsError::StorageFormat("stored GMK is not 16 octets"))?;
         Ok(Some(StoredGmk {
             gmk,
             gmk_id,
@@ -241,14 +276,20 @@ impl Store {
         group_id: &str,
         g: &StoredGmk,
         now: u64,
+        rng: &mut impl CryptoRng,
     ) -> Result<(), GmsError> {
+        let sealed = self.key.seal(
+            &gmk_record(&g.gmk_id.0.to_be_bytes(), group_id),
+            &g.gmk.as_bytes()[..],
+            rng,
+        );
         self.conn.execute(
             "INSERT INTO gmks (gmk_id, group_id, gmk, activation, expiry, created)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![
                 i64::from(g.gmk_id.0),
                 group_id,
-                &g.gmk.as_bytes()[..],
+                sealed,
                 int(g.activation)?,
                 int(g.expiry)?,
                 int(now)?

@@ -326,6 +326,58 @@ fn gmks_persist_across_reopen() {
     assert_eq!(gms.gktps_issued(ALICE, id_a).unwrap(), 2);
 }
 
+/// The GMS store holds its GMKs sealed under the operator's key: the
+/// GMK a member unwraps appears nowhere in the file's octets; the file is
+/// 0600 right after open.
+#[test]
+fn gmks_are_sealed_at_rest() {
+    let db = TempDb::new("sealed");
+    let mut w = World::new(16);
+    let mut gms = w.open(Some(&db.0), default_config(), UNIX0);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&db.0).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "database mode {mode:o}");
+    }
+    let g = fetch_gktp(&mut gms, &mut w, ALICE, GROUP_A, UNIX0);
+    let gmk = w.accept(ALICE, &g, UNIX0).gmk;
+    gms.close().unwrap();
+    let file = std::fs::read(&db.0).unwrap();
+    let gmk = gmk.as_bytes();
+    assert!(
+        !file.windows(gmk.len()).any(|w| w == &gmk[..]),
+        "GMK in clear in the store"
+    );
+}
+
+/// A GMS store file needs the operator's key: none → the clear "no store
+/// key" error; another key → "store key does not open this store", and
+/// the file is left as it was.
+#[test]
+fn gms_store_key_missing_or_wrong_is_refused() {
+    let db = TempDb::new("keyed");
+    let mut w = World::new(17);
+    let err = w
+        .try_open(Some(&db.0), None, default_config(), UNIX0)
+        .unwrap_err();
+    assert_eq!(err, GmsError::StoreKey(mcx_kms::StoreKeyError::Missing));
+    w.open(Some(&db.0), default_config(), UNIX0)
+        .close()
+        .unwrap();
+    let before = std::fs::read(&db.0).unwrap();
+    let wrong = mcx_kms::StoreKey::from_bytes([0x11; 32]);
+    let err = w
+        .try_open(Some(&db.0), Some(&wrong), default_config(), UNIX0)
+        .unwrap_err();
+    assert_eq!(err.to_string(), "store key does not open this store");
+    assert!(
+        std::fs::read(&db.0).unwrap() == before,
+        "a refused open changed the store"
+    );
+    w.open(Some(&db.0), default_config(), UNIX0);
+}
+
 #[test]
 fn removing_a_member_replaces_the_gmk() {
     let db = TempDb::new("remove");
@@ -417,7 +469,7 @@ fn invalid_configuration_is_refused() {
     let period = w.period;
     let try_open = |w: &mut World, cfg, who: &str| {
         let keys = w.community.issue(who, period, &mut w.rng).unwrap();
-        Gms::open(None, cfg, w.kms.clone(), keys, UNIX0, &mut w.rng)
+        Gms::open(None, None, cfg, w.kms.clone(), keys, UNIX0, &mut w.rng)
     };
     // Keys of another identity.
     assert!(matches!(
@@ -428,6 +480,7 @@ fn invalid_configuration_is_refused() {
     let other = mcx_ibc::kms::Community::generate(KMS_URI, PERIOD_LEN, 0, &mut w.rng).unwrap();
     let keys = other.issue(GMS, period, &mut w.rng).unwrap();
     let r = Gms::open(
+        None,
         None,
         default_config(),
         w.kms.clone(),
@@ -695,7 +748,16 @@ fn works_with_the_os_rng() {
     let mut w = World::new(12);
     let mut os = rand_core::UnwrapErr(getrandom::SysRng);
     let keys = w.community.issue(GMS, w.period, &mut os).unwrap();
-    let mut gms = Gms::open(None, default_config(), w.kms.clone(), keys, UNIX0, &mut os).unwrap();
+    let mut gms = Gms::open(
+        None,
+        None,
+        default_config(),
+        w.kms.clone(),
+        keys,
+        UNIX0,
+        &mut os,
+    )
+    .unwrap();
     let r = gms.handle(
         &group_document_request(GROUP_B, &token(CAROL)),
         UNIX0,

@@ -17,6 +17,7 @@ use mcx_ibc::sakke::{KmsPublicKey, ReceiverKey, Rsk};
 use mcx_ibc::uid::{NTP_UNIX_OFFSET, UID_LEN, key_period_no};
 
 use crate::http::HttpRequest;
+use crate::secext::SecurityKeys;
 use crate::xml::{KmsCertificate, KmsKeySet, KmsMessage, KmsRequest, KmsResponse};
 use crate::{INIT_PATH, KEY_PROV_PATH, KmsError, XmlError};
 
@@ -139,7 +140,32 @@ pub fn parse_init_response(
     body: &[u8],
     expected_kms_uri: &str,
 ) -> Result<CommunityPublic, KmsError> {
-    let response = KmsResponse::from_xml(body)?;
+    parse_init_response_with(body, expected_kms_uri, None)
+}
+
+/// The response a client with `security` keys (TS 33.180 D.1) accepts:
+/// a `SignedKmsResponse` verified with the InK and decrypted with the TrK
+/// ([`KmsResponse::from_signed_xml`]); without keys, a plain response.
+fn read_response(body: &[u8], security: Option<&SecurityKeys>) -> Result<KmsResponse, KmsError> {
+    Ok(match security {
+        Some(keys) => KmsResponse::from_signed_xml(body, keys)?,
+        None => KmsResponse::from_xml(body)?,
+    })
+}
+
+/// [`parse_init_response`] for a client that may hold a TrK/InK: with
+/// `security`, only a `SignedKmsResponse` that verifies under the InK is
+/// accepted (an unsigned one is [`crate::secext::SecExtError::NotSigned`]).
+///
+/// # Errors
+/// Those of [`parse_init_response`] and of
+/// [`KmsResponse::from_signed_xml`].
+pub fn parse_init_response_with(
+    body: &[u8],
+    expected_kms_uri: &str,
+    security: Option<&SecurityKeys>,
+) -> Result<CommunityPublic, KmsError> {
+    let response = read_response(body, security)?;
     expect_eq("KmsResponse KmsUri", expected_kms_uri, &response.kms_uri)?;
     let KmsMessage::Init(cert) = response.message else {
         return Err(XmlError::Missing {
@@ -210,12 +236,29 @@ pub fn parse_key_prov_response(
     user_uri: &str,
     now_unix: u64,
 ) -> Result<UserKeys, KmsError> {
+    parse_key_prov_response_with(body, community, user_uri, now_unix, None)
+}
+
+/// [`parse_key_prov_response`] for a client that may hold a TrK/InK: with
+/// `security`, the response must be signed with the InK and every secret
+/// key encrypted under the TrK (TS 33.180 D.1).
+///
+/// # Errors
+/// Those of [`parse_key_prov_response`] and of
+/// [`KmsResponse::from_signed_xml`].
+pub fn parse_key_prov_response_with(
+    body: &[u8],
+    community: &CommunityPublic,
+    user_uri: &str,
+    now_unix: u64,
+    security: Option<&SecurityKeys>,
+) -> Result<UserKeys, KmsError> {
     let period = key_period_no(
         now_unix,
         community.key_period_len,
         community.key_period_offset,
     )?;
-    parse_key_prov_response_all(body, community, user_uri)?
+    parse_key_prov_response_all_with(body, community, user_uri, security)?
         .into_iter()
         .find(|k| k.key_period_no == period)
         .ok_or(KmsError::NoKeySetForPeriod(period))
@@ -233,7 +276,22 @@ pub fn parse_key_prov_response_all(
     community: &CommunityPublic,
     user_uri: &str,
 ) -> Result<Vec<UserKeys>, KmsError> {
-    let response = KmsResponse::from_xml(body)?;
+    parse_key_prov_response_all_with(body, community, user_uri, None)
+}
+
+/// [`parse_key_prov_response_all`] with the security extension (see
+/// [`parse_key_prov_response_with`]).
+///
+/// # Errors
+/// Those of [`parse_key_prov_response_all`] and of
+/// [`KmsResponse::from_signed_xml`].
+pub fn parse_key_prov_response_all_with(
+    body: &[u8],
+    community: &CommunityPublic,
+    user_uri: &str,
+    security: Option<&SecurityKeys>,
+) -> Result<Vec<UserKeys>, KmsError> {
+    let response = read_response(body, security)?;
     expect_eq("KmsResponse KmsUri", &community.kms_uri, &response.kms_uri)?;
     expect_eq("KmsResponse UserUri", user_uri, &response.user_uri)?;
     let KmsMessage::KeyProv(sets) = response.message else {

@@ -20,6 +20,10 @@ pub enum KmsError {
     /// The SQLite store failed.
     #[error("KMS database: {0}")]
     Database(String),
+    /// The store key is missing, malformed or not the store's, or a sealed
+    /// value does not open.
+    #[error(transparent)]
+    StoreKey(#[from] crate::StoreKeyError),
     /// The configuration cannot be used (empty URI, duplicate user, a stored
     /// community that differs from the configuration, ...).
     #[error("invalid KMS configuration: {0}")]
@@ -58,6 +62,18 @@ impl From<rusqlite::Error> for KmsError {
         // statement here binds its values as parameters, so no key material
         // can appear in the text.
         Self::Database(e.to_string())
+    }
+}
+
+impl From<crate::at_rest::StoreOpenError> for KmsError {
+    #[inline]
+    fn from(e: crate::at_rest::StoreOpenError) -> Self {
+        use crate::at_rest::StoreOpenError;
+        match e {
+            StoreOpenError::Key(e) => Self::StoreKey(e),
+            StoreOpenError::Sqlite(e) => e.into(),
+            other => Self::Database(other.to_string()),
+        }
     }
 }
 
@@ -128,6 +144,10 @@ pub enum XmlError {
         /// The element found.
         element: String,
     },
+    /// The security extension refused the document (TS 33.180 D.1: a
+    /// missing or bad signature, an unencrypted or undecryptable key).
+    #[error("KMS security extension: {0}")]
+    SecExt(#[from] crate::secext::SecExtError),
     /// An element's content is not a valid value of its type.
     #[error("<{element}> is invalid: {reason}")]
     InvalidValue {

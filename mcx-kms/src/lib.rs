@@ -15,6 +15,12 @@
 //!   schema order and parsed strictly, with typed errors and size limits.
 //! - [`client`]: the requests a client sends and the validating parsers of
 //!   the answers.
+//! - [`secext`]: the TS 33.180 D.1 security extension (InK-signed
+//!   responses, TrK-encrypted secret keys) for users configured with keys.
+//! - [`at_rest`]: the operator's [`StoreKey`] that seals the secrets in the
+//!   SQLite store (AES-256-GCM), and store files created owner-only; the
+//!   GMS uses it too. One key set per user and key period is stored, so
+//!   every KmsKeyProv of a period returns the same SSK/PVT/RSK.
 //!
 //! The crate does no network I/O and reads no clock: the tokio adapter in
 //! `mcx-server` turns hyper requests into [`http::HttpRequest`]s and passes
@@ -22,8 +28,10 @@
 //! seeds an internal HMAC_DRBG.
 //!
 //! # Non-features
-//! - No TrK/InK security extension (signed requests and responses,
-//!   `EncKeyContentType` keys): confidentiality rests on HTTPS.
+//! - The TrK/InK security extension ([`secext`]) protects responses
+//!   (InK-signed, TrK-encrypted secret keys) for users configured with
+//!   keys; signed *requests* are not produced or checked, and the KMS never
+//!   sends new TrKs/InKs (they are provisioned out of band only).
 //! - No KMS CertCache, Cert or Discovery requests; no external KMSs.
 //! - Authentication is a configured bearer token per user, a stand-in for
 //!   the TS 33.180 5.2 IdM access token.
@@ -32,6 +40,7 @@
 //! deviates from Annex D.
 #![forbid(unsafe_code)]
 
+pub mod at_rest;
 mod drbg;
 mod error;
 mod service;
@@ -39,12 +48,14 @@ mod store;
 
 pub mod client;
 pub mod http;
+pub mod secext;
 pub mod xml;
 
 use core::fmt;
 
 use zeroize::Zeroize;
 
+pub use at_rest::{StoreKey, StoreKeyError};
 pub use error::{KmsError, XmlError};
 pub use service::Kms;
 pub use store::{IssuedRecord, close_connection};
@@ -58,7 +69,8 @@ pub const KEY_PROV_PATH: &str = "/keymanagement/identity/v1/keyprov";
 /// token it authenticates with (a stand-in for the TS 33.180 5.2 IdM
 /// access token).
 ///
-/// `Debug` does not print the token; the token is zeroized on drop.
+/// `Debug` does not print the token or keys; the token is zeroized on
+/// drop.
 #[derive(Clone)]
 pub struct KmsUser {
     /// The MC service ID URI, e.g. `sip:alice@example.org`.
@@ -67,6 +79,10 @@ pub struct KmsUser {
     ///
     /// # ⚠️ Warning: This value is a credential
     pub token: String,
+    /// The user's TrK and InK (TS 33.180 D.1 security extension), shared
+    /// with its client out of band: when set, every response to this user
+    /// is a `SignedKmsResponse` with TrK-encrypted secret keys.
+    pub security: Option<secext::SecurityKeys>,
 }
 
 impl fmt::Debug for KmsUser {
@@ -74,6 +90,7 @@ impl fmt::Debug for KmsUser {
         f.debug_struct("KmsUser")
             .field("uri", &self.uri)
             .field("token", &"<redacted>")
+            .field("security", &self.security.is_some())
             .finish()
     }
 }

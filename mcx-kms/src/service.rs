@@ -15,9 +15,9 @@ use zeroize::Zeroizing;
 
 use crate::drbg::{HmacDrbg, SEED_LEN};
 use crate::http::{HttpRequest, HttpResponse};
-use crate::store::{IssuedRecord, Store, StoredCommunity};
+use crate::store::{IssuedRecord, Store, StoredCommunity, StoredUserKeys};
 use crate::xml::{KmsCertificate, KmsKeySet, KmsMessage, KmsRequest, KmsResponse};
-use crate::{INIT_PATH, KEY_PROV_PATH, KmsConfig, KmsError};
+use crate::{INIT_PATH, KEY_PROV_PATH, KmsConfig, KmsError, StoreKey};
 
 /// Personalization string of the issuing DRBG.
 const DRBG_PERSONALIZATION: &[u8] = b"mcx-kms key issuing HMAC_DRBG v1";
@@ -26,6 +26,7 @@ const DRBG_PERSONALIZATION: &[u8] = b"mcx-kms key issuing HMAC_DRBG v1";
 struct UserRecord {
     uri: String,
     token_sha256: [u8; 32],
+    security: Option<crate::secext::SecurityKeys>,
 }
 
 /// What a request path asks for.
@@ -106,6 +107,7 @@ fn validate_config(config: &KmsConfig) -> Result<Vec<UserRecord>, KmsError> {
         users.push(UserRecord {
             uri: user.uri.clone(),
             token_sha256: hash,
+            security: user.security.clone(),
         });
     }
     Ok(users)
@@ -113,6 +115,10 @@ fn validate_config(config: &KmsConfig) -> Result<Vec<UserRecord>, KmsError> {
 
 impl Kms {
     /// Opens (or creates) the KMS state. `db = None` → in-memory SQLite.
+    ///
+    /// The secrets are sealed under `store_key` (see [`crate::at_rest`]),
+    /// which a database file requires; an in-memory store without one
+    /// seals under a random key that dies with it.
     ///
     /// The first open generates the community secrets (ECCSI KSAK, SAKKE
     /// master secret z) with `rng` and stores them; later opens load them,
@@ -124,16 +130,20 @@ impl Kms {
     /// DRBG the KMS issues keys with.
     ///
     /// # Errors
+    /// [`KmsError::StoreKey`] if a database file is given without a store
+    /// key ([`crate::StoreKeyError::Missing`]) or with another key than the
+    /// one it was created with ([`crate::StoreKeyError::WrongKey`]),
     /// [`KmsError::Config`] for an unusable configuration,
     /// [`KmsError::Database`] if SQLite fails, [`KmsError::Crypto`] if the
     /// stored secrets do not decode.
     pub fn open(
         db: Option<&Path>,
+        store_key: Option<&StoreKey>,
         config: KmsConfig,
         rng: &mut impl CryptoRng,
     ) -> Result<Self, KmsError> {
         let users = validate_config(&config)?;
-        let mut store = Store::open(db)?;
+        let mut store = Store::open(db, store_key, rng)?;
         let community = match store.load_community()? {
             Some(stored) => {
                 if stored.kms_uri != config.kms_uri
@@ -166,13 +176,16 @@ impl Kms {
                     config.key_period_offset,
                     rng,
                 )?;
-                store.save_community(&StoredCommunity {
-                    kms_uri: config.kms_uri.clone(),
-                    key_period_len: config.key_period_len,
-                    key_period_offset: config.key_period_offset,
-                    ksak: Zeroizing::new(community.ksak().to_bytes().to_vec()),
-                    sakke_z: Zeroizing::new(community.sakke_master().to_bytes().to_vec()),
-                })?;
+                store.save_community(
+                    &StoredCommunity {
+                        kms_uri: config.kms_uri.clone(),
+                        key_period_len: config.key_period_len,
+                        key_period_offset: config.key_period_offset,
+                        ksak: Zeroizing::new(community.ksak().to_bytes().to_vec()),
+                        sakke_z: Zeroizing::new(community.sakke_master().to_bytes().to_vec()),
+                    },
+                    rng,
+                )?;
                 community
             }
         };
@@ -244,6 +257,9 @@ impl Kms {
     /// token's user (403), `KmsUri` equal to this KMS (400). Error bodies
     /// are plain-text reasons and never carry keys. Each key set issued is
     /// recorded in the `issued` table before the response is returned.
+    /// For a user configured with TrK/InK ([`crate::KmsUser::security`])
+    /// the answer is a `SignedKmsResponse` (TS 33.180 D.1): secret keys
+    /// encrypted under the TrK, the response signed with the InK.
     pub fn handle(&mut self, request: &HttpRequest, now_unix: u64) -> HttpResponse {
         let (path, query) = match request.path.split_once('?') {
             Some((path, query)) => (path, query),
@@ -256,9 +272,9 @@ impl Kms {
         if request.method != "POST" {
             return HttpResponse::error(405, "method not allowed: KMS requests use POST");
         }
-        let user = match self.authenticate(request, now_unix) {
+        let (user, security) = match self.authenticate(request, now_unix) {
             Ok(index) => match self.users.get(index) {
-                Some(user) => user.uri.clone(),
+                Some(user) => (user.uri.clone(), user.security.clone()),
                 None => return HttpResponse::error(401, "unknown bearer token"),
             },
             Err(response) => return response,
@@ -314,7 +330,11 @@ impl Kms {
             client_req_url: kms_request.client_req_url,
             message,
         };
-        HttpResponse::xml(200, response.to_xml())
+        // A user with a TrK/InK gets the D.1 security extension.
+        match security {
+            Some(keys) => HttpResponse::xml(200, response.to_signed_xml(&keys, &mut self.drbg)),
+            None => HttpResponse::xml(200, response.to_xml()),
+        }
     }
 
     /// The index of the user whose token the request bears. Every user's
@@ -384,6 +404,36 @@ impl Kms {
         }
     }
 
+    /// The keys of `user` for `period`: those issued before in this period,
+    /// or new ones, stored (sealed) before they are returned, so that every
+    /// request in one key period gets the same SSK/PVT/RSK (one key set
+    /// per user and key period, the set `KeyPeriodNo` names).
+    fn user_keys(
+        &mut self,
+        user: &str,
+        period: u64,
+        now_unix: u64,
+    ) -> Result<StoredUserKeys, KmsError> {
+        if let Some(keys) = self.store.user_keys(user, period)? {
+            return Ok(keys);
+        }
+        self.drbg.mix(&[
+            b"keyprov",
+            user.as_bytes(),
+            &period.to_be_bytes(),
+            &now_unix.to_be_bytes(),
+        ]);
+        let keys = self.community.issue(user, period, &mut self.drbg)?;
+        let keys = StoredUserKeys {
+            ssk: Zeroizing::new(keys.ssk.to_bytes().to_vec()),
+            rsk: Zeroizing::new(keys.rsk.to_bytes().to_vec()),
+            pvt: keys.pvt.to_bytes().to_vec(),
+        };
+        self.store
+            .save_user_keys(user, period, &keys, &mut self.drbg)?;
+        Ok(keys)
+    }
+
     /// Issues and records the key sets a keyprov request gets.
     fn key_sets(
         &mut self,
@@ -416,15 +466,8 @@ impl Kms {
         }
         let mut sets = Vec::with_capacity(periods.len());
         for period in periods {
-            self.drbg.mix(&[
-                b"keyprov",
-                user.as_bytes(),
-                &period.to_be_bytes(),
-                &now_unix.to_be_bytes(),
-            ]);
             let keys = self
-                .community
-                .issue(user, period, &mut self.drbg)
+                .user_keys(user, period, now_unix)
                 .map_err(|_| HttpResponse::error(500, "the KMS could not issue keys"))?;
             self.store
                 .record_issue(user, period, now_unix)
@@ -439,14 +482,19 @@ impl Kms {
                 cert_uri: None,
                 issuer: None,
                 user_uri: user.to_owned(),
-                user_id: hex::encode(keys.uid),
+                user_id: hex::encode(
+                    self.community
+                        .public()
+                        .uid(user, period)
+                        .map_err(|_| HttpResponse::error(500, "the KMS could not issue keys"))?,
+                ),
                 valid_from,
                 valid_to,
                 key_period_no: period,
                 revoked: Some(false),
-                user_decrypt_key: Zeroizing::new(keys.rsk.to_bytes().to_vec()),
-                user_signing_key_ssk: Zeroizing::new(keys.ssk.to_bytes().to_vec()),
-                user_pub_token_pvt: keys.pvt.to_bytes().to_vec(),
+                user_decrypt_key: keys.rsk,
+                user_signing_key_ssk: keys.ssk,
+                user_pub_token_pvt: keys.pvt,
             });
         }
         Ok(sets)

@@ -2,26 +2,47 @@
 //! log of issued key sets.
 //!
 //! ```sql
+//! meta      (key PRIMARY KEY, value BLOB)       -- 'store_check': sealed check record
 //! community (id = 1, kms_uri, key_period_len, key_period_offset,
-//!            ksak BLOB (32 octets), sakke_z BLOB (128 octets))
+//!            ksak BLOB (sealed 32 octets), sakke_z BLOB (sealed 128 octets))
 //! users     (uri PRIMARY KEY, token_sha256 BLOB (32 octets))
+//! user_keys (user_uri, key_period_no, ssk BLOB (sealed), rsk BLOB (sealed),
+//!            pvt BLOB, PRIMARY KEY (user_uri, key_period_no))
 //! issued    (id, user_uri, key_period_no, issued_unix)   -- never keys
 //! ```
 //!
-//! The secrets are stored as plain octets: protect the database file (it is
-//! created owner-only on Unix) or keep it on an encrypted volume.
+//! Secrets are sealed under the operator's [`StoreKey`] (AES-256-GCM, the
+//! record's identity as AAD; see [`crate::at_rest`]); the file is created
+//! owner-only before SQLite opens it.
 
 use std::path::Path;
 
+use rand_core::CryptoRng;
 use rusqlite::{Connection, OptionalExtension, params};
 use zeroize::Zeroizing;
 
 use crate::KmsError;
+use crate::at_rest::{StoreKey, open_sqlite};
 
-/// Schema version in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 1;
+/// Schema version in `PRAGMA user_version` (1: secrets in clear, refused).
+const SCHEMA_VERSION: i64 = 2;
+
+/// The store kind in the check record's identity.
+const STORE_KIND: &str = "mcx-kms";
 
 const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY NOT NULL,
+    value BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS user_keys (
+    user_uri TEXT NOT NULL,
+    key_period_no INTEGER NOT NULL,
+    ssk BLOB NOT NULL,
+    rsk BLOB NOT NULL,
+    pvt BLOB NOT NULL,
+    PRIMARY KEY (user_uri, key_period_no)
+);
 CREATE TABLE IF NOT EXISTS community (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     kms_uri TEXT NOT NULL,
@@ -54,6 +75,15 @@ pub(crate) struct StoredCommunity {
     pub(crate) sakke_z: Zeroizing<Vec<u8>>,
 }
 
+/// A user's keys for one key period as issued (octets as in KmsKeySet).
+pub(crate) struct StoredUserKeys {
+    /// # ⚠️ Warning: This value is key material
+    pub(crate) ssk: Zeroizing<Vec<u8>>,
+    /// # ⚠️ Warning: This value is key material
+    pub(crate) rsk: Zeroizing<Vec<u8>>,
+    pub(crate) pvt: Vec<u8>,
+}
+
 /// One row of the `issued` table: who got keys for which period, when.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IssuedRecord {
@@ -73,29 +103,69 @@ fn to_u64(v: i64) -> Result<u64, KmsError> {
     u64::try_from(v).map_err(|_| KmsError::Database("negative value in an unsigned column".into()))
 }
 
+/// The AAD parts of a sealed `community` column.
+fn community_record(column: &'static str) -> [&'static [u8]; 3] {
+    [b"community", column.as_bytes(), b"1"]
+}
+
+/// The AAD parts of a sealed `user_keys` column.
+fn user_keys_record<'a>(
+    column: &'static str,
+    user_uri: &'a str,
+    period: &'a [u8; 8],
+) -> [&'a [u8]; 4] {
+    [b"user_keys", column.as_bytes(), user_uri.as_bytes(), period]
+}
+
 pub(crate) struct Store {
     conn: Connection,
+    key: StoreKey,
 }
 
 impl Store {
-    pub(crate) fn open(path: Option<&Path>) -> Result<Self, KmsError> {
-        let conn = match path {
-            Some(path) => {
-                let conn = Connection::open(path)?;
-                restrict_permissions(path);
-                conn
-            }
-            None => Connection::open_in_memory()?,
-        };
+    /// Opens (creating if needed) the store; `None` = in memory. A store
+    /// file needs the operator's `key`; an in-memory store without one
+    /// seals under a random key that dies with it.
+    pub(crate) fn open(
+        path: Option<&Path>,
+        key: Option<&StoreKey>,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Self, KmsError> {
+        let (conn, key) = open_sqlite(path, key, rng)?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if version > SCHEMA_VERSION {
             return Err(KmsError::Database(format!(
                 "database schema version {version} is newer than this KMS ({SCHEMA_VERSION})"
             )));
         }
-        conn.execute_batch(SCHEMA)?;
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-        Ok(Self { conn })
+        if version == 1 {
+            return Err(KmsError::Database(
+                "database schema version 1 keeps the KMS secrets in clear; \
+                 this KMS seals them under a store key and does not convert: \
+                 start from a new database (the community keys change)"
+                    .into(),
+            ));
+        }
+        if version == SCHEMA_VERSION {
+            // The key is checked before anything is written.
+            let check: Vec<u8> = conn.query_row(
+                "SELECT value FROM meta WHERE key = 'store_check'",
+                [],
+                |r| r.get(0),
+            )?;
+            key.verify_check_record(STORE_KIND, &check)?;
+            conn.execute_batch(SCHEMA)?;
+        } else {
+            let tx = conn.unchecked_transaction()?;
+            tx.execute_batch(SCHEMA)?;
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('store_check', ?1)",
+                [key.check_record(STORE_KIND, rng)],
+            )?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+            tx.commit()?;
+        }
+        Ok(Self { conn, key })
     }
 
     pub(crate) fn load_community(&self) -> Result<Option<StoredCommunity>, KmsError> {
@@ -110,8 +180,8 @@ impl Store {
                         r.get::<_, String>(0)?,
                         r.get::<_, i64>(1)?,
                         r.get::<_, i64>(2)?,
-                        Zeroizing::new(r.get::<_, Vec<u8>>(3)?),
-                        Zeroizing::new(r.get::<_, Vec<u8>>(4)?),
+                        r.get::<_, Vec<u8>>(3)?,
+                        r.get::<_, Vec<u8>>(4)?,
                     ))
                 },
             )
@@ -121,14 +191,24 @@ impl Store {
                 kms_uri,
                 key_period_len: to_u64(len)?,
                 key_period_offset: to_u64(offset)?,
-                ksak,
-                sakke_z,
+                ksak: self.key.open(&community_record("ksak"), &ksak, "KSAK")?,
+                sakke_z: self.key.open(
+                    &community_record("sakke_z"),
+                    &sakke_z,
+                    "SAKKE master secret",
+                )?,
             })
         })
         .transpose()
     }
 
-    pub(crate) fn save_community(&self, c: &StoredCommunity) -> Result<(), KmsError> {
+    pub(crate) fn save_community(
+        &self,
+        c: &StoredCommunity,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(), KmsError> {
+        let ksak = self.key.seal(&community_record("ksak"), &c.ksak, rng);
+        let sakke_z = self.key.seal(&community_record("sakke_z"), &c.sakke_z, rng);
         self.conn.execute(
             "INSERT INTO community (id, kms_uri, key_period_len, key_period_offset, ksak, sakke_z)
              VALUES (1, ?1, ?2, ?3, ?4, ?5)",
@@ -136,8 +216,68 @@ impl Store {
                 c.kms_uri,
                 to_i64(c.key_period_len, "key period length")?,
                 to_i64(c.key_period_offset, "key period offset")?,
-                c.ksak.as_slice(),
-                c.sakke_z.as_slice(),
+                ksak,
+                sakke_z,
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The keys issued to `user_uri` for `key_period_no`, if any.
+    pub(crate) fn user_keys(
+        &self,
+        user_uri: &str,
+        key_period_no: u64,
+    ) -> Result<Option<StoredUserKeys>, KmsError> {
+        let period = to_i64(key_period_no, "key period number")?;
+        let row = self
+            .conn
+            .query_row(
+                "SELECT ssk, rsk, pvt FROM user_keys WHERE user_uri = ?1 AND key_period_no = ?2",
+                params![user_uri, period],
+                |r| {
+                    Ok((
+                        r.get::<_, Vec<u8>>(0)?,
+                        r.get::<_, Vec<u8>>(1)?,
+                        r.get::<_, Vec<u8>>(2)?,
+                    ))
+                },
+            )
+            .optional()?;
+        let Some((ssk, rsk, pvt)) = row else {
+            return Ok(None);
+        };
+        let period = key_period_no.to_be_bytes();
+        let record = |column| user_keys_record(column, user_uri, &period);
+        Ok(Some(StoredUserKeys {
+            ssk: self.key.open(&record("ssk"), &ssk, "issued SSK")?,
+            rsk: self.key.open(&record("rsk"), &rsk, "issued RSK")?,
+            pvt,
+        }))
+    }
+
+    /// Stores the keys issued to `user_uri` for `key_period_no` (the
+    /// first issue of a period; later requests get the same keys).
+    pub(crate) fn save_user_keys(
+        &self,
+        user_uri: &str,
+        key_period_no: u64,
+        keys: &StoredUserKeys,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(), KmsError> {
+        let period = key_period_no.to_be_bytes();
+        let record = |column| user_keys_record(column, user_uri, &period);
+        let ssk = self.key.seal(&record("ssk"), &keys.ssk, rng);
+        let rsk = self.key.seal(&record("rsk"), &keys.rsk, rng);
+        self.conn.execute(
+            "INSERT INTO user_keys (user_uri, key_period_no, ssk, rsk, pvt)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                user_uri,
+                to_i64(key_period_no, "key period number")?,
+                ssk,
+                rsk,
+                keys.pvt
             ],
         )?;
         Ok(())
@@ -238,17 +378,6 @@ pub fn close_connection(conn: Connection) -> Result<(), rusqlite::Error> {
     conn.close().map_err(|(_, e)| e)
 }
 
-/// Makes the database file readable by its owner only (it holds the KMS
-/// secrets). Best effort: a failure leaves the permissions as they were.
-#[cfg(unix)]
-fn restrict_permissions(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-}
-
-#[cfg(not(unix))]
-fn restrict_permissions(_path: &Path) {}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -262,7 +391,9 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("kms.sqlite");
         let wal = dir.join("kms.sqlite-wal");
-        let store = Store::open(Some(&path)).unwrap();
+        let key = StoreKey::from_bytes([1; 32]);
+        let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+        let store = Store::open(Some(&path), Some(&key), &mut rng).unwrap();
         let mode: String = store
             .conn
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
@@ -274,7 +405,7 @@ mod tests {
         assert!(wal.exists(), "the commit went to the WAL");
         close_connection(store.conn).unwrap();
         assert!(!wal.exists(), "the WAL was left behind");
-        let reopened = Store::open(Some(&path)).unwrap();
+        let reopened = Store::open(Some(&path), Some(&key), &mut rng).unwrap();
         assert_eq!(reopened.issued().unwrap().len(), 1);
         drop(reopened);
         let _ = std::fs::remove_dir_all(&dir);

@@ -31,7 +31,7 @@ fn token(user: &str, scope: &str, iat: u64, lifetime: u64) -> String {
 }
 
 fn kms() -> Kms {
-    let mut kms = Kms::open(None, config(), &mut TestRng(3)).unwrap();
+    let mut kms = Kms::open(None, None, config(), &mut TestRng(3)).unwrap();
     kms.require_access_tokens(
         TokenVerifier::new(&signer().public_key(), ISSUER, AUDIENCE).unwrap(),
     );

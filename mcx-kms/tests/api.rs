@@ -13,7 +13,7 @@ use mcx_kms::client::{
     parse_init_response, parse_key_prov_response, parse_key_prov_response_all,
 };
 use mcx_kms::http::HttpRequest;
-use mcx_kms::{IssuedRecord, Kms, KmsError, KmsUser, XmlError};
+use mcx_kms::{IssuedRecord, Kms, KmsError, KmsUser, StoreKey, StoreKeyError, XmlError};
 
 fn provision(kms: &mut Kms, user: &str, token: &str) -> mcx_ibc::kms::UserKeys {
     let init = kms.handle(&init_request(KMS_URI, user, token, NOW), NOW);
@@ -126,7 +126,8 @@ fn next_key_period_on_request() {
 fn community_survives_reopen() {
     let db = TempDb::new("reopen");
     let (kpak, z, uid) = {
-        let mut kms = Kms::open(Some(&db.0), config(), &mut TestRng(11)).unwrap();
+        let mut kms =
+            Kms::open(Some(&db.0), Some(&store_key()), config(), &mut TestRng(11)).unwrap();
         let alice = provision(&mut kms, ALICE, ALICE_TOKEN);
         let public = kms.community_public();
         (public.kpak, public.sakke_public.clone(), alice.uid)
@@ -138,7 +139,7 @@ fn community_survives_reopen() {
         assert_eq!(mode & 0o077, 0, "database readable by others: {mode:o}");
     }
     // Another RNG: a regenerated community would differ.
-    let mut kms = Kms::open(Some(&db.0), config(), &mut TestRng(99)).unwrap();
+    let mut kms = Kms::open(Some(&db.0), Some(&store_key()), config(), &mut TestRng(99)).unwrap();
     assert_eq!(kms.community_public().kpak, kpak);
     assert_eq!(kms.community_public().sakke_public, z);
     // Keys issued after the restart validate against the old certificate.
@@ -153,13 +154,13 @@ fn community_survives_reopen() {
     let mut other = config();
     other.key_period_len = PERIOD * 2;
     assert!(matches!(
-        Kms::open(Some(&db.0), other, &mut TestRng(1)),
+        Kms::open(Some(&db.0), Some(&store_key()), other, &mut TestRng(1)),
         Err(KmsError::Config(_))
     ));
     let mut other = config();
     other.kms_uri = "kms.other.org".into();
     assert!(matches!(
-        Kms::open(Some(&db.0), other, &mut TestRng(1)),
+        Kms::open(Some(&db.0), Some(&store_key()), other, &mut TestRng(1)),
         Err(KmsError::Config(_))
     ));
 
@@ -168,7 +169,7 @@ fn community_survives_reopen() {
     let mut fewer = config();
     fewer.users.retain(|u| u.uri == ALICE);
     fewer.users[0].token = "alice-new-token".into();
-    let mut kms = Kms::open(Some(&db.0), fewer, &mut TestRng(2)).unwrap();
+    let mut kms = Kms::open(Some(&db.0), Some(&store_key()), fewer, &mut TestRng(2)).unwrap();
     let r = kms.handle(&key_prov_request(KMS_URI, BOB, BOB_TOKEN, NOW), NOW);
     assert_eq!(r.status, 401);
     let r = kms.handle(&key_prov_request(KMS_URI, ALICE, ALICE_TOKEN, NOW), NOW);
@@ -182,15 +183,141 @@ fn community_survives_reopen() {
 
 #[test]
 fn same_seed_replays() {
-    let mut a = Kms::open(None, config(), &mut TestRng(5)).unwrap();
-    let mut b = Kms::open(None, config(), &mut TestRng(5)).unwrap();
+    let mut a = Kms::open(None, None, config(), &mut TestRng(5)).unwrap();
+    let mut b = Kms::open(None, None, config(), &mut TestRng(5)).unwrap();
     let req = key_prov_request(KMS_URI, ALICE, ALICE_TOKEN, NOW);
     assert_eq!(a.handle(&req, NOW), b.handle(&req, NOW));
-    // The DRBG moves on: a second issue has a fresh PVT.
-    let community = a.community_public().clone();
-    let first = parse_key_prov_response(ok(&a.handle(&req, NOW)), &community, ALICE, NOW).unwrap();
-    let second = parse_key_prov_response(ok(&a.handle(&req, NOW)), &community, ALICE, NOW).unwrap();
-    assert_ne!(first.pvt, second.pvt);
+}
+
+/// One key set per user and key period: asking again in the same period
+/// returns the same SSK, PVT and RSK (a new PVT each time would make every
+/// earlier signature's PVT one of many valid ones, and clients that
+/// re-provision would hold keys that differ from their peers' view); the
+/// next period has other keys. The issued keys survive a restart.
+#[test]
+fn same_keys_within_a_key_period() {
+    let db = TempDb::new("stable");
+    let mut kms = Kms::open(Some(&db.0), Some(&store_key()), config(), &mut TestRng(5)).unwrap();
+    let community = kms.community_public().clone();
+    let req = key_prov_request(KMS_URI, ALICE, ALICE_TOKEN, NOW);
+    let first =
+        parse_key_prov_response(ok(&kms.handle(&req, NOW)), &community, ALICE, NOW).unwrap();
+    let later = NOW + 60;
+    let again = kms.handle(&key_prov_request(KMS_URI, ALICE, ALICE_TOKEN, later), later);
+    let again = parse_key_prov_response(ok(&again), &community, ALICE, later).unwrap();
+    assert_eq!(first.pvt, again.pvt);
+    assert_eq!(first.ssk.to_bytes(), again.ssk.to_bytes());
+    assert_eq!(first.rsk.to_bytes(), again.rsk.to_bytes());
+    // Bob's keys are his own.
+    let bob = kms.handle(&key_prov_request(KMS_URI, BOB, BOB_TOKEN, NOW), NOW);
+    let bob = parse_key_prov_response(ok(&bob), &community, BOB, NOW).unwrap();
+    assert_ne!(bob.pvt, first.pvt);
+    // Next period: other keys.
+    let next_t = NOW + PERIOD;
+    let next = kms.handle(
+        &key_prov_request(KMS_URI, ALICE, ALICE_TOKEN, next_t),
+        next_t,
+    );
+    let next = parse_key_prov_response(ok(&next), &community, ALICE, next_t).unwrap();
+    assert_ne!(next.key_period_no, first.key_period_no);
+    assert_ne!(next.pvt, first.pvt);
+    assert_ne!(next.ssk.to_bytes(), first.ssk.to_bytes());
+    kms.close().unwrap();
+    // After a restart (another DRBG seed), the same keys again.
+    let mut kms = Kms::open(Some(&db.0), Some(&store_key()), config(), &mut TestRng(6)).unwrap();
+    let after =
+        parse_key_prov_response(ok(&kms.handle(&req, NOW)), &community, ALICE, NOW).unwrap();
+    assert_eq!(after.pvt, first.pvt);
+    assert_eq!(after.ssk.to_bytes(), first.ssk.to_bytes());
+    // Every request is still in the audit log.
+    assert_eq!(kms.issued().unwrap().len(), 5);
+}
+
+/// The database file holds no secret in clear: neither the community
+/// secrets (KSAK, z) nor any issued SSK or RSK appear in its octets
+/// (nor in a WAL/journal, which `close` leaves none of).
+#[test]
+fn store_file_holds_no_plaintext_secret() {
+    let db = TempDb::new("sealed");
+    let mut kms = Kms::open(Some(&db.0), Some(&store_key()), config(), &mut TestRng(21)).unwrap();
+    let community = kms.community_public().clone();
+    let alice = kms.handle(&key_prov_request(KMS_URI, ALICE, ALICE_TOKEN, NOW), NOW);
+    let alice = parse_key_prov_response(ok(&alice), &community, ALICE, NOW).unwrap();
+    kms.close().unwrap();
+    let file = std::fs::read(&db.0).unwrap();
+    let contains = |needle: &[u8]| file.windows(needle.len()).any(|w| w == needle);
+    let ssk = alice.ssk.to_bytes();
+    let rsk = alice.rsk.to_bytes();
+    assert!(!contains(&ssk[..]), "SSK in clear");
+    assert!(!contains(&rsk[..]), "RSK in clear");
+    // The community secrets, as the same RNG generates them (after the
+    // nonce of the store's check record).
+    let mut rng = TestRng(21);
+    rand_core::Rng::fill_bytes(&mut rng, &mut [0u8; 12]);
+    let twin = mcx_ibc::kms::Community::generate(KMS_URI, PERIOD, 0, &mut rng).unwrap();
+    assert_eq!(twin.public().kpak, community.kpak, "twin differs");
+    assert!(!contains(&twin.ksak().to_bytes()[..]), "KSAK in clear");
+    assert!(!contains(&twin.sakke_master().to_bytes()[..]), "z in clear");
+    // The PVT is public and is stored as it is (the test can see it).
+    assert!(contains(&alice.pvt.to_bytes()));
+}
+
+/// A store file needs the operator's key: none → a clear error naming
+/// the variables; another key → "store key does not open this store";
+/// neither touches the file's contents.
+#[test]
+fn store_key_missing_or_wrong_is_refused() {
+    let db = TempDb::new("keyed");
+    assert_eq!(
+        Kms::open(Some(&db.0), None, config(), &mut TestRng(1)).unwrap_err(),
+        KmsError::StoreKey(StoreKeyError::Missing)
+    );
+    let kms = Kms::open(Some(&db.0), Some(&store_key()), config(), &mut TestRng(1)).unwrap();
+    kms.close().unwrap();
+    let before = std::fs::read(&db.0).unwrap();
+    let wrong = StoreKey::from_bytes([0xa5; 32]);
+    let err = Kms::open(Some(&db.0), Some(&wrong), config(), &mut TestRng(2)).unwrap_err();
+    assert_eq!(err, KmsError::StoreKey(StoreKeyError::WrongKey));
+    assert_eq!(err.to_string(), "store key does not open this store");
+    assert_eq!(
+        Kms::open(Some(&db.0), None, config(), &mut TestRng(2)).unwrap_err(),
+        KmsError::StoreKey(StoreKeyError::Missing)
+    );
+    assert!(
+        KmsError::StoreKey(StoreKeyError::Missing)
+            .to_string()
+            .contains("MCX_STORE_KEY")
+    );
+    assert!(
+        std::fs::read(&db.0).unwrap() == before,
+        "a refused open changed the store"
+    );
+    // The right key still opens it.
+    Kms::open(Some(&db.0), Some(&store_key()), config(), &mut TestRng(3)).unwrap();
+}
+
+/// The store file and SQLite's companions are owner-only from the start:
+/// right after open, before any request, the file is 0600; a WAL made
+/// while it runs is too.
+#[cfg(unix)]
+#[test]
+fn store_file_is_owner_only_from_the_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = TempDb::new("mode");
+    let kms = Kms::open(Some(&db.0), Some(&store_key()), config(), &mut TestRng(4)).unwrap();
+    let mode = std::fs::metadata(&db.0).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "database mode {mode:o}");
+    drop(kms);
+    // SQLite gives its -wal and -shm files the database file's mode.
+    let conn = rusqlite::Connection::open(&db.0).unwrap();
+    let _: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .unwrap();
+    conn.execute("CREATE TABLE probe (x)", []).unwrap();
+    let wal = db.0.with_extension("sqlite-wal");
+    let mode = std::fs::metadata(&wal).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "WAL mode {mode:o}");
+    drop(conn);
 }
 
 fn assert_no_keys(body: &[u8]) {
@@ -395,7 +522,7 @@ fn tampered_key_sets_are_rejected() {
         }
     ));
     // Keys from another KMS do not validate under this community.
-    let mut other = Kms::open(None, config(), &mut TestRng(77)).unwrap();
+    let mut other = Kms::open(None, None, config(), &mut TestRng(77)).unwrap();
     let foreign = other.handle(&key_prov_request(KMS_URI, ALICE, ALICE_TOKEN, NOW), NOW);
     assert!(matches!(
         parse_key_prov_response(ok(&foreign), &community, ALICE, NOW).unwrap_err(),
@@ -424,6 +551,7 @@ fn debug_never_prints_secrets() {
     let user = KmsUser {
         uri: ALICE.into(),
         token: ALICE_TOKEN.into(),
+        security: None,
     };
     let request = key_prov_request(KMS_URI, ALICE, ALICE_TOKEN, NOW);
     let response = kms.handle(&request, NOW);
@@ -477,31 +605,31 @@ fn bad_configurations_are_refused() {
     let mut c = config();
     c.kms_uri = " ".into();
     assert!(matches!(
-        Kms::open(None, c, &mut rng),
+        Kms::open(None, None, c, &mut rng),
         Err(KmsError::Config(_))
     ));
     let mut c = config();
     c.key_period_len = 0;
     assert!(matches!(
-        Kms::open(None, c, &mut rng),
+        Kms::open(None, None, c, &mut rng),
         Err(KmsError::Config(_))
     ));
     let mut c = config();
     c.users[1].token = ALICE_TOKEN.into();
     assert!(matches!(
-        Kms::open(None, c, &mut rng),
+        Kms::open(None, None, c, &mut rng),
         Err(KmsError::Config(_))
     ));
     let mut c = config();
     c.users[1].uri = ALICE.into();
     assert!(matches!(
-        Kms::open(None, c, &mut rng),
+        Kms::open(None, None, c, &mut rng),
         Err(KmsError::Config(_))
     ));
     let mut c = config();
     c.users[0].token.clear();
     assert!(matches!(
-        Kms::open(None, c, &mut rng),
+        Kms::open(None, None, c, &mut rng),
         Err(KmsError::Config(_))
     ));
 }
@@ -509,7 +637,7 @@ fn bad_configurations_are_refused() {
 #[test]
 #[ignore = "prints sample documents for docs/kms.md"]
 fn print_samples() {
-    let mut kms = Kms::open(None, config(), &mut TestRng(8)).unwrap();
+    let mut kms = Kms::open(None, None, config(), &mut TestRng(8)).unwrap();
     let req = key_prov_request(KMS_URI, ALICE, ALICE_TOKEN, NOW);
     println!("{}", String::from_utf8_lossy(&req.body));
     let init = kms.handle(&init_request(KMS_URI, ALICE, ALICE_TOKEN, NOW), NOW);

@@ -19,9 +19,16 @@ async fn kms() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
         users: vec![KmsUser {
             uri: ALICE.into(),
             token: "alice-token".into(),
+            security: None,
         }],
     };
-    let kms = Kms::open(None, config, &mut rand_core::UnwrapErr(getrandom::SysRng)).unwrap();
+    let kms = Kms::open(
+        None,
+        None,
+        config,
+        &mut rand_core::UnwrapErr(getrandom::SysRng),
+    )
+    .unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     (

@@ -271,6 +271,24 @@ fn warn_in_memory(what: &str, database: Option<&std::path::Path>) {
     }
 }
 
+/// The operator's store key of a node: its topology's `store_key_file`,
+/// else `MCX_STORE_KEY` / `MCX_STORE_KEY_FILE`. A store in memory needs
+/// none (it seals under a random key that dies with the process); a
+/// database file without one is refused with the error naming the ways
+/// to give it.
+fn store_key(
+    what: &str,
+    database: Option<&std::path::Path>,
+    key_file: Option<&std::path::Path>,
+) -> Result<Option<mcx_kms::StoreKey>, CliError> {
+    let key = match key_file {
+        Some(path) => mcx_kms::StoreKey::read_file(path).map(Some),
+        None if database.is_none() => return Ok(None),
+        None => mcx_kms::StoreKey::from_env().map(Some),
+    };
+    key.map_err(|e| failed(format!("{what}: {e}")))
+}
+
 /// Opens the KMS and serves it.
 pub(crate) fn start_kms(
     t: &Topology,
@@ -283,21 +301,25 @@ pub(crate) fn start_kms(
         .map(|u| mcx_kms::KmsUser {
             uri: u.uri.clone(),
             token: u.token.clone(),
+            security: u.kms_security(),
         })
         .collect();
     users.push(mcx_kms::KmsUser {
         uri: t.gms.uri.clone(),
         token: t.gms.token.clone(),
+        security: None,
     });
     // The servers' identities: clients encrypt their CSKs to them.
     users.push(mcx_kms::KmsUser {
         uri: t.controlling.uri.clone(),
         token: Topology::server_token(&t.controlling.uri, t.controlling.token.as_ref()),
+        security: None,
     });
     for s in &t.mc_servers {
         users.push(mcx_kms::KmsUser {
             uri: s.uri.clone(),
             token: Topology::server_token(&s.uri, s.token.as_ref()),
+            security: None,
         });
     }
     let config = mcx_kms::KmsConfig {
@@ -306,8 +328,18 @@ pub(crate) fn start_kms(
         key_period_offset: t.kms.key_period_offset,
         users,
     };
-    let mut kms = mcx_kms::Kms::open(t.kms.database.as_deref(), config, &mut mcx_net::os_rng())
-        .map_err(|e| failed(format!("KMS: {e}")))?;
+    let key = store_key(
+        "KMS",
+        t.kms.database.as_deref(),
+        t.kms.store_key_file.as_deref(),
+    )?;
+    let mut kms = mcx_kms::Kms::open(
+        t.kms.database.as_deref(),
+        key.as_ref(),
+        config,
+        &mut mcx_net::os_rng(),
+    )
+    .map_err(|e| failed(format!("KMS: {e}")))?;
     if let Some(v) = crate::identity::verifier(t)? {
         kms.require_access_tokens(v);
     }
@@ -333,7 +365,7 @@ pub(crate) async fn start_gms(
         .map_err(|e| failed(format!("GMS login at the IdMS: {e}")))?;
     // The GMS may start before the KMS, like any client of it.
     let (community, keys) = with_retries(&t.gms.uri, "KMS", || {
-        mcx_client::provision_keys(&t.kms.uri, &t.gms.uri, &token, kms_http)
+        mcx_client::provision_keys(&t.kms.uri, &t.gms.uri, &token, kms_http, None)
     })
     .await
     .map_err(|e| failed(format!("GMS provisioning from the KMS: {e}")))?;
@@ -359,9 +391,15 @@ pub(crate) async fn start_gms(
         gmk_lifetime_secs: t.gms.gmk_lifetime_secs,
     };
     let db = t.gms.database.clone();
+    let key = store_key(
+        "GMS",
+        t.gms.database.as_deref(),
+        t.gms.store_key_file.as_deref(),
+    )?;
     let mut gms = tokio::task::spawn_blocking(move || {
         mcx_gms::Gms::open(
             db.as_deref(),
+            key.as_ref(),
             config,
             community,
             keys,
@@ -698,6 +736,7 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
             kms_uri: t.kms.uri.clone(),
             kms_http: bound.kms_http,
             gms_http: bound.gms_http,
+            kms_security: user.kms_security(),
         };
         let (topology, idms_http, secret) = (t.clone(), bound.idms_http, user.token.clone());
         pending.push((
@@ -826,7 +865,7 @@ fn fetch_identity(
             }
         };
         let keys = with_retries(&uri, "KMS", || {
-            mcx_client::provision_keys(&kms_uri, &uri, &token, kms_http)
+            mcx_client::provision_keys(&kms_uri, &uri, &token, kms_http, None)
         })
         .await;
         match keys {

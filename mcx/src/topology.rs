@@ -189,6 +189,11 @@ pub(crate) struct KmsNode {
     pub(crate) http: SocketAddr,
     /// SQLite file; absent = in memory (secrets die with the process).
     pub(crate) database: Option<PathBuf>,
+    /// File holding the store key the secrets in `database` are sealed
+    /// under (64 hex digits or 32 octets); absent = `MCX_STORE_KEY` or
+    /// `MCX_STORE_KEY_FILE`.
+    #[serde(default)]
+    pub(crate) store_key_file: Option<PathBuf>,
     /// UserKeyPeriod in seconds.
     #[serde(default = "default_key_period")]
     pub(crate) key_period_len: u64,
@@ -251,6 +256,10 @@ pub(crate) struct GmsNode {
     pub(crate) http: SocketAddr,
     /// SQLite file; absent = in memory.
     pub(crate) database: Option<PathBuf>,
+    /// File holding the store key the GMKs in `database` are sealed under;
+    /// absent = `MCX_STORE_KEY` or `MCX_STORE_KEY_FILE`.
+    #[serde(default)]
+    pub(crate) store_key_file: Option<PathBuf>,
     /// GMK lifetime in seconds.
     #[serde(default = "default_key_period")]
     pub(crate) gmk_lifetime_secs: u64,
@@ -327,6 +336,17 @@ pub(crate) struct Group {
     pub(crate) members: Vec<String>,
 }
 
+/// A key from the topology in hex; `Debug` does not print it.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct HexSecret(pub(crate) String);
+
+impl std::fmt::Debug for HexSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 /// An MC service user and its client.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -334,6 +354,14 @@ pub(crate) struct User {
     pub(crate) uri: String,
     #[serde(alias = "password")]
     pub(crate) token: String,
+    /// TrK (TS 33.180 D.1 security extension), 64 hex digits, shared
+    /// with the KMS out of band; with `ink`, the KMS signs and encrypts
+    /// this user's key provisioning and the client requires it.
+    #[serde(default)]
+    pub(crate) trk: Option<HexSecret>,
+    /// InK (D.1), 64 hex digits; set with `trk` or not at all.
+    #[serde(default)]
+    pub(crate) ink: Option<HexSecret>,
     pub(crate) sip: SocketAddr,
     pub(crate) floor: SocketAddr,
     #[serde(default)]
@@ -409,6 +437,15 @@ impl SipTimers {
     }
 }
 
+impl User {
+    /// The user's TrK/InK, if the topology gives them (checked by
+    /// [`Topology::parse`]).
+    pub(crate) fn kms_security(&self) -> Option<mcx_kms::secext::SecurityKeys> {
+        let (trk, ink) = (self.trk.as_ref()?, self.ink.as_ref()?);
+        mcx_kms::secext::SecurityKeys::from_hex(&trk.0, &ink.0).ok()
+    }
+}
+
 impl Topology {
     /// Parses and checks a topology; `path` names it in errors.
     pub(crate) fn parse(text: &str, path: &str) -> Result<Self, CliError> {
@@ -426,6 +463,16 @@ impl Topology {
     /// Cross-references: every name used is defined once.
     fn check(&self) -> Result<(), String> {
         self.floor.spk_keys()?;
+        for u in &self.users {
+            match (&u.trk, &u.ink) {
+                (None, None) => {}
+                (Some(trk), Some(ink)) => {
+                    mcx_kms::secext::SecurityKeys::from_hex(&trk.0, &ink.0)
+                        .map_err(|e| format!("user {}: {e}", u.uri))?;
+                }
+                _ => return Err(format!("user {}: give both trk and ink, or neither", u.uri)),
+            }
+        }
         let d = self.deadlines;
         if !(0 < d.member_ms && d.member_ms < d.group_ms && d.group_ms < d.call_ms) {
             return Err(format!(
@@ -561,10 +608,16 @@ impl Topology {
             for m in 0..members {
                 let uri = format!("sip:g{g}-m{m}@{domain}");
                 list.push(uri.clone());
+                // Each generated user gets its own TrK/InK (the topology
+                // lives in this one process).
+                let (trk, ink) =
+                    mcx_kms::secext::SecurityKeys::generate(&mut mcx_net::os_rng()).to_hex();
                 t.users.push(User {
                     uri,
                     token: format!("token-g{g}-m{m}"),
                     allowed_initiators: None,
+                    trk: Some(HexSecret(trk.to_string())),
+                    ink: Some(HexSecret(ink.to_string())),
                     ..base_user.clone()
                 });
             }
@@ -629,6 +682,38 @@ mod tests {
         let err = Topology::parse(&text, "t.toml").unwrap_err().to_string();
         assert!(err.contains("sip:ghost@mcx.example"), "{err}");
         assert!(err.starts_with("t.toml"), "{err}");
+    }
+
+    /// The demo's users carry a TrK/InK each (TS 33.180 D.1), all
+    /// different; generated users get their own; half a pair or a
+    /// malformed key is refused naming the user.
+    #[test]
+    fn users_have_their_own_trk_and_ink() {
+        let t = Topology::parse(DEFAULT, "default").unwrap();
+        let keys: BTreeSet<(String, String)> = t
+            .users
+            .iter()
+            .map(|u| {
+                assert!(u.kms_security().is_some(), "{} has no TrK/InK", u.uri);
+                (u.trk.clone().unwrap().0, u.ink.clone().unwrap().0)
+            })
+            .collect();
+        assert_eq!(keys.len(), t.users.len());
+        let g = Topology::generated(2, 3).unwrap();
+        let trks: BTreeSet<&str> = g
+            .users
+            .iter()
+            .filter_map(|u| u.trk.as_ref().map(|k| k.0.as_str()))
+            .collect();
+        assert_eq!(trks.len(), g.users.len());
+        let dispatcher_ink = t.users[0].ink.clone().unwrap().0;
+        assert!(!format!("{:?}", t.users[0]).contains(&dispatcher_ink));
+        let half = DEFAULT.replacen(&format!("ink = \"{dispatcher_ink}\"\n"), "", 1);
+        let err = Topology::parse(&half, "t.toml").unwrap_err().to_string();
+        assert!(err.contains("give both trk and ink"), "{err}");
+        let bad = DEFAULT.replacen(&dispatcher_ink, "abcd", 1);
+        let err = Topology::parse(&bad, "t.toml").unwrap_err().to_string();
+        assert!(err.contains("ink is not 64 hex digits"), "{err}");
     }
 
     #[test]

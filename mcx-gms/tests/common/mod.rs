@@ -94,6 +94,11 @@ pub struct World {
     pub receivers: BTreeMap<(String, u64), ReceiverKey>,
 }
 
+/// The operator store key of the file-backed tests.
+pub fn store_key() -> mcx_kms::StoreKey {
+    mcx_kms::StoreKey::from_bytes([0x3e; 32])
+}
+
 impl World {
     pub fn new(seed: u64) -> Self {
         let mut rng = TestRng(seed);
@@ -110,11 +115,22 @@ impl World {
     }
 
     pub fn open(&mut self, db: Option<&Path>, config: GmsConfig, now: u64) -> Gms {
+        self.try_open(db, Some(&store_key()), config, now).unwrap()
+    }
+
+    /// Opens with an explicit store key (or none).
+    pub fn try_open(
+        &mut self,
+        db: Option<&Path>,
+        key: Option<&mcx_kms::StoreKey>,
+        config: GmsConfig,
+        now: u64,
+    ) -> Result<Gms, mcx_gms::GmsError> {
         let keys = self
             .community
             .issue(GMS, period_of(&self.kms, now), &mut self.rng)
             .unwrap();
-        Gms::open(db, config, self.kms.clone(), keys, now, &mut self.rng).unwrap()
+        Gms::open(db, key, config, self.kms.clone(), keys, now, &mut self.rng)
     }
 
     pub fn receiver(&mut self, uri: &str, period: u64) -> &ReceiverKey {

@@ -14,18 +14,27 @@
 //! public implementations reproduce it (see `docs/kms.md` for sources and
 //! for what could not be confirmed). Keys are `xs:hexBinary`: points as
 //! `04 || x || y`, the SSK as 32 big-endian octets. The `UserID` is the
-//! 32-octet UID in hex. The security extension (TrK-encrypted
-//! `EncKeyContentType` keys, signed requests and responses) is not
-//! implemented.
+//! 32-octet UID in hex.
+//!
+//! The security extension ([`crate::secext`]): [`KmsResponse::to_signed_xml`]
+//! writes a `SignedKmsResponse` whose secret keys are TrK-encrypted
+//! `EncKeyContentType`s and whose `KmsResponse` is signed with the InK;
+//! [`KmsResponse::from_signed_xml`] verifies, decrypts and parses it.
+//! Signed requests are not implemented.
 
 mod datetime;
 mod dom;
 
+use rand_core::CryptoRng;
 use zeroize::{Zeroize, Zeroizing};
 
 pub use self::datetime::{format_date_time, parse_date_time};
 use self::dom::{Element, sanitize};
 use crate::error::XmlError;
+use crate::secext::{
+    self, AES256_GCM, C14N, DSIG_NAMESPACE, HMAC_SHA256, SIGNED_RESPONSE_ID, SecExtError,
+    SecurityKeys, XENC_NAMESPACE,
+};
 
 /// The Annex D namespace.
 pub const NAMESPACE: &str = "urn:3gpp:ns:mcsecKMSInterface:1.0";
@@ -176,18 +185,50 @@ impl core::fmt::Debug for KmsKeySet {
 // Encoding
 // ---------------------------------------------------------------------------
 
-/// A document under construction; indents two spaces per level.
-struct Writer {
+/// Encrypts a secret key under the TrK into a base64 `CipherValue`.
+type KeyEncryptor<'a> = &'a mut dyn FnMut(&[u8]) -> String;
+
+/// A document under construction; indents two spaces per level. With an
+/// encryptor, secret keys are written as `EncKeyContentType`.
+struct Writer<'a> {
     out: String,
     depth: usize,
+    encrypt: Option<KeyEncryptor<'a>>,
 }
 
-impl Writer {
+impl<'a> Writer<'a> {
     fn new() -> Self {
         Self {
             out: String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"),
             depth: 0,
+            encrypt: None,
         }
+    }
+
+    /// An element (no XML declaration) whose secret keys are encrypted.
+    fn encrypting(encrypt: KeyEncryptor<'a>) -> Self {
+        Self {
+            out: String::new(),
+            depth: 0,
+            encrypt: Some(encrypt),
+        }
+    }
+
+    /// A secret key element: `EncKeyContentType` under the TrK when
+    /// encrypting, else plain hex.
+    fn secret_key(&mut self, name: &str, bytes: &[u8]) {
+        let Some(encrypt) = self.encrypt.as_mut() else {
+            self.key(name, bytes);
+            return;
+        };
+        let cipher_value = encrypt(bytes);
+        self.open(name, &[("xsi:type", "EncKeyContentType")]);
+        self.open("xenc:EncryptionMethod", &[("Algorithm", AES256_GCM)]);
+        self.close("xenc:EncryptionMethod");
+        self.open("xenc:CipherData", &[]);
+        self.leaf("xenc:CipherValue", &cipher_value);
+        self.close("xenc:CipherData");
+        self.close(name);
     }
 
     fn indent(&mut self) {
@@ -311,14 +352,32 @@ impl KmsResponse {
     /// Encodes the response as a `KmsResponse` document.
     pub fn to_xml(&self) -> Vec<u8> {
         let mut w = Writer::new();
-        w.open(
-            "KmsResponse",
-            &[
-                ("xmlns", NAMESPACE),
-                ("xmlns:xsi", XSI_NAMESPACE),
-                ("Version", RESPONSE_VERSION),
-            ],
-        );
+        self.write(&mut w, None);
+        w.finish()
+    }
+
+    /// Encodes the response with the security extension for the client
+    /// holding `keys`: the secret keys of every `KmsKeySet` encrypted under
+    /// the TrK (fresh IVs from `rng`) and the whole `KmsResponse` signed
+    /// with the InK, in a `SignedKmsResponse` document.
+    pub fn to_signed_xml(&self, keys: &SecurityKeys, rng: &mut impl CryptoRng) -> Vec<u8> {
+        let mut encrypt = |plain: &[u8]| keys.encrypt_key(plain, rng);
+        let mut w = Writer::encrypting(&mut encrypt);
+        self.write(&mut w, Some(SIGNED_RESPONSE_ID));
+        let response = w.out;
+        keys.sign_response(response.trim_end())
+    }
+
+    fn write(&self, w: &mut Writer<'_>, id: Option<&str>) {
+        let mut attrs = vec![("xmlns", NAMESPACE), ("xmlns:xsi", XSI_NAMESPACE)];
+        if w.encrypt.is_some() {
+            attrs.push(("xmlns:xenc", XENC_NAMESPACE));
+        }
+        if let Some(id) = id {
+            attrs.push(("Id", id));
+        }
+        attrs.push(("Version", RESPONSE_VERSION));
+        w.open("KmsResponse", &attrs);
         w.leaf("KmsUri", &self.kms_uri);
         w.leaf("UserUri", &self.user_uri);
         w.leaf("Time", &format_date_time(self.time));
@@ -328,20 +387,19 @@ impl KmsResponse {
         match &self.message {
             KmsMessage::Init(cert) => {
                 w.open("KmsInit", &[("Version", MESSAGE_VERSION)]);
-                cert.write(&mut w);
+                cert.write(w);
                 w.close("KmsInit");
             }
             KmsMessage::KeyProv(sets) => {
                 w.open("KmsKeyProv", &[("Version", MESSAGE_VERSION)]);
                 for set in sets {
-                    set.write(&mut w);
+                    set.write(w);
                 }
                 w.close("KmsKeyProv");
             }
         }
         w.close("KmsMessage");
         w.close("KmsResponse");
-        w.finish()
     }
 
     /// Parses a `KmsResponse` document carrying a `KmsInit` or a
@@ -350,6 +408,28 @@ impl KmsResponse {
     /// # Errors
     /// An [`XmlError`] naming what was wrong.
     pub fn from_xml(doc: &[u8]) -> Result<Self, XmlError> {
+        Self::read(doc, None)
+    }
+
+    /// Parses a `SignedKmsResponse` made for the client holding `keys`
+    /// (TS 33.180 D.1 security extension): the HMAC-SHA256 signature over
+    /// `SignedInfo` must verify under the InK, the SHA-256 digest must be
+    /// that of the `KmsResponse`'s octets, and every secret key must be
+    /// `EncKeyContentType` and decrypt under the TrK. Only the octets the
+    /// signature covers are parsed.
+    ///
+    /// # Errors
+    /// [`XmlError::SecExt`] with [`SecExtError::NotSigned`] for a bare
+    /// `KmsResponse`, [`SecExtError::BadSignature`],
+    /// [`SecExtError::DigestMismatch`], [`SecExtError::Algorithm`],
+    /// [`SecExtError::KeyNotEncrypted`] or [`SecExtError::Decrypt`]; other
+    /// [`XmlError`]s for a malformed document.
+    pub fn from_signed_xml(doc: &[u8], keys: &SecurityKeys) -> Result<Self, XmlError> {
+        let response = verify_signed_response(doc, keys)?;
+        Self::read(response.as_bytes(), Some(keys))
+    }
+
+    fn read(doc: &[u8], keys: Option<&SecurityKeys>) -> Result<Self, XmlError> {
         let root = parse_root(doc, "KmsResponse")?;
         let mut seq = Seq::new(&root, "KmsResponse")?;
         let kms_uri = uri(seq.required("KmsUri")?, "KmsUri")?;
@@ -374,7 +454,7 @@ impl KmsResponse {
             let sets = prov_seq
                 .repeated("KmsKeySet")
                 .into_iter()
-                .map(KmsKeySet::read)
+                .map(|set| KmsKeySet::read(set, keys))
                 .collect::<Result<Vec<_>, _>>()?;
             prov_seq.finish()?;
             KmsMessage::KeyProv(sets)
@@ -397,7 +477,7 @@ impl KmsResponse {
 }
 
 impl KmsCertificate {
-    fn write(&self, w: &mut Writer) {
+    fn write(&self, w: &mut Writer<'_>) {
         let mut attrs = vec![("Version", CERT_VERSION)];
         if let Some(role) = &self.role {
             attrs.push(("Role", role.as_str()));
@@ -481,7 +561,7 @@ impl KmsCertificate {
 }
 
 impl KmsKeySet {
-    fn write(&self, w: &mut Writer) {
+    fn write(&self, w: &mut Writer<'_>) {
         w.open("KmsKeySet", &[("Version", CERT_VERSION)]);
         w.leaf("KmsUri", &self.kms_uri);
         w.opt_leaf("CertUri", self.cert_uri.as_deref());
@@ -492,13 +572,13 @@ impl KmsKeySet {
         w.opt_time("ValidTo", self.valid_to);
         w.leaf("KeyPeriodNo", &self.key_period_no.to_string());
         w.opt_bool("Revoked", self.revoked);
-        w.key("UserDecryptKey", &self.user_decrypt_key);
-        w.key("UserSigningKeySSK", &self.user_signing_key_ssk);
+        w.secret_key("UserDecryptKey", &self.user_decrypt_key);
+        w.secret_key("UserSigningKeySSK", &self.user_signing_key_ssk);
         w.key("UserPubTokenPVT", &self.user_pub_token_pvt);
         w.close("KmsKeySet");
     }
 
-    fn read(el: &Element) -> Result<Self, XmlError> {
+    fn read(el: &Element, keys: Option<&SecurityKeys>) -> Result<Self, XmlError> {
         let mut seq = Seq::new(el, "KmsKeySet")?;
         let set = Self {
             kms_uri: uri(seq.required("KmsUri")?, "KmsUri")?,
@@ -525,10 +605,15 @@ impl KmsKeySet {
                 .optional("Revoked")
                 .map(|e| boolean(e, "Revoked"))
                 .transpose()?,
-            user_decrypt_key: key_content(seq.required("UserDecryptKey")?, "UserDecryptKey")?,
-            user_signing_key_ssk: key_content(
+            user_decrypt_key: secret_key_content(
+                seq.required("UserDecryptKey")?,
+                "UserDecryptKey",
+                keys,
+            )?,
+            user_signing_key_ssk: secret_key_content(
                 seq.required("UserSigningKeySSK")?,
                 "UserSigningKeySSK",
+                keys,
             )?,
             user_pub_token_pvt: key_content(seq.required("UserPubTokenPVT")?, "UserPubTokenPVT")?
                 .to_vec(),
@@ -725,19 +810,186 @@ fn hex_binary(el: &Element, name: &'static str) -> Result<Zeroizing<Vec<u8>>, Xm
     Ok(bytes)
 }
 
-/// A key element: plain `KeyContentType` hex. `EncKeyContentType` (keys
-/// encrypted under a TrK, D.3.3.3) is refused.
+/// The local part of a key element's `xsi:type`, if any.
+fn key_type(el: &Element) -> Option<&str> {
+    el.attr(Some(XSI_NAMESPACE), "type")
+        .map(|ty| ty.rsplit(':').next().unwrap_or(ty))
+}
+
+/// A public key element: plain `KeyContentType` hex. `EncKeyContentType`
+/// is refused (only secret keys are encrypted).
 fn key_content(el: &Element, name: &'static str) -> Result<Zeroizing<Vec<u8>>, XmlError> {
-    if let Some(ty) = el.attr(Some(XSI_NAMESPACE), "type") {
-        let local = ty.rsplit(':').next().unwrap_or(ty);
-        if local != "KeyContentType" {
-            return Err(XmlError::InvalidValue {
-                element: name,
-                reason: "is not KeyContentType (TrK-encrypted keys are not supported)",
-            });
+    match key_type(el) {
+        None | Some("KeyContentType") => hex_binary(el, name),
+        Some("EncKeyContentType") => Err(XmlError::InvalidValue {
+            element: name,
+            reason: "is TrK-encrypted (EncKeyContentType) and no TrK is configured",
+        }),
+        Some(_) => Err(XmlError::InvalidValue {
+            element: name,
+            reason: "is neither KeyContentType nor EncKeyContentType",
+        }),
+    }
+}
+
+/// A secret key element. Without `keys`: plain hex as [`key_content`].
+/// With `keys` (the security extension): it must be `EncKeyContentType`
+/// (AES-256-GCM under the TrK) and decrypt.
+fn secret_key_content(
+    el: &Element,
+    name: &'static str,
+    keys: Option<&SecurityKeys>,
+) -> Result<Zeroizing<Vec<u8>>, XmlError> {
+    let Some(keys) = keys else {
+        return key_content(el, name);
+    };
+    if key_type(el) != Some("EncKeyContentType") {
+        return Err(SecExtError::KeyNotEncrypted(name).into());
+    }
+    let xenc: Vec<&Element> = el
+        .children
+        .iter()
+        .filter(|c| c.ns.as_deref() == Some(XENC_NAMESPACE))
+        .collect();
+    let (Some(method), Some(data), None) = (xenc.first(), xenc.get(1), xenc.get(2)) else {
+        return Err(
+            SecExtError::Malformed("EncKeyContentType needs EncryptionMethod, CipherData").into(),
+        );
+    };
+    if method.name != "EncryptionMethod" || data.name != "CipherData" {
+        return Err(
+            SecExtError::Malformed("EncKeyContentType needs EncryptionMethod, CipherData").into(),
+        );
+    }
+    if method.attr(None, "Algorithm") != Some(AES256_GCM) {
+        return Err(SecExtError::Algorithm("EncryptionMethod").into());
+    }
+    let value = match data.children.as_slice() {
+        [v] if v.ns.as_deref() == Some(XENC_NAMESPACE) && v.name == "CipherValue" => v,
+        _ => return Err(SecExtError::Malformed("CipherData needs one CipherValue").into()),
+    };
+    Ok(keys.decrypt_key(&value.text, name)?)
+}
+
+/// Checks a `SignedKmsResponse` (see [`KmsResponse::from_signed_xml`]) and
+/// returns the signed `KmsResponse` element's octets.
+fn verify_signed_response<'d>(doc: &'d [u8], keys: &SecurityKeys) -> Result<&'d str, XmlError> {
+    let root = match parse_root(doc, "SignedKmsResponse") {
+        Err(XmlError::WrongRoot { actual, .. }) if actual == "KmsResponse" => {
+            return Err(SecExtError::NotSigned.into());
+        }
+        other => other?,
+    };
+    let malformed = |what| XmlError::from(SecExtError::Malformed(what));
+    let (Some(response), Some(signature), None) = (
+        root.children.first(),
+        root.children.get(1),
+        root.children.get(2),
+    ) else {
+        return Err(malformed("SignedKmsResponse needs KmsResponse, Signature"));
+    };
+    if response.ns.as_deref() != Some(NAMESPACE)
+        || response.name != "KmsResponse"
+        || signature.ns.as_deref() != Some(DSIG_NAMESPACE)
+        || signature.name != "Signature"
+    {
+        return Err(malformed("SignedKmsResponse needs KmsResponse, Signature"));
+    }
+    let id = response
+        .attr(None, "Id")
+        .ok_or_else(|| malformed("the KmsResponse has no Id"))?;
+    let signature_value = match signature.children.as_slice() {
+        [info, value, ..]
+            if info.name == "SignedInfo"
+                && value.name == "SignatureValue"
+                && info.ns.as_deref() == Some(DSIG_NAMESPACE)
+                && value.ns.as_deref() == Some(DSIG_NAMESPACE) =>
+        {
+            value.text.as_str()
+        }
+        _ => return Err(malformed("Signature needs SignedInfo, SignatureValue")),
+    };
+    // parse_root checked UTF-8.
+    let text = core::str::from_utf8(doc).map_err(|_| XmlError::NotUtf8)?;
+    let signed_info = element_octets(text, "SignedInfo")?;
+    let response_octets = element_octets(text, "KmsResponse")?;
+    // The signature first: nothing below is read unless the InK holder
+    // made it.
+    keys.verify_hmac(signed_info.as_bytes(), signature_value)?;
+    // Only the octets just verified are read.
+    let info = dom::parse(signed_info)?;
+    if info.ns.as_deref() != Some(DSIG_NAMESPACE) || info.name != "SignedInfo" {
+        return Err(malformed("SignedInfo is not in the XML-DSig namespace"));
+    }
+    let child = |name: &'static str| {
+        info.children
+            .iter()
+            .find(|c| c.name == name && c.ns.as_deref() == Some(DSIG_NAMESPACE))
+            .ok_or_else(|| malformed("SignedInfo lacks a required element"))
+    };
+    if child("CanonicalizationMethod")?.attr(None, "Algorithm") != Some(C14N) {
+        return Err(SecExtError::Algorithm("CanonicalizationMethod").into());
+    }
+    let method = child("SignatureMethod")?;
+    if method.attr(None, "Algorithm") != Some(HMAC_SHA256) {
+        return Err(SecExtError::Algorithm("SignatureMethod").into());
+    }
+    // D.1: a signature length of 256 bits; a truncated HMAC is refused.
+    if let Some(len) = method
+        .children
+        .iter()
+        .find(|c| c.name == "HMACOutputLength")
+    {
+        if len.text.trim() != "256" {
+            return Err(SecExtError::Algorithm("HMACOutputLength").into());
         }
     }
-    hex_binary(el, name)
+    let references: Vec<&Element> = info
+        .children
+        .iter()
+        .filter(|c| c.name == "Reference")
+        .collect();
+    let [reference] = references.as_slice() else {
+        return Err(malformed("SignedInfo needs exactly one Reference"));
+    };
+    if reference.attr(None, "URI") != Some(&format!("#{id}")) {
+        return Err(malformed("the Reference does not point at the KmsResponse"));
+    }
+    if reference.children.iter().any(|c| c.name == "Transforms") {
+        return Err(SecExtError::Algorithm("Transforms").into());
+    }
+    let digest_method = reference
+        .children
+        .iter()
+        .find(|c| c.name == "DigestMethod")
+        .ok_or_else(|| malformed("the Reference lacks DigestMethod"))?;
+    if digest_method.attr(None, "Algorithm") != Some(secext::SHA256) {
+        return Err(SecExtError::Algorithm("DigestMethod").into());
+    }
+    let digest_value = reference
+        .children
+        .iter()
+        .find(|c| c.name == "DigestValue")
+        .and_then(|c| secext::decode_base64(&c.text))
+        .ok_or_else(|| malformed("the Reference lacks a base64 DigestValue"))?;
+    if digest_value != secext::sha256(response_octets.as_bytes()) {
+        return Err(SecExtError::DigestMismatch.into());
+    }
+    Ok(response_octets)
+}
+
+/// The octets of the one element `name` in `text`, from `<name` to
+/// `</name>` (unprefixed, as [`KmsResponse::to_signed_xml`] writes them).
+fn element_octets<'t>(text: &'t str, name: &'static str) -> Result<&'t str, XmlError> {
+    let start = text.find(&format!("<{name}"));
+    let end_tag = format!("</{name}>");
+    let end = text.rfind(&end_tag).map(|e| e + end_tag.len());
+    match (start, end) {
+        (Some(start), Some(end)) if start < end => text
+            .get(start..end)
+            .ok_or_else(|| SecExtError::Malformed("element boundaries").into()),
+        _ => Err(SecExtError::Malformed("an unprefixed signed element is missing").into()),
+    }
 }
 
 #[cfg(test)]

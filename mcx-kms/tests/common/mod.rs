@@ -49,17 +49,30 @@ pub fn config() -> KmsConfig {
             KmsUser {
                 uri: ALICE.into(),
                 token: ALICE_TOKEN.into(),
+                security: None,
             },
             KmsUser {
                 uri: BOB.into(),
                 token: BOB_TOKEN.into(),
+                security: None,
             },
         ],
     }
 }
 
+/// The operator store key of the file-backed tests.
+pub fn store_key() -> mcx_kms::StoreKey {
+    mcx_kms::StoreKey::from_bytes([0x5c; 32])
+}
+
 pub fn kms() -> Kms {
-    Kms::open(None, config(), &mut rand_core::UnwrapErr(getrandom::SysRng)).unwrap()
+    Kms::open(
+        None,
+        None,
+        config(),
+        &mut rand_core::UnwrapErr(getrandom::SysRng),
+    )
+    .unwrap()
 }
 
 pub fn ok(response: &HttpResponse) -> &[u8] {

@@ -74,7 +74,12 @@ pub(crate) fn topology(dir: &Path, o: Options) -> String {
     };
     let database = |name: &str| {
         if o.databases {
-            format!("database = \"{}/{name}.sqlite\"", dir.display())
+            let key = super::topology::store_key_file(dir);
+            format!(
+                "database = \"{}/{name}.sqlite\"\nstore_key_file = \"{}\"",
+                dir.display(),
+                key.display()
+            )
         } else {
             String::new()
         }

@@ -22,6 +22,16 @@ pub(crate) fn default() -> Table {
     DEFAULT.parse().expect("the default topology parses")
 }
 
+/// Writes a store key file into `dir` (once) and returns its path: the
+/// operator key the lab's KMS and GMS seal their secrets under.
+pub(crate) fn store_key_file(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("store.key");
+    if !path.exists() {
+        std::fs::write(&path, format!("{}\n", "5a".repeat(32))).expect("store key file written");
+    }
+    path
+}
+
 /// Sets each listen address of `t` to `place(role, what)` (role: `idms`,
 /// `kms`, `gms`, `controlling`, or the URI of an MC server or a user),
 /// keeps the KMS's and GMS's state in SQLite files in `db`, and gives the
@@ -39,6 +49,10 @@ pub(crate) fn place(t: &mut Table, db: &Path, place: impl Fn(&str, Listen) -> So
         node.insert(
             "database".into(),
             Value::String(db.join(format!("{role}.sqlite")).display().to_string()),
+        );
+        node.insert(
+            "store_key_file".into(),
+            Value::String(store_key_file(db).display().to_string()),
         );
     }
     let c = t["controlling"].as_table_mut().expect("[controlling]");
