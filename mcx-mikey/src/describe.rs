@@ -190,10 +190,20 @@ pub fn parse_input(text: &str) -> Result<Vec<u8>, InputError> {
 /// # ⚠️ Warning: with keys, the description contains key material
 pub fn describe(bytes: &[u8], keys: &Keys<'_>) -> Description {
     match Message::decode_with_layout(bytes) {
+        // The tree up to the fault, and the fault.
         Err(e) => Description {
             length: bytes.len(),
             error: Some(e),
-            payloads: Vec::new(),
+            payloads: {
+                let p = Message::decode_partial(bytes);
+                p.hdr.map_or_else(Vec::new, |hdr| {
+                    let msg = Message {
+                        hdr,
+                        payloads: p.payloads,
+                    };
+                    tree(&msg, &p.layout)
+                })
+            },
             checks: Vec::new(),
         },
         Ok((msg, layout)) => Description {
@@ -391,6 +401,10 @@ fn payload_node(p: &Payload) -> Node {
                     v
                 }
                 ExtBody::KeyParameters(pp) => protected_children(pp),
+                ExtBody::KeyParametersClear { iei, params } => vec![
+                    Node::new("key parameters IEI", format!("{iei:#04x} (in clear)")),
+                    key_params_node(params, "key parameters (in clear)"),
+                ],
             };
             let mut v = vec![Node::new("type", g.ext_type.to_string())];
             v.extend(body);
@@ -436,7 +450,7 @@ fn protected_children(pp: &ProtectedPayload) -> Vec<Node> {
     )]
 }
 
-fn key_params_node(kp: &KeyParameters) -> Node {
+fn key_params_node(kp: &KeyParameters, title: &str) -> Node {
     let mut v = vec![
         Node::new("key type", Purpose::from(kp.key_type).to_string()),
         Node::new("status", format!("{:#010x}", kp.status)),
@@ -452,7 +466,7 @@ fn key_params_node(kp: &KeyParameters) -> Node {
                 .collect(),
         ));
     }
-    Node::group("key parameters (decrypted)", v)
+    Node::group(title, v)
 }
 
 /// Signer UID: IDRuidi, or the UID of IDRi's URI under the KMS.
@@ -527,7 +541,7 @@ fn checks(bytes: &[u8], msg: &Message, layout: &Layout, keys: &Keys<'_>) -> Vec<
 
 fn open_params(ext: &crate::message::GeneralExt, dppk: &[u8], dppk_id: u32) -> Node {
     match crate::gmk::open_key_parameters(ext, dppk, dppk_id) {
-        Ok(kp) => key_params_node(&kp),
+        Ok(kp) => key_params_node(&kp, "key parameters (decrypted)"),
         Err(e) => Node::new("key parameters", format!("FAILED: {e}")),
     }
 }

@@ -240,8 +240,11 @@ pub fn open_key_parameters(
     dppk: &[u8],
     dppk_id: u32,
 ) -> Result<KeyParameters, Rejection> {
-    let ExtBody::KeyParameters(pp) = &ext.body else {
-        return Err(Rejection::KeyParametersInvalid);
+    let pp = match &ext.body {
+        ExtBody::KeyParameters(pp) => pp,
+        // In clear (legacy senders): the signature already covers them.
+        ExtBody::KeyParametersClear { params, .. } => return Ok(params.clone()),
+        _ => return Err(Rejection::KeyParametersInvalid),
     };
     if pp.dppk_id != dppk_id {
         return Err(Rejection::KeyParametersMismatch("DPPK-ID"));

@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 
 use crate::codec::{Codec, Reader, put_len8, put_len16};
 use crate::error::{DecodeError, DecodeErrorKind, EncodeError};
-use crate::keyparams::ProtectedPayload;
+use crate::keyparams::{KeyParameters, ProtectedPayload};
 use crate::wire::ErrorCode;
 use crate::wire::{
     DataType, EncrAlg, GeneralExtType, IdRole, IdScheme, IdType, KeyDataType, KvType, MacAlg,
@@ -45,6 +45,19 @@ pub struct Layout {
     pub len: usize,
 }
 
+/// What [`Message::decode_partial`] got of a message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartialMessage {
+    /// HDR, if it decoded.
+    pub hdr: Option<Hdr>,
+    /// The payloads that decoded, in order.
+    pub payloads: Vec<Payload>,
+    /// Where each of them starts.
+    pub layout: Layout,
+    /// The first error, if any.
+    pub error: Option<DecodeError>,
+}
+
 impl Message {
     /// Decodes a whole message.
     ///
@@ -60,32 +73,69 @@ impl Message {
     /// # Errors
     /// [`DecodeError`] naming the payload, field and offset.
     pub fn decode_with_layout(bytes: &[u8]) -> Result<(Self, Layout), DecodeError> {
+        let p = Self::decode_partial(bytes);
+        match (p.error, p.hdr) {
+            (None, Some(hdr)) => Ok((
+                Self {
+                    hdr,
+                    payloads: p.payloads,
+                },
+                p.layout,
+            )),
+            (Some(e), _) => Err(e),
+            (None, None) => Err(Reader::new(bytes).error("version", DecodeErrorKind::Empty)),
+        }
+    }
+
+    /// Decodes as much of a message as decodes: HDR and the payloads up to
+    /// the first error, with where each starts, and the error. For tools
+    /// that show a malformed message up to its fault.
+    pub fn decode_partial(bytes: &[u8]) -> PartialMessage {
         let mut r = Reader::new(bytes);
+        let mut out = PartialMessage {
+            hdr: None,
+            payloads: Vec::new(),
+            layout: Layout {
+                payload_offsets: Vec::new(),
+                signed_len: None,
+                len: bytes.len(),
+            },
+            error: None,
+        };
         if bytes.is_empty() {
-            return Err(r.error("version", DecodeErrorKind::Empty));
+            out.error = Some(r.error("version", DecodeErrorKind::Empty));
+            return out;
         }
         r.set_payload("HDR");
-        let (hdr, mut next) = Hdr::read_with_next(&mut r)?;
-        let mut payloads = Vec::new();
-        let mut offsets = Vec::new();
-        let mut signed_len = None;
+        let mut next = match Hdr::read_with_next(&mut r) {
+            Ok((hdr, next)) => {
+                out.hdr = Some(hdr);
+                next
+            }
+            Err(e) => {
+                out.error = Some(e);
+                return out;
+            }
+        };
         while next != PayloadType::Last {
             let start = r.offset();
-            offsets.push(start);
-            let (payload, following) = Payload::read(next, &mut r)?;
-            if matches!(payload, Payload::Sign(_)) {
-                signed_len = Some(start + 2);
+            match Payload::read(next, &mut r) {
+                Ok((payload, following)) => {
+                    if matches!(payload, Payload::Sign(_)) {
+                        out.layout.signed_len = Some(start + 2);
+                    }
+                    out.layout.payload_offsets.push(start);
+                    out.payloads.push(payload);
+                    next = following;
+                }
+                Err(e) => {
+                    out.error = Some(e);
+                    return out;
+                }
             }
-            payloads.push(payload);
-            next = following;
         }
-        r.expect_empty("end of message")?;
-        let layout = Layout {
-            payload_offsets: offsets,
-            signed_len,
-            len: bytes.len(),
-        };
-        Ok((Self { hdr, payloads }, layout))
+        out.error = r.expect_empty("end of message").err();
+        out
     }
 
     /// Encodes the message.
@@ -1081,6 +1131,27 @@ pub enum ExtBody {
     /// Type 7 (TS 33.180 E.6): key parameters in an MCData protected
     /// payload (8.5.4).
     KeyParameters(ProtectedPayload),
+    /// Type 7 with the Key Parameters information element in clear (a type
+    /// 6 IE: IEI, 2-octet length, Table E.6.1-1 content), as legacy
+    /// interworking functions send it: authenticated only by the message's
+    /// signature. Accepted, never sent.
+    KeyParametersClear {
+        /// The Key Parameters IEI, as sent.
+        iei: u8,
+        /// The key parameters.
+        params: KeyParameters,
+    },
+}
+
+/// The Key Parameters IE in clear: IEI (1) | length (2) | content.
+fn read_clear_key_parameters(r: &mut Reader<'_>) -> Result<ExtBody, DecodeError> {
+    let iei = r.u8("key parameters IEI")?;
+    let len = r.u16("key parameters IE length")?;
+    let mut content = r.sub(usize::from(len), "key parameters IE")?;
+    let params = KeyParameters::read(&mut content)?;
+    content.expect_empty("end of key parameters")?;
+    r.expect_empty("end of key parameters IE")?;
+    Ok(ExtBody::KeyParametersClear { iei, params })
 }
 
 impl Codec for GeneralExt {
@@ -1094,6 +1165,13 @@ impl Codec for GeneralExt {
                 sakke.encode(&mut data)?;
             }
             ExtBody::KeyParameters(p) => p.encode(&mut data)?,
+            ExtBody::KeyParametersClear { iei, params } => {
+                let mut content = Vec::new();
+                params.encode(&mut content)?;
+                data.push(*iei);
+                put_len16(&mut data, content.len(), "key parameters IE")?;
+                data.extend_from_slice(&content);
+            }
         }
         put_len16(out, data.len(), "general extension data")?;
         out.extend_from_slice(&data);
@@ -1114,9 +1192,19 @@ impl Codec for GeneralExt {
             }
             GeneralExtType::KeyParameters => {
                 data.set_payload("key parameters");
-                let p = ProtectedPayload::read(&mut data)?;
-                data.expect_empty("end of protected payload")?;
-                ExtBody::KeyParameters(p)
+                // The protected form (TS 33.180 E.6.1), else the Key
+                // Parameters IE in clear; if neither reads, the protected
+                // form's error (the one this release specifies).
+                let mut protected = data.clone();
+                let read_protected = ProtectedPayload::read(&mut protected).and_then(|p| {
+                    protected
+                        .expect_empty("end of protected payload")
+                        .map(|()| p)
+                });
+                match read_protected {
+                    Ok(p) => ExtBody::KeyParameters(p),
+                    Err(e) => read_clear_key_parameters(&mut data).map_err(|_| e)?,
+                }
             }
             _ => ExtBody::Raw(data.rest().to_vec()),
         };

@@ -233,3 +233,96 @@ fn expired_gmk_and_unsigned_message_are_rejected() {
     };
     assert!(e.offset <= 100, "{e}");
 }
+
+/// What legacy interworking functions send (issue 12 point 1): HDR with
+/// an SRTP-ID map (CS ID map type 0, RFC 3830 6.1.1) over two crypto
+/// sessions, and the General Extension type 7 holding the Key Parameters
+/// IE in clear (a type 6 IE: IEI, 2-octet length, Table E.6.1-1 content)
+/// instead of an MCData protected payload. The message decodes, describes
+/// completely, its signature verifies, and a GMK receiver takes the key
+/// parameters from it (the signature covers them).
+#[test]
+fn legacy_srtp_id_map_and_key_parameters_in_clear() {
+    use mcx_mikey::describe::{Keys, describe};
+    use mcx_mikey::keyparams::KeyParameters;
+    use mcx_mikey::message::{CsIdMap, ExtBody, SrtpIdEntry};
+
+    let w = world();
+    let bytes = spec(w, w.kms.public()).sign(&w.gms, &mut rng()).unwrap();
+    let legacy = common::resign(&bytes, &w.gms, |m| {
+        m.hdr.map = CsIdMap::SrtpId(vec![
+            SrtpIdEntry {
+                policy_no: 0,
+                ssrc: 0x1122_3344,
+                roc: 0,
+            },
+            SrtpIdEntry {
+                policy_no: 0,
+                ssrc: 0x5566_7788,
+                roc: 7,
+            },
+        ]);
+        for p in &mut m.payloads {
+            if let Payload::GeneralExt(g) = p {
+                g.body = ExtBody::KeyParametersClear {
+                    iei: 0x01,
+                    params: gmk_key_parameters(GROUP, NOW - 60, NOW + 3600),
+                };
+            }
+        }
+    });
+    // The octets: after the CSB ID, #CS = 2, map type 0, then 9 octets
+    // per session (policy no, SSRC, ROC).
+    assert_eq!(&legacy[8..10], &[2, 0]);
+    assert_eq!(&legacy[10..19], &[0, 0x11, 0x22, 0x33, 0x44, 0, 0, 0, 0]);
+
+    let msg = Message::decode(&legacy).unwrap();
+    assert!(matches!(&msg.hdr.map, CsIdMap::SrtpId(v) if v.len() == 2));
+    let ext = msg
+        .general_ext(mcx_mikey::wire::GeneralExtType::KeyParameters)
+        .unwrap();
+    let ExtBody::KeyParametersClear { iei, params } = &ext.body else {
+        panic!("{:?}", ext.body)
+    };
+    assert_eq!(*iei, 0x01);
+    assert_eq!(params.group_ids.as_ref().unwrap()[0].id, GROUP.as_bytes());
+    assert_eq!(msg.to_bytes().unwrap(), legacy, "re-encodes to itself");
+    // The same IE content read on its own.
+    let mut content = Vec::new();
+    mcx_mikey::codec::Codec::encode(params, &mut content).unwrap();
+    assert_eq!(KeyParameters::decode(&content).unwrap(), *params);
+
+    let d = describe(
+        &legacy,
+        &Keys {
+            kms: Some(w.kms.public()),
+            ..Keys::default()
+        },
+    );
+    assert!(d.error.is_none(), "{:?}", d.error);
+    let text = d.to_text();
+    for needle in [
+        "CS ID map type: 0 (SRTP-ID)",
+        "SSRC: 55667788",
+        "key parameters (in clear)",
+        "signature: valid",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+    }
+}
+
+#[test]
+fn a_malformed_message_is_described_up_to_its_fault() {
+    use mcx_mikey::describe::{Keys, describe};
+    let w = world();
+    let bytes = spec(w, w.kms.public()).sign(&w.gms, &mut rng()).unwrap();
+    // Cut inside the SIGN payload: every payload before it still shows.
+    let cut = &bytes[..bytes.len() - 40];
+    let d = describe(cut, &Keys::default());
+    let e = d.error.as_ref().unwrap();
+    assert_eq!(e.payload, "SIGN", "{e}");
+    let text = d.to_text();
+    for needle in ["HDR (common header)", "RAND", "SAKKE", "General Extension"] {
+        assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+    }
+}
