@@ -156,3 +156,85 @@ fn hand_written_documents_with_defects_are_refused() {
         KmsError::Crypto(_)
     ));
 }
+
+/// `doc` with the element pairs `a`/`b` swapped wherever `a` is directly
+/// followed by `b` (white space between kept).
+fn swap_elements(doc: &str, a: &str, b: &str) -> String {
+    let mut out = String::new();
+    let mut rest = doc;
+    let open_a = format!("<{a}>");
+    let close_b = format!("</{b}>");
+    while let Some(i) = rest.find(&open_a) {
+        let (before, from_a) = rest.split_at(i);
+        let end_a = from_a.find(&format!("</{a}>")).unwrap() + a.len() + 3;
+        let (elem_a, after_a) = from_a.split_at(end_a);
+        let ws_len = after_a.len() - after_a.trim_start().len();
+        let (ws, after_ws) = after_a.split_at(ws_len);
+        out.push_str(before);
+        if after_ws.starts_with(&format!("<{b}>")) {
+            let end_b = after_ws.find(&close_b).unwrap() + close_b.len();
+            out.push_str(&after_ws[..end_b]);
+            out.push_str(ws);
+            out.push_str(elem_a);
+            rest = &after_ws[end_b..];
+        } else {
+            out.push_str(elem_a);
+            rest = after_a;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Both element orders seen in the field, and namespace prefixes: Annex D
+/// (namespace urn:3gpp:ns:mcsecKMSInterface:1.0, table D.3.1-1) as the
+/// base schema has it (KmsUri, UserUri; KmsUri, CertUri) and as another
+/// vendor's schema and responses have it (UserUri, KmsUri; CertUri,
+/// KmsUri), with or without a prefix: each parses to the same response.
+#[test]
+fn both_element_orders_and_namespace_prefixes_parse_alike() {
+    for doc in [INIT, KEY_PROV] {
+        let text = std::str::from_utf8(doc).unwrap();
+        let base = KmsResponse::from_xml(doc).unwrap().to_xml();
+        let vendor = swap_elements(
+            &swap_elements(text, "KmsUri", "UserUri"),
+            "KmsUri",
+            "CertUri",
+        );
+        assert_ne!(vendor, text);
+        assert!(vendor.contains("<UserUri>sip:alice@streamwide.com</UserUri>\n  <KmsUri>"));
+        assert_eq!(
+            KmsResponse::from_xml(vendor.as_bytes()).unwrap().to_xml(),
+            base
+        );
+        // The same with the namespace bound to a prefix.
+        let prefixed = vendor
+            .replace("xmlns=\"urn:3gpp", "xmlns:k=\"urn:3gpp")
+            .replace("</", "</k:")
+            .replace('<', "<k:")
+            .replace("<k:/k:", "</k:")
+            .replace("<k:?xml", "<?xml")
+            .replace("<k:!--", "<!--");
+        assert!(prefixed.contains("<k:KmsResponse"), "{prefixed}");
+        assert_eq!(
+            KmsResponse::from_xml(prefixed.as_bytes()).unwrap().to_xml(),
+            base
+        );
+    }
+    // Still strict: an element twice, or a required one missing.
+    let text = std::str::from_utf8(INIT).unwrap();
+    let twice = text.replacen(
+        "<UserUri>sip:alice@streamwide.com</UserUri>",
+        "<UserUri>sip:alice@streamwide.com</UserUri><UserUri>x</UserUri>",
+        1,
+    );
+    assert!(KmsResponse::from_xml(twice.as_bytes()).is_err());
+    let missing = text.replacen("<UserUri>sip:alice@streamwide.com</UserUri>", "", 1);
+    assert!(matches!(
+        KmsResponse::from_xml(missing.as_bytes()),
+        Err(XmlError::Missing {
+            element: "UserUri",
+            ..
+        })
+    ));
+}

@@ -24,6 +24,30 @@ use crate::error::CliError;
 use crate::input;
 
 /// Reading a JSON key file and remembering its name for messages.
+/// A JSON integer, or the same digits as a string ("16777215"), as some
+/// tools write large integers.
+fn u64_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    struct V;
+    impl serde::de::Visitor<'_> for V {
+        type Value = u64;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a non-negative integer, as a number or a string of digits")
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<u64, E> {
+            Ok(v)
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<u64, E> {
+            let t = v.trim();
+            if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(E::invalid_value(serde::de::Unexpected::Str(v), &self));
+            }
+            t.parse()
+                .map_err(|_| E::invalid_value(serde::de::Unexpected::Str(v), &self))
+        }
+    }
+    d.deserialize_any(V)
+}
+
 pub(crate) trait KeyFile: DeserializeOwned {
     /// Records where the file was read from.
     fn set_src(&mut self, src: String);
@@ -55,8 +79,10 @@ pub(crate) struct PublicFile {
     /// KMS URI (part of every UID).
     pub(crate) kms_uri: String,
     /// User key period length in seconds (UserKeyPeriod).
+    #[serde(deserialize_with = "u64_or_string")]
     pub(crate) key_period: u64,
     /// User key period offset in seconds (UserKeyOffset).
+    #[serde(deserialize_with = "u64_or_string")]
     pub(crate) key_period_offset: u64,
     /// ECCSI KPAK, 65 octets hex.
     pub(crate) kpak: String,
@@ -128,8 +154,10 @@ pub(crate) struct CommunityFile {
     /// KMS URI.
     kms_uri: String,
     /// User key period length in seconds.
+    #[serde(deserialize_with = "u64_or_string")]
     key_period: u64,
     /// User key period offset in seconds.
+    #[serde(deserialize_with = "u64_or_string")]
     key_period_offset: u64,
     /// ECCSI KPAK, 65 octets hex.
     kpak: String,
@@ -199,10 +227,13 @@ pub(crate) struct UserKeysFile {
     /// KMS URI.
     kms_uri: String,
     /// User key period length in seconds.
+    #[serde(deserialize_with = "u64_or_string")]
     key_period: u64,
     /// User key period offset in seconds.
+    #[serde(deserialize_with = "u64_or_string")]
     key_period_offset: u64,
     /// The key period the keys are for.
+    #[serde(deserialize_with = "u64_or_string")]
     key_period_no: u64,
     /// The UID the keys are bound to, 32 octets hex.
     uid: String,
@@ -290,5 +321,35 @@ impl UserKeysFile {
         let rsk = input::hex_with(&self.what("rsk"), &self.rsk, Rsk::from_bytes)?;
         ReceiverKey::new(&z_public, &uid, &rsk)
             .map_err(|err| CliError::value(self.src.clone(), err))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn public_json(period: &str) -> String {
+        format!(
+            "{{\"kms_uri\":\"kms.example.org\",\"key_period\":{period},\"key_period_offset\":\"0\",\
+             \"kpak\":\"04\",\"z_public\":\"04\"}}"
+        )
+    }
+
+    /// Integers as JSON numbers or as decimal strings, as another tool
+    /// writes them ("16777215"); anything else is refused with the value.
+    #[test]
+    fn integers_as_numbers_or_strings() {
+        for text in ["16777215", "\"16777215\"", "\" 16777215 \""] {
+            let f = PublicFile::from_json(&public_json(text), "t").unwrap();
+            assert_eq!((f.key_period, f.key_period_offset), (16_777_215, 0));
+        }
+        for bad in ["\"16777215x\"", "\"-1\"", "-1", "1.5"] {
+            let e = PublicFile::from_json(&public_json(bad), "t").unwrap_err();
+            assert!(
+                e.to_string().contains("key_period") || e.to_string().contains("integer"),
+                "{e}"
+            );
+        }
     }
 }

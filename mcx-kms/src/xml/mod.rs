@@ -432,8 +432,11 @@ impl KmsResponse {
     fn read(doc: &[u8], keys: Option<&SecurityKeys>) -> Result<Self, XmlError> {
         let root = parse_root(doc, "KmsResponse")?;
         let mut seq = Seq::new(&root, "KmsResponse")?;
-        let kms_uri = uri(seq.required("KmsUri")?, "KmsUri")?;
-        let user_uri = uri(seq.required("UserUri")?, "UserUri")?;
+        // KmsUri, UserUri (our order, the base schema's) or UserUri,
+        // KmsUri (as another vendor's schema and responses have it).
+        let [kms_uri, user_uri] = seq.any_order(["KmsUri", "UserUri"]);
+        let kms_uri = uri(seq.need(kms_uri, "KmsUri")?, "KmsUri")?;
+        let user_uri = uri(seq.need(user_uri, "UserUri")?, "UserUri")?;
         let time = date_time(seq.required("Time")?, "Time")?;
         let kms_id = seq
             .optional("KmsId")
@@ -509,13 +512,12 @@ impl KmsCertificate {
 
     fn read(el: &Element) -> Result<Self, XmlError> {
         let mut seq = Seq::new(el, "KmsCertificate")?;
+        // KmsUri, CertUri or CertUri, KmsUri: vendors disagree.
+        let [kms_uri, cert_uri] = seq.any_order(["KmsUri", "CertUri"]);
         let cert = Self {
             role: el.attr(None, "Role").map(str::to_owned),
-            kms_uri: uri(seq.required("KmsUri")?, "KmsUri")?,
-            cert_uri: seq
-                .optional("CertUri")
-                .map(|e| uri(e, "CertUri"))
-                .transpose()?,
+            kms_uri: uri(seq.need(kms_uri, "KmsUri")?, "KmsUri")?,
+            cert_uri: cert_uri.map(|e| uri(e, "CertUri")).transpose()?,
             issuer: seq
                 .optional("Issuer")
                 .map(|e| string(e, "Issuer"))
@@ -580,12 +582,10 @@ impl KmsKeySet {
 
     fn read(el: &Element, keys: Option<&SecurityKeys>) -> Result<Self, XmlError> {
         let mut seq = Seq::new(el, "KmsKeySet")?;
+        let [kms_uri, cert_uri] = seq.any_order(["KmsUri", "CertUri"]);
         let set = Self {
-            kms_uri: uri(seq.required("KmsUri")?, "KmsUri")?,
-            cert_uri: seq
-                .optional("CertUri")
-                .map(|e| uri(e, "CertUri"))
-                .transpose()?,
+            kms_uri: uri(seq.need(kms_uri, "KmsUri")?, "KmsUri")?,
+            cert_uri: cert_uri.map(|e| uri(e, "CertUri")).transpose()?,
             issuer: seq
                 .optional("Issuer")
                 .map(|e| string(e, "Issuer"))
@@ -688,10 +688,37 @@ impl<'a> Seq<'a> {
     }
 
     fn required(&mut self, name: &'static str) -> Result<&'a Element, XmlError> {
-        self.optional(name).ok_or(XmlError::Missing {
+        let found = self.optional(name);
+        self.need(found, name)
+    }
+
+    /// `found`, or the error naming the missing `name`.
+    fn need(
+        &self,
+        found: Option<&'a Element>,
+        name: &'static str,
+    ) -> Result<&'a Element, XmlError> {
+        found.ok_or(XmlError::Missing {
             parent: self.parent,
             element: name,
         })
+    }
+
+    /// The next elements named in `names`, each at most once, in whatever
+    /// order they come (where implementations disagree on the order).
+    fn any_order<const N: usize>(&mut self, names: [&str; N]) -> [Option<&'a Element>; N] {
+        let mut found = [None; N];
+        while let Some(item) = self.items.get(self.pos) {
+            let Some(i) = names.iter().position(|n| *n == item.name) else {
+                break;
+            };
+            if found[i].is_some() {
+                break; // twice: left for `finish` to refuse
+            }
+            found[i] = Some(*item);
+            self.pos += 1;
+        }
+        found
     }
 
     fn repeated(&mut self, name: &str) -> Vec<&'a Element> {
