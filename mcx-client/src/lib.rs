@@ -20,14 +20,13 @@ pub use voice::{
     send_voice_logged,
 };
 
-use std::net::SocketAddr;
 use std::sync::{Mutex, OnceLock};
 
 use mcx_core::{Client, ClientConfig, ClientEvent};
 use mcx_gms::GroupDocument;
 use mcx_ibc::kms::{CommunityPublic, UserKeys};
 use mcx_kms::http::HttpResponse;
-use mcx_net::http::fetch;
+use mcx_net::http::{Endpoint, fetch};
 
 /// Where and as whom a client provisions.
 #[derive(Clone)]
@@ -38,10 +37,10 @@ pub struct Provisioning {
     pub token: String,
     /// The KMS URI (KmsUri).
     pub kms_uri: String,
-    /// The KMS's HTTP address.
-    pub kms_http: SocketAddr,
-    /// The GMS's HTTP address.
-    pub gms_http: SocketAddr,
+    /// The KMS's HTTP(S) endpoint.
+    pub kms_http: Endpoint,
+    /// The GMS's HTTP(S) endpoint.
+    pub gms_http: Endpoint,
 }
 
 impl std::fmt::Debug for Provisioning {
@@ -49,8 +48,8 @@ impl std::fmt::Debug for Provisioning {
         f.debug_struct("Provisioning")
             .field("user_uri", &self.user_uri)
             .field("kms_uri", &self.kms_uri)
-            .field("kms_http", &self.kms_http)
-            .field("gms_http", &self.gms_http)
+            .field("kms_http", &self.kms_http.addr)
+            .field("gms_http", &self.gms_http.addr)
             .finish_non_exhaustive()
     }
 }
@@ -138,14 +137,14 @@ pub async fn provision_keys(
     kms_uri: &str,
     user_uri: &str,
     token: &str,
-    kms_http: SocketAddr,
+    kms_http: &Endpoint,
 ) -> Result<(CommunityPublic, UserKeys), ClientError> {
     let now = mcx_net::now().unix;
     let init = mcx_kms::client::init_request(kms_uri, user_uri, token, now);
-    let body = ok("KMS", fetch(kms_http, &init).await?)?;
+    let body = ok("KMS", fetch(kms_http.clone(), &init).await?)?;
     let community = shared(mcx_kms::client::parse_init_response(&body, kms_uri)?);
     let prov = mcx_kms::client::key_prov_request(kms_uri, user_uri, token, now);
-    let body = ok("KMS", fetch(kms_http, &prov).await?)?;
+    let body = ok("KMS", fetch(kms_http.clone(), &prov).await?)?;
     let user = user_uri.to_owned();
     // Validating an RSK is a pairing: CPU work off the async threads.
     tokio::task::spawn_blocking(move || {
@@ -162,13 +161,13 @@ pub async fn provision_keys(
 /// # Errors
 /// Network failures, refusals, and answers that do not validate.
 pub async fn provision(p: &Provisioning) -> Result<Provisioned, ClientError> {
-    let (community, keys) = provision_keys(&p.kms_uri, &p.user_uri, &p.token, p.kms_http).await?;
+    let (community, keys) = provision_keys(&p.kms_uri, &p.user_uri, &p.token, &p.kms_http).await?;
     let index = mcx_gms::client::group_index_request(&p.user_uri, &p.token);
-    let body = ok("GMS", fetch(p.gms_http, &index).await?)?;
+    let body = ok("GMS", fetch(p.gms_http.clone(), &index).await?)?;
     let mut groups = Vec::new();
     for group in mcx_gms::client::parse_group_index(&body)? {
         let req = mcx_gms::client::group_document_request(&group, &p.token);
-        let body = ok("GMS", fetch(p.gms_http, &req).await?)?;
+        let body = ok("GMS", fetch(p.gms_http.clone(), &req).await?)?;
         groups.push(mcx_gms::client::parse_group_document(&body)?);
     }
     Ok(Provisioned {

@@ -46,6 +46,9 @@ pub mod http;
 mod media;
 pub use media::RelayTask;
 pub mod node;
+pub mod tls;
+pub use mcx_tls::PeerIdentity;
+pub use tls::TlsTarget;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -317,6 +320,10 @@ pub enum NetError {
     /// An HTTP exchange failed.
     #[error("HTTP {0}")]
     Http(String),
+    /// A TLS handshake failed, or the peer's certificate does not name
+    /// whom it should.
+    #[error("TLS {0}")]
+    Tls(String),
     /// The node's task ended.
     #[error("the node has stopped")]
     Stopped,

@@ -13,6 +13,7 @@ use mcx_core::{
     TemporaryGroup, TimelineEntry,
 };
 use mcx_kms::http::{HttpRequest, HttpResponse};
+use mcx_net::http::Endpoint;
 use mcx_net::node::{BoundNode, InviteSource, NodeHandle, NodeLimits};
 use mcx_net::{Directory, Peer};
 use tokio::net::TcpListener;
@@ -306,12 +307,12 @@ pub(crate) fn start_kms(
 pub(crate) async fn start_gms(
     t: &Topology,
     listener: TcpListener,
-    kms_http: SocketAddr,
+    kms_http: Endpoint,
 ) -> Result<(JoinHandle<()>, OpenStore), CliError> {
     warn_in_memory("GMS", t.gms.database.as_deref());
     // The GMS may start before the KMS, like any client of it.
     let (community, keys) = with_retries(&t.gms.uri, "KMS", || {
-        mcx_client::provision_keys(&t.kms.uri, &t.gms.uri, &t.gms.token, kms_http)
+        mcx_client::provision_keys(&t.kms.uri, &t.gms.uri, &t.gms.token, &kms_http)
     })
     .await
     .map_err(|e| failed(format!("GMS provisioning from the KMS: {e}")))?;
@@ -542,7 +543,7 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
         stores.push(store);
     }
     if let Some(l) = bound.gms {
-        let (task, store) = start_gms(t, l, bound.kms_http).await?;
+        let (task, store) = start_gms(t, l, bound.kms_http.into()).await?;
         services.push(task);
         stores.push(store);
     }
@@ -577,7 +578,7 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
                 t,
                 &t.controlling.uri,
                 t.controlling.token.as_ref(),
-                bound.kms_http,
+                bound.kms_http.into(),
                 move |kms, keys| {
                     let _ = commander.command(move |r, _, _| {
                         if let Err(e) = r.set_identity(kms, keys) {
@@ -625,7 +626,7 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
             t,
             &node.uri,
             node.token.as_ref(),
-            bound.kms_http,
+            bound.kms_http.into(),
             move |kms, keys| {
                 let _ = commander.command(move |r, _, _| {
                     if let Err(e) = r.set_identity(kms, keys) {
@@ -659,8 +660,8 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
             user_uri: user.uri.clone(),
             token: user.token.clone(),
             kms_uri: t.kms.uri.clone(),
-            kms_http: bound.kms_http,
-            gms_http: bound.gms_http,
+            kms_http: bound.kms_http.into(),
+            gms_http: bound.gms_http.into(),
         };
         pending.push((
             uri,
@@ -759,14 +760,14 @@ fn fetch_identity(
     t: &Topology,
     uri: &str,
     token: Option<&String>,
-    kms_http: SocketAddr,
+    kms_http: Endpoint,
     done: impl FnOnce(mcx_ibc::kms::CommunityPublic, mcx_ibc::kms::UserKeys) + Send + 'static,
 ) -> JoinHandle<()> {
     let token = Topology::server_token(uri, token);
     let (kms_uri, uri) = (t.kms.uri.clone(), uri.to_owned());
     tokio::spawn(async move {
         let keys = with_retries(&uri, "KMS", || {
-            mcx_client::provision_keys(&kms_uri, &uri, &token, kms_http)
+            mcx_client::provision_keys(&kms_uri, &uri, &token, &kms_http)
         })
         .await;
         match keys {
