@@ -51,3 +51,16 @@ pub(crate) async fn connect(
     }
     Ok((tls, peer))
 }
+
+/// A node's TLS: what it presents to peers that connect to it, and how it
+/// connects to peers whose transport is TLS.
+#[derive(Clone, Debug)]
+pub struct NodeTls {
+    /// The server side: the node's certificate; whether connecting peers
+    /// are asked for theirs ([`mcx_tls::ClientAuth`]: servers present
+    /// one, users do not).
+    pub server: Arc<mcx_tls::rustls::ServerConfig>,
+    /// The client side: the CA that peers' certificates must chain to, and
+    /// for a server its own certificate (mutual TLS between servers).
+    pub client: Arc<mcx_tls::rustls::ClientConfig>,
+}
