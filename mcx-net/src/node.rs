@@ -4,7 +4,8 @@
 //! accepts both); what a peer is sent on is the transport the
 //! [`Directory`] gives for it. A node whose own transport is TLS
 //! ([`BoundNode::with_tls`]) speaks TLS on its TCP port (RFC 3261 26.2,
-//! the `sips:` / port 5061 style) and ignores SIP over UDP: plain
+//! the `sips:` / port 5061 style) and ignores SIP over UDP except from
+//! the peers the directory says speak UDP (a mixed lab topology): plain
 //! signalling would bypass what TLS authenticates. Connecting to a TLS
 //! peer, it checks that the certificate chains to its CA, names the
 //! peer's address and the peer's URI in the [`Directory`]; what a
@@ -1070,7 +1071,7 @@ impl<R: Role> Driver<R> {
     /// source-checked before the transaction layer sees it.
     fn on_udp(&mut self, from: SocketAddr, bytes: &[u8]) {
         let at = Instant::now();
-        if self.tls_only {
+        if self.tls_only && !self.speaks_udp(from) {
             bump(&self.guard.counters.dropped_plain);
             tracing::debug!("SIP/UDP from {from} dropped: this node speaks TLS");
             return;
@@ -1093,6 +1094,17 @@ impl<R: Role> Driver<R> {
             Err(_) => self.link.receive(at, remote, bytes),
         }
         self.deliver();
+    }
+
+    /// True if the directory has a node at `from` that speaks SIP over UDP:
+    /// a TLS node sends to such a peer over UDP and takes its answers (and
+    /// its requests) that way; from anywhere else SIP/UDP is ignored.
+    fn speaks_udp(&self, from: SocketAddr) -> bool {
+        let from = canonical(from);
+        self.directory
+            .sip_owner(from)
+            .and_then(|uri| self.directory.peer(uri))
+            .is_some_and(|p| p.transport == Transport::Udp)
     }
 
     /// Starts a connection task: `stream` is an accepted connection

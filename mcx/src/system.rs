@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::error::CliError;
+use crate::tls::TlsMaterial;
 use crate::topology::{McServerNode, Topology, User};
 
 fn failed(what: impl std::fmt::Display) -> CliError {
@@ -37,6 +38,8 @@ pub(crate) struct Bound {
     pub(crate) kms_http: SocketAddr,
     pub(crate) gms_http: SocketAddr,
     pub(crate) directory: Directory,
+    /// The certificates of the roles bound here, if the topology has `[tls]`.
+    pub(crate) tls: Option<TlsMaterial>,
 }
 
 /// The ports a capture of this process's roles needs, by protocol.
@@ -94,7 +97,7 @@ pub(crate) enum Selection {
 }
 
 impl Selection {
-    fn wants(&self, name: &str) -> bool {
+    pub(crate) fn wants(&self, name: &str) -> bool {
         match self {
             Self::All => true,
             Self::One(n) => n == name,
@@ -139,6 +142,7 @@ fn static_peer(
 /// Binds the sockets of the selected roles and builds the directory
 /// (bound addresses for ours, configured addresses for the others).
 pub(crate) async fn bind(t: &Topology, sel: &Selection) -> Result<Bound, CliError> {
+    let tls = TlsMaterial::for_topology(t, sel)?;
     let mut directory = Directory::new();
     let (kms, kms_http) = if sel.wants("kms") {
         let l = listen(t.kms.http, "KMS").await?;
@@ -195,6 +199,7 @@ pub(crate) async fn bind(t: &Topology, sel: &Selection) -> Result<Bound, CliErro
         kms_http,
         gms_http,
         directory,
+        tls,
     })
 }
 
@@ -213,6 +218,7 @@ pub(crate) struct OpenStore {
 fn serve_closable<S, E>(
     what: &'static str,
     listener: TcpListener,
+    https: Option<Arc<mcx_tls::rustls::ServerConfig>>,
     service: S,
     handle: impl Fn(&mut S, &HttpRequest) -> HttpResponse + Send + Sync + 'static,
     close: fn(S) -> Result<(), E>,
@@ -242,7 +248,13 @@ where
             taken.map_or(Ok(()), |s| close(s).map_err(|e| e.to_string()))
         }),
     };
-    (mcx_server::serve_http(listener, handler), store)
+    let task = match https {
+        Some(tls) => {
+            mcx_server::serve_https_with(listener, handler, mcx_server::HttpLimits::default(), tls)
+        }
+        None => mcx_server::serve_http(listener, handler),
+    };
+    (task, store)
 }
 
 /// Warns on stderr that a service keeps its state in memory: a restart
@@ -261,6 +273,7 @@ fn warn_in_memory(what: &str, database: Option<&std::path::Path>) {
 pub(crate) fn start_kms(
     t: &Topology,
     listener: TcpListener,
+    https: Option<Arc<mcx_tls::rustls::ServerConfig>>,
 ) -> Result<(JoinHandle<()>, OpenStore), CliError> {
     warn_in_memory("KMS", t.kms.database.as_deref());
     let mut users: Vec<mcx_kms::KmsUser> = t
@@ -297,6 +310,7 @@ pub(crate) fn start_kms(
     Ok(serve_closable(
         "KMS",
         listener,
+        https,
         kms,
         |k, req| k.handle(req, mcx_net::now().unix),
         mcx_kms::Kms::close,
@@ -307,6 +321,7 @@ pub(crate) fn start_kms(
 pub(crate) async fn start_gms(
     t: &Topology,
     listener: TcpListener,
+    https: Option<Arc<mcx_tls::rustls::ServerConfig>>,
     kms_http: Endpoint,
 ) -> Result<(JoinHandle<()>, OpenStore), CliError> {
     warn_in_memory("GMS", t.gms.database.as_deref());
@@ -354,6 +369,7 @@ pub(crate) async fn start_gms(
     Ok(serve_closable(
         "GMS",
         listener,
+        https,
         gms,
         |g, req| g.handle(req, mcx_net::now().unix, &mut mcx_net::os_rng()),
         mcx_gms::Gms::close,
@@ -425,8 +441,8 @@ pub(crate) fn node_limits(
     let l = t.limits;
     let invite_sources = call_sources.map(|uris| {
         uris.iter()
-            .filter_map(|u| directory.peer(u))
-            .map(|p| InviteSource::new(p.sip))
+            .filter_map(|u| Some((u, directory.peer(u)?)))
+            .map(|(u, p)| InviteSource::with_identity(p.sip, u.clone()))
             .collect()
     });
     NodeLimits {
@@ -506,6 +522,8 @@ pub(crate) struct Running {
     pub(crate) timeline: mpsc::UnboundedReceiver<TimelineEntry>,
     pub(crate) kms_http: SocketAddr,
     pub(crate) gms_http: SocketAddr,
+    /// The KMS and GMS serve HTTPS.
+    pub(crate) https: bool,
     pub(crate) directory: Arc<Directory>,
     /// How long client provisioning took (all clients, concurrently).
     pub(crate) provisioning: std::time::Duration,
@@ -532,18 +550,34 @@ pub(crate) async fn start(t: &Topology, sel: &Selection) -> Result<Running, CliE
 /// between).
 pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, CliError> {
     let kms_here = bound.kms.is_some();
+    let tls = bound.tls;
+    let https = t.tls.as_ref().is_some_and(|s| s.https);
+    let kms_endpoint = crate::tls::endpoint(tls.as_ref(), bound.kms_http, &t.kms.uri)?;
+    let gms_endpoint = crate::tls::endpoint(tls.as_ref(), bound.gms_http, &t.gms.uri)?;
+    // A node gets its TLS if the topology has any: it may speak TLS
+    // itself, or send to peers that do.
+    let with_tls = |b: BoundNode, role: &str, server: bool| -> Result<BoundNode, CliError> {
+        Ok(match &tls {
+            Some(m) => b.with_tls(m.node(role, server)?),
+            None => b,
+        })
+    };
+    let https_of = |role: &str| match &tls {
+        Some(m) => m.https_server(role),
+        None => Ok(None),
+    };
     let directory = Arc::new(bound.directory);
     let timers = t.sip_timers.timers();
     let (timeline_tx, timeline) = mpsc::unbounded_channel();
     let mut services = Vec::new();
     let mut stores = Vec::new();
     if let Some(l) = bound.kms {
-        let (task, store) = start_kms(t, l)?;
+        let (task, store) = start_kms(t, l, https_of("kms")?)?;
         services.push(task);
         stores.push(store);
     }
     if let Some(l) = bound.gms {
-        let (task, store) = start_gms(t, l, bound.kms_http.into()).await?;
+        let (task, store) = start_gms(t, l, https_of("gms")?, kms_endpoint.clone()).await?;
         services.push(task);
         stores.push(store);
     }
@@ -561,7 +595,7 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
             if let Some(k) = &spk {
                 role.set_spk(k.clone());
             }
-            let mut h = b
+            let mut h = with_tls(b, "controlling", true)?
                 .run_with(
                     role,
                     directory.clone(),
@@ -578,7 +612,7 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
                 t,
                 &t.controlling.uri,
                 t.controlling.token.as_ref(),
-                bound.kms_http.into(),
+                kms_endpoint.clone(),
                 move |kms, keys| {
                     let _ = commander.command(move |r, _, _| {
                         if let Err(e) = r.set_identity(kms, keys) {
@@ -601,7 +635,7 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
         if let Some(k) = &spk {
             role.set_spk(k.clone());
         }
-        let h = b
+        let h = with_tls(b, &uri, true)?
             .run_with(
                 role,
                 directory.clone(),
@@ -626,7 +660,7 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
             t,
             &node.uri,
             node.token.as_ref(),
-            bound.kms_http.into(),
+            kms_endpoint.clone(),
             move |kms, keys| {
                 let _ = commander.command(move |r, _, _| {
                     if let Err(e) = r.set_identity(kms, keys) {
@@ -660,8 +694,8 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
             user_uri: user.uri.clone(),
             token: user.token.clone(),
             kms_uri: t.kms.uri.clone(),
-            kms_http: bound.kms_http.into(),
-            gms_http: bound.gms_http.into(),
+            kms_http: kms_endpoint.clone(),
+            gms_http: gms_endpoint.clone(),
         };
         pending.push((
             uri,
@@ -693,7 +727,7 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
             &directory,
             (!call_sources.is_empty()).then_some(&call_sources[..]),
         );
-        let h = b
+        let h = with_tls(b, &uri, false)?
             .run_with(
                 client,
                 directory.clone(),
@@ -740,6 +774,7 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
         timeline,
         kms_http: bound.kms_http,
         gms_http: bound.gms_http,
+        https,
         directory,
         provisioning: started.elapsed(),
         voice,
