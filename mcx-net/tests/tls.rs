@@ -98,6 +98,15 @@ async fn mcs(tls: NodeTls, limits: NodeLimits) -> (NodeHandle<McServer>, SocketA
 
 /// A prober node whose directory has the MC server at `mcs` over TLS.
 async fn prober(tls: NodeTls, mcs: SocketAddr) -> (NodeHandle<Prober>, SocketAddr) {
+    prober_to(tls, mcs, Transport::Tls).await
+}
+
+/// A TLS prober node whose directory has the MC server at `mcs` over `transport`.
+async fn prober_to(
+    tls: NodeTls,
+    mcs: SocketAddr,
+    transport: Transport,
+) -> (NodeHandle<Prober>, SocketAddr) {
     let bound = BoundNode::bind("127.0.0.1:0".parse().unwrap(), Transport::Tls, None)
         .await
         .unwrap()
@@ -108,7 +117,7 @@ async fn prober(tls: NodeTls, mcs: SocketAddr) -> (NodeHandle<Prober>, SocketAdd
         MCS,
         Peer {
             sip: mcs,
-            transport: Transport::Tls,
+            transport,
             floor: None,
         },
     );
@@ -241,4 +250,17 @@ async fn a_tls_node_ignores_plain_sip() {
             == 1)
         .await
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_node_talks_udp_to_a_peer_the_directory_says_speaks_udp() {
+    let ca = Ca::generate("test CA").unwrap();
+    // A lab topology: the MC server on UDP, the prober on TLS.
+    let (server, addr) = common::node(NodeLimits::default()).await;
+    let (mut p, local) =
+        prober_to(node_tls(&ca, &ca, CONTROLLING, true), addr, Transport::Udp).await;
+    let answer = ask(&mut p, local, Method::Options, Duration::from_secs(3)).await;
+    assert_eq!(answer.as_deref(), Some("200"));
+    assert_eq!(p.guard_stats().dropped_plain, 0);
+    drop(server);
 }

@@ -571,7 +571,7 @@ impl Topology {
                     sip: any,
                     floor: None,
                     token: None,
-                    transport: TransportName::Udp,
+                    transport: t.controlling.transport,
                     groups: Vec::new(),
                 });
             }
