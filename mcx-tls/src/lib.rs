@@ -226,6 +226,9 @@ impl Ca {
 }
 
 /// A certificate chain (end entity first) and its private key.
+///
+/// The key is wiped when dropped; the copies rustls and *ring* make when a
+/// configuration is built (and rcgen's, for generated keys) are theirs.
 #[derive(Clone)]
 pub struct Identity {
     chain: Vec<CertificateDer<'static>>,
@@ -254,15 +257,15 @@ impl Identity {
     /// No certificate, or no PKCS#8 key, in the input.
     pub fn from_pem(cert_pem: &str, key_pem: &str, what: &str) -> Result<Self, TlsError> {
         let chain = certs_from_pem(cert_pem, what)?;
-        let key =
+        let mut key =
             PrivatePkcs8KeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| TlsError::Pem {
                 what: format!("{what} key"),
                 detail: format!("no PKCS#8 private key: {e}"),
             })?;
-        Ok(Self {
-            chain,
-            key: Zeroizing::new(key.secret_pkcs8_der().to_vec()),
-        })
+        let der = Zeroizing::new(key.secret_pkcs8_der().to_vec());
+        // The parser's copy: wiped here, as ours is when dropped.
+        zeroize::Zeroize::zeroize(&mut key);
+        Ok(Self { chain, key: der })
     }
 
     /// The end-entity certificate, PEM (then the rest of the chain).
