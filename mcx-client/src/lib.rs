@@ -23,14 +23,13 @@ pub use voice::{
     send_voice_logged,
 };
 
-use std::net::SocketAddr;
 use std::sync::{Mutex, OnceLock};
 
 use mcx_core::{Client, ClientConfig, ClientEvent};
 use mcx_gms::GroupDocument;
 use mcx_ibc::kms::{CommunityPublic, UserKeys};
 use mcx_kms::http::HttpResponse;
-use mcx_net::http::fetch;
+use mcx_net::http::{Endpoint, fetch};
 
 /// Where and as whom a client provisions.
 #[derive(Clone)]
@@ -41,10 +40,10 @@ pub struct Provisioning {
     pub token: String,
     /// The KMS URI (KmsUri).
     pub kms_uri: String,
-    /// The KMS's HTTP address.
-    pub kms_http: SocketAddr,
-    /// The GMS's HTTP address.
-    pub gms_http: SocketAddr,
+    /// The KMS's HTTP(S) endpoint.
+    pub kms_http: Endpoint,
+    /// The GMS's HTTP(S) endpoint.
+    pub gms_http: Endpoint,
     /// The user's TrK/InK (TS 33.180 D.1), provisioned out of band: when
     /// set, only InK-signed KMS responses with TrK-encrypted keys are
     /// accepted.
@@ -56,8 +55,8 @@ impl std::fmt::Debug for Provisioning {
         f.debug_struct("Provisioning")
             .field("user_uri", &self.user_uri)
             .field("kms_uri", &self.kms_uri)
-            .field("kms_http", &self.kms_http)
-            .field("gms_http", &self.gms_http)
+            .field("kms_http", &self.kms_http.addr)
+            .field("gms_http", &self.gms_http.addr)
             .field("kms_security", &self.kms_security.is_some())
             .finish_non_exhaustive()
     }
@@ -153,17 +152,17 @@ pub async fn provision_keys(
     kms_uri: &str,
     user_uri: &str,
     token: &str,
-    kms_http: SocketAddr,
+    kms_http: &Endpoint,
     security: Option<&mcx_kms::secext::SecurityKeys>,
 ) -> Result<(CommunityPublic, UserKeys), ClientError> {
     let now = mcx_net::now().unix;
     let init = mcx_kms::client::init_request(kms_uri, user_uri, token, now);
-    let body = ok("KMS", fetch(kms_http, &init).await?)?;
+    let body = ok("KMS", fetch(kms_http.clone(), &init).await?)?;
     let community = shared(mcx_kms::client::parse_init_response_with(
         &body, kms_uri, security,
     )?);
     let prov = mcx_kms::client::key_prov_request(kms_uri, user_uri, token, now);
-    let body = ok("KMS", fetch(kms_http, &prov).await?)?;
+    let body = ok("KMS", fetch(kms_http.clone(), &prov).await?)?;
     let user = user_uri.to_owned();
     let security = security.cloned();
     // Validating an RSK is a pairing: CPU work off the async threads.
@@ -191,16 +190,16 @@ pub async fn provision(p: &Provisioning) -> Result<Provisioned, ClientError> {
         &p.kms_uri,
         &p.user_uri,
         &p.token,
-        p.kms_http,
+        &p.kms_http,
         p.kms_security.as_ref(),
     )
     .await?;
     let index = mcx_gms::client::group_index_request(&p.user_uri, &p.token);
-    let body = ok("GMS", fetch(p.gms_http, &index).await?)?;
+    let body = ok("GMS", fetch(p.gms_http.clone(), &index).await?)?;
     let mut groups = Vec::new();
     for group in mcx_gms::client::parse_group_index(&body)? {
         let req = mcx_gms::client::group_document_request(&group, &p.token);
-        let body = ok("GMS", fetch(p.gms_http, &req).await?)?;
+        let body = ok("GMS", fetch(p.gms_http.clone(), &req).await?)?;
         groups.push(mcx_gms::client::parse_group_document(&body)?);
     }
     Ok(Provisioned {

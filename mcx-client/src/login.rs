@@ -2,11 +2,9 @@
 //! with PKCE, done by the client with the user's credentials from its
 //! configuration, for a short-lived access token.
 
-use std::net::SocketAddr;
-
 use mcx_idms::flow::{AccessToken, AuthFlow};
 use mcx_kms::http::HttpRequest;
-use mcx_net::http::fetch;
+use mcx_net::http::{Endpoint, fetch};
 use zeroize::Zeroizing;
 
 use crate::ClientError;
@@ -14,8 +12,8 @@ use crate::ClientError;
 /// Who logs in where.
 #[derive(Clone)]
 pub struct Login {
-    /// The IdMS's HTTP address.
-    pub idms_http: SocketAddr,
+    /// The IdMS's HTTP(S) endpoint.
+    pub idms_http: Endpoint,
     /// The registered client's `client_id`.
     pub client_id: String,
     /// Its registered redirect URI (never followed: the native client reads
@@ -30,7 +28,7 @@ pub struct Login {
 impl std::fmt::Debug for Login {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Login")
-            .field("idms_http", &self.idms_http)
+            .field("idms_http", &self.idms_http.addr)
             .field("client_id", &self.client_id)
             .field("user_uri", &self.user_uri)
             .finish_non_exhaustive()
@@ -56,7 +54,7 @@ pub async fn login(l: &Login) -> Result<AccessToken, ClientError> {
         "Authorization".into(),
         AuthFlow::basic_credentials(&l.user_uri, &l.password).to_string(),
     ));
-    let resp = fetch(l.idms_http, &authorize).await?;
+    let resp = fetch(l.idms_http.clone(), &authorize).await?;
     let Some(location) = resp.header("location").filter(|_| resp.status == 302) else {
         return Err(ClientError::Refused {
             service: "IdMS",
@@ -74,7 +72,7 @@ pub async fn login(l: &Login) -> Result<AccessToken, ClientError> {
         "application/x-www-form-urlencoded".into(),
     ));
     token.body = flow.token_request(&code).as_bytes().to_vec();
-    let resp = fetch(l.idms_http, &token).await?;
+    let resp = fetch(l.idms_http.clone(), &token).await?;
     Ok(AuthFlow::parse_token_response(
         resp.status,
         &resp.body,

@@ -51,7 +51,7 @@ async fn provisioning_with_the_security_extension() {
     let addr = kms().await;
     let keys = alice_keys();
     let (community, user) =
-        mcx_client::provision_keys(KMS_URI, ALICE, "alice-token", addr, Some(&keys))
+        mcx_client::provision_keys(KMS_URI, ALICE, "alice-token", &addr.into(), Some(&keys))
             .await
             .unwrap();
     assert_eq!(community.kms_uri, KMS_URI);
@@ -59,25 +59,37 @@ async fn provisioning_with_the_security_extension() {
 
     // Another InK: the signature does not verify.
     let other_ink = SecurityKeys::new([0x11; 32], [0x23; 32]);
-    let err = mcx_client::provision_keys(KMS_URI, ALICE, "alice-token", addr, Some(&other_ink))
-        .await
-        .unwrap_err();
+    let err = mcx_client::provision_keys(
+        KMS_URI,
+        ALICE,
+        "alice-token",
+        &addr.into(),
+        Some(&other_ink),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(secext(err), SecExtError::BadSignature);
 
     // Another TrK: signed correctly, but the keys do not decrypt.
     let other_trk = SecurityKeys::new([0x12; 32], [0x22; 32]);
-    let err = mcx_client::provision_keys(KMS_URI, ALICE, "alice-token", addr, Some(&other_trk))
-        .await
-        .unwrap_err();
+    let err = mcx_client::provision_keys(
+        KMS_URI,
+        ALICE,
+        "alice-token",
+        &addr.into(),
+        Some(&other_trk),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(secext(err), SecExtError::Decrypt("UserDecryptKey"));
 
     // Bob's KMS answers without the extension: a client with keys refuses.
-    let err = mcx_client::provision_keys(KMS_URI, BOB, "bob-token", addr, Some(&keys))
+    let err = mcx_client::provision_keys(KMS_URI, BOB, "bob-token", &addr.into(), Some(&keys))
         .await
         .unwrap_err();
     assert_eq!(secext(err), SecExtError::NotSigned);
     // Bob without keys is served as before.
-    mcx_client::provision_keys(KMS_URI, BOB, "bob-token", addr, None)
+    mcx_client::provision_keys(KMS_URI, BOB, "bob-token", &addr.into(), None)
         .await
         .unwrap();
 }

@@ -957,7 +957,7 @@ mod tests {
 
     #[test]
     fn duplicate_request_is_delivered_once_with_rewritten_via() {
-        for transport in [Transport::Udp, Transport::Tcp] {
+        for transport in [Transport::Udp, Transport::Tcp, Transport::Tls] {
             let (mut a, mut b, _, rb) = pair(transport);
             let now = Instant::now();
             let inv = request(Method::Invite, "z9hG4bKdup1");

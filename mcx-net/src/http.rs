@@ -1,6 +1,7 @@
 //! A minimal HTTP/1.1 client over hyper, for provisioning from the KMS
 //! and the GMS: one request per connection, bodies read whole with a
-//! size limit.
+//! size limit; HTTPS when the [`Endpoint`] says so (the server's
+//! certificate verified against the topology's CA), plain HTTP for labs.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -12,6 +13,33 @@ use mcx_kms::http::{HttpRequest, HttpResponse};
 use tokio::net::TcpStream;
 
 use crate::NetError;
+use crate::tls::TlsTarget;
+
+/// Where a KMS or GMS is, and whether it is reached over TLS.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    /// Its HTTP(S) socket.
+    pub addr: SocketAddr,
+    /// HTTPS: how its certificate is checked. `None`: plain HTTP.
+    pub tls: Option<TlsTarget>,
+}
+
+impl Endpoint {
+    /// HTTPS to `addr`, checked as `tls` says.
+    pub fn https(addr: SocketAddr, tls: TlsTarget) -> Self {
+        Self {
+            addr,
+            tls: Some(tls),
+        }
+    }
+}
+
+impl From<SocketAddr> for Endpoint {
+    /// Plain HTTP (labs; anyone on the path reads tokens and keys).
+    fn from(addr: SocketAddr) -> Self {
+        Self { addr, tls: None }
+    }
+}
 
 /// Largest response body accepted (group documents for big groups are the
 /// largest thing served).
@@ -20,12 +48,19 @@ pub const MAX_BODY: usize = 16 * 1024 * 1024;
 /// How long one exchange may take.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Sends `request` to the server at `addr` and reads the whole response.
+/// Sends `request` to the server at `to` (an [`Endpoint`], or a
+/// `SocketAddr` for plain HTTP) and reads the whole response.
 ///
 /// # Errors
-/// Connection, protocol or size failures, and a timeout.
-pub async fn fetch(addr: SocketAddr, request: &HttpRequest) -> Result<HttpResponse, NetError> {
-    tokio::time::timeout(TIMEOUT, fetch_inner(addr, request))
+/// Connection, TLS ([`NetError::Tls`]: a certificate that does not
+/// verify), protocol or size failures, and a timeout.
+pub async fn fetch(
+    to: impl Into<Endpoint>,
+    request: &HttpRequest,
+) -> Result<HttpResponse, NetError> {
+    let to = to.into();
+    let addr = to.addr;
+    tokio::time::timeout(TIMEOUT, fetch_inner(&to, request))
         .await
         .map_err(|_| {
             NetError::Http(format!(
@@ -35,11 +70,30 @@ pub async fn fetch(addr: SocketAddr, request: &HttpRequest) -> Result<HttpRespon
         })?
 }
 
-async fn fetch_inner(addr: SocketAddr, request: &HttpRequest) -> Result<HttpResponse, NetError> {
+async fn fetch_inner(to: &Endpoint, request: &HttpRequest) -> Result<HttpResponse, NetError> {
+    let addr = to.addr;
     let stream = TcpStream::connect(addr)
         .await
         .map_err(|e| NetError::io(format!("connecting to {addr}"), e))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    match &to.tls {
+        Some(target) => {
+            let (tls, _) = crate::tls::connect(target, addr, stream).await?;
+            exchange(addr, TokioIo::new(tls), request).await
+        }
+        None => exchange(addr, TokioIo::new(stream), request).await,
+    }
+}
+
+/// One request and its response over an established connection.
+async fn exchange<S>(
+    addr: SocketAddr,
+    io: TokioIo<S>,
+    request: &HttpRequest,
+) -> Result<HttpResponse, NetError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
         .await
         .map_err(|e| NetError::Http(format!("handshake with {addr}: {e}")))?;
     let conn = tokio::spawn(conn);

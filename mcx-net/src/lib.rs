@@ -7,7 +7,11 @@
 //! drain transmits → arm the next timer".
 //!
 //! - [`node`]: binds a node's sockets (SIP on UDP and TCP on one port,
-//!   floor control on UDP) and drives any [`Role`] with them.
+//!   or TLS on that TCP port; floor control on UDP) and drives any
+//!   [`Role`] with them.
+//! - [`tls`]: the TLS side of connections ([`NodeTls`], [`TlsTarget`]):
+//!   certificates checked against the topology's CA, the peer's address
+//!   and its identity; what a peer's certificate names ([`PeerIdentity`]).
 //! - [`Directory`]: maps the roles' addresses (SIP URIs) to sockets. The
 //!   roles address each other by URI; the directory is configuration
 //!   (the topology file), standing in for DNS/registrar lookups.
@@ -31,7 +35,7 @@
 //! | `tcp_message_timeout` | 10 s | a message whose first octet has arrived must be whole within this (slowloris); honest messages take milliseconds. Also bounds a write to a peer that does not read |
 //! | `max_messages_per_sec_per_peer`, `peer_burst` | 200/s, 400 | a token bucket per source IP, UDP and TCP together, so one peer cannot take the node: excess UDP is dropped before parsing (the sender retransmits), a TCP connection is read no faster than the rate (nothing is retransmitted on TCP, so dropping would lose messages). A burst of 400 covers an MC server's whole group answering at once |
 //! | `max_tracked_peers` | 4096 | bounds the bucket table: idle buckets are swept, and if the table is still full new sources share one bucket (spoofed UDP sources cannot grow it) |
-//! | `invite_sources` | `None` (any) | an MC server takes calls (out-of-dialog INVITEs) only from its controlling server(s): exact socket over UDP, IP of the connection over TCP (mutual TLS is for later); other INVITEs are dropped before the transaction layer |
+//! | `invite_sources` | `None` (any) | an MC server takes calls (out-of-dialog INVITEs) only from its controlling server(s): exact socket over UDP, IP of the connection over TCP, the client certificate's name over TLS when the source has an identity (mutual TLS); other INVITEs are dropped before the transaction layer |
 //! | `accept_backoff` | 50 ms doubling to 1 s | out of descriptors, accepting again at once would spin; each burst of errors is logged once |
 //!
 //! SIP/TCP framing ([`mcx_sip::StreamDecoder`]) is linear in the octets
@@ -46,6 +50,9 @@ pub mod http;
 mod media;
 pub use media::RelayTask;
 pub mod node;
+pub mod tls;
+pub use mcx_tls::PeerIdentity;
+pub use tls::{NodeTls, TlsTarget};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -96,6 +103,7 @@ pub struct Peer {
 pub struct Directory {
     by_uri: HashMap<String, Peer>,
     by_floor: HashMap<SocketAddr, String>,
+    by_sip: HashMap<SocketAddr, String>,
 }
 
 impl Directory {
@@ -109,7 +117,14 @@ impl Directory {
         if let Some(floor) = peer.floor {
             self.by_floor.insert(floor, uri.to_owned());
         }
+        self.by_sip.insert(peer.sip, uri.to_owned());
         self.by_uri.insert(uri.to_owned(), peer);
+    }
+
+    /// The URI of the node whose SIP socket is `addr`: the identity its
+    /// TLS certificate must name when this node connects to it.
+    pub fn sip_owner(&self, addr: SocketAddr) -> Option<&str> {
+        self.by_sip.get(&addr).map(String::as_str)
     }
 
     /// The sockets of `uri`.
@@ -317,6 +332,10 @@ pub enum NetError {
     /// An HTTP exchange failed.
     #[error("HTTP {0}")]
     Http(String),
+    /// A TLS handshake failed, or the peer's certificate does not name
+    /// whom it should.
+    #[error("TLS {0}")]
+    Tls(String),
     /// The node's task ended.
     #[error("the node has stopped")]
     Stopped,

@@ -2,7 +2,15 @@
 //!
 //! SIP listens on UDP and TCP on the same port (RFC 3261 18: a UAS
 //! accepts both); what a peer is sent on is the transport the
-//! [`Directory`] gives for it. Every SIP message goes through a
+//! [`Directory`] gives for it. A node whose own transport is TLS
+//! ([`BoundNode::with_tls`]) speaks TLS on its TCP port (RFC 3261 26.2,
+//! the `sips:` / port 5061 style) and ignores SIP over UDP except from
+//! the peers the directory says speak UDP (a mixed lab topology): plain
+//! signalling would bypass what TLS authenticates. Connecting to a TLS
+//! peer, it checks that the certificate chains to its CA, names the
+//! peer's address and the peer's URI in the [`Directory`]; what a
+//! connecting peer's certificate names is kept ([`NodeHandle::tls_peer`])
+//! and [`InviteSource`]s can require it. Every SIP message goes through a
 //! [`SipLink`] (transactions, retransmissions, 2xx/ACK handling) before
 //! the role sees it or after the role produced it. Floor control is one
 //! RTCP APP packet per UDP datagram.
@@ -16,12 +24,17 @@ use std::time::{Duration, Instant};
 
 use mcx_core::{Channel, RelayCommand, SipLink, TimelineEntry};
 use mcx_sip::{Limits, Message, Method, Remote, StreamDecoder, Timers, Transport};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
-use crate::{AcceptBackoff, Directory, NetError, OsRng, Peer, Role, accept_loop, now, os_rng};
+use mcx_tls::tokio_rustls::{TlsAcceptor, TlsStream};
+
+use crate::{
+    AcceptBackoff, Directory, NetError, NodeTls, OsRng, Peer, PeerIdentity, Role, TlsTarget,
+    accept_loop, now, os_rng,
+};
 
 /// Largest UDP datagram read (SIP over UDP is bounded by `Limits::UDP`).
 const DATAGRAM_MAX: usize = 65_535;
@@ -89,6 +102,8 @@ pub struct NodeLimits {
     /// those from anywhere else are dropped before the transaction layer
     /// (counted in [`GuardStats::dropped_source`]). `None` accepts any
     /// source. For an MC server: its controlling server(s). Default `None`.
+    /// Over TLS, a source with an identity must present a certificate
+    /// naming it (mutual TLS).
     pub invite_sources: Option<Vec<InviteSource>>,
     /// Waits after accept errors (out of file descriptors).
     pub accept_backoff: AcceptBackoff,
@@ -114,17 +129,42 @@ impl Default for NodeLimits {
 ///
 /// Over UDP a request must come from exactly `addr` (a node sends from
 /// its SIP socket); over TCP only the IP address of the connection's peer
-/// is compared, as the connection comes from an ephemeral port.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// is compared, as the connection comes from an ephemeral port. Over TLS
+/// with an `identity`, the connection's client certificate must name it
+/// (the address is not enough: any process on that host could connect).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct InviteSource {
     /// The peer's SIP socket.
     pub addr: SocketAddr,
+    /// The identity (SIP URI) its TLS certificate names, if known.
+    pub identity: Option<String>,
 }
 
 impl InviteSource {
     /// The peer whose SIP socket is `addr`.
     pub fn new(addr: SocketAddr) -> Self {
-        Self { addr }
+        Self {
+            addr,
+            identity: None,
+        }
+    }
+
+    /// The peer whose SIP socket is `addr` and whose TLS certificate names
+    /// `identity`.
+    pub fn with_identity(addr: SocketAddr, identity: impl Into<String>) -> Self {
+        Self {
+            addr,
+            identity: Some(identity.into()),
+        }
+    }
+
+    /// True if a message received from `from`, over a connection whose
+    /// peer certificate names `peer` (TLS), comes from this peer.
+    pub fn matches_peer(&self, from: Remote, peer: Option<&PeerIdentity>) -> bool {
+        match (&self.identity, from.transport) {
+            (Some(want), Transport::Tls) => peer.is_some_and(|p| p.names(want)),
+            _ => self.matches(from),
+        }
     }
 
     /// True if a message received from `from` comes from this peer.
@@ -173,6 +213,11 @@ pub struct GuardStats {
     pub accept_errors: u64,
     /// Inbound SIP/TCP connections open now.
     pub tcp_open: u64,
+    /// SIP/UDP datagrams dropped because the node speaks TLS only.
+    pub dropped_plain: u64,
+    /// SIP/TLS handshakes that failed (either side), or peers whose
+    /// certificate did not name whom the directory says is there.
+    pub tls_failed: u64,
 }
 
 #[derive(Debug, Default)]
@@ -186,6 +231,8 @@ struct Counters {
     tcp_framing_closed: AtomicU64,
     accept_errors: AtomicU64,
     tcp_open: AtomicU64,
+    dropped_plain: AtomicU64,
+    tls_failed: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -240,6 +287,9 @@ struct Guard {
     limits: NodeLimits,
     counters: Counters,
     peers: Mutex<PeerTable>,
+    /// What the certificates of open TLS connections name, by the
+    /// connection's peer address (with the connection's id).
+    tls_peers: Mutex<HashMap<SocketAddr, (u64, Arc<PeerIdentity>)>>,
 }
 
 /// Why a message may not go on yet.
@@ -260,7 +310,16 @@ impl Guard {
                 overflow: Bucket::new(burst, now),
                 last_sweep: None,
             }),
+            tls_peers: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn tls_peer(&self, addr: SocketAddr) -> Option<Arc<PeerIdentity>> {
+        let peers = self
+            .tls_peers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        peers.get(&addr).map(|(_, p)| p.clone())
     }
 
     fn stats(&self) -> GuardStats {
@@ -276,6 +335,8 @@ impl Guard {
             tcp_framing_closed: get(&c.tcp_framing_closed),
             accept_errors: get(&c.accept_errors),
             tcp_open: get(&c.tcp_open),
+            dropped_plain: get(&c.dropped_plain),
+            tls_failed: get(&c.tls_failed),
         }
     }
 
@@ -376,7 +437,13 @@ impl Guard {
 
     /// False (counted, logged once per source and interval) if `msg` is an
     /// out-of-dialog INVITE from a source not allowed to start calls.
-    fn invite_allowed(&self, from: Remote, msg: &Message, now: Instant) -> bool {
+    fn invite_allowed(
+        &self,
+        from: Remote,
+        peer: Option<&PeerIdentity>,
+        msg: &Message,
+        now: Instant,
+    ) -> bool {
         let Some(sources) = &self.limits.invite_sources else {
             return true;
         };
@@ -391,7 +458,7 @@ impl Guard {
         if req.to().is_ok_and(|to| to.tag.is_some()) {
             return true;
         }
-        if sources.iter().any(|s| s.matches(from)) {
+        if sources.iter().any(|s| s.matches_peer(from, peer)) {
             return true;
         }
         bump(&self.counters.dropped_source);
@@ -477,6 +544,7 @@ pub struct BoundNode {
     /// takes it ([`BoundNode::take_media`]) to send or receive voice.
     media: Option<UdpSocket>,
     transport: Transport,
+    tls: Option<NodeTls>,
 }
 
 impl BoundNode {
@@ -501,7 +569,16 @@ impl BoundNode {
             floor,
             media: None,
             transport,
+            tls: None,
         })
+    }
+
+    /// Gives the node its TLS configuration: needed if its transport is
+    /// TLS (its TCP port then speaks TLS) or if it sends to TLS peers.
+    #[must_use]
+    pub fn with_tls(mut self, tls: NodeTls) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// Binds the voice socket at `addr` (port 0: any free port; an
@@ -606,6 +683,12 @@ impl BoundNode {
         limits: NodeLimits,
     ) -> Result<NodeHandle<R>, NetError> {
         let me = self.peer()?;
+        if me.transport == Transport::Tls && self.tls.is_none() {
+            return Err(NetError::Tls(format!(
+                "node {}: transport TLS without a TLS configuration",
+                me.sip
+            )));
+        }
         let (commands_tx, commands) = mpsc::unbounded_channel();
         let (events_tx, events) = mpsc::unbounded_channel();
         let (tcp_tx, tcp_rx) = mpsc::channel(TCP_QUEUE);
@@ -633,6 +716,8 @@ impl BoundNode {
             rng: os_rng(),
             busy: busy.clone(),
             guard: guard.clone(),
+            tls: self.tls,
+            tls_only: me.transport == Transport::Tls,
         };
         let accept = tokio::spawn(accept_tcp(self.tcp, driver.tcp_tx.clone(), guard.clone()));
         let task = tokio::spawn(driver.run(commands, tcp_rx, accept));
@@ -772,6 +857,16 @@ impl<R: Role> NodeHandle<R> {
         self.guard.stats()
     }
 
+    /// What the certificate of the peer on the open TLS connection from
+    /// (or to) `addr` names; `None` if there is none, or the peer
+    /// presented no certificate.
+    pub fn tls_peer(&self, addr: SocketAddr) -> Option<PeerIdentity> {
+        self.guard
+            .tls_peer(addr)
+            .map(|p| (*p).clone())
+            .filter(|p| *p != PeerIdentity::default())
+    }
+
     /// Runs `f` on the role (e.g. `Client::start_call`) in the driver task,
     /// then sends whatever it produced.
     ///
@@ -850,11 +945,12 @@ enum Input<R: Role> {
 enum TcpInput {
     /// An inbound connection and its slot under `max_tcp_connections`.
     Accepted(SocketAddr, TcpStream, OwnedSemaphorePermit),
-    Message(SocketAddr, Message),
+    Message(Remote, Message),
     /// The connection with this id ended.
     Closed(SocketAddr, u64),
-    /// Connecting failed: the transactions toward it fail now (RFC 3261 17.1.4).
-    Unreachable(SocketAddr, u64),
+    /// Connecting (or the TLS handshake) failed: the transactions toward
+    /// it fail now (RFC 3261 17.1.4).
+    Unreachable(Remote, u64),
 }
 
 struct Driver<R: Role> {
@@ -877,6 +973,9 @@ struct Driver<R: Role> {
     guard: Arc<Guard>,
     /// The voice relay's command queue, if the node relays.
     relay: Option<mpsc::UnboundedSender<RelayCommand>>,
+    tls: Option<NodeTls>,
+    /// The node's transport is TLS: its TCP port speaks TLS, UDP is ignored.
+    tls_only: bool,
 }
 
 impl<R: Role> Driver<R> {
@@ -972,6 +1071,11 @@ impl<R: Role> Driver<R> {
     /// source-checked before the transaction layer sees it.
     fn on_udp(&mut self, from: SocketAddr, bytes: &[u8]) {
         let at = Instant::now();
+        if self.tls_only && !self.speaks_udp(from) {
+            bump(&self.guard.counters.dropped_plain);
+            tracing::debug!("SIP/UDP from {from} dropped: this node speaks TLS");
+            return;
+        }
         if !self.guard.admit_udp(from.ip(), at) {
             return;
         }
@@ -981,7 +1085,7 @@ impl<R: Role> Driver<R> {
         };
         match mcx_sip::parse_datagram(bytes, &Limits::UDP) {
             Ok(msg) => {
-                if !self.guard.invite_allowed(remote, &msg, at) {
+                if !self.guard.invite_allowed(remote, None, &msg, at) {
                     return;
                 }
                 self.link.receive_message(at, remote, msg);
@@ -992,23 +1096,57 @@ impl<R: Role> Driver<R> {
         self.deliver();
     }
 
+    /// True if the directory has a node at `from` that speaks SIP over UDP:
+    /// a TLS node sends to such a peer over UDP and takes its answers (and
+    /// its requests) that way; from anywhere else SIP/UDP is ignored.
+    fn speaks_udp(&self, from: SocketAddr) -> bool {
+        let from = canonical(from);
+        self.directory
+            .sip_owner(from)
+            .and_then(|uri| self.directory.peer(uri))
+            .is_some_and(|p| p.transport == Transport::Udp)
+    }
+
+    /// Starts a connection task: `stream` is an accepted connection
+    /// (TLS server side if the node speaks TLS); `None` connects to
+    /// `peer` over `transport` (TLS client side for TLS).
     fn new_connection(
         &mut self,
         peer: SocketAddr,
+        transport: Transport,
         stream: Option<TcpStream>,
         slot: Option<OwnedSemaphorePermit>,
     ) -> mpsc::UnboundedSender<Vec<u8>> {
         let id = self.next_conn;
         self.next_conn += 1;
+        let (transport, tls) = match (&stream, transport, &self.tls) {
+            (Some(_), _, Some(t)) if self.tls_only => (
+                Transport::Tls,
+                Some(TlsSide::Accept(TlsAcceptor::from(t.server.clone()))),
+            ),
+            (Some(_), _, _) => (Transport::Tcp, None),
+            (None, Transport::Tls, t) => (
+                Transport::Tls,
+                Some(TlsSide::Connect(t.as_ref().map(|t| TlsTarget {
+                    config: t.client.clone(),
+                    identity: self.directory.sip_owner(peer).map(str::to_owned),
+                }))),
+            ),
+            (None, t, _) => (t, None),
+        };
         let writer = spawn_connection(
             Connection {
-                peer,
+                remote: Remote {
+                    addr: peer,
+                    transport,
+                },
                 id,
                 inbound: self.tcp_tx.clone(),
                 guard: self.guard.clone(),
                 _slot: slot,
             },
             stream,
+            tls,
         );
         self.conns.insert(peer, (id, writer.clone()));
         writer
@@ -1030,13 +1168,9 @@ impl<R: Role> Driver<R> {
     fn on_tcp(&mut self, input: TcpInput) {
         match input {
             TcpInput::Accepted(peer, stream, slot) => {
-                self.new_connection(peer, Some(stream), Some(slot));
+                self.new_connection(peer, Transport::Tcp, Some(stream), Some(slot));
             }
-            TcpInput::Message(peer, msg) => {
-                let remote = Remote {
-                    addr: peer,
-                    transport: Transport::Tcp,
-                };
+            TcpInput::Message(remote, msg) => {
                 self.link.receive_message(Instant::now(), remote, msg);
                 self.deliver();
             }
@@ -1045,14 +1179,14 @@ impl<R: Role> Driver<R> {
                     self.conns.remove(&peer);
                 }
             }
-            TcpInput::Unreachable(peer, id) => {
-                if self.conns.get(&peer).is_some_and(|(open, _)| *open == id) {
-                    self.conns.remove(&peer);
+            TcpInput::Unreachable(remote, id) => {
+                if self
+                    .conns
+                    .get(&remote.addr)
+                    .is_some_and(|(open, _)| *open == id)
+                {
+                    self.conns.remove(&remote.addr);
                 }
-                let remote = Remote {
-                    addr: peer,
-                    transport: Transport::Tcp,
-                };
                 self.link.handle_transport_error(Instant::now(), remote);
                 self.deliver();
             }
@@ -1112,7 +1246,9 @@ impl<R: Role> Driver<R> {
                             tracing::info!("SIP/UDP to {}: {e}", t.destination);
                         }
                     }
-                    Transport::Tcp => self.send_tcp(t.destination, t.bytes),
+                    Transport::Tcp | Transport::Tls => {
+                        self.send_tcp(t.destination, t.transport, t.bytes);
+                    }
                 }
             }
             self.deliver();
@@ -1133,7 +1269,7 @@ impl<R: Role> Driver<R> {
         waited
     }
 
-    fn send_tcp(&mut self, to: SocketAddr, bytes: Vec<u8>) {
+    fn send_tcp(&mut self, to: SocketAddr, transport: Transport, bytes: Vec<u8>) {
         // A closed connection hands the bytes back: they go on a new one.
         let bytes = match self.conns.get(&to) {
             Some((_, w)) => match w.send(bytes) {
@@ -1142,14 +1278,15 @@ impl<R: Role> Driver<R> {
             },
             None => bytes,
         };
-        let writer = self.new_connection(to, None, None);
+        let writer = self.new_connection(to, transport, None, None);
         let _ = writer.send(bytes);
     }
 }
 
-/// One SIP/TCP connection's identity and what it answers to.
+/// One SIP/TCP (or TLS) connection's identity and what it answers to.
 struct Connection {
-    peer: SocketAddr,
+    /// The peer's address and the connection's transport (TCP or TLS).
+    remote: Remote,
     id: u64,
     inbound: mpsc::Sender<TcpInput>,
     guard: Arc<Guard>,
@@ -1168,60 +1305,136 @@ enum Close {
     Framing,
 }
 
-/// Runs one TCP connection: connects if `stream` is `None`, frames
-/// incoming messages with [`StreamDecoder`], writes what the driver sends,
-/// and closes it when it is idle, slow or unframeable (per [`NodeLimits`]).
-fn spawn_connection(conn: Connection, stream: Option<TcpStream>) -> mpsc::UnboundedSender<Vec<u8>> {
+/// The TLS side of a connection.
+enum TlsSide {
+    /// Accepted on a TLS node: the server handshake.
+    Accept(TlsAcceptor),
+    /// Toward a TLS peer: the client handshake, checking the peer's
+    /// certificate (`None`: this node has no TLS configuration).
+    Connect(Option<TlsTarget>),
+}
+
+/// Runs one TCP connection: connects if `stream` is `None`, handshakes if
+/// `tls` says so, frames incoming messages with [`StreamDecoder`], writes
+/// what the driver sends, and closes it when it is idle, slow or
+/// unframeable (per [`NodeLimits`]).
+fn spawn_connection(
+    conn: Connection,
+    stream: Option<TcpStream>,
+    tls: Option<TlsSide>,
+) -> mpsc::UnboundedSender<Vec<u8>> {
     let (tx, rx) = mpsc::unbounded_channel::<Vec<u8>>();
     tokio::spawn(async move {
-        let Connection {
-            peer, id, inbound, ..
-        } = &conn;
-        let (peer, id) = (*peer, *id);
+        let (remote, id, inbound) = (conn.remote, conn.id, &conn.inbound);
+        let peer = remote.addr;
         let stream = match stream {
             Some(s) => s,
             None => match TcpStream::connect(peer).await {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::info!("SIP/TCP connect {peer}: {e}");
-                    let _ = inbound.send(TcpInput::Unreachable(peer, id)).await;
+                    let _ = inbound.send(TcpInput::Unreachable(remote, id)).await;
                     return;
                 }
             },
         };
+        let _ = stream.set_nodelay(true);
         let counted = conn._slot.is_some();
         if counted {
             conn.guard.counters.tcp_open.fetch_add(1, Ordering::Relaxed);
         }
-        let why = serve_connection(&conn, stream, rx).await;
         let c = &conn.guard.counters;
+        let why = match tls {
+            None => Some(serve_connection(&conn, stream, None, rx).await),
+            Some(side) => match handshake(&conn, side, stream).await {
+                Ok((stream, identity)) => {
+                    let identity = Arc::new(identity);
+                    conn.guard
+                        .tls_peers
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(peer, (id, identity.clone()));
+                    let named = (*identity != PeerIdentity::default()).then_some(&*identity);
+                    let why = serve_connection(&conn, stream, named, rx).await;
+                    let mut peers = conn
+                        .guard
+                        .tls_peers
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    if peers.get(&peer).is_some_and(|(open, _)| *open == id) {
+                        peers.remove(&peer);
+                    }
+                    Some(why)
+                }
+                Err(e) => {
+                    bump(&c.tls_failed);
+                    tracing::info!("SIP/TLS {peer}: {e}");
+                    None
+                }
+            },
+        };
         match why {
-            Close::Idle => bump(&c.tcp_idle_closed),
-            Close::Slow => bump(&c.tcp_slow_closed),
-            Close::Framing => bump(&c.tcp_framing_closed),
-            Close::Peer | Close::Driver => {}
+            Some(Close::Idle) => bump(&c.tcp_idle_closed),
+            Some(Close::Slow) => bump(&c.tcp_slow_closed),
+            Some(Close::Framing) => bump(&c.tcp_framing_closed),
+            Some(Close::Peer | Close::Driver) | None => {}
         }
         if counted {
             c.tcp_open.fetch_sub(1, Ordering::Relaxed);
         }
-        let _ = inbound.send(TcpInput::Closed(peer, id)).await;
+        let end = match why {
+            // The transactions toward a peer we could not authenticate fail now.
+            None if conn._slot.is_none() => TcpInput::Unreachable(remote, id),
+            _ => TcpInput::Closed(peer, id),
+        };
+        let _ = inbound.send(end).await;
     });
     tx
 }
 
-async fn serve_connection(
+/// The TLS handshake of a connection, within `tcp_message_timeout`: the
+/// stream and what the peer's certificate names (empty if it presented none).
+async fn handshake(
     conn: &Connection,
+    side: TlsSide,
     stream: TcpStream,
+) -> Result<(TlsStream<TcpStream>, PeerIdentity), NetError> {
+    let peer = conn.remote.addr;
+    let limit = conn.guard.limits.tcp_message_timeout;
+    let run = async {
+        match side {
+            TlsSide::Accept(acceptor) => {
+                let tls = acceptor
+                    .accept(stream)
+                    .await
+                    .map_err(|e| NetError::Tls(format!("handshake with {peer}: {e}")))?;
+                let identity = PeerIdentity::of(tls.get_ref().1).unwrap_or_default();
+                Ok((TlsStream::from(tls), identity))
+            }
+            TlsSide::Connect(Some(target)) => {
+                let (tls, identity) = crate::tls::connect(&target, peer, stream).await?;
+                Ok((TlsStream::from(tls), identity))
+            }
+            TlsSide::Connect(None) => Err(NetError::Tls(format!(
+                "{peer} speaks TLS and this node has no TLS configuration"
+            ))),
+        }
+    };
+    tokio::time::timeout(limit, run)
+        .await
+        .map_err(|_| NetError::Tls(format!("handshake with {peer}: timed out after {limit:?}")))?
+}
+
+async fn serve_connection<S: AsyncRead + AsyncWrite>(
+    conn: &Connection,
+    stream: S,
+    identity: Option<&PeerIdentity>,
     mut outbound: mpsc::UnboundedReceiver<Vec<u8>>,
 ) -> Close {
     let limits = &conn.guard.limits;
-    let peer = conn.peer;
-    let remote = Remote {
-        addr: peer,
-        transport: Transport::Tcp,
-    };
-    let _ = stream.set_nodelay(true);
-    let (mut reader, mut writer) = stream.into_split();
+    let remote = conn.remote;
+    let peer = remote.addr;
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let mut decoder = StreamDecoder::new(Limits::TCP);
     let mut buf = vec![0u8; TCP_READ];
     // Last complete message received, or write: the idle clock.
@@ -1248,10 +1461,10 @@ async fn serve_connection(
                             completed = true;
                             active = Instant::now();
                             conn.guard.admit_tcp(peer.ip()).await;
-                            if !conn.guard.invite_allowed(remote, &msg, Instant::now()) {
+                            if !conn.guard.invite_allowed(remote, identity, &msg, Instant::now()) {
                                 continue;
                             }
-                            if conn.inbound.send(TcpInput::Message(peer, msg)).await.is_err() {
+                            if conn.inbound.send(TcpInput::Message(remote, msg)).await.is_err() {
                                 return Close::Driver;
                             }
                         }

@@ -6,6 +6,8 @@
 //!   is CPU work) and writes its answer. [`HttpLimits`] bound what clients
 //!   can hold: connections, time to send a request, idle keep-alive time;
 //!   accept errors (out of file descriptors) are waited out, not spun on.
+//!   [`serve_https_with`] is the same behind TLS (rustls): the handshake
+//!   runs in the connection's task within the header read timeout.
 //! - The controlling server and MC servers are [`mcx_core`] roles run by
 //!   [`mcx_net::node::BoundNode::run`]; nothing server-specific is needed
 //!   beyond that.
@@ -26,10 +28,12 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use mcx_kms::http::{HttpRequest, HttpResponse};
 use mcx_net::{AcceptBackoff, accept_loop};
+use mcx_tls::tokio_rustls;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 
 /// Largest request body accepted.
 pub const MAX_REQUEST_BODY: usize = 1024 * 1024;
@@ -157,6 +161,27 @@ pub fn serve_http_with(
     handler: Handler,
     limits: HttpLimits,
 ) -> JoinHandle<()> {
+    serve(listener, handler, limits, None)
+}
+
+/// Serves `handler` over HTTPS on `listener` within `limits` until the
+/// task is aborted. A client whose handshake fails or takes longer than
+/// `limits.header_read_timeout` is dropped (logged at debug level).
+pub fn serve_https_with(
+    listener: TcpListener,
+    handler: Handler,
+    limits: HttpLimits,
+    tls: Arc<mcx_tls::rustls::ServerConfig>,
+) -> JoinHandle<()> {
+    serve(listener, handler, limits, Some(TlsAcceptor::from(tls)))
+}
+
+fn serve(
+    listener: TcpListener,
+    handler: Handler,
+    limits: HttpLimits,
+    tls: Option<TlsAcceptor>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let slots = Arc::new(Semaphore::new(
             limits.max_connections.min(Semaphore::MAX_PERMITS),
@@ -174,8 +199,28 @@ pub fn serve_http_with(
                 match slots.clone().try_acquire_owned() {
                     Ok(slot) => {
                         let handler = handler.clone();
+                        let tls = tls.clone();
                         tokio::spawn(async move {
-                            serve_connection(stream, peer, handler, limits).await;
+                            match tls {
+                                None => serve_connection(stream, peer, handler, limits).await,
+                                Some(tls) => {
+                                    let handshake = tokio::time::timeout(
+                                        limits.header_read_timeout,
+                                        tls.accept(stream),
+                                    );
+                                    match handshake.await {
+                                        Ok(Ok(stream)) => {
+                                            serve_connection(stream, peer, handler, limits).await;
+                                        }
+                                        Ok(Err(e)) => {
+                                            tracing::debug!("HTTPS from {peer}: handshake: {e}");
+                                        }
+                                        Err(_) => {
+                                            tracing::debug!("HTTPS from {peer}: handshake timed out");
+                                        }
+                                    }
+                                }
+                            }
                             drop(slot);
                         });
                     }
@@ -237,12 +282,12 @@ impl Drop for InFlight {
 }
 
 /// A stream that notes when octets last moved, for the idle watchdog.
-struct Watched {
-    inner: TcpStream,
+struct Watched<S> {
+    inner: S,
     activity: Arc<Activity>,
 }
 
-impl AsyncRead for Watched {
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -257,7 +302,7 @@ impl AsyncRead for Watched {
     }
 }
 
-impl AsyncWrite for Watched {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -293,8 +338,8 @@ impl AsyncWrite for Watched {
 
 /// Serves one connection until it ends, or until it has been idle (no
 /// request in flight, no octet moving) for `limits.idle_timeout`.
-async fn serve_connection(
-    stream: TcpStream,
+async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    stream: S,
     peer: std::net::SocketAddr,
     handler: Handler,
     limits: HttpLimits,

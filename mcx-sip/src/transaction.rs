@@ -27,20 +27,23 @@ use crate::message::{MAGIC_COOKIE, Message, Method, Request, Response, StatusCod
 pub enum Transport {
     /// UDP: unreliable; timers A, E and G retransmit.
     Udp,
-    /// TCP (or TLS over TCP): reliable; no retransmission, timers D, I, J and K are zero.
+    /// TCP: reliable; no retransmission, timers D, I, J and K are zero.
     Tcp,
+    /// TLS over TCP (RFC 3261 26.2, `sips:`/`transport=tls`): reliable like TCP.
+    Tls,
 }
 
 impl Transport {
-    /// True for TCP.
+    /// True for TCP and TLS.
     pub fn is_reliable(self) -> bool {
-        matches!(self, Self::Tcp)
+        matches!(self, Self::Tcp | Self::Tls)
     }
     /// The Via transport token.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Udp => "UDP",
             Self::Tcp => "TCP",
+            Self::Tls => "TLS",
         }
     }
 }

@@ -3,12 +3,12 @@
 //! tokens with, logins with the configured credentials, and refreshing a
 //! client's token before it expires.
 
-use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use mcx_idms::jwt::{TokenSigner, TokenVerifier};
 use mcx_idms::server::{Idms, IdmsConfig, RegisteredClient};
+use mcx_net::http::Endpoint;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use zeroize::Zeroizing;
@@ -99,7 +99,11 @@ fn principals(t: &Topology) -> Vec<(String, String)> {
 }
 
 /// Starts the IdMS (if the topology has one) on `listener`.
-pub(crate) fn start_idms(t: &Topology, listener: TcpListener) -> Result<JoinHandle<()>, CliError> {
+pub(crate) fn start_idms(
+    t: &Topology,
+    listener: TcpListener,
+    https: Option<std::sync::Arc<mcx_tls::rustls::ServerConfig>>,
+) -> Result<JoinHandle<()>, CliError> {
     let (Some(node), Some(signer)) = (&t.idms, signer(t)?) else {
         return Err(failed("the topology has no [idms]"));
     };
@@ -120,10 +124,13 @@ pub(crate) fn start_idms(t: &Topology, listener: TcpListener) -> Result<JoinHand
         principals.iter().map(|(u, p)| (u.as_str(), p.as_str())),
         &mut mcx_net::os_rng(),
     );
-    Ok(mcx_server::serve_http(
-        listener,
-        mcx_server::idms_handler(idms),
-    ))
+    let handler = mcx_server::idms_handler(idms);
+    Ok(match https {
+        Some(tls) => {
+            mcx_server::serve_https_with(listener, handler, mcx_server::HttpLimits::default(), tls)
+        }
+        None => mcx_server::serve_http(listener, handler),
+    })
 }
 
 /// The bearer token `uri` presents: an access token from the IdMS at
@@ -131,15 +138,15 @@ pub(crate) fn start_idms(t: &Topology, listener: TcpListener) -> Result<JoinHand
 /// itself. Retries while the IdMS is not reachable yet.
 pub(crate) async fn token(
     t: &Topology,
-    idms_http: Option<SocketAddr>,
+    idms_http: Option<Endpoint>,
     uri: &str,
     secret: &str,
 ) -> Result<Zeroizing<String>, mcx_client::ClientError> {
-    let Some(addr) = idms_http.filter(|_| t.idms.is_some()) else {
+    let Some(endpoint) = idms_http.filter(|_| t.idms.is_some()) else {
         return Ok(Zeroizing::new(secret.to_owned()));
     };
     let login = mcx_client::Login {
-        idms_http: addr,
+        idms_http: endpoint,
         client_id: CLIENT_ID.into(),
         redirect_uri: REDIRECT_URI.into(),
         user_uri: uri.to_owned(),
@@ -162,7 +169,7 @@ fn refresh_after(t: &Topology) -> Option<Duration> {
 /// registration refreshes carry it.
 pub(crate) fn keep_fresh(
     t: &Topology,
-    idms_http: Option<SocketAddr>,
+    idms_http: Option<Endpoint>,
     uri: &str,
     secret: &str,
     client: mcx_net::node::Commander<mcx_core::Client>,
@@ -172,7 +179,7 @@ pub(crate) fn keep_fresh(
     Some(tokio::spawn(async move {
         loop {
             tokio::time::sleep(every).await;
-            match token(&t, idms_http, &uri, &secret).await {
+            match token(&t, idms_http.clone(), &uri, &secret).await {
                 Ok(fresh) => {
                     if client
                         .command(move |c, _, _| c.set_access_token(&fresh))

@@ -17,6 +17,7 @@ mod kpi;
 mod output;
 mod pcap;
 mod system;
+mod tls;
 mod topology;
 mod voice;
 

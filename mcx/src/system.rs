@@ -13,6 +13,7 @@ use mcx_core::{
     TemporaryGroup, TimelineEntry,
 };
 use mcx_kms::http::{HttpRequest, HttpResponse};
+use mcx_net::http::Endpoint;
 use mcx_net::node::{BoundNode, InviteSource, NodeHandle, NodeLimits};
 use mcx_net::{Directory, Peer};
 use tokio::net::TcpListener;
@@ -20,6 +21,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::error::CliError;
+use crate::tls::TlsMaterial;
 use crate::topology::{McServerNode, Topology, User};
 
 fn failed(what: impl std::fmt::Display) -> CliError {
@@ -39,6 +41,8 @@ pub(crate) struct Bound {
     pub(crate) kms_http: SocketAddr,
     pub(crate) gms_http: SocketAddr,
     pub(crate) directory: Directory,
+    /// The certificates of the roles bound here, if the topology has `[tls]`.
+    pub(crate) tls: Option<TlsMaterial>,
 }
 
 /// The ports a capture of this process's roles needs, by protocol.
@@ -97,7 +101,7 @@ pub(crate) enum Selection {
 }
 
 impl Selection {
-    fn wants(&self, name: &str) -> bool {
+    pub(crate) fn wants(&self, name: &str) -> bool {
         match self {
             Self::All => true,
             Self::One(n) => n == name,
@@ -142,6 +146,7 @@ fn static_peer(
 /// Binds the sockets of the selected roles and builds the directory
 /// (bound addresses for ours, configured addresses for the others).
 pub(crate) async fn bind(t: &Topology, sel: &Selection) -> Result<Bound, CliError> {
+    let tls = TlsMaterial::for_topology(t, sel)?;
     let mut directory = Directory::new();
     let (idms, idms_http) = match &t.idms {
         Some(i) if sel.wants("idms") => {
@@ -209,6 +214,7 @@ pub(crate) async fn bind(t: &Topology, sel: &Selection) -> Result<Bound, CliErro
         kms_http,
         gms_http,
         directory,
+        tls,
     })
 }
 
@@ -227,6 +233,7 @@ pub(crate) struct OpenStore {
 fn serve_closable<S, E>(
     what: &'static str,
     listener: TcpListener,
+    https: Option<Arc<mcx_tls::rustls::ServerConfig>>,
     service: S,
     handle: impl Fn(&mut S, &HttpRequest) -> HttpResponse + Send + Sync + 'static,
     close: fn(S) -> Result<(), E>,
@@ -256,7 +263,13 @@ where
             taken.map_or(Ok(()), |s| close(s).map_err(|e| e.to_string()))
         }),
     };
-    (mcx_server::serve_http(listener, handler), store)
+    let task = match https {
+        Some(tls) => {
+            mcx_server::serve_https_with(listener, handler, mcx_server::HttpLimits::default(), tls)
+        }
+        None => mcx_server::serve_http(listener, handler),
+    };
+    (task, store)
 }
 
 /// Warns on stderr that a service keeps its state in memory: a restart
@@ -293,6 +306,7 @@ fn store_key(
 pub(crate) fn start_kms(
     t: &Topology,
     listener: TcpListener,
+    https: Option<Arc<mcx_tls::rustls::ServerConfig>>,
 ) -> Result<(JoinHandle<()>, OpenStore), CliError> {
     warn_in_memory("KMS", t.kms.database.as_deref());
     let mut users: Vec<mcx_kms::KmsUser> = t
@@ -346,6 +360,7 @@ pub(crate) fn start_kms(
     Ok(serve_closable(
         "KMS",
         listener,
+        https,
         kms,
         |k, req| k.handle(req, mcx_net::now().unix),
         mcx_kms::Kms::close,
@@ -356,8 +371,9 @@ pub(crate) fn start_kms(
 pub(crate) async fn start_gms(
     t: &Topology,
     listener: TcpListener,
-    kms_http: SocketAddr,
-    idms_http: Option<SocketAddr>,
+    https: Option<Arc<mcx_tls::rustls::ServerConfig>>,
+    kms_http: Endpoint,
+    idms_http: Option<Endpoint>,
 ) -> Result<(JoinHandle<()>, OpenStore), CliError> {
     warn_in_memory("GMS", t.gms.database.as_deref());
     let token = crate::identity::token(t, idms_http, &t.gms.uri, &t.gms.token)
@@ -365,7 +381,7 @@ pub(crate) async fn start_gms(
         .map_err(|e| failed(format!("GMS login at the IdMS: {e}")))?;
     // The GMS may start before the KMS, like any client of it.
     let (community, keys) = with_retries(&t.gms.uri, "KMS", || {
-        mcx_client::provision_keys(&t.kms.uri, &t.gms.uri, &token, kms_http, None)
+        mcx_client::provision_keys(&t.kms.uri, &t.gms.uri, &token, &kms_http, None)
     })
     .await
     .map_err(|e| failed(format!("GMS provisioning from the KMS: {e}")))?;
@@ -416,6 +432,7 @@ pub(crate) async fn start_gms(
     Ok(serve_closable(
         "GMS",
         listener,
+        https,
         gms,
         |g, req| g.handle(req, mcx_net::now().unix, &mut mcx_net::os_rng()),
         mcx_gms::Gms::close,
@@ -494,8 +511,8 @@ pub(crate) fn node_limits(
     let l = t.limits;
     let invite_sources = call_sources.map(|uris| {
         uris.iter()
-            .filter_map(|u| directory.peer(u))
-            .map(|p| InviteSource::new(p.sip))
+            .filter_map(|u| Some((u, directory.peer(u)?)))
+            .map(|(u, p)| InviteSource::with_identity(p.sip, u.clone()))
             .collect()
     });
     NodeLimits {
@@ -575,6 +592,10 @@ pub(crate) struct Running {
     pub(crate) timeline: mpsc::UnboundedReceiver<TimelineEntry>,
     pub(crate) kms_http: SocketAddr,
     pub(crate) gms_http: SocketAddr,
+    /// The IdMS's address, if the topology has one.
+    pub(crate) idms_http: Option<SocketAddr>,
+    /// The IdMS, KMS and GMS serve HTTPS.
+    pub(crate) https: bool,
     pub(crate) directory: Arc<Directory>,
     /// How long client provisioning took (all clients, concurrently).
     pub(crate) provisioning: std::time::Duration,
@@ -601,21 +622,48 @@ pub(crate) async fn start(t: &Topology, sel: &Selection) -> Result<Running, CliE
 /// between).
 pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, CliError> {
     let kms_here = bound.kms.is_some();
+    let tls = bound.tls;
+    let https = t.tls.as_ref().is_some_and(|s| s.https);
+    let kms_endpoint = crate::tls::endpoint(tls.as_ref(), bound.kms_http, &t.kms.uri)?;
+    let gms_endpoint = crate::tls::endpoint(tls.as_ref(), bound.gms_http, &t.gms.uri)?;
+    let idms_endpoint = match (&t.idms, bound.idms_http) {
+        (Some(i), Some(addr)) => Some(crate::tls::endpoint(tls.as_ref(), addr, &i.uri)?),
+        _ => None,
+    };
+    // A node gets its TLS if the topology has any: it may speak TLS
+    // itself, or send to peers that do.
+    let with_tls = |b: BoundNode, role: &str, server: bool| -> Result<BoundNode, CliError> {
+        Ok(match &tls {
+            Some(m) => b.with_tls(m.node(role, server)?),
+            None => b,
+        })
+    };
+    let https_of = |role: &str| match &tls {
+        Some(m) => m.https_server(role),
+        None => Ok(None),
+    };
     let directory = Arc::new(bound.directory);
     let timers = t.sip_timers.timers();
     let (timeline_tx, timeline) = mpsc::unbounded_channel();
     let mut services = Vec::new();
     let mut stores = Vec::new();
     if let Some(l) = bound.idms {
-        services.push(crate::identity::start_idms(t, l)?);
+        services.push(crate::identity::start_idms(t, l, https_of("idms")?)?);
     }
     if let Some(l) = bound.kms {
-        let (task, store) = start_kms(t, l)?;
+        let (task, store) = start_kms(t, l, https_of("kms")?)?;
         services.push(task);
         stores.push(store);
     }
     if let Some(l) = bound.gms {
-        let (task, store) = start_gms(t, l, bound.kms_http, bound.idms_http).await?;
+        let (task, store) = start_gms(
+            t,
+            l,
+            https_of("gms")?,
+            kms_endpoint.clone(),
+            idms_endpoint.clone(),
+        )
+        .await?;
         services.push(task);
         stores.push(store);
     }
@@ -633,7 +681,7 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
             if let Some(k) = &spk {
                 role.set_spk(k.clone());
             }
-            let mut h = b
+            let mut h = with_tls(b, "controlling", true)?
                 .run_with(
                     role,
                     directory.clone(),
@@ -650,8 +698,8 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
                 t,
                 &t.controlling.uri,
                 t.controlling.token.as_ref(),
-                bound.kms_http,
-                bound.idms_http,
+                kms_endpoint.clone(),
+                idms_endpoint.clone(),
                 move |kms, keys| {
                     let _ = commander.command(move |r, _, _| {
                         if let Err(e) = r.set_identity(kms, keys) {
@@ -674,7 +722,7 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
         if let Some(k) = &spk {
             role.set_spk(k.clone());
         }
-        let h = b
+        let h = with_tls(b, &uri, true)?
             .run_with(
                 role,
                 directory.clone(),
@@ -699,8 +747,8 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
             t,
             &node.uri,
             node.token.as_ref(),
-            bound.kms_http,
-            bound.idms_http,
+            kms_endpoint.clone(),
+            idms_endpoint.clone(),
             move |kms, keys| {
                 let _ = commander.command(move |r, _, _| {
                     if let Err(e) = r.set_identity(kms, keys) {
@@ -734,11 +782,11 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
             user_uri: user.uri.clone(),
             token: String::new(),
             kms_uri: t.kms.uri.clone(),
-            kms_http: bound.kms_http,
-            gms_http: bound.gms_http,
+            kms_http: kms_endpoint.clone(),
+            gms_http: gms_endpoint.clone(),
             kms_security: user.kms_security(),
         };
-        let (topology, idms_http, secret) = (t.clone(), bound.idms_http, user.token.clone());
+        let (topology, idms_http, secret) = (t.clone(), idms_endpoint.clone(), user.token.clone());
         pending.push((
             uri,
             b,
@@ -777,7 +825,7 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
             &directory,
             (!call_sources.is_empty()).then_some(&call_sources[..]),
         );
-        let h = b
+        let h = with_tls(b, &uri, false)?
             .run_with(
                 client,
                 directory.clone(),
@@ -787,8 +835,13 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
             )
             .map_err(failed)?;
         if let Some(user) = t.users.iter().find(|u| u.uri == uri)
-            && let Some(task) =
-                crate::identity::keep_fresh(t, bound.idms_http, &uri, &user.token, h.commander())
+            && let Some(task) = crate::identity::keep_fresh(
+                t,
+                idms_endpoint.clone(),
+                &uri,
+                &user.token,
+                h.commander(),
+            )
         {
             services.push(task);
         }
@@ -830,6 +883,8 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
         timeline,
         kms_http: bound.kms_http,
         gms_http: bound.gms_http,
+        idms_http: bound.idms_http,
+        https,
         directory,
         provisioning: started.elapsed(),
         voice,
@@ -850,8 +905,8 @@ fn fetch_identity(
     t: &Topology,
     uri: &str,
     token: Option<&String>,
-    kms_http: SocketAddr,
-    idms_http: Option<SocketAddr>,
+    kms_http: Endpoint,
+    idms_http: Option<Endpoint>,
     done: impl FnOnce(mcx_ibc::kms::CommunityPublic, mcx_ibc::kms::UserKeys) + Send + 'static,
 ) -> JoinHandle<()> {
     let secret = Topology::server_token(uri, token);
@@ -865,7 +920,7 @@ fn fetch_identity(
             }
         };
         let keys = with_retries(&uri, "KMS", || {
-            mcx_client::provision_keys(&kms_uri, &uri, &token, kms_http, None)
+            mcx_client::provision_keys(&kms_uri, &uri, &token, &kms_http, None)
         })
         .await;
         match keys {

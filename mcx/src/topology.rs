@@ -47,6 +47,29 @@ pub(crate) struct Topology {
     /// Floor control protection between the servers (TS 24.380 13.1).
     #[serde(default)]
     pub(crate) floor: FloorSecurity,
+    /// TLS: HTTPS for the KMS and GMS, certificates for SIP nodes whose
+    /// transport is `tls`. Absent: plain HTTP, and no node may use TLS.
+    pub(crate) tls: Option<TlsSettings>,
+}
+
+/// Where the topology's certificates come from, and what TLS covers.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TlsSettings {
+    /// The KMS and GMS serve HTTPS (clients verify them against the CA).
+    /// Default true.
+    #[serde(default = "yes")]
+    pub(crate) https: bool,
+    /// A directory with `ca.pem` and each role's `<role>.pem` /
+    /// `<role>.key` (`mcx tls ca --topology FILE --out DIR` writes them);
+    /// relative to the topology file. Absent: a demo CA and every role's
+    /// certificate are generated in memory at start-up, which only works
+    /// when every role runs in this process (`mcx demo`, `mcx up`).
+    pub(crate) dir: Option<PathBuf>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The SPK shared by the controlling server and the MC servers: floor
@@ -386,6 +409,8 @@ pub(crate) enum TransportName {
     #[default]
     Udp,
     Tcp,
+    /// SIP over TLS (needs a `[tls]` section).
+    Tls,
 }
 
 impl TransportName {
@@ -393,6 +418,7 @@ impl TransportName {
         match self {
             Self::Udp => mcx_net::Transport::Udp,
             Self::Tcp => mcx_net::Transport::Tcp,
+            Self::Tls => mcx_net::Transport::Tls,
         }
     }
 }
@@ -471,6 +497,17 @@ impl Topology {
                         .map_err(|e| format!("user {}: {e}", u.uri))?;
                 }
                 _ => return Err(format!("user {}: give both trk and ink, or neither", u.uri)),
+            }
+        }
+        if self.tls.is_none() {
+            let tls_node = std::iter::once((&self.controlling.uri, self.controlling.transport))
+                .chain(self.mc_servers.iter().map(|s| (&s.uri, s.transport)))
+                .chain(self.users.iter().map(|u| (&u.uri, u.transport)))
+                .find(|(_, t)| *t == TransportName::Tls);
+            if let Some((uri, _)) = tls_node {
+                return Err(format!(
+                    "{uri}: transport = \"tls\" needs a [tls] section (certificates)"
+                ));
             }
         }
         let d = self.deadlines;
@@ -633,7 +670,7 @@ impl Topology {
                     sip: any,
                     floor: None,
                     token: None,
-                    transport: TransportName::Udp,
+                    transport: t.controlling.transport,
                     groups: Vec::new(),
                 });
             }

@@ -162,7 +162,7 @@ impl Drop for Role {
 }
 
 /// The default topology (three members in each of groups A and B, the
-/// dispatcher, a non-member; MC server B, a2 and b2 over TCP) with every
+/// dispatcher, a non-member; SIP over TLS, HTTPS) with every
 /// role at its host's address. Each host has its own address, so every
 /// role uses the same well-known ports. SIP timers and deadlines are the
 /// defaults (T1 500 ms; member 4 s < group 5 s < initiator 10 s; keep-alive
@@ -242,8 +242,20 @@ impl System {
         let dir = std::env::temp_dir().join(format!("mcx-multihost-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("topology.toml");
+        // Each process reads its certificate from files (SIP over TLS and
+        // HTTPS across the hosts), written once for all of them.
+        t["tls"]
+            .as_table_mut()
+            .unwrap()
+            .insert("dir".into(), "tls".into());
         std::fs::write(&path, topology(&net, &mut t, &dir)).unwrap();
         let topo = path.to_str().unwrap();
+        let ca = std::process::Command::new(env!("CARGO_BIN_EXE_mcx"))
+            .args(["tls", "ca", "--topology", topo, "--out"])
+            .arg(dir.join("tls"))
+            .output()
+            .unwrap();
+        assert!(ca.status.success(), "mcx tls ca: {ca:?}");
         let ready = Duration::from_secs(30);
         let run = |role: &str| Role::start(net.host(host_of(role)), &["run", topo, role]);
 

@@ -1,10 +1,14 @@
 //! The lab view of a call (issue 10 point 5): `mcx demo --pcap FILE`
-//! captures the whole run on loopback, tshark (Wireshark 4.0) dissects it
-//! as SIP, HTTP, RTP whose payload is SRTP with the call's MKI, and RTCP
-//! floor control; no 16-octet run of the audio appears in the capture;
-//! and `mcx srtp decrypt` with the key file gives back the dispatcher's
-//! audio sample for sample, from the pcap and from the same capture
-//! converted to pcapng by tshark, while a wrong key decrypts nothing.
+//! captures the whole run on loopback; without its TLS key log the
+//! capture holds no SIP, no HTTP, no token, no user key and no SRTP key in
+//! clear (issue 11 point 1: signalling and provisioning run over TLS);
+//! with the key log (FILE.tlskeys) tshark (Wireshark 4.0) dissects it as
+//! SIP and HTTP inside TLS, RTP whose payload is SRTP with the call's MKI,
+//! and RTCP floor control; no 16-octet run of the audio appears in the
+//! capture; and `mcx srtp decrypt` with the key file gives back the
+//! dispatcher's audio sample for sample, from the pcap and from the same
+//! capture converted to pcapng by tshark, while a wrong key decrypts
+//! nothing.
 //!
 //! Needs dumpcap and tshark (Debian/Ubuntu: apt-get install tshark) and
 //! the right to capture on `lo` (root, or dumpcap's capabilities): without
@@ -63,13 +67,59 @@ fn stream_field(out: &str, name: &str) -> String {
     common::field(lines[0], name).to_owned()
 }
 
-/// The port of `http://ADDR` on the demo's line for `role` (KMS, GMS).
+/// The port of `https://ADDR` on the demo's line for `role` (KMS, GMS).
 fn http_port(stdout: &str, role: &str) -> String {
     let line = stdout
         .lines()
-        .find(|l| l.trim_start().starts_with(role) && l.contains("http://"))
-        .unwrap_or_else(|| panic!("no {role} line in {stdout}"));
+        .find(|l| l.trim_start().starts_with(role) && l.contains("https://"))
+        .unwrap_or_else(|| panic!("no {role} line over HTTPS in {stdout}"));
     line.rsplit(':').next().unwrap().trim().to_owned()
+}
+
+/// The SIP ports the demo lists (`sip 127.0.0.1:PORT Tls`), each over TLS.
+fn sip_ports(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .filter_map(|l| l.split_once(" sip 127.0.0.1:"))
+        .map(|(_, rest)| {
+            let (port, transport) = rest.split_once(' ').unwrap();
+            assert!(transport.starts_with("Tls"), "SIP not over TLS: {rest}");
+            port.to_owned()
+        })
+        .collect()
+}
+
+/// tshark options decoding `sip` and `http` ports as TLS, and what runs
+/// inside as SIP and HTTP; with the key log if given.
+fn tls_options(sip: &[String], http: &[&String], key_log: Option<&Path>) -> Vec<String> {
+    let mut options = Vec::new();
+    let inner = sip
+        .iter()
+        .map(|p| (p, "sip"))
+        .chain(http.iter().map(|p| (*p, "http")));
+    for (p, proto) in inner {
+        options.extend(["-d".to_owned(), format!("tcp.port=={p},tls")]);
+        options.extend(["-d".to_owned(), format!("tls.port=={p},{proto}")]);
+    }
+    if let Some(k) = key_log {
+        options.extend(["-o".to_owned(), format!("tls.keylog_file:{}", k.display())]);
+    }
+    options
+}
+
+/// Every value of `<tag>HEX</tag>` in `text`, decoded.
+fn tagged_hex(text: &str, tag: &str) -> Vec<Vec<u8>> {
+    let open = format!("<{tag}>");
+    text.split(open.as_str())
+        .skip(1)
+        .filter_map(|rest| rest.split('<').next())
+        .map(|h| hex::decode(h.trim()).unwrap())
+        .collect()
+}
+
+/// True if `needle` occurs in `haystack`.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Every 16-octet run of `bytes`.
@@ -112,6 +162,7 @@ fn demo_capture_dissects_hides_the_audio_and_decrypts_to_what_was_sent() {
     assert!(ok, "mcx demo --pcap failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("result: OK"), "{stdout}");
     let keys = PathBuf::from(format!("{}.keys", pcap.display()));
+    let tls_keys = PathBuf::from(format!("{}.tlskeys", pcap.display()));
     // The demo says where both went, and that the key file is secret.
     assert!(
         stdout.contains(&format!("written to {}", pcap.display())),
@@ -127,7 +178,17 @@ fn demo_capture_dissects_hides_the_audio_and_decrypts_to_what_was_sent() {
         use std::os::unix::fs::PermissionsExt as _;
         let mode = std::fs::metadata(&keys).unwrap().permissions().mode();
         assert_eq!(mode & 0o077, 0, "the key file is readable by others");
+        let mode = std::fs::metadata(&tls_keys).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "the TLS key log is readable by others");
     }
+    let tls_line = stdout
+        .lines()
+        .find(|l| l.starts_with("TLS keys: "))
+        .unwrap();
+    assert!(
+        tls_line.contains(&format!("tls.keylog_file:{}", tls_keys.display())),
+        "{tls_line}"
+    );
     let key_file: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&keys).unwrap()).unwrap();
     let tgmk_id = key_file["calls"][0]["tgmk_id"].as_str().unwrap().to_owned();
@@ -138,12 +199,97 @@ fn demo_capture_dissects_hides_the_audio_and_decrypts_to_what_was_sent() {
         "{tgmk_id} not in {stdout}"
     );
 
-    // The voice and floor ports, from the SDP in the capture as tshark
-    // reads it (its SIP heuristics find the INVITEs on any port).
+    // Without the TLS key log: nothing of the signalling or provisioning
+    // in clear, even with every TLS port decoded as what runs inside.
+    let (kms, gms) = (http_port(&stdout, "KMS"), http_port(&stdout, "GMS"));
+    let idms = http_port(&stdout, "IdMS");
+    let sip = sip_ports(&stdout);
+    assert_eq!(sip.len(), 3 + 8, "controlling, 2 MC servers, 8 clients");
+    let blind = Tshark {
+        file: pcap.clone(),
+        options: tls_options(&sip, &[&idms, &kms, &gms], None),
+    };
+    let tls_records = blind.fields("tls.app_data", &["frame.number"]).len();
+    assert!(
+        tls_records > 50,
+        "TLS application data records: {tls_records}"
+    );
+    assert!(blind.fields("sip || http", &["frame.number"]).is_empty());
+    let raw = std::fs::read(&pcap).unwrap();
+    for clear in [
+        "Bearer",
+        // IdMS logins: Basic credentials, passwords, codes, access tokens
+        // (a JWT's header starts "eyJ").
+        "Basic ",
+        "demo-password-",
+        "code_verifier",
+        "access_token",
+        "eyJ",
+        "<UserSigningKeySSK>",
+        "<UserDecryptKey>",
+        "<UserPubTokenPVT>",
+        "INVITE sip:",
+        "SIP/2.0",
+        "application/sdp",
+        "application/mikey",
+        "mcptt-info",
+        "sip:dispatcher@mcx.example",
+    ] {
+        assert!(
+            !contains(&raw, clear.as_bytes()),
+            "{clear:?} in clear in the capture"
+        );
+    }
+
+    // With the key log, tshark reads all of it: the same strings are there
+    // (so the checks above could fail), and the users' private keys and
+    // the call's SRTP key, none of whose octets are in the capture as such.
     let plain = Tshark {
         file: pcap.clone(),
-        options: Vec::new(),
+        options: tls_options(&sip, &[&idms, &kms, &gms], Some(&tls_keys)),
     };
+    let auth = plain.fields("http.request", &["http.authorization"]);
+    assert!(
+        auth.iter()
+            .any(|r| r[0].iter().any(|a| a.starts_with("Bearer eyJ"))),
+        "no Bearer token read through TLS: {auth:?}"
+    );
+    assert!(
+        auth.iter()
+            .any(|r| r[0].iter().any(|a| a.starts_with("Basic "))),
+        "no IdMS login read through TLS: {auth:?}"
+    );
+    let bodies: String = plain
+        .fields("http.response", &["http.file_data"])
+        .into_iter()
+        .flat_map(|r| r.into_iter().flatten())
+        .collect();
+    let ssks = tagged_hex(&bodies, "UserSigningKeySSK");
+    let rsks = tagged_hex(&bodies, "UserDecryptKey");
+    // The GMS and 3 servers fetch their keys plainly inside TLS; the 8
+    // clients get theirs InK-signed and TrK-encrypted on top (the KMS
+    // security extension), so not even the TLS key log shows them.
+    assert!(
+        ssks.len() >= 4 && rsks.len() >= 4,
+        "{} SSKs, {} RSKs",
+        ssks.len(),
+        rsks.len()
+    );
+    assert!(
+        bodies.matches("SignedKmsResponse").count() >= 8,
+        "signed, encrypted key sets for the clients"
+    );
+    for key in ssks.iter().chain(&rsks) {
+        assert!(
+            !contains(&raw, key),
+            "a user's private key in clear in the capture"
+        );
+    }
+    let srtp_key = hex::decode(key_file["calls"][0]["master_key"].as_str().unwrap()).unwrap();
+    assert!(!contains(&raw, &srtp_key), "the SRTP master key in clear");
+
+    // The voice and floor ports, from the SDP in the capture as tshark
+    // reads it through TLS.
     let mut audio = BTreeSet::new();
     let mut floor = BTreeSet::new();
     for row in plain.fields("sdp", &["sdp.media.media", "sdp.media.port"]) {
@@ -158,16 +304,12 @@ fn demo_capture_dissects_hides_the_audio_and_decrypts_to_what_was_sent() {
     // The dispatcher, 6 members and 3 servers' relays announce voice.
     assert!(audio.len() >= 10, "voice ports in SDP: {audio:?}");
     assert!(!floor.is_empty(), "floor ports in SDP");
-    let mut options = Vec::new();
+    let mut options = plain.options.clone();
     for p in &audio {
         options.extend(["-d".to_owned(), format!("udp.port=={p},rtp")]);
     }
     for p in &floor {
         options.extend(["-d".to_owned(), format!("udp.port=={p},rtcp")]);
-    }
-    let (kms, gms) = (http_port(&stdout, "KMS"), http_port(&stdout, "GMS"));
-    for p in [&kms, &gms] {
-        options.extend(["-d".to_owned(), format!("tcp.port=={p},http")]);
     }
     let ts = Tshark {
         file: pcap.clone(),

@@ -33,6 +33,20 @@ fn topology(dir: &Path, db: &Path, extra: &str) -> PathBuf {
             1,
         );
     let path = dir.join("topology.toml");
+    std::fs::write(&path, &text).unwrap();
+    // And its TLS certificates on disk (`mcx tls ca`).
+    let certs = dir.join("certs");
+    let o = Command::new(env!("CARGO_BIN_EXE_mcx"))
+        .args(["tls", "ca", "--topology", path.to_str().unwrap(), "--out"])
+        .arg(&certs)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = text.replacen(
+        "[tls]\n",
+        &format!("[tls]\ndir = \"{}\"\n", certs.display()),
+        1,
+    );
     std::fs::write(&path, text).unwrap();
     path
 }

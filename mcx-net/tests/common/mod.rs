@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use mcx_core::McServer;
 use mcx_net::node::{BoundNode, NodeHandle, NodeLimits};
-use mcx_net::{Directory, Transport};
+use mcx_net::{Directory, NodeTls, Transport};
 use mcx_sip::{Limits, Message, Method, Request, StatusCode, StreamDecoder, Timers};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream, UdpSocket};
@@ -19,9 +19,21 @@ pub const MCS: &str = "sip:mcs@test.example";
 /// An MC server (it answers OPTIONS with 200 and an INVITE for a group it
 /// does not own with 404) behind a node with `limits`, on 127.0.0.1.
 pub async fn node(limits: NodeLimits) -> (NodeHandle<McServer>, SocketAddr) {
-    let bound = BoundNode::bind("127.0.0.1:0".parse().unwrap(), Transport::Udp, None)
+    node_over(Transport::Udp, None, limits).await
+}
+
+/// [`node`] with `transport` and TLS configuration `tls`.
+pub async fn node_over(
+    transport: Transport,
+    tls: Option<NodeTls>,
+    limits: NodeLimits,
+) -> (NodeHandle<McServer>, SocketAddr) {
+    let mut bound = BoundNode::bind("127.0.0.1:0".parse().unwrap(), transport, None)
         .await
         .unwrap();
+    if let Some(tls) = tls {
+        bound = bound.with_tls(tls);
+    }
     let addr = bound.peer().unwrap().sip;
     let h = bound
         .run_with(

@@ -35,7 +35,9 @@ Commands and examples:
   mcx run topology.toml kms            (one role per process; also gms,
   mcx run topology.toml controlling     controlling, MC server and user URIs)
   mcx call topology.toml
-  mcx demo --pcap call.pcap             (capture the call; call.pcap.keys holds its keys)
+  mcx demo --pcap call.pcap             (capture the call; call.pcap.keys holds its SRTP keys,
+                                        call.pcap.tlskeys its TLS secrets)
+  mcx tls ca --topology topology.toml --out certs/   (CA and per-role certificates for mcx run)
   mcx srtp decrypt --pcap call.pcap --keys call.pcap.keys --out heard/
 
 Input: HEX values take upper or lower case, an optional 0x prefix, and
@@ -110,6 +112,9 @@ enum Command {
     /// SRTP for the lab: decrypt the voice of a capture.
     #[command(subcommand)]
     Srtp(srtp::SrtpCommand),
+    /// TLS certificates for a topology run one role per process.
+    #[command(subcommand)]
+    Tls(system::TlsCommand),
 }
 
 /// Runs the parsed command.
@@ -126,5 +131,6 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
         Command::Run(args) => system::run(&args),
         Command::Call(args) => system::call(&args),
         Command::Srtp(command) => srtp::run(command),
+        Command::Tls(command) => system::tls(&command),
     }
 }

@@ -56,9 +56,49 @@ pub(crate) struct DemoArgs {
     kpi: bool,
     /// Capture the whole run on the loopback interface (SIP, HTTP, SRTP,
     /// floor control) into FILE (pcap), with dumpcap; write the calls'
-    /// SRTP keys to FILE.keys (secret) for `mcx srtp decrypt`.
+    /// SRTP keys to FILE.keys (secret) for `mcx srtp decrypt`, and the TLS
+    /// secrets of SIP and HTTPS to FILE.tlskeys (secret; SSLKEYLOGFILE
+    /// format, for tshark -o tls.keylog_file:FILE.tlskeys).
     #[arg(long, value_name = "FILE")]
     pcap: Option<PathBuf>,
+}
+
+/// `mcx tls`.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum TlsCommand {
+    /// Write a demo CA certificate (ca.pem) and a certificate and key
+    /// (<role>.pem, <role>.key, keys 0600) for every role of a topology,
+    /// naming its URI and listen address; set `dir` in the topology's
+    /// [tls] to DIR so that `mcx run` reads them. The CA key is not kept.
+    Ca(TlsCaArgs),
+}
+
+/// `mcx tls ca`.
+#[derive(Debug, Args)]
+pub(crate) struct TlsCaArgs {
+    /// The topology.
+    #[arg(long, value_name = "FILE")]
+    topology: PathBuf,
+    /// The directory to write into (created if missing; files replaced).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+}
+
+/// Runs `mcx tls …`.
+pub(crate) fn tls(command: &TlsCommand) -> Result<(), CliError> {
+    match command {
+        TlsCommand::Ca(args) => {
+            let t = load(Some(&args.topology))?;
+            let written = crate::tls::write_dir(&t, &args.out)?;
+            print(&format!(
+                "wrote a demo CA and certificates for {} roles to {} ({} files; keys are secret, 0600)\n",
+                (written.len() - 1) / 2,
+                args.out.display(),
+                written.len()
+            ));
+            Ok(())
+        }
+    }
 }
 
 /// `mcx up`.
@@ -112,7 +152,15 @@ fn load(path: Option<&PathBuf>) -> Result<Topology, CliError> {
                 path: p.display().to_string(),
                 source,
             })?;
-            Topology::parse(&text, &p.display().to_string())
+            let mut t = Topology::parse(&text, &p.display().to_string())?;
+            // A relative certificate directory is next to the topology file.
+            if let Some(dir) = t.tls.as_mut().and_then(|s| s.dir.as_mut())
+                && dir.is_relative()
+                && let Some(parent) = p.parent()
+            {
+                *dir = parent.join(&*dir);
+            }
+            Ok(t)
         }
     }
 }
@@ -142,13 +190,17 @@ fn print(text: &str) {
 
 fn describe(t: &Topology, r: &Running) -> String {
     let mut s = String::new();
+    let scheme = if r.https { "https" } else { "http" };
+    if let (Some(i), Some(addr)) = (&t.idms, r.idms_http) {
+        s.push_str(&format!("  IdMS        {:<32} {scheme}://{addr}\n", i.uri));
+    }
     s.push_str(&format!(
-        "  KMS         {:<32} http://{}\n",
-        t.kms.uri, r.kms_http
+        "  KMS         {:<32} {}://{}\n",
+        t.kms.uri, scheme, r.kms_http
     ));
     s.push_str(&format!(
-        "  GMS         {:<32} http://{}\n",
-        t.gms.uri, r.gms_http
+        "  GMS         {:<32} {}://{}\n",
+        t.gms.uri, scheme, r.gms_http
     ));
     if let Some(p) = r.directory.peer(&t.controlling.uri) {
         s.push_str(&format!(
@@ -210,7 +262,10 @@ pub(crate) fn demo(args: &DemoArgs) -> Result<(), CliError> {
         // port is known once bound, and provisioning is the first traffic.
         let (mut running, capture) = match &args.pcap {
             Some(_) => {
-                let bound = system::bind(&t, &Selection::All).await?;
+                let mut bound = system::bind(&t, &Selection::All).await?;
+                if let (Some(m), Some(path)) = (&mut bound.tls, &args.pcap) {
+                    m.log_keys_to(&suffixed(path, ".tlskeys"))?;
+                }
                 let capture = crate::dumpcap::Capture::start(&bound.capture_ports()?).await?;
                 (system::start_bound(&t, bound).await?, Some(capture))
             }
@@ -275,7 +330,8 @@ pub(crate) fn demo(args: &DemoArgs) -> Result<(), CliError> {
         // The capture is written even when a call failed: that is when a
         // lab needs it most.
         if let (Some(capture), Some(path)) = (capture, &args.pcap) {
-            let written = write_capture(capture, path, keys).await;
+            let tls_keys = t.tls.as_ref().map(|_| suffixed(path, ".tlskeys"));
+            let written = write_capture(capture, path, keys, tls_keys.as_deref()).await;
             calls = calls.and(written);
         }
         calls?;
@@ -319,9 +375,10 @@ async fn write_capture(
     capture: crate::dumpcap::Capture,
     path: &std::path::Path,
     keys: Vec<crate::decrypt::KeyEntry>,
+    tls_keys: Option<&std::path::Path>,
 ) -> Result<(), CliError> {
     let w = capture.finish(path).await?;
-    let key_path = keys_path(path);
+    let key_path = suffixed(path, ".keys");
     let n = keys.len();
     crate::decrypt::write_key_file(&key_path, keys)?;
     print(&format!(
@@ -333,13 +390,21 @@ async fn write_capture(
         path.display(),
         key_path.display(),
     ));
+    if let Some(tls) = tls_keys {
+        print(&format!(
+            "TLS keys: the secrets of every SIP/TLS and HTTPS connection written to {} — SECRET, for the lab only: tshark -r {} -o tls.keylog_file:{}\n",
+            tls.display(),
+            path.display(),
+            tls.display(),
+        ));
+    }
     Ok(())
 }
 
-/// `FILE.keys` next to the capture `FILE`.
-fn keys_path(pcap: &std::path::Path) -> PathBuf {
+/// `FILE<suffix>` next to the capture `FILE` (`.keys`, `.tlskeys`).
+fn suffixed(pcap: &std::path::Path, suffix: &str) -> PathBuf {
     let mut name = pcap.as_os_str().to_owned();
-    name.push(".keys");
+    name.push(suffix);
     PathBuf::from(name)
 }
 
