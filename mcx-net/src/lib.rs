@@ -51,6 +51,7 @@ mod media;
 pub use media::RelayTask;
 pub mod node;
 pub mod tls;
+pub mod trace;
 pub use mcx_tls::PeerIdentity;
 pub use tls::{NodeTls, TlsTarget};
 

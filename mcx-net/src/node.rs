@@ -1057,6 +1057,7 @@ impl<R: Role> Driver<R> {
     /// Hands every SIP message the link has for the role to the role.
     fn deliver(&mut self) {
         while let Some(d) = self.link.poll_deliver() {
+            crate::trace::sip("in from", &d.from, || d.message.to_bytes());
             let time = now();
             if let Err(e) = self
                 .role
@@ -1238,6 +1239,7 @@ impl<R: Role> Driver<R> {
             }
             while let Some(t) = self.link.poll_transmit() {
                 progressed = true;
+                crate::trace::sip("out to", &t.destination, || t.bytes.clone());
                 match t.transport {
                     Transport::Udp => {
                         if let Err(e) =
