@@ -351,8 +351,10 @@ async fn over_loopback_udp_paced() {
         ),
         (100, 100, 0, 0)
     );
-    // Loopback on a shared machine: a few ms at most.
-    assert!(report.max_jitter_ms < 10.0, "{report}");
+    // Loopback: a few ms normally; a loaded 2-core machine running other
+    // tests beside this one has been seen at 16 ms. A pacing bug shows
+    // as tens of ms.
+    assert!(report.max_jitter_ms < 30.0, "{report}");
     let (samples, _) = rx.finish();
     assert_eq!(samples, heard(sent));
 }

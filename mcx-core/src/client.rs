@@ -577,7 +577,10 @@ impl Client {
         .write();
         let mut body = sip::call_body(sdp, &info, &parts, rng);
         // We take in-call group-loss reports (RFC 6086 Recv-Info).
-        let extra = [("Recv-Info", GROUP_LOST_INFO_PACKAGE.to_owned())];
+        let extra = [
+            ("Recv-Info", GROUP_LOST_INFO_PACKAGE.to_owned()),
+            sip::preferred_service(),
+        ];
         let invite = sip::invite(&uri, &uri, temporary_group_id, &mut body, &extra, rng)?;
         let mut floor_cfg = ParticipantConfig::new(floor_ssrc, uri.clone());
         floor_cfg.priority(7);

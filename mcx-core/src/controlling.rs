@@ -944,10 +944,13 @@ impl ControllingServer {
                 associated_group_id: Some(tg.id.clone()),
             };
             let mut mp = sip::call_body(offer.clone(), &info, &[(group_id.as_str(), &copy)], rng);
-            let pai = [(
-                mcx_sip::headers::P_ASSERTED_IDENTITY,
-                format!("<{initiator}>"),
-            )];
+            let pai = [
+                (
+                    mcx_sip::headers::P_ASSERTED_IDENTITY,
+                    format!("<{initiator}>"),
+                ),
+                sip::asserted_service(),
+            ];
             let invite = sip::invite(&initiator, &me, group_id, &mut mp, &pai, rng)?;
             self.ua.send_request(server, &invite);
             self.by_call_id.insert(invite.call_id()?.to_owned(), no);

@@ -660,10 +660,13 @@ impl McServer {
         rng: &mut impl CryptoRng,
     ) -> Result<Request, Error> {
         let mut mp = sip::call_body(late.sdp.clone(), &late.info, &[(group_id, &late.copy)], rng);
-        let pai = [(
-            mcx_sip::headers::P_ASSERTED_IDENTITY,
-            format!("<{}>", late.caller),
-        )];
+        let pai = [
+            (
+                mcx_sip::headers::P_ASSERTED_IDENTITY,
+                format!("<{}>", late.caller),
+            ),
+            sip::asserted_service(),
+        ];
         sip::invite(&late.from_uri, self.ua.uri(), group_id, &mut mp, &pai, rng)
     }
 

@@ -90,7 +90,11 @@ impl Registration {
             .to(None, &self.aor, None)
             .call_id(&self.call_id)
             .cseq(self.cseq)
-            .contact(&format!("<{}>;expires={secs}", self.aor))
+            .contact(&format!(
+                "<{}>;{};expires={secs}",
+                self.aor,
+                crate::sip::CONTACT_FEATURE_TAGS
+            ))
             .header("Expires", &secs.to_string())
             .build()?;
         self.state = if expires.is_zero() {

@@ -45,6 +45,28 @@ pub(crate) fn host_of(uri: &str) -> String {
 }
 
 /// A new out-of-dialog INVITE from `from` to `request_uri` with `body`.
+/// The MCPTT ICSI (TS 24.379 4.x, 3GPP TS 24.229 7.2A.8).
+pub(crate) const ICSI_MCPTT: &str = "urn:urn-7:3gpp-service.ims.icsi.mcptt";
+
+/// The media feature tags of an MCPTT Contact (TS 24.379 7.2.1.2, 10.1.1.2.1.1:
+/// `g.3gpp.mcptt` and `g.3gpp.icsi-ref` with the MCPTT ICSI, URN-escaped).
+pub(crate) const CONTACT_FEATURE_TAGS: &str =
+    "+g.3gpp.mcptt;+g.3gpp.icsi-ref=\"urn%3Aurn-7%3A3gpp-service.ims.icsi.mcptt\"";
+
+/// The service a client asks for (TS 24.379 10.1.1.2.1.1: P-Preferred-Service).
+pub(crate) fn preferred_service() -> (&'static str, String) {
+    ("P-Preferred-Service", ICSI_MCPTT.to_owned())
+}
+
+/// The service a server asserts toward the next hop (TS 24.379 10.1.2.x,
+/// 3GPP TS 24.229: P-Asserted-Service).
+pub(crate) fn asserted_service() -> (&'static str, String) {
+    ("P-Asserted-Service", ICSI_MCPTT.to_owned())
+}
+
+/// A call INVITE (TS 24.379 10.1.1.2.1.1): the Contact with the MCPTT
+/// feature tags, Accept-Contact requiring them (`require;explicit`), and
+/// `extra_headers` (the service header, P-Asserted-Identity, ...).
 pub(crate) fn invite(
     from: &str,
     contact: &str,
@@ -62,10 +84,11 @@ pub(crate) fn invite(
         .to(None, request_uri, None)
         .call_id(&new_call_id(rand16(rng), &host))
         .cseq(1)
-        .contact(&format!("<{contact}>"))
+        .contact(&format!("<{contact}>;{CONTACT_FEATURE_TAGS}"))
+        .header("Accept-Contact", "*;+g.3gpp.mcptt;require;explicit")
         .header(
             "Accept-Contact",
-            "*;+g.3gpp.icsi-ref=\"urn%3Aurn-7%3A3gpp-service.ims.icsi.mcptt\"",
+            "*;+g.3gpp.icsi-ref=\"urn%3Aurn-7%3A3gpp-service.ims.icsi.mcptt\";require;explicit",
         );
     for (n, v) in extra_headers {
         b = b.header(n, v);

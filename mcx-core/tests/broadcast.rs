@@ -7,7 +7,7 @@ mod common;
 use bytes::Bytes;
 use common::*;
 use mcx_core::{ClientEvent, ControllingEvent, GroupResult, McServerEvent, Transmit};
-use mcx_sip::{Message, Multipart};
+use mcx_sip::{Message, Multipart, Request};
 
 /// Runs set-up and returns the world after step 9 (floor granted).
 fn set_up(servers: Servers) -> World {
@@ -429,5 +429,88 @@ fn cross_group_injection_is_refused_by_the_controlling_server_and_by_members() {
             .any(|e| matches!(e, ClientEvent::IncomingCall { .. })),
         "its own copy is taken: {:?}",
         w.mesh.client_events(&b1)
+    );
+}
+
+/// TS 24.379 signalling headers on every hop of a call:
+/// - 10.1.1.2.1.1 (client originating): Contact with `g.3gpp.mcptt` and
+///   `g.3gpp.icsi-ref` (the MCPTT ICSI), Accept-Contact with both feature
+///   tags and `require;explicit`, P-Preferred-Service with the ICSI;
+/// - server-originated requests: P-Asserted-Service with the ICSI and
+///   P-Asserted-Identity naming the caller;
+/// - 7.2.1.2 (registration): the Contact carries the ICSI feature tag.
+#[test]
+fn every_hop_carries_the_mcptt_feature_tags_and_service() {
+    let mut w = world(Servers::Two, &[DISPATCHER]);
+    let t = w.mesh.time();
+    w.mesh
+        .client(DISPATCHER)
+        .start_call(t, TEMP_GROUP, &[GROUP_A, GROUP_B], &mut TestRng(10))
+        .unwrap();
+    w.mesh.drive_for(std::time::Duration::from_secs(2));
+    let icsi = "urn:urn-7:3gpp-service.ims.icsi.mcptt";
+    let tag = "+g.3gpp.icsi-ref=\"urn%3Aurn-7%3A3gpp-service.ims.icsi.mcptt\"";
+    let invites: Vec<Request> = w
+        .mesh
+        .log
+        .iter()
+        .filter(|t| t.contents.starts_with(b"INVITE "))
+        .map(|t| match Message::parse(&t.contents).unwrap() {
+            Message::Request(r) => r,
+            Message::Response(_) => unreachable!(),
+        })
+        .collect();
+    assert_eq!(invites.len(), 1 + 2 + 6);
+    for (i, r) in invites.iter().enumerate() {
+        let contact = r.header("Contact").unwrap();
+        assert!(
+            contact.contains("+g.3gpp.mcptt") && contact.contains(tag),
+            "{contact}"
+        );
+        let accept: Vec<&str> = r.headers().get_all("Accept-Contact").collect();
+        assert!(
+            accept.contains(&"*;+g.3gpp.mcptt;require;explicit")
+                && accept
+                    .iter()
+                    .any(|a| a.contains(tag) && a.ends_with(";require;explicit")),
+            "{accept:?}"
+        );
+        let from_client = r.header("P-Asserted-Identity").is_none();
+        if from_client {
+            assert_eq!(
+                i, 0,
+                "only the initiator's request has no asserted identity"
+            );
+            assert_eq!(r.header("P-Preferred-Service"), Some(icsi));
+        } else {
+            assert_eq!(r.header("P-Asserted-Service"), Some(icsi));
+            assert_eq!(
+                r.header("P-Asserted-Identity"),
+                Some(format!("<{DISPATCHER}>").as_str())
+            );
+            assert!(r.header("P-Preferred-Service").is_none());
+        }
+    }
+    // Registration.
+    let mut w = world_with(Servers::Two, &[DISPATCHER], |c| {
+        c.home_server = Some(CTRL.to_owned());
+    });
+    let t = w.mesh.time();
+    w.mesh
+        .client(DISPATCHER)
+        .register(t, &mut TestRng(3))
+        .unwrap();
+    w.mesh.drive_for(std::time::Duration::from_millis(50));
+    let register = w
+        .mesh
+        .log
+        .iter()
+        .find(|t| t.contents.starts_with(b"REGISTER "))
+        .unwrap();
+    let text = String::from_utf8_lossy(&register.contents);
+    let contact = text.lines().find(|l| l.starts_with("Contact:")).unwrap();
+    assert!(
+        contact.contains(tag) && contact.contains("expires="),
+        "{contact}"
     );
 }
