@@ -236,14 +236,20 @@ fn mikey_parts(contents: &[u8]) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// A two-server world and the dispatcher's call request, held back.
-fn held_call_request() -> (World, Transmit) {
+/// A two-server world where the dispatcher has just called groups A and B.
+fn calling_world() -> World {
     let mut w = world(Servers::Two, &[DISPATCHER]);
     let t = w.mesh.time();
     w.mesh
         .client(DISPATCHER)
         .start_call(t, TEMP_GROUP, &[GROUP_A, GROUP_B], &mut TestRng(10))
         .unwrap();
+    w
+}
+
+/// A two-server world and the dispatcher's call request, held back.
+fn held_call_request() -> (World, Transmit) {
+    let mut w = calling_world();
     w.mesh.drive_for(std::time::Duration::ZERO);
     let invite = w.mesh.take_in_flight(|t| t.from == DISPATCHER).unwrap();
     (w, invite)
@@ -358,12 +364,7 @@ fn cross_group_injection_is_refused_by_the_controlling_server_and_by_members() {
     // that does not check, or a copy altered on the way) refuses it: the
     // copy names group A and is wrapped under GMK-A. Its own copy, held
     // back meanwhile, is then accepted.
-    let mut w = world(Servers::Two, &[DISPATCHER]);
-    let t = w.mesh.time();
-    w.mesh
-        .client(DISPATCHER)
-        .start_call(t, TEMP_GROUP, &[GROUP_A, GROUP_B], &mut TestRng(10))
-        .unwrap();
+    let mut w = calling_world();
     let b1 = members_b()[0].clone();
     let a1 = members_a()[0].clone();
     let (mut to_b1, mut to_a1) = (None, None);
@@ -441,12 +442,7 @@ fn cross_group_injection_is_refused_by_the_controlling_server_and_by_members() {
 /// - 7.2.1.2 (registration): the Contact carries the ICSI feature tag.
 #[test]
 fn every_hop_carries_the_mcptt_feature_tags_and_service() {
-    let mut w = world(Servers::Two, &[DISPATCHER]);
-    let t = w.mesh.time();
-    w.mesh
-        .client(DISPATCHER)
-        .start_call(t, TEMP_GROUP, &[GROUP_A, GROUP_B], &mut TestRng(10))
-        .unwrap();
+    let mut w = calling_world();
     w.mesh.drive_for(std::time::Duration::from_secs(2));
     let icsi = "urn:urn-7:3gpp-service.ims.icsi.mcptt";
     let tag = "+g.3gpp.icsi-ref=\"urn%3Aurn-7%3A3gpp-service.ims.icsi.mcptt\"";
