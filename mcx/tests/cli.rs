@@ -1104,8 +1104,30 @@ fn mikey_gmk_and_csk_rebuild_the_vendor_messages() {
             "{name}: {tree}"
         );
     }
+    // --no-sp leaves the SP out, as mcx's own clients send a CSK.
+    let (alice, gms) = (
+        streamwide_user_file(&dir, "Alice"),
+        streamwide_user_file(&dir, "GMS"),
+    );
+    let csk = ok(&[
+        "mikey",
+        "csk",
+        "--keys",
+        &alice,
+        "--server",
+        "gms@streamwide.com",
+        "--csk",
+        &"11".repeat(16),
+        "--csk-id",
+        "20000001",
+        "--time",
+        "1759448872",
+        "--no-sp",
+    ]);
+    let tree = ok(&["mikey", "decode", &csk, "--keys", &gms]);
+    assert!(!tree.contains("SP (security policy)"), "{tree}");
+    assert!(tree.contains("signature: valid"), "{tree}");
     // A time stamp outside the key period of the signer's keys.
-    let gms = streamwide_user_file(&dir, "GMS");
     let msg = [
         "mikey",
         "gmk",

@@ -146,6 +146,10 @@ pub(crate) struct TransportArgs {
     /// transmission rate).
     #[arg(long, value_name = "N")]
     omit_sp_param: Vec<u8>,
+    /// Leave the SP payload out (as mcx's own clients send a CSK; the
+    /// receiver then uses the default profile).
+    #[arg(long, conflicts_with = "omit_sp_param")]
+    no_sp: bool,
 }
 
 /// `mcx mikey gmk`.

@@ -299,12 +299,12 @@ struct Derived {
     srtcp: Option<MasterJson>,
 }
 
-/// The SP: the default group profile without the parameters omitted.
-fn policy(args: &TransportArgs) -> Sp {
+/// The SP: the default group profile without the parameters omitted, or none.
+fn policy(args: &TransportArgs) -> Option<Sp> {
     let mut sp = Sp::default_group_profile();
     sp.params
         .retain(|p| !args.omit_sp_param.contains(&p.param_type));
-    sp
+    (!args.no_sp).then_some(sp)
 }
 
 /// RAND and IV, given or random.
@@ -360,7 +360,7 @@ pub(super) fn gmk(args: &GmkArgs) -> Result<(), CliError> {
         gmk: &gmk,
         gmk_id,
         key_params,
-        policy: Some(policy(t)),
+        policy: policy(t),
         identity_hiding: t.identity_hiding,
         t_unix: signer.t_unix,
         key_params_date_time: t.date_time,
@@ -394,7 +394,7 @@ pub(super) fn csk(args: &CskArgs) -> Result<(), CliError> {
         csk: &csk,
         csk_id,
         key_params: (!t.no_key_params).then(|| csk_key_parameters(t.activation, t.expiry)),
-        policy: Some(policy(t)),
+        policy: policy(t),
         identity_hiding: t.identity_hiding,
         t_unix: signer.t_unix,
         key_params_date_time: t.date_time,
