@@ -319,35 +319,117 @@ fn is_rtp(p: &[u8]) -> bool {
     p.len() >= RTP_HEADER && p[0] >> 6 == 2 && !(64..=95).contains(&(p[1] & 0x7f))
 }
 
+/// The keys to try: one session per MKI length, holding every key of
+/// that length; the session finds the key by MKI and keeps each SSRC's
+/// ROC and replay window.
+struct Ring(BTreeMap<usize, (Session, Vec<Mki>)>);
+
+impl Ring {
+    fn new(keys: Vec<LabKey>) -> Result<Self, CliError> {
+        let mut sessions: BTreeMap<usize, (Session, Vec<Mki>)> = BTreeMap::new();
+        for k in keys {
+            let len = k.mki.len();
+            let entry = match sessions.entry(len) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    let session = Session::new(Config::ts33180(len).with_max_streams(1 << 16))
+                        .map_err(|e| CliError::System(format!("SRTP session: {e}")))?;
+                    v.insert((session, Vec::new()))
+                }
+            };
+            if entry.1.contains(&k.mki) {
+                continue;
+            }
+            entry
+                .0
+                .add_key(k.mki, k.key)
+                .map_err(|e| CliError::System(format!("SRTP key {}: {e}", k.mki)))?;
+            entry.1.push(k.mki);
+        }
+        Ok(Self(sessions))
+    }
+
+    /// The session and key whose MKI the RTP packet `p` carries where
+    /// TS 33.180's profile puts it (tag ‖ MKI ‖ ROC at the end).
+    fn find(&mut self, p: &[u8]) -> Option<(&mut Session, Mki)> {
+        let csrcs = usize::from(p.first()? & 0x0f) * 4;
+        self.0.iter_mut().find_map(|(&len, (session, mkis))| {
+            let end = p.len().checked_sub(ROC_LEN)?;
+            let start = end.checked_sub(len)?;
+            if start < RTP_HEADER + csrcs + TAG_LEN {
+                return None;
+            }
+            let mki = *mkis.iter().find(|m| m.as_bytes() == &p[start..end])?;
+            Some((session, mki))
+        })
+    }
+}
+
+/// One SRTP packet given on the command line, decrypted.
+#[derive(Debug, Serialize)]
+pub(crate) struct OpenedPacket {
+    /// RTP SSRC.
+    pub(crate) ssrc: u32,
+    /// RTP sequence number.
+    pub(crate) sequence: u16,
+    /// The SRTP packet index (ROC ‖ SEQ).
+    pub(crate) index: u64,
+    /// RTP payload type.
+    pub(crate) payload_type: u8,
+    /// The MKI that named the key, hex.
+    pub(crate) mki: String,
+    /// The RTP payload, hex.
+    pub(crate) payload: String,
+}
+
+/// Decrypts SRTP packets in order with `keys` (one session, so each
+/// SSRC's replay window applies across them); the error names the first
+/// packet (counting from 1) that does not open.
+pub(crate) fn decrypt_packets(
+    packets: &[Vec<u8>],
+    keys: Vec<LabKey>,
+) -> Result<Vec<OpenedPacket>, CliError> {
+    let mut ring = Ring::new(keys)?;
+    packets
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let what = format!("packet {}", i + 1);
+            if !is_rtp(p) {
+                return Err(CliError::invalid(what, "not an RTP version 2 packet"));
+            }
+            let (session, _) = ring.find(p).ok_or_else(|| {
+                CliError::invalid(
+                    &what,
+                    "carries none of the MKIs given (tag ‖ MKI ‖ ROC at its end)",
+                )
+            })?;
+            let mut buf = p.clone();
+            let u = session
+                .unprotect_rtp(&mut buf)
+                .map_err(|e| CliError::invalid(&what, e.to_string()))?;
+            let rtp = buf.get(..u.len).unwrap_or_default();
+            let r = mcx_media::rtp::Packet::parse(rtp)
+                .map_err(|e| CliError::invalid(&what, format!("RTP: {e}")))?;
+            Ok(OpenedPacket {
+                ssrc: r.ssrc,
+                sequence: r.sequence,
+                index: u.index,
+                payload_type: r.payload_type,
+                mki: hex::encode(u.mki.as_bytes()),
+                payload: hex::encode(r.payload),
+            })
+        })
+        .collect()
+}
+
 /// Decrypts every SRTP stream in `frames` that one of `keys` opens.
 pub(crate) fn decrypt(frames: &[Frame<'_>], keys: Vec<LabKey>) -> Result<Decrypted, CliError> {
     let mut out = Decrypted {
         frames: frames.len(),
         ..Decrypted::default()
     };
-    // One session per MKI length, holding every key of that length: the
-    // session finds the key by MKI and keeps each SSRC's ROC and replay
-    // window.
-    let mut sessions: BTreeMap<usize, (Session, Vec<Mki>)> = BTreeMap::new();
-    for k in keys {
-        let len = k.mki.len();
-        let entry = match sessions.entry(len) {
-            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::btree_map::Entry::Vacant(v) => {
-                let session = Session::new(Config::ts33180(len).with_max_streams(1 << 16))
-                    .map_err(|e| CliError::System(format!("SRTP session: {e}")))?;
-                v.insert((session, Vec::new()))
-            }
-        };
-        if entry.1.contains(&k.mki) {
-            continue;
-        }
-        entry
-            .0
-            .add_key(k.mki, k.key)
-            .map_err(|e| CliError::System(format!("SRTP key {}: {e}", k.mki)))?;
-        entry.1.push(k.mki);
-    }
+    let mut ring = Ring::new(keys)?;
     let mut seen: HashSet<&[u8]> = HashSet::new();
     for f in frames {
         let d = match pcap::udp(*f) {
@@ -362,16 +444,7 @@ pub(crate) fn decrypt(frames: &[Frame<'_>], keys: Vec<LabKey>) -> Result<Decrypt
         if !is_rtp(p) {
             continue;
         }
-        let csrcs = usize::from(p[0] & 0x0f) * 4;
-        let found = sessions.iter_mut().find_map(|(&len, (session, mkis))| {
-            let end = p.len().checked_sub(ROC_LEN)?;
-            let start = end.checked_sub(len)?;
-            if start < RTP_HEADER + csrcs + TAG_LEN {
-                return None;
-            }
-            let mki = *mkis.iter().find(|m| m.as_bytes() == &p[start..end])?;
-            Some((session, mki))
-        });
+        let found = ring.find(p);
         let Some((session, mki)) = found else {
             out.other_rtp += 1;
             continue;

@@ -8,7 +8,7 @@ use std::io;
 pub(crate) enum CliError {
     /// A value (a flag, or a field of a file) was refused by `mcx_ibc`
     /// while decoding or validating it.
-    #[error("{what}: {source}")]
+    #[error("{}: {source}", named(what))]
     Value {
         /// The flag or `FILE: field` the value came from.
         what: String,
@@ -20,7 +20,7 @@ pub(crate) enum CliError {
     #[error("{0}")]
     Crypto(#[from] mcx_ibc::Error),
     /// A value was not valid hex.
-    #[error("{what}: {}", describe_hex(source, *offset))]
+    #[error("{}: {}", named(what), describe_hex(source, *offset))]
     Hex {
         /// The flag or `FILE: field` the value came from.
         what: String,
@@ -32,7 +32,7 @@ pub(crate) enum CliError {
     },
     /// A value decoded but does not fit (wrong length, inconsistent with
     /// another value).
-    #[error("{what}: {detail}")]
+    #[error("{}: {detail}", named(what))]
     Invalid {
         /// The flag or `FILE: field` the value came from.
         what: String,
@@ -117,6 +117,17 @@ impl CliError {
             what: what.into(),
             detail: detail.into(),
         }
+    }
+}
+
+/// What an error is about, never empty: an error line never starts
+/// "error: : ..." whatever a caller passed (a key file built in memory
+/// has no file name).
+fn named(what: &str) -> &str {
+    if what.trim().is_empty() {
+        "input"
+    } else {
+        what
     }
 }
 

@@ -48,6 +48,12 @@ fn u64_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error
     d.deserialize_any(V)
 }
 
+/// A key file's name in messages: where it was read from, or "key file"
+/// for one built in memory.
+fn file_name(src: &str) -> &str {
+    if src.is_empty() { "key file" } else { src }
+}
+
 pub(crate) trait KeyFile: DeserializeOwned {
     /// Records where the file was read from.
     fn set_src(&mut self, src: String);
@@ -111,7 +117,7 @@ impl PublicFile {
 
     /// `FILE: field`, for messages.
     fn what(&self, field: &str) -> String {
-        format!("{}: {field}", self.src)
+        format!("{}: {field}", file_name(&self.src))
     }
 
     /// The decoded KPAK.
@@ -141,7 +147,7 @@ impl PublicFile {
             self.key_period_offset,
             key_period_no,
         )
-        .map_err(|err| CliError::value(self.src.clone(), err))
+        .map_err(|err| CliError::value(file_name(&self.src), err))
     }
 }
 
@@ -194,7 +200,7 @@ impl CommunityFile {
     /// Rebuilds the community from its secrets and checks that the public
     /// values in the file are the ones the secrets give.
     pub(crate) fn community(&self) -> Result<Community, CliError> {
-        let what = |field: &str| format!("{}: {field}", self.src);
+        let what = |field: &str| format!("{}: {field}", file_name(&self.src));
         let ksak = input::hex_with(&what("ksak"), &self.ksak, Ksak::from_bytes)?;
         let z = input::hex_with(&what("z"), &self.z, MasterSecret::from_bytes)?;
         let community = Community::from_secrets(
@@ -204,13 +210,19 @@ impl CommunityFile {
             ksak,
             z,
         )
-        .map_err(|err| CliError::value(self.src.clone(), err))?;
+        .map_err(|err| CliError::value(file_name(&self.src), err))?;
         let public = community.public();
         if input::hex(&what("kpak"), &self.kpak)? != public.kpak.to_bytes() {
-            return Err(CliError::invalid(&self.src, "kpak is not the KPAK of ksak"));
+            return Err(CliError::invalid(
+                file_name(&self.src),
+                "kpak is not the KPAK of ksak",
+            ));
         }
         if input::hex(&what("z_public"), &self.z_public)? != public.sakke_public.to_bytes() {
-            return Err(CliError::invalid(&self.src, "z_public is not the Z of z"));
+            return Err(CliError::invalid(
+                file_name(&self.src),
+                "z_public is not the Z of z",
+            ));
         }
         Ok(community)
     }
@@ -222,8 +234,10 @@ pub(crate) struct UserKeysFile {
     /// Where this was read from, for messages; not part of the format.
     #[serde(skip)]
     src: String,
-    /// MC service user ID URI.
-    pub(crate) user_uri: String,
+    /// MC service user ID URI; absent for keys issued for a raw
+    /// identifier (`mcx kms issue --uid`), whose UID cannot be checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) user_uri: Option<String>,
     /// KMS URI.
     kms_uri: String,
     /// User key period length in seconds.
@@ -258,26 +272,53 @@ impl KeyFile for UserKeysFile {
 impl UserKeysFile {
     /// The file form of `keys`, issued in community `public`.
     pub(crate) fn from_keys(keys: &UserKeys, public: &CommunityPublic) -> Self {
+        let mut file = Self::from_raw(
+            &keys.uid,
+            keys.key_period_no,
+            &keys.ssk,
+            &keys.pvt,
+            &keys.rsk,
+            public,
+        );
+        file.user_uri = Some(keys.user_uri.clone());
+        file
+    }
+
+    /// The file form of keys issued for the raw identifier `uid` (no URI)
+    /// in community `public`.
+    pub(crate) fn from_raw(
+        uid: &[u8; UID_LEN],
+        key_period_no: u64,
+        ssk: &Ssk,
+        pvt: &Pvt,
+        rsk: &Rsk,
+        public: &CommunityPublic,
+    ) -> Self {
         let public = PublicFile::from_public(public);
         Self {
             src: String::new(),
-            user_uri: keys.user_uri.clone(),
+            user_uri: None,
             kms_uri: public.kms_uri,
             key_period: public.key_period,
             key_period_offset: public.key_period_offset,
-            key_period_no: keys.key_period_no,
-            uid: hex::encode(keys.uid),
+            key_period_no,
+            uid: hex::encode(uid),
             kpak: public.kpak,
             z_public: public.z_public,
-            ssk: hex::encode(keys.ssk.to_bytes().as_ref()),
-            pvt: hex::encode(keys.pvt.to_bytes()),
-            rsk: hex::encode(keys.rsk.to_bytes().as_ref()),
+            ssk: hex::encode(ssk.to_bytes().as_ref()),
+            pvt: hex::encode(pvt.to_bytes()),
+            rsk: hex::encode(rsk.to_bytes().as_ref()),
         }
     }
 
     /// `FILE: field`, for messages.
     fn what(&self, field: &str) -> String {
-        format!("{}: {field}", self.src)
+        format!("{}: {field}", file_name(&self.src))
+    }
+
+    /// The key period the keys are for.
+    pub(crate) fn key_period_no(&self) -> u64 {
+        self.key_period_no
     }
 
     /// The community public values in this file.
@@ -296,9 +337,12 @@ impl UserKeysFile {
     /// period give.
     pub(crate) fn uid(&self) -> Result<[u8; UID_LEN], CliError> {
         let uid = input::hex_array::<UID_LEN>(&self.what("uid"), &self.uid)?;
-        if uid != self.public().uid(&self.user_uri, self.key_period_no)? {
+        let Some(user_uri) = &self.user_uri else {
+            return Ok(uid);
+        };
+        if uid != self.public().uid(user_uri, self.key_period_no)? {
             return Err(CliError::invalid(
-                &self.src,
+                file_name(&self.src),
                 "uid is not the UID of user_uri in key_period_no under kms_uri",
             ));
         }
@@ -311,7 +355,8 @@ impl UserKeysFile {
         let uid = self.uid()?;
         let ssk = input::hex_with(&self.what("ssk"), &self.ssk, Ssk::from_bytes)?;
         let pvt = input::hex_with(&self.what("pvt"), &self.pvt, Pvt::from_bytes)?;
-        SigningKey::new(&kpak, &uid, ssk, pvt).map_err(|err| CliError::value(self.src.clone(), err))
+        SigningKey::new(&kpak, &uid, ssk, pvt)
+            .map_err(|err| CliError::value(file_name(&self.src), err))
     }
 
     /// The SAKKE receiver key, validated against Z and the UID.
@@ -320,7 +365,7 @@ impl UserKeysFile {
         let uid = self.uid()?;
         let rsk = input::hex_with(&self.what("rsk"), &self.rsk, Rsk::from_bytes)?;
         ReceiverKey::new(&z_public, &uid, &rsk)
-            .map_err(|err| CliError::value(self.src.clone(), err))
+            .map_err(|err| CliError::value(file_name(&self.src), err))
     }
 }
 

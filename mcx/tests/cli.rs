@@ -13,6 +13,7 @@ use serde_json::Value;
 const RFC_VECTORS: &str = include_str!("../../mcx-ibc/tests/data/rfc6507-6508-6509.json");
 const STREAMWIDE_VECTORS: &str =
     include_str!("../../mcx-ibc/tests/data/streamwide-mikey-sakke.json");
+const KDF_VECTORS: &str = include_str!("../../mcx-ibc/tests/data/ts33180-kdf.json");
 
 /// What a run of the binary gave.
 struct Run {
@@ -105,6 +106,14 @@ fn help_documents_every_subcommand() {
         "sakke decap",
         "selfcheck",
         "mikey decode",
+        "mikey wrap-tgmk",
+        "mikey gmk",
+        "mikey csk",
+        "kdf guk-id",
+        "kdf srtp",
+        "--ephemeral",
+        "--uid",
+        "srtp decrypt --key",
         "Exit status",
     ] {
         assert!(help.contains(command), "mcx --help lacks {command}");
@@ -852,5 +861,604 @@ fn mikey_decode_vendor_gmk_message() {
         let p = path(&dir, "msg.bin");
         std::fs::write(&p, BASE64.decode(&b64).unwrap()).unwrap();
         assert_eq!(ok(&["mikey", "decode", "--file", &p]), tree);
+    }
+}
+
+/// A fresh community file (`mcx kms init`) in `dir`.
+fn new_community(dir: &std::path::Path) -> String {
+    let community = path(dir, "community.json");
+    ok(&[
+        "kms",
+        "init",
+        "--kms-uri",
+        "kms.example.org",
+        "--out",
+        &community,
+    ]);
+    community
+}
+
+/// `mcx eccsi sign --ephemeral j` with RFC 6507 Appendix A's KPAK, ID,
+/// SSK, PVT, M and j prints the RFC's signature octet for octet; without
+/// --ephemeral j is random and the signature differs (but verifies).
+#[test]
+fn eccsi_sign_with_given_ephemeral_reproduces_rfc6507_appendix_a() {
+    let v = &rfc()["eccsi_rfc6507_appendix_a"];
+    let (kpak, id, ssk, pvt, m) = (
+        field(v, "KPAK"),
+        field(v, "ID"),
+        field(v, "SSK"),
+        field(v, "PVT"),
+        field(v, "M"),
+    );
+    let base = [
+        "eccsi",
+        "sign",
+        "--kpak",
+        &kpak,
+        "--id",
+        &id,
+        "--ssk",
+        &ssk,
+        "--pvt",
+        &pvt,
+        "--msg-hex",
+        &m,
+    ];
+    let j = field(v, "j");
+    let mut with_j = base.to_vec();
+    with_j.extend(["--ephemeral", &j]);
+    assert_eq!(ok(&with_j), field(v, "SIG"));
+    let random = ok(&base);
+    assert_ne!(random, field(v, "SIG"));
+    let verified = ok(&[
+        "eccsi",
+        "verify",
+        "--kpak",
+        &kpak,
+        "--id",
+        &id,
+        "--msg-hex",
+        &m,
+        "--sig",
+        &random,
+    ]);
+    assert_eq!(verified, "valid");
+    // j = 0 is outside [1, q-1].
+    let mut zero = base.to_vec();
+    let z = "00".repeat(32);
+    zero.extend(["--ephemeral", &z]);
+    fails(&zero, "--ephemeral: ");
+}
+
+/// `mcx kdf` against TS 33.180 F.1.3 (GUK-ID) and RFC 3830 4.1.3 with
+/// PRF-HMAC-SHA-256 (the Streamwide values, recomputed independently),
+/// and Alice's media keys of the Streamwide GMK message.
+#[test]
+fn kdf_reproduces_published_guk_id_and_srtp_master_keys() {
+    let k: Value = serde_json::from_str(KDF_VECTORS).unwrap();
+    let g = &k["guk_id"];
+    let guk = ok(&[
+        "kdf",
+        "guk-id",
+        "--gmk",
+        &field(g, "gmk"),
+        "--gmk-id",
+        &field(g, "gmk_id"),
+        "--user",
+        &field(g, "user_uri"),
+    ]);
+    assert_eq!(guk, field(g, "guk_id"));
+
+    let s = &k["mikey_srtp_kdf"];
+    let case = &s["cases"][0];
+    let out = json(&ok(&[
+        "kdf",
+        "srtp",
+        "--key",
+        &field(s, "tgk"),
+        "--rand",
+        &field(s, "rand"),
+        "--cs-id",
+        &case["cs_id"].to_string(),
+        "--csb-id",
+        &field(case, "csb_id"),
+    ]));
+    let both = format!(
+        "{}{}",
+        field(&out, "master_key"),
+        field(&out, "master_salt")
+    );
+    assert_eq!(both, field(case, "master_key_then_salt"));
+    assert!(out["mki"].is_null());
+
+    let v: Value = serde_json::from_str(STREAMWIDE_VECTORS).unwrap();
+    let m = &v["messages"]["1: GMK"];
+    let d = &v["derived"];
+    let out = json(&ok(&[
+        "kdf",
+        "srtp",
+        "--key",
+        &field(m, "GMK"),
+        "--key-id",
+        &field(m, "GMK-ID"),
+        "--user",
+        &field(m, "Responder URI"),
+        "--rand",
+        &field(m, "GMK-RAND"),
+    ]));
+    assert_eq!(
+        field(&out, "master_key"),
+        field(d, "alice_gmk_srtp_master_key")
+    );
+    assert_eq!(
+        field(&out, "master_salt"),
+        field(d, "alice_gmk_srtp_master_salt")
+    );
+    assert_eq!(field(&out, "mki"), field(d, "alice_gmk_mki"));
+    assert_eq!(field(&out, "csb_id"), field(m, "GUK-ID"));
+    fails(
+        &[
+            "kdf", "srtp", "--key", "11", "--key-id", "00000001", "--rand", "00",
+        ],
+        "--key: ",
+    );
+}
+
+/// The Streamwide message `name` as octets, and the rebuilt one: `mcx
+/// mikey gmk|csk` with the vector's keys, RAND, IV, time stamp and date
+/// (UIDs, no ROC transmission rate in the SP, as the vendor).
+fn rebuild_vendor_message(name: &str, dir: &std::path::Path) -> (Vec<u8>, Vec<u8>) {
+    let v: Value = serde_json::from_str(STREAMWIDE_VECTORS).unwrap();
+    let m = &v["messages"][name];
+    let vendor = BASE64.decode(field(m, "I-MESSAGE")).unwrap();
+    // The IV of the key parameters: after message type (1), date and
+    // time (5), payload ID (4), sequence (1), algorithm (1), in the
+    // General Extension before the SIGN (4 octets of payload header).
+    let tree = ok(&["mikey", "decode", &field(m, "I-MESSAGE"), "--json"]);
+    let iv = tree
+        .split("\"IV\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').nth(3))
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("no IV in {tree}"));
+    let common = |keys: &str| {
+        vec![
+            "--keys".to_owned(),
+            keys.to_owned(),
+            "--time".to_owned(),
+            // T of the vector: NTP ec898da8 = Unix 1759448872.
+            "1759448872".to_owned(),
+            "--date-time".to_owned(),
+            "1".to_owned(),
+            "--identity-hiding".to_owned(),
+            "--omit-sp-param".to_owned(),
+            "13".to_owned(),
+            "--iv".to_owned(),
+            iv.clone(),
+            "--hex".to_owned(),
+        ]
+    };
+    let mut args: Vec<String> = match name {
+        "1: GMK" => [
+            "mikey",
+            "gmk",
+            "--member",
+            "sip:alice@streamwide.com",
+            "--gmk",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .chain([
+            field(m, "GMK"),
+            "--gmk-id".to_owned(),
+            field(m, "GMK-ID"),
+            "--rand".to_owned(),
+            field(m, "GMK-RAND"),
+        ])
+        .chain(common(&streamwide_user_file(dir, "GMS")))
+        .collect(),
+        _ => ["mikey", "csk", "--server", "gms@streamwide.com", "--csk"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .chain([
+                field(m, "CSK"),
+                "--csk-id".to_owned(),
+                field(m, "CSK-ID"),
+                "--rand".to_owned(),
+                field(m, "CSK-RAND"),
+            ])
+            .chain(common(&streamwide_user_file(dir, "Alice")))
+            .collect(),
+    };
+    args.retain(|a| !a.is_empty());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    (vendor, hex::decode(ok(&refs)).unwrap())
+}
+
+/// `mcx mikey gmk` and `mcx mikey csk`, given the vendor's keys and
+/// random values, rebuild Streamwide's GMK and CSK I_MESSAGEs octet for
+/// octet up to the ECCSI signature (HDR, T, RAND, UIDs, KMS, SP, the
+/// SAKKE encapsulation of the key, the sealed key parameters, the SIGN
+/// header); our signature (another j) verifies, and the receiver gets the
+/// key back.
+#[test]
+fn mikey_gmk_and_csk_rebuild_the_vendor_messages() {
+    let dir = temp_dir("mikey-build");
+    for (name, receiver, key) in [("1: GMK", "Alice", "GMK"), ("2: CSK", "GMS", "CSK")] {
+        let (vendor, ours) = rebuild_vendor_message(name, &dir);
+        assert_eq!(ours.len(), vendor.len(), "{name}");
+        let signed = vendor.len() - 129;
+        assert_eq!(
+            hex::encode(&ours[..signed]),
+            hex::encode(&vendor[..signed]),
+            "{name}"
+        );
+        assert_ne!(ours[signed..], vendor[signed..], "{name}: same j?");
+        let keys = streamwide_user_file(&dir, receiver);
+        let tree = ok(&["mikey", "decode", &hex::encode(&ours), "--keys", &keys]);
+        assert!(tree.contains("signature: valid"), "{name}: {tree}");
+        let v: Value = serde_json::from_str(STREAMWIDE_VECTORS).unwrap();
+        assert!(
+            tree.contains(&field(&v["messages"][name], key)),
+            "{name}: {tree}"
+        );
+    }
+    // --no-sp leaves the SP out, as mcx's own clients send a CSK.
+    let (alice, gms) = (
+        streamwide_user_file(&dir, "Alice"),
+        streamwide_user_file(&dir, "GMS"),
+    );
+    let csk = ok(&[
+        "mikey",
+        "csk",
+        "--keys",
+        &alice,
+        "--server",
+        "gms@streamwide.com",
+        "--csk",
+        &"11".repeat(16),
+        "--csk-id",
+        "20000001",
+        "--time",
+        "1759448872",
+        "--no-sp",
+    ]);
+    let tree = ok(&["mikey", "decode", &csk, "--keys", &gms]);
+    assert!(!tree.contains("SP (security policy)"), "{tree}");
+    assert!(tree.contains("signature: valid"), "{tree}");
+    // A time stamp outside the key period of the signer's keys.
+    let msg = [
+        "mikey",
+        "gmk",
+        "--keys",
+        &gms,
+        "--member",
+        "sip:a@x",
+        "--gmk",
+        &"11".repeat(16),
+        "--gmk-id",
+        "00000001",
+        "--time",
+        "0",
+    ];
+    let err = fails(&msg, "--time: falls in key period");
+    assert!(
+        err.contains("GMS.json holds keys for key period 236"),
+        "{err}"
+    );
+}
+
+/// `mcx mikey wrap-tgmk` makes one copy per group; `mcx mikey decode
+/// --gmk` opens each with its group's GMK and shows the TGMK and the
+/// SRTP keys `mcx kdf srtp` gives for the TGMK and RAND; another GMK
+/// fails the check; a given j refuses to sign two copies.
+#[test]
+fn mikey_wrap_tgmk_copies_open_with_each_groups_gmk() {
+    let dir = temp_dir("wrap-tgmk");
+    let community = new_community(&dir);
+    let disp = path(&dir, "disp.json");
+    ok(&[
+        "kms",
+        "issue",
+        &community,
+        "--user",
+        "sip:disp@example.org",
+        "--at",
+        "1700000000",
+        "--out",
+        &disp,
+    ]);
+    let (gmk_a, gmk_b) = ("11".repeat(16), "22".repeat(16));
+    let (tgmk, tgmk_id, rand) = ("33".repeat(16), "70000042", "44".repeat(16));
+    let group_a = format!("sip:a@example.org:0000000a:{gmk_a}");
+    let group_b = format!("sip:b@example.org:0000000b:{gmk_b}");
+    let base = [
+        "mikey",
+        "wrap-tgmk",
+        "--keys",
+        &disp,
+        "--temporary-group",
+        "sip:tg@example.org",
+        "--group",
+        &group_a,
+        "--group",
+        &group_b,
+        "--tgmk",
+        &tgmk,
+        "--tgmk-id",
+        tgmk_id,
+        "--rand",
+        &rand,
+        "--time",
+        "1700000000",
+    ];
+    let mut with_json = base.to_vec();
+    with_json.push("--json");
+    let out = json(&ok(&with_json));
+    let copies = out["copies"].as_array().unwrap();
+    assert_eq!(copies.len(), 2);
+    let srtp = json(&ok(&[
+        "kdf", "srtp", "--key", &tgmk, "--key-id", tgmk_id, "--rand", &rand,
+    ]));
+    assert_eq!(out["srtp"]["master_key"], srtp["master_key"]);
+    assert_eq!(out["srtp"]["mki"], tgmk_id);
+    for (copy, (id, gmk, other)) in copies
+        .iter()
+        .zip([("0000000a", &gmk_a, &gmk_b), ("0000000b", &gmk_b, &gmk_a)])
+    {
+        let message = field(copy, "message");
+        let opened = ok(&[
+            "mikey",
+            "decode",
+            &message,
+            "--community",
+            &community,
+            "--gmk",
+            &format!("{id}:{gmk}"),
+        ])
+        .to_lowercase();
+        assert!(opened.contains(&tgmk), "{opened}");
+        assert!(opened.contains(&field(&srtp, "master_key")), "{opened}");
+        assert!(opened.contains("signature: valid"), "{opened}");
+        let run = mcx(&[
+            "mikey",
+            "decode",
+            &message,
+            "--gmk",
+            &format!("{id}:{other}"),
+        ]);
+        assert_eq!(run.code, 1, "{}", run.stdout);
+    }
+    // The text form: one "GROUP MESSAGE" line per group.
+    let text = ok(&base);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2);
+    assert!(lines[0].starts_with("sip:a@example.org "), "{text}");
+    let mut with_j = base.to_vec();
+    let j = "01".repeat(32);
+    with_j.extend(["--ephemeral", &j]);
+    fails(&with_j, "give one --group");
+    fails(
+        &[
+            "mikey",
+            "wrap-tgmk",
+            "--keys",
+            &disp,
+            "--temporary-group",
+            "sip:tg@x",
+            "--group",
+            "sip:a@x:0000000a",
+            "--time",
+            "1700000000",
+        ],
+        "--group GMK-ID: ",
+    );
+}
+
+/// `mcx kms issue --uid` issues keys for a raw 32-octet identifier (here
+/// Streamwide's published UID of Alice): the file carries that UID and
+/// no user_uri; its ECCSI key signs for the UID and its RSK opens a SAKKE
+/// encapsulation to it.
+#[test]
+fn kms_issue_for_a_raw_uid() {
+    let dir = temp_dir("raw-uid");
+    let community = new_community(&dir);
+    let v: Value = serde_json::from_str(STREAMWIDE_VECTORS).unwrap();
+    let uid = field(&v["users"]["Alice"], "UserID");
+    let keys = path(&dir, "raw.json");
+    ok(&[
+        "kms",
+        "issue",
+        &community,
+        "--uid",
+        &uid,
+        "--period-no",
+        "7",
+        "--out",
+        &keys,
+    ]);
+    let file = json(&std::fs::read_to_string(&keys).unwrap());
+    assert_eq!(field(&file, "uid"), uid);
+    assert_eq!(file["key_period_no"], 7);
+    assert!(file.get("user_uri").is_none(), "{file}");
+    let sig = ok(&["eccsi", "sign", "--keys", &keys, "--msg-text", "hi"]);
+    assert_eq!(
+        ok(&[
+            "eccsi",
+            "verify",
+            "--community",
+            &community,
+            "--id",
+            &uid,
+            "--msg-text",
+            "hi",
+            "--sig",
+            &sig,
+        ]),
+        "valid"
+    );
+    let enc = json(&ok(&[
+        "sakke",
+        "encap",
+        "--community",
+        &community,
+        "--id",
+        &uid,
+    ]));
+    assert_eq!(
+        ok(&[
+            "sakke",
+            "decap",
+            "--keys",
+            &keys,
+            "--sed",
+            &field(&enc, "sed")
+        ]),
+        field(&enc, "ssv")
+    );
+    fails(
+        &["kms", "issue", &community, "--uid", "00"],
+        "--uid: expected 32 octets",
+    );
+    // A raw-identifier file cannot sign MIKEY messages: they name the URI.
+    let err = fails(
+        &[
+            "mikey",
+            "gmk",
+            "--keys",
+            &keys,
+            "--member",
+            "sip:a@x",
+            "--gmk",
+            &"11".repeat(16),
+            "--gmk-id",
+            "00000001",
+            "--time",
+            "0",
+        ],
+        "error: ",
+    );
+    assert!(!err.contains(": :"), "{err}");
+}
+
+/// SRTP packets protected by mcx-srtp with a TGMK's keys (TS 33.180
+/// profile: AEAD_AES_128_GCM, MKI = TGMK-ID, ROC in every packet)
+/// decrypt with `mcx srtp decrypt` given the master key, salt and MKI,
+/// or the TGMK, TGMK-ID and RAND; a flipped bit fails naming the packet.
+#[test]
+fn srtp_decrypt_packets_given_keys() {
+    use mcx_mikey::{KeyId, Tgmk};
+    let tgmk = Tgmk::from_bytes(&[0x33; 16]).unwrap();
+    let rand = [0x44; 16];
+    let keys = mcx_mikey::tgmk::srtp_keys(&tgmk, KeyId(0x7000_0042), &rand);
+    let mki = mcx_srtp::Mki::new(keys.mki()).unwrap();
+    let mut sender = mcx_srtp::Session::new(mcx_srtp::Config::ts33180(4)).unwrap();
+    sender
+        .add_key(
+            mki,
+            mcx_srtp::MasterKey::from_slices(keys.master_key(), keys.master_salt()).unwrap(),
+        )
+        .unwrap();
+    let payloads = [b"first voice".to_vec(), vec![0xd5; 160]];
+    let packets: Vec<String> = payloads
+        .iter()
+        .enumerate()
+        .map(|(i, payload)| {
+            let mut buf = vec![0x80, 0x00, 0xff, 0xfe + i as u8];
+            buf.extend_from_slice(&(160 * i as u32).to_be_bytes());
+            buf.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+            buf.extend_from_slice(payload);
+            let len = buf.len();
+            buf.resize(len + 64, 0);
+            let n = sender.protect_rtp(&mut buf, len).unwrap();
+            hex::encode(&buf[..n])
+        })
+        .collect();
+    let (k, s, m) = (
+        hex::encode(keys.master_key()),
+        hex::encode(keys.master_salt()),
+        hex::encode(keys.mki()),
+    );
+    // `mcx srtp decrypt` with the master key and salt, this MKI and these packets.
+    let given = |mki: &str, packets: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = ["srtp", "decrypt", "--key", &k, "--salt", &s, "--mki", mki]
+            .iter()
+            .map(|a| (*a).to_owned())
+            .collect();
+        args.extend(packets.iter().map(|p| (*p).to_owned()));
+        args
+    };
+    let all: Vec<&str> = packets.iter().map(String::as_str).collect();
+    let args = given(&m, &all);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = ok(&args);
+    let expected: Vec<String> = payloads.iter().map(hex::encode).collect();
+    assert_eq!(out.lines().collect::<Vec<_>>(), expected);
+
+    let dir = temp_dir("srtp-packets");
+    let file = path(&dir, "packets.txt");
+    std::fs::write(&file, format!("{}\n\n{}\n", packets[0], packets[1])).unwrap();
+    let (t, r) = ("33".repeat(16), "44".repeat(16));
+    let out = json(&ok(&[
+        "srtp",
+        "decrypt",
+        "--tgmk",
+        &t,
+        "--tgmk-id",
+        "70000042",
+        "--rand",
+        &r,
+        "--packets",
+        &file,
+        "--json",
+    ]));
+    assert_eq!(out[1]["payload"], expected[1]);
+    assert_eq!(out[1]["ssrc"], 0x1234_5678);
+    assert_eq!(out[1]["sequence"], 0xffff);
+    assert_eq!(out[0]["mki"], "70000042");
+
+    let mut bad = hex::decode(&packets[1]).unwrap();
+    bad[14] ^= 1;
+    let bad = hex::encode(bad);
+    let args = given(&m, &[&packets[0], &bad]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    fails(&args, "packet 2: ");
+    let args = given("70000043", &[&packets[0]]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    fails(&args, "packet 1: carries none of the MKIs");
+}
+
+/// No error line has an empty name before a colon ("error: : ..."), for
+/// the key files read by every command that takes one.
+#[test]
+fn errors_never_have_an_empty_prefix() {
+    let dir = temp_dir("prefixes");
+    let bad = path(&dir, "bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"user_uri":"sip:a@x","kms_uri":"k","key_period":1,"key_period_offset":0,
+            "key_period_no":1,"uid":"zz","kpak":"04","z_public":"04","ssk":"00","pvt":"04","rsk":"04"}"#,
+    )
+    .unwrap();
+    let msg = "ARoFAQahKuoB";
+    for args in [
+        vec!["mikey", "decode", msg, "--keys", &bad],
+        vec!["mikey", "decode", msg, "--community", &bad],
+        vec!["eccsi", "sign", "--keys", &bad, "--msg-text", "x"],
+        vec!["sakke", "decap", "--keys", &bad, "--sed", "00"],
+        vec![
+            "mikey", "gmk", "--keys", &bad, "--member", "m", "--gmk", "00", "--gmk-id", "00",
+        ],
+    ] {
+        let run = mcx(&args);
+        assert_eq!(run.code, 1, "{args:?}");
+        let line = run.stderr.trim_end();
+        assert!(line.starts_with("error: "), "{line}");
+        assert!(
+            !line.contains(": :") && !line.starts_with("error: :"),
+            "{args:?}: {line}"
+        );
+        assert!(line.contains("bad.json"), "{args:?}: {line}");
     }
 }

@@ -1,7 +1,7 @@
 //! `mcx eccsi`: ECCSI signing and verification (RFC 6507).
 
 use clap::{ArgGroup, Args, Subcommand};
-use mcx_ibc::eccsi::{self, Kpak, Pvt, Signature, SigningKey, Ssk};
+use mcx_ibc::eccsi::{self, Kpak, Pvt, Signature, SigningKey, Ssk, hazmat};
 
 use super::args::MessageArgs;
 use crate::error::CliError;
@@ -16,7 +16,8 @@ pub(crate) enum EccsiCommand {
     ///
     /// The SSK and PVT are first validated against the KPAK and identifier
     /// (RFC 6507 5.1.2). Each signature uses a fresh random j, so signing
-    /// twice gives different signatures.
+    /// twice gives different signatures; --ephemeral gives j instead, for
+    /// known-answer tests (RFC 6507 Appendix A).
     Sign(SignArgs),
     /// Verify a signature; prints "valid" and exits 0, or exits 1 with an error line.
     Verify(VerifyArgs),
@@ -41,6 +42,10 @@ pub(crate) struct SignArgs {
     /// With --kpak: the public validation token, 65 octets hex.
     #[arg(long, value_name = "HEX", requires = "kpak")]
     pvt: Option<String>,
+    /// The ephemeral j, 32 octets hex in [1, q-1], for known-answer tests
+    /// only: signing two messages with one j reveals the SSK.
+    #[arg(long, value_name = "HEX")]
+    ephemeral: Option<String>,
     /// The message.
     #[command(flatten)]
     msg: MessageArgs,
@@ -103,8 +108,15 @@ fn sign(args: &SignArgs) -> Result<(), CliError> {
         }
     };
     let msg = args.msg.read()?;
-    let mut rng = input::os_rng()?;
-    output::line(&hex::encode(key.sign(&msg, &mut rng).to_bytes()))
+    let sig = match &args.ephemeral {
+        Some(j) => {
+            let j = zeroize::Zeroizing::new(input::hex("--ephemeral", j)?);
+            hazmat::sign_with_j(&key, &msg, &j)
+                .map_err(|err| CliError::value("--ephemeral", err))?
+        }
+        None => key.sign(&msg, &mut input::os_rng()?),
+    };
+    output::line(&hex::encode(sig.to_bytes()))
 }
 
 fn verify(args: &VerifyArgs) -> Result<(), CliError> {

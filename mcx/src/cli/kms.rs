@@ -2,6 +2,8 @@
 
 use clap::{Args, Subcommand};
 use mcx_ibc::kms::Community;
+use mcx_ibc::uid::UID_LEN;
+use mcx_ibc::{eccsi, sakke};
 
 use super::args::PeriodArgs;
 use crate::error::CliError;
@@ -36,7 +38,8 @@ pub(crate) enum KmsCommand {
     Init(InitArgs),
     /// Print the public values of a community (JSON): what every user of the community gets.
     Public(PublicArgs),
-    /// Issue a user's keys for a key period: UID, ECCSI SSK and PVT, SAKKE RSK (JSON).
+    /// Issue a user's keys for a key period: UID, ECCSI SSK and PVT, SAKKE RSK (JSON);
+    /// or, with --uid, keys for a raw identifier.
     Issue(IssueArgs),
 }
 
@@ -75,8 +78,18 @@ pub(crate) struct IssueArgs {
     #[arg(value_name = "COMMUNITY.json")]
     community: String,
     /// The user's MC service user ID URI (e.g. sip:alice@example.org).
-    #[arg(long, value_name = "URI")]
-    user: String,
+    #[arg(
+        long,
+        value_name = "URI",
+        required_unless_present = "uid",
+        conflicts_with = "uid"
+    )]
+    user: Option<String>,
+    /// Instead of --user: a raw identifier, the 32-octet UID in hex, as a
+    /// vector gives it (the file then has no user_uri; the key period
+    /// options only fill in key_period_no).
+    #[arg(long, value_name = "HEX")]
+    uid: Option<String>,
     /// Key period.
     #[command(flatten)]
     period: PeriodArgs,
@@ -118,8 +131,23 @@ fn issue(args: &IssueArgs) -> Result<(), CliError> {
         .period
         .resolve(public.key_period_len, public.key_period_offset)?;
     let mut rng = input::os_rng()?;
-    let keys = community
-        .issue(&args.user, period_no, &mut rng)
-        .map_err(|err| CliError::value("--user", err))?;
-    output::json_to(&UserKeysFile::from_keys(&keys, public), &args.out)
+    let file = match (&args.user, &args.uid) {
+        (Some(user), _) => {
+            let keys = community
+                .issue(user, period_no, &mut rng)
+                .map_err(|err| CliError::value("--user", err))?;
+            UserKeysFile::from_keys(&keys, public)
+        }
+        (None, Some(uid)) => {
+            let uid = input::hex_array::<UID_LEN>("--uid", uid)?;
+            let (ssk, pvt) = eccsi::issue(community.ksak(), &uid, &mut rng)
+                .map_err(|err| CliError::value("--uid", err))?;
+            let rsk = sakke::extract_rsk(community.sakke_master(), &uid)
+                .map_err(|err| CliError::value("--uid", err))?;
+            UserKeysFile::from_raw(&uid, period_no, &ssk, &pvt, &rsk, public)
+        }
+        // clap requires one of the two.
+        (None, None) => return Err(CliError::invalid("kms issue", "give --user or --uid")),
+    };
+    output::json_to(&file, &args.out)
 }

@@ -1,4 +1,7 @@
-//! `mcx mikey`: inspect MIKEY messages (RFC 3830, RFC 6509, TS 33.180).
+//! `mcx mikey`: inspect MIKEY messages (RFC 3830, RFC 6509, TS 33.180),
+//! and build the key distribution messages a lab needs (see `build`).
+
+mod build;
 
 use clap::{Args, Subcommand};
 use mcx_ibc::kms::CommunityPublic;
@@ -7,7 +10,7 @@ use mcx_mikey::{Gmk, KeyId};
 
 use crate::error::CliError;
 use crate::input;
-use crate::keyfile::{PublicFile, UserKeysFile};
+use crate::keyfile::{KeyFile, PublicFile, UserKeysFile};
 use crate::output;
 
 /// `mcx mikey` subcommands.
@@ -29,6 +32,168 @@ pub(crate) enum MikeyCommand {
     /// Exit status 1 if the message does not decode completely or a check
     /// fails (signature invalid, decapsulation or MAC failed).
     Decode(DecodeArgs),
+    /// Wrap a TGMK for constituent groups: one signed copy per --group.
+    ///
+    /// Each copy is the wrapped-TGMK MIKEY message (docs/tgmk-wrap.md)
+    /// under the group's GMK, signed by the initiator of --keys; 'mcx mikey
+    /// decode --gmk GMK-ID:GMK' opens it. All copies share T and RAND.
+    /// Prints one line per group, 'GROUP MESSAGE' (base64, or hex with
+    /// --hex), or JSON with --json (the copies, TGMK, TGMK-ID, RAND and
+    /// the call's SRTP master key, salt and MKI). The TGMK, TGMK-ID, RAND,
+    /// IVs and ECCSI j are random unless given.
+    WrapTgmk(WrapTgmkArgs),
+    /// Build and sign a GMK I_MESSAGE from a GMS to a member (TS 33.180 5.7, E.2).
+    ///
+    /// The GMK is SAKKE-encapsulated to the member's UID (deterministic:
+    /// the GMK is the SSV) and the key parameters sealed under the DPCK.
+    /// Prints the message (base64, or hex with --hex), or JSON with --json
+    /// (also RAND, IV, GUK-ID and the member's SRTP master key, salt and
+    /// MKI). RAND, IV and ECCSI j are random unless given, so a lab can
+    /// reproduce a vector octet for octet.
+    Gmk(GmkArgs),
+    /// Build and sign a CSK I_MESSAGE from a client to its MC server (TS 33.180 5.4, E.4).
+    ///
+    /// As 'mcx mikey gmk', with CS ID 6 and SPI = CSK-ID; --json adds the
+    /// SRTCP master key, salt and MKI of the CSK.
+    Csk(CskArgs),
+}
+
+/// What signs a built message: the ECCSI key of a user keys file, its
+/// community, the time stamp, and optionally a given j.
+#[derive(Debug, Args)]
+pub(crate) struct SignerArgs {
+    /// The signer's user keys file ('mcx kms issue'): ECCSI SSK and PVT, community public values.
+    #[arg(long, value_name = "USER.json")]
+    keys: String,
+    /// Time stamp, Unix seconds (default: now); must fall in the key period of --keys.
+    #[arg(long, value_name = "UNIX_SECS")]
+    time: Option<u64>,
+    /// The ECCSI ephemeral j, 32 octets hex, for known-answer tests only:
+    /// a j used for two messages reveals the SSK. Default: random.
+    #[arg(long, value_name = "HEX")]
+    ephemeral: Option<String>,
+    /// Print the message as hex instead of base64.
+    #[arg(long, conflicts_with = "json")]
+    hex: bool,
+    /// Print JSON: the message and the values it was built from.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `mcx mikey wrap-tgmk`.
+#[derive(Debug, Args)]
+pub(crate) struct WrapTgmkArgs {
+    /// The signer.
+    #[command(flatten)]
+    signer: SignerArgs,
+    /// The temporary group's ID (URI).
+    #[arg(long, value_name = "URI")]
+    temporary_group: String,
+    /// A constituent group: URI:GMK-ID:GMK (hex 4 and 16 octets); repeatable.
+    /// The URI may contain colons: the last two fields are the keys.
+    #[arg(long, value_name = "URI:GMK-ID:GMK", required = true)]
+    group: Vec<String>,
+    /// The TGMK, 16 octets hex (default: random), with --tgmk-id.
+    #[arg(long, value_name = "HEX", requires = "tgmk_id")]
+    tgmk: Option<String>,
+    /// The TGMK-ID, 4 octets hex, purpose tag 7 (first hex digit 7).
+    #[arg(long, value_name = "HEX", requires = "tgmk")]
+    tgmk_id: Option<String>,
+    /// The RAND shared by every copy, 16 octets hex (default: random).
+    #[arg(long, value_name = "HEX")]
+    rand: Option<String>,
+    /// The IV of the key parameters, 16 octets hex (default: random per copy;
+    /// given, with one --group only).
+    #[arg(long, value_name = "HEX")]
+    iv: Option<String>,
+    /// Activation time, Unix seconds (default: the time stamp).
+    #[arg(long, value_name = "UNIX_SECS")]
+    activation: Option<u64>,
+    /// Expiry time, Unix seconds (default: one hour after the time stamp).
+    #[arg(long, value_name = "UNIX_SECS")]
+    expiry: Option<u64>,
+}
+
+/// What a GMK and a CSK I_MESSAGE share besides the signer.
+#[derive(Debug, Args)]
+pub(crate) struct TransportArgs {
+    /// The KMS community of both parties (default: the values in --keys).
+    #[arg(long, value_name = "FILE")]
+    community: Option<String>,
+    /// The RAND, 16 octets hex (default: random).
+    #[arg(long, value_name = "HEX")]
+    rand: Option<String>,
+    /// The IV of the key parameters, 16 octets hex (default: random).
+    #[arg(long, value_name = "HEX")]
+    iv: Option<String>,
+    /// Activation time of the key parameters, 40-bit Unix seconds (0: not set).
+    #[arg(long, value_name = "UNIX_SECS", default_value_t = 0)]
+    activation: u64,
+    /// Expiry time of the key parameters, 40-bit Unix seconds (0: not set).
+    #[arg(long, value_name = "UNIX_SECS", default_value_t = 0)]
+    expiry: u64,
+    /// The key parameters' "date and time" (40 bits; default: the time stamp).
+    #[arg(long, value_name = "N")]
+    date_time: Option<u64>,
+    /// Leave the key parameters extension out.
+    #[arg(long, conflicts_with_all = ["iv", "activation", "expiry", "date_time"])]
+    no_key_params: bool,
+    /// Name both parties by UID (ID roles 8 and 9) instead of URI.
+    #[arg(long)]
+    identity_hiding: bool,
+    /// Leave parameter type N out of the SP (the default group profile of
+    /// TS 33.180 Table E.2-1); repeatable. Some vendors omit 13 (ROC
+    /// transmission rate).
+    #[arg(long, value_name = "N")]
+    omit_sp_param: Vec<u8>,
+    /// Leave the SP payload out (as mcx's own clients send a CSK; the
+    /// receiver then uses the default profile).
+    #[arg(long, conflicts_with = "omit_sp_param")]
+    no_sp: bool,
+}
+
+/// `mcx mikey gmk`.
+#[derive(Debug, Args)]
+pub(crate) struct GmkArgs {
+    /// The GMS (signer).
+    #[command(flatten)]
+    signer: SignerArgs,
+    /// Shared with `mcx mikey csk`.
+    #[command(flatten)]
+    transport: TransportArgs,
+    /// The member's MC service user ID URI (the receiver).
+    #[arg(long, value_name = "URI")]
+    member: String,
+    /// The group's ID for the key parameters; without it their list of
+    /// MC group IDs is present but empty.
+    #[arg(long, value_name = "URI")]
+    group: Option<String>,
+    /// The GMK, 16 octets hex.
+    #[arg(long, value_name = "HEX")]
+    gmk: String,
+    /// The GMK-ID, 4 octets hex, purpose tag 0.
+    #[arg(long, value_name = "HEX")]
+    gmk_id: String,
+}
+
+/// `mcx mikey csk`.
+#[derive(Debug, Args)]
+pub(crate) struct CskArgs {
+    /// The client (signer).
+    #[command(flatten)]
+    signer: SignerArgs,
+    /// Shared with `mcx mikey gmk`.
+    #[command(flatten)]
+    transport: TransportArgs,
+    /// The MC server domain's security identifier (MDSI) URI: the receiver.
+    #[arg(long, value_name = "URI")]
+    server: String,
+    /// The CSK, 16 octets hex.
+    #[arg(long, value_name = "HEX")]
+    csk: String,
+    /// The CSK-ID, 4 octets hex, purpose tag 2.
+    #[arg(long, value_name = "HEX")]
+    csk_id: String,
 }
 
 /// `mcx mikey decode`.
@@ -62,6 +227,9 @@ pub(crate) struct DecodeArgs {
 pub(crate) fn run(command: MikeyCommand) -> Result<(), CliError> {
     match command {
         MikeyCommand::Decode(args) => decode(&args),
+        MikeyCommand::WrapTgmk(args) => build::wrap_tgmk(&args),
+        MikeyCommand::Gmk(args) => build::gmk(&args),
+        MikeyCommand::Csk(args) => build::csk(&args),
     }
 }
 
@@ -80,14 +248,11 @@ fn decode(args: &DecodeArgs) -> Result<(), CliError> {
         (None, None) => return Err(invalid("MESSAGE", "missing")),
     };
 
-    let user = args
-        .keys
-        .as_deref()
-        .map(input::read_json::<UserKeysFile>)
-        .transpose()?;
+    // KeyFile::load names the file in every error about its fields.
+    let user = args.keys.as_deref().map(UserKeysFile::load).transpose()?;
     let public_file = match (&user, &args.community) {
         (Some(u), _) => Some(u.public()),
-        (None, Some(path)) => Some(input::read_json::<PublicFile>(path)?),
+        (None, Some(path)) => Some(PublicFile::load(path)?),
         (None, None) => None,
     };
     let community = public_file.as_ref().map(community_public).transpose()?;
@@ -101,7 +266,7 @@ fn decode(args: &DecodeArgs) -> Result<(), CliError> {
     let keys = Keys {
         kms: community.as_ref(),
         receiver: receiver.as_ref(),
-        receiver_uri: user.as_ref().map(|u| u.user_uri.as_str()),
+        receiver_uri: user.as_ref().and_then(|u| u.user_uri.as_deref()),
         gmks: &gmk_refs,
     };
 
@@ -129,7 +294,7 @@ fn decode(args: &DecodeArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-fn community_public(file: &PublicFile) -> Result<CommunityPublic, CliError> {
+pub(super) fn community_public(file: &PublicFile) -> Result<CommunityPublic, CliError> {
     Ok(CommunityPublic {
         kms_uri: file.kms_uri.clone(),
         key_period_len: file.key_period,

@@ -2,6 +2,7 @@
 
 mod args;
 mod eccsi;
+mod kdf;
 mod kms;
 mod mikey;
 mod sakke;
@@ -20,14 +21,26 @@ Commands and examples:
   mcx kms init --kms-uri kms.example.org --out community.json
   mcx kms public community.json --out public.json
   mcx kms issue community.json --user sip:alice@example.org --out alice.json
+  mcx kms issue community.json --uid <32-OCTET-UID> --period-no 1490   (raw identifier)
   mcx uid --community public.json --uri sip:bob@example.org --json
   mcx uid --uri sip:bob@example.org --kms-uri kms.example.org --key-period 2592000 \\
           --key-period-offset 0 --period-no 1490
   mcx eccsi sign --keys alice.json --msg-text 'hello'
+  mcx eccsi sign --kpak <KPAK> --id <ID> --ssk <SSK> --pvt <PVT> --msg-hex <M> \\
+          --ephemeral <J>                 (known-answer test: RFC 6507 Appendix A)
   mcx eccsi verify --community public.json --id <ALICE-UID> --msg-text 'hello' --sig <SIG>
   mcx sakke encap --community public.json --id <BOB-UID>
   mcx sakke decap --keys bob.json --sed <SED>
   mcx mikey decode 'mikey ARoFAQahKuoB...' --keys alice.json
+  mcx mikey wrap-tgmk --keys dispatcher.json --temporary-group sip:tg@example.org \\
+          --group sip:a@example.org:<GMK-ID>:<GMK> --group sip:b@example.org:<GMK-ID>:<GMK> --json
+  mcx mikey gmk --keys gms.json --member sip:alice@example.org --group sip:a@example.org \\
+          --gmk <GMK> --gmk-id <GMK-ID> [--rand <R> --iv <IV> --ephemeral <J> --time <T>]
+  mcx mikey csk --keys alice.json --server sip:mcptt-server.example.org --csk <CSK> \\
+          --csk-id <CSK-ID>
+  mcx kdf guk-id --gmk <GMK> --gmk-id <GMK-ID> --user sip:alice@example.org
+  mcx kdf srtp --key <GMK> --key-id <GMK-ID> --user sip:alice@example.org --rand <RAND>
+  mcx kdf srtp --key <TGMK> --key-id <TGMK-ID> --rand <RAND>
   mcx selfcheck
   mcx demo
   mcx demo --groups 10 --members 100
@@ -39,6 +52,7 @@ Commands and examples:
                                         call.pcap.tlskeys its TLS secrets)
   mcx tls ca --topology topology.toml --out certs/   (CA and per-role certificates for mcx run)
   mcx srtp decrypt --pcap call.pcap --keys call.pcap.keys --out heard/
+  mcx srtp decrypt --key <MASTER-KEY> --salt <MASTER-SALT> --mki <MKI> <SRTP-HEX>... --json
 
 Input: HEX values take upper or lower case, an optional 0x prefix, and
 surrounding whitespace is ignored. FILE arguments take '-' for standard input
@@ -78,9 +92,13 @@ enum Command {
     /// SAKKE (RFC 6508): encapsulate a shared secret value to an identifier, decapsulate.
     #[command(subcommand)]
     Sakke(sakke::SakkeCommand),
-    /// MIKEY (RFC 3830/6509, TS 33.180): decode, verify and decrypt messages.
+    /// MIKEY (RFC 3830/6509, TS 33.180): decode, verify and decrypt messages;
+    /// build and sign wrapped TGMKs and GMK and CSK I_MESSAGEs.
     #[command(subcommand)]
     Mikey(mikey::MikeyCommand),
+    /// Key derivations (TS 33.180 Annex F, RFC 3830 4.1.3): GUK-ID, SRTP master keys.
+    #[command(subcommand)]
+    Kdf(kdf::KdfCommand),
     /// Run the published test vectors and a fresh-community round trip.
     ///
     /// Checks RFC 6507 Appendix A (ECCSI), RFC 6508 Appendix A (SAKKE), the
@@ -109,7 +127,7 @@ enum Command {
     /// Run the initiator of a topology's [call], make the call, print the
     /// result and exit.
     Call(system::CallArgs),
-    /// SRTP for the lab: decrypt the voice of a capture.
+    /// SRTP for the lab: decrypt the voice of a capture, or packets given in hex.
     #[command(subcommand)]
     Srtp(srtp::SrtpCommand),
     /// TLS certificates for a topology run one role per process.
@@ -125,6 +143,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
         Command::Uid(args) => uid::run(&args),
         Command::Eccsi(command) => eccsi::run(command),
         Command::Sakke(command) => sakke::run(command),
+        Command::Kdf(command) => kdf::run(command),
         Command::Selfcheck => selfcheck::run(),
         Command::Demo(args) => system::demo(&args),
         Command::Up(args) => system::up(&args),
