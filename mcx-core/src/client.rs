@@ -24,12 +24,13 @@ use mcx_mikey::message::Sp;
 use mcx_mikey::replay::ReplayCache;
 use mcx_mikey::tgmk::{ConstituentGroup, TgmkReceiver, TgmkWrap};
 use mcx_mikey::wire::IdRole;
-use mcx_mikey::{Gmk, KeyId, SrtpMasterKeys, Tgmk};
+use mcx_mikey::{KeyId, SrtpMasterKeys, Tgmk};
 use mcx_sip::{Dialog, Limits, Message, Method, Request, Response, StatusCode};
 use rand_core::CryptoRng;
 
 use crate::controlling::GROUP_LOST_INFO_PACKAGE;
 use crate::floor_guard::{FloorDrops, FloorGuard};
+use crate::gmks::{GmkError, GmkInfo, GmkRing};
 use crate::info::McpttInfo;
 use crate::registration::{Outcome, RegState, Registration};
 use crate::result::{CALL_RESULT_CONTENT_TYPE, CallResult, GroupResult};
@@ -139,6 +140,14 @@ pub enum ClientEvent {
         /// Its GMK-ID.
         gmk_id: KeyId,
     },
+    /// A call request was refused because the GMK its wrapped TGMK names
+    /// is not one of the group's GMKs in force (expired, not yet active,
+    /// unknown: e.g. a GMK rolled after this client left the group). A
+    /// 488 answers the request.
+    GmkRefused {
+        /// Why.
+        error: GmkError,
+    },
     /// A temporary group call was accepted and its TGMK unwrapped.
     IncomingCall {
         /// The temporary group.
@@ -221,12 +230,6 @@ pub enum ClientEvent {
     },
 }
 
-struct GroupKey {
-    group_id: String,
-    gmk: Gmk,
-    gmk_id: KeyId,
-}
-
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum CallRole {
     Initiator,
@@ -294,7 +297,7 @@ pub struct Client {
     key_period_no: u64,
     signer: SigningKey,
     receiver_key: ReceiverKey,
-    gmks: Vec<GroupKey>,
+    gmks: GmkRing,
     replay: ReplayCache,
     /// The registration with the home server, once asked for.
     registration: Option<Registration>,
@@ -325,10 +328,7 @@ impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
             .field("uri", &self.config.uri)
-            .field(
-                "groups",
-                &self.gmks.iter().map(|g| &g.group_id).collect::<Vec<_>>(),
-            )
+            .field("groups", &self.gmks.groups())
             .field("calls", &self.calls.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
@@ -368,7 +368,7 @@ impl Client {
             key_period_no,
             signer,
             receiver_key,
-            gmks: Vec::new(),
+            gmks: GmkRing::default(),
             replay: ReplayCache::default(),
             registration: None,
             pending_floor: None,
@@ -387,9 +387,52 @@ impl Client {
         &self.config.uri
     }
 
-    /// Whether this client holds a GMK for `group_id`.
+    /// Whether this client holds a GMK for `group_id` (in force or to
+    /// come).
     pub fn has_gmk(&self, group_id: &str) -> bool {
-        self.gmks.iter().any(|g| g.group_id == group_id)
+        self.gmks.has(group_id)
+    }
+
+    /// The GMKs of `group_id` held, by activation time (no key material).
+    pub fn gmks(&self, group_id: &str) -> Vec<GmkInfo> {
+        self.gmks.infos(group_id)
+    }
+
+    /// The GMK-ID a call started at `time` would wrap under for
+    /// `group_id`: of its GMKs in force, the latest activated.
+    ///
+    /// # Errors
+    /// [`GmkError`] if none is in force.
+    pub fn sending_gmk_id(&self, time: Time, group_id: &str) -> Result<KeyId, GmkError> {
+        Ok(self.gmks.for_sending(group_id, time.unix)?.info.gmk_id)
+    }
+
+    /// The groups whose next GMK should be fetched at `time`: every GMK
+    /// held for them expires within `lead` (the driver fetches their
+    /// group documents; see [`Client::next_gmk_refresh`]).
+    pub fn gmk_refresh_due(&self, time: Time, lead: Duration) -> Vec<String> {
+        let lead = lead.as_secs();
+        self.gmks
+            .groups()
+            .into_iter()
+            .filter(|g| {
+                self.gmks
+                    .refresh_at(g, lead)
+                    .is_some_and(|t| t <= time.unix)
+            })
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The earliest Unix time at which [`Client::gmk_refresh_due`] names a
+    /// group (`None`: no held GMK expires).
+    pub fn next_gmk_refresh(&self, lead: Duration) -> Option<u64> {
+        let lead = lead.as_secs();
+        self.gmks
+            .groups()
+            .into_iter()
+            .filter_map(|g| self.gmks.refresh_at(g, lead))
+            .min()
     }
 
     /// Whether a call of `temporary_group_id` is in progress.
@@ -446,8 +489,12 @@ impl Client {
     }
 
     /// Accepts a GMK I_MESSAGE from the GMS for `group_id` (TS 33.180
-    /// 5.7) after every check of [`GmkReceiver::accept`]; replaces any
-    /// older GMK of the group.
+    /// 5.7) after every check of [`GmkReceiver::accept_for_group`] (its
+    /// key parameters must name `group_id`, and it must not have
+    /// expired), and holds it beside the group's other GMKs with its
+    /// activation and expiry time (at most
+    /// [`crate::MAX_GMKS_PER_GROUP`]; expired ones are dropped). The same
+    /// GMK-ID again replaces the one held.
     ///
     /// # Errors
     /// [`Error::Mikey`] with the failed check.
@@ -464,14 +511,14 @@ impl Client {
             kms: &self.kms,
             gms_uri: &self.config.gms_uri,
         }
-        .accept(message, time.unix, &mut self.replay)?;
+        .accept_for_group(group_id, message, time.unix, &mut self.replay)?;
         let gmk_id = received.gmk_id;
-        self.gmks.retain(|g| g.group_id != group_id);
-        self.gmks.push(GroupKey {
-            group_id: group_id.to_owned(),
-            gmk: received.gmk,
+        let info = GmkInfo {
             gmk_id,
-        });
+            activation: received.activation(),
+            expiry: received.expiry(),
+        };
+        self.gmks.insert(group_id, received.gmk, info, time.unix);
         self.events.push_back(ClientEvent::GmkAccepted {
             group_id: group_id.to_owned(),
             gmk_id,
@@ -487,8 +534,9 @@ impl Client {
     /// # Errors
     /// [`Error::InvalidCommand`] if a call of this temporary group is in
     /// progress, [`Error::Limit`] at [`ClientConfig::max_calls`],
-    /// [`Error::Unknown`] for a group without a GMK, [`Error::Mikey`] or
-    /// [`Error::SipBuild`].
+    /// [`Error::Gmk`] for a group without a GMK in force at `time` (each
+    /// group's copy is wrapped under its GMK in force with the latest
+    /// activation), [`Error::Mikey`] or [`Error::SipBuild`].
     pub fn start_call(
         &mut self,
         time: Time,
@@ -504,17 +552,14 @@ impl Client {
         if self.calls.len() >= self.config.max_calls {
             return Err(Error::Limit("concurrent calls of this client"));
         }
+        self.gmks.prune(time.unix);
         let mut constituents = Vec::with_capacity(groups.len());
         for g in groups {
-            let k = self
-                .gmks
-                .iter()
-                .find(|k| k.group_id == *g)
-                .ok_or_else(|| Error::Unknown(format!("no GMK for group {g}")))?;
+            let k = self.gmks.for_sending(g, time.unix)?;
             constituents.push(ConstituentGroup {
                 group_id: &k.group_id,
                 gmk: &k.gmk,
-                gmk_id: k.gmk_id,
+                gmk_id: k.info.gmk_id,
             });
         }
         let (tgmk, tgmk_id) = mcx_mikey::tgmk::generate(rng);
@@ -878,6 +923,7 @@ impl Client {
     /// # Errors
     /// [`Error::SipBuild`] if a CANCEL or BYE cannot be built.
     pub fn handle_timeout(&mut self, time: Time, rng: &mut impl CryptoRng) -> Result<(), Error> {
+        self.gmks.prune(time.unix);
         if self
             .registration
             .as_ref()
@@ -1201,7 +1247,8 @@ impl Client {
             );
         }
         let group_id = req.uri().to_owned();
-        let Some(k) = self.gmks.iter().find(|k| k.group_id == group_id) else {
+        self.gmks.prune(time.unix);
+        if !self.gmks.knows(&group_id) {
             return self.reject(
                 from,
                 &req,
@@ -1239,11 +1286,17 @@ impl Client {
                 rng,
             );
         };
-        let groups = [ConstituentGroup {
-            group_id: &k.group_id,
-            gmk: &k.gmk,
-            gmk_id: k.gmk_id,
-        }];
+        // Only the group's GMKs in force now may unwrap (TS 33.180 5.7.1);
+        // the wrap names the GMK-ID it used.
+        let groups: Vec<ConstituentGroup<'_>> = self
+            .gmks
+            .in_force(&group_id, time.unix)
+            .map(|k| ConstituentGroup {
+                group_id: &k.group_id,
+                gmk: &k.gmk,
+                gmk_id: k.info.gmk_id,
+            })
+            .collect();
         let unwrapped = TgmkReceiver {
             kms: &self.kms,
             groups: &groups,
@@ -1256,6 +1309,18 @@ impl Client {
                     && u.constituent_group_id == group_id =>
             {
                 u
+            }
+            Err(mcx_mikey::Error::Rejected(mcx_mikey::Rejection::UnknownGmkId(id))) => {
+                let error = match self.gmks.for_receiving(&group_id, KeyId(id), time.unix) {
+                    Err(e) => e,
+                    Ok(_) => GmkError::UnknownGmkId {
+                        group_id: group_id.clone(),
+                        gmk_id: KeyId(id),
+                    },
+                };
+                let reason = format!("Not Acceptable Here - {error}");
+                self.events.push_back(ClientEvent::GmkRefused { error });
+                return self.reject(from, &req, StatusCode::NOT_ACCEPTABLE_HERE, &reason, rng);
             }
             _ => {
                 return self.reject(

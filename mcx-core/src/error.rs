@@ -47,6 +47,10 @@ pub enum Error {
     /// A command is not valid in the current state.
     #[error("invalid command: {0}")]
     InvalidCommand(&'static str),
+    /// A group's GMK cannot be used (none held, expired, not yet
+    /// active).
+    #[error("GMK: {0}")]
+    Gmk(#[from] crate::GmkError),
     /// A group or user is not known to this role.
     #[error("unknown: {0}")]
     Unknown(String),

@@ -59,6 +59,7 @@ mod controlling;
 mod copies;
 mod error;
 mod floor_guard;
+mod gmks;
 mod info;
 mod link;
 mod mc_server;
@@ -77,6 +78,7 @@ pub use controlling::{
 };
 pub use error::Error;
 pub use floor_guard::FloorDrops;
+pub use gmks::{GmkError, GmkInfo, MAX_GMKS_PER_GROUP};
 pub use info::{McpttInfo, NAMESPACE as MCPTT_INFO_NAMESPACE};
 pub use link::{Delivery, LinkStats, SipLink};
 pub use mc_server::{McServer, McServerEvent, McServerLimits};
