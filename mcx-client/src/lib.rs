@@ -5,7 +5,12 @@
 //! SAKKE keys, validated), then its group list and group documents from
 //! the GMS, whose GKTPs carry each group's GMK in a MIKEY-SAKKE
 //! I_MESSAGE the client verifies and decrypts. Then the
-//! [`mcx_core::Client`] role runs under [`mcx_net::node`].
+//! [`mcx_core::Client`] role runs under [`mcx_net::node`], and
+//! [`keep_gmks_fresh`] polls the GMS for its groups' documents (every
+//! [`DEFAULT_GMK_POLL_INTERVAL`], and [`DEFAULT_GMK_RENEWAL_LEAD`] before
+//! its GMKs expire) so that it holds the next GMK before the current one
+//! expires and a GMK rolled after a member's removal within one poll
+//! interval (docs/key-lifecycle.md).
 //!
 //! A call's voice ([`mcx_core::Client::voice`]) goes through
 //! [`VoiceSender`] / [`VoiceReceiver`] (sans-IO: PCMU in SRTP under the
@@ -22,12 +27,14 @@ pub use voice::{
 
 use std::net::SocketAddr;
 use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
 
 use mcx_core::{Client, ClientConfig, ClientEvent};
 use mcx_gms::GroupDocument;
 use mcx_ibc::kms::{CommunityPublic, UserKeys};
 use mcx_kms::http::HttpResponse;
 use mcx_net::http::fetch;
+use mcx_net::node::Commander;
 
 /// Where and as whom a client provisions.
 #[derive(Clone)]
@@ -157,12 +164,12 @@ pub async fn provision_keys(
     .map_err(ClientError::from)
 }
 
-/// Provisions `p.user_uri` from the KMS and the GMS.
+/// Fetches the user's group index and each listed group's document (with
+/// the user's GKTPs) from the GMS.
 ///
 /// # Errors
-/// Network failures, refusals, and answers that do not validate.
-pub async fn provision(p: &Provisioning) -> Result<Provisioned, ClientError> {
-    let (community, keys) = provision_keys(&p.kms_uri, &p.user_uri, &p.token, p.kms_http).await?;
+/// Network failures, refusals, and documents that do not parse.
+pub async fn fetch_group_documents(p: &Provisioning) -> Result<Vec<GroupDocument>, ClientError> {
     let index = mcx_gms::client::group_index_request(&p.user_uri, &p.token);
     let body = ok("GMS", fetch(p.gms_http, &index).await?)?;
     let mut groups = Vec::new();
@@ -171,6 +178,16 @@ pub async fn provision(p: &Provisioning) -> Result<Provisioned, ClientError> {
         let body = ok("GMS", fetch(p.gms_http, &req).await?)?;
         groups.push(mcx_gms::client::parse_group_document(&body)?);
     }
+    Ok(groups)
+}
+
+/// Provisions `p.user_uri` from the KMS and the GMS.
+///
+/// # Errors
+/// Network failures, refusals, and answers that do not validate.
+pub async fn provision(p: &Provisioning) -> Result<Provisioned, ClientError> {
+    let (community, keys) = provision_keys(&p.kms_uri, &p.user_uri, &p.token, p.kms_http).await?;
+    let groups = fetch_group_documents(p).await?;
     Ok(Provisioned {
         community,
         keys,
@@ -222,4 +239,106 @@ pub async fn wait_for<T>(
         skipped(e);
     }
     None
+}
+
+/// How often a running client polls the GMS for its groups' documents
+/// ([`keep_gmks_fresh`]): a GMK rolled after a member's removal reaches
+/// the remaining members within this time.
+pub const DEFAULT_GMK_POLL_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How long before the last of a group's GMKs expires a running client
+/// fetches the next one (but not before half that GMK's lifetime, when
+/// the GMS starts handing the next one out).
+pub const DEFAULT_GMK_RENEWAL_LEAD: Duration = Duration::from_secs(600);
+
+/// What one GMS poll changed in the client role.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GmkRefresh {
+    /// GKTPs accepted (a GMK already held counts again).
+    pub accepted: usize,
+    /// GKTPs refused, with the reason (never key material).
+    pub refused: Vec<String>,
+    /// Groups the GMS no longer lists for the user: their GMKs were
+    /// dropped.
+    pub left: Vec<String>,
+}
+
+/// Polls the GMS once: fetches the user's group index and documents and
+/// hands every GKTP to the running client role (which keeps several GMKs
+/// per group with their activation and expiry); the GMKs of groups the
+/// index no longer lists are dropped.
+///
+/// # Errors
+/// Network failures, refusals and unparsable documents (nothing changes
+/// in the role then); [`ClientError::Task`] if the node stopped.
+pub async fn refresh_gmks(
+    p: &Provisioning,
+    commander: &Commander<Client>,
+) -> Result<GmkRefresh, ClientError> {
+    let docs = fetch_group_documents(p).await?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    commander
+        .command(move |client, time, _| {
+            let mut r = GmkRefresh::default();
+            let listed: Vec<&str> = docs.iter().map(|d| d.group_id.as_str()).collect();
+            for g in client.gmk_groups() {
+                if !listed.contains(&g.as_str()) {
+                    client.forget_group(&g);
+                    r.left.push(g);
+                }
+            }
+            for doc in &docs {
+                for gktp in &doc.gktps {
+                    match client.accept_gmk(time, &doc.group_id, gktp) {
+                        Ok(_) => r.accepted += 1,
+                        Err(e) => r.refused.push(format!("{}: {e}", doc.group_id)),
+                    }
+                }
+            }
+            let _ = tx.send(r);
+        })
+        .map_err(|_| ClientError::Task)?;
+    rx.await.map_err(|_| ClientError::Task)
+}
+
+/// Keeps a running client's GMKs fresh until its node stops: polls the
+/// GMS ([`refresh_gmks`]) every `interval`, and sooner when the client's
+/// GMKs come within `lead` of their expiry
+/// ([`mcx_core::Client::next_gmk_refresh`]). A failed poll is logged and
+/// tried again after `interval`.
+pub async fn keep_gmks_fresh(
+    p: Provisioning,
+    commander: Commander<Client>,
+    interval: Duration,
+    lead: Duration,
+) {
+    loop {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if commander
+            .command(move |client, time, _| {
+                let _ = tx.send((client.next_gmk_refresh(lead), time.unix));
+            })
+            .is_err()
+        {
+            return;
+        }
+        let Ok((next, now)) = rx.await else { return };
+        let wait = match next {
+            Some(at) if at > now => interval.min(Duration::from_secs(at - now)),
+            _ => interval,
+        };
+        tokio::time::sleep(wait).await;
+        match refresh_gmks(&p, &commander).await {
+            Ok(r) => {
+                for reason in &r.refused {
+                    tracing::warn!(user = %p.user_uri, "GKTP refused: {reason}");
+                }
+                for g in &r.left {
+                    tracing::info!(user = %p.user_uri, "no longer in {g}: its GMKs dropped");
+                }
+            }
+            Err(ClientError::Task) => return,
+            Err(e) => tracing::warn!(user = %p.user_uri, "GMK poll: {e}"),
+        }
+    }
 }

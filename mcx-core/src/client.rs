@@ -398,6 +398,18 @@ impl Client {
         self.gmks.infos(group_id)
     }
 
+    /// The groups this client holds GMKs for.
+    pub fn gmk_groups(&self) -> Vec<String> {
+        self.gmks.groups().into_iter().map(str::to_owned).collect()
+    }
+
+    /// Drops every GMK of `group_id`: the GMS no longer lists the group
+    /// for this user (it was removed). Calls of the group are refused
+    /// from now on.
+    pub fn forget_group(&mut self, group_id: &str) {
+        self.gmks.forget(group_id);
+    }
+
     /// The GMK-ID a call started at `time` would wrap under for
     /// `group_id`: of its GMKs in force, the latest activated.
     ///

@@ -249,19 +249,34 @@ impl GmkRing {
             .filter(move |k| k.group_id == group_id && k.info.in_force_at(now))
     }
 
+    /// Drops every GMK of `group_id` (the client left the group).
+    pub(crate) fn forget(&mut self, group_id: &str) {
+        self.held.retain(|k| k.group_id != group_id);
+        self.retired.retain(|(g, _)| g != group_id);
+    }
+
     /// When the next GMK of `group_id` should be fetched: `lead` seconds
-    /// before the last of its GMKs expires (`None`: one never expires, or
-    /// none is held).
+    /// before the last of its GMKs expires, but not before half its
+    /// lifetime (when the GMS starts handing out the next one); `None`:
+    /// one never expires, or none is held.
     pub(crate) fn refresh_at(&self, group_id: &str, lead: u64) -> Option<u64> {
         let mine = self.held.iter().filter(|k| k.group_id == group_id);
-        let mut last = None;
+        let mut last: Option<GmkInfo> = None;
         for k in mine {
             if k.info.expiry == 0 {
                 return None;
             }
-            last = last.max(Some(k.info.expiry));
+            if last.is_none_or(|l| k.info.expiry > l.expiry) {
+                last = Some(k.info);
+            }
         }
-        last.map(|e| e.saturating_sub(lead))
+        let last = last?;
+        let half = if last.activation == 0 {
+            0
+        } else {
+            last.activation + last.expiry.saturating_sub(last.activation) / 2
+        };
+        Some(last.expiry.saturating_sub(lead).max(half))
     }
 }
 
@@ -350,5 +365,7 @@ mod tests {
         let ids: Vec<u32> = r.infos(G).iter().map(|i| i.gmk_id.0).collect();
         assert_eq!(ids, [2, 3, 4, 5]);
         assert_eq!(r.refresh_at(G, 40), Some(100));
+        // Not before half the lifetime of the last GMK.
+        assert_eq!(r.refresh_at(G, 80), Some(95));
     }
 }

@@ -666,6 +666,7 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
             uri,
             b,
             call_sources,
+            prov.clone(),
             tokio::spawn({
                 let gate = gate.clone();
                 async move {
@@ -678,7 +679,7 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
     let mut clients = BTreeMap::new();
     let mut voice = BTreeMap::new();
     let mut waiting = Vec::new();
-    for (uri, mut b, call_sources, task) in pending {
+    for (uri, mut b, call_sources, prov, task) in pending {
         // A client's voice socket is its application's, not a relay's.
         if let Some(socket) = b.take_media() {
             voice.insert(uri.clone(), Arc::new(socket));
@@ -711,6 +712,14 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
         if registering {
             waiting.push(uri.clone());
         }
+        // Next GMKs before the current ones expire, rolled GMKs after a
+        // member's removal (docs/key-lifecycle.md).
+        services.push(tokio::spawn(mcx_client::keep_gmks_fresh(
+            prov,
+            h.commander(),
+            mcx_client::DEFAULT_GMK_POLL_INTERVAL,
+            mcx_client::DEFAULT_GMK_RENEWAL_LEAD,
+        )));
         clients.insert(uri, h);
     }
     // A client is ready once its home server answered its registration
