@@ -181,6 +181,42 @@ pub async fn fetch_group_documents(p: &Provisioning) -> Result<Vec<GroupDocument
     Ok(groups)
 }
 
+/// Fetches `user_uri`'s keys for the key period containing `at_unix`
+/// (e.g. the start of the next period, before it starts: the KMS issues
+/// the current and the next period) from the KMS, validated against
+/// `community`.
+///
+/// # Errors
+/// Network failures, refusals, answers that do not validate, and
+/// [`mcx_kms::KmsError::NoKeySetForPeriod`] if the answer has no key set
+/// for that period.
+pub async fn fetch_keys_at(
+    p: &Provisioning,
+    community: &CommunityPublic,
+    at_unix: u64,
+) -> Result<UserKeys, ClientError> {
+    let now = mcx_net::now().unix;
+    let req = mcx_kms::client::key_prov_request_at(&p.kms_uri, &p.user_uri, &p.token, now, at_unix);
+    let body = ok("KMS", fetch(p.kms_http, &req).await?)?;
+    let community = community.clone();
+    let user = p.user_uri.clone();
+    tokio::task::spawn_blocking(move || {
+        let period = mcx_ibc::uid::key_period_no(
+            at_unix,
+            community.key_period_len,
+            community.key_period_offset,
+        )
+        .map_err(mcx_kms::KmsError::from)?;
+        mcx_kms::client::parse_key_prov_response_all(&body, &community, &user)?
+            .into_iter()
+            .find(|k| k.key_period_no == period)
+            .ok_or(mcx_kms::KmsError::NoKeySetForPeriod(period))
+    })
+    .await
+    .map_err(|_| ClientError::Task)?
+    .map_err(ClientError::from)
+}
+
 /// Provisions `p.user_uri` from the KMS and the GMS.
 ///
 /// # Errors
@@ -276,29 +312,42 @@ pub async fn refresh_gmks(
     commander: &Commander<Client>,
 ) -> Result<GmkRefresh, ClientError> {
     let docs = fetch_group_documents(p).await?;
+    ask(commander, move |client, time| {
+        let mut r = GmkRefresh::default();
+        let listed: Vec<&str> = docs.iter().map(|d| d.group_id.as_str()).collect();
+        for g in client.gmk_groups() {
+            if !listed.contains(&g.as_str()) {
+                client.forget_group(&g);
+                r.left.push(g);
+            }
+        }
+        for doc in &docs {
+            for gktp in &doc.gktps {
+                match client.accept_gmk(time, &doc.group_id, gktp) {
+                    Ok(_) => r.accepted += 1,
+                    Err(e) => r.refused.push(format!("{}: {e}", doc.group_id)),
+                }
+            }
+        }
+        r
+    })
+    .await
+    .ok_or(ClientError::Task)
+}
+
+/// Runs `f` on the running role and returns its result (`None`: the node
+/// stopped).
+async fn ask<T: Send + 'static>(
+    commander: &Commander<Client>,
+    f: impl FnOnce(&mut Client, mcx_core::Time) -> T + Send + 'static,
+) -> Option<T> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     commander
         .command(move |client, time, _| {
-            let mut r = GmkRefresh::default();
-            let listed: Vec<&str> = docs.iter().map(|d| d.group_id.as_str()).collect();
-            for g in client.gmk_groups() {
-                if !listed.contains(&g.as_str()) {
-                    client.forget_group(&g);
-                    r.left.push(g);
-                }
-            }
-            for doc in &docs {
-                for gktp in &doc.gktps {
-                    match client.accept_gmk(time, &doc.group_id, gktp) {
-                        Ok(_) => r.accepted += 1,
-                        Err(e) => r.refused.push(format!("{}: {e}", doc.group_id)),
-                    }
-                }
-            }
-            let _ = tx.send(r);
+            let _ = tx.send(f(client, time));
         })
-        .map_err(|_| ClientError::Task)?;
-    rx.await.map_err(|_| ClientError::Task)
+        .ok()?;
+    rx.await.ok()
 }
 
 /// Keeps a running client's GMKs fresh until its node stops: polls the
@@ -313,16 +362,12 @@ pub async fn keep_gmks_fresh(
     lead: Duration,
 ) {
     loop {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        if commander
-            .command(move |client, time, _| {
-                let _ = tx.send((client.next_gmk_refresh(lead), time.unix));
-            })
-            .is_err()
-        {
+        let asked = ask(&commander, move |c, time| {
+            (c.next_gmk_refresh(lead), time.unix)
+        });
+        let Some((next, now)) = asked.await else {
             return;
-        }
-        let Ok((next, now)) = rx.await else { return };
+        };
         let wait = match next {
             Some(at) if at > now => interval.min(Duration::from_secs(at - now)),
             _ => interval,
@@ -339,6 +384,56 @@ pub async fn keep_gmks_fresh(
             }
             Err(ClientError::Task) => return,
             Err(e) => tracing::warn!(user = %p.user_uri, "GMK poll: {e}"),
+        }
+    }
+}
+
+/// How long before a KMS key period starts a running client fetches its
+/// keys for it ([`keep_keys_fresh`]).
+pub const DEFAULT_KEY_PERIOD_LEAD: Duration = Duration::from_secs(3600);
+
+/// After a failed fetch, the wait before the next try.
+const RETRY: Duration = Duration::from_secs(60);
+
+/// Longest single wait: the clock is looked at again at least this often.
+const MAX_WAIT: Duration = Duration::from_secs(3600);
+
+/// Keeps a running client's KMS keys ahead of the key period until its
+/// node stops: `lead` before the period after the newest one held starts
+/// ([`mcx_core::Client::next_key_refresh`]), fetches the keys for it
+/// ([`fetch_keys_at`]) and hands them to the role
+/// ([`mcx_core::Client::add_user_keys`]), which then holds both periods
+/// across the boundary. A failed fetch is logged and tried again after a
+/// minute.
+pub async fn keep_keys_fresh(p: Provisioning, commander: Commander<Client>, lead: Duration) {
+    let Some(community) = ask(&commander, |c, _| c.community().clone()).await else {
+        return;
+    };
+    loop {
+        let asked = ask(&commander, move |c, time| {
+            (c.next_key_refresh(lead), time.unix)
+        });
+        let Some((Some((fetch_at, starts)), now)) = asked.await else {
+            return;
+        };
+        if fetch_at > now {
+            tokio::time::sleep(MAX_WAIT.min(Duration::from_secs(fetch_at - now))).await;
+            continue;
+        }
+        let result = match fetch_keys_at(&p, &community, starts).await {
+            Ok(keys) => match ask(&commander, move |c, _| c.add_user_keys(keys)).await {
+                Some(added) => added.map_err(ClientError::from),
+                None => return,
+            },
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(period) => tracing::info!(user = %p.user_uri, "KMS keys for key period {period}"),
+            Err(ClientError::Task) => return,
+            Err(e) => {
+                tracing::warn!(user = %p.user_uri, "KMS keys for the next key period: {e}");
+                tokio::time::sleep(RETRY).await;
+            }
         }
     }
 }

@@ -16,9 +16,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mcx_floor::{Participant, ParticipantConfig, ParticipantEvent, ParticipantState};
-use mcx_ibc::eccsi::SigningKey;
 use mcx_ibc::kms::{CommunityPublic, UserKeys};
-use mcx_ibc::sakke::ReceiverKey;
 use mcx_mikey::gmk::GmkReceiver;
 use mcx_mikey::message::Sp;
 use mcx_mikey::replay::ReplayCache;
@@ -32,6 +30,7 @@ use crate::controlling::GROUP_LOST_INFO_PACKAGE;
 use crate::floor_guard::{FloorDrops, FloorGuard};
 use crate::gmks::{GmkError, GmkInfo, GmkRing};
 use crate::info::McpttInfo;
+use crate::own_keys::OwnKeys;
 use crate::registration::{Outcome, RegState, Registration};
 use crate::result::{CALL_RESULT_CONTENT_TYPE, CallResult, GroupResult};
 use crate::sdp::{Description, Direction, MediaEndpoint};
@@ -294,9 +293,8 @@ pub struct Client {
     config: ClientConfig,
     ua: UserAgent,
     kms: CommunityPublic,
-    key_period_no: u64,
-    signer: SigningKey,
-    receiver_key: ReceiverKey,
+    /// Our KMS keys, per key period.
+    own_keys: OwnKeys,
     gmks: GmkRing,
     replay: ReplayCache,
     /// The registration with the home server, once asked for.
@@ -344,30 +342,21 @@ fn nonzero_ssrc(rng: &mut impl CryptoRng) -> u32 {
 }
 
 impl Client {
-    /// A client with its KMS user keys (validated here against the
-    /// community) and the community's public values.
+    /// A client with its KMS user keys for one key period (validated here
+    /// against the community) and the community's public values. Add the
+    /// keys of later periods with [`Client::add_user_keys`].
     ///
     /// # Errors
-    /// [`Error::Ibc`] if the SSK/PVT or RSK were not issued by this KMS
-    /// for `keys.uid`.
+    /// [`Error::ForeignKeys`] if the keys are not for `config.uri` (user
+    /// URI, UID of their period); [`Error::Ibc`] if the SSK/PVT or RSK
+    /// were not issued by this KMS for their UID.
     pub fn new(config: ClientConfig, kms: CommunityPublic, keys: UserKeys) -> Result<Self, Error> {
-        let UserKeys {
-            key_period_no,
-            uid,
-            ssk,
-            pvt,
-            rsk,
-            ..
-        } = keys;
-        let signer = SigningKey::new(&kms.kpak, &uid, ssk, pvt)?;
-        let receiver_key = ReceiverKey::new(&kms.sakke_public, &uid, &rsk)?;
+        let own_keys = OwnKeys::new(&kms, &config.uri, keys)?;
         Ok(Self {
             ua: UserAgent::new(&config.uri),
             config,
             kms,
-            key_period_no,
-            signer,
-            receiver_key,
+            own_keys,
             gmks: GmkRing::default(),
             replay: ReplayCache::default(),
             registration: None,
@@ -380,6 +369,39 @@ impl Client {
             events: VecDeque::new(),
             timeline: VecDeque::new(),
         })
+    }
+
+    /// Adds our KMS keys for another key period (the next one, fetched
+    /// before it starts: [`Client::next_key_refresh`]), checked as in
+    /// [`Client::new`]. The keys of the newest [`crate::MAX_KEY_PERIODS`]
+    /// periods are kept: around a boundary both the ending and the
+    /// starting period's. We sign with the keys of the period of the time
+    /// stamp (call start, registration) and decrypt GMK messages with those
+    /// of the message's period. Returns the period.
+    ///
+    /// # Errors
+    /// As [`Client::new`].
+    pub fn add_user_keys(&mut self, keys: UserKeys) -> Result<u64, Error> {
+        self.own_keys.add(&self.kms, &self.config.uri, keys)
+    }
+
+    /// The KMS community's public values this client trusts.
+    pub fn community(&self) -> &CommunityPublic {
+        &self.kms
+    }
+
+    /// The key periods we hold keys for, oldest first.
+    pub fn key_periods(&self) -> Vec<u64> {
+        self.own_keys.periods()
+    }
+
+    /// When to fetch our keys for the key period after the newest held,
+    /// and when that period starts (Unix seconds): `lead` before it
+    /// starts. The driver asks the KMS for the keys of the period
+    /// containing the start (`mcx_kms::client::key_prov_request_at`) and
+    /// hands them to [`Client::add_user_keys`].
+    pub fn next_key_refresh(&self, lead: Duration) -> Option<(u64, u64)> {
+        self.own_keys.next_refresh(&self.kms, lead.as_secs())
     }
 
     /// The MC service ID.
@@ -516,14 +538,18 @@ impl Client {
         group_id: &str,
         message: &[u8],
     ) -> Result<KeyId, Error> {
-        let received = GmkReceiver {
-            own_uri: &self.config.uri,
-            own_key: &self.receiver_key,
-            key_period_no: self.key_period_no,
-            kms: &self.kms,
-            gms_uri: &self.config.gms_uri,
-        }
-        .accept_for_group(group_id, message, time.unix, &mut self.replay)?;
+        // The GMS encrypts to our UID of the period of its time stamp:
+        // try the period of now, then the message's if we hold it (a
+        // message sent just before a boundary, received after).
+        let first = self.own_keys.period_for(&self.kms, time.unix);
+        let received = match self.accept_gmk_in(first, time, group_id, message) {
+            Err(Error::Mikey(mcx_mikey::Error::Rejected(
+                mcx_mikey::Rejection::KeyPeriodMismatch { message: p, .. },
+            ))) if p != first && self.own_keys.get(p).is_some() => {
+                self.accept_gmk_in(p, time, group_id, message)
+            }
+            other => other,
+        }?;
         let gmk_id = received.gmk_id;
         let info = GmkInfo {
             gmk_id,
@@ -536,6 +562,27 @@ impl Client {
             gmk_id,
         });
         Ok(gmk_id)
+    }
+
+    fn accept_gmk_in(
+        &mut self,
+        period: u64,
+        time: Time,
+        group_id: &str,
+        message: &[u8],
+    ) -> Result<mcx_mikey::gmk::ReceivedGmk, Error> {
+        let keys = self
+            .own_keys
+            .get(period)
+            .ok_or(Error::NoKeysForPeriod(period))?;
+        Ok(GmkReceiver {
+            own_uri: &self.config.uri,
+            own_key: &keys.receiver,
+            key_period_no: period,
+            kms: &self.kms,
+            gms_uri: &self.config.gms_uri,
+        }
+        .accept_for_group(group_id, message, time.unix, &mut self.replay)?)
     }
 
     /// Starts a temporary group – broadcast group call to the constituent
@@ -564,6 +611,8 @@ impl Client {
         if self.calls.len() >= self.config.max_calls {
             return Err(Error::Limit("concurrent calls of this client"));
         }
+        // Our keys for the period of the call's time stamp sign it.
+        self.own_keys.at(&self.kms, time.unix)?;
         self.gmks.prune(time.unix);
         let mut constituents = Vec::with_capacity(groups.len());
         for g in groups {
@@ -595,7 +644,11 @@ impl Client {
             t_unix: time.unix,
             policy: Sp::default_group_profile(),
         }
-        .wrap(&constituents, &self.signer, rng)?;
+        .wrap(
+            &constituents,
+            &self.own_keys.at(&self.kms, time.unix)?.signer,
+            rng,
+        )?;
         let first = wraps
             .first()
             .ok_or(Error::InvalidCommand("no constituent group"))?;
@@ -781,7 +834,11 @@ impl Client {
                 t_unix: time.unix,
                 key_params_date_time: None,
             }
-            .sign_with(&self.signer, &random, rng)?;
+            .sign_with(
+                &self.own_keys.at(&self.kms, time.unix)?.signer,
+                &random,
+                rng,
+            )?;
             req.set_body(Some(crate::MIKEY_CONTENT_TYPE), bytes::Bytes::from(message))?;
             let keys = mcx_mikey::csk::csk_srtcp_keys(&csk, csk_id, &random.rand);
             self.pending_floor = Some(FloorGuard::new(&keys)?);

@@ -51,6 +51,13 @@ pub enum Error {
     /// active).
     #[error("GMK: {0}")]
     Gmk(#[from] crate::GmkError),
+    /// The client holds no KMS keys for this key period (fetch them
+    /// before the period starts: `Client::next_key_refresh`).
+    #[error("no KMS keys for key period {0}")]
+    NoKeysForPeriod(u64),
+    /// KMS keys given to a role are not its own.
+    #[error("KMS keys are not this user's: {0}")]
+    ForeignKeys(&'static str),
     /// A group or user is not known to this role.
     #[error("unknown: {0}")]
     Unknown(String),

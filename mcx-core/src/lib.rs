@@ -63,6 +63,7 @@ mod gmks;
 mod info;
 mod link;
 mod mc_server;
+mod own_keys;
 mod registration;
 mod result;
 mod sdp;
@@ -83,6 +84,7 @@ pub use info::{McpttInfo, NAMESPACE as MCPTT_INFO_NAMESPACE};
 pub use link::{Delivery, LinkStats, SipLink};
 pub use mc_server::{McServer, McServerEvent, McServerLimits};
 pub use mcx_relay::Route;
+pub use own_keys::MAX_KEY_PERIODS;
 pub use result::{
     CALL_RESULT_CONTENT_TYPE, CALL_RESULT_NAMESPACE, CallResult, FailureCause, GroupFailure,
     GroupReport, GroupResult, MemberOutcome, MemberResult,

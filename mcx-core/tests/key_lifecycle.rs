@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use mcx_core::{ClientEvent, Error, GmkError, Time};
+use mcx_ibc::uid::{key_period_no, key_period_start};
 use mcx_mikey::{Gmk, KeyId, Rejection};
 
 /// GMK lifetime of these tests.
@@ -34,6 +35,7 @@ fn expiring_world() -> World {
         &[DISPATCHER],
         |c| c.call_lifetime = Duration::from_secs(600),
         (UNIX0, UNIX0 + LIFE),
+        30 * 86_400,
     )
 }
 
@@ -263,4 +265,132 @@ fn a_gmk_for_group_a_is_not_taken_as_group_b_key() {
         .accept_gmk(t, GROUP_A, &msg)
         .unwrap();
     assert!(w.mesh.client(OUTSIDER).has_gmk(GROUP_A));
+}
+
+/// KMS key periods of 10 minutes (offset 0).
+const PERIOD: u64 = 600;
+
+fn short_period_world() -> World {
+    world_with_gmks(Servers::Two, &[DISPATCHER], |_| {}, (0, 0), PERIOD)
+}
+
+/// The start of the key period after the one of `unix`.
+fn next_period_start(unix: u64) -> (u64, u64) {
+    let p = key_period_no(unix, PERIOD, 0).unwrap() + 1;
+    (p, key_period_start(p, PERIOD, 0).unwrap())
+}
+
+/// Every holder gets its keys for `period` from the KMS, as its driver
+/// does before the period starts.
+fn give_period_keys(w: &mut World, period: u64) {
+    for h in holders() {
+        let keys = w.community.issue(&h, period, &mut w.mesh.rng).unwrap();
+        assert_eq!(w.mesh.client(&h).add_user_keys(keys).unwrap(), period);
+    }
+}
+
+/// The driver is told to fetch the next period's keys `lead` before the
+/// period starts; without them no call can be signed in the new period.
+#[test]
+fn next_period_keys_are_due_before_the_period_starts() {
+    let mut w = short_period_world();
+    let (next, begins) = next_period_start(UNIX0);
+    let lead = Duration::from_secs(120);
+    assert_eq!(
+        w.mesh.client(DISPATCHER).next_key_refresh(lead),
+        Some((begins - 120, begins))
+    );
+    set_clock(&mut w, begins + 1);
+    let t = w.mesh.time();
+    assert_eq!(start(&mut w, t), Err(Error::NoKeysForPeriod(next)));
+    assert!(w.mesh.log.is_empty(), "nothing was sent");
+
+    let keys = w
+        .community
+        .issue(DISPATCHER, next, &mut w.mesh.rng)
+        .unwrap();
+    let c = w.mesh.client(DISPATCHER);
+    c.add_user_keys(keys).unwrap();
+    assert_eq!(c.key_periods(), [next - 1, next]);
+    assert_eq!(
+        c.next_key_refresh(lead),
+        Some((begins + PERIOD - 120, begins + PERIOD))
+    );
+    // Keys of another user are refused.
+    let keys = w
+        .community
+        .issue(OUTSIDER, next + 1, &mut w.mesh.rng)
+        .unwrap();
+    assert!(matches!(
+        w.mesh.client(DISPATCHER).add_user_keys(keys),
+        Err(Error::ForeignKeys(_))
+    ));
+}
+
+/// A call across a key-period boundary: started (signed) one second
+/// before the boundary, taken by the members after it; then a new call
+/// in the new period, signed with the new period's keys, and a GMK
+/// message of the new period (encrypted to the members' new UIDs).
+#[test]
+fn a_call_across_a_key_period_boundary_works() {
+    let mut w = short_period_world();
+    let (next, boundary) = next_period_start(UNIX0);
+    set_clock(&mut w, boundary - 150);
+    give_period_keys(&mut w, next);
+
+    set_clock(&mut w, boundary - 1);
+    let t = w.mesh.time();
+    start(&mut w, t).unwrap();
+    set_clock(&mut w, boundary + 1);
+    w.mesh.drive();
+    assert!(w.mesh.errors.is_empty(), "{:?}", w.mesh.errors);
+    assert_eq!(joined(&mut w), all_members().len());
+    let t = w.mesh.time();
+    w.mesh
+        .client(DISPATCHER)
+        .hang_up(t, TEMP_GROUP, &mut TestRng(5))
+        .unwrap();
+    w.mesh.drive();
+    assert_eq!(joined(&mut w), 0);
+
+    // In the new period.
+    let t = w.mesh.time();
+    assert_eq!(key_period_no(t.unix, PERIOD, 0).unwrap(), next);
+    start(&mut w, t).unwrap();
+    w.mesh.drive();
+    assert!(w.mesh.errors.is_empty(), "{:?}", w.mesh.errors);
+    assert_eq!(joined(&mut w), all_members().len());
+
+    // The GMS's messages of the new period: to the new UIDs.
+    let a = w.issue_gmk(GROUP_A, &refs(&holders()), 0, 0);
+    assert_eq!(w.mesh.client(DISPATCHER).gmks(GROUP_A).len(), 2);
+    assert!(
+        w.mesh
+            .client(DISPATCHER)
+            .gmks(GROUP_A)
+            .iter()
+            .any(|g| g.gmk_id == a)
+    );
+}
+
+/// A GMK message time-stamped just before the boundary and received
+/// after it is decrypted with the ending period's keys, still held.
+#[test]
+fn a_gmk_message_across_the_boundary_is_accepted() {
+    let mut w = short_period_world();
+    let (next, boundary) = next_period_start(UNIX0);
+    set_clock(&mut w, boundary - 2);
+    give_period_keys(&mut w, next);
+    let gmk = Gmk::generate(&mut w.mesh.rng);
+    let gmk_id = KeyId::generate(mcx_mikey::wire::Purpose::Gmk, &mut w.mesh.rng).unwrap();
+    let msg = w.gmk_message(GROUP_A, DISPATCHER, &gmk, gmk_id, 0, 0);
+    set_clock(&mut w, boundary + 1);
+    let t = w.mesh.time();
+    assert_eq!(
+        w.mesh
+            .client(DISPATCHER)
+            .accept_gmk(t, GROUP_A, &msg)
+            .unwrap(),
+        gmk_id
+    );
 }

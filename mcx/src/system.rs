@@ -713,12 +713,18 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
             waiting.push(uri.clone());
         }
         // Next GMKs before the current ones expire, rolled GMKs after a
-        // member's removal (docs/key-lifecycle.md).
+        // member's removal (docs/key-lifecycle.md), and KMS keys for the
+        // next key period before it starts.
         services.push(tokio::spawn(mcx_client::keep_gmks_fresh(
-            prov,
+            prov.clone(),
             h.commander(),
             mcx_client::DEFAULT_GMK_POLL_INTERVAL,
             mcx_client::DEFAULT_GMK_RENEWAL_LEAD,
+        )));
+        services.push(tokio::spawn(mcx_client::keep_keys_fresh(
+            prov,
+            h.commander(),
+            mcx_client::DEFAULT_KEY_PERIOD_LEAD,
         )));
         clients.insert(uri, h);
     }

@@ -867,6 +867,16 @@ impl World {
         activation: u64,
         expiry: u64,
     ) -> Vec<u8> {
+        // The GMS signs with its keys of the period of the time stamp.
+        let kms = self.community.public();
+        let period =
+            |t| mcx_ibc::uid::key_period_no(t, kms.key_period_len, kms.key_period_offset).unwrap();
+        let now = period(self.mesh.time().unix);
+        let fresh = (now != period(UNIX0)).then(|| {
+            let keys = self.community.issue(GMS, now, &mut self.mesh.rng).unwrap();
+            SigningKey::new(&kms.kpak, &keys.uid, keys.ssk, keys.pvt).unwrap()
+        });
+        let signer = fresh.as_ref().unwrap_or(&self.gms_signer);
         GmkMessage {
             gms_uri: GMS,
             member_uri: member,
@@ -879,7 +889,7 @@ impl World {
             t_unix: self.mesh.time().unix,
             key_params_date_time: None,
         }
-        .sign(&self.gms_signer, &mut self.mesh.rng)
+        .sign(signer, &mut self.mesh.rng)
         .unwrap()
     }
 }
@@ -898,19 +908,21 @@ pub fn world_with(
     ctrl_allowed: &[&str],
     client: impl Fn(&mut ClientConfig),
 ) -> World {
-    world_with_gmks(servers, ctrl_allowed, client, (0, 0))
+    world_with_gmks(servers, ctrl_allowed, client, (0, 0), 30 * 86_400)
 }
 
 /// [`world_with`] whose first GMKs are in force from `validity.0` to
-/// `validity.1` (Unix seconds, 0 = not set).
+/// `validity.1` (Unix seconds, 0 = not set), under a KMS whose key
+/// periods last `key_period_len` seconds.
 pub fn world_with_gmks(
     servers: Servers,
     ctrl_allowed: &[&str],
     client: impl Fn(&mut ClientConfig),
     validity: (u64, u64),
+    key_period_len: u64,
 ) -> World {
     let mut mesh = Mesh::new(UNIX0, 0x5eed);
-    let community = Community::generate(KMS_URI, 30 * 86_400, 0, &mut mesh.rng).unwrap();
+    let community = Community::generate(KMS_URI, key_period_len, 0, &mut mesh.rng).unwrap();
     let kms = community.public().clone();
     let period =
         mcx_ibc::uid::key_period_no(UNIX0, kms.key_period_len, kms.key_period_offset).unwrap();
