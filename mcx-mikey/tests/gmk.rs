@@ -262,6 +262,23 @@ fn gmk_for_group_a_is_refused_as_group_b_key() {
     assert_eq!(got.gmk_id, w.gmk_id);
     assert_eq!((got.activation(), got.expiry()), (NOW - 60, NOW + 3600));
 
+    // One GMK for several groups (5.7.1): it is each named group's key.
+    let mut s = spec(w, w.kms.public());
+    s.key_params = Some(mcx_mikey::keyparams::KeyParameters {
+        group_ids: Some(vec![
+            mcx_mikey::keyparams::GroupIdIe::new(GROUP),
+            mcx_mikey::keyparams::GroupIdIe::new(GROUP_B),
+        ]),
+        ..gmk_key_parameters(GROUP, 0, 0)
+    });
+    let both = s.sign(&w.gms, &mut rng()).unwrap();
+    for g in [GROUP, GROUP_B] {
+        let got = receiver(w)
+            .accept_for_group(g, &both, NOW, &mut ReplayCache::default())
+            .unwrap();
+        assert_eq!(got.gmk_id, w.gmk_id);
+    }
+
     // Key parameters without MC group IDs, or none at all, name no group.
     for key_params in [
         Some(mcx_mikey::keyparams::KeyParameters {
