@@ -69,6 +69,9 @@ pub struct Provisioned {
     pub community: CommunityPublic,
     /// The user's keys for the current key period.
     pub keys: UserKeys,
+    /// Its keys for the next key period, if that starts within
+    /// [`DEFAULT_KEY_PERIOD_LEAD`] (a start-up near a boundary).
+    pub next_keys: Option<UserKeys>,
     /// The user's groups, each with its GKTPs.
     pub groups: Vec<GroupDocument>,
 }
@@ -147,21 +150,63 @@ pub async fn provision_keys(
     token: &str,
     kms_http: SocketAddr,
 ) -> Result<(CommunityPublic, UserKeys), ClientError> {
+    let (community, keys, _) = provision_key_periods(kms_uri, user_uri, token, kms_http).await?;
+    Ok((community, keys))
+}
+
+/// [`provision_keys`], and when the next key period starts within
+/// [`DEFAULT_KEY_PERIOD_LEAD`] (a start-up near a boundary), the next
+/// period's keys too, from the same KmsKeyProv (`?next=1`). If the KMS's
+/// clock is already in the next period, its current keys are taken for
+/// ours.
+///
+/// # Errors
+/// Network failures, refusals, and answers that do not validate.
+pub async fn provision_key_periods(
+    kms_uri: &str,
+    user_uri: &str,
+    token: &str,
+    kms_http: SocketAddr,
+) -> Result<(CommunityPublic, UserKeys, Option<UserKeys>), ClientError> {
     let now = mcx_net::now().unix;
     let init = mcx_kms::client::init_request(kms_uri, user_uri, token, now);
     let body = ok("KMS", fetch(kms_http, &init).await?)?;
     let community = shared(mcx_kms::client::parse_init_response(&body, kms_uri)?);
-    let prov = mcx_kms::client::key_prov_request(kms_uri, user_uri, token, now);
+    let period =
+        mcx_ibc::uid::key_period_no(now, community.key_period_len, community.key_period_offset)
+            .map_err(mcx_kms::KmsError::from)?;
+    let next_start = mcx_ibc::uid::key_period_start(
+        period.saturating_add(1),
+        community.key_period_len,
+        community.key_period_offset,
+    )
+    .map_err(mcx_kms::KmsError::from)?;
+    let near = next_start.saturating_sub(now) <= DEFAULT_KEY_PERIOD_LEAD.as_secs();
+    let prov = if near {
+        mcx_kms::client::key_prov_request_with_next(kms_uri, user_uri, token, now)
+    } else {
+        mcx_kms::client::key_prov_request(kms_uri, user_uri, token, now)
+    };
     let body = ok("KMS", fetch(kms_http, &prov).await?)?;
     let user = user_uri.to_owned();
     // Validating an RSK is a pairing: CPU work off the async threads.
     tokio::task::spawn_blocking(move || {
-        mcx_kms::client::parse_key_prov_response(&body, &community, &user, now)
-            .map(|k| (community, k))
+        let mut sets = mcx_kms::client::parse_key_prov_response_all(&body, &community, &user)?;
+        sets.sort_by_key(|k| k.key_period_no);
+        // Ours, or the KMS's current one if it is already a period ahead.
+        let at = sets
+            .iter()
+            .position(|k| k.key_period_no == period)
+            .or_else(|| (!sets.is_empty()).then_some(0))
+            .ok_or(mcx_kms::KmsError::NoKeySetForPeriod(period))?;
+        let keys = sets.remove(at);
+        let next = sets
+            .into_iter()
+            .find(|k| k.key_period_no == keys.key_period_no + 1);
+        Ok((community, keys, next))
     })
     .await
     .map_err(|_| ClientError::Task)?
-    .map_err(ClientError::from)
 }
 
 /// Fetches the user's group index and each listed group's document (with
@@ -184,22 +229,25 @@ pub async fn fetch_group_documents(p: &Provisioning) -> Result<Vec<GroupDocument
 /// Fetches `user_uri`'s keys for the key period containing `at_unix`
 /// (e.g. the start of the next period, before it starts: the KMS issues
 /// the current and the next period) from the KMS, validated against
-/// `community`.
+/// `community`. The GMS uses this too.
 ///
 /// # Errors
 /// Network failures, refusals, answers that do not validate, and
 /// [`mcx_kms::KmsError::NoKeySetForPeriod`] if the answer has no key set
 /// for that period.
 pub async fn fetch_keys_at(
-    p: &Provisioning,
+    kms_uri: &str,
+    user_uri: &str,
+    token: &str,
+    kms_http: SocketAddr,
     community: &CommunityPublic,
     at_unix: u64,
 ) -> Result<UserKeys, ClientError> {
     let now = mcx_net::now().unix;
-    let req = mcx_kms::client::key_prov_request_at(&p.kms_uri, &p.user_uri, &p.token, now, at_unix);
-    let body = ok("KMS", fetch(p.kms_http, &req).await?)?;
+    let req = mcx_kms::client::key_prov_request_at(kms_uri, user_uri, token, now, at_unix);
+    let body = ok("KMS", fetch(kms_http, &req).await?)?;
     let community = community.clone();
-    let user = p.user_uri.clone();
+    let user = user_uri.to_owned();
     tokio::task::spawn_blocking(move || {
         let period = mcx_ibc::uid::key_period_no(
             at_unix,
@@ -222,23 +270,30 @@ pub async fn fetch_keys_at(
 /// # Errors
 /// Network failures, refusals, and answers that do not validate.
 pub async fn provision(p: &Provisioning) -> Result<Provisioned, ClientError> {
-    let (community, keys) = provision_keys(&p.kms_uri, &p.user_uri, &p.token, p.kms_http).await?;
+    // Near a boundary, the next period's keys too: GKTPs and calls may
+    // already be of the next period.
+    let (community, keys, next_keys) =
+        provision_key_periods(&p.kms_uri, &p.user_uri, &p.token, p.kms_http).await?;
     let groups = fetch_group_documents(p).await?;
     Ok(Provisioned {
         community,
         keys,
+        next_keys,
         groups,
     })
 }
 
 /// Builds the client role from provisioned keys: validates the user keys
-/// and accepts every GKTP (signature by the GMS, decryption to this user).
+/// (both periods' near a boundary) and accepts every GKTP (signature by the GMS, decryption to this user).
 /// CPU work: run it on the blocking pool.
 ///
 /// # Errors
 /// Keys or GKTPs that do not validate.
 pub fn build_client(config: ClientConfig, p: Provisioned) -> Result<Client, ClientError> {
     let mut client = Client::new(config, p.community, p.keys)?;
+    if let Some(keys) = p.next_keys {
+        client.add_user_keys(keys)?;
+    }
     let time = mcx_net::now();
     for doc in &p.groups {
         for gktp in &doc.gktps {
@@ -420,7 +475,15 @@ pub async fn keep_keys_fresh(p: Provisioning, commander: Commander<Client>, lead
             tokio::time::sleep(MAX_WAIT.min(Duration::from_secs(fetch_at - now))).await;
             continue;
         }
-        let result = match fetch_keys_at(&p, &community, starts).await {
+        let fetched = fetch_keys_at(
+            &p.kms_uri,
+            &p.user_uri,
+            &p.token,
+            p.kms_http,
+            &community,
+            starts,
+        );
+        let result = match fetched.await {
             Ok(keys) => match ask(&commander, move |c, _| c.add_user_keys(keys)).await {
                 Some(added) => added.map_err(ClientError::from),
                 None => return,

@@ -315,6 +315,24 @@ pub(crate) async fn start_gms(
     })
     .await
     .map_err(|e| failed(format!("GMS provisioning from the KMS: {e}")))?;
+    // Its keys for the next key period too, so that GKTPs go on past the
+    // boundary (docs/key-lifecycle.md: one boundary; no refresh loop yet).
+    let next = mcx_ibc::uid::key_period_start(
+        keys.key_period_no + 1,
+        community.key_period_len,
+        community.key_period_offset,
+    )
+    .map_err(|e| failed(format!("GMS: next key period: {e}")))?;
+    let next_keys = mcx_client::fetch_keys_at(
+        &t.kms.uri,
+        &t.gms.uri,
+        &t.gms.token,
+        kms_http,
+        &community,
+        next,
+    )
+    .await
+    .map_err(|e| failed(format!("GMS keys for the next key period: {e}")))?;
     let config = mcx_gms::GmsConfig {
         gms_uri: t.gms.uri.clone(),
         groups: t
@@ -338,14 +356,16 @@ pub(crate) async fn start_gms(
     };
     let db = t.gms.database.clone();
     let gms = tokio::task::spawn_blocking(move || {
-        mcx_gms::Gms::open(
+        let mut gms = mcx_gms::Gms::open(
             db.as_deref(),
             config,
             community,
             keys,
             mcx_net::now().unix,
             &mut mcx_net::os_rng(),
-        )
+        )?;
+        gms.add_gms_keys(next_keys)?;
+        Ok::<_, mcx_gms::GmsError>(gms)
     })
     .await
     .map_err(|_| failed("GMS: start-up task failed"))?
