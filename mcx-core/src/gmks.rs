@@ -271,10 +271,11 @@ impl GmkRing {
             }
         }
         let last = last?;
+        // The GMS's rule exactly (odd lifetimes round the same way).
         let half = if last.activation == 0 {
             0
         } else {
-            last.activation + last.expiry.saturating_sub(last.activation) / 2
+            last.expiry - last.expiry.saturating_sub(last.activation) / 2
         };
         Some(last.expiry.saturating_sub(lead).max(half))
     }
@@ -365,7 +366,10 @@ mod tests {
         let ids: Vec<u32> = r.infos(G).iter().map(|i| i.gmk_id.0).collect();
         assert_eq!(ids, [2, 3, 4, 5]);
         assert_eq!(r.refresh_at(G, 40), Some(100));
-        // Not before half the lifetime of the last GMK.
+        // Not before half the lifetime of the last GMK (odd: rounded up,
+        // as the GMS does).
         assert_eq!(r.refresh_at(G, 80), Some(95));
+        let r = ring(&[info(1, 10, 101)]);
+        assert_eq!(r.refresh_at(G, 80), Some(56));
     }
 }
