@@ -16,21 +16,21 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mcx_floor::{Participant, ParticipantConfig, ParticipantEvent, ParticipantState};
-use mcx_ibc::eccsi::SigningKey;
 use mcx_ibc::kms::{CommunityPublic, UserKeys};
-use mcx_ibc::sakke::ReceiverKey;
 use mcx_mikey::gmk::GmkReceiver;
 use mcx_mikey::message::Sp;
 use mcx_mikey::replay::ReplayCache;
 use mcx_mikey::tgmk::{ConstituentGroup, TgmkReceiver, TgmkWrap};
 use mcx_mikey::wire::IdRole;
-use mcx_mikey::{Gmk, KeyId, SrtpMasterKeys, Tgmk};
+use mcx_mikey::{KeyId, SrtpMasterKeys, Tgmk};
 use mcx_sip::{Dialog, Limits, Message, Method, Request, Response, StatusCode};
 use rand_core::CryptoRng;
 
 use crate::controlling::GROUP_LOST_INFO_PACKAGE;
 use crate::floor_guard::{FloorDrops, FloorGuard};
+use crate::gmks::{GmkError, GmkInfo, GmkRing};
 use crate::info::McpttInfo;
+use crate::own_keys::OwnKeys;
 use crate::registration::{Outcome, RegState, Registration};
 use crate::result::{CALL_RESULT_CONTENT_TYPE, CallResult, GroupResult};
 use crate::sdp::{Description, Direction, MediaEndpoint};
@@ -139,6 +139,14 @@ pub enum ClientEvent {
         /// Its GMK-ID.
         gmk_id: KeyId,
     },
+    /// A call request was refused because the GMK its wrapped TGMK names
+    /// is not one of the group's GMKs in force (expired, not yet active,
+    /// unknown: e.g. a GMK rolled after this client left the group). A
+    /// 488 answers the request.
+    GmkRefused {
+        /// Why.
+        error: GmkError,
+    },
     /// A temporary group call was accepted and its TGMK unwrapped.
     IncomingCall {
         /// The temporary group.
@@ -221,12 +229,6 @@ pub enum ClientEvent {
     },
 }
 
-struct GroupKey {
-    group_id: String,
-    gmk: Gmk,
-    gmk_id: KeyId,
-}
-
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum CallRole {
     Initiator,
@@ -291,10 +293,9 @@ pub struct Client {
     config: ClientConfig,
     ua: UserAgent,
     kms: CommunityPublic,
-    key_period_no: u64,
-    signer: SigningKey,
-    receiver_key: ReceiverKey,
-    gmks: Vec<GroupKey>,
+    /// Our KMS keys, per key period.
+    own_keys: OwnKeys,
+    gmks: GmkRing,
     replay: ReplayCache,
     /// The registration with the home server, once asked for.
     registration: Option<Registration>,
@@ -327,10 +328,7 @@ impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
             .field("uri", &self.config.uri)
-            .field(
-                "groups",
-                &self.gmks.iter().map(|g| &g.group_id).collect::<Vec<_>>(),
-            )
+            .field("groups", &self.gmks.groups())
             .field("calls", &self.calls.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
@@ -346,31 +344,22 @@ fn nonzero_ssrc(rng: &mut impl CryptoRng) -> u32 {
 }
 
 impl Client {
-    /// A client with its KMS user keys (validated here against the
-    /// community) and the community's public values.
+    /// A client with its KMS user keys for one key period (validated here
+    /// against the community) and the community's public values. Add the
+    /// keys of later periods with [`Client::add_user_keys`].
     ///
     /// # Errors
-    /// [`Error::Ibc`] if the SSK/PVT or RSK were not issued by this KMS
-    /// for `keys.uid`.
+    /// [`Error::ForeignKeys`] if the keys are not for `config.uri` (user
+    /// URI, UID of their period); [`Error::Ibc`] if the SSK/PVT or RSK
+    /// were not issued by this KMS for their UID.
     pub fn new(config: ClientConfig, kms: CommunityPublic, keys: UserKeys) -> Result<Self, Error> {
-        let UserKeys {
-            key_period_no,
-            uid,
-            ssk,
-            pvt,
-            rsk,
-            ..
-        } = keys;
-        let signer = SigningKey::new(&kms.kpak, &uid, ssk, pvt)?;
-        let receiver_key = ReceiverKey::new(&kms.sakke_public, &uid, &rsk)?;
+        let own_keys = OwnKeys::new(&kms, &config.uri, keys)?;
         Ok(Self {
             ua: UserAgent::new(&config.uri),
             config,
             kms,
-            key_period_no,
-            signer,
-            receiver_key,
-            gmks: Vec::new(),
+            own_keys,
+            gmks: GmkRing::default(),
             replay: ReplayCache::default(),
             registration: None,
             access_token: None,
@@ -385,14 +374,102 @@ impl Client {
         })
     }
 
+    /// Adds our KMS keys for another key period (the next one, fetched
+    /// before it starts: [`Client::next_key_refresh`]), checked as in
+    /// [`Client::new`]. The keys of the newest [`crate::MAX_KEY_PERIODS`]
+    /// periods are kept: around a boundary both the ending and the
+    /// starting period's. We sign with the keys of the period of the time
+    /// stamp (call start, registration) and decrypt GMK messages with those
+    /// of the message's period. Returns the period.
+    ///
+    /// # Errors
+    /// As [`Client::new`].
+    pub fn add_user_keys(&mut self, keys: UserKeys) -> Result<u64, Error> {
+        self.own_keys.add(&self.kms, &self.config.uri, keys)
+    }
+
+    /// The KMS community's public values this client trusts.
+    pub fn community(&self) -> &CommunityPublic {
+        &self.kms
+    }
+
+    /// The key periods we hold keys for, oldest first.
+    pub fn key_periods(&self) -> Vec<u64> {
+        self.own_keys.periods()
+    }
+
+    /// When to fetch our keys for the key period after the newest held,
+    /// and when that period starts (Unix seconds): `lead` before it
+    /// starts. The driver asks the KMS for the keys of the period
+    /// containing the start (`mcx_kms::client::key_prov_request_at`) and
+    /// hands them to [`Client::add_user_keys`].
+    pub fn next_key_refresh(&self, lead: Duration) -> Option<(u64, u64)> {
+        self.own_keys.next_refresh(&self.kms, lead.as_secs())
+    }
+
     /// The MC service ID.
     pub fn uri(&self) -> &str {
         &self.config.uri
     }
 
-    /// Whether this client holds a GMK for `group_id`.
+    /// Whether this client holds a GMK for `group_id` (in force or to
+    /// come).
     pub fn has_gmk(&self, group_id: &str) -> bool {
-        self.gmks.iter().any(|g| g.group_id == group_id)
+        self.gmks.has(group_id)
+    }
+
+    /// The GMKs of `group_id` held, by activation time (no key material).
+    pub fn gmks(&self, group_id: &str) -> Vec<GmkInfo> {
+        self.gmks.infos(group_id)
+    }
+
+    /// The groups this client holds GMKs for.
+    pub fn gmk_groups(&self) -> Vec<String> {
+        self.gmks.groups().into_iter().map(str::to_owned).collect()
+    }
+
+    /// Drops every GMK of `group_id`: the GMS no longer lists the group
+    /// for this user (it was removed). Calls of the group are refused
+    /// from now on.
+    pub fn forget_group(&mut self, group_id: &str) {
+        self.gmks.forget(group_id);
+    }
+
+    /// The GMK-ID a call started at `time` would wrap under for
+    /// `group_id`: of its GMKs in force, the latest activated.
+    ///
+    /// # Errors
+    /// [`GmkError`] if none is in force.
+    pub fn sending_gmk_id(&self, time: Time, group_id: &str) -> Result<KeyId, GmkError> {
+        Ok(self.gmks.for_sending(group_id, time.unix)?.info.gmk_id)
+    }
+
+    /// The groups whose next GMK should be fetched at `time`: every GMK
+    /// held for them expires within `lead` (the driver fetches their
+    /// group documents; see [`Client::next_gmk_refresh`]).
+    pub fn gmk_refresh_due(&self, time: Time, lead: Duration) -> Vec<String> {
+        let lead = lead.as_secs();
+        self.gmks
+            .groups()
+            .into_iter()
+            .filter(|g| {
+                self.gmks
+                    .refresh_at(g, lead)
+                    .is_some_and(|t| t <= time.unix)
+            })
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The earliest Unix time at which [`Client::gmk_refresh_due`] names a
+    /// group (`None`: no held GMK expires).
+    pub fn next_gmk_refresh(&self, lead: Duration) -> Option<u64> {
+        let lead = lead.as_secs();
+        self.gmks
+            .groups()
+            .into_iter()
+            .filter_map(|g| self.gmks.refresh_at(g, lead))
+            .min()
     }
 
     /// Whether a call of `temporary_group_id` is in progress.
@@ -449,8 +526,12 @@ impl Client {
     }
 
     /// Accepts a GMK I_MESSAGE from the GMS for `group_id` (TS 33.180
-    /// 5.7) after every check of [`GmkReceiver::accept`]; replaces any
-    /// older GMK of the group.
+    /// 5.7) after every check of [`GmkReceiver::accept_for_group`] (its
+    /// key parameters must name `group_id`, and it must not have
+    /// expired), and holds it beside the group's other GMKs with its
+    /// activation and expiry time (at most
+    /// [`crate::MAX_GMKS_PER_GROUP`]; expired ones are dropped). The same
+    /// GMK-ID again replaces the one held.
     ///
     /// # Errors
     /// [`Error::Mikey`] with the failed check.
@@ -460,26 +541,51 @@ impl Client {
         group_id: &str,
         message: &[u8],
     ) -> Result<KeyId, Error> {
-        let received = GmkReceiver {
-            own_uri: &self.config.uri,
-            own_key: &self.receiver_key,
-            key_period_no: self.key_period_no,
-            kms: &self.kms,
-            gms_uri: &self.config.gms_uri,
-        }
-        .accept(message, time.unix, &mut self.replay)?;
+        // The GMS encrypts to our UID of the period of its time stamp:
+        // try the period of now, then the message's if we hold it (a
+        // message sent just before a boundary, received after).
+        let first = self.own_keys.period_for(&self.kms, time.unix);
+        let received = match self.accept_gmk_in(first, time, group_id, message) {
+            Err(Error::Mikey(mcx_mikey::Error::Rejected(
+                mcx_mikey::Rejection::KeyPeriodMismatch { message: p, .. },
+            ))) if p != first && self.own_keys.get(p).is_some() => {
+                self.accept_gmk_in(p, time, group_id, message)
+            }
+            other => other,
+        }?;
         let gmk_id = received.gmk_id;
-        self.gmks.retain(|g| g.group_id != group_id);
-        self.gmks.push(GroupKey {
-            group_id: group_id.to_owned(),
-            gmk: received.gmk,
+        let info = GmkInfo {
             gmk_id,
-        });
+            activation: received.activation(),
+            expiry: received.expiry(),
+        };
+        self.gmks.insert(group_id, received.gmk, info, time.unix);
         self.events.push_back(ClientEvent::GmkAccepted {
             group_id: group_id.to_owned(),
             gmk_id,
         });
         Ok(gmk_id)
+    }
+
+    fn accept_gmk_in(
+        &mut self,
+        period: u64,
+        time: Time,
+        group_id: &str,
+        message: &[u8],
+    ) -> Result<mcx_mikey::gmk::ReceivedGmk, Error> {
+        let keys = self
+            .own_keys
+            .get(period)
+            .ok_or(Error::NoKeysForPeriod(period))?;
+        Ok(GmkReceiver {
+            own_uri: &self.config.uri,
+            own_key: &keys.receiver,
+            key_period_no: period,
+            kms: &self.kms,
+            gms_uri: &self.config.gms_uri,
+        }
+        .accept_for_group(group_id, message, time.unix, &mut self.replay)?)
     }
 
     /// Starts a temporary group – broadcast group call to the constituent
@@ -490,8 +596,9 @@ impl Client {
     /// # Errors
     /// [`Error::InvalidCommand`] if a call of this temporary group is in
     /// progress, [`Error::Limit`] at [`ClientConfig::max_calls`],
-    /// [`Error::Unknown`] for a group without a GMK, [`Error::Mikey`] or
-    /// [`Error::SipBuild`].
+    /// [`Error::Gmk`] for a group without a GMK in force at `time` (each
+    /// group's copy is wrapped under its GMK in force with the latest
+    /// activation), [`Error::Mikey`] or [`Error::SipBuild`].
     pub fn start_call(
         &mut self,
         time: Time,
@@ -507,17 +614,16 @@ impl Client {
         if self.calls.len() >= self.config.max_calls {
             return Err(Error::Limit("concurrent calls of this client"));
         }
+        // Our keys for the period of the call's time stamp sign it.
+        self.own_keys.at(&self.kms, time.unix)?;
+        self.gmks.prune(time.unix);
         let mut constituents = Vec::with_capacity(groups.len());
         for g in groups {
-            let k = self
-                .gmks
-                .iter()
-                .find(|k| k.group_id == *g)
-                .ok_or_else(|| Error::Unknown(format!("no GMK for group {g}")))?;
+            let k = self.gmks.for_sending(g, time.unix)?;
             constituents.push(ConstituentGroup {
                 group_id: &k.group_id,
                 gmk: &k.gmk,
-                gmk_id: k.gmk_id,
+                gmk_id: k.info.gmk_id,
             });
         }
         let (tgmk, tgmk_id) = mcx_mikey::tgmk::generate(rng);
@@ -541,7 +647,11 @@ impl Client {
             t_unix: time.unix,
             policy: Sp::default_group_profile(),
         }
-        .wrap(&constituents, &self.signer, rng)?;
+        .wrap(
+            &constituents,
+            &self.own_keys.at(&self.kms, time.unix)?.signer,
+            rng,
+        )?;
         let first = wraps
             .first()
             .ok_or(Error::InvalidCommand("no constituent group"))?;
@@ -731,7 +841,11 @@ impl Client {
                 t_unix: time.unix,
                 key_params_date_time: None,
             }
-            .sign_with(&self.signer, &random, rng)?;
+            .sign_with(
+                &self.own_keys.at(&self.kms, time.unix)?.signer,
+                &random,
+                rng,
+            )?;
             req.set_body(Some(crate::MIKEY_CONTENT_TYPE), bytes::Bytes::from(message))?;
             let keys = mcx_mikey::csk::csk_srtcp_keys(&csk, csk_id, &random.rand);
             self.pending_floor = Some(FloorGuard::new(&keys)?);
@@ -765,6 +879,12 @@ impl Client {
     /// current one expires.
     pub fn set_access_token(&mut self, token: &str) {
         self.access_token = Some(zeroize::Zeroizing::new(token.to_owned()));
+    }
+
+    /// The access token set last, for the driver's requests to the KMS and
+    /// GMS.
+    pub fn access_token(&self) -> Option<&str> {
+        self.access_token.as_deref().map(String::as_str)
     }
 
     /// Whether the home server holds our registration now.
@@ -894,6 +1014,7 @@ impl Client {
     /// # Errors
     /// [`Error::SipBuild`] if a CANCEL or BYE cannot be built.
     pub fn handle_timeout(&mut self, time: Time, rng: &mut impl CryptoRng) -> Result<(), Error> {
+        self.gmks.prune(time.unix);
         if self
             .registration
             .as_ref()
@@ -1217,7 +1338,8 @@ impl Client {
             );
         }
         let group_id = req.uri().to_owned();
-        let Some(k) = self.gmks.iter().find(|k| k.group_id == group_id) else {
+        self.gmks.prune(time.unix);
+        if !self.gmks.knows(&group_id) {
             return self.reject(
                 from,
                 &req,
@@ -1255,11 +1377,17 @@ impl Client {
                 rng,
             );
         };
-        let groups = [ConstituentGroup {
-            group_id: &k.group_id,
-            gmk: &k.gmk,
-            gmk_id: k.gmk_id,
-        }];
+        // Only the group's GMKs in force now may unwrap (TS 33.180 5.7.1);
+        // the wrap names the GMK-ID it used.
+        let groups: Vec<ConstituentGroup<'_>> = self
+            .gmks
+            .in_force(&group_id, time.unix)
+            .map(|k| ConstituentGroup {
+                group_id: &k.group_id,
+                gmk: &k.gmk,
+                gmk_id: k.info.gmk_id,
+            })
+            .collect();
         let unwrapped = TgmkReceiver {
             kms: &self.kms,
             groups: &groups,
@@ -1272,6 +1400,18 @@ impl Client {
                     && u.constituent_group_id == group_id =>
             {
                 u
+            }
+            Err(mcx_mikey::Error::Rejected(mcx_mikey::Rejection::UnknownGmkId(id))) => {
+                let error = match self.gmks.for_receiving(&group_id, KeyId(id), time.unix) {
+                    Err(e) => e,
+                    Ok(_) => GmkError::UnknownGmkId {
+                        group_id: group_id.clone(),
+                        gmk_id: KeyId(id),
+                    },
+                };
+                let reason = format!("Not Acceptable Here - {error}");
+                self.events.push_back(ClientEvent::GmkRefused { error });
+                return self.reject(from, &req, StatusCode::NOT_ACCEPTABLE_HERE, &reason, rng);
             }
             _ => {
                 return self.reject(

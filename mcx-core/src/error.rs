@@ -47,6 +47,17 @@ pub enum Error {
     /// A command is not valid in the current state.
     #[error("invalid command: {0}")]
     InvalidCommand(&'static str),
+    /// A group's GMK cannot be used (none held, expired, not yet
+    /// active).
+    #[error("GMK: {0}")]
+    Gmk(#[from] crate::GmkError),
+    /// The client holds no KMS keys for this key period (fetch them
+    /// before the period starts: `Client::next_key_refresh`).
+    #[error("no KMS keys for key period {0}")]
+    NoKeysForPeriod(u64),
+    /// KMS keys given to a role are not its own.
+    #[error("KMS keys are not this user's: {0}")]
+    ForeignKeys(&'static str),
     /// A group or user is not known to this role.
     #[error("unknown: {0}")]
     Unknown(String),

@@ -59,9 +59,11 @@ mod controlling;
 mod copies;
 mod error;
 mod floor_guard;
+mod gmks;
 mod info;
 mod link;
 mod mc_server;
+mod own_keys;
 mod registration;
 mod result;
 mod sdp;
@@ -77,10 +79,12 @@ pub use controlling::{
 };
 pub use error::Error;
 pub use floor_guard::FloorDrops;
+pub use gmks::{GmkError, GmkInfo, MAX_GMKS_PER_GROUP};
 pub use info::{McpttInfo, NAMESPACE as MCPTT_INFO_NAMESPACE};
 pub use link::{Delivery, LinkStats, SipLink};
 pub use mc_server::{McServer, McServerEvent, McServerLimits};
 pub use mcx_relay::Route;
+pub use own_keys::MAX_KEY_PERIODS;
 pub use result::{
     CALL_RESULT_CONTENT_TYPE, CALL_RESULT_NAMESPACE, CallResult, FailureCause, GroupFailure,
     GroupReport, GroupResult, MemberOutcome, MemberResult,

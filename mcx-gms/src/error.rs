@@ -28,6 +28,17 @@ pub enum GmsError {
     /// A GMK I_MESSAGE could not be built.
     #[error("GMK message: {0}")]
     Mikey(#[from] mcx_mikey::Error),
+    /// A command named a group that is not configured.
+    #[error("no group {0}")]
+    UnknownGroup(String),
+    /// A command named a user who is not a member of the group.
+    #[error("{member} is not a member of {group_id}")]
+    NotAMember {
+        /// The group.
+        group_id: String,
+        /// The user.
+        member: String,
+    },
     /// The GMS answered with an error status (client side).
     #[error("GMS answered {status}: {reason}")]
     Status {

@@ -160,11 +160,12 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     core::hint::black_box(diff) == 0
 }
 
-/// A new GMK for `group_id`, active from `now`, stored.
+/// A new GMK for `group_id`, active from `activation` for `lifetime`
+/// seconds, stored (made at `now`).
 fn new_gmk(
     store: &Store,
     group_id: &str,
-    now: u64,
+    (activation, now): (u64, u64),
     lifetime: u64,
     rng: &mut impl CryptoRng,
 ) -> Result<StoredGmk, GmsError> {
@@ -180,12 +181,12 @@ fn new_gmk(
     let expiry = if lifetime == 0 {
         0
     } else {
-        now.saturating_add(lifetime).min(MAX_KEY_PARAMS_TIME)
+        activation.saturating_add(lifetime).min(MAX_KEY_PARAMS_TIME)
     };
     let stored = StoredGmk {
         gmk: Gmk::generate(rng),
         gmk_id,
-        activation: now,
+        activation,
         expiry,
     };
     store.insert_gmk(group_id, &stored, now, rng)?;
@@ -233,7 +234,13 @@ impl Gms {
         for g in &config.groups {
             let gmk = match store.current_gmk(&g.id, now_unix)? {
                 Some(gmk) => gmk,
-                None => new_gmk(&store, &g.id, now_unix, config.gmk_lifetime_secs, rng)?,
+                None => new_gmk(
+                    &store,
+                    &g.id,
+                    (now_unix, now_unix),
+                    config.gmk_lifetime_secs,
+                    rng,
+                )?,
             };
             groups.insert(
                 g.id.clone(),
@@ -321,9 +328,13 @@ impl Gms {
     /// A group document for a member carries one GKTP: the group's GMK in
     /// force at `now_unix` (a new one is made from `rng` if the last one
     /// expired) encrypted to the member's UID for the key period of
-    /// `now_unix`, time-stamped `now_unix` and signed by the GMS. It is
-    /// built fresh per request (so the client's replay cache never sees
-    /// the same message twice); each issue is logged in `gktp_issued`.
+    /// `now_unix`, time-stamped `now_unix` and signed by the GMS; once
+    /// that GMK has at most half its lifetime left, a second GKTP with
+    /// the next GMK (active from the current one's expiry, made on the
+    /// first such request), so that members polling hold it before the
+    /// current one expires. GKTPs are built fresh per request (so the
+    /// client's replay cache never sees the same message twice); each
+    /// issue is logged in `gktp_issued`.
     pub fn handle(
         &mut self,
         request: &HttpRequest,
@@ -439,6 +450,9 @@ impl Gms {
         }
         self.ensure_gmk(group_id, now, rng)
             .map_err(|e| internal("GMK", &e))?;
+        let next = self
+            .next_gmk(group_id, now, rng)
+            .map_err(|e| internal("next GMK", &e))?;
         let (Some(group), Some(signer)) = (self.groups.get(group_id), self.signers.get(&period))
         else {
             return Err(HttpResponse::error(500, "internal error: state changed"));
@@ -446,39 +460,119 @@ impl Gms {
         let Some(gmk) = group.gmk.as_ref() else {
             return Err(HttpResponse::error(500, "internal error: no GMK"));
         };
-        let policy = Sp::default_group_profile();
-        let i_message = GmkMessage {
-            gms_uri: &self.gms_uri,
-            member_uri: &member,
-            kms: &self.kms,
-            gmk: &gmk.gmk,
-            gmk_id: gmk.gmk_id,
-            key_params: Some(gmk_key_parameters(group_id, gmk.activation, gmk.expiry)),
-            policy: Some(policy),
-            identity_hiding: false,
-            t_unix: now,
-            key_params_date_time: None,
+        let mut gktps = Vec::with_capacity(2);
+        for gmk in [Some(gmk), next.as_ref()].into_iter().flatten() {
+            let i_message = GmkMessage {
+                gms_uri: &self.gms_uri,
+                member_uri: &member,
+                kms: &self.kms,
+                gmk: &gmk.gmk,
+                gmk_id: gmk.gmk_id,
+                key_params: Some(gmk_key_parameters(group_id, gmk.activation, gmk.expiry)),
+                policy: Some(Sp::default_group_profile()),
+                identity_hiding: false,
+                t_unix: now,
+                key_params_date_time: None,
+            }
+            .sign(signer, rng)
+            .map_err(|e| internal("GKTP", &GmsError::from(e)))?;
+            self.store
+                .record_issue(&member, group_id, gmk.gmk_id, period, now)
+                .map_err(|e| internal("GKTP log", &e))?;
+            gktps.push(Gktp {
+                id: member.clone(),
+                activation_time: Some(gmk.activation),
+                i_message,
+            });
         }
-        .sign(signer, rng)
-        .map_err(|e| internal("GKTP", &GmsError::from(e)))?;
-        self.store
-            .record_issue(&member, group_id, gmk.gmk_id, period, now)
-            .map_err(|e| internal("GKTP log", &e))?;
         let document = Document {
             group_id: group_id.to_owned(),
             display_name: group.display_name.clone(),
             members: group.members.clone(),
-            gktps: vec![Gktp {
-                id: member,
-                activation_time: Some(gmk.activation),
-                i_message,
-            }],
+            gktps,
         };
         Ok(HttpResponse::with_body(
             200,
             doc::GROUP_DOCUMENT_CONTENT_TYPE,
             document.to_xml(),
         ))
+    }
+
+    /// The GMK that follows the group's current one, once the current one
+    /// has at most half its lifetime left ([`Gms::handle`]): the stored
+    /// one in force at the current one's expiry, or a new one active from
+    /// then. `None` before, or if the current GMK never expires.
+    fn next_gmk(
+        &self,
+        group_id: &str,
+        now: u64,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Option<StoredGmk>, GmsError> {
+        let Some(current) = self.groups.get(group_id).and_then(|g| g.gmk.as_ref()) else {
+            return Ok(None);
+        };
+        let half = current.expiry.saturating_sub(current.activation) / 2;
+        if current.expiry == 0 || now < current.expiry.saturating_sub(half) {
+            return Ok(None);
+        }
+        let next = match self.store.current_gmk(group_id, current.expiry)? {
+            Some(g) => g,
+            None => new_gmk(
+                &self.store,
+                group_id,
+                (current.expiry, now),
+                self.gmk_lifetime_secs,
+                rng,
+            )?,
+        };
+        Ok(Some(next))
+    }
+
+    /// Removes `member` from `group_id` and rolls the group's GMK: every
+    /// GMK of the group still in force or to come (a next one already
+    /// issued) ends at `now`, and a new one (new GMK-ID) is active from
+    /// `now` for the configured lifetime. From then on only the remaining
+    /// members get GKTPs of the group, and only for the new GMK; members
+    /// fetch it on their next poll (docs/key-lifecycle.md). Returns the
+    /// new GMK-ID.
+    ///
+    /// The removal is stored, but the configuration stays authoritative:
+    /// a later [`Gms::open`] whose configuration still lists the member
+    /// adds it back (remove it there too).
+    ///
+    /// # Errors
+    /// [`GmsError::UnknownGroup`], [`GmsError::NotAMember`], storage
+    /// errors.
+    pub fn remove_member(
+        &mut self,
+        group_id: &str,
+        member: &str,
+        now: u64,
+        rng: &mut impl CryptoRng,
+    ) -> Result<KeyId, GmsError> {
+        let group = self
+            .groups
+            .get_mut(group_id)
+            .ok_or_else(|| GmsError::UnknownGroup(group_id.to_owned()))?;
+        if !group.members.iter().any(|m| m == member) {
+            return Err(GmsError::NotAMember {
+                group_id: group_id.to_owned(),
+                member: member.to_owned(),
+            });
+        }
+        self.store.remove_member(group_id, member)?;
+        group.members.retain(|m| m != member);
+        self.store.retire_gmks(group_id, now)?;
+        let gmk = new_gmk(
+            &self.store,
+            group_id,
+            (now, now),
+            self.gmk_lifetime_secs,
+            rng,
+        )?;
+        let id = gmk.gmk_id;
+        group.gmk = Some(gmk);
+        Ok(id)
     }
 
     /// Makes sure the group's in-memory GMK is in force at `now`: loads
@@ -497,7 +591,13 @@ impl Gms {
         }
         let gmk = match self.store.current_gmk(group_id, now)? {
             Some(g) => g,
-            None => new_gmk(&self.store, group_id, now, self.gmk_lifetime_secs, rng)?,
+            None => new_gmk(
+                &self.store,
+                group_id,
+                (now, now),
+                self.gmk_lifetime_secs,
+                rng,
+            )?,
         };
         group.gmk = Some(gmk);
         Ok(())

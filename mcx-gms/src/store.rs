@@ -202,6 +202,15 @@ impl Store {
         Ok(lost)
     }
 
+    /// Removes `member` from `group_id`'s stored members.
+    pub(crate) fn remove_member(&self, group_id: &str, member: &str) -> Result<(), GmsError> {
+        self.conn.execute(
+            "DELETE FROM members WHERE group_id = ?1 AND member_uri = ?2",
+            params![group_id, member],
+        )?;
+        Ok(())
+    }
+
     /// Ends every GMK of `group_id` still in force at `now` (expiry = now).
     pub(crate) fn retire_gmks(&self, group_id: &str, now: u64) -> Result<(), GmsError> {
         self.conn.execute(

@@ -17,6 +17,15 @@ use mcx_mikey::Message;
 use mcx_mikey::wire::DataType;
 
 fn fetch_gktp(gms: &mut Gms, w: &mut World, member: &str, group: &str, now: u64) -> Vec<u8> {
+    let mut gktps = fetch_gktps(gms, w, member, group, now);
+    assert_eq!(gktps.len(), 1);
+    gktps.remove(0)
+}
+
+/// Every GKTP of the member's group document (the current GMK's, then
+/// the next one's once the current one is in the second half of its
+/// life).
+fn fetch_gktps(gms: &mut Gms, w: &mut World, member: &str, group: &str, now: u64) -> Vec<Vec<u8>> {
     let r = gms.handle(
         &group_document_request(group, &token(member)),
         now,
@@ -26,8 +35,7 @@ fn fetch_gktp(gms: &mut Gms, w: &mut World, member: &str, group: &str, now: u64)
     assert_eq!(r.content_type, doc::GROUP_DOCUMENT_CONTENT_TYPE);
     let d = parse_group_document(check_response(&r).unwrap()).unwrap();
     assert_eq!(d.group_id, group);
-    assert_eq!(d.gktps.len(), 1);
-    d.gktps.into_iter().next().unwrap()
+    d.gktps
 }
 
 #[test]
@@ -421,8 +429,9 @@ fn an_expired_gmk_is_replaced_on_demand() {
     let mut w = World::new(8);
     let mut gms = w.open(None, config(&[ALICE, BOB, DISPATCHER], 3_600), UNIX0);
     let first = gms.gmk_id(GROUP_A).unwrap();
-    let g = fetch_gktp(&mut gms, &mut w, ALICE, GROUP_A, UNIX0 + 3_599);
-    let got = w.accept(ALICE, &g, UNIX0 + 3_599);
+    // Asked in the first half of its life only: no next GMK was made.
+    let g = fetch_gktp(&mut gms, &mut w, ALICE, GROUP_A, UNIX0 + 1_799);
+    let got = w.accept(ALICE, &g, UNIX0 + 1_799);
     assert_eq!(got.gmk_id, first);
     assert_eq!(got.key_params.as_ref().unwrap().expiry_time, UNIX0 + 3_600);
 
@@ -768,4 +777,165 @@ fn works_with_the_os_rng() {
         w.accept(CAROL, &d.gktps[0], UNIX0).gmk_id,
         gms.gmk_id(GROUP_B).unwrap()
     );
+}
+
+/// Once the current GMK is in the second half of its life, the group
+/// document also carries the next GMK, active from the current one's
+/// expiry: members polling hold it before the current one expires, and
+/// at the boundary it is the GMK in force.
+#[test]
+fn the_next_gmk_comes_with_the_second_half_of_the_current_ones_life() {
+    let mut w = World::new(9);
+    let mut gms = w.open(None, config(&[ALICE, BOB, DISPATCHER], 3_600), UNIX0);
+    let first = gms.gmk_id(GROUP_A).unwrap();
+    assert_eq!(
+        fetch_gktps(&mut gms, &mut w, ALICE, GROUP_A, UNIX0 + 1_799).len(),
+        1
+    );
+    let half = UNIX0 + 1_800;
+    let g = fetch_gktps(&mut gms, &mut w, ALICE, GROUP_A, half);
+    let [cur, next] = g.as_slice() else {
+        panic!("expected two GKTPs, got {}", g.len())
+    };
+    assert_eq!(w.accept(ALICE, cur, half).gmk_id, first);
+    let next = w.accept(ALICE, next, half);
+    assert_ne!(next.gmk_id, first);
+    assert_eq!(
+        (next.activation(), next.expiry()),
+        (UNIX0 + 3_600, UNIX0 + 7_200)
+    );
+    // Bob gets the same next GMK; it is made once.
+    let g = fetch_gktps(&mut gms, &mut w, BOB, GROUP_A, half + 60);
+    assert_eq!(w.accept(BOB, &g[1], half + 60).gmk, next.gmk);
+    // The document names its activation time (TS 24.481 GKTP).
+    let r = gms.handle(
+        &group_document_request(GROUP_A, &token(BOB)),
+        half,
+        &mut w.rng,
+    );
+    let d = Document::parse(&r.body).unwrap();
+    assert_eq!(d.gktps[1].activation_time, Some(UNIX0 + 3_600));
+    // At the boundary it is the GMK in force, alone in the document.
+    let g = fetch_gktp(&mut gms, &mut w, ALICE, GROUP_A, UNIX0 + 3_600);
+    assert_eq!(w.accept(ALICE, &g, UNIX0 + 3_600).gmk_id, next.gmk_id);
+    assert_eq!(gms.gmk_id(GROUP_A), Some(next.gmk_id));
+}
+
+/// Removing a member rolls the group's GMK at once (new GMK-ID, active
+/// now, a next GMK issued ahead retired too): the removed member gets
+/// no GKTP of it, so a call wrapped under the new GMK cannot be
+/// unwrapped with what it holds; the remaining members unwrap it.
+#[test]
+fn a_removed_member_cannot_unwrap_a_call_after_the_roll() {
+    use mcx_mikey::replay::ReplayCache;
+    use mcx_mikey::tgmk::{ConstituentGroup, TgmkReceiver, TgmkWrap};
+    use mcx_mikey::{Error, Rejection};
+
+    let mut w = World::new(10);
+    let mut gms = w.open(None, config(&[ALICE, BOB, DISPATCHER], 3_600), UNIX0);
+    // Everyone holds the current GMK and the next one (second half).
+    let t0 = UNIX0 + 2_000;
+    let mut held = std::collections::BTreeMap::new();
+    for m in [ALICE, BOB, DISPATCHER] {
+        let gktps = fetch_gktps(&mut gms, &mut w, m, GROUP_A, t0);
+        assert_eq!(gktps.len(), 2);
+        let got: Vec<_> = gktps.iter().map(|g| w.accept(m, g, t0)).collect();
+        held.insert(m, got);
+    }
+    let old_ids: Vec<_> = held[BOB].iter().map(|g| g.gmk_id).collect();
+
+    let now = t0 + 10;
+    let rolled = gms.remove_member(GROUP_A, BOB, now, &mut w.rng).unwrap();
+    assert!(!old_ids.contains(&rolled));
+    assert_eq!(gms.gmk_id(GROUP_A), Some(rolled));
+    assert_eq!(
+        gms.remove_member(GROUP_A, BOB, now, &mut w.rng),
+        Err(GmsError::NotAMember {
+            group_id: GROUP_A.into(),
+            member: BOB.into()
+        })
+    );
+    assert_eq!(
+        gms.remove_member("sip:nope@mcx.test", ALICE, now, &mut w.rng),
+        Err(GmsError::UnknownGroup("sip:nope@mcx.test".into()))
+    );
+    // Bob: no document, no index entry.
+    let r = gms.handle(
+        &group_document_request(GROUP_A, &token(BOB)),
+        now,
+        &mut w.rng,
+    );
+    assert_eq!(r.status, 403);
+    let r = gms.handle(&group_index_request(BOB, &token(BOB)), now, &mut w.rng);
+    assert!(
+        !parse_group_index(&r.body)
+            .unwrap()
+            .contains(&GROUP_A.to_owned())
+    );
+
+    // The remaining members get the rolled GMK only (the next one issued
+    // before the removal is retired), active now.
+    let mut new = std::collections::BTreeMap::new();
+    for m in [ALICE, DISPATCHER] {
+        let g = fetch_gktp(&mut gms, &mut w, m, GROUP_A, now);
+        let got = w.accept(m, &g, now);
+        assert_eq!(got.gmk_id, rolled);
+        assert_eq!((got.activation(), got.expiry()), (now, now + 3_600));
+        new.insert(m, got);
+    }
+    // Nor does the retired next GMK come back at its activation time.
+    let at = UNIX0 + 3_600;
+    let g = fetch_gktp(&mut gms, &mut w, ALICE, GROUP_A, at);
+    assert_eq!(w.accept(ALICE, &g, at).gmk_id, rolled);
+
+    // The dispatcher's call, wrapped under the group's new GMK.
+    let keys = w.community.issue(DISPATCHER, w.period, &mut w.rng).unwrap();
+    let signer =
+        mcx_ibc::eccsi::SigningKey::new(&w.kms.kpak, &keys.uid, keys.ssk, keys.pvt).unwrap();
+    let (tgmk, tgmk_id) = mcx_mikey::tgmk::generate(&mut w.rng);
+    let d = &new[DISPATCHER];
+    let wraps = TgmkWrap {
+        initiator_uri: DISPATCHER,
+        kms: &w.kms,
+        temporary_group_id: "sip:tg@mcx.test",
+        tgmk: &tgmk,
+        tgmk_id,
+        activation: now,
+        expiry: now + 600,
+        t_unix: now,
+        policy: mcx_mikey::message::Sp::default_group_profile(),
+    }
+    .wrap(
+        &[ConstituentGroup {
+            group_id: GROUP_A,
+            gmk: &d.gmk,
+            gmk_id: d.gmk_id,
+        }],
+        &signer,
+        &mut w.rng,
+    )
+    .unwrap();
+    let unwrap = |gmks: &[mcx_mikey::gmk::ReceivedGmk]| {
+        let groups: Vec<_> = gmks
+            .iter()
+            .map(|g| ConstituentGroup {
+                group_id: GROUP_A,
+                gmk: &g.gmk,
+                gmk_id: g.gmk_id,
+            })
+            .collect();
+        TgmkReceiver {
+            kms: &w.kms,
+            groups: &groups,
+            expected_initiator: Some(DISPATCHER),
+        }
+        .unwrap(&wraps[0].message, now + 1, &mut ReplayCache::default())
+    };
+    // Bob, with every GMK he was ever given: the GMK-ID is unknown.
+    assert_eq!(
+        unwrap(&held[BOB]).unwrap_err(),
+        Error::Rejected(Rejection::UnknownGmkId(rolled.0))
+    );
+    let alice = unwrap(std::slice::from_ref(&new[ALICE])).unwrap();
+    assert_eq!(alice.tgmk, tgmk);
 }

@@ -245,6 +245,14 @@ pub enum Rejection {
     /// named is not that group's).
     #[error("not a member of the constituent group")]
     NotAMember,
+    /// The GMK's key parameters (E.6) do not name the group it was
+    /// offered for (TS 33.180 5.7.1: a GMK is for the MC group IDs of its
+    /// key parameters), or name no group at all.
+    #[error("GMK is not for group {group_id}: its key parameters do not name it")]
+    GroupNotNamed {
+        /// The group the GMK was offered for.
+        group_id: String,
+    },
     /// The KEMAC MAC does not verify.
     #[error("MAC is invalid")]
     MacInvalid,

@@ -159,6 +159,18 @@ pub struct ReceivedGmk {
 }
 
 impl ReceivedGmk {
+    /// The activation time of its key parameters, Unix seconds (0: not
+    /// set, or no key parameters: active at once).
+    pub fn activation(&self) -> u64 {
+        self.key_params.as_ref().map_or(0, |kp| kp.activation_time)
+    }
+
+    /// The expiry time of its key parameters, Unix seconds (0: not set,
+    /// or no key parameters: never expires).
+    pub fn expiry(&self) -> u64 {
+        self.key_params.as_ref().map_or(0, |kp| kp.expiry_time)
+    }
+
     /// The SRTP master key, salt and MKI of the group's media
     /// (TS 33.180 7.4.2).
     pub fn srtp_keys(&self) -> SrtpMasterKeys {
@@ -181,6 +193,36 @@ impl GmkReceiver<'_> {
     pub fn accept(
         &self,
         bytes: &[u8],
+        now_unix: u64,
+        replay: &mut ReplayCache,
+    ) -> Result<ReceivedGmk, Error> {
+        self.accept_inner(bytes, None, now_unix, replay)
+    }
+
+    /// [`GmkReceiver::accept`] for the GMK of `group_id`: also refuses a
+    /// message whose key parameters (E.6) do not name `group_id` among
+    /// their MC group IDs (TS 33.180 5.7.1: each MC group ID named there
+    /// uses this GMK, and only those). A GMK without key parameters or
+    /// without group IDs names no group and is refused. Nothing is
+    /// remembered in `replay` for a refused message.
+    ///
+    /// # Errors
+    /// As [`GmkReceiver::accept`]; [`Rejection::GroupNotNamed`] if the
+    /// group is not named.
+    pub fn accept_for_group(
+        &self,
+        group_id: &str,
+        bytes: &[u8],
+        now_unix: u64,
+        replay: &mut ReplayCache,
+    ) -> Result<ReceivedGmk, Error> {
+        self.accept_inner(bytes, Some(group_id), now_unix, replay)
+    }
+
+    fn accept_inner(
+        &self,
+        bytes: &[u8],
+        group_id: Option<&str>,
         now_unix: u64,
         replay: &mut ReplayCache,
     ) -> Result<ReceivedGmk, Error> {
@@ -217,6 +259,18 @@ impl GmkReceiver<'_> {
             "key type is not GMK",
             now_unix,
         )?;
+        if let Some(group_id) = group_id {
+            let named = key_params
+                .as_ref()
+                .and_then(|kp| kp.group_ids.as_ref())
+                .is_some_and(|ids| ids.iter().any(|g| g.id == group_id.as_bytes()));
+            if !named {
+                return Err(Rejection::GroupNotNamed {
+                    group_id: group_id.to_owned(),
+                }
+                .into());
+            }
+        }
         opened.remember(replay, now_unix);
         Ok(ReceivedGmk {
             gmk,

@@ -326,3 +326,66 @@ fn a_malformed_message_is_described_up_to_its_fault() {
         assert!(text.contains(needle), "missing {needle:?} in\n{text}");
     }
 }
+
+/// TS 33.180 5.7.1: "each specified MC Group ID in the MIKEY general
+/// extension payload shall use this GMK" (E.6 key parameters), so a GMK
+/// message is a key for the groups it names and for no other. Offered as
+/// group B's key, group A's GMK is refused, and the refusal leaves the
+/// replay cache untouched (the same message is still accepted for A).
+#[test]
+fn gmk_for_group_a_is_refused_as_group_b_key() {
+    const GROUP_B: &str = "sip:group-b@example.org";
+    let w = world();
+    let bytes = spec(w, w.kms.public()).sign(&w.gms, &mut rng()).unwrap();
+    let mut replay = ReplayCache::default();
+    assert_eq!(
+        rejected(receiver(w).accept_for_group(GROUP_B, &bytes, NOW, &mut replay)),
+        Rejection::GroupNotNamed {
+            group_id: GROUP_B.into()
+        }
+    );
+    // A prefix or suffix of the named ID is another group.
+    assert!(matches!(
+        rejected(receiver(w).accept_for_group("sip:group-a@example", &bytes, NOW, &mut replay)),
+        Rejection::GroupNotNamed { .. }
+    ));
+    let got = receiver(w)
+        .accept_for_group(GROUP, &bytes, NOW, &mut replay)
+        .unwrap();
+    assert_eq!(got.gmk_id, w.gmk_id);
+    assert_eq!((got.activation(), got.expiry()), (NOW - 60, NOW + 3600));
+
+    // One GMK for several groups (5.7.1): it is each named group's key.
+    let mut s = spec(w, w.kms.public());
+    s.key_params = Some(mcx_mikey::keyparams::KeyParameters {
+        group_ids: Some(vec![
+            mcx_mikey::keyparams::GroupIdIe::new(GROUP),
+            mcx_mikey::keyparams::GroupIdIe::new(GROUP_B),
+        ]),
+        ..gmk_key_parameters(GROUP, 0, 0)
+    });
+    let both = s.sign(&w.gms, &mut rng()).unwrap();
+    for g in [GROUP, GROUP_B] {
+        let got = receiver(w)
+            .accept_for_group(g, &both, NOW, &mut ReplayCache::default())
+            .unwrap();
+        assert_eq!(got.gmk_id, w.gmk_id);
+    }
+
+    // Key parameters without MC group IDs, or none at all, name no group.
+    for key_params in [
+        Some(mcx_mikey::keyparams::KeyParameters {
+            group_ids: None,
+            ..gmk_key_parameters(GROUP, 0, 0)
+        }),
+        None,
+    ] {
+        let mut s = spec(w, w.kms.public());
+        s.key_params = key_params;
+        let bytes = s.sign(&w.gms, &mut rng()).unwrap();
+        assert!(matches!(
+            rejected(receiver(w).accept_for_group(GROUP, &bytes, NOW, &mut replay)),
+            Rejection::GroupNotNamed { .. }
+        ));
+    }
+}

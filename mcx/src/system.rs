@@ -385,6 +385,25 @@ pub(crate) async fn start_gms(
     })
     .await
     .map_err(|e| failed(format!("GMS provisioning from the KMS: {e}")))?;
+    // Its keys for the next key period too, so that GKTPs go on past the
+    // boundary (docs/key-lifecycle.md: one boundary; no refresh loop yet).
+    let next = mcx_ibc::uid::key_period_start(
+        keys.key_period_no + 1,
+        community.key_period_len,
+        community.key_period_offset,
+    )
+    .map_err(|e| failed(format!("GMS: next key period: {e}")))?;
+    let next_keys = mcx_client::fetch_keys_at(
+        &t.kms.uri,
+        &t.gms.uri,
+        &token,
+        &kms_http,
+        &community,
+        next,
+        None,
+    )
+    .await
+    .map_err(|e| failed(format!("GMS keys for the next key period: {e}")))?;
     let config = mcx_gms::GmsConfig {
         gms_uri: t.gms.uri.clone(),
         groups: t
@@ -413,7 +432,7 @@ pub(crate) async fn start_gms(
         t.gms.store_key_file.as_deref(),
     )?;
     let mut gms = tokio::task::spawn_blocking(move || {
-        mcx_gms::Gms::open(
+        let mut gms = mcx_gms::Gms::open(
             db.as_deref(),
             key.as_ref(),
             config,
@@ -421,7 +440,9 @@ pub(crate) async fn start_gms(
             keys,
             mcx_net::now().unix,
             &mut mcx_net::os_rng(),
-        )
+        )?;
+        gms.add_gms_keys(next_keys)?;
+        Ok::<_, mcx_gms::GmsError>(gms)
     })
     .await
     .map_err(|_| failed("GMS: start-up task failed"))?
@@ -791,6 +812,7 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
             uri,
             b,
             call_sources,
+            prov.clone(),
             tokio::spawn({
                 let gate = gate.clone();
                 async move {
@@ -811,7 +833,7 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
     let mut clients = BTreeMap::new();
     let mut voice = BTreeMap::new();
     let mut waiting = Vec::new();
-    for (uri, mut b, call_sources, task) in pending {
+    for (uri, mut b, call_sources, prov, task) in pending {
         // A client's voice socket is its application's, not a relay's.
         if let Some(socket) = b.take_media() {
             voice.insert(uri.clone(), Arc::new(socket));
@@ -855,6 +877,20 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
         if registering {
             waiting.push(uri.clone());
         }
+        // Next GMKs before the current ones expire, rolled GMKs after a
+        // member's removal (docs/key-lifecycle.md), and KMS keys for the
+        // next key period before it starts.
+        services.push(tokio::spawn(mcx_client::keep_gmks_fresh(
+            prov.clone(),
+            h.commander(),
+            mcx_client::DEFAULT_GMK_POLL_INTERVAL,
+            mcx_client::DEFAULT_GMK_RENEWAL_LEAD,
+        )));
+        services.push(tokio::spawn(mcx_client::keep_keys_fresh(
+            prov,
+            h.commander(),
+            mcx_client::DEFAULT_KEY_PERIOD_LEAD,
+        )));
         clients.insert(uri, h);
     }
     // A client is ready once its home server answered its registration

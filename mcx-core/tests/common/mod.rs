@@ -830,6 +830,69 @@ pub struct World {
     /// Group member lists of the MC servers (the dispatcher belongs to
     /// both groups; the rogue user holds both GMKs but is in neither list).
     pub groups: Vec<(String, Vec<String>)>,
+    /// The GMS's signing key (to issue more GMKs).
+    pub gms_signer: SigningKey,
+}
+
+impl World {
+    /// The GMS gives `group` a new GMK with key parameters naming it,
+    /// in force from `activation` to `expiry` (Unix seconds, 0 = not
+    /// set), and every client of `recipients` accepts it at the mesh's
+    /// time. Returns its GMK-ID.
+    pub fn issue_gmk(
+        &mut self,
+        group: &str,
+        recipients: &[&str],
+        activation: u64,
+        expiry: u64,
+    ) -> KeyId {
+        let gmk = Gmk::generate(&mut self.mesh.rng);
+        let gmk_id = KeyId::generate(Purpose::Gmk, &mut self.mesh.rng).unwrap();
+        for m in recipients {
+            let msg = self.gmk_message(group, m, &gmk, gmk_id, activation, expiry);
+            let time = self.mesh.time();
+            let got = self.mesh.client(m).accept_gmk(time, group, &msg).unwrap();
+            assert_eq!(got, gmk_id);
+        }
+        gmk_id
+    }
+
+    /// A GMK I_MESSAGE of the GMS to `member`, its key parameters naming
+    /// `group`, time-stamped at the mesh's time.
+    pub fn gmk_message(
+        &mut self,
+        group: &str,
+        member: &str,
+        gmk: &Gmk,
+        gmk_id: KeyId,
+        activation: u64,
+        expiry: u64,
+    ) -> Vec<u8> {
+        // The GMS signs with its keys of the period of the time stamp.
+        let kms = self.community.public();
+        let period =
+            |t| mcx_ibc::uid::key_period_no(t, kms.key_period_len, kms.key_period_offset).unwrap();
+        let now = period(self.mesh.time().unix);
+        let fresh = (now != period(UNIX0)).then(|| {
+            let keys = self.community.issue(GMS, now, &mut self.mesh.rng).unwrap();
+            SigningKey::new(&kms.kpak, &keys.uid, keys.ssk, keys.pvt).unwrap()
+        });
+        let signer = fresh.as_ref().unwrap_or(&self.gms_signer);
+        GmkMessage {
+            gms_uri: GMS,
+            member_uri: member,
+            kms: self.community.public(),
+            gmk,
+            gmk_id,
+            key_params: Some(gmk_key_parameters(group, activation, expiry)),
+            policy: Some(Sp::default_group_profile()),
+            identity_hiding: false,
+            t_unix: self.mesh.time().unix,
+            key_params_date_time: None,
+        }
+        .sign(signer, &mut self.mesh.rng)
+        .unwrap()
+    }
 }
 
 /// Builds the KMS community, the GMS step (GMK I_MESSAGEs accepted by
@@ -846,8 +909,21 @@ pub fn world_with(
     ctrl_allowed: &[&str],
     client: impl Fn(&mut ClientConfig),
 ) -> World {
+    world_with_gmks(servers, ctrl_allowed, client, (0, 0), 30 * 86_400)
+}
+
+/// [`world_with`] whose first GMKs are in force from `validity.0` to
+/// `validity.1` (Unix seconds, 0 = not set), under a KMS whose key
+/// periods last `key_period_len` seconds.
+pub fn world_with_gmks(
+    servers: Servers,
+    ctrl_allowed: &[&str],
+    client: impl Fn(&mut ClientConfig),
+    validity: (u64, u64),
+    key_period_len: u64,
+) -> World {
     let mut mesh = Mesh::new(UNIX0, 0x5eed);
-    let community = Community::generate(KMS_URI, 30 * 86_400, 0, &mut mesh.rng).unwrap();
+    let community = Community::generate(KMS_URI, key_period_len, 0, &mut mesh.rng).unwrap();
     let kms = community.public().clone();
     let period =
         mcx_ibc::uid::key_period_no(UNIX0, kms.key_period_len, kms.key_period_offset).unwrap();
@@ -890,7 +966,7 @@ pub fn world_with(
                 kms: &kms,
                 gmk: &gmk,
                 gmk_id,
-                key_params: Some(gmk_key_parameters(group, 0, 0)),
+                key_params: Some(gmk_key_parameters(group, validity.0, validity.1)),
                 policy: Some(Sp::default_group_profile()),
                 identity_hiding: false,
                 t_unix: UNIX0,
@@ -956,6 +1032,7 @@ pub fn world_with(
         mesh,
         community,
         groups,
+        gms_signer,
     }
 }
 
