@@ -305,15 +305,14 @@ pub async fn fetch_keys_at(
 pub async fn provision(p: &Provisioning) -> Result<Provisioned, ClientError> {
     // Near a boundary, the next period's keys too: GKTPs and calls may
     // already be of the next period.
-    let (community, keys, next_keys) =
-        provision_key_periods(
-            &p.kms_uri,
-            &p.user_uri,
-            &p.token,
-            &p.kms_http,
-            p.kms_security.as_ref(),
-        )
-        .await?;
+    let (community, keys, next_keys) = provision_key_periods(
+        &p.kms_uri,
+        &p.user_uri,
+        &p.token,
+        &p.kms_http,
+        p.kms_security.as_ref(),
+    )
+    .await?;
     let groups = fetch_group_documents(p).await?;
     Ok(Provisioned {
         community,
@@ -397,7 +396,10 @@ pub struct GmkRefresh {
 /// `p` with the access token the running client holds now (the driver
 /// keeps it fresh: tokens are short-lived), or `p`'s own (a static token);
 /// `None` if the client stopped.
-async fn with_current_token(p: &Provisioning, commander: &Commander<Client>) -> Option<Provisioning> {
+async fn with_current_token(
+    p: &Provisioning,
+    commander: &Commander<Client>,
+) -> Option<Provisioning> {
     let current = ask(commander, |c, _| c.access_token().map(str::to_owned)).await?;
     let mut p = p.clone();
     if let Some(token) = current {

@@ -36,7 +36,9 @@ use crate::result::{CALL_RESULT_CONTENT_TYPE, CallResult, GroupResult};
 use crate::sdp::{Description, Direction, MediaEndpoint};
 use crate::sip::{self, without_body};
 use crate::ua::{Answer, GoneLegs, UserAgent, cancels};
-use crate::{Channel, Error, Time, TimelineEntry, Transmit, rtcp_ssrc, timeline};
+use crate::{
+    CallState, CallSummary, Channel, Error, Time, TimelineEntry, Transmit, rtcp_ssrc, timeline,
+};
 
 /// Static configuration of a client.
 #[derive(Clone, Debug)]
@@ -261,6 +263,12 @@ struct Call {
     /// Initiator: where to send voice (the controlling server's relay,
     /// from its answer).
     voice_to: Option<SocketAddr>,
+    /// When the call was asked for or offered.
+    started: Instant,
+    /// The initiator (receiver: as the request named it) and the
+    /// constituent group it came through (receiver only).
+    initiator: String,
+    group_id: Option<String>,
 }
 
 /// What a client's driver does with a call's voice: send it (the
@@ -480,6 +488,50 @@ impl Client {
     /// The temporary groups of the calls in progress.
     pub fn calls(&self) -> Vec<String> {
         self.calls.keys().cloned().collect()
+    }
+
+    /// Every call in progress, for operators (`mcx calls`).
+    #[must_use]
+    pub fn call_summaries(&self) -> Vec<CallSummary> {
+        self.calls
+            .iter()
+            .map(|(tg, c)| CallSummary {
+                call_id: c.invite.call_id().unwrap_or_default().to_owned(),
+                temporary_group_id: tg.clone(),
+                group_id: c.group_id.clone(),
+                initiator: c.initiator.clone(),
+                state: if c.dialog.is_some() {
+                    CallState::Established
+                } else {
+                    CallState::SettingUp
+                },
+                joined: usize::from(c.dialog.is_some()),
+                started: c.started,
+            })
+            .collect()
+    }
+
+    /// Leaves or ends the call whose INVITE had `call_id`, as
+    /// [`Client::hang_up`] does. Returns whether there was such a call.
+    ///
+    /// # Errors
+    /// [`Error::SipBuild`] if a request cannot be built.
+    pub fn end_call_by_id(
+        &mut self,
+        time: Time,
+        call_id: &str,
+        rng: &mut impl CryptoRng,
+    ) -> Result<bool, Error> {
+        let Some(tg) = self
+            .calls
+            .iter()
+            .find(|(_, c)| c.invite.call_id().is_ok_and(|id| id == call_id))
+            .map(|(tg, _)| tg.clone())
+        else {
+            return Ok(false);
+        };
+        self.hang_up(time, &tg, rng)?;
+        Ok(true)
     }
 
     /// The TGMK-ID and HMAC-SHA-256(TGMK, "confirm") of a call.
@@ -727,6 +779,9 @@ impl Client {
                 floor_ssrc,
                 voice_ssrc: Some(voice_ssrc),
                 voice_to: None,
+                started: time.instant,
+                initiator: uri.clone(),
+                group_id: None,
             },
         );
         Ok(())
@@ -1466,8 +1521,8 @@ impl Client {
             .push_back(timeline(&uri, 6, time, format!("200 OK to {from}")));
         self.events.push_back(ClientEvent::IncomingCall {
             temporary_group_id: temporary_group_id.clone(),
-            group_id,
-            initiator,
+            group_id: group_id.clone(),
+            initiator: initiator.clone(),
             tgmk_id: unwrapped.tgmk_id,
         });
         self.calls.insert(
@@ -1487,6 +1542,9 @@ impl Client {
                 floor_ssrc,
                 voice_ssrc: offer.as_ref().and_then(|o| o.media_ssrc),
                 voice_to: None,
+                started: time.instant,
+                initiator,
+                group_id: Some(group_id),
             },
         );
         Ok(())

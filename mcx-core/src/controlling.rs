@@ -42,7 +42,10 @@ use crate::result::{
 use crate::sdp::{Description, Direction, MediaEndpoint};
 use crate::sip::{self, without_body};
 use crate::ua::{Answer, GoneLegs, UserAgent, cancels};
-use crate::{Channel, Error, RelayCommand, Time, TimelineEntry, Transmit, rtcp_ssrc, timeline};
+use crate::{
+    CallState, CallSummary, Channel, Error, RelayCommand, Time, TimelineEntry, Transmit, rtcp_ssrc,
+    timeline,
+};
 
 /// The Info-Package of the in-dialog INFO by which the controlling server
 /// tells the initiator that a constituent group left the call (body: a
@@ -269,6 +272,8 @@ struct Call {
     timers: Vec<(Timer, Slot)>,
     /// Last SIP activity (for the late-2xx memory of its legs).
     last_touch: Instant,
+    /// When the call request came.
+    started: Instant,
     /// The initiator's voice: its announced socket and SSRC (relay source).
     voice_source: Option<SocketAddr>,
     voice_ssrc: Option<u32>,
@@ -431,6 +436,60 @@ impl ControllingServer {
             .values()
             .map(|c| c.temporary_group_id.clone())
             .collect()
+    }
+
+    /// Every call record, for operators (`mcx calls`).
+    #[must_use]
+    pub fn call_summaries(&self) -> Vec<CallSummary> {
+        self.calls
+            .values()
+            .filter(|c| !matches!(c.phase, Phase::Cancelled))
+            .map(|c| CallSummary {
+                call_id: c.invite.call_id().unwrap_or_default().to_owned(),
+                temporary_group_id: c.temporary_group_id.clone(),
+                group_id: None,
+                initiator: c.initiator.clone(),
+                state: match c.phase {
+                    Phase::SettingUp | Phase::Cancelled => CallState::SettingUp,
+                    Phase::Established { .. } => CallState::Established,
+                },
+                joined: c
+                    .legs
+                    .iter()
+                    .filter(|l| matches!(l.state, LegState::Joined(_)))
+                    .count(),
+                started: c.started,
+            })
+            .collect()
+    }
+
+    /// Ends the call whose initiator's INVITE had `call_id`, as
+    /// [`ControllingServer::shutdown`] ends every call (503 or BYE to the
+    /// initiator, CANCEL or BYE on its legs). Returns whether there was
+    /// such a call.
+    ///
+    /// # Errors
+    /// [`Error::SipBuild`] if a request cannot be built.
+    pub fn end_call_by_id(
+        &mut self,
+        time: Time,
+        call_id: &str,
+        rng: &mut impl CryptoRng,
+    ) -> Result<bool, Error> {
+        let Some(no) = self.by_call_id.get(call_id).copied() else {
+            return Ok(false);
+        };
+        // A leg's Call-ID names the same record, but operators name calls
+        // by what `call_summaries` shows: the initiator's.
+        if !self
+            .calls
+            .get(&no)
+            .is_some_and(|c| c.invite.call_id().is_ok_and(|id| id == call_id))
+        {
+            return Ok(false);
+        }
+        self.end_call(time, no, "ended by the operator", rng)?;
+        Ok(true)
     }
 
     /// Floor packets dropped because they matched no call.
@@ -994,6 +1053,7 @@ impl ControllingServer {
                 leg_participants: Vec::new(),
                 timers: Vec::new(),
                 last_touch: time.instant,
+                started: time.instant,
                 voice_source: initiator_sdp.as_ref().and_then(|o| o.audio),
                 voice_ssrc,
                 relaying: false,

@@ -68,6 +68,7 @@ mod registration;
 mod result;
 mod sdp;
 mod sip;
+mod summary;
 mod ua;
 
 use std::time::Instant;
@@ -92,6 +93,7 @@ pub use result::{
 pub use sdp::{
     Direction, MediaEndpoint, PCMU_PAYLOAD_TYPE, PTIME_MS, Sdp, SdpError, parse as parse_sdp,
 };
+pub use summary::{CallState, CallSummary};
 
 /// The time input of every role: the monotonic clock for timers and the
 /// wall clock (Unix seconds) for MIKEY time stamps and replay windows.

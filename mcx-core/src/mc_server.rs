@@ -34,7 +34,9 @@ use crate::result::{
 use crate::sdp::{Description, Direction, MediaEndpoint};
 use crate::sip::{self, without_body};
 use crate::ua::{Answer, GoneLegs, UserAgent, cancels};
-use crate::{Channel, Error, RelayCommand, Time, TimelineEntry, Transmit, timeline};
+use crate::{
+    CallState, CallSummary, Channel, Error, RelayCommand, Time, TimelineEntry, Transmit, timeline,
+};
 
 /// What happened at an MC server.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -160,6 +162,8 @@ struct Fanout {
     trying: usize,
     timers: Vec<(Timer, Slot)>,
     last_touch: Instant,
+    /// When the controlling server's INVITE came.
+    started: Instant,
     /// The voice from upstream: the controlling server's relay socket
     /// and the initiator's SSRC (as the offer announced them).
     voice_source: Option<SocketAddr>,
@@ -445,6 +449,51 @@ impl McServer {
     /// Number of call records held.
     pub fn call_count(&self) -> usize {
         self.fanouts.len()
+    }
+
+    /// Every call record, for operators (`mcx calls`).
+    #[must_use]
+    pub fn call_summaries(&self) -> Vec<CallSummary> {
+        self.fanouts
+            .values()
+            .map(|f| CallSummary {
+                call_id: f.upstream.call_id().unwrap_or_default().to_owned(),
+                temporary_group_id: f.late.info.associated_group_id.clone().unwrap_or_default(),
+                group_id: Some(f.group_id.clone()),
+                initiator: f.late.caller.clone(),
+                state: if f.upstream_dialog.is_some() {
+                    CallState::Established
+                } else {
+                    CallState::SettingUp
+                },
+                joined: f
+                    .legs
+                    .iter()
+                    .filter(|l| matches!(l.state, MemberState::Joined { .. }))
+                    .count(),
+                started: f.started,
+            })
+            .collect()
+    }
+
+    /// Ends the record created by the controlling server's INVITE with
+    /// `call_id`, as [`McServer::shutdown`] ends every record (503 or BYE
+    /// upstream, CANCEL or BYE to its members). Returns whether there was
+    /// such a record.
+    ///
+    /// # Errors
+    /// [`Error::SipBuild`] if a request cannot be built.
+    pub fn end_call_by_id(
+        &mut self,
+        time: Time,
+        call_id: &str,
+        rng: &mut impl CryptoRng,
+    ) -> Result<bool, Error> {
+        let Some(&(no, Party::Upstream)) = self.by_call_id.get(call_id) else {
+            return Ok(false);
+        };
+        self.end(time, no, "ended by the operator", rng)?;
+        Ok(true)
     }
 
     /// Handles a datagram from `from`.
@@ -1150,6 +1199,7 @@ impl McServer {
                 upstream_floor_ssrc: upstream_sdp.as_ref().and_then(|o| o.floor_ssrc),
                 timers: Vec::new(),
                 last_touch: time.instant,
+                started: time.instant,
             },
         );
         self.set_timer(

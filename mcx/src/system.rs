@@ -394,13 +394,7 @@ pub(crate) async fn start_gms(
     )
     .map_err(|e| failed(format!("GMS: next key period: {e}")))?;
     let next_keys = mcx_client::fetch_keys_at(
-        &t.kms.uri,
-        &t.gms.uri,
-        &token,
-        &kms_http,
-        &community,
-        next,
-        None,
+        &t.kms.uri, &t.gms.uri, &token, &kms_http, &community, next, None,
     )
     .await
     .map_err(|e| failed(format!("GMS keys for the next key period: {e}")))?;

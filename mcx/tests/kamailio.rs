@@ -100,7 +100,16 @@ fn the_call_works_through_kamailio_in_front_of_the_controlling_server() {
     let log = lab.dir.join("kamailio.log");
     let mut kamailio = Kamailio(
         Command::new(path)
-            .args(["-f", cfg.to_str().unwrap(), "-DD", "-E", "-m", "32", "-M", "8"])
+            .args([
+                "-f",
+                cfg.to_str().unwrap(),
+                "-DD",
+                "-E",
+                "-m",
+                "32",
+                "-M",
+                "8",
+            ])
             .arg("-Y")
             .arg(&run)
             .stdout(Stdio::null())
