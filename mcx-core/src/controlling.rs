@@ -163,6 +163,8 @@ pub enum ControllingEvent {
         temporary_group_id: String,
         /// Per-group acceptance.
         groups: Vec<GroupResult>,
+        /// From the initiator's INVITE to its 200 OK, at this server.
+        setup_time: Duration,
     },
     /// No group joined: the initiator was answered 480 with the reasons.
     CallFailed {
@@ -501,6 +503,13 @@ impl ControllingServer {
     /// as replays.
     pub fn floor_drops(&self) -> FloorDrops {
         self.floor_drops
+    }
+
+    /// Whether it holds its identity keys (CSK uploads in REGISTERs can
+    /// be decrypted): what readiness checks.
+    #[must_use]
+    pub fn has_identity(&self) -> bool {
+        self.identity.is_some()
     }
 
     /// Our keys from the KMS, for our URI: initiators upload their CSKs to
@@ -1406,6 +1415,7 @@ impl ControllingServer {
         self.events.push_back(ControllingEvent::CallEstablished {
             temporary_group_id: tg,
             groups,
+            setup_time: time.instant.saturating_duration_since(call.started),
         });
         self.timeline.push_back(timeline(
             &me,

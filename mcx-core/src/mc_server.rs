@@ -344,6 +344,13 @@ impl McServer {
         }
     }
 
+    /// Whether it holds its identity keys (CSK uploads in REGISTERs can
+    /// be decrypted): what readiness checks.
+    #[must_use]
+    pub fn has_identity(&self) -> bool {
+        self.identity.is_some()
+    }
+
     /// Our keys from the KMS, for our URI: members upload their CSKs to
     /// us in their REGISTER, SAKKE-encrypted to this identity.
     ///

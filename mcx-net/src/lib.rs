@@ -154,6 +154,8 @@ impl Directory {
 pub trait Role: Send + 'static {
     /// What the role reports to its application.
     type Event: Send + std::fmt::Debug + 'static;
+    /// Its URI (names the node in logs and the SIP trace).
+    fn uri(&self) -> &str;
     /// Network input.
     fn handle(
         &mut self,
@@ -191,6 +193,9 @@ pub trait Role: Send + 'static {
 
 impl Role for Client {
     type Event = ClientEvent;
+    fn uri(&self) -> &str {
+        Self::uri(self)
+    }
     fn handle(
         &mut self,
         time: Time,
@@ -232,6 +237,9 @@ impl Role for Client {
 
 impl Role for McServer {
     type Event = McServerEvent;
+    fn uri(&self) -> &str {
+        Self::uri(self)
+    }
     fn handle(
         &mut self,
         time: Time,
@@ -276,6 +284,9 @@ impl Role for McServer {
 
 impl Role for ControllingServer {
     type Event = ControllingEvent;
+    fn uri(&self) -> &str {
+        Self::uri(self)
+    }
     fn handle(
         &mut self,
         time: Time,

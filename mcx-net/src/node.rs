@@ -695,7 +695,10 @@ impl BoundNode {
         let busy = Arc::new(AtomicU64::new(0));
         let guard = Arc::new(Guard::new(limits));
         let relay = self.media.map(crate::media::spawn_relay);
+        let name: Arc<str> = Arc::from(role.uri());
+        let span = tracing::info_span!("node", role = %name);
         let driver = Driver {
+            name,
             relay: relay.as_ref().map(|r| r.commands.clone()),
             link: SipLink::new(
                 timers,
@@ -720,7 +723,10 @@ impl BoundNode {
             tls_only: me.transport == Transport::Tls,
         };
         let accept = tokio::spawn(accept_tcp(self.tcp, driver.tcp_tx.clone(), guard.clone()));
-        let task = tokio::spawn(driver.run(commands, tcp_rx, accept));
+        let task = tokio::spawn(tracing::Instrument::instrument(
+            driver.run(commands, tcp_rx, accept),
+            span,
+        ));
         Ok(NodeHandle {
             commands: commands_tx,
             events,
@@ -823,6 +829,28 @@ impl<R: Role> Commander<R> {
     ) -> Result<(), NetError> {
         send_command(&self.commands, f)
     }
+
+    /// As [`NodeHandle::query`].
+    ///
+    /// # Errors
+    /// The node stopped.
+    pub async fn query<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut R, mcx_core::Time, &mut OsRng) -> T + Send + 'static,
+    ) -> Result<T, NetError> {
+        query_with(&self.commands, f).await
+    }
+}
+
+async fn query_with<R: Role, T: Send + 'static>(
+    commands: &mpsc::UnboundedSender<Command<R>>,
+    f: impl FnOnce(&mut R, mcx_core::Time, &mut OsRng) -> T + Send + 'static,
+) -> Result<T, NetError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    send_command(commands, move |role, time, rng| {
+        let _ = tx.send(f(role, time, rng));
+    })?;
+    rx.await.map_err(|_| NetError::Stopped)
 }
 
 fn send_command<R: Role>(
@@ -895,11 +923,7 @@ impl<R: Role> NodeHandle<R> {
         &self,
         f: impl FnOnce(&mut R, mcx_core::Time, &mut OsRng) -> T + Send + 'static,
     ) -> Result<T, NetError> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.command(move |role, time, rng| {
-            let _ = tx.send(f(role, time, rng));
-        })?;
-        rx.await.map_err(|_| NetError::Stopped)
+        query_with(&self.commands, f).await
     }
 
     /// Takes the event stream (e.g. to log it in a task of its own); the
@@ -954,6 +978,8 @@ enum TcpInput {
 }
 
 struct Driver<R: Role> {
+    /// The role's URI, for the SIP trace.
+    name: Arc<str>,
     link: SipLink,
     role: R,
     directory: Arc<Directory>,
@@ -1057,7 +1083,7 @@ impl<R: Role> Driver<R> {
     /// Hands every SIP message the link has for the role to the role.
     fn deliver(&mut self) {
         while let Some(d) = self.link.poll_deliver() {
-            crate::trace::sip("in from", &d.from, || d.message.to_bytes());
+            crate::trace::sip(&self.name, "in from", &d.from, || d.message.to_bytes());
             let time = now();
             if let Err(e) = self
                 .role
@@ -1239,7 +1265,7 @@ impl<R: Role> Driver<R> {
             }
             while let Some(t) = self.link.poll_transmit() {
                 progressed = true;
-                crate::trace::sip("out to", &t.destination, || t.bytes.clone());
+                crate::trace::sip(&self.name, "out to", &t.destination, || t.bytes.clone());
                 match t.transport {
                     Transport::Udp => {
                         if let Err(e) =

@@ -34,10 +34,19 @@ pub fn redacted(bytes: &[u8]) -> String {
     out
 }
 
-/// Logs one SIP message (`dir` "in from" or "out to") if tracing is on.
-pub(crate) fn sip(dir: &str, peer: &dyn Display, bytes: impl FnOnce() -> Vec<u8>) {
+/// Logs one SIP message of node `role` (`dir` "in from" or "out to") if
+/// tracing is on. The fields (`role`, `dir`, `peer`, `message`) let a
+/// subscriber file each role's messages apart (`mcx … --sip-trace DIR`).
+pub(crate) fn sip(role: &str, dir: &str, peer: &dyn Display, bytes: impl FnOnce() -> Vec<u8>) {
     if tracing::enabled!(target: "mcx::sip", tracing::Level::TRACE) {
-        tracing::trace!(target: "mcx::sip", "SIP {dir} {peer}\n{}", redacted(&bytes()));
+        tracing::trace!(
+            target: "mcx::sip",
+            role,
+            dir,
+            peer = %peer,
+            "SIP {dir} {peer}\n{}",
+            redacted(&bytes())
+        );
     }
 }
 

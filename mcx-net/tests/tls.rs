@@ -33,6 +33,9 @@ struct Prober {
 
 impl Role for Prober {
     type Event = String;
+    fn uri(&self) -> &str {
+        "sip:prober@mcx.test"
+    }
     fn handle(
         &mut self,
         _: Time,

@@ -124,7 +124,7 @@ pub(crate) fn start_idms(
         principals.iter().map(|(u, p)| (u.as_str(), p.as_str())),
         &mut mcx_net::os_rng(),
     );
-    let handler = mcx_server::idms_handler(idms);
+    let handler = crate::admin::metered("idms", mcx_server::idms_handler(idms));
     Ok(match https {
         Some(tls) => {
             mcx_server::serve_https_with(listener, handler, mcx_server::HttpLimits::default(), tls)

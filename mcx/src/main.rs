@@ -5,6 +5,7 @@
 //! its own. See `mcx --help`.
 #![forbid(unsafe_code)]
 
+mod admin;
 mod cli;
 mod decrypt;
 mod demo;
@@ -16,6 +17,7 @@ mod keyfile;
 mod kpi;
 mod output;
 mod pcap;
+mod sip_trace;
 mod system;
 mod tls;
 mod topology;

@@ -263,6 +263,7 @@ where
             taken.map_or(Ok(()), |s| close(s).map_err(|e| e.to_string()))
         }),
     };
+    let handler = crate::admin::metered(if what == "KMS" { "kms" } else { "gms" }, handler);
     let task = match https {
         Some(tls) => {
             mcx_server::serve_https_with(listener, handler, mcx_server::HttpLimits::default(), tls)
@@ -583,10 +584,12 @@ pub(crate) fn log_events<E: std::fmt::Debug + Send + 'static>(
     role: &str,
     mut events: mpsc::UnboundedReceiver<E>,
     is_refusal: impl Fn(&E) -> bool + Send + 'static,
+    count: fn(&mcx_metrics::Metrics, &str, &E),
 ) {
     let role = role.to_owned();
     tokio::spawn(async move {
         while let Some(e) = events.recv().await {
+            count(crate::admin::metrics(), &role, &e);
             if is_refusal(&e) {
                 tracing::warn!("{role}: {e:?}");
             } else {
@@ -594,6 +597,15 @@ pub(crate) fn log_events<E: std::fmt::Debug + Send + 'static>(
             }
         }
     });
+}
+
+/// Aborts a task when dropped (the admin API of `mcx run`).
+pub(crate) struct AbortOnDrop(pub(crate) JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// A running topology (or the part of it this process runs).
@@ -616,6 +628,34 @@ pub(crate) struct Running {
     pub(crate) provisioning: std::time::Duration,
     /// Each running client's voice socket (the address its SDP announces).
     pub(crate) voice: BTreeMap<String, Arc<tokio::net::UdpSocket>>,
+    /// The HTTP services this process runs, and their sockets.
+    pub(crate) services_here: Vec<(&'static str, SocketAddr)>,
+    /// The controlling server's URI (whether it runs here or not).
+    pub(crate) controlling_uri: String,
+}
+
+impl Running {
+    /// The roles here, as the admin API reaches them.
+    pub(crate) fn admin_roles(&self) -> crate::admin::AdminRoles {
+        crate::admin::AdminRoles {
+            controlling: self
+                .controlling
+                .iter()
+                .map(|h| (self.controlling_uri.clone(), h.commander()))
+                .collect(),
+            mc_servers: self
+                .mc_servers
+                .iter()
+                .map(|(u, h)| (u.clone(), h.commander()))
+                .collect(),
+            clients: self
+                .clients
+                .iter()
+                .map(|(u, h)| (u.clone(), h.commander()))
+                .collect(),
+            services: self.services_here.clone(),
+        }
+    }
 }
 
 impl Drop for Running {
@@ -662,6 +702,18 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
     let (timeline_tx, timeline) = mpsc::unbounded_channel();
     let mut services = Vec::new();
     let mut stores = Vec::new();
+    let mut services_here = Vec::new();
+    if bound.idms.is_some()
+        && let Some(a) = bound.idms_http
+    {
+        services_here.push(("idms", a));
+    }
+    if bound.kms.is_some() {
+        services_here.push(("kms", bound.kms_http));
+    }
+    if bound.gms.is_some() {
+        services_here.push(("gms", bound.gms_http));
+    }
     if let Some(l) = bound.idms {
         services.push(crate::identity::start_idms(t, l, https_of("idms")?)?);
     }
@@ -705,9 +757,12 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
                     node_limits(t, &directory, None),
                 )
                 .map_err(failed)?;
-            log_events(&t.controlling.uri, h.take_events(), |e| {
-                matches!(e, ControllingEvent::CallRejected { .. })
-            });
+            log_events(
+                &t.controlling.uri,
+                h.take_events(),
+                |e| matches!(e, ControllingEvent::CallRejected { .. }),
+                crate::admin::observe_controlling,
+            );
             let commander = h.commander();
             identities.push(fetch_identity(
                 t,
@@ -751,12 +806,17 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
             )
             .map_err(failed)?;
         let mut h = h;
-        log_events(&uri, h.take_events(), |e| {
-            matches!(
-                e,
-                McServerEvent::Rejected { .. } | McServerEvent::MemberRejected { .. }
-            )
-        });
+        log_events(
+            &uri,
+            h.take_events(),
+            |e| {
+                matches!(
+                    e,
+                    McServerEvent::Rejected { .. } | McServerEvent::MemberRejected { .. }
+                )
+            },
+            crate::admin::observe_mc_server,
+        );
         let commander = h.commander();
         identities.push(fetch_identity(
             t,
@@ -918,6 +978,8 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
         directory,
         provisioning: started.elapsed(),
         voice,
+        services_here,
+        controlling_uri: t.controlling.uri.clone(),
     })
 }
 

@@ -4,6 +4,7 @@
 //! receives, decrypts and plays it out; then each member's recording is
 //! checked against the µ-law decoding of what was sent.
 
+use mcx_metrics::{DropReason, Protected};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -101,12 +102,21 @@ pub(crate) fn numbered_file_name(user: &str, n: usize) -> String {
 
 /// A member's voice streams being received (`mcx run`), by temporary
 /// group; each prints its report when the call ends or the stream stops.
-#[derive(Default)]
 pub(crate) struct Listening {
     streams: HashMap<String, tokio::sync::oneshot::Sender<()>>,
+    /// Whose streams (the metrics' `role` label).
+    role: String,
 }
 
 impl Listening {
+    /// No streams yet; `role` is the listening client.
+    pub(crate) fn new(role: &str) -> Self {
+        Self {
+            streams: HashMap::new(),
+            role: role.to_owned(),
+        }
+    }
+
     /// Receives `voice` on `socket` until the call ends ([`Listening::stop`])
     /// or `max` passes; then prints `voice temporary-group=… received=…
     /// authenticated=… lost=… late=… jitter-ms=…` and writes `record`.
@@ -120,6 +130,7 @@ impl Listening {
     ) {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
         self.streams.insert(temporary_group.clone(), stop_tx);
+        let role = self.role.clone();
         tokio::spawn(async move {
             let Ok(mut receiver) = VoiceReceiver::new(&voice) else {
                 return;
@@ -135,6 +146,15 @@ impl Listening {
                 _ = stop_rx => {}
             }
             let (samples, report) = receiver.finish();
+            let m = crate::admin::metrics();
+            for (reason, n) in [
+                (DropReason::Authentication, report.auth_failed),
+                (DropReason::Replay, report.replayed),
+                (DropReason::Malformed, report.malformed),
+                (DropReason::WrongSource, report.other_source),
+            ] {
+                m.add_dropped(&role, Protected::Srtp, reason, n);
+            }
             if report.received == 0 {
                 return;
             }

@@ -1112,14 +1112,19 @@ pub fn verify_full_call(m: &mut Mesh, expected: &[GroupResult], receivers: &[Str
     let ctrl_established: Vec<_> = m
         .ctrl_events(CTRL)
         .into_iter()
-        .filter(|e| matches!(e, ControllingEvent::CallEstablished { .. }))
+        .filter_map(|e| match e {
+            ControllingEvent::CallEstablished {
+                temporary_group_id,
+                groups,
+                setup_time,
+            } => Some((temporary_group_id, groups, setup_time > Duration::ZERO)),
+            _ => None,
+        })
         .collect();
     assert_eq!(
         ctrl_established,
-        vec![ControllingEvent::CallEstablished {
-            temporary_group_id: TEMP_GROUP.into(),
-            groups: expected.to_vec(),
-        }]
+        vec![(TEMP_GROUP.to_owned(), expected.to_vec(), true)],
+        "one call, set up in some (virtual) time"
     );
 
     // Each MC server / member saw only its group's wrapped copy.

@@ -127,6 +127,9 @@ enum Command {
     /// Run the initiator of a topology's [call], make the call, print the
     /// result and exit.
     Call(system::CallArgs),
+    /// List the calls of a running process's roles (`mcx run … --admin
+    /// ADDR`), or end one: `mcx calls --admin ADDR end CALL-ID`.
+    Calls(system::CallsArgs),
     /// SRTP for the lab: decrypt the voice of a capture, or packets given in hex.
     #[command(subcommand)]
     Srtp(srtp::SrtpCommand),
@@ -149,6 +152,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
         Command::Up(args) => system::up(&args),
         Command::Run(args) => system::run(&args),
         Command::Call(args) => system::call(&args),
+        Command::Calls(args) => system::calls(&args),
         Command::Srtp(command) => srtp::run(command),
         Command::Tls(command) => system::tls(&command),
     }

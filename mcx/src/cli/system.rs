@@ -106,6 +106,9 @@ pub(crate) fn tls(command: &TlsCommand) -> Result<(), CliError> {
 pub(crate) struct UpArgs {
     /// The topology file; the embedded default without it.
     topology: Option<PathBuf>,
+    /// Serve the admin API (/health, /ready, /metrics, /calls) on ADDR.
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<std::net::SocketAddr>,
 }
 
 /// `mcx run`.
@@ -120,6 +123,29 @@ pub(crate) struct RunArgs {
     /// DIR/<user>-<n>.wav.
     #[arg(long, value_name = "DIR")]
     record_dir: Option<PathBuf>,
+    /// Serve the admin API (/health, /ready, /metrics, /calls) on ADDR.
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<std::net::SocketAddr>,
+}
+
+/// `mcx calls`: a role's calls, through its admin API.
+#[derive(Debug, Args)]
+pub(crate) struct CallsArgs {
+    /// The admin API of the process (`mcx run … --admin ADDR`).
+    #[arg(long, value_name = "ADDR")]
+    admin: std::net::SocketAddr,
+    #[command(subcommand)]
+    command: Option<CallsCommand>,
+}
+
+/// `mcx calls end`.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum CallsCommand {
+    /// End the call with this Call-ID (as `mcx calls` lists it).
+    End {
+        /// The Call-ID.
+        id: String,
+    },
 }
 
 /// `mcx call`.
@@ -172,13 +198,55 @@ fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
         .map_err(|e| CliError::System(format!("cannot start the async runtime: {e}")))
 }
 
-/// Logs go to stderr; `MCX_LOG` sets the filter (default `warn`).
+/// Logs go to stderr: `MCX_LOG` sets the filter (default `warn`),
+/// `MCX_LOG_FORMAT=json` makes them one JSON object a line (default:
+/// human), colours only on a terminal; `MCX_SIP_TRACE=DIR` writes each
+/// role's SIP messages to DIR/<role>.sip.log (docs/operations.md).
 fn init_logging() {
+    use std::io::IsTerminal;
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
     let filter = tracing_subscriber::EnvFilter::try_from_env("MCX_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    let json = match std::env::var("MCX_LOG_FORMAT").as_deref() {
+        Ok("json") => true,
+        Ok("human") | Err(_) => false,
+        Ok(other) => {
+            eprintln!(
+                "warning: MCX_LOG_FORMAT={other:?} is neither \"human\" nor \"json\"; logging as human"
+            );
+            false
+        }
+    };
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = if json {
+        fmt.json().with_filter(filter).boxed()
+    } else {
+        fmt.with_ansi(std::io::stderr().is_terminal())
+            .with_filter(filter)
+            .boxed()
+    };
+    let sip_trace = std::env::var_os("MCX_SIP_TRACE").and_then(|dir| {
+        crate::sip_trace::SipTrace::new(PathBuf::from(&dir))
+            .map_err(|e| {
+                eprintln!(
+                    "warning: MCX_SIP_TRACE={}: {e}; no SIP trace",
+                    dir.to_string_lossy()
+                )
+            })
+            .ok()
+    });
+    let sip_trace = sip_trace.map(|t| {
+        t.with_filter(
+            tracing_subscriber::filter::Targets::new()
+                .with_target("mcx::sip", tracing::Level::TRACE),
+        )
+    });
+    let _ = tracing_subscriber::registry()
+        .with(fmt)
+        .with(sip_trace)
         .try_init();
 }
 
@@ -417,16 +485,92 @@ pub(crate) fn up(args: &UpArgs) -> Result<(), CliError> {
         let mut running = system::start(&t, &Selection::All).await?;
         let mut stop = system::StopSignal::listen();
         for (uri, node) in &mut running.clients {
-            system::log_events(uri, node.take_events(), |e| {
-                matches!(e, ClientEvent::IncomingRejected { .. })
-            });
+            system::log_events(
+                uri,
+                node.take_events(),
+                |e| matches!(e, ClientEvent::IncomingRejected { .. }),
+                crate::admin::observe_client,
+            );
         }
+        let _admin = start_admin(args.admin, &running).await?;
         print(&describe(&t, &running));
         print("ready\n");
         stop.recv().await;
         let n = system::shutdown(&mut running).await?;
         print(&format!("stopped: {n} roles ended their calls\n"));
         drop(running);
+        Ok(())
+    })
+}
+
+/// Serves the admin API on `addr` (if given) for the roles `running` runs.
+async fn start_admin(
+    addr: Option<std::net::SocketAddr>,
+    running: &Running,
+) -> Result<Option<system::AbortOnDrop>, CliError> {
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| CliError::System(format!("admin API on {addr}: {e}")))?;
+    let task = crate::admin::serve(
+        listener,
+        running.admin_roles(),
+        crate::admin::metrics().clone(),
+    );
+    print(&format!(
+        "admin API on http://{addr} (/health, /ready, /metrics, /calls)\n"
+    ));
+    Ok(Some(system::AbortOnDrop(task)))
+}
+
+/// Runs `mcx calls`: lists the calls of a process's roles, or ends one.
+pub(crate) fn calls(args: &CallsArgs) -> Result<(), CliError> {
+    runtime()?.block_on(async {
+        let request = match &args.command {
+            None => mcx_kms::http::HttpRequest::new("GET", "/calls"),
+            Some(CallsCommand::End { id }) => mcx_kms::http::HttpRequest::new(
+                "POST",
+                &format!("/calls/{}/end", mcx_metrics::percent_encode(id)),
+            ),
+        };
+        let r = mcx_net::http::fetch(args.admin, &request)
+            .await
+            .map_err(|e| CliError::System(format!("admin API at {}: {e}", args.admin)))?;
+        let body = String::from_utf8_lossy(&r.body).into_owned();
+        if r.status != 200 {
+            return Err(CliError::System(format!(
+                "admin API at {}: {} {}",
+                args.admin,
+                r.status,
+                body.trim()
+            )));
+        }
+        match &args.command {
+            Some(CallsCommand::End { id }) => print(&format!("ended {id}: {body}\n")),
+            None => {
+                let rows = mcx_metrics::CallRow::list_from_json(&body)
+                    .map_err(|e| CliError::System(format!("admin API at {}: {e}", args.admin)))?;
+                print(&format!(
+                    "{:<28} {:<44} {:<28} {:<12} {:>6} {:>7}  {}\n",
+                    "role", "call-id", "temporary-group", "state", "joined", "age-s", "group"
+                ));
+                for c in &rows {
+                    print(&format!(
+                        "{:<28} {:<44} {:<28} {:<12} {:>6} {:>7}  {}\n",
+                        c.role,
+                        c.call_id,
+                        c.temporary_group_id,
+                        c.state,
+                        c.joined,
+                        c.age_secs,
+                        c.group_id.as_deref().unwrap_or("-")
+                    ));
+                }
+                print(&format!("{} call records\n", rows.len()));
+            }
+        }
         Ok(())
     })
 }
@@ -441,6 +585,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), CliError> {
     runtime()?.block_on(async {
         let mut running = system::start(&t, &Selection::One(args.role.clone())).await?;
         let mut stop = system::StopSignal::listen();
+        let _admin = start_admin(args.admin, &running).await?;
         print(&format!("ready {}\n", args.role));
         if !running.clients.contains_key(&args.role) {
             stop.recv().await;
@@ -448,14 +593,14 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), CliError> {
             print(&format!("stopped {}: {n} roles ended their calls\n", args.role));
             return Ok(());
         }
-        let mut listening = crate::voice::Listening::default();
+        let mut listening = crate::voice::Listening::new(&args.role);
         let mut calls_heard = 0usize;
         loop {
             let Some(node) = running.clients.get_mut(&args.role) else {
                 return Ok(());
             };
             tokio::select! {
-                e = node.events.recv() => match e {
+                e = node.events.recv() => match e.inspect(|e| crate::admin::observe_client(crate::admin::metrics(), &args.role, e)) {
                     Some(ClientEvent::IncomingCall { temporary_group_id, group_id, initiator, .. }) => {
                         let tg = temporary_group_id.clone();
                         let c = node.query(move |c, _, _| c.tgmk_confirmation(&tg)).await.map_err(|e| CliError::System(e.to_string()))?;

@@ -4,6 +4,7 @@
 //! a non-member; `mcx call` is the dispatcher.
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -203,6 +204,18 @@ impl Lab {
     /// Starts one role without waiting for it.
     pub(crate) fn start_one(&mut self, role: &str) {
         let p = Proc::start(&self.path, role);
+        assert!(
+            self.procs.insert(role.to_owned(), p).is_none(),
+            "{role} started twice"
+        );
+    }
+
+    /// Starts one role with extra arguments after `run TOPOLOGY ROLE` and
+    /// environment variables, without waiting for it.
+    pub(crate) fn start_with(&mut self, role: &str, extra: &[&OsStr], env: &[(&str, &OsStr)]) {
+        let mut args = vec![OsStr::new("run"), self.path.as_os_str(), OsStr::new(role)];
+        args.extend_from_slice(extra);
+        let p = Proc::mcx_env(role, args, env);
         assert!(
             self.procs.insert(role.to_owned(), p).is_none(),
             "{role} started twice"

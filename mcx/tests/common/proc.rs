@@ -50,8 +50,18 @@ impl Proc {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
+        Self::mcx_env(name, args, &[])
+    }
+
+    /// [`Proc::mcx`] with these environment variables set.
+    pub(crate) fn mcx_env<I, S>(name: &str, args: I, env: &[(&str, &OsStr)]) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mcx"))
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
