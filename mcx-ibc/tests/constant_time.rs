@@ -158,7 +158,12 @@ fn the_harness_catches_a_hamming_weight_leak() {
         s.measurements,
         |random, _| {
             if random {
-                [rng.next_u64(), rng.next_u64(), rng.next_u64(), rng.next_u64()]
+                [
+                    rng.next_u64(),
+                    rng.next_u64(),
+                    rng.next_u64(),
+                    rng.next_u64(),
+                ]
             } else {
                 [1, 0, 0, 0]
             }
@@ -234,7 +239,8 @@ fn sakke_decapsulation_time_does_not_depend_on_the_rsk() {
         let rsk = sakke::extract_rsk(&master, id).unwrap();
         ReceiverKey::new(&kms, id, &rsk).unwrap()
     };
-    let sed_for = |id: &[u8], rng: &mut Gen| sakke::encapsulate(&kms, id, &Ssv::generate(rng)).unwrap();
+    let sed_for =
+        |id: &[u8], rng: &mut Gen| sakke::encapsulate(&kms, id, &Ssv::generate(rng)).unwrap();
     // Separate copies of the fixed key, and as many random keys.
     let fixed: Vec<(ReceiverKey, [u8; sakke::SED_LEN])> = (0..16)
         .map(|_| (receiver(b"fixed"), sed_for(b"fixed", &mut rng)))
