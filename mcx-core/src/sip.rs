@@ -64,6 +64,19 @@ pub(crate) fn asserted_service() -> (&'static str, String) {
     ("P-Asserted-Service", ICSI_MCPTT.to_owned())
 }
 
+/// Every Resource-Priority value of `req` (RFC 4412 3.1: the header may
+/// repeat), in order: a server passes them on to the next hop unchanged.
+pub(crate) fn resource_priority(req: &Request) -> Vec<String> {
+    req.headers()
+        .iter()
+        .filter(|h| {
+            h.name
+                .eq_ignore_ascii_case(mcx_sip::headers::RESOURCE_PRIORITY)
+        })
+        .map(|h| h.value.trim().to_owned())
+        .collect()
+}
+
 /// A call INVITE (TS 24.379 10.1.1.2.1.1): the Contact with the MCPTT
 /// feature tags, Accept-Contact requiring them (`require;explicit`), and
 /// `extra_headers` (the service header, P-Asserted-Identity, ...).
