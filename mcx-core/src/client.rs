@@ -32,7 +32,7 @@ use crate::gmks::{GmkError, GmkInfo, GmkRing};
 use crate::info::McpttInfo;
 use crate::own_keys::OwnKeys;
 use crate::registration::{Outcome, RegState, Registration};
-use crate::result::{CALL_RESULT_CONTENT_TYPE, CallResult, GroupResult};
+use crate::result::{CALL_RESULT_CONTENT_TYPE, CallResult, GroupResult, MemberResult};
 use crate::sdp::{Description, Direction, MediaEndpoint};
 use crate::sip::{self, without_body};
 use crate::ua::{Answer, GoneLegs, UserAgent, cancels};
@@ -216,6 +216,18 @@ pub enum ClientEvent {
         temporary_group_id: String,
         /// The group, with `failure` set.
         result: GroupResult,
+    },
+    /// A constituent group's counts changed during the call (the
+    /// controlling server's in-dialog INFO): members of an MC server that
+    /// answered at once (`P-Answer-State: Unconfirmed`) joined or did not,
+    /// or a member joined late.
+    GroupUpdated {
+        /// The temporary group.
+        temporary_group_id: String,
+        /// The group's counts now (no `failure`).
+        result: GroupResult,
+        /// The members this update names that did not join.
+        members: Vec<MemberResult>,
     },
     /// A floor control event of a call.
     Floor {
@@ -1765,9 +1777,17 @@ impl Client {
         self.ua
             .respond(from, req, StatusCode::OK, None, Answer::Empty, rng)?;
         for g in doc.groups {
-            self.events.push_back(ClientEvent::GroupLost {
-                temporary_group_id: tg.clone(),
-                result: g.result,
+            self.events.push_back(if g.result.failure.is_some() {
+                ClientEvent::GroupLost {
+                    temporary_group_id: tg.clone(),
+                    result: g.result,
+                }
+            } else {
+                ClientEvent::GroupUpdated {
+                    temporary_group_id: tg.clone(),
+                    result: g.result,
+                    members: g.members,
+                }
             });
         }
         Ok(())

@@ -1001,6 +1001,7 @@ impl ControllingServer {
         .write();
         let no = self.next_no;
         self.next_no += 1;
+        let resource_priority = sip::resource_priority(&req);
         let mut legs = Vec::with_capacity(copies.len());
         for (i, ((group_id, server), copy)) in tg.constituents.iter().zip(copies).enumerate() {
             let info = McpttInfo {
@@ -1019,7 +1020,13 @@ impl ControllingServer {
                 ),
                 sip::asserted_service(),
             ];
-            let invite = sip::invite(&initiator, &me, group_id, &mut mp, &pai, rng)?;
+            // Resource-Priority passes through as it came (RFC 4412 3.1;
+            // TS 24.379 asks none for a broadcast group call: docs/core.md).
+            let rp = resource_priority
+                .iter()
+                .map(|v| (mcx_sip::headers::RESOURCE_PRIORITY, v.clone()));
+            let headers: Vec<(&str, String)> = pai.into_iter().chain(rp).collect();
+            let invite = sip::invite(&initiator, &me, group_id, &mut mp, &headers, rng)?;
             self.ua.send_request(server, &invite);
             self.by_call_id.insert(invite.call_id()?.to_owned(), no);
             let (step, what) = if i == 0 {
@@ -1733,16 +1740,52 @@ impl ControllingServer {
         let Some(call) = self.calls.get_mut(&no) else {
             return Ok(());
         };
+        let Some(update) = body.groups.into_iter().find(|g| g.result.group_id == group) else {
+            return Ok(());
+        };
+        // The group's record takes the new counts and these members' outcomes.
+        if let Some(r) = call
+            .legs
+            .iter_mut()
+            .find(|l| l.group_id == group)
+            .and_then(|l| l.result.as_mut())
+        {
+            r.result.accepted = update.result.accepted;
+            r.result.rejected = update.result.rejected;
+            for m in &update.members {
+                match r.members.iter_mut().find(|k| k.uri == m.uri) {
+                    Some(k) => k.outcome = m.outcome.clone(),
+                    None => r.members.push(m.clone()),
+                }
+            }
+        }
         if call.arbitrator.is_none() {
+            // Still setting up: the initiator's answer and the floor
+            // arbitration are built from the record just updated.
             return Ok(());
         }
+        // The initiator learns the group's counts now, and the members
+        // that did not join (as in its 200 OK).
+        let to = call.initiator_addr.clone();
+        if let Some(d) = call.initiator_dialog.as_mut() {
+            let for_initiator = CallResult {
+                groups: vec![GroupReport {
+                    result: update.result.clone(),
+                    members: update
+                        .members
+                        .iter()
+                        .filter(|m| !matches!(m.outcome, MemberOutcome::Accepted { .. }))
+                        .cloned()
+                        .collect(),
+                }],
+            };
+            self.ua.send_call_result_info(&to, d, &for_initiator, rng)?;
+        }
+        let Some(call) = self.calls.get_mut(&no) else {
+            return Ok(());
+        };
         let mut joined = Vec::new();
-        for m in body
-            .groups
-            .iter()
-            .filter(|g| g.result.group_id == group)
-            .flat_map(|g| g.members.iter())
-        {
+        for m in &update.members {
             let MemberOutcome::Accepted { ssrc } = m.outcome else {
                 continue;
             };

@@ -83,7 +83,7 @@ pub use floor_guard::FloorDrops;
 pub use gmks::{GmkError, GmkInfo, MAX_GMKS_PER_GROUP};
 pub use info::{McpttInfo, NAMESPACE as MCPTT_INFO_NAMESPACE};
 pub use link::{Delivery, LinkStats, SipLink};
-pub use mc_server::{McServer, McServerEvent, McServerLimits};
+pub use mc_server::{AnswerPolicy, McServer, McServerEvent, McServerLimits, P_ANSWER_STATE};
 pub use mcx_relay::Route;
 pub use own_keys::MAX_KEY_PERIODS;
 pub use result::{

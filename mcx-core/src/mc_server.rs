@@ -71,6 +71,39 @@ pub enum McServerEvent {
     },
 }
 
+/// When an MC server answers the controlling server's call request: the
+/// two answering modes of the participating function in TS 24.379 (an
+/// answer on behalf of its members before they confirm, or after them),
+/// named by the `P-Answer-State` values of RFC 4964 section 6 that the
+/// 200 OK carries. docs/core.md "Answer policy" says what follows each.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AnswerPolicy {
+    /// After every invited member answered or the member deadline passed:
+    /// 200 OK with `P-Answer-State: Confirmed` and every member's outcome
+    /// (480 when none joined). The behaviour before the policy existed.
+    #[default]
+    Confirmed,
+    /// At once: 200 OK with `P-Answer-State: Unconfirmed`, the invited
+    /// members `pending`; each member's outcome follows in-call (INFO
+    /// `mcx.call-result`), the member deadline still bounds the wait, and
+    /// the leg is ended (BYE) if no member joined by then.
+    Unconfirmed,
+}
+
+impl AnswerPolicy {
+    /// The `P-Answer-State` value (RFC 4964 6).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Confirmed => "Confirmed",
+            Self::Unconfirmed => "Unconfirmed",
+        }
+    }
+}
+
+/// RFC 4964: the header naming whether the callee confirmed the answer.
+pub const P_ANSWER_STATE: &str = "P-Answer-State";
+
 /// Deadlines and limits of an MC server.
 #[derive(Clone, Debug)]
 pub struct McServerLimits {
@@ -93,6 +126,8 @@ pub struct McServerLimits {
     /// The longest registration granted (RFC 3261 10.3: the registrar
     /// may shorten what was asked).
     pub max_registration: Duration,
+    /// When the controlling server gets its answer.
+    pub answer: AnswerPolicy,
 }
 
 impl Default for McServerLimits {
@@ -104,6 +139,7 @@ impl Default for McServerLimits {
             max_calls: 1000,
             upstream_silence: Duration::ZERO,
             max_registration: Duration::from_secs(3600),
+            answer: AnswerPolicy::Confirmed,
         }
     }
 }
@@ -175,6 +211,12 @@ struct Fanout {
     /// The controlling server's floor SSRC in this call (what members
     /// know the call's floor messages by).
     upstream_floor_ssrc: Option<u32>,
+    /// The controlling server ACKed our 2xx: in-call reports may go.
+    acked: bool,
+    /// Members' outcomes decided after our answer and before its ACK:
+    /// sent in one INFO when the ACK comes (an INFO that overtook the
+    /// 2xx would find no dialog at the controlling server).
+    held: Vec<MemberResult>,
 }
 
 /// The parts of a fan-out's INVITE kept for late entry.
@@ -184,6 +226,9 @@ struct LateEntry {
     copy: Bytes,
     caller: String,
     from_uri: String,
+    /// The call request's Resource-Priority values, passed on as they
+    /// came (RFC 4412; TS 24.379 asks none for a broadcast group call).
+    resource_priority: Vec<String>,
 }
 
 /// A member's registration with this MC server.
@@ -549,10 +594,7 @@ impl McServer {
                 Method::Bye => self.on_bye(time, from, &req, rng),
                 Method::Cancel => self.on_cancel(time, from, &req, rng),
                 Method::Register => self.on_register(time, from, &req, rng),
-                Method::Ack => {
-                    self.on_ack(&req);
-                    Ok(())
-                }
+                Method::Ack => self.on_ack(&req, rng),
                 _ => {
                     let busy = self.fanouts.len() >= self.limits.max_calls;
                     let (by_call_id, fanouts) = (&self.by_call_id, &self.fanouts);
@@ -723,7 +765,19 @@ impl McServer {
             ),
             sip::asserted_service(),
         ];
-        sip::invite(&late.from_uri, self.ua.uri(), group_id, &mut mp, &pai, rng)
+        let rp = late
+            .resource_priority
+            .iter()
+            .map(|v| (mcx_sip::headers::RESOURCE_PRIORITY, v.clone()));
+        let headers: Vec<(&str, String)> = pai.into_iter().chain(rp).collect();
+        sip::invite(
+            &late.from_uri,
+            self.ua.uri(),
+            group_id,
+            &mut mp,
+            &headers,
+            rng,
+        )
     }
 
     /// A member registers (RFC 3261 10.3): only members of our groups, for
@@ -874,55 +928,91 @@ impl McServer {
         Ok(())
     }
 
-    /// A member invited late joined: it gets the voice, and the
-    /// controlling server learns it in-call (INFO with the call result
-    /// naming it), so that it gets Floor Taken.
-    fn late_joined(
+    /// Members' outcomes decided after our answer (a member invited late
+    /// that joined; with [`AnswerPolicy::Unconfirmed`] every member's
+    /// answer): joiners get the voice, and the controlling server learns
+    /// them in-call (INFO with the call result: the group's counts now and
+    /// these members), so that joiners get Floor Taken. Held until the
+    /// controlling server ACKed our 2xx.
+    fn report_in_call(
         &mut self,
         time: Time,
         no: CallNo,
-        i: usize,
+        members: Vec<MemberResult>,
         rng: &mut impl CryptoRng,
     ) -> Result<(), Error> {
         self.update_route(no, false);
         let Some(fan) = self.fanouts.get_mut(&no) else {
             return Ok(());
         };
-        let Some(leg) = fan.legs.get(i) else {
+        for m in &members {
+            self.timeline.push_back(timeline(
+                self.ua.uri(),
+                7,
+                time,
+                match m.outcome {
+                    MemberOutcome::Accepted { .. } => {
+                        format!("{} joined {} after our answer", m.uri, fan.group_id)
+                    }
+                    _ => format!("{} did not join {} after our answer", m.uri, fan.group_id),
+                },
+            ));
+        }
+        fan.held.extend(members);
+        if fan.acked {
+            self.flush_held(no, rng)?;
+        }
+        Ok(())
+    }
+
+    /// Sends the held in-call report of fan-out `no` (one INFO).
+    fn flush_held(&mut self, no: CallNo, rng: &mut impl CryptoRng) -> Result<(), Error> {
+        let Some(fan) = self.fanouts.get_mut(&no) else {
             return Ok(());
         };
-        let MemberState::Joined { ssrc, .. } = leg.state else {
+        if fan.held.is_empty() {
             return Ok(());
-        };
-        let member = leg.member.clone();
-        let accepted = fan
-            .legs
-            .iter()
-            .filter(|l| matches!(l.state, MemberState::Joined { .. }))
-            .count();
-        let accepted = u32::try_from(accepted).unwrap_or(u32::MAX);
-        let total = u32::try_from(fan.legs.len()).unwrap_or(u32::MAX);
+        }
+        let members = std::mem::take(&mut fan.held);
+        let (accepted, rejected) = counts(&fan.legs);
         let result = CallResult {
             groups: vec![GroupReport {
-                result: GroupResult::joined(fan.group_id.clone(), accepted, total - accepted),
-                members: vec![MemberResult {
-                    uri: member.clone(),
-                    outcome: MemberOutcome::Accepted { ssrc },
-                }],
+                result: GroupResult::joined(fan.group_id.clone(), accepted, rejected),
+                members,
             }],
         };
-        let group = fan.group_id.clone();
         let to = fan.upstream_addr.clone();
         if let Some(d) = fan.upstream_dialog.as_mut() {
             self.ua.send_call_result_info(&to, d, &result, rng)?;
         }
-        self.timeline.push_back(timeline(
-            self.ua.uri(),
-            7,
-            time,
-            format!("late entry: {member} joined {group}; controlling server told"),
-        ));
         Ok(())
+    }
+
+    /// With the report made, no member in the call and none still asked:
+    /// the group's leg ends (BYE to the controlling server, which tells
+    /// the initiator the group is lost).
+    fn end_if_empty(
+        &mut self,
+        time: Time,
+        no: CallNo,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(), Error> {
+        let empty = self.fanouts.get(&no).is_some_and(|f| {
+            f.reported
+                && f.upstream_dialog.is_some()
+                && !f.legs.iter().any(|l| {
+                    matches!(
+                        l.state,
+                        MemberState::Joined { .. } | MemberState::Trying { .. }
+                    )
+                })
+        });
+        if !empty {
+            return Ok(());
+        }
+        // The outcomes go first, so the controlling server knows why.
+        self.flush_held(no, rng)?;
+        self.end(time, no, "no member joined", rng)
     }
 
     /// The upstream watch of fan-out `no`: ends it if its controlling
@@ -1132,6 +1222,7 @@ impl McServer {
             copy,
             caller: caller.clone(),
             from_uri,
+            resource_priority: sip::resource_priority(&req),
         };
         let mut legs = Vec::new();
         let mut invited = 0;
@@ -1207,6 +1298,8 @@ impl McServer {
                 timers: Vec::new(),
                 last_touch: time.instant,
                 started: time.instant,
+                acked: false,
+                held: Vec::new(),
             },
         );
         self.set_timer(
@@ -1219,6 +1312,10 @@ impl McServer {
             Timer::MaxDuration,
             time.instant + self.limits.max_call_duration,
         );
+        if self.limits.answer == AnswerPolicy::Unconfirmed {
+            // Answer for the members before they do (they are `pending`).
+            self.report(time, no, rng)?;
+        }
         Ok(())
     }
 
@@ -1289,7 +1386,11 @@ impl McServer {
                 self.floor_members.insert(ssrc, (no, i));
             }
             if self.fanouts.get(&no).is_some_and(|f| f.reported) {
-                return self.late_joined(time, no, i, rng);
+                let joined = MemberResult {
+                    uri: member,
+                    outcome: MemberOutcome::Accepted { ssrc },
+                };
+                return self.report_in_call(time, no, vec![joined], rng);
             }
         } else {
             let outcome = match status.0 {
@@ -1301,13 +1402,22 @@ impl McServer {
                     reason: resp.reason().to_owned(),
                 },
             };
-            leg.state = MemberState::Done(outcome);
+            leg.state = MemberState::Done(outcome.clone());
+            let reported = fan.reported;
             self.events.push_back(McServerEvent::MemberRejected {
                 group_id,
-                member,
+                member: member.clone(),
                 status: status.0,
                 reason: resp.reason().to_owned(),
             });
+            if reported {
+                let m = MemberResult {
+                    uri: member,
+                    outcome,
+                };
+                self.report_in_call(time, no, vec![m], rng)?;
+                return self.end_if_empty(time, no, rng);
+            }
         }
         if self.fanouts.get(&no).is_some_and(|f| f.trying == 0) {
             self.report(time, no, rng)?;
@@ -1321,27 +1431,39 @@ impl McServer {
         let Some(fan) = self.fanouts.get_mut(&no) else {
             return Ok(());
         };
-        if fan.reported {
-            return Ok(());
-        }
         let mut cancels = Vec::new();
+        let mut decided = Vec::new();
         for l in &mut fan.legs {
             if let MemberState::Trying { provisional } = l.state {
                 if provisional {
                     cancels.push((l.member.clone(), l.invite.clone()));
                 }
                 fan.trying = fan.trying.saturating_sub(1);
-                l.state = MemberState::Done(if provisional {
+                let outcome = if provisional {
                     MemberOutcome::Timeout
                 } else {
                     MemberOutcome::Unreachable { status: 408 }
+                };
+                decided.push(MemberResult {
+                    uri: l.member.clone(),
+                    outcome: outcome.clone(),
                 });
+                l.state = MemberState::Done(outcome);
             }
         }
+        let reported = fan.reported;
         for (m, inv) in cancels {
             self.ua.cancel(&m, &inv)?;
         }
-        self.report(time, no, rng)
+        if !reported {
+            return self.report(time, no, rng);
+        }
+        // Answered at once (Unconfirmed): those still silent are reported
+        // in-call, and the leg ends if nobody joined.
+        if !decided.is_empty() {
+            self.report_in_call(time, no, decided, rng)?;
+        }
+        self.end_if_empty(time, no, rng)
     }
 
     /// The group's report to the controlling server: 200 with SDP and the
@@ -1363,7 +1485,8 @@ impl McServer {
                 outcome: match &l.state {
                     MemberState::Joined { ssrc, .. } => MemberOutcome::Accepted { ssrc: *ssrc },
                     MemberState::Done(o) => o.clone(),
-                    MemberState::Trying { .. } => MemberOutcome::Timeout,
+                    // Only when answering at once (Unconfirmed).
+                    MemberState::Trying { .. } => MemberOutcome::Pending,
                     MemberState::Left => MemberOutcome::Refused {
                         status: 200,
                         reason: "left".into(),
@@ -1371,15 +1494,9 @@ impl McServer {
                 },
             })
             .collect();
-        let accepted = members
-            .iter()
-            .filter(|m| matches!(m.outcome, MemberOutcome::Accepted { .. }))
-            .count();
-        let accepted = u32::try_from(accepted).unwrap_or(u32::MAX);
-        let rejected = u32::try_from(members.len())
-            .unwrap_or(u32::MAX)
-            .saturating_sub(accepted);
-        let failure = (accepted == 0).then(|| group_failure(&members));
+        let (accepted, rejected) = counts(&fan.legs);
+        let unconfirmed = fan.trying > 0;
+        let failure = (accepted == 0 && !unconfirmed).then(|| group_failure(&members));
         let result = GroupResult {
             group_id: fan.group_id.clone(),
             accepted,
@@ -1394,8 +1511,15 @@ impl McServer {
         };
         let upstream = fan.upstream.clone();
         let to = fan.upstream_addr.clone();
-        self.clear_timer(no, Timer::MemberDeadline);
-        if accepted > 0 {
+        if !unconfirmed {
+            self.clear_timer(no, Timer::MemberDeadline);
+        }
+        let state = if unconfirmed {
+            AnswerPolicy::Unconfirmed
+        } else {
+            AnswerPolicy::Confirmed
+        };
+        if accepted > 0 || unconfirmed {
             // Floor control runs between the members and the controlling
             // server: this answer announces no floor SSRC of its own.
             let sdp = Description {
@@ -1410,9 +1534,13 @@ impl McServer {
                 fmtp: "",
             }
             .write();
-            let d = self
-                .ua
-                .accept(&to, &upstream, Answer::SdpAndResult(sdp, doc), rng)?;
+            let d = self.ua.accept_with(
+                &to,
+                &upstream,
+                &[(P_ANSWER_STATE, state.as_str())],
+                Answer::SdpAndResult(sdp, doc),
+                rng,
+            )?;
             if let Some(f) = self.fanouts.get_mut(&no) {
                 f.upstream_dialog = Some(d);
             }
@@ -1437,23 +1565,34 @@ impl McServer {
             7,
             time,
             format!(
-                "reported {}: {} accepted, {} rejected",
-                result.group_id, result.accepted, result.rejected
+                "reported {}: {} accepted, {} rejected{}",
+                result.group_id,
+                result.accepted,
+                result.rejected,
+                if unconfirmed {
+                    " (answered at once: P-Answer-State Unconfirmed)"
+                } else {
+                    ""
+                }
             ),
         ));
         self.events.push_back(McServerEvent::GroupReported(result));
-        if accepted == 0 {
+        if accepted == 0 && !unconfirmed {
             self.remove(no);
         }
         Ok(())
     }
 
-    fn on_ack(&mut self, ack: &Request) {
+    fn on_ack(&mut self, ack: &Request, rng: &mut impl CryptoRng) -> Result<(), Error> {
         let Some(&(no, Party::Upstream)) = ack.call_id().ok().and_then(|c| self.by_call_id.get(c))
         else {
-            return;
+            return Ok(());
         };
         self.clear_timer(no, Timer::AckWait);
+        if let Some(f) = self.fanouts.get_mut(&no) {
+            f.acked = true;
+        }
+        self.flush_held(no, rng)
     }
 
     /// BYE from the controlling server (the call ends: every member is
@@ -1631,6 +1770,21 @@ impl McServer {
 /// Why a group none of whose members joined failed: unreachable if no
 /// member could be reached, timeout if none answered in time, else the
 /// first refusal.
+/// A fan-out's (accepted, rejected) counts now: members in the call, and
+/// members out of it (refused, silent, not registered, left); members
+/// still asked count in neither.
+fn counts(legs: &[MemberLeg]) -> (u32, u32) {
+    let (mut accepted, mut rejected) = (0u32, 0u32);
+    for l in legs {
+        match l.state {
+            MemberState::Joined { .. } => accepted = accepted.saturating_add(1),
+            MemberState::Trying { .. } => {}
+            MemberState::Done(_) | MemberState::Left => rejected = rejected.saturating_add(1),
+        }
+    }
+    (accepted, rejected)
+}
+
 fn group_failure(members: &[MemberResult]) -> GroupFailure {
     let refused = members.iter().find_map(|m| match &m.outcome {
         MemberOutcome::Refused { status, reason } => Some((m.uri.clone(), *status, reason.clone())),

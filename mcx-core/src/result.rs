@@ -26,7 +26,8 @@
 //! 4xx/5xx/6xx final answer; `code`, and `member` when one member's
 //! refusal decided it) or `lost` (reported in-call: the group's leg ended).
 //! A member's `outcome` is `accepted` (the default, so omitted), `refused`
-//! (with `code` and `reason`), `timeout` or `unreachable`; `ssrc` is an
+//! (with `code` and `reason`), `timeout`, `unreachable`, `not-registered`
+//! or `pending` (no final answer yet: an MC server that answered at once); `ssrc` is an
 //! accepted member's floor-control SSRC. Unknown elements and attributes
 //! are ignored (forward compatible).
 
@@ -160,6 +161,10 @@ pub enum MemberOutcome {
     /// Not invited: not registered with its MC server (it is invited when
     /// it registers, if the call is still going on: late entry).
     NotRegistered,
+    /// Invited, no final answer yet: an MC server that answers at once
+    /// ([`crate::AnswerPolicy::Unconfirmed`], `P-Answer-State: Unconfirmed`)
+    /// reports its members so; each one's outcome follows in-call (INFO).
+    Pending,
 }
 
 /// One member's line in a group report.
@@ -250,6 +255,7 @@ impl CallResult {
                         let _ = write!(x, " outcome=\"unreachable\" code=\"{status}\"");
                     }
                     MemberOutcome::NotRegistered => x.push_str(" outcome=\"not-registered\""),
+                    MemberOutcome::Pending => x.push_str(" outcome=\"pending\""),
                 }
                 x.push_str("/>\r\n");
             }
@@ -394,6 +400,7 @@ fn parse_member(e: &BytesStart<'_>) -> Result<MemberResult, Error> {
             status: code.unwrap_or(408),
         },
         Some("not-registered") => MemberOutcome::NotRegistered,
+        Some("pending") => MemberOutcome::Pending,
         Some(_) => return Err(Error::CallResult("member with an unknown outcome")),
     };
     Ok(MemberResult { uri, outcome })
@@ -424,6 +431,10 @@ mod tests {
                         MemberResult {
                             uri: "sip:a3@x".into(),
                             outcome: MemberOutcome::Timeout,
+                        },
+                        MemberResult {
+                            uri: "sip:a4@x".into(),
+                            outcome: MemberOutcome::Pending,
                         },
                     ],
                 },

@@ -64,6 +64,19 @@ pub(crate) fn asserted_service() -> (&'static str, String) {
     ("P-Asserted-Service", ICSI_MCPTT.to_owned())
 }
 
+/// Every Resource-Priority value of `req` (RFC 4412 3.1: the header may
+/// repeat), in order: a server passes them on to the next hop unchanged.
+pub(crate) fn resource_priority(req: &Request) -> Vec<String> {
+    req.headers()
+        .iter()
+        .filter(|h| {
+            h.name
+                .eq_ignore_ascii_case(mcx_sip::headers::RESOURCE_PRIORITY)
+        })
+        .map(|h| h.value.trim().to_owned())
+        .collect()
+}
+
 /// A call INVITE (TS 24.379 10.1.1.2.1.1): the Contact with the MCPTT
 /// feature tags, Accept-Contact requiring them (`require;explicit`), and
 /// `extra_headers` (the service header, P-Asserted-Identity, ...).
@@ -210,13 +223,44 @@ pub(crate) fn read_call_body(req: &Request) -> Result<CallBody, Error> {
             .find(|(n, _)| n.eq_ignore_ascii_case(GROUP_PART_HEADER))
             .and_then(|(_, v)| v.strip_prefix(GROUP_PART_PREFIX))
             .ok_or(Error::Missing("constituent group of a wrapped TGMK"))?;
-        wraps.push((group.to_owned(), p.body.clone()));
+        wraps.push((group.to_owned(), transfer_decoded(p)?));
     }
     Ok(CallBody {
         sdp: sdp.body.clone(),
         info,
         wraps,
     })
+}
+
+/// A MIME part's body with its `Content-Transfer-Encoding` undone (RFC 2045
+/// 6): SIP sends MIKEY as binary (RFC 3261 7.4: no encoding), but a peer may
+/// send it base64 (RFC 2045 6.8: line breaks and other whitespace ignored),
+/// as text-only tools such as SIPp must. Other encodings are refused.
+fn transfer_decoded(p: &Part) -> Result<Bytes, Error> {
+    use base64::Engine as _;
+    let encoding = p
+        .other_headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("Content-Transfer-Encoding"))
+        .map(|(_, v)| v.trim().to_ascii_lowercase());
+    match encoding.as_deref() {
+        None | Some("binary" | "8bit" | "7bit") => Ok(p.body.clone()),
+        Some("base64") => {
+            let text: Vec<u8> = p
+                .body
+                .iter()
+                .copied()
+                .filter(|b| !b.is_ascii_whitespace())
+                .collect();
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .map(Bytes::from)
+                .map_err(|_| Error::Unexpected("wrapped TGMK: malformed base64"))
+        }
+        Some(_) => Err(Error::Unexpected(
+            "wrapped TGMK: unsupported Content-Transfer-Encoding",
+        )),
+    }
 }
 
 /// The calling party's URI (From).
@@ -272,4 +316,34 @@ pub(crate) fn without_body(req: &Request) -> Request {
     let mut r = req.clone();
     let _ = r.set_body(None, Bytes::new());
     r
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn part(encoding: Option<&str>, body: &[u8]) -> Part {
+        let mut p = Part::new(MIKEY_CONTENT_TYPE, Bytes::copy_from_slice(body));
+        if let Some(e) = encoding {
+            p.other_headers
+                .push(("Content-Transfer-Encoding".into(), e.into()));
+        }
+        p
+    }
+
+    /// RFC 2045 6.8: base64 with line breaks decodes to the octets; the
+    /// identity encodings and none leave the body alone; others are refused.
+    #[test]
+    fn transfer_encodings_of_a_wrapped_tgmk() {
+        let octets = [0x01, 0x00, 0x05, 0xff, 0x0d, 0x0a, 0x00];
+        // "AQAF/w0KAA==" split over two lines, as a mailer or SIPp writes it.
+        let b64 = part(Some(" Base64 "), b"AQAF\r\n/w0KAA==\r\n");
+        assert_eq!(&transfer_decoded(&b64).unwrap()[..], &octets);
+        for e in [None, Some("binary"), Some("8bit"), Some("7bit")] {
+            assert_eq!(&transfer_decoded(&part(e, &octets)).unwrap()[..], &octets);
+        }
+        assert!(transfer_decoded(&part(Some("base64"), b"AQ!F")).is_err());
+        assert!(transfer_decoded(&part(Some("quoted-printable"), b"x")).is_err());
+    }
 }

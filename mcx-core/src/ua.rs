@@ -86,6 +86,21 @@ impl UserAgent {
         body: Answer,
         rng: &mut impl CryptoRng,
     ) -> Result<Response, Error> {
+        self.respond_with(to, req, status, reason, &[], body, rng)
+    }
+
+    /// [`UserAgent::respond`] with `extra` headers (e.g. `P-Answer-State`).
+    #[allow(clippy::too_many_arguments)] // a response's parts, each needed
+    pub(crate) fn respond_with(
+        &mut self,
+        to: &str,
+        req: &Request,
+        status: StatusCode,
+        reason: Option<&str>,
+        extra: &[(&str, &str)],
+        body: Answer,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Response, Error> {
         let tag = mcx_sip::new_tag(rand8(rng));
         let mut r = Response::for_request(req, status, Some(&tag))?;
         if let Some(reason) = reason {
@@ -94,6 +109,9 @@ impl UserAgent {
         if status.is_success() {
             r.headers_mut()
                 .push("Contact", &format!("<{}>", self.uri))?;
+        }
+        for (name, value) in extra {
+            r.headers_mut().push(name, value)?;
         }
         match body {
             Answer::Empty => {}
@@ -126,7 +144,19 @@ impl UserAgent {
         body: Answer,
         rng: &mut impl CryptoRng,
     ) -> Result<Dialog, Error> {
-        let resp = self.respond(to, invite, StatusCode::OK, None, body, rng)?;
+        self.accept_with(to, invite, &[], body, rng)
+    }
+
+    /// [`UserAgent::accept`] with `extra` headers.
+    pub(crate) fn accept_with(
+        &mut self,
+        to: &str,
+        invite: &Request,
+        extra: &[(&str, &str)],
+        body: Answer,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Dialog, Error> {
+        let resp = self.respond_with(to, invite, StatusCode::OK, None, extra, body, rng)?;
         Ok(Dialog::uas(invite, &resp)?)
     }
 

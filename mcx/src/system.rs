@@ -505,6 +505,7 @@ pub(crate) fn mc_server_role(t: &Topology, s: &McServerNode, media: MediaEndpoin
         } else {
             t.deadlines.leg_silence() * 2
         },
+        answer: s.answer.into(),
         ..McServerLimits::default()
     });
     for g in &s.groups {

@@ -334,6 +334,29 @@ pub(crate) struct McServerNode {
     #[serde(default)]
     pub(crate) transport: TransportName,
     pub(crate) groups: Vec<String>,
+    /// When it answers the controlling server: `"confirmed"` (after its
+    /// members, the default) or `"unconfirmed"` (at once; RFC 4964
+    /// P-Answer-State, docs/core.md "Answer policy").
+    #[serde(default)]
+    pub(crate) answer: AnswerMode,
+}
+
+/// `[[mc_server]] answer`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum AnswerMode {
+    #[default]
+    Confirmed,
+    Unconfirmed,
+}
+
+impl From<AnswerMode> for mcx_core::AnswerPolicy {
+    fn from(m: AnswerMode) -> Self {
+        match m {
+            AnswerMode::Confirmed => Self::Confirmed,
+            AnswerMode::Unconfirmed => Self::Unconfirmed,
+        }
+    }
 }
 
 impl McServerNode {
@@ -672,6 +695,7 @@ impl Topology {
                     token: None,
                     transport: t.controlling.transport,
                     groups: Vec::new(),
+                    answer: AnswerMode::default(),
                 });
             }
             t.mc_servers[server].groups.push(id.clone());
@@ -708,6 +732,40 @@ mod tests {
         t.check().unwrap();
         assert_eq!(t.users.len(), 1001);
         assert_eq!(t.mc_servers.len(), 5);
+    }
+
+    /// `answer` of an MC server: confirmed unless it says otherwise; an
+    /// unknown word is refused.
+    #[test]
+    fn mc_server_answer_policy() {
+        let t = Topology::parse(DEFAULT, "default").unwrap();
+        assert!(
+            t.mc_servers
+                .iter()
+                .all(|s| s.answer == AnswerMode::Confirmed)
+        );
+        let text = DEFAULT.replacen(
+            "groups = [\"sip:group-a@mcx.example\"]\n",
+            "groups = [\"sip:group-a@mcx.example\"]\nanswer = \"unconfirmed\"\n",
+            1,
+        );
+        let t = Topology::parse(&text, "t.toml").unwrap();
+        assert_eq!(t.mc_servers[0].answer, AnswerMode::Unconfirmed);
+        assert_eq!(t.mc_servers[1].answer, AnswerMode::Confirmed);
+        assert_eq!(
+            mcx_core::AnswerPolicy::from(t.mc_servers[0].answer),
+            mcx_core::AnswerPolicy::Unconfirmed
+        );
+        let bad = DEFAULT.replacen(
+            "groups = [\"sip:group-a@mcx.example\"]\n",
+            "groups = [\"sip:group-a@mcx.example\"]\nanswer = \"maybe\"\n",
+            1,
+        );
+        let err = Topology::parse(&bad, "t.toml").unwrap_err().to_string();
+        assert!(
+            err.contains("maybe") || err.contains("unknown variant"),
+            "{err}"
+        );
     }
 
     #[test]
