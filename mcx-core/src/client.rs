@@ -464,8 +464,26 @@ impl Client {
         time: Time,
         group_id: &str,
     ) -> Result<SrtpMasterKeys, GmkError> {
+        self.group_sender_keys(time, group_id, &self.config.uri)
+    }
+
+    /// The keys `sender` (a member's MC service ID) sends media of
+    /// `group_id` with at `time`, as [`Client::group_sending_keys`] gives
+    /// them to that member: same GMK (in force, latest activation) and
+    /// RAND, CSB ID = the sender's GUK-ID. For a receiver that knows who
+    /// talks; one that knows only the packets uses
+    /// [`Client::group_receive_keys`].
+    ///
+    /// # Errors
+    /// [`GmkError`] if no GMK of the group is in force.
+    pub fn group_sender_keys(
+        &self,
+        time: Time,
+        group_id: &str,
+        sender: &str,
+    ) -> Result<SrtpMasterKeys, GmkError> {
         let held = self.gmks.for_sending(group_id, time.unix)?;
-        Ok(held.own_keys(&self.config.uri))
+        Ok(held.keys_of(sender))
     }
 
     /// The keys of the media a group member sends with `mki` (TS 33.180

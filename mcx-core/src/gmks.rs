@@ -151,9 +151,9 @@ impl HeldGmk {
         kdf::gmk_srtp_keys(&self.gmk, self.info.gmk_id, guk_id, &self.rand)
     }
 
-    /// This user's own sending keys: CSB ID = its GUK-ID (F.1.3).
-    pub(crate) fn own_keys(&self, own_uri: &str) -> SrtpMasterKeys {
-        self.sender_keys(kdf::guk_id(&self.gmk, self.info.gmk_id, own_uri))
+    /// The sending keys of the user `uri`: CSB ID = its GUK-ID (F.1.3).
+    pub(crate) fn keys_of(&self, uri: &str) -> SrtpMasterKeys {
+        self.sender_keys(kdf::guk_id(&self.gmk, self.info.gmk_id, uri))
     }
 }
 
@@ -490,7 +490,7 @@ mod tests {
             ),
             (&key, &salt, &mki[..])
         );
-        assert_eq!(found.keys, r.held[0].own_keys("sip:a@x"));
+        assert_eq!(found.keys, r.held[0].keys_of("sip:a@x"));
         assert_eq!(r.for_mki(&mki[..7], 10), Err(MkiError::Length { len: 7 }));
         let mut csk = mki;
         csk[0] = 0x21;

@@ -138,6 +138,8 @@ fn member_b_derives_member_as_sending_keys_from_as_mki() {
     // And Alice from Bob's.
     let back = alice.group_receive_keys(time(now + 1), b.mki()).unwrap();
     assert_eq!(back.keys, b);
+    // Knowing who talks, Bob gets the same from Alice's URI.
+    assert_eq!(bob.group_sender_keys(time(now), GROUP_A, ALICE).unwrap(), a);
 
     // A re-fetched GKTP of the same GMK (same RAND) changes nothing.
     let again = fetch_gktps(&mut gms, &mut w, BOB, GROUP_A, now).remove(0);
