@@ -28,7 +28,7 @@ use rand_core::CryptoRng;
 
 use crate::controlling::GROUP_LOST_INFO_PACKAGE;
 use crate::floor_guard::{FloorDrops, FloorGuard};
-use crate::gmks::{GmkError, GmkInfo, GmkRing};
+use crate::gmks::{GmkError, GmkInfo, GmkRing, MkiError, SenderKeys};
 use crate::info::McpttInfo;
 use crate::own_keys::OwnKeys;
 use crate::registration::{Outcome, RegState, Registration};
@@ -464,6 +464,55 @@ impl Client {
         Ok(self.gmks.for_sending(group_id, time.unix)?.info.gmk_id)
     }
 
+    /// The SRTP master key, salt and MKI this client sends media of
+    /// `group_id` with at `time` under the group's GMK (TS 33.180 7.4.2):
+    /// the GMK in force with the latest activation, CSB ID = this user's
+    /// GUK-ID, the RAND the GMK came with; MKI = GMK-ID || GUK-ID.
+    ///
+    /// # Errors
+    /// [`GmkError`] if no GMK of the group is in force.
+    pub fn group_sending_keys(
+        &self,
+        time: Time,
+        group_id: &str,
+    ) -> Result<SrtpMasterKeys, GmkError> {
+        self.group_sender_keys(time, group_id, &self.config.uri)
+    }
+
+    /// The keys `sender` (a member's MC service ID) sends media of
+    /// `group_id` with at `time`, as [`Client::group_sending_keys`] gives
+    /// them to that member: same GMK (in force, latest activation) and
+    /// RAND, CSB ID = the sender's GUK-ID. For a receiver that knows who
+    /// talks; one that knows only the packets uses
+    /// [`Client::group_receive_keys`].
+    ///
+    /// # Errors
+    /// [`GmkError`] if no GMK of the group is in force.
+    pub fn group_sender_keys(
+        &self,
+        time: Time,
+        group_id: &str,
+        sender: &str,
+    ) -> Result<SrtpMasterKeys, GmkError> {
+        let held = self.gmks.for_sending(group_id, time.unix)?;
+        Ok(held.keys_of(sender))
+    }
+
+    /// The keys of the media a group member sends with `mki` (TS 33.180
+    /// 7.4.2: media keys are per sender; the MKI names the GMK-ID and the
+    /// sender's GUK-ID): the held GMK with that GMK-ID, in force at
+    /// `time`, and the sender's keys derived from it, the GUK-ID and the
+    /// GMK's RAND. Which user the GUK-ID belongs to is not checked here
+    /// (the GUK-ID of a member URI is `mcx_mikey::kdf::guk_id`).
+    ///
+    /// # Errors
+    /// [`MkiError::Length`] / [`MkiError::NotGmk`] for an MKI that is not
+    /// GMK-ID || GUK-ID, [`MkiError::UnknownGmk`] if no such GMK is held,
+    /// [`MkiError::NotInForce`] if it expired or is not active yet.
+    pub fn group_receive_keys(&self, time: Time, mki: &[u8]) -> Result<SenderKeys, MkiError> {
+        self.gmks.for_mki(mki, time.unix)
+    }
+
     /// The groups whose next GMK should be fetched at `time`: every GMK
     /// held for them expires within `lead` (the driver fetches their
     /// group documents; see [`Client::next_gmk_refresh`]).
@@ -623,7 +672,8 @@ impl Client {
             activation: received.activation(),
             expiry: received.expiry(),
         };
-        self.gmks.insert(group_id, received.gmk, info, time.unix);
+        self.gmks
+            .insert(group_id, received.gmk, received.rand, info, time.unix);
         self.events.push_back(ClientEvent::GmkAccepted {
             group_id: group_id.to_owned(),
             gmk_id,

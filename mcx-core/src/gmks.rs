@@ -7,10 +7,18 @@
 //! activation time, before its expiry time (0 = not set). Expired GMKs
 //! are dropped; their GMK-IDs are remembered (without the key) so that a
 //! call wrapped under one is refused as "expired", not "unknown".
+//!
+//! Each GMK is held with the RAND of the GKTP that brought it: TS 33.180
+//! 7.4.2 derives a sender's media keys from the GMK, the sender's GUK-ID
+//! (CSB ID) and that RAND, and the GMS sends one RAND per GMK to every
+//! member. A receiver finds a sender's keys from the MKI of its packets
+//! (GMK-ID || GUK-ID): [`GmkRing::for_mki`].
 
 use std::collections::VecDeque;
 
-use mcx_mikey::{Gmk, KeyId};
+use mcx_mikey::kdf::{self, GMK_MKI_LEN};
+use mcx_mikey::wire::Purpose;
+use mcx_mikey::{Gmk, KeyId, SrtpMasterKeys};
 
 /// Most GMKs held per group (the one in use, the next one fetched ahead,
 /// and one rolled in between); beyond, the one activated earliest goes.
@@ -59,6 +67,52 @@ pub enum GmkError {
     },
 }
 
+/// Why the keys named by a received MKI could not be found (media under a
+/// GMK: MKI = GMK-ID || GUK-ID, TS 33.180 7.4.2).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MkiError {
+    /// The MKI is not GMK-ID || GUK-ID.
+    #[error("MKI of {len} octets is not GMK-ID || GUK-ID ({GMK_MKI_LEN} octets)")]
+    Length {
+        /// Its length in octets.
+        len: usize,
+    },
+    /// The MKI names a key ID whose purpose tag is not the GMK's (0): the
+    /// media is under another kind of key.
+    #[error("MKI names key ID {id} with purpose tag {tag}, not a GMK (0)")]
+    NotGmk {
+        /// The key ID (GMK-ID or GUK-ID half of the MKI).
+        id: KeyId,
+        /// Its purpose tag.
+        tag: u8,
+    },
+    /// No GMK with this GMK-ID is held, nor was one held and expired.
+    #[error("MKI names GMK-ID {gmk_id} (sender GUK-ID {guk_id}): no such GMK is held")]
+    UnknownGmk {
+        /// The GMK-ID.
+        gmk_id: KeyId,
+        /// The sender's GUK-ID.
+        guk_id: KeyId,
+    },
+    /// The GMK is held but not in force (expired, or not active yet).
+    #[error("MKI names a GMK not in force: {0}")]
+    NotInForce(GmkError),
+}
+
+/// A sender's media keys found from the MKI of its packets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SenderKeys {
+    /// The group whose GMK the MKI names.
+    pub group_id: String,
+    /// The GMK-ID.
+    pub gmk_id: KeyId,
+    /// The sender's GUK-ID (the CSB ID of its keys).
+    pub guk_id: KeyId,
+    /// The sender's SRTP master key, salt and MKI.
+    pub keys: SrtpMasterKeys,
+}
+
 /// What a client holds of one GMK, without the key (not secret).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GmkInfo {
@@ -85,6 +139,22 @@ pub(crate) struct HeldGmk {
     pub(crate) group_id: String,
     pub(crate) gmk: Gmk,
     pub(crate) info: GmkInfo,
+    /// The RAND of the GKTP that brought the GMK (one per GMK, the same
+    /// at every member).
+    pub(crate) rand: Vec<u8>,
+}
+
+impl HeldGmk {
+    /// The SRTP master key, salt and MKI of the sender with `guk_id`
+    /// under this GMK (TS 33.180 7.4.2).
+    pub(crate) fn sender_keys(&self, guk_id: KeyId) -> SrtpMasterKeys {
+        kdf::gmk_srtp_keys(&self.gmk, self.info.gmk_id, guk_id, &self.rand)
+    }
+
+    /// The sending keys of the user `uri`: CSB ID = its GUK-ID (F.1.3).
+    pub(crate) fn keys_of(&self, uri: &str) -> SrtpMasterKeys {
+        self.sender_keys(kdf::guk_id(&self.gmk, self.info.gmk_id, uri))
+    }
 }
 
 /// The GMKs of every group of a client.
@@ -113,8 +183,16 @@ impl GmkRing {
         self.retired.push_back((k.group_id, k.info));
     }
 
-    /// Holds a GMK of `group_id` (replacing one with the same GMK-ID).
-    pub(crate) fn insert(&mut self, group_id: &str, gmk: Gmk, info: GmkInfo, now: u64) {
+    /// Holds a GMK of `group_id` with the RAND it came with (replacing
+    /// one with the same GMK-ID, and its RAND).
+    pub(crate) fn insert(
+        &mut self,
+        group_id: &str,
+        gmk: Gmk,
+        rand: Vec<u8>,
+        info: GmkInfo,
+        now: u64,
+    ) {
         self.prune(now);
         self.held
             .retain(|k| !(k.group_id == group_id && k.info.gmk_id == info.gmk_id));
@@ -122,6 +200,7 @@ impl GmkRing {
             group_id: group_id.to_owned(),
             gmk,
             info,
+            rand,
         });
         while self.held.iter().filter(|k| k.group_id == group_id).count() > MAX_GMKS_PER_GROUP {
             let oldest = self
@@ -241,6 +320,44 @@ impl GmkRing {
         }
     }
 
+    /// The keys of the sender whose media carries `mki` (GMK-ID ||
+    /// GUK-ID): the GMK with that GMK-ID, of whichever group, if in force
+    /// at `now`, and the sender's GUK-ID from the MKI.
+    pub(crate) fn for_mki(&self, mki: &[u8], now: u64) -> Result<SenderKeys, MkiError> {
+        let (gmk_id, guk_id) =
+            kdf::split_gmk_mki(mki).ok_or(MkiError::Length { len: mki.len() })?;
+        for id in [gmk_id, guk_id] {
+            if id.purpose() != Purpose::Gmk {
+                return Err(MkiError::NotGmk {
+                    id,
+                    tag: id.purpose().value(),
+                });
+            }
+        }
+        // GMK-IDs are unique across a GMS: the ID alone finds the group.
+        let group_id = self
+            .held
+            .iter()
+            .find(|k| k.info.gmk_id == gmk_id)
+            .map(|k| k.group_id.as_str())
+            .or_else(|| {
+                self.retired
+                    .iter()
+                    .find(|(_, i)| i.gmk_id == gmk_id)
+                    .map(|(g, _)| g.as_str())
+            })
+            .ok_or(MkiError::UnknownGmk { gmk_id, guk_id })?;
+        let held = self
+            .for_receiving(group_id, gmk_id, now)
+            .map_err(MkiError::NotInForce)?;
+        Ok(SenderKeys {
+            group_id: held.group_id.clone(),
+            gmk_id,
+            guk_id,
+            keys: held.sender_keys(guk_id),
+        })
+    }
+
     /// The GMKs of `group_id` in force at `now`.
     pub(crate) fn in_force(&self, group_id: &str, now: u64) -> impl Iterator<Item = &HeldGmk> {
         let group_id = group_id.to_owned();
@@ -299,7 +416,7 @@ mod tests {
     fn ring(keys: &[GmkInfo]) -> GmkRing {
         let mut r = GmkRing::default();
         for i in keys {
-            r.insert(G, Gmk::from_bytes(&[7; 16]).unwrap(), *i, 0);
+            r.insert(G, Gmk::from_bytes(&[7; 16]).unwrap(), vec![9; 16], *i, 0);
         }
         r
     }
@@ -352,6 +469,51 @@ mod tests {
             Err(GmkError::NoGmk { .. })
         ));
         assert_eq!(r.refresh_at(G, 10), None);
+    }
+
+    #[test]
+    fn a_senders_keys_are_found_from_its_mki() {
+        let mut r = ring(&[info(0x0123_4567, 0, 200)]);
+        let gmk = Gmk::from_bytes(&[7; 16]).unwrap();
+        let guk_id = kdf::guk_id(&gmk, KeyId(0x0123_4567), "sip:a@x");
+        let mki = kdf::gmk_mki(KeyId(0x0123_4567), guk_id);
+        let found = r.for_mki(&mki, 10).unwrap();
+        assert_eq!((found.group_id.as_str(), found.guk_id), (G, guk_id));
+        // Independent of the ring: the RFC 3830 4.1.3 derivation with the
+        // RAND given at insert.
+        let (key, salt) = kdf::srtp_master(&[7; 16], 4, guk_id.0, &[9; 16]);
+        assert_eq!(
+            (
+                found.keys.master_key(),
+                found.keys.master_salt(),
+                found.keys.mki()
+            ),
+            (&key, &salt, &mki[..])
+        );
+        assert_eq!(found.keys, r.held[0].keys_of("sip:a@x"));
+        assert_eq!(r.for_mki(&mki[..7], 10), Err(MkiError::Length { len: 7 }));
+        let mut csk = mki;
+        csk[0] = 0x21;
+        assert_eq!(
+            r.for_mki(&csk, 10),
+            Err(MkiError::NotGmk {
+                id: KeyId(0x2123_4567),
+                tag: 2
+            })
+        );
+        let other = kdf::gmk_mki(KeyId(0x0999_9999), guk_id);
+        assert_eq!(
+            r.for_mki(&other, 10),
+            Err(MkiError::UnknownGmk {
+                gmk_id: KeyId(0x0999_9999),
+                guk_id
+            })
+        );
+        r.prune(200);
+        assert!(matches!(
+            r.for_mki(&mki, 200),
+            Err(MkiError::NotInForce(GmkError::Expired { expiry: 200, .. }))
+        ));
     }
 
     #[test]

@@ -80,7 +80,7 @@ pub use controlling::{
 };
 pub use error::Error;
 pub use floor_guard::FloorDrops;
-pub use gmks::{GmkError, GmkInfo, MAX_GMKS_PER_GROUP};
+pub use gmks::{GmkError, GmkInfo, MAX_GMKS_PER_GROUP, MkiError, SenderKeys};
 pub use info::{McpttInfo, NAMESPACE as MCPTT_INFO_NAMESPACE};
 pub use link::{Delivery, LinkStats, SipLink};
 pub use mc_server::{AnswerPolicy, McServer, McServerEvent, McServerLimits, P_ANSWER_STATE};

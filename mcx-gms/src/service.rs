@@ -18,7 +18,7 @@ use rand_core::CryptoRng;
 use crate::doc::{self, Document, Gktp};
 use crate::error::GmsError;
 use crate::path::{self, Route};
-use crate::store::{Store, StoredGmk};
+use crate::store::{RAND_LEN, Store, StoredGmk};
 use crate::{GmsConfig, GmsUser};
 
 /// Largest time the key parameters carry (40 bits, TS 33.180 E.6).
@@ -161,7 +161,8 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// A new GMK for `group_id`, active from `activation` for `lifetime`
-/// seconds, stored (made at `now`).
+/// seconds, stored (made at `now`), with the one RAND all its GKTPs will
+/// carry (TS 33.180 7.4.2).
 fn new_gmk(
     store: &Store,
     group_id: &str,
@@ -183,9 +184,12 @@ fn new_gmk(
     } else {
         activation.saturating_add(lifetime).min(MAX_KEY_PARAMS_TIME)
     };
+    let mut rand = [0u8; RAND_LEN];
+    rng.fill_bytes(&mut rand);
     let stored = StoredGmk {
         gmk: Gmk::generate(rng),
         gmk_id,
+        rand,
         activation,
         expiry,
     };
@@ -334,7 +338,9 @@ impl Gms {
     /// first such request), so that members polling hold it before the
     /// current one expires. GKTPs are built fresh per request (so the
     /// client's replay cache never sees the same message twice); each
-    /// issue is logged in `gktp_issued`.
+    /// issue is logged in `gktp_issued`. Every GKTP of one GMK, for every
+    /// member and on every request, carries the RAND drawn when the GMK
+    /// was made (TS 33.180 7.4.2: media keys derive from GMK and RAND).
     pub fn handle(
         &mut self,
         request: &HttpRequest,
@@ -474,7 +480,7 @@ impl Gms {
                 t_unix: now,
                 key_params_date_time: None,
             }
-            .sign(signer, rng)
+            .sign_with_rand(signer, &gmk.rand, rng)
             .map_err(|e| internal("GKTP", &GmsError::from(e)))?;
             self.store
                 .record_issue(&member, group_id, gmk.gmk_id, period, now)

@@ -17,8 +17,9 @@ use crate::GroupConfig;
 use crate::error::GmsError;
 
 /// The schema version this code writes (`meta.schema_version`; "1" kept
-/// GMKs in clear and is refused).
-const SCHEMA_VERSION: &str = "2";
+/// GMKs in clear and is refused; "2" had no RAND per GMK and is upgraded
+/// on open: [`upgrade_from_2`]).
+const SCHEMA_VERSION: &str = "3";
 
 /// The store kind in the check record's identity.
 const STORE_KIND: &str = "mcx-gms";
@@ -44,7 +45,8 @@ CREATE TABLE IF NOT EXISTS gmks (
     gmk        BLOB NOT NULL,
     activation INTEGER NOT NULL,
     expiry     INTEGER NOT NULL,
-    created    INTEGER NOT NULL
+    created    INTEGER NOT NULL,
+    rand       BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS gmks_by_group ON gmks(group_id, activation);
 CREATE TABLE IF NOT EXISTS gktp_issued (
@@ -59,10 +61,18 @@ CREATE TABLE IF NOT EXISTS gktp_issued (
 );
 ";
 
-/// A stored GMK with its GMK-ID and validity.
+/// Octets of the RAND kept with each GMK.
+pub(crate) const RAND_LEN: usize = 16;
+
+/// A stored GMK with its GMK-ID, RAND and validity.
 pub(crate) struct StoredGmk {
     pub(crate) gmk: Gmk,
     pub(crate) gmk_id: KeyId,
+    /// The RAND of every GKTP of this GMK (TS 33.180 7.4.2: the media
+    /// keys of every sender derive from the GMK and this RAND, so all
+    /// members must get the same one). Not secret: MIKEY sends it in
+    /// clear.
+    pub(crate) rand: [u8; RAND_LEN],
     pub(crate) activation: u64,
     /// 0 = no expiry.
     pub(crate) expiry: u64,
@@ -87,6 +97,37 @@ fn uint(v: i64) -> Result<u64, GmsError> {
 /// The AAD parts of a sealed GMK: its GMK-ID and group.
 fn gmk_record<'a>(gmk_id: &'a [u8; 4], group_id: &'a str) -> [&'a [u8]; 3] {
     [b"gmks", gmk_id, group_id.as_bytes()]
+}
+
+/// Upgrades a version-2 store (no RAND per GMK; GKTPs drew a fresh RAND
+/// each) to version 3: every stored GMK gets a RAND drawn now, in one
+/// transaction. Members holding such a GMK from before derived media keys
+/// from their GKTP's own RAND; their next fetch brings the GMK with the
+/// new RAND, which replaces it (same GMK-ID) in the client.
+fn upgrade_from_2(conn: &Connection, rng: &mut impl CryptoRng) -> Result<(), GmsError> {
+    let tx = conn.unchecked_transaction()?;
+    tx.execute(
+        "ALTER TABLE gmks ADD COLUMN rand BLOB NOT NULL DEFAULT x''",
+        [],
+    )?;
+    let ids: Vec<i64> = tx
+        .prepare("SELECT gmk_id FROM gmks")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for id in ids {
+        let mut rand = [0u8; RAND_LEN];
+        rng.fill_bytes(&mut rand);
+        tx.execute(
+            "UPDATE gmks SET rand = ?2 WHERE gmk_id = ?1",
+            params![id, &rand[..]],
+        )?;
+    }
+    tx.execute(
+        "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+        [SCHEMA_VERSION],
+    )?;
+    tx.commit()?;
+    Ok(())
 }
 
 pub(crate) struct Store {
@@ -131,7 +172,7 @@ impl Store {
                 )?;
                 tx.commit()?;
             }
-            Some(SCHEMA_VERSION) => {
+            Some(v @ (SCHEMA_VERSION | "2")) => {
                 // The key is checked before anything is written.
                 let check: Vec<u8> = conn
                     .query_row(
@@ -142,6 +183,9 @@ impl Store {
                     .optional()?
                     .ok_or(GmsError::StorageFormat("the store has no key check record"))?;
                 key.verify_check_record(STORE_KIND, &check)?;
+                if v == "2" {
+                    upgrade_from_2(&conn, rng)?;
+                }
                 conn.execute_batch(SCHEMA)?;
             }
             Some("1") => {
@@ -230,7 +274,7 @@ impl Store {
         let row = self
             .conn
             .query_row(
-                "SELECT gmk_id, gmk, activation, expiry FROM gmks
+                "SELECT gmk_id, gmk, activation, expiry, rand FROM gmks
                  WHERE group_id = ?1 AND activation <= ?2 AND (expiry = 0 OR expiry > ?2)
                  ORDER BY activation DESC, created DESC, rowid DESC LIMIT 1",
                 params![group_id, now],
@@ -240,11 +284,12 @@ impl Store {
                         r.get::<_, Vec<u8>>(1)?,
                         r.get::<_, i64>(2)?,
                         r.get::<_, i64>(3)?,
+                        r.get::<_, Vec<u8>>(4)?,
                     ))
                 },
             )
             .optional()?;
-        let Some((id, sealed, activation, expiry)) = row else {
+        let Some((id, sealed, activation, expiry, rand)) = row else {
             return Ok(None);
         };
         let gmk_id = KeyId(
@@ -258,9 +303,13 @@ impl Store {
         )?;
         let gmk = Gmk::from_bytes(&plain)
             .map_err(|_| GmsError::StorageFormat("stored GMK is not 16 octets"))?;
+        let rand = rand
+            .try_into()
+            .map_err(|_| GmsError::StorageFormat("stored RAND is not 16 octets"))?;
         Ok(Some(StoredGmk {
             gmk,
             gmk_id,
+            rand,
             activation: uint(activation)?,
             expiry: uint(expiry)?,
         }))
@@ -293,15 +342,16 @@ impl Store {
             rng,
         );
         self.conn.execute(
-            "INSERT INTO gmks (gmk_id, group_id, gmk, activation, expiry, created)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO gmks (gmk_id, group_id, gmk, activation, expiry, created, rand)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 i64::from(g.gmk_id.0),
                 group_id,
                 sealed,
                 int(g.activation)?,
                 int(g.expiry)?,
-                int(now)?
+                int(now)?,
+                &g.rand[..]
             ],
         )?;
         Ok(())

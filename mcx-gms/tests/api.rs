@@ -22,22 +22,6 @@ fn fetch_gktp(gms: &mut Gms, w: &mut World, member: &str, group: &str, now: u64)
     gktps.remove(0)
 }
 
-/// Every GKTP of the member's group document (the current GMK's, then
-/// the next one's once the current one is in the second half of its
-/// life).
-fn fetch_gktps(gms: &mut Gms, w: &mut World, member: &str, group: &str, now: u64) -> Vec<Vec<u8>> {
-    let r = gms.handle(
-        &group_document_request(group, &token(member)),
-        now,
-        &mut w.rng,
-    );
-    assert_eq!(r.status, 200, "{}", body_text(&r));
-    assert_eq!(r.content_type, doc::GROUP_DOCUMENT_CONTENT_TYPE);
-    let d = parse_group_document(check_response(&r).unwrap()).unwrap();
-    assert_eq!(d.group_id, group);
-    d.gktps
-}
-
 #[test]
 fn members_fetch_index_and_documents_and_accept_their_gktps() {
     let mut w = World::new(1);

@@ -91,8 +91,7 @@ impl GmkMessage<'_> {
         // E.2: CSB ID = GUK-ID (F.1.3); the crypto session is the group
         // call (CS ID 4) with SPI = GMK-ID || GUK-ID.
         let guk_id = kdf::guk_id(self.gmk, self.gmk_id, self.member_uri);
-        let mut spi = self.gmk_id.to_bytes().to_vec();
-        spi.extend_from_slice(&guk_id.to_bytes());
+        let spi = kdf::gmk_mki(self.gmk_id, guk_id).to_vec();
         KeyTransport {
             kms: self.kms,
             initiator_uri: self.gms_uri,
@@ -113,8 +112,31 @@ impl GmkMessage<'_> {
         .build()
     }
 
-    /// Builds and signs the I_MESSAGE with the GMS's ECCSI key, drawing
-    /// RAND and the IV from `rng`.
+    /// Builds and signs the I_MESSAGE with the GMS's ECCSI key, with the
+    /// GMK's `rand` as RAND and a fresh IV from `rng`.
+    ///
+    /// A GMS gives every member the same RAND for a GMK, on every fetch:
+    /// TS 33.180 7.4.2 derives the media keys from the GMK and the RAND of
+    /// the message that distributed it, so members given different RANDs
+    /// would derive different keys for the same sender. Draw it once when
+    /// the GMK is made and keep it with the GMK.
+    ///
+    /// # Errors
+    /// As [`GmkMessage::unsigned`].
+    pub fn sign_with_rand(
+        &self,
+        gms_key: &SigningKey,
+        rand: &[u8; 16],
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<u8>, Error> {
+        let random = GmkMessageRandom::with_rand(*rand, rng);
+        sign_message(self.unsigned(&random)?, gms_key, rng)
+    }
+
+    /// [`GmkMessage::sign_with_rand`] with a RAND drawn from `rng` for
+    /// this message alone: for one receiver only (tests, lab tools). A
+    /// GMS sending one GMK to several members uses
+    /// [`GmkMessage::sign_with_rand`].
     ///
     /// # Errors
     /// As [`GmkMessage::unsigned`].
@@ -171,8 +193,9 @@ impl ReceivedGmk {
         self.key_params.as_ref().map_or(0, |kp| kp.expiry_time)
     }
 
-    /// The SRTP master key, salt and MKI of the group's media
-    /// (TS 33.180 7.4.2).
+    /// The SRTP master key, salt and MKI this member sends the group's
+    /// media with (TS 33.180 7.4.2: CSB ID = its own GUK-ID). Other
+    /// senders' keys: [`kdf::gmk_srtp_keys`] with their GUK-ID.
     pub fn srtp_keys(&self) -> SrtpMasterKeys {
         kdf::gmk_srtp_keys(&self.gmk, self.gmk_id, self.guk_id, &self.rand)
     }
@@ -246,8 +269,7 @@ impl GmkReceiver<'_> {
             .into());
         }
         if let CsIdMap::GenericId(entries) = &msg.hdr.map {
-            let mut mki = gmk_id.to_bytes().to_vec();
-            mki.extend_from_slice(&guk_id.to_bytes());
+            let mki = kdf::gmk_mki(gmk_id, guk_id);
             if entries.iter().any(|e| !e.spi.is_empty() && e.spi != mki) {
                 return Err(Rejection::GukIdMismatch.into());
             }

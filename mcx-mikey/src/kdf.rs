@@ -121,13 +121,35 @@ pub fn srtp_keys_named_by_id(tgk: &[u8], cs_id: u8, key_id: KeyId, rand: &[u8]) 
     SrtpMasterKeys::new(k, s, key_id.to_bytes().to_vec())
 }
 
-/// SRTP master keys from a GMK (TS 33.180 7.4.2): TGK = GMK, CS ID 4,
-/// CSB ID = GUK-ID, RAND of the GMK message, MKI = GMK-ID || GUK-ID.
+/// SRTP master keys of one sender under a GMK (TS 33.180 7.4.2): TGK =
+/// GMK, CS ID 4, CSB ID = the sender's GUK-ID, RAND = the one RAND the GMS
+/// sent with this GMK (every GKTP of a GMK carries the same RAND), MKI =
+/// GMK-ID || GUK-ID. Media keys are per sender: a receiver derives a
+/// sender's keys from the GUK-ID its MKI names ([`split_gmk_mki`]).
 pub fn gmk_srtp_keys(gmk: &Gmk, gmk_id: KeyId, guk_id: KeyId, rand: &[u8]) -> SrtpMasterKeys {
     let (k, s) = srtp_master(gmk.as_bytes(), CS_ID_GROUP_CALL, guk_id.0, rand);
-    let mut mki = gmk_id.to_bytes().to_vec();
-    mki.extend_from_slice(&guk_id.to_bytes());
-    SrtpMasterKeys::new(k, s, mki)
+    SrtpMasterKeys::new(k, s, gmk_mki(gmk_id, guk_id).to_vec())
+}
+
+/// Octets of the MKI of media under a GMK: GMK-ID || GUK-ID (TS 33.180
+/// 7.4.2; also the SPI of the GMK message's crypto session, E.2).
+pub const GMK_MKI_LEN: usize = 8;
+
+/// The MKI of media under a GMK: GMK-ID || GUK-ID.
+pub fn gmk_mki(gmk_id: KeyId, guk_id: KeyId) -> [u8; GMK_MKI_LEN] {
+    let mut mki = [0; GMK_MKI_LEN];
+    mki[..4].copy_from_slice(&gmk_id.to_bytes());
+    mki[4..].copy_from_slice(&guk_id.to_bytes());
+    mki
+}
+
+/// The GMK-ID and GUK-ID an MKI of media under a GMK names
+/// ([`gmk_mki`]); `None` if it is not [`GMK_MKI_LEN`] octets. The purpose
+/// tags are not checked here.
+pub fn split_gmk_mki(mki: &[u8]) -> Option<(KeyId, KeyId)> {
+    let (gmk_id, guk_id) = mki.split_first_chunk::<4>()?;
+    let guk_id: [u8; 4] = guk_id.try_into().ok()?;
+    Some((KeyId::from_bytes(*gmk_id), KeyId::from_bytes(guk_id)))
 }
 
 /// The KEMAC keys of RFC 3830 4.1.4 derived from a pre-shared key.

@@ -213,6 +213,14 @@ impl KeyMessageRandom {
         rng.fill_bytes(&mut r.iv);
         r
     }
+
+    /// The given RAND (one chosen for the key, e.g. a GMK's) and a fresh
+    /// IV: the IV must never repeat under one key.
+    pub fn with_rand(rand: [u8; 16], rng: &mut impl CryptoRng) -> Self {
+        let mut r = Self { rand, iv: [0; 16] };
+        rng.fill_bytes(&mut r.iv);
+        r
+    }
 }
 
 /// One key distributed as TS 33.180 5.2.2 describes (with the associated
@@ -334,6 +342,32 @@ impl KeyTransport<'_> {
     }
 }
 
+/// What identifies a signed key distribution message for replay
+/// protection: T || RAND || SHA-256 of the signed octets.
+///
+/// T and RAND alone do not: a GMS sends one GMK with one RAND in every
+/// GKTP (TS 33.180 7.4.2, the media keys depend on it), so two GKTPs of
+/// one GMK fetched by a member within the same second share T and RAND,
+/// and the second, a new message, would be refused as a replay. They
+/// differ in the signed octets (the key parameters' fresh IV). The
+/// signature itself is left out: ECCSI signatures are malleable
+/// ((r, s) and (r, q − s) both verify), so a replay with the other `s`
+/// would count as new.
+fn replay_key(msg: &Message, rand: &[u8], bytes: &[u8], layout: &Layout) -> Vec<u8> {
+    use sha2::Digest;
+    let mut key = msg
+        .timestamp()
+        .map(Timestamp::value_bytes)
+        .unwrap_or_default();
+    key.extend_from_slice(rand);
+    let signed = layout
+        .signed_len
+        .and_then(|n| bytes.get(..n))
+        .unwrap_or(bytes);
+    key.extend_from_slice(&sha2::Sha256::digest(signed));
+    key
+}
+
 /// A receiving entity of TS 33.180 5.2.2: its URI, its SAKKE key for one
 /// key period, and the trusted KMS.
 #[derive(Clone, Copy)]
@@ -362,7 +396,7 @@ pub(crate) struct OpenedKey {
     pub t_unix: i64,
     /// The key carried.
     pub key: Key128,
-    /// T || RAND: what identifies the message for replay protection.
+    /// What identifies the message for replay protection: [`replay_key`].
     replay_key: Vec<u8>,
 }
 
@@ -470,11 +504,7 @@ impl KeyReceiver<'_> {
             "IDRr",
         )?;
         verify_signature(bytes, &msg, &layout, &self.kms.kpak, &initiator_uid)?;
-        let mut replay_key = msg
-            .timestamp()
-            .map(Timestamp::value_bytes)
-            .unwrap_or_default();
-        replay_key.extend_from_slice(&rand);
+        let replay_key = replay_key(&msg, &rand, bytes, &layout);
         replay.check(t_unix, &replay_key, now_unix)?;
         let key = decapsulate(&msg, self.own_key)?;
         Ok(OpenedKey {

@@ -180,6 +180,42 @@ fn replayed_t_and_rand_are_rejected() {
     );
 }
 
+/// TS 33.180 7.4.2: the GMS gives one GMK's RAND to every GKTP. Two
+/// GKTPs with the same T and RAND (a re-fetch within a second) are two
+/// messages (fresh IV): both accepted; each one again is a replay.
+#[test]
+fn gktps_with_the_gmks_rand_carry_it_and_are_not_taken_for_replays() {
+    let w = world();
+    let rand = [0x5a; 16];
+    let s = spec(w, w.kms.public());
+    let first = s.sign_with_rand(&w.gms, &rand, &mut rng()).unwrap();
+    let second = s.sign_with_rand(&w.gms, &rand, &mut rng()).unwrap();
+    assert_ne!(first, second);
+    let mut replay = ReplayCache::default();
+    for bytes in [&first, &second] {
+        assert_eq!(Message::decode(bytes).unwrap().rand().unwrap().0, rand);
+        let got = receiver(w).accept(bytes, NOW, &mut replay).unwrap();
+        assert_eq!(got.rand, rand);
+        // Alice's keys under this GMK: RFC 3830 4.1.3 with CSB ID = her
+        // GUK-ID and the GMK's RAND.
+        let (key, salt) = mcx_mikey::kdf::srtp_master(w.gmk.as_bytes(), 4, got.guk_id.0, &rand);
+        let keys = got.srtp_keys();
+        assert_eq!((keys.master_key(), keys.master_salt()), (&key, &salt));
+    }
+    for bytes in [&first, &second] {
+        assert_eq!(
+            rejected(receiver(w).accept(bytes, NOW + 1, &mut replay)),
+            Rejection::Replayed
+        );
+    }
+    // A message for Bob carries the same RAND, so Bob's view of Alice's
+    // keys (from her MKI) is hers.
+    let mut for_bob = spec(w, w.kms.public());
+    for_bob.member_uri = BOB;
+    let bob = for_bob.sign_with_rand(&w.gms, &rand, &mut rng()).unwrap();
+    assert_eq!(Message::decode(&bob).unwrap().rand().unwrap().0, rand);
+}
+
 #[test]
 fn time_stamp_outside_the_window_is_rejected() {
     let w = world();

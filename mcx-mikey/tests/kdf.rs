@@ -54,7 +54,6 @@ fn mikey_srtp_kdf_vector() {
 #[test]
 fn alice_gmk_media_keys() {
     let m = message(GMK_MSG);
-    let d = &sw()["derived"];
     let gmk = Gmk::from_bytes(&hex(&m["GMK"])).unwrap();
     let keys = kdf::gmk_srtp_keys(
         &gmk,
@@ -62,15 +61,28 @@ fn alice_gmk_media_keys() {
         id(&m["GUK-ID"]),
         &hex(&m["GMK-RAND"]),
     );
-    assert_eq!(
-        keys.master_key().to_vec(),
-        hex(&d["alice_gmk_srtp_master_key"])
-    );
-    assert_eq!(
-        keys.master_salt().to_vec(),
-        hex(&d["alice_gmk_srtp_master_salt"])
-    );
-    assert_eq!(keys.mki(), hex(&d["alice_gmk_mki"]));
+    assert_alice_gmk_keys(&keys);
+}
+
+/// Another member derives Alice's media keys from the MKI of her packets
+/// (GMK-ID || GUK-ID), the GMK and the GMK message's RAND alone, and gets
+/// the published values (TS 33.180 7.4.2; Streamwide derived vector).
+#[test]
+fn a_receiver_derives_alices_media_keys_from_her_mki() {
+    let m = message(GMK_MSG);
+    let mki = hex(&sw()["derived"]["alice_gmk_mki"]);
+    let (gmk_id, guk_id) = kdf::split_gmk_mki(&mki).unwrap();
+    assert_eq!((gmk_id, guk_id), (id(&m["GMK-ID"]), id(&m["GUK-ID"])));
+    assert_eq!(kdf::gmk_mki(gmk_id, guk_id).to_vec(), mki);
+    let gmk = Gmk::from_bytes(&hex(&m["GMK"])).unwrap();
+    assert_alice_gmk_keys(&kdf::gmk_srtp_keys(
+        &gmk,
+        gmk_id,
+        guk_id,
+        &hex(&m["GMK-RAND"]),
+    ));
+    assert_eq!(kdf::split_gmk_mki(&mki[..7]), None);
+    assert_eq!(kdf::split_gmk_mki(&[mki.as_slice(), &[0]].concat()), None);
 }
 
 #[test]

@@ -890,9 +890,19 @@ impl World {
             t_unix: self.mesh.time().unix,
             key_params_date_time: None,
         }
-        .sign(signer, &mut self.mesh.rng)
+        .sign_with_rand(signer, &gmk_rand(gmk), &mut self.mesh.rng)
         .unwrap()
     }
+}
+
+/// The one RAND the test GMS sends with `gmk` to every member (TS 33.180
+/// 7.4.2; the real GMS draws it once and stores it with the GMK): here a
+/// function of the GMK, so that every message of one GMK carries it.
+pub fn gmk_rand(gmk: &Gmk) -> [u8; 16] {
+    let h = mcx_mikey::kdf::hmac_sha256(gmk.as_bytes(), b"test GMS RAND");
+    let mut rand = [0; 16];
+    rand.copy_from_slice(&h[..16]);
+    rand
 }
 
 /// Builds the KMS community, the GMS step (GMK I_MESSAGEs accepted by
@@ -972,7 +982,7 @@ pub fn world_with_gmks(
                 t_unix: UNIX0,
                 key_params_date_time: None,
             }
-            .sign(&gms_signer, &mut mesh.rng)
+            .sign_with_rand(&gms_signer, &gmk_rand(&gmk), &mut mesh.rng)
             .unwrap();
             let got = mesh.client(m).accept_gmk(time, group, &msg).unwrap();
             assert_eq!(got, gmk_id);

@@ -169,6 +169,29 @@ impl World {
     }
 }
 
+/// Every GKTP of the member's group document (the current GMK's, then
+/// the next one's once the current one is in the second half of its
+/// life).
+pub fn fetch_gktps(
+    gms: &mut Gms,
+    w: &mut World,
+    member: &str,
+    group: &str,
+    now: u64,
+) -> Vec<Vec<u8>> {
+    use mcx_gms::client::{check_response, group_document_request, parse_group_document};
+    let r = gms.handle(
+        &group_document_request(group, &token(member)),
+        now,
+        &mut w.rng,
+    );
+    assert_eq!(r.status, 200, "{}", body_text(&r));
+    assert_eq!(r.content_type, mcx_gms::doc::GROUP_DOCUMENT_CONTENT_TYPE);
+    let d = parse_group_document(check_response(&r).unwrap()).unwrap();
+    assert_eq!(d.group_id, group);
+    d.gktps
+}
+
 pub fn period_of(kms: &CommunityPublic, now: u64) -> u64 {
     mcx_ibc::uid::key_period_no(now, kms.key_period_len, kms.key_period_offset).unwrap()
 }

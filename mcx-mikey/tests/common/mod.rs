@@ -84,6 +84,21 @@ pub fn signer(name: &str) -> SigningKey {
     SigningKey::new(&sw_kms().kpak, &uid(name), ssk, pvt).unwrap()
 }
 
+/// Checks `keys` are Alice's published media keys under the vendor GMK
+/// (master key, salt and MKI of the `derived` section).
+pub fn assert_alice_gmk_keys(keys: &mcx_mikey::SrtpMasterKeys) {
+    let d = &sw()["derived"];
+    assert_eq!(
+        keys.master_key().to_vec(),
+        hex(&d["alice_gmk_srtp_master_key"])
+    );
+    assert_eq!(
+        keys.master_salt().to_vec(),
+        hex(&d["alice_gmk_srtp_master_salt"])
+    );
+    assert_eq!(keys.mki(), hex(&d["alice_gmk_mki"]));
+}
+
 pub fn message(key: &str) -> &'static Value {
     &sw()["messages"][key]
 }
