@@ -5,6 +5,7 @@
 //! its own. See `mcx --help`.
 #![forbid(unsafe_code)]
 
+mod bench;
 mod cli;
 mod decrypt;
 mod demo;
