@@ -317,11 +317,14 @@ pub(crate) struct ServerIdentity {
 
 impl ServerIdentity {
     pub(crate) fn new(kms: CommunityPublic, keys: UserKeys) -> Result<Self, Error> {
-        let receiver_key = ReceiverKey::new(&kms.sakke_public, &keys.uid, &keys.rsk)?;
+        let key_period_no = keys.key_period_no;
+        let (_, receiver_key) = keys.into_validated(&kms)?;
         Ok(Self {
             kms,
-            receiver_key,
-            key_period_no: keys.key_period_no,
+            // A server decapsulates the CSK of every client that registers:
+            // the RSK's lines make each pairing a third as costly.
+            receiver_key: receiver_key.with_lines(),
+            key_period_no,
         })
     }
 

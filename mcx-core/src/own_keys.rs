@@ -44,24 +44,18 @@ impl OwnKeys {
         uri: &str,
         keys: UserKeys,
     ) -> Result<u64, Error> {
-        let UserKeys {
-            user_uri,
-            key_period_no,
-            uid,
-            ssk,
-            pvt,
-            rsk,
-        } = keys;
-        if user_uri != uri {
+        let key_period_no = keys.key_period_no;
+        if keys.user_uri != uri {
             return Err(Error::ForeignKeys("issued for another user"));
         }
-        if kms.uid(uri, key_period_no)? != uid {
+        if kms.uid(uri, key_period_no)? != keys.uid {
             return Err(Error::ForeignKeys(
                 "UID is not this user's for their key period",
             ));
         }
-        let signer = SigningKey::new(&kms.kpak, &uid, ssk, pvt)?;
-        let receiver = ReceiverKey::new(&kms.sakke_public, &uid, &rsk)?;
+        // Keys validated on receipt (the KMS client does) are not validated
+        // again: an RSK validation costs a pairing.
+        let (signer, receiver) = keys.into_validated(kms)?;
         self.by_period
             .insert(key_period_no, PeriodKeys { signer, receiver });
         while self.by_period.len() > MAX_KEY_PERIODS {

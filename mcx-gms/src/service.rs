@@ -3,6 +3,7 @@
 use core::fmt;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard};
 
 use mcx_ibc::eccsi::SigningKey;
 use mcx_ibc::kms::{CommunityPublic, UserKeys};
@@ -38,13 +39,19 @@ struct GroupState {
 
 /// The GMS: groups, members, GMKs (in SQLite) and the HTTP resources
 /// that give members their GKTPs. Sans-IO: [`Gms::handle`] maps one
-/// request to one response.
+/// request to one response. It takes `&self`, so requests are answered
+/// concurrently (share the GMS in an `Arc`): GKTPs (a SAKKE encapsulation
+/// and an ECCSI signature each) are built under a shared read lock of the
+/// groups; making a GMK and each SQLite statement are serialised.
 pub struct Gms {
     store: Store,
     gms_uri: String,
     kms: CommunityPublic,
     signers: BTreeMap<u64, SigningKey>,
-    groups: BTreeMap<String, GroupState>,
+    groups: RwLock<BTreeMap<String, GroupState>>,
+    /// Held while a GMK is looked up and made, so that concurrent requests
+    /// never make two for the same group and time.
+    making_gmk: Mutex<()>,
     users: Vec<GmsUser>,
     gmk_lifetime_secs: u64,
     /// With one, only IdMS access tokens are accepted (identity from the
@@ -57,7 +64,7 @@ impl fmt::Debug for Gms {
         f.debug_struct("Gms")
             .field("gms_uri", &self.gms_uri)
             .field("kms_uri", &self.kms.kms_uri)
-            .field("groups", &self.groups.keys().collect::<Vec<_>>())
+            .field("groups", &self.groups().keys().collect::<Vec<_>>())
             .field("users", &self.users.len())
             .field(
                 "signing_key_periods",
@@ -147,7 +154,7 @@ fn signer_of(
         ));
     }
     let period = keys.key_period_no;
-    let signer = SigningKey::new(&kms.kpak, &keys.uid, keys.ssk, keys.pvt)?;
+    let (signer, _) = keys.into_validated(kms)?;
     Ok((period, signer))
 }
 
@@ -262,7 +269,8 @@ impl Gms {
             gms_uri: config.gms_uri.clone(),
             kms: community,
             signers,
-            groups,
+            groups: RwLock::new(groups),
+            making_gmk: Mutex::new(()),
             users: config.users.clone(),
             gmk_lifetime_secs: config.gmk_lifetime_secs,
             tokens: None,
@@ -300,14 +308,20 @@ impl Gms {
     }
 
     /// The configured group IDs.
-    pub fn group_ids(&self) -> impl Iterator<Item = &str> {
-        self.groups.keys().map(String::as_str)
+    pub fn group_ids(&self) -> Vec<String> {
+        self.groups().keys().cloned().collect()
+    }
+
+    /// The groups, read. A request that panicked while writing left them
+    /// as they were or with its new GMK in place: go on.
+    fn groups(&self) -> RwLockReadGuard<'_, BTreeMap<String, GroupState>> {
+        self.groups.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The GMK-ID of a group's GMK (the one last put in force), if the
     /// group exists. Not secret.
     pub fn gmk_id(&self, group_id: &str) -> Option<KeyId> {
-        self.groups.get(group_id)?.gmk.as_ref().map(|g| g.gmk_id)
+        self.groups().get(group_id)?.gmk.as_ref().map(|g| g.gmk_id)
     }
 
     /// How many GKTPs were issued to `member` for the GMK `gmk_id` (the
@@ -342,7 +356,7 @@ impl Gms {
     /// member and on every request, carries the RAND drawn when the GMK
     /// was made (TS 33.180 7.4.2: media keys derive from GMK and RAND).
     pub fn handle(
-        &mut self,
+        &self,
         request: &HttpRequest,
         now_unix: u64,
         rng: &mut impl CryptoRng,
@@ -351,7 +365,7 @@ impl Gms {
             .unwrap_or_else(|error| error)
     }
 
-    fn answer(&mut self, request: &HttpRequest, now: u64, rng: &mut impl CryptoRng) -> Answer {
+    fn answer(&self, request: &HttpRequest, now: u64, rng: &mut impl CryptoRng) -> Answer {
         if request.path.len() > path::MAX_PATH_LEN {
             return Err(HttpResponse::error(400, "request path too long"));
         }
@@ -389,7 +403,7 @@ impl Gms {
     fn index(&self, user: usize) -> HttpResponse {
         let uri = &self.users[user].uri;
         let ids: Vec<String> = self
-            .groups
+            .groups()
             .iter()
             .filter(|(_, g)| g.members.iter().any(|m| m == uri))
             .map(|(id, _)| id.clone())
@@ -431,18 +445,20 @@ impl Gms {
     }
 
     fn group_document(
-        &mut self,
+        &self,
         user: usize,
         group_id: &str,
         now: u64,
         rng: &mut impl CryptoRng,
     ) -> Answer {
         let member = self.users[user].uri.clone();
-        let group = self
-            .groups
+        let is_member = self
+            .groups()
             .get(group_id)
-            .ok_or_else(|| HttpResponse::error(404, "no such group"))?;
-        if !group.members.contains(&member) {
+            .ok_or_else(|| HttpResponse::error(404, "no such group"))?
+            .members
+            .contains(&member);
+        if !is_member {
             return Err(HttpResponse::error(403, "not a member of this group"));
         }
         let period =
@@ -459,8 +475,9 @@ impl Gms {
         let next = self
             .next_gmk(group_id, now, rng)
             .map_err(|e| internal("next GMK", &e))?;
-        let (Some(group), Some(signer)) = (self.groups.get(group_id), self.signers.get(&period))
-        else {
+        // Shared with other requests: the GKTPs' crypto runs concurrently.
+        let groups = self.groups();
+        let (Some(group), Some(signer)) = (groups.get(group_id), self.signers.get(&period)) else {
             return Err(HttpResponse::error(500, "internal error: state changed"));
         };
         let Some(gmk) = group.gmk.as_ref() else {
@@ -514,19 +531,28 @@ impl Gms {
         now: u64,
         rng: &mut impl CryptoRng,
     ) -> Result<Option<StoredGmk>, GmsError> {
-        let Some(current) = self.groups.get(group_id).and_then(|g| g.gmk.as_ref()) else {
+        let Some((activation, expiry)) = self
+            .groups()
+            .get(group_id)
+            .and_then(|g| g.gmk.as_ref())
+            .map(|g| (g.activation, g.expiry))
+        else {
             return Ok(None);
         };
-        let half = current.expiry.saturating_sub(current.activation) / 2;
-        if current.expiry == 0 || now < current.expiry.saturating_sub(half) {
+        let half = expiry.saturating_sub(activation) / 2;
+        if expiry == 0 || now < expiry.saturating_sub(half) {
             return Ok(None);
         }
-        let next = match self.store.current_gmk(group_id, current.expiry)? {
+        let _making = self
+            .making_gmk
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let next = match self.store.current_gmk(group_id, expiry)? {
             Some(g) => g,
             None => new_gmk(
                 &self.store,
                 group_id,
-                (current.expiry, now),
+                (expiry, now),
                 self.gmk_lifetime_secs,
                 rng,
             )?,
@@ -558,6 +584,8 @@ impl Gms {
     ) -> Result<KeyId, GmsError> {
         let group = self
             .groups
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
             .get_mut(group_id)
             .ok_or_else(|| GmsError::UnknownGroup(group_id.to_owned()))?;
         if !group.members.iter().any(|m| m == member) {
@@ -584,17 +612,31 @@ impl Gms {
     /// Makes sure the group's in-memory GMK is in force at `now`: loads
     /// the stored one in force, or makes a new one.
     fn ensure_gmk(
-        &mut self,
+        &self,
         group_id: &str,
         now: u64,
         rng: &mut impl CryptoRng,
     ) -> Result<(), GmsError> {
-        let Some(group) = self.groups.get_mut(group_id) else {
-            return Ok(());
+        let current = |groups: &BTreeMap<String, GroupState>| {
+            groups
+                .get(group_id)
+                .is_none_or(|g| g.gmk.as_ref().is_some_and(|g| g.current_at(now)))
         };
-        if group.gmk.as_ref().is_some_and(|g| g.current_at(now)) {
+        if current(&self.groups()) {
             return Ok(());
         }
+        // Rare (a GMK expired): one request makes or loads the new one.
+        let _making = self
+            .making_gmk
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut groups = self.groups.write().unwrap_or_else(PoisonError::into_inner);
+        if current(&groups) {
+            return Ok(());
+        }
+        let Some(group) = groups.get_mut(group_id) else {
+            return Ok(());
+        };
         let gmk = match self.store.current_gmk(group_id, now)? {
             Some(g) => g,
             None => new_gmk(

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use mcx_kms::at_rest::{StoreKey, open_sqlite};
@@ -130,8 +131,11 @@ fn upgrade_from_2(conn: &Connection, rng: &mut impl CryptoRng) -> Result<(), Gms
     Ok(())
 }
 
+/// The GMS's SQLite state. The connection sits behind a mutex so that the
+/// GMS can answer requests concurrently: each method holds it for its own
+/// statements only (writes stay serialised, as SQLite wants).
 pub(crate) struct Store {
-    conn: Connection,
+    conn: Mutex<Connection>,
     key: StoreKey,
 }
 
@@ -196,19 +200,33 @@ impl Store {
             }
             Some(_) => return Err(GmsError::StorageFormat("unknown schema version")),
         }
-        Ok(Self { conn, key })
+        Ok(Self {
+            conn: Mutex::new(conn),
+            key,
+        })
     }
 
     /// Checkpoints a WAL, if any, and closes the connection (orderly stop).
     pub(crate) fn close(self) -> Result<(), GmsError> {
-        Ok(mcx_kms::close_connection(self.conn)?)
+        let conn = self
+            .conn
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
+        Ok(mcx_kms::close_connection(conn)?)
+    }
+
+    /// The connection, for one method's statements. A panic while holding
+    /// it left SQLite committed or rolled back: go on.
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Makes the stored groups and members those of `groups` (groups not
     /// configured are deleted with their GMKs). Returns the IDs of groups
     /// that lost a member (their GMK must be replaced).
     pub(crate) fn sync_groups(&mut self, groups: &[GroupConfig]) -> Result<Vec<String>, GmsError> {
-        let tx = self.conn.transaction()?;
+        let conn = self.conn.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let tx = conn.transaction()?;
         let mut lost = Vec::new();
         {
             let mut stored_members =
@@ -248,7 +266,7 @@ impl Store {
 
     /// Removes `member` from `group_id`'s stored members.
     pub(crate) fn remove_member(&self, group_id: &str, member: &str) -> Result<(), GmsError> {
-        self.conn.execute(
+        self.conn().execute(
             "DELETE FROM members WHERE group_id = ?1 AND member_uri = ?2",
             params![group_id, member],
         )?;
@@ -257,7 +275,7 @@ impl Store {
 
     /// Ends every GMK of `group_id` still in force at `now` (expiry = now).
     pub(crate) fn retire_gmks(&self, group_id: &str, now: u64) -> Result<(), GmsError> {
-        self.conn.execute(
+        self.conn().execute(
             "UPDATE gmks SET expiry = ?2 WHERE group_id = ?1 AND (expiry = 0 OR expiry > ?2)",
             params![group_id, int(now)?],
         )?;
@@ -272,7 +290,7 @@ impl Store {
     ) -> Result<Option<StoredGmk>, GmsError> {
         let now = int(now)?;
         let row = self
-            .conn
+            .conn()
             .query_row(
                 "SELECT gmk_id, gmk, activation, expiry, rand FROM gmks
                  WHERE group_id = ?1 AND activation <= ?2 AND (expiry = 0 OR expiry > ?2)
@@ -318,7 +336,7 @@ impl Store {
     /// Whether a GMK-ID is taken (GMK-IDs are unique across the GMS).
     pub(crate) fn gmk_id_taken(&self, gmk_id: KeyId) -> Result<bool, GmsError> {
         Ok(self
-            .conn
+            .conn()
             .query_row(
                 "SELECT 1 FROM gmks WHERE gmk_id = ?1",
                 [i64::from(gmk_id.0)],
@@ -341,7 +359,7 @@ impl Store {
             &g.gmk.as_bytes()[..],
             rng,
         );
-        self.conn.execute(
+        self.conn().execute(
             "INSERT INTO gmks (gmk_id, group_id, gmk, activation, expiry, created, rand)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
@@ -366,7 +384,7 @@ impl Store {
         key_period: u64,
         now: u64,
     ) -> Result<(), GmsError> {
-        self.conn.execute(
+        self.conn().execute(
             "INSERT INTO gktp_issued
                  (member_uri, group_id, gmk_id, key_period, first_unix, last_unix, count)
              VALUES (?1, ?2, ?3, ?4, ?5, ?5, 1)
@@ -386,7 +404,7 @@ impl Store {
     /// How many GKTPs were issued to `member` for `gmk_id` (tests, audit).
     pub(crate) fn issued_count(&self, member: &str, gmk_id: KeyId) -> Result<u64, GmsError> {
         let n: Option<i64> = self
-            .conn
+            .conn()
             .query_row(
                 "SELECT SUM(count) FROM gktp_issued WHERE member_uri = ?1 AND gmk_id = ?2",
                 params![member, i64::from(gmk_id.0)],

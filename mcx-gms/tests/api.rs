@@ -98,7 +98,7 @@ fn members_fetch_index_and_documents_and_accept_their_gktps() {
 #[test]
 fn gktp_hex_in_the_document_is_a_mikey_sakke_i_message() {
     let mut w = World::new(2);
-    let mut gms = w.open(None, default_config(), UNIX0);
+    let gms = w.open(None, default_config(), UNIX0);
     let r = gms.handle(
         &group_document_request(GROUP_A, &token(BOB)),
         UNIX0,
@@ -127,7 +127,7 @@ fn gktp_hex_in_the_document_is_a_mikey_sakke_i_message() {
 #[test]
 fn non_members_get_403_and_no_gktp() {
     let mut w = World::new(3);
-    let mut gms = w.open(None, default_config(), UNIX0);
+    let gms = w.open(None, default_config(), UNIX0);
     for (user, group) in [(EVE, GROUP_A), (CAROL, GROUP_A), (ALICE, GROUP_B)] {
         let r = gms.handle(
             &group_document_request(group, &token(user)),
@@ -147,7 +147,7 @@ fn non_members_get_403_and_no_gktp() {
 #[test]
 fn authentication_and_authorisation() {
     let mut w = World::new(4);
-    let mut gms = w.open(None, default_config(), UNIX0);
+    let gms = w.open(None, default_config(), UNIX0);
     let index = group_index_request(ALICE, &token(ALICE)).path;
     let document = group_document_request(GROUP_A, &token(ALICE)).path;
     for path in [&index, &document] {
@@ -190,7 +190,7 @@ fn authentication_and_authorisation() {
 #[test]
 fn bad_input_gets_400_404_405_with_reasons() {
     let mut w = World::new(5);
-    let mut gms = w.open(None, default_config(), UNIX0);
+    let gms = w.open(None, default_config(), UNIX0);
     let t = Some(token(ALICE));
     let t = t.as_deref();
     let cases: Vec<(HttpRequest, u16, &str)> = vec![
@@ -741,7 +741,7 @@ fn works_with_the_os_rng() {
     let mut w = World::new(12);
     let mut os = rand_core::UnwrapErr(getrandom::SysRng);
     let keys = w.community.issue(GMS, w.period, &mut os).unwrap();
-    let mut gms = Gms::open(
+    let gms = Gms::open(
         None,
         None,
         default_config(),
@@ -922,4 +922,50 @@ fn a_removed_member_cannot_unwrap_a_call_after_the_roll() {
     );
     let alice = unwrap(std::slice::from_ref(&new[ALICE])).unwrap();
     assert_eq!(alice.tgmk, tgmk);
+}
+
+/// Requests are answered concurrently (`Gms::handle` takes `&self`; the
+/// GKTPs' crypto runs under a shared lock), and concurrent requests that
+/// each find the group's next GMK missing (its current one in the second
+/// half of its life) still make one: every answer carries the same
+/// current and next GMK, and every GKTP decrypts for its member.
+#[test]
+fn concurrent_requests_share_one_current_and_one_next_gmk() {
+    let mut w = World::new(91);
+    let lifetime = 1000;
+    let gms = w.open(None, config(&[ALICE, BOB, DISPATCHER], lifetime), UNIX0);
+    let now = UNIX0 + 600;
+    let members = [ALICE, BOB, DISPATCHER, ALICE, BOB, DISPATCHER];
+    let docs: Vec<(&str, Vec<Vec<u8>>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = members
+            .iter()
+            .enumerate()
+            .map(|(i, member)| {
+                let gms = &gms;
+                s.spawn(move || {
+                    let mut rng = TestRng(1000 + i as u64);
+                    let r = gms.handle(
+                        &group_document_request(GROUP_A, &token(member)),
+                        now,
+                        &mut rng,
+                    );
+                    assert_eq!(r.status, 200, "{}", body_text(&r));
+                    let d = parse_group_document(check_response(&r).unwrap()).unwrap();
+                    (*member, d.gktps)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut ids = Vec::new();
+    for (member, gktps) in &docs {
+        assert_eq!(gktps.len(), 2, "current and next GMK for {member}");
+        let got: Vec<_> = gktps
+            .iter()
+            .map(|g| w.accept(member, g, now).gmk_id)
+            .collect();
+        ids.push(got);
+    }
+    assert!(ids.iter().all(|i| *i == ids[0]), "{ids:?}");
+    assert_ne!(ids[0][0], ids[0][1]);
 }

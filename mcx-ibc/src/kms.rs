@@ -10,8 +10,8 @@ use core::fmt;
 use rand_core::CryptoRng;
 
 use crate::Error;
-use crate::eccsi::{self, Kpak, Ksak, Pvt, Ssk};
-use crate::sakke::{self, KmsPublicKey, MasterSecret, Rsk};
+use crate::eccsi::{self, Kpak, Ksak, Pvt, SigningKey, Ssk};
+use crate::sakke::{self, KmsPublicKey, MasterSecret, ReceiverKey, Rsk};
 use crate::uid::{UID_LEN, UidParams};
 
 /// What a KMS publishes to every member of its community (the KmsInit
@@ -126,14 +126,7 @@ impl Community {
         let uid = self.public.uid(user_uri, key_period_no)?;
         let (ssk, pvt) = eccsi::issue(&self.ksak, &uid, rng)?;
         let rsk = sakke::extract_rsk(&self.sakke_master, &uid)?;
-        Ok(UserKeys {
-            user_uri: user_uri.to_owned(),
-            key_period_no,
-            uid,
-            ssk,
-            pvt,
-            rsk,
-        })
+        Ok(UserKeys::new(user_uri, key_period_no, uid, ssk, pvt, rsk))
     }
 }
 
@@ -159,6 +152,91 @@ pub struct UserKeys {
     pub pvt: Pvt,
     /// SAKKE receiver secret key.
     pub rsk: Rsk,
+    /// The keys as [`UserKeys::validate`] checked them, kept so that
+    /// [`UserKeys::into_validated`] does not check them again.
+    validated: Option<ValidatedKeys>,
+}
+
+/// Keys checked against a community: the ECCSI signer and the SAKKE
+/// receiver they make, and the community public keys they were checked
+/// against.
+struct ValidatedKeys {
+    kpak: Kpak,
+    sakke_public: KmsPublicKey,
+    signer: SigningKey,
+    receiver: ReceiverKey,
+}
+
+impl UserKeys {
+    /// Keys as issued or received, not validated yet.
+    pub fn new(
+        user_uri: &str,
+        key_period_no: u64,
+        uid: [u8; UID_LEN],
+        ssk: Ssk,
+        pvt: Pvt,
+        rsk: Rsk,
+    ) -> Self {
+        Self {
+            user_uri: user_uri.to_owned(),
+            key_period_no,
+            uid,
+            ssk,
+            pvt,
+            rsk,
+            validated: None,
+        }
+    }
+
+    /// Validates the keys for their UID under `community` (RFC 6507 5.1.2:
+    /// the SSK against the PVT and KPAK; RFC 6508 6.1.2: the RSK against Z)
+    /// and keeps the signer and receiver this makes, so that
+    /// [`UserKeys::into_validated`] hands them over without a second
+    /// validation (an RSK validation costs a pairing). Validating again
+    /// under the same community does nothing.
+    ///
+    /// # Errors
+    /// [`Error::KeyValidationFailed`] naming the key that does not
+    /// validate (`"ECCSI SSK/PVT"` or `"SAKKE RSK"`), or the errors of the
+    /// keys' decoding.
+    pub fn validate(&mut self, community: &CommunityPublic) -> Result<(), Error> {
+        if self.is_validated_under(community) {
+            return Ok(());
+        }
+        let ssk = Ssk::from_bytes(self.ssk.to_bytes().as_ref())?;
+        let signer = SigningKey::new(&community.kpak, &self.uid, ssk, self.pvt)?;
+        let receiver = ReceiverKey::new(&community.sakke_public, &self.uid, &self.rsk)?;
+        self.validated = Some(ValidatedKeys {
+            kpak: community.kpak,
+            sakke_public: community.sakke_public.clone(),
+            signer,
+            receiver,
+        });
+        Ok(())
+    }
+
+    /// Whether [`UserKeys::validate`] checked these keys under `community`.
+    pub fn is_validated_under(&self, community: &CommunityPublic) -> bool {
+        self.validated
+            .as_ref()
+            .is_some_and(|v| v.kpak == community.kpak && v.sakke_public == community.sakke_public)
+    }
+
+    /// The ECCSI signer and SAKKE receiver of these keys under
+    /// `community`: those [`UserKeys::validate`] made, or validated now.
+    ///
+    /// # Errors
+    /// Those of [`UserKeys::validate`].
+    pub fn into_validated(
+        mut self,
+        community: &CommunityPublic,
+    ) -> Result<(SigningKey, ReceiverKey), Error> {
+        self.validate(community)?;
+        match self.validated.take() {
+            Some(v) => Ok((v.signer, v.receiver)),
+            None => Err(Error::KeyValidationFailed("user keys")),
+        }
+    }
 }
 
 impl fmt::Debug for UserKeys {
@@ -166,6 +244,7 @@ impl fmt::Debug for UserKeys {
         f.debug_struct("UserKeys")
             .field("user_uri", &self.user_uri)
             .field("key_period_no", &self.key_period_no)
+            .field("validated", &self.validated.is_some())
             .finish_non_exhaustive()
     }
 }

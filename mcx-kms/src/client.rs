@@ -11,9 +11,9 @@
 //! its key period, the SSK must validate against the PVT and KPAK
 //! (RFC 6507 5.1.2) and the RSK against Z (RFC 6508 6.1.2).
 
-use mcx_ibc::eccsi::{Kpak, Pvt, SigningKey, Ssk};
+use mcx_ibc::eccsi::{Kpak, Pvt, Ssk};
 use mcx_ibc::kms::{CommunityPublic, UserKeys};
-use mcx_ibc::sakke::{KmsPublicKey, ReceiverKey, Rsk};
+use mcx_ibc::sakke::{KmsPublicKey, Rsk};
 use mcx_ibc::uid::{NTP_UNIX_OFFSET, UID_LEN, key_period_no};
 
 use crate::http::HttpRequest;
@@ -344,29 +344,26 @@ pub fn user_keys_from_key_set(
             actual: set.user_id.clone(),
         });
     }
-    let pvt = Pvt::from_bytes(&set.user_pub_token_pvt)?;
-    let validation = |e: mcx_ibc::Error, what: &'static str| match e {
-        mcx_ibc::Error::KeyValidationFailed(_) => KmsError::KeyValidation(what),
-        other => KmsError::Crypto(other),
-    };
-    SigningKey::new(
-        &community.kpak,
-        &uid,
-        Ssk::from_bytes(&set.user_signing_key_ssk)?,
-        pvt,
-    )
-    .map_err(|e| validation(e, "UserSigningKeySSK with UserPubTokenPVT"))?;
-    let rsk = Rsk::from_bytes(&set.user_decrypt_key)?;
-    ReceiverKey::new(&community.sakke_public, &uid, &rsk)
-        .map_err(|e| validation(e, "UserDecryptKey"))?;
-    Ok(UserKeys {
-        user_uri: user_uri.to_owned(),
-        key_period_no: set.key_period_no,
+    let mut keys = UserKeys::new(
+        user_uri,
+        set.key_period_no,
         uid,
-        ssk: Ssk::from_bytes(&set.user_signing_key_ssk)?,
-        pvt,
-        rsk,
-    })
+        Ssk::from_bytes(&set.user_signing_key_ssk)?,
+        Pvt::from_bytes(&set.user_pub_token_pvt)?,
+        Rsk::from_bytes(&set.user_decrypt_key)?,
+    );
+    // Validated once, here: the keys carry the signer and receiver this
+    // makes to the role that uses them (UserKeys::into_validated).
+    keys.validate(community).map_err(|e| match e {
+        mcx_ibc::Error::KeyValidationFailed("SAKKE RSK") => {
+            KmsError::KeyValidation("UserDecryptKey")
+        }
+        mcx_ibc::Error::KeyValidationFailed(_) => {
+            KmsError::KeyValidation("UserSigningKeySSK with UserPubTokenPVT")
+        }
+        other => KmsError::Crypto(other),
+    })?;
+    Ok(keys)
 }
 
 #[cfg(test)]

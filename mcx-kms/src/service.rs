@@ -2,6 +2,7 @@
 
 use core::fmt;
 use std::path::Path;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use mcx_ibc::eccsi::Ksak;
 use mcx_ibc::kms::{Community, CommunityPublic};
@@ -42,13 +43,19 @@ enum Route {
 /// The KMS: community secrets, users and audit log in SQLite, answering
 /// Annex D requests through [`Kms::handle`].
 ///
+/// [`Kms::handle`] takes `&self`: requests are answered concurrently (share
+/// the KMS in an `Arc`). Issuing keys (an RSK extraction and an ECCSI key
+/// pair, milliseconds) runs outside every lock with a DRBG of its own,
+/// forked from the KMS's; only the SQLite statements and the fork itself
+/// are serialised.
+///
 /// `Debug` prints the KMS URI, key period parameters and number of users,
 /// never secrets or tokens.
 pub struct Kms {
-    store: Store,
+    store: Mutex<Store>,
     community: Community,
     users: Vec<UserRecord>,
-    drbg: HmacDrbg,
+    drbg: Mutex<HmacDrbg>,
     /// With one, only IdMS access tokens are accepted (identity from the
     /// token); without, the configured static tokens (labs, tests).
     tokens: Option<TokenVerifier>,
@@ -198,10 +205,10 @@ impl Kms {
         rng.fill_bytes(seed.as_mut());
         let drbg = HmacDrbg::new(seed.as_ref(), DRBG_PERSONALIZATION);
         Ok(Self {
-            store,
+            store: Mutex::new(store),
             community,
             users,
-            drbg,
+            drbg: Mutex::new(drbg),
             tokens: None,
         })
     }
@@ -216,7 +223,30 @@ impl Kms {
     pub fn reseed(&mut self, rng: &mut impl CryptoRng) {
         let mut entropy = Zeroizing::new([0u8; SEED_LEN]);
         rng.fill_bytes(entropy.as_mut());
-        self.drbg.reseed(entropy.as_ref(), b"reseed");
+        self.drbg
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .reseed(entropy.as_ref(), b"reseed");
+    }
+
+    /// The store, for one short sequence of statements. A request that
+    /// panicked holding it left SQLite committed or rolled back, never
+    /// half-written: go on.
+    fn store(&self) -> MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A DRBG for one request, seeded from the KMS's (which mixes in
+    /// `additional` first), so that the request's crypto runs outside the
+    /// lock and two requests never share output.
+    fn fork_drbg(&self, additional: &[&[u8]]) -> HmacDrbg {
+        let mut seed = Zeroizing::new([0u8; SEED_LEN]);
+        {
+            let mut drbg = self.drbg.lock().unwrap_or_else(PoisonError::into_inner);
+            drbg.mix(additional);
+            drbg.generate(seed.as_mut());
+        }
+        HmacDrbg::new(seed.as_ref(), DRBG_PERSONALIZATION)
     }
 
     /// The audit log: every key set issued, oldest first (user, key period,
@@ -225,7 +255,7 @@ impl Kms {
     /// # Errors
     /// [`KmsError::Database`] if SQLite fails.
     pub fn issued(&self) -> Result<Vec<IssuedRecord>, KmsError> {
-        self.store.issued()
+        self.store().issued()
     }
 
     /// Closes the store: a WAL, if any, is checkpointed into the database
@@ -235,7 +265,10 @@ impl Kms {
     /// # Errors
     /// [`KmsError::Database`] if SQLite cannot checkpoint or close.
     pub fn close(self) -> Result<(), KmsError> {
-        self.store.close()
+        self.store
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
+            .close()
     }
 
     /// Serves one HTTP request.
@@ -260,7 +293,7 @@ impl Kms {
     /// For a user configured with TrK/InK ([`crate::KmsUser::security`])
     /// the answer is a `SignedKmsResponse` (TS 33.180 D.1): secret keys
     /// encrypted under the TrK, the response signed with the InK.
-    pub fn handle(&mut self, request: &HttpRequest, now_unix: u64) -> HttpResponse {
+    pub fn handle(&self, request: &HttpRequest, now_unix: u64) -> HttpResponse {
         let (path, query) = match request.path.split_once('?') {
             Some((path, query)) => (path, query),
             None => (request.path.as_str(), ""),
@@ -332,7 +365,10 @@ impl Kms {
         };
         // A user with a TrK/InK gets the D.1 security extension.
         match security {
-            Some(keys) => HttpResponse::xml(200, response.to_signed_xml(&keys, &mut self.drbg)),
+            Some(keys) => {
+                let mut drbg = self.fork_drbg(&[b"signed response"]);
+                HttpResponse::xml(200, response.to_signed_xml(&keys, &mut drbg))
+            }
             None => HttpResponse::xml(200, response.to_xml()),
         }
     }
@@ -409,34 +445,40 @@ impl Kms {
     /// request in one key period gets the same SSK/PVT/RSK (one key set
     /// per user and key period, the set `KeyPeriodNo` names).
     fn user_keys(
-        &mut self,
+        &self,
         user: &str,
         period: u64,
         now_unix: u64,
     ) -> Result<StoredUserKeys, KmsError> {
-        if let Some(keys) = self.store.user_keys(user, period)? {
+        if let Some(keys) = self.store().user_keys(user, period)? {
             return Ok(keys);
         }
-        self.drbg.mix(&[
+        // Issued outside the store's lock, with a DRBG of this request's own.
+        let mut drbg = self.fork_drbg(&[
             b"keyprov",
             user.as_bytes(),
             &period.to_be_bytes(),
             &now_unix.to_be_bytes(),
         ]);
-        let keys = self.community.issue(user, period, &mut self.drbg)?;
+        let keys = self.community.issue(user, period, &mut drbg)?;
         let keys = StoredUserKeys {
             ssk: Zeroizing::new(keys.ssk.to_bytes().to_vec()),
             rsk: Zeroizing::new(keys.rsk.to_bytes().to_vec()),
             pvt: keys.pvt.to_bytes().to_vec(),
         };
-        self.store
-            .save_user_keys(user, period, &keys, &mut self.drbg)?;
+        let store = self.store();
+        // A concurrent request for the same user and period may have
+        // stored its set meanwhile: that one stands (one set per period).
+        if let Some(stored) = store.user_keys(user, period)? {
+            return Ok(stored);
+        }
+        store.save_user_keys(user, period, &keys, &mut drbg)?;
         Ok(keys)
     }
 
     /// Issues and records the key sets a keyprov request gets.
     fn key_sets(
-        &mut self,
+        &self,
         user: &str,
         now_unix: u64,
         at_unix: Option<u64>,
@@ -469,7 +511,7 @@ impl Kms {
             let keys = self
                 .user_keys(user, period, now_unix)
                 .map_err(|_| HttpResponse::error(500, "the KMS could not issue keys"))?;
-            self.store
+            self.store()
                 .record_issue(user, period, now_unix)
                 .map_err(|_| HttpResponse::error(500, "the KMS could not record the issue"))?;
             let valid_from = key_period_start(period, len, offset).ok();

@@ -40,7 +40,7 @@ fn kms() -> Kms {
 
 #[test]
 fn a_valid_token_gets_its_users_keys() {
-    let mut kms = kms();
+    let kms = kms();
     let t = token(ALICE, mcx_idms::SCOPE_KMS, NOW - 60, 600);
     let init = kms.handle(&mcx_kms::client::init_request(KMS_URI, ALICE, &t, NOW), NOW);
     assert_eq!(init.status, 200);
@@ -52,7 +52,7 @@ fn a_valid_token_gets_its_users_keys() {
 
 #[test]
 fn static_expired_foreign_and_misused_tokens_are_refused() {
-    let mut kms = kms();
+    let kms = kms();
     let reason = |r: &mcx_kms::http::HttpResponse| String::from_utf8_lossy(&r.body).into_owned();
     // The configured static token no longer works.
     let r = kms.handle(&key_prov_request(KMS_URI, ALICE, ALICE_TOKEN, NOW), NOW);

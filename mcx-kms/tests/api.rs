@@ -71,7 +71,7 @@ fn provisioned_keys_sign_verify_and_encapsulate_across_users() {
 
 #[test]
 fn next_key_period_on_request() {
-    let mut kms = kms();
+    let kms = kms();
     let community = kms.community_public().clone();
     let period = key_period_no(NOW, PERIOD, 0).unwrap();
 
@@ -139,7 +139,7 @@ fn community_survives_reopen() {
         assert_eq!(mode & 0o077, 0, "database readable by others: {mode:o}");
     }
     // Another RNG: a regenerated community would differ.
-    let mut kms = Kms::open(Some(&db.0), Some(&store_key()), config(), &mut TestRng(99)).unwrap();
+    let kms = Kms::open(Some(&db.0), Some(&store_key()), config(), &mut TestRng(99)).unwrap();
     assert_eq!(kms.community_public().kpak, kpak);
     assert_eq!(kms.community_public().sakke_public, z);
     // Keys issued after the restart validate against the old certificate.
@@ -169,7 +169,7 @@ fn community_survives_reopen() {
     let mut fewer = config();
     fewer.users.retain(|u| u.uri == ALICE);
     fewer.users[0].token = "alice-new-token".into();
-    let mut kms = Kms::open(Some(&db.0), Some(&store_key()), fewer, &mut TestRng(2)).unwrap();
+    let kms = Kms::open(Some(&db.0), Some(&store_key()), fewer, &mut TestRng(2)).unwrap();
     let r = kms.handle(&key_prov_request(KMS_URI, BOB, BOB_TOKEN, NOW), NOW);
     assert_eq!(r.status, 401);
     let r = kms.handle(&key_prov_request(KMS_URI, ALICE, ALICE_TOKEN, NOW), NOW);
@@ -183,8 +183,8 @@ fn community_survives_reopen() {
 
 #[test]
 fn same_seed_replays() {
-    let mut a = Kms::open(None, None, config(), &mut TestRng(5)).unwrap();
-    let mut b = Kms::open(None, None, config(), &mut TestRng(5)).unwrap();
+    let a = Kms::open(None, None, config(), &mut TestRng(5)).unwrap();
+    let b = Kms::open(None, None, config(), &mut TestRng(5)).unwrap();
     let req = key_prov_request(KMS_URI, ALICE, ALICE_TOKEN, NOW);
     assert_eq!(a.handle(&req, NOW), b.handle(&req, NOW));
 }
@@ -197,7 +197,7 @@ fn same_seed_replays() {
 #[test]
 fn same_keys_within_a_key_period() {
     let db = TempDb::new("stable");
-    let mut kms = Kms::open(Some(&db.0), Some(&store_key()), config(), &mut TestRng(5)).unwrap();
+    let kms = Kms::open(Some(&db.0), Some(&store_key()), config(), &mut TestRng(5)).unwrap();
     let community = kms.community_public().clone();
     let req = key_prov_request(KMS_URI, ALICE, ALICE_TOKEN, NOW);
     let first =
@@ -224,7 +224,7 @@ fn same_keys_within_a_key_period() {
     assert_ne!(next.ssk.to_bytes(), first.ssk.to_bytes());
     kms.close().unwrap();
     // After a restart (another DRBG seed), the same keys again.
-    let mut kms = Kms::open(Some(&db.0), Some(&store_key()), config(), &mut TestRng(6)).unwrap();
+    let kms = Kms::open(Some(&db.0), Some(&store_key()), config(), &mut TestRng(6)).unwrap();
     let after =
         parse_key_prov_response(ok(&kms.handle(&req, NOW)), &community, ALICE, NOW).unwrap();
     assert_eq!(after.pvt, first.pvt);
@@ -239,7 +239,7 @@ fn same_keys_within_a_key_period() {
 #[test]
 fn store_file_holds_no_plaintext_secret() {
     let db = TempDb::new("sealed");
-    let mut kms = Kms::open(Some(&db.0), Some(&store_key()), config(), &mut TestRng(21)).unwrap();
+    let kms = Kms::open(Some(&db.0), Some(&store_key()), config(), &mut TestRng(21)).unwrap();
     let community = kms.community_public().clone();
     let alice = kms.handle(&key_prov_request(KMS_URI, ALICE, ALICE_TOKEN, NOW), NOW);
     let alice = parse_key_prov_response(ok(&alice), &community, ALICE, NOW).unwrap();
@@ -334,7 +334,7 @@ fn assert_no_keys(body: &[u8]) {
 
 #[test]
 fn authentication_failures() {
-    let mut kms = kms();
+    let kms = kms();
     let good = key_prov_request(KMS_URI, ALICE, ALICE_TOKEN, NOW);
     let cases = [
         (with_header(good.clone(), "authorization", None), 401),
@@ -388,7 +388,7 @@ fn authentication_failures() {
 
 #[test]
 fn routing_and_request_checks() {
-    let mut kms = kms();
+    let kms = kms();
     let good = init_request(KMS_URI, ALICE, ALICE_TOKEN, NOW);
 
     let mut wrong_path = good.clone();
@@ -434,7 +434,7 @@ fn routing_and_request_checks() {
 
 #[test]
 fn malformed_truncated_and_oversized_bodies_are_400() {
-    let mut kms = kms();
+    let kms = kms();
     let good = key_prov_request(KMS_URI, ALICE, ALICE_TOKEN, NOW);
     // Every proper, non-empty prefix of a valid request (an empty body is
     // the token's user's request: `empty_body_is_the_token_users_request`).
@@ -483,7 +483,7 @@ fn tamper(body: &[u8], element: &str, nth_digit: usize) -> Vec<u8> {
 
 #[test]
 fn tampered_key_sets_are_rejected() {
-    let mut kms = kms();
+    let kms = kms();
     let community = kms.community_public().clone();
     let response = kms.handle(&key_prov_request(KMS_URI, ALICE, ALICE_TOKEN, NOW), NOW);
     let body = ok(&response).to_vec();
@@ -522,7 +522,7 @@ fn tampered_key_sets_are_rejected() {
         }
     ));
     // Keys from another KMS do not validate under this community.
-    let mut other = Kms::open(None, None, config(), &mut TestRng(77)).unwrap();
+    let other = Kms::open(None, None, config(), &mut TestRng(77)).unwrap();
     let foreign = other.handle(&key_prov_request(KMS_URI, ALICE, ALICE_TOKEN, NOW), NOW);
     assert!(matches!(
         parse_key_prov_response(ok(&foreign), &community, ALICE, NOW).unwrap_err(),
@@ -546,7 +546,7 @@ fn tampered_key_sets_are_rejected() {
 
 #[test]
 fn debug_never_prints_secrets() {
-    let mut kms = kms();
+    let kms = kms();
     let config = config();
     let user = KmsUser {
         uri: ALICE.into(),
@@ -637,7 +637,7 @@ fn bad_configurations_are_refused() {
 #[test]
 #[ignore = "prints sample documents for docs/kms.md"]
 fn print_samples() {
-    let mut kms = Kms::open(None, None, config(), &mut TestRng(8)).unwrap();
+    let kms = Kms::open(None, None, config(), &mut TestRng(8)).unwrap();
     let req = key_prov_request(KMS_URI, ALICE, ALICE_TOKEN, NOW);
     println!("{}", String::from_utf8_lossy(&req.body));
     let init = kms.handle(&init_request(KMS_URI, ALICE, ALICE_TOKEN, NOW), NOW);
@@ -649,7 +649,7 @@ fn print_samples() {
 /// use the security extension: the KMS answers for the token's user.
 #[test]
 fn empty_body_is_the_token_users_request() {
-    let mut kms = kms();
+    let kms = kms();
     let init = kms.handle(&init_request(KMS_URI, ALICE, ALICE_TOKEN, NOW), NOW);
     let community = parse_init_response(ok(&init), KMS_URI).unwrap();
     let mut empty = key_prov_request(KMS_URI, ALICE, ALICE_TOKEN, NOW);
@@ -667,4 +667,45 @@ fn empty_body_is_the_token_users_request() {
     let mut anonymous = HttpRequest::new("POST", mcx_kms::KEY_PROV_PATH);
     anonymous.body.clear();
     assert_eq!(kms.handle(&anonymous, NOW).status, 401);
+}
+
+/// Requests are answered concurrently (`Kms::handle` takes `&self`, the
+/// KMS is shared across threads), and concurrent first requests of one
+/// user in one key period still get one key set: every answer carries the
+/// same keys, and each issue is in the audit log.
+#[test]
+fn concurrent_requests_get_one_key_set_per_period() {
+    let kms = kms();
+    let community = kms.community_public().clone();
+    let answers: Vec<Vec<u8>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..6)
+            .map(|i| {
+                let kms = &kms;
+                let (user, token) = if i % 2 == 0 {
+                    (ALICE, ALICE_TOKEN)
+                } else {
+                    (BOB, BOB_TOKEN)
+                };
+                s.spawn(move || {
+                    ok(&kms.handle(&key_prov_request(KMS_URI, user, token, NOW), NOW)).to_vec()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let rsks: Vec<(String, Vec<u8>)> = answers
+        .iter()
+        .enumerate()
+        .map(|(i, body)| {
+            let user = if i % 2 == 0 { ALICE } else { BOB };
+            let keys = parse_key_prov_response(body, &community, user, NOW).unwrap();
+            (user.to_owned(), keys.rsk.to_bytes().to_vec())
+        })
+        .collect();
+    for (user, rsk) in &rsks {
+        let first = rsks.iter().find(|(u, _)| u == user).unwrap();
+        assert_eq!(rsk, &first.1, "{user} got two key sets in one period");
+    }
+    assert_ne!(rsks[0].1, rsks[1].1);
+    assert_eq!(kms.issued().unwrap().len(), 6);
 }

@@ -24,7 +24,7 @@ struct Fixture {
 }
 
 static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
-    let mut kms = Kms::open(None, None, config(), &mut TestRng(42)).unwrap();
+    let kms = Kms::open(None, None, config(), &mut TestRng(42)).unwrap();
     let init = kms
         .handle(&init_request(KMS_URI, ALICE, ALICE_TOKEN, NOW), NOW)
         .body;
@@ -114,7 +114,7 @@ proptest! {
         // An empty or all-whitespace body is a valid request of the token's
         // user (api.rs `empty_body_is_the_token_users_request`).
         prop_assume!(!body.iter().all(u8::is_ascii_whitespace));
-        let mut kms = Kms::open(None, None, config(), &mut TestRng(1)).unwrap();
+        let kms = Kms::open(None, None, config(), &mut TestRng(1)).unwrap();
         let response = kms.handle(&kms_request_with(body, keyprov), NOW);
         prop_assert_eq!(response.status, 400);
         prop_assert!(kms.issued().unwrap().is_empty());
@@ -122,7 +122,7 @@ proptest! {
 
     #[test]
     fn mutated_requests_never_panic(edits in proptest::collection::vec(edit(), 1..4), keyprov: bool) {
-        let mut kms = Kms::open(None, None, config(), &mut TestRng(1)).unwrap();
+        let kms = Kms::open(None, None, config(), &mut TestRng(1)).unwrap();
         let body = apply(&init_request(KMS_URI, ALICE, ALICE_TOKEN, NOW).body, &edits);
         let response = kms.handle(&kms_request_with(body, keyprov), NOW);
         prop_assert!(matches!(response.status, 200 | 400 | 403), "{}", response.status);
@@ -133,7 +133,7 @@ proptest! {
 
     #[test]
     fn random_paths_and_methods_never_panic(path in "\\PC{0,80}", method in "[A-Z]{0,7}") {
-        let mut kms = Kms::open(None, None, config(), &mut TestRng(1)).unwrap();
+        let kms = Kms::open(None, None, config(), &mut TestRng(1)).unwrap();
         let mut request = init_request(KMS_URI, ALICE, ALICE_TOKEN, NOW);
         request.path = format!("/keymanagement/identity/v1/keyprov{path}");
         request.method = method;

@@ -207,7 +207,7 @@ fn responses_without_the_extension_are_refused_by_a_client_with_keys() {
 /// the TrK) is refused: with a TrK, secret keys must be encrypted.
 #[test]
 fn a_clear_key_in_a_signed_response_is_refused() {
-    let mut kms = protected_kms();
+    let kms = protected_kms();
     // Bob's plain response, wrapped and signed with Alice's InK by a
     // careless signer: the signature verifies, the keys are in clear.
     let plain = ok(&kms.handle(&key_prov_request(KMS_URI, BOB, BOB_TOKEN, NOW), NOW)).to_vec();

@@ -86,16 +86,73 @@ impl Default for HttpLimits {
 /// A sans-IO HTTP service.
 pub type Handler = Arc<dyn Fn(HttpRequest) -> HttpResponse + Send + Sync>;
 
-/// The HTTP handler of a KMS: serialises requests on its SQLite state.
+/// Time the services of this process spent answering one kind of request
+/// (the handler's own time on its thread, not the queueing before it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServiceTime {
+    /// Requests answered.
+    pub requests: u64,
+    /// Their total time.
+    pub total: Duration,
+    /// The longest one.
+    pub max: Duration,
+}
+
+static SERVICE_TIMES: Mutex<std::collections::BTreeMap<String, ServiceTime>> =
+    Mutex::new(std::collections::BTreeMap::new());
+
+/// `METHOD /path` with the query dropped and each segment naming a user
+/// or group (with `@`, `:` or `%`) replaced by `{id}`: one key per kind of
+/// request.
+fn route_of(method: &str, path: &str) -> String {
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    let segments: Vec<&str> = path
+        .split('/')
+        .map(|s| {
+            if s.contains(['@', ':', '%']) {
+                "{id}"
+            } else {
+                s
+            }
+        })
+        .collect();
+    format!("{method} {}", segments.join("/"))
+}
+
+fn record_service_time(route: String, took: Duration) {
+    let mut times = SERVICE_TIMES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let t = times.entry(route).or_default();
+    t.requests += 1;
+    t.total += took;
+    t.max = t.max.max(took);
+}
+
+/// The time every HTTP(S) service of this process spent per kind of
+/// request since start (or [`reset_service_times`]): `mcx bench
+/// provision` reports it.
+pub fn service_times() -> Vec<(String, ServiceTime)> {
+    SERVICE_TIMES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .map(|(k, v)| (k.clone(), *v))
+        .collect()
+}
+
+/// Forgets the times [`service_times`] reports.
+pub fn reset_service_times() {
+    SERVICE_TIMES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clear();
+}
+
+/// The HTTP handler of a KMS: requests run concurrently on the blocking
+/// pool (the KMS serialises only its SQLite statements).
 pub fn kms_handler(kms: mcx_kms::Kms) -> Handler {
-    let kms = Mutex::new(kms);
-    Arc::new(move |req| {
-        let now = mcx_net::now().unix;
-        match kms.lock() {
-            Ok(mut k) => k.handle(&req, now),
-            Err(_) => HttpResponse::error(500, "KMS state poisoned by an earlier failure"),
-        }
-    })
+    Arc::new(move |req| kms.handle(&req, mcx_net::now().unix))
 }
 
 /// The HTTP handler of an IdMS (TS 33.180 Annex B): `GET /authorize`
@@ -136,17 +193,10 @@ pub fn idms_handler(idms: mcx_idms::server::Idms) -> Handler {
     })
 }
 
-/// The HTTP handler of a GMS.
+/// The HTTP handler of a GMS: requests run concurrently on the blocking
+/// pool (GKTPs are built outside the GMS's locks).
 pub fn gms_handler(gms: mcx_gms::Gms) -> Handler {
-    let gms = Mutex::new(gms);
-    Arc::new(move |req| {
-        let now = mcx_net::now().unix;
-        let mut rng = mcx_net::os_rng();
-        match gms.lock() {
-            Ok(mut g) => g.handle(&req, now, &mut rng),
-            Err(_) => HttpResponse::error(500, "GMS state poisoned by an earlier failure"),
-        }
-    })
+    Arc::new(move |req| gms.handle(&req, mcx_net::now().unix, &mut mcx_net::os_rng()))
 }
 
 /// Serves `handler` on `listener` with [`HttpLimits::default`] until the
@@ -433,9 +483,15 @@ async fn respond(
                     .collect(),
                 body: body.to_bytes().to_vec(),
             };
-            tokio::task::spawn_blocking(move || handler(request))
-                .await
-                .unwrap_or_else(|_| HttpResponse::error(500, "the service failed"))
+            tokio::task::spawn_blocking(move || {
+                let started = Instant::now();
+                let route = route_of(&request.method, &request.path);
+                let answer = handler(request);
+                record_service_time(route, started.elapsed());
+                answer
+            })
+            .await
+            .unwrap_or_else(|_| HttpResponse::error(500, "the service failed"))
         }
     };
     let mut resp = hyper::Response::new(Full::new(Bytes::from(answer.body)));

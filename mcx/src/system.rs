@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use mcx_core::{
     Client, ClientConfig, ClientEvent, ControllingEvent, ControllingServer,
@@ -226,31 +226,32 @@ pub(crate) struct OpenStore {
     close: Box<dyn FnOnce() -> Result<(), String> + Send>,
 }
 
-/// Serves `service` over HTTP. The service sits in a slot the handler
-/// borrows per request; closing the store takes it out (after any
-/// request in progress), so that later requests get 503 instead of
-/// touching a closed database.
+/// Serves `service` over HTTP. The service sits in a slot requests
+/// borrow shared (they run concurrently; the KMS and GMS lock only their
+/// own state); closing the store takes it out (after the requests in
+/// progress), so that later requests get 503 instead of touching a closed
+/// database.
 fn serve_closable<S, E>(
     what: &'static str,
     listener: TcpListener,
     https: Option<Arc<mcx_tls::rustls::ServerConfig>>,
     service: S,
-    handle: impl Fn(&mut S, &HttpRequest) -> HttpResponse + Send + Sync + 'static,
+    handle: impl Fn(&S, &HttpRequest) -> HttpResponse + Send + Sync + 'static,
     close: fn(S) -> Result<(), E>,
 ) -> (JoinHandle<()>, OpenStore)
 where
-    S: Send + 'static,
+    S: Send + Sync + 'static,
     E: std::fmt::Display + 'static,
 {
-    let slot = Arc::new(Mutex::new(Some(service)));
+    let slot = Arc::new(RwLock::new(Some(service)));
     let served = slot.clone();
     let handler: mcx_server::Handler = Arc::new(move |req| {
         // A request that panicked the service poisons the lock; the state
         // itself is in SQLite, committed or not, so go on serving.
         match served
-            .lock()
+            .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .as_mut()
+            .as_ref()
         {
             Some(s) => handle(s, &req),
             None => HttpResponse::error(503, "shutting down"),
@@ -259,7 +260,7 @@ where
     let store = OpenStore {
         what,
         close: Box::new(move || {
-            let taken = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+            let taken = slot.write().unwrap_or_else(PoisonError::into_inner).take();
             taken.map_or(Ok(()), |s| close(s).map_err(|e| e.to_string()))
         }),
     };

@@ -137,7 +137,10 @@ impl World {
         let key = (uri.to_owned(), period);
         if !self.receivers.contains_key(&key) {
             let k = self.community.issue(uri, period, &mut self.rng).unwrap();
-            let rk = ReceiverKey::new(&self.kms.sakke_public, &k.uid, &k.rsk).unwrap();
+            // Tests decapsulate many GKTPs per member: lines precomputed.
+            let rk = ReceiverKey::new(&self.kms.sakke_public, &k.uid, &k.rsk)
+                .unwrap()
+                .with_lines();
             self.receivers.insert(key.clone(), rk);
         }
         &self.receivers[&key]

@@ -9,9 +9,14 @@
 //!   precomputed table) and calls [`Recipient::encapsulate`] to wrap a
 //!   shared secret value ([`Ssv`]) into 273 octets of encapsulated data.
 //! - A receiver loads its RSK into a [`ReceiverKey`], which validates it
-//!   (RFC 6508 6.1.2) and precomputes its Miller-loop lines, and calls
+//!   (RFC 6508 6.1.2) with the Miller-loop lines of P and Z that every
+//!   receiver of the community shares, and calls
 //!   [`ReceiverKey::decapsulate`], which always performs the mandatory
-//!   check [r]([b]P + Z) == R.
+//!   check [r]([b]P + Z) == R. The first decapsulation walks the RSK's
+//!   Miller loop directly; the second builds the RSK's lines and keeps
+//!   them, so that a receiver that decapsulates often pays a third per
+//!   pairing while one that decapsulates once (a client's GMK at start-up)
+//!   keeps no lines ([`ReceiverKey::with_lines`] builds them at once).
 //!
 //! Identifiers are octet strings read as big-endian integers (RFC 6508 2.2);
 //! in TS 33.180 they are the 32-octet UIDs of [`crate::uid`].
@@ -33,6 +38,7 @@ mod pairing;
 mod params;
 
 use core::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, OnceLock};
 
 use crypto_bigint::{NonZero, Odd, U1024, U2048};
@@ -46,7 +52,7 @@ use curve::{
 };
 use fp::{Fp, LIMBS};
 use fp2::{Fp2, batch_invert};
-use pairing::MillerLines;
+use pairing::{MillerLines, final_exponentiation, miller_product, pairing_direct};
 use params::{BASE, G, Q, SSV_BYTES};
 
 /// Octets of an encoded point (0x04 || x || y): Z, RSK and R.
@@ -62,6 +68,10 @@ pub const MAX_ID_LEN: usize = 256;
 static BASE_TABLE: LazyLock<FixedBaseTable> = LazyLock::new(|| FixedBaseTable::new(&BASE));
 /// Powers of g for encapsulation.
 static G_TABLE: LazyLock<GPowTable> = LazyLock::new(GPowTable::new);
+/// The Miller-loop lines of P, for RSK validation.
+static BASE_LINES: LazyLock<MillerLines> = LazyLock::new(|| MillerLines::new(&BASE));
+/// RSK validations done by this process ([`internal::rsk_validations`]).
+static RSK_VALIDATIONS: AtomicU64 = AtomicU64::new(0);
 
 fn q_u1024() -> U1024 {
     U1024::from_words(Q)
@@ -172,11 +182,14 @@ fn limbs_to_bytes(limbs: &[u64; LIMBS]) -> [u8; 128] {
 ///
 /// The first encapsulation under a key builds a table of multiples of Z
 /// (about 1 MB, shared by clones), so that encapsulating to any identity of
-/// the community costs two fixed-base multiplications.
+/// the community costs two fixed-base multiplications; the first RSK
+/// validation builds Z's Miller-loop lines (about 350 kB, shared by clones),
+/// so that each validation is two line evaluations.
 #[derive(Clone)]
 pub struct KmsPublicKey {
     point: Affine,
     table: Arc<OnceLock<FixedBaseTable>>,
+    lines: Arc<OnceLock<MillerLines>>,
 }
 
 impl KmsPublicKey {
@@ -194,11 +207,16 @@ impl KmsPublicKey {
         Self {
             point,
             table: Arc::new(OnceLock::new()),
+            lines: Arc::new(OnceLock::new()),
         }
     }
 
     fn table(&self) -> &FixedBaseTable {
         self.table.get_or_init(|| FixedBaseTable::new(&self.point))
+    }
+
+    fn lines(&self) -> &MillerLines {
+        self.lines.get_or_init(|| MillerLines::new(&self.point))
     }
 
     /// 0x04 || x || y.
@@ -408,36 +426,73 @@ pub fn encapsulate(kms: &KmsPublicKey, id: &[u8], ssv: &Ssv) -> Result<[u8; SED_
     Recipient::new(kms, id)?.encapsulate(ssv)
 }
 
-/// A receiver's validated key, ready to decapsulate: the RSK's Miller-loop
-/// lines are precomputed, and optionally a table of multiples of the
-/// receiver's own [b]P + Z.
+/// A receiver's validated key, ready to decapsulate; with the RSK's
+/// Miller-loop lines once it decapsulated twice (or
+/// [`ReceiverKey::with_lines`]), and optionally a table of multiples of
+/// the receiver's own [b]P + Z.
 pub struct ReceiverKey {
     id: Vec<u8>,
     b: U1024,
     kms: KmsPublicKey,
-    lines: MillerLines,
+    rsk: Affine,
+    lines: OnceLock<MillerLines>,
+    /// Set by the first decapsulation: the next one builds the lines.
+    decapsulated: AtomicBool,
     own_point: Affine,
     own_table: Option<FixedBaseTable>,
 }
 
 impl ReceiverKey {
     /// Validates `rsk` for identifier `id` under `kms` (RFC 6508 6.1.2:
-    /// ⟨[b]P + Z, K_b⟩ = g) and precomputes the RSK's Miller-loop lines.
+    /// ⟨[b]P + Z, K_b⟩ = g).
+    ///
+    /// By bilinearity and symmetry the check is ⟨P, [b]K_b⟩·⟨Z, K_b⟩ = g:
+    /// two evaluations of Miller-loop lines shared by every receiver (P's
+    /// per process, Z's per [`KmsPublicKey`] and its clones) with their
+    /// squarings in common, and one multiplication of the RSK by b (public).
+    /// About a third of walking the RSK's own loop and evaluating it.
+    ///
+    /// The reduced pairing ignores a component of order 2 or 4 added to
+    /// K_b, which this check therefore does not see; such a key (only a KMS
+    /// could make one) never decapsulates: every
+    /// [`ReceiverKey::decapsulate`] fails its R check.
     pub fn new(kms: &KmsPublicKey, id: &[u8], rsk: &Rsk) -> Result<Self, Error> {
         let b = id_scalar(id)?;
         let own_point = public_point(kms, id)?;
-        let lines = MillerLines::new(&rsk.point);
-        if !bool::from(lines.pairing(&own_point).ct_eq(&G)) {
+        RSK_VALIDATIONS.fetch_add(1, Ordering::Relaxed);
+        let k = rsk.point;
+        let bk: Option<Affine> = k.to_jacobian().mul_public(&b.to_words()).to_affine().into();
+        let value = match bk {
+            Some(bk) => {
+                final_exponentiation(miller_product(&[(&BASE_LINES, &bk), (kms.lines(), &k)]))
+            }
+            // [b]K_b = O: b ≡ 0 (mod q), or a key of small order. The
+            // definition, walking K_b itself.
+            None => pairing_direct(&k, &own_point),
+        };
+        if !bool::from(value.ct_eq(&G)) {
             return Err(Error::KeyValidationFailed("SAKKE RSK"));
         }
         Ok(Self {
             id: id.to_vec(),
             b,
             kms: kms.clone(),
-            lines,
+            rsk: k,
+            lines: OnceLock::new(),
+            decapsulated: AtomicBool::new(false),
             own_point,
             own_table: None,
         })
+    }
+
+    /// Precomputes the RSK's Miller-loop lines now (about 350 kB, about
+    /// twice a decapsulation's time once), rather than at the second
+    /// decapsulation: with them each pairing evaluates stored lines (about
+    /// a third of the cost of walking the RSK's loop). For a receiver that
+    /// will decapsulate often (an MC server receiving CSKs).
+    pub fn with_lines(self) -> Self {
+        self.lines.get_or_init(|| MillerLines::new(&self.rsk));
+        self
     }
 
     /// Also precomputes multiples of [b]P + Z (about 1 MB, tens of
@@ -474,7 +529,17 @@ impl ReceiverKey {
             });
         }
         let big_r = Affine::from_bytes(&sed[..POINT_LEN], "SAKKE R")?;
-        let w = Zeroizing::new(self.lines.pairing(&big_r).to_bytes());
+        // Whether lines exist depends on how often this key decapsulated
+        // (public), never on the secrets.
+        let w = match self.lines.get() {
+            Some(lines) => lines.pairing(&big_r),
+            None if self.decapsulated.swap(true, Ordering::Relaxed) => self
+                .lines
+                .get_or_init(|| MillerLines::new(&self.rsk))
+                .pairing(&big_r),
+            None => pairing_direct(&self.rsk, &big_r),
+        };
+        let w = Zeroizing::new(w.to_bytes());
         let mask = Zeroizing::new(hash::to_mask_128(w.as_ref()));
         let mut ssv = Ssv([0u8; SSV_LEN]);
         for (s, (h, m)) in ssv
@@ -506,6 +571,14 @@ fn mul_public_point(r: &U1024, b: &U1024, kms: &KmsPublicKey) -> Jacobian {
     let r = Zeroizing::new(r.to_words());
     BASE_TABLE.mul(&rb).add(&kms.table().mul(&r))
 }
+
+impl Drop for ReceiverKey {
+    fn drop(&mut self) {
+        self.rsk.x.zeroize();
+        self.rsk.y.zeroize();
+    }
+}
+impl ZeroizeOnDrop for ReceiverKey {}
 
 impl fmt::Debug for ReceiverKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -603,6 +676,48 @@ pub mod internal {
     pub fn warm_up() {
         LazyLock::force(&BASE_TABLE);
         LazyLock::force(&G_TABLE);
+        LazyLock::force(&BASE_LINES);
+    }
+
+    /// How many RSKs this process has validated ([`ReceiverKey::new`]):
+    /// lets a test show that a key is validated once.
+    pub fn rsk_validations() -> u64 {
+        RSK_VALIDATIONS.load(Ordering::Relaxed)
+    }
+
+    /// ⟨a, b⟩ walking a's Miller loop directly (no stored lines), and with
+    /// a's stored lines: the two must agree.
+    pub fn pairings_both_ways(a: &[u8], b: &[u8]) -> Result<([u8; 128], [u8; 128]), Error> {
+        let a = Affine::from_bytes(a, "point")?;
+        let b = Affine::from_bytes(b, "point")?;
+        Ok((
+            pairing_direct(&a, &b).to_bytes(),
+            MillerLines::new(&a).pairing(&b).to_bytes(),
+        ))
+    }
+
+    /// The sum of two encoded points, encoded.
+    pub fn add_points(a: &[u8], b: &[u8]) -> Result<[u8; POINT_LEN], Error> {
+        let b = Affine::from_bytes(b, "point")?;
+        add_to(a, &b)
+    }
+
+    /// `point` plus the point (0, 0) of order 2, encoded.
+    pub fn add_order_two(point: &[u8]) -> Result<[u8; POINT_LEN], Error> {
+        add_to(
+            point,
+            &Affine {
+                x: Fp::ZERO,
+                y: Fp::ZERO,
+            },
+        )
+    }
+
+    fn add_to(a: &[u8], b: &Affine) -> Result<[u8; POINT_LEN], Error> {
+        let a = Affine::from_bytes(a, "point")?;
+        Option::<Affine>::from(a.to_jacobian().add(&b.to_jacobian()).to_affine())
+            .map(|s| s.to_bytes())
+            .ok_or(Error::InvalidParameter("sum at infinity"))
     }
 
     /// Decodes and re-encodes a point (fuzzing the point decoder).

@@ -1,13 +1,19 @@
-//! The reduced Tate–Lichtenbaum pairing of RFC 6508 section 3.2, with the
-//! Miller-loop lines of a fixed point precomputed.
+//! The reduced Tate–Lichtenbaum pairing of RFC 6508 section 3.2: with the
+//! Miller-loop lines of a fixed point precomputed, or walked on the fly.
 //!
 //! RFC 6508 computes ⟨R, Q⟩ by walking multiples of R and evaluating lines at
 //! ψ(Q) = (−Q_x, i·Q_y). For points of the order-q group the pairing is
-//! symmetric (⟨aP, bP⟩ = ⟨P, P⟩^{ab} = ⟨bP, aP⟩), so we walk multiples of the
-//! *fixed* argument (the receiver's RSK) once, store each line normalised to
-//! `a·x + b + i·y`, and per pairing only evaluate those lines at the varying
-//! point: one multiplication per line instead of a point operation. The
-//! line walk is the same fixed sequence for every key, so it is constant time.
+//! symmetric (⟨aP, bP⟩ = ⟨P, P⟩^{ab} = ⟨bP, aP⟩), so we may walk multiples of
+//! either argument. [`MillerLines`] walks a *fixed* point once (the base
+//! point P, a KMS key Z, or a receiver's RSK), stores each line normalised to
+//! `a·x + b + i·y`, and per pairing only evaluates those lines at the varying
+//! point: one multiplication per line instead of a point operation.
+//! [`pairing_direct`] walks and evaluates in one pass without storing
+//! anything: cheaper than building the lines for a pairing done once. The
+//! line walk is the same fixed sequence for every point, so it is constant
+//! time in the walked point.
+
+use zeroize::Zeroize;
 
 use super::curve::Affine;
 use super::fp::Fp;
@@ -22,6 +28,64 @@ struct Line {
     b: Fp,
 }
 
+/// A line before normalisation: its value at ψ(x, y) is (A·x + B) + i·D·y,
+/// the normalised value times D ∈ F_p*, which PF_p ignores.
+struct RawLine {
+    a: Fp,
+    b: Fp,
+    d: Fp,
+}
+
+/// Walks the Miller loop of `fixed` over the non-adjacent form of q − 1
+/// (about 340 chord lines instead of 511 for the binary form), handing each
+/// line to `emit` in loop order with `true` for a tangent (which follows a
+/// squaring of the accumulator, except the first) and `false` for a chord.
+/// A −1 digit uses the chord through −F; the vertical lines this leaves out
+/// take values in F_p at ψ(x, y) and vanish in PF_p.
+fn walk(fixed: &Affine, mut emit: impl FnMut(bool, RawLine)) {
+    let mut c = fixed.to_jacobian();
+    let negated = Affine {
+        x: fixed.x,
+        y: fixed.y.neg(),
+    };
+    for &digit in Q_MINUS_ONE_NAF.iter().skip(1) {
+        // Tangent at C = (X, Y, Z): slope 3(X² − Z⁴)/(2YZ); times 2YZ³:
+        // A = α·Z², B = α·X − 2Y², D = 2YZ·Z² (α, Z², Y² from the doubling).
+        let (doubled, parts) = c.double_with_parts();
+        emit(
+            true,
+            RawLine {
+                a: parts.alpha.mul(&parts.delta),
+                b: parts.alpha.mul(&c.x).sub(&parts.gamma.double()),
+                d: doubled.z.mul(&parts.delta),
+            },
+        );
+        c = doubled;
+        if digit != 0 {
+            // Chord through C and F = (x_F, y_F) (or −F for digit −1):
+            // H = x_F·Z² − X, r = y_F·Z³ − Y, slope r/(Z·H);
+            // A = r, B = r·x_F − y_F·Z·H, D = Z·H.
+            let fixed = if digit > 0 { fixed } else { &negated };
+            let z2 = c.z.square();
+            let h = fixed.x.mul(&z2).sub(&c.x);
+            let r = fixed.y.mul(&z2.mul(&c.z)).sub(&c.y);
+            let zh = c.z.mul(&h);
+            emit(
+                false,
+                RawLine {
+                    a: r,
+                    b: r.mul(&fixed.x).sub(&fixed.y.mul(&zh)),
+                    d: zh,
+                },
+            );
+            c = c.add(&fixed.to_jacobian());
+        }
+    }
+    c.x.zeroize();
+    c.y.zeroize();
+    c.z.zeroize();
+}
+
 /// The precomputed Miller loop of one fixed point of order q.
 pub(crate) struct MillerLines {
     /// One tangent line per digit of the NAF of q − 1 after the first, then
@@ -30,44 +94,19 @@ pub(crate) struct MillerLines {
 }
 
 impl MillerLines {
-    /// Walks the Miller loop of `fixed` over the non-adjacent form of q − 1
-    /// (about 340 chord lines instead of 511 for the binary form). A −1
-    /// digit uses the chord through −F; the vertical lines this leaves out
-    /// take values in F_p at ψ(x, y) and vanish in PF_p.
+    /// Walks the Miller loop of `fixed` and keeps its lines, normalised with
+    /// one batch inversion.
     pub(crate) fn new(fixed: &Affine) -> Self {
-        // Each line is kept as (A, B, D) with value (A·x + B) + i·D·y, then
-        // divided by D once for all lines together.
+        // Each line is kept as (A, B, D), then divided by D once for all
+        // lines together.
         let mut num_a = Vec::with_capacity(1536);
         let mut num_b = Vec::with_capacity(1536);
         let mut den = Vec::with_capacity(1536);
-        let mut c = fixed.to_jacobian();
-        let negated = Affine {
-            x: fixed.x,
-            y: fixed.y.neg(),
-        };
-        for &digit in Q_MINUS_ONE_NAF.iter().skip(1) {
-            // Tangent at C = (X, Y, Z): slope 3(X² − Z⁴)/(2YZ); times 2YZ³:
-            // A = α·Z², B = α·X − 2Y², D = 2YZ·Z² (α, Z², Y² from the doubling).
-            let (doubled, parts) = c.double_with_parts();
-            num_a.push(parts.alpha.mul(&parts.delta));
-            num_b.push(parts.alpha.mul(&c.x).sub(&parts.gamma.double()));
-            den.push(doubled.z.mul(&parts.delta));
-            c = doubled;
-            if digit != 0 {
-                // Chord through C and F = (x_F, y_F) (or −F for digit −1):
-                // H = x_F·Z² − X, r = y_F·Z³ − Y, slope r/(Z·H);
-                // A = r, B = r·x_F − y_F·Z·H, D = Z·H.
-                let fixed = if digit > 0 { fixed } else { &negated };
-                let z2 = c.z.square();
-                let h = fixed.x.mul(&z2).sub(&c.x);
-                let r = fixed.y.mul(&z2.mul(&c.z)).sub(&c.y);
-                let zh = c.z.mul(&h);
-                num_a.push(r);
-                num_b.push(r.mul(&fixed.x).sub(&fixed.y.mul(&zh)));
-                den.push(zh);
-                c = c.add(&fixed.to_jacobian());
-            }
-        }
+        walk(fixed, |_, line| {
+            num_a.push(line.a);
+            num_b.push(line.b);
+            den.push(line.d);
+        });
         batch_invert(&mut den);
         let lines = num_a
             .iter()
@@ -78,32 +117,75 @@ impl MillerLines {
                 b: b.mul(d),
             })
             .collect();
+        num_a.zeroize();
+        num_b.zeroize();
+        den.zeroize();
         Self { lines }
     }
 
     /// ⟨fixed, point⟩ as RFC 6508 represents it: the F_p integer b/a of the
     /// PF_p element v^((p+1)/q), v the Miller-loop value.
     pub(crate) fn pairing(&self, point: &Affine) -> Fp {
-        let mut v = Fp2::ONE;
-        let mut lines = self.lines.iter();
-        let mut first = true;
-        for &digit in Q_MINUS_ONE_NAF.iter().skip(1) {
-            if !first {
-                v = v.square();
-            }
-            first = false;
-            if let Some(l) = lines.next() {
+        final_exponentiation(miller_product(&[(self, point)]))
+    }
+}
+
+impl Drop for MillerLines {
+    fn drop(&mut self) {
+        // A receiver's lines are derived from its RSK.
+        for l in &mut self.lines {
+            l.a.zeroize();
+            l.b.zeroize();
+        }
+    }
+}
+
+/// The product of the Miller-loop values of each (fixed point's lines,
+/// point) pair, sharing the squarings: the value whose final
+/// exponentiation is the product of the pairings.
+pub(crate) fn miller_product(pairs: &[(&MillerLines, &Affine)]) -> Fp2 {
+    let mut v = Fp2::ONE;
+    let mut at = 0;
+    for (step, &digit) in Q_MINUS_ONE_NAF.iter().skip(1).enumerate() {
+        if step > 0 {
+            v = v.square();
+        }
+        let used = if digit != 0 { 2 } else { 1 };
+        for (lines, point) in pairs {
+            for l in lines.lines.get(at..at + used).unwrap_or_default() {
                 v = mul_by_line(&v, l, point);
             }
-            if digit != 0 {
-                if let Some(l) = lines.next() {
-                    v = mul_by_line(&v, l, point);
-                }
-            }
         }
-        // Final exponentiation in PF_p: (p² − 1)/q reduces to (p + 1)/q = 4.
-        v.square().square().to_projective_ratio()
+        at += used;
     }
+    v
+}
+
+/// ⟨fixed, point⟩ walking the Miller loop of `fixed` and evaluating each
+/// line at `point` as it comes, storing nothing: for a pairing with a
+/// point that is used once (a client's first decapsulation).
+pub(crate) fn pairing_direct(fixed: &Affine, point: &Affine) -> Fp {
+    let mut v = Fp2::ONE;
+    let mut first = true;
+    walk(fixed, |tangent, line| {
+        if tangent && !first {
+            v = v.square();
+        }
+        first = false;
+        // v · ((A·x + B) + i·D·y): five multiplications.
+        let line = Fp2 {
+            a: line.a.mul(&point.x).add(&line.b),
+            b: line.d.mul(&point.y),
+        };
+        v = v.mul(&line);
+    });
+    final_exponentiation(v)
+}
+
+/// Final exponentiation in PF_p: (p² − 1)/q reduces to (p + 1)/q = 4; the
+/// result as RFC 6508 represents it.
+pub(crate) fn final_exponentiation(v: Fp2) -> Fp {
+    v.square().square().to_projective_ratio()
 }
 
 /// v · ((a·x + b) + i·y): four multiplications.

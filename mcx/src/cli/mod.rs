@@ -1,6 +1,7 @@
 //! Command-line syntax (clap derive) and dispatch to the subcommands.
 
 mod args;
+mod bench;
 mod eccsi;
 mod kdf;
 mod kms;
@@ -42,6 +43,7 @@ Commands and examples:
   mcx kdf srtp --key <GMK> --key-id <GMK-ID> --user sip:alice@example.org --rand <RAND>
   mcx kdf srtp --key <TGMK> --key-id <TGMK-ID> --rand <RAND>
   mcx selfcheck
+  mcx bench provision --clients 1000    (provisioning over HTTPS, timed per step)
   mcx demo
   mcx demo --groups 10 --members 100
   mcx up topology.toml
@@ -136,6 +138,9 @@ enum Command {
     /// TLS certificates for a topology run one role per process.
     #[command(subcommand)]
     Tls(system::TlsCommand),
+    /// Load figures: `mcx bench provision --clients N` (docs/BENCHMARKS.md).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 /// Runs the parsed command.
@@ -155,5 +160,6 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
         Command::Calls(args) => system::calls(&args),
         Command::Srtp(command) => srtp::run(command),
         Command::Tls(command) => system::tls(&command),
+        Command::Bench(command) => bench::run(command),
     }
 }
