@@ -54,6 +54,7 @@ pub mod client;
 pub mod doc;
 mod error;
 mod path;
+pub mod regroup;
 mod service;
 mod store;
 mod xml;
