@@ -227,13 +227,7 @@ fn only_its_former_dissolves_a_temporary_group() {
     );
     assert_eq!(r.status, 405, "configured groups stay: {}", body_text(&r));
 
-    let Handled::Dissolve(d) = gms.handle_request(
-        &dissolve_request(&id, &token(DISPATCHER)),
-        UNIX0,
-        &mut w.rng,
-    ) else {
-        panic!("not a dissolution")
-    };
+    let d = dissolution(&mut gms, &mut w, DISPATCHER, &id);
     assert_eq!(d.group_id, id);
     assert_eq!(
         parse_notice(&dissolved_notice(&id, "gms-token")).unwrap(),
@@ -243,13 +237,7 @@ fn only_its_former_dissolves_a_temporary_group() {
     let r = gms.complete_dissolution(d, Err("timed out".into()));
     assert_eq!(r.status, 502);
     assert_eq!(gms.temporary_groups(UNIX0).len(), 1);
-    let Handled::Dissolve(d) = gms.handle_request(
-        &dissolve_request(&id, &token(DISPATCHER)),
-        UNIX0,
-        &mut w.rng,
-    ) else {
-        panic!("not a dissolution")
-    };
+    let d = dissolution(&mut gms, &mut w, DISPATCHER, &id);
     assert_eq!(gms.complete_dissolution(d, Ok(())).status, 200);
     assert!(gms.temporary_groups(UNIX0).is_empty());
     let r = refused(
