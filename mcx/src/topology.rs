@@ -286,6 +286,13 @@ pub(crate) struct GmsNode {
     /// GMK lifetime in seconds.
     #[serde(default = "default_key_period")]
     pub(crate) gmk_lifetime_secs: u64,
+    /// Longest life of a temporary group formed on demand, in seconds.
+    #[serde(default = "default_temporary_group_lifetime")]
+    pub(crate) temporary_group_lifetime_secs: u64,
+}
+
+fn default_temporary_group_lifetime() -> u64 {
+    3600
 }
 
 /// The controlling server.
@@ -302,6 +309,10 @@ pub(crate) struct ControllingNode {
     pub(crate) floor: SocketAddr,
     #[serde(default)]
     pub(crate) transport: TransportName,
+    /// Where it takes the GMS's temporary group notices (group regroup,
+    /// HTTP, HTTPS with `[tls] https`); needed when a user may regroup.
+    #[serde(default)]
+    pub(crate) http: Option<SocketAddr>,
     /// Users allowed to start a temporary group - broadcast call.
     pub(crate) allowed_initiators: Vec<String>,
     #[serde(rename = "temporary_group")]
@@ -392,6 +403,10 @@ pub(crate) struct User {
     /// Initiators this client accepts a wrapped TGMK from; absent = the
     /// controlling server's allow-list.
     pub(crate) allowed_initiators: Option<Vec<String>>,
+    /// The groups this user may put into a temporary group formed on
+    /// demand through the GMS (`mcx call --groups`); empty = none.
+    #[serde(default)]
+    pub(crate) regroup: Vec<String>,
 }
 
 /// The call to make.
@@ -552,6 +567,23 @@ impl Topology {
                 }
             }
         }
+        for u in &self.users {
+            if let Some(g) = u.regroup.iter().find(|g| !owner.contains_key(g.as_str())) {
+                return Err(format!(
+                    "user {}: may regroup {g}, which is not a group owned by an MC server",
+                    u.uri
+                ));
+            }
+            if !u.regroup.is_empty() && self.controlling.http.is_none() {
+                return Err(format!(
+                    "user {}: may regroup, but [controlling] has no http address for the GMS's notices",
+                    u.uri
+                ));
+            }
+        }
+        if self.gms.temporary_group_lifetime_secs == 0 {
+            return Err("gms: temporary_group_lifetime_secs must be positive".into());
+        }
         for tg in &self.controlling.temporary_groups {
             if tg.groups.is_empty() {
                 return Err(format!("temporary group {}: no constituent groups", tg.id));
@@ -653,6 +685,7 @@ impl Topology {
                     uri,
                     token: format!("token-g{g}-m{m}"),
                     allowed_initiators: None,
+                    regroup: Vec::new(),
                     trk: Some(HexSecret(trk.to_string())),
                     ink: Some(HexSecret(ink.to_string())),
                     ..base_user.clone()
