@@ -597,6 +597,7 @@ pub(crate) fn client_config(t: &Topology, u: &User, media: MediaEndpoint) -> Cli
         .collect();
     c.call_sources.dedup();
     c.call_lifetime = t.deadlines.max_call();
+    c.max_calls = t.limits.client_calls;
     c
 }
 

@@ -129,6 +129,8 @@ pub(crate) struct Limits {
     pub(crate) mc_server_calls: usize,
     /// Most concurrent calls at the controlling server.
     pub(crate) controlling_calls: usize,
+    /// Most concurrent calls per client (as initiator and receiver).
+    pub(crate) client_calls: usize,
 }
 
 impl Default for Limits {
@@ -141,6 +143,7 @@ impl Default for Limits {
             tcp_message_s: 10,
             mc_server_calls: 1000,
             controlling_calls: 10_000,
+            client_calls: mcx_core::ClientConfig::DEFAULT_MAX_CALLS,
         }
     }
 }

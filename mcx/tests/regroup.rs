@@ -108,3 +108,28 @@ fn a_dispatcher_forms_calls_and_dissolves_temporary_groups() {
         }
     }
 }
+
+/// `mcx bench call --concurrent N` (tiny N): every call is set up on a
+/// temporary group of its own, all are held at once, and all end with
+/// their groups.
+#[test]
+fn bench_call_holds_its_concurrent_calls() {
+    let mut p = Proc::mcx(
+        "bench",
+        ["bench", "call", "--concurrent", "4", "--hold", "0"],
+    );
+    let (status, stdout) = p.finish(Duration::from_secs(120));
+    assert!(status.success(), "{stdout}\n{}", p.stderr());
+    assert!(stdout.contains("formation: 4 temporary groups"), "{stdout}");
+    assert!(stdout.contains("set-up: 4 calls"), "{stdout}");
+    assert!(stdout.contains("0 failed"), "{stdout}");
+    assert!(
+        stdout.contains("held: 4 calls at the controlling server"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("KiB per call"), "{stdout}");
+    assert!(
+        stdout.contains("0 calls and 0 temporary groups left"),
+        "{stdout}"
+    );
+}

@@ -1,6 +1,7 @@
 //! Command-line syntax (clap derive) and dispatch to the subcommands.
 
 mod args;
+mod bench;
 mod eccsi;
 mod kdf;
 mod kms;
@@ -136,6 +137,9 @@ enum Command {
     /// TLS certificates for a topology run one role per process.
     #[command(subcommand)]
     Tls(system::TlsCommand),
+    /// Load figures on this machine: `mcx bench call --concurrent N`.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 /// Runs the parsed command.
@@ -155,5 +159,6 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
         Command::Calls(args) => system::calls(&args),
         Command::Srtp(command) => srtp::run(command),
         Command::Tls(command) => system::tls(&command),
+        Command::Bench(command) => bench::run(&command),
     }
 }
