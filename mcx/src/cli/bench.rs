@@ -70,12 +70,7 @@ fn rss_kib() -> Option<u64> {
 /// allowed to regroup the call's constituent groups.
 fn topology(n: usize) -> Result<Topology, CliError> {
     let mut t = Topology::parse(DEFAULT, "<default topology>")?;
-    let call = t.call.clone().ok_or_else(|| failed("no [call]"))?;
-    let groups = t
-        .temporary_group(&call.temporary_group)
-        .ok_or_else(|| failed("the call's temporary group is not defined"))?
-        .groups
-        .clone();
+    let (call, groups) = the_call(&t)?;
     t.controlling.http = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
     for u in &mut t.users {
         if u.uri == call.initiator {
@@ -87,6 +82,17 @@ fn topology(n: usize) -> Result<Topology, CliError> {
     t.limits.mc_server_calls = t.limits.mc_server_calls.max(room);
     t.limits.controlling_calls = t.limits.controlling_calls.max(room);
     Ok(t)
+}
+
+/// The topology's call and its constituent groups.
+fn the_call(t: &Topology) -> Result<(crate::topology::Call, Vec<String>), CliError> {
+    let call = t.call.clone().ok_or_else(|| failed("no [call]"))?;
+    let groups = t
+        .temporary_group(&call.temporary_group)
+        .ok_or_else(|| failed("the call's temporary group is not defined"))?
+        .groups
+        .clone();
+    Ok((call, groups))
 }
 
 fn percentile(sorted: &[Duration], p: usize) -> Duration {
@@ -123,12 +129,7 @@ async fn measure(
     window: usize,
     hold: Duration,
 ) -> Result<(), CliError> {
-    let call = t.call.clone().ok_or_else(|| failed("no [call]"))?;
-    let groups = t
-        .temporary_group(&call.temporary_group)
-        .ok_or_else(|| failed("no temporary group"))?
-        .groups
-        .clone();
+    let (call, groups) = the_call(t)?;
     let secret = t
         .users
         .iter()
