@@ -14,17 +14,15 @@ use common::proc::Proc;
 use common::{field, initiator_key};
 
 /// The lab's topology with a controlling server endpoint for the GMS's
-/// notices and the dispatcher allowed to regroup groups A and B.
-fn regroup_lab(name: &str) -> Lab {
+/// notices (returned) and the dispatcher allowed to regroup groups A and B.
+fn regroup_lab(name: &str) -> (Lab, u16) {
     let lab = Lab::new(name, Options::default());
+    let port = common::free_port();
     let text = std::fs::read_to_string(&lab.path).unwrap();
     let text = text
         .replacen(
             "allowed_initiators = [",
-            &format!(
-                "http = \"127.0.0.1:{}\"\nallowed_initiators = [",
-                common::free_port()
-            ),
+            &format!("http = \"127.0.0.1:{port}\"\nallowed_initiators = ["),
             1,
         )
         .replacen(
@@ -37,7 +35,23 @@ fn regroup_lab(name: &str) -> Lab {
         "the lab topology changed shape"
     );
     std::fs::write(&lab.path, text).unwrap();
-    lab
+    (lab, port)
+}
+
+/// The status line of a `PUT /temporary-groups/…` with `token` (empty
+/// body) to the controlling server's notice endpoint.
+fn notice_status(port: u16, token: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "PUT /temporary-groups/sip%3Aregroup-x%40mcx.example HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer.lines().next().unwrap_or_default().to_owned()
 }
 
 fn call_groups(topology: &std::path::Path, name: &str, extra: &[&str]) -> (bool, String, String) {
@@ -56,8 +70,19 @@ fn call_groups(topology: &std::path::Path, name: &str, extra: &[&str]) -> (bool,
 
 #[test]
 fn a_dispatcher_forms_calls_and_dissolves_temporary_groups() {
-    let mut lab = regroup_lab("regroup");
+    let (mut lab, port) = regroup_lab("regroup");
     lab.start_all();
+
+    // The controlling server takes notices from the GMS only: the
+    // dispatcher's token is refused; the GMS's passes authentication
+    // (and the empty document is then refused as malformed).
+    assert!(
+        notice_status(port, "token-0").contains(" 401 "),
+        "{}",
+        notice_status(port, "token-0")
+    );
+    let gms = notice_status(port, "token-gms");
+    assert!(gms.contains(" 400 "), "{gms}");
 
     // The rogue user (a GMS user with no regroup rights) as the caller:
     // refused by the GMS, and nobody is called.
