@@ -194,6 +194,16 @@ pub enum ControllingEvent {
         /// Why.
         reason: String,
     },
+    /// A temporary group formed on demand
+    /// ([`ControllingServer::add_temporary_group`]) was dropped: its call
+    /// ended (such a group serves one call), its removal waited for its
+    /// call's end, or its lifetime ran out.
+    TemporaryGroupDissolved {
+        /// The temporary group.
+        temporary_group_id: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// A leg toward one constituent group's MC server.
@@ -373,6 +383,9 @@ pub struct ControllingServer {
     events: VecDeque<ControllingEvent>,
     timeline: VecDeque<TimelineEntry>,
     relay: VecDeque<RelayCommand>,
+    /// Temporary groups formed on demand (group regroup through the GMS),
+    /// besides the configured ones.
+    on_demand: HashMap<String, OnDemandGroup>,
 }
 
 impl fmt::Debug for ControllingServer {
@@ -419,6 +432,7 @@ impl ControllingServer {
             events: VecDeque::new(),
             timeline: VecDeque::new(),
             relay: VecDeque::new(),
+            on_demand: HashMap::new(),
         }
     }
 
@@ -883,13 +897,7 @@ impl ControllingServer {
                 rng,
             );
         }
-        let Some(tg) = self
-            .config
-            .temporary_groups
-            .iter()
-            .find(|t| t.id == req.uri())
-            .cloned()
-        else {
+        let Some(tg) = self.temporary_group(req.uri(), time.unix) else {
             return self.reject(
                 from,
                 &req,
@@ -1616,6 +1624,7 @@ impl ControllingServer {
         let call = self.calls.remove(&no)?;
         self.agenda.clear_all(&call.timers);
         self.by_group.remove(&call.temporary_group_id);
+        self.dissolve_after_call(&call.temporary_group_id);
         if let Ok(c) = call.invite.call_id() {
             self.by_call_id.remove(c);
         }
@@ -2137,5 +2146,191 @@ fn leg_failure(server: &str, resp: &Response) -> GroupFailure {
         status: Some(status.0),
         member: None,
         detail: format!("{server}: {} {}", status.0, resp.reason()),
+    }
+}
+
+/// A temporary group formed on demand (TS 23.280 10.2.4 group regroup:
+/// the GMS tells the controlling server of a group it formed, and of its
+/// tear-down).
+struct OnDemandGroup {
+    group: TemporaryGroup,
+    /// Unix seconds after which it takes no new call (`None`: no limit).
+    expires_unix: Option<u64>,
+    /// Its removal was asked while its call was in progress: it goes when
+    /// the call ends (it would anyway: an on-demand group serves one call).
+    removal_asked: bool,
+}
+
+/// Why [`ControllingServer::add_temporary_group`] refused a group.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TemporaryGroupError {
+    /// A configured or on-demand temporary group already has this ID.
+    #[error("temporary group {0} already exists")]
+    Exists(String),
+    /// The group names no constituent group.
+    #[error("temporary group {0} has no constituent groups")]
+    NoConstituents(String),
+    /// A constituent group is named twice.
+    #[error("temporary group {id}: constituent group {group} is named twice")]
+    DuplicateConstituent {
+        /// The temporary group.
+        id: String,
+        /// The repeated constituent group.
+        group: String,
+    },
+    /// Its lifetime ended before it was added.
+    #[error("temporary group {0} has already expired")]
+    Expired(String),
+}
+
+/// What [`ControllingServer::remove_temporary_group`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Removal {
+    /// The group is gone: no call of it may start.
+    Removed,
+    /// A call of the group is in progress: the group goes when it ends
+    /// (the call is not cut).
+    AfterCall,
+    /// No on-demand group has this ID (never added, or already gone).
+    Unknown,
+}
+
+impl ControllingServer {
+    /// Takes a temporary group formed on demand (group regroup, TS 23.280
+    /// 10.2.4: the GMS formed it from constituent groups at an authorised
+    /// user's request). From now on calls to `group.id` are handled as to
+    /// a configured temporary group, until one call of it ends, its
+    /// removal ([`ControllingServer::remove_temporary_group`]) or
+    /// `expires_unix` (no new call after it; checked when a call request
+    /// arrives and whenever a group is added).
+    ///
+    /// # Errors
+    /// [`TemporaryGroupError`]: an ID in use, no or repeated constituent
+    /// groups, already expired at `time`.
+    pub fn add_temporary_group(
+        &mut self,
+        group: TemporaryGroup,
+        expires_unix: Option<u64>,
+        time: Time,
+    ) -> Result<(), TemporaryGroupError> {
+        self.drop_expired(time.unix);
+        let id = group.id.clone();
+        if group.constituents.is_empty() {
+            return Err(TemporaryGroupError::NoConstituents(id));
+        }
+        let mut seen = BTreeSet::new();
+        for (g, _) in &group.constituents {
+            if !seen.insert(g.as_str()) {
+                return Err(TemporaryGroupError::DuplicateConstituent {
+                    id,
+                    group: g.clone(),
+                });
+            }
+        }
+        if expires_unix.is_some_and(|e| e <= time.unix) {
+            return Err(TemporaryGroupError::Expired(id));
+        }
+        if self.on_demand.contains_key(&id)
+            || self.config.temporary_groups.iter().any(|t| t.id == id)
+        {
+            return Err(TemporaryGroupError::Exists(id));
+        }
+        self.mc_servers
+            .extend(group.constituents.iter().map(|(_, s)| s.clone()));
+        self.on_demand.insert(
+            id,
+            OnDemandGroup {
+                group,
+                expires_unix,
+                removal_asked: false,
+            },
+        );
+        Ok(())
+    }
+
+    /// Tears down a temporary group formed on demand: at once if no call
+    /// of it is in progress, else when that call ends (the call goes on).
+    /// Configured temporary groups are not touched ([`Removal::Unknown`]).
+    pub fn remove_temporary_group(&mut self, id: &str) -> Removal {
+        let in_call = self.by_group.contains_key(id);
+        match self.on_demand.get_mut(id) {
+            None => Removal::Unknown,
+            Some(g) if in_call => {
+                g.removal_asked = true;
+                Removal::AfterCall
+            }
+            Some(_) => {
+                self.on_demand.remove(id);
+                self.events
+                    .push_back(ControllingEvent::TemporaryGroupDissolved {
+                        temporary_group_id: id.to_owned(),
+                        reason: "removed".into(),
+                    });
+                Removal::Removed
+            }
+        }
+    }
+
+    /// The IDs of the temporary groups formed on demand it holds (those
+    /// whose call is in progress included).
+    pub fn on_demand_groups(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.on_demand.keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    /// The temporary group a call request names: configured, or formed on
+    /// demand and not expired at `now_unix` (an expired one without a
+    /// call is dropped here).
+    fn temporary_group(&mut self, id: &str, now_unix: u64) -> Option<TemporaryGroup> {
+        if let Some(t) = self.config.temporary_groups.iter().find(|t| t.id == id) {
+            return Some(t.clone());
+        }
+        let g = self.on_demand.get(id)?;
+        if g.expires_unix.is_some_and(|e| e <= now_unix) && !self.by_group.contains_key(id) {
+            self.dissolve(id, "lifetime ended");
+            return None;
+        }
+        Some(g.group.clone())
+    }
+
+    /// A call of `id` ended: an on-demand group served its call and goes.
+    fn dissolve_after_call(&mut self, id: &str) {
+        let Some(g) = self.on_demand.get(id) else {
+            return;
+        };
+        let reason = if g.removal_asked {
+            "removal asked during its call"
+        } else {
+            "its call ended"
+        };
+        self.dissolve(id, reason);
+    }
+
+    fn dissolve(&mut self, id: &str, reason: &str) {
+        if self.on_demand.remove(id).is_some() {
+            self.events
+                .push_back(ControllingEvent::TemporaryGroupDissolved {
+                    temporary_group_id: id.to_owned(),
+                    reason: reason.to_owned(),
+                });
+        }
+    }
+
+    /// Drops on-demand groups past their lifetime without a call, so that
+    /// groups formed and never called do not pile up.
+    fn drop_expired(&mut self, now_unix: u64) {
+        let expired: Vec<String> = self
+            .on_demand
+            .iter()
+            .filter(|(id, g)| {
+                g.expires_unix.is_some_and(|e| e <= now_unix) && !self.by_group.contains_key(*id)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in expired {
+            self.dissolve(&id, "lifetime ended");
+        }
     }
 }

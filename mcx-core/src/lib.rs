@@ -78,6 +78,7 @@ pub use controlling::{
     ControllingEvent, ControllingServer, ControllingServerConfig, GROUP_LOST_INFO_PACKAGE,
     TemporaryGroup,
 };
+pub use controlling::{Removal, TemporaryGroupError};
 pub use error::Error;
 pub use floor_guard::FloorDrops;
 pub use gmks::{GmkError, GmkInfo, MAX_GMKS_PER_GROUP, MkiError, SenderKeys};

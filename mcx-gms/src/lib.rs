@@ -15,6 +15,10 @@
 //!   GMK encrypted (SAKKE) to the member's UID for the key period of the
 //!   request time and signed (ECCSI) by the GMS, built fresh per request.
 //!
+//! An authorised user may also form a temporary group from groups it may
+//! regroup (group regroup, TS 23.280 10.2.4; [`regroup`]): the GMS makes
+//! its ID and answers only after its driver told the controlling server.
+//!
 //! Clients build requests and read answers with [`client`]; the member
 //! then accepts the GKTP with `mcx_mikey::gmk::GmkReceiver::accept`
 //! (`mcx_core::Client::accept_gmk`).
@@ -33,9 +37,11 @@
 //! `Debug` prints neither; the crate logs nothing.
 //!
 //! # Non-features
-//! - No XCAP writes (PUT/DELETE), no XCAP diff or SIP SUBSCRIBE/NOTIFY of
-//!   document changes (TS 24.481 8.3): documents are read-only and built
-//!   from configuration.
+//! - No XCAP writes of group documents, no XCAP diff or SIP
+//!   SUBSCRIBE/NOTIFY of document changes (TS 24.481 8.3): configured
+//!   groups are read-only. The only writes are temporary groups on demand
+//!   ([`regroup`]: `POST …/regroup`, `DELETE …/global/<temporary group>`
+//!   through [`Gms::handle_request`]), held in memory.
 //! - No GKTP delivery over SIP (TS 33.180 5.7 allows both).
 //! - No MKFC GKTPs, no GKTPs for temporary groups
 //!   (`on-network-regrouped-GKTPs`).
@@ -54,6 +60,7 @@ pub mod client;
 pub mod doc;
 mod error;
 mod path;
+pub mod regroup;
 mod service;
 mod store;
 mod xml;

@@ -79,6 +79,11 @@ pub(crate) fn index_path(user_uri: &str) -> String {
     format!("{AUID_PREFIX}users/{}/index", encode_segment(user_uri))
 }
 
+/// The path of the group regroup resource (temporary group formation).
+pub(crate) fn regroup_path() -> String {
+    format!("{AUID_PREFIX}regroup")
+}
+
 /// The path of a group document.
 pub(crate) fn group_path(group_id: &str) -> String {
     format!("{AUID_PREFIX}global/{}", encode_segment(group_id))

@@ -22,6 +22,8 @@ use crate::path::{self, Route};
 use crate::store::{RAND_LEN, Store, StoredGmk};
 use crate::{GmsConfig, GmsUser};
 
+mod regroup;
+
 /// Largest time the key parameters carry (40 bits, TS 33.180 E.6).
 const MAX_KEY_PARAMS_TIME: u64 = (1 << 40) - 1;
 
@@ -57,6 +59,8 @@ pub struct Gms {
     /// With one, only IdMS access tokens are accepted (identity from the
     /// token); without, the configured static tokens (labs, tests).
     tokens: Option<TokenVerifier>,
+    /// Temporary groups on demand (group regroup).
+    regroups: Mutex<regroup::Regroups>,
 }
 
 impl fmt::Debug for Gms {
@@ -274,6 +278,7 @@ impl Gms {
             users: config.users.clone(),
             gmk_lifetime_secs: config.gmk_lifetime_secs,
             tokens: None,
+            regroups: Mutex::default(),
         })
     }
 

@@ -95,8 +95,15 @@ pub(crate) async fn provision(
     let mut stores: Vec<OpenStore> = Vec::new();
     let (kms_task, store) = start_kms(&t, kms_listener, https("kms")?)?;
     stores.push(store);
-    let (gms_task, store) =
-        start_gms(&t, gms_listener, https("gms")?, kms_http.clone(), None).await?;
+    let (gms_task, store) = start_gms(
+        &t,
+        gms_listener,
+        https("gms")?,
+        kms_http.clone(),
+        None,
+        None,
+    )
+    .await?;
     stores.push(store);
 
     let users: Vec<_> = t

@@ -18,6 +18,7 @@ mod keyfile;
 mod kpi;
 mod output;
 mod pcap;
+mod regroup;
 mod sip_trace;
 mod system;
 mod tls;

@@ -36,6 +36,10 @@ pub(crate) struct Bound {
     pub(crate) kms: Option<TcpListener>,
     pub(crate) gms: Option<TcpListener>,
     pub(crate) controlling: Option<BoundNode>,
+    /// The controlling server's notice endpoint (group regroup), if here.
+    pub(crate) controlling_http: Option<TcpListener>,
+    /// Its address (bound here, or the topology's), if it has one.
+    pub(crate) controlling_http_addr: Option<SocketAddr>,
     pub(crate) mc_servers: BTreeMap<String, BoundNode>,
     pub(crate) clients: BTreeMap<String, BoundNode>,
     pub(crate) kms_http: SocketAddr,
@@ -180,6 +184,16 @@ pub(crate) async fn bind(t: &Topology, sel: &Selection) -> Result<Bound, CliErro
         directory.insert(&c.uri, static_peer(c.sip, c.transport, Some(c.floor)));
         None
     };
+    let (controlling_http, controlling_http_addr) = match c.http {
+        Some(addr) if controlling.is_some() => {
+            let l = listen(addr, "controlling server").await?;
+            let a = l
+                .local_addr()
+                .map_err(|e| failed(format!("controlling server: {e}")))?;
+            (Some(l), Some(a))
+        }
+        addr => (None, addr),
+    };
     let mut mc_servers = BTreeMap::new();
     for s in &t.mc_servers {
         if sel.wants(&s.uri) {
@@ -209,6 +223,8 @@ pub(crate) async fn bind(t: &Topology, sel: &Selection) -> Result<Bound, CliErro
         kms,
         gms,
         controlling,
+        controlling_http,
+        controlling_http_addr,
         mc_servers,
         clients,
         kms_http,
@@ -376,8 +392,10 @@ pub(crate) async fn start_gms(
     https: Option<Arc<mcx_tls::rustls::ServerConfig>>,
     kms_http: Endpoint,
     idms_http: Option<Endpoint>,
+    controlling_http: Option<Endpoint>,
 ) -> Result<(JoinHandle<()>, OpenStore), CliError> {
     warn_in_memory("GMS", t.gms.database.as_deref());
+    let notifier = crate::regroup::Notifier::new(t, controlling_http, idms_http.clone());
     let token = crate::identity::token(t, idms_http, &t.gms.uri, &t.gms.token)
         .await
         .map_err(|e| failed(format!("GMS login at the IdMS: {e}")))?;
@@ -446,12 +464,16 @@ pub(crate) async fn start_gms(
     if let Some(v) = crate::identity::verifier(t)? {
         gms.require_access_tokens(v);
     }
+    if let Some(regroup) = crate::regroup::gms_config(t) {
+        gms.set_regroup(regroup)
+            .map_err(|e| failed(format!("GMS: {e}")))?;
+    }
     Ok(serve_closable(
         "GMS",
         listener,
         https,
         gms,
-        |g, req| g.handle(req, mcx_net::now().unix, &mut mcx_net::os_rng()),
+        move |g, req| crate::regroup::answer_gms(g, req, &notifier),
         mcx_gms::Gms::close,
     ))
 }
@@ -577,6 +599,7 @@ pub(crate) fn client_config(t: &Topology, u: &User, media: MediaEndpoint) -> Cli
         .collect();
     c.call_sources.dedup();
     c.call_lifetime = t.deadlines.max_call();
+    c.max_calls = t.limits.client_calls;
     c
 }
 
@@ -625,6 +648,10 @@ pub(crate) struct Running {
     pub(crate) idms_http: Option<SocketAddr>,
     /// The IdMS, KMS and GMS serve HTTPS.
     pub(crate) https: bool,
+    /// How this process reaches the GMS and the IdMS (if any): for the
+    /// dispatcher's temporary group formation.
+    pub(crate) gms_endpoint: Endpoint,
+    pub(crate) idms_endpoint: Option<Endpoint>,
     pub(crate) directory: Arc<Directory>,
     /// How long client provisioning took (all clients, concurrently).
     pub(crate) provisioning: std::time::Duration,
@@ -731,6 +758,10 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
             https_of("gms")?,
             kms_endpoint.clone(),
             idms_endpoint.clone(),
+            bound
+                .controlling_http_addr
+                .map(|a| crate::tls::endpoint(tls.as_ref(), a, &t.controlling.uri))
+                .transpose()?,
         )
         .await?;
         services.push(task);
@@ -765,6 +796,14 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
                 |e| matches!(e, ControllingEvent::CallRejected { .. }),
                 crate::admin::observe_controlling,
             );
+            if let Some(l) = bound.controlling_http {
+                services.push(crate::regroup::serve_controlling(
+                    t,
+                    l,
+                    https_of("controlling")?,
+                    h.commander(),
+                )?);
+            }
             let commander = h.commander();
             identities.push(fetch_identity(
                 t,
@@ -977,6 +1016,8 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
         gms_http: bound.gms_http,
         idms_http: bound.idms_http,
         https,
+        gms_endpoint,
+        idms_endpoint,
         directory,
         provisioning: started.elapsed(),
         voice,

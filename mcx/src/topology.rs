@@ -129,6 +129,8 @@ pub(crate) struct Limits {
     pub(crate) mc_server_calls: usize,
     /// Most concurrent calls at the controlling server.
     pub(crate) controlling_calls: usize,
+    /// Most concurrent calls per client (as initiator and receiver).
+    pub(crate) client_calls: usize,
 }
 
 impl Default for Limits {
@@ -141,6 +143,7 @@ impl Default for Limits {
             tcp_message_s: 10,
             mc_server_calls: 1000,
             controlling_calls: 10_000,
+            client_calls: mcx_core::ClientConfig::DEFAULT_MAX_CALLS,
         }
     }
 }
@@ -286,6 +289,13 @@ pub(crate) struct GmsNode {
     /// GMK lifetime in seconds.
     #[serde(default = "default_key_period")]
     pub(crate) gmk_lifetime_secs: u64,
+    /// Longest life of a temporary group formed on demand, in seconds.
+    #[serde(default = "default_temporary_group_lifetime")]
+    pub(crate) temporary_group_lifetime_secs: u64,
+}
+
+fn default_temporary_group_lifetime() -> u64 {
+    3600
 }
 
 /// The controlling server.
@@ -302,6 +312,10 @@ pub(crate) struct ControllingNode {
     pub(crate) floor: SocketAddr,
     #[serde(default)]
     pub(crate) transport: TransportName,
+    /// Where it takes the GMS's temporary group notices (group regroup,
+    /// HTTP, HTTPS with `[tls] https`); needed when a user may regroup.
+    #[serde(default)]
+    pub(crate) http: Option<SocketAddr>,
     /// Users allowed to start a temporary group - broadcast call.
     pub(crate) allowed_initiators: Vec<String>,
     #[serde(rename = "temporary_group")]
@@ -415,6 +429,10 @@ pub(crate) struct User {
     /// Initiators this client accepts a wrapped TGMK from; absent = the
     /// controlling server's allow-list.
     pub(crate) allowed_initiators: Option<Vec<String>>,
+    /// The groups this user may put into a temporary group formed on
+    /// demand through the GMS (`mcx call --groups`); empty = none.
+    #[serde(default)]
+    pub(crate) regroup: Vec<String>,
 }
 
 /// The call to make.
@@ -575,6 +593,23 @@ impl Topology {
                 }
             }
         }
+        for u in &self.users {
+            if let Some(g) = u.regroup.iter().find(|g| !owner.contains_key(g.as_str())) {
+                return Err(format!(
+                    "user {}: may regroup {g}, which is not a group owned by an MC server",
+                    u.uri
+                ));
+            }
+            if !u.regroup.is_empty() && self.controlling.http.is_none() {
+                return Err(format!(
+                    "user {}: may regroup, but [controlling] has no http address for the GMS's notices",
+                    u.uri
+                ));
+            }
+        }
+        if self.gms.temporary_group_lifetime_secs == 0 {
+            return Err("gms: temporary_group_lifetime_secs must be positive".into());
+        }
         for tg in &self.controlling.temporary_groups {
             if tg.groups.is_empty() {
                 return Err(format!("temporary group {}: no constituent groups", tg.id));
@@ -676,6 +711,7 @@ impl Topology {
                     uri,
                     token: format!("token-g{g}-m{m}"),
                     allowed_initiators: None,
+                    regroup: Vec::new(),
                     trk: Some(HexSecret(trk.to_string())),
                     ink: Some(HexSecret(ink.to_string())),
                     ..base_user.clone()

@@ -138,7 +138,8 @@ enum Command {
     /// TLS certificates for a topology run one role per process.
     #[command(subcommand)]
     Tls(system::TlsCommand),
-    /// Load figures: `mcx bench provision --clients N` (docs/BENCHMARKS.md).
+    /// Load figures on this machine: `mcx bench provision --clients N`,
+    /// `mcx bench call --concurrent N` (docs/BENCHMARKS.md).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
 }
@@ -160,6 +161,6 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
         Command::Calls(args) => system::calls(&args),
         Command::Srtp(command) => srtp::run(command),
         Command::Tls(command) => system::tls(&command),
-        Command::Bench(command) => bench::run(command),
+        Command::Bench(command) => bench::run(&command),
     }
 }

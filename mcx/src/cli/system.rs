@@ -168,6 +168,12 @@ pub(crate) struct CallArgs {
     /// Send the built-in test signal in each call.
     #[arg(long, conflicts_with = "audio")]
     voice: bool,
+    /// Form a temporary group of these groups through the GMS for each
+    /// call (group regroup; the initiator needs `regroup` rights over
+    /// them), call it, and dissolve it afterwards, instead of calling the
+    /// topology's temporary group.
+    #[arg(long, value_name = "GROUP,GROUP", value_delimiter = ',', num_args = 1..)]
+    groups: Option<Vec<String>>,
 }
 
 fn load(path: Option<&PathBuf>) -> Result<Topology, CliError> {
@@ -671,12 +677,24 @@ pub(crate) fn call(args: &CallArgs) -> Result<(), CliError> {
                 voice: voice.as_ref(),
                 late_joiner: None,
             };
+            // With --groups, each call gets its own temporary group: it
+            // serves one call (docs/core.md).
+            let formed = match &args.groups {
+                Some(groups) => Some(form_group(&t, &running, &call.initiator, groups).await?),
+                None => None,
+            };
+            let t = formed
+                .as_ref()
+                .map_or_else(|| t.clone(), |(t, _)| t.clone());
             // SIGINT/SIGTERM mid-call hangs up (BYE) rather than leaving
             // every member in the call until its maximum duration.
             let outcome = tokio::select! {
                 r = demo::run_call_with(&t, &mut running, &options) => Some(r),
                 () = stop.recv() => None,
             };
+            if let Some((_, token)) = &formed {
+                dissolve_group(&t, &running, token).await;
+            }
             let Some(outcome) = outcome else {
                 system::shutdown(&mut running).await?;
                 print(&format!("stopped during call {n}: hung up\n"));
@@ -713,6 +731,56 @@ pub(crate) fn call(args: &CallArgs) -> Result<(), CliError> {
             Err(CliError::DemoFailed { failed })
         }
     })
+}
+
+/// Forms a temporary group of `groups` through the GMS as `initiator`;
+/// returns the topology whose call is to that group, and the initiator's
+/// bearer token.
+async fn form_group(
+    t: &Topology,
+    running: &Running,
+    initiator: &str,
+    groups: &[String],
+) -> Result<(Topology, zeroize::Zeroizing<String>), CliError> {
+    let secret = t
+        .users
+        .iter()
+        .find(|u| u.uri == initiator)
+        .map(|u| u.token.clone())
+        .ok_or_else(|| CliError::System(format!("{initiator} is not a [[user]]")))?;
+    let token = crate::identity::token(t, running.idms_endpoint.clone(), initiator, &secret)
+        .await
+        .map_err(|e| CliError::System(format!("{initiator}: login at the IdMS: {e}")))?;
+    let id = crate::regroup::form(running.gms_endpoint.clone(), groups, &token).await?;
+    print(&format!(
+        "temporary-group formed id={id} groups={}\n",
+        groups.join(",")
+    ));
+    let mut formed = t.clone();
+    formed
+        .controlling
+        .temporary_groups
+        .push(crate::topology::TemporaryGroup {
+            id: id.clone(),
+            groups: groups.to_vec(),
+        });
+    if let Some(c) = formed.call.as_mut() {
+        c.temporary_group = id;
+    }
+    Ok((formed, token))
+}
+
+/// Tears the call's temporary group down through the GMS (the
+/// controlling server dropped it when its call ended; this makes the GMS
+/// forget it now rather than at its lifetime's end).
+async fn dissolve_group(t: &Topology, running: &Running, token: &str) {
+    let Some(id) = t.call.as_ref().map(|c| c.temporary_group.clone()) else {
+        return;
+    };
+    match crate::regroup::dissolve(running.gms_endpoint.clone(), &id, token).await {
+        Ok(()) => print(&format!("temporary-group dissolved id={id}\n")),
+        Err(e) => print(&format!("temporary-group not dissolved id={id}: {e}\n")),
+    }
 }
 
 fn check_role(t: &Topology, role: &str) -> Result<(), CliError> {
