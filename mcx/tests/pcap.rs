@@ -219,12 +219,14 @@ fn demo_capture_dissects_hides_the_audio_and_decrypts_to_what_was_sent() {
     for clear in [
         "Bearer",
         // IdMS logins: Basic credentials, passwords, codes, access tokens
-        // (a JWT's header starts "eyJ").
+        // (our JWTs' header, {"alg":"ES256",…}, starts as below: long
+        // enough never to turn up by chance in encrypted bytes, as "eyJ"
+        // alone did).
         "Basic ",
         "demo-password-",
         "code_verifier",
         "access_token",
-        "eyJ",
+        "eyJhbGciOiJFUzI1Ni",
         "<UserSigningKeySSK>",
         "<UserDecryptKey>",
         "<UserPubTokenPVT>",
