@@ -145,7 +145,6 @@ pub struct Metrics {
     dropped: Family<DropLabels, Counter>,
     floor_events: Family<EventLabels, Counter>,
     http_requests: Family<HttpLabels, Counter>,
-    relayed: Family<RoleLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -204,12 +203,6 @@ impl Metrics {
             "Requests to the IdMS, KMS and GMS by status code",
             http_requests.clone(),
         );
-        let relayed = Family::default();
-        registry.register(
-            "relayed_packets",
-            "Media and floor packets relayed unchanged (servers hold no media key)",
-            relayed.clone(),
-        );
         Self {
             registry,
             calls,
@@ -219,7 +212,6 @@ impl Metrics {
             dropped,
             floor_events,
             http_requests,
-            relayed,
         }
     }
 
@@ -299,16 +291,6 @@ impl Metrics {
         self.dropped
             .get_or_create(&drop_labels(role, protocol, reason))
             .inc_by(n);
-    }
-
-    /// `role` has relayed `total` packets since it started.
-    pub fn set_relayed(&self, role: &str, total: u64) {
-        store_total(
-            &self.relayed.get_or_create(&RoleLabels {
-                role: role.to_owned(),
-            }),
-            total,
-        );
     }
 
     /// The text exposition (OpenMetrics 1.0, which Prometheus reads).

@@ -182,12 +182,10 @@ async fn answer(roles: &AdminRoles, metrics: &Metrics, req: &HttpRequest) -> Htt
     let json = |status: u16, body: String| {
         HttpResponse::with_body(status, "application/json", body.into_bytes())
     };
-    match mcx_metrics::route(&req.method, &req.path) {
+    let route = mcx_metrics::route(&req.method, &req.path);
+    match route {
         AdminRoute::Health | AdminRoute::Ready => {
-            let ready = matches!(
-                mcx_metrics::route(&req.method, &req.path),
-                AdminRoute::Ready
-            );
+            let ready = route == AdminRoute::Ready;
             let mut checks = Checks::default();
             for (name, addr) in &roles.services {
                 let up = service_up(*addr).await;
@@ -313,6 +311,12 @@ fn event_label(debug: &str) -> String {
     out
 }
 
+fn count_failed_groups(metrics: &Metrics, role: &str, groups: &[mcx_core::GroupResult]) {
+    for f in groups.iter().filter_map(|g| g.failure.as_ref()) {
+        metrics.group_failed(role, f.cause.as_str());
+    }
+}
+
 /// Counts a controlling server's event.
 pub(crate) fn observe_controlling(metrics: &Metrics, role: &str, e: &ControllingEvent) {
     match e {
@@ -322,19 +326,11 @@ pub(crate) fn observe_controlling(metrics: &Metrics, role: &str, e: &Controlling
         } => {
             metrics.call(role, CallOutcome::Established);
             metrics.setup_time(role, *setup_time);
-            for g in groups {
-                if let Some(f) = &g.failure {
-                    metrics.group_failed(role, f.cause.as_str());
-                }
-            }
+            count_failed_groups(metrics, role, groups);
         }
         ControllingEvent::CallFailed { groups, .. } => {
             metrics.call(role, CallOutcome::Failed);
-            for g in groups {
-                if let Some(f) = &g.failure {
-                    metrics.group_failed(role, f.cause.as_str());
-                }
-            }
+            count_failed_groups(metrics, role, groups);
         }
         ControllingEvent::GroupLost { .. } => metrics.group_failed(role, "lost"),
         ControllingEvent::Floor { event, .. } => {
