@@ -738,6 +738,19 @@ pub mod bench_internal {
         }
         x.to_bytes()
     }
+    /// n chained F_p² products, lazily reduced (`lazy`) or with three full
+    /// multiplications.
+    pub fn fp2_mul_chain(n: usize, lazy: bool) -> [u8; 128] {
+        let mut x = Fp2 { a: G, b: BASE.x };
+        let y = Fp2 {
+            a: BASE.y,
+            b: BASE.x,
+        };
+        for _ in 0..n {
+            x = if lazy { x.mul(&y) } else { x.mul_eager(&y) };
+        }
+        x.b.to_bytes()
+    }
     /// n inversions.
     pub fn inv_chain(n: usize) -> [u8; 128] {
         let mut x = G;

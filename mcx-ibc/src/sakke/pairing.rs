@@ -62,23 +62,22 @@ fn walk(fixed: &Affine, mut emit: impl FnMut(bool, RawLine)) {
         );
         c = doubled;
         if digit != 0 {
-            // Chord through C and F = (x_F, y_F) (or −F for digit −1):
-            // H = x_F·Z² − X, r = y_F·Z³ − Y, slope r/(Z·H);
-            // A = r, B = r·x_F − y_F·Z·H, D = Z·H.
+            // Chord through C and F = (x_F, y_F) (or −F for digit −1), from
+            // the mixed addition's slope r/Z₃: A = r, B = r·x_F − y_F·Z₃,
+            // D = Z₃. C is [k]·fixed for a prefix k of the NAF with
+            // 2 ≤ k ≤ q − 2 and k ≢ ±1 (mod q) (`chords_never_meet_the_fixed_point`),
+            // so C ≠ ±F and the mixed addition is exact.
             let fixed = if digit > 0 { fixed } else { &negated };
-            let z2 = c.z.square();
-            let h = fixed.x.mul(&z2).sub(&c.x);
-            let r = fixed.y.mul(&z2.mul(&c.z)).sub(&c.y);
-            let zh = c.z.mul(&h);
+            let (sum, r) = c.add_affine_with_parts(fixed);
             emit(
                 false,
                 RawLine {
                     a: r,
-                    b: r.mul(&fixed.x).sub(&fixed.y.mul(&zh)),
-                    d: zh,
+                    b: r.mul(&fixed.x).sub(&fixed.y.mul(&sum.z)),
+                    d: sum.z,
                 },
             );
-            c = c.add(&fixed.to_jacobian());
+            c = sum;
         }
     }
     c.x.zeroize();
@@ -172,7 +171,7 @@ pub(crate) fn pairing_direct(fixed: &Affine, point: &Affine) -> Fp {
             v = v.square();
         }
         first = false;
-        // v · ((A·x + B) + i·D·y): five multiplications.
+        // v · ((A·x + B) + i·D·y): two multiplications and an F_p² product.
         let line = Fp2 {
             a: line.a.mul(&point.x).add(&line.b),
             b: line.d.mul(&point.y),
@@ -188,15 +187,46 @@ pub(crate) fn final_exponentiation(v: Fp2) -> Fp {
     v.square().square().to_projective_ratio()
 }
 
-/// v · ((a·x + b) + i·y): four multiplications.
+/// v · ((a·x + b) + i·y): one multiplication and one (lazily reduced)
+/// F_p² product.
 #[inline]
 fn mul_by_line(v: &Fp2, l: &Line, p: &Affine) -> Fp2 {
-    let re = l.a.mul(&p.x).add(&l.b);
-    let t0 = v.a.mul(&re);
-    let t1 = v.b.mul(&p.y);
-    let t2 = v.a.add(&v.b).mul(&re.add(&p.y));
-    Fp2 {
-        a: t0.sub(&t1),
-        b: t2.sub(&t0).sub(&t1),
+    v.mul(&Fp2 {
+        a: l.a.mul(&p.x).add(&l.b),
+        b: p.y,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sakke::params::Q;
+    use crypto_bigint::U1024;
+
+    /// The walk's chords use the mixed addition, exact only when the
+    /// running point C = [k]·fixed is neither fixed nor −fixed: replays the
+    /// schedule on the integers k (the same for every point of order q) and
+    /// checks 2 ≤ k ≤ q − 2 before each chord.
+    #[test]
+    fn chords_never_meet_the_fixed_point() {
+        let q = U1024::from_words(Q);
+        let two = U1024::from_u8(2);
+        let q_minus_two = q.wrapping_sub(&two);
+        let mut k = U1024::ONE;
+        let mut chords = 0;
+        for &digit in Q_MINUS_ONE_NAF.iter().skip(1) {
+            k = k.shl(1);
+            if digit != 0 {
+                assert!(k >= two && k <= q_minus_two);
+                chords += 1;
+                k = if digit > 0 {
+                    k.wrapping_add(&U1024::ONE)
+                } else {
+                    k.wrapping_sub(&U1024::ONE)
+                };
+            }
+        }
+        assert_eq!(k, q.wrapping_sub(&U1024::ONE));
+        assert!(chords > 300);
     }
 }
