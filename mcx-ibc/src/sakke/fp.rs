@@ -172,6 +172,18 @@ pub(crate) struct Wide {
 }
 
 impl Wide {
+    /// The sum of two products of reduced elements (below 2p²).
+    #[inline(always)]
+    pub(crate) fn sum(x: &Self, y: &Self) -> Self {
+        let mut t = [0u64; WIDE];
+        let mut carry = 0;
+        for i in 0..WIDE {
+            (t[i], carry) = adc(x.t[i], y.t[i], carry);
+        }
+        debug_assert_eq!(carry, 0, "lazy sum outside [0, 2^2048)");
+        Self { t }
+    }
+
     /// p² + Σ plus − Σ minus in one pass over the limbs. The caller
     /// guarantees the result lies in [0, 2p²) (see [`super::fp2::Fp2::mul`]);
     /// it is congruent to the plain sum, as p² ≡ 0.
