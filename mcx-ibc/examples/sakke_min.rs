@@ -1,7 +1,9 @@
 //! Minimum times of the SAKKE operations a client's start-up and a
 //! receiver pay, over many runs: on a shared machine the minimum is
 //! what the code costs (load only ever adds time), so two builds can be
-//! compared while other jobs run. Run:
+//! compared while other jobs run; the last rows time Debian's libwolfssl
+//! (generic build, through the test shim) on the same keys, so that the
+//! ratio of minima holds however loaded the machine is. Run:
 //! `cargo run --release -p mcx-ibc --example sakke_min [runs]`.
 #![allow(missing_docs, clippy::unwrap_used, clippy::print_stdout)]
 
@@ -9,6 +11,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use mcx_ibc::sakke::{self, MasterSecret, ReceiverKey, Rsk, Ssv};
+use mcx_ibc_wolfssl::Sakke;
 
 const Z: &str = "aff429d35f84b110d094803b3595a6e2998bc99f";
 const ID: &[u8] = b"2011-02\0tel:+447700900123\0";
@@ -42,7 +45,11 @@ fn main() {
         .unwrap()
         .with_lines()
         .with_table();
-    let rows: [(&str, Duration); 5] = [
+    let rsk_bytes = rsk.to_bytes();
+    let mut wolf = Sakke::receiver(&kms.to_bytes(), ID, rsk_bytes.as_ref(), false).unwrap();
+    let mut wolf_table = Sakke::receiver(&kms.to_bytes(), ID, rsk_bytes.as_ref(), true).unwrap();
+    let sed_array: [u8; sakke::SED_LEN] = sed;
+    let rows: [(&str, Duration); 7] = [
         (
             "ReceiverKey::new (RSK load + validation)",
             min_of(
@@ -84,6 +91,26 @@ fn main() {
             ),
         ),
         (
+            "wolfCrypt decapsulation",
+            min_of(
+                runs,
+                || (),
+                |()| {
+                    black_box(wolf.decapsulate(black_box(&sed_array)).unwrap());
+                },
+            ),
+        ),
+        (
+            "wolfCrypt decapsulation, RSK table",
+            min_of(
+                runs,
+                || (),
+                |()| {
+                    black_box(wolf_table.decapsulate(black_box(&sed_array)).unwrap());
+                },
+            ),
+        ),
+        (
             "RSK lines build (with_lines, load included)",
             min_of(
                 runs / 4 + 1,
@@ -97,4 +124,11 @@ fn main() {
     for (name, d) in rows {
         println!("{name:<48} {:>8.3} ms", d.as_secs_f64() * 1e3);
     }
+    let ratio =
+        |ours: usize, theirs: usize| rows[theirs].1.as_secs_f64() / rows[ours].1.as_secs_f64();
+    println!(
+        "decapsulation, ours faster by {:.1}x (with the receiver's table: {:.1}x)",
+        ratio(2, 4),
+        ratio(3, 5)
+    );
 }
