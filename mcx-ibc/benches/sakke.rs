@@ -80,6 +80,12 @@ fn bench(c: &mut Criterion) {
     f.bench_function("mul_x1000", |b| {
         b.iter(|| sakke::bench_internal::mul_chain(black_box(1000)))
     });
+    f.bench_function("fp2_mul_lazy_x1000", |b| {
+        b.iter(|| sakke::bench_internal::fp2_mul_chain(black_box(1000), true))
+    });
+    f.bench_function("fp2_mul_eager_x1000", |b| {
+        b.iter(|| sakke::bench_internal::fp2_mul_chain(black_box(1000), false))
+    });
     f.bench_function("invert", |b| {
         b.iter(|| sakke::bench_internal::inv_chain(black_box(1)))
     });

@@ -197,6 +197,16 @@ impl Jacobian {
     /// It does not handle self == ±rhs: callers guarantee that cannot occur
     /// (see [`FixedBaseTable::mul`]).
     pub(crate) fn add_affine_unchecked(&self, rhs: &Affine, skip: Choice) -> Self {
+        let (sum, _) = self.add_affine_with_parts(rhs);
+        let sum = Self::conditional_select(&sum, &rhs.to_jacobian(), self.is_identity());
+        Self::conditional_select(&sum, self, skip)
+    }
+
+    /// The mixed addition of two finite points that are neither equal nor
+    /// opposite, and r = 2(y_F·Z³ − Y), the numerator of the chord's slope
+    /// r/Z₃ (Z₃ = 2·Z·(x_F·Z² − X)), which the Miller loop reuses for its
+    /// chord line.
+    pub(crate) fn add_affine_with_parts(&self, rhs: &Affine) -> (Self, Fp) {
         let z1z1 = self.z.square();
         let u2 = rhs.x.mul(&z1z1);
         let s2 = rhs.y.mul(&self.z).mul(&z1z1);
@@ -209,13 +219,14 @@ impl Jacobian {
         let x3 = r.square().sub(&j).sub(&v.double());
         let y3 = r.mul(&v.sub(&x3)).sub(&self.y.mul(&j).double());
         let z3 = self.z.add(&h).square().sub(&z1z1).sub(&hh);
-        let sum = Self {
-            x: x3,
-            y: y3,
-            z: z3,
-        };
-        let sum = Self::conditional_select(&sum, &rhs.to_jacobian(), self.is_identity());
-        Self::conditional_select(&sum, self, skip)
+        (
+            Self {
+                x: x3,
+                y: y3,
+                z: z3,
+            },
+            r,
+        )
     }
 
     /// Converts to affine; `None` for the point at infinity.
@@ -242,15 +253,36 @@ impl Jacobian {
         self.mul_from_window(k, WINDOWS - 1)
     }
 
-    /// [k]self for a *public* scalar k: like [`Jacobian::mul`] (constant
-    /// time in the point) but starting at k's highest non-zero window, so
-    /// that a short scalar (a 256-bit UID as SAKKE's b) costs a quarter of a
-    /// full one. The running time reveals k's length only.
+    /// [k]self for a *public* scalar k below q (SAKKE's b: a 256-bit UID
+    /// costs a quarter of a full scalar): constant time in the point, not
+    /// in k. Fixed 4-bit windows from k's highest non-zero one, the table
+    /// indexed by each digit and zero digits skipped, with the cheaper
+    /// unchecked addition. That is exact for any finite point of E(F_p)
+    /// (order dividing 4q): before each addition the running value is
+    /// [16·k']self with 16·k' ≤ k < q, and 16·k' ∓ d for a digit
+    /// 1 ≤ d ≤ 15 is neither 0 nor a multiple of 4q, so the two points are
+    /// neither equal nor opposite; likewise the table's (d − 1)·self and
+    /// self for d ≥ 3.
     pub(crate) fn mul_public(&self, k: &[u64; LIMBS]) -> Self {
-        match (0..WINDOWS).rev().find(|&w| window_digit(k, w) != 0) {
-            Some(top) => self.mul_from_window(k, top),
-            None => Self::IDENTITY,
+        let Some(top) = (0..WINDOWS).rev().find(|&w| window_digit(k, w) != 0) else {
+            return Self::IDENTITY;
+        };
+        let mut table = [*self; 1 << WINDOW];
+        table[2] = self.double();
+        for d in 3..(1 << WINDOW) {
+            table[d] = table[d - 1].add_unchecked(self).0;
         }
+        let mut acc = table[window_digit(k, top) as usize];
+        for w in (0..top).rev() {
+            for _ in 0..WINDOW {
+                acc = acc.double();
+            }
+            let digit = window_digit(k, w) as usize;
+            if digit != 0 {
+                acc = acc.add_unchecked(&table[digit]).0;
+            }
+        }
+        acc
     }
 
     /// [k]self for k below 16^(top + 1), fixed 4-bit windows from `top` down.

@@ -115,21 +115,120 @@ const fn sbb(a: u64, b: u64, borrow: u64) -> (u64, u64) {
 }
 
 /// Subtracts p from `t` (with `hi` as a 17th limb) if the result is not
-/// negative; `t` must be below 2p.
+/// negative, returning the 17 limbs.
 #[inline(always)]
-fn reduce_once(t: &[u64; LIMBS], hi: u64) -> [u64; LIMBS] {
+fn sub_p_if_not_below(t: &[u64; LIMBS], hi: u64) -> ([u64; LIMBS], u64) {
     let mut d = [0u64; LIMBS];
     let mut borrow = 0;
     for i in 0..LIMBS {
         (d[i], borrow) = sbb(t[i], P[i], borrow);
     }
-    let (_, borrow) = sbb(hi, 0, borrow);
+    let (d_hi, borrow) = sbb(hi, 0, borrow);
     // borrow is all-ones when t < p: keep t, else keep t - p.
     let mut out = [0u64; LIMBS];
     for i in 0..LIMBS {
         out[i] = (t[i] & borrow) | (d[i] & !borrow);
     }
-    out
+    (out, (hi & borrow) | (d_hi & !borrow))
+}
+
+/// Subtracts p from `t` (with `hi` as a 17th limb) if the result is not
+/// negative; `t` must be below 2p.
+#[inline(always)]
+fn reduce_once(t: &[u64; LIMBS], hi: u64) -> [u64; LIMBS] {
+    sub_p_if_not_below(t, hi).0
+}
+
+/// Limbs of a product of two elements before Montgomery reduction.
+pub(crate) const WIDE: usize = 2 * LIMBS;
+
+/// p² (a product of two elements is below it).
+const P_SQUARED: [u64; WIDE] = square_const(&P);
+
+/// The square of a constant, at compile time (schoolbook).
+const fn square_const(a: &[u64; LIMBS]) -> [u64; WIDE] {
+    let mut t = [0u64; WIDE];
+    let mut i = 0;
+    while i < LIMBS {
+        let mut carry = 0;
+        let mut j = 0;
+        while j < LIMBS {
+            (t[i + j], carry) = mac(t[i + j], a[i], a[j], carry);
+            j += 1;
+        }
+        t[i + LIMBS] = carry;
+        i += 1;
+    }
+    t
+}
+
+/// A product (or sum of products) of elements kept at double width so that
+/// several can be combined before one Montgomery reduction ("lazy
+/// reduction"): an F_p² product reduces its two components instead of
+/// three products. Values stay below 2p² < 2^2048.
+#[derive(Clone, Copy)]
+pub(crate) struct Wide {
+    t: [u64; WIDE],
+}
+
+impl Wide {
+    /// The sum of two products of reduced elements (below 2p²).
+    #[inline(always)]
+    pub(crate) fn sum(x: &Self, y: &Self) -> Self {
+        let mut t = [0u64; WIDE];
+        let mut carry = 0;
+        for i in 0..WIDE {
+            (t[i], carry) = adc(x.t[i], y.t[i], carry);
+        }
+        debug_assert_eq!(carry, 0, "lazy sum outside [0, 2^2048)");
+        Self { t }
+    }
+
+    /// p² + Σ plus − Σ minus in one pass over the limbs. The caller
+    /// guarantees the result lies in [0, 2p²) (see [`super::fp2::Fp2::mul`]);
+    /// it is congruent to the plain sum, as p² ≡ 0.
+    #[inline(always)]
+    pub(crate) fn p2_plus_minus(plus: &[&Self], minus: &[&Self]) -> Self {
+        let mut t = [0u64; WIDE];
+        // A signed carry of a few units either way.
+        let mut carry: i128 = 0;
+        for i in 0..WIDE {
+            let mut acc = carry + i128::from(P_SQUARED[i]);
+            for w in plus {
+                acc += i128::from(w.t[i]);
+            }
+            for w in minus {
+                acc -= i128::from(w.t[i]);
+            }
+            t[i] = acc as u64;
+            carry = acc >> 64;
+        }
+        debug_assert_eq!(carry, 0, "lazy sum outside [0, 2^2048)");
+        Self { t }
+    }
+
+    /// Montgomery reduction to a fully reduced element; the value must be
+    /// below 2p². Each row adds m·p to clear the lowest remaining limb; the
+    /// result (t + M·p)/2^1024 is below 2p²/2^1024 + p < 2.2p (p is
+    /// 0.6·2^1024, so 2p² exceeds p·2^1024 and one subtraction is not
+    /// enough), and two conditional subtractions bring it below p.
+    #[inline(always)]
+    pub(crate) fn reduce(&self) -> Fp {
+        let mut t = self.t;
+        let mut top = 0u64;
+        for i in 0..LIMBS {
+            let m = t[i].wrapping_mul(INV);
+            let mut carry = 0;
+            for j in 0..LIMBS {
+                (t[i + j], carry) = mac(t[i + j], m, P[j], carry);
+            }
+            (t[i + LIMBS], top) = adc(t[i + LIMBS], carry, top);
+        }
+        let mut hi = [0u64; LIMBS];
+        hi.copy_from_slice(&t[LIMBS..]);
+        let (once, hi_once) = sub_p_if_not_below(&hi, top);
+        Fp(sub_p_if_not_below(&once, hi_once).0)
+    }
 }
 
 /// One CIOS step: t = (t + a·b_i + m·p) / 2^64 with m chosen to clear
@@ -152,6 +251,20 @@ fn mul_row(t: &mut [u64; LIMBS], t_hi: u64, a: &[u64; LIMBS], bi: u64) -> u64 {
 }
 
 impl Fp {
+    /// The full 2048-bit product, not reduced (operand scanning).
+    #[inline(always)]
+    pub(crate) fn mul_wide(&self, rhs: &Self) -> Wide {
+        let mut t = [0u64; WIDE];
+        for i in 0..LIMBS {
+            let mut carry = 0;
+            for j in 0..LIMBS {
+                (t[i + j], carry) = mac(t[i + j], self.0[j], rhs.0[i], carry);
+            }
+            t[i + LIMBS] = carry;
+        }
+        Wide { t }
+    }
+
     pub(crate) const ZERO: Self = Self([0; LIMBS]);
     pub(crate) const ONE: Self = Self(ONE);
 
@@ -240,7 +353,10 @@ impl Fp {
         Self(reduce_once(&t, t_hi))
     }
 
-    /// Montgomery squaring (a dedicated squaring measured no faster).
+    /// Montgomery squaring. A dedicated squaring (136 word products, not
+    /// 256, then a separate reduction) measured no faster: the separate
+    /// reduction's serial chain of m = t_i·(−p⁻¹) costs what the products
+    /// save (docs/ibc.md).
     #[inline]
     pub(crate) fn square(&self) -> Self {
         self.mul(self)

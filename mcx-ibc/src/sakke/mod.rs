@@ -438,7 +438,9 @@ pub struct ReceiverKey {
     lines: OnceLock<MillerLines>,
     /// Set by the first decapsulation: the next one builds the lines.
     decapsulated: AtomicBool,
-    own_point: Affine,
+    /// [b]P + Z, computed when first asked for (the validation does not
+    /// need it, and a decapsulation's R check uses the tables of P and Z).
+    own_point: OnceLock<Affine>,
     own_table: Option<FixedBaseTable>,
 }
 
@@ -456,9 +458,13 @@ impl ReceiverKey {
     /// K_b, which this check therefore does not see; such a key (only a KMS
     /// could make one) never decapsulates: every
     /// [`ReceiverKey::decapsulate`] fails its R check.
+    ///
+    /// [b]P + Z is not computed here (the check does not need it): for an
+    /// identifier that maps it to infinity (b ≡ −z mod q, for which no RSK
+    /// exists) the check fails with [`Error::KeyValidationFailed`].
     pub fn new(kms: &KmsPublicKey, id: &[u8], rsk: &Rsk) -> Result<Self, Error> {
         let b = id_scalar(id)?;
-        let own_point = public_point(kms, id)?;
+        let own_point = OnceLock::new();
         RSK_VALIDATIONS.fetch_add(1, Ordering::Relaxed);
         let k = rsk.point;
         let bk: Option<Affine> = k.to_jacobian().mul_public(&b.to_words()).to_affine().into();
@@ -468,7 +474,11 @@ impl ReceiverKey {
             }
             // [b]K_b = O: b ≡ 0 (mod q), or a key of small order. The
             // definition, walking K_b itself.
-            None => pairing_direct(&k, &own_point),
+            None => {
+                let q = public_point(kms, id)?;
+                let _ = own_point.set(q);
+                pairing_direct(&k, &q)
+            }
         };
         if !bool::from(value.ct_eq(&G)) {
             return Err(Error::KeyValidationFailed("SAKKE RSK"));
@@ -501,8 +511,15 @@ impl ReceiverKey {
     /// Worth it for a receiver that decapsulates often (e.g. a GMS or a
     /// long-running client).
     pub fn with_table(mut self) -> Self {
-        self.own_table = Some(FixedBaseTable::new(&self.own_point));
+        self.own_table = Some(FixedBaseTable::new(self.own_point()));
         self
+    }
+
+    /// [b]P + Z. Never at infinity for a validated key (it pairs with K_b
+    /// to g ≠ 1), so the fallback is unreachable.
+    fn own_point(&self) -> &Affine {
+        self.own_point
+            .get_or_init(|| public_point(&self.kms, &self.id).unwrap_or(BASE))
     }
 
     /// The identifier this key belongs to.
@@ -512,7 +529,7 @@ impl ReceiverKey {
 
     /// [b]P + Z for this receiver, 0x04 || x || y.
     pub fn public_point(&self) -> [u8; POINT_LEN] {
-        self.own_point.to_bytes()
+        self.own_point().to_bytes()
     }
 
     /// Decapsulates R || H (RFC 6508 6.2.2), checking [r]([b]P + Z) == R.
@@ -737,6 +754,19 @@ pub mod bench_internal {
             x = x.mul(&BASE.x);
         }
         x.to_bytes()
+    }
+    /// n chained F_p² products, lazily reduced (`lazy`) or with three full
+    /// multiplications.
+    pub fn fp2_mul_chain(n: usize, lazy: bool) -> [u8; 128] {
+        let mut x = Fp2 { a: G, b: BASE.x };
+        let y = Fp2 {
+            a: BASE.y,
+            b: BASE.x,
+        };
+        for _ in 0..n {
+            x = if lazy { x.mul(&y) } else { x.mul_eager(&y) };
+        }
+        x.b.to_bytes()
     }
     /// n inversions.
     pub fn inv_chain(n: usize) -> [u8; 128] {
