@@ -7,7 +7,8 @@
 //! (TS 33.180 F.2.1). The crypto is `mcx_ibc`; this crate adds:
 //!
 //! - [`Kms`]: the service. [`Kms::open`] loads or creates the community
-//!   secrets, users and audit log in SQLite; [`Kms::handle`] answers one
+//!   secrets, users and audit log in SQLite ([`Kms::open_at`]: or in a
+//!   PostgreSQL database several KMS instances share, see [`db`]); [`Kms::handle`] answers one
 //!   [`http::HttpRequest`] (`POST .../init` → KmsInit, `POST .../keyprov` →
 //!   KmsKeyProv) with an [`http::HttpResponse`].
 //! - [`xml`]: the Annex D documents (`KmsRequest`, `KmsResponse` with
@@ -41,6 +42,7 @@
 #![forbid(unsafe_code)]
 
 pub mod at_rest;
+pub mod db;
 mod drbg;
 mod error;
 mod service;
@@ -56,6 +58,7 @@ use core::fmt;
 use zeroize::Zeroize;
 
 pub use at_rest::{StoreKey, StoreKeyError};
+pub use db::{DatabaseUrl, StoreLocation};
 pub use error::{KmsError, XmlError};
 pub use service::Kms;
 pub use store::{IssuedRecord, close_connection};
