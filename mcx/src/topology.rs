@@ -220,12 +220,32 @@ pub(crate) struct KmsNode {
     /// `MCX_STORE_KEY_FILE`.
     #[serde(default)]
     pub(crate) store_key_file: Option<PathBuf>,
+    /// A PostgreSQL database instead of `database`, which several KMS
+    /// instances share (docs/deployment.md); `MCX_KMS_DATABASE_URL`
+    /// overrides it (keep the password there, not in this file).
+    #[serde(default, deserialize_with = "database_url")]
+    pub(crate) database_url: Option<mcx_kms::DatabaseUrl>,
+    /// Further KMS instances on the same database (`mcx run TOPOLOGY kms
+    /// --listen ADDR`): clients fail over to them, in order, after `http`.
+    #[serde(default)]
+    pub(crate) replicas: Vec<SocketAddr>,
     /// UserKeyPeriod in seconds.
     #[serde(default = "default_key_period")]
     pub(crate) key_period_len: u64,
     /// UserKeyOffset in seconds.
     #[serde(default)]
     pub(crate) key_period_offset: u64,
+}
+
+/// A `database_url`, parsed when the topology is read (the error never
+/// repeats the text, which may hold a password).
+fn database_url<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<mcx_kms::DatabaseUrl>, D::Error> {
+    let text = <String as Deserialize>::deserialize(d)?;
+    mcx_kms::DatabaseUrl::parse(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 fn default_key_period() -> u64 {
@@ -286,6 +306,14 @@ pub(crate) struct GmsNode {
     /// absent = `MCX_STORE_KEY` or `MCX_STORE_KEY_FILE`.
     #[serde(default)]
     pub(crate) store_key_file: Option<PathBuf>,
+    /// A PostgreSQL database instead of `database`, which several GMS
+    /// instances share; `MCX_GMS_DATABASE_URL` overrides it.
+    #[serde(default, deserialize_with = "database_url")]
+    pub(crate) database_url: Option<mcx_kms::DatabaseUrl>,
+    /// Further GMS instances on the same database: clients fail over to
+    /// them, in order, after `http`.
+    #[serde(default)]
+    pub(crate) replicas: Vec<SocketAddr>,
     /// GMK lifetime in seconds.
     #[serde(default = "default_key_period")]
     pub(crate) gmk_lifetime_secs: u64,
