@@ -4,7 +4,10 @@
 //! and KmsKeyProv from the KMS (community public keys, its own ECCSI and
 //! SAKKE keys, validated), then its group list and group documents from
 //! the GMS, whose GKTPs carry each group's GMK in a MIKEY-SAKKE
-//! I_MESSAGE the client verifies and decrypts. Then the
+//! I_MESSAGE the client verifies and decrypts. The KMS and the GMS may
+//! each be several instances on one database ([`Servers`]): a request
+//! fails over from one to the next on a connection failure, a timeout or
+//! a 5xx (docs/deployment.md). Then the
 //! [`mcx_core::Client`] role runs under [`mcx_net::node`], and
 //! [`keep_gmks_fresh`] polls the GMS for its groups' documents (every
 //! [`DEFAULT_GMK_POLL_INTERVAL`], and [`DEFAULT_GMK_RENEWAL_LEAD`] before
