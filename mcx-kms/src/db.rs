@@ -152,10 +152,16 @@ impl StoreLocation<'_> {
 /// A store's connection to PostgreSQL, made anew when the server closed
 /// it (a PostgreSQL restart or fail-over), so that an instance goes on
 /// afterwards.
+///
+/// The `postgres` client blocks on a tokio runtime of its own: call the
+/// store from a thread that may block (the drivers' blocking pool), never
+/// from an async task. Dropping and closing are safe anywhere: they run
+/// on a thread of their own.
 pub struct Connection {
     url: DatabaseUrl,
     schema: &'static str,
-    client: postgres::Client,
+    /// `None` only after a failed reconnect or once closed.
+    client: Option<postgres::Client>,
 }
 
 /// What [`Connection::open`] found in `meta`.
@@ -212,7 +218,7 @@ impl Connection {
             Self {
                 url: url.clone(),
                 schema,
-                client,
+                client: Some(client),
             },
             meta,
         ))
@@ -223,19 +229,47 @@ impl Connection {
     /// # Errors
     /// The database's, if connecting anew fails.
     pub fn client(&mut self) -> Result<&mut postgres::Client, postgres::Error> {
-        if self.client.is_closed() {
-            self.client = self.url.connect(self.schema)?;
-        }
-        Ok(&mut self.client)
+        let client = match self.client.take() {
+            Some(client) if !client.is_closed() => client,
+            dead => {
+                if let Some(dead) = dead {
+                    off_async(move || drop(dead));
+                }
+                self.url.connect(self.schema)?
+            }
+        };
+        Ok(self.client.insert(client))
     }
 
-    /// Closes the connection in order.
+    /// Closes the connection in order (a thread of its own does it).
     ///
     /// # Errors
     /// The database's.
-    pub fn close(self) -> Result<(), postgres::Error> {
-        self.client.close()
+    pub fn close(mut self) -> Result<(), postgres::Error> {
+        match self.client.take() {
+            Some(client) => off_async(move || client.close()),
+            None => Ok(()),
+        }
     }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        // postgres::Client's drop blocks on its runtime, which panics on
+        // a thread that drives async tasks (a service dropped there).
+        if let Some(client) = self.client.take() {
+            off_async(move || drop(client));
+        }
+    }
+}
+
+/// Runs `f` on a new thread and waits for it: blocking on the `postgres`
+/// client's runtime is refused on a thread that drives async tasks.
+fn off_async<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| match s.spawn(f).join() {
+        Ok(v) => v,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
 }
 
 /// Runs `body` in a transaction that first takes the transaction-scoped

@@ -135,3 +135,25 @@ fn two_instances_on_one_database_serve_one_community() {
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
+
+/// A KMS on PostgreSQL may be dropped or closed on a thread that drives
+/// async tasks (a driver's shutdown): the `postgres` client, which blocks
+/// on a runtime of its own there, is taken to a thread of its own.
+#[test]
+fn dropping_or_closing_inside_an_async_task_does_not_panic() {
+    let Some(pg) = postgres::TempPostgres::start("kms-drop") else {
+        return;
+    };
+    let url = DatabaseUrl::parse(&pg.url()).unwrap();
+    let (a, b) = (
+        open(&url, &store_key()).unwrap(),
+        open(&url, &store_key()).unwrap(),
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        drop(a);
+        b.close().unwrap();
+    });
+}
