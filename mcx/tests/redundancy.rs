@@ -152,7 +152,10 @@ fn clients_keep_provisioning_when_a_kms_and_a_gms_die() {
             args.push("--listen".into());
             args.push(addr.to_string().into());
         }
-        let mut p = Proc::mcx_env(name, &args, &[(var, OsStr::new(&url))]);
+        // At debug, everything but the PostgreSQL client's statement
+        // parameters is logged (checked below).
+        let env = [(var, OsStr::new(&url)), ("MCX_LOG", OsStr::new("debug"))];
+        let mut p = Proc::mcx_env(name, &args, &env);
         p.expect(&format!("ready {role}"), READY);
         p
     };
@@ -248,12 +251,18 @@ fn clients_keep_provisioning_when_a_kms_and_a_gms_die() {
         "{issued} issues logged for {total}"
     );
 
-    // The password was in every instance's environment, never in a log.
+    // The password was in every instance's environment, never in a log,
+    // and the logs at debug carry no statement parameters.
     for p in [&kms_a, &kms_b, &gms_a, &gms_b] {
         let err = p.stderr();
         assert!(
             !err.contains(postgres::PASSWORD),
             "{}: the password in its log",
+            p.name
+        );
+        assert!(
+            !err.contains("with parameters"),
+            "{}: statement parameters logged",
             p.name
         );
     }

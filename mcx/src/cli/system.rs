@@ -221,6 +221,13 @@ fn init_logging() {
 
     let filter = tracing_subscriber::EnvFilter::try_from_env("MCX_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // The PostgreSQL client logs every statement's parameters at debug
+    // (sealed secrets, token hashes): never below info, whatever MCX_LOG
+    // asks.
+    let filter = match "tokio_postgres=info".parse() {
+        Ok(cap) => filter.add_directive(cap),
+        Err(_) => filter,
+    };
     let json = match std::env::var("MCX_LOG_FORMAT").as_deref() {
         Ok("json") => true,
         Ok("human") | Err(_) => false,
