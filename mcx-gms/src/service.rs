@@ -41,12 +41,12 @@ struct GroupState {
     gmk: Option<StoredGmk>,
 }
 
-/// The GMS: groups, members, GMKs (in SQLite) and the HTTP resources
-/// that give members their GKTPs. Sans-IO: [`Gms::handle`] maps one
+/// The GMS: groups, members, GMKs (in SQLite or PostgreSQL) and the HTTP
+/// resources that give members their GKTPs. Sans-IO: [`Gms::handle`] maps one
 /// request to one response. It takes `&self`, so requests are answered
 /// concurrently (share the GMS in an `Arc`): GKTPs (a SAKKE encapsulation
 /// and an ECCSI signature each) are built under a shared read lock of the
-/// groups; making a GMK and each SQLite statement are serialised.
+/// groups; making a GMK and each store statement are serialised.
 pub struct Gms {
     store: Store,
     gms_uri: String,
@@ -336,7 +336,8 @@ impl Gms {
     /// also closes it, but silently).
     ///
     /// # Errors
-    /// [`GmsError::Storage`] if SQLite cannot checkpoint or close.
+    /// [`GmsError::Storage`] if SQLite cannot checkpoint or close (or
+    /// PostgreSQL close).
     pub fn close(self) -> Result<(), GmsError> {
         self.store.close()
     }

@@ -19,7 +19,7 @@
 //! - [`secext`]: the TS 33.180 D.1 security extension (InK-signed
 //!   responses, TrK-encrypted secret keys) for users configured with keys.
 //! - [`at_rest`]: the operator's [`StoreKey`] that seals the secrets in the
-//!   SQLite store (AES-256-GCM), and store files created owner-only; the
+//!   store (AES-256-GCM; SQLite or PostgreSQL), and store files created owner-only; the
 //!   GMS uses it too. One key set per user and key period is stored, so
 //!   every KmsKeyProv of a period returns the same SSK/PVT/RSK.
 //!
@@ -37,7 +37,7 @@
 //! - Authentication is a configured bearer token per user, a stand-in for
 //!   the TS 33.180 5.2 IdM access token.
 //!
-//! See `docs/kms.md` for the XML layout, the SQLite schema and what
+//! See `docs/kms.md` for the XML layout, the store schema and what
 //! deviates from Annex D.
 #![forbid(unsafe_code)]
 

@@ -40,13 +40,14 @@ enum Route {
     },
 }
 
-/// The KMS: community secrets, users and audit log in SQLite, answering
+/// The KMS: community secrets, users and audit log in SQLite or
+/// PostgreSQL, answering
 /// Annex D requests through [`Kms::handle`].
 ///
 /// [`Kms::handle`] takes `&self`: requests are answered concurrently (share
 /// the KMS in an `Arc`). Issuing keys (an RSK extraction and an ECCSI key
 /// pair, milliseconds) runs outside every lock with a DRBG of its own,
-/// forked from the KMS's; only the SQLite statements and the fork itself
+/// forked from the KMS's; only the store's statements and the fork itself
 /// are serialised.
 ///
 /// `Debug` prints the KMS URI, key period parameters and number of users,
@@ -252,7 +253,7 @@ impl Kms {
     }
 
     /// The store, for one short sequence of statements. A request that
-    /// panicked holding it left SQLite committed or rolled back, never
+    /// panicked holding it left the database committed or rolled back, never
     /// half-written: go on.
     fn store(&self) -> MutexGuard<'_, Store> {
         self.store.lock().unwrap_or_else(PoisonError::into_inner)
@@ -275,7 +276,7 @@ impl Kms {
     /// time; never keys).
     ///
     /// # Errors
-    /// [`KmsError::Database`] if SQLite fails.
+    /// [`KmsError::Database`] if the database fails.
     pub fn issued(&self) -> Result<Vec<IssuedRecord>, KmsError> {
         self.store().issued()
     }
@@ -285,7 +286,8 @@ impl Kms {
     /// also closes it, but silently).
     ///
     /// # Errors
-    /// [`KmsError::Database`] if SQLite cannot checkpoint or close.
+    /// [`KmsError::Database`] if SQLite cannot checkpoint or close (or
+    /// PostgreSQL close).
     pub fn close(self) -> Result<(), KmsError> {
         self.store
             .into_inner()
