@@ -41,8 +41,7 @@ enum Route {
 }
 
 /// The KMS: community secrets, users and audit log in SQLite or
-/// PostgreSQL, answering
-/// Annex D requests through [`Kms::handle`].
+/// PostgreSQL, answering Annex D requests through [`Kms::handle`].
 ///
 /// [`Kms::handle`] takes `&self`: requests are answered concurrently (share
 /// the KMS in an `Arc`). Issuing keys (an RSK extraction and an ECCSI key
