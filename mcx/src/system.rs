@@ -344,11 +344,17 @@ fn servers(
 fn store_url(
     what: &str,
     env: &str,
-    in_topology: Option<&mcx_kms::DatabaseUrl>,
+    in_topology: Option<&crate::topology::DatabaseUrlText>,
 ) -> Result<Option<mcx_kms::DatabaseUrl>, CliError> {
     let from_env =
         mcx_kms::DatabaseUrl::from_env(env).map_err(|e| failed(format!("{what}: {e}")))?;
-    let url = from_env.or_else(|| in_topology.cloned());
+    let url = match from_env {
+        Some(url) => Some(url),
+        None => in_topology
+            .map(crate::topology::DatabaseUrlText::parse)
+            .transpose()
+            .map_err(|e| failed(format!("{what}: database_url: {e}")))?,
+    };
     if let Some(url) = &url {
         // Display leaves the password out.
         eprintln!("{what}: state in PostgreSQL at {url}");

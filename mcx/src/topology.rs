@@ -223,8 +223,8 @@ pub(crate) struct KmsNode {
     /// A PostgreSQL database instead of `database`, which several KMS
     /// instances share (docs/deployment.md); `MCX_KMS_DATABASE_URL`
     /// overrides it (keep the password there, not in this file).
-    #[serde(default, deserialize_with = "database_url")]
-    pub(crate) database_url: Option<mcx_kms::DatabaseUrl>,
+    #[serde(default)]
+    pub(crate) database_url: Option<DatabaseUrlText>,
     /// Further KMS instances on the same database (`mcx run TOPOLOGY kms
     /// --listen ADDR`): clients fail over to them, in order, after `http`.
     #[serde(default)]
@@ -237,15 +237,37 @@ pub(crate) struct KmsNode {
     pub(crate) key_period_offset: u64,
 }
 
-/// A `database_url`, parsed when the topology is read (the error never
-/// repeats the text, which may hold a password).
-fn database_url<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<Option<mcx_kms::DatabaseUrl>, D::Error> {
-    let text = <String as Deserialize>::deserialize(d)?;
-    mcx_kms::DatabaseUrl::parse(&text)
-        .map(Some)
-        .map_err(serde::de::Error::custom)
+/// A `database_url` as written: parsed by [`Topology::check`], not while
+/// the TOML is decoded, because the TOML decoder's errors quote the line,
+/// password and all. `Debug` shows it without the password; erased on
+/// drop.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct DatabaseUrlText(String);
+
+impl DatabaseUrlText {
+    /// The parsed URL.
+    ///
+    /// # Errors
+    /// Why it is not a PostgreSQL connection string (never the text).
+    pub(crate) fn parse(&self) -> Result<mcx_kms::DatabaseUrl, String> {
+        mcx_kms::DatabaseUrl::parse(&self.0)
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrlText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.parse() {
+            Ok(url) => write!(f, "{url}"),
+            Err(_) => f.write_str("<invalid, redacted>"),
+        }
+    }
+}
+
+impl Drop for DatabaseUrlText {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
 }
 
 fn default_key_period() -> u64 {
@@ -308,8 +330,8 @@ pub(crate) struct GmsNode {
     pub(crate) store_key_file: Option<PathBuf>,
     /// A PostgreSQL database instead of `database`, which several GMS
     /// instances share; `MCX_GMS_DATABASE_URL` overrides it.
-    #[serde(default, deserialize_with = "database_url")]
-    pub(crate) database_url: Option<mcx_kms::DatabaseUrl>,
+    #[serde(default)]
+    pub(crate) database_url: Option<DatabaseUrlText>,
     /// Further GMS instances on the same database: clients fail over to
     /// them, in order, after `http`.
     #[serde(default)]
@@ -558,6 +580,15 @@ impl Topology {
     /// Cross-references: every name used is defined once.
     fn check(&self) -> Result<(), String> {
         self.floor.spk_keys()?;
+        for (role, url) in [
+            ("kms", &self.kms.database_url),
+            ("gms", &self.gms.database_url),
+        ] {
+            if let Some(url) = url {
+                url.parse()
+                    .map_err(|e| format!("[{role}] database_url: {e}"))?;
+            }
+        }
         for u in &self.users {
             match (&u.trk, &u.ink) {
                 (None, None) => {}
@@ -788,6 +819,32 @@ mod tests {
         let t = Topology::parse(DEFAULT, "default").unwrap();
         assert_eq!(t.mc_servers.len(), 2);
         assert!(t.groups.iter().all(|g| g.members.len() >= 3));
+    }
+
+    /// `database_url` is parsed when the file is read and never shown
+    /// with its password (the topology's `Debug`, a parse error);
+    /// `replicas` lists further instances.
+    #[test]
+    fn database_url_and_replicas() {
+        let text = DEFAULT.replacen(
+            "key_period_offset = 0",
+            "key_period_offset = 0\ndatabase_url = \"postgres://mcx:hunter2-pw@db1:5432/mcx\"\n\
+             replicas = [\"127.0.0.1:7100\", \"127.0.0.1:7200\"]",
+            1,
+        );
+        let t = Topology::parse(&text, "t").unwrap();
+        assert_eq!(t.kms.replicas.len(), 2);
+        let shown = format!("{t:?}");
+        assert!(
+            shown.contains("postgres://mcx:<redacted>@db1:5432/mcx"),
+            "{shown}"
+        );
+        assert!(!shown.contains("hunter2-pw"));
+        assert!(t.gms.database_url.is_none() && t.gms.replicas.is_empty());
+        let bad = text.replace("@db1:5432/", "@db1:port/");
+        let e = Topology::parse(&bad, "t").unwrap_err().to_string();
+        assert!(e.contains("not a PostgreSQL connection string"), "{e}");
+        assert!(!e.contains("hunter2-pw"), "{e}");
     }
 
     #[test]
