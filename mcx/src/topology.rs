@@ -841,6 +841,21 @@ mod tests {
         );
         assert!(!shown.contains("hunter2-pw"));
         assert!(t.gms.database_url.is_none() && t.gms.replicas.is_empty());
+        // One certificate for every KMS instance, naming each address.
+        let text = text.replace("\"127.0.0.1:7200\"", "\"127.0.0.2:7200\"");
+        let t2 = Topology::parse(&text, "t").unwrap();
+        let kms = crate::tls::subjects(&t2)
+            .into_iter()
+            .find(|(role, _)| role == "kms")
+            .unwrap()
+            .1;
+        assert_eq!(
+            kms.ips,
+            [
+                "127.0.0.1".parse::<std::net::IpAddr>().unwrap(),
+                "127.0.0.2".parse().unwrap()
+            ]
+        );
         let bad = text.replace("@db1:5432/", "@db1:port/");
         let e = Topology::parse(&bad, "t").unwrap_err().to_string();
         assert!(e.contains("not a PostgreSQL connection string"), "{e}");
