@@ -9,7 +9,7 @@
 mod pg;
 mod sqlite;
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, PoisonError};
 
 use mcx_kms::StoreLocation;
 use mcx_kms::at_rest::StoreKey;
@@ -87,6 +87,12 @@ pub(crate) trait Engine: Send {
     fn issued_count(&mut self, member: &str, gmk_id: i64) -> Result<i64, GmsError>;
     /// An orderly close (SQLite: WAL checkpointed into the file).
     fn close(self: Box<Self>) -> Result<(), GmsError>;
+    /// Whether the last failure was the loss of the connection (a
+    /// PostgreSQL restart or fail-over), after which the next call
+    /// connects anew.
+    fn connection_lost(&self) -> bool {
+        false
+    }
 }
 
 /// A stored GMK with its GMK-ID, RAND and validity.
@@ -196,10 +202,22 @@ impl Store {
             .close()
     }
 
-    /// The engine, for one method's statements. A panic while holding it
-    /// left the database committed or rolled back: go on.
-    fn engine(&self) -> MutexGuard<'_, Box<dyn Engine>> {
-        self.engine.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Runs `f` on the engine, held for `f` only, and once more if it
+    /// failed because the engine lost its connection (a PostgreSQL
+    /// restart): the request that meets it is answered, not refused.
+    /// (Every statement is a read, an insert-if-absent, an upsert, an
+    /// idempotent update or a delete: running one again does no harm.) A
+    /// panic while holding the engine left the database committed or
+    /// rolled back: go on.
+    fn with<T>(
+        &self,
+        mut f: impl FnMut(&mut dyn Engine) -> Result<T, GmsError>,
+    ) -> Result<T, GmsError> {
+        let mut engine = self.engine.lock().unwrap_or_else(PoisonError::into_inner);
+        match f(engine.as_mut()) {
+            Err(GmsError::Storage(_)) if engine.connection_lost() => f(engine.as_mut()),
+            done => done,
+        }
     }
 
     /// See [`Engine::sync_groups`].
@@ -208,22 +226,24 @@ impl Store {
         groups: &[GroupConfig],
         now: u64,
     ) -> Result<Vec<String>, GmsError> {
-        self.engine().sync_groups(groups, int(now)?)
+        let now = int(now)?;
+        self.with(|e| e.sync_groups(groups, now))
     }
 
     /// A group's stored members.
     pub(crate) fn members(&self, group_id: &str) -> Result<Vec<String>, GmsError> {
-        self.engine().members(group_id)
+        self.with(|e| e.members(group_id))
     }
 
     /// Removes `member` from `group_id`'s stored members.
     pub(crate) fn remove_member(&self, group_id: &str, member: &str) -> Result<(), GmsError> {
-        self.engine().remove_member(group_id, member)
+        self.with(|e| e.remove_member(group_id, member))
     }
 
     /// Ends every GMK of `group_id` still in force at `now` (expiry = now).
     pub(crate) fn retire_gmks(&self, group_id: &str, now: u64) -> Result<(), GmsError> {
-        self.engine().retire_gmks(group_id, int(now)?)
+        let now = int(now)?;
+        self.with(|e| e.retire_gmks(group_id, now))
     }
 
     fn open_gmk(&self, group_id: &str, row: GmkRow) -> Result<StoredGmk, GmsError> {
@@ -257,7 +277,8 @@ impl Store {
         group_id: &str,
         now: u64,
     ) -> Result<Option<StoredGmk>, GmsError> {
-        let row = self.engine().current_gmk(group_id, int(now)?)?;
+        let now = int(now)?;
+        let row = self.with(|e| e.current_gmk(group_id, now))?;
         row.map(|row| self.open_gmk(group_id, row)).transpose()
     }
 
@@ -281,7 +302,8 @@ impl Store {
             expiry: int(g.expiry)?,
             rand: g.rand.to_vec(),
         };
-        let done = self.engine().insert_gmk(group_id, &row, int(now)?)?;
+        let now = int(now)?;
+        let done = self.with(|e| e.insert_gmk(group_id, &row, now))?;
         Ok(match done {
             Insert::Inserted => Insert::Inserted,
             Insert::IdTaken => Insert::IdTaken,
@@ -298,17 +320,13 @@ impl Store {
         key_period: u64,
         now: u64,
     ) -> Result<(), GmsError> {
-        self.engine().record_issue(
-            member,
-            group_id,
-            i64::from(gmk_id.0),
-            int(key_period)?,
-            int(now)?,
-        )
+        let (key_period, now) = (int(key_period)?, int(now)?);
+        let gmk_id = i64::from(gmk_id.0);
+        self.with(|e| e.record_issue(member, group_id, gmk_id, key_period, now))
     }
 
     /// How many GKTPs were issued to `member` for `gmk_id` (tests, audit).
     pub(crate) fn issued_count(&self, member: &str, gmk_id: KeyId) -> Result<u64, GmsError> {
-        uint(self.engine().issued_count(member, i64::from(gmk_id.0))?)
+        uint(self.with(|e| e.issued_count(member, i64::from(gmk_id.0)))?)
     }
 }

@@ -207,4 +207,9 @@ fn two_instances_serve_one_gmk_per_group_through_starts_and_rolls() {
     // A new instance later: the same GMK.
     let c = open(&mut w, &url, later + 9, 9);
     assert_eq!(c.gmk_id(GROUP_A), Some(rolled));
+
+    // PostgreSQL restarts: the next request meets the dead connection, is
+    // run again on a new one and answered.
+    pg.restart();
+    assert_eq!(gmks(&mut w, &c, ALICE, GROUP_A, later + 10, 10), at_b);
 }

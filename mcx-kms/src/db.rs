@@ -241,6 +241,12 @@ impl Connection {
         Ok(self.client.insert(client))
     }
 
+    /// Whether the connection is gone (the server closed it): the next
+    /// [`Connection::client`] connects anew.
+    pub fn is_lost(&self) -> bool {
+        self.client.as_ref().is_none_or(postgres::Client::is_closed)
+    }
+
     /// Closes the connection in order (a thread of its own does it).
     ///
     /// # Errors

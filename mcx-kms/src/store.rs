@@ -77,6 +77,27 @@ pub(crate) trait Engine: Send {
     fn issued(&mut self) -> Result<Vec<(String, i64, i64)>, KmsError>;
     /// An orderly close (SQLite: WAL checkpointed into the file).
     fn close(self: Box<Self>) -> Result<(), KmsError>;
+    /// Whether the last failure was the loss of the connection (a
+    /// PostgreSQL restart or fail-over), after which the next call
+    /// connects anew.
+    fn connection_lost(&self) -> bool {
+        false
+    }
+}
+
+/// Runs `f` on `engine`, and once more if it failed because the engine
+/// lost its connection: the request that meets a restarted PostgreSQL is
+/// answered, not refused. (Every statement here is a read, an
+/// insert-if-absent, an upsert or an audit row: running one again does
+/// no harm.)
+fn retried<T>(
+    engine: &mut dyn Engine,
+    mut f: impl FnMut(&mut dyn Engine) -> Result<T, KmsError>,
+) -> Result<T, KmsError> {
+    match f(engine) {
+        Err(KmsError::Database(_)) if engine.connection_lost() => f(engine),
+        done => done,
+    }
 }
 
 /// The community as the service uses it, secrets open.
@@ -202,8 +223,7 @@ impl Store {
     }
 
     pub(crate) fn load_community(&mut self) -> Result<Option<StoredCommunity>, KmsError> {
-        self.engine
-            .community()?
+        retried(self.engine.as_mut(), |e| e.community())?
             .map(|row| self.open_community(row))
             .transpose()
     }
@@ -222,7 +242,7 @@ impl Store {
             ksak: self.key.seal(&community_record("ksak"), &c.ksak, rng),
             sakke_z: self.key.seal(&community_record("sakke_z"), &c.sakke_z, rng),
         };
-        let stored = self.engine.insert_community(&row)?;
+        let stored = retried(self.engine.as_mut(), |e| e.insert_community(&row))?;
         self.open_community(stored)
     }
 
@@ -248,8 +268,7 @@ impl Store {
         key_period_no: u64,
     ) -> Result<Option<StoredUserKeys>, KmsError> {
         let period = to_i64(key_period_no, "key period number")?;
-        self.engine
-            .user_keys(user_uri, period)?
+        retried(self.engine.as_mut(), |e| e.user_keys(user_uri, period))?
             .map(|row| self.open_user_keys(user_uri, key_period_no, row))
             .transpose()
     }
@@ -273,13 +292,15 @@ impl Store {
             pvt: keys.pvt.clone(),
         };
         let period = to_i64(key_period_no, "key period number")?;
-        let stored = self.engine.insert_user_keys(user_uri, period, &row)?;
+        let stored = retried(self.engine.as_mut(), |e| {
+            e.insert_user_keys(user_uri, period, &row)
+        })?;
         self.open_user_keys(user_uri, key_period_no, stored)
     }
 
     /// Makes the users table exactly `users` (URI, SHA-256 of the token).
     pub(crate) fn replace_users(&mut self, users: &[(String, [u8; 32])]) -> Result<(), KmsError> {
-        self.engine.replace_users(users)
+        retried(self.engine.as_mut(), |e| e.replace_users(users))
     }
 
     pub(crate) fn record_issue(
@@ -288,11 +309,11 @@ impl Store {
         key_period_no: u64,
         now_unix: u64,
     ) -> Result<(), KmsError> {
-        self.engine.record_issue(
-            user_uri,
-            to_i64(key_period_no, "key period number")?,
-            to_i64(now_unix, "time")?,
-        )
+        let period = to_i64(key_period_no, "key period number")?;
+        let now = to_i64(now_unix, "time")?;
+        retried(self.engine.as_mut(), |e| {
+            e.record_issue(user_uri, period, now)
+        })
     }
 
     /// Closes the engine in order (SQLite: everything committed moved
@@ -303,8 +324,7 @@ impl Store {
     }
 
     pub(crate) fn issued(&mut self) -> Result<Vec<IssuedRecord>, KmsError> {
-        self.engine
-            .issued()?
+        retried(self.engine.as_mut(), |e| e.issued())?
             .into_iter()
             .map(|(user_uri, period, t)| {
                 Ok(IssuedRecord {

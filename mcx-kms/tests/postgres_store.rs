@@ -157,3 +157,19 @@ fn dropping_or_closing_inside_an_async_task_does_not_panic() {
         b.close().unwrap();
     });
 }
+
+/// After PostgreSQL restarts (every connection closed), an instance
+/// connects anew: the first request meets the dead connection, is run
+/// again on a new one and answered, with the keys issued before.
+#[test]
+fn an_instance_reconnects_after_postgresql_restarts() {
+    let Some(pg) = postgres::TempPostgres::start("kms-restart") else {
+        return;
+    };
+    let url = DatabaseUrl::parse(&pg.url()).unwrap();
+    let kms = open(&url, &store_key()).unwrap();
+    let before = secrets(&key_sets(&kms, ALICE, ALICE_TOKEN, NOW)[0]);
+    pg.restart();
+    assert_eq!(secrets(&key_sets(&kms, ALICE, ALICE_TOKEN, NOW)[0]), before);
+    assert_eq!(kms.issued().unwrap().len(), 2);
+}

@@ -190,4 +190,8 @@ impl Engine for Postgres {
     fn close(self: Box<Self>) -> Result<(), KmsError> {
         Ok(self.0.close()?)
     }
+
+    fn connection_lost(&self) -> bool {
+        self.0.is_lost()
+    }
 }

@@ -79,7 +79,14 @@ impl TempPostgres {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_nanos();
-        let dir = std::env::temp_dir().join(format!("mcx-pg-{tag}-{}-{nanos}", std::process::id()));
+        // As root the server runs as nobody, who must reach the directory:
+        // /tmp, whatever TMPDIR says (it may be under root's home).
+        let base = if run_as.is_some() {
+            PathBuf::from("/tmp")
+        } else {
+            std::env::temp_dir()
+        };
+        let dir = base.join(format!("mcx-pg-{tag}-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let pwfile = dir.join("pw");
         std::fs::write(&pwfile, PASSWORD).unwrap();
@@ -171,6 +178,20 @@ impl TempPostgres {
             "{program} failed: {}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Restarts the server (fast shutdown: every connection is closed).
+    pub fn restart(&self) {
+        let data = self.data();
+        // The log file again: a server without one would hold this
+        // process's output pipe open, and `run` would wait for ever.
+        let log = self.dir.join("server.log").display().to_string();
+        self.run(
+            "pg_ctl",
+            &[
+                "-D", &data, "-l", &log, "-m", "fast", "-w", "-t", "60", "restart",
+            ],
         );
     }
 
