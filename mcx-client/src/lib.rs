@@ -4,7 +4,10 @@
 //! and KmsKeyProv from the KMS (community public keys, its own ECCSI and
 //! SAKKE keys, validated), then its group list and group documents from
 //! the GMS, whose GKTPs carry each group's GMK in a MIKEY-SAKKE
-//! I_MESSAGE the client verifies and decrypts. Then the
+//! I_MESSAGE the client verifies and decrypts. The KMS and the GMS may
+//! each be several instances on one database ([`Servers`]): a request
+//! fails over from one to the next on a connection failure, a timeout or
+//! a 5xx (docs/deployment.md). Then the
 //! [`mcx_core::Client`] role runs under [`mcx_net::node`], and
 //! [`keep_gmks_fresh`] polls the GMS for its groups' documents (every
 //! [`DEFAULT_GMK_POLL_INTERVAL`], and [`DEFAULT_GMK_RENEWAL_LEAD`] before
@@ -17,8 +20,11 @@
 //! TGMK's keys) and the tokio adapters [`send_voice`] / [`receive_voice`].
 #![forbid(unsafe_code)]
 
+mod failover;
 mod login;
 mod voice;
+
+pub use failover::{DEFAULT_ATTEMPT_TIMEOUT, Servers};
 
 pub use login::{Login, login};
 
@@ -35,7 +41,6 @@ use mcx_core::{Client, ClientConfig, ClientEvent};
 use mcx_gms::GroupDocument;
 use mcx_ibc::kms::{CommunityPublic, UserKeys};
 use mcx_kms::http::HttpResponse;
-use mcx_net::http::{Endpoint, fetch};
 use mcx_net::node::Commander;
 
 /// Where and as whom a client provisions.
@@ -47,10 +52,10 @@ pub struct Provisioning {
     pub token: String,
     /// The KMS URI (KmsUri).
     pub kms_uri: String,
-    /// The KMS's HTTP(S) endpoint.
-    pub kms_http: Endpoint,
-    /// The GMS's HTTP(S) endpoint.
-    pub gms_http: Endpoint,
+    /// The KMS instances' HTTP(S) endpoints (fail-over in order).
+    pub kms_http: Servers,
+    /// The GMS instances' HTTP(S) endpoints (fail-over in order).
+    pub gms_http: Servers,
     /// The user's TrK/InK (TS 33.180 D.1), provisioned out of band: when
     /// set, only InK-signed KMS responses with TrK-encrypted keys are
     /// accepted.
@@ -62,8 +67,8 @@ impl std::fmt::Debug for Provisioning {
         f.debug_struct("Provisioning")
             .field("user_uri", &self.user_uri)
             .field("kms_uri", &self.kms_uri)
-            .field("kms_http", &self.kms_http.addr)
-            .field("gms_http", &self.gms_http.addr)
+            .field("kms_http", &self.kms_http)
+            .field("gms_http", &self.gms_http)
             .field("kms_security", &self.kms_security.is_some())
             .finish_non_exhaustive()
     }
@@ -115,6 +120,15 @@ pub enum ClientError {
     /// A blocking task failed.
     #[error("start-up task failed")]
     Task,
+    /// No instance of the service answered (each unreachable, too slow
+    /// or answering 5xx).
+    #[error("no {service} instance answered: {}", tried.join("; "))]
+    AllFailed {
+        /// KMS or GMS.
+        service: &'static str,
+        /// Each instance tried, as `URL (why it failed)`.
+        tried: Vec<String>,
+    },
 }
 
 fn ok(service: &'static str, resp: HttpResponse) -> Result<Vec<u8>, ClientError> {
@@ -162,7 +176,7 @@ pub async fn provision_keys(
     kms_uri: &str,
     user_uri: &str,
     token: &str,
-    kms_http: &Endpoint,
+    kms_http: &Servers,
     security: Option<&mcx_kms::secext::SecurityKeys>,
 ) -> Result<(CommunityPublic, UserKeys), ClientError> {
     let (community, keys, _) =
@@ -182,12 +196,12 @@ pub async fn provision_key_periods(
     kms_uri: &str,
     user_uri: &str,
     token: &str,
-    kms_http: &Endpoint,
+    kms_http: &Servers,
     security: Option<&mcx_kms::secext::SecurityKeys>,
 ) -> Result<(CommunityPublic, UserKeys, Option<UserKeys>), ClientError> {
     let now = mcx_net::now().unix;
     let init = mcx_kms::client::init_request(kms_uri, user_uri, token, now);
-    let body = ok("KMS", fetch(kms_http.clone(), &init).await?)?;
+    let body = ok("KMS", kms_http.fetch("KMS", &init).await?)?;
     let community = shared(mcx_kms::client::parse_init_response_with(
         &body, kms_uri, security,
     )?);
@@ -206,7 +220,7 @@ pub async fn provision_key_periods(
     } else {
         mcx_kms::client::key_prov_request(kms_uri, user_uri, token, now)
     };
-    let body = ok("KMS", fetch(kms_http.clone(), &prov).await?)?;
+    let body = ok("KMS", kms_http.fetch("KMS", &prov).await?)?;
     // Validating the keys is CPU work (RSK checks): off the async threads.
     let user = user_uri.to_owned();
     let security = security.cloned();
@@ -241,11 +255,11 @@ pub async fn provision_key_periods(
 /// Network failures, refusals, and documents that do not parse.
 pub async fn fetch_group_documents(p: &Provisioning) -> Result<Vec<GroupDocument>, ClientError> {
     let index = mcx_gms::client::group_index_request(&p.user_uri, &p.token);
-    let body = ok("GMS", fetch(p.gms_http.clone(), &index).await?)?;
+    let body = ok("GMS", p.gms_http.fetch("GMS", &index).await?)?;
     let mut groups = Vec::new();
     for group in mcx_gms::client::parse_group_index(&body)? {
         let req = mcx_gms::client::group_document_request(&group, &p.token);
-        let body = ok("GMS", fetch(p.gms_http.clone(), &req).await?)?;
+        let body = ok("GMS", p.gms_http.fetch("GMS", &req).await?)?;
         groups.push(mcx_gms::client::parse_group_document(&body)?);
     }
     Ok(groups)
@@ -265,14 +279,14 @@ pub async fn fetch_keys_at(
     kms_uri: &str,
     user_uri: &str,
     token: &str,
-    kms_http: &Endpoint,
+    kms_http: &Servers,
     community: &CommunityPublic,
     at_unix: u64,
     security: Option<&mcx_kms::secext::SecurityKeys>,
 ) -> Result<UserKeys, ClientError> {
     let now = mcx_net::now().unix;
     let req = mcx_kms::client::key_prov_request_at(kms_uri, user_uri, token, now, at_unix);
-    let body = ok("KMS", fetch(kms_http.clone(), &req).await?)?;
+    let body = ok("KMS", kms_http.fetch("KMS", &req).await?)?;
     let community = community.clone();
     let user = user_uri.to_owned();
     let security = security.cloned();

@@ -61,7 +61,7 @@ fn endpoint(trusted: &Ca, addr: SocketAddr) -> Endpoint {
 }
 
 async fn provision(to: &Endpoint) -> Result<(), ClientError> {
-    mcx_client::provision_keys(KMS_URI, ALICE, "alice-token", to, None)
+    mcx_client::provision_keys(KMS_URI, ALICE, "alice-token", &to.clone().into(), None)
         .await
         .map(|_| ())
 }
@@ -77,10 +77,15 @@ fn tls_error(r: Result<(), ClientError>) -> String {
 async fn keys_are_provisioned_over_https() {
     let ca = Ca::generate("test CA").unwrap();
     let (addr, server) = kms_over_https(&ca, KMS_URI).await;
-    let (_, keys) =
-        mcx_client::provision_keys(KMS_URI, ALICE, "alice-token", &endpoint(&ca, addr), None)
-            .await
-            .unwrap();
+    let (_, keys) = mcx_client::provision_keys(
+        KMS_URI,
+        ALICE,
+        "alice-token",
+        &endpoint(&ca, addr).into(),
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(keys.user_uri, ALICE);
     // The same server does not answer plain HTTP.
     assert!(provision(&Endpoint::from(addr)).await.is_err());

@@ -8,7 +8,8 @@ pub enum GmsError {
     /// The configuration is unusable (names the field and why).
     #[error("invalid GMS configuration: {0}")]
     Config(String),
-    /// The SQLite state could not be opened, read or written.
+    /// The state (SQLite or PostgreSQL) could not be opened, read or
+    /// written.
     #[error("GMS storage: {0}")]
     Storage(String),
     /// The stored state is not what this version writes.

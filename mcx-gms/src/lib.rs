@@ -5,7 +5,8 @@
 //! The GMS owns groups and their members (from [`GmsConfig`]), creates
 //! each group's GMK (16 random octets, GMK-ID with purpose tag 0 and 28
 //! random bits) with an activation and expiry time, keeps them in SQLite
-//! across restarts, and serves two resources over HTTP ([`Gms::handle`]):
+//! across restarts (or, with [`Gms::open_at`], in a PostgreSQL database
+//! several GMS instances share, one GMK per group and time among them), and serves two resources over HTTP ([`Gms::handle`]):
 //!
 //! - `GET /org.openmobilealliance.groups/users/<user>/index`: the IDs of
 //!   the groups the (authenticated) user belongs to, as an RFC 4826
@@ -29,8 +30,9 @@
 //!
 //! Sans-IO: no sockets, no clock, no OS RNG; time comes in as Unix
 //! seconds and randomness as a [`rand_core::CryptoRng`]. The only I/O is
-//! the SQLite file given to [`Gms::open`] (created 0600; GMKs sealed with
-//! AES-256-GCM under the operator's `mcx_kms::StoreKey`).
+//! the store given to [`Gms::open`] / [`Gms::open_at`]: a SQLite file
+//! (created 0600) or a PostgreSQL database; GMKs sealed with AES-256-GCM
+//! under the operator's `mcx_kms::StoreKey` either way.
 //!
 //! Secrets: GMKs held in memory are erased on drop (`mcx_mikey::Gmk`);
 //! bearer tokens are compared in constant time and erased on drop;

@@ -3,6 +3,8 @@
 use core::fmt;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+
+use mcx_kms::StoreLocation;
 use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard};
 
 use mcx_ibc::eccsi::SigningKey;
@@ -19,7 +21,7 @@ use rand_core::CryptoRng;
 use crate::doc::{self, Document, Gktp};
 use crate::error::GmsError;
 use crate::path::{self, Route};
-use crate::store::{RAND_LEN, Store, StoredGmk};
+use crate::store::{Insert, RAND_LEN, Store, StoredGmk};
 use crate::{GmsConfig, GmsUser};
 
 mod regroup;
@@ -39,12 +41,12 @@ struct GroupState {
     gmk: Option<StoredGmk>,
 }
 
-/// The GMS: groups, members, GMKs (in SQLite) and the HTTP resources
-/// that give members their GKTPs. Sans-IO: [`Gms::handle`] maps one
+/// The GMS: groups, members, GMKs (in SQLite or PostgreSQL) and the HTTP
+/// resources that give members their GKTPs. Sans-IO: [`Gms::handle`] maps one
 /// request to one response. It takes `&self`, so requests are answered
 /// concurrently (share the GMS in an `Arc`): GKTPs (a SAKKE encapsulation
 /// and an ECCSI signature each) are built under a shared read lock of the
-/// groups; making a GMK and each SQLite statement are serialised.
+/// groups; making a GMK and each store statement are serialised.
 pub struct Gms {
     store: Store,
     gms_uri: String,
@@ -173,7 +175,10 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// A new GMK for `group_id`, active from `activation` for `lifetime`
 /// seconds, stored (made at `now`), with the one RAND all its GKTPs will
-/// carry (TS 33.180 7.4.2).
+/// carry (TS 33.180 7.4.2) — unless a GMK of the group is in force at
+/// `activation` by then (made meanwhile by a concurrent request or by
+/// another instance sharing the store): then that one, so that a group
+/// has one GMK at a time however many make one at once.
 fn new_gmk(
     store: &Store,
     group_id: &str,
@@ -181,31 +186,28 @@ fn new_gmk(
     lifetime: u64,
     rng: &mut impl CryptoRng,
 ) -> Result<StoredGmk, GmsError> {
-    let mut gmk_id = None;
-    for _ in 0..GMK_ID_ATTEMPTS {
-        let id = KeyId::generate(Purpose::Gmk, rng)?;
-        if !store.gmk_id_taken(id)? {
-            gmk_id = Some(id);
-            break;
-        }
-    }
-    let gmk_id = gmk_id.ok_or(GmsError::StorageFormat("no unused GMK-ID found"))?;
     let expiry = if lifetime == 0 {
         0
     } else {
         activation.saturating_add(lifetime).min(MAX_KEY_PARAMS_TIME)
     };
-    let mut rand = [0u8; RAND_LEN];
-    rng.fill_bytes(&mut rand);
-    let stored = StoredGmk {
-        gmk: Gmk::generate(rng),
-        gmk_id,
-        rand,
-        activation,
-        expiry,
-    };
-    store.insert_gmk(group_id, &stored, now, rng)?;
-    Ok(stored)
+    for _ in 0..GMK_ID_ATTEMPTS {
+        let mut rand = [0u8; RAND_LEN];
+        rng.fill_bytes(&mut rand);
+        let candidate = StoredGmk {
+            gmk: Gmk::generate(rng),
+            gmk_id: KeyId::generate(Purpose::Gmk, rng)?,
+            rand,
+            activation,
+            expiry,
+        };
+        match store.insert_gmk(group_id, &candidate, now, rng)? {
+            Insert::Inserted => return Ok(candidate),
+            Insert::Existing(stored) => return Ok(stored),
+            Insert::IdTaken => {}
+        }
+    }
+    Err(GmsError::StorageFormat("no unused GMK-ID found"))
 }
 
 type Answer = Result<HttpResponse, HttpResponse>;
@@ -238,13 +240,45 @@ impl Gms {
         now_unix: u64,
         rng: &mut impl CryptoRng,
     ) -> Result<Self, GmsError> {
+        Self::open_at(
+            db.into(),
+            store_key,
+            config,
+            community,
+            gms_keys,
+            now_unix,
+            rng,
+        )
+    }
+
+    /// [`Gms::open`] with the state at `location`: memory, a SQLite file,
+    /// or a PostgreSQL database (which needs a store key too).
+    ///
+    /// Several instances may open one PostgreSQL database with the same
+    /// configuration and store key, even at the same moment: the groups
+    /// are synchronised once (under a lock), a group gets one GMK (and
+    /// one RAND) however many instances make one at once, and each
+    /// instance reads a group's members and GMK in force from the
+    /// database on every group document request, so that a GMK one
+    /// instance rolled ([`Gms::remove_member`], an expiry) is the one all
+    /// of them serve.
+    ///
+    /// # Errors
+    /// As [`Gms::open`]; [`GmsError::Storage`] if PostgreSQL cannot be
+    /// reached.
+    pub fn open_at(
+        location: StoreLocation<'_>,
+        store_key: Option<&StoreKey>,
+        config: GmsConfig,
+        community: CommunityPublic,
+        gms_keys: UserKeys,
+        now_unix: u64,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Self, GmsError> {
         validate(&config)?;
         let (period, signer) = signer_of(&community, &config.gms_uri, gms_keys)?;
-        let mut store = Store::open(db, store_key, rng)?;
-        let lost = store.sync_groups(&config.groups)?;
-        for g in &lost {
-            store.retire_gmks(g, now_unix)?;
-        }
+        let store = Store::open(location, store_key, rng)?;
+        store.sync_groups(&config.groups, now_unix)?;
         let mut groups = BTreeMap::new();
         for g in &config.groups {
             let gmk = match store.current_gmk(&g.id, now_unix)? {
@@ -302,7 +336,8 @@ impl Gms {
     /// also closes it, but silently).
     ///
     /// # Errors
-    /// [`GmsError::Storage`] if SQLite cannot checkpoint or close.
+    /// [`GmsError::Storage`] if SQLite cannot checkpoint or close (or
+    /// PostgreSQL close).
     pub fn close(self) -> Result<(), GmsError> {
         self.store.close()
     }
@@ -457,6 +492,10 @@ impl Gms {
         rng: &mut impl CryptoRng,
     ) -> Answer {
         let member = self.users[user].uri.clone();
+        if self.store.is_shared() {
+            self.refresh(group_id, now)
+                .map_err(|e| internal("shared store", &e))?;
+        }
         let is_member = self
             .groups()
             .get(group_id)
@@ -612,6 +651,34 @@ impl Gms {
         let id = gmk.gmk_id;
         group.gmk = Some(gmk);
         Ok(id)
+    }
+
+    /// Takes a configured group's members and GMK in force at `now` from
+    /// a store other instances share (they may have removed a member or
+    /// rolled the GMK).
+    fn refresh(&self, group_id: &str, now: u64) -> Result<(), GmsError> {
+        if !self.groups().contains_key(group_id) {
+            return Ok(());
+        }
+        let members = self.store.members(group_id)?;
+        let gmk = self.store.current_gmk(group_id, now)?;
+        let stale = |g: &GroupState| {
+            g.members != members
+                || gmk
+                    .as_ref()
+                    .is_some_and(|n| g.gmk.as_ref().is_none_or(|c| c.gmk_id != n.gmk_id))
+        };
+        if !self.groups().get(group_id).is_some_and(stale) {
+            return Ok(());
+        }
+        let mut groups = self.groups.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(group) = groups.get_mut(group_id) {
+            group.members = members;
+            if gmk.is_some() {
+                group.gmk = gmk;
+            }
+        }
+        Ok(())
     }
 
     /// Makes sure the group's in-memory GMK is in force at `now`: loads

@@ -1,69 +1,99 @@
-//! The GMS's SQLite state: groups, members, GMKs and a log of issued
-//! GKTPs (no secrets in the log). Schema in docs/gms.md. GMKs are sealed
-//! under the operator's store key (AES-256-GCM, GMK-ID and group as AAD;
-//! see `mcx_kms::at_rest`); the file is created owner-only before SQLite
-//! opens it.
+//! The GMS's state: groups, members, GMKs and a log of issued GKTPs (no
+//! secrets in the log), kept by a storage [`Engine`]: SQLite by default,
+//! PostgreSQL for several instances on one database
+//! (`mcx_kms::StoreLocation`). Schema in docs/gms.md. GMKs are sealed
+//! here, above the engine, under the operator's store key (AES-256-GCM,
+//! GMK-ID and group as AAD; see `mcx_kms::at_rest`); a SQLite file is
+//! created owner-only before SQLite opens it.
 
-use std::collections::BTreeSet;
-use std::path::Path;
-use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+mod pg;
+mod sqlite;
 
-use mcx_kms::at_rest::{StoreKey, open_sqlite};
+use std::sync::{Mutex, PoisonError};
+
+use mcx_kms::StoreLocation;
+use mcx_kms::at_rest::StoreKey;
 use mcx_mikey::{Gmk, KeyId};
 use rand_core::CryptoRng;
-use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::GroupConfig;
 use crate::error::GmsError;
 
 /// The schema version this code writes (`meta.schema_version`; "1" kept
 /// GMKs in clear and is refused; "2" had no RAND per GMK and is upgraded
-/// on open: [`upgrade_from_2`]).
+/// on open, SQLite only: PostgreSQL stores start at "3").
 const SCHEMA_VERSION: &str = "3";
 
 /// The store kind in the check record's identity.
 const STORE_KIND: &str = "mcx-gms";
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS meta (
-    key   TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS groups (
-    group_id     TEXT PRIMARY KEY,
-    display_name TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS members (
-    group_id   TEXT NOT NULL REFERENCES groups(group_id) ON DELETE CASCADE,
-    member_uri TEXT NOT NULL,
-    position   INTEGER NOT NULL,
-    PRIMARY KEY (group_id, member_uri)
-);
-CREATE TABLE IF NOT EXISTS gmks (
-    gmk_id     INTEGER PRIMARY KEY,
-    group_id   TEXT NOT NULL REFERENCES groups(group_id) ON DELETE CASCADE,
-    gmk        BLOB NOT NULL,
-    activation INTEGER NOT NULL,
-    expiry     INTEGER NOT NULL,
-    created    INTEGER NOT NULL,
-    rand       BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS gmks_by_group ON gmks(group_id, activation);
-CREATE TABLE IF NOT EXISTS gktp_issued (
-    member_uri TEXT NOT NULL,
-    group_id   TEXT NOT NULL,
-    gmk_id     INTEGER NOT NULL,
-    key_period INTEGER NOT NULL,
-    first_unix INTEGER NOT NULL,
-    last_unix  INTEGER NOT NULL,
-    count      INTEGER NOT NULL,
-    PRIMARY KEY (member_uri, gmk_id, key_period)
-);
-";
-
 /// Octets of the RAND kept with each GMK.
 pub(crate) const RAND_LEN: usize = 16;
+
+/// A `gmks` row as an engine keeps it: the GMK sealed.
+pub(crate) struct GmkRow {
+    pub(crate) gmk_id: i64,
+    pub(crate) sealed: Vec<u8>,
+    pub(crate) activation: i64,
+    pub(crate) expiry: i64,
+    pub(crate) rand: Vec<u8>,
+}
+
+/// What [`Engine::insert_gmk`] did.
+pub(crate) enum Insert<T> {
+    /// The row given is stored.
+    Inserted,
+    /// Another GMK of the group was in force at the activation time (made
+    /// meanwhile by a concurrent request or another instance): that one.
+    Existing(T),
+    /// The GMK-ID is taken (by another group): draw another.
+    IdTaken,
+}
+
+/// What a storage engine does: rows in, rows out, GMKs opaque.
+pub(crate) trait Engine: Send {
+    /// Makes the stored groups and members those of `groups` (groups not
+    /// configured are deleted with their GMKs) and, in the same
+    /// transaction, retires at `now` the GMKs of groups that lost a
+    /// member. Returns those groups' IDs.
+    fn sync_groups(&mut self, groups: &[GroupConfig], now: i64) -> Result<Vec<String>, GmsError>;
+    /// A group's stored members, in configured order.
+    fn members(&mut self, group_id: &str) -> Result<Vec<String>, GmsError>;
+    /// Removes a member.
+    fn remove_member(&mut self, group_id: &str, member: &str) -> Result<(), GmsError>;
+    /// Ends every GMK of the group in force at `now` or to come.
+    fn retire_gmks(&mut self, group_id: &str, now: i64) -> Result<(), GmsError>;
+    /// The group's GMK in force at `at`: the latest activated one.
+    fn current_gmk(&mut self, group_id: &str, at: i64) -> Result<Option<GmkRow>, GmsError>;
+    /// Stores `row` unless a GMK of the group is in force at its
+    /// activation time, atomically with that check (one GMK per group
+    /// and time, however many requests and instances race).
+    fn insert_gmk(
+        &mut self,
+        group_id: &str,
+        row: &GmkRow,
+        created: i64,
+    ) -> Result<Insert<GmkRow>, GmsError>;
+    /// Logs a GKTP issued.
+    fn record_issue(
+        &mut self,
+        member: &str,
+        group_id: &str,
+        gmk_id: i64,
+        key_period: i64,
+        now: i64,
+    ) -> Result<(), GmsError>;
+    /// GKTPs issued to `member` for `gmk_id`.
+    fn issued_count(&mut self, member: &str, gmk_id: i64) -> Result<i64, GmsError>;
+    /// An orderly close (SQLite: WAL checkpointed into the file).
+    fn close(self: Box<Self>) -> Result<(), GmsError>;
+    /// Whether the last failure was the loss of the connection (a
+    /// PostgreSQL restart or fail-over), after which the next call
+    /// connects anew.
+    fn connection_lost(&self) -> bool {
+        false
+    }
+}
 
 /// A stored GMK with its GMK-ID, RAND and validity.
 pub(crate) struct StoredGmk {
@@ -86,9 +116,9 @@ impl StoredGmk {
     }
 }
 
-/// SQLite integer of a `u64`.
+/// Database integer of a `u64`.
 pub(crate) fn int(v: u64) -> Result<i64, GmsError> {
-    i64::try_from(v).map_err(|_| GmsError::Storage("value does not fit SQLite INTEGER".into()))
+    i64::try_from(v).map_err(|_| GmsError::Storage("value does not fit a 64-bit integer".into()))
 }
 
 fn uint(v: i64) -> Result<u64, GmsError> {
@@ -100,186 +130,145 @@ fn gmk_record<'a>(gmk_id: &'a [u8; 4], group_id: &'a str) -> [&'a [u8]; 3] {
     [b"gmks", gmk_id, group_id.as_bytes()]
 }
 
-/// Upgrades a version-2 store (no RAND per GMK; GKTPs drew a fresh RAND
-/// each) to version 3: every stored GMK gets a RAND drawn now, in one
-/// transaction. Members holding such a GMK from before derived media keys
-/// from their GKTP's own RAND; their next fetch brings the GMK with the
-/// new RAND, which replaces it (same GMK-ID) in the client.
-fn upgrade_from_2(conn: &Connection, rng: &mut impl CryptoRng) -> Result<(), GmsError> {
-    let tx = conn.unchecked_transaction()?;
-    tx.execute(
-        "ALTER TABLE gmks ADD COLUMN rand BLOB NOT NULL DEFAULT x''",
-        [],
-    )?;
-    let ids: Vec<i64> = tx
-        .prepare("SELECT gmk_id FROM gmks")?
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    for id in ids {
-        let mut rand = [0u8; RAND_LEN];
-        rng.fill_bytes(&mut rand);
-        tx.execute(
-            "UPDATE gmks SET rand = ?2 WHERE gmk_id = ?1",
-            params![id, &rand[..]],
-        )?;
+/// The refusal of a schema version this code does not read.
+fn schema_error(version: &str) -> GmsError {
+    if version == "1" {
+        GmsError::StorageFormat(
+            "schema version 1 keeps GMKs in clear; this GMS seals them under a store \
+             key and does not convert: start from a new database",
+        )
+    } else {
+        GmsError::StorageFormat("unknown schema version")
     }
-    tx.execute(
-        "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
-        [SCHEMA_VERSION],
-    )?;
-    tx.commit()?;
-    Ok(())
 }
 
-/// The GMS's SQLite state. The connection sits behind a mutex so that the
-/// GMS can answer requests concurrently: each method holds it for its own
-/// statements only (writes stay serialised, as SQLite wants).
+/// The GMS's state: an engine behind a mutex (each method holds it for
+/// its own statements only, so the GMS answers requests concurrently),
+/// and the key GMKs are sealed under.
 pub(crate) struct Store {
-    conn: Mutex<Connection>,
+    engine: Mutex<Box<dyn Engine>>,
     key: StoreKey,
+    /// Whether other instances share the store (PostgreSQL).
+    shared: bool,
 }
 
 impl Store {
-    /// Opens (creating if needed) the database; `None` = in memory. A
-    /// database file needs the operator's `key`; an in-memory store
-    /// without one seals under a random key that dies with it.
+    /// Opens (creating or migrating the schema if needed) the store at
+    /// `location`. A SQLite file or PostgreSQL database needs the
+    /// operator's `key`, which must open the store's check record before
+    /// anything is written; an in-memory store without one seals under a
+    /// random key that dies with it.
     pub(crate) fn open(
-        path: Option<&Path>,
+        location: StoreLocation<'_>,
         key: Option<&StoreKey>,
         rng: &mut impl CryptoRng,
     ) -> Result<Self, GmsError> {
-        let (conn, key) = open_sqlite(path, key, rng)?;
-        conn.busy_timeout(Duration::from_secs(5))?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        let has_meta: bool = conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta')",
-            [],
-            |r| r.get(0),
-        )?;
-        let version: Option<String> = if has_meta {
-            conn.query_row(
-                "SELECT value FROM meta WHERE key = 'schema_version'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()?
-        } else {
-            None
+        let shared = location.is_shared();
+        let (engine, key): (Box<dyn Engine>, StoreKey) = match location {
+            StoreLocation::Postgres(url) => {
+                let key = key.ok_or(mcx_kms::StoreKeyError::Missing)?.clone();
+                let new_check = key.check_record(STORE_KIND, rng);
+                let engine = pg::Postgres::open(url, &new_check, |check| {
+                    key.verify_check_record(STORE_KIND, check)
+                })?;
+                (Box::new(engine), key)
+            }
+            StoreLocation::Sqlite(path) => {
+                let (engine, key) = sqlite::Sqlite::open(Some(path), key, rng)?;
+                (Box::new(engine), key)
+            }
+            StoreLocation::Memory => {
+                let (engine, key) = sqlite::Sqlite::open(None, key, rng)?;
+                (Box::new(engine), key)
+            }
         };
-        match version.as_deref() {
-            None => {
-                let tx = conn.unchecked_transaction()?;
-                tx.execute_batch(SCHEMA)?;
-                tx.execute(
-                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?1), ('store_check', ?2)",
-                    params![SCHEMA_VERSION, key.check_record(STORE_KIND, rng)],
-                )?;
-                tx.commit()?;
-            }
-            Some(v @ (SCHEMA_VERSION | "2")) => {
-                // The key is checked before anything is written.
-                let check: Vec<u8> = conn
-                    .query_row(
-                        "SELECT value FROM meta WHERE key = 'store_check'",
-                        [],
-                        |r| r.get(0),
-                    )
-                    .optional()?
-                    .ok_or(GmsError::StorageFormat("the store has no key check record"))?;
-                key.verify_check_record(STORE_KIND, &check)?;
-                if v == "2" {
-                    upgrade_from_2(&conn, rng)?;
-                }
-                conn.execute_batch(SCHEMA)?;
-            }
-            Some("1") => {
-                return Err(GmsError::StorageFormat(
-                    "schema version 1 keeps GMKs in clear; this GMS seals them under a store \
-                     key and does not convert: start from a new database",
-                ));
-            }
-            Some(_) => return Err(GmsError::StorageFormat("unknown schema version")),
-        }
         Ok(Self {
-            conn: Mutex::new(conn),
+            engine: Mutex::new(engine),
             key,
+            shared,
         })
     }
 
-    /// Checkpoints a WAL, if any, and closes the connection (orderly stop).
+    /// Whether other instances may change the store meanwhile.
+    pub(crate) fn is_shared(&self) -> bool {
+        self.shared
+    }
+
+    /// Closes the engine in order.
     pub(crate) fn close(self) -> Result<(), GmsError> {
-        let conn = self
-            .conn
+        self.engine
             .into_inner()
-            .unwrap_or_else(PoisonError::into_inner);
-        Ok(mcx_kms::close_connection(conn)?)
+            .unwrap_or_else(PoisonError::into_inner)
+            .close()
     }
 
-    /// The connection, for one method's statements. A panic while holding
-    /// it left SQLite committed or rolled back: go on.
-    fn conn(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Makes the stored groups and members those of `groups` (groups not
-    /// configured are deleted with their GMKs). Returns the IDs of groups
-    /// that lost a member (their GMK must be replaced).
-    pub(crate) fn sync_groups(&mut self, groups: &[GroupConfig]) -> Result<Vec<String>, GmsError> {
-        let conn = self.conn.get_mut().unwrap_or_else(PoisonError::into_inner);
-        let tx = conn.transaction()?;
-        let mut lost = Vec::new();
-        {
-            let mut stored_members =
-                tx.prepare("SELECT member_uri FROM members WHERE group_id = ?1")?;
-            for g in groups {
-                let before: BTreeSet<String> = stored_members
-                    .query_map([&g.id], |r| r.get::<_, String>(0))?
-                    .collect::<Result<_, _>>()?;
-                if before.iter().any(|m| !g.members.contains(m)) {
-                    lost.push(g.id.clone());
-                }
-                tx.execute(
-                    "INSERT INTO groups (group_id, display_name) VALUES (?1, ?2)
-                     ON CONFLICT(group_id) DO UPDATE SET display_name = excluded.display_name",
-                    params![g.id, g.display_name],
-                )?;
-                tx.execute("DELETE FROM members WHERE group_id = ?1", [&g.id])?;
-                for (i, m) in g.members.iter().enumerate() {
-                    tx.execute(
-                        "INSERT INTO members (group_id, member_uri, position) VALUES (?1, ?2, ?3)",
-                        params![g.id, m, int(u64::try_from(i).unwrap_or(u64::MAX))?],
-                    )?;
-                }
-            }
-            let configured: BTreeSet<&str> = groups.iter().map(|g| g.id.as_str()).collect();
-            let stored: Vec<String> = tx
-                .prepare("SELECT group_id FROM groups")?
-                .query_map([], |r| r.get::<_, String>(0))?
-                .collect::<Result<_, _>>()?;
-            for g in stored.iter().filter(|g| !configured.contains(g.as_str())) {
-                tx.execute("DELETE FROM groups WHERE group_id = ?1", [g])?;
-            }
+    /// Runs `f` on the engine, held for `f` only, and once more if it
+    /// failed because the engine lost its connection (a PostgreSQL
+    /// restart): the request that meets it is answered, not refused.
+    /// (Every statement is a read, an insert-if-absent, an upsert, an
+    /// idempotent update or a delete: running one again does no harm.) A
+    /// panic while holding the engine left the database committed or
+    /// rolled back: go on.
+    fn with<T>(
+        &self,
+        mut f: impl FnMut(&mut dyn Engine) -> Result<T, GmsError>,
+    ) -> Result<T, GmsError> {
+        let mut engine = self.engine.lock().unwrap_or_else(PoisonError::into_inner);
+        match f(engine.as_mut()) {
+            Err(GmsError::Storage(_)) if engine.connection_lost() => f(engine.as_mut()),
+            done => done,
         }
-        tx.commit()?;
-        Ok(lost)
+    }
+
+    /// See [`Engine::sync_groups`].
+    pub(crate) fn sync_groups(
+        &self,
+        groups: &[GroupConfig],
+        now: u64,
+    ) -> Result<Vec<String>, GmsError> {
+        let now = int(now)?;
+        self.with(|e| e.sync_groups(groups, now))
+    }
+
+    /// A group's stored members.
+    pub(crate) fn members(&self, group_id: &str) -> Result<Vec<String>, GmsError> {
+        self.with(|e| e.members(group_id))
     }
 
     /// Removes `member` from `group_id`'s stored members.
     pub(crate) fn remove_member(&self, group_id: &str, member: &str) -> Result<(), GmsError> {
-        self.conn().execute(
-            "DELETE FROM members WHERE group_id = ?1 AND member_uri = ?2",
-            params![group_id, member],
-        )?;
-        Ok(())
+        self.with(|e| e.remove_member(group_id, member))
     }
 
     /// Ends every GMK of `group_id` still in force at `now` (expiry = now).
     pub(crate) fn retire_gmks(&self, group_id: &str, now: u64) -> Result<(), GmsError> {
-        self.conn().execute(
-            "UPDATE gmks SET expiry = ?2 WHERE group_id = ?1 AND (expiry = 0 OR expiry > ?2)",
-            params![group_id, int(now)?],
+        let now = int(now)?;
+        self.with(|e| e.retire_gmks(group_id, now))
+    }
+
+    fn open_gmk(&self, group_id: &str, row: GmkRow) -> Result<StoredGmk, GmsError> {
+        let gmk_id = KeyId(
+            u32::try_from(row.gmk_id)
+                .map_err(|_| GmsError::StorageFormat("stored GMK-ID is not 32 bits"))?,
+        );
+        let plain = self.key.open(
+            &gmk_record(&gmk_id.0.to_be_bytes(), group_id),
+            &row.sealed,
+            "GMK",
         )?;
-        Ok(())
+        let gmk = Gmk::from_bytes(&plain)
+            .map_err(|_| GmsError::StorageFormat("stored GMK is not 16 octets"))?;
+        let rand = row
+            .rand
+            .try_into()
+            .map_err(|_| GmsError::StorageFormat("stored RAND is not 16 octets"))?;
+        Ok(StoredGmk {
+            gmk,
+            gmk_id,
+            rand,
+            activation: uint(row.activation)?,
+            expiry: uint(row.expiry)?,
+        })
     }
 
     /// The GMK of `group_id` in force at `now`: the latest activated one.
@@ -289,90 +278,37 @@ impl Store {
         now: u64,
     ) -> Result<Option<StoredGmk>, GmsError> {
         let now = int(now)?;
-        let row = self
-            .conn()
-            .query_row(
-                "SELECT gmk_id, gmk, activation, expiry, rand FROM gmks
-                 WHERE group_id = ?1 AND activation <= ?2 AND (expiry = 0 OR expiry > ?2)
-                 ORDER BY activation DESC, created DESC, rowid DESC LIMIT 1",
-                params![group_id, now],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, Vec<u8>>(1)?,
-                        r.get::<_, i64>(2)?,
-                        r.get::<_, i64>(3)?,
-                        r.get::<_, Vec<u8>>(4)?,
-                    ))
-                },
-            )
-            .optional()?;
-        let Some((id, sealed, activation, expiry, rand)) = row else {
-            return Ok(None);
-        };
-        let gmk_id = KeyId(
-            u32::try_from(id)
-                .map_err(|_| GmsError::StorageFormat("stored GMK-ID is not 32 bits"))?,
-        );
-        let plain = self.key.open(
-            &gmk_record(&gmk_id.0.to_be_bytes(), group_id),
-            &sealed,
-            "GMK",
-        )?;
-        let gmk = Gmk::from_bytes(&plain)
-            .map_err(|_| GmsError::StorageFormat("stored GMK is not 16 octets"))?;
-        let rand = rand
-            .try_into()
-            .map_err(|_| GmsError::StorageFormat("stored RAND is not 16 octets"))?;
-        Ok(Some(StoredGmk {
-            gmk,
-            gmk_id,
-            rand,
-            activation: uint(activation)?,
-            expiry: uint(expiry)?,
-        }))
+        let row = self.with(|e| e.current_gmk(group_id, now))?;
+        row.map(|row| self.open_gmk(group_id, row)).transpose()
     }
 
-    /// Whether a GMK-ID is taken (GMK-IDs are unique across the GMS).
-    pub(crate) fn gmk_id_taken(&self, gmk_id: KeyId) -> Result<bool, GmsError> {
-        Ok(self
-            .conn()
-            .query_row(
-                "SELECT 1 FROM gmks WHERE gmk_id = ?1",
-                [i64::from(gmk_id.0)],
-                |_| Ok(()),
-            )
-            .optional()?
-            .is_some())
-    }
-
-    /// Stores a new GMK.
+    /// Stores `g` (made at `now`) unless a GMK of the group is in force
+    /// at its activation time (see [`Engine::insert_gmk`]).
     pub(crate) fn insert_gmk(
         &self,
         group_id: &str,
         g: &StoredGmk,
         now: u64,
         rng: &mut impl CryptoRng,
-    ) -> Result<(), GmsError> {
-        let sealed = self.key.seal(
-            &gmk_record(&g.gmk_id.0.to_be_bytes(), group_id),
-            &g.gmk.as_bytes()[..],
-            rng,
-        );
-        self.conn().execute(
-            "INSERT INTO gmks (gmk_id, group_id, gmk, activation, expiry, created, rand)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                i64::from(g.gmk_id.0),
-                group_id,
-                sealed,
-                int(g.activation)?,
-                int(g.expiry)?,
-                int(now)?,
-                &g.rand[..]
-            ],
-        )?;
-        Ok(())
+    ) -> Result<Insert<StoredGmk>, GmsError> {
+        let row = GmkRow {
+            gmk_id: i64::from(g.gmk_id.0),
+            sealed: self.key.seal(
+                &gmk_record(&g.gmk_id.0.to_be_bytes(), group_id),
+                &g.gmk.as_bytes()[..],
+                rng,
+            ),
+            activation: int(g.activation)?,
+            expiry: int(g.expiry)?,
+            rand: g.rand.to_vec(),
+        };
+        let now = int(now)?;
+        let done = self.with(|e| e.insert_gmk(group_id, &row, now))?;
+        Ok(match done {
+            Insert::Inserted => Insert::Inserted,
+            Insert::IdTaken => Insert::IdTaken,
+            Insert::Existing(row) => Insert::Existing(self.open_gmk(group_id, row)?),
+        })
     }
 
     /// Logs that `member` was given a GKTP for `gmk_id` in `key_period`.
@@ -384,34 +320,13 @@ impl Store {
         key_period: u64,
         now: u64,
     ) -> Result<(), GmsError> {
-        self.conn().execute(
-            "INSERT INTO gktp_issued
-                 (member_uri, group_id, gmk_id, key_period, first_unix, last_unix, count)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5, 1)
-             ON CONFLICT(member_uri, gmk_id, key_period)
-             DO UPDATE SET last_unix = excluded.last_unix, count = count + 1",
-            params![
-                member,
-                group_id,
-                i64::from(gmk_id.0),
-                int(key_period)?,
-                int(now)?
-            ],
-        )?;
-        Ok(())
+        let (key_period, now) = (int(key_period)?, int(now)?);
+        let gmk_id = i64::from(gmk_id.0);
+        self.with(|e| e.record_issue(member, group_id, gmk_id, key_period, now))
     }
 
     /// How many GKTPs were issued to `member` for `gmk_id` (tests, audit).
     pub(crate) fn issued_count(&self, member: &str, gmk_id: KeyId) -> Result<u64, GmsError> {
-        let n: Option<i64> = self
-            .conn()
-            .query_row(
-                "SELECT SUM(count) FROM gktp_issued WHERE member_uri = ?1 AND gmk_id = ?2",
-                params![member, i64::from(gmk_id.0)],
-                |r| r.get(0),
-            )
-            .optional()?
-            .flatten();
-        uint(n.unwrap_or(0))
+        uint(self.with(|e| e.issued_count(member, i64::from(gmk_id.0)))?)
     }
 }

@@ -17,7 +17,7 @@ pub enum KmsError {
     /// a zero key period length, ...).
     #[error("identity-based crypto: {0}")]
     Crypto(#[from] mcx_ibc::Error),
-    /// The SQLite store failed.
+    /// The store (SQLite or PostgreSQL) failed.
     #[error("KMS database: {0}")]
     Database(String),
     /// The store key is missing, malformed or not the store's, or a sealed

@@ -7,7 +7,8 @@
 //! (TS 33.180 F.2.1). The crypto is `mcx_ibc`; this crate adds:
 //!
 //! - [`Kms`]: the service. [`Kms::open`] loads or creates the community
-//!   secrets, users and audit log in SQLite; [`Kms::handle`] answers one
+//!   secrets, users and audit log in SQLite ([`Kms::open_at`]: or in a
+//!   PostgreSQL database several KMS instances share, see [`db`]); [`Kms::handle`] answers one
 //!   [`http::HttpRequest`] (`POST .../init` → KmsInit, `POST .../keyprov` →
 //!   KmsKeyProv) with an [`http::HttpResponse`].
 //! - [`xml`]: the Annex D documents (`KmsRequest`, `KmsResponse` with
@@ -18,7 +19,7 @@
 //! - [`secext`]: the TS 33.180 D.1 security extension (InK-signed
 //!   responses, TrK-encrypted secret keys) for users configured with keys.
 //! - [`at_rest`]: the operator's [`StoreKey`] that seals the secrets in the
-//!   SQLite store (AES-256-GCM), and store files created owner-only; the
+//!   store (AES-256-GCM; SQLite or PostgreSQL), and store files created owner-only; the
 //!   GMS uses it too. One key set per user and key period is stored, so
 //!   every KmsKeyProv of a period returns the same SSK/PVT/RSK.
 //!
@@ -36,11 +37,12 @@
 //! - Authentication is a configured bearer token per user, a stand-in for
 //!   the TS 33.180 5.2 IdM access token.
 //!
-//! See `docs/kms.md` for the XML layout, the SQLite schema and what
+//! See `docs/kms.md` for the XML layout, the store schema and what
 //! deviates from Annex D.
 #![forbid(unsafe_code)]
 
 pub mod at_rest;
+pub mod db;
 mod drbg;
 mod error;
 mod service;
@@ -56,6 +58,7 @@ use core::fmt;
 use zeroize::Zeroize;
 
 pub use at_rest::{StoreKey, StoreKeyError};
+pub use db::{DatabaseUrl, StoreLocation};
 pub use error::{KmsError, XmlError};
 pub use service::Kms;
 pub use store::{IssuedRecord, close_connection};

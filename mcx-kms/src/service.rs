@@ -18,7 +18,7 @@ use crate::drbg::{HmacDrbg, SEED_LEN};
 use crate::http::{HttpRequest, HttpResponse};
 use crate::store::{IssuedRecord, Store, StoredCommunity, StoredUserKeys};
 use crate::xml::{KmsCertificate, KmsKeySet, KmsMessage, KmsRequest, KmsResponse};
-use crate::{INIT_PATH, KEY_PROV_PATH, KmsConfig, KmsError, StoreKey};
+use crate::{INIT_PATH, KEY_PROV_PATH, KmsConfig, KmsError, StoreKey, StoreLocation};
 
 /// Personalization string of the issuing DRBG.
 const DRBG_PERSONALIZATION: &[u8] = b"mcx-kms key issuing HMAC_DRBG v1";
@@ -40,13 +40,13 @@ enum Route {
     },
 }
 
-/// The KMS: community secrets, users and audit log in SQLite, answering
-/// Annex D requests through [`Kms::handle`].
+/// The KMS: community secrets, users and audit log in SQLite or
+/// PostgreSQL, answering Annex D requests through [`Kms::handle`].
 ///
 /// [`Kms::handle`] takes `&self`: requests are answered concurrently (share
 /// the KMS in an `Arc`). Issuing keys (an RSK extraction and an ECCSI key
 /// pair, milliseconds) runs outside every lock with a DRBG of its own,
-/// forked from the KMS's; only the SQLite statements and the fork itself
+/// forked from the KMS's; only the store's statements and the fork itself
 /// are serialised.
 ///
 /// `Debug` prints the KMS URI, key period parameters and number of users,
@@ -121,7 +121,8 @@ fn validate_config(config: &KmsConfig) -> Result<Vec<UserRecord>, KmsError> {
 }
 
 impl Kms {
-    /// Opens (or creates) the KMS state. `db = None` → in-memory SQLite.
+    /// Opens (or creates) the KMS state in SQLite: `db` names the file,
+    /// `None` → in memory.
     ///
     /// The secrets are sealed under `store_key` (see [`crate::at_rest`]),
     /// which a database file requires; an in-memory store without one
@@ -149,33 +150,31 @@ impl Kms {
         config: KmsConfig,
         rng: &mut impl CryptoRng,
     ) -> Result<Self, KmsError> {
+        Self::open_at(db.into(), store_key, config, rng)
+    }
+
+    /// [`Kms::open`] with the state at `location`: memory, a SQLite file,
+    /// or a PostgreSQL database (which a store key is needed for too).
+    ///
+    /// Several instances may open one PostgreSQL database with the same
+    /// configuration and store key, even at the same moment: the first
+    /// community stored is the one all of them use (the schema is created
+    /// once, under a lock), and the first key set stored for a user and
+    /// key period is the one every instance returns.
+    ///
+    /// # Errors
+    /// As [`Kms::open`]; [`KmsError::Database`] if PostgreSQL cannot be
+    /// reached.
+    pub fn open_at(
+        location: StoreLocation<'_>,
+        store_key: Option<&StoreKey>,
+        config: KmsConfig,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Self, KmsError> {
         let users = validate_config(&config)?;
-        let mut store = Store::open(db, store_key, rng)?;
-        let community = match store.load_community()? {
-            Some(stored) => {
-                if stored.kms_uri != config.kms_uri
-                    || stored.key_period_len != config.key_period_len
-                    || stored.key_period_offset != config.key_period_offset
-                {
-                    return Err(KmsError::Config(format!(
-                        "the database holds the community of {} (period {} s, offset {} s); \
-                         the configuration asks for {} (period {} s, offset {} s)",
-                        stored.kms_uri,
-                        stored.key_period_len,
-                        stored.key_period_offset,
-                        config.kms_uri,
-                        config.key_period_len,
-                        config.key_period_offset
-                    )));
-                }
-                Community::from_secrets(
-                    &stored.kms_uri,
-                    stored.key_period_len,
-                    stored.key_period_offset,
-                    Ksak::from_bytes(&stored.ksak)?,
-                    MasterSecret::from_bytes(&stored.sakke_z)?,
-                )?
-            }
+        let mut store = Store::open(location, store_key, rng)?;
+        let stored = match store.load_community()? {
+            Some(stored) => stored,
             None => {
                 let community = Community::generate(
                     &config.kms_uri,
@@ -183,6 +182,8 @@ impl Kms {
                     config.key_period_offset,
                     rng,
                 )?;
+                // Another instance on the same database may store its
+                // community first: then that one is ours too.
                 store.save_community(
                     &StoredCommunity {
                         kms_uri: config.kms_uri.clone(),
@@ -192,10 +193,31 @@ impl Kms {
                         sakke_z: Zeroizing::new(community.sakke_master().to_bytes().to_vec()),
                     },
                     rng,
-                )?;
-                community
+                )?
             }
         };
+        if stored.kms_uri != config.kms_uri
+            || stored.key_period_len != config.key_period_len
+            || stored.key_period_offset != config.key_period_offset
+        {
+            return Err(KmsError::Config(format!(
+                "the database holds the community of {} (period {} s, offset {} s); \
+                 the configuration asks for {} (period {} s, offset {} s)",
+                stored.kms_uri,
+                stored.key_period_len,
+                stored.key_period_offset,
+                config.kms_uri,
+                config.key_period_len,
+                config.key_period_offset
+            )));
+        }
+        let community = Community::from_secrets(
+            &stored.kms_uri,
+            stored.key_period_len,
+            stored.key_period_offset,
+            Ksak::from_bytes(&stored.ksak)?,
+            MasterSecret::from_bytes(&stored.sakke_z)?,
+        )?;
         let rows: Vec<(String, [u8; 32])> = users
             .iter()
             .map(|u| (u.uri.clone(), u.token_sha256))
@@ -230,7 +252,7 @@ impl Kms {
     }
 
     /// The store, for one short sequence of statements. A request that
-    /// panicked holding it left SQLite committed or rolled back, never
+    /// panicked holding it left the database committed or rolled back, never
     /// half-written: go on.
     fn store(&self) -> MutexGuard<'_, Store> {
         self.store.lock().unwrap_or_else(PoisonError::into_inner)
@@ -253,7 +275,7 @@ impl Kms {
     /// time; never keys).
     ///
     /// # Errors
-    /// [`KmsError::Database`] if SQLite fails.
+    /// [`KmsError::Database`] if the database fails.
     pub fn issued(&self) -> Result<Vec<IssuedRecord>, KmsError> {
         self.store().issued()
     }
@@ -263,7 +285,8 @@ impl Kms {
     /// also closes it, but silently).
     ///
     /// # Errors
-    /// [`KmsError::Database`] if SQLite cannot checkpoint or close.
+    /// [`KmsError::Database`] if SQLite cannot checkpoint or close (or
+    /// PostgreSQL close).
     pub fn close(self) -> Result<(), KmsError> {
         self.store
             .into_inner()
@@ -466,14 +489,10 @@ impl Kms {
             rsk: Zeroizing::new(keys.rsk.to_bytes().to_vec()),
             pvt: keys.pvt.to_bytes().to_vec(),
         };
-        let store = self.store();
-        // A concurrent request for the same user and period may have
-        // stored its set meanwhile: that one stands (one set per period).
-        if let Some(stored) = store.user_keys(user, period)? {
-            return Ok(stored);
-        }
-        store.save_user_keys(user, period, &keys, &mut drbg)?;
-        Ok(keys)
+        // A concurrent request for the same user and period, here or on
+        // another instance sharing the database, may have stored its set
+        // meanwhile: that one stands (one set per period).
+        self.store().save_user_keys(user, period, &keys, &mut drbg)
     }
 
     /// Issues and records the key sets a keyprov request gets.

@@ -1,5 +1,7 @@
-//! The KMS state in SQLite: the community secrets, the users and the audit
-//! log of issued key sets.
+//! The KMS state: the community secrets, the users and the audit log of
+//! issued key sets, kept by a storage [`Engine`] (SQLite by default,
+//! PostgreSQL for several instances on one database; see
+//! [`crate::db::StoreLocation`]).
 //!
 //! ```sql
 //! meta      (key PRIMARY KEY, value BLOB)       -- 'store_check': sealed check record
@@ -11,60 +13,94 @@
 //! issued    (id, user_uri, key_period_no, issued_unix)   -- never keys
 //! ```
 //!
-//! Secrets are sealed under the operator's [`StoreKey`] (AES-256-GCM, the
-//! record's identity as AAD; see [`crate::at_rest`]); the file is created
-//! owner-only before SQLite opens it.
+//! Secrets are sealed here, above the engine, under the operator's
+//! [`StoreKey`] (AES-256-GCM, the record's identity as AAD; see
+//! [`crate::at_rest`]): an engine only ever sees sealed values. A SQLite
+//! file is created owner-only before SQLite opens it.
 
-use std::path::Path;
+mod pg;
+mod sqlite;
 
 use rand_core::CryptoRng;
-use rusqlite::{Connection, OptionalExtension, params};
 use zeroize::Zeroizing;
 
 use crate::KmsError;
-use crate::at_rest::{StoreKey, open_sqlite};
+use crate::at_rest::StoreKey;
+use crate::db::StoreLocation;
 
-/// Schema version in `PRAGMA user_version` (1: secrets in clear, refused).
+/// Schema version (SQLite `PRAGMA user_version`, PostgreSQL
+/// `meta.schema_version`; 1: secrets in clear, refused).
 const SCHEMA_VERSION: i64 = 2;
 
 /// The store kind in the check record's identity.
 const STORE_KIND: &str = "mcx-kms";
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS meta (
-    key TEXT PRIMARY KEY NOT NULL,
-    value BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS user_keys (
-    user_uri TEXT NOT NULL,
-    key_period_no INTEGER NOT NULL,
-    ssk BLOB NOT NULL,
-    rsk BLOB NOT NULL,
-    pvt BLOB NOT NULL,
-    PRIMARY KEY (user_uri, key_period_no)
-);
-CREATE TABLE IF NOT EXISTS community (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    kms_uri TEXT NOT NULL,
-    key_period_len INTEGER NOT NULL,
-    key_period_offset INTEGER NOT NULL,
-    ksak BLOB NOT NULL,
-    sakke_z BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS users (
-    uri TEXT PRIMARY KEY NOT NULL,
-    token_sha256 BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS issued (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    user_uri TEXT NOT NULL,
-    key_period_no INTEGER NOT NULL,
-    issued_unix INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS issued_by_user ON issued (user_uri, key_period_no);
-";
+/// The community row as stored, secrets sealed.
+pub(crate) struct CommunityRow {
+    pub(crate) kms_uri: String,
+    pub(crate) key_period_len: i64,
+    pub(crate) key_period_offset: i64,
+    pub(crate) ksak: Vec<u8>,
+    pub(crate) sakke_z: Vec<u8>,
+}
 
-/// The community row as stored.
+/// A `user_keys` row as stored, secrets sealed.
+pub(crate) struct UserKeysRow {
+    pub(crate) ssk: Vec<u8>,
+    pub(crate) rsk: Vec<u8>,
+    pub(crate) pvt: Vec<u8>,
+}
+
+/// What a storage engine does: rows in, rows out, sealed values opaque.
+/// The inserts that two instances may race on keep the first row stored
+/// and return it, so both go on with the same community and key sets.
+pub(crate) trait Engine: Send {
+    /// The stored community, if any.
+    fn community(&mut self) -> Result<Option<CommunityRow>, KmsError>;
+    /// Stores `row` unless a community is stored; returns the stored one.
+    fn insert_community(&mut self, row: &CommunityRow) -> Result<CommunityRow, KmsError>;
+    /// The key set of `user_uri` for `period`, if issued.
+    fn user_keys(&mut self, user_uri: &str, period: i64) -> Result<Option<UserKeysRow>, KmsError>;
+    /// Stores `row` unless a set is stored for the user and period;
+    /// returns the stored one.
+    fn insert_user_keys(
+        &mut self,
+        user_uri: &str,
+        period: i64,
+        row: &UserKeysRow,
+    ) -> Result<UserKeysRow, KmsError>;
+    /// Makes the users table exactly `users` (URI, SHA-256 of the token).
+    fn replace_users(&mut self, users: &[(String, [u8; 32])]) -> Result<(), KmsError>;
+    /// Appends to the audit log.
+    fn record_issue(&mut self, user_uri: &str, period: i64, now: i64) -> Result<(), KmsError>;
+    /// The audit log, oldest first: (user, period, time).
+    fn issued(&mut self) -> Result<Vec<(String, i64, i64)>, KmsError>;
+    /// An orderly close (SQLite: WAL checkpointed into the file).
+    fn close(self: Box<Self>) -> Result<(), KmsError>;
+    /// Whether the last failure was the loss of the connection (a
+    /// PostgreSQL restart or fail-over), after which the next call
+    /// connects anew.
+    fn connection_lost(&self) -> bool {
+        false
+    }
+}
+
+/// Runs `f` on `engine`, and once more if it failed because the engine
+/// lost its connection: the request that meets a restarted PostgreSQL is
+/// answered, not refused. (Every statement here is a read, an
+/// insert-if-absent, an upsert or an audit row: running one again does
+/// no harm.)
+fn retried<T>(
+    engine: &mut dyn Engine,
+    mut f: impl FnMut(&mut dyn Engine) -> Result<T, KmsError>,
+) -> Result<T, KmsError> {
+    match f(engine) {
+        Err(KmsError::Database(_)) if engine.connection_lost() => f(engine),
+        done => done,
+    }
+}
+
+/// The community as the service uses it, secrets open.
 pub(crate) struct StoredCommunity {
     pub(crate) kms_uri: String,
     pub(crate) key_period_len: u64,
@@ -117,236 +153,179 @@ fn user_keys_record<'a>(
     [b"user_keys", column.as_bytes(), user_uri.as_bytes(), period]
 }
 
+/// The refusal of a schema this code does not read.
+fn schema_error(version: i64) -> KmsError {
+    if version == 1 {
+        KmsError::Database(
+            "database schema version 1 keeps the KMS secrets in clear; \
+             this KMS seals them under a store key and does not convert: \
+             start from a new database (the community keys change)"
+                .into(),
+        )
+    } else {
+        KmsError::Database(format!(
+            "database schema version {version} is newer than this KMS ({SCHEMA_VERSION})"
+        ))
+    }
+}
+
+/// The store: an engine, and the key its secrets are sealed under.
 pub(crate) struct Store {
-    conn: Connection,
+    engine: Box<dyn Engine>,
     key: StoreKey,
 }
 
 impl Store {
-    /// Opens (creating if needed) the store; `None` = in memory. A store
-    /// file needs the operator's `key`; an in-memory store without one
-    /// seals under a random key that dies with it.
+    /// Opens (creating and migrating the schema if needed) the store at
+    /// `location`. A SQLite file or a PostgreSQL database needs the
+    /// operator's `key`, which must open the store's check record; an
+    /// in-memory store without one seals under a random key that dies
+    /// with it.
     pub(crate) fn open(
-        path: Option<&Path>,
+        location: StoreLocation<'_>,
         key: Option<&StoreKey>,
         rng: &mut impl CryptoRng,
     ) -> Result<Self, KmsError> {
-        let (conn, key) = open_sqlite(path, key, rng)?;
-        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        if version > SCHEMA_VERSION {
-            return Err(KmsError::Database(format!(
-                "database schema version {version} is newer than this KMS ({SCHEMA_VERSION})"
-            )));
-        }
-        if version == 1 {
-            return Err(KmsError::Database(
-                "database schema version 1 keeps the KMS secrets in clear; \
-                 this KMS seals them under a store key and does not convert: \
-                 start from a new database (the community keys change)"
-                    .into(),
-            ));
-        }
-        if version == SCHEMA_VERSION {
-            // The key is checked before anything is written.
-            let check: Vec<u8> = conn.query_row(
-                "SELECT value FROM meta WHERE key = 'store_check'",
-                [],
-                |r| r.get(0),
-            )?;
-            key.verify_check_record(STORE_KIND, &check)?;
-            conn.execute_batch(SCHEMA)?;
-        } else {
-            let tx = conn.unchecked_transaction()?;
-            tx.execute_batch(SCHEMA)?;
-            tx.execute(
-                "INSERT INTO meta (key, value) VALUES ('store_check', ?1)",
-                [key.check_record(STORE_KIND, rng)],
-            )?;
-            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-            tx.commit()?;
-        }
-        Ok(Self { conn, key })
+        let (engine, key): (Box<dyn Engine>, StoreKey) = match location {
+            StoreLocation::Postgres(url) => {
+                let key = key.ok_or(crate::StoreKeyError::Missing)?.clone();
+                let new_check = key.check_record(STORE_KIND, rng);
+                let (engine, check) = pg::Postgres::open(url, &new_check)?;
+                key.verify_check_record(STORE_KIND, &check)?;
+                (Box::new(engine), key)
+            }
+            local => {
+                let path = match local {
+                    StoreLocation::Sqlite(path) => Some(path),
+                    _ => None,
+                };
+                let (engine, key) = sqlite::Sqlite::open(path, key, rng)?;
+                (Box::new(engine), key)
+            }
+        };
+        Ok(Self { engine, key })
     }
 
-    pub(crate) fn load_community(&self) -> Result<Option<StoredCommunity>, KmsError> {
-        let row = self
-            .conn
-            .query_row(
-                "SELECT kms_uri, key_period_len, key_period_offset, ksak, sakke_z
-                 FROM community WHERE id = 1",
-                [],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, i64>(1)?,
-                        r.get::<_, i64>(2)?,
-                        r.get::<_, Vec<u8>>(3)?,
-                        r.get::<_, Vec<u8>>(4)?,
-                    ))
-                },
-            )
-            .optional()?;
-        row.map(|(kms_uri, len, offset, ksak, sakke_z)| {
-            Ok(StoredCommunity {
-                kms_uri,
-                key_period_len: to_u64(len)?,
-                key_period_offset: to_u64(offset)?,
-                ksak: self.key.open(&community_record("ksak"), &ksak, "KSAK")?,
-                sakke_z: self.key.open(
-                    &community_record("sakke_z"),
-                    &sakke_z,
-                    "SAKKE master secret",
-                )?,
-            })
+    fn open_community(&self, row: CommunityRow) -> Result<StoredCommunity, KmsError> {
+        Ok(StoredCommunity {
+            kms_uri: row.kms_uri,
+            key_period_len: to_u64(row.key_period_len)?,
+            key_period_offset: to_u64(row.key_period_offset)?,
+            ksak: self
+                .key
+                .open(&community_record("ksak"), &row.ksak, "KSAK")?,
+            sakke_z: self.key.open(
+                &community_record("sakke_z"),
+                &row.sakke_z,
+                "SAKKE master secret",
+            )?,
         })
-        .transpose()
     }
 
+    pub(crate) fn load_community(&mut self) -> Result<Option<StoredCommunity>, KmsError> {
+        retried(self.engine.as_mut(), |e| e.community())?
+            .map(|row| self.open_community(row))
+            .transpose()
+    }
+
+    /// Stores `c` unless a community is stored (another instance on the
+    /// same database may have been first); returns the stored one.
     pub(crate) fn save_community(
-        &self,
+        &mut self,
         c: &StoredCommunity,
         rng: &mut impl CryptoRng,
-    ) -> Result<(), KmsError> {
-        let ksak = self.key.seal(&community_record("ksak"), &c.ksak, rng);
-        let sakke_z = self.key.seal(&community_record("sakke_z"), &c.sakke_z, rng);
-        self.conn.execute(
-            "INSERT INTO community (id, kms_uri, key_period_len, key_period_offset, ksak, sakke_z)
-             VALUES (1, ?1, ?2, ?3, ?4, ?5)",
-            params![
-                c.kms_uri,
-                to_i64(c.key_period_len, "key period length")?,
-                to_i64(c.key_period_offset, "key period offset")?,
-                ksak,
-                sakke_z,
-            ],
-        )?;
-        Ok(())
+    ) -> Result<StoredCommunity, KmsError> {
+        let row = CommunityRow {
+            kms_uri: c.kms_uri.clone(),
+            key_period_len: to_i64(c.key_period_len, "key period length")?,
+            key_period_offset: to_i64(c.key_period_offset, "key period offset")?,
+            ksak: self.key.seal(&community_record("ksak"), &c.ksak, rng),
+            sakke_z: self.key.seal(&community_record("sakke_z"), &c.sakke_z, rng),
+        };
+        let stored = retried(self.engine.as_mut(), |e| e.insert_community(&row))?;
+        self.open_community(stored)
+    }
+
+    fn open_user_keys(
+        &self,
+        user_uri: &str,
+        key_period_no: u64,
+        row: UserKeysRow,
+    ) -> Result<StoredUserKeys, KmsError> {
+        let period = key_period_no.to_be_bytes();
+        let record = |column| user_keys_record(column, user_uri, &period);
+        Ok(StoredUserKeys {
+            ssk: self.key.open(&record("ssk"), &row.ssk, "issued SSK")?,
+            rsk: self.key.open(&record("rsk"), &row.rsk, "issued RSK")?,
+            pvt: row.pvt,
+        })
     }
 
     /// The keys issued to `user_uri` for `key_period_no`, if any.
     pub(crate) fn user_keys(
-        &self,
+        &mut self,
         user_uri: &str,
         key_period_no: u64,
     ) -> Result<Option<StoredUserKeys>, KmsError> {
         let period = to_i64(key_period_no, "key period number")?;
-        let row = self
-            .conn
-            .query_row(
-                "SELECT ssk, rsk, pvt FROM user_keys WHERE user_uri = ?1 AND key_period_no = ?2",
-                params![user_uri, period],
-                |r| {
-                    Ok((
-                        r.get::<_, Vec<u8>>(0)?,
-                        r.get::<_, Vec<u8>>(1)?,
-                        r.get::<_, Vec<u8>>(2)?,
-                    ))
-                },
-            )
-            .optional()?;
-        let Some((ssk, rsk, pvt)) = row else {
-            return Ok(None);
-        };
-        let period = key_period_no.to_be_bytes();
-        let record = |column| user_keys_record(column, user_uri, &period);
-        Ok(Some(StoredUserKeys {
-            ssk: self.key.open(&record("ssk"), &ssk, "issued SSK")?,
-            rsk: self.key.open(&record("rsk"), &rsk, "issued RSK")?,
-            pvt,
-        }))
+        retried(self.engine.as_mut(), |e| e.user_keys(user_uri, period))?
+            .map(|row| self.open_user_keys(user_uri, key_period_no, row))
+            .transpose()
     }
 
-    /// Stores the keys issued to `user_uri` for `key_period_no` (the
-    /// first issue of a period; later requests get the same keys).
+    /// Stores the keys issued to `user_uri` for `key_period_no` unless a
+    /// set is stored for that period (by a concurrent request, here or on
+    /// another instance): returns the stored set, which every request of
+    /// the period gets.
     pub(crate) fn save_user_keys(
-        &self,
+        &mut self,
         user_uri: &str,
         key_period_no: u64,
         keys: &StoredUserKeys,
         rng: &mut impl CryptoRng,
-    ) -> Result<(), KmsError> {
+    ) -> Result<StoredUserKeys, KmsError> {
         let period = key_period_no.to_be_bytes();
         let record = |column| user_keys_record(column, user_uri, &period);
-        let ssk = self.key.seal(&record("ssk"), &keys.ssk, rng);
-        let rsk = self.key.seal(&record("rsk"), &keys.rsk, rng);
-        self.conn.execute(
-            "INSERT INTO user_keys (user_uri, key_period_no, ssk, rsk, pvt)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                user_uri,
-                to_i64(key_period_no, "key period number")?,
-                ssk,
-                rsk,
-                keys.pvt
-            ],
-        )?;
-        Ok(())
+        let row = UserKeysRow {
+            ssk: self.key.seal(&record("ssk"), &keys.ssk, rng),
+            rsk: self.key.seal(&record("rsk"), &keys.rsk, rng),
+            pvt: keys.pvt.clone(),
+        };
+        let period = to_i64(key_period_no, "key period number")?;
+        let stored = retried(self.engine.as_mut(), |e| {
+            e.insert_user_keys(user_uri, period, &row)
+        })?;
+        self.open_user_keys(user_uri, key_period_no, stored)
     }
 
     /// Makes the users table exactly `users` (URI, SHA-256 of the token).
     pub(crate) fn replace_users(&mut self, users: &[(String, [u8; 32])]) -> Result<(), KmsError> {
-        let tx = self.conn.transaction()?;
-        {
-            let mut upsert = tx.prepare(
-                "INSERT INTO users (uri, token_sha256) VALUES (?1, ?2)
-                 ON CONFLICT (uri) DO UPDATE SET token_sha256 = excluded.token_sha256",
-            )?;
-            for (uri, hash) in users {
-                upsert.execute(params![uri, hash.as_slice()])?;
-            }
-            let mut existing = tx.prepare("SELECT uri FROM users")?;
-            let stale: Vec<String> = existing
-                .query_map([], |r| r.get::<_, String>(0))?
-                .collect::<Result<Vec<_>, _>>()?
-                .into_iter()
-                .filter(|uri| !users.iter().any(|(u, _)| u == uri))
-                .collect();
-            for uri in stale {
-                tx.execute("DELETE FROM users WHERE uri = ?1", params![uri])?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
+        retried(self.engine.as_mut(), |e| e.replace_users(users))
     }
 
     pub(crate) fn record_issue(
-        &self,
+        &mut self,
         user_uri: &str,
         key_period_no: u64,
         now_unix: u64,
     ) -> Result<(), KmsError> {
-        self.conn.execute(
-            "INSERT INTO issued (user_uri, key_period_no, issued_unix) VALUES (?1, ?2, ?3)",
-            params![
-                user_uri,
-                to_i64(key_period_no, "key period number")?,
-                to_i64(now_unix, "time")?
-            ],
-        )?;
-        Ok(())
+        let period = to_i64(key_period_no, "key period number")?;
+        let now = to_i64(now_unix, "time")?;
+        retried(self.engine.as_mut(), |e| {
+            e.record_issue(user_uri, period, now)
+        })
     }
 
-    /// Writes everything committed into the main database file and closes
-    /// the connection, so that a stop leaves no `-wal`/`-journal` file
-    /// behind and a copy of the file alone holds the whole state.
+    /// Closes the engine in order (SQLite: everything committed moved
+    /// into the main database file, so that a copy of it alone holds the
+    /// whole state).
     pub(crate) fn close(self) -> Result<(), KmsError> {
-        Ok(close_connection(self.conn)?)
+        self.engine.close()
     }
 
-    pub(crate) fn issued(&self) -> Result<Vec<IssuedRecord>, KmsError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT user_uri, key_period_no, issued_unix FROM issued ORDER BY id")?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                ))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows.into_iter()
+    pub(crate) fn issued(&mut self) -> Result<Vec<IssuedRecord>, KmsError> {
+        retried(self.engine.as_mut(), |e| e.issued())?
+            .into_iter()
             .map(|(user_uri, period, t)| {
                 Ok(IssuedRecord {
                     user_uri,
@@ -358,56 +337,4 @@ impl Store {
     }
 }
 
-/// Closes a store's connection after moving a WAL, if any, into the
-/// database file (SQLite also checkpoints when the last connection
-/// closes, but on a best-effort basis that reports no error, and a
-/// dropped `Connection` hides the close error). Shared with the GMS.
-pub fn close_connection(conn: Connection) -> Result<(), rusqlite::Error> {
-    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
-    if mode.eq_ignore_ascii_case("wal") {
-        // (busy, log frames, checkpointed frames): busy = 1 means another
-        // connection kept the checkpoint from completing.
-        let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
-        if busy != 0 {
-            return Err(rusqlite::Error::SqliteFailure(
-                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
-                Some("WAL checkpoint blocked by another connection".into()),
-            ));
-        }
-    }
-    conn.close().map_err(|(_, e)| e)
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    /// A WAL database closed with `close_connection` leaves only the main
-    /// file, which alone holds what was committed.
-    #[test]
-    fn close_connection_checkpoints_the_wal_into_the_file() {
-        let dir = std::env::temp_dir().join(format!("mcx-kms-close-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("kms.sqlite");
-        let wal = dir.join("kms.sqlite-wal");
-        let key = StoreKey::from_bytes([1; 32]);
-        let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
-        let store = Store::open(Some(&path), Some(&key), &mut rng).unwrap();
-        let mode: String = store
-            .conn
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(mode, "wal");
-        store
-            .record_issue("sip:alice@example.org", 7, 1000)
-            .unwrap();
-        assert!(wal.exists(), "the commit went to the WAL");
-        close_connection(store.conn).unwrap();
-        assert!(!wal.exists(), "the WAL was left behind");
-        let reopened = Store::open(Some(&path), Some(&key), &mut rng).unwrap();
-        assert_eq!(reopened.issued().unwrap().len(), 1);
-        drop(reopened);
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-}
+pub use sqlite::close_connection;

@@ -99,7 +99,7 @@ pub(crate) async fn provision(
         &t,
         gms_listener,
         https("gms")?,
-        kms_http.clone(),
+        kms_http.clone().into(),
         None,
         None,
     )
@@ -123,8 +123,8 @@ pub(crate) async fn provision(
             user_uri: user.uri.clone(),
             token: user.token.clone(),
             kms_uri: t.kms.uri.clone(),
-            kms_http: kms_http.clone(),
-            gms_http: gms_http.clone(),
+            kms_http: kms_http.clone().into(),
+            gms_http: gms_http.clone().into(),
             kms_security: user.kms_security(),
         };
         let config = ClientConfig::new(

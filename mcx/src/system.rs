@@ -294,8 +294,8 @@ where
 /// makes a new community (KMS) or new GMKs (GMS), and every client
 /// provisioned before it no longer interworks with those provisioned
 /// after.
-fn warn_in_memory(what: &str, database: Option<&std::path::Path>) {
-    if database.is_none() {
+fn warn_in_memory(what: &str, location: mcx_kms::StoreLocation<'_>) {
+    if matches!(location, mcx_kms::StoreLocation::Memory) {
         eprintln!(
             "warning: {what}: no `database` in the topology; its state is in memory and will not survive a restart (clients provisioned before a restart will not interwork with those provisioned after)"
         );
@@ -309,15 +309,64 @@ fn warn_in_memory(what: &str, database: Option<&std::path::Path>) {
 /// to give it.
 fn store_key(
     what: &str,
-    database: Option<&std::path::Path>,
+    location: mcx_kms::StoreLocation<'_>,
     key_file: Option<&std::path::Path>,
 ) -> Result<Option<mcx_kms::StoreKey>, CliError> {
     let key = match key_file {
         Some(path) => mcx_kms::StoreKey::read_file(path).map(Some),
-        None if database.is_none() => return Ok(None),
+        None if matches!(location, mcx_kms::StoreLocation::Memory) => return Ok(None),
         None => mcx_kms::StoreKey::from_env().map(Some),
     };
     key.map_err(|e| failed(format!("{what}: {e}")))
+}
+
+/// A service's instances as the roles of this process reach them: at
+/// `first` (the address this process bound, or the configured one), then
+/// at the topology's `replicas` (instances on the same PostgreSQL
+/// database), failing over in that order.
+fn servers(
+    tls: Option<&TlsMaterial>,
+    first: SocketAddr,
+    replicas: &[SocketAddr],
+    uri: &str,
+) -> Result<mcx_client::Servers, CliError> {
+    let mut list = vec![crate::tls::endpoint(tls, first, uri)?];
+    for r in replicas.iter().filter(|r| **r != first) {
+        list.push(crate::tls::endpoint(tls, *r, uri)?);
+    }
+    Ok(mcx_client::Servers::new(list))
+}
+
+/// Where a KMS or GMS keeps its state: the PostgreSQL database the
+/// environment variable `env` or the topology's `database_url` names
+/// (the variable wins), else the SQLite `database` file, else memory.
+/// Returns the URL too (the location borrows it).
+fn store_url(
+    what: &str,
+    env: &str,
+    in_topology: Option<&crate::topology::DatabaseUrlText>,
+) -> Result<Option<mcx_kms::DatabaseUrl>, CliError> {
+    let from_env =
+        mcx_kms::DatabaseUrl::from_env(env).map_err(|e| failed(format!("{what}: {e}")))?;
+    let url = match from_env {
+        Some(url) => Some(url),
+        None => in_topology
+            .map(crate::topology::DatabaseUrlText::parse)
+            .transpose()
+            .map_err(|e| failed(format!("{what}: database_url: {e}")))?,
+    };
+    if let Some(url) = &url {
+        // Display leaves the password out.
+        eprintln!("{what}: state in PostgreSQL at {url}");
+    }
+    Ok(url)
+}
+
+fn location<'a>(
+    url: Option<&'a mcx_kms::DatabaseUrl>,
+    database: Option<&'a std::path::Path>,
+) -> mcx_kms::StoreLocation<'a> {
+    url.map_or_else(|| database.into(), mcx_kms::StoreLocation::Postgres)
 }
 
 /// Opens the KMS and serves it.
@@ -326,7 +375,13 @@ pub(crate) fn start_kms(
     listener: TcpListener,
     https: Option<Arc<mcx_tls::rustls::ServerConfig>>,
 ) -> Result<(JoinHandle<()>, OpenStore), CliError> {
-    warn_in_memory("KMS", t.kms.database.as_deref());
+    let url = store_url(
+        "KMS",
+        mcx_kms::db::KMS_DATABASE_URL_ENV,
+        t.kms.database_url.as_ref(),
+    )?;
+    let location = location(url.as_ref(), t.kms.database.as_deref());
+    warn_in_memory("KMS", location);
     let mut users: Vec<mcx_kms::KmsUser> = t
         .users
         .iter()
@@ -360,17 +415,14 @@ pub(crate) fn start_kms(
         key_period_offset: t.kms.key_period_offset,
         users,
     };
-    let key = store_key(
-        "KMS",
-        t.kms.database.as_deref(),
-        t.kms.store_key_file.as_deref(),
-    )?;
-    let mut kms = mcx_kms::Kms::open(
-        t.kms.database.as_deref(),
-        key.as_ref(),
-        config,
-        &mut mcx_net::os_rng(),
-    )
+    let key = store_key("KMS", location, t.kms.store_key_file.as_deref())?;
+    // Off the async threads: the PostgreSQL client blocks on a runtime
+    // of its own, which may not start inside this one.
+    let mut kms = std::thread::scope(|s| {
+        s.spawn(|| mcx_kms::Kms::open_at(location, key.as_ref(), config, &mut mcx_net::os_rng()))
+            .join()
+    })
+    .map_err(|_| failed("KMS: start-up failed"))?
     .map_err(|e| failed(format!("KMS: {e}")))?;
     if let Some(v) = crate::identity::verifier(t)? {
         kms.require_access_tokens(v);
@@ -390,11 +442,16 @@ pub(crate) async fn start_gms(
     t: &Topology,
     listener: TcpListener,
     https: Option<Arc<mcx_tls::rustls::ServerConfig>>,
-    kms_http: Endpoint,
+    kms_http: mcx_client::Servers,
     idms_http: Option<Endpoint>,
     controlling_http: Option<Endpoint>,
 ) -> Result<(JoinHandle<()>, OpenStore), CliError> {
-    warn_in_memory("GMS", t.gms.database.as_deref());
+    let url = store_url(
+        "GMS",
+        mcx_kms::db::GMS_DATABASE_URL_ENV,
+        t.gms.database_url.as_ref(),
+    )?;
+    warn_in_memory("GMS", location(url.as_ref(), t.gms.database.as_deref()));
     let notifier = crate::regroup::Notifier::new(t, controlling_http, idms_http.clone());
     let token = crate::identity::token(t, idms_http, &t.gms.uri, &t.gms.token)
         .await
@@ -442,12 +499,12 @@ pub(crate) async fn start_gms(
     let db = t.gms.database.clone();
     let key = store_key(
         "GMS",
-        t.gms.database.as_deref(),
+        location(url.as_ref(), db.as_deref()),
         t.gms.store_key_file.as_deref(),
     )?;
     let mut gms = tokio::task::spawn_blocking(move || {
-        let mut gms = mcx_gms::Gms::open(
-            db.as_deref(),
+        let mut gms = mcx_gms::Gms::open_at(
+            location(url.as_ref(), db.as_deref()),
             key.as_ref(),
             config,
             community,
@@ -708,7 +765,8 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
     let kms_here = bound.kms.is_some();
     let tls = bound.tls;
     let https = t.tls.as_ref().is_some_and(|s| s.https);
-    let kms_endpoint = crate::tls::endpoint(tls.as_ref(), bound.kms_http, &t.kms.uri)?;
+    let kms_servers = servers(tls.as_ref(), bound.kms_http, &t.kms.replicas, &t.kms.uri)?;
+    let gms_servers = servers(tls.as_ref(), bound.gms_http, &t.gms.replicas, &t.gms.uri)?;
     let gms_endpoint = crate::tls::endpoint(tls.as_ref(), bound.gms_http, &t.gms.uri)?;
     let idms_endpoint = match (&t.idms, bound.idms_http) {
         (Some(i), Some(addr)) => Some(crate::tls::endpoint(tls.as_ref(), addr, &i.uri)?),
@@ -756,7 +814,7 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
             t,
             l,
             https_of("gms")?,
-            kms_endpoint.clone(),
+            kms_servers.clone(),
             idms_endpoint.clone(),
             bound
                 .controlling_http_addr
@@ -809,7 +867,7 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
                 t,
                 &t.controlling.uri,
                 t.controlling.token.as_ref(),
-                kms_endpoint.clone(),
+                kms_servers.clone(),
                 idms_endpoint.clone(),
                 move |kms, keys| {
                     let _ = commander.command(move |r, _, _| {
@@ -863,7 +921,7 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
             t,
             &node.uri,
             node.token.as_ref(),
-            kms_endpoint.clone(),
+            kms_servers.clone(),
             idms_endpoint.clone(),
             move |kms, keys| {
                 let _ = commander.command(move |r, _, _| {
@@ -898,8 +956,8 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
             user_uri: user.uri.clone(),
             token: String::new(),
             kms_uri: t.kms.uri.clone(),
-            kms_http: kms_endpoint.clone(),
-            gms_http: gms_endpoint.clone(),
+            kms_http: kms_servers.clone(),
+            gms_http: gms_servers.clone(),
             kms_security: user.kms_security(),
         };
         let (topology, idms_http, secret) = (t.clone(), idms_endpoint.clone(), user.token.clone());
@@ -1040,7 +1098,7 @@ fn fetch_identity(
     t: &Topology,
     uri: &str,
     token: Option<&String>,
-    kms_http: Endpoint,
+    kms_http: mcx_client::Servers,
     idms_http: Option<Endpoint>,
     done: impl FnOnce(mcx_ibc::kms::CommunityPublic, mcx_ibc::kms::UserKeys) + Send + 'static,
 ) -> JoinHandle<()> {
@@ -1112,9 +1170,13 @@ where
 pub(crate) const STARTUP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A provisioning failure that another try may cure: the KMS or GMS
-/// could not be reached (not a refusal or a bad answer).
+/// (every instance of it) could not be reached (not a refusal or a bad
+/// answer).
 fn is_unreachable(e: &mcx_client::ClientError) -> bool {
-    matches!(e, mcx_client::ClientError::Net(_))
+    matches!(
+        e,
+        mcx_client::ClientError::Net(_) | mcx_client::ClientError::AllFailed { .. }
+    )
 }
 
 /// Ends every call of the roles this process runs (BYE, CANCEL, 503),

@@ -31,9 +31,26 @@ pub(crate) const CA_FILE: &str = "ca.pem";
 /// MC server and user URIs), with what its certificate names.
 pub(crate) fn subjects(t: &Topology) -> Vec<(String, Subject)> {
     let subject = |identity: &str, addr: SocketAddr| Subject::new(identity, ips_of(addr));
+    // Every instance of a KMS or GMS serves the role's one certificate,
+    // which names each instance's address.
+    let service = |identity: &str, first: SocketAddr, replicas: &[SocketAddr]| {
+        let mut ips = ips_of(first);
+        for ip in replicas.iter().flat_map(|r| ips_of(*r)) {
+            if !ips.contains(&ip) {
+                ips.push(ip);
+            }
+        }
+        Subject::new(identity, ips)
+    };
     let mut out = vec![
-        ("kms".to_owned(), subject(&t.kms.uri, t.kms.http)),
-        ("gms".to_owned(), subject(&t.gms.uri, t.gms.http)),
+        (
+            "kms".to_owned(),
+            service(&t.kms.uri, t.kms.http, &t.kms.replicas),
+        ),
+        (
+            "gms".to_owned(),
+            service(&t.gms.uri, t.gms.http, &t.gms.replicas),
+        ),
         (
             "controlling".to_owned(),
             subject(&t.controlling.uri, t.controlling.sip),

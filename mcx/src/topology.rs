@@ -220,12 +220,54 @@ pub(crate) struct KmsNode {
     /// `MCX_STORE_KEY_FILE`.
     #[serde(default)]
     pub(crate) store_key_file: Option<PathBuf>,
+    /// A PostgreSQL database instead of `database`, which several KMS
+    /// instances share (docs/deployment.md); `MCX_KMS_DATABASE_URL`
+    /// overrides it (keep the password there, not in this file).
+    #[serde(default)]
+    pub(crate) database_url: Option<DatabaseUrlText>,
+    /// Further KMS instances on the same database (`mcx run TOPOLOGY kms
+    /// --listen ADDR`): clients fail over to them, in order, after `http`.
+    #[serde(default)]
+    pub(crate) replicas: Vec<SocketAddr>,
     /// UserKeyPeriod in seconds.
     #[serde(default = "default_key_period")]
     pub(crate) key_period_len: u64,
     /// UserKeyOffset in seconds.
     #[serde(default)]
     pub(crate) key_period_offset: u64,
+}
+
+/// A `database_url` as written: parsed by [`Topology::check`], not while
+/// the TOML is decoded, because the TOML decoder's errors quote the line,
+/// password and all. `Debug` shows it without the password; erased on
+/// drop.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct DatabaseUrlText(String);
+
+impl DatabaseUrlText {
+    /// The parsed URL.
+    ///
+    /// # Errors
+    /// Why it is not a PostgreSQL connection string (never the text).
+    pub(crate) fn parse(&self) -> Result<mcx_kms::DatabaseUrl, String> {
+        mcx_kms::DatabaseUrl::parse(&self.0)
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrlText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.parse() {
+            Ok(url) => write!(f, "{url}"),
+            Err(_) => f.write_str("<invalid, redacted>"),
+        }
+    }
+}
+
+impl Drop for DatabaseUrlText {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
 }
 
 fn default_key_period() -> u64 {
@@ -286,6 +328,14 @@ pub(crate) struct GmsNode {
     /// absent = `MCX_STORE_KEY` or `MCX_STORE_KEY_FILE`.
     #[serde(default)]
     pub(crate) store_key_file: Option<PathBuf>,
+    /// A PostgreSQL database instead of `database`, which several GMS
+    /// instances share; `MCX_GMS_DATABASE_URL` overrides it.
+    #[serde(default)]
+    pub(crate) database_url: Option<DatabaseUrlText>,
+    /// Further GMS instances on the same database: clients fail over to
+    /// them, in order, after `http`.
+    #[serde(default)]
+    pub(crate) replicas: Vec<SocketAddr>,
     /// GMK lifetime in seconds.
     #[serde(default = "default_key_period")]
     pub(crate) gmk_lifetime_secs: u64,
@@ -530,6 +580,15 @@ impl Topology {
     /// Cross-references: every name used is defined once.
     fn check(&self) -> Result<(), String> {
         self.floor.spk_keys()?;
+        for (role, url) in [
+            ("kms", &self.kms.database_url),
+            ("gms", &self.gms.database_url),
+        ] {
+            if let Some(url) = url {
+                url.parse()
+                    .map_err(|e| format!("[{role}] database_url: {e}"))?;
+            }
+        }
         for u in &self.users {
             match (&u.trk, &u.ink) {
                 (None, None) => {}
@@ -760,6 +819,47 @@ mod tests {
         let t = Topology::parse(DEFAULT, "default").unwrap();
         assert_eq!(t.mc_servers.len(), 2);
         assert!(t.groups.iter().all(|g| g.members.len() >= 3));
+    }
+
+    /// `database_url` is parsed when the file is read and never shown
+    /// with its password (the topology's `Debug`, a parse error);
+    /// `replicas` lists further instances.
+    #[test]
+    fn database_url_and_replicas() {
+        let text = DEFAULT.replacen(
+            "key_period_offset = 0",
+            "key_period_offset = 0\ndatabase_url = \"postgres://mcx:hunter2-pw@db1:5432/mcx\"\n\
+             replicas = [\"127.0.0.1:7100\", \"127.0.0.1:7200\"]",
+            1,
+        );
+        let t = Topology::parse(&text, "t").unwrap();
+        assert_eq!(t.kms.replicas.len(), 2);
+        let shown = format!("{t:?}");
+        assert!(
+            shown.contains("postgres://mcx:<redacted>@db1:5432/mcx"),
+            "{shown}"
+        );
+        assert!(!shown.contains("hunter2-pw"));
+        assert!(t.gms.database_url.is_none() && t.gms.replicas.is_empty());
+        // One certificate for every KMS instance, naming each address.
+        let text = text.replace("\"127.0.0.1:7200\"", "\"127.0.0.2:7200\"");
+        let t2 = Topology::parse(&text, "t").unwrap();
+        let kms = crate::tls::subjects(&t2)
+            .into_iter()
+            .find(|(role, _)| role == "kms")
+            .unwrap()
+            .1;
+        assert_eq!(
+            kms.ips,
+            [
+                "127.0.0.1".parse::<std::net::IpAddr>().unwrap(),
+                "127.0.0.2".parse().unwrap()
+            ]
+        );
+        let bad = text.replace("@db1:5432/", "@db1:port/");
+        let e = Topology::parse(&bad, "t").unwrap_err().to_string();
+        assert!(e.contains("not a PostgreSQL connection string"), "{e}");
+        assert!(!e.contains("hunter2-pw"), "{e}");
     }
 
     #[test]

@@ -126,6 +126,11 @@ pub(crate) struct RunArgs {
     /// Serve the admin API (/health, /ready, /metrics, /calls) on ADDR.
     #[arg(long, value_name = "ADDR")]
     admin: Option<std::net::SocketAddr>,
+    /// A KMS or GMS instance listens on ADDR instead of the topology's
+    /// `http` (a further instance on a shared PostgreSQL database: list
+    /// ADDR in the role's `replicas` so that clients fail over to it).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
 }
 
 /// `mcx calls`: a role's calls, through its admin API.
@@ -216,6 +221,13 @@ fn init_logging() {
 
     let filter = tracing_subscriber::EnvFilter::try_from_env("MCX_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // The PostgreSQL client logs every statement's parameters at debug
+    // (sealed secrets, token hashes): never below info, whatever MCX_LOG
+    // asks.
+    let filter = match "tokio_postgres=info".parse() {
+        Ok(cap) => filter.add_directive(cap),
+        Err(_) => filter,
+    };
     let json = match std::env::var("MCX_LOG_FORMAT").as_deref() {
         Ok("json") => true,
         Ok("human") | Err(_) => false,
@@ -586,8 +598,19 @@ pub(crate) fn calls(args: &CallsArgs) -> Result<(), CliError> {
 /// `call-ended`), with the TGMK's key ID and key confirmation.
 pub(crate) fn run(args: &RunArgs) -> Result<(), CliError> {
     init_logging();
-    let t = load(Some(&args.topology))?;
+    let mut t = load(Some(&args.topology))?;
     check_role(&t, &args.role)?;
+    match (args.listen, args.role.as_str()) {
+        (None, _) => {}
+        (Some(addr), "kms") => t.kms.http = addr,
+        (Some(addr), "gms") => t.gms.http = addr,
+        (Some(_), role) => {
+            return Err(CliError::invalid(
+                "--listen",
+                format!("is for the kms and gms roles, not {role}"),
+            ));
+        }
+    }
     runtime()?.block_on(async {
         let mut running = system::start(&t, &Selection::One(args.role.clone())).await?;
         let mut stop = system::StopSignal::listen();

@@ -1,0 +1,143 @@
+//! Fail-over between KMS instances (`mcx_client::Servers`): a connection
+//! refused, a 5xx answer or no answer within the attempt timeout moves to
+//! the next instance; a refusal (4xx) is the service's answer and is not
+//! retried elsewhere; when every instance fails, the error names each
+//! URL tried and why.
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mcx_client::{ClientError, Servers};
+use mcx_kms::http::HttpResponse;
+use mcx_kms::{Kms, KmsConfig, KmsUser};
+use mcx_net::http::Endpoint;
+use tokio::net::TcpListener;
+
+const KMS_URI: &str = "kms.test.example";
+const ALICE: &str = "sip:alice@test.example";
+
+async fn listener() -> (TcpListener, SocketAddr) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    (l, addr)
+}
+
+/// An address nothing listens on (connection refused).
+async fn dead() -> SocketAddr {
+    listener().await.1
+}
+
+/// A server that answers every request with 503.
+async fn failing() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let (l, addr) = listener().await;
+    let handler: mcx_server::Handler =
+        Arc::new(|_| HttpResponse::error(503, "database unavailable"));
+    (addr, mcx_server::serve_http(l, handler))
+}
+
+/// A server that accepts connections and never answers.
+async fn hung() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let (l, addr) = listener().await;
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = l.accept().await {
+            held.push(s);
+        }
+    });
+    (addr, task)
+}
+
+async fn kms() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let kms = Kms::open(
+        None,
+        None,
+        KmsConfig {
+            kms_uri: KMS_URI.into(),
+            key_period_len: 30 * 86_400,
+            key_period_offset: 0,
+            users: vec![KmsUser {
+                uri: ALICE.into(),
+                token: "alice-token".into(),
+                security: None,
+            }],
+        },
+        &mut mcx_net::os_rng(),
+    )
+    .unwrap();
+    let (l, addr) = listener().await;
+    (
+        addr,
+        mcx_server::serve_http(l, mcx_server::kms_handler(kms)),
+    )
+}
+
+fn servers(addrs: &[SocketAddr]) -> Servers {
+    Servers::new(addrs.iter().map(|a| Endpoint::from(*a)).collect())
+}
+
+async fn provision(s: &Servers, token: &str) -> Result<(), ClientError> {
+    mcx_client::provision_keys(KMS_URI, ALICE, token, s, None)
+        .await
+        .map(|_| ())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moves_past_refused_connections_5xx_and_silence() {
+    let (good, _k) = kms().await;
+    let (bad, _f) = failing().await;
+    let (silent, _h) = hung().await;
+    let down = dead().await;
+    let list = servers(&[down, bad, silent, good]).with_attempt_timeout(Duration::from_millis(300));
+    let started = Instant::now();
+    provision(&list, "alice-token").await.unwrap();
+    // The silent instance cost one attempt timeout, no more.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // The instance that answered is asked first from now on: no more
+    // waiting for the silent one.
+    let again = Instant::now();
+    provision(&list, "alice-token").await.unwrap();
+    assert!(
+        again.elapsed() < Duration::from_millis(300),
+        "{:?}",
+        again.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_is_the_answer_and_is_not_retried() {
+    let (good, _k) = kms().await;
+    let down = dead().await;
+    let list = servers(&[good, down]);
+    match provision(&list, "wrong-token").await {
+        Err(ClientError::Refused { status: 401, .. }) => {}
+        other => panic!("expected the KMS's 401, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_all_fail_the_error_names_every_url() {
+    let (bad, _f) = failing().await;
+    let (silent, _h) = hung().await;
+    let down = dead().await;
+    let list = servers(&[down, bad, silent]).with_attempt_timeout(Duration::from_millis(200));
+    let e = provision(&list, "alice-token").await.unwrap_err();
+    let text = e.to_string();
+    assert!(
+        matches!(e, ClientError::AllFailed { service: "KMS", ref tried } if tried.len() == 3),
+        "{e:?}"
+    );
+    for (addr, why) in [
+        (down, "connecting"),
+        (bad, "answered 503"),
+        (silent, "no answer within"),
+    ] {
+        assert!(text.contains(&format!("http://{addr} (")), "{text}");
+        assert!(text.contains(why), "{text}");
+    }
+}
