@@ -4,7 +4,9 @@
 //!
 //! - The controlling server and every MC server (two groups each, as in
 //!   `mcx demo --groups`) run as `mcx run TOPOLOGY ROLE`, each its own
-//!   process, SIP over UDP on loopback, from a topology written here.
+//!   process, SIP over UDP on loopback, from a topology written here. No
+//!   KMS runs: the servers go without identity keys (only CSK uploads at
+//!   registration need them; the members do not register).
 //! - This process is the load: the initiator (a full [`Client`] with its
 //!   own KMS keys) and every member, as receive-only clients
 //!   ([`Client::receive_only`]) whose keys come from a bench-only KMS and
