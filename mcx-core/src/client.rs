@@ -20,7 +20,7 @@ use mcx_ibc::kms::{CommunityPublic, UserKeys};
 use mcx_mikey::gmk::GmkReceiver;
 use mcx_mikey::message::Sp;
 use mcx_mikey::replay::ReplayCache;
-use mcx_mikey::tgmk::{ConstituentGroup, TgmkReceiver, TgmkWrap};
+use mcx_mikey::tgmk::{ConstituentGroup, TgmkReceiver, TgmkWrap, VerifyingKeys};
 use mcx_mikey::wire::IdRole;
 use mcx_mikey::{KeyId, SrtpMasterKeys, Tgmk};
 use mcx_sip::{Dialog, Limits, Message, Method, Request, Response, StatusCode};
@@ -317,6 +317,9 @@ pub struct Client {
     own_keys: OwnKeys,
     gmks: GmkRing,
     replay: ReplayCache,
+    /// The initiators' ECCSI verifying keys, built on their first call
+    /// request (each later one costs a third of a verification).
+    verifiers: VerifyingKeys,
     /// The registration with the home server, once asked for.
     registration: Option<Registration>,
     /// The IdMS access token REGISTERs carry (RFC 8898 Bearer), if any.
@@ -374,13 +377,40 @@ impl Client {
     /// were not issued by this KMS for their UID.
     pub fn new(config: ClientConfig, kms: CommunityPublic, keys: UserKeys) -> Result<Self, Error> {
         let own_keys = OwnKeys::new(&kms, &config.uri, keys)?;
-        Ok(Self {
+        Ok(Self::with_keys(config, kms, own_keys, VerifyingKeys::new()))
+    }
+
+    /// A receive-only client: no KMS user keys of its own (it cannot start
+    /// calls, register or take GMK I_MESSAGEs), its groups' GMKs installed
+    /// with [`Client::install_gmk`]. It answers call requests with every
+    /// check a member makes (authorisation, the initiator's signature,
+    /// the unwrap). `verifiers` may hold initiators' verifying keys
+    /// already (cloning shares their tables). For load generation
+    /// (`mcx bench call`), where provisioning ten thousand members over
+    /// SAKKE is not what is measured.
+    #[must_use]
+    pub fn receive_only(
+        config: ClientConfig,
+        kms: CommunityPublic,
+        verifiers: VerifyingKeys,
+    ) -> Self {
+        Self::with_keys(config, kms, OwnKeys::default(), verifiers)
+    }
+
+    fn with_keys(
+        config: ClientConfig,
+        kms: CommunityPublic,
+        own_keys: OwnKeys,
+        verifiers: VerifyingKeys,
+    ) -> Self {
+        Self {
             ua: UserAgent::new(&config.uri),
             config,
             kms,
             own_keys,
             gmks: GmkRing::default(),
             replay: ReplayCache::default(),
+            verifiers,
             registration: None,
             access_token: None,
             pending_floor: None,
@@ -391,7 +421,7 @@ impl Client {
             gone: GoneLegs::default(),
             events: VecDeque::new(),
             timeline: VecDeque::new(),
-        })
+        }
     }
 
     /// Adds our KMS keys for another key period (the next one, fetched
@@ -638,6 +668,20 @@ impl Client {
         self.calls.get(temporary_group_id).map(|c| c.floor.state())
     }
 
+    /// Installs a GMK provisioned out of band (not from a GMS I_MESSAGE,
+    /// whose checks [`Client::accept_gmk`] makes): the caller vouches for
+    /// it. Held like an accepted one. For load generation and tests.
+    pub fn install_gmk(
+        &mut self,
+        time: Time,
+        group_id: &str,
+        gmk: mcx_mikey::Gmk,
+        rand: Vec<u8>,
+        info: GmkInfo,
+    ) {
+        self.gmks.insert(group_id, gmk, rand, info, time.unix);
+    }
+
     /// Accepts a GMK I_MESSAGE from the GMS for `group_id` (TS 33.180
     /// 5.7) after every check of [`GmkReceiver::accept_for_group`] (its
     /// key parameters must name `group_id`, and it must not have
@@ -805,7 +849,15 @@ impl Client {
             ("Recv-Info", GROUP_LOST_INFO_PACKAGE.to_owned()),
             sip::preferred_service(),
         ];
-        let invite = sip::invite(&uri, &uri, temporary_group_id, &mut body, &extra, rng)?;
+        let invite = sip::invite(
+            &uri,
+            &uri,
+            temporary_group_id,
+            temporary_group_id,
+            &mut body,
+            &extra,
+            rng,
+        )?;
         let mut floor_cfg = ParticipantConfig::new(floor_ssrc, uri.clone());
         floor_cfg.priority(7);
         let mut floor = Participant::new(floor_cfg)?;
@@ -1510,7 +1562,7 @@ impl Client {
             groups: &groups,
             expected_initiator: Some(&initiator),
         }
-        .unwrap(wrap, time.unix, &mut self.replay);
+        .unwrap_cached(wrap, time.unix, &mut self.replay, &mut self.verifiers);
         let unwrapped = match unwrapped {
             Ok(u)
                 if u.temporary_group_id == temporary_group_id

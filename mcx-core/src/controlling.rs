@@ -634,7 +634,7 @@ impl ControllingServer {
         self.sources
             .bind(req.source(), &aor, time.instant, time.instant + granted);
         let ok = registered_ok(req, &aor, granted, rng)?;
-        self.ua.send(from, Channel::Sip, ok.to_bytes());
+        self.ua.send_sip(from, ok);
         Ok(())
     }
 
@@ -1034,7 +1034,7 @@ impl ControllingServer {
                 .iter()
                 .map(|v| (mcx_sip::headers::RESOURCE_PRIORITY, v.clone()));
             let headers: Vec<(&str, String)> = pai.into_iter().chain(rp).collect();
-            let invite = sip::invite(&initiator, &me, group_id, &mut mp, &headers, rng)?;
+            let invite = sip::invite(&initiator, &me, group_id, group_id, &mut mp, &headers, rng)?;
             self.ua.send_request(server, &invite);
             self.by_call_id.insert(invite.call_id()?.to_owned(), no);
             let (step, what) = if i == 0 {

@@ -126,6 +126,11 @@ pub struct Transmit {
     pub channel: Channel,
     /// The octets.
     pub contents: Vec<u8>,
+    /// For SIP, the message these octets encode, as the role built it: a
+    /// driver hands it to [`SipLink::send_message`] so that the link does
+    /// not parse what the role has just written. `None` for floor packets
+    /// (and for SIP octets from elsewhere: [`SipLink::send`] parses them).
+    pub sip: Option<mcx_sip::Message>,
 }
 
 /// A change to the server's key-blind media relay (`mcx_relay::Relay`),

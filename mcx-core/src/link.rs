@@ -283,8 +283,24 @@ impl SipLink {
     /// [`TxError::BadRequest`] without a magic-cookie branch),
     /// [`Error::SipBuild`] if the Via cannot be rewritten.
     pub fn send(&mut self, now: Instant, remote: Remote, bytes: &[u8]) -> Result<(), Error> {
+        self.send_message(now, remote, parse_datagram(bytes, &Limits::TCP)?)
+    }
+
+    /// [`SipLink::send`] of a message the role built ([`crate::Transmit::sip`]),
+    /// handed over as a value: nothing is parsed; the message is encoded
+    /// once, after its Via is rewritten. The size limits a parse would
+    /// apply (those of TCP) are checked on the value.
+    ///
+    /// # Errors
+    /// As [`SipLink::send`].
+    pub fn send_message(
+        &mut self,
+        now: Instant,
+        remote: Remote,
+        msg: Message,
+    ) -> Result<(), Error> {
+        crate::sip::check_limits(&msg, &Limits::TCP)?;
         self.expire(now);
-        let msg = parse_datagram(bytes, &Limits::TCP)?;
         let r = match msg {
             Message::Request(req) if *req.method() == Method::Ack => {
                 self.send_ack(now, remote, req)
@@ -975,6 +991,56 @@ mod tests {
             assert_eq!(via.branch.as_deref(), Some("z9hG4bKdup1"));
             assert_eq!(b.stats().delivered, 1);
         }
+    }
+
+    #[test]
+    fn a_message_handed_as_a_value_goes_out_as_its_octets_would() {
+        // Request, its 2xx and the ACK: each through `send` (octets the
+        // link parses) on one pair of links and through `send_message`
+        // (the value) on another; the wire sees the same octets.
+        let now = Instant::now();
+        let (mut a1, mut b1, ra, rb) = pair(Transport::Udp);
+        let (mut a2, mut b2, _, _) = pair(Transport::Udp);
+        let inv = request(Method::Invite, "z9hG4bKvalue1");
+        a1.send(now, rb, &inv.to_bytes()).unwrap();
+        a2.send_message(now, rb, Message::Request(inv)).unwrap();
+        let (w1, w2) = (pipe(&mut a1, &mut b1, now), pipe(&mut a2, &mut b2, now));
+        assert_eq!(w1, w2);
+        assert_eq!(w1.len(), 1);
+        let got = req_of(&deliveries(&mut b1)[0]);
+        assert_eq!(deliveries(&mut b2).len(), 1);
+        let ok = Response::for_request(&got, StatusCode::OK, Some("bobtag")).unwrap();
+        b1.send(now, ra, &ok.to_bytes()).unwrap();
+        b2.send_message(now, ra, Message::Response(ok)).unwrap();
+        let (w1, w2) = (pipe(&mut b1, &mut a1, now), pipe(&mut b2, &mut a2, now));
+        assert_eq!(w1, w2);
+        assert_eq!(w1.len(), 1);
+        let two_xx = resp_of(&deliveries(&mut a1)[0]);
+        assert_eq!(deliveries(&mut a2).len(), 1);
+        let mut ack = request(Method::Ack, "z9hG4bKvalue2");
+        ack.headers_mut()
+            .set("To", two_xx.header("To").unwrap())
+            .unwrap();
+        a1.send(now, rb, &ack.to_bytes()).unwrap();
+        a2.send_message(now, rb, Message::Request(ack)).unwrap();
+        let (w1, w2) = (pipe(&mut a1, &mut b1, now), pipe(&mut a2, &mut b2, now));
+        assert_eq!(w1, w2);
+        assert_eq!(w1.len(), 1);
+        // A value over the size limits is refused as its octets would be.
+        let mut big = request(Method::Invite, "z9hG4bKvalue3");
+        big.set_body(
+            Some("text/plain"),
+            bytes::Bytes::from(vec![b'x'; (1 << 20) + 1]),
+        )
+        .unwrap();
+        assert!(matches!(
+            a1.send(now, rb, &big.to_bytes()),
+            Err(Error::SipParse(_))
+        ));
+        assert!(matches!(
+            a2.send_message(now, rb, Message::Request(big)),
+            Err(Error::SipParse(_))
+        ));
     }
 
     #[test]

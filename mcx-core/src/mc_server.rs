@@ -221,9 +221,10 @@ struct Fanout {
 
 /// The parts of a fan-out's INVITE kept for late entry.
 struct LateEntry {
-    sdp: String,
+    /// The call request's body for a member (SDP, mcptt-info, the
+    /// group's wrapped copy), encoded once for every member's INVITE.
+    body: sip::EncodedBody,
     info: McpttInfo,
-    copy: Bytes,
     caller: String,
     from_uri: String,
     /// The call request's Resource-Priority values, passed on as they
@@ -758,9 +759,9 @@ impl McServer {
         &self,
         late: &LateEntry,
         group_id: &str,
+        member: &str,
         rng: &mut impl CryptoRng,
     ) -> Result<Request, Error> {
-        let mut mp = sip::call_body(late.sdp.clone(), &late.info, &[(group_id, &late.copy)], rng);
         let pai = [
             (
                 mcx_sip::headers::P_ASSERTED_IDENTITY,
@@ -773,11 +774,12 @@ impl McServer {
             .iter()
             .map(|v| (mcx_sip::headers::RESOURCE_PRIORITY, v.clone()));
         let headers: Vec<(&str, String)> = pai.into_iter().chain(rp).collect();
-        sip::invite(
+        sip::invite_with_body(
             &late.from_uri,
             self.ua.uri(),
             group_id,
-            &mut mp,
+            member,
+            &late.body,
             &headers,
             rng,
         )
@@ -860,7 +862,7 @@ impl McServer {
             },
         );
         let ok = registered_ok(req, &aor, granted, rng)?;
-        self.ua.send(from, Channel::Sip, ok.to_bytes());
+        self.ua.send_sip(from, ok);
         if !granted.is_zero() && !was_registered {
             self.late_entry(time, &aor, rng)?;
         }
@@ -897,7 +899,7 @@ impl McServer {
                 continue;
             }
             let group = fan.group_id.clone();
-            let invite = self.member_invite(&fan.late, &group, rng)?;
+            let invite = self.member_invite(&fan.late, &group, member, rng)?;
             self.ua.send_request(member, &invite);
             let new_id = invite.call_id()?.to_owned();
             let Some(fan) = self.fanouts.get_mut(&no) else {
@@ -1220,9 +1222,13 @@ impl McServer {
         }
         .write();
         let late = LateEntry {
-            sdp,
+            body: sip::EncodedBody::of(&mut sip::call_body(
+                sdp,
+                &info,
+                &[(group_id.as_str(), &copy)],
+                rng,
+            ))?,
             info,
-            copy,
             caller: caller.clone(),
             from_uri,
             resource_priority: sip::resource_priority(&req),
@@ -1230,7 +1236,7 @@ impl McServer {
         let mut legs = Vec::new();
         let mut invited = 0;
         for m in members.iter().filter(|m| **m != caller) {
-            let invite = self.member_invite(&late, &group_id, rng)?;
+            let invite = self.member_invite(&late, &group_id, m, rng)?;
             // A member known to be away (its registration withdrawn or
             // lapsed) is not called now; it is when it registers again.
             let away = matches!(self.registrations.get(m), Some(Binding::Gone))

@@ -21,6 +21,7 @@ pub(crate) struct PeriodKeys {
     pub(crate) receiver: ReceiverKey,
 }
 
+#[derive(Default)]
 pub(crate) struct OwnKeys {
     by_period: BTreeMap<u64, PeriodKeys>,
 }

@@ -80,21 +80,56 @@ pub(crate) fn resource_priority(req: &Request) -> Vec<String> {
 /// A call INVITE (TS 24.379 10.1.1.2.1.1): the Contact with the MCPTT
 /// feature tags, Accept-Contact requiring them (`require;explicit`), and
 /// `extra_headers` (the service header, P-Asserted-Identity, ...).
+/// An INVITE to `request_uri` whose To names `to` (the logical recipient,
+/// RFC 3261 8.1.1.2: a member for an MC server's leg, else the
+/// Request-URI).
 pub(crate) fn invite(
     from: &str,
     contact: &str,
     request_uri: &str,
+    to: &str,
     body: &mut Multipart,
     extra_headers: &[(&str, String)],
     rng: &mut impl CryptoRng,
 ) -> Result<Request, Error> {
+    let body = EncodedBody::of(body)?;
+    invite_with_body(from, contact, request_uri, to, &body, extra_headers, rng)
+}
+
+/// A multipart body encoded once, to go into many requests (an MC
+/// server's INVITE to each member of a group carries the same one).
+#[derive(Clone, Debug)]
+pub(crate) struct EncodedBody {
+    pub(crate) content_type: String,
+    pub(crate) bytes: Bytes,
+}
+
+impl EncodedBody {
+    pub(crate) fn of(body: &mut Multipart) -> Result<Self, Error> {
+        let bytes = Bytes::from(body.encode()?);
+        Ok(Self {
+            content_type: body.content_type(),
+            bytes,
+        })
+    }
+}
+
+/// [`invite`] with a body already encoded.
+pub(crate) fn invite_with_body(
+    from: &str,
+    contact: &str,
+    request_uri: &str,
+    to: &str,
+    body: &EncodedBody,
+    extra_headers: &[(&str, String)],
+    rng: &mut impl CryptoRng,
+) -> Result<Request, Error> {
     let host = host_of(contact);
-    let bytes = body.encode()?;
     let mut b = Request::builder(Method::Invite, request_uri)
         .via("UDP", &host, &new_branch(rand8(rng)))
         .max_forwards(70)
         .from(None, from, &new_tag(rand8(rng)))
-        .to(None, request_uri, None)
+        .to(None, to, None)
         .call_id(&new_call_id(rand16(rng), &host))
         .cseq(1)
         .contact(&format!("<{contact}>;{CONTACT_FEATURE_TAGS}"))
@@ -106,7 +141,7 @@ pub(crate) fn invite(
     for (n, v) in extra_headers {
         b = b.header(n, v);
     }
-    Ok(b.body(&body.content_type(), bytes).build()?)
+    Ok(b.body(&body.content_type, body.bytes.clone()).build()?)
 }
 
 /// Parses one datagram.

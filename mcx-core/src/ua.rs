@@ -11,7 +11,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use mcx_sip::{Dialog, Method, Multipart, Part, Request, Response, StatusCode};
+use mcx_sip::{Dialog, Message, Method, Multipart, Part, Request, Response, StatusCode};
 use rand_core::CryptoRng;
 
 use crate::result::{CALL_RESULT_CONTENT_TYPE, CallResult};
@@ -67,12 +67,26 @@ impl UserAgent {
             to: to.to_owned(),
             channel,
             contents,
+            sip: None,
+        });
+    }
+
+    /// Queues a SIP message to `to`: its octets, and the message itself
+    /// for the link (which then does not parse them again).
+    pub(crate) fn send_sip(&mut self, to: &str, msg: impl Into<Message>) {
+        let msg = msg.into();
+        self.transmits.push_back(Transmit {
+            from: self.uri.clone(),
+            to: to.to_owned(),
+            channel: Channel::Sip,
+            contents: msg.to_bytes(),
+            sip: Some(msg),
         });
     }
 
     /// Sends a request (the role built it).
     pub(crate) fn send_request(&mut self, to: &str, req: &Request) {
-        self.send(to, Channel::Sip, req.to_bytes());
+        self.send_sip(to, req.clone());
     }
 
     /// Builds, sends and returns a response to `req` (RFC 3261 8.2.6):
@@ -132,7 +146,7 @@ impl UserAgent {
                 r.set_body(Some(&mp.content_type()), Bytes::from(bytes))?;
             }
         }
-        self.send(to, Channel::Sip, r.to_bytes());
+        self.send_sip(to, r.clone());
         Ok(r)
     }
 
@@ -287,7 +301,7 @@ impl UserAgent {
             r.headers_mut()
                 .push("Contact", &format!("<{}>", self.uri))?;
         }
-        self.send(to, Channel::Sip, r.to_bytes());
+        self.send_sip(to, r);
         Ok(())
     }
 

@@ -158,6 +158,7 @@ fn impersonating_wrap_fails_signature_check() {
         .unwrap();
     w.mesh.inject(Transmit {
         contents: req.to_bytes(),
+        sip: None,
         ..invite
     });
     w.mesh.drive();
@@ -282,7 +283,11 @@ fn controlling_server_forwards_the_wraps_byte_for_byte() {
 /// Sends `contents` as the held call request `invite`; the controlling
 /// server must answer the initiator 488 and forward nothing. Its answer.
 fn refused_before_fan_out(w: &mut World, contents: Vec<u8>, invite: Transmit) -> String {
-    w.mesh.inject(Transmit { contents, ..invite });
+    w.mesh.inject(Transmit {
+        contents,
+        sip: None,
+        ..invite
+    });
     w.mesh.drive();
     assert!(
         !w.mesh
@@ -409,6 +414,7 @@ fn cross_group_injection_is_refused_by_the_controlling_server_and_by_members() {
     let mark = w.mesh.log.len();
     w.mesh.inject(Transmit {
         contents: retargeted,
+        sip: None,
         ..to_b1.clone()
     });
     w.mesh.drive_for(std::time::Duration::from_millis(50));

@@ -165,6 +165,7 @@ fn floor_control_runs_under_the_csks_and_the_spk_and_nothing_else_gets_in() {
         to: a1.clone(),
         channel: Channel::Floor,
         contents: forged_idle.clone(),
+        sip: None,
     });
     // (2) the same from a non-member;
     m.inject(Transmit {
@@ -172,6 +173,7 @@ fn floor_control_runs_under_the_csks_and_the_spk_and_nothing_else_gets_in() {
         to: a1.clone(),
         channel: Channel::Floor,
         contents: forged_idle,
+        sip: None,
     });
     // (3) a genuine protected packet replayed;
     let genuine = m
@@ -222,12 +224,14 @@ fn floor_control_runs_under_the_csks_and_the_spk_and_nothing_else_gets_in() {
         to: CTRL.into(),
         channel: Channel::Floor,
         contents: release.clone(),
+        sip: None,
     });
     m.inject(Transmit {
         from: a1.clone(),
         to: MC_A.into(),
         channel: Channel::Floor,
         contents: release,
+        sip: None,
     });
     m.drive();
     assert_eq!(m.ctrl(CTRL).floor_drops().unauthenticated, 1);

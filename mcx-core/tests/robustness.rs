@@ -50,6 +50,7 @@ fn garbage_and_mutations_do_not_panic() {
                         to: to.to_owned(),
                         channel: ch,
                         contents: bytes,
+                        sip: None,
                     });
                 }
             }
@@ -93,6 +94,7 @@ fn every_role_answers_options_and_refuses_other_methods() {
                 to: (*to).to_owned(),
                 channel: Channel::Sip,
                 contents: Message::from(req).to_bytes(),
+                sip: None,
             });
         }
     }

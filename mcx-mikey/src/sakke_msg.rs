@@ -71,6 +71,20 @@ pub fn verify_signature(
     kpak: &Kpak,
     signer: &[u8],
 ) -> Result<(), Rejection> {
+    let (signed, signature) = signed_part(bytes, msg, layout)?;
+    eccsi::verify_bytes(kpak, signer, signed, signature).map_err(|_| Rejection::SignatureInvalid)
+}
+
+/// The octets an ECCSI SIGN payload covers and its signature.
+///
+/// # Errors
+/// [`Rejection::NotSigned`] without a SIGN payload,
+/// [`Rejection::Unsupported`] for another signature type.
+pub(crate) fn signed_part<'a>(
+    bytes: &'a [u8],
+    msg: &'a Message,
+    layout: &Layout,
+) -> Result<(&'a [u8], &'a [u8]), Rejection> {
     let (Some(sign), Some(signed_len)) = (msg.sign(), layout.signed_len) else {
         return Err(Rejection::NotSigned);
     };
@@ -81,8 +95,7 @@ pub fn verify_signature(
         });
     }
     let signed = bytes.get(..signed_len).ok_or(Rejection::NotSigned)?;
-    eccsi::verify_bytes(kpak, signer, signed, &sign.signature)
-        .map_err(|_| Rejection::SignatureInvalid)
+    Ok((signed, &sign.signature))
 }
 
 /// The message's time stamp in Unix seconds (NTP era nearest `now_unix`).

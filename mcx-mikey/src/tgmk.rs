@@ -29,7 +29,9 @@
 //! stands when the MAC is computed); the key parameters are authenticated
 //! by their own GCM tag, and everything by the signature.
 
-use mcx_ibc::eccsi::SigningKey;
+use std::collections::HashMap;
+
+use mcx_ibc::eccsi::{Kpak, Pvt, Signature, SigningKey, VerifyingKey};
 use mcx_ibc::kms::CommunityPublic;
 use rand_core::CryptoRng;
 use subtle::ConstantTimeEq;
@@ -46,7 +48,8 @@ use crate::message::{
 };
 use crate::replay::ReplayCache;
 use crate::sakke_msg::{
-    ECCSI_SIGNATURE_LEN, check_kms, key_period_of, message_time, uri_of, verify_signature,
+    ECCSI_SIGNATURE_LEN, check_kms, key_period_of, message_time, signed_part, uri_of,
+    verify_signature,
 };
 use crate::time::unix_to_ntp64;
 use crate::wire::{
@@ -382,6 +385,33 @@ impl TgmkReceiver<'_> {
         now_unix: u64,
         replay: &mut ReplayCache,
     ) -> Result<UnwrappedTgmk, Error> {
+        self.unwrap_with(bytes, now_unix, replay, None)
+    }
+
+    /// [`TgmkReceiver::unwrap`] verifying the initiator's signature with a
+    /// verifying key kept in `verifiers` (built on the first copy from that
+    /// initiator and PVT, about a third of a verification's cost after
+    /// that): what a device that hears the same initiators again does.
+    ///
+    /// # Errors
+    /// As [`TgmkReceiver::unwrap`].
+    pub fn unwrap_cached(
+        &self,
+        bytes: &[u8],
+        now_unix: u64,
+        replay: &mut ReplayCache,
+        verifiers: &mut VerifyingKeys,
+    ) -> Result<UnwrappedTgmk, Error> {
+        self.unwrap_with(bytes, now_unix, replay, Some(verifiers))
+    }
+
+    fn unwrap_with(
+        &self,
+        bytes: &[u8],
+        now_unix: u64,
+        replay: &mut ReplayCache,
+        verifiers: Option<&mut VerifyingKeys>,
+    ) -> Result<UnwrappedTgmk, Error> {
         let (msg, layout) = Message::decode_with_layout(bytes)?;
         // Structure.
         if msg.hdr.data_type != DataType::PreShared {
@@ -431,7 +461,10 @@ impl TgmkReceiver<'_> {
         // 1. Signature, by the named initiator.
         let period = key_period_of(self.kms, t_unix)?;
         let initiator_uid = self.kms.uid(&initiator, period)?;
-        verify_signature(bytes, &msg, &layout, &self.kms.kpak, &initiator_uid)?;
+        match verifiers {
+            Some(v) => v.verify_message(bytes, &msg, &layout, &self.kms.kpak, &initiator_uid)?,
+            None => verify_signature(bytes, &msg, &layout, &self.kms.kpak, &initiator_uid)?,
+        }
 
         // 2. GMK-ID known.
         let gmk_id = KeyId(pp.dppk_id);
@@ -523,6 +556,100 @@ impl TgmkReceiver<'_> {
             policy: msg.sp().cloned(),
         })
     }
+}
+
+/// Signers' ECCSI verifying keys (RFC 6507 HS and Y precomputed), by KMS
+/// public key, signer UID and PVT: a member keeps one per initiator it
+/// hears, so that each further call request from that initiator costs a
+/// cached verification. Cloning shares the precomputed tables. At most
+/// [`VerifyingKeys::MAX_SIGNERS`] are kept (a new one replaces an
+/// arbitrary one beyond that); a key is kept only after a signature
+/// verified with it.
+#[derive(Clone, Default)]
+pub struct VerifyingKeys {
+    by_signer: HashMap<(Vec<u8>, Vec<u8>), VerifyingKey>,
+}
+
+impl std::fmt::Debug for VerifyingKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyingKeys")
+            .field("signers", &self.by_signer.len())
+            .finish()
+    }
+}
+
+impl VerifyingKeys {
+    /// Most signers kept.
+    pub const MAX_SIGNERS: usize = 64;
+
+    /// No signer known yet.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many signers' keys are kept.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.by_signer.len()
+    }
+
+    /// True if none is kept.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.by_signer.is_empty()
+    }
+
+    /// Verifies `signature` (RFC 6507 encoding) by the signer `signer_uid`
+    /// over `signed` under `kpak`, with the signer's key if kept (and the
+    /// signature carries the same PVT), else with a new key, kept once the
+    /// signature verified.
+    ///
+    /// # Errors
+    /// [`Rejection::SignatureInvalid`] if the signature does not verify
+    /// or does not parse.
+    pub fn verify(
+        &mut self,
+        kpak: &Kpak,
+        signer_uid: &[u8],
+        signed: &[u8],
+        signature: &[u8],
+    ) -> Result<(), Rejection> {
+        let sig = Signature::from_bytes(signature).map_err(|_| Rejection::SignatureInvalid)?;
+        let key = (kpak.to_bytes().to_vec(), signer_uid.to_vec());
+        if let Some(k) = self.by_signer.get(&key).filter(|k| k.pvt() == sig.pvt()) {
+            return k
+                .verify(signed, &sig)
+                .map_err(|_| Rejection::SignatureInvalid);
+        }
+        let k = verifying_key(kpak, signer_uid, sig.pvt())?;
+        k.verify(signed, &sig)
+            .map_err(|_| Rejection::SignatureInvalid)?;
+        if self.by_signer.len() >= Self::MAX_SIGNERS
+            && let Some(old) = self.by_signer.keys().next().cloned()
+        {
+            self.by_signer.remove(&old);
+        }
+        self.by_signer.insert(key, k);
+        Ok(())
+    }
+
+    /// [`VerifyingKeys::verify`] of a decoded MIKEY message's SIGN payload.
+    fn verify_message(
+        &mut self,
+        bytes: &[u8],
+        msg: &Message,
+        layout: &Layout,
+        kpak: &Kpak,
+        signer_uid: &[u8],
+    ) -> Result<(), Rejection> {
+        let (signed, signature) = signed_part(bytes, msg, layout)?;
+        self.verify(kpak, signer_uid, signed, signature)
+    }
+}
+
+fn verifying_key(kpak: &Kpak, signer_uid: &[u8], pvt: &Pvt) -> Result<VerifyingKey, Rejection> {
+    VerifyingKey::new(kpak, signer_uid, pvt).map_err(|_| Rejection::SignatureInvalid)
 }
 
 /// What anyone can read of a wrapped copy without any key: enough for a

@@ -12,7 +12,7 @@ use mcx_ibc::eccsi::SigningKey;
 use mcx_ibc::kms::Community;
 use mcx_mikey::message::{ExtBody, Payload, Sp};
 use mcx_mikey::replay::ReplayCache;
-use mcx_mikey::tgmk::{self, ConstituentGroup, TgmkReceiver, TgmkWrap};
+use mcx_mikey::tgmk::{self, ConstituentGroup, TgmkReceiver, TgmkWrap, VerifyingKeys};
 use mcx_mikey::wire::{GeneralExtType, Purpose};
 use mcx_mikey::{Error, Gmk, IdentityRole, KeyId, Message, Rejection, Tgmk};
 
@@ -401,4 +401,52 @@ fn kemac_opens_with_the_gmk_only() {
         tgmk::open_kemac(&copies[1].message, &w.gmks[0].0).unwrap_err(),
         Error::Rejected(Rejection::MacInvalid)
     );
+}
+
+#[test]
+fn a_member_keeps_the_initiators_verifying_key_and_still_refuses_what_does_not_verify() {
+    let w = world();
+    let mine = [group(w, 0)];
+    let rx = TgmkReceiver {
+        kms: w.kms.public(),
+        groups: &mine,
+        expected_initiator: None,
+    };
+    let mut verifiers = VerifyingKeys::new();
+    let mut replay = ReplayCache::default();
+    // Two calls from the dispatcher: the key is built on the first and
+    // kept (one signer), both unwrap.
+    for _ in 0..2 {
+        let copy = &wrap_all(w)[0];
+        let got = rx
+            .unwrap_cached(&copy.message, NOW, &mut replay, &mut verifiers)
+            .unwrap();
+        assert_eq!(got.tgmk, w.tgmk);
+        assert_eq!(verifiers.len(), 1);
+    }
+    // A copy signed by Mallory but naming the dispatcher: refused with the
+    // dispatcher's key in the cache, which stays the only one kept.
+    let forged = resign(&wrap_all(w)[0].message, &w.mallory, |_| {});
+    assert_eq!(
+        rejected(rx.unwrap_cached(&forged, NOW, &mut replay, &mut verifiers)),
+        Rejection::SignatureInvalid
+    );
+    assert_eq!(verifiers.len(), 1);
+    // A flipped signature octet is refused through the cached key too.
+    let mut bad = wrap_all(w)[0].message.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    assert!(
+        rx.unwrap_cached(&bad, NOW, &mut replay, &mut verifiers)
+            .is_err()
+    );
+    // Mallory's own copy: her key is a second one kept.
+    let spec = TgmkWrap {
+        initiator_uri: MALLORY,
+        ..wrap_spec(w)
+    };
+    let hers = spec.wrap(&mine, &w.mallory, &mut rng()).unwrap();
+    rx.unwrap_cached(&hers[0].message, NOW, &mut replay, &mut verifiers)
+        .unwrap();
+    assert_eq!(verifiers.len(), 2);
 }

@@ -477,8 +477,12 @@ impl Guard {
     }
 }
 
-/// A UDP socket with a large receive buffer.
-pub(crate) fn bind_udp(addr: SocketAddr, what: &str) -> Result<UdpSocket, NetError> {
+/// A UDP socket with large receive and send buffers (4 MiB asked for:
+/// fan-out bursts), non-blocking, on the current tokio runtime.
+///
+/// # Errors
+/// [`NetError::Io`] naming `what` and `addr` if it cannot be bound.
+pub fn bind_udp(addr: SocketAddr, what: &str) -> Result<UdpSocket, NetError> {
     let io = |e| NetError::io(format!("binding {what} {addr}"), e);
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
@@ -1249,7 +1253,13 @@ impl<R: Role> Driver<R> {
                                 continue;
                             }
                         };
-                        if let Err(e) = self.link.send(Instant::now(), remote, &t.contents) {
+                        // The role's message as a value when it gave one:
+                        // the link then parses nothing.
+                        let sent = match t.sip {
+                            Some(msg) => self.link.send_message(Instant::now(), remote, msg),
+                            None => self.link.send(Instant::now(), remote, &t.contents),
+                        };
+                        if let Err(e) = sent {
                             tracing::warn!("SIP to {}: {e}", t.to);
                         }
                     }

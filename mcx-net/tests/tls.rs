@@ -149,6 +149,7 @@ async fn ask(
             to: MCS.into(),
             channel: Channel::Sip,
             contents,
+            sip: None,
         });
     })
     .unwrap();

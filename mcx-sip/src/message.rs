@@ -4,6 +4,7 @@
 //! RFC 3261 7.3.1); typed accessors validate with ezk-sip-types on demand.
 
 use std::fmt;
+use std::sync::OnceLock;
 
 use bytes::Bytes;
 use ezk_sip_types::header::HeaderParse;
@@ -227,10 +228,54 @@ pub struct Header {
 }
 
 /// The ordered header list of a message.
+///
+/// The typed values the accessors parse (top Via, From, To, Contact) are
+/// kept once parsed, so that a message handed from layer to layer is
+/// parsed once however often each layer asks; any change to the list
+/// drops them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Headers(pub(crate) Vec<Header>);
+pub struct Headers(pub(crate) Vec<Header>, Parsed);
+
+/// Typed header values parsed on first use (see [`Headers`]), behind one
+/// pointer so that a message stays small until it is read. Not part of a
+/// message's value: two messages with the same headers are equal whatever
+/// each has parsed.
+#[derive(Clone, Default)]
+pub(crate) struct Parsed(OnceLock<Box<ParsedValues>>);
+
+#[derive(Clone, Default)]
+pub(crate) struct ParsedValues {
+    via: OnceLock<Result<Via, ParseError>>,
+    from: OnceLock<Result<NameAddr, ParseError>>,
+    to: OnceLock<Result<NameAddr, ParseError>>,
+    contact: OnceLock<Result<Option<NameAddr>, ParseError>>,
+}
+
+impl Parsed {
+    fn values(&self) -> &ParsedValues {
+        self.0.get_or_init(Box::default)
+    }
+}
+
+impl PartialEq for Parsed {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Parsed {}
+
+impl fmt::Debug for Parsed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("..")
+    }
+}
 
 impl Headers {
+    /// Drops the parsed values: the list changed.
+    fn changed(&mut self) {
+        self.1 = Parsed::default();
+    }
     /// All headers in order.
     pub fn iter(&self) -> impl Iterator<Item = &Header> {
         self.0.iter()
@@ -253,6 +298,7 @@ impl Headers {
     pub fn push(&mut self, name: &str, value: &str) -> Result<(), BuildError> {
         check_name(name)?;
         check_value(value, "header value")?;
+        self.changed();
         self.0.push(Header {
             name: name.to_owned(),
             value: value.trim().to_owned(),
@@ -261,6 +307,7 @@ impl Headers {
     }
     /// Removes every header with this name.
     pub fn remove(&mut self, name: &str) {
+        self.changed();
         self.0.retain(|h| !names_equal(&h.name, name));
     }
     /// Replaces every header with this name by one value.
@@ -269,6 +316,7 @@ impl Headers {
         check_value(value, "header value")?;
         let pos = self.0.iter().position(|h| names_equal(&h.name, name));
         self.remove(name);
+        self.changed();
         let h = Header {
             name: name.to_owned(),
             value: value.trim().to_owned(),
@@ -288,6 +336,7 @@ impl Headers {
         self.0.is_empty()
     }
     fn push_unchecked(&mut self, name: &str, value: String) {
+        self.changed();
         self.0.push(Header {
             name: name.to_owned(),
             value,
@@ -473,6 +522,31 @@ fn parse_cseq(value: &str) -> Result<(u32, Method), ParseError> {
     Ok((n, m))
 }
 
+/// The first Contact value of a message (`value`: the raw header), if any.
+fn parse_contact(value: Option<&str>) -> Result<Option<NameAddr>, ParseError> {
+    let Some(v) = value else {
+        return Ok(None);
+    };
+    if v.trim() == "*" {
+        return Ok(Some(NameAddr {
+            display_name: None,
+            uri: "*".into(),
+            tag: None,
+        }));
+    }
+    let src = Bytes::copy_from_slice(v.as_bytes());
+    let s = std::str::from_utf8(&src).map_err(|_| ParseError::BadHeader("Contact"))?;
+    if EzkContact::parse(&src, s).is_err() {
+        return Err(ParseError::BadHeader("Contact"));
+    }
+    let (display_name, uri) = split_name_addr(s).ok_or(ParseError::BadHeader("Contact"))?;
+    Ok(Some(NameAddr {
+        display_name,
+        uri,
+        tag: None,
+    }))
+}
+
 /// Typed getters shared by requests and responses.
 macro_rules! common_accessors {
     () => {
@@ -513,53 +587,59 @@ macro_rules! common_accessors {
         }
         /// The first (top-most) Via value.
         pub fn top_via(&self) -> Result<Via, ParseError> {
-            let v = self
-                .headers
-                .get("Via")
-                .ok_or(ParseError::MissingHeader("Via"))?;
-            parse_via(v)
+            self.headers
+                .1
+                .values()
+                .via
+                .get_or_init(|| {
+                    let v = self
+                        .headers
+                        .get("Via")
+                        .ok_or(ParseError::MissingHeader("Via"))?;
+                    parse_via(v)
+                })
+                .clone()
         }
         /// The From header.
         pub fn from(&self) -> Result<NameAddr, ParseError> {
-            parse_from_to(
-                self.headers
-                    .get("From")
-                    .ok_or(ParseError::MissingHeader("From"))?,
-                "From",
-            )
+            self.headers
+                .1
+                .values()
+                .from
+                .get_or_init(|| {
+                    parse_from_to(
+                        self.headers
+                            .get("From")
+                            .ok_or(ParseError::MissingHeader("From"))?,
+                        "From",
+                    )
+                })
+                .clone()
         }
         /// The To header.
         pub fn to(&self) -> Result<NameAddr, ParseError> {
-            parse_from_to(
-                self.headers
-                    .get("To")
-                    .ok_or(ParseError::MissingHeader("To"))?,
-                "To",
-            )
+            self.headers
+                .1
+                .values()
+                .to
+                .get_or_init(|| {
+                    parse_from_to(
+                        self.headers
+                            .get("To")
+                            .ok_or(ParseError::MissingHeader("To"))?,
+                        "To",
+                    )
+                })
+                .clone()
         }
         /// The first Contact value, if any.
         pub fn contact(&self) -> Result<Option<NameAddr>, ParseError> {
-            let Some(v) = self.headers.get("Contact") else {
-                return Ok(None);
-            };
-            if v.trim() == "*" {
-                return Ok(Some(NameAddr {
-                    display_name: None,
-                    uri: "*".into(),
-                    tag: None,
-                }));
-            }
-            let src = Bytes::copy_from_slice(v.as_bytes());
-            let s = std::str::from_utf8(&src).map_err(|_| ParseError::BadHeader("Contact"))?;
-            if EzkContact::parse(&src, s).is_err() {
-                return Err(ParseError::BadHeader("Contact"));
-            }
-            let (display_name, uri) = split_name_addr(s).ok_or(ParseError::BadHeader("Contact"))?;
-            Ok(Some(NameAddr {
-                display_name,
-                uri,
-                tag: None,
-            }))
+            self.headers
+                .1
+                .values()
+                .contact
+                .get_or_init(|| parse_contact(self.headers.get("Contact")))
+                .clone()
         }
         /// The Content-Type value (with parameters), if any.
         pub fn content_type(&self) -> Option<&str> {
@@ -647,6 +727,7 @@ impl Request {
         out.push_str(&format!(";received={host};rport={port}"));
         out.push_str(rest);
         self.headers.0[pos].value = out;
+        self.headers.changed();
         Ok(())
     }
 

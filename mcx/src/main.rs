@@ -7,6 +7,7 @@
 
 mod admin;
 mod bench;
+mod bench_setup;
 mod cli;
 mod decrypt;
 mod demo;

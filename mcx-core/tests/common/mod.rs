@@ -111,6 +111,7 @@ impl Stub {
             to: to.to_owned(),
             channel: Channel::Sip,
             contents: r.to_bytes(),
+            sip: None,
         });
     }
 
@@ -611,6 +612,7 @@ impl Mesh {
                 to: uri.to_owned(),
                 channel: Channel::Sip,
                 contents: d.message.to_bytes(),
+                sip: None,
             });
             if let Err(e) = node.handle_sip(time, &d.from, d.message, &mut self.rng) {
                 self.errors.push((uri.to_owned(), e.to_string()));
@@ -636,6 +638,7 @@ impl Mesh {
                     to: uri.clone(),
                     channel: Channel::Floor,
                     contents: w.bytes.clone(),
+                    sip: None,
                 });
                 if let Some(node) = self.nodes.get_mut(&uri) {
                     if let Err(e) =

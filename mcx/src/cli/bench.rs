@@ -53,8 +53,21 @@ pub(crate) struct ProvisionArgs {
 pub(crate) struct CallBenchArgs {
     /// Calls to set up and hold at once (each with its own temporary
     /// group formed through the GMS).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=5_000))]
-    concurrent: u32,
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=5_000),
+          required_unless_present = "groups", conflicts_with = "groups")]
+    concurrent: Option<u32>,
+    /// One call to this many constituent groups (with --members), the
+    /// controlling server and the MC servers as separate processes, the
+    /// members in this process: set-up time, CPU and peak memory per
+    /// role, cost per member.
+    #[arg(long, requires = "members", value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    groups: Option<u32>,
+    /// Members per group (with --groups).
+    #[arg(long, requires = "groups", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    members: Option<u32>,
+    /// Calls measured one after another (with --groups), after a warm-up call.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    calls: u32,
     /// Call set-ups kept in flight.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1_000))]
     window: u32,
@@ -147,7 +160,16 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn call(args: &CallBenchArgs) -> Result<(), CliError> {
-    let n = usize::try_from(args.concurrent).map_err(failed)?;
+    if let (Some(groups), Some(members)) = (args.groups, args.members) {
+        return crate::bench_setup::run(crate::bench_setup::SetupBench {
+            groups: groups as usize,
+            members: members as usize,
+            calls: args.calls as usize,
+        });
+    }
+    let n = args
+        .concurrent
+        .ok_or_else(|| failed("--concurrent N or --groups G --members M"))? as usize;
     let window = usize::try_from(args.window).map_err(failed)?;
     let t = topology(n)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -1,0 +1,980 @@
+//! `mcx bench call --groups G --members M`: the set-up of one temporary
+//! group – broadcast call to G × M receivers, with the servers as separate
+//! processes (docs/BENCHMARKS.md, "Set-up of 50 groups × 200 members").
+//!
+//! - The controlling server and every MC server (two groups each, as in
+//!   `mcx demo --groups`) run as `mcx run TOPOLOGY ROLE`, each its own
+//!   process, SIP over UDP on loopback, from a topology written here. No
+//!   KMS runs: the servers go without identity keys (only CSK uploads at
+//!   registration need them; the members do not register).
+//! - This process is the load: the initiator (a full [`Client`] with its
+//!   own KMS keys) and every member, as receive-only clients
+//!   ([`Client::receive_only`]) whose keys come from a bench-only KMS and
+//!   GMS in this process (community, GMKs), so that provisioning 10,000
+//!   members takes a second, not SAKKE's minutes. Each member still does
+//!   all of a member's work for each call: the checks of the call
+//!   request, the initiator's ECCSI signature verified (with the
+//!   initiator's verifying key cached, as a device keeps it after the
+//!   first call), the TGMK unwrapped, its answer.
+//! - Members share sockets: one SIP socket (with one [`SipLink`]) and one
+//!   floor socket per group; a message is handed to the member its To
+//!   names (requests) or its From names (responses). Floor packets to
+//!   members are read and counted, not delivered (they do not name the
+//!   member; set-up does not wait for them). 50 × 200 takes 100 sockets
+//!   here and a few per server process.
+//!
+//! Per call it measures the set-up time (initiator's `start_call` until
+//! its `CallEstablished`), the CPU each process spent (`/proc/PID/task/*/
+//! schedstat`: user + system, ns) from just before the call request until
+//! the ACKs and floor messages have settled, and the same for the
+//! tear-down; at the end each process's peak resident set (VmHWM).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use mcx_core::{Channel, Client, ClientConfig, ClientEvent, GmkInfo, MediaEndpoint, SipLink, Time};
+use mcx_ibc::eccsi::SigningKey;
+use mcx_ibc::kms::Community;
+use mcx_mikey::tgmk::VerifyingKeys;
+use mcx_mikey::wire::Purpose;
+use mcx_mikey::{Gmk, KeyId};
+use mcx_net::OsRng;
+use mcx_sip::{Message, Remote, Transport};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use crate::error::CliError;
+
+fn failed(what: impl std::fmt::Display) -> CliError {
+    CliError::System(what.to_string())
+}
+
+const DOMAIN: &str = "mcx.example";
+const KMS_URI: &str = "kms.mcx.example";
+const GMS_URI: &str = "sip:gms@mcx.example";
+const CONTROLLING: &str = "sip:controlling@mcx.example";
+const INITIATOR: &str = "sip:dispatcher@mcx.example";
+/// Key periods of the bench KMS (the topology's default, 30 days).
+const KEY_PERIOD_LEN: u64 = 30 * 86_400;
+/// How long after the initiator's `CallEstablished` the CPU window of a
+/// call stays open: the ACKs down to every member and the floor messages
+/// that follow the answer.
+const SETTLE: Duration = Duration::from_millis(300);
+/// Longest wait for a call's answer or its end.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// What to run.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SetupBench {
+    /// Constituent groups.
+    pub(crate) groups: usize,
+    /// Members per group.
+    pub(crate) members: usize,
+    /// Calls measured (after one warm-up call).
+    pub(crate) calls: usize,
+}
+
+/// A SIP and a floor address.
+#[derive(Clone, Copy, Debug)]
+struct Addrs {
+    sip: SocketAddr,
+    floor: SocketAddr,
+}
+
+fn group_uri(g: usize) -> String {
+    format!("sip:group-{g}@{DOMAIN}")
+}
+
+fn member_uri(g: usize, m: usize) -> String {
+    format!("sip:g{g}-m{m}@{DOMAIN}")
+}
+
+fn mc_server_uri(s: usize) -> String {
+    format!("sip:mcs-{s}@{DOMAIN}")
+}
+
+fn temporary_group(b: &SetupBench) -> String {
+    format!("sip:tg-{}x{}@{DOMAIN}", b.groups, b.members)
+}
+
+/// A loopback port free for UDP and TCP now (the server process binds it
+/// a moment later: a small race, acceptable for a bench).
+fn free_port() -> Result<SocketAddr, CliError> {
+    for _ in 0..32 {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").map_err(failed)?;
+        let addr = udp.local_addr().map_err(failed)?;
+        if std::net::TcpListener::bind(addr).is_ok() {
+            return Ok(addr);
+        }
+    }
+    Err(failed("no free loopback port for UDP and TCP"))
+}
+
+/// The topology the server processes run: SIP over UDP, no TLS, no IdMS.
+fn topology_text(
+    b: &SetupBench,
+    controlling: Addrs,
+    servers: &[Addrs],
+    groups: &[Addrs],
+    initiator: Addrs,
+    http: [SocketAddr; 2],
+) -> String {
+    use std::fmt::Write;
+    let mut t = String::new();
+    let tg = temporary_group(b);
+    let group_list = (0..b.groups)
+        .map(|g| format!("\"{}\"", group_uri(g)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let _ = write!(
+        t,
+        "# Written by `mcx bench call --groups {g} --members {m}`.\n\
+         [kms]\nuri = \"{KMS_URI}\"\nhttp = \"{k}\"\n\n\
+         [gms]\nuri = \"{GMS_URI}\"\ntoken = \"bench-gms\"\nhttp = \"{h}\"\n\n\
+         [controlling]\nuri = \"{CONTROLLING}\"\nsip = \"{cs}\"\nfloor = \"{cf}\"\ntransport = \"udp\"\n\
+         allowed_initiators = [\"{INITIATOR}\"]\n\n\
+         [[controlling.temporary_group]]\nid = \"{tg}\"\ngroups = [{group_list}]\n\n\
+         [floor]\nspk = \"9f2c4e6a8b0d1f3e5a7c9b1d3f5e7a9c\"\nspk_id = 0x30000001\n\
+         spk_rand = \"1b3d5f7a9c2e4a6c8e0b2d4f6a8c0e2b\"\n\n\
+         [call]\ninitiator = \"{INITIATOR}\"\ntemporary_group = \"{tg}\"\n\n",
+        g = b.groups,
+        m = b.members,
+        k = http[0],
+        h = http[1],
+        cs = controlling.sip,
+        cf = controlling.floor,
+    );
+    for (s, a) in servers.iter().enumerate() {
+        let owned = (2 * s..(2 * s + 2).min(b.groups))
+            .map(|g| format!("\"{}\"", group_uri(g)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let _ = write!(
+            t,
+            "[[mc_server]]\nuri = \"{}\"\nsip = \"{}\"\nfloor = \"{}\"\ntransport = \"udp\"\ngroups = [{owned}]\n\n",
+            mc_server_uri(s),
+            a.sip,
+            a.floor
+        );
+    }
+    for g in 0..b.groups {
+        let members = std::iter::once(format!("\"{INITIATOR}\""))
+            .chain((0..b.members).map(|m| format!("\"{}\"", member_uri(g, m))))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let _ = write!(
+            t,
+            "[[group]]\nid = \"{}\"\nname = \"Group {g}\"\nmembers = [{members}]\n\n",
+            group_uri(g)
+        );
+    }
+    let user = |t: &mut String, uri: &str, a: Addrs| {
+        let _ = write!(
+            t,
+            "[[user]]\nuri = \"{uri}\"\ntoken = \"bench\"\nsip = \"{}\"\nfloor = \"{}\"\ntransport = \"udp\"\n\n",
+            a.sip, a.floor
+        );
+    };
+    user(&mut t, INITIATOR, initiator);
+    for (g, a) in groups.iter().enumerate() {
+        for m in 0..b.members {
+            user(&mut t, &member_uri(g, m), *a);
+        }
+    }
+    t
+}
+
+/// A server process; killed on drop.
+struct ServerProcess {
+    name: String,
+    child: Child,
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ServerProcess {
+    fn start(
+        exe: &Path,
+        dir: &Path,
+        topology: &Path,
+        role: &str,
+        name: &str,
+    ) -> Result<Self, CliError> {
+        let log = std::fs::File::create(dir.join(format!("{name}.log"))).map_err(failed)?;
+        let err = log.try_clone().map_err(failed)?;
+        let child = Command::new(exe)
+            .arg("run")
+            .arg(topology)
+            .arg(role)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| failed(format!("cannot start {name}: {e}")))?;
+        Ok(Self {
+            name: name.to_owned(),
+            child,
+        })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// CPU time of every live thread of process `pid` (user + system, from
+/// `/proc/PID/task/*/schedstat`, ns).
+fn cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// A `/proc/PID/status` field in KiB (VmHWM, VmRSS).
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// What the members of this process did, summed.
+#[derive(Default)]
+struct Counters {
+    /// Members in a call now.
+    in_call: AtomicI64,
+    /// Call requests members accepted (signature verified, TGMK unwrapped).
+    accepted: AtomicU64,
+    /// Call requests members refused.
+    refused: AtomicU64,
+    /// Floor packets that reached the members' shared floor sockets.
+    floor_packets: AtomicU64,
+}
+
+type ClientCommand = Box<dyn FnOnce(&mut Client, Time, &mut OsRng) + Send>;
+
+/// One shared SIP socket (and its link) and floor socket, for the
+/// clients whose SIP address it is.
+struct Endpoint {
+    sip: UdpSocket,
+    floor: UdpSocket,
+    link: SipLink,
+    clients: HashMap<String, Client>,
+    /// The servers' addresses by URI.
+    peers: Arc<HashMap<String, Addrs>>,
+    rng: OsRng,
+    counters: Arc<Counters>,
+    /// The initiator's events (members' events are only counted).
+    events: Option<mpsc::UnboundedSender<ClientEvent>>,
+    outbox: Vec<(SocketAddr, Vec<u8>)>,
+    floor_out: Vec<(SocketAddr, Vec<u8>)>,
+}
+
+impl Endpoint {
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<ClientCommand>) {
+        let mut buf = vec![0u8; 65_536];
+        let mut commands_open = true;
+        loop {
+            let next = self
+                .clients
+                .values()
+                .filter_map(Client::poll_timeout)
+                .chain(self.link.poll_timeout())
+                .min();
+            let sleep = async move {
+                match next {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                r = self.sip.readable() => {
+                    if r.is_err() {
+                        return;
+                    }
+                    for _ in 0..64 {
+                        match self.sip.try_recv_from(&mut buf) {
+                            Ok((n, from)) => {
+                                let remote = Remote { addr: from, transport: Transport::Udp };
+                                self.link.receive(Instant::now(), remote, &buf[..n]);
+                                self.deliver();
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                }
+                r = self.floor.readable() => {
+                    if r.is_err() {
+                        return;
+                    }
+                    while self.floor.try_recv_from(&mut buf).is_ok() {
+                        self.counters.floor_packets.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                c = commands.recv(), if commands_open => match c {
+                    // Commands go to the endpoint's first client (the
+                    // initiator's endpoint has only it).
+                    Some(f) => {
+                        let time = mcx_net::now();
+                        if let Some(uri) = self.clients.keys().next().cloned() {
+                            if let Some(c) = self.clients.get_mut(&uri) {
+                                f(c, time, &mut self.rng);
+                            }
+                            self.flush_client(&uri);
+                        }
+                    }
+                    None => commands_open = false,
+                },
+                () = sleep => {
+                    let time = mcx_net::now();
+                    self.link.handle_timeout(time.instant);
+                    self.deliver();
+                    let due: Vec<String> = self
+                        .clients
+                        .iter()
+                        .filter(|(_, c)| c.poll_timeout().is_some_and(|t| t <= time.instant))
+                        .map(|(u, _)| u.clone())
+                        .collect();
+                    for uri in due {
+                        if let Some(c) = self.clients.get_mut(&uri)
+                            && let Err(e) = c.handle_timeout(time, &mut self.rng)
+                        {
+                            tracing::debug!("{uri}: timer: {e}");
+                        }
+                        self.flush_client(&uri);
+                    }
+                }
+            }
+            self.send().await;
+        }
+    }
+
+    /// Hands every message the link has to the client it is for.
+    fn deliver(&mut self) {
+        while let Some(d) = self.link.poll_deliver() {
+            let target = match &d.message {
+                Message::Request(r) => r.to().map(|n| n.uri),
+                Message::Response(r) => r.from().map(|n| n.uri),
+            };
+            let Ok(uri) = target else { continue };
+            let Some(client) = self.clients.get_mut(&uri) else {
+                continue;
+            };
+            if let Err(e) = client.handle_sip(mcx_net::now(), &d.from, d.message, &mut self.rng) {
+                tracing::debug!("{uri}: {e}");
+            }
+            self.flush_client(&uri);
+        }
+    }
+
+    /// A client's output: SIP through the link, floor packets queued,
+    /// events counted (or passed on, for the initiator).
+    fn flush_client(&mut self, uri: &str) {
+        let Some(client) = self.clients.get_mut(uri) else {
+            return;
+        };
+        while let Some(t) = client.poll_transmit() {
+            let peer = self.peers.get(&t.to).copied();
+            match t.channel {
+                Channel::Sip => {
+                    let remote = match peer {
+                        Some(p) => Remote {
+                            addr: p.sip,
+                            transport: Transport::Udp,
+                        },
+                        // A response goes back through its transaction.
+                        None => self.link.local(),
+                    };
+                    let sent = match t.sip {
+                        Some(msg) => self.link.send_message(Instant::now(), remote, msg),
+                        None => self.link.send(Instant::now(), remote, &t.contents),
+                    };
+                    if let Err(e) = sent {
+                        tracing::debug!("{uri}: SIP to {}: {e}", t.to);
+                    }
+                }
+                Channel::Floor => {
+                    if let Some(p) = peer {
+                        self.floor_out.push((p.floor, t.contents));
+                    }
+                }
+            }
+        }
+        while let Some(e) = client.poll_event() {
+            match &e {
+                ClientEvent::IncomingCall { .. } => {
+                    self.counters.in_call.fetch_add(1, Ordering::Relaxed);
+                    self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+                }
+                ClientEvent::IncomingRejected { .. } => {
+                    self.counters.refused.fetch_add(1, Ordering::Relaxed);
+                }
+                ClientEvent::CallEnded { .. } if self.events.is_none() => {
+                    self.counters.in_call.fetch_add(-1, Ordering::Relaxed);
+                }
+                _ => {}
+            }
+            if let Some(tx) = &self.events {
+                let _ = tx.send(e);
+            }
+        }
+        while client.poll_timeline().is_some() {}
+        while let Some(t) = self.link.poll_transmit() {
+            self.outbox.push((t.destination, t.bytes));
+        }
+    }
+
+    async fn send(&mut self) {
+        while let Some(t) = self.link.poll_transmit() {
+            self.outbox.push((t.destination, t.bytes));
+        }
+        for (to, bytes) in self.outbox.drain(..) {
+            if let Err(e) = self.sip.send_to(&bytes, to).await {
+                tracing::debug!("SIP/UDP to {to}: {e}");
+            }
+        }
+        for (to, bytes) in self.floor_out.drain(..) {
+            let _ = self.floor.send_to(&bytes, to).await;
+        }
+    }
+}
+
+/// The servers' CPU (ns) and this process's, read together.
+#[derive(Clone, Debug)]
+struct CpuSnapshot {
+    servers: Vec<u64>,
+    load: u64,
+}
+
+fn snapshot(servers: &[ServerProcess]) -> CpuSnapshot {
+    CpuSnapshot {
+        servers: servers.iter().map(|s| cpu_ns(s.pid())).collect(),
+        load: cpu_ns(std::process::id()),
+    }
+}
+
+fn delta(a: &CpuSnapshot, b: &CpuSnapshot) -> CpuSnapshot {
+    CpuSnapshot {
+        servers: a
+            .servers
+            .iter()
+            .zip(&b.servers)
+            .map(|(x, y)| y.saturating_sub(*x))
+            .collect(),
+        load: b.load.saturating_sub(a.load),
+    }
+}
+
+/// One measured call.
+struct CallFigures {
+    setup: Duration,
+    setup_cpu: CpuSnapshot,
+    teardown_cpu: CpuSnapshot,
+}
+
+/// Runs the benchmark and prints its report.
+pub(crate) fn run(b: SetupBench) -> Result<(), CliError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| failed(format!("runtime: {e}")))?;
+    runtime.block_on(run_async(b))
+}
+
+async fn run_async(b: SetupBench) -> Result<(), CliError> {
+    let load_avg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let receivers = b.groups * b.members;
+    println!(
+        "bench call: {} groups × {} members = {receivers} receivers, {} MC servers + the controlling server as processes, members in this process; {cores} cores, load average {}",
+        b.groups,
+        b.members,
+        b.groups.div_ceil(2),
+        load_avg
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+
+    // Sockets of this process first: their addresses go into the topology.
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    let bind = |what: &str| mcx_net::node::bind_udp(any, what).map_err(failed);
+    let mut group_sockets = Vec::with_capacity(b.groups);
+    for _ in 0..b.groups {
+        group_sockets.push((bind("members' SIP")?, bind("members' floor")?));
+    }
+    let initiator_sockets = (bind("initiator's SIP")?, bind("initiator's floor")?);
+    let addrs = |s: &(UdpSocket, UdpSocket)| -> Result<Addrs, CliError> {
+        Ok(Addrs {
+            sip: s.0.local_addr().map_err(failed)?,
+            floor: s.1.local_addr().map_err(failed)?,
+        })
+    };
+    let group_addrs = group_sockets
+        .iter()
+        .map(addrs)
+        .collect::<Result<Vec<_>, _>>()?;
+    let initiator_addrs = addrs(&initiator_sockets)?;
+    let server_addr = || -> Result<Addrs, CliError> {
+        Ok(Addrs {
+            sip: free_port()?,
+            floor: free_port()?,
+        })
+    };
+    let controlling = server_addr()?;
+    let servers = (0..b.groups.div_ceil(2))
+        .map(|_| server_addr())
+        .collect::<Result<Vec<_>, _>>()?;
+    let http = [free_port()?, free_port()?];
+
+    let dir = std::env::temp_dir().join(format!("mcx-bench-call-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(failed)?;
+    let topology = dir.join("topology.toml");
+    std::fs::write(
+        &topology,
+        topology_text(
+            &b,
+            controlling,
+            &servers,
+            &group_addrs,
+            initiator_addrs,
+            http,
+        ),
+    )
+    .map_err(failed)?;
+
+    // The bench KMS and GMS: the community, the initiator's keys, a GMK
+    // per group.
+    let started = Instant::now();
+    let mut rng = mcx_net::os_rng();
+    let community = Community::generate(KMS_URI, KEY_PERIOD_LEN, 0, &mut rng).map_err(failed)?;
+    let kms = community.public().clone();
+    let now = mcx_net::now();
+    let period = mcx_ibc::uid::key_period_no(now.unix, KEY_PERIOD_LEN, 0).map_err(failed)?;
+    let keys = community
+        .issue(INITIATOR, period, &mut rng)
+        .map_err(failed)?;
+    // The members' cache starts with the initiator's verifying key, as a
+    // device holds it after its first call from that initiator.
+    let mut verifiers = VerifyingKeys::new();
+    {
+        let ssk =
+            mcx_ibc::eccsi::Ssk::from_bytes(keys.ssk.to_bytes().as_slice()).map_err(failed)?;
+        let signer = SigningKey::new(&kms.kpak, &keys.uid, ssk, keys.pvt).map_err(failed)?;
+        let sig = signer.sign(b"warm", &mut rng);
+        verifiers
+            .verify(&kms.kpak, &keys.uid, b"warm", &sig.to_bytes())
+            .map_err(failed)?;
+    }
+    let gmks: Vec<(Gmk, KeyId, Vec<u8>)> = (0..b.groups)
+        .map(|_| {
+            let id = KeyId::generate(Purpose::Gmk, &mut rng).map_err(failed)?;
+            let mut rand = vec![0u8; 16];
+            rand_core::Rng::fill_bytes(&mut rng, &mut rand);
+            Ok((Gmk::generate(&mut rng), id, rand))
+        })
+        .collect::<Result<_, CliError>>()?;
+    let info = |id: KeyId| GmkInfo {
+        gmk_id: id,
+        activation: 0,
+        expiry: 0,
+    };
+
+    let mut peers = HashMap::new();
+    peers.insert(CONTROLLING.to_owned(), controlling);
+    for (s, a) in servers.iter().enumerate() {
+        peers.insert(mc_server_uri(s), *a);
+    }
+    let peers = Arc::new(peers);
+    let counters = Arc::new(Counters::default());
+    let endpoint = |sockets: (UdpSocket, UdpSocket), clients: HashMap<String, Client>| {
+        let local = sockets.0.local_addr().map_err(failed)?;
+        Ok::<_, CliError>(Endpoint {
+            sip: sockets.0,
+            floor: sockets.1,
+            link: SipLink::new(
+                mcx_sip::Timers::RFC3261,
+                Remote {
+                    addr: local,
+                    transport: Transport::Udp,
+                },
+            ),
+            clients,
+            peers: peers.clone(),
+            rng: mcx_net::os_rng(),
+            counters: counters.clone(),
+            events: None,
+            outbox: Vec::new(),
+            floor_out: Vec::new(),
+        })
+    };
+    let media = |a: Addrs| MediaEndpoint {
+        ip: a.floor.ip(),
+        rtp_port: a.floor.port(),
+        floor_port: a.floor.port(),
+    };
+    let group_ids: Vec<String> = (0..b.groups).map(group_uri).collect();
+    let mut member_tasks = Vec::new();
+    let mut command_senders = Vec::new();
+    for (g, sockets) in group_sockets.into_iter().enumerate() {
+        let mut clients = HashMap::with_capacity(b.members);
+        for m in 0..b.members {
+            let uri = member_uri(g, m);
+            let mut config = ClientConfig::new(
+                uri.clone(),
+                CONTROLLING,
+                GMS_URI,
+                vec![INITIATOR.to_owned()],
+            );
+            config.media = media(group_addrs[g]);
+            config.call_sources = vec![mc_server_uri(g / 2)];
+            let mut c = Client::receive_only(config, kms.clone(), verifiers.clone());
+            let (gmk, id, rand) = &gmks[g];
+            c.install_gmk(now, &group_ids[g], gmk.clone(), rand.clone(), info(*id));
+            clients.insert(uri, c);
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        command_senders.push(tx);
+        member_tasks.push(tokio::spawn(endpoint(sockets, clients)?.run(rx)));
+    }
+    let mut config = ClientConfig::new(INITIATOR, CONTROLLING, GMS_URI, vec![INITIATOR.to_owned()]);
+    config.media = media(initiator_addrs);
+    config.home_server = None;
+    let mut initiator = Client::new(config, kms.clone(), keys).map_err(failed)?;
+    for (g, (gmk, id, rand)) in gmks.iter().enumerate() {
+        initiator.install_gmk(now, &group_ids[g], gmk.clone(), rand.clone(), info(*id));
+    }
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let mut ep = endpoint(
+        initiator_sockets,
+        HashMap::from([(INITIATOR.to_owned(), initiator)]),
+    )?;
+    ep.events = Some(events_tx);
+    let (commands, rx) = mpsc::unbounded_channel::<ClientCommand>();
+    let initiator_task = tokio::spawn(ep.run(rx));
+    println!(
+        "provisioned: {receivers} members and the initiator from the bench KMS/GMS in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // The servers.
+    let exe = std::env::current_exe().map_err(failed)?;
+    let mut procs = vec![ServerProcess::start(
+        &exe,
+        &dir,
+        &topology,
+        "controlling",
+        "controlling",
+    )?];
+    for s in 0..servers.len() {
+        procs.push(ServerProcess::start(
+            &exe,
+            &dir,
+            &topology,
+            &mc_server_uri(s),
+            &format!("mcs-{s}"),
+        )?);
+    }
+    wait_bound(
+        std::iter::once(controlling.sip).chain(servers.iter().map(|s| s.sip)),
+        &mut procs,
+        &dir,
+    )
+    .await?;
+
+    let tg = temporary_group(&b);
+    let mut figures = Vec::new();
+    for n in 0..=b.calls {
+        let f = one_call(
+            &b,
+            &tg,
+            &group_ids,
+            &commands,
+            &mut events,
+            &counters,
+            &procs,
+        )
+        .await
+        .map_err(|e| failed(format!("call {n}: {e} (server logs in {})", dir.display())))?;
+        if n > 0 {
+            figures.push(f);
+        } else {
+            println!("warm-up call: set-up {:.1} ms", ms(f.setup));
+        }
+    }
+    let hwm: Vec<Option<u64>> = procs.iter().map(|p| status_kib(p.pid(), "VmHWM")).collect();
+    let load_hwm = status_kib(std::process::id(), "VmHWM");
+    report(&b, &procs, &figures, &hwm, load_hwm, &counters);
+
+    drop(commands);
+    drop(command_senders);
+    initiator_task.abort();
+    for t in member_tasks {
+        t.abort();
+    }
+    drop(procs);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Waits until every server has bound its SIP port (or one has exited).
+async fn wait_bound(
+    addrs: impl Iterator<Item = SocketAddr>,
+    procs: &mut [ServerProcess],
+    dir: &Path,
+) -> Result<(), CliError> {
+    let deadline = Instant::now() + PATIENCE;
+    for addr in addrs {
+        while std::net::UdpSocket::bind(addr).is_ok() {
+            for p in procs.iter_mut() {
+                if let Ok(Some(status)) = p.child.try_wait() {
+                    return Err(failed(format!(
+                        "{} exited ({status}); see {}",
+                        p.name,
+                        dir.join(format!("{}.log", p.name)).display()
+                    )));
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(failed(format!("no server bound {addr} in time")));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    Ok(())
+}
+
+/// One call: set-up, settle, tear-down.
+async fn one_call(
+    b: &SetupBench,
+    tg: &str,
+    groups: &[String],
+    commands: &mpsc::UnboundedSender<ClientCommand>,
+    events: &mut mpsc::UnboundedReceiver<ClientEvent>,
+    counters: &Counters,
+    procs: &[ServerProcess],
+) -> Result<CallFigures, CliError> {
+    let accepted_before = counters.accepted.load(Ordering::Relaxed);
+    let refused_before = counters.refused.load(Ordering::Relaxed);
+    let cpu0 = snapshot(procs);
+    let t0 = Instant::now();
+    let (tg_owned, g) = (tg.to_owned(), groups.to_vec());
+    commands
+        .send(Box::new(move |c, time, rng| {
+            let refs: Vec<&str> = g.iter().map(String::as_str).collect();
+            if let Err(e) = c.start_call(time, &tg_owned, &refs, rng) {
+                tracing::warn!("start_call: {e}");
+            }
+        }))
+        .map_err(|_| failed("the initiator stopped"))?;
+    let setup = loop {
+        let e = tokio::time::timeout(PATIENCE, events.recv())
+            .await
+            .map_err(|_| failed("no answer to the call request"))?
+            .ok_or_else(|| failed("the initiator stopped"))?;
+        match e {
+            ClientEvent::CallEstablished {
+                groups: results, ..
+            } => {
+                let at = t0.elapsed();
+                let short: Vec<String> = results
+                    .iter()
+                    .filter(|r| r.accepted as usize != b.members)
+                    .map(|r| format!("{}: {} of {}", r.group_id, r.accepted, b.members))
+                    .collect();
+                if !short.is_empty() || results.len() != b.groups {
+                    return Err(failed(format!(
+                        "not every member accepted ({} groups answered): {}",
+                        results.len(),
+                        short.join("; ")
+                    )));
+                }
+                break at;
+            }
+            ClientEvent::CallFailed { status, reason, .. } => {
+                return Err(failed(format!("call failed: {status} {reason}")));
+            }
+            _ => {}
+        }
+    };
+    tokio::time::sleep(SETTLE).await;
+    let cpu1 = snapshot(procs);
+    let accepted = counters.accepted.load(Ordering::Relaxed) - accepted_before;
+    let refused = counters.refused.load(Ordering::Relaxed) - refused_before;
+    if accepted != (b.groups * b.members) as u64 || refused != 0 {
+        return Err(failed(format!(
+            "members accepted {accepted}, refused {refused}"
+        )));
+    }
+    let tg_owned = tg.to_owned();
+    commands
+        .send(Box::new(move |c, time, rng| {
+            if let Err(e) = c.hang_up(time, &tg_owned, rng) {
+                tracing::warn!("hang_up: {e}");
+            }
+        }))
+        .map_err(|_| failed("the initiator stopped"))?;
+    let deadline = Instant::now() + PATIENCE;
+    while counters.in_call.load(Ordering::Relaxed) > 0 {
+        if Instant::now() > deadline {
+            return Err(failed(format!(
+                "{} members still in the call after the hang-up",
+                counters.in_call.load(Ordering::Relaxed)
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(SETTLE).await;
+    let cpu2 = snapshot(procs);
+    while events.try_recv().is_ok() {}
+    Ok(CallFigures {
+        setup,
+        setup_cpu: delta(&cpu0, &cpu1),
+        teardown_cpu: delta(&cpu1, &cpu2),
+    })
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn percentile(sorted: &[Duration], p: usize) -> Duration {
+    sorted
+        .get((sorted.len() * p / 100).min(sorted.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or_default()
+}
+
+fn report(
+    b: &SetupBench,
+    procs: &[ServerProcess],
+    figures: &[CallFigures],
+    hwm: &[Option<u64>],
+    load_hwm: Option<u64>,
+    counters: &Counters,
+) {
+    let n = figures.len().max(1) as f64;
+    let mut setups: Vec<Duration> = figures.iter().map(|f| f.setup).collect();
+    setups.sort();
+    let receivers = (b.groups * b.members) as f64;
+    println!(
+        "set-up over {} calls: p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms",
+        figures.len(),
+        ms(percentile(&setups, 50)),
+        ms(percentile(&setups, 95)),
+        ms(setups.last().copied().unwrap_or_default())
+    );
+    let mean = |f: &dyn Fn(&CallFigures) -> u64| figures.iter().map(f).sum::<u64>() as f64 / n;
+    let mib =
+        |k: Option<u64>| k.map_or_else(|| "?".to_owned(), |k| format!("{:.1}", k as f64 / 1024.0));
+    println!(
+        "per role (CPU per call = user + system from /proc, mean; per member = CPU ÷ the receivers it serves):"
+    );
+    let mut worst_server = 0.0f64;
+    for (i, p) in procs.iter().enumerate() {
+        let served = if i == 0 {
+            receivers
+        } else {
+            let first = 2 * (i - 1);
+            ((first + 2).min(b.groups) - first) as f64 * b.members as f64
+        };
+        let setup = mean(&|f| f.setup_cpu.servers[i]) / 1e6;
+        let teardown = mean(&|f| f.teardown_cpu.servers[i]) / 1e6;
+        let per_member = setup * 1e3 / served;
+        worst_server = worst_server.max(per_member);
+        println!(
+            "  {:<12} set-up {setup:.2} ms CPU ({per_member:.1} µs per member of {served:.0}), tear-down {teardown:.2} ms; peak RSS {} MiB",
+            p.name,
+            mib(hwm[i])
+        );
+    }
+    let load_setup = mean(&|f| f.setup_cpu.load) / 1e6;
+    let load_teardown = mean(&|f| f.teardown_cpu.load) / 1e6;
+    println!(
+        "  {:<12} set-up {load_setup:.1} ms CPU ({:.1} µs per member: checks, ECCSI verification with the cached key, unwrap, answer), tear-down {load_teardown:.1} ms; peak RSS {} MiB",
+        "members",
+        load_setup * 1e3 / receivers,
+        mib(load_hwm)
+    );
+    let all_servers: f64 = (0..procs.len())
+        .map(|i| mean(&|f| f.setup_cpu.servers[i]))
+        .sum::<f64>()
+        / 1e6;
+    println!(
+        "servers together: {all_servers:.2} ms CPU per call set-up = {:.1} µs per receiver; floor packets at the members: {}",
+        all_servers * 1e3 / receivers,
+        counters.floor_packets.load(Ordering::Relaxed)
+    );
+    println!(
+        "goals: set-up p95 {:.1} ms (< 1000 ms: {}); worst server {worst_server:.1} µs per member (< 20 µs: {})",
+        ms(percentile(&setups, 95)),
+        if percentile(&setups, 95) < Duration::from_secs(1) {
+            "met"
+        } else {
+            "NOT met"
+        },
+        if worst_server < 20.0 {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_written_topology_parses_with_shared_member_addresses() {
+        let b = SetupBench {
+            groups: 3,
+            members: 2,
+            calls: 1,
+        };
+        let a = |p: u16| Addrs {
+            sip: SocketAddr::from(([127, 0, 0, 1], p)),
+            floor: SocketAddr::from(([127, 0, 0, 1], p + 1)),
+        };
+        let text = topology_text(
+            &b,
+            a(5000),
+            &[a(5010), a(5020)],
+            &[a(6000), a(6010), a(6020)],
+            a(7000),
+            [a(8000).sip, a(8010).sip],
+        );
+        let t = crate::topology::Topology::parse(&text, "bench").unwrap();
+        assert_eq!(t.mc_servers.len(), 2);
+        assert_eq!(t.mc_servers[1].groups, vec![group_uri(2)]);
+        assert_eq!(t.users.len(), 7);
+        let g1: Vec<_> = t
+            .users
+            .iter()
+            .filter(|u| u.uri.starts_with("sip:g1-"))
+            .collect();
+        assert!(g1.iter().all(|u| u.sip == a(6010).sip));
+        assert_eq!(t.groups[2].members.len(), 3);
+    }
+}

@@ -1,0 +1,62 @@
+//! `mcx bench call --groups G --members M` (issue 13 point 3), at a size
+//! CI affords (2 × 3, a few seconds): the controlling server and the MC
+//! server run as `mcx run` processes, the members in the bench's process;
+//! every call is set up with every member accepted (the bench fails
+//! otherwise), and the report names each role's CPU, peak memory and cost
+//! per member. The 50 × 200 figures are docs/BENCHMARKS.md's, not a test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::proc::Proc;
+
+/// The number after `key` in `line` (e.g. "p50 " → 3.1).
+fn number_after(line: &str, key: &str) -> f64 {
+    line.split(key)
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|v| v.trim_end_matches(',').parse().ok())
+        .unwrap_or_else(|| panic!("no number after {key:?} in {line:?}"))
+}
+
+#[test]
+fn bench_call_sets_up_every_member_with_servers_as_processes() {
+    let mut p = Proc::mcx(
+        "bench",
+        [
+            "bench",
+            "call",
+            "--groups",
+            "2",
+            "--members",
+            "3",
+            "--calls",
+            "2",
+        ],
+    );
+    let (status, stdout) = p.finish(Duration::from_secs(120));
+    assert!(status.success(), "{stdout}\n{}", p.stderr());
+    let line = |prefix: &str| {
+        stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(prefix))
+            .unwrap_or_else(|| panic!("no line {prefix:?} in\n{stdout}"))
+            .to_owned()
+    };
+    assert!(
+        line("bench call:").contains("1 MC servers + the controlling server as processes"),
+        "{stdout}"
+    );
+    let setup = line("set-up over 2 calls:");
+    let (p50, max) = (number_after(&setup, "p50 "), number_after(&setup, "max "));
+    assert!(p50 > 0.0 && p50 <= max, "{setup}");
+    for role in ["controlling", "mcs-0", "members"] {
+        let l = line(role);
+        assert!(number_after(&l, "set-up ") > 0.0, "{l}");
+        assert!(l.contains("µs per member"), "{l}");
+        assert!(number_after(&l, "peak RSS ") > 0.0, "{l}");
+    }
+    assert!(line("goals:").contains("µs per member"), "{stdout}");
+}
