@@ -90,10 +90,27 @@ fn generate_err(what: &str) -> impl FnOnce(rcgen::Error) -> TlsError + '_ {
 /// rustls 0.23.48 deprecates ring's provider for lacking post-quantum key
 /// exchange; aws-lc-rs (which has it) needs cmake and a C toolchain the
 /// project avoids. X25519 and the NIST curves remain.
+///
+/// The key-exchange groups are [`KX_GROUPS`]: ring's default puts
+/// secp384r1 first, whose portable code made its ECDH about 14 % of all
+/// CPU when 1,000 clients provisioned (`mcx bench provision`, perf).
 #[allow(deprecated)]
 pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    Arc::new(CryptoProvider {
+        kx_groups: KX_GROUPS.to_vec(),
+        ..rustls::crypto::ring::default_provider()
+    })
 }
+
+/// Key-exchange groups, most preferred first: X25519 (RFC 8446 9.1
+/// "SHOULD"), secp256r1 (RFC 8446 "MUST"), then secp384r1, all three still
+/// offered and accepted so that peers preferring a NIST curve interwork.
+#[allow(deprecated)]
+pub static KX_GROUPS: &[&dyn rustls::crypto::SupportedKxGroup] = &[
+    rustls::crypto::ring::kx_group::X25519,
+    rustls::crypto::ring::kx_group::SECP256R1,
+    rustls::crypto::ring::kx_group::SECP384R1,
+];
 
 /// What a role's certificate names: the identity peers expect (a SIP URI
 /// such as `sip:mcs-a@mcx.example`, or a host name such as

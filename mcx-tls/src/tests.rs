@@ -215,3 +215,58 @@ fn san_reader_skips_other_names_and_refuses_garbage() {
     assert!(PeerIdentity::from_cert(&[]).is_err());
     assert!(PeerIdentity::from_cert(&[0x30, 0x84, 0xFF, 0xFF, 0xFF, 0xFF]).is_err());
 }
+
+/// The key-exchange group a handshake between `server` and `client`
+/// settled on (read on the client's side).
+async fn negotiated_group(
+    server: Arc<rustls::ServerConfig>,
+    client: Arc<rustls::ClientConfig>,
+) -> rustls::NamedGroup {
+    let (c, s) = duplex(64 * 1024);
+    let serve = async move {
+        let mut tls = TlsAcceptor::from(server).accept(s).await.unwrap();
+        tls.write_all(b"x").await.unwrap();
+        tls.flush().await.unwrap();
+    };
+    let connect = async move {
+        let mut tls = TlsConnector::from(client)
+            .connect(server_name(), c)
+            .await
+            .unwrap();
+        let mut buf = [0u8; 1];
+        tls.read_exact(&mut buf).await.unwrap();
+        tls.get_ref()
+            .1
+            .negotiated_key_exchange_group()
+            .unwrap()
+            .name()
+    };
+    tokio::join!(serve, connect).1
+}
+
+#[tokio::test]
+async fn x25519_is_preferred_and_a_secp384r1_only_peer_still_interworks() {
+    let ca = Ca::generate("test CA").unwrap();
+    let trust = ca.trust().unwrap();
+    let server = server_config(&server_identity(&ca), &trust, ClientAuth::None, None).unwrap();
+    let ours = client_config(&trust, None, None).unwrap();
+    assert_eq!(
+        negotiated_group(server.clone(), ours).await,
+        rustls::NamedGroup::X25519
+    );
+    // A peer offering only secp384r1 (ring's own first choice).
+    #[allow(deprecated)]
+    let p384_only = Arc::new(CryptoProvider {
+        kx_groups: vec![rustls::crypto::ring::kx_group::SECP384R1],
+        ..rustls::crypto::ring::default_provider()
+    });
+    let theirs = rustls::ClientConfig::builder_with_provider(p384_only)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(trust.roots.clone())
+        .with_no_client_auth();
+    assert_eq!(
+        negotiated_group(server, Arc::new(theirs)).await,
+        rustls::NamedGroup::secp384r1
+    );
+}
