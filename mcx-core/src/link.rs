@@ -837,9 +837,13 @@ impl SipLink {
     /// Rewrites the top Via to this endpoint (RFC 3261 18.1.1: the
     /// transport used and the address to answer at), keeping the branch.
     fn rewrite_via(&self, req: &mut Request, transport: Transport) -> Result<(), Error> {
-        let via = req.top_via()?;
-        let branch = via.branch.ok_or(Error::Missing("Via branch"))?;
-        // Known as written: the transaction layer reads it without a parse.
+        // The role's Via is replaced whole but for its branch: read as
+        // text, not parsed; the new Via is known as written, so the
+        // transaction layer reads it without a parse either.
+        let branch = req
+            .top_via_branch()
+            .ok_or(Error::Missing("Via branch"))?
+            .to_owned();
         req.set_top_via(transport.as_str(), &self.local.addr.to_string(), &branch)?;
         Ok(())
     }

@@ -744,6 +744,21 @@ impl Request {
         Ok(())
     }
 
+    /// The top Via's `branch` parameter as written, read from the text
+    /// without parsing the Via: what a sending link keeps when it replaces
+    /// the Via with [`Request::set_top_via`]. `None` without a Via or a
+    /// branch.
+    pub fn top_via_branch(&self) -> Option<&str> {
+        let first = self.headers.get("Via")?.split(',').next()?;
+        first
+            .split(';')
+            .skip(1)
+            .filter_map(|p| p.split_once('='))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("branch"))
+            .map(|(_, v)| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+
     /// Replaces the top via-parm by `SIP/2.0/<transport> <sent_by>;branch=<branch>`
     /// (RFC 3261 18.1.1: a sending transport names itself), keeping any
     /// further via-parms and Via lines. The new top Via is known as it is
