@@ -124,13 +124,37 @@ pub struct Transmit {
     pub to: String,
     /// The protocol.
     pub channel: Channel,
-    /// The octets.
+    /// The octets when there is no `sip` message (floor packets, SIP
+    /// octets from elsewhere); empty when `sip` is given, which is then
+    /// the datagram: read the octets with [`Transmit::octets`].
     pub contents: Vec<u8>,
-    /// For SIP, the message these octets encode, as the role built it: a
-    /// driver hands it to [`SipLink::send_message`] so that the link does
-    /// not parse what the role has just written. `None` for floor packets
-    /// (and for SIP octets from elsewhere: [`SipLink::send`] parses them).
+    /// For SIP, the message as the role built it: a driver hands it to
+    /// [`SipLink::send_message`], which encodes it once, after its Via
+    /// rewrite, without parsing what the role has just written (the role
+    /// does not encode it: that was a second encoding of every message).
+    /// `None` for floor packets (and for SIP octets from elsewhere:
+    /// [`SipLink::send`] parses them).
     pub sip: Option<mcx_sip::Message>,
+}
+
+impl Transmit {
+    /// The datagram's octets: `sip` encoded if given, else `contents`.
+    /// Encodes on each call: for tests, traces and drivers without a link.
+    pub fn octets(&self) -> std::borrow::Cow<'_, [u8]> {
+        match &self.sip {
+            Some(m) => std::borrow::Cow::Owned(m.to_bytes()),
+            None => std::borrow::Cow::Borrowed(&self.contents),
+        }
+    }
+
+    /// True if this is a SIP response (its message, or octets that start
+    /// with the status line).
+    pub fn is_sip_response(&self) -> bool {
+        match &self.sip {
+            Some(m) => matches!(m, mcx_sip::Message::Response(_)),
+            None => self.channel == Channel::Sip && self.contents.starts_with(b"SIP/2.0 "),
+        }
+    }
 }
 
 /// A change to the server's key-blind media relay (`mcx_relay::Relay`),

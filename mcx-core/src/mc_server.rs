@@ -1241,20 +1241,22 @@ impl McServer {
             // lapsed) is not called now; it is when it registers again.
             let away = matches!(self.registrations.get(m), Some(Binding::Gone))
                 || matches!(self.registrations.get(m), Some(Binding::Until(t)) if *t <= time.instant);
-            let state = if away {
-                MemberState::Done(MemberOutcome::NotRegistered)
-            } else {
-                self.ua.send_request(m, &invite);
-                invited += 1;
-                MemberState::Trying { provisional: false }
-            };
             self.by_call_id.insert(
                 invite.call_id()?.to_owned(),
                 (no, Party::Member(legs.len())),
             );
+            let kept = without_body(&invite);
+            let state = if away {
+                MemberState::Done(MemberOutcome::NotRegistered)
+            } else {
+                // Handed over as it is, not copied: one copy per member is kept.
+                self.ua.send_sip(m, invite);
+                invited += 1;
+                MemberState::Trying { provisional: false }
+            };
             legs.push(MemberLeg {
                 member: m.clone(),
-                invite: without_body(&invite),
+                invite: kept,
                 state,
             });
         }

@@ -71,16 +71,15 @@ impl UserAgent {
         });
     }
 
-    /// Queues a SIP message to `to`: its octets, and the message itself
-    /// for the link (which then does not parse them again).
+    /// Queues a SIP message to `to` as a value: the link encodes it, once
+    /// (no octets here: see [`Transmit::sip`]).
     pub(crate) fn send_sip(&mut self, to: &str, msg: impl Into<Message>) {
-        let msg = msg.into();
         self.transmits.push_back(Transmit {
             from: self.uri.clone(),
             to: to.to_owned(),
             channel: Channel::Sip,
-            contents: msg.to_bytes(),
-            sip: Some(msg),
+            contents: Vec::new(),
+            sip: Some(msg.into()),
         });
     }
 

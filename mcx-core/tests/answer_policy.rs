@@ -20,11 +20,11 @@ const MC_A: &str = "sip:mc-a@mcx.test";
 const MC_B: &str = "sip:mc-b@mcx.test";
 
 fn text(t: &Transmit) -> String {
-    String::from_utf8_lossy(&t.contents).into_owned()
+    String::from_utf8_lossy(&t.octets()).into_owned()
 }
 
 fn is_200(t: &Transmit) -> bool {
-    t.contents.starts_with(b"SIP/2.0 200")
+    t.octets().starts_with(b"SIP/2.0 200")
 }
 
 /// Position in the log of the first 200 OK to INVITE from `from` to `to`.
@@ -234,27 +234,28 @@ fn resource_priority_passes_through_both_servers() {
     let m = &mut w.mesh;
     start(m);
     let mut invite = m
-        .take_in_flight(|t| t.from == DISPATCHER && t.contents.starts_with(b"INVITE "))
+        .take_in_flight(|t| t.from == DISPATCHER && t.octets().starts_with(b"INVITE "))
         .unwrap();
     // After the request line (the body is binary MIKEY: bytes, not text).
     let eol = invite
-        .contents
+        .octets()
         .windows(2)
         .position(|w| w == b"\r\n")
         .unwrap()
         + 2;
     // RFC 4412 namespace of TS 24.379 (mcpttp), as an emergency call
     // from another implementation would carry it.
-    invite
-        .contents
-        .splice(eol..eol, b"Resource-Priority: mcpttp.4\r\n".iter().copied());
+    let mut octets = invite.octets().into_owned();
+    octets.splice(eol..eol, b"Resource-Priority: mcpttp.4\r\n".iter().copied());
+    invite.contents = octets;
+    invite.sip = None;
     m.inject(invite);
     m.drive_for(Duration::from_secs(2));
     assert_eq!(established_groups(m).len(), 2);
     let invites: Vec<String> = m
         .log
         .iter()
-        .filter(|t| t.from != DISPATCHER && t.contents.starts_with(b"INVITE "))
+        .filter(|t| t.from != DISPATCHER && t.octets().starts_with(b"INVITE "))
         .map(text)
         .collect();
     // Two legs and every member (the dispatcher, the caller, is not called).

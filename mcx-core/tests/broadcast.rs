@@ -136,7 +136,7 @@ fn impersonating_wrap_fails_signature_check() {
     // Intercept the dispatcher's INVITE and re-sign every copy as the rogue.
     w.mesh.drive_for(std::time::Duration::ZERO);
     let invite = w.mesh.take_in_flight(|t| t.from == DISPATCHER).unwrap();
-    let Ok(Message::Request(mut req)) = Message::parse(&invite.contents) else {
+    let Ok(Message::Request(mut req)) = Message::parse(&invite.octets()) else {
         panic!()
     };
     let mut mp = Multipart::parse(req.content_type().unwrap(), req.body()).unwrap();
@@ -192,7 +192,7 @@ fn non_member_cannot_unwrap_and_replays_are_refused() {
         .mesh
         .log
         .iter()
-        .find(|t| t.from == "sip:mc-a@mcx.test" && t.contents.starts_with(b"INVITE "))
+        .find(|t| t.from == "sip:mc-a@mcx.test" && t.octets().starts_with(b"INVITE "))
         .cloned()
         .unwrap();
     let (b1, a1) = (members_b()[0].clone(), members_a()[0].clone());
@@ -262,7 +262,7 @@ fn controlling_server_forwards_the_wraps_byte_for_byte() {
     // field): it reads only the clear envelope of each copy and forwards
     // each byte for byte, one per MC server.
     let (mut w, invite) = held_call_request();
-    let sent = mikey_parts(&invite.contents);
+    let sent = mikey_parts(&invite.octets());
     assert_eq!(sent.len(), 2);
     w.mesh.inject(invite);
     w.mesh.drive();
@@ -270,9 +270,9 @@ fn controlling_server_forwards_the_wraps_byte_for_byte() {
         .mesh
         .log
         .iter()
-        .filter(|t| t.from == CTRL && t.contents.starts_with(b"INVITE "))
+        .filter(|t| t.from == CTRL && t.octets().starts_with(b"INVITE "))
         .map(|t| {
-            let parts = mikey_parts(&t.contents);
+            let parts = mikey_parts(&t.octets());
             assert_eq!(parts.len(), 1);
             parts[0].clone()
         })
@@ -293,21 +293,21 @@ fn refused_before_fan_out(w: &mut World, contents: Vec<u8>, invite: Transmit) ->
         !w.mesh
             .log
             .iter()
-            .any(|t| t.from == CTRL && t.contents.starts_with(b"INVITE ")),
+            .any(|t| t.from == CTRL && t.octets().starts_with(b"INVITE ")),
         "no fan-out"
     );
     w.mesh
         .log
         .iter()
-        .find(|t| t.from == CTRL && t.to == DISPATCHER && t.contents.starts_with(b"SIP/2.0 488"))
-        .map(|t| String::from_utf8_lossy(&t.contents).into_owned())
+        .find(|t| t.from == CTRL && t.to == DISPATCHER && t.octets().starts_with(b"SIP/2.0 488"))
+        .map(|t| String::from_utf8_lossy(&t.octets()).into_owned())
         .expect("488 to the initiator")
 }
 
 #[test]
 fn controlling_server_refuses_copies_that_are_not_mikey_before_any_fan_out() {
     let (mut w, invite) = held_call_request();
-    let Ok(Message::Request(mut req)) = Message::parse(&invite.contents) else {
+    let Ok(Message::Request(mut req)) = Message::parse(&invite.octets()) else {
         panic!()
     };
     let mut mp = Multipart::parse(req.content_type().unwrap(), req.body()).unwrap();
@@ -360,8 +360,8 @@ fn cross_group_injection_is_refused_by_the_controlling_server_and_by_members() {
     let (mut w, invite) = held_call_request();
     let a = format!("gktp;mcptt-group-id={GROUP_A}");
     let b = format!("gktp;mcptt-group-id={GROUP_B}");
-    let swapped = swap_bytes(&invite.contents, a.as_bytes(), b.as_bytes());
-    assert_ne!(swapped, invite.contents);
+    let swapped = swap_bytes(&invite.octets(), a.as_bytes(), b.as_bytes());
+    assert_ne!(swapped[..], invite.octets()[..]);
     let answer = refused_before_fan_out(&mut w, swapped, invite);
     assert!(answer.contains("names group"), "{answer}");
 
@@ -378,14 +378,14 @@ fn cross_group_injection_is_refused_by_the_controlling_server_and_by_members() {
         if to_b1.is_none() {
             to_b1 = w
                 .mesh
-                .take_in_flight(|t| t.to == b1 && t.contents.starts_with(b"INVITE "));
+                .take_in_flight(|t| t.to == b1 && t.octets().starts_with(b"INVITE "));
         }
         if to_a1.is_none() {
             to_a1 = w
                 .mesh
                 .log
                 .iter()
-                .find(|t| t.to == a1 && t.contents.starts_with(b"INVITE "))
+                .find(|t| t.to == a1 && t.octets().starts_with(b"INVITE "))
                 .cloned();
         }
         if to_b1.is_some() && to_a1.is_some() {
@@ -395,10 +395,10 @@ fn cross_group_injection_is_refused_by_the_controlling_server_and_by_members() {
     let (to_b1, to_a1) = (to_b1.unwrap(), to_a1.unwrap());
     // b1's own request with its copy replaced by group A's, labelled as
     // group B's: only the MIKEY octets are A's.
-    let Ok(Message::Request(mut req)) = Message::parse(&to_b1.contents) else {
+    let Ok(Message::Request(mut req)) = Message::parse(&to_b1.octets()) else {
         panic!()
     };
-    let a_copy = mikey_parts(&to_a1.contents).remove(0);
+    let a_copy = mikey_parts(&to_a1.octets()).remove(0);
     let mut mp = Multipart::parse(req.content_type().unwrap(), req.body()).unwrap();
     for p in mp
         .parts
@@ -422,7 +422,7 @@ fn cross_group_injection_is_refused_by_the_controlling_server_and_by_members() {
     assert!(
         w.mesh.log[mark..]
             .iter()
-            .any(|t| t.from == b1 && t.contents.starts_with(b"SIP/2.0 488")),
+            .any(|t| t.from == b1 && t.octets().starts_with(b"SIP/2.0 488")),
         "b1 refuses"
     );
     // (Its MC server took the 488 as b1's answer and ends what b1 accepts
@@ -456,8 +456,8 @@ fn every_hop_carries_the_mcptt_feature_tags_and_service() {
         .mesh
         .log
         .iter()
-        .filter(|t| t.contents.starts_with(b"INVITE "))
-        .map(|t| match Message::parse(&t.contents).unwrap() {
+        .filter(|t| t.octets().starts_with(b"INVITE "))
+        .map(|t| match Message::parse(&t.octets()).unwrap() {
             Message::Request(r) => r,
             Message::Response(_) => unreachable!(),
         })
@@ -507,9 +507,9 @@ fn every_hop_carries_the_mcptt_feature_tags_and_service() {
         .mesh
         .log
         .iter()
-        .find(|t| t.contents.starts_with(b"REGISTER "))
+        .find(|t| t.octets().starts_with(b"REGISTER "))
         .unwrap();
-    let text = String::from_utf8_lossy(&register.contents);
+    let text = String::from_utf8_lossy(&register.octets()).into_owned();
     let contact = text.lines().find(|l| l.starts_with("Contact:")).unwrap();
     assert!(
         contact.contains(tag) && contact.contains("expires="),

@@ -102,7 +102,7 @@ fn floor_control_runs_under_the_csks_and_the_spk_and_nothing_else_gets_in() {
     assert!(floor.len() >= 14, "{}", floor.len());
     for t in &floor {
         assert_ne!(
-            t.contents.get(8..12),
+            t.octets().get(8..12),
             Some(&b"MCPT"[..]),
             "{} → {}",
             t.from,
@@ -150,7 +150,7 @@ fn floor_control_runs_under_the_csks_and_the_spk_and_nothing_else_gets_in() {
             .rev()
             .find(|t| t.channel == Channel::Floor && t.to == a1)
             .unwrap()
-            .contents[4..8]
+            .octets()[4..8]
             .try_into()
             .unwrap(),
     );
@@ -267,10 +267,13 @@ fn a_forged_or_foreign_csk_is_refused_at_registration() {
     let t = m.time();
     m.client(&a1).register(t, &mut TestRng(6)).unwrap();
     let mut reg = m
-        .take_in_flight(|t| t.from == a1 && t.contents.starts_with(b"REGISTER "))
+        .take_in_flight(|t| t.from == a1 && t.octets().starts_with(b"REGISTER "))
         .unwrap();
-    let n = reg.contents.len();
-    reg.contents[n - 10] ^= 0x40; // inside the SIGN payload
+    let mut octets = reg.octets().into_owned();
+    let n = octets.len();
+    octets[n - 10] ^= 0x40; // inside the SIGN payload
+    reg.contents = octets;
+    reg.sip = None;
     m.inject(reg);
     m.drive_for(Duration::from_millis(500));
     let failed = |m: &Mesh, u: &str| {

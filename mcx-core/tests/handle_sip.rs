@@ -22,14 +22,14 @@ enum Way {
 fn hand(mesh: &mut Mesh, t: &Transmit, way: Way) -> (Vec<Transmit>, Vec<String>) {
     let time = mesh.time();
     let mut rng = TestRng(0xabc);
-    let msg = || Message::parse(&t.contents).unwrap();
+    let msg = || Message::parse(&t.octets()).unwrap();
     let node = mesh.nodes.get_mut(&t.to).unwrap();
     let mut sent = Vec::new();
     let mut events = Vec::new();
     match node {
         Node::Client(c) => {
             match way {
-                Way::Bytes => c.handle(time, &t.from, Channel::Sip, &t.contents, &mut rng),
+                Way::Bytes => c.handle(time, &t.from, Channel::Sip, &t.octets(), &mut rng),
                 Way::Parsed => c.handle_sip(time, &t.from, msg(), &mut rng),
             }
             .unwrap();
@@ -38,7 +38,7 @@ fn hand(mesh: &mut Mesh, t: &Transmit, way: Way) -> (Vec<Transmit>, Vec<String>)
         }
         Node::Mc(m) => {
             match way {
-                Way::Bytes => m.handle(time, &t.from, Channel::Sip, &t.contents, &mut rng),
+                Way::Bytes => m.handle(time, &t.from, Channel::Sip, &t.octets(), &mut rng),
                 Way::Parsed => m.handle_sip(time, &t.from, msg(), &mut rng),
             }
             .unwrap();
@@ -47,7 +47,7 @@ fn hand(mesh: &mut Mesh, t: &Transmit, way: Way) -> (Vec<Transmit>, Vec<String>)
         }
         Node::Ctrl(c) => {
             match way {
-                Way::Bytes => c.handle(time, &t.from, Channel::Sip, &t.contents, &mut rng),
+                Way::Bytes => c.handle(time, &t.from, Channel::Sip, &t.octets(), &mut rng),
                 Way::Parsed => c.handle_sip(time, &t.from, msg(), &mut rng),
             }
             .unwrap();
@@ -61,7 +61,7 @@ fn hand(mesh: &mut Mesh, t: &Transmit, way: Way) -> (Vec<Transmit>, Vec<String>)
 
 fn first_invite_to(sent: &[Transmit], to: &str) -> Transmit {
     sent.iter()
-        .find(|t| t.to == to && t.channel == Channel::Sip && t.contents.starts_with(b"INVITE "))
+        .find(|t| t.to == to && t.channel == Channel::Sip && t.octets().starts_with(b"INVITE "))
         .cloned()
         .unwrap_or_else(|| panic!("no INVITE to {to} in {sent:?}"))
 }

@@ -87,7 +87,7 @@ fn replace_bytes(bytes: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
 fn fan_out(m: &Mesh, after: usize) -> usize {
     m.log[after..]
         .iter()
-        .filter(|t| t.from == CTRL && t.contents.starts_with(b"INVITE "))
+        .filter(|t| t.from == CTRL && t.octets().starts_with(b"INVITE "))
         .count()
 }
 
@@ -98,16 +98,16 @@ fn held_request(m: &mut Mesh) -> mcx_core::Transmit {
         .start_call(t, TEMP_GROUP, &[GROUP_A, GROUP_B], &mut TestRng(9))
         .unwrap();
     m.drive_for(Duration::ZERO);
-    m.take_in_flight(|t| t.from == DISPATCHER && t.contents.starts_with(b"INVITE "))
+    m.take_in_flight(|t| t.from == DISPATCHER && t.octets().starts_with(b"INVITE "))
         .unwrap()
 }
 
 fn answer_to(m: &Mesh, to: &str, after: usize) -> String {
     let t = m.log[after..]
         .iter()
-        .find(|t| t.from == CTRL && t.to == to && t.contents.starts_with(b"SIP/2.0 "))
+        .find(|t| t.from == CTRL && t.to == to && t.octets().starts_with(b"SIP/2.0 "))
         .unwrap_or_else(|| panic!("no answer to {to}"));
-    String::from_utf8_lossy(&t.contents).into_owned()
+    String::from_utf8_lossy(&t.octets()).into_owned()
 }
 
 /// Everyone registers with a valid token; the dispatcher's call is set up.
@@ -224,13 +224,14 @@ fn forged_from_and_unregistered_sources_are_refused_before_any_fan_out() {
     // The dispatcher's own registered source with a forged From of
     // another (allowed) identity: refused.
     let forged = replace_bytes(
-        &request.contents,
+        &request.octets(),
         format!("From: <{DISPATCHER}>").as_bytes(),
         b"From: <sip:other-dispatcher@mcx.test>",
     );
     let mark = m.log.len();
     m.inject(mcx_core::Transmit {
         contents: forged,
+        sip: None,
         ..request
     });
     m.drive_for(Duration::from_secs(1));
@@ -339,14 +340,14 @@ fn an_mc_server_takes_the_caller_the_controlling_server_asserts() {
     for _ in 0..100 {
         m.drive_for(Duration::from_millis(1));
         leg = m.take_in_flight(|t| {
-            t.from == CTRL && t.to == MC_B && t.contents.starts_with(b"INVITE ")
+            t.from == CTRL && t.to == MC_B && t.octets().starts_with(b"INVITE ")
         });
         if leg.is_some() {
             break;
         }
     }
     let leg = leg.unwrap();
-    let mcx_sip::Message::Request(mut req) = mcx_sip::Message::parse(&leg.contents).unwrap() else {
+    let mcx_sip::Message::Request(mut req) = mcx_sip::Message::parse(&leg.octets()).unwrap() else {
         panic!()
     };
     req.headers_mut()
@@ -355,13 +356,14 @@ fn an_mc_server_takes_the_caller_the_controlling_server_asserts() {
     let mark = m.log.len();
     m.inject(mcx_core::Transmit {
         contents: req.to_bytes(),
+        sip: None,
         ..leg
     });
     m.drive_for(Duration::from_millis(50));
     let answer = m.log[mark..]
         .iter()
-        .find(|t| t.from == MC_B && t.contents.starts_with(b"SIP/2.0 "))
-        .map(|t| String::from_utf8_lossy(&t.contents).into_owned())
+        .find(|t| t.from == MC_B && t.octets().starts_with(b"SIP/2.0 "))
+        .map(|t| String::from_utf8_lossy(&t.octets()).into_owned())
         .unwrap();
     assert!(
         answer.starts_with("SIP/2.0 403 Forbidden - calling user differs"),
@@ -370,7 +372,7 @@ fn an_mc_server_takes_the_caller_the_controlling_server_asserts() {
     assert!(
         !m.log[mark..]
             .iter()
-            .any(|t| t.from == MC_B && t.contents.starts_with(b"INVITE ")),
+            .any(|t| t.from == MC_B && t.octets().starts_with(b"INVITE ")),
         "no member invited"
     );
 }

@@ -87,19 +87,19 @@ fn a_member_that_registers_mid_call_is_invited_in_and_gets_floor_taken() {
     let report = m
         .log
         .iter()
-        .find(|t| t.from == MC_B && t.to == CTRL && t.contents.starts_with(b"SIP/2.0 200"))
+        .find(|t| t.from == MC_B && t.to == CTRL && t.octets().starts_with(b"SIP/2.0 200"))
         .unwrap();
     assert!(
-        String::from_utf8_lossy(&report.contents).contains(&format!(
+        String::from_utf8_lossy(&report.octets()).contains(&format!(
             "<member uri=\"{late}\" outcome=\"not-registered\"/>"
         )),
         "{}",
-        String::from_utf8_lossy(&report.contents)
+        String::from_utf8_lossy(&report.octets())
     );
     assert_eq!(
         m.log
             .iter()
-            .filter(|t| t.to == late && t.contents.starts_with(b"INVITE "))
+            .filter(|t| t.to == late && t.octets().starts_with(b"INVITE "))
             .count(),
         0
     );
@@ -154,7 +154,7 @@ fn a_member_that_registers_mid_call_is_invited_in_and_gets_floor_taken() {
     let invites = |m: &Mesh| {
         m.log
             .iter()
-            .filter(|t| t.to == late && t.contents.starts_with(b"INVITE "))
+            .filter(|t| t.to == late && t.octets().starts_with(b"INVITE "))
             .count()
     };
     let before = invites(m);
@@ -248,8 +248,8 @@ fn floor_taken_that_overtakes_the_registers_200_is_taken_under_the_new_csk() {
             held = m.take_in_flight(|t| {
                 t.from == MC_B
                     && t.to == late
-                    && t.contents.starts_with(b"SIP/2.0 200")
-                    && String::from_utf8_lossy(&t.contents).contains("REGISTER")
+                    && t.octets().starts_with(b"SIP/2.0 200")
+                    && String::from_utf8_lossy(&t.octets()).contains("REGISTER")
             });
         }
     }
@@ -285,16 +285,16 @@ fn guarded_world() -> World {
 fn status_to(m: &Mesh, from: &str, to: &str, after: usize) -> Vec<String> {
     m.log[after..]
         .iter()
-        .filter(|t| t.from == from && t.to == to && t.contents.starts_with(b"SIP/2.0 "))
+        .filter(|t| t.from == from && t.to == to && t.octets().starts_with(b"SIP/2.0 "))
         .map(|t| {
-            let s = String::from_utf8_lossy(&t.contents);
+            let s = String::from_utf8_lossy(&t.octets()).into_owned();
             s.lines().next().unwrap_or_default().to_owned()
         })
         .collect()
 }
 
 fn is_invite_to(t: &mcx_core::Transmit, from: &str, to: &str) -> bool {
-    t.from == from && t.to == to && t.contents.starts_with(b"INVITE ")
+    t.from == from && t.to == to && t.octets().starts_with(b"INVITE ")
 }
 
 #[test]
@@ -371,7 +371,7 @@ fn a_call_request_replayed_into_another_call_is_refused_at_every_hop() {
     assert!(
         !m.log[mark..]
             .iter()
-            .any(|t| t.from == CTRL && t.contents.starts_with(b"INVITE "))
+            .any(|t| t.from == CTRL && t.octets().starts_with(b"INVITE "))
     );
 
     // The controlling server's leg again, to group B's MC server: refused,
@@ -387,7 +387,7 @@ fn a_call_request_replayed_into_another_call_is_refused_at_every_hop() {
     assert!(
         !m.log[mark..]
             .iter()
-            .any(|t| t.from == MC_B && t.contents.starts_with(b"INVITE "))
+            .any(|t| t.from == MC_B && t.octets().starts_with(b"INVITE "))
     );
 
     // The late INVITE again: the joiner remembers the copy until the

@@ -116,7 +116,7 @@ fn a_hundred_concurrent_calls_on_distinct_temporary_groups_through_one_controlli
         .iter()
         .find(|t| {
             t.to == CTRL
-                && t.contents
+                && t.octets()
                     .starts_with(format!("INVITE {}", ids[7]).as_bytes())
         })
         .unwrap()
@@ -124,7 +124,7 @@ fn a_hundred_concurrent_calls_on_distinct_temporary_groups_through_one_controlli
     m.inject(again);
     m.drive();
     assert!(m.log.iter().any(|t| t.to == DISPATCHER
-        && t.contents.starts_with(
+        && t.octets().starts_with(
             b"SIP/2.0 486 Busy Here - a call of this temporary group is in progress"
         )));
     assert_eq!(m.ctrl(CTRL).call_count(), 100);
@@ -231,9 +231,9 @@ fn a_group_of_a_thousand_members_reports_in_the_body() {
     let report = m
         .log
         .iter()
-        .find(|t| t.to == CTRL && t.contents.starts_with(b"SIP/2.0 200"))
+        .find(|t| t.to == CTRL && t.octets().starts_with(b"SIP/2.0 200"))
         .unwrap();
-    let head = String::from_utf8_lossy(&report.contents);
+    let head = String::from_utf8_lossy(&report.octets()).into_owned();
     let head = head.split("\r\n\r\n").next().unwrap();
     assert!(head.lines().count() < 20, "{head}");
 }
@@ -427,7 +427,7 @@ fn an_mc_server_takes_call_requests_only_from_its_controlling_server() {
     let mut forged = m
         .log
         .iter()
-        .find(|t| t.to == MC_A && t.contents.starts_with(b"INVITE "))
+        .find(|t| t.to == MC_A && t.octets().starts_with(b"INVITE "))
         .unwrap()
         .clone();
     forged.from = ROGUE.into();
@@ -437,13 +437,13 @@ fn an_mc_server_takes_call_requests_only_from_its_controlling_server() {
     let after: Vec<_> = m.log[before..].iter().collect();
     assert!(after.iter().any(|t| {
         t.to == ROGUE
-            && t.contents
+            && t.octets()
                 .starts_with(b"SIP/2.0 403 Forbidden - not a controlling server of this MC server")
     }));
     assert!(
         !after
             .iter()
-            .any(|t| t.from == MC_A && t.contents.starts_with(b"INVITE "))
+            .any(|t| t.from == MC_A && t.octets().starts_with(b"INVITE "))
     );
     assert_eq!(m.mc(MC_A).call_count(), 1, "only the real call");
 }

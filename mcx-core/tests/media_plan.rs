@@ -54,14 +54,14 @@ fn sdp_of(m: &Mesh, from: &str, to: &str, prefix: &str) -> mcx_core::Sdp {
     let t = m
         .log
         .iter()
-        .find(|t| t.from == from && t.to == to && t.contents.starts_with(prefix.as_bytes()))
+        .find(|t| t.from == from && t.to == to && t.octets().starts_with(prefix.as_bytes()))
         .unwrap_or_else(|| panic!("no {prefix} from {from} to {to}"));
-    let text = String::from_utf8_lossy(&t.contents);
+    let text = String::from_utf8_lossy(&t.octets()).into_owned();
     let start = text.find("v=0").unwrap();
     let end = text[start..]
         .find("\r\n--")
         .map_or(text.len(), |e| start + e + 2);
-    parse_sdp(text[start..end].as_bytes()).unwrap()
+    parse_sdp(&text.as_bytes()[start..end]).unwrap()
 }
 
 #[test]

@@ -31,12 +31,12 @@ fn garbage_and_mutations_do_not_panic() {
             0,
             1,
             10,
-            s.contents.len() / 2,
-            s.contents.len().saturating_sub(1),
+            s.octets().len() / 2,
+            s.octets().len().saturating_sub(1),
         ] {
             for to in targets {
                 for ch in [Channel::Sip, Channel::Floor] {
-                    let mut bytes = s.contents[..cut].to_vec();
+                    let mut bytes = s.octets()[..cut].to_vec();
                     // Flip a pseudo-random bit in the kept prefix.
                     state = state
                         .wrapping_mul(6_364_136_223_846_793_005)
@@ -104,7 +104,7 @@ fn every_role_answers_options_and_refuses_other_methods() {
         .log
         .iter()
         .filter(|t| t.to == "sip:probe@mcx.test")
-        .map(|t| match Message::parse(&t.contents).unwrap() {
+        .map(|t| match Message::parse(&t.octets()).unwrap() {
             Message::Response(r) => (
                 r.status().0,
                 r.cseq().unwrap().1,

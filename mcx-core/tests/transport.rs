@@ -76,9 +76,9 @@ fn delivered(m: &Mesh, from: &str, to: &str, prefix: &str) -> usize {
             t.channel == Channel::Sip
                 && t.from == from
                 && t.to == to
-                && t.contents.starts_with(prefix.as_bytes())
+                && t.octets().starts_with(prefix.as_bytes())
                 && (!prefix.starts_with("SIP/2.0")
-                    || String::from_utf8_lossy(&t.contents).contains(" INVITE\r\n"))
+                    || String::from_utf8_lossy(&t.octets()).contains(" INVITE\r\n"))
         })
         .count()
 }
@@ -243,7 +243,7 @@ fn udp_when_slow_retransmits_but_roles_see_everything_once() {
         assert_eq!(
             m.log
                 .iter()
-                .filter(|t| t.to == u && t.contents.starts_with(b"INVITE "))
+                .filter(|t| t.to == u && t.octets().starts_with(b"INVITE "))
                 .count(),
             1,
             "{u}"
@@ -283,9 +283,9 @@ fn unreachable_member_is_abandoned_at_the_member_deadline_and_the_call_goes_on()
     let ok = m
         .log
         .iter()
-        .find(|t| t.to == DISPATCHER && t.contents.starts_with(b"SIP/2.0 200"))
+        .find(|t| t.to == DISPATCHER && t.octets().starts_with(b"SIP/2.0 200"))
         .unwrap();
-    let text = String::from_utf8_lossy(&ok.contents);
+    let text = String::from_utf8_lossy(&ok.octets()).into_owned();
     assert!(
         text.contains(&format!(
             "<member uri=\"{b3}\" outcome=\"unreachable\" code=\"408\"/>"

@@ -1247,7 +1247,7 @@ impl<R: Role> Driver<R> {
                                 addr: p.sip,
                                 transport: p.transport,
                             },
-                            None if t.contents.starts_with(b"SIP/2.0 ") => self.link.local(),
+                            None if t.is_sip_response() => self.link.local(),
                             None => {
                                 tracing::warn!("no address for {} in the directory; dropped", t.to);
                                 continue;

@@ -276,6 +276,19 @@ impl Headers {
     fn changed(&mut self) {
         self.1 = Parsed::default();
     }
+    /// Only the top Via changed: From, To and Contact stay parsed; the Via
+    /// is `via` if given (known without parsing), else parsed on next use.
+    fn via_changed(&mut self, via: Option<Via>) {
+        let mut values = std::mem::take(&mut self.1)
+            .0
+            .into_inner()
+            .unwrap_or_default();
+        values.via = OnceLock::new();
+        if let Some(v) = via {
+            let _ = values.via.set(Ok(v));
+        }
+        self.1 = Parsed(OnceLock::from(values));
+    }
     /// All headers in order.
     pub fn iter(&self) -> impl Iterator<Item = &Header> {
         self.0.iter()
@@ -727,7 +740,62 @@ impl Request {
         out.push_str(&format!(";received={host};rport={port}"));
         out.push_str(rest);
         self.headers.0[pos].value = out;
-        self.headers.changed();
+        self.headers.via_changed(None);
+        Ok(())
+    }
+
+    /// The top Via's `branch` parameter as written, read from the text
+    /// without parsing the Via: what a sending link keeps when it replaces
+    /// the Via with [`Request::set_top_via`]. `None` without a Via or a
+    /// branch.
+    pub fn top_via_branch(&self) -> Option<&str> {
+        let first = self.headers.get("Via")?.split(',').next()?;
+        first
+            .split(';')
+            .skip(1)
+            .filter_map(|p| p.split_once('='))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("branch"))
+            .map(|(_, v)| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// Replaces the top via-parm by `SIP/2.0/<transport> <sent_by>;branch=<branch>`
+    /// (RFC 3261 18.1.1: a sending transport names itself), keeping any
+    /// further via-parms and Via lines. The new top Via is known as it is
+    /// written: [`Request::top_via`] does not parse it again.
+    ///
+    /// # Errors
+    /// [`BuildError`] if the request has no Via or a part is not a token
+    /// (empty, or with whitespace, `;`, `,`, `<`, `>`, `"`).
+    pub fn set_top_via(
+        &mut self,
+        transport: &str,
+        sent_by: &str,
+        branch: &str,
+    ) -> Result<(), BuildError> {
+        check_nonempty_token(transport, "Via transport")?;
+        check_nonempty_token(sent_by, "Via sent-by")?;
+        check_nonempty_token(branch, "Via branch")?;
+        let pos = self
+            .headers
+            .0
+            .iter()
+            .position(|h| names_equal(&h.name, "Via"))
+            .ok_or(BuildError::Malformed("no Via to replace"))?;
+        let transport = transport.to_ascii_uppercase();
+        let mut value = format!("SIP/2.0/{transport} {sent_by};branch={branch}");
+        if let Some((_, rest)) = self.headers.0[pos].value.split_once(',') {
+            value.push_str(", ");
+            value.push_str(rest.trim());
+        }
+        self.headers.0[pos].value = value;
+        self.headers.via_changed(Some(Via {
+            transport,
+            sent_by: sent_by.to_owned(),
+            branch: Some(branch.to_owned()),
+            received: None,
+            rport: None,
+        }));
         Ok(())
     }
 

@@ -15,7 +15,7 @@
 //! transaction that ends without a response or timeout to report says so with
 //! [`Event::Terminated`], so the TU never has to scan for ended transactions.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -277,7 +277,9 @@ impl Tx {
 /// All client and server transactions of one SIP endpoint.
 pub struct TransactionLayer {
     timers: Timers,
-    txs: BTreeMap<TxKey, Tx>,
+    /// Hashed, not ordered: every lookup is by whole key, and ordering
+    /// keys compared branches (long common prefixes) at every tree level.
+    txs: HashMap<TxKey, Tx>,
     /// The timer index: one entry per transaction with an armed timer, at its earliest deadline
     /// (`Tx::next`), tie-broken by `Tx::id`. It is kept exact rather than lazy: every change to
     /// a transaction's timers goes through [`TransactionLayer::reindex`] (or
@@ -294,7 +296,11 @@ pub struct TransactionLayer {
 impl std::fmt::Debug for TransactionLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TransactionLayer")
-            .field("transactions", &self.txs.keys().collect::<Vec<_>>())
+            .field("transactions", &{
+                let mut keys = self.txs.keys().collect::<Vec<_>>();
+                keys.sort();
+                keys
+            })
             .finish()
     }
 }
@@ -371,7 +377,7 @@ impl TransactionLayer {
     pub fn new(timers: Timers) -> Self {
         Self {
             timers,
-            txs: BTreeMap::new(),
+            txs: HashMap::new(),
             index: BTreeMap::new(),
             next_id: 0,
             transmits: VecDeque::new(),
@@ -513,6 +519,13 @@ impl TransactionLayer {
             self.reindex(key);
         }
         Ok(())
+    }
+
+    /// The octets last sent in this transaction (its request, or its
+    /// latest response), as they went out: what a 2xx retransmission
+    /// above the layer repeats without encoding the response again.
+    pub fn last_sent(&self, key: &TxKey) -> Option<&[u8]> {
+        self.txs.get(key)?.last.as_deref()
     }
 
     /// Sends a message outside any transaction (the ACK for a 2xx, a 2xx retransmitted by a dialog).

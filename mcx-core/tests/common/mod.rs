@@ -496,7 +496,7 @@ impl Mesh {
                 };
                 // A response goes back through its server transaction
                 // whatever the role named (as in the node driver).
-                let is_response = t.channel == Channel::Sip && t.contents.starts_with(b"SIP/2.0 ");
+                let is_response = t.channel == Channel::Sip && t.octets().starts_with(b"SIP/2.0 ");
                 let from = net.addr.get(&t.from).copied();
                 let to = net
                     .addr
@@ -504,7 +504,7 @@ impl Mesh {
                     .copied()
                     .or_else(|| from.filter(|_| is_response));
                 let (Some(from), Some(to)) = (from, to) else {
-                    let first = String::from_utf8_lossy(&t.contents);
+                    let first = String::from_utf8_lossy(&t.octets()).into_owned();
                     let first = first.lines().next().unwrap_or_default();
                     self.errors
                         .push((name.clone(), format!("no address for {}: {first}", t.to)));
@@ -518,7 +518,7 @@ impl Mesh {
                             transport: net.transport,
                         };
                         if let Some(link) = net.links.get_mut(name) {
-                            if let Err(e) = link.send(instant, remote, &t.contents) {
+                            if let Err(e) = link.send(instant, remote, &t.octets()) {
                                 self.errors.push((name.clone(), format!("link send: {e}")));
                             }
                         }
@@ -531,7 +531,7 @@ impl Mesh {
                             to,
                             transport: Transport::Udp,
                             channel: Channel::Floor,
-                            bytes: t.contents,
+                            bytes: t.octets().into_owned(),
                             dropped: false,
                         },
                     ),
@@ -720,12 +720,12 @@ impl Mesh {
                 };
                 let r = match node {
                     Node::Client(c) => {
-                        c.handle(time, &t.from, t.channel, &t.contents, &mut self.rng)
+                        c.handle(time, &t.from, t.channel, &t.octets(), &mut self.rng)
                     }
-                    Node::Mc(m) => m.handle(time, &t.from, t.channel, &t.contents, &mut self.rng),
-                    Node::Ctrl(c) => c.handle(time, &t.from, t.channel, &t.contents, &mut self.rng),
+                    Node::Mc(m) => m.handle(time, &t.from, t.channel, &t.octets(), &mut self.rng),
+                    Node::Ctrl(c) => c.handle(time, &t.from, t.channel, &t.octets(), &mut self.rng),
                     Node::Stub(_) => {
-                        node.handle(time, &t.from, t.channel, &t.contents, &mut self.rng)
+                        node.handle(time, &t.from, t.channel, &t.octets(), &mut self.rng)
                     }
                 };
                 if let Err(e) = r {
@@ -1146,7 +1146,7 @@ pub fn verify_full_call(m: &mut Mesh, expected: &[GroupResult], receivers: &[Str
         .iter()
         .filter(|t| t.channel == Channel::Sip && t.from != DISPATCHER)
     {
-        let Ok(Message::Request(req)) = Message::parse(&t.contents) else {
+        let Ok(Message::Request(req)) = Message::parse(&t.octets()) else {
             continue;
         };
         if req.method() != &mcx_sip::Method::Invite {
@@ -1275,7 +1275,7 @@ pub fn verify_full_call(m: &mut Mesh, expected: &[GroupResult], receivers: &[Str
     let byes = m
         .log
         .iter()
-        .filter(|t| t.contents.starts_with(b"BYE "))
+        .filter(|t| t.octets().starts_with(b"BYE "))
         .count();
     let legs = expected.iter().filter(|g| g.accepted > 0).count();
     assert_eq!(
@@ -1337,14 +1337,15 @@ pub fn mesh_source(node: &str) -> (String, u16) {
 /// As a receiving transport does (`SipLink`), records a request's source
 /// (its sender node) in the top Via.
 fn stamp_source(t: &mut Transmit) {
-    if t.channel != Channel::Sip || t.contents.starts_with(b"SIP/2.0") {
+    if t.channel != Channel::Sip || t.is_sip_response() {
         return;
     }
-    let Ok(mcx_sip::Message::Request(mut r)) = mcx_sip::Message::parse(&t.contents) else {
+    let Ok(mcx_sip::Message::Request(mut r)) = mcx_sip::Message::parse(&t.octets()) else {
         return;
     };
     let (host, port) = mesh_source(&t.from);
     if r.stamp_received(&host, port).is_ok() {
         t.contents = r.to_bytes();
+        t.sip = None;
     }
 }
