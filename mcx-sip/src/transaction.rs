@@ -307,14 +307,14 @@ impl std::fmt::Debug for TransactionLayer {
 
 /// The server transaction key of a request (RFC 3261 17.2.3).
 pub fn server_key(req: &Request) -> Result<TxKey, ParseError> {
-    let via = req.top_via()?;
+    let via = req.headers().via().as_ref().map_err(Clone::clone)?;
     let method = if *req.method() == Method::Ack {
         Method::Invite
     } else {
         req.method().clone()
     };
-    let branch = match via.branch {
-        Some(b) if b.starts_with(MAGIC_COOKIE) => b,
+    let branch = match &via.branch {
+        Some(b) if b.starts_with(MAGIC_COOKIE) => b.clone(),
         // RFC 2543 peer (17.2.3, second half): Request-URI, From tag, Call-ID, CSeq number, top Via.
         _ => {
             let (n, _) = req.cseq()?;
@@ -413,9 +413,13 @@ impl TransactionLayer {
         if *req.method() == Method::Ack {
             return Err(TxError::AckTransaction);
         }
-        let via = req.top_via().map_err(TxError::BadRequest)?;
+        let via = req
+            .headers()
+            .via()
+            .as_ref()
+            .map_err(|e| TxError::BadRequest(e.clone()))?;
         let (_, method) = req.cseq().map_err(TxError::BadRequest)?;
-        let branch = via.branch.filter(|b| b.starts_with(MAGIC_COOKIE));
+        let branch = via.branch.clone().filter(|b| b.starts_with(MAGIC_COOKIE));
         let key = client_key_of(branch, method)
             .ok_or(TxError::BadRequest(ParseError::BadHeader("Via")))?;
         if self.txs.contains_key(&key) {
@@ -552,10 +556,10 @@ impl TransactionLayer {
     }
 
     fn handle_response(&mut self, now: Instant, resp: Response) {
-        let (Ok(via), Ok((_, method))) = (resp.top_via(), resp.cseq()) else {
+        let (Ok(via), Ok((_, method))) = (resp.headers().via(), resp.cseq()) else {
             return;
         };
-        let Some(key) = client_key_of(via.branch, method) else {
+        let Some(key) = client_key_of(via.branch.clone(), method) else {
             return;
         };
         let t = self.timers;
