@@ -101,7 +101,7 @@ fn skip_crlf(b: &[u8]) -> usize {
 
 /// Index just after the first CRLF CRLF.
 fn find_head_end(b: &[u8]) -> Option<usize> {
-    b.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
+    memchr::memmem::find(b, b"\r\n\r\n").map(|p| p + 4)
 }
 
 #[derive(Debug)]
@@ -141,8 +141,14 @@ fn parse_head(head: Bytes, limits: &Limits) -> Result<Head, ParseError> {
     let mut crlfs = 0; // CRLFs before `i`: the line number a control character is reported on
     let mut line_start = 0;
     let mut lines = 0; // lines found so far, the start line included
+    let mut folds = false; // the line being read has a CRLF SP/HT in it
     let mut i = 0;
-    while i < b.len() {
+    // Jumps from one CR, LF or NUL to the next: the octets between need no look.
+    while let Some(at) = b
+        .get(i..)
+        .and_then(|rest| memchr::memchr3(b'\r', b'\n', 0, rest))
+    {
+        i += at;
         match b[i] {
             0 => return Err(ParseError::ControlChar { line: crlfs }),
             b'\n' => return Err(ParseError::ControlChar { line: crlfs }),
@@ -152,6 +158,7 @@ fn parse_head(head: Bytes, limits: &Limits) -> Result<Head, ParseError> {
             b'\r' => {
                 crlfs += 1;
                 let folded = matches!(b.get(i + 2), Some(b' ' | b'\t'));
+                folds |= folded;
                 if !folded {
                     if i == line_start {
                         // The empty line: the end of the head (it ends `head`).
@@ -174,7 +181,7 @@ fn parse_head(head: Bytes, limits: &Limits) -> Result<Head, ParseError> {
                             parse_header_line(
                                 &mut headers,
                                 &mut content_length,
-                                line,
+                                (line, folds),
                                 lines - 1,
                                 limits,
                             )
@@ -185,13 +192,12 @@ fn parse_head(head: Bytes, limits: &Limits) -> Result<Head, ParseError> {
                     }
                     lines += 1;
                     line_start = i + 2;
+                    folds = false;
                 }
                 i += 2;
-                continue;
             }
-            _ => {}
+            _ => i += 1,
         }
-        i += 1;
     }
     if let Some(e) = errors.limit.or(errors.line) {
         return Err(e);
@@ -204,20 +210,24 @@ fn parse_head(head: Bytes, limits: &Limits) -> Result<Head, ParseError> {
     })
 }
 
-/// One header line (folds included): `n` is its index after the start line.
+/// One header line (folds included, `folded` if it has any): `n` is its
+/// index after the start line.
 fn parse_header_line(
     headers: &mut Headers,
     content_length: &mut Option<usize>,
-    line: &str,
+    (line, folded): (&str, bool),
     n: usize,
     limits: &Limits,
 ) -> Result<(), ParseError> {
-    let (name, value) = line
-        .split_once(':')
-        .ok_or(ParseError::HeaderLine { line: n + 1 })?;
+    let colon =
+        memchr::memchr(b':', line.as_bytes()).ok_or(ParseError::HeaderLine { line: n + 1 })?;
+    let (name, value) = (
+        line.get(..colon).unwrap_or_default(),
+        line.get(colon + 1..).unwrap_or_default(),
+    );
     // HCOLON = *( SP / HTAB ) ":" SWS
     let name = name.trim_end_matches([' ', '\t']);
-    if name.is_empty() || !name.chars().all(crate::message::is_token_char) {
+    if name.is_empty() || !name.bytes().all(crate::message::is_token_byte) {
         return Err(ParseError::HeaderLine { line: n + 1 });
     }
     let known = Known::of(name);
@@ -239,7 +249,7 @@ fn parse_header_line(
         // Content-Length is framing: the body is authoritative and encode() writes it anew.
         return Ok(());
     }
-    if value.contains("\r\n") {
+    if folded {
         headers.push_received_owned(known, name, &unfold(value));
     } else {
         headers.push_received(known, name, value.trim());

@@ -106,9 +106,18 @@ impl fmt::Display for Method {
     }
 }
 
+/// RFC 3261 25.1 `token` octets.
+pub(crate) fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+        )
+}
+
 /// RFC 3261 25.1 `token` characters.
 pub(crate) fn is_token_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "-.!%*_+`'~".contains(c)
+    u8::try_from(c).is_ok_and(is_token_byte)
 }
 
 macro_rules! status_codes {
@@ -247,16 +256,23 @@ const KNOWN: [(Known, &str, Option<u8>); 22] = [
 impl Known {
     /// The tag of a header name as written (any case, compact forms too).
     pub(crate) fn of(name: &str) -> Self {
-        if let [c] = name.as_bytes() {
-            let c = c.to_ascii_lowercase();
+        let Some(first) = name.as_bytes().first().map(u8::to_ascii_lowercase) else {
+            return Self::Other;
+        };
+        if name.len() == 1 {
             return KNOWN
                 .iter()
-                .find(|(_, _, compact)| *compact == Some(c))
+                .find(|(_, _, compact)| *compact == Some(first))
                 .map_or(Self::Other, |(k, _, _)| *k);
         }
+        // Length and first letter rule out all but one or two names before any text compare.
         KNOWN
             .iter()
-            .find(|(_, full, _)| full.len() == name.len() && full.eq_ignore_ascii_case(name))
+            .find(|(_, full, _)| {
+                full.len() == name.len()
+                    && full.as_bytes().first().map(u8::to_ascii_lowercase) == Some(first)
+                    && full.eq_ignore_ascii_case(name)
+            })
             .map_or(Self::Other, |(k, _, _)| *k)
     }
 
@@ -614,10 +630,14 @@ fn check_nonempty_token(value: &str, what: &'static str) -> Result<(), BuildErro
     if value.is_empty() {
         return Err(BuildError::Empty(what));
     }
-    if value
-        .chars()
-        .any(|c| c.is_whitespace() || matches!(c, ';' | ',' | '<' | '>' | '"'))
-    {
+    let bad = |c: char| c.is_whitespace() || matches!(c, ';' | ',' | '<' | '>' | '"');
+    // Octet by octet while ASCII (the usual case); Unicode whitespace needs chars.
+    let malformed = if value.is_ascii() {
+        value.bytes().any(|b| bad(char::from(b)))
+    } else {
+        value.chars().any(bad)
+    };
+    if malformed {
         return Err(BuildError::Malformed(what));
     }
     Ok(())
@@ -1373,12 +1393,26 @@ impl From<Response> for Message {
 
 /// Hex of caller-supplied random octets: the RNG is injected (STYLE.md section 5).
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let mut out = String::with_capacity(2 * bytes.len() + 24);
+    push_hex(&mut out, bytes);
+    out
+}
+
+/// Appends lower-case hex of `bytes` (no allocation per octet).
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for &b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
 }
 
 /// A new branch: the magic cookie plus 64 random bits from the caller's RNG.
 pub fn new_branch(random: [u8; 8]) -> String {
-    format!("{MAGIC_COOKIE}{}", hex(&random))
+    let mut branch = String::with_capacity(MAGIC_COOKIE.len() + 16);
+    branch.push_str(MAGIC_COOKIE);
+    push_hex(&mut branch, &random);
+    branch
 }
 
 /// A new From/To tag from 64 random bits.
@@ -1388,7 +1422,10 @@ pub fn new_tag(random: [u8; 8]) -> String {
 
 /// A new Call-ID (`hex@host`) from 128 random bits.
 pub fn new_call_id(random: [u8; 16], host: &str) -> String {
-    format!("{}@{host}", hex(&random))
+    let mut id = hex(&random);
+    id.push('@');
+    id.push_str(host);
+    id
 }
 
 /// Builds a request with the mandatory headers in RFC 3261 order; the first error is kept

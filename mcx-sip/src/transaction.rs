@@ -17,6 +17,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::{ParseError, TxError};
@@ -252,6 +253,8 @@ struct Tx {
     interval: Duration,
     /// Unique per layer: the tie-breaker of this transaction's entry in the timer index.
     id: u64,
+    /// Its key, shared with its timer index entry: moving the entry clones no strings.
+    key: Arc<TxKey>,
     /// The deadline under which this transaction is in the timer index (always `next()`'s).
     indexed: Option<Instant>,
 }
@@ -287,7 +290,7 @@ pub struct TransactionLayer {
     /// earliest armed timer ([`TransactionLayer::poll_timeout`] is exact, never early) and
     /// [`TransactionLayer::handle_timeout`] pops exactly the due transactions. Each update is
     /// O(log n) and compares only `(Instant, u64)`, never keys.
-    index: BTreeMap<(Instant, u64), TxKey>,
+    index: BTreeMap<(Instant, u64), Arc<TxKey>>,
     next_id: u64,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
@@ -446,6 +449,7 @@ impl TransactionLayer {
             interval: self.timers.t1,
             id: self.next_id,
             indexed: None,
+            key: Arc::new(key.clone()),
         };
         self.next_id += 1;
         if !to.transport.is_reliable() {
@@ -705,6 +709,7 @@ impl TransactionLayer {
             interval: t.t1,
             id: self.next_id,
             indexed: None,
+            key: Arc::new(key.clone()),
         };
         self.next_id += 1;
         if invite {
@@ -726,8 +731,8 @@ impl TransactionLayer {
             if at > now {
                 break;
             }
-            let key = key.clone();
-            match self.txs.get(&key).map(|tx| (tx.id, tx.next())) {
+            let key = Arc::clone(key);
+            match self.txs.get(&*key).map(|tx| (tx.id, tx.next())) {
                 Some((tx_id, Some((due, kind)))) if tx_id == id && due == at => {
                     self.fire(&key, at, kind);
                 }
@@ -754,7 +759,7 @@ impl TransactionLayer {
             self.index.remove(&(old, tx.id));
         }
         if let Some(at) = next {
-            self.index.insert((at, tx.id), key.clone());
+            self.index.insert((at, tx.id), Arc::clone(&tx.key));
         }
         tx.indexed = next;
     }
