@@ -133,8 +133,9 @@ struct FirstErrors {
 fn parse_head(head: Bytes, limits: &Limits) -> Result<Head, ParseError> {
     let text = BytesStr::from_utf8_bytes(head).map_err(|_| ParseError::NonUtf8Head)?;
     let b = text.as_bytes();
-    // Room for the usual lines (about 40 octets each) without a second pass to count them.
-    let mut headers = Headers::over(text.clone(), (b.len() / 40).min(limits.max_headers) + 1);
+    // One entry per line at most (a vectorised count of LFs: the list never grows).
+    let lfs = memchr::memchr_iter(b'\n', b).count();
+    let mut headers = Headers::over(text.clone(), lfs.min(limits.max_headers + 1));
     let mut start: Option<StartLine> = None;
     let mut content_length: Option<usize> = None;
     let mut errors = FirstErrors::default();

@@ -579,6 +579,35 @@ impl Headers {
             value,
         });
     }
+    /// Appends `Via: SIP/2.0/<transport> <sent_by>;branch=<branch>` as
+    /// given (checked for CR, LF and NUL like [`Headers::push`]).
+    pub(crate) fn push_via_line(
+        &mut self,
+        transport: &str,
+        sent_by: &str,
+        branch: &str,
+    ) -> Result<(), BuildError> {
+        for part in [transport, sent_by, branch] {
+            check_value(part, "header value")?;
+        }
+        self.push_written(Known::Via, "Via", |o| {
+            for part in ["SIP/2.0/", transport, " ", sent_by, ";branch=", branch] {
+                o.push_str(part);
+            }
+            // As `push` would store it: trimmed.
+            let kept = o.trim_end().len();
+            o.truncate(kept);
+        });
+        Ok(())
+    }
+    /// Appends `CSeq: <n> <method>`.
+    pub(crate) fn push_cseq(&mut self, n: u32, method: &Method) {
+        self.push_written(Known::CSeq, "CSeq", |o| {
+            o.push_str(Decimal::new(n.into()).as_str());
+            o.push(' ');
+            o.push_str(method.as_str());
+        });
+    }
     /// Appends a header whose name and value are known to be valid.
     fn push_unchecked(&mut self, known: Known, name: &str, value: &str) {
         self.changed();
@@ -1557,12 +1586,7 @@ impl RequestBuilder {
             if n >= 1 << 31 {
                 return Err(BuildError::Malformed("CSeq"));
             }
-            let method = &r.method;
-            r.headers.push_written(Known::CSeq, "CSeq", |o| {
-                o.push_str(Decimal::new(n.into()).as_str());
-                o.push(' ');
-                o.push_str(method.as_str());
-            });
+            r.headers.push_cseq(n, &r.method);
             Ok(())
         })
     }
