@@ -471,9 +471,42 @@ impl Headers {
             k => e.known == k,
         }
     }
-    /// Drops the parsed values: the list changed.
-    fn changed(&mut self) {
-        self.parsed = Parsed::default();
+    /// Drops what was parsed from the lines tagged `known`, which changed.
+    /// The typed values come only from the first Via, From, To and Contact
+    /// lines, so a change to any other line keeps them.
+    fn changed(&mut self, known: Known) {
+        if !matches!(known, Known::Via | Known::From | Known::To | Known::Contact) {
+            return;
+        }
+        let Some(values) = self.parsed.0.get_mut() else {
+            return;
+        };
+        match Arc::get_mut(values) {
+            Some(v) => match known {
+                Known::Via => v.via = OnceLock::new(),
+                Known::From => v.from = OnceLock::new(),
+                Known::To => v.to = OnceLock::new(),
+                _ => v.contact = OnceLock::new(),
+            },
+            // Shared with a clone: start afresh rather than copy the rest.
+            None => self.parsed = Parsed::default(),
+        }
+    }
+    /// Records the From or To a builder has just written, as
+    /// [`parse_from_to`] reads it back, so that it is not parsed again.
+    fn written_from_to(&mut self, known: Known, value: NameAddr) {
+        if self.parsed.0.get().is_none() {
+            let _ = self.parsed.0.set(Arc::default());
+        }
+        if let Some(values) = self.parsed.0.get_mut() {
+            let v = Arc::make_mut(values);
+            let slot = if known == Known::From {
+                &mut v.from
+            } else {
+                &mut v.to
+            };
+            *slot = OnceLock::from(Ok(value));
+        }
     }
     /// Only the top Via changed: From, To and Contact stay parsed; the Via
     /// is `via` if given (known without parsing), else parsed on next use.
@@ -525,8 +558,8 @@ impl Headers {
     }
     /// Removes every header with this name.
     pub fn remove(&mut self, name: &str) {
-        self.changed();
         let known = Known::of(name);
+        self.changed(known);
         let (shared, own) = (&self.shared, &self.own);
         self.entries.retain(|e| match known {
             Known::Other => {
@@ -569,7 +602,7 @@ impl Headers {
     /// Appends a line of a known name (spelt as RFC 3261 writes it) whose
     /// value `write` appends to the text buffer: checked by the caller.
     fn push_written(&mut self, known: Known, name: &'static str, write: impl FnOnce(&mut String)) {
-        self.changed();
+        self.changed(known);
         let start = self.own.len();
         write(&mut self.own);
         let value = Text::Own(start, self.own.len());
@@ -610,7 +643,7 @@ impl Headers {
     }
     /// Appends a header whose name and value are known to be valid.
     fn push_unchecked(&mut self, known: Known, name: &str, value: &str) {
-        self.changed();
+        self.changed(known);
         let name = self.name_text(known, name);
         let value = self.own_text(value);
         self.entries.push(Entry { known, name, value });
@@ -1553,23 +1586,49 @@ impl RequestBuilder {
     }
     /// From, with a display name and a tag.
     pub fn from(self, display: Option<&str>, uri: &str, tag: &str) -> Self {
-        self.with(|r| {
-            Self::check_addr("From", display, uri, Some(tag))?;
-            r.headers.push_written(Known::From, "From", |o| {
-                Self::write_addr(o, display, uri, Some(tag));
-            });
-            Ok(())
-        })
+        self.with(|r| Self::push_addr(r, Known::From, display, uri, Some(tag)))
     }
     /// To, with a tag only inside a dialog.
     pub fn to(self, display: Option<&str>, uri: &str, tag: Option<&str>) -> Self {
-        self.with(|r| {
-            Self::check_addr("To", display, uri, tag)?;
-            r.headers.push_written(Known::To, "To", |o| {
-                Self::write_addr(o, display, uri, tag);
-            });
-            Ok(())
-        })
+        self.with(|r| Self::push_addr(r, Known::To, display, uri, tag))
+    }
+    /// Checks and appends a From or To. The common form (no display name,
+    /// a tag of letters, digits, `-`, `.`) is known as written, so its typed
+    /// value is recorded instead of parsed when it is first read; any other
+    /// form is parsed then (ezk's reading of quoted names and escapes in tags
+    /// is not repeated here).
+    fn push_addr(
+        r: &mut Request,
+        known: Known,
+        display: Option<&str>,
+        uri: &str,
+        tag: Option<&str>,
+    ) -> Result<(), BuildError> {
+        let name = if known == Known::From { "From" } else { "To" };
+        Self::check_addr(name, display, uri, tag)?;
+        r.headers.push_written(known, name, |o| {
+            Self::write_addr(o, display, uri, tag);
+        });
+        let plain_tag = tag.is_none_or(|t| {
+            t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.'))
+        });
+        let first = r.headers.first(known).map(|e| e.value);
+        let written = r.headers.entries.last().map(|e| e.value);
+        // Only if this line is the first of its name (it is what from()/to() read).
+        let is_first =
+            matches!((first, written), (Some(Text::Own(a, _)), Some(Text::Own(b, _))) if a == b);
+        if display.is_none() && plain_tag && is_first && !uri.contains(char::is_whitespace) {
+            r.headers.written_from_to(
+                known,
+                NameAddr {
+                    display_name: None,
+                    uri: uri.to_owned(),
+                    tag: tag.map(str::to_owned),
+                },
+            );
+        }
+        Ok(())
     }
     /// Call-ID.
     pub fn call_id(self, id: &str) -> Self {

@@ -61,7 +61,9 @@ fn allocations_do_not_grow_with_the_header_count() {
     let parse = |w: Bytes| {
         allocations(|| {
             let m = parse_datagram_bytes(w, &Limits::UDP).unwrap();
-            let Message::Request(r) = &m else { panic!("a request") };
+            let Message::Request(r) = &m else {
+                panic!("a request")
+            };
             assert_eq!(r.call_id().unwrap(), "k@h");
             assert!(r.header("x-extra-3").is_some());
             m
@@ -82,13 +84,18 @@ fn allocations_do_not_grow_with_the_header_count() {
     let (clone_small, _) = allocations(|| small.clone());
     let (clone_large, _) = allocations(|| large.clone());
     assert_eq!(clone_small, clone_large, "a clone copies no header text");
-    assert!(clone_large <= 2, "the line list and nothing per line: {clone_large}");
+    assert!(
+        clone_large <= 2,
+        "the line list and nothing per line: {clone_large}"
+    );
 
     // A response to a received request: the same count whatever the number
     // of lines (it shares the head; what it allocates is its line list and
     // the copies of the request's parsed Via, From and To).
     let for_request = |m: &Message, tag: Option<&str>| {
-        let Message::Request(req) = m else { panic!("a request") };
+        let Message::Request(req) = m else {
+            panic!("a request")
+        };
         allocations(|| Response::for_request(req, StatusCode::OK, tag).unwrap()).0
     };
     for tag in [None, Some("t")] {
