@@ -330,7 +330,11 @@ fn a_built_request_encodes_at_its_exact_size() {
 fn a_built_from_and_to_read_as_their_parse() {
     // What a builder records for From/To without parsing must be what
     // parsing the written line gives (and the uncommon forms are parsed).
-    let uris = ["sip:a@example.com", "sips:b@[2001:db8::1]:5061;transport=tls", "tel:+123"];
+    let uris = [
+        "sip:a@example.com",
+        "sips:b@[2001:db8::1]:5061;transport=tls",
+        "tel:+123",
+    ];
     let tags = [None, Some("1a2b-3.c"), Some("x%41"), Some("t_1")];
     let displays = [None, Some("Dispatcher \"A\"")];
     for uri in uris {
@@ -346,13 +350,21 @@ fn a_built_from_and_to_read_as_their_parse() {
                     .build()
                     .unwrap();
                 let parsed = request(&built.to_bytes());
-                assert_eq!(built.from().unwrap(), parsed.from().unwrap(), "{uri} {tag:?}");
+                assert_eq!(
+                    built.from().unwrap(),
+                    parsed.from().unwrap(),
+                    "{uri} {tag:?}"
+                );
                 assert_eq!(built.to().unwrap(), parsed.to().unwrap(), "{uri} {tag:?}");
                 // A later To line does not replace the first one's value.
                 let mut more = built.clone();
-                more.headers_mut().push("To", "<sip:other@example.com>").unwrap();
+                more.headers_mut()
+                    .push("To", "<sip:other@example.com>")
+                    .unwrap();
                 assert_eq!(more.to().unwrap(), parsed.to().unwrap());
-                more.headers_mut().set("To", "<sip:other@example.com>").unwrap();
+                more.headers_mut()
+                    .set("To", "<sip:other@example.com>")
+                    .unwrap();
                 assert_eq!(more.to().unwrap().uri, "sip:other@example.com");
             }
         }
