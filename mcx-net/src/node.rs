@@ -973,7 +973,8 @@ enum Input<R: Role> {
 enum TcpInput {
     /// An inbound connection and its slot under `max_tcp_connections`.
     Accepted(SocketAddr, TcpStream, OwnedSemaphorePermit),
-    Message(Remote, Message),
+    /// Boxed: a message (head kept as one buffer with spans) is larger than the other inputs.
+    Message(Remote, Box<Message>),
     /// The connection with this id ended.
     Closed(SocketAddr, u64),
     /// Connecting (or the TLS handshake) failed: the transactions toward
@@ -1202,7 +1203,7 @@ impl<R: Role> Driver<R> {
                 self.new_connection(peer, Transport::Tcp, Some(stream), Some(slot));
             }
             TcpInput::Message(remote, msg) => {
-                self.link.receive_message(Instant::now(), remote, msg);
+                self.link.receive_message(Instant::now(), remote, *msg);
                 self.deliver();
             }
             TcpInput::Closed(peer, id) => {
@@ -1502,7 +1503,7 @@ async fn serve_connection<S: AsyncRead + AsyncWrite>(
                             if !conn.guard.invite_allowed(remote, identity, &msg, Instant::now()) {
                                 continue;
                             }
-                            if conn.inbound.send(TcpInput::Message(remote, msg)).await.is_err() {
+                            if conn.inbound.send(TcpInput::Message(remote, Box::new(msg))).await.is_err() {
                                 return Close::Driver;
                             }
                         }

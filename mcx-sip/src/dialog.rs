@@ -101,11 +101,8 @@ impl Dialog {
         branch: String,
     ) -> Result<Request, BuildError> {
         let mut r = Request::new(method.clone(), &self.remote_target)?;
+        r.headers_mut().push_via_line(via.0, via.1, &branch)?;
         let h = r.headers_mut();
-        h.push(
-            "Via",
-            &format!("SIP/2.0/{} {};branch={branch}", via.0, via.1),
-        )?;
         for route in &self.route_set {
             h.push("Route", route)?;
         }
@@ -113,7 +110,7 @@ impl Dialog {
         h.push("From", &self.local)?;
         h.push("To", &self.remote)?;
         h.push("Call-ID", &self.id.call_id)?;
-        h.push("CSeq", &format!("{cseq} {method}"))?;
+        h.push_cseq(cseq, &method);
         Ok(r)
     }
 

@@ -2,12 +2,14 @@
 //! messages by Content-Length ([`StreamDecoder`]), RFC 3261 18.3. Limits are checked before any
 //! header is parsed, so hostile input costs at most `max_message` octets of work.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
-use ezk_sip_types::msg::PullParser;
+use bytesstr::BytesStr;
 
 use crate::error::ParseError;
 use crate::message::{
-    Header, Headers, Message, Method, Request, Response, StatusCode, names_equal, validate_uri,
+    Headers, Known, Message, Method, Request, Response, StatusCode, validate_uri_in,
 };
 
 /// Size limits applied before parsing.
@@ -45,7 +47,27 @@ impl Message {
 
 /// Parses one datagram (RFC 3261 18.3): leading CRLFs are skipped; with Content-Length, octets
 /// after the body are dropped and fewer octets are an error; without it the body runs to the end.
+///
+/// The message is copied once, into one buffer that its head and body
+/// then share; [`parse_datagram_bytes`] takes a buffer the caller already
+/// has, without that copy.
 pub fn parse_datagram(datagram: &[u8], limits: &Limits) -> Result<Message, ParseError> {
+    let (start, head_end, end) = frame_datagram(datagram, limits)?;
+    let kept = Bytes::copy_from_slice(&datagram[start..end]);
+    parse_framed(kept, head_end - start, limits)
+}
+
+/// [`parse_datagram`] of a datagram in a [`Bytes`] buffer (as a network
+/// link receives it): the head and the body are slices of it, nothing is
+/// copied. The message keeps `datagram`'s storage alive while it lives.
+pub fn parse_datagram_bytes(datagram: Bytes, limits: &Limits) -> Result<Message, ParseError> {
+    let (start, head_end, end) = frame_datagram(&datagram, limits)?;
+    parse_framed(datagram.slice(start..end), head_end - start, limits)
+}
+
+/// Where the message in a datagram starts, where its head ends and where
+/// it ends (its head checked and parsed later).
+fn frame_datagram(datagram: &[u8], limits: &Limits) -> Result<(usize, usize, usize), ParseError> {
     if datagram.len() > limits.max_message {
         return Err(ParseError::TooLarge {
             limit: limits.max_message,
@@ -56,15 +78,21 @@ pub fn parse_datagram(datagram: &[u8], limits: &Limits) -> Result<Message, Parse
     if input.is_empty() {
         return Err(ParseError::Empty);
     }
-    let head_end = find_head_end(input).ok_or(ParseError::IncompleteHead)?;
-    let head = parse_head(&input[..head_end], limits)?;
-    let rest = &input[head_end..];
+    let head_end = start + find_head_end(input).ok_or(ParseError::IncompleteHead)?;
+    Ok((start, head_end, datagram.len()))
+}
+
+/// Parses `message` (head of `head_end` octets, then at least the body):
+/// the body is the slice Content-Length names, or the rest.
+fn parse_framed(message: Bytes, head_end: usize, limits: &Limits) -> Result<Message, ParseError> {
+    let head = parse_head(message.slice(..head_end), limits)?;
+    let rest = message.len() - head_end;
     let body = match head.content_length {
-        Some(n) if n > rest.len() => return Err(ParseError::BodyTruncated),
-        Some(n) => &rest[..n],
-        None => rest,
+        Some(n) if n > rest => return Err(ParseError::BodyTruncated),
+        Some(n) => message.slice(head_end..head_end + n),
+        None => message.slice(head_end..),
     };
-    head.into_message(Bytes::copy_from_slice(body))
+    head.into_message(body)
 }
 
 fn skip_crlf(b: &[u8]) -> usize {
@@ -73,7 +101,7 @@ fn skip_crlf(b: &[u8]) -> usize {
 
 /// Index just after the first CRLF CRLF.
 fn find_head_end(b: &[u8]) -> Option<usize> {
-    b.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
+    memchr::memmem::find(b, b"\r\n\r\n").map(|p| p + 4)
 }
 
 #[derive(Debug)]
@@ -85,81 +113,97 @@ struct Head {
 
 #[derive(Debug)]
 enum StartLine {
-    Request(Method, String),
-    Response(StatusCode, String),
+    Request(Method, BytesStr),
+    Response(StatusCode, BytesStr),
 }
 
-/// `head` ends with CRLF CRLF.
-fn parse_head(head: &[u8], limits: &Limits) -> Result<Head, ParseError> {
-    let text = std::str::from_utf8(head).map_err(|_| ParseError::NonUtf8Head)?;
-    // Only CRLF may end or fold lines: a bare CR or LF, or a NUL, is rejected (strict framing).
-    let b = head;
-    for (i, &c) in b.iter().enumerate() {
-        let bad = match c {
-            0 => true,
-            b'\r' => b.get(i + 1) != Some(&b'\n'),
-            b'\n' => i == 0 || b[i - 1] != b'\r',
-            _ => false,
-        };
-        if bad {
-            let line = b[..i].windows(2).filter(|w| w == b"\r\n").count();
-            return Err(ParseError::ControlChar { line });
-        }
-    }
-    let mut lines = Vec::new();
-    for item in PullParser::new(head, 0) {
-        let line = item.map_err(|_| ParseError::IncompleteHead)?;
-        if lines.len() > limits.max_headers {
-            return Err(ParseError::TooManyHeaders {
-                limit: limits.max_headers,
-            });
-        }
-        if line.len() > limits.max_line {
-            return Err(ParseError::LineTooLong { line: lines.len() });
-        }
-        lines.push(line);
-    }
-    let _ = text;
-    let mut it = lines.into_iter();
-    let first = it.next().ok_or(ParseError::Empty)?;
-    let first = std::str::from_utf8(first).map_err(|_| ParseError::NonUtf8Head)?;
-    let start = parse_start_line(first)?;
-    let mut headers = Headers::default();
+/// The first error found in a head, by kind: a control character anywhere
+/// outranks a limit, which outranks a malformed line, so that each input
+/// gets one and the same error whatever the order of its faults.
+#[derive(Default)]
+struct FirstErrors {
+    limit: Option<ParseError>,
+    line: Option<ParseError>,
+}
+
+/// `head` ends with CRLF CRLF. One pass over its octets finds the lines
+/// (CRLF not followed by SP or HT ends one, RFC 3261 7.3.1), rejects a
+/// bare CR or LF and NUL, checks the limits and splits each header line
+/// into name and value, kept as spans of `head`.
+fn parse_head(head: Bytes, limits: &Limits) -> Result<Head, ParseError> {
+    let text = BytesStr::from_utf8_bytes(head).map_err(|_| ParseError::NonUtf8Head)?;
+    let b = text.as_bytes();
+    // One entry per line at most (a vectorised count of LFs: the list never grows).
+    let lfs = memchr::memchr_iter(b'\n', b).count();
+    let mut headers = Headers::over(text.clone(), lfs.min(limits.max_headers + 1));
+    let mut start: Option<StartLine> = None;
     let mut content_length: Option<usize> = None;
-    for (i, raw) in it.enumerate() {
-        let line = std::str::from_utf8(raw).map_err(|_| ParseError::NonUtf8Head)?;
-        let (name, value) = line
-            .split_once(':')
-            .ok_or(ParseError::HeaderLine { line: i + 1 })?;
-        // HCOLON = *( SP / HTAB ) ":" SWS
-        let name = name.trim_end_matches([' ', '\t']);
-        if name.is_empty() || !name.chars().all(crate::message::is_token_char) {
-            return Err(ParseError::HeaderLine { line: i + 1 });
-        }
-        let value = unfold(value);
-        if names_equal(name, "Content-Length") {
-            if value.is_empty() || value.len() > 20 || !value.bytes().all(|c| c.is_ascii_digit()) {
-                return Err(ParseError::ContentLength);
+    let mut errors = FirstErrors::default();
+    let mut crlfs = 0; // CRLFs before `i`: the line number a control character is reported on
+    let mut line_start = 0;
+    let mut lines = 0; // lines found so far, the start line included
+    let mut folds = false; // the line being read has a CRLF SP/HT in it
+    let mut i = 0;
+    // Jumps from one CR, LF or NUL to the next: the octets between need no look.
+    while let Some(at) = b
+        .get(i..)
+        .and_then(|rest| memchr::memchr3(b'\r', b'\n', 0, rest))
+    {
+        i += at;
+        match b[i] {
+            0 => return Err(ParseError::ControlChar { line: crlfs }),
+            b'\n' => return Err(ParseError::ControlChar { line: crlfs }),
+            b'\r' if b.get(i + 1) != Some(&b'\n') => {
+                return Err(ParseError::ControlChar { line: crlfs });
             }
-            let n: usize = value.parse().map_err(|_| ParseError::ContentLength)?;
-            if content_length.is_some_and(|old| old != n) {
-                return Err(ParseError::ContentLength);
+            b'\r' => {
+                crlfs += 1;
+                let folded = matches!(b.get(i + 2), Some(b' ' | b'\t'));
+                folds |= folded;
+                if !folded {
+                    if i == line_start {
+                        // The empty line: the end of the head (it ends `head`).
+                        break;
+                    }
+                    if errors.limit.is_none() {
+                        if lines > limits.max_headers {
+                            errors.limit = Some(ParseError::TooManyHeaders {
+                                limit: limits.max_headers,
+                            });
+                        } else if i - line_start > limits.max_line {
+                            errors.limit = Some(ParseError::LineTooLong { line: lines });
+                        }
+                    }
+                    if errors.limit.is_none() && errors.line.is_none() {
+                        let line = text.get(line_start..i).unwrap_or_default();
+                        let r = if lines == 0 {
+                            parse_start_line(text.as_ref(), line).map(|s| start = Some(s))
+                        } else {
+                            parse_header_line(
+                                &mut headers,
+                                &mut content_length,
+                                (line, folds),
+                                lines - 1,
+                                limits,
+                            )
+                        };
+                        if let Err(e) = r {
+                            errors.line = Some(e);
+                        }
+                    }
+                    lines += 1;
+                    line_start = i + 2;
+                    folds = false;
+                }
+                i += 2;
             }
-            if n > limits.max_message {
-                return Err(ParseError::TooLarge {
-                    limit: limits.max_message,
-                });
-            }
-            content_length = Some(n);
-        }
-        // Content-Length is framing: the body is authoritative and encode() writes it anew.
-        if !names_equal(name, "Content-Length") {
-            headers.0.push(Header {
-                name: name.to_owned(),
-                value,
-            });
+            _ => i += 1,
         }
     }
+    if let Some(e) = errors.limit.or(errors.line) {
+        return Err(e);
+    }
+    let start = start.ok_or(ParseError::Empty)?;
     Ok(Head {
         start,
         headers,
@@ -167,8 +211,58 @@ fn parse_head(head: &[u8], limits: &Limits) -> Result<Head, ParseError> {
     })
 }
 
+/// One header line (folds included, `folded` if it has any): `n` is its
+/// index after the start line.
+fn parse_header_line(
+    headers: &mut Headers,
+    content_length: &mut Option<usize>,
+    (line, folded): (&str, bool),
+    n: usize,
+    limits: &Limits,
+) -> Result<(), ParseError> {
+    let colon =
+        memchr::memchr(b':', line.as_bytes()).ok_or(ParseError::HeaderLine { line: n + 1 })?;
+    let (name, value) = (
+        line.get(..colon).unwrap_or_default(),
+        line.get(colon + 1..).unwrap_or_default(),
+    );
+    // HCOLON = *( SP / HTAB ) ":" SWS
+    let name = name.trim_end_matches([' ', '\t']);
+    if name.is_empty() || !name.bytes().all(crate::message::is_token_byte) {
+        return Err(ParseError::HeaderLine { line: n + 1 });
+    }
+    let known = Known::of(name);
+    if known == Known::ContentLength {
+        let value = unfold(value);
+        if value.is_empty() || value.len() > 20 || !value.bytes().all(|c| c.is_ascii_digit()) {
+            return Err(ParseError::ContentLength);
+        }
+        let n: usize = value.parse().map_err(|_| ParseError::ContentLength)?;
+        if content_length.is_some_and(|old| old != n) {
+            return Err(ParseError::ContentLength);
+        }
+        if n > limits.max_message {
+            return Err(ParseError::TooLarge {
+                limit: limits.max_message,
+            });
+        }
+        *content_length = Some(n);
+        // Content-Length is framing: the body is authoritative and encode() writes it anew.
+        return Ok(());
+    }
+    if folded {
+        headers.push_received_owned(known, name, &unfold(value));
+    } else {
+        headers.push_received(known, name, value.trim());
+    }
+    Ok(())
+}
+
 /// Joins folded lines (CRLF followed by SP/HT) with one space and trims (RFC 3261 7.3.1).
-fn unfold(v: &str) -> String {
+fn unfold(v: &str) -> Cow<'_, str> {
+    if !v.contains("\r\n") {
+        return Cow::Borrowed(v.trim());
+    }
     let mut out = String::with_capacity(v.len());
     let mut parts = v.split("\r\n");
     if let Some(p) = parts.next() {
@@ -183,10 +277,12 @@ fn unfold(v: &str) -> String {
             out.push_str(p);
         }
     }
-    out
+    Cow::Owned(out)
 }
 
-fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
+/// The start line `line`, which lies in `src`.
+fn parse_start_line(src: &Bytes, line: &str) -> Result<StartLine, ParseError> {
+    let kept = |s: &str| BytesStr::from_parse(src, s);
     if let Some(rest) = line.strip_prefix("SIP/2.0 ") {
         // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
         let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
@@ -197,7 +293,7 @@ fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
         if !(100..700).contains(&code) {
             return Err(ParseError::StartLine);
         }
-        return Ok(StartLine::Response(StatusCode(code), reason.to_owned()));
+        return Ok(StartLine::Response(StatusCode(code), kept(reason)));
     }
     // Request-Line = Method SP Request-URI SP SIP-Version (single spaces, RFC 3261 7.1)
     let mut parts = line.split(' ');
@@ -210,8 +306,8 @@ fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
         return Err(ParseError::StartLine);
     }
     let method = Method::parse(m).ok_or(ParseError::StartLine)?;
-    validate_uri(uri)?;
-    Ok(StartLine::Request(method, uri.to_owned()))
+    validate_uri_in(Some(src), uri)?;
+    Ok(StartLine::Request(method, kept(uri)))
 }
 
 impl Head {
@@ -443,7 +539,8 @@ impl StreamDecoder {
             if head_end > self.limits.max_message {
                 return Err(self.too_large());
             }
-            let head = parse_head(&input[..head_end], &self.limits)?;
+            // The head is kept by the message as one buffer: copied out of the stream once.
+            let head = parse_head(Bytes::copy_from_slice(&input[..head_end]), &self.limits)?;
             self.work += head_end as u64;
             let len = head.content_length.ok_or(ParseError::ContentLength)?;
             let total = head_end.checked_add(len).ok_or(ParseError::ContentLength)?;

@@ -4,9 +4,10 @@
 //! RFC 3261 7.3.1); typed accessors validate with ezk-sip-types on demand.
 
 use std::fmt;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
+use bytesstr::BytesStr;
 use ezk_sip_types::header::HeaderParse;
 use ezk_sip_types::header::typed::{Contact as EzkContact, FromTo, Via as EzkVia};
 use ezk_sip_types::parse::Parse;
@@ -105,9 +106,18 @@ impl fmt::Display for Method {
     }
 }
 
+/// RFC 3261 25.1 `token` octets.
+pub(crate) fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+        )
+}
+
 /// RFC 3261 25.1 `token` characters.
 pub(crate) fn is_token_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "-.!%*_+`'~".contains(c)
+    u8::try_from(c).is_ok_and(is_token_byte)
 }
 
 macro_rules! status_codes {
@@ -185,63 +195,154 @@ impl fmt::Display for StatusCode {
     }
 }
 
-/// RFC 3261 7.3.3 compact forms (and the RFC 3841 ones) to full names.
-fn expand_compact(name: &str) -> &str {
-    if name.len() != 1 {
-        return name;
+/// A header name mcx-sip knows, found once per header line (when it is
+/// parsed or pushed), so that a lookup compares a tag instead of a
+/// case-insensitive name with compact forms expanded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Known {
+    /// Any other name: compared as text, case-insensitively.
+    Other,
+    Via,
+    From,
+    To,
+    CallId,
+    CSeq,
+    Contact,
+    ContentType,
+    ContentLength,
+    ContentEncoding,
+    MaxForwards,
+    Subject,
+    Supported,
+    AcceptContact,
+    RejectContact,
+    RequestDisposition,
+    Event,
+    ReferTo,
+    ReferredBy,
+    AllowEvents,
+    SessionExpires,
+    Route,
+    RecordRoute,
+}
+
+/// Every known name: full form and RFC 3261 7.3.3 (or RFC 3841, 3515,
+/// 3892, 4028, 6665) compact form.
+const KNOWN: [(Known, &str, Option<u8>); 22] = [
+    (Known::Via, "Via", Some(b'v')),
+    (Known::From, "From", Some(b'f')),
+    (Known::To, "To", Some(b't')),
+    (Known::CallId, "Call-ID", Some(b'i')),
+    (Known::CSeq, "CSeq", None),
+    (Known::Contact, "Contact", Some(b'm')),
+    (Known::ContentType, "Content-Type", Some(b'c')),
+    (Known::ContentLength, "Content-Length", Some(b'l')),
+    (Known::ContentEncoding, "Content-Encoding", Some(b'e')),
+    (Known::MaxForwards, "Max-Forwards", None),
+    (Known::Subject, "Subject", Some(b's')),
+    (Known::Supported, "Supported", Some(b'k')),
+    (Known::AcceptContact, "Accept-Contact", Some(b'a')),
+    (Known::RejectContact, "Reject-Contact", Some(b'j')),
+    (Known::RequestDisposition, "Request-Disposition", Some(b'd')),
+    (Known::Event, "Event", Some(b'o')),
+    (Known::ReferTo, "Refer-To", Some(b'r')),
+    (Known::ReferredBy, "Referred-By", Some(b'b')),
+    (Known::AllowEvents, "Allow-Events", Some(b'u')),
+    (Known::SessionExpires, "Session-Expires", Some(b'x')),
+    (Known::Route, "Route", None),
+    (Known::RecordRoute, "Record-Route", None),
+];
+
+impl Known {
+    /// The tag of a header name as written (any case, compact forms too).
+    pub(crate) fn of(name: &str) -> Self {
+        let Some(first) = name.as_bytes().first().map(u8::to_ascii_lowercase) else {
+            return Self::Other;
+        };
+        if name.len() == 1 {
+            return KNOWN
+                .iter()
+                .find(|(_, _, compact)| *compact == Some(first))
+                .map_or(Self::Other, |(k, _, _)| *k);
+        }
+        // Length and first letter rule out all but one or two names before any text compare.
+        KNOWN
+            .iter()
+            .find(|(_, full, _)| {
+                full.len() == name.len()
+                    && full.as_bytes().first().map(u8::to_ascii_lowercase) == Some(first)
+                    && full.eq_ignore_ascii_case(name)
+            })
+            .map_or(Self::Other, |(k, _, _)| *k)
     }
-    match name.as_bytes()[0].to_ascii_lowercase() {
-        b'i' => "Call-ID",
-        b'm' => "Contact",
-        b'e' => "Content-Encoding",
-        b'l' => "Content-Length",
-        b'c' => "Content-Type",
-        b'f' => "From",
-        b's' => "Subject",
-        b'k' => "Supported",
-        b't' => "To",
-        b'v' => "Via",
-        b'a' => "Accept-Contact",
-        b'j' => "Reject-Contact",
-        b'd' => "Request-Disposition",
-        b'o' => "Event",
-        b'r' => "Refer-To",
-        b'b' => "Referred-By",
-        b'u' => "Allow-Events",
-        b'x' => "Session-Expires",
-        _ => name,
+
+    /// The full name as RFC 3261 writes it (`None` for [`Known::Other`]).
+    pub(crate) fn full_name(self) -> Option<&'static str> {
+        // KNOWN lists the tags in declaration order, after Other (a test checks it).
+        (self as usize)
+            .checked_sub(1)
+            .and_then(|i| KNOWN.get(i))
+            .filter(|(k, _, _)| *k == self)
+            .map(|(_, full, _)| *full)
     }
 }
 
-/// Header names compare case-insensitively, compact forms equal to full ones.
-pub(crate) fn names_equal(a: &str, b: &str) -> bool {
-    expand_compact(a).eq_ignore_ascii_case(expand_compact(b))
-}
-
-/// One header field, kept as text. Header names used in MCPTT are in [`crate::headers`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Header {
+/// One header field as text, borrowed from its message. Header names
+/// used in MCPTT are in [`crate::headers`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header<'a> {
     /// The name as written (may be a compact form such as `v`).
-    pub name: String,
+    pub name: &'a str,
     /// The value, trimmed, folded lines joined with one space.
-    pub value: String,
+    pub value: &'a str,
+}
+
+/// Where the text of a header name or value lives.
+#[derive(Debug, Clone, Copy)]
+enum Text {
+    /// `Headers::shared[start..end]`: the head of a received message.
+    Shared(usize, usize),
+    /// `Headers::own[start..end]`: written by a builder or a change.
+    Own(usize, usize),
+    /// A full name spelt as RFC 3261 writes it.
+    Static(&'static str),
+}
+
+/// One header line: its tag and where its name and value are.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    known: Known,
+    name: Text,
+    value: Text,
 }
 
 /// The ordered header list of a message.
 ///
-/// The typed values the accessors parse (top Via, From, To, Contact) are
-/// kept once parsed, so that a message handed from layer to layer is
-/// parsed once however often each layer asks; any change to the list
-/// drops them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Headers(pub(crate) Vec<Header>, Parsed);
+/// A received message keeps its head as one shared buffer and each
+/// header as a tag and two spans into it: parsing copies no header, and a
+/// clone or a response built from it shares that buffer. Headers added or
+/// changed are appended to one buffer of the message's own. The typed
+/// values the accessors parse (top Via, From, To, Contact) are read from
+/// the shared buffer without copying and kept once parsed, so that a
+/// message handed from layer to layer is parsed once however often each
+/// layer asks; any change to the list drops them.
+#[derive(Clone, Default)]
+pub struct Headers {
+    /// The head of a received message (empty for a built one).
+    shared: BytesStr,
+    /// Text written after parsing or building: names and values end to end.
+    own: String,
+    entries: Vec<Entry>,
+    parsed: Parsed,
+}
 
 /// Typed header values parsed on first use (see [`Headers`]), behind one
-/// pointer so that a message stays small until it is read. Not part of a
+/// shared pointer so that a message stays small until it is read and a
+/// clone handed to the next layer shares what was parsed. Not part of a
 /// message's value: two messages with the same headers are equal whatever
 /// each has parsed.
 #[derive(Clone, Default)]
-pub(crate) struct Parsed(OnceLock<Box<ParsedValues>>);
+pub(crate) struct Parsed(OnceLock<Arc<ParsedValues>>);
 
 #[derive(Clone, Default)]
 pub(crate) struct ParsedValues {
@@ -253,17 +354,9 @@ pub(crate) struct ParsedValues {
 
 impl Parsed {
     fn values(&self) -> &ParsedValues {
-        self.0.get_or_init(Box::default)
+        self.0.get_or_init(Arc::default)
     }
 }
-
-impl PartialEq for Parsed {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-impl Eq for Parsed {}
 
 impl fmt::Debug for Parsed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -271,89 +364,311 @@ impl fmt::Debug for Parsed {
     }
 }
 
+/// Two header lists are equal if they hold the same names (as written)
+/// and values in the same order, wherever their text is kept.
+impl PartialEq for Headers {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Headers {}
+
+impl fmt::Debug for Headers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
 impl Headers {
-    /// Drops the parsed values: the list changed.
-    fn changed(&mut self) {
-        self.1 = Parsed::default();
+    /// An empty list reading header text from `shared` (a received head),
+    /// room made for `n` lines.
+    pub(crate) fn over(shared: BytesStr, n: usize) -> Self {
+        Self {
+            shared,
+            own: String::new(),
+            entries: Vec::with_capacity(n),
+            parsed: Parsed::default(),
+        }
+    }
+    /// Appends a line of the received head: `name` and `value` must lie in
+    /// the shared buffer (else their text is copied).
+    pub(crate) fn push_received(&mut self, known: Known, name: &str, value: &str) {
+        let name = self.shared_text(name);
+        let value = self.shared_text(value);
+        self.entries.push(Entry { known, name, value });
+    }
+    /// Appends a line of the received head whose value had to be rewritten
+    /// (folded lines joined).
+    pub(crate) fn push_received_owned(&mut self, known: Known, name: &str, value: &str) {
+        let name = self.shared_text(name);
+        let value = self.own_text(value);
+        self.entries.push(Entry { known, name, value });
+    }
+    /// `s` as a span of the shared buffer if it lies there, else copied.
+    fn shared_text(&mut self, s: &str) -> Text {
+        let base = self.shared.as_ptr() as usize;
+        let at = (s.as_ptr() as usize).wrapping_sub(base);
+        if at <= self.shared.len() && s.len() <= self.shared.len() - at {
+            Text::Shared(at, at + s.len())
+        } else {
+            self.own_text(s)
+        }
+    }
+    fn own_text(&mut self, s: &str) -> Text {
+        let start = self.own.len();
+        self.own.push_str(s);
+        Text::Own(start, self.own.len())
+    }
+    /// A name as a header line keeps it: the full form of a known name
+    /// spelt as RFC 3261 writes it is not copied.
+    fn name_text(&mut self, known: Known, name: &str) -> Text {
+        match known.full_name() {
+            Some(full) if full == name => Text::Static(full),
+            _ => self.own_text(name),
+        }
+    }
+    fn text(&self, t: Text) -> &str {
+        match t {
+            Text::Shared(a, b) => self.shared.get(a..b).unwrap_or_default(),
+            Text::Own(a, b) => self.own.get(a..b).unwrap_or_default(),
+            Text::Static(s) => s,
+        }
+    }
+    fn header(&self, e: &Entry) -> Header<'_> {
+        Header {
+            name: self.text(e.name),
+            value: self.text(e.value),
+        }
+    }
+    /// Runs `f` on the value of `e` with a buffer that holds it, as ezk's
+    /// parsers want: the shared head itself if it lies there (no copy),
+    /// else a copy.
+    fn with_source<T>(&self, e: &Entry, f: impl FnOnce(&Bytes, &str) -> T) -> T {
+        match e.value {
+            Text::Shared(a, b) => f(
+                self.shared.as_ref(),
+                self.shared.get(a..b).unwrap_or_default(),
+            ),
+            other => {
+                let copy = BytesStr::from(self.text(other));
+                f(copy.as_ref(), copy.as_str())
+            }
+        }
+    }
+    /// The first line tagged `known` (which must not be [`Known::Other`]).
+    fn first(&self, known: Known) -> Option<&Entry> {
+        self.entries.iter().find(|e| e.known == known)
+    }
+    /// The first value of a known header.
+    pub(crate) fn value_of(&self, known: Known) -> Option<&str> {
+        self.first(known).map(|e| self.text(e.value))
+    }
+    fn matcher<'a>(&'a self, name: &'a str) -> impl Fn(&Entry) -> bool + 'a {
+        let known = Known::of(name);
+        move |e: &Entry| match known {
+            Known::Other => e.known == Known::Other && self.text(e.name).eq_ignore_ascii_case(name),
+            k => e.known == k,
+        }
+    }
+    /// Drops what was parsed from the lines tagged `known`, which changed.
+    /// The typed values come only from the first Via, From, To and Contact
+    /// lines, so a change to any other line keeps them.
+    fn changed(&mut self, known: Known) {
+        if !matches!(known, Known::Via | Known::From | Known::To | Known::Contact) {
+            return;
+        }
+        let Some(values) = self.parsed.0.get_mut() else {
+            return;
+        };
+        match Arc::get_mut(values) {
+            Some(v) => match known {
+                Known::Via => v.via = OnceLock::new(),
+                Known::From => v.from = OnceLock::new(),
+                Known::To => v.to = OnceLock::new(),
+                _ => v.contact = OnceLock::new(),
+            },
+            // Shared with a clone: start afresh rather than copy the rest.
+            None => self.parsed = Parsed::default(),
+        }
+    }
+    /// Records the From or To a builder has just written, as
+    /// [`parse_from_to`] reads it back, so that it is not parsed again.
+    fn written_from_to(&mut self, known: Known, value: NameAddr) {
+        if self.parsed.0.get().is_none() {
+            let _ = self.parsed.0.set(Arc::default());
+        }
+        if let Some(values) = self.parsed.0.get_mut() {
+            let v = Arc::make_mut(values);
+            let slot = if known == Known::From {
+                &mut v.from
+            } else {
+                &mut v.to
+            };
+            *slot = OnceLock::from(Ok(value));
+        }
     }
     /// Only the top Via changed: From, To and Contact stay parsed; the Via
     /// is `via` if given (known without parsing), else parsed on next use.
     fn via_changed(&mut self, via: Option<Via>) {
-        let mut values = std::mem::take(&mut self.1)
+        let mut values = std::mem::take(&mut self.parsed)
             .0
             .into_inner()
+            .map(Arc::unwrap_or_clone)
             .unwrap_or_default();
         values.via = OnceLock::new();
         if let Some(v) = via {
             let _ = values.via.set(Ok(v));
         }
-        self.1 = Parsed(OnceLock::from(values));
+        self.parsed = Parsed(OnceLock::from(Arc::new(values)));
+    }
+    /// Replaces the value of line `i` (text checked by the caller).
+    fn replace_value(&mut self, i: usize, value: &str) {
+        let t = self.own_text(value);
+        if let Some(e) = self.entries.get_mut(i) {
+            e.value = t;
+        }
     }
     /// All headers in order.
-    pub fn iter(&self) -> impl Iterator<Item = &Header> {
-        self.0.iter()
+    pub fn iter(&self) -> impl Iterator<Item = Header<'_>> {
+        self.entries.iter().map(|e| self.header(e))
     }
     /// Raw values of every header with this name (case-insensitive, compact forms match).
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.0
+        let matches = self.matcher(name);
+        self.entries
             .iter()
-            .filter(move |h| names_equal(&h.name, name))
-            .map(|h| h.value.as_str())
+            .filter(move |e| matches(e))
+            .map(|e| self.text(e.value))
     }
     /// The first raw value of a header.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
+        let matches = self.matcher(name);
+        self.entries
             .iter()
-            .find(|h| names_equal(&h.name, name))
-            .map(|h| h.value.as_str())
+            .find(|e| matches(e))
+            .map(|e| self.text(e.value))
     }
     /// Appends a header after checking the name is a token and the value has no CR, LF or NUL.
     pub fn push(&mut self, name: &str, value: &str) -> Result<(), BuildError> {
         check_name(name)?;
         check_value(value, "header value")?;
-        self.changed();
-        self.0.push(Header {
-            name: name.to_owned(),
-            value: value.trim().to_owned(),
-        });
+        self.push_unchecked(Known::of(name), name, value.trim());
         Ok(())
     }
     /// Removes every header with this name.
     pub fn remove(&mut self, name: &str) {
-        self.changed();
-        self.0.retain(|h| !names_equal(&h.name, name));
+        let known = Known::of(name);
+        self.changed(known);
+        let (shared, own) = (&self.shared, &self.own);
+        self.entries.retain(|e| match known {
+            Known::Other => {
+                let n = match e.name {
+                    Text::Shared(a, b) => shared.get(a..b).unwrap_or_default(),
+                    Text::Own(a, b) => own.get(a..b).unwrap_or_default(),
+                    Text::Static(s) => s,
+                };
+                e.known != Known::Other || !n.eq_ignore_ascii_case(name)
+            }
+            k => e.known != k,
+        });
     }
     /// Replaces every header with this name by one value.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), BuildError> {
         check_name(name)?;
         check_value(value, "header value")?;
-        let pos = self.0.iter().position(|h| names_equal(&h.name, name));
+        let pos = self.entries.iter().position(self.matcher(name));
         self.remove(name);
-        self.changed();
-        let h = Header {
-            name: name.to_owned(),
-            value: value.trim().to_owned(),
+        let known = Known::of(name);
+        let e = Entry {
+            known,
+            name: self.name_text(known, name),
+            value: self.own_text(value.trim()),
         };
         match pos {
-            Some(p) if p <= self.0.len() => self.0.insert(p, h),
-            _ => self.0.push(h),
+            Some(p) if p <= self.entries.len() => self.entries.insert(p, e),
+            _ => self.entries.push(e),
         }
         Ok(())
     }
     /// Number of header lines.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.entries.len()
     }
     /// True if there are no headers.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.entries.is_empty()
     }
-    fn push_unchecked(&mut self, name: &str, value: String) {
-        self.changed();
-        self.0.push(Header {
-            name: name.to_owned(),
+    /// Appends a line of a known name (spelt as RFC 3261 writes it) whose
+    /// value `write` appends to the text buffer: checked by the caller.
+    fn push_written(&mut self, known: Known, name: &'static str, write: impl FnOnce(&mut String)) {
+        self.changed(known);
+        let start = self.own.len();
+        write(&mut self.own);
+        let value = Text::Own(start, self.own.len());
+        self.entries.push(Entry {
+            known,
+            name: Text::Static(name),
             value,
         });
+    }
+    /// Appends `Via: SIP/2.0/<transport> <sent_by>;branch=<branch>` as
+    /// given (checked for CR, LF and NUL like [`Headers::push`]).
+    pub(crate) fn push_via_line(
+        &mut self,
+        transport: &str,
+        sent_by: &str,
+        branch: &str,
+    ) -> Result<(), BuildError> {
+        for part in [transport, sent_by, branch] {
+            check_value(part, "header value")?;
+        }
+        self.push_written(Known::Via, "Via", |o| {
+            for part in ["SIP/2.0/", transport, " ", sent_by, ";branch=", branch] {
+                o.push_str(part);
+            }
+            // As `push` would store it: trimmed.
+            let kept = o.trim_end().len();
+            o.truncate(kept);
+        });
+        Ok(())
+    }
+    /// Appends `CSeq: <n> <method>`.
+    pub(crate) fn push_cseq(&mut self, n: u32, method: &Method) {
+        self.push_written(Known::CSeq, "CSeq", |o| {
+            o.push_str(Decimal::new(n.into()).as_str());
+            o.push(' ');
+            o.push_str(method.as_str());
+        });
+    }
+    /// Appends a header whose name and value are known to be valid.
+    fn push_unchecked(&mut self, known: Known, name: &str, value: &str) {
+        self.changed(known);
+        let name = self.name_text(known, name);
+        let value = self.own_text(value);
+        self.entries.push(Entry { known, name, value });
+    }
+    /// Octets of the header lines as [`Request::encode`] writes them
+    /// (Content-Length left out).
+    fn encoded_len(&self) -> usize {
+        self.entries
+            .iter()
+            .filter(|e| e.known != Known::ContentLength)
+            .map(|e| self.text(e.name).len() + self.text(e.value).len() + 4)
+            .sum()
+    }
+    /// Writes the header lines (Content-Length left out).
+    fn encode(&self, out: &mut Vec<u8>) {
+        for e in self
+            .entries
+            .iter()
+            .filter(|e| e.known != Known::ContentLength)
+        {
+            out.extend_from_slice(self.text(e.name).as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(self.text(e.value).as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
     }
 }
 
@@ -377,10 +692,14 @@ fn check_nonempty_token(value: &str, what: &'static str) -> Result<(), BuildErro
     if value.is_empty() {
         return Err(BuildError::Empty(what));
     }
-    if value
-        .chars()
-        .any(|c| c.is_whitespace() || matches!(c, ';' | ',' | '<' | '>' | '"'))
-    {
+    let bad = |c: char| c.is_whitespace() || matches!(c, ';' | ',' | '<' | '>' | '"');
+    // Octet by octet while ASCII (the usual case); Unicode whitespace needs chars.
+    let malformed = if value.is_ascii() {
+        value.bytes().any(|b| bad(char::from(b)))
+    } else {
+        value.chars().any(bad)
+    };
+    if malformed {
         return Err(BuildError::Malformed(what));
     }
     Ok(())
@@ -412,10 +731,9 @@ pub struct NameAddr {
     pub tag: Option<String>,
 }
 
-fn parse_via(value: &str) -> Result<Via, ParseError> {
-    let src = Bytes::copy_from_slice(value.as_bytes());
-    let s = std::str::from_utf8(&src).map_err(|_| ParseError::BadHeader("Via"))?;
-    let (rest, via) = EzkVia::parse(&src, s).map_err(|_| ParseError::BadHeader("Via"))?;
+/// The first via-parm of a Via value `s`, which lies in `src`.
+fn parse_via(src: &Bytes, s: &str) -> Result<Via, ParseError> {
+    let (rest, via) = EzkVia::parse(src, s).map_err(|_| ParseError::BadHeader("Via"))?;
     let rest = rest.trim_start();
     if !(rest.is_empty() || rest.starts_with(',')) {
         return Err(ParseError::BadHeader("Via"));
@@ -490,11 +808,10 @@ fn split_name_addr(value: &str) -> Option<(Option<String>, String)> {
     }
 }
 
-fn parse_from_to(value: &str, which: &'static str) -> Result<NameAddr, ParseError> {
-    let src = Bytes::copy_from_slice(value.as_bytes());
-    let s = std::str::from_utf8(&src).map_err(|_| ParseError::BadHeader(which))?;
+/// A From or To value `s`, which lies in `src`.
+fn parse_from_to(src: &Bytes, s: &str, which: &'static str) -> Result<NameAddr, ParseError> {
     let (display_name, uri) = split_name_addr(s).ok_or(ParseError::BadHeader(which))?;
-    let tag = match FromTo::parse(&src, s) {
+    let tag = match FromTo::parse(src, s) {
         Ok((rest, ft)) if rest.trim().is_empty() => ft.tag.map(|t| t.to_string()),
         // ezk cannot read an escaped quote in a display name: fall back to our own tag scan.
         _ if uri.starts_with("sip:") || uri.starts_with("sips:") || uri.contains(':') => {
@@ -535,21 +852,16 @@ fn parse_cseq(value: &str) -> Result<(u32, Method), ParseError> {
     Ok((n, m))
 }
 
-/// The first Contact value of a message (`value`: the raw header), if any.
-fn parse_contact(value: Option<&str>) -> Result<Option<NameAddr>, ParseError> {
-    let Some(v) = value else {
-        return Ok(None);
-    };
-    if v.trim() == "*" {
+/// The first Contact value of a Contact header `s`, which lies in `src`.
+fn parse_contact(src: &Bytes, s: &str) -> Result<Option<NameAddr>, ParseError> {
+    if s.trim() == "*" {
         return Ok(Some(NameAddr {
             display_name: None,
             uri: "*".into(),
             tag: None,
         }));
     }
-    let src = Bytes::copy_from_slice(v.as_bytes());
-    let s = std::str::from_utf8(&src).map_err(|_| ParseError::BadHeader("Contact"))?;
-    if EzkContact::parse(&src, s).is_err() {
+    if EzkContact::parse(src, s).is_err() {
         return Err(ParseError::BadHeader("Contact"));
     }
     let (display_name, uri) = split_name_addr(s).ok_or(ParseError::BadHeader("Contact"))?;
@@ -583,7 +895,7 @@ macro_rules! common_accessors {
         pub fn call_id(&self) -> Result<&str, ParseError> {
             let v = self
                 .headers
-                .get("Call-ID")
+                .value_of(Known::CallId)
                 .ok_or(ParseError::MissingHeader("Call-ID"))?;
             if v.is_empty() || v.contains(char::is_whitespace) {
                 return Err(ParseError::BadHeader("Call-ID"));
@@ -594,73 +906,33 @@ macro_rules! common_accessors {
         pub fn cseq(&self) -> Result<(u32, Method), ParseError> {
             parse_cseq(
                 self.headers
-                    .get("CSeq")
+                    .value_of(Known::CSeq)
                     .ok_or(ParseError::MissingHeader("CSeq"))?,
             )
         }
         /// The first (top-most) Via value.
         pub fn top_via(&self) -> Result<Via, ParseError> {
-            self.headers
-                .1
-                .values()
-                .via
-                .get_or_init(|| {
-                    let v = self
-                        .headers
-                        .get("Via")
-                        .ok_or(ParseError::MissingHeader("Via"))?;
-                    parse_via(v)
-                })
-                .clone()
+            self.headers.via().clone()
         }
         /// The From header.
         pub fn from(&self) -> Result<NameAddr, ParseError> {
-            self.headers
-                .1
-                .values()
-                .from
-                .get_or_init(|| {
-                    parse_from_to(
-                        self.headers
-                            .get("From")
-                            .ok_or(ParseError::MissingHeader("From"))?,
-                        "From",
-                    )
-                })
-                .clone()
+            self.headers.from().clone()
         }
         /// The To header.
         pub fn to(&self) -> Result<NameAddr, ParseError> {
-            self.headers
-                .1
-                .values()
-                .to
-                .get_or_init(|| {
-                    parse_from_to(
-                        self.headers
-                            .get("To")
-                            .ok_or(ParseError::MissingHeader("To"))?,
-                        "To",
-                    )
-                })
-                .clone()
+            self.headers.to().clone()
         }
         /// The first Contact value, if any.
         pub fn contact(&self) -> Result<Option<NameAddr>, ParseError> {
-            self.headers
-                .1
-                .values()
-                .contact
-                .get_or_init(|| parse_contact(self.headers.get("Contact")))
-                .clone()
+            self.headers.contact().clone()
         }
         /// The Content-Type value (with parameters), if any.
         pub fn content_type(&self) -> Option<&str> {
-            self.headers.get("Content-Type")
+            self.headers.value_of(Known::ContentType)
         }
         /// Max-Forwards, if present.
         pub fn max_forwards(&self) -> Result<Option<u8>, ParseError> {
-            match self.headers.get("Max-Forwards") {
+            match self.headers.value_of(Known::MaxForwards) {
                 None => Ok(None),
                 Some(v) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => v
                     .parse()
@@ -685,11 +957,51 @@ macro_rules! common_accessors {
     };
 }
 
+impl Headers {
+    /// The top Via, parsed once.
+    pub(crate) fn via(&self) -> &Result<Via, ParseError> {
+        self.parsed.values().via.get_or_init(|| {
+            let e = self
+                .first(Known::Via)
+                .ok_or(ParseError::MissingHeader("Via"))?;
+            self.with_source(e, parse_via)
+        })
+    }
+    /// From, parsed once.
+    pub(crate) fn from(&self) -> &Result<NameAddr, ParseError> {
+        self.parsed.values().from.get_or_init(|| {
+            let e = self
+                .first(Known::From)
+                .ok_or(ParseError::MissingHeader("From"))?;
+            self.with_source(e, |src, s| parse_from_to(src, s, "From"))
+        })
+    }
+    /// To, parsed once.
+    pub(crate) fn to(&self) -> &Result<NameAddr, ParseError> {
+        self.parsed.values().to.get_or_init(|| {
+            let e = self
+                .first(Known::To)
+                .ok_or(ParseError::MissingHeader("To"))?;
+            self.with_source(e, |src, s| parse_from_to(src, s, "To"))
+        })
+    }
+    /// The first Contact, parsed once.
+    pub(crate) fn contact(&self) -> &Result<Option<NameAddr>, ParseError> {
+        self.parsed
+            .values()
+            .contact
+            .get_or_init(|| match self.first(Known::Contact) {
+                Some(e) => self.with_source(e, parse_contact),
+                None => Ok(None),
+            })
+    }
+}
+
 /// A SIP request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     pub(crate) method: Method,
-    pub(crate) uri: String,
+    pub(crate) uri: BytesStr,
     pub(crate) headers: Headers,
     pub(crate) body: Bytes,
 }
@@ -698,7 +1010,7 @@ pub struct Request {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     pub(crate) status: StatusCode,
-    pub(crate) reason: String,
+    pub(crate) reason: BytesStr,
     pub(crate) headers: Headers,
     pub(crate) body: Bytes,
 }
@@ -717,18 +1029,19 @@ impl Request {
         }
         let pos = self
             .headers
-            .0
+            .entries
             .iter()
-            .position(|h| names_equal(&h.name, "Via"))
+            .position(|e| e.known == Known::Via)
             .ok_or(BuildError::Malformed("no Via to stamp"))?;
-        let value = &self.headers.0[pos].value;
+        let value = self.headers.text(self.headers.entries[pos].value);
         // Only the first via-parm of the first Via line.
         let (first, rest) = match value.find(',') {
             Some(i) => (&value[..i], &value[i..]),
-            None => (value.as_str(), ""),
+            None => (value, ""),
         };
         let mut parts = first.split(';');
-        let mut out = parts.next().unwrap_or_default().trim_end().to_owned();
+        let mut out = String::with_capacity(value.len() + host.len() + 22);
+        out.push_str(parts.next().unwrap_or_default().trim_end());
         for p in parts {
             let name = p.split('=').next().unwrap_or_default().trim();
             if !name.eq_ignore_ascii_case("received") && !name.eq_ignore_ascii_case("rport") {
@@ -737,9 +1050,12 @@ impl Request {
             }
         }
         // An IPv6 address goes in brackets only in sent-by, not here.
-        out.push_str(&format!(";received={host};rport={port}"));
+        out.push_str(";received=");
+        out.push_str(host);
+        out.push_str(";rport=");
+        out.push_str(Decimal::new(port.into()).as_str());
         out.push_str(rest);
-        self.headers.0[pos].value = out;
+        self.headers.replace_value(pos, &out);
         self.headers.via_changed(None);
         Ok(())
     }
@@ -749,7 +1065,7 @@ impl Request {
     /// the Via with [`Request::set_top_via`]. `None` without a Via or a
     /// branch.
     pub fn top_via_branch(&self) -> Option<&str> {
-        let first = self.headers.get("Via")?.split(',').next()?;
+        let first = self.headers.value_of(Known::Via)?.split(',').next()?;
         first
             .split(';')
             .skip(1)
@@ -778,17 +1094,24 @@ impl Request {
         check_nonempty_token(branch, "Via branch")?;
         let pos = self
             .headers
-            .0
+            .entries
             .iter()
-            .position(|h| names_equal(&h.name, "Via"))
+            .position(|e| e.known == Known::Via)
             .ok_or(BuildError::Malformed("no Via to replace"))?;
         let transport = transport.to_ascii_uppercase();
-        let mut value = format!("SIP/2.0/{transport} {sent_by};branch={branch}");
-        if let Some((_, rest)) = self.headers.0[pos].value.split_once(',') {
-            value.push_str(", ");
-            value.push_str(rest.trim());
+        let old = self.headers.text(self.headers.entries[pos].value);
+        let rest = old.split_once(',').map(|(_, rest)| rest.trim());
+        let mut value = String::with_capacity(
+            20 + transport.len() + sent_by.len() + branch.len() + rest.map_or(0, str::len),
+        );
+        for part in ["SIP/2.0/", &transport, " ", sent_by, ";branch=", branch] {
+            value.push_str(part);
         }
-        self.headers.0[pos].value = value;
+        if let Some(rest) = rest {
+            value.push_str(", ");
+            value.push_str(rest);
+        }
+        self.headers.replace_value(pos, &value);
         self.headers.via_changed(Some(Via {
             transport,
             sent_by: sent_by.to_owned(),
@@ -802,8 +1125,8 @@ impl Request {
     /// The transport source a receiving link recorded with
     /// [`Request::stamp_received`]: `received:rport` (IPv6 in brackets).
     pub fn source(&self) -> Option<String> {
-        let via = self.top_via().ok()?;
-        let (host, port) = (via.received?, via.rport?);
+        let via = self.headers.via().as_ref().ok()?;
+        let (host, port) = (via.received.as_ref()?, via.rport.as_ref()?);
         Some(if host.contains(':') {
             format!("[{host}]:{port}")
         } else {
@@ -815,7 +1138,7 @@ impl Request {
         check_request_uri(uri)?;
         Ok(Self {
             method,
-            uri: uri.to_owned(),
+            uri: BytesStr::from(uri),
             headers: Headers::default(),
             body: Bytes::new(),
         })
@@ -834,14 +1157,21 @@ impl Request {
     }
     common_accessors!();
 
+    /// Octets of the request line, CRLF included.
+    fn start_len(&self) -> usize {
+        self.method.as_str().len() + 1 + self.uri.len() + " SIP/2.0\r\n".len()
+    }
     /// Serialises; Content-Length is always written and computed from the body.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(format!("{} {} SIP/2.0\r\n", self.method, self.uri).as_bytes());
+        out.reserve(self.start_len() + rest_len(&self.headers, &self.body));
+        for part in [self.method.as_str(), " ", &self.uri, " SIP/2.0\r\n"] {
+            out.extend_from_slice(part.as_bytes());
+        }
         encode_rest(&self.headers, &self.body, out);
     }
-    /// [`Request::encode`] into a new vector.
+    /// [`Request::encode`] into a new vector, allocated once at its size.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(512 + self.body.len());
+        let mut v = Vec::new();
         self.encode(&mut v);
         v
     }
@@ -855,40 +1185,94 @@ impl Response {
         }
         Ok(Self {
             status,
-            reason: status.reason().unwrap_or("Unknown").to_owned(),
+            reason: BytesStr::from_static(status.reason().unwrap_or("Unknown")),
             headers: Headers::default(),
             body: Bytes::new(),
         })
     }
     /// A response to `req` (RFC 3261 8.2.6.2): copies every Via, From, To, Call-ID and CSeq;
     /// adds `to_tag` to To if To has none (not for 100 Trying, which needs none).
+    ///
+    /// The copied lines are not validated again: they were when `req` was
+    /// parsed or built. Lines of a received request share its head; the
+    /// top Via and From it has parsed are the response's too.
     pub fn for_request(
         req: &Request,
         status: StatusCode,
         to_tag: Option<&str>,
     ) -> Result<Self, BuildError> {
         let mut r = Self::new(status)?;
-        for h in req.headers.iter() {
-            if ["Via", "From", "Call-ID", "CSeq"]
-                .iter()
-                .any(|n| names_equal(&h.name, n))
-            {
-                r.headers
-                    .push_unchecked(expand_compact(&h.name), h.value.clone());
-            } else if names_equal(&h.name, "To") {
-                let mut value = h.value.clone();
-                if let Some(tag) = to_tag {
-                    check_nonempty_token(tag, "tag")?;
-                    let has_tag = parse_from_to(&value, "To")
-                        .map(|t| t.tag.is_some())
-                        .unwrap_or(false);
-                    if !has_tag {
-                        value.push_str(";tag=");
-                        value.push_str(tag);
-                    }
-                }
-                r.headers.push_unchecked("To", value);
+        if let Some(tag) = to_tag {
+            check_nonempty_token(tag, "tag")?;
+        }
+        let from = &req.headers;
+        let h = &mut r.headers;
+        h.shared = from.shared.clone();
+        h.entries.reserve(6);
+        let mut to_changed = false;
+        for e in &from.entries {
+            if !matches!(
+                e.known,
+                Known::Via | Known::From | Known::To | Known::CallId | Known::CSeq
+            ) {
+                continue;
             }
+            let name = Text::Static(e.known.full_name().unwrap_or_default());
+            match e.known {
+                Known::Via | Known::From | Known::CallId | Known::CSeq => {
+                    let value = match e.value {
+                        Text::Own(..) => h.own_text(from.text(e.value)),
+                        shared_or_static => shared_or_static,
+                    };
+                    h.entries.push(Entry {
+                        known: e.known,
+                        name,
+                        value,
+                    });
+                }
+                Known::To => {
+                    let value = from.text(e.value);
+                    let has_tag = match from.to() {
+                        Ok(to) => to.tag.is_some(),
+                        Err(_) => false,
+                    };
+                    let value = match to_tag {
+                        Some(tag) if !has_tag => {
+                            to_changed = true;
+                            let start = h.own.len();
+                            h.own.reserve(value.len() + 5 + tag.len());
+                            h.own.push_str(value);
+                            h.own.push_str(";tag=");
+                            h.own.push_str(tag);
+                            Text::Own(start, h.own.len())
+                        }
+                        _ => match e.value {
+                            Text::Own(..) => h.own_text(value),
+                            shared_or_static => shared_or_static,
+                        },
+                    };
+                    h.entries.push(Entry {
+                        known: Known::To,
+                        name,
+                        value,
+                    });
+                }
+                _ => {}
+            }
+        }
+        // The same Via and From lines: what the request parsed holds here.
+        if let Some(parsed) = from.parsed.0.get() {
+            let values = ParsedValues {
+                via: parsed.via.clone(),
+                from: parsed.from.clone(),
+                to: if to_changed {
+                    OnceLock::new()
+                } else {
+                    parsed.to.clone()
+                },
+                contact: OnceLock::new(),
+            };
+            h.parsed = Parsed(OnceLock::from(Arc::new(values)));
         }
         Ok(r)
     }
@@ -903,35 +1287,76 @@ impl Response {
     /// Replaces the reason phrase.
     pub fn set_reason(&mut self, reason: &str) -> Result<(), BuildError> {
         check_value(reason, "reason phrase")?;
-        reason.clone_into(&mut self.reason);
+        self.reason = BytesStr::from(reason);
         Ok(())
     }
     common_accessors!();
 
+    /// Octets of the status line, CRLF included.
+    fn start_len(&self) -> usize {
+        "SIP/2.0 NNN ".len() + self.reason.len() + 2
+    }
     /// Serialises; Content-Length is always written and computed from the body.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(format!("SIP/2.0 {} {}\r\n", self.status.0, self.reason).as_bytes());
+        out.reserve(self.start_len() + rest_len(&self.headers, &self.body));
+        out.extend_from_slice(b"SIP/2.0 ");
+        out.extend_from_slice(Decimal::new(self.status.0.into()).as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(self.reason.as_bytes());
+        out.extend_from_slice(b"\r\n");
         encode_rest(&self.headers, &self.body, out);
     }
-    /// [`Response::encode`] into a new vector.
+    /// [`Response::encode`] into a new vector, allocated once at its size.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(512 + self.body.len());
+        let mut v = Vec::new();
         self.encode(&mut v);
         v
     }
 }
 
-fn encode_rest(headers: &Headers, body: &Bytes, out: &mut Vec<u8>) {
-    for h in headers
-        .iter()
-        .filter(|h| !names_equal(&h.name, "Content-Length"))
-    {
-        out.extend_from_slice(h.name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(h.value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+/// A number in decimal, written without allocating.
+struct Decimal {
+    digits: [u8; 20],
+    start: usize,
+}
+
+impl Decimal {
+    fn new(mut n: u64) -> Self {
+        let mut digits = [b'0'; 20];
+        let mut start = digits.len();
+        while start > 0 {
+            start -= 1;
+            digits[start] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        Self { digits, start }
     }
-    out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+    fn as_bytes(&self) -> &[u8] {
+        self.digits.get(self.start..).unwrap_or_default()
+    }
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
+}
+
+/// Decimal digits of `n`.
+fn decimal_len(n: usize) -> usize {
+    n.checked_ilog10().map_or(1, |d| d as usize + 1)
+}
+
+/// Octets of the header lines, Content-Length, the empty line and the body.
+fn rest_len(headers: &Headers, body: &Bytes) -> usize {
+    headers.encoded_len() + "Content-Length: \r\n\r\n".len() + decimal_len(body.len()) + body.len()
+}
+
+fn encode_rest(headers: &Headers, body: &Bytes, out: &mut Vec<u8>) {
+    headers.encode(out);
+    out.extend_from_slice(b"Content-Length: ");
+    out.extend_from_slice(Decimal::new(body.len() as u64).as_bytes());
+    out.extend_from_slice(b"\r\n\r\n");
     out.extend_from_slice(body);
 }
 
@@ -945,6 +1370,12 @@ fn check_request_uri(uri: &str) -> Result<(), BuildError> {
 
 /// RFC 3261 19.1 for sip:/sips: (via ezk), `scheme ":" rest` for any other absoluteURI.
 pub(crate) fn validate_uri(uri: &str) -> Result<(), ParseError> {
+    validate_uri_in(None, uri)
+}
+
+/// [`validate_uri`] of a `uri` that lies in `src`, if given: ezk reads it
+/// there instead of a copy.
+pub(crate) fn validate_uri_in(src: Option<&Bytes>, uri: &str) -> Result<(), ParseError> {
     let Some((scheme, rest)) = uri.split_once(':') else {
         return Err(ParseError::StartLine);
     };
@@ -959,7 +1390,15 @@ pub(crate) fn validate_uri(uri: &str) -> Result<(), ParseError> {
         return Err(ParseError::StartLine);
     }
     if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") {
-        ezk_sip_types::uri::SipUri::from_str_checked(uri)?;
+        match src {
+            Some(src) => match ezk_sip_types::uri::SipUri::parse(src)(uri) {
+                Ok(("", _)) => {}
+                _ => return Err(ParseError::StartLine),
+            },
+            None => {
+                ezk_sip_types::uri::SipUri::from_str_checked(uri)?;
+            }
+        }
     }
     Ok(())
 }
@@ -1016,12 +1455,26 @@ impl From<Response> for Message {
 
 /// Hex of caller-supplied random octets: the RNG is injected (STYLE.md section 5).
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let mut out = String::with_capacity(2 * bytes.len() + 24);
+    push_hex(&mut out, bytes);
+    out
+}
+
+/// Appends lower-case hex of `bytes` (no allocation per octet).
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for &b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
 }
 
 /// A new branch: the magic cookie plus 64 random bits from the caller's RNG.
 pub fn new_branch(random: [u8; 8]) -> String {
-    format!("{MAGIC_COOKIE}{}", hex(&random))
+    let mut branch = String::with_capacity(MAGIC_COOKIE.len() + 16);
+    branch.push_str(MAGIC_COOKIE);
+    push_hex(&mut branch, &random);
+    branch
 }
 
 /// A new From/To tag from 64 random bits.
@@ -1031,7 +1484,10 @@ pub fn new_tag(random: [u8; 8]) -> String {
 
 /// A new Call-ID (`hex@host`) from 128 random bits.
 pub fn new_call_id(random: [u8; 16], host: &str) -> String {
-    format!("{}@{host}", hex(&random))
+    let mut id = hex(&random);
+    id.push('@');
+    id.push_str(host);
+    id
 }
 
 /// Builds a request with the mandatory headers in RFC 3261 order; the first error is kept
@@ -1043,9 +1499,13 @@ pub struct RequestBuilder {
 
 impl RequestBuilder {
     fn new(method: Method, uri: &str) -> Self {
-        Self {
-            req: Request::new(method, uri),
+        let mut req = Request::new(method, uri);
+        if let Ok(r) = &mut req {
+            // Room for the usual dozen lines: the text is appended to one buffer.
+            r.headers.own.reserve(512);
+            r.headers.entries.reserve(16);
         }
+        Self { req }
     }
     fn with(mut self, f: impl FnOnce(&mut Request) -> Result<(), BuildError>) -> Self {
         if let Ok(r) = &mut self.req {
@@ -1057,38 +1517,56 @@ impl RequestBuilder {
     }
     /// Adds a Via: `SIP/2.0/<transport> <sent_by>;branch=<branch>` (branch must carry the magic cookie).
     pub fn via(self, transport: &str, sent_by: &str, branch: &str) -> Self {
-        let (t, s, b) = (transport.to_owned(), sent_by.to_owned(), branch.to_owned());
-        self.with(move |r| {
-            check_nonempty_token(&t, "Via transport")?;
-            check_nonempty_token(&s, "Via sent-by")?;
-            check_nonempty_token(&b, "branch")?;
-            if !b.starts_with(MAGIC_COOKIE) {
+        self.with(|r| {
+            check_nonempty_token(transport, "Via transport")?;
+            check_nonempty_token(sent_by, "Via sent-by")?;
+            check_nonempty_token(branch, "branch")?;
+            if !branch.starts_with(MAGIC_COOKIE) {
                 return Err(BuildError::Malformed("branch"));
             }
-            r.headers.push(
-                "Via",
-                &format!("SIP/2.0/{} {s};branch={b}", t.to_ascii_uppercase()),
-            )
+            r.headers.push_written(Known::Via, "Via", |o| {
+                o.push_str("SIP/2.0/");
+                o.extend(transport.chars().map(|c| c.to_ascii_uppercase()));
+                for part in [" ", sent_by, ";branch=", branch] {
+                    o.push_str(part);
+                }
+            });
+            Ok(())
         })
     }
     /// Max-Forwards (RFC 3261 8.1.1.6 recommends 70).
     pub fn max_forwards(self, n: u8) -> Self {
-        self.with(move |r| r.headers.push("Max-Forwards", &n.to_string()))
+        self.with(|r| {
+            r.headers
+                .push_written(Known::MaxForwards, "Max-Forwards", |o| {
+                    o.push_str(Decimal::new(n.into()).as_str());
+                });
+            Ok(())
+        })
     }
-    fn addr(
+    /// Checks a From or To before it is written by [`RequestBuilder::write_addr`].
+    fn check_addr(
         name: &'static str,
         display: Option<&str>,
         uri: &str,
         tag: Option<&str>,
-    ) -> Result<String, BuildError> {
+    ) -> Result<(), BuildError> {
         check_value(uri, name)?;
         validate_uri(uri).map_err(|_| BuildError::Malformed(name))?;
         if uri.contains(['<', '>', ' ']) {
             return Err(BuildError::Malformed(name));
         }
-        let mut v = String::new();
         if let Some(d) = display {
             check_value(d, "display name")?;
+        }
+        if let Some(t) = tag {
+            check_nonempty_token(t, "tag")?;
+        }
+        Ok(())
+    }
+    /// `"display" <uri>;tag=tag` (display name quoted, RFC 3261 25.1 quoted-pair escapes).
+    fn write_addr(v: &mut String, display: Option<&str>, uri: &str, tag: Option<&str>) {
+        if let Some(d) = display {
             v.push('"');
             for c in d.chars() {
                 if c == '"' || c == '\\' {
@@ -1102,38 +1580,73 @@ impl RequestBuilder {
         v.push_str(uri);
         v.push('>');
         if let Some(t) = tag {
-            check_nonempty_token(t, "tag")?;
             v.push_str(";tag=");
             v.push_str(t);
         }
-        Ok(v)
     }
     /// From, with a display name and a tag.
     pub fn from(self, display: Option<&str>, uri: &str, tag: &str) -> Self {
-        let v = Self::addr("From", display, uri, Some(tag));
-        self.with(move |r| r.headers.push("From", &v?))
+        self.with(|r| Self::push_addr(r, Known::From, display, uri, Some(tag)))
     }
     /// To, with a tag only inside a dialog.
     pub fn to(self, display: Option<&str>, uri: &str, tag: Option<&str>) -> Self {
-        let v = Self::addr("To", display, uri, tag);
-        self.with(move |r| r.headers.push("To", &v?))
+        self.with(|r| Self::push_addr(r, Known::To, display, uri, tag))
+    }
+    /// Checks and appends a From or To. The common form (no display name,
+    /// a tag of letters, digits, `-`, `.`) is known as written, so its typed
+    /// value is recorded instead of parsed when it is first read; any other
+    /// form is parsed then (ezk's reading of quoted names and escapes in tags
+    /// is not repeated here).
+    fn push_addr(
+        r: &mut Request,
+        known: Known,
+        display: Option<&str>,
+        uri: &str,
+        tag: Option<&str>,
+    ) -> Result<(), BuildError> {
+        let name = if known == Known::From { "From" } else { "To" };
+        Self::check_addr(name, display, uri, tag)?;
+        r.headers.push_written(known, name, |o| {
+            Self::write_addr(o, display, uri, tag);
+        });
+        let plain_tag = tag.is_none_or(|t| {
+            t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.'))
+        });
+        let first = r.headers.first(known).map(|e| e.value);
+        let written = r.headers.entries.last().map(|e| e.value);
+        // Only if this line is the first of its name (it is what from()/to() read).
+        let is_first =
+            matches!((first, written), (Some(Text::Own(a, _)), Some(Text::Own(b, _))) if a == b);
+        if display.is_none() && plain_tag && is_first && !uri.contains(char::is_whitespace) {
+            r.headers.written_from_to(
+                known,
+                NameAddr {
+                    display_name: None,
+                    uri: uri.to_owned(),
+                    tag: tag.map(str::to_owned),
+                },
+            );
+        }
+        Ok(())
     }
     /// Call-ID.
     pub fn call_id(self, id: &str) -> Self {
-        let id = id.to_owned();
-        self.with(move |r| {
-            check_nonempty_token(&id, "Call-ID")?;
-            r.headers.push("Call-ID", &id)
+        self.with(|r| {
+            check_nonempty_token(id, "Call-ID")?;
+            r.headers
+                .push_written(Known::CallId, "Call-ID", |o| o.push_str(id));
+            Ok(())
         })
     }
     /// CSeq with the request's own method.
     pub fn cseq(self, n: u32) -> Self {
-        self.with(move |r| {
+        self.with(|r| {
             if n >= 1 << 31 {
                 return Err(BuildError::Malformed("CSeq"));
             }
-            let v = format!("{n} {}", r.method);
-            r.headers.push("CSeq", &v)
+            r.headers.push_cseq(n, &r.method);
+            Ok(())
         })
     }
     /// Contact: a full header value such as `<sip:a@b>;+g.3gpp.icsi-ref="…"`.
@@ -1142,13 +1655,12 @@ impl RequestBuilder {
     }
     /// Any header, checked for CR/LF/NUL.
     pub fn header(self, name: &str, value: &str) -> Self {
-        let (n, v) = (name.to_owned(), value.to_owned());
-        self.with(move |r| r.headers.push(&n, &v))
+        self.with(|r| r.headers.push(name, value))
     }
     /// Body and its Content-Type.
     pub fn body(self, content_type: &str, body: impl Into<Bytes>) -> Self {
-        let (ct, b) = (content_type.to_owned(), body.into());
-        self.with(move |r| r.set_body(Some(&ct), b))
+        let body = body.into();
+        self.with(|r| r.set_body(Some(content_type), body))
     }
     /// Finishes; checks Via, From, To, Call-ID, CSeq and Max-Forwards are present (RFC 3261 8.1.1).
     pub fn build(self) -> Result<Request, BuildError> {
@@ -1176,5 +1688,32 @@ trait FromStrChecked: Sized {
 impl FromStrChecked for ezk_sip_types::uri::SipUri {
     fn from_str_checked(s: &str) -> Result<Self, ParseError> {
         <Self as Parse>::parse_str(s).map_err(|_| ParseError::StartLine)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{KNOWN, Known};
+
+    /// `Known::full_name` indexes KNOWN by tag: it must list the tags in
+    /// declaration order; and every full and compact form maps back.
+    #[test]
+    fn known_names_map_both_ways() {
+        for (k, full, compact) in KNOWN {
+            assert_eq!(k.full_name(), Some(full));
+            assert_eq!(Known::of(full), k);
+            assert_eq!(Known::of(&full.to_ascii_lowercase()), k);
+            assert_eq!(Known::of(&full.to_ascii_uppercase()), k);
+            if let Some(c) = compact {
+                assert_eq!(Known::of(&char::from(c).to_string()), k);
+                assert_eq!(
+                    Known::of(&char::from(c.to_ascii_uppercase()).to_string()),
+                    k
+                );
+            }
+        }
+        assert_eq!(Known::Other.full_name(), None);
+        assert_eq!(Known::of("Via-X"), Known::Other);
+        assert_eq!(Known::of("y"), Known::Other);
     }
 }

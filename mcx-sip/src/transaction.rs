@@ -17,6 +17,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::{ParseError, TxError};
@@ -252,6 +253,8 @@ struct Tx {
     interval: Duration,
     /// Unique per layer: the tie-breaker of this transaction's entry in the timer index.
     id: u64,
+    /// Its key, shared with its timer index entry: moving the entry clones no strings.
+    key: Arc<TxKey>,
     /// The deadline under which this transaction is in the timer index (always `next()`'s).
     indexed: Option<Instant>,
 }
@@ -287,7 +290,7 @@ pub struct TransactionLayer {
     /// earliest armed timer ([`TransactionLayer::poll_timeout`] is exact, never early) and
     /// [`TransactionLayer::handle_timeout`] pops exactly the due transactions. Each update is
     /// O(log n) and compares only `(Instant, u64)`, never keys.
-    index: BTreeMap<(Instant, u64), TxKey>,
+    index: BTreeMap<(Instant, u64), Arc<TxKey>>,
     next_id: u64,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
@@ -307,14 +310,14 @@ impl std::fmt::Debug for TransactionLayer {
 
 /// The server transaction key of a request (RFC 3261 17.2.3).
 pub fn server_key(req: &Request) -> Result<TxKey, ParseError> {
-    let via = req.top_via()?;
+    let via = req.headers().via().as_ref().map_err(Clone::clone)?;
     let method = if *req.method() == Method::Ack {
         Method::Invite
     } else {
         req.method().clone()
     };
-    let branch = match via.branch {
-        Some(b) if b.starts_with(MAGIC_COOKIE) => b,
+    let branch = match &via.branch {
+        Some(b) if b.starts_with(MAGIC_COOKIE) => b.clone(),
         // RFC 2543 peer (17.2.3, second half): Request-URI, From tag, Call-ID, CSeq number, top Via.
         _ => {
             let (n, _) = req.cseq()?;
@@ -413,9 +416,13 @@ impl TransactionLayer {
         if *req.method() == Method::Ack {
             return Err(TxError::AckTransaction);
         }
-        let via = req.top_via().map_err(TxError::BadRequest)?;
+        let via = req
+            .headers()
+            .via()
+            .as_ref()
+            .map_err(|e| TxError::BadRequest(e.clone()))?;
         let (_, method) = req.cseq().map_err(TxError::BadRequest)?;
-        let branch = via.branch.filter(|b| b.starts_with(MAGIC_COOKIE));
+        let branch = via.branch.clone().filter(|b| b.starts_with(MAGIC_COOKIE));
         let key = client_key_of(branch, method)
             .ok_or(TxError::BadRequest(ParseError::BadHeader("Via")))?;
         if self.txs.contains_key(&key) {
@@ -442,6 +449,7 @@ impl TransactionLayer {
             interval: self.timers.t1,
             id: self.next_id,
             indexed: None,
+            key: Arc::new(key.clone()),
         };
         self.next_id += 1;
         if !to.transport.is_reliable() {
@@ -552,10 +560,10 @@ impl TransactionLayer {
     }
 
     fn handle_response(&mut self, now: Instant, resp: Response) {
-        let (Ok(via), Ok((_, method))) = (resp.top_via(), resp.cseq()) else {
+        let (Ok(via), Ok((_, method))) = (resp.headers().via(), resp.cseq()) else {
             return;
         };
-        let Some(key) = client_key_of(via.branch, method) else {
+        let Some(key) = client_key_of(via.branch.clone(), method) else {
             return;
         };
         let t = self.timers;
@@ -701,6 +709,7 @@ impl TransactionLayer {
             interval: t.t1,
             id: self.next_id,
             indexed: None,
+            key: Arc::new(key.clone()),
         };
         self.next_id += 1;
         if invite {
@@ -722,8 +731,8 @@ impl TransactionLayer {
             if at > now {
                 break;
             }
-            let key = key.clone();
-            match self.txs.get(&key).map(|tx| (tx.id, tx.next())) {
+            let key = Arc::clone(key);
+            match self.txs.get(&*key).map(|tx| (tx.id, tx.next())) {
                 Some((tx_id, Some((due, kind)))) if tx_id == id && due == at => {
                     self.fire(&key, at, kind);
                 }
@@ -750,7 +759,7 @@ impl TransactionLayer {
             self.index.remove(&(old, tx.id));
         }
         if let Some(at) = next {
-            self.index.insert((at, tx.id), key.clone());
+            self.index.insert((at, tx.id), Arc::clone(&tx.key));
         }
         tx.indexed = next;
     }
