@@ -20,8 +20,7 @@ use mcx_ibc::kms::{CommunityPublic, UserKeys};
 use mcx_mikey::gmk::GmkReceiver;
 use mcx_mikey::message::Sp;
 use mcx_mikey::replay::ReplayCache;
-use mcx_mikey::tgmk::{ConstituentGroup, TgmkReceiver, TgmkWrap, VerifyingKeys};
-use mcx_mikey::wire::IdRole;
+use mcx_mikey::tgmk::{ConstituentGroup, DecodedCopy, TgmkReceiver, TgmkWrap, VerifyingKeys};
 use mcx_mikey::{KeyId, SrtpMasterKeys, Tgmk};
 use mcx_sip::{Dialog, Limits, Message, Method, Request, Response, StatusCode};
 use rand_core::CryptoRng;
@@ -1527,17 +1526,16 @@ impl Client {
                 rng,
             );
         };
-        // Authorisation (step 5): who signed the TGMK must be allowed.
-        let initiator = match mcx_mikey::Message::decode_with_layout(wrap) {
-            Ok((m, _)) => m
-                .idr(IdRole::Initiator)
-                .and_then(|i| String::from_utf8(i.id.clone()).ok()),
-            Err(_) => None,
-        };
-        let Some(initiator) = initiator.filter(|i| {
-            self.config.allowed_initiators.iter().any(|a| a == i)
-                && info.calling_user_id.as_deref().is_none_or(|c| c == i)
-        }) else {
+        // Authorisation (step 5): who signed the TGMK must be allowed. The
+        // copy is decoded once, here, and unwrapped below as decoded.
+        let copy = DecodedCopy::decode(wrap).ok();
+        let authorised = copy.as_ref().and_then(|c| {
+            let i = std::str::from_utf8(c.initiator_id()?).ok()?;
+            let allowed = self.config.allowed_initiators.iter().any(|a| a == i)
+                && info.calling_user_id.as_deref().is_none_or(|c| c == i);
+            allowed.then_some((c, i))
+        });
+        let Some((copy, initiator)) = authorised else {
             return self.reject(
                 from,
                 &req,
@@ -1560,9 +1558,10 @@ impl Client {
         let unwrapped = TgmkReceiver {
             kms: &self.kms,
             groups: &groups,
-            expected_initiator: Some(&initiator),
+            expected_initiator: Some(initiator),
         }
-        .unwrap_cached(wrap, time.unix, &mut self.replay, &mut self.verifiers);
+        .unwrap_decoded_cached(copy, time.unix, &mut self.replay, &mut self.verifiers);
+        let initiator = initiator.to_owned();
         let unwrapped = match unwrapped {
             Ok(u)
                 if u.temporary_group_id == temporary_group_id
@@ -1643,7 +1642,7 @@ impl Client {
             temporary_group_id,
             Call {
                 role: CallRole::Receiver,
-                invite: without_body(&req),
+                invite: body_dropped(req),
                 peer: from.to_owned(),
                 tgmk: unwrapped.tgmk,
                 tgmk_id: unwrapped.tgmk_id,
@@ -1897,6 +1896,16 @@ impl Client {
 }
 
 /// Puts the access token in a REGISTER (RFC 8898 Bearer).
+/// A received INVITE kept for its call, without its body: the call's
+/// headers are what later matching needs (ACK, CANCEL, a late 2xx); the
+/// body, parsed already, would only hold memory. Takes the request rather
+/// than copying it.
+fn body_dropped(mut req: Request) -> Request {
+    // Cannot fail: without a content type nothing is written.
+    let _ = req.set_body(None, bytes::Bytes::new());
+    req
+}
+
 fn authorize(req: &mut Request, token: Option<&String>) -> Result<(), Error> {
     if let Some(t) = token {
         req.headers_mut()

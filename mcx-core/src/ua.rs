@@ -33,6 +33,8 @@ pub(crate) enum Answer {
 /// A role's SIP user agent core: its address and its outgoing datagrams.
 pub(crate) struct UserAgent {
     uri: String,
+    /// Our Contact header value, `<uri>`, written once.
+    contact: String,
     host: String,
     transmits: VecDeque<Transmit>,
 }
@@ -41,6 +43,7 @@ impl UserAgent {
     pub(crate) fn new(uri: &str) -> Self {
         Self {
             uri: uri.to_owned(),
+            contact: format!("<{uri}>"),
             host: host_of(uri),
             transmits: VecDeque::new(),
         }
@@ -88,8 +91,8 @@ impl UserAgent {
         self.send_sip(to, req.clone());
     }
 
-    /// Builds, sends and returns a response to `req` (RFC 3261 8.2.6):
-    /// a new To tag, our Contact on 2xx, `reason` if given, `body`.
+    /// Builds and sends a response to `req` (RFC 3261 8.2.6): a new To
+    /// tag, our Contact on 2xx, `reason` if given, `body`.
     pub(crate) fn respond(
         &mut self,
         to: &str,
@@ -98,7 +101,7 @@ impl UserAgent {
         reason: Option<&str>,
         body: Answer,
         rng: &mut impl CryptoRng,
-    ) -> Result<Response, Error> {
+    ) -> Result<(), Error> {
         self.respond_with(to, req, status, reason, &[], body, rng)
     }
 
@@ -113,15 +116,14 @@ impl UserAgent {
         extra: &[(&str, &str)],
         body: Answer,
         rng: &mut impl CryptoRng,
-    ) -> Result<Response, Error> {
+    ) -> Result<(), Error> {
         let tag = mcx_sip::new_tag(rand8(rng));
         let mut r = Response::for_request(req, status, Some(&tag))?;
         if let Some(reason) = reason {
             r.set_reason(reason)?;
         }
         if status.is_success() {
-            r.headers_mut()
-                .push("Contact", &format!("<{}>", self.uri))?;
+            r.headers_mut().push("Contact", &self.contact)?;
         }
         for (name, value) in extra {
             r.headers_mut().push(name, value)?;
@@ -145,8 +147,8 @@ impl UserAgent {
                 r.set_body(Some(&mp.content_type()), Bytes::from(bytes))?;
             }
         }
-        self.send_sip(to, r.clone());
-        Ok(r)
+        self.send_sip(to, r);
+        Ok(())
     }
 
     /// Accepts an INVITE: sends the 2xx and returns the UAS dialog (12.1.1).
@@ -169,8 +171,13 @@ impl UserAgent {
         body: Answer,
         rng: &mut impl CryptoRng,
     ) -> Result<Dialog, Error> {
-        let resp = self.respond_with(to, invite, StatusCode::OK, None, extra, body, rng)?;
-        Ok(Dialog::uas(invite, &resp)?)
+        self.respond_with(to, invite, StatusCode::OK, None, extra, body, rng)?;
+        // The dialog is read from the 2xx where it was just queued (as a
+        // value, for the link to encode: no copy of it is made here).
+        match self.transmits.back().and_then(|t| t.sip.as_ref()) {
+            Some(Message::Response(resp)) => Ok(Dialog::uas(invite, resp)?),
+            _ => Err(Error::Unexpected("the 2xx was not queued")),
+        }
     }
 
     /// Takes a 2xx to our INVITE: sends the ACK and returns the UAC
@@ -297,8 +304,7 @@ impl UserAgent {
         let mut r = Response::for_request(req, status, Some(&tag))?;
         r.headers_mut().push("Allow", ALLOWED_METHODS)?;
         if status.is_success() {
-            r.headers_mut()
-                .push("Contact", &format!("<{}>", self.uri))?;
+            r.headers_mut().push("Contact", &self.contact)?;
         }
         self.send_sip(to, r);
         Ok(())
@@ -319,7 +325,6 @@ impl UserAgent {
             Answer::Empty,
             rng,
         )
-        .map(|_| ())
     }
 }
 

@@ -366,6 +366,45 @@ impl UnwrappedTgmk {
     }
 }
 
+/// A wrapped copy decoded once, with the octets it was decoded from: what
+/// a member reads before deciding whether to unwrap at all (the initiator
+/// it names, for authorisation) and then unwraps
+/// ([`TgmkReceiver::unwrap_decoded_cached`]) without decoding it again.
+/// Built only by [`DecodedCopy::decode`], so the decoded message always
+/// describes exactly the octets its signature and MAC are checked over.
+pub struct DecodedCopy<'a> {
+    bytes: &'a [u8],
+    msg: Message,
+    layout: Layout,
+}
+
+impl<'a> DecodedCopy<'a> {
+    /// Decodes a wrapped copy (no check beyond the MIKEY format).
+    ///
+    /// # Errors
+    /// [`Error::Decode`] if `bytes` is not a MIKEY message.
+    pub fn decode(bytes: &'a [u8]) -> Result<Self, Error> {
+        let (msg, layout) = Message::decode_with_layout(bytes)?;
+        Ok(Self { bytes, msg, layout })
+    }
+
+    /// The identity the IDRi payload names (not authenticated until the
+    /// copy is unwrapped), if there is exactly one.
+    #[must_use]
+    pub fn initiator_id(&self) -> Option<&[u8]> {
+        self.msg.idr(IdRole::Initiator).map(|i| i.id.as_slice())
+    }
+}
+
+impl std::fmt::Debug for DecodedCopy<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The KEMAC is encrypted, but a copy is not for logs either way.
+        f.debug_struct("DecodedCopy")
+            .field("len", &self.bytes.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl TgmkReceiver<'_> {
     /// Unwraps one copy with every check, each failing with its own error:
     /// format and structure; the KMS named; the initiator (if restricted);
@@ -385,7 +424,7 @@ impl TgmkReceiver<'_> {
         now_unix: u64,
         replay: &mut ReplayCache,
     ) -> Result<UnwrappedTgmk, Error> {
-        self.unwrap_with(bytes, now_unix, replay, None)
+        self.unwrap_with(&DecodedCopy::decode(bytes)?, now_unix, replay, None)
     }
 
     /// [`TgmkReceiver::unwrap`] verifying the initiator's signature with a
@@ -402,17 +441,32 @@ impl TgmkReceiver<'_> {
         replay: &mut ReplayCache,
         verifiers: &mut VerifyingKeys,
     ) -> Result<UnwrappedTgmk, Error> {
-        self.unwrap_with(bytes, now_unix, replay, Some(verifiers))
+        self.unwrap_decoded_cached(&DecodedCopy::decode(bytes)?, now_unix, replay, verifiers)
+    }
+
+    /// [`TgmkReceiver::unwrap_cached`] of a copy already decoded (every
+    /// check but the decoding, which [`DecodedCopy::decode`] did).
+    ///
+    /// # Errors
+    /// [`Error::Rejected`] with the failed check.
+    pub fn unwrap_decoded_cached(
+        &self,
+        copy: &DecodedCopy<'_>,
+        now_unix: u64,
+        replay: &mut ReplayCache,
+        verifiers: &mut VerifyingKeys,
+    ) -> Result<UnwrappedTgmk, Error> {
+        self.unwrap_with(copy, now_unix, replay, Some(verifiers))
     }
 
     fn unwrap_with(
         &self,
-        bytes: &[u8],
+        copy: &DecodedCopy<'_>,
         now_unix: u64,
         replay: &mut ReplayCache,
         verifiers: Option<&mut VerifyingKeys>,
     ) -> Result<UnwrappedTgmk, Error> {
-        let (msg, layout) = Message::decode_with_layout(bytes)?;
+        let DecodedCopy { bytes, msg, layout } = copy;
         // Structure.
         if msg.hdr.data_type != DataType::PreShared {
             return Err(Rejection::UnexpectedDataType {
@@ -424,7 +478,7 @@ impl TgmkReceiver<'_> {
         if msg.hdr.prf != PrfFunc::HmacSha256 {
             return Err(Rejection::UnsupportedPrf(msg.hdr.prf.value()).into());
         }
-        let tgmk_id = tgmk_id_of(&msg)?;
+        let tgmk_id = tgmk_id_of(msg)?;
         if msg.sign().is_none() {
             return Err(Rejection::NotSigned.into());
         }
@@ -450,20 +504,20 @@ impl TgmkReceiver<'_> {
             .ok_or(Rejection::MissingPayload("RAND"))?
             .0
             .clone();
-        let initiator = uri_of(&msg, IdRole::Initiator, "IDRi")?;
-        let group_id = uri_of(&msg, IdRole::Responder, "IDRr")?;
-        check_kms(&msg, &self.kms.kms_uri, false)?;
+        let initiator = uri_of(msg, IdRole::Initiator, "IDRi")?;
+        let group_id = uri_of(msg, IdRole::Responder, "IDRr")?;
+        check_kms(msg, &self.kms.kms_uri, false)?;
         if self.expected_initiator.is_some_and(|e| e != initiator) {
             return Err(Rejection::WrongInitiator.into());
         }
-        let t_unix = message_time(&msg, now_unix)?;
+        let t_unix = message_time(msg, now_unix)?;
 
         // 1. Signature, by the named initiator.
         let period = key_period_of(self.kms, t_unix)?;
         let initiator_uid = self.kms.uid(&initiator, period)?;
         match verifiers {
-            Some(v) => v.verify_message(bytes, &msg, &layout, &self.kms.kpak, &initiator_uid)?,
-            None => verify_signature(bytes, &msg, &layout, &self.kms.kpak, &initiator_uid)?,
+            Some(v) => v.verify_message(bytes, msg, layout, &self.kms.kpak, &initiator_uid)?,
+            None => verify_signature(bytes, msg, layout, &self.kms.kpak, &initiator_uid)?,
         }
 
         // 2. GMK-ID known.
@@ -481,12 +535,12 @@ impl TgmkReceiver<'_> {
 
         // 4. Not seen, and not older than any lifetime (the lifetime
         // itself is checked once the key parameters are authenticated).
-        let replay_key = replay_key(&msg, &rand, &gmk_id.to_bytes());
+        let replay_key = replay_key(msg, &rand, &gmk_id.to_bytes());
         replay.check_unseen(t_unix, &replay_key, now_unix)?;
 
         // 5. MAC.
         let keys = kdf::kemac_keys(group.gmk.as_bytes(), tgmk_id.0, &rand);
-        let mac_at = mac_offset(&msg, &layout).ok_or(Rejection::MissingPayload("KEMAC"))?;
+        let mac_at = mac_offset(msg, layout).ok_or(Rejection::MissingPayload("KEMAC"))?;
         let mac = kdf::hmac_sha256(keys.auth.as_ref(), &bytes[..mac_at]);
         if !bool::from(mac.ct_eq(kemac.mac.as_slice())) {
             return Err(Rejection::MacInvalid.into());

@@ -12,7 +12,7 @@ use mcx_ibc::eccsi::SigningKey;
 use mcx_ibc::kms::Community;
 use mcx_mikey::message::{ExtBody, Payload, Sp};
 use mcx_mikey::replay::ReplayCache;
-use mcx_mikey::tgmk::{self, ConstituentGroup, TgmkReceiver, TgmkWrap, VerifyingKeys};
+use mcx_mikey::tgmk::{self, ConstituentGroup, DecodedCopy, TgmkReceiver, TgmkWrap, VerifyingKeys};
 use mcx_mikey::wire::{GeneralExtType, Purpose};
 use mcx_mikey::{Error, Gmk, IdentityRole, KeyId, Message, Rejection, Tgmk};
 
@@ -449,4 +449,54 @@ fn a_member_keeps_the_initiators_verifying_key_and_still_refuses_what_does_not_v
     rx.unwrap_cached(&hers[0].message, NOW, &mut replay, &mut verifiers)
         .unwrap();
     assert_eq!(verifiers.len(), 2);
+}
+
+/// The member's path (mcx-core's call request handling): the copy decoded
+/// once, its IDRi read for authorisation, then unwrapped as decoded, with
+/// every check of `unwrap_cached`: a forged signature, a copy for another
+/// group and a replay are refused all the same.
+#[test]
+fn a_copy_decoded_once_is_unwrapped_with_every_check() {
+    let w = world();
+    let (mine, mut verifiers, mut replay) =
+        ([group(w, 0)], VerifyingKeys::new(), ReplayCache::default());
+    let expected_initiator = Some(DISPATCHER);
+    let rx = TgmkReceiver {
+        kms: w.kms.public(),
+        groups: &mine,
+        expected_initiator,
+    };
+    let copies = wrap_all(w);
+    let copy = DecodedCopy::decode(&copies[0].message).unwrap();
+    assert_eq!(copy.initiator_id(), Some(DISPATCHER.as_bytes()));
+    let got = rx
+        .unwrap_decoded_cached(&copy, NOW, &mut replay, &mut verifiers)
+        .unwrap();
+    assert_eq!(got.tgmk, w.tgmk);
+    assert_eq!(got.constituent_group_id, GROUPS[0]);
+    // The same copy again: a replay.
+    assert_eq!(
+        rejected(rx.unwrap_decoded_cached(&copy, NOW, &mut replay, &mut verifiers)),
+        Rejection::Replayed
+    );
+    // Signed by Mallory, naming the dispatcher.
+    let forged = resign(&wrap_all(w)[0].message, &w.mallory, |_| {});
+    let forged = DecodedCopy::decode(&forged).unwrap();
+    assert_eq!(forged.initiator_id(), Some(DISPATCHER.as_bytes()));
+    assert_eq!(
+        rejected(rx.unwrap_decoded_cached(&forged, NOW, &mut replay, &mut verifiers)),
+        Rejection::SignatureInvalid
+    );
+    // The copy for group B, to a member of group A only.
+    let for_b = wrap_all(w);
+    let other = DecodedCopy::decode(&for_b[1].message).unwrap();
+    assert_eq!(
+        rejected(rx.unwrap_decoded_cached(&other, NOW, &mut replay, &mut verifiers)),
+        Rejection::UnknownGmkId(w.gmks[1].1.0)
+    );
+    // Not MIKEY at all: refused at decoding, before any other check.
+    assert!(matches!(
+        DecodedCopy::decode(b"not mikey"),
+        Err(Error::Decode(_))
+    ));
 }

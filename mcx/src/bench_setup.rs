@@ -102,8 +102,10 @@ fn temporary_group(b: &SetupBench) -> String {
     format!("sip:tg-{}x{}@{DOMAIN}", b.groups, b.members)
 }
 
-/// A loopback port free for UDP and TCP now (the server process binds it
-/// a moment later: a small race, acceptable for a bench).
+/// A loopback port free for UDP and TCP now. The server process binds it
+/// a moment later, and another process may take it in between: the
+/// bench then sees that server exit for a port in use and starts the
+/// servers again on fresh ports ([`start_servers`]).
 fn free_port() -> Result<SocketAddr, CliError> {
     for _ in 0..32 {
         let udp = std::net::UdpSocket::bind("127.0.0.1:0").map_err(failed)?;
@@ -203,6 +205,7 @@ impl Drop for ServerProcess {
 }
 
 impl ServerProcess {
+    /// `mcx run TOPOLOGY ROLE`, its output to `DIR/NAME.log`.
     fn start(
         exe: &Path,
         dir: &Path,
@@ -210,12 +213,15 @@ impl ServerProcess {
         role: &str,
         name: &str,
     ) -> Result<Self, CliError> {
-        let log = std::fs::File::create(dir.join(format!("{name}.log"))).map_err(failed)?;
+        let mut command = Command::new(exe);
+        command.arg("run").arg(topology).arg(role);
+        Self::spawn(command, dir, name)
+    }
+
+    fn spawn(mut command: Command, dir: &Path, name: &str) -> Result<Self, CliError> {
+        let log = std::fs::File::create(Self::log_path(dir, name)).map_err(failed)?;
         let err = log.try_clone().map_err(failed)?;
-        let child = Command::new(exe)
-            .arg("run")
-            .arg(topology)
-            .arg(role)
+        let child = command
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err)
@@ -227,9 +233,147 @@ impl ServerProcess {
         })
     }
 
+    fn log_path(dir: &Path, name: &str) -> std::path::PathBuf {
+        dir.join(format!("{name}.log"))
+    }
+
     fn pid(&self) -> u32 {
         self.child.id()
     }
+}
+
+/// Whether process `pid` holds a socket bound to local `port` on
+/// loopback, by protocol (`tcp` or `udp`): the socket's inode, from
+/// `/proc/net/PROTO`, among the process's open files. Only the process
+/// that bound a port holds it, so this tells our server from another
+/// process that took the port first.
+fn holds_port(pid: u32, proto: &str, port: u16) -> bool {
+    let Ok(table) = std::fs::read_to_string(format!("/proc/net/{proto}")) else {
+        return false;
+    };
+    // Fields: sl, local_address (hex IP:hex port), rem_address, st,
+    // tx_queue:rx_queue, tr:tm->when, retrnsmt, uid, timeout, inode.
+    let sockets: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local_port = fields.get(1)?.rsplit(':').next()?;
+            let inode = fields.get(9)?;
+            let ours = u16::from_str_radix(local_port, 16).ok()? == port;
+            ours.then(|| format!("socket:[{inode}]"))
+        })
+        .collect();
+    if sockets.is_empty() {
+        return false;
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .any(|target| sockets.iter().any(|s| target.as_os_str() == s.as_str()))
+}
+
+/// Why the servers did not come up.
+#[derive(Debug)]
+enum StartFailure {
+    /// A server could not bind a port the bench had picked (another
+    /// process took it in between): worth starting again on fresh ports.
+    PortTaken(String),
+    /// Anything else (a bad topology, a crash, no start in time).
+    Failed(CliError),
+}
+
+impl From<StartFailure> for CliError {
+    fn from(f: StartFailure) -> Self {
+        match f {
+            StartFailure::PortTaken(what) => failed(what),
+            StartFailure::Failed(e) => e,
+        }
+    }
+}
+
+/// Times the servers are started on fresh ports before the bench gives
+/// up (each retry follows a port taken by another process between our
+/// pick and the server's bind, which is rare: one retry nearly always
+/// does).
+const START_ATTEMPTS: usize = 5;
+
+/// The server processes, running, with their addresses.
+struct Servers {
+    controlling: Addrs,
+    mc_servers: Vec<Addrs>,
+    procs: Vec<ServerProcess>,
+}
+
+/// Writes the topology with fresh server ports and starts the controlling
+/// server and every MC server, until all hold their ports; again on fresh
+/// ports if one could not bind (at most [`START_ATTEMPTS`] times).
+async fn start_servers(
+    b: &SetupBench,
+    dir: &Path,
+    group_addrs: &[Addrs],
+    initiator_addrs: Addrs,
+) -> Result<Servers, CliError> {
+    let exe = std::env::current_exe().map_err(failed)?;
+    let topology = dir.join("topology.toml");
+    let server_addr = || -> Result<Addrs, CliError> {
+        Ok(Addrs {
+            sip: free_port()?,
+            floor: free_port()?,
+        })
+    };
+    for attempt in 1..=START_ATTEMPTS {
+        let controlling = server_addr()?;
+        let mc_servers = (0..b.groups.div_ceil(2))
+            .map(|_| server_addr())
+            .collect::<Result<Vec<_>, _>>()?;
+        let http = [free_port()?, free_port()?];
+        let text = topology_text(
+            b,
+            controlling,
+            &mc_servers,
+            group_addrs,
+            initiator_addrs,
+            http,
+        );
+        std::fs::write(&topology, text).map_err(failed)?;
+        let mut procs = vec![ServerProcess::start(
+            &exe,
+            dir,
+            &topology,
+            "controlling",
+            "controlling",
+        )?];
+        for s in 0..mc_servers.len() {
+            procs.push(ServerProcess::start(
+                &exe,
+                dir,
+                &topology,
+                &mc_server_uri(s),
+                &format!("mcs-{s}"),
+            )?);
+        }
+        let addrs: Vec<Addrs> = std::iter::once(controlling)
+            .chain(mc_servers.iter().copied())
+            .collect();
+        match wait_ready(&mut procs, &addrs, dir).await {
+            Ok(()) => {
+                return Ok(Servers {
+                    controlling,
+                    mc_servers,
+                    procs,
+                });
+            }
+            Err(StartFailure::PortTaken(what)) if attempt < START_ATTEMPTS => {
+                println!("{what}; starting the servers again on fresh ports");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    // Not reached: the last attempt returns whatever happens.
+    Err(failed("the servers were not started"))
 }
 
 /// CPU time of every live thread of process `pid` (user + system, from
@@ -258,8 +402,13 @@ fn status_kib(pid: u32, field: &str) -> Option<u64> {
 }
 
 /// What the members of this process did, summed.
-#[derive(Default)]
 struct Counters {
+    /// The origin of the answer times below.
+    epoch: Instant,
+    /// When the first and the last member accepted the current call (ns
+    /// since `epoch`; `u64::MAX` and 0 before any did).
+    first_answer: AtomicU64,
+    last_answer: AtomicU64,
     /// Members in a call now.
     in_call: AtomicI64,
     /// Call requests members accepted (signature verified, TGMK unwrapped).
@@ -270,7 +419,109 @@ struct Counters {
     floor_packets: AtomicU64,
 }
 
-type ClientCommand = Box<dyn FnOnce(&mut Client, Time, &mut OsRng) + Send>;
+impl Counters {
+    fn new() -> Self {
+        Self {
+            epoch: Instant::now(),
+            first_answer: AtomicU64::new(u64::MAX),
+            last_answer: AtomicU64::new(0),
+            in_call: AtomicI64::new(0),
+            accepted: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            floor_packets: AtomicU64::new(0),
+        }
+    }
+
+    fn since_epoch(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// A member accepted the call (its 200 OK is on its way).
+    fn answered_at(&self, at: Instant) {
+        let ns = self.since_epoch(at);
+        self.first_answer.fetch_min(ns, Ordering::Relaxed);
+        self.last_answer.fetch_max(ns, Ordering::Relaxed);
+    }
+
+    /// Forgets the answer times of the previous call.
+    fn reset_answers(&self) {
+        self.first_answer.store(u64::MAX, Ordering::Relaxed);
+        self.last_answer.store(0, Ordering::Relaxed);
+    }
+
+    /// The first and the last member's answer to this call, from `t0`.
+    fn answers_since(&self, t0: Instant) -> (Duration, Duration) {
+        let t0 = self.since_epoch(t0);
+        let at = |a: &AtomicU64| Duration::from_nanos(a.load(Ordering::Relaxed).saturating_sub(t0));
+        (at(&self.first_answer), at(&self.last_answer))
+    }
+}
+
+type ClientCommand = Box<dyn FnOnce(&mut Client, Time, &mut BufferedOsRng) + Send>;
+
+/// The OS random generator, read [`BufferedOsRng::LEN`] octets at a time.
+/// Each member draws a few random octets per call request (its To tag,
+/// floor SSRC, SDP session ID): one `getrandom` system call for each was
+/// ~2 % of the members' CPU. Every octet comes from the OS and is handed
+/// out once; the buffer is wiped as it is used.
+struct BufferedOsRng {
+    os: OsRng,
+    buf: zeroize::Zeroizing<[u8; Self::LEN]>,
+    /// Octets of `buf` handed out (or not yet filled) so far.
+    used: usize,
+}
+
+impl BufferedOsRng {
+    const LEN: usize = 4096;
+
+    fn new() -> Self {
+        Self {
+            os: mcx_net::os_rng(),
+            buf: zeroize::Zeroizing::new([0; Self::LEN]),
+            used: Self::LEN,
+        }
+    }
+}
+
+impl rand_core::TryRng for BufferedOsRng {
+    type Error = std::convert::Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        let mut b = [0u8; 4];
+        self.try_fill_bytes(&mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        let mut b = [0u8; 8];
+        self.try_fill_bytes(&mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        use rand_core::Rng as _;
+        if dst.len() > Self::LEN / 4 {
+            self.os.fill_bytes(dst);
+            return Ok(());
+        }
+        let mut filled = 0;
+        while filled < dst.len() {
+            if self.used == Self::LEN {
+                self.os.fill_bytes(self.buf.as_mut_slice());
+                self.used = 0;
+            }
+            let n = (dst.len() - filled).min(Self::LEN - self.used);
+            let taken = &mut self.buf[self.used..self.used + n];
+            dst[filled..filled + n].copy_from_slice(taken);
+            taken.fill(0);
+            self.used += n;
+            filled += n;
+        }
+        Ok(())
+    }
+}
+
+impl rand_core::TryCryptoRng for BufferedOsRng {}
 
 /// One shared SIP socket (and its link) and floor socket, for the
 /// clients whose SIP address it is.
@@ -278,10 +529,16 @@ struct Endpoint {
     sip: UdpSocket,
     floor: UdpSocket,
     link: SipLink,
-    clients: HashMap<String, Client>,
+    clients: Vec<Client>,
+    /// Each client's index in `clients`, by URI.
+    index: HashMap<String, usize>,
+    /// Each client's next timer as it said after its last input: a
+    /// client's timers change only when it is handed something, so the
+    /// loop does not ask all of them again on every datagram.
+    deadlines: Vec<Option<Instant>>,
     /// The servers' addresses by URI.
     peers: Arc<HashMap<String, Addrs>>,
-    rng: OsRng,
+    rng: BufferedOsRng,
     counters: Arc<Counters>,
     /// The initiator's events (members' events are only counted).
     events: Option<mpsc::UnboundedSender<ClientEvent>>,
@@ -295,9 +552,10 @@ impl Endpoint {
         let mut commands_open = true;
         loop {
             let next = self
-                .clients
-                .values()
-                .filter_map(Client::poll_timeout)
+                .deadlines
+                .iter()
+                .flatten()
+                .copied()
                 .chain(self.link.poll_timeout())
                 .min();
             let sleep = async move {
@@ -334,12 +592,9 @@ impl Endpoint {
                     // Commands go to the endpoint's first client (the
                     // initiator's endpoint has only it).
                     Some(f) => {
-                        let time = mcx_net::now();
-                        if let Some(uri) = self.clients.keys().next().cloned() {
-                            if let Some(c) = self.clients.get_mut(&uri) {
-                                f(c, time, &mut self.rng);
-                            }
-                            self.flush_client(&uri);
+                        if let Some(c) = self.clients.first_mut() {
+                            f(c, mcx_net::now(), &mut self.rng);
+                            self.flush_client(0);
                         }
                     }
                     None => commands_open = false,
@@ -348,19 +603,14 @@ impl Endpoint {
                     let time = mcx_net::now();
                     self.link.handle_timeout(time.instant);
                     self.deliver();
-                    let due: Vec<String> = self
-                        .clients
-                        .iter()
-                        .filter(|(_, c)| c.poll_timeout().is_some_and(|t| t <= time.instant))
-                        .map(|(u, _)| u.clone())
-                        .collect();
-                    for uri in due {
-                        if let Some(c) = self.clients.get_mut(&uri)
-                            && let Err(e) = c.handle_timeout(time, &mut self.rng)
-                        {
-                            tracing::debug!("{uri}: timer: {e}");
+                    for i in 0..self.clients.len() {
+                        if self.deadlines[i].is_none_or(|t| t > time.instant) {
+                            continue;
                         }
-                        self.flush_client(&uri);
+                        if let Err(e) = self.clients[i].handle_timeout(time, &mut self.rng) {
+                            tracing::debug!("{}: timer: {e}", self.clients[i].uri());
+                        }
+                        self.flush_client(i);
                     }
                 }
             }
@@ -375,21 +625,21 @@ impl Endpoint {
                 Message::Request(r) => r.to().map(|n| n.uri),
                 Message::Response(r) => r.from().map(|n| n.uri),
             };
-            let Ok(uri) = target else { continue };
-            let Some(client) = self.clients.get_mut(&uri) else {
+            let Some(i) = target.ok().and_then(|uri| self.index.get(&uri).copied()) else {
                 continue;
             };
+            let client = &mut self.clients[i];
             if let Err(e) = client.handle_sip(mcx_net::now(), &d.from, d.message, &mut self.rng) {
-                tracing::debug!("{uri}: {e}");
+                tracing::debug!("{}: {e}", client.uri());
             }
-            self.flush_client(&uri);
+            self.flush_client(i);
         }
     }
 
     /// A client's output: SIP through the link, floor packets queued,
     /// events counted (or passed on, for the initiator).
-    fn flush_client(&mut self, uri: &str) {
-        let Some(client) = self.clients.get_mut(uri) else {
+    fn flush_client(&mut self, i: usize) {
+        let Some(client) = self.clients.get_mut(i) else {
             return;
         };
         while let Some(t) = client.poll_transmit() {
@@ -409,7 +659,7 @@ impl Endpoint {
                         None => self.link.send(Instant::now(), remote, &t.contents),
                     };
                     if let Err(e) = sent {
-                        tracing::debug!("{uri}: SIP to {}: {e}", t.to);
+                        tracing::debug!("{}: SIP to {}: {e}", client.uri(), t.to);
                     }
                 }
                 Channel::Floor => {
@@ -424,6 +674,7 @@ impl Endpoint {
                 ClientEvent::IncomingCall { .. } => {
                     self.counters.in_call.fetch_add(1, Ordering::Relaxed);
                     self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+                    self.counters.answered_at(Instant::now());
                 }
                 ClientEvent::IncomingRejected { .. } => {
                     self.counters.refused.fetch_add(1, Ordering::Relaxed);
@@ -438,6 +689,7 @@ impl Endpoint {
             }
         }
         while client.poll_timeline().is_some() {}
+        self.deadlines[i] = client.poll_timeout();
         while let Some(t) = self.link.poll_transmit() {
             self.outbox.push((t.destination, t.bytes));
         }
@@ -487,6 +739,9 @@ fn delta(a: &CpuSnapshot, b: &CpuSnapshot) -> CpuSnapshot {
 /// One measured call.
 struct CallFigures {
     setup: Duration,
+    /// When the first and the last member answered (from the start).
+    first_answer: Duration,
+    last_answer: Duration,
     setup_cpu: CpuSnapshot,
     teardown_cpu: CpuSnapshot,
 }
@@ -535,33 +790,15 @@ async fn run_async(b: SetupBench) -> Result<(), CliError> {
         .map(addrs)
         .collect::<Result<Vec<_>, _>>()?;
     let initiator_addrs = addrs(&initiator_sockets)?;
-    let server_addr = || -> Result<Addrs, CliError> {
-        Ok(Addrs {
-            sip: free_port()?,
-            floor: free_port()?,
-        })
-    };
-    let controlling = server_addr()?;
-    let servers = (0..b.groups.div_ceil(2))
-        .map(|_| server_addr())
-        .collect::<Result<Vec<_>, _>>()?;
-    let http = [free_port()?, free_port()?];
-
     let dir = std::env::temp_dir().join(format!("mcx-bench-call-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(failed)?;
-    let topology = dir.join("topology.toml");
-    std::fs::write(
-        &topology,
-        topology_text(
-            &b,
-            controlling,
-            &servers,
-            &group_addrs,
-            initiator_addrs,
-            http,
-        ),
-    )
-    .map_err(failed)?;
+
+    // The servers, on ports picked now.
+    let Servers {
+        controlling,
+        mc_servers,
+        procs,
+    } = start_servers(&b, &dir, &group_addrs, initiator_addrs).await?;
 
     // The bench KMS and GMS: the community, the initiator's keys, a GMK
     // per group.
@@ -602,13 +839,19 @@ async fn run_async(b: SetupBench) -> Result<(), CliError> {
 
     let mut peers = HashMap::new();
     peers.insert(CONTROLLING.to_owned(), controlling);
-    for (s, a) in servers.iter().enumerate() {
+    for (s, a) in mc_servers.iter().enumerate() {
         peers.insert(mc_server_uri(s), *a);
     }
     let peers = Arc::new(peers);
-    let counters = Arc::new(Counters::default());
-    let endpoint = |sockets: (UdpSocket, UdpSocket), clients: HashMap<String, Client>| {
+    let counters = Arc::new(Counters::new());
+    let endpoint = |sockets: (UdpSocket, UdpSocket), clients: Vec<Client>| {
         let local = sockets.0.local_addr().map_err(failed)?;
+        let index = clients
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.uri().to_owned(), i))
+            .collect();
+        let deadlines = clients.iter().map(Client::poll_timeout).collect();
         Ok::<_, CliError>(Endpoint {
             sip: sockets.0,
             floor: sockets.1,
@@ -620,8 +863,10 @@ async fn run_async(b: SetupBench) -> Result<(), CliError> {
                 },
             ),
             clients,
+            index,
+            deadlines,
             peers: peers.clone(),
-            rng: mcx_net::os_rng(),
+            rng: BufferedOsRng::new(),
             counters: counters.clone(),
             events: None,
             outbox: Vec::new(),
@@ -637,11 +882,10 @@ async fn run_async(b: SetupBench) -> Result<(), CliError> {
     let mut member_tasks = Vec::new();
     let mut command_senders = Vec::new();
     for (g, sockets) in group_sockets.into_iter().enumerate() {
-        let mut clients = HashMap::with_capacity(b.members);
+        let mut clients = Vec::with_capacity(b.members);
         for m in 0..b.members {
-            let uri = member_uri(g, m);
             let mut config = ClientConfig::new(
-                uri.clone(),
+                member_uri(g, m),
                 CONTROLLING,
                 GMS_URI,
                 vec![INITIATOR.to_owned()],
@@ -651,7 +895,7 @@ async fn run_async(b: SetupBench) -> Result<(), CliError> {
             let mut c = Client::receive_only(config, kms.clone(), verifiers.clone());
             let (gmk, id, rand) = &gmks[g];
             c.install_gmk(now, &group_ids[g], gmk.clone(), rand.clone(), info(*id));
-            clients.insert(uri, c);
+            clients.push(c);
         }
         let (tx, rx) = mpsc::unbounded_channel();
         command_senders.push(tx);
@@ -665,10 +909,7 @@ async fn run_async(b: SetupBench) -> Result<(), CliError> {
         initiator.install_gmk(now, &group_ids[g], gmk.clone(), rand.clone(), info(*id));
     }
     let (events_tx, mut events) = mpsc::unbounded_channel();
-    let mut ep = endpoint(
-        initiator_sockets,
-        HashMap::from([(INITIATOR.to_owned(), initiator)]),
-    )?;
+    let mut ep = endpoint(initiator_sockets, vec![initiator])?;
     ep.events = Some(events_tx);
     let (commands, rx) = mpsc::unbounded_channel::<ClientCommand>();
     let initiator_task = tokio::spawn(ep.run(rx));
@@ -676,31 +917,6 @@ async fn run_async(b: SetupBench) -> Result<(), CliError> {
         "provisioned: {receivers} members and the initiator from the bench KMS/GMS in {:.2} s",
         started.elapsed().as_secs_f64()
     );
-
-    // The servers.
-    let exe = std::env::current_exe().map_err(failed)?;
-    let mut procs = vec![ServerProcess::start(
-        &exe,
-        &dir,
-        &topology,
-        "controlling",
-        "controlling",
-    )?];
-    for s in 0..servers.len() {
-        procs.push(ServerProcess::start(
-            &exe,
-            &dir,
-            &topology,
-            &mc_server_uri(s),
-            &format!("mcs-{s}"),
-        )?);
-    }
-    wait_bound(
-        std::iter::once(controlling.sip).chain(servers.iter().map(|s| s.sip)),
-        &mut procs,
-        &dir,
-    )
-    .await?;
 
     let tg = temporary_group(&b);
     let mut figures = Vec::new();
@@ -737,31 +953,48 @@ async fn run_async(b: SetupBench) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Waits until every server has bound its SIP port (or one has exited).
-async fn wait_bound(
-    addrs: impl Iterator<Item = SocketAddr>,
+/// Waits until every server holds its SIP (UDP and TCP) and floor ports
+/// itself ([`holds_port`]: a port merely bound may be another process's),
+/// or one has exited: [`StartFailure::PortTaken`] if its log says a port
+/// was in use.
+async fn wait_ready(
     procs: &mut [ServerProcess],
+    addrs: &[Addrs],
     dir: &Path,
-) -> Result<(), CliError> {
+) -> Result<(), StartFailure> {
     let deadline = Instant::now() + PATIENCE;
-    for addr in addrs {
-        while std::net::UdpSocket::bind(addr).is_ok() {
-            for p in procs.iter_mut() {
-                if let Ok(Some(status)) = p.child.try_wait() {
-                    return Err(failed(format!(
-                        "{} exited ({status}); see {}",
-                        p.name,
-                        dir.join(format!("{}.log", p.name)).display()
-                    )));
-                }
+    let mut ready = vec![false; procs.len()];
+    loop {
+        for (i, p) in procs.iter_mut().enumerate() {
+            if let Ok(Some(status)) = p.child.try_wait() {
+                let log = ServerProcess::log_path(dir, &p.name);
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                let what = format!("{} exited ({status}); see {}", p.name, log.display());
+                return Err(if text.contains("in use") {
+                    StartFailure::PortTaken(format!("{what}: a port was taken"))
+                } else {
+                    StartFailure::Failed(failed(what))
+                });
             }
-            if Instant::now() > deadline {
-                return Err(failed(format!("no server bound {addr} in time")));
+            if !ready[i]
+                && let Some(a) = addrs.get(i)
+            {
+                let pid = p.pid();
+                ready[i] = holds_port(pid, "udp", a.sip.port())
+                    && holds_port(pid, "tcp", a.sip.port())
+                    && holds_port(pid, "udp", a.floor.port());
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        if ready.iter().all(|r| *r) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(StartFailure::Failed(failed(
+                "the servers did not bind their ports in time",
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Ok(())
 }
 
 /// One call: set-up, settle, tear-down.
@@ -776,6 +1009,7 @@ async fn one_call(
 ) -> Result<CallFigures, CliError> {
     let accepted_before = counters.accepted.load(Ordering::Relaxed);
     let refused_before = counters.refused.load(Ordering::Relaxed);
+    counters.reset_answers();
     let cpu0 = snapshot(procs);
     let t0 = Instant::now();
     let (tg_owned, g) = (tg.to_owned(), groups.to_vec());
@@ -817,6 +1051,9 @@ async fn one_call(
             _ => {}
         }
     };
+    // Every member answered before the initiator heard (the bench checked
+    // that all were accepted).
+    let (first_answer, last_answer) = counters.answers_since(t0);
     tokio::time::sleep(SETTLE).await;
     let cpu1 = snapshot(procs);
     let accepted = counters.accepted.load(Ordering::Relaxed) - accepted_before;
@@ -849,6 +1086,8 @@ async fn one_call(
     while events.try_recv().is_ok() {}
     Ok(CallFigures {
         setup,
+        first_answer,
+        last_answer,
         setup_cpu: delta(&cpu0, &cpu1),
         teardown_cpu: delta(&cpu1, &cpu2),
     })
@@ -883,6 +1122,17 @@ fn report(
         ms(percentile(&setups, 50)),
         ms(percentile(&setups, 95)),
         ms(setups.last().copied().unwrap_or_default())
+    );
+    let median = |f: &dyn Fn(&CallFigures) -> Duration| {
+        let mut v: Vec<Duration> = figures.iter().map(f).collect();
+        v.sort();
+        ms(percentile(&v, 50))
+    };
+    println!(
+        "answers (p50): first member {:.1} ms, last member {:.1} ms after the call request; from the last member's answer to the initiator's CallEstablished {:.1} ms",
+        median(&|f| f.first_answer),
+        median(&|f| f.last_answer),
+        median(&|f| f.setup.saturating_sub(f.last_answer)),
     );
     let mean = |f: &dyn Fn(&CallFigures) -> u64| figures.iter().map(f).sum::<u64>() as f64 / n;
     let mib =
@@ -976,5 +1226,78 @@ mod tests {
             .collect();
         assert!(g1.iter().all(|u| u.sip == a(6010).sip));
         assert_eq!(t.groups[2].members.len(), 3);
+    }
+
+    #[test]
+    fn the_buffered_rng_hands_out_each_octet_once() {
+        use rand_core::Rng as _;
+        let mut rng = BufferedOsRng::new();
+        // Across refills and in odd sizes, no two draws repeat (a repeat
+        // of 16 random octets would mean octets handed out twice).
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..3 * BufferedOsRng::LEN / 20 {
+            let mut b = [0u8; 16];
+            rng.fill_bytes(&mut b);
+            assert!(seen.insert(b), "an octet string came out twice");
+            let _ = rng.next_u32();
+        }
+        // What is handed out is wiped from the buffer.
+        assert!(rng.buf[..rng.used].iter().all(|b| *b == 0));
+        // Large requests go to the OS directly.
+        let mut big = vec![0u8; 2 * BufferedOsRng::LEN];
+        rng.fill_bytes(&mut big);
+        assert!(big.iter().any(|b| *b != 0));
+    }
+
+    #[test]
+    fn a_port_is_held_only_by_the_process_that_bound_it() {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        let tcp = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let me = std::process::id();
+        assert!(holds_port(me, "udp", port));
+        assert!(holds_port(me, "tcp", port));
+        // Another process (which bound nothing) does not hold it.
+        let mut other = Command::new("sleep").arg("10").spawn().unwrap();
+        assert!(!holds_port(other.id(), "udp", port));
+        assert!(!holds_port(other.id(), "tcp", port));
+        let _ = other.kill();
+        let _ = other.wait();
+        drop((udp, tcp));
+        assert!(!holds_port(me, "udp", port));
+        assert!(!holds_port(me, "tcp", port));
+    }
+
+    /// A server that exits at start-up: for a port in use the bench starts
+    /// again on fresh ports; for anything else it stops with the log.
+    #[tokio::test]
+    async fn a_server_that_could_not_bind_is_told_from_one_that_failed() {
+        let dir = std::env::temp_dir().join(format!("mcx-bench-ready-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let addrs = [Addrs {
+            sip: free_port().unwrap(),
+            floor: free_port().unwrap(),
+        }];
+        let exits = |script: &str, name: &str| {
+            let mut c = Command::new("sh");
+            c.arg("-c").arg(script);
+            vec![ServerProcess::spawn(c, &dir, name).unwrap()]
+        };
+        let mut taken = exits(
+            "echo 'error: mcs-0: SIP 127.0.0.1:1: Address already in use (os error 98)'; exit 1",
+            "taken",
+        );
+        let r = wait_ready(&mut taken, &addrs, &dir).await;
+        assert!(
+            matches!(&r, Err(StartFailure::PortTaken(w)) if w.contains("taken exited")),
+            "{r:?}"
+        );
+        let mut broken = exits("echo 'error: topology: no such role'; exit 2", "broken");
+        let r = wait_ready(&mut broken, &addrs, &dir).await;
+        assert!(
+            matches!(&r, Err(StartFailure::Failed(e)) if e.to_string().contains("broken exited")),
+            "{r:?}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -52,6 +52,19 @@ fn bench_call_sets_up_every_member_with_servers_as_processes() {
     let setup = line("set-up over 2 calls:");
     let (p50, max) = (number_after(&setup, "p50 "), number_after(&setup, "max "));
     assert!(p50 > 0.0 && p50 <= max, "{setup}");
+    // When the members answered, and how long the servers took from the
+    // last answer to the initiator's CallEstablished: within the set-up.
+    let answers = line("answers (p50):");
+    let (first, last) = (
+        number_after(&answers, "first member "),
+        number_after(&answers, "last member "),
+    );
+    let to_established = number_after(&answers, "CallEstablished ");
+    assert!(
+        0.0 < first && first <= last && last <= max,
+        "{answers}\n{setup}"
+    );
+    assert!(to_established >= 0.0 && to_established <= max, "{answers}");
     for role in ["controlling", "mcs-0", "members"] {
         let l = line(role);
         assert!(number_after(&l, "set-up ") > 0.0, "{l}");
