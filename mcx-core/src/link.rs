@@ -88,8 +88,12 @@ pub struct LinkStats {
 
 /// What the link keeps per client transaction.
 struct ClientTx {
-    /// The request as sent (Via rewritten): the 408 is built from it.
-    request: Request,
+    /// The 408 for the request as sent (Via rewritten), made when it is
+    /// sent: a 408 or 503 is built from it (RFC 3261 8.1.3.1). Only the
+    /// headers a response copies are kept, not the whole request (its
+    /// other headers and its body: a copy of every request sent was a
+    /// share of a fan-out's allocations).
+    failure: Response,
     remote: Remote,
     /// Who the request was sent to, as a URI (see [`Delivery::from`]).
     peer: String,
@@ -140,7 +144,9 @@ impl Accepted {
 /// An ACK the role sent for a 2xx, re-sent if the 2xx comes again.
 struct SentAck {
     remote: Remote,
-    bytes: Vec<u8>,
+    /// The ACK as sent (Via rewritten), encoded again only if the 2xx is
+    /// retransmitted (rare): no second copy of every ACK's octets.
+    ack: Request,
     /// When it is forgotten: its entry in [`SipLink::expiry`].
     until: Slot,
 }
@@ -178,6 +184,8 @@ enum Expiry {
 pub struct SipLink {
     timers: Timers,
     local: Remote,
+    /// `local`'s address as a Via sent-by, written once.
+    sent_by: String,
     layer: TransactionLayer,
     // The records below are found by whole key only: hashed, because an
     // ordered map compared branches and Call-IDs (long common prefixes)
@@ -220,6 +228,7 @@ impl SipLink {
         Self {
             timers,
             local,
+            sent_by: local.addr.to_string(),
             layer: TransactionLayer::new(timers),
             clients: HashMap::new(),
             servers: HashMap::new(),
@@ -318,19 +327,11 @@ impl SipLink {
     fn send_ack(&mut self, now: Instant, remote: Remote, mut ack: Request) -> Result<(), Error> {
         self.rewrite_via(&mut ack, remote.transport)?;
         let key = (ack.call_id()?.to_owned(), ack.cseq()?.0);
-        let bytes = ack.to_bytes();
-        self.push_transmit(remote, bytes.clone());
+        self.push_transmit(remote, ack.to_bytes());
         let until = self
             .expiry
             .insert(now + self.timers.t1 * 64, Expiry::Ack(key.clone()));
-        if let Some(old) = self.acks.insert(
-            key,
-            SentAck {
-                remote,
-                bytes,
-                until,
-            },
-        ) {
+        if let Some(old) = self.acks.insert(key, SentAck { remote, ack, until }) {
             self.expiry.remove(old.until);
         }
         Ok(())
@@ -343,16 +344,16 @@ impl SipLink {
         mut req: Request,
     ) -> Result<(), Error> {
         self.rewrite_via(&mut req, remote.transport)?;
-        let call_id = req.call_id()?.to_owned();
         let peer = self
             .dialogs
-            .get(&call_id)
+            .get(req.call_id()?)
             .map_or_else(|| req.uri().to_owned(), |d| d.uri.clone());
-        let key = self.layer.send_request(now, remote, req.clone())?;
+        let failure = Response::for_request(&req, StatusCode::REQUEST_TIMEOUT, None)?;
+        let key = self.layer.send_request(now, remote, req)?;
         self.clients.insert(
             key,
             ClientTx {
-                request: req,
+                failure,
                 remote,
                 peer,
                 ok_tags: Vec::new(),
@@ -675,7 +676,7 @@ impl SipLink {
                 // A retransmitted 2xx: ACK again, do not bother the role.
                 let cseq = resp.cseq().map_or(0, |(n, _)| n);
                 if let Some(ack) = self.acks.get(&(call_id, cseq)) {
-                    let (remote, bytes) = (ack.remote, ack.bytes.clone());
+                    let (remote, bytes) = (ack.remote, ack.ack.to_bytes());
                     self.stats.reacked += 1;
                     self.push_transmit(remote, bytes);
                 } else {
@@ -710,11 +711,11 @@ impl SipLink {
         };
         self.stats.timeouts += u64::from(status == StatusCode::REQUEST_TIMEOUT);
         if key.method == Method::Bye {
-            if let Ok(c) = tx.request.call_id() {
+            if let Ok(c) = tx.failure.call_id() {
                 self.forget_dialog(c);
             }
         }
-        if let Ok(resp) = Response::for_request(&tx.request, status, None) {
+        if let Some(resp) = with_status(tx.failure, status) {
             self.deliver(tx.peer, Message::Response(resp));
         }
     }
@@ -844,7 +845,7 @@ impl SipLink {
             .top_via_branch()
             .ok_or(Error::Missing("Via branch"))?
             .to_owned();
-        req.set_top_via(transport.as_str(), &self.local.addr.to_string(), &branch)?;
+        req.set_top_via(transport.as_str(), &self.sent_by, &branch)?;
         Ok(())
     }
 
@@ -890,6 +891,21 @@ impl SipLink {
             }
         }
     }
+}
+
+/// `resp` (made by `Response::for_request`) with `status` instead of its
+/// own: the same Via, From, To, Call-ID and CSeq.
+fn with_status(resp: Response, status: StatusCode) -> Option<Response> {
+    if resp.status() == status {
+        return Some(resp);
+    }
+    let mut r = Response::new(status).ok()?;
+    for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
+        for v in resp.headers().get_all(name) {
+            r.headers_mut().push(name, v).ok()?;
+        }
+    }
+    Some(r)
 }
 
 #[cfg(test)]
@@ -1095,7 +1111,7 @@ mod tests {
         let dialog = Dialog::uac(&inv, &resp_of(&got[0])).unwrap();
         let ack = dialog.ack(("UDP", "mcx.test"), [7; 8]).unwrap();
         a.send(t1, rb, &ack.to_bytes()).unwrap();
-        pipe(&mut a, &mut b, t1);
+        let ack_sent = pipe(&mut a, &mut b, t1);
         let got = deliveries(&mut b);
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].from, ALICE, "the dialog peer");
@@ -1113,7 +1129,7 @@ mod tests {
         assert!(deliveries(&mut a).is_empty());
         assert_eq!(a.stats().reacked, 1);
         let t2 = t1 + Duration::from_millis(10);
-        assert_eq!(pipe(&mut a, &mut b, t2).len(), 1);
+        assert_eq!(pipe(&mut a, &mut b, t2), ack_sent, "the same ACK again");
         assert!(deliveries(&mut b).is_empty());
     }
 
@@ -1176,6 +1192,36 @@ mod tests {
         assert_eq!(r.status(), StatusCode::REQUEST_TIMEOUT);
         assert_eq!(r.call_id().unwrap(), "cid1@mcx.test");
         assert_eq!(a.stats().timeouts, 1);
+    }
+
+    /// A request that cannot reach its peer (RFC 3261 8.1.3.1) gets the
+    /// role a 503 with the request's Via (as the link rewrote it), From,
+    /// To, Call-ID and CSeq, as a 408 does; nothing else of the request.
+    #[test]
+    fn transport_error_gives_the_role_a_503_with_the_requests_headers() {
+        let (mut a, _, _, rb) = pair(Transport::Tcp);
+        let t0 = Instant::now();
+        let inv = request(Method::Invite, "z9hG4bKgone");
+        a.send(t0, rb, &inv.to_bytes()).unwrap();
+        let sent = match Message::parse(&a.poll_transmit().unwrap().bytes).unwrap() {
+            Message::Request(r) => r,
+            Message::Response(_) => panic!("not a request"),
+        };
+        a.handle_transport_error(t0, rb);
+        let got = deliveries(&mut a);
+        assert_eq!(got.len(), 1);
+        let r = resp_of(&got[0]);
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
+            assert_eq!(r.header(name), sent.header(name), "{name}");
+        }
+        assert!(
+            r.header("Via")
+                .unwrap()
+                .contains("SIP/2.0/TCP 127.0.0.1:5060")
+        );
+        assert_eq!(r.headers().len(), 5);
+        assert_eq!(a.stats().timeouts, 0);
     }
 
     #[test]

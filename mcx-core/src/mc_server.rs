@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -32,7 +33,7 @@ use crate::result::{
     CallResult, FailureCause, GroupFailure, GroupReport, GroupResult, MemberOutcome, MemberResult,
 };
 use crate::sdp::{Description, Direction, MediaEndpoint};
-use crate::sip::{self, without_body};
+use crate::sip::{self, InviteForm, InviteIds, without_body};
 use crate::ua::{Answer, GoneLegs, UserAgent, cancels};
 use crate::{
     CallState, CallSummary, Channel, Error, RelayCommand, Time, TimelineEntry, Transmit, timeline,
@@ -159,11 +160,44 @@ enum MemberState {
     Left,
 }
 
+/// A member of a group served here.
+#[derive(Debug)]
+struct Member {
+    uri: String,
+    /// The To value of its INVITEs, checked once when its group was
+    /// added (the builder's error if `uri` is not a SIP URI, returned
+    /// when a call would invite it, as the builder did then).
+    to: Result<String, mcx_sip::BuildError>,
+}
+
+impl Member {
+    fn new(uri: String) -> Self {
+        Self {
+            to: sip::to_value(&uri),
+            uri,
+        }
+    }
+
+    fn to(&self) -> Result<&str, Error> {
+        self.to.as_deref().map_err(|e| Error::SipBuild(e.clone()))
+    }
+}
+
 struct MemberLeg {
-    member: String,
-    /// The INVITE as sent, without its body.
-    invite: Request,
+    member: Arc<Member>,
+    /// Its INVITE's own values: with the fan-out's [`InviteForm`], what
+    /// its 2xx or CANCEL needs of the INVITE is made again when needed,
+    /// rather than a copy of each member's INVITE kept.
+    ids: InviteIds,
     state: MemberState,
+}
+
+impl MemberLeg {
+    /// The INVITE sent to this member as kept ([`InviteForm::kept`]):
+    /// what its dialog, ACK and CANCEL are made from.
+    fn invite(&self, form: &InviteForm) -> Result<Request, Error> {
+        form.kept(self.member.to()?, &self.ids)
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -221,15 +255,14 @@ struct Fanout {
 
 /// The parts of a fan-out's INVITE kept for late entry.
 struct LateEntry {
-    /// The call request's body for a member (SDP, mcptt-info, the
-    /// group's wrapped copy), encoded once for every member's INVITE.
-    body: sip::EncodedBody,
+    /// Every member's INVITE but its own parts: the call request's body
+    /// for a member (SDP, mcptt-info, the group's wrapped copy), encoded
+    /// once, the caller asserted, the call request's Resource-Priority
+    /// values passed on as they came (RFC 4412; TS 24.379 asks none for
+    /// a broadcast group call).
+    form: InviteForm,
     info: McpttInfo,
     caller: String,
-    from_uri: String,
-    /// The call request's Resource-Priority values, passed on as they
-    /// came (RFC 4412; TS 24.379 asks none for a broadcast group call).
-    resource_priority: Vec<String>,
 }
 
 /// A member's registration with this MC server.
@@ -266,7 +299,7 @@ impl Fanout {
 /// [`McServer::poll_timeline`].
 pub struct McServer {
     ua: UserAgent,
-    groups: BTreeMap<String, Vec<String>>,
+    groups: BTreeMap<String, Arc<[Arc<Member>]>>,
     trusted: Vec<String>,
     limits: McServerLimits,
     fanouts: BTreeMap<CallNo, Fanout>,
@@ -484,7 +517,8 @@ impl McServer {
     /// Adds (or replaces) a group and its member list (MC service IDs,
     /// which are also their addresses).
     pub fn add_group(&mut self, group_id: impl Into<String>, members: Vec<String>) -> &mut Self {
-        self.groups.insert(group_id.into(), members);
+        let members = members.into_iter().map(|m| Arc::new(Member::new(m)));
+        self.groups.insert(group_id.into(), members.collect());
         self
     }
 
@@ -694,7 +728,8 @@ impl McServer {
                 .and_then(|&(no, i)| {
                     let f = self.fanouts.get(&no)?;
                     let leg = f.legs.get(i)?;
-                    (f.upstream_addr == from).then(|| (leg.member.clone(), f.upstream_floor_ssrc))
+                    (f.upstream_addr == from)
+                        .then(|| (leg.member.uri.clone(), f.upstream_floor_ssrc))
                 });
             let Some((member, call_ssrc)) = target else {
                 self.floor_drops.wrong_source += 1;
@@ -725,7 +760,7 @@ impl McServer {
             .and_then(|s| self.floor_members.get(&s))
             .and_then(|&(no, i)| {
                 let f = self.fanouts.get(&no)?;
-                (f.legs.get(i)?.member == from).then(|| f.upstream_addr.clone())
+                (f.legs.get(i)?.member.uri == from).then(|| f.upstream_addr.clone())
             });
         let Some(upstream) = upstream else {
             let late = crate::rtcp_ssrc(&plain).is_some_and(|s| self.ended_floor.contains_key(&s));
@@ -752,37 +787,6 @@ impl McServer {
             self.upstream_guards.insert(upstream.to_owned(), guard);
         }
         self.upstream_guards.get_mut(upstream)
-    }
-
-    /// An INVITE of the group's call for one member (not sent).
-    fn member_invite(
-        &self,
-        late: &LateEntry,
-        group_id: &str,
-        member: &str,
-        rng: &mut impl CryptoRng,
-    ) -> Result<Request, Error> {
-        let pai = [
-            (
-                mcx_sip::headers::P_ASSERTED_IDENTITY,
-                format!("<{}>", late.caller),
-            ),
-            sip::asserted_service(),
-        ];
-        let rp = late
-            .resource_priority
-            .iter()
-            .map(|v| (mcx_sip::headers::RESOURCE_PRIORITY, v.clone()));
-        let headers: Vec<(&str, String)> = pai.into_iter().chain(rp).collect();
-        sip::invite_with_body(
-            &late.from_uri,
-            self.ua.uri(),
-            group_id,
-            member,
-            &late.body,
-            &headers,
-            rng,
-        )
     }
 
     /// A member registers (RFC 3261 10.3): only members of our groups, for
@@ -812,7 +816,11 @@ impl McServer {
         if req.from()?.uri != aor {
             return refuse(self, "Forbidden - registering someone else");
         }
-        if !self.groups.values().any(|ms| ms.contains(&aor)) {
+        if !self
+            .groups
+            .values()
+            .any(|ms| ms.iter().any(|m| m.uri == aor))
+        {
             return refuse(self, "Forbidden - not a member of a group served here");
         }
         if let Some(why) = self
@@ -883,7 +891,7 @@ impl McServer {
             let Some(fan) = self.fanouts.get(&no) else {
                 continue;
             };
-            let Some(i) = fan.legs.iter().position(|l| l.member == member) else {
+            let Some(i) = fan.legs.iter().position(|l| l.member.uri == member) else {
                 continue;
             };
             let absent = matches!(
@@ -899,29 +907,34 @@ impl McServer {
                 continue;
             }
             let group = fan.group_id.clone();
-            let invite = self.member_invite(&fan.late, &group, member, rng)?;
-            self.ua.send_request(member, &invite);
-            let new_id = invite.call_id()?.to_owned();
+            let ids = fan.late.form.draw(rng);
+            let who = Arc::clone(&fan.legs[i].member);
+            let invite = fan.late.form.invite(who.to()?, &ids)?;
+            let old_invite = fan.legs[i].invite(&fan.late.form)?;
+            self.ua.send_sip(member, invite);
+            let new_id = ids.call_id.clone();
             let Some(fan) = self.fanouts.get_mut(&no) else {
                 continue;
             };
             let old = std::mem::replace(
                 &mut fan.legs[i],
                 MemberLeg {
-                    member: member.to_owned(),
-                    invite: without_body(&invite),
+                    member: who,
+                    ids,
                     state: MemberState::Trying { provisional: false },
                 },
             );
             if !fan.reported {
                 fan.trying += 1;
             }
-            if let Ok(c) = old.invite.call_id() {
-                self.by_call_id.remove(c);
-                // A 2xx to the earlier INVITE may still come.
-                self.gone_legs
-                    .remember(c, member.to_owned(), old.invite.clone(), time.instant);
-            }
+            self.by_call_id.remove(&old.ids.call_id);
+            // A 2xx to the earlier INVITE may still come.
+            self.gone_legs.remember(
+                &old.ids.call_id,
+                member.to_owned(),
+                old_invite,
+                time.instant,
+            );
             self.by_call_id.insert(new_id, (no, Party::Member(i)));
             self.timeline.push_back(timeline(
                 self.ua.uri(),
@@ -1221,50 +1234,56 @@ impl McServer {
             fmtp: "",
         }
         .write();
+        // What every member's INVITE shares, written and checked once.
+        let shared = [
+            (mcx_sip::headers::P_ASSERTED_IDENTITY, format!("<{caller}>")),
+            sip::asserted_service(),
+        ];
+        let rp = sip::resource_priority(&req)
+            .into_iter()
+            .map(|v| (mcx_sip::headers::RESOURCE_PRIORITY, v));
+        let shared: Vec<(&str, String)> = shared.into_iter().chain(rp).collect();
+        let body = sip::EncodedBody::of(&mut sip::call_body(
+            sdp,
+            &info,
+            &[(group_id.as_str(), &copy)],
+            rng,
+        ))?;
         let late = LateEntry {
-            body: sip::EncodedBody::of(&mut sip::call_body(
-                sdp,
-                &info,
-                &[(group_id.as_str(), &copy)],
-                rng,
-            ))?,
+            form: InviteForm::new(&from_uri, &me, &group_id, body, &shared)?,
             info,
             caller: caller.clone(),
-            from_uri,
-            resource_priority: sip::resource_priority(&req),
         };
-        let mut legs = Vec::new();
+        let mut legs = Vec::with_capacity(members.len());
         let mut invited = 0;
-        for m in members.iter().filter(|m| **m != caller) {
-            let invite = self.member_invite(&late, &group_id, m, rng)?;
+        for m in members.iter().filter(|m| m.uri != caller) {
+            let ids = late.form.draw(rng);
+            let to = m.to()?;
             // A member known to be away (its registration withdrawn or
             // lapsed) is not called now; it is when it registers again.
-            let away = matches!(self.registrations.get(m), Some(Binding::Gone))
-                || matches!(self.registrations.get(m), Some(Binding::Until(t)) if *t <= time.instant);
-            self.by_call_id.insert(
-                invite.call_id()?.to_owned(),
-                (no, Party::Member(legs.len())),
-            );
-            let kept = without_body(&invite);
+            let away = match self.registrations.get(&m.uri) {
+                Some(Binding::Gone) => true,
+                Some(Binding::Until(t)) => *t <= time.instant,
+                None => false,
+            };
+            self.by_call_id
+                .insert(ids.call_id.clone(), (no, Party::Member(legs.len())));
             let state = if away {
                 MemberState::Done(MemberOutcome::NotRegistered)
             } else {
-                // Handed over as it is, not copied: one copy per member is kept.
-                self.ua.send_sip(m, invite);
+                self.ua.send_sip(&m.uri, late.form.invite(to, &ids)?);
                 invited += 1;
                 MemberState::Trying { provisional: false }
             };
             legs.push(MemberLeg {
-                member: m.clone(),
-                invite: kept,
+                member: Arc::clone(m),
+                ids,
                 state,
             });
         }
         if invited == 0 {
             for l in &legs {
-                if let Ok(c) = l.invite.call_id() {
-                    self.by_call_id.remove(c);
-                }
+                self.by_call_id.remove(&l.ids.call_id);
             }
             return self.reject(
                 from,
@@ -1354,7 +1373,6 @@ impl McServer {
             return Ok(());
         };
         fan.last_touch = time.instant;
-        let group_id = fan.group_id.clone();
         let Some(leg) = fan.legs.get_mut(i) else {
             return Ok(());
         };
@@ -1368,13 +1386,14 @@ impl McServer {
             (_, false) => {
                 // After the deadline: a late 2xx is ACKed and ended.
                 if status.is_success() && matches!(leg.state, MemberState::Done(_)) {
-                    let (m, inv) = (leg.member.clone(), leg.invite.clone());
+                    let inv = leg.invite(&fan.late.form)?;
+                    let m = leg.member.uri.clone();
                     self.ua.refuse_late_2xx(&m, &inv, resp, rng)?;
                 }
                 return Ok(());
             }
         }
-        let member = leg.member.clone();
+        let member = leg.member.uri.clone();
         if status.is_success() {
             let answer = resp
                 .content_type()
@@ -1383,7 +1402,7 @@ impl McServer {
                 .flatten()
                 .and_then(|a| a.sdp)
                 .and_then(|s| crate::sdp::parse(&s).ok());
-            let invite = leg.invite.clone();
+            let invite = leg.invite(&fan.late.form)?;
             let dialog = self.ua.confirm(&member, &invite, resp, rng)?;
             let ssrc = answer.as_ref().and_then(|a| a.floor_ssrc);
             if let Some(leg) = self.fanouts.get_mut(&no).and_then(|f| f.legs.get_mut(i)) {
@@ -1416,7 +1435,7 @@ impl McServer {
             leg.state = MemberState::Done(outcome.clone());
             let reported = fan.reported;
             self.events.push_back(McServerEvent::MemberRejected {
-                group_id,
+                group_id: fan.group_id.clone(),
                 member: member.clone(),
                 status: status.0,
                 reason: resp.reason().to_owned(),
@@ -1447,7 +1466,7 @@ impl McServer {
         for l in &mut fan.legs {
             if let MemberState::Trying { provisional } = l.state {
                 if provisional {
-                    cancels.push((l.member.clone(), l.invite.clone()));
+                    cancels.push((l.member.uri.clone(), l.invite(&fan.late.form)?));
                 }
                 fan.trying = fan.trying.saturating_sub(1);
                 let outcome = if provisional {
@@ -1456,7 +1475,7 @@ impl McServer {
                     MemberOutcome::Unreachable { status: 408 }
                 };
                 decided.push(MemberResult {
-                    uri: l.member.clone(),
+                    uri: l.member.uri.clone(),
                     outcome: outcome.clone(),
                 });
                 l.state = MemberState::Done(outcome);
@@ -1492,7 +1511,7 @@ impl McServer {
             .legs
             .iter()
             .map(|l| MemberResult {
-                uri: l.member.clone(),
+                uri: l.member.uri.clone(),
                 outcome: match &l.state {
                     MemberState::Joined { ssrc, .. } => MemberOutcome::Accepted { ssrc: *ssrc },
                     MemberState::Done(o) => o.clone(),
@@ -1718,9 +1737,10 @@ impl McServer {
         }
         for l in &mut fan.legs {
             match &mut l.state {
-                MemberState::Joined { dialog, .. } => self.ua.bye(&l.member, dialog, rng)?,
+                MemberState::Joined { dialog, .. } => self.ua.bye(&l.member.uri, dialog, rng)?,
                 MemberState::Trying { provisional: true } => {
-                    self.ua.cancel(&l.member, &l.invite)?
+                    let invite = l.invite(&fan.late.form)?;
+                    self.ua.cancel(&l.member.uri, &invite)?
                 }
                 _ => {}
             }
@@ -1766,11 +1786,13 @@ impl McServer {
             self.by_call_id.remove(c);
         }
         for l in &fan.legs {
-            if let Ok(c) = l.invite.call_id() {
-                self.by_call_id.remove(c);
-                if matches!(l.state, MemberState::Trying { .. } | MemberState::Done(_)) {
+            let c = &l.ids.call_id;
+            self.by_call_id.remove(c);
+            if matches!(l.state, MemberState::Trying { .. } | MemberState::Done(_)) {
+                // Only a bad member URI fails, and such a leg was never sent.
+                if let Ok(invite) = l.invite(&fan.late.form) {
                     self.gone_legs
-                        .remember(c, l.member.clone(), l.invite.clone(), fan.last_touch);
+                        .remember(c, l.member.uri.clone(), invite, fan.last_touch);
                 }
             }
         }

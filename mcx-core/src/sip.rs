@@ -3,8 +3,7 @@
 
 use bytes::Bytes;
 use mcx_sip::{
-    Limits, Message, Method, Multipart, ParseError, Part, Request, new_branch, new_call_id,
-    new_tag, parse_datagram,
+    Limits, Message, Method, Multipart, ParseError, Part, Request, new_branch, parse_datagram,
 };
 use rand_core::CryptoRng;
 
@@ -124,13 +123,35 @@ pub(crate) fn invite_with_body(
     extra_headers: &[(&str, String)],
     rng: &mut impl CryptoRng,
 ) -> Result<Request, Error> {
-    let host = host_of(contact);
+    let ids = InviteIds::draw(&host_of(contact), rng);
+    build_invite(
+        from,
+        contact,
+        request_uri,
+        to,
+        &ids,
+        Some(body),
+        extra_headers,
+    )
+}
+
+/// The call INVITE of [`invite_with_body`] with its own values `ids`,
+/// with `body` or without any.
+fn build_invite(
+    from: &str,
+    contact: &str,
+    request_uri: &str,
+    to: &str,
+    ids: &InviteIds,
+    body: Option<&EncodedBody>,
+    extra_headers: &[(&str, String)],
+) -> Result<Request, Error> {
     let mut b = Request::builder(Method::Invite, request_uri)
-        .via("UDP", &host, &new_branch(rand8(rng)))
+        .via("UDP", &host_of(contact), &ids.branch)
         .max_forwards(70)
-        .from(None, from, &new_tag(rand8(rng)))
+        .from(None, from, &ids.tag)
         .to(None, to, None)
-        .call_id(&new_call_id(rand16(rng), &host))
+        .call_id(&ids.call_id)
         .cseq(1)
         .contact(&format!("<{contact}>;{CONTACT_FEATURE_TAGS}"))
         .header("Accept-Contact", "*;+g.3gpp.mcptt;require;explicit")
@@ -141,7 +162,209 @@ pub(crate) fn invite_with_body(
     for (n, v) in extra_headers {
         b = b.header(n, v);
     }
-    Ok(b.body(&body.content_type, body.bytes.clone()).build()?)
+    if let Some(body) = body {
+        b = b.body(&body.content_type, body.bytes.clone());
+    }
+    Ok(b.build()?)
+}
+
+/// What one recipient's call INVITE has of its own besides its To:
+/// fresh random values (RFC 3261 8.1.1.7 branch, 8.1.1.3 From tag,
+/// 8.1.1.4 Call-ID), drawn in this order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct InviteIds {
+    pub(crate) branch: String,
+    pub(crate) tag: String,
+    pub(crate) call_id: String,
+}
+
+impl InviteIds {
+    /// New values; the Call-ID names `host` (the sender's).
+    pub(crate) fn draw(host: &str, rng: &mut impl CryptoRng) -> Self {
+        Self::of(rand8(rng), rand8(rng), rand16(rng), host)
+    }
+
+    /// The values `mcx_sip::new_branch`, `new_tag` and `new_call_id` make
+    /// of these random octets, each written in one allocation (those
+    /// format every octet on its own: a tenth of a member's INVITE).
+    fn of(branch: [u8; 8], tag: [u8; 8], call_id: [u8; 16], host: &str) -> Self {
+        Self {
+            branch: hex_between(mcx_sip::MAGIC_COOKIE, &branch, &[]),
+            tag: hex_between("", &tag, &[]),
+            call_id: hex_between("", &call_id, &["@", host]),
+        }
+    }
+}
+
+/// `prefix`, `random` in lower-case hex, then `suffix`.
+fn hex_between(prefix: &str, random: &[u8], suffix: &[&str]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let tail: usize = suffix.iter().map(|s| s.len()).sum();
+    let mut s = String::with_capacity(prefix.len() + 2 * random.len() + tail);
+    s.push_str(prefix);
+    for b in random {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    for part in suffix {
+        s.push_str(part);
+    }
+    s
+}
+
+/// A call INVITE prepared once for many recipients (an MC server's
+/// INVITE to each member of a group). The parts every recipient's INVITE
+/// shares are written and checked once, by the builder; per recipient
+/// only its To (checked when its group was added: [`to_value`]) and its
+/// [`InviteIds`] are put in, without formatting or checking the rest
+/// again. The result is the request [`invite_with_body`] builds, header
+/// for header.
+#[derive(Debug)]
+pub(crate) struct InviteForm {
+    /// The INVITE without body, with placeholder To and [`InviteIds`].
+    bare: Request,
+    /// `bare` with only Via, From, To, Call-ID and CSeq.
+    kept: Request,
+    body: EncodedBody,
+    /// The sender's host (Call-IDs name it).
+    host: String,
+    /// The Via value before its branch, the From value before its tag.
+    via_prefix: String,
+    from_prefix: String,
+}
+
+impl InviteForm {
+    /// The form of an INVITE as [`invite_with_body`] would build it.
+    ///
+    /// # Errors
+    /// [`Error::SipBuild`] if the shared parts are malformed.
+    pub(crate) fn new(
+        from: &str,
+        contact: &str,
+        request_uri: &str,
+        body: EncodedBody,
+        extra_headers: &[(&str, String)],
+    ) -> Result<Self, Error> {
+        let host = host_of(contact);
+        // Replaced for every recipient: never sent.
+        let placeholder = InviteIds::of([0; 8], [0; 8], [0; 16], &host);
+        let bare = build_invite(
+            from,
+            contact,
+            request_uri,
+            request_uri,
+            &placeholder,
+            None,
+            extra_headers,
+        )?;
+        let prefix = |name: &'static str, own: &str| {
+            bare.header(name)
+                .and_then(|v| v.strip_suffix(own))
+                .map(str::to_owned)
+                .ok_or(Error::Missing(name))
+        };
+        let via_prefix = prefix("Via", &placeholder.branch)?;
+        let from_prefix = prefix("From", &placeholder.tag)?;
+        // Every header `build_invite` writes but those kept.
+        let mut kept = bare.clone();
+        let shared = extra_headers.iter().map(|(n, _)| *n);
+        for name in ["Max-Forwards", "Contact", "Accept-Contact"]
+            .into_iter()
+            .chain(shared)
+        {
+            kept.headers_mut().remove(name);
+        }
+        Ok(Self {
+            bare,
+            kept,
+            body,
+            host,
+            via_prefix,
+            from_prefix,
+        })
+    }
+
+    /// A recipient's own values, fresh.
+    pub(crate) fn draw(&self, rng: &mut impl CryptoRng) -> InviteIds {
+        InviteIds::draw(&self.host, rng)
+    }
+
+    /// The INVITE to the recipient whose To value is `to` (from
+    /// [`to_value`]) with its `ids`, without the body: what is kept to
+    /// build its CANCEL, ACK and dialog.
+    ///
+    /// # Errors
+    /// [`Error::SipBuild`] if a value is not a token (never for values
+    /// from [`InviteForm::draw`]).
+    pub(crate) fn bare(&self, to: &str, ids: &InviteIds) -> Result<Request, Error> {
+        Self::fill(
+            self.bare.clone(),
+            &self.via_prefix,
+            &self.from_prefix,
+            to,
+            ids,
+        )
+    }
+
+    /// What a sender keeps of the INVITE [`InviteForm::bare`] makes: its
+    /// request line, Via, From, To, Call-ID and CSeq, all its CANCEL
+    /// (RFC 3261 9.1), its dialog and ACK (12.1.2, 13.2.2.4) and a
+    /// 2xx's refusal are made from.
+    ///
+    /// # Errors
+    /// As [`InviteForm::bare`].
+    pub(crate) fn kept(&self, to: &str, ids: &InviteIds) -> Result<Request, Error> {
+        Self::fill(
+            self.kept.clone(),
+            &self.via_prefix,
+            &self.from_prefix,
+            to,
+            ids,
+        )
+    }
+
+    fn fill(
+        mut r: Request,
+        via_prefix: &str,
+        from_prefix: &str,
+        to: &str,
+        ids: &InviteIds,
+    ) -> Result<Request, Error> {
+        let h = r.headers_mut();
+        h.set("Via", &[via_prefix, &ids.branch].concat())?;
+        h.set("From", &[from_prefix, &ids.tag].concat())?;
+        h.set("To", to)?;
+        h.set("Call-ID", &ids.call_id)?;
+        Ok(r)
+    }
+
+    /// [`InviteForm::bare`] with the body: the INVITE to send.
+    ///
+    /// # Errors
+    /// As [`InviteForm::bare`].
+    pub(crate) fn invite(&self, to: &str, ids: &InviteIds) -> Result<Request, Error> {
+        let mut r = self.bare(to, ids)?;
+        r.set_body(Some(&self.body.content_type), self.body.bytes.clone())?;
+        Ok(r)
+    }
+}
+
+/// The To value of a request to `uri` outside a dialog, checked as the
+/// builder checks it (a SIP URI, no display name, no tag): what an
+/// [`InviteForm`] puts in for a recipient checked once.
+///
+/// # Errors
+/// The builder's error for a malformed `uri`.
+pub(crate) fn to_value(uri: &str) -> Result<String, mcx_sip::BuildError> {
+    let r = Request::builder(Method::Invite, "sip:check@invalid")
+        .via("UDP", "invalid", &new_branch([0; 8]))
+        .max_forwards(70)
+        .from(None, "sip:check@invalid", "0")
+        .to(None, uri, None)
+        .call_id("0")
+        .cseq(1)
+        .build()?;
+    Ok(r.header("To").unwrap_or_default().to_owned())
 }
 
 /// Parses one datagram.
@@ -356,6 +579,8 @@ pub(crate) fn without_body(req: &Request) -> Request {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use mcx_sip::{new_call_id, new_tag};
+
     use super::*;
 
     fn part(encoding: Option<&str>, body: &[u8]) -> Part {
@@ -380,5 +605,188 @@ mod tests {
         }
         assert!(transfer_decoded(&part(Some("base64"), b"AQ!F")).is_err());
         assert!(transfer_decoded(&part(Some("quoted-printable"), b"x")).is_err());
+    }
+
+    /// The INVITE's own values are written as mcx-sip's makers write
+    /// them, octet for octet.
+    #[test]
+    fn invite_ids_are_written_as_mcx_sip_writes_them() {
+        let mut rng = SeqRng(3);
+        for host in ["mcx.test", "10.0.0.1", ""] {
+            let (b, t, c) = (rand8(&mut rng), rand8(&mut rng), rand16(&mut rng));
+            assert_eq!(
+                InviteIds::of(b, t, c, host),
+                InviteIds {
+                    branch: new_branch(b),
+                    tag: new_tag(t),
+                    call_id: new_call_id(c, host),
+                }
+            );
+        }
+        let zero = InviteIds::of([0; 8], [0xff; 8], [0xa5; 16], "h");
+        assert_eq!(zero.branch, "z9hG4bK0000000000000000");
+        assert_eq!(zero.tag, "ffffffffffffffff");
+        assert_eq!(zero.call_id, format!("{}@h", "a5".repeat(16)));
+    }
+
+    /// A counter-based generator: two with the same seed give the same
+    /// values (so the form and the builder can be given the same ones).
+    struct SeqRng(u64);
+
+    impl rand_core::TryRng for SeqRng {
+        type Error = core::convert::Infallible;
+        fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+            Ok(self.try_next_u64()? as u32)
+        }
+        fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let z = (self.0 ^ (self.0 >> 31)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            Ok(z ^ (z >> 29))
+        }
+        fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+            for chunk in dst.chunks_mut(8) {
+                let v = self.try_next_u64()?.to_le_bytes();
+                chunk.copy_from_slice(&v[..chunk.len()]);
+            }
+            Ok(())
+        }
+    }
+
+    impl rand_core::TryCryptoRng for SeqRng {}
+
+    const CALLER: &str = "sip:alice@mcx.test";
+    const SERVER: &str = "sip:mc-a@mcx.test";
+    const GROUP: &str = "sip:group-a@mcx.test";
+
+    fn shared_headers() -> Vec<(&'static str, String)> {
+        vec![
+            (mcx_sip::headers::P_ASSERTED_IDENTITY, format!("<{CALLER}>")),
+            asserted_service(),
+            (mcx_sip::headers::RESOURCE_PRIORITY, "mcpttp.5".into()),
+        ]
+    }
+
+    fn body() -> EncodedBody {
+        let info = McpttInfo {
+            broadcast: true,
+            ..McpttInfo::default()
+        };
+        EncodedBody::of(&mut call_body(
+            "v=0\r\n".into(),
+            &info,
+            &[(GROUP, &[1, 2, 3])],
+            &mut SeqRng(99),
+        ))
+        .unwrap()
+    }
+
+    /// Each member's INVITE made from the prepared form is the one the
+    /// builder makes with the same random values, octet for octet; it
+    /// parses back with the member in To (no tag), the drawn branch,
+    /// tag and Call-ID; the kept copy is the same without the body.
+    #[test]
+    fn invite_from_the_form_is_the_builders() {
+        let form = InviteForm::new(CALLER, SERVER, GROUP, body(), &shared_headers()).unwrap();
+        for (i, member) in ["sip:bob@mcx.test", "sip:carol@other.test;transport=udp"]
+            .into_iter()
+            .enumerate()
+        {
+            let seed = 7 + i as u64;
+            let built = invite_with_body(
+                CALLER,
+                SERVER,
+                GROUP,
+                member,
+                &body(),
+                &shared_headers(),
+                &mut SeqRng(seed),
+            )
+            .unwrap();
+            let ids = form.draw(&mut SeqRng(seed));
+            let to = to_value(member).unwrap();
+            let made = form.invite(&to, &ids).unwrap();
+            assert_eq!(made.to_bytes(), built.to_bytes());
+            let parsed = match Message::parse(&made.to_bytes()).unwrap() {
+                Message::Request(r) => r,
+                Message::Response(_) => panic!("not a request"),
+            };
+            assert_eq!(parsed.to().unwrap().uri, member);
+            assert_eq!(parsed.to().unwrap().tag, None);
+            assert_eq!(parsed.from().unwrap().uri, CALLER);
+            assert_eq!(
+                parsed.from().unwrap().tag.as_deref(),
+                Some(ids.tag.as_str())
+            );
+            assert_eq!(
+                parsed.top_via().unwrap().branch.as_deref(),
+                Some(ids.branch.as_str())
+            );
+            assert_eq!(parsed.call_id().unwrap(), ids.call_id);
+            assert_eq!(parsed.uri(), GROUP);
+            assert_eq!(&parsed.body()[..], &body().bytes[..]);
+            let bare = form.bare(&to, &ids).unwrap();
+            assert_eq!(bare, without_body(&made));
+            // What is kept: the request line and the five headers a
+            // CANCEL, dialog and ACK are made from, as sent.
+            let kept = form.kept(&to, &ids).unwrap();
+            assert_eq!(kept.headers().len(), 5);
+            assert_eq!((kept.method(), kept.uri()), (made.method(), made.uri()));
+            for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
+                assert_eq!(kept.header(name), made.header(name), "{name}");
+            }
+            let mut ok =
+                mcx_sip::Response::for_request(&made, mcx_sip::StatusCode::OK, Some("membertag"))
+                    .unwrap();
+            ok.headers_mut()
+                .push("Contact", &format!("<{member}>"))
+                .unwrap();
+            assert_eq!(
+                mcx_sip::Dialog::uac(&kept, &ok).unwrap(),
+                mcx_sip::Dialog::uac(&made, &ok).unwrap()
+            );
+            let cancel = |inv: &Request| {
+                let mut ua = crate::ua::UserAgent::new(SERVER);
+                ua.cancel(member, inv).unwrap();
+                ua.poll_transmit().unwrap().octets().into_owned()
+            };
+            assert_eq!(cancel(&kept), cancel(&made));
+        }
+    }
+
+    /// Fresh values per member and per call: no branch, tag or Call-ID
+    /// repeats across the members of two fan-outs.
+    #[test]
+    fn form_values_differ_between_members_and_calls() {
+        let mut rng = SeqRng(1);
+        let mut seen = std::collections::HashSet::new();
+        for _call in 0..2 {
+            let form = InviteForm::new(CALLER, SERVER, GROUP, body(), &shared_headers()).unwrap();
+            for m in 0..200 {
+                let ids = form.draw(&mut rng);
+                let r = form
+                    .invite(&to_value(&format!("sip:m{m}@mcx.test")).unwrap(), &ids)
+                    .unwrap();
+                let branch = r.top_via().unwrap().branch.unwrap();
+                assert!(branch.starts_with(mcx_sip::MAGIC_COOKIE));
+                let tag = r.from().unwrap().tag.unwrap();
+                for v in [branch, tag, r.call_id().unwrap().to_owned()] {
+                    assert!(seen.insert(v), "a value repeated");
+                }
+            }
+        }
+    }
+
+    /// A member URI the builder refuses in To is refused by `to_value`
+    /// with the builder's error; good ones give the builder's To.
+    #[test]
+    fn to_value_checks_as_the_builder() {
+        assert_eq!(to_value("sip:bob@mcx.test").unwrap(), "<sip:bob@mcx.test>");
+        for bad in ["not a uri", "sip:bob@mcx.test>", "sip:a@b\r\nX: y", ""] {
+            let built = invite_with_body(CALLER, SERVER, GROUP, bad, &body(), &[], &mut SeqRng(1));
+            let Err(Error::SipBuild(e)) = built else {
+                panic!("the builder took {bad:?}");
+            };
+            assert_eq!(to_value(bad), Err(e), "{bad:?}");
+        }
     }
 }

@@ -191,7 +191,7 @@ impl UserAgent {
     ) -> Result<Dialog, Error> {
         let d = Dialog::uac(invite, resp)?;
         let ack = d.ack(self.via(), rand8(rng))?;
-        self.send_request(to, &ack);
+        self.send_sip(to, ack);
         Ok(d)
     }
 
@@ -217,7 +217,7 @@ impl UserAgent {
         rng: &mut impl CryptoRng,
     ) -> Result<(), Error> {
         let bye = dialog.request_in_dialog(Method::Bye, self.via(), rand8(rng))?;
-        self.send_request(to, &bye);
+        self.send_sip(to, bye);
         Ok(())
     }
 
@@ -235,7 +235,7 @@ impl UserAgent {
         info.headers_mut()
             .push("Info-Package", crate::GROUP_LOST_INFO_PACKAGE)?;
         info.set_body(Some(CALL_RESULT_CONTENT_TYPE), Bytes::from(result.to_xml()))?;
-        self.send_request(to, &info);
+        self.send_sip(to, info);
         Ok(())
     }
 
@@ -260,7 +260,7 @@ impl UserAgent {
             h.push(name, invite.header(name).ok_or(Error::Missing(name))?)?;
         }
         h.push("CSeq", &format!("{n} CANCEL"))?;
-        self.send_request(to, &c);
+        self.send_sip(to, c);
         Ok(())
     }
 }

@@ -50,6 +50,8 @@ pub mod http;
 mod media;
 pub use media::RelayTask;
 pub mod node;
+mod rng;
+pub use rng::BufferedOsRng;
 pub mod tls;
 pub mod trace;
 pub use mcx_tls::PeerIdentity;
@@ -67,12 +69,14 @@ use mcx_core::{
 };
 pub use mcx_sip::Transport;
 
-/// The OS random number generator, as the roles take it.
-pub type OsRng = rand_core::UnwrapErr<getrandom::SysRng>;
+/// The OS random number generator, as the roles take it: read in
+/// blocks ([`BufferedOsRng`]), one system call for many tags, branches
+/// and Call-IDs.
+pub type OsRng = BufferedOsRng;
 
-/// The OS random number generator.
+/// The OS random number generator (nothing is read until the first draw).
 pub fn os_rng() -> OsRng {
-    rand_core::UnwrapErr(getrandom::SysRng)
+    BufferedOsRng::new()
 }
 
 /// The current time as the roles take it.

@@ -522,17 +522,17 @@ async fn send_udp(
     }
 }
 
-/// Reads every datagram waiting on `socket` (up to [`READ_BATCH`]).
-fn drain(socket: &UdpSocket, buf: &mut [u8], batch: &mut Vec<(SocketAddr, Vec<u8>)>) {
-    while batch.len() < READ_BATCH {
-        match socket.try_recv_from(buf) {
-            Ok((n, from)) => batch.push((from, buf[..n].to_vec())),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-            Err(e) => {
-                // E.g. ICMP port unreachable reported on the next read.
-                tracing::debug!("UDP receive: {e}");
-                break;
-            }
+/// The next datagram waiting on `socket`, read into `buf`: its length
+/// and source. Each is handled from `buf` before the next is read, so no
+/// datagram is copied out of it.
+fn recv(socket: &UdpSocket, buf: &mut [u8]) -> Option<(usize, SocketAddr)> {
+    match socket.try_recv_from(buf) {
+        Ok(got) => Some(got),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+        Err(e) => {
+            // E.g. ICMP port unreachable reported on the next read.
+            tracing::debug!("UDP receive: {e}");
+            None
         }
     }
 }
@@ -1017,7 +1017,6 @@ impl<R: Role> Driver<R> {
         accept: JoinHandle<()>,
     ) {
         let mut buf = vec![0u8; DATAGRAM_MAX];
-        let mut batch = Vec::with_capacity(READ_BATCH);
         self.flush().await;
         loop {
             let deadline = match (self.role.poll_timeout(), self.link.poll_timeout()) {
@@ -1048,18 +1047,23 @@ impl<R: Role> Driver<R> {
             };
             let started = Instant::now();
             match input {
+                // Every datagram waiting (up to READ_BATCH), each handled
+                // where it was read: no copy, no allocation per datagram.
                 Input::Sip(true) => {
-                    drain(&self.udp, &mut buf, &mut batch);
-                    for (from, bytes) in batch.drain(..) {
-                        self.on_udp(from, &bytes);
+                    for _ in 0..READ_BATCH {
+                        let Some((n, from)) = recv(&self.udp, &mut buf) else {
+                            break;
+                        };
+                        self.on_udp(from, &buf[..n]);
                     }
                 }
                 Input::Floor(true) => {
-                    if let Some(f) = &self.floor {
-                        drain(f, &mut buf, &mut batch);
-                    }
-                    for (from, bytes) in batch.drain(..) {
-                        self.on_floor(from, &bytes);
+                    for _ in 0..READ_BATCH {
+                        let Some((n, from)) = self.floor.as_ref().and_then(|f| recv(f, &mut buf))
+                        else {
+                            break;
+                        };
+                        self.on_floor(from, &buf[..n]);
                     }
                 }
                 Input::Sip(false) | Input::Floor(false) => {}
