@@ -184,32 +184,14 @@ impl InviteIds {
         Self::of(rand8(rng), rand8(rng), rand16(rng), host)
     }
 
-    /// The values `mcx_sip::new_branch`, `new_tag` and `new_call_id` make
-    /// of these random octets, each written in one allocation (those
-    /// format every octet on its own: a tenth of a member's INVITE).
+    /// The values of these random octets as mcx-sip writes them.
     fn of(branch: [u8; 8], tag: [u8; 8], call_id: [u8; 16], host: &str) -> Self {
         Self {
-            branch: hex_between(mcx_sip::MAGIC_COOKIE, &branch, &[]),
-            tag: hex_between("", &tag, &[]),
-            call_id: hex_between("", &call_id, &["@", host]),
+            branch: new_branch(branch),
+            tag: mcx_sip::new_tag(tag),
+            call_id: mcx_sip::new_call_id(call_id, host),
         }
     }
-}
-
-/// `prefix`, `random` in lower-case hex, then `suffix`.
-fn hex_between(prefix: &str, random: &[u8], suffix: &[&str]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let tail: usize = suffix.iter().map(|s| s.len()).sum();
-    let mut s = String::with_capacity(prefix.len() + 2 * random.len() + tail);
-    s.push_str(prefix);
-    for b in random {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    for part in suffix {
-        s.push_str(part);
-    }
-    s
 }
 
 /// A call INVITE prepared once for many recipients (an MC server's
