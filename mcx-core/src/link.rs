@@ -26,6 +26,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use mcx_sip::{
     Event, Limits, MAGIC_COOKIE, Message, Method, Remote, Request, Response, Role, StatusCode,
     Timers, TransactionLayer, Transmit, Transport, TxError, TxKey, parse_datagram, server_key,
@@ -86,14 +87,11 @@ pub struct LinkStats {
     pub unanswered: u64,
 }
 
-/// What the link keeps per client transaction.
+/// What the link keeps per client transaction. (A 408 or 503 for the
+/// role is built from the request the layer hands back with its
+/// [`Event::Timeout`] or [`Event::TransportError`]: nothing is made or kept
+/// here for the failure that seldom comes.)
 struct ClientTx {
-    /// The 408 for the request as sent (Via rewritten), made when it is
-    /// sent: a 408 or 503 is built from it (RFC 3261 8.1.3.1). Only the
-    /// headers a response copies are kept, not the whole request (its
-    /// other headers and its body: a copy of every request sent was a
-    /// share of a fan-out's allocations).
-    failure: Response,
     remote: Remote,
     /// Who the request was sent to, as a URI (see [`Delivery::from`]).
     peer: String,
@@ -122,7 +120,8 @@ struct ServerTx {
 /// A 2xx to an INVITE the link retransmits until the ACK (13.3.1.4).
 struct Accepted {
     remote: Remote,
-    bytes: Vec<u8>,
+    /// The octets the layer sent, shared with its copy.
+    bytes: Bytes,
     interval: Duration,
     /// Next retransmission (`None` over TCP and once acknowledged).
     next: Option<Instant>,
@@ -348,12 +347,10 @@ impl SipLink {
             .dialogs
             .get(req.call_id()?)
             .map_or_else(|| req.uri().to_owned(), |d| d.uri.clone());
-        let failure = Response::for_request(&req, StatusCode::REQUEST_TIMEOUT, None)?;
         let key = self.layer.send_request(now, remote, req)?;
         self.clients.insert(
             key,
             ClientTx {
-                failure,
                 remote,
                 peer,
                 ok_tags: Vec::new(),
@@ -385,7 +382,7 @@ impl SipLink {
             let bytes = self
                 .layer
                 .last_sent(&key)
-                .map(<[u8]>::to_vec)
+                .cloned()
                 .ok_or(Error::Transaction(TxError::NoTransaction))?;
             let mut a = Accepted {
                 remote,
@@ -570,11 +567,11 @@ impl SipLink {
                 } => self.on_request(now, key, remote, request),
                 Event::Ack { remote: _, request } => self.on_ack(request),
                 Event::Response { key, response } => self.on_response(&key, response),
-                Event::Timeout { key } => {
-                    self.fail_client(&key, StatusCode::REQUEST_TIMEOUT);
+                Event::Timeout { key, request } => {
+                    self.fail_client(&key, request, StatusCode::REQUEST_TIMEOUT);
                 }
-                Event::TransportError { key } => {
-                    self.fail_client(&key, StatusCode::SERVICE_UNAVAILABLE);
+                Event::TransportError { key, request } => {
+                    self.fail_client(&key, request, StatusCode::SERVICE_UNAVAILABLE);
                 }
                 // Ended silently (timers D, I, J, K, L, M; reliable
                 // completion): its state goes too.
@@ -700,8 +697,10 @@ impl SipLink {
     }
 
     /// Timer B/F or a transport error: the role gets `status` for the
-    /// request (RFC 3261 8.1.3.1).
-    fn fail_client(&mut self, key: &TxKey, status: StatusCode) {
+    /// request as sent (RFC 3261 8.1.3.1). A transaction that already
+    /// had its final response comes without its request (the layer
+    /// dropped it then): the role has its answer, nothing is added.
+    fn fail_client(&mut self, key: &TxKey, request: Option<Request>, status: StatusCode) {
         if key.role != Role::Client {
             self.remove_server(key);
             return;
@@ -709,13 +708,16 @@ impl SipLink {
         let Some(tx) = self.clients.remove(key) else {
             return;
         };
+        let Some(request) = request else {
+            return;
+        };
         self.stats.timeouts += u64::from(status == StatusCode::REQUEST_TIMEOUT);
         if key.method == Method::Bye {
-            if let Ok(c) = tx.failure.call_id() {
+            if let Ok(c) = request.call_id() {
                 self.forget_dialog(c);
             }
         }
-        if let Some(resp) = with_status(tx.failure, status) {
+        if let Ok(resp) = Response::for_request(&request, status, None) {
             self.deliver(tx.peer, Message::Response(resp));
         }
     }
@@ -725,11 +727,11 @@ impl SipLink {
         self.deliveries.push_back(Delivery { from, message });
     }
 
-    fn push_transmit(&mut self, remote: Remote, bytes: Vec<u8>) {
+    fn push_transmit(&mut self, remote: Remote, bytes: impl Into<Bytes>) {
         self.transmits.push_back(Transmit {
             destination: remote.addr,
             transport: remote.transport,
-            bytes,
+            bytes: bytes.into(),
         });
     }
 
@@ -893,21 +895,6 @@ impl SipLink {
     }
 }
 
-/// `resp` (made by `Response::for_request`) with `status` instead of its
-/// own: the same Via, From, To, Call-ID and CSeq.
-fn with_status(resp: Response, status: StatusCode) -> Option<Response> {
-    if resp.status() == status {
-        return Some(resp);
-    }
-    let mut r = Response::new(status).ok()?;
-    for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
-        for v in resp.headers().get_all(name) {
-            r.headers_mut().push(name, v).ok()?;
-        }
-    }
-    Some(r)
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -958,7 +945,7 @@ mod tests {
         while let Some(t) = from.poll_transmit() {
             assert_eq!(t.destination, to.local().addr);
             to.receive(now, src, &t.bytes);
-            sent.push(t.bytes);
+            sent.push(t.bytes.to_vec());
         }
         sent
     }
@@ -1045,11 +1032,8 @@ mod tests {
         assert_eq!(w1.len(), 1);
         // A value over the size limits is refused as its octets would be.
         let mut big = request(Method::Invite, "z9hG4bKvalue3");
-        big.set_body(
-            Some("text/plain"),
-            bytes::Bytes::from(vec![b'x'; (1 << 20) + 1]),
-        )
-        .unwrap();
+        big.set_body(Some("text/plain"), Bytes::from(vec![b'x'; (1 << 20) + 1]))
+            .unwrap();
         assert!(matches!(
             a1.send(now, rb, &big.to_bytes()),
             Err(Error::SipParse(_))
@@ -1224,6 +1208,27 @@ mod tests {
         assert_eq!(a.stats().timeouts, 0);
     }
 
+    /// Once the role has a request's final response, a transport error
+    /// toward that peer adds nothing: no 503 after a 200.
+    #[test]
+    fn transport_error_after_a_final_response_gives_the_role_nothing() {
+        let (mut a, mut b, ra, rb) = pair(Transport::Tcp);
+        let t0 = Instant::now();
+        let inv = request(Method::Invite, "z9hG4bKdone");
+        a.send(t0, rb, &inv.to_bytes()).unwrap();
+        pipe(&mut a, &mut b, t0);
+        let got = deliveries(&mut b);
+        let Message::Request(r) = &got[0].message else {
+            panic!("not a request")
+        };
+        let ok = Response::for_request(r, StatusCode::OK, Some("tt")).unwrap();
+        b.send(t0, ra, &ok.to_bytes()).unwrap();
+        pipe(&mut b, &mut a, t0);
+        assert_eq!(resp_of(&deliveries(&mut a)[0]).status(), StatusCode::OK);
+        a.handle_transport_error(t0, rb);
+        assert!(deliveries(&mut a).is_empty(), "no 503 after the 200");
+    }
+
     #[test]
     fn unanswered_request_is_answered_500_by_the_link() {
         let (mut a, mut b, _, rb) = pair(Transport::Udp);
@@ -1389,7 +1394,7 @@ mod tests {
             bad += 1u64;
         }
         for i in (0..good.len()).step_by(7) {
-            let mut m = good.clone();
+            let mut m = good.to_vec();
             m[i] ^= 0x80;
             b.receive(now, a.local(), &m);
         }

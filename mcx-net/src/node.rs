@@ -1280,7 +1280,7 @@ impl<R: Role> Driver<R> {
             }
             while let Some(t) = self.link.poll_transmit() {
                 progressed = true;
-                crate::trace::sip(&self.name, "out to", &t.destination, || t.bytes.clone());
+                crate::trace::sip(&self.name, "out to", &t.destination, || t.bytes.to_vec());
                 match t.transport {
                     Transport::Udp => {
                         if let Err(e) =
@@ -1290,7 +1290,7 @@ impl<R: Role> Driver<R> {
                         }
                     }
                     Transport::Tcp | Transport::Tls => {
-                        self.send_tcp(t.destination, t.transport, t.bytes);
+                        self.send_tcp(t.destination, t.transport, Vec::from(t.bytes));
                     }
                 }
             }

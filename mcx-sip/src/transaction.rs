@@ -17,8 +17,9 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use bytes::Bytes;
 
 use crate::error::{ParseError, TxError};
 use crate::message::{MAGIC_COOKIE, Message, Method, Request, Response, StatusCode};
@@ -65,8 +66,9 @@ pub struct Transmit {
     pub destination: SocketAddr,
     /// Over which transport (for TCP, the connection to `destination`).
     pub transport: Transport,
-    /// One whole encoded message.
-    pub bytes: Vec<u8>,
+    /// One whole encoded message, shared with the copy the transaction
+    /// keeps for retransmission (no second copy of every message sent).
+    pub bytes: Bytes,
 }
 
 /// Timer base values (RFC 3261 17.1.1.1, table 4) and the 100 Trying delay (17.2.1).
@@ -181,11 +183,17 @@ pub enum Event {
     Timeout {
         /// The transaction that timed out (it is gone).
         key: TxKey,
+        /// A client transaction's request as sent, for the TU's 408 (RFC 3261 8.1.3.1);
+        /// `None` for a server transaction (Timer H).
+        request: Option<Request>,
     },
     /// The driver reported a send failure (RFC 3261 17.1.4, 17.2.4); the transaction is gone.
     TransportError {
         /// The transaction.
         key: TxKey,
+        /// A client transaction's request as sent, for the TU's 503 (RFC 3261 8.1.3.1);
+        /// `None` for a server transaction.
+        request: Option<Request>,
     },
     /// The transaction ended without an event of its own: Timer D, I, J, K, L or M fired, or it
     /// completed at once on a reliable transport. It comes after the transaction's last
@@ -244,17 +252,22 @@ struct Tx {
     kind: Kind,
     state: State,
     remote: Remote,
-    request: Request,
-    /// Client: the request bytes. Server: the last response sent.
-    last: Option<Vec<u8>>,
+    /// The request while the transaction may still need it: a client's until its final
+    /// response (the TU's 408 or 503, the ACK for a non-2xx are built from it), a server's
+    /// until its final response (100 Trying). It is dropped then: an INVITE client
+    /// transaction lives 64·T1 after its 2xx (RFC 6026), and a fan-out keeps thousands.
+    request: Option<Request>,
+    /// Client: the request bytes while they may be retransmitted. Server: the last response
+    /// sent.
+    last: Option<Bytes>,
     /// INVITE client: the ACK sent for a non-2xx.
-    ack: Option<Vec<u8>>,
+    ack: Option<Bytes>,
     timers: [Option<Instant>; NTIMERS],
     interval: Duration,
     /// Unique per layer: the tie-breaker of this transaction's entry in the timer index.
     id: u64,
-    /// Its key, shared with its timer index entry: moving the entry clones no strings.
-    key: Arc<TxKey>,
+    /// Its key (to remove it from [`TransactionLayer::slot_of`] when a timer ends it).
+    key: TxKey,
     /// The deadline under which this transaction is in the timer index (always `next()`'s).
     indexed: Option<Instant>,
 }
@@ -280,9 +293,17 @@ impl Tx {
 /// All client and server transactions of one SIP endpoint.
 pub struct TransactionLayer {
     timers: Timers,
-    /// Hashed, not ordered: every lookup is by whole key, and ordering
-    /// keys compared branches (long common prefixes) at every tree level.
-    txs: HashMap<TxKey, Tx>,
+    /// The slot in `slots` of each live transaction. Hashed, not ordered: every lookup is by
+    /// whole key, and ordering keys compared branches (long common prefixes) at every tree
+    /// level.
+    slot_of: HashMap<TxKey, usize>,
+    /// The transactions, by slot. Kept apart from the hashed keys: growing the table then moves
+    /// keys and slot numbers, not whole records (at a 10,000-member fan-out that rehash, and the
+    /// fresh pages it touched, were a quarter of an MC server's time), and freed slots are
+    /// reused, so a steady load stops allocating records.
+    slots: Vec<Option<Tx>>,
+    /// Free entries of `slots`.
+    free: Vec<usize>,
     /// The timer index: one entry per transaction with an armed timer, at its earliest deadline
     /// (`Tx::next`), tie-broken by `Tx::id`. It is kept exact rather than lazy: every change to
     /// a transaction's timers goes through [`TransactionLayer::reindex`] (or
@@ -290,7 +311,7 @@ pub struct TransactionLayer {
     /// earliest armed timer ([`TransactionLayer::poll_timeout`] is exact, never early) and
     /// [`TransactionLayer::handle_timeout`] pops exactly the due transactions. Each update is
     /// O(log n) and compares only `(Instant, u64)`, never keys.
-    index: BTreeMap<(Instant, u64), Arc<TxKey>>,
+    index: BTreeMap<(Instant, u64), usize>,
     next_id: u64,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
@@ -300,7 +321,7 @@ impl std::fmt::Debug for TransactionLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TransactionLayer")
             .field("transactions", &{
-                let mut keys = self.txs.keys().collect::<Vec<_>>();
+                let mut keys = self.slot_of.keys().collect::<Vec<_>>();
                 keys.sort();
                 keys
             })
@@ -380,7 +401,9 @@ impl TransactionLayer {
     pub fn new(timers: Timers) -> Self {
         Self {
             timers,
-            txs: HashMap::new(),
+            slot_of: HashMap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
             index: BTreeMap::new(),
             next_id: 0,
             transmits: VecDeque::new(),
@@ -392,15 +415,40 @@ impl TransactionLayer {
 
     /// The state of a live transaction.
     pub fn state(&self, key: &TxKey) -> Option<State> {
-        self.txs.get(key).map(|t| t.state)
+        self.get(key).map(|t| t.state)
     }
     /// Number of live transactions.
     pub fn len(&self) -> usize {
-        self.txs.len()
+        self.slot_of.len()
     }
     /// True if no transaction is live.
     pub fn is_empty(&self) -> bool {
-        self.txs.is_empty()
+        self.slot_of.is_empty()
+    }
+
+    fn get(&self, key: &TxKey) -> Option<&Tx> {
+        self.slots.get(*self.slot_of.get(key)?)?.as_ref()
+    }
+
+    fn get_mut(&mut self, key: &TxKey) -> Option<&mut Tx> {
+        self.slots.get_mut(*self.slot_of.get(key)?)?.as_mut()
+    }
+
+    /// Stores a new transaction in a free slot (or a new one).
+    fn insert(&mut self, tx: Tx) {
+        let key = tx.key.clone();
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot] = Some(tx);
+                slot
+            }
+            None => {
+                self.slots.push(Some(tx));
+                self.slots.len() - 1
+            }
+        };
+        self.slot_of.insert(key.clone(), slot);
+        self.reindex(&key);
     }
 
     // (C) TU commands
@@ -425,10 +473,10 @@ impl TransactionLayer {
         let branch = via.branch.clone().filter(|b| b.starts_with(MAGIC_COOKIE));
         let key = client_key_of(branch, method)
             .ok_or(TxError::BadRequest(ParseError::BadHeader("Via")))?;
-        if self.txs.contains_key(&key) {
+        if self.slot_of.contains_key(&key) {
             return Err(TxError::InvalidState);
         }
-        let bytes = req.to_bytes();
+        let bytes = Bytes::from(req.to_bytes());
         let invite = *req.method() == Method::Invite;
         let mut tx = Tx {
             kind: if invite {
@@ -442,14 +490,14 @@ impl TransactionLayer {
                 State::Trying
             },
             remote: to,
-            request: req,
+            request: Some(req),
             last: Some(bytes.clone()),
             ack: None,
             timers: [None; NTIMERS],
             interval: self.timers.t1,
             id: self.next_id,
             indexed: None,
-            key: Arc::new(key.clone()),
+            key: key.clone(),
         };
         self.next_id += 1;
         if !to.transport.is_reliable() {
@@ -463,8 +511,7 @@ impl TransactionLayer {
             now + self.timers.t64(),
         );
         self.transmit(to, bytes);
-        self.txs.insert(key.clone(), tx);
-        self.reindex(&key);
+        self.insert(tx);
         Ok(key)
     }
 
@@ -476,7 +523,7 @@ impl TransactionLayer {
         resp: Response,
     ) -> Result<(), TxError> {
         let t = self.timers;
-        let tx = self.txs.get_mut(key).ok_or(TxError::NoTransaction)?;
+        let tx = self.get_mut(key).ok_or(TxError::NoTransaction)?;
         let code = resp.status();
         if !(100..700).contains(&code.0) {
             return Err(TxError::BadStatus);
@@ -517,7 +564,10 @@ impl TransactionLayer {
             }
             _ => return Err(TxError::InvalidState),
         }
-        let bytes = resp.to_bytes();
+        if code.is_final() {
+            tx.request = None;
+        }
+        let bytes = Bytes::from(resp.to_bytes());
         tx.last = Some(bytes.clone());
         let remote = tx.remote;
         self.transmit(remote, bytes);
@@ -532,22 +582,24 @@ impl TransactionLayer {
     /// The octets last sent in this transaction (its request, or its
     /// latest response), as they went out: what a 2xx retransmission
     /// above the layer repeats without encoding the response again.
-    pub fn last_sent(&self, key: &TxKey) -> Option<&[u8]> {
-        self.txs.get(key)?.last.as_deref()
+    pub fn last_sent(&self, key: &TxKey) -> Option<&Bytes> {
+        self.get(key)?.last.as_ref()
     }
 
     /// Sends a message outside any transaction (the ACK for a 2xx, a 2xx retransmitted by a dialog).
     pub fn send_stateless(&mut self, to: Remote, msg: &Message) {
-        self.transmit(to, msg.to_bytes());
+        self.transmit(to, Bytes::from(msg.to_bytes()));
     }
 
     // (B) input
 
     /// The driver could not send for this transaction: it ends with [`Event::TransportError`].
     pub fn handle_transport_error(&mut self, key: &TxKey) {
-        if self.end(key, false) {
-            self.events
-                .push_back(Event::TransportError { key: key.clone() });
+        if let Some(tx) = self.end(key, false) {
+            self.events.push_back(Event::TransportError {
+                key: key.clone(),
+                request: tx.request.filter(|_| key.role == Role::Client),
+            });
         }
     }
 
@@ -567,7 +619,7 @@ impl TransactionLayer {
             return;
         };
         let t = self.timers;
-        let Some(tx) = self.txs.get_mut(&key) else {
+        let Some(tx) = self.get_mut(&key) else {
             return;
         }; // stray: dropped (RFC 3261 18.1.2)
         let code = resp.status();
@@ -585,11 +637,21 @@ impl TransactionLayer {
                     tx.state = State::Accepted;
                     tx.clear_all();
                     tx.set(TimerKind::M, now + t.t64());
+                    // Accepted only passes 2xx retransmissions up: nothing is sent again.
+                    tx.request = None;
+                    tx.last = None;
                 } else {
                     tx.state = State::Completed;
                     tx.clear_all();
-                    if let Ok(ack) = ack_for_non2xx(&tx.request, &resp) {
-                        let b = ack.to_bytes();
+                    tx.last = None;
+                    // The request goes with its final response: the TU got that response,
+                    // so a later transport error has nothing to report (no 503).
+                    if let Some(ack) = tx
+                        .request
+                        .take()
+                        .and_then(|r| ack_for_non2xx(&r, &resp).ok())
+                    {
+                        let b = Bytes::from(ack.to_bytes());
                         tx.ack = Some(b.clone());
                         send = Some(b);
                     }
@@ -611,6 +673,9 @@ impl TransactionLayer {
                 } else {
                     tx.state = State::Completed;
                     tx.clear_all();
+                    // Completed only absorbs retransmitted responses.
+                    tx.request = None;
+                    tx.last = None;
                     if reliable {
                         terminate = true;
                     } else {
@@ -642,7 +707,7 @@ impl TransactionLayer {
         let Ok(key) = server_key(&req) else { return };
         let t = self.timers;
         let is_ack = *req.method() == Method::Ack;
-        if let Some(tx) = self.txs.get_mut(&key) {
+        if let Some(tx) = self.get_mut(&key) {
             let reliable = tx.reliable();
             let mut resend = None;
             let mut terminate = false;
@@ -702,21 +767,21 @@ impl TransactionLayer {
                 State::Trying
             },
             remote: from,
-            request: req.clone(),
+            // Only the 100 Trying the layer may send itself needs it.
+            request: invite.then(|| req.clone()),
             last: None,
             ack: None,
             timers: [None; NTIMERS],
             interval: t.t1,
             id: self.next_id,
             indexed: None,
-            key: Arc::new(key.clone()),
+            key: key.clone(),
         };
         self.next_id += 1;
         if invite {
             tx.set(TimerKind::Trying, now + t.trying_delay);
         }
-        self.txs.insert(key.clone(), tx);
-        self.reindex(&key);
+        self.insert(tx);
         self.events.push_back(Event::Request {
             key,
             remote: from,
@@ -727,18 +792,19 @@ impl TransactionLayer {
     /// Fires every timer due at `now` (in deadline order, re-armed from their deadlines). Only
     /// the transactions with a due timer are touched (the timer index's first entries).
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some((&(at, id), key)) = self.index.first_key_value() {
+        while let Some((&(at, id), &slot)) = self.index.first_key_value() {
             if at > now {
                 break;
             }
-            let key = Arc::clone(key);
-            match self.txs.get(&*key).map(|tx| (tx.id, tx.next())) {
-                Some((tx_id, Some((due, kind)))) if tx_id == id && due == at => {
-                    self.fire(&key, at, kind);
-                }
+            let due = self.slots[slot]
+                .as_ref()
+                .filter(|tx| tx.id == id)
+                .and_then(|tx| Some((tx.key.clone(), tx.next()?)));
+            match due {
+                Some((key, (due, kind))) if due == at => self.fire(&key, at, kind),
                 // Unreachable while the index is exact; drop the stray entry rather than spin.
                 _ => {
-                    debug_assert!(false, "stale timer index entry for {key:?}");
+                    debug_assert!(false, "stale timer index entry for slot {slot}");
                     self.index.remove(&(at, id));
                 }
             }
@@ -748,7 +814,10 @@ impl TransactionLayer {
     /// Puts `key`'s index entry at its transaction's earliest armed timer (or removes it).
     /// Call after every change to a live transaction's timers.
     fn reindex(&mut self, key: &TxKey) {
-        let Some(tx) = self.txs.get_mut(key) else {
+        let Some(&slot) = self.slot_of.get(key) else {
+            return;
+        };
+        let Some(tx) = self.slots[slot].as_mut() else {
             return;
         };
         let next = tx.next().map(|(at, _)| at);
@@ -759,17 +828,17 @@ impl TransactionLayer {
             self.index.remove(&(old, tx.id));
         }
         if let Some(at) = next {
-            self.index.insert((at, tx.id), Arc::clone(&tx.key));
+            self.index.insert((at, tx.id), slot);
         }
         tx.indexed = next;
     }
 
-    /// Removes a transaction and its index entry; `silently`: report [`Event::Terminated`].
-    /// True if it was live.
-    fn end(&mut self, key: &TxKey, silently: bool) -> bool {
-        let Some(tx) = self.txs.remove(key) else {
-            return false;
-        };
+    /// Removes a transaction and its index entry, freeing its slot; `silently`: report
+    /// [`Event::Terminated`]. The transaction if it was live.
+    fn end(&mut self, key: &TxKey, silently: bool) -> Option<Tx> {
+        let slot = self.slot_of.remove(key)?;
+        let tx = self.slots.get_mut(slot)?.take()?;
+        self.free.push(slot);
         if let Some(at) = tx.indexed {
             self.index.remove(&(at, tx.id));
         }
@@ -777,12 +846,12 @@ impl TransactionLayer {
             self.events
                 .push_back(Event::Terminated { key: key.clone() });
         }
-        true
+        Some(tx)
     }
 
     fn fire(&mut self, key: &TxKey, at: Instant, kind: TimerKind) {
         let t = self.timers;
-        let Some(tx) = self.txs.get_mut(key) else {
+        let Some(tx) = self.get_mut(key) else {
             return;
         };
         tx.timers[kind as usize] = None;
@@ -809,8 +878,12 @@ impl TransactionLayer {
                 tx.set(TimerKind::G, at + tx.interval);
             }
             TimerKind::Trying => {
-                if let Ok(r) = Response::for_request(&tx.request, StatusCode::TRYING, None) {
-                    let b = r.to_bytes();
+                if let Some(r) = tx
+                    .request
+                    .as_ref()
+                    .and_then(|r| Response::for_request(r, StatusCode::TRYING, None).ok())
+                {
+                    let b = Bytes::from(r.to_bytes());
                     tx.last = Some(b.clone());
                     send = Some(b);
                 }
@@ -831,8 +904,14 @@ impl TransactionLayer {
         }
         match end {
             Some(true) => {
-                self.end(key, false);
-                self.events.push_back(Event::Timeout { key: key.clone() });
+                let request = self
+                    .end(key, false)
+                    .and_then(|tx| tx.request)
+                    .filter(|_| key.role == Role::Client);
+                self.events.push_back(Event::Timeout {
+                    key: key.clone(),
+                    request,
+                });
             }
             Some(false) => {
                 self.end(key, true);
@@ -841,7 +920,7 @@ impl TransactionLayer {
         }
     }
 
-    fn transmit(&mut self, to: Remote, bytes: Vec<u8>) {
+    fn transmit(&mut self, to: Remote, bytes: Bytes) {
         self.transmits.push_back(Transmit {
             destination: to.addr,
             transport: to.transport,
@@ -866,5 +945,78 @@ impl TransactionLayer {
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn udp() -> Remote {
+        Remote {
+            addr: "192.0.2.9:5060".parse().unwrap(),
+            transport: Transport::Udp,
+        }
+    }
+
+    fn invite(branch: &str) -> Request {
+        Request::builder(Method::Invite, "sip:m@example.org")
+            .via("UDP", "192.0.2.1:5060", branch)
+            .max_forwards(70)
+            .from(None, "sip:d@example.org", "ftag")
+            .to(None, "sip:m@example.org", None)
+            .call_id("call-1@192.0.2.1")
+            .cseq(1)
+            .build()
+            .unwrap()
+    }
+
+    fn ok(req: &Request) -> Response {
+        Response::for_request(req, StatusCode::OK, Some("ttag")).unwrap()
+    }
+
+    /// An INVITE client transaction lives 64·T1 after its 2xx (RFC 6026) but
+    /// needs neither its request nor its octets then: a fan-out holding
+    /// thousands must not hold their messages.
+    #[test]
+    fn an_accepted_invite_keeps_neither_its_request_nor_its_octets() {
+        let t0 = Instant::now();
+        let mut l = TransactionLayer::new(Timers::RFC3261);
+        let req = invite("z9hG4bKacc");
+        let key = l.send_request(t0, udp(), req.clone()).unwrap();
+        let tx = l.get(&key).unwrap();
+        assert!(
+            tx.request.is_some() && tx.last.is_some(),
+            "kept while Calling"
+        );
+        l.handle_incoming(t0, udp(), ok(&req).into());
+        assert_eq!(l.state(&key), Some(State::Accepted));
+        let tx = l.get(&key).unwrap();
+        assert!(tx.request.is_none(), "request dropped in Accepted");
+        assert!(tx.last.is_none(), "octets dropped in Accepted");
+    }
+
+    /// Ended transactions free their slots and new ones take them: a steady
+    /// number of live transactions stops growing the record store.
+    #[test]
+    fn slots_of_ended_transactions_are_reused() {
+        let t0 = Instant::now();
+        let mut l = TransactionLayer::new(Timers::RFC3261);
+        for round in 0..5u32 {
+            let now = t0 + Duration::from_secs(40 * u64::from(round));
+            for i in 0..100 {
+                let req = invite(&format!("z9hG4bKr{round}x{i}"));
+                l.send_request(now, udp(), req.clone()).unwrap();
+                l.handle_incoming(now, udp(), ok(&req).into());
+            }
+            assert_eq!(l.len(), 100);
+            // Timer M (64·T1) ends them all.
+            l.handle_timeout(now + Duration::from_secs(33));
+            assert!(l.is_empty());
+            assert!(l.index.is_empty());
+        }
+        assert_eq!(l.slots.len(), 100, "five rounds of 100 used 100 slots");
+        assert_eq!(l.free.len(), 100);
     }
 }

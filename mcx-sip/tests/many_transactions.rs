@@ -107,7 +107,7 @@ fn run<I>(
                     .map(|tr| Out::Send(index_of_bytes(&tr.bytes)))
                     .collect();
                 got.extend(std::iter::from_fn(|| l.poll_event()).map(|e| match e {
-                    Event::Timeout { key } => Out::Timeout(index_of_branch(&key.branch)),
+                    Event::Timeout { key, .. } => Out::Timeout(index_of_branch(&key.branch)),
                     Event::Terminated { key } => Out::Terminated(index_of_branch(&key.branch)),
                     other => panic!("unexpected {other:?}"),
                 }));

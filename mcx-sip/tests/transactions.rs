@@ -64,7 +64,7 @@ fn drive(layer: &mut TransactionLayer, t0: Instant, end: Duration) -> (Vec<f64>,
 
 fn drain(layer: &mut TransactionLayer) -> Vec<Vec<u8>> {
     std::iter::from_fn(|| layer.poll_transmit())
-        .map(|t| t.bytes)
+        .map(|t| t.bytes.to_vec())
         .collect()
 }
 
@@ -72,19 +72,23 @@ fn drain(layer: &mut TransactionLayer) -> Vec<Vec<u8>> {
 fn udp_invite_client_retransmits_until_timer_b() {
     let t0 = Instant::now();
     let mut l = TransactionLayer::new(Timers::RFC3261);
+    let req = request(Method::Invite, "z9hG4bKa");
     let key = l
-        .send_request(
-            t0,
-            remote(Transport::Udp),
-            request(Method::Invite, "z9hG4bKa"),
-        )
+        .send_request(t0, remote(Transport::Udp), req.clone())
         .unwrap();
     assert_eq!(drain(&mut l).len(), 1);
     assert_eq!(l.state(&key), Some(State::Calling));
     let (sends, events) = drive(&mut l, t0, Duration::from_secs(60));
     // Timer A: T1, 2*T1, 4*T1… (RFC 3261 17.1.1.2), Timer B = 64*T1 = 32 s.
     assert_eq!(sends, vec![0.5, 1.5, 3.5, 7.5, 15.5, 31.5]);
-    assert_eq!(events, vec![Event::Timeout { key }]);
+    // The request comes back for the TU's 408 (RFC 3261 8.1.3.1).
+    assert_eq!(
+        events,
+        vec![Event::Timeout {
+            key,
+            request: Some(req)
+        }]
+    );
     assert!(l.is_empty());
 }
 
@@ -92,12 +96,9 @@ fn udp_invite_client_retransmits_until_timer_b() {
 fn udp_non_invite_client_timer_e_f() {
     let t0 = Instant::now();
     let mut l = TransactionLayer::new(Timers::RFC3261);
+    let req = request(Method::Options, "z9hG4bKe");
     let key = l
-        .send_request(
-            t0,
-            remote(Transport::Udp),
-            request(Method::Options, "z9hG4bKe"),
-        )
+        .send_request(t0, remote(Transport::Udp), req.clone())
         .unwrap();
     let _ = drain(&mut l);
     let (sends, events) = drive(&mut l, t0, Duration::from_secs(60));
@@ -106,7 +107,13 @@ fn udp_non_invite_client_timer_e_f() {
         sends,
         vec![0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5]
     );
-    assert_eq!(events, vec![Event::Timeout { key }]);
+    assert_eq!(
+        events,
+        vec![Event::Timeout {
+            key,
+            request: Some(req)
+        }]
+    );
 }
 
 #[test]
@@ -147,18 +154,21 @@ fn non_invite_proceeding_retransmits_every_t2_and_final_ends_with_timer_k() {
 fn tcp_client_never_retransmits() {
     let t0 = Instant::now();
     let mut l = TransactionLayer::new(Timers::RFC3261);
+    let req = request(Method::Invite, "z9hG4bKt");
     let key = l
-        .send_request(
-            t0,
-            remote(Transport::Tcp),
-            request(Method::Invite, "z9hG4bKt"),
-        )
+        .send_request(t0, remote(Transport::Tcp), req.clone())
         .unwrap();
     assert_eq!(drain(&mut l).len(), 1);
     assert_eq!(l.poll_timeout(), Some(t0 + Duration::from_secs(32)));
     let (sends, events) = drive(&mut l, t0, Duration::from_secs(60));
     assert!(sends.is_empty());
-    assert_eq!(events, vec![Event::Timeout { key }]);
+    assert_eq!(
+        events,
+        vec![Event::Timeout {
+            key,
+            request: Some(req)
+        }]
+    );
 }
 
 #[test]
@@ -317,7 +327,8 @@ fn invite_server_timer_h_without_ack() {
     let _ = drain(&mut l);
     assert!(l.poll_timeout().is_some());
     let (_, events) = drive(&mut l, t0, Duration::from_secs(40));
-    assert_eq!(events, vec![Event::Timeout { key }]);
+    // A server transaction has no request for the TU.
+    assert_eq!(events, vec![Event::Timeout { key, request: None }]);
 }
 
 #[test]
@@ -421,13 +432,35 @@ fn send_request_checks() {
         l.send_response(t0, &bogus, Response::new(StatusCode::OK).unwrap()),
         Err(mcx_sip::TxError::NoTransaction)
     );
+    let info = request(Method::Info, "z9hG4bKy");
     let key = l
-        .send_request(
-            t0,
-            remote(Transport::Udp),
-            request(Method::Info, "z9hG4bKy"),
-        )
+        .send_request(t0, remote(Transport::Udp), info.clone())
         .unwrap();
     l.handle_transport_error(&key);
-    assert_eq!(l.poll_event(), Some(Event::TransportError { key }));
+    assert_eq!(
+        l.poll_event(),
+        Some(Event::TransportError {
+            key,
+            request: Some(info)
+        })
+    );
+}
+
+/// A transport error after the final response has nothing left to report:
+/// the TU already has its answer, so the event carries no request (no 503).
+#[test]
+fn transport_error_after_the_final_response_carries_no_request() {
+    let t0 = Instant::now();
+    let mut l = TransactionLayer::new(Timers::RFC3261);
+    let inv = request(Method::Invite, "z9hG4bKte");
+    let key = l
+        .send_request(t0, remote(Transport::Udp), inv.clone())
+        .unwrap();
+    l.handle_incoming(t0, remote(Transport::Udp), response(&inv, 486).into());
+    assert!(matches!(l.poll_event(), Some(Event::Response { .. })));
+    l.handle_transport_error(&key);
+    assert_eq!(
+        l.poll_event(),
+        Some(Event::TransportError { key, request: None })
+    );
 }

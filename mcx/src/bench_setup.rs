@@ -479,7 +479,7 @@ struct Endpoint {
     counters: Arc<Counters>,
     /// The initiator's events (members' events are only counted).
     events: Option<mpsc::UnboundedSender<ClientEvent>>,
-    outbox: Vec<(SocketAddr, Vec<u8>)>,
+    outbox: Vec<(SocketAddr, bytes::Bytes)>,
     floor_out: Vec<(SocketAddr, Vec<u8>)>,
 }
 

@@ -270,7 +270,7 @@ impl Net {
                 to: t.destination,
                 transport: t.transport,
                 channel: Channel::Sip,
-                bytes: t.bytes,
+                bytes: t.bytes.to_vec(),
                 dropped: false,
             });
         }
