@@ -430,11 +430,14 @@ impl TransactionLayer {
         self.slots.get(*self.slot_of.get(key)?)?.as_ref()
     }
 
-    fn get_mut(&mut self, key: &TxKey) -> Option<&mut Tx> {
-        self.slots.get_mut(*self.slot_of.get(key)?)?.as_mut()
+    /// The live transaction of `key` and its slot: one lookup, then the slot
+    /// serves every later step of the same input ([`TransactionLayer::reindex`]).
+    fn find_mut(&mut self, key: &TxKey) -> Option<(usize, &mut Tx)> {
+        let slot = *self.slot_of.get(key)?;
+        Some((slot, self.slots.get_mut(slot)?.as_mut()?))
     }
 
-    /// Stores a new transaction in a free slot (or a new one).
+    /// Stores a new transaction (its key not live) in a free slot or a new one.
     fn insert(&mut self, tx: Tx) {
         let key = tx.key.clone();
         let slot = match self.free.pop() {
@@ -447,8 +450,8 @@ impl TransactionLayer {
                 self.slots.len() - 1
             }
         };
-        self.slot_of.insert(key.clone(), slot);
-        self.reindex(&key);
+        self.slot_of.insert(key, slot);
+        self.reindex(slot);
     }
 
     // (C) TU commands
@@ -523,7 +526,7 @@ impl TransactionLayer {
         resp: Response,
     ) -> Result<(), TxError> {
         let t = self.timers;
-        let tx = self.get_mut(key).ok_or(TxError::NoTransaction)?;
+        let (slot, tx) = self.find_mut(key).ok_or(TxError::NoTransaction)?;
         let code = resp.status();
         if !(100..700).contains(&code.0) {
             return Err(TxError::BadStatus);
@@ -574,7 +577,7 @@ impl TransactionLayer {
         if terminate {
             self.end(key, true);
         } else {
-            self.reindex(key);
+            self.reindex(slot);
         }
         Ok(())
     }
@@ -619,7 +622,7 @@ impl TransactionLayer {
             return;
         };
         let t = self.timers;
-        let Some(tx) = self.get_mut(&key) else {
+        let Some((slot, tx)) = self.find_mut(&key) else {
             return;
         }; // stray: dropped (RFC 3261 18.1.2)
         let code = resp.status();
@@ -699,7 +702,7 @@ impl TransactionLayer {
         if terminate {
             self.end(&key, true);
         } else {
-            self.reindex(&key);
+            self.reindex(slot);
         }
     }
 
@@ -707,7 +710,7 @@ impl TransactionLayer {
         let Ok(key) = server_key(&req) else { return };
         let t = self.timers;
         let is_ack = *req.method() == Method::Ack;
-        if let Some(tx) = self.get_mut(&key) {
+        if let Some((slot, tx)) = self.find_mut(&key) {
             let reliable = tx.reliable();
             let mut resend = None;
             let mut terminate = false;
@@ -743,7 +746,7 @@ impl TransactionLayer {
             if terminate {
                 self.end(&key, true);
             } else {
-                self.reindex(&key);
+                self.reindex(slot);
             }
             return;
         }
@@ -811,13 +814,10 @@ impl TransactionLayer {
         }
     }
 
-    /// Puts `key`'s index entry at its transaction's earliest armed timer (or removes it).
-    /// Call after every change to a live transaction's timers.
-    fn reindex(&mut self, key: &TxKey) {
-        let Some(&slot) = self.slot_of.get(key) else {
-            return;
-        };
-        let Some(tx) = self.slots[slot].as_mut() else {
+    /// Puts the index entry of the transaction in `slot` at its earliest armed timer (or
+    /// removes it). Call after every change to a live transaction's timers.
+    fn reindex(&mut self, slot: usize) {
+        let Some(tx) = self.slots.get_mut(slot).and_then(Option::as_mut) else {
             return;
         };
         let next = tx.next().map(|(at, _)| at);
@@ -851,7 +851,7 @@ impl TransactionLayer {
 
     fn fire(&mut self, key: &TxKey, at: Instant, kind: TimerKind) {
         let t = self.timers;
-        let Some(tx) = self.get_mut(key) else {
+        let Some((slot, tx)) = self.find_mut(key) else {
             return;
         };
         tx.timers[kind as usize] = None;
@@ -916,7 +916,7 @@ impl TransactionLayer {
             Some(false) => {
                 self.end(key, true);
             }
-            None => self.reindex(key),
+            None => self.reindex(slot),
         }
     }
 

@@ -17,11 +17,24 @@ use std::time::{Duration, Instant};
 use common::lab::{Lab, Options, all_members};
 use common::proc::Proc;
 
-/// Kills Kamailio on drop, so a failing test leaves nothing running.
+/// Stops Kamailio on drop, so a failing test leaves nothing running.
 struct Kamailio(Child);
 
 impl Drop for Kamailio {
+    /// SIGTERM first: Kamailio's main process then stops its worker
+    /// processes (a SIGKILL to it alone left them running); SIGKILL if it
+    /// has not exited within 5 s.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let until = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < until {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -159,6 +172,17 @@ fn the_call_works_through_kamailio_in_front_of_the_controlling_server() {
     for m in all_members() {
         lab.get(m).expect("incoming-call", Duration::from_secs(10));
     }
+    // Stopped with its workers: nothing of this run's configuration left.
+    drop(kamailio);
+    let cfg = cfg.to_string_lossy().into_owned();
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&cfg))
+        .collect();
+    assert!(left.is_empty(), "kamailio processes left running: {left:?}");
 }
 
 /// The path of an executable on PATH (or in the sbin directories).
