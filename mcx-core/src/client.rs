@@ -1455,7 +1455,7 @@ impl Client {
                 rng,
             );
         }
-        if req.to()?.tag.is_some() {
+        if req.to_ref()?.tag.is_some() {
             return self.reject(
                 from,
                 &req,

@@ -850,7 +850,7 @@ impl ControllingServer {
         req: Request,
         rng: &mut impl CryptoRng,
     ) -> Result<(), Error> {
-        if req.to()?.tag.is_some() {
+        if req.to_ref()?.tag.is_some() {
             // No re-INVITE in this call model.
             return self.reject(
                 from,

@@ -451,10 +451,12 @@ impl SipLink {
                 server_key(r).is_ok()
                     && r.call_id().is_ok()
                     && r.cseq().is_ok()
-                    && r.from().is_ok()
-                    && r.to().is_ok()
+                    && r.from_ref().is_ok()
+                    && r.to_ref().is_ok()
             }
-            Message::Response(r) => r.top_via().is_ok() && r.cseq().is_ok() && r.call_id().is_ok(),
+            Message::Response(r) => {
+                r.top_via_ref().is_ok() && r.cseq().is_ok() && r.call_id().is_ok()
+            }
         };
         if !usable {
             self.stats.malformed += 1;
@@ -602,11 +604,11 @@ impl SipLink {
             self.timers.t1 * NON_INVITE_TU_DEADLINE_T1
         };
         let contact = request
-            .contact()
+            .contact_ref()
             .ok()
             .flatten()
-            .map(|c| c.uri)
-            .filter(|u| u != "*");
+            .filter(|c| c.uri != "*")
+            .map(|c| c.uri.clone());
         let deadline = self
             .wake
             .insert(now + deadline, Wake::Unanswered(key.clone()));
@@ -661,18 +663,22 @@ impl SipLink {
             return; // hop by hop: it only stops Timer E
         }
         let contact = resp
-            .contact()
+            .contact_ref()
             .ok()
             .flatten()
-            .map(|c| c.uri)
-            .filter(|u| u != "*");
-        let call_id = resp.call_id().unwrap_or_default().to_owned();
+            .filter(|c| c.uri != "*")
+            .map(|c| c.uri.clone());
+        let call_id = resp.call_id().unwrap_or_default();
         if key.method == Method::Invite && status.is_success() {
-            let tag = resp.to().ok().and_then(|t| t.tag).unwrap_or_default();
-            if tx.ok_tags.contains(&tag) {
+            let tag = resp
+                .to_ref()
+                .ok()
+                .and_then(|t| t.tag.as_deref())
+                .unwrap_or_default();
+            if tx.ok_tags.iter().any(|t| t == tag) {
                 // A retransmitted 2xx: ACK again, do not bother the role.
                 let cseq = resp.cseq().map_or(0, |(n, _)| n);
-                if let Some(ack) = self.acks.get(&(call_id, cseq)) {
+                if let Some(ack) = self.acks.get(&(call_id.to_owned(), cseq)) {
                     let (remote, bytes) = (ack.remote, ack.ack.to_bytes());
                     self.stats.reacked += 1;
                     self.push_transmit(remote, bytes);
@@ -681,17 +687,17 @@ impl SipLink {
                 }
                 return;
             }
-            tx.ok_tags.push(tag);
+            tx.ok_tags.push(tag.to_owned());
             let from = contact.clone().unwrap_or_else(|| tx.peer.clone());
             if let Some(c) = contact {
-                self.remember_dialog(&call_id, c);
+                self.remember_dialog(call_id, c);
             }
             self.deliver(from, Message::Response(resp));
             return;
         }
         let from = contact.unwrap_or_else(|| tx.peer.clone());
         if key.method == Method::Bye && status.is_final() {
-            self.forget_dialog(&call_id);
+            self.forget_dialog(call_id);
         }
         self.deliver(from, Message::Response(resp));
     }
@@ -738,16 +744,16 @@ impl SipLink {
     /// The peer of a received request: the dialog peer for an in-dialog
     /// request (To tag) of a known dialog, else the Contact, else From.
     fn request_peer(&self, req: &Request) -> String {
-        let in_dialog = req.to().is_ok_and(|t| t.tag.is_some());
+        let in_dialog = req.to_ref().is_ok_and(|t| t.tag.is_some());
         if in_dialog {
             if let Some(d) = req.call_id().ok().and_then(|c| self.dialogs.get(c)) {
                 return d.uri.clone();
             }
         }
-        if let Some(c) = req.contact().ok().flatten().filter(|c| c.uri != "*") {
-            return c.uri;
+        if let Some(c) = req.contact_ref().ok().flatten().filter(|c| c.uri != "*") {
+            return c.uri.clone();
         }
-        req.from().map(|f| f.uri).unwrap_or_default()
+        req.from_ref().map(|f| f.uri.clone()).unwrap_or_default()
     }
 
     fn remember_dialog(&mut self, call_id: &str, uri: String) {
@@ -793,13 +799,13 @@ impl SipLink {
     /// `Response::for_request` copies), which for RFC 3261 peers is the
     /// branch + sent-by + method key of 17.2.3.
     fn server_key_of(&self, resp: &Response) -> Option<TxKey> {
-        let via = resp.top_via().ok()?;
+        let via = resp.top_via_ref().ok()?;
         let (cseq, method) = resp.cseq().ok()?;
         let call_id = resp.call_id().ok()?;
-        if let Some(branch) = via.branch.filter(|b| b.starts_with(MAGIC_COOKIE)) {
+        if let Some(branch) = via.branch.as_ref().filter(|b| b.starts_with(MAGIC_COOKIE)) {
             let key = TxKey {
                 role: Role::Server,
-                branch,
+                branch: branch.clone(),
                 sent_by: via.sent_by.to_ascii_lowercase(),
                 method,
             };
@@ -843,11 +849,10 @@ impl SipLink {
         // The role's Via is replaced whole but for its branch: read as
         // text, not parsed; the new Via is known as written, so the
         // transaction layer reads it without a parse either.
-        let branch = req
-            .top_via_branch()
-            .ok_or(Error::Missing("Via branch"))?
-            .to_owned();
-        req.set_top_via(transport.as_str(), &self.sent_by, &branch)?;
+        if req.top_via_branch().is_none() {
+            return Err(Error::Missing("Via branch"));
+        }
+        req.set_top_via_sent_by(transport.as_str(), &self.sent_by)?;
         Ok(())
     }
 

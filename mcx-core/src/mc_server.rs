@@ -1108,7 +1108,7 @@ impl McServer {
                 rng,
             );
         }
-        if req.to()?.tag.is_some() {
+        if req.to_ref()?.tag.is_some() {
             return self.reject(
                 from,
                 &req,

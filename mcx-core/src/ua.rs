@@ -268,7 +268,9 @@ impl UserAgent {
 /// Whether `cancel` cancels `invite` (RFC 3261 9.2: same Call-ID, CSeq
 /// number and top Via branch).
 pub(crate) fn cancels(cancel: &Request, invite: &Request) -> bool {
-    let branch = |r: &Request| r.top_via().ok().and_then(|v| v.branch);
+    fn branch(r: &Request) -> Option<&str> {
+        r.top_via_ref().ok()?.branch.as_deref()
+    }
     cancel.call_id().ok() == invite.call_id().ok()
         && cancel.cseq().ok().map(|c| c.0) == invite.cseq().ok().map(|c| c.0)
         && branch(cancel) == branch(invite)
@@ -292,7 +294,7 @@ impl UserAgent {
         known_dialog: impl FnOnce(&Request) -> bool,
         rng: &mut impl CryptoRng,
     ) -> Result<(), Error> {
-        let in_dialog = req.to().is_ok_and(|t| t.tag.is_some());
+        let in_dialog = req.to_ref().is_ok_and(|t| t.tag.is_some());
         let status = match req.method() {
             Method::Ack => return Ok(()),
             _ if in_dialog && !known_dialog(req) => StatusCode::CALL_DOES_NOT_EXIST,

@@ -35,18 +35,26 @@ pub struct Dialog {
 }
 
 fn contact_uri(
-    resp_or_req_contact: Result<Option<crate::message::NameAddr>, ParseError>,
+    resp_or_req_contact: Result<Option<&crate::message::NameAddr>, ParseError>,
 ) -> Result<String, ParseError> {
     resp_or_req_contact?
-        .map(|c| c.uri)
+        .map(|c| c.uri.clone())
         .ok_or(ParseError::MissingHeader("Contact"))
+}
+
+/// The tag of a From or To read without copying the rest of the value.
+fn tag_of(
+    name_addr: Result<&crate::message::NameAddr, ParseError>,
+    which: &'static str,
+) -> Result<String, ParseError> {
+    name_addr?.tag.clone().ok_or(ParseError::BadHeader(which))
 }
 
 impl Dialog {
     /// The UAC side, from our INVITE and a 2xx (or 1xx with To tag) for it (RFC 3261 12.1.2).
     pub fn uac(invite: &Request, resp: &Response) -> Result<Self, ParseError> {
-        let remote_tag = resp.to()?.tag.ok_or(ParseError::BadHeader("To"))?;
-        let local_tag = invite.from()?.tag.ok_or(ParseError::BadHeader("From"))?;
+        let remote_tag = tag_of(resp.to_ref(), "To")?;
+        let local_tag = tag_of(invite.from_ref(), "From")?;
         let (n, _) = invite.cseq()?;
         let mut route_set: Vec<String> = resp
             .headers()
@@ -62,7 +70,7 @@ impl Dialog {
             },
             local: invite.header("From").unwrap_or_default().to_owned(),
             remote: resp.header("To").unwrap_or_default().to_owned(),
-            remote_target: contact_uri(resp.contact())?,
+            remote_target: contact_uri(resp.contact_ref())?,
             route_set,
             local_cseq: n,
             invite_cseq: n,
@@ -71,8 +79,8 @@ impl Dialog {
 
     /// The UAS side, from a received INVITE and the 2xx we send (its To carries our tag) (12.1.1).
     pub fn uas(invite: &Request, resp: &Response) -> Result<Self, ParseError> {
-        let local_tag = resp.to()?.tag.ok_or(ParseError::BadHeader("To"))?;
-        let remote_tag = invite.from()?.tag.ok_or(ParseError::BadHeader("From"))?;
+        let local_tag = tag_of(resp.to_ref(), "To")?;
+        let remote_tag = tag_of(invite.from_ref(), "From")?;
         let (n, _) = invite.cseq()?;
         Ok(Self {
             id: DialogId {
@@ -82,7 +90,7 @@ impl Dialog {
             },
             local: resp.header("To").unwrap_or_default().to_owned(),
             remote: invite.header("From").unwrap_or_default().to_owned(),
-            remote_target: contact_uri(invite.contact())?,
+            remote_target: contact_uri(invite.contact_ref())?,
             route_set: invite
                 .headers()
                 .get_all("Record-Route")
@@ -138,10 +146,10 @@ impl Dialog {
     pub fn matches(&self, req: &Request) -> bool {
         req.call_id().is_ok_and(|c| c == self.id.call_id)
             && req
-                .from()
+                .from_ref()
                 .is_ok_and(|f| f.tag.as_deref() == Some(&self.id.remote_tag))
             && req
-                .to()
+                .to_ref()
                 .is_ok_and(|t| t.tag.as_deref() == Some(&self.id.local_tag))
     }
 }

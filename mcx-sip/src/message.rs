@@ -926,6 +926,26 @@ macro_rules! common_accessors {
         pub fn contact(&self) -> Result<Option<NameAddr>, ParseError> {
             self.headers.contact().clone()
         }
+        /// The top Via as parsed once and kept, borrowed: what to read
+        /// (or check) without copying its strings.
+        pub fn top_via_ref(&self) -> Result<&Via, ParseError> {
+            self.headers.via().as_ref().map_err(Clone::clone)
+        }
+        /// The From header as parsed once and kept, borrowed.
+        pub fn from_ref(&self) -> Result<&NameAddr, ParseError> {
+            self.headers.from().as_ref().map_err(Clone::clone)
+        }
+        /// The To header as parsed once and kept, borrowed.
+        pub fn to_ref(&self) -> Result<&NameAddr, ParseError> {
+            self.headers.to().as_ref().map_err(Clone::clone)
+        }
+        /// The first Contact value as parsed once and kept, borrowed.
+        pub fn contact_ref(&self) -> Result<Option<&NameAddr>, ParseError> {
+            match self.headers.contact() {
+                Ok(c) => Ok(c.as_ref()),
+                Err(e) => Err(e.clone()),
+            }
+        }
         /// The Content-Type value (with parameters), if any.
         pub fn content_type(&self) -> Option<&str> {
             self.headers.value_of(Known::ContentType)
@@ -1089,33 +1109,73 @@ impl Request {
         sent_by: &str,
         branch: &str,
     ) -> Result<(), BuildError> {
+        check_nonempty_token(branch, "Via branch")?;
+        self.write_top_via(transport, sent_by, branch.to_owned())
+    }
+
+    /// [`Request::set_top_via`] keeping the top Via's own branch: what a
+    /// transport does to the Via its user wrote (no copy of the branch
+    /// for the caller to hand back).
+    ///
+    /// # Errors
+    /// As [`Request::set_top_via`]; [`BuildError::Malformed`] if the top
+    /// Via has no branch.
+    pub fn set_top_via_sent_by(
+        &mut self,
+        transport: &str,
+        sent_by: &str,
+    ) -> Result<(), BuildError> {
+        let branch = self
+            .top_via_branch()
+            .ok_or(BuildError::Malformed("no Via branch"))?
+            .to_owned();
+        check_nonempty_token(&branch, "Via branch")?;
+        self.write_top_via(transport, sent_by, branch)
+    }
+
+    /// Writes the top via-parm straight into the message's own text (no
+    /// intermediate value) and records it as the parsed top Via.
+    fn write_top_via(
+        &mut self,
+        transport: &str,
+        sent_by: &str,
+        branch: String,
+    ) -> Result<(), BuildError> {
         check_nonempty_token(transport, "Via transport")?;
         check_nonempty_token(sent_by, "Via sent-by")?;
-        check_nonempty_token(branch, "Via branch")?;
         let pos = self
             .headers
             .entries
             .iter()
             .position(|e| e.known == Known::Via)
             .ok_or(BuildError::Malformed("no Via to replace"))?;
-        let transport = transport.to_ascii_uppercase();
-        let old = self.headers.text(self.headers.entries[pos].value);
-        let rest = old.split_once(',').map(|(_, rest)| rest.trim());
-        let mut value = String::with_capacity(
-            20 + transport.len() + sent_by.len() + branch.len() + rest.map_or(0, str::len),
-        );
-        for part in ["SIP/2.0/", &transport, " ", sent_by, ";branch=", branch] {
-            value.push_str(part);
+        let transport = if transport.bytes().any(|b| b.is_ascii_lowercase()) {
+            transport.to_ascii_uppercase()
+        } else {
+            transport.to_owned()
+        };
+        // Further via-parms of the same line (rare) are kept: copied out
+        // before the own buffer, which may hold the old value, grows.
+        let rest = self
+            .headers
+            .text(self.headers.entries[pos].value)
+            .split_once(',')
+            .map(|(_, rest)| rest.trim().to_owned());
+        let own = &mut self.headers.own;
+        let start = own.len();
+        for part in ["SIP/2.0/", &transport, " ", sent_by, ";branch=", &branch] {
+            own.push_str(part);
         }
-        if let Some(rest) = rest {
-            value.push_str(", ");
-            value.push_str(rest);
+        if let Some(rest) = &rest {
+            own.push_str(", ");
+            own.push_str(rest);
         }
-        self.headers.replace_value(pos, &value);
+        let end = own.len();
+        self.headers.entries[pos].value = Text::Own(start, end);
         self.headers.via_changed(Some(Via {
             transport,
             sent_by: sent_by.to_owned(),
-            branch: Some(branch.to_owned()),
+            branch: Some(branch),
             received: None,
             rport: None,
         }));

@@ -575,7 +575,7 @@ impl TransactionLayer {
         let remote = tx.remote;
         self.transmit(remote, bytes);
         if terminate {
-            self.end(key, true);
+            self.terminate(slot);
         } else {
             self.reindex(slot);
         }
@@ -598,10 +598,16 @@ impl TransactionLayer {
 
     /// The driver could not send for this transaction: it ends with [`Event::TransportError`].
     pub fn handle_transport_error(&mut self, key: &TxKey) {
-        if let Some(tx) = self.end(key, false) {
+        if let Some(tx) = self
+            .slot_of
+            .get(key)
+            .copied()
+            .and_then(|slot| self.end(slot))
+        {
+            let request = tx.request.filter(|_| tx.key.role == Role::Client);
             self.events.push_back(Event::TransportError {
-                key: key.clone(),
-                request: tx.request.filter(|_| key.role == Role::Client),
+                key: tx.key,
+                request,
             });
         }
     }
@@ -700,7 +706,7 @@ impl TransactionLayer {
         }
         // After the response: Event::Terminated comes last.
         if terminate {
-            self.end(&key, true);
+            self.terminate(slot);
         } else {
             self.reindex(slot);
         }
@@ -744,7 +750,7 @@ impl TransactionLayer {
                 self.transmit(remote, b);
             }
             if terminate {
-                self.end(&key, true);
+                self.terminate(slot);
             } else {
                 self.reindex(slot);
             }
@@ -802,9 +808,9 @@ impl TransactionLayer {
             let due = self.slots[slot]
                 .as_ref()
                 .filter(|tx| tx.id == id)
-                .and_then(|tx| Some((tx.key.clone(), tx.next()?)));
+                .and_then(Tx::next);
             match due {
-                Some((key, (due, kind))) if due == at => self.fire(&key, at, kind),
+                Some((due, kind)) if due == at => self.fire(slot, at, kind),
                 // Unreachable while the index is exact; drop the stray entry rather than spin.
                 _ => {
                     debug_assert!(false, "stale timer index entry for slot {slot}");
@@ -833,25 +839,28 @@ impl TransactionLayer {
         tx.indexed = next;
     }
 
-    /// Removes a transaction and its index entry, freeing its slot; `silently`: report
-    /// [`Event::Terminated`]. The transaction if it was live.
-    fn end(&mut self, key: &TxKey, silently: bool) -> Option<Tx> {
-        let slot = self.slot_of.remove(key)?;
+    /// Removes the transaction in `slot` and its index entry, freeing the slot: the
+    /// transaction if one was there (its key moves into the caller's event, not cloned).
+    fn end(&mut self, slot: usize) -> Option<Tx> {
         let tx = self.slots.get_mut(slot)?.take()?;
+        self.slot_of.remove(&tx.key);
         self.free.push(slot);
         if let Some(at) = tx.indexed {
             self.index.remove(&(at, tx.id));
         }
-        if silently {
-            self.events
-                .push_back(Event::Terminated { key: key.clone() });
-        }
         Some(tx)
     }
 
-    fn fire(&mut self, key: &TxKey, at: Instant, kind: TimerKind) {
+    /// Ends the transaction in `slot` without an event of its own: [`Event::Terminated`].
+    fn terminate(&mut self, slot: usize) {
+        if let Some(tx) = self.end(slot) {
+            self.events.push_back(Event::Terminated { key: tx.key });
+        }
+    }
+
+    fn fire(&mut self, slot: usize, at: Instant, kind: TimerKind) {
         let t = self.timers;
-        let Some((slot, tx)) = self.find_mut(key) else {
+        let Some(tx) = self.slots.get_mut(slot).and_then(Option::as_mut) else {
             return;
         };
         tx.timers[kind as usize] = None;
@@ -904,18 +913,15 @@ impl TransactionLayer {
         }
         match end {
             Some(true) => {
-                let request = self
-                    .end(key, false)
-                    .and_then(|tx| tx.request)
-                    .filter(|_| key.role == Role::Client);
-                self.events.push_back(Event::Timeout {
-                    key: key.clone(),
-                    request,
-                });
+                if let Some(tx) = self.end(slot) {
+                    let request = tx.request.filter(|_| tx.key.role == Role::Client);
+                    self.events.push_back(Event::Timeout {
+                        key: tx.key,
+                        request,
+                    });
+                }
             }
-            Some(false) => {
-                self.end(key, true);
-            }
+            Some(false) => self.terminate(slot),
             None => self.reindex(slot),
         }
     }

@@ -87,6 +87,45 @@ fn the_top_via_set_by_a_sender_is_what_its_octets_parse_to() {
     }
 }
 
+/// A link rewriting the Via its user wrote keeps the user's branch: the
+/// same value and parsed Via as `set_top_via` with that branch, and the
+/// further via-parms kept.
+#[test]
+fn a_sender_keeps_the_users_branch() {
+    let Message::Request(mut r) = Message::parse(INVITE.as_bytes()).unwrap() else {
+        panic!()
+    };
+    let branch = r.top_via_branch().unwrap().to_owned();
+    let mut by_hand = r.clone();
+    r.set_top_via_sent_by("udp", "192.0.2.1:5070").unwrap();
+    by_hand
+        .set_top_via("UDP", "192.0.2.1:5070", &branch)
+        .unwrap();
+    assert_eq!(r.header("Via"), by_hand.header("Via"));
+    assert_eq!(r.top_via().unwrap(), by_hand.top_via().unwrap());
+    assert_eq!(
+        r.top_via().unwrap().branch.as_deref(),
+        Some(branch.as_str())
+    );
+    let Message::Request(again) = Message::parse(&r.to_bytes()).unwrap() else {
+        panic!()
+    };
+    assert_eq!(again.top_via().unwrap(), r.top_via().unwrap());
+    assert_later_vias_kept(&r);
+    // Twice in a row (the own text grows; the kept span moves on).
+    r.set_top_via_sent_by("TCP", "192.0.2.9:5061").unwrap();
+    assert_eq!(r.top_via().unwrap().sent_by, "192.0.2.9:5061");
+    assert_eq!(
+        r.top_via().unwrap().branch.as_deref(),
+        Some(branch.as_str())
+    );
+    assert_later_vias_kept(&r);
+    assert!(r.set_top_via_sent_by("UDP", "a b").is_err());
+    let mut no_branch = by_hand;
+    no_branch.headers_mut().set("Via", "SIP/2.0/UDP h").unwrap();
+    assert!(no_branch.set_top_via_sent_by("UDP", "h2").is_err());
+}
+
 /// The stamp changes the Via only: From and To read after it are those of
 /// the octets.
 #[test]
