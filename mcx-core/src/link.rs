@@ -143,9 +143,10 @@ impl Accepted {
 /// An ACK the role sent for a 2xx, re-sent if the 2xx comes again.
 struct SentAck {
     remote: Remote,
-    /// The ACK as sent (Via rewritten), encoded again only if the 2xx is
-    /// retransmitted (rare): no second copy of every ACK's octets.
-    ack: Request,
+    /// The ACK's octets as sent (Via rewritten), shared with the transmit:
+    /// re-sent as they are if the 2xx comes again. (Not the `Request`: its
+    /// buffers and parsed values would be kept 64·T1 for a rare re-send.)
+    bytes: Bytes,
     /// When it is forgotten: its entry in [`SipLink::expiry`].
     until: Slot,
 }
@@ -326,11 +327,19 @@ impl SipLink {
     fn send_ack(&mut self, now: Instant, remote: Remote, mut ack: Request) -> Result<(), Error> {
         self.rewrite_via(&mut ack, remote.transport)?;
         let key = (ack.call_id()?.to_owned(), ack.cseq()?.0);
-        self.push_transmit(remote, ack.to_bytes());
+        let bytes = Bytes::from(ack.to_bytes());
+        self.push_transmit(remote, bytes.clone());
         let until = self
             .expiry
             .insert(now + self.timers.t1 * 64, Expiry::Ack(key.clone()));
-        if let Some(old) = self.acks.insert(key, SentAck { remote, ack, until }) {
+        if let Some(old) = self.acks.insert(
+            key,
+            SentAck {
+                remote,
+                bytes,
+                until,
+            },
+        ) {
             self.expiry.remove(old.until);
         }
         Ok(())
@@ -679,7 +688,7 @@ impl SipLink {
                 // A retransmitted 2xx: ACK again, do not bother the role.
                 let cseq = resp.cseq().map_or(0, |(n, _)| n);
                 if let Some(ack) = self.acks.get(&(call_id.to_owned(), cseq)) {
-                    let (remote, bytes) = (ack.remote, ack.ack.to_bytes());
+                    let (remote, bytes) = (ack.remote, ack.bytes.clone());
                     self.stats.reacked += 1;
                     self.push_transmit(remote, bytes);
                 } else {
