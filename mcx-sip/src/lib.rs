@@ -30,6 +30,8 @@ mod transaction;
 pub use dialog::{Dialog, DialogId};
 pub use error::{BuildError, MultipartError, ParseError, TxError};
 pub use framing::{Limits, StreamDecoder, parse_datagram, parse_datagram_bytes};
+#[doc(hidden)]
+pub use message::differential;
 pub use message::{
     Header, Headers, MAGIC_COOKIE, Message, Method, NameAddr, Request, RequestBuilder, Response,
     StatusCode, Via, new_branch, new_call_id, new_tag,

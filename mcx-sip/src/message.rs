@@ -731,8 +731,14 @@ pub struct NameAddr {
     pub tag: Option<String>,
 }
 
-/// The first via-parm of a Via value `s`, which lies in `src`.
+/// The first via-parm of a Via value `s`, which lies in `src`: the
+/// canonical form read by [`fast::via`], anything else by ezk.
 fn parse_via(src: &Bytes, s: &str) -> Result<Via, ParseError> {
+    fast::via(s).map_or_else(|| parse_via_ezk(src, s), Ok)
+}
+
+/// [`parse_via`] by ezk alone: the reading the fast path must agree with.
+fn parse_via_ezk(src: &Bytes, s: &str) -> Result<Via, ParseError> {
     let (rest, via) = EzkVia::parse(src, s).map_err(|_| ParseError::BadHeader("Via"))?;
     let rest = rest.trim_start();
     if !(rest.is_empty() || rest.starts_with(',')) {
@@ -808,8 +814,14 @@ fn split_name_addr(value: &str) -> Option<(Option<String>, String)> {
     }
 }
 
-/// A From or To value `s`, which lies in `src`.
+/// A From or To value `s`, which lies in `src`: the canonical form read
+/// by [`fast::from_to`], anything else by ezk.
 fn parse_from_to(src: &Bytes, s: &str, which: &'static str) -> Result<NameAddr, ParseError> {
+    fast::from_to(s).map_or_else(|| parse_from_to_ezk(src, s, which), Ok)
+}
+
+/// [`parse_from_to`] by ezk alone: the reading the fast path must agree with.
+fn parse_from_to_ezk(src: &Bytes, s: &str, which: &'static str) -> Result<NameAddr, ParseError> {
     let (display_name, uri) = split_name_addr(s).ok_or(ParseError::BadHeader(which))?;
     let tag = match FromTo::parse(src, s) {
         Ok((rest, ft)) if rest.trim().is_empty() => ft.tag.map(|t| t.to_string()),
@@ -852,8 +864,14 @@ fn parse_cseq(value: &str) -> Result<(u32, Method), ParseError> {
     Ok((n, m))
 }
 
-/// The first Contact value of a Contact header `s`, which lies in `src`.
+/// The first Contact value of a Contact header `s`, which lies in `src`:
+/// the canonical form read by [`fast::contact`], anything else by ezk.
 fn parse_contact(src: &Bytes, s: &str) -> Result<Option<NameAddr>, ParseError> {
+    fast::contact(s).map_or_else(|| parse_contact_ezk(src, s), Ok)
+}
+
+/// [`parse_contact`] by ezk alone: the reading the fast path must agree with.
+fn parse_contact_ezk(src: &Bytes, s: &str) -> Result<Option<NameAddr>, ParseError> {
     if s.trim() == "*" {
         return Ok(Some(NameAddr {
             display_name: None,
@@ -870,6 +888,326 @@ fn parse_contact(src: &Bytes, s: &str) -> Result<Option<NameAddr>, ParseError> {
         uri,
         tag: None,
     }))
+}
+
+/// A strict reading of the canonical Via, From, To and Contact values that
+/// peers (and our own roles) send, tried before ezk: ezk's nom parsers
+/// build an error, with allocations, for every alternative they try (IPv6
+/// reference, IPv4, hostname; quoted or plain values), about a quarter of
+/// an MC server's allocations at 10,000 members (issue 13).
+///
+/// The rule that keeps it safe: a function here returns `Some` only for
+/// text that ezk reads as `Ok` with the very same value, and `None`
+/// whenever it is not sure (whitespace inside a value, quotes in
+/// parameters, escapes, IPv6, a hostname beginning with a digit,
+/// passwords, URI headers, empty names or values…). `None` hands the text
+/// to ezk, so every error and every unusual form reads exactly as before.
+/// tests/fast_path.rs checks the agreement on generated and mutated values.
+mod fast {
+    use std::net::Ipv4Addr;
+
+    use super::{NameAddr, Via, is_token_byte};
+
+    /// Token octets but `%` (ezk decodes escapes in parameter names and values).
+    fn plain(b: u8) -> bool {
+        b != b'%' && is_token_byte(b)
+    }
+
+    /// Octets at the start of `s` that pass `f`.
+    fn run(s: &str, f: impl Fn(u8) -> bool) -> usize {
+        s.bytes().position(|b| !f(b)).unwrap_or(s.len())
+    }
+
+    /// `host[:port]` at the start of `s`, where ezk's reading is certain; the rest.
+    fn host_port(s: &str) -> Option<&str> {
+        let n = run(s, |b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+        let (host, rest) = s.split_at_checked(n)?;
+        match host.bytes().next()? {
+            // ezk tries an IPv4 address before a hostname and keeps the
+            // first that reads: only a dotted quad std reads is certain.
+            b'0'..=b'9' => {
+                host.parse::<Ipv4Addr>().ok()?;
+            }
+            // Labels of letters, digits and inner `-`, one final `.` allowed.
+            b if b.is_ascii_alphabetic() => {
+                let labels = host.strip_suffix('.').unwrap_or(host);
+                if labels
+                    .split('.')
+                    .any(|l| l.is_empty() || l.starts_with('-') || l.ends_with('-'))
+                {
+                    return None;
+                }
+            }
+            _ => return None,
+        }
+        let Some(port) = rest.strip_prefix(':') else {
+            return Some(rest);
+        };
+        let (digits, rest) = port.split_at_checked(run(port, |b| b.is_ascii_digit()))?;
+        digits.parse::<u16>().ok()?;
+        Some(rest)
+    }
+
+    /// `;name[=value]` parameters of plain tokens at the start of `s`, each
+    /// handed to `each` (names as written: ezk compares them exactly); the rest.
+    fn params<'a>(
+        mut s: &'a str,
+        mut each: impl FnMut(&'a str, Option<&'a str>),
+    ) -> Option<&'a str> {
+        while let Some(p) = s.strip_prefix(';') {
+            let (name, after) = p.split_at_checked(run(p, plain))?;
+            if name.is_empty() {
+                return None;
+            }
+            let (value, after) = match after.strip_prefix('=') {
+                Some(v) => {
+                    let (value, after) = v.split_at_checked(run(v, plain))?;
+                    if value.is_empty() {
+                        return None;
+                    }
+                    (Some(value), after)
+                }
+                None => (None, after),
+            };
+            each(name, value);
+            s = after;
+        }
+        Some(s)
+    }
+
+    /// The first value of parameter `name` as ezk's `get_val` gives it:
+    /// the first parameter of that name decides, `None` if it has no value.
+    fn first<'a>(slot: &mut Option<Option<&'a str>>, value: Option<&'a str>) {
+        if slot.is_none() {
+            *slot = Some(value);
+        }
+    }
+
+    /// Past `user@` at the start of `s` (after the scheme), or `s` itself
+    /// if there is no user part. A user part is letters, digits, marks and
+    /// escaped ASCII octets (which decode to the UTF-8 ezk requires);
+    /// `user:password@` and an empty user are left to ezk.
+    ///
+    /// Without a user part, ezk's longer run of user characters (`;`, `?`,
+    /// `/`, `,` too) may still reach an `@`; no reading here accepts an `@`
+    /// after this point, so such text is never taken.
+    fn user(s: &str) -> Option<&str> {
+        let b = s.as_bytes();
+        let mut i = 0;
+        while let Some(&c) = b.get(i) {
+            if c == b'%' {
+                match (b.get(i + 1), b.get(i + 2)) {
+                    (Some(b'0'..=b'7'), Some(l)) if l.is_ascii_hexdigit() => i += 3,
+                    _ => return None,
+                }
+            } else if c.is_ascii_alphanumeric() || b"-_.!~*'()&=+$".contains(&c) {
+                i += 1;
+            } else {
+                break;
+            }
+        }
+        match b.get(i) {
+            Some(b'@') if i > 0 => s.get(i + 1..),
+            // `host:port` unless an `@` follows (a password).
+            Some(b':') if s.get(i..)?.contains('@') => None,
+            Some(b'@') => None,
+            _ => Some(s),
+        }
+    }
+
+    /// `sip:` or `sips:` (as ezk reads them, without case) then user and
+    /// `host[:port]`; the rest.
+    fn addr_spec(s: &str) -> Option<&str> {
+        let after = s.strip_prefix("sip:").or_else(|| s.strip_prefix("sips:"))?;
+        host_port(user(after)?)
+    }
+
+    /// A name-addr or addr-spec at the start of a value.
+    struct Addr<'a> {
+        /// As mcx-sip's `split_name_addr` gives it.
+        display: Option<&'a str>,
+        /// Between `<` and `>`, or the addr-spec without parameters.
+        uri: &'a str,
+        /// After `>`, or the parameters after an addr-spec.
+        rest: &'a str,
+        /// An addr-spec, without `<>`.
+        bare: bool,
+    }
+
+    /// `"display" <uri>`, `display <uri>`, `<uri>` or `uri` at the start of `s`.
+    fn name_addr(s: &str) -> Option<Addr<'_>> {
+        let (display, bracketed) = if let Some(q) = s.strip_prefix('"') {
+            // A quoted name without escapes: ezk's quoted-string reading
+            // stops at a backslash's quote, and `""` is read otherwise.
+            let (name, after) = q.split_once('"')?;
+            if name.is_empty() || name.contains('\\') {
+                return None;
+            }
+            (Some(name), after.trim_start_matches(' '))
+        } else if s.starts_with('<') {
+            (None, s)
+        } else if s.starts_with("sip:") || s.starts_with("sips:") {
+            // An addr-spec: its parameters are the header's.
+            let rest = addr_spec(s)?;
+            let uri = s.get(..s.len() - rest.len())?;
+            return Some(Addr {
+                display: None,
+                uri,
+                rest,
+                bare: true,
+            });
+        } else {
+            // Tokens and spaces up to `<`.
+            let (name, after) = s.split_at_checked(run(s, |b| is_token_byte(b) || b == b' '))?;
+            let name = name.trim_end_matches(' ');
+            if name.is_empty() || name.starts_with(' ') {
+                return None;
+            }
+            (Some(name), after)
+        };
+        let inner = bracketed.strip_prefix('<')?;
+        let end = params(addr_spec(inner)?, |_, _| {})?;
+        let rest = end.strip_prefix('>')?;
+        Some(Addr {
+            display,
+            uri: inner.get(..inner.len() - end.len())?,
+            rest,
+            bare: false,
+        })
+    }
+
+    /// A Via value's first via-parm: `SIP/2.0/<transport> <host>[:<port>]`
+    /// then parameters, then the end or `,`.
+    pub(super) fn via(s: &str) -> Option<Via> {
+        let rest = s.strip_prefix("SIP/2.0/")?;
+        let (transport, rest) = rest.split_at_checked(run(rest, |b| b.is_ascii_alphanumeric()))?;
+        let host = rest.trim_start_matches(' ');
+        if transport.is_empty() || host.len() == rest.len() {
+            return None;
+        }
+        let after = host_port(host)?;
+        let (mut branch, mut received, mut rport) = (None, None, None);
+        let end = params(after, |name, value| match name {
+            "branch" => first(&mut branch, value),
+            "received" => first(&mut received, value),
+            "rport" => first(&mut rport, value),
+            _ => {}
+        })?;
+        if !(end.is_empty() || end.starts_with(',')) {
+            return None;
+        }
+        let owned = |v: Option<Option<&str>>| v.flatten().map(str::to_owned);
+        Some(Via {
+            transport: transport.to_ascii_uppercase(),
+            sent_by: host.get(..host.len() - after.len())?.to_owned(),
+            branch: owned(branch),
+            received: owned(received),
+            rport: owned(rport),
+        })
+    }
+
+    /// A From or To value: a name-addr or addr-spec, then parameters to the end.
+    pub(super) fn from_to(s: &str) -> Option<NameAddr> {
+        let a = name_addr(s)?;
+        let mut tag = None;
+        let end = params(a.rest, |name, value| {
+            if name == "tag" {
+                first(&mut tag, value);
+            }
+        })?;
+        if !end.is_empty() {
+            return None;
+        }
+        Some(NameAddr {
+            display_name: a.display.map(str::to_owned),
+            uri: a.uri.to_owned(),
+            tag: tag.flatten().map(str::to_owned),
+        })
+    }
+
+    /// A Contact value's first contact: after a `>` ezk and mcx-sip read
+    /// nothing more (quoted feature tags and further values are fine); an
+    /// addr-spec must be followed by plain parameters to the end.
+    pub(super) fn contact(s: &str) -> Option<Option<NameAddr>> {
+        let a = name_addr(s)?;
+        if a.bare && !params(a.rest, |_, _| {})?.is_empty() {
+            return None;
+        }
+        Some(Some(NameAddr {
+            display_name: a.display.map(str::to_owned),
+            uri: a.uri.to_owned(),
+            tag: None,
+        }))
+    }
+}
+
+/// The fast path and ezk's reading of a typed header value side by side,
+/// for the differential test (tests/fast_path.rs) and fuzz target
+/// (`sip_fast_path`): not part of mcx-sip's API.
+#[doc(hidden)]
+pub mod differential {
+    use bytesstr::BytesStr;
+
+    use super::{NameAddr, Via, fast};
+    use crate::error::ParseError;
+
+    /// The three readings of one value.
+    #[derive(Debug)]
+    pub struct Readings<T> {
+        /// The fast path's, `None` when it leaves the value to ezk.
+        pub fast: Option<T>,
+        /// ezk's alone (the reading before the fast path existed).
+        pub ezk: Result<T, ParseError>,
+        /// What a message's accessor gives: fast path, else ezk.
+        pub public: Result<T, ParseError>,
+    }
+
+    /// Reads `s` as received text (in a buffer of its own, as ezk wants).
+    fn read<T>(
+        s: &str,
+        fast: impl Fn(&str) -> Option<T>,
+        read: impl Fn(&bytes::Bytes, &str, bool) -> Result<T, ParseError>,
+    ) -> Readings<T> {
+        let src = BytesStr::from(s);
+        Readings {
+            fast: fast(src.as_str()),
+            ezk: read(src.as_ref(), src.as_str(), false),
+            public: read(src.as_ref(), src.as_str(), true),
+        }
+    }
+
+    /// A top Via value.
+    pub fn via(s: &str) -> Readings<Via> {
+        read(s, fast::via, |src, s, public| {
+            if public {
+                super::parse_via(src, s)
+            } else {
+                super::parse_via_ezk(src, s)
+            }
+        })
+    }
+
+    /// A From (or To) value.
+    pub fn from_to(s: &str) -> Readings<NameAddr> {
+        read(s, fast::from_to, |src, s, public| {
+            if public {
+                super::parse_from_to(src, s, "From")
+            } else {
+                super::parse_from_to_ezk(src, s, "From")
+            }
+        })
+    }
+
+    /// A Contact value.
+    pub fn contact(s: &str) -> Readings<Option<NameAddr>> {
+        read(s, fast::contact, |src, s, public| {
+            if public {
+                super::parse_contact(src, s)
+            } else {
+                super::parse_contact_ezk(src, s)
+            }
+        })
+    }
 }
 
 /// Typed getters shared by requests and responses.
