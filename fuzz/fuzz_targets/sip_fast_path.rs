@@ -1,5 +1,5 @@
-//! mcx-sip's fast path for the typed top Via, From/To and Contact against
-//! ezk's reading alone: arbitrary text as each of the three values. Whenever
+//! mcx-sip's fast path for the typed top Via, From/To and Contact and for
+//! URI checks against ezk's reading alone: arbitrary text as each of them. Whenever
 //! the fast path reads a value, ezk reads the same value (`Ok`); what a
 //! message's accessor gives equals ezk's reading alone, errors included.
 #![no_main]
@@ -30,4 +30,5 @@ fuzz_target!(|data: &[u8]| {
     agree(value, differential::via(value));
     agree(value, differential::from_to(value));
     agree(value, differential::contact(value));
+    agree(value, differential::uri(value));
 });

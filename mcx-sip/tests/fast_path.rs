@@ -316,6 +316,23 @@ fn from_to_fast_path_agrees_with_ezk() {
     differential("From/To", addr_value(), differential::from_to);
 }
 
+/// A URI alone, as a Request-URI: the URI parts of `addr_value`.
+fn uri_value() -> impl Strategy<Value = String> {
+    (
+        pick(SCHEMES, ODD_SCHEMES),
+        pick(USERS, ODD_USERS),
+        pick(HOSTS, ODD_HOSTS),
+        pick(PORTS, ODD_PORTS),
+        pick(URI_PARAMS, ODD_URI_PARAMS),
+    )
+        .prop_map(|(scheme, user, host, port, up)| format!("{scheme}{user}{host}{port}{up}"))
+}
+
+#[test]
+fn uri_fast_path_agrees_with_ezk() {
+    differential("URI", uri_value(), differential::uri);
+}
+
 #[test]
 fn contact_fast_path_agrees_with_ezk() {
     let values = prop_oneof![9 => addr_value(), 1 => Just("*".to_owned())];
