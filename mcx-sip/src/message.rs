@@ -1464,7 +1464,6 @@ impl Request {
         sent_by: &str,
         branch: &str,
     ) -> Result<(), BuildError> {
-        check_nonempty_token(branch, "Via branch")?;
         self.write_top_via(transport, sent_by, branch.to_owned())
     }
 
@@ -1484,7 +1483,6 @@ impl Request {
             .top_via_branch()
             .ok_or(BuildError::Malformed("no Via branch"))?
             .to_owned();
-        check_nonempty_token(&branch, "Via branch")?;
         self.write_top_via(transport, sent_by, branch)
     }
 
@@ -1496,8 +1494,10 @@ impl Request {
         sent_by: &str,
         branch: String,
     ) -> Result<(), BuildError> {
+        // Checked in the order the parts are written.
         check_nonempty_token(transport, "Via transport")?;
         check_nonempty_token(sent_by, "Via sent-by")?;
+        check_nonempty_token(&branch, "Via branch")?;
         let pos = self
             .headers
             .entries
