@@ -313,6 +313,16 @@ impl InviteForm {
         ids: &InviteIds,
     ) -> Result<Request, Error> {
         let h = r.headers_mut();
+        // The four values are appended to a clone, which has no spare room.
+        let values = [
+            via_prefix,
+            &ids.branch,
+            from_prefix,
+            &ids.tag,
+            to,
+            &ids.call_id,
+        ];
+        h.reserve(values.iter().map(|v| v.len()).sum(), 1);
         h.set("Via", &[via_prefix, &ids.branch].concat())?;
         h.set("From", &[from_prefix, &ids.tag].concat())?;
         h.set("To", to)?;

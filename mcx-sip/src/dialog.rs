@@ -109,6 +109,19 @@ impl Dialog {
         branch: String,
     ) -> Result<Request, BuildError> {
         let mut r = Request::new(method.clone(), &self.remote_target)?;
+        // One allocation for the text: the values below, and 64 octets
+        // for the Via's fixed parts, Max-Forwards and CSeq.
+        let values = [
+            via.0,
+            via.1,
+            &branch,
+            &self.local,
+            &self.remote,
+            &self.id.call_id,
+        ];
+        let text = values.iter().map(|v| v.len()).sum::<usize>()
+            + self.route_set.iter().map(String::len).sum::<usize>();
+        r.headers_mut().reserve(text + 64, 6 + self.route_set.len());
         r.headers_mut().push_via_line(via.0, via.1, &branch)?;
         let h = r.headers_mut();
         for route in &self.route_set {

@@ -25,6 +25,7 @@ mod framing;
 pub mod headers;
 mod message;
 mod multipart;
+mod slots;
 mod transaction;
 
 pub use dialog::{Dialog, DialogId};

@@ -591,6 +591,13 @@ impl Headers {
         }
         Ok(())
     }
+    /// Makes room for `text` more octets of names and values and `lines`
+    /// more header lines: a builder about to write several values then
+    /// allocates once, not once per value (a cloned list has no spare room).
+    pub fn reserve(&mut self, text: usize, lines: usize) {
+        self.own.reserve(text);
+        self.entries.reserve(lines);
+    }
     /// Number of header lines.
     pub fn len(&self) -> usize {
         self.entries.len()

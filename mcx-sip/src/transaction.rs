@@ -23,6 +23,7 @@ use bytes::Bytes;
 
 use crate::error::{ParseError, TxError};
 use crate::message::{MAGIC_COOKIE, Message, Method, Request, Response, StatusCode};
+use crate::slots::Slots;
 
 /// The transport a message travels on. Only unreliable transports retransmit (RFC 3261 17.1.1.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -301,9 +302,7 @@ pub struct TransactionLayer {
     /// keys and slot numbers, not whole records (at a 10,000-member fan-out that rehash, and the
     /// fresh pages it touched, were a quarter of an MC server's time), and freed slots are
     /// reused, so a steady load stops allocating records.
-    slots: Vec<Option<Tx>>,
-    /// Free entries of `slots`.
-    free: Vec<usize>,
+    slots: Slots<Tx>,
     /// The timer index: one entry per transaction with an armed timer, at its earliest deadline
     /// (`Tx::next`), tie-broken by `Tx::id`. It is kept exact rather than lazy: every change to
     /// a transaction's timers goes through [`TransactionLayer::reindex`] (or
@@ -402,8 +401,7 @@ impl TransactionLayer {
         Self {
             timers,
             slot_of: HashMap::new(),
-            slots: Vec::new(),
-            free: Vec::new(),
+            slots: Slots::default(),
             index: BTreeMap::new(),
             next_id: 0,
             transmits: VecDeque::new(),
@@ -427,29 +425,20 @@ impl TransactionLayer {
     }
 
     fn get(&self, key: &TxKey) -> Option<&Tx> {
-        self.slots.get(*self.slot_of.get(key)?)?.as_ref()
+        self.slots.get(*self.slot_of.get(key)?)
     }
 
     /// The live transaction of `key` and its slot: one lookup, then the slot
     /// serves every later step of the same input ([`TransactionLayer::reindex`]).
     fn find_mut(&mut self, key: &TxKey) -> Option<(usize, &mut Tx)> {
         let slot = *self.slot_of.get(key)?;
-        Some((slot, self.slots.get_mut(slot)?.as_mut()?))
+        Some((slot, self.slots.get_mut(slot)?))
     }
 
     /// Stores a new transaction (its key not live) in a free slot or a new one.
     fn insert(&mut self, tx: Tx) {
         let key = tx.key.clone();
-        let slot = match self.free.pop() {
-            Some(slot) => {
-                self.slots[slot] = Some(tx);
-                slot
-            }
-            None => {
-                self.slots.push(Some(tx));
-                self.slots.len() - 1
-            }
-        };
+        let slot = self.slots.insert(tx);
         self.slot_of.insert(key, slot);
         self.reindex(slot);
     }
@@ -805,8 +794,9 @@ impl TransactionLayer {
             if at > now {
                 break;
             }
-            let due = self.slots[slot]
-                .as_ref()
+            let due = self
+                .slots
+                .get(slot)
                 .filter(|tx| tx.id == id)
                 .and_then(Tx::next);
             match due {
@@ -823,7 +813,7 @@ impl TransactionLayer {
     /// Puts the index entry of the transaction in `slot` at its earliest armed timer (or
     /// removes it). Call after every change to a live transaction's timers.
     fn reindex(&mut self, slot: usize) {
-        let Some(tx) = self.slots.get_mut(slot).and_then(Option::as_mut) else {
+        let Some(tx) = self.slots.get_mut(slot) else {
             return;
         };
         let next = tx.next().map(|(at, _)| at);
@@ -842,9 +832,8 @@ impl TransactionLayer {
     /// Removes the transaction in `slot` and its index entry, freeing the slot: the
     /// transaction if one was there (its key moves into the caller's event, not cloned).
     fn end(&mut self, slot: usize) -> Option<Tx> {
-        let tx = self.slots.get_mut(slot)?.take()?;
+        let tx = self.slots.take(slot)?;
         self.slot_of.remove(&tx.key);
-        self.free.push(slot);
         if let Some(at) = tx.indexed {
             self.index.remove(&(at, tx.id));
         }
@@ -860,7 +849,7 @@ impl TransactionLayer {
 
     fn fire(&mut self, slot: usize, at: Instant, kind: TimerKind) {
         let t = self.timers;
-        let Some(tx) = self.slots.get_mut(slot).and_then(Option::as_mut) else {
+        let Some(tx) = self.slots.get_mut(slot) else {
             return;
         };
         tx.timers[kind as usize] = None;
@@ -1022,7 +1011,7 @@ mod tests {
             assert!(l.is_empty());
             assert!(l.index.is_empty());
         }
-        assert_eq!(l.slots.len(), 100, "five rounds of 100 used 100 slots");
-        assert_eq!(l.free.len(), 100);
+        assert_eq!(l.slots.filled(), 100, "five rounds of 100 used 100 slots");
+        assert_eq!(l.slots.free(), 100);
     }
 }
