@@ -6,14 +6,19 @@
 //! authenticate — forged, replayed, unprotected, from a peer without this
 //! key — never reaches floor control.
 
+use std::collections::HashMap;
+use std::hash::Hash;
+
 use mcx_mikey::SrtpMasterKeys;
+use mcx_mikey::csk::{FloorDirection, SpkFloorKeys};
 use mcx_srtp::{Config, MasterKey, Mki, Session};
 
 use crate::Error;
 
-/// Most SSRCs one protected floor channel carries: between two servers
-/// every member of every call has its own (TS 24.380: the participating
-/// function relays each member's floor messages).
+/// Most SSRCs one protected floor channel carries: a guard, not reached
+/// in normal operation. Between two servers a channel is one call leg's
+/// (one SSRC per member of one group, [`LegFloor`]); a client's channel
+/// carries two streams per call it is in.
 const MAX_FLOOR_STREAMS: usize = 100_000;
 
 /// Why a floor packet was dropped (counted, never handled).
@@ -113,6 +118,67 @@ impl FloorGuard {
     }
 }
 
+/// Floor control on one call leg between the controlling server and an
+/// MC server: one channel each way, under keys derived from the SPK for
+/// this leg and direction ([`SpkFloorKeys::leg_keys`]). It lives in the
+/// call's record and goes with it: state is bounded by the live calls,
+/// and ending a call retires its keys (docs/core.md).
+pub(crate) struct LegFloor {
+    send: FloorGuard,
+    receive: FloorGuard,
+}
+
+impl LegFloor {
+    /// The controlling server's side of the leg whose INVITE has
+    /// `call_id`: sends down, receives up.
+    pub(crate) fn controlling(spk: &SpkFloorKeys, call_id: &str) -> Result<Self, Error> {
+        Self::new(spk, call_id, FloorDirection::Down, FloorDirection::Up)
+    }
+
+    /// The MC server's side: sends up, receives down.
+    pub(crate) fn mc_server(spk: &SpkFloorKeys, call_id: &str) -> Result<Self, Error> {
+        Self::new(spk, call_id, FloorDirection::Up, FloorDirection::Down)
+    }
+
+    fn new(
+        spk: &SpkFloorKeys,
+        call_id: &str,
+        send: FloorDirection,
+        receive: FloorDirection,
+    ) -> Result<Self, Error> {
+        let keys = |d| {
+            spk.leg_keys(call_id, d)
+                .map_err(|_| Error::Unexpected("leg floor keys"))
+        };
+        Ok(Self {
+            send: FloorGuard::new(&keys(send)?)?,
+            receive: FloorGuard::new(&keys(receive)?)?,
+        })
+    }
+
+    /// The SRTCP packet for `rtcp`, to the other server.
+    pub(crate) fn protect(&mut self, rtcp: &[u8]) -> Result<Vec<u8>, Error> {
+        self.send.protect(rtcp)
+    }
+
+    /// The RTCP packet inside `srtcp` from the other server, if it
+    /// authenticates under this leg's key.
+    pub(crate) fn unprotect(&mut self, srtcp: &[u8]) -> Result<Vec<u8>, FloorDrop> {
+        self.receive.unprotect(srtcp)
+    }
+}
+
+/// Of the drops of one packet tried under several legs' keys, the one
+/// counted: a replay under one key says more than a failure under the
+/// others.
+pub(crate) fn worst(a: Option<FloorDrop>, b: FloorDrop) -> FloorDrop {
+    match (a, b) {
+        (Some(FloorDrop::Replayed), _) | (_, FloorDrop::Replayed) => FloorDrop::Replayed,
+        (Some(FloorDrop::Unauthenticated), _) => FloorDrop::Unauthenticated,
+        _ => b,
+    }
+}
+
 /// `packet` with its RTCP sender SSRC (octets 4..8) set to `ssrc`: how a
 /// participating function tells which member a floor message is for.
 pub(crate) fn with_ssrc(packet: &[u8], ssrc: u32) -> Vec<u8> {
@@ -121,4 +187,19 @@ pub(crate) fn with_ssrc(packet: &[u8], ssrc: u32) -> Vec<u8> {
         field.copy_from_slice(&ssrc.to_be_bytes());
     }
     p
+}
+
+/// Takes the entries `gone` picks out of `key`'s list in `index`, and
+/// the key once its list is empty.
+pub(crate) fn unindex<K: Hash + Eq, V>(
+    index: &mut HashMap<K, Vec<V>>,
+    key: K,
+    gone: impl Fn(&V) -> bool,
+) {
+    if let Some(list) = index.get_mut(&key) {
+        list.retain(|v| !gone(v));
+        if list.is_empty() {
+            index.remove(&key);
+        }
+    }
 }
