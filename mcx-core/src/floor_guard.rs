@@ -203,3 +203,68 @@ pub(crate) fn unindex<K: Hash + Eq, V>(
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use mcx_mikey::{KeyId, Spk};
+
+    use super::*;
+
+    fn spk() -> SpkFloorKeys {
+        SpkFloorKeys::new(
+            Spk::from_bytes(&[3; 16]).unwrap(),
+            KeyId(0x3000_0042),
+            vec![9; 16],
+        )
+        .unwrap()
+    }
+
+    /// An RTCP APP packet (version 2, subtype 0) from `ssrc`.
+    fn rtcp(ssrc: u32) -> Vec<u8> {
+        let mut p = vec![0x80, 204, 0, 3];
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.extend_from_slice(b"MCPTdata");
+        p
+    }
+
+    #[test]
+    fn each_leg_and_direction_has_its_own_key() {
+        let keys = spk();
+        let mut ctrl = LegFloor::controlling(&keys, "leg-1").unwrap();
+        let mut mc = LegFloor::mc_server(&keys, "leg-1").unwrap();
+        let mut other_mc = LegFloor::mc_server(&keys, "leg-2").unwrap();
+        let down = ctrl.protect(&rtcp(7)).unwrap();
+        let up = mc.protect(&rtcp(7)).unwrap();
+        // Same SSRC, same index (0) both ways: different keys, so
+        // different ciphertexts of the same plaintext.
+        assert_eq!(down[..8], up[..8]);
+        assert_ne!(down[8..], up[8..]);
+        assert_eq!(mc.unprotect(&down).unwrap(), rtcp(7));
+        assert_eq!(ctrl.unprotect(&up).unwrap(), rtcp(7));
+        // Neither side takes its own direction back, nor another leg's.
+        let down2 = ctrl.protect(&rtcp(8)).unwrap();
+        assert_eq!(ctrl.unprotect(&down2), Err(FloorDrop::Unauthenticated));
+        assert_eq!(other_mc.unprotect(&down2), Err(FloorDrop::Unauthenticated));
+        assert_eq!(mc.unprotect(&down), Err(FloorDrop::Replayed));
+    }
+
+    #[test]
+    fn a_replay_under_one_key_outweighs_failures_under_others() {
+        use FloorDrop::*;
+        assert_eq!(worst(None, Unauthenticated), Unauthenticated);
+        assert_eq!(worst(Some(Unauthenticated), Replayed), Replayed);
+        assert_eq!(worst(Some(Replayed), Unauthenticated), Replayed);
+        assert_eq!(worst(Some(Unauthenticated), Malformed), Unauthenticated);
+        assert_eq!(worst(None, Malformed), Malformed);
+    }
+
+    #[test]
+    fn unindex_takes_only_the_named_entries_and_empty_keys() {
+        let mut index = HashMap::from([(1u32, vec![10, 11]), (2, vec![20])]);
+        unindex(&mut index, 1, |&v| v == 10);
+        unindex(&mut index, 2, |&v| v == 20);
+        unindex(&mut index, 3, |_| true);
+        assert_eq!(index, HashMap::from([(1, vec![11])]));
+    }
+}
