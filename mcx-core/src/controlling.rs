@@ -24,13 +24,13 @@ use bytes::Bytes;
 use mcx_floor::{ArbitratorConfig, ArbitratorEvent, BroadcastArbitrator, ParticipantId};
 use mcx_ibc::kms::{CommunityPublic, UserKeys};
 use mcx_idms::jwt::TokenVerifier;
-use mcx_mikey::SrtpMasterKeys;
+use mcx_mikey::csk::SpkFloorKeys;
 use mcx_mikey::replay::ReplayCache;
 use mcx_sip::{Dialog, Limits, Message, Method, Request, Response, StatusCode};
 use rand_core::CryptoRng;
 
 use crate::agenda::{Agenda, Slot};
-use crate::floor_guard::{FloorDrops, FloorGuard, with_ssrc};
+use crate::floor_guard::{FloorDrop, FloorDrops, FloorGuard, LegFloor, with_ssrc, worst};
 use crate::info::McpttInfo;
 use crate::mc_server::ServerIdentity;
 use crate::registration::{
@@ -225,6 +225,20 @@ struct Leg {
     result: Option<GroupReport>,
     /// Where the MC server takes the call's voice (its answer's SDP).
     audio: Option<SocketAddr>,
+    /// Floor control with the MC server in this leg, under this leg's
+    /// keys (made when first needed; goes with the call).
+    floor: Option<LegFloor>,
+}
+
+impl Leg {
+    /// This leg's floor channel under `spk`, made on first use.
+    fn floor(&mut self, spk: &SpkFloorKeys) -> Option<&mut LegFloor> {
+        if self.floor.is_none() {
+            let call_id = self.invite.call_id().ok()?;
+            self.floor = Some(LegFloor::controlling(spk, call_id).ok()?);
+        }
+        self.floor.as_mut()
+    }
 }
 
 enum Phase {
@@ -303,6 +317,8 @@ struct FloorPeer {
     /// Through an MC server: the member's floor SSRC, written into the
     /// messages so the MC server knows whom they are for.
     ssrc: Option<u32>,
+    /// Through an MC server: the index of the leg (its floor channel).
+    leg: Option<usize>,
 }
 
 impl Call {
@@ -351,8 +367,10 @@ pub struct ControllingServer {
     /// Call-IDs of the initiator's INVITE and of every leg.
     by_call_id: HashMap<String, CallNo>,
     /// Floor participants by (address, floor SSRC); SSRC 0 when the
-    /// participant announced none.
-    floor_index: HashMap<(String, u32), (CallNo, usize)>,
+    /// participant announced none. Several calls' (or legs') members at
+    /// one MC server may share an SSRC: the key of the leg that
+    /// authenticates the packet tells them apart.
+    floor_index: HashMap<(String, u32), Vec<(CallNo, usize)>>,
     agenda: Agenda<(CallNo, Timer)>,
     /// MC servers holding joined legs, by address.
     watch: HashMap<String, ServerWatch>,
@@ -363,8 +381,8 @@ pub struct ControllingServer {
     ended_floor: HashMap<(String, u32), Instant>,
     /// Floor packets that matched no call (dropped).
     stray_floor: u64,
-    /// Protected floor channels: with each registered initiator under its
-    /// CSK, with each MC server under the SPK.
+    /// Protected floor channels with each registered initiator under its
+    /// CSK (MC servers: each leg has its own, [`Leg::floor`]).
     floor_guards: HashMap<String, FloorGuard>,
     /// The MC servers of our temporary groups (the SPK's peers): looked up
     /// on every floor packet from a peer without a channel yet.
@@ -378,7 +396,9 @@ pub struct ControllingServer {
     sources: RegisteredSources,
     /// The wrapped copies of the call requests relayed (replay window).
     copies_seen: ReplayCache,
-    spk: Option<SrtpMasterKeys>,
+    /// The SPK shared with the MC servers: each leg's floor keys come
+    /// from it.
+    spk: Option<SpkFloorKeys>,
     floor_drops: FloorDrops,
     events: VecDeque<ControllingEvent>,
     timeline: VecDeque<TimelineEntry>,
@@ -513,6 +533,20 @@ impl ControllingServer {
         self.stray_floor
     }
 
+    /// Floor-control state held for calls through MC servers: live leg
+    /// floor channels plus participants indexed by floor SSRC. It goes
+    /// with the calls (0 when none is up), whatever the number of calls
+    /// before.
+    pub fn inter_server_floor_state(&self) -> usize {
+        let channels = self
+            .calls
+            .values()
+            .flat_map(|c| &c.legs)
+            .filter(|l| l.floor.is_some())
+            .count();
+        channels + self.floor_index.values().map(Vec::len).sum::<usize>()
+    }
+
     /// Floor packets dropped for failing authentication (CSK or SPK) or
     /// as replays.
     pub fn floor_drops(&self) -> FloorDrops {
@@ -550,26 +584,12 @@ impl ControllingServer {
     }
 
     /// The SPK protecting floor control between us and the MC servers
-    /// (TS 24.380 13.1), as SRTCP keys.
-    pub fn set_spk(&mut self, keys: SrtpMasterKeys) -> &mut Self {
+    /// (TS 24.380 13.1): each call leg's floor keys, one per direction,
+    /// are derived from it ([`SpkFloorKeys::leg_keys`]). Set it before
+    /// calls start.
+    pub fn set_spk(&mut self, keys: SpkFloorKeys) -> &mut Self {
         self.spk = Some(keys);
-        let servers = &self.mc_servers;
-        self.floor_guards.retain(|k, _| !servers.contains(k));
         self
-    }
-
-    /// The protected channel with `peer`, if any: its CSK if it registered
-    /// with one, the SPK if it is one of our MC servers.
-    fn floor_guard(&mut self, peer: &str) -> Option<&mut FloorGuard> {
-        if !self.floor_guards.contains_key(peer) {
-            let keys = self.spk.as_ref()?;
-            if !self.mc_servers.contains(peer) {
-                return None;
-            }
-            let g = FloorGuard::new(keys).ok()?;
-            self.floor_guards.insert(peer.to_owned(), g);
-        }
-        self.floor_guards.get_mut(peer)
     }
 
     /// An initiator registers with us, its home server, uploading its CSK
@@ -1055,6 +1075,7 @@ impl ControllingServer {
                 state: LegState::Trying { provisional: false },
                 result: None,
                 audio: None,
+                floor: None,
             });
         }
         self.by_call_id.insert(req.call_id()?.to_owned(), no);
@@ -1387,6 +1408,7 @@ impl ControllingServer {
             uri: call.initiator.clone(),
             to: call.initiator_addr.clone(),
             ssrc: None,
+            leg: None,
         }];
         let mut index = vec![(
             (
@@ -1396,7 +1418,7 @@ impl ControllingServer {
             0,
         )];
         let mut total = 0u32;
-        for l in &call.legs {
+        for (leg, l) in call.legs.iter().enumerate() {
             let Some(r) = l.result.as_ref() else { continue };
             total = total.saturating_add(r.result.accepted);
             let mut pids = Vec::new();
@@ -1412,6 +1434,7 @@ impl ControllingServer {
                     uri: m.uri.clone(),
                     to: l.server.clone(),
                     ssrc,
+                    leg: Some(leg),
                 });
                 pids.push(call.participants.len() - 1);
                 // Its floor messages come from its MC server.
@@ -1425,7 +1448,7 @@ impl ControllingServer {
         arb.start(time.instant)?;
         call.arbitrator = Some(arb);
         for (k, pid) in index {
-            self.floor_index.insert(k, (no, pid));
+            self.floor_index.entry(k).or_default().push((no, pid));
         }
         self.events.push_back(ControllingEvent::CallEstablished {
             temporary_group_id: tg,
@@ -1456,6 +1479,13 @@ impl ControllingServer {
         self.clear_timer(no, Timer::AckWait);
     }
 
+    /// A floor packet: from an initiator under its CSK, or from an MC
+    /// server under the keys of the leg it belongs to. The SSRC (in clear
+    /// in SRTCP) names the candidates among the live calls' participants
+    /// at that address; the leg whose key authenticates the packet is the
+    /// one. From an MC server, a packet no live leg's key authenticates is
+    /// counted unauthenticated, but late packets of a call that ended
+    /// less than 10 s ago are absorbed.
     fn on_floor(
         &mut self,
         time: Time,
@@ -1463,31 +1493,69 @@ impl ControllingServer {
         bytes: &[u8],
         rng: &mut impl CryptoRng,
     ) -> Result<(), Error> {
+        let ssrc = rtcp_ssrc(bytes).ok_or(Error::Unexpected("floor packet too short"))?;
+        let candidates = self
+            .floor_index
+            .get(&(from.to_owned(), ssrc))
+            .or_else(|| self.floor_index.get(&(from.to_owned(), 0)))
+            .cloned()
+            .unwrap_or_default();
+        let late = |s: &Self| {
+            s.ended_floor
+                .get(&(from.to_owned(), ssrc))
+                .is_some_and(|t| {
+                    time.instant.saturating_duration_since(*t) < Duration::from_secs(10)
+                })
+        };
         let plain;
-        let bytes = match self.floor_guard(from) {
-            Some(g) => match g.unprotect(bytes) {
+        let (bytes, found) = match (&self.spk, self.floor_guards.get_mut(from)) {
+            (_, Some(g)) => match g.unprotect(bytes) {
                 Ok(p) => {
                     plain = p;
-                    &plain[..]
+                    (&plain[..], candidates.last().copied())
                 }
                 Err(d) => {
                     self.floor_drops.count(d);
                     return Ok(());
                 }
             },
-            None => bytes,
-        };
-        let ssrc = rtcp_ssrc(bytes).ok_or(Error::Unexpected("floor packet too short"))?;
-        let found = self
-            .floor_index
-            .get(&(from.to_owned(), ssrc))
-            .or_else(|| self.floor_index.get(&(from.to_owned(), 0)))
-            .copied();
-        let Some((no, pid)) = found else {
-            if let Some(t) = self.ended_floor.get(&(from.to_owned(), ssrc)) {
-                if time.instant.saturating_duration_since(*t) < Duration::from_secs(10) {
-                    return Ok(()); // a late Floor Ack of an ended call
+            (Some(spk), None) if self.mc_servers.contains(from) => {
+                let mut drop = None;
+                let mut found = None;
+                for &(no, pid) in &candidates {
+                    let Some(call) = self.calls.get_mut(&no) else {
+                        continue;
+                    };
+                    let Some(leg) = call.participants.get(pid).and_then(|p| p.leg) else {
+                        continue;
+                    };
+                    let Some(g) = call.legs.get_mut(leg).and_then(|l| l.floor(spk)) else {
+                        continue;
+                    };
+                    match g.unprotect(bytes) {
+                        Ok(p) => {
+                            found = Some((no, pid, p));
+                            break;
+                        }
+                        Err(d) => drop = Some(worst(drop, d)),
+                    }
                 }
+                let Some((no, pid, p)) = found else {
+                    if candidates.is_empty() && late(self) {
+                        return Ok(()); // a late Floor Ack of an ended call
+                    }
+                    self.floor_drops
+                        .count(drop.unwrap_or(FloorDrop::Unauthenticated));
+                    return Ok(());
+                };
+                plain = p;
+                (&plain[..], Some((no, pid)))
+            }
+            _ => (bytes, candidates.last().copied()),
+        };
+        let Some((no, pid)) = found else {
+            if late(self) {
+                return Ok(()); // a late Floor Ack of an ended call
             }
             self.stray_floor += 1;
             return Err(Error::Unknown(format!(
@@ -1524,7 +1592,19 @@ impl ControllingServer {
                     Some(s) => with_ssrc(&t.contents, s),
                     None => t.contents,
                 };
-                out.push((p.to.clone(), contents));
+                // Through an MC server with an SPK: under the leg's keys,
+                // never in clear.
+                let contents = match (&self.spk, p.leg) {
+                    (Some(spk), Some(i)) => match call.legs.get_mut(i).and_then(|l| l.floor(spk)) {
+                        Some(g) => match g.protect(&contents) {
+                            Ok(c) => c,
+                            Err(_) => continue,
+                        },
+                        None => continue,
+                    },
+                    _ => contents,
+                };
+                out.push((p.to.clone(), p.leg.is_none(), contents));
             }
         }
         let mut ended = false;
@@ -1535,8 +1615,9 @@ impl ControllingServer {
         }
         let next = arb.poll_timeout();
         let tg = call.temporary_group_id.clone();
-        for (to, c) in out {
-            let c = match self.floor_guard(&to) {
+        for (to, direct, c) in out {
+            // The initiator's, under its CSK.
+            let c = match self.floor_guards.get_mut(&to).filter(|_| direct) {
                 Some(g) => match g.protect(&c) {
                     Ok(p) => p,
                     Err(_) => continue,
@@ -1649,11 +1730,12 @@ impl ControllingServer {
                 .retain(|_, t| now.saturating_duration_since(*t) < keep);
         }
         let ended = &mut self.ended_floor;
-        self.floor_index.retain(|k, (n, _)| {
-            if *n == no {
+        self.floor_index.retain(|k, entries| {
+            if entries.iter().any(|(n, _)| *n == no) {
                 ended.insert(k.clone(), now);
+                entries.retain(|(n, _)| *n != no);
             }
-            *n != no
+            !entries.is_empty()
         });
         Some(call)
     }
@@ -1794,6 +1876,7 @@ impl ControllingServer {
             return Ok(());
         };
         let mut joined = Vec::new();
+        let leg = call.legs.iter().position(|l| l.group_id == group);
         for m in &update.members {
             let MemberOutcome::Accepted { ssrc } = m.outcome else {
                 continue;
@@ -1809,13 +1892,16 @@ impl ControllingServer {
                 uri: m.uri.clone(),
                 to: server.clone(),
                 ssrc,
+                leg,
             });
             let pid = call.participants.len() - 1;
             if let Some((_, pids)) = call.leg_participants.iter_mut().find(|(g, _)| *g == group) {
                 pids.push(pid);
             }
             self.floor_index
-                .insert((server.clone(), ssrc.unwrap_or(0)), (no, pid));
+                .entry((server.clone(), ssrc.unwrap_or(0)))
+                .or_default()
+                .push((no, pid));
             joined.push(m.uri.clone());
         }
         for uri in joined {

@@ -6,14 +6,19 @@
 //! authenticate — forged, replayed, unprotected, from a peer without this
 //! key — never reaches floor control.
 
+use std::collections::HashMap;
+use std::hash::Hash;
+
 use mcx_mikey::SrtpMasterKeys;
+use mcx_mikey::csk::{FloorDirection, SpkFloorKeys};
 use mcx_srtp::{Config, MasterKey, Mki, Session};
 
 use crate::Error;
 
-/// Most SSRCs one protected floor channel carries: between two servers
-/// every member of every call has its own (TS 24.380: the participating
-/// function relays each member's floor messages).
+/// Most SSRCs one protected floor channel carries: a guard, not reached
+/// in normal operation. Between two servers a channel is one call leg's
+/// (one SSRC per member of one group, [`LegFloor`]); a client's channel
+/// carries two streams per call it is in.
 const MAX_FLOOR_STREAMS: usize = 100_000;
 
 /// Why a floor packet was dropped (counted, never handled).
@@ -113,6 +118,67 @@ impl FloorGuard {
     }
 }
 
+/// Floor control on one call leg between the controlling server and an
+/// MC server: one channel each way, under keys derived from the SPK for
+/// this leg and direction ([`SpkFloorKeys::leg_keys`]). It lives in the
+/// call's record and goes with it: state is bounded by the live calls,
+/// and ending a call retires its keys (docs/core.md).
+pub(crate) struct LegFloor {
+    send: FloorGuard,
+    receive: FloorGuard,
+}
+
+impl LegFloor {
+    /// The controlling server's side of the leg whose INVITE has
+    /// `call_id`: sends down, receives up.
+    pub(crate) fn controlling(spk: &SpkFloorKeys, call_id: &str) -> Result<Self, Error> {
+        Self::new(spk, call_id, FloorDirection::Down, FloorDirection::Up)
+    }
+
+    /// The MC server's side: sends up, receives down.
+    pub(crate) fn mc_server(spk: &SpkFloorKeys, call_id: &str) -> Result<Self, Error> {
+        Self::new(spk, call_id, FloorDirection::Up, FloorDirection::Down)
+    }
+
+    fn new(
+        spk: &SpkFloorKeys,
+        call_id: &str,
+        send: FloorDirection,
+        receive: FloorDirection,
+    ) -> Result<Self, Error> {
+        let keys = |d| {
+            spk.leg_keys(call_id, d)
+                .map_err(|_| Error::Unexpected("leg floor keys"))
+        };
+        Ok(Self {
+            send: FloorGuard::new(&keys(send)?)?,
+            receive: FloorGuard::new(&keys(receive)?)?,
+        })
+    }
+
+    /// The SRTCP packet for `rtcp`, to the other server.
+    pub(crate) fn protect(&mut self, rtcp: &[u8]) -> Result<Vec<u8>, Error> {
+        self.send.protect(rtcp)
+    }
+
+    /// The RTCP packet inside `srtcp` from the other server, if it
+    /// authenticates under this leg's key.
+    pub(crate) fn unprotect(&mut self, srtcp: &[u8]) -> Result<Vec<u8>, FloorDrop> {
+        self.receive.unprotect(srtcp)
+    }
+}
+
+/// Of the drops of one packet tried under several legs' keys, the one
+/// counted: a replay under one key says more than a failure under the
+/// others.
+pub(crate) fn worst(a: Option<FloorDrop>, b: FloorDrop) -> FloorDrop {
+    match (a, b) {
+        (Some(FloorDrop::Replayed), _) | (_, FloorDrop::Replayed) => FloorDrop::Replayed,
+        (Some(FloorDrop::Unauthenticated), _) => FloorDrop::Unauthenticated,
+        _ => b,
+    }
+}
+
 /// `packet` with its RTCP sender SSRC (octets 4..8) set to `ssrc`: how a
 /// participating function tells which member a floor message is for.
 pub(crate) fn with_ssrc(packet: &[u8], ssrc: u32) -> Vec<u8> {
@@ -121,4 +187,84 @@ pub(crate) fn with_ssrc(packet: &[u8], ssrc: u32) -> Vec<u8> {
         field.copy_from_slice(&ssrc.to_be_bytes());
     }
     p
+}
+
+/// Takes the entries `gone` picks out of `key`'s list in `index`, and
+/// the key once its list is empty.
+pub(crate) fn unindex<K: Hash + Eq, V>(
+    index: &mut HashMap<K, Vec<V>>,
+    key: K,
+    gone: impl Fn(&V) -> bool,
+) {
+    if let Some(list) = index.get_mut(&key) {
+        list.retain(|v| !gone(v));
+        if list.is_empty() {
+            index.remove(&key);
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use mcx_mikey::{KeyId, Spk};
+
+    use super::*;
+
+    fn spk() -> SpkFloorKeys {
+        SpkFloorKeys::new(
+            Spk::from_bytes(&[3; 16]).unwrap(),
+            KeyId(0x3000_0042),
+            vec![9; 16],
+        )
+        .unwrap()
+    }
+
+    /// An RTCP APP packet (version 2, subtype 0) from `ssrc`.
+    fn rtcp(ssrc: u32) -> Vec<u8> {
+        let mut p = vec![0x80, 204, 0, 3];
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.extend_from_slice(b"MCPTdata");
+        p
+    }
+
+    #[test]
+    fn each_leg_and_direction_has_its_own_key() {
+        let keys = spk();
+        let mut ctrl = LegFloor::controlling(&keys, "leg-1").unwrap();
+        let mut mc = LegFloor::mc_server(&keys, "leg-1").unwrap();
+        let mut other_mc = LegFloor::mc_server(&keys, "leg-2").unwrap();
+        let down = ctrl.protect(&rtcp(7)).unwrap();
+        let up = mc.protect(&rtcp(7)).unwrap();
+        // Same SSRC, same index (0) both ways: different keys, so
+        // different ciphertexts of the same plaintext.
+        assert_eq!(down[..8], up[..8]);
+        assert_ne!(down[8..], up[8..]);
+        assert_eq!(mc.unprotect(&down).unwrap(), rtcp(7));
+        assert_eq!(ctrl.unprotect(&up).unwrap(), rtcp(7));
+        // Neither side takes its own direction back, nor another leg's.
+        let down2 = ctrl.protect(&rtcp(8)).unwrap();
+        assert_eq!(ctrl.unprotect(&down2), Err(FloorDrop::Unauthenticated));
+        assert_eq!(other_mc.unprotect(&down2), Err(FloorDrop::Unauthenticated));
+        assert_eq!(mc.unprotect(&down), Err(FloorDrop::Replayed));
+    }
+
+    #[test]
+    fn a_replay_under_one_key_outweighs_failures_under_others() {
+        use FloorDrop::*;
+        assert_eq!(worst(None, Unauthenticated), Unauthenticated);
+        assert_eq!(worst(Some(Unauthenticated), Replayed), Replayed);
+        assert_eq!(worst(Some(Replayed), Unauthenticated), Replayed);
+        assert_eq!(worst(Some(Unauthenticated), Malformed), Unauthenticated);
+        assert_eq!(worst(None, Malformed), Malformed);
+    }
+
+    #[test]
+    fn unindex_takes_only_the_named_entries_and_empty_keys() {
+        let mut index = HashMap::from([(1u32, vec![10, 11]), (2, vec![20])]);
+        unindex(&mut index, 1, |&v| v == 10);
+        unindex(&mut index, 2, |&v| v == 20);
+        unindex(&mut index, 3, |_| true);
+        assert_eq!(index, HashMap::from([(1, vec![11])]));
+    }
 }

@@ -20,13 +20,13 @@ use bytes::Bytes;
 use mcx_ibc::kms::{CommunityPublic, UserKeys};
 use mcx_ibc::sakke::ReceiverKey;
 use mcx_idms::jwt::TokenVerifier;
-use mcx_mikey::SrtpMasterKeys;
+use mcx_mikey::csk::SpkFloorKeys;
 use mcx_mikey::replay::ReplayCache;
 use mcx_sip::{Dialog, Limits, Message, Method, Request, Response, StatusCode};
 use rand_core::CryptoRng;
 
 use crate::agenda::{Agenda, Slot};
-use crate::floor_guard::{FloorDrops, FloorGuard, with_ssrc};
+use crate::floor_guard::{FloorDrop, FloorDrops, FloorGuard, LegFloor, unindex, with_ssrc, worst};
 use crate::info::McpttInfo;
 use crate::registration::{asked_expiry, carries_mikey, check_access_token, registered_ok};
 use crate::result::{
@@ -151,7 +151,12 @@ enum MemberState {
     },
     Joined {
         dialog: Dialog,
+        /// The member's own floor SSRC (its answer's SDP).
         ssrc: Option<u32>,
+        /// The SSRC its floor messages carry to and from the controlling
+        /// server: its own, unless another member of this leg has that
+        /// one ([`Fanout::relay_ssrc`]).
+        relay: Option<u32>,
         /// Where the member takes voice (its answer's SDP).
         audio: Option<SocketAddr>,
     },
@@ -245,6 +250,12 @@ struct Fanout {
     /// The controlling server's floor SSRC in this call (what members
     /// know the call's floor messages by).
     upstream_floor_ssrc: Option<u32>,
+    /// Floor control with the controlling server in this call, under
+    /// this leg's keys (made when first needed; goes with the call).
+    floor: Option<LegFloor>,
+    /// The legs by the SSRC their floor messages carry upstream. Kept
+    /// for members that left (packets for them still authenticate).
+    floor_relays: HashMap<u32, usize>,
     /// The controlling server ACKed our 2xx: in-call reports may go.
     acked: bool,
     /// Members' outcomes decided after our answer and before its ACK:
@@ -275,6 +286,27 @@ enum Binding {
 }
 
 impl Fanout {
+    /// The SSRC a member that announced `own` gets on the floor channel
+    /// upstream: `own`, unless a member of this leg already has it (two
+    /// members with one SSRC could not be told apart by the controlling
+    /// server); then the next free one. Decision: docs/core.md.
+    fn relay_ssrc(&self, own: u32) -> u32 {
+        let mut r = own;
+        while r == 0 || self.floor_relays.contains_key(&r) {
+            r = r.wrapping_add(1);
+        }
+        r
+    }
+
+    /// This call's floor channel under `spk`, made on first use.
+    fn floor(&mut self, spk: &SpkFloorKeys) -> Option<&mut LegFloor> {
+        if self.floor.is_none() {
+            let call_id = self.upstream.call_id().ok()?;
+            self.floor = Some(LegFloor::mc_server(spk, call_id).ok()?);
+        }
+        self.floor.as_mut()
+    }
+
     /// Whether `req` belongs to the dialog of `party` in this fan-out.
     fn knows_dialog(&self, party: Party, req: &Request) -> bool {
         match party {
@@ -327,14 +359,17 @@ pub struct McServer {
     copies_seen: ReplayCache,
     /// Floor control with each member, under its CSK.
     member_guards: HashMap<String, FloorGuard>,
-    /// The SPK configured between us and the controlling servers, and
-    /// the channel it protects with each.
-    spk: Option<SrtpMasterKeys>,
-    upstream_guards: HashMap<String, FloorGuard>,
-    /// Joined members by their floor SSRC: (call, leg).
-    floor_members: HashMap<u32, (CallNo, usize)>,
-    /// Floor SSRCs of members of recently ended calls, and when: their
-    /// last Floor Acks still come, and are absorbed, not counted.
+    /// The SPK configured between us and the controlling servers: each
+    /// call's floor keys come from it ([`Fanout::floor`]).
+    spk: Option<SpkFloorKeys>,
+    /// Joined members by their own floor SSRC: (call, leg). One member
+    /// in two calls, or two members, may share one.
+    floor_members: HashMap<u32, Vec<(CallNo, usize)>>,
+    /// Calls by the SSRCs their floor messages carry upstream
+    /// ([`Fanout::floor_relays`]).
+    floor_relays: HashMap<u32, Vec<CallNo>>,
+    /// Floor SSRCs of recently ended calls, and when: their last Floor
+    /// Acks still come, and are absorbed, not counted.
     ended_floor: HashMap<u32, Instant>,
     floor_drops: FloorDrops,
 }
@@ -419,8 +454,8 @@ impl McServer {
             copies_seen: ReplayCache::default(),
             member_guards: HashMap::new(),
             spk: None,
-            upstream_guards: HashMap::new(),
             floor_members: HashMap::new(),
+            floor_relays: HashMap::new(),
             ended_floor: HashMap::new(),
             floor_drops: FloorDrops::default(),
         }
@@ -457,10 +492,20 @@ impl McServer {
 
     /// The SPK protecting floor control between us and the controlling
     /// servers (TS 24.380 13.1), as SRTCP keys.
-    pub fn set_spk(&mut self, keys: SrtpMasterKeys) -> &mut Self {
+    pub fn set_spk(&mut self, keys: SpkFloorKeys) -> &mut Self {
         self.spk = Some(keys);
-        self.upstream_guards.clear();
         self
+    }
+
+    /// Floor-control state held for calls with controlling servers: live
+    /// call floor channels plus members indexed by floor SSRC. It goes
+    /// with the calls (0 when none is up), whatever the number of calls
+    /// before.
+    pub fn inter_server_floor_state(&self) -> usize {
+        let channels = self.fanouts.values().filter(|f| f.floor.is_some()).count();
+        channels
+            + self.floor_members.values().map(Vec::len).sum::<usize>()
+            + self.floor_relays.values().map(Vec::len).sum::<usize>()
     }
 
     /// Floor packets dropped (failed authentication, replays, unknown
@@ -711,43 +756,15 @@ impl McServer {
     }
 
     /// A floor packet: from a member (under its CSK) to the controlling
-    /// server (under the SPK), or from the controlling server to the
-    /// member its SSRC names, with the call's floor SSRC put back. What
-    /// does not authenticate or belongs to no call is dropped and counted.
+    /// server (under the call's keys, with the member's relay SSRC), or
+    /// from the controlling server to the member its SSRC names, with the
+    /// call's floor SSRC put back. The SSRC (in clear in SRTCP) names the
+    /// candidate calls; the one whose key authenticates the packet is it.
+    /// What does not authenticate or belongs to no call is dropped and
+    /// counted; late packets of a call that ended are absorbed.
     fn on_floor(&mut self, from: &str, bytes: &[u8]) {
         if self.upstreams.contains_key(from) {
-            let plain = match self.upstream_guard(from) {
-                Some(guard) => match guard.unprotect(bytes) {
-                    Ok(p) => p,
-                    Err(d) => return self.floor_drops.count(d),
-                },
-                None => bytes.to_vec(),
-            };
-            let target = crate::rtcp_ssrc(&plain)
-                .and_then(|s| self.floor_members.get(&s))
-                .and_then(|&(no, i)| {
-                    let f = self.fanouts.get(&no)?;
-                    let leg = f.legs.get(i)?;
-                    (f.upstream_addr == from)
-                        .then(|| (leg.member.uri.clone(), f.upstream_floor_ssrc))
-                });
-            let Some((member, call_ssrc)) = target else {
-                self.floor_drops.wrong_source += 1;
-                return;
-            };
-            let out = match call_ssrc {
-                Some(s) => with_ssrc(&plain, s),
-                None => plain,
-            };
-            let out = match self.member_guards.get_mut(&member) {
-                Some(g) => match g.protect(&out) {
-                    Ok(p) => p,
-                    Err(_) => return,
-                },
-                None => out,
-            };
-            self.ua.send(&member, Channel::Floor, out);
-            return;
+            return self.on_floor_from_upstream(from, bytes);
         }
         let plain = match self.member_guards.get_mut(from) {
             Some(g) => match g.unprotect(bytes) {
@@ -756,37 +773,106 @@ impl McServer {
             },
             None => bytes.to_vec(),
         };
-        let upstream = crate::rtcp_ssrc(&plain)
-            .and_then(|s| self.floor_members.get(&s))
-            .and_then(|&(no, i)| {
+        let Some(own) = crate::rtcp_ssrc(&plain) else {
+            return self.floor_drops.count(FloorDrop::Malformed);
+        };
+        let target = self.floor_members.get(&own).and_then(|calls| {
+            calls.iter().find_map(|&(no, i)| {
                 let f = self.fanouts.get(&no)?;
-                (f.legs.get(i)?.member.uri == from).then(|| f.upstream_addr.clone())
-            });
-        let Some(upstream) = upstream else {
-            let late = crate::rtcp_ssrc(&plain).is_some_and(|s| self.ended_floor.contains_key(&s));
-            if !late {
+                let l = f.legs.get(i)?;
+                let MemberState::Joined { relay, .. } = l.state else {
+                    return None;
+                };
+                (l.member.uri == from).then_some((no, relay))
+            })
+        });
+        let Some((no, relay)) = target else {
+            if !self.ended_floor.contains_key(&own) {
                 self.floor_drops.wrong_source += 1;
             }
             return;
         };
-        let out = match self.upstream_guard(&upstream) {
-            Some(guard) => match guard.protect(&plain) {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-            None => plain,
+        let out = match relay {
+            Some(r) if r != own => with_ssrc(&plain, r),
+            _ => plain,
         };
+        let Some(fan) = self.fanouts.get_mut(&no) else {
+            return;
+        };
+        let out = match self.spk.as_ref() {
+            Some(spk) => match fan.floor(spk).map(|g| g.protect(&out)) {
+                Some(Ok(p)) => p,
+                _ => return,
+            },
+            None => out,
+        };
+        let upstream = fan.upstream_addr.clone();
         self.ua.send(&upstream, Channel::Floor, out);
     }
 
-    /// The floor channel with a controlling server under the SPK, if one
-    /// is configured.
-    fn upstream_guard(&mut self, upstream: &str) -> Option<&mut FloorGuard> {
-        if !self.upstream_guards.contains_key(upstream) {
-            let guard = FloorGuard::new(self.spk.as_ref()?).ok()?;
-            self.upstream_guards.insert(upstream.to_owned(), guard);
+    /// A floor packet from a controlling server, for the member of one of
+    /// its calls here whose relay SSRC it carries.
+    fn on_floor_from_upstream(&mut self, from: &str, bytes: &[u8]) {
+        let Some(ssrc) = crate::rtcp_ssrc(bytes) else {
+            return self.floor_drops.count(FloorDrop::Malformed);
+        };
+        let calls = self.floor_relays.get(&ssrc).cloned().unwrap_or_default();
+        let mut drop = None;
+        let mut found = None;
+        for no in calls {
+            let Some(fan) = self
+                .fanouts
+                .get_mut(&no)
+                .filter(|f| f.upstream_addr == from)
+            else {
+                continue;
+            };
+            let plain = match self.spk.as_ref() {
+                Some(spk) => match fan.floor(spk).map(|g| g.unprotect(bytes)) {
+                    Some(Ok(p)) => p,
+                    Some(Err(d)) => {
+                        drop = Some(worst(drop, d));
+                        continue;
+                    }
+                    None => continue,
+                },
+                None => bytes.to_vec(),
+            };
+            found = Some((no, plain));
+            break;
         }
-        self.upstream_guards.get_mut(upstream)
+        let Some((no, plain)) = found else {
+            match drop {
+                Some(d) => self.floor_drops.count(d),
+                // For a member of a call that ended: absorbed.
+                None if self.ended_floor.contains_key(&ssrc) => {}
+                // No call's key to authenticate it under.
+                None if self.spk.is_some() => self.floor_drops.count(FloorDrop::Unauthenticated),
+                None => self.floor_drops.wrong_source += 1,
+            }
+            return;
+        };
+        let target = self.fanouts.get(&no).and_then(|f| {
+            let leg = f.legs.get(*f.floor_relays.get(&ssrc)?)?;
+            matches!(leg.state, MemberState::Joined { .. })
+                .then(|| (leg.member.uri.clone(), f.upstream_floor_ssrc))
+        });
+        let Some((member, call_ssrc)) = target else {
+            self.floor_drops.wrong_source += 1;
+            return;
+        };
+        let out = match call_ssrc {
+            Some(s) => with_ssrc(&plain, s),
+            None => plain,
+        };
+        let out = match self.member_guards.get_mut(&member) {
+            Some(g) => match g.protect(&out) {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            None => out,
+        };
+        self.ua.send(&member, Channel::Floor, out);
     }
 
     /// A member registers (RFC 3261 10.3): only members of our groups, for
@@ -1325,6 +1411,8 @@ impl McServer {
                 relaying: false,
                 late,
                 upstream_floor_ssrc: upstream_sdp.as_ref().and_then(|o| o.floor_ssrc),
+                floor: None,
+                floor_relays: HashMap::new(),
                 timers: Vec::new(),
                 last_touch: time.instant,
                 started: time.instant,
@@ -1405,20 +1493,29 @@ impl McServer {
             let invite = leg.invite(&fan.late.form)?;
             let dialog = self.ua.confirm(&member, &invite, resp, rng)?;
             let ssrc = answer.as_ref().and_then(|a| a.floor_ssrc);
-            if let Some(leg) = self.fanouts.get_mut(&no).and_then(|f| f.legs.get_mut(i)) {
-                leg.state = MemberState::Joined {
-                    dialog,
-                    ssrc,
-                    audio: answer.as_ref().and_then(|a| a.audio),
-                };
+            let mut relay = None;
+            if let Some(f) = self.fanouts.get_mut(&no) {
+                relay = ssrc.map(|s| f.relay_ssrc(s));
+                if let Some(r) = relay {
+                    f.floor_relays.insert(r, i);
+                    self.floor_relays.entry(r).or_default().push(no);
+                }
+                if let Some(leg) = f.legs.get_mut(i) {
+                    leg.state = MemberState::Joined {
+                        dialog,
+                        ssrc,
+                        relay,
+                        audio: answer.as_ref().and_then(|a| a.audio),
+                    };
+                }
             }
             if let Some(ssrc) = ssrc {
-                self.floor_members.insert(ssrc, (no, i));
+                self.floor_members.entry(ssrc).or_default().push((no, i));
             }
             if self.fanouts.get(&no).is_some_and(|f| f.reported) {
                 let joined = MemberResult {
                     uri: member,
-                    outcome: MemberOutcome::Accepted { ssrc },
+                    outcome: MemberOutcome::Accepted { ssrc: relay },
                 };
                 return self.report_in_call(time, no, vec![joined], rng);
             }
@@ -1513,7 +1610,7 @@ impl McServer {
             .map(|l| MemberResult {
                 uri: l.member.uri.clone(),
                 outcome: match &l.state {
-                    MemberState::Joined { ssrc, .. } => MemberOutcome::Accepted { ssrc: *ssrc },
+                    MemberState::Joined { relay, .. } => MemberOutcome::Accepted { ssrc: *relay },
                     MemberState::Done(o) => o.clone(),
                     // Only when answering at once (Unconfirmed).
                     MemberState::Trying { .. } => MemberOutcome::Pending,
@@ -1651,11 +1748,10 @@ impl McServer {
                 .respond(from, req, StatusCode::OK, None, Answer::Empty, rng)?;
             return self.end(time, no, "the controlling server ended the call", rng);
         }
-        let leg = match party {
-            Party::Member(i) => fan.legs.get_mut(i),
-            Party::Upstream => None,
+        let Party::Member(i) = party else {
+            return self.ua.no_such_transaction(from, req, rng);
         };
-        let Some(leg) = leg.filter(
+        let Some(leg) = fan.legs.get_mut(i).filter(
             |l| matches!(&l.state, MemberState::Joined { dialog, .. } if dialog.matches(req)),
         ) else {
             return self.ua.no_such_transaction(from, req, rng);
@@ -1664,7 +1760,7 @@ impl McServer {
             ssrc: Some(ssrc), ..
         } = leg.state
         {
-            self.floor_members.remove(&ssrc);
+            unindex(&mut self.floor_members, ssrc, |&e| e == (no, i));
         }
         leg.state = MemberState::Left;
         self.update_route(no, false);
@@ -1766,14 +1862,20 @@ impl McServer {
             self.ended_floor
                 .retain(|_, t| now.saturating_duration_since(*t) < ENDED_FLOOR_KEEP);
         }
-        for l in &fan.legs {
+        for (i, l) in fan.legs.iter().enumerate() {
             if let MemberState::Joined {
                 ssrc: Some(ssrc), ..
             } = l.state
             {
-                self.floor_members.remove(&ssrc);
+                unindex(&mut self.floor_members, ssrc, |&e| e == (no, i));
                 self.ended_floor.insert(ssrc, now);
             }
+        }
+        // The call's floor keys go with `fan`: nothing of it stays but
+        // the note that its SSRCs ended.
+        for &r in fan.floor_relays.keys() {
+            unindex(&mut self.floor_relays, r, |&n| n == no);
+            self.ended_floor.insert(r, now);
         }
         if let Some(u) = self.upstreams.get_mut(&fan.upstream_addr) {
             u.1 = u.1.saturating_sub(1);

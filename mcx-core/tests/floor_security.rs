@@ -42,7 +42,7 @@ fn protected_world() -> World {
     // Purpose tag 3 (SPK) in the top 4 bits (TS 33.180 5.2.2).
     let spk_id = KeyId(0x3123_4567);
     assert_eq!(spk_id.purpose(), Purpose::Spk);
-    let keys = mcx_mikey::csk::spk_srtcp_keys(&spk, spk_id, &[7u8; 16]).unwrap();
+    let keys = mcx_mikey::csk::SpkFloorKeys::new(spk, spk_id, vec![7u8; 16]).unwrap();
     m.ctrl(CTRL).set_spk(keys.clone());
     m.mc(MC_A).set_spk(keys.clone());
     m.mc(MC_B).set_spk(keys);
@@ -324,4 +324,271 @@ fn a_restarted_home_server_gets_a_fresh_csk_at_the_next_refresh() {
     );
     assert!(m.client(&a1).floor_protected());
     assert!(m.errors.is_empty(), "{:?}", m.errors);
+}
+
+/// The SPK the protected world configures (see [`protected_world`]).
+fn world_spk() -> (mcx_mikey::Spk, KeyId, Vec<u8>) {
+    (
+        mcx_mikey::Spk::from_bytes(&[0x5a; 16]).unwrap(),
+        KeyId(0x3123_4567),
+        vec![7u8; 16],
+    )
+}
+
+/// Starts a call from the dispatcher and hands the INVITEs of `forced`
+/// members to them with the same RNG state, so that they all draw the
+/// same floor SSRC (the same in every call); the others get theirs as
+/// usual.
+fn call_with_forced_ssrcs(m: &mut Mesh, forced: &[String], seed: u64) {
+    let t = m.time();
+    m.client(DISPATCHER)
+        .start_call(t, TEMP_GROUP, &[GROUP_A, GROUP_B], &mut TestRng(seed))
+        .unwrap();
+    let mut pending: Vec<String> = forced.to_vec();
+    for _ in 0..500 {
+        if pending.is_empty() {
+            break;
+        }
+        m.drive_for(Duration::from_millis(1));
+        pending.retain(|u| {
+            let Some(invite) = m.take_in_flight(|t| {
+                t.to == *u && t.channel == Channel::Sip && t.octets().starts_with(b"INVITE ")
+            }) else {
+                return true;
+            };
+            let t = m.time();
+            m.client(u)
+                .handle(
+                    t,
+                    &invite.from,
+                    Channel::Sip,
+                    &invite.octets(),
+                    &mut TestRng(0xf00d),
+                )
+                .unwrap();
+            false
+        });
+    }
+    assert!(pending.is_empty(), "INVITEs not seen: {pending:?}");
+    m.drive();
+}
+
+/// Every protected floor packet between the servers, attributed to the
+/// key that authenticates it: returns (key, SSRC, SRTCP index) per
+/// packet. Candidates: the plain SPK keys and the keys of every leg (the
+/// Call-IDs of the controlling server's INVITEs) in both directions.
+fn inter_server_floor_uses(m: &Mesh) -> Vec<(usize, u32, u32)> {
+    let (spk, spk_id, rand) = world_spk();
+    let mut keys = vec![mcx_mikey::csk::spk_srtcp_keys(&spk, spk_id, &rand).unwrap()];
+    let servers = [CTRL, MC_A, MC_B];
+    for t in &m.log {
+        if t.from != CTRL || (t.to != MC_A && t.to != MC_B) || !t.octets().starts_with(b"INVITE ") {
+            continue;
+        }
+        if let Ok(mcx_sip::Message::Request(r)) = mcx_sip::Message::parse(&t.octets()) {
+            let cid = r.call_id().unwrap();
+            for d in [
+                mcx_mikey::csk::FloorDirection::Down,
+                mcx_mikey::csk::FloorDirection::Up,
+            ] {
+                let k = mcx_mikey::csk::spk_leg_srtcp_keys(&spk, spk_id, &rand, cid, d).unwrap();
+                if !keys.contains(&k) {
+                    keys.push(k);
+                }
+            }
+        }
+    }
+    let mut uses = Vec::new();
+    for t in m.log.iter().filter(|t| {
+        t.channel == Channel::Floor
+            && servers.contains(&t.from.as_str())
+            && servers.contains(&t.to.as_str())
+    }) {
+        let p = &t.contents;
+        let ssrc = u32::from_be_bytes(p[4..8].try_into().unwrap());
+        // E flag and index, then the 4-octet MKI (RFC 7714 17).
+        let e_index = u32::from_be_bytes(p[p.len() - 8..p.len() - 4].try_into().unwrap());
+        let key = keys.iter().position(|k| {
+            let mut s = mcx_srtp::Session::new(mcx_srtp::Config::ts33180(4)).unwrap();
+            s.add_key(
+                mcx_srtp::Mki::new(k.mki()).unwrap(),
+                mcx_srtp::MasterKey::new(*k.master_key(), *k.master_salt()),
+            )
+            .unwrap();
+            s.unprotect_rtcp(&mut p.clone()).is_ok()
+        });
+        let key = key.unwrap_or_else(|| panic!("{} → {}: no key authenticates it", t.from, t.to));
+        uses.push((key, ssrc, e_index & 0x7fff_ffff));
+    }
+    uses
+}
+
+#[test]
+fn no_key_nonce_pair_is_used_twice_between_servers_across_directions_servers_and_calls() {
+    let mut w = protected_world();
+    let m = &mut w.mesh;
+    // a1 and a2 (one leg) and b1 (the other MC server) draw the same
+    // floor SSRC, in every call.
+    let forced = [
+        members_a()[0].clone(),
+        members_a()[1].clone(),
+        members_b()[0].clone(),
+    ];
+    for call in 0..3u64 {
+        call_with_forced_ssrcs(m, &forced, 40 + call);
+        assert_eq!(m.ctrl(CTRL).call_count(), 1, "call {call}");
+        // Floor traffic both ways for the forced members: each asks
+        // (denied, receive only) and acknowledges.
+        for u in &forced {
+            let t = m.time();
+            m.client(u).request_floor_anyway(t, TEMP_GROUP).unwrap();
+            m.drive();
+            let denied = floor_events(m, u)
+                .iter()
+                .filter(|e| matches!(e, ParticipantEvent::FloorDenied { .. }))
+                .count();
+            assert_eq!(denied as u64, call + 1, "{u} in call {call}");
+        }
+        let t = m.time();
+        m.client(DISPATCHER).release_floor(t, TEMP_GROUP).unwrap();
+        m.drive_for(Duration::from_secs(2));
+        assert_eq!(m.ctrl(CTRL).call_count(), 0, "call {call} ended");
+    }
+    let uses = inter_server_floor_uses(m);
+    assert!(uses.len() > 40, "{}", uses.len());
+    let mut seen = std::collections::HashSet::new();
+    for u in &uses {
+        assert!(
+            seen.insert(*u),
+            "(key {}, SSRC {:#x}, index {}) used twice",
+            u.0,
+            u.1,
+            u.2
+        );
+    }
+    // The forced SSRC did meet itself: at index 0 under the keys of both
+    // directions of both MC servers' legs, in each of the three calls.
+    let mut keys_per_nonce = std::collections::HashMap::<_, Vec<usize>>::new();
+    for &(k, ssrc, index) in &uses {
+        keys_per_nonce.entry((ssrc, index)).or_default().push(k);
+    }
+    let most = keys_per_nonce.values().map(Vec::len).max().unwrap();
+    assert!(most >= 12, "{most}");
+    assert!(
+        uses.iter().all(|u| u.0 != 0),
+        "a packet under the plain SPK keys"
+    );
+    // Nothing was dropped on the way.
+    assert_eq!(m.ctrl(CTRL).floor_drops().total(), 0);
+    assert_eq!(m.mc(MC_A).floor_drops().total(), 0);
+    assert_eq!(m.mc(MC_B).floor_drops().total(), 0);
+    for u in all_members() {
+        assert_eq!(m.client(&u).floor_drops().total(), 0, "{u}");
+    }
+}
+
+#[test]
+fn three_hundred_calls_in_a_row_keep_floor_working_and_leave_no_inter_server_state() {
+    let mut w = protected_world();
+    let m = &mut w.mesh;
+    let a1 = members_a()[0].clone();
+    let b1 = members_b()[0].clone();
+    let state = |m: &mut Mesh| {
+        [
+            m.ctrl(CTRL).inter_server_floor_state(),
+            m.mc(MC_A).inter_server_floor_state(),
+            m.mc(MC_B).inter_server_floor_state(),
+        ]
+    };
+    for call in 0..300u64 {
+        let t = m.time();
+        m.client(DISPATCHER)
+            .start_call(t, TEMP_GROUP, &[GROUP_A, GROUP_B], &mut TestRng(call))
+            .unwrap();
+        m.drive();
+        // Floor goes both ways through both MC servers in every call.
+        for u in [&a1, &b1] {
+            let t = m.time();
+            m.client(u).request_floor_anyway(t, TEMP_GROUP).unwrap();
+        }
+        m.drive();
+        for u in [&a1, &b1] {
+            let denied = floor_events(m, u)
+                .iter()
+                .filter(|e| matches!(e, ParticipantEvent::FloorDenied { .. }))
+                .count();
+            assert_eq!(denied as u64, call + 1, "{u} in call {call}");
+        }
+        let during = state(m);
+        assert!(during.iter().all(|&n| n > 0), "call {call}: {during:?}");
+        let t = m.time();
+        m.client(DISPATCHER).release_floor(t, TEMP_GROUP).unwrap();
+        m.drive_for(Duration::from_secs(1));
+        assert_eq!(m.ctrl(CTRL).call_count(), 0, "call {call} ended");
+        assert_eq!(state(m), [0, 0, 0], "after call {call}");
+    }
+    assert_eq!(m.ctrl(CTRL).floor_drops().total(), 0);
+    assert_eq!(m.mc(MC_A).floor_drops().total(), 0);
+    assert_eq!(m.mc(MC_B).floor_drops().total(), 0);
+    assert!(m.errors.is_empty(), "{:?}", m.errors);
+}
+
+#[test]
+fn inter_server_replays_and_packets_of_an_earlier_call_are_dropped_and_counted() {
+    let mut w = protected_world();
+    let m = &mut w.mesh;
+    let a1 = members_a()[0].clone();
+    let last = |m: &Mesh, from: &str, to: &str| {
+        m.log
+            .iter()
+            .rev()
+            .find(|t| t.channel == Channel::Floor && t.from == from && t.to == to)
+            .unwrap()
+            .clone()
+    };
+    let ask = |m: &mut Mesh| {
+        let t = m.time();
+        m.client(&a1).request_floor_anyway(t, TEMP_GROUP).unwrap();
+        m.drive();
+    };
+    // a1 has the same floor SSRC in both calls.
+    call_with_forced_ssrcs(m, std::slice::from_ref(&a1), 1);
+    ask(m);
+    let (up, down) = (last(m, MC_A, CTRL), last(m, CTRL, MC_A));
+    // Replayed within the call: dropped as replays.
+    m.inject(up.clone());
+    m.inject(down.clone());
+    m.drive();
+    assert_eq!(m.ctrl(CTRL).floor_drops().replayed, 1);
+    assert_eq!(m.mc(MC_A).floor_drops().replayed, 1);
+    let t = m.time();
+    m.client(DISPATCHER).release_floor(t, TEMP_GROUP).unwrap();
+    m.drive_for(Duration::from_secs(11));
+    assert_eq!(m.ctrl(CTRL).call_count(), 0);
+    // The next call: the same SSRC, but this leg's keys are new, so the
+    // earlier call's packets do not authenticate (an index the new
+    // stream has passed is refused as a replay before authentication,
+    // RFC 3711 3.3 step 2: either way, dropped and counted).
+    call_with_forced_ssrcs(m, std::slice::from_ref(&a1), 2);
+    ask(m);
+    m.inject(up);
+    m.inject(down);
+    m.drive();
+    assert_eq!(m.ctrl(CTRL).floor_drops().total(), 2);
+    assert_eq!(m.mc(MC_A).floor_drops().total(), 2);
+    // A packet of MC server B's leg presented as MC server A's.
+    let mut b_up = last(m, MC_B, CTRL);
+    b_up.from = MC_A.into();
+    m.inject(b_up);
+    m.drive();
+    assert_eq!(m.ctrl(CTRL).floor_drops().total(), 3);
+    assert_eq!(m.ctrl(CTRL).stray_floor_packets(), 0);
+    assert_eq!(m.ctrl(CTRL).call_count(), 1, "the call goes on");
+    // Floor still works after all this.
+    ask(m);
+    let denied = floor_events(m, &a1)
+        .iter()
+        .filter(|e| matches!(e, ParticipantEvent::FloorDenied { .. }))
+        .count();
+    assert_eq!(denied, 3);
 }

@@ -90,18 +90,138 @@ pub fn csk_srtcp_keys(csk: &Csk, csk_id: KeyId, rand: &[u8]) -> SrtpMasterKeys {
 /// or `rand` is empty: both come from configuration, not from a checked
 /// message.
 pub fn spk_srtcp_keys(spk: &Spk, spk_id: KeyId, rand: &[u8]) -> Result<SrtpMasterKeys, Error> {
-    if spk_id.purpose() != Purpose::Spk {
-        return Err(Error::InvalidParameter("SPK-ID must have purpose tag 3"));
-    }
-    if rand.is_empty() {
-        return Err(Error::InvalidParameter("SPK RAND must not be empty"));
-    }
+    check_spk_config(spk_id, rand)?;
     Ok(kdf::srtp_keys_named_by_id(
         spk.as_bytes(),
         CS_ID_SPK,
         spk_id,
         rand,
     ))
+}
+
+/// The configured SPK-ID and RAND are usable: purpose tag 3, RAND not
+/// empty.
+fn check_spk_config(spk_id: KeyId, rand: &[u8]) -> Result<(), Error> {
+    if spk_id.purpose() != Purpose::Spk {
+        return Err(Error::InvalidParameter("SPK-ID must have purpose tag 3"));
+    }
+    if rand.is_empty() {
+        return Err(Error::InvalidParameter("SPK RAND must not be empty"));
+    }
+    Ok(())
+}
+
+/// Which way a call leg's floor context carries floor messages between
+/// the controlling server and an MC server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FloorDirection {
+    /// Controlling server → MC server.
+    Down,
+    /// MC server → controlling server.
+    Up,
+}
+
+impl FloorDirection {
+    /// The octet that names the direction in a leg RAND
+    /// ([`spk_leg_srtcp_keys`]).
+    pub const fn octet(self) -> u8 {
+        match self {
+            Self::Down => 1,
+            Self::Up => 2,
+        }
+    }
+}
+
+/// The RAND of one call leg's floor keys in one direction:
+/// `spk_rand || direction octet || SHA-256(Call-ID)`. The last 33 octets
+/// have a fixed length, so the encoding is unambiguous whatever the
+/// configured `spk_rand`'s length and the Call-ID's.
+pub fn spk_leg_rand(spk_rand: &[u8], call_id: &str, direction: FloorDirection) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut rand = Vec::with_capacity(spk_rand.len() + 33);
+    rand.extend_from_slice(spk_rand);
+    rand.push(direction.octet());
+    rand.extend_from_slice(&Sha256::digest(call_id.as_bytes()));
+    rand
+}
+
+/// The SRTCP master key, salt and MKI of floor control on one call leg
+/// between the controlling server and an MC server, in one direction:
+/// the derivation of [`spk_srtcp_keys`] (TGK = SPK, CS ID [`CS_ID_SPK`],
+/// CSB ID = SPK-ID, MKI = SPK-ID) with RAND = [`spk_leg_rand`] of the
+/// configured `spk_rand`, the Call-ID of the controlling server's INVITE
+/// to that MC server, and the direction.
+///
+/// Why (decision, docs/mikey.md): the channel is multiplexed by member
+/// SSRC and both servers send with the member's SSRC from SRTCP index 0;
+/// under one key for everything, the two directions of a call, two MC
+/// servers and calls after calls would reuse AES-GCM nonces. One key per
+/// leg and direction keeps every (key, SSRC, index) apart, and ending a
+/// call retires its keys.
+///
+/// # Errors
+/// [`Error::InvalidParameter`] as [`spk_srtcp_keys`], or if `call_id` is
+/// empty.
+pub fn spk_leg_srtcp_keys(
+    spk: &Spk,
+    spk_id: KeyId,
+    spk_rand: &[u8],
+    call_id: &str,
+    direction: FloorDirection,
+) -> Result<SrtpMasterKeys, Error> {
+    if call_id.is_empty() {
+        return Err(Error::InvalidParameter("leg Call-ID must not be empty"));
+    }
+    // The configured RAND is checked alone: the leg RAND is never empty.
+    check_spk_config(spk_id, spk_rand)?;
+    spk_srtcp_keys(spk, spk_id, &spk_leg_rand(spk_rand, call_id, direction))
+}
+
+/// A configured SPK with its SPK-ID and RAND, checked once: what servers
+/// hold to derive each call leg's floor keys ([`spk_leg_srtcp_keys`]).
+/// `Debug` shows the SPK-ID only.
+#[derive(Clone)]
+pub struct SpkFloorKeys {
+    spk: Spk,
+    spk_id: KeyId,
+    rand: Vec<u8>,
+}
+
+impl SpkFloorKeys {
+    /// The SPK, its SPK-ID and the configured RAND.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] if the SPK-ID's purpose tag is not 3
+    /// (SPK) or `rand` is empty.
+    pub fn new(spk: Spk, spk_id: KeyId, rand: Vec<u8>) -> Result<Self, Error> {
+        check_spk_config(spk_id, &rand)?;
+        Ok(Self { spk, spk_id, rand })
+    }
+
+    /// The SPK-ID (the MKI of every leg's packets).
+    pub fn spk_id(&self) -> KeyId {
+        self.spk_id
+    }
+
+    /// The floor keys of the leg whose INVITE has `call_id`, one way.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] if `call_id` is empty.
+    pub fn leg_keys(
+        &self,
+        call_id: &str,
+        direction: FloorDirection,
+    ) -> Result<SrtpMasterKeys, Error> {
+        spk_leg_srtcp_keys(&self.spk, self.spk_id, &self.rand, call_id, direction)
+    }
+}
+
+impl std::fmt::Debug for SpkFloorKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpkFloorKeys")
+            .field("spk_id", &self.spk_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The key parameters (E.6) a client may send with its CSK: key type 2
@@ -390,5 +510,31 @@ mod tests {
         assert!(spk_srtcp_keys(&spk, KeyId(0x3000_0001), &[]).is_err());
         let k = spk_srtcp_keys(&spk, KeyId(0x3000_0001), &[0; 16]).unwrap();
         assert_eq!(k.mki(), [0x30, 0, 0, 1]);
+    }
+
+    #[test]
+    fn leg_keys_differ_per_direction_and_call_id_and_from_the_plain_spk_keys() {
+        let spk = Spk::from_bytes(&[7; 16]).unwrap();
+        let id = KeyId(0x3000_0001);
+        let keys = SpkFloorKeys::new(spk.clone(), id, vec![1; 16]).unwrap();
+        let down = keys.leg_keys("a@x", FloorDirection::Down).unwrap();
+        let up = keys.leg_keys("a@x", FloorDirection::Up).unwrap();
+        let other = keys.leg_keys("b@x", FloorDirection::Down).unwrap();
+        let plain = spk_srtcp_keys(&spk, id, &[1; 16]).unwrap();
+        let all = [&down, &up, &other, &plain];
+        for (i, a) in all.iter().enumerate() {
+            assert_eq!(a.mki(), [0x30, 0, 0, 1]);
+            for b in &all[i + 1..] {
+                assert_ne!(a.master_key(), b.master_key());
+                assert_ne!(a.master_salt(), b.master_salt());
+            }
+        }
+        assert!(keys.leg_keys("", FloorDirection::Up).is_err());
+        assert!(SpkFloorKeys::new(spk.clone(), KeyId(0x2000_0001), vec![1]).is_err());
+        assert!(SpkFloorKeys::new(spk, id, Vec::new()).is_err());
+        assert_eq!(
+            format!("{keys:?}"),
+            format!("SpkFloorKeys {{ spk_id: {id:?}, .. }}")
+        );
     }
 }

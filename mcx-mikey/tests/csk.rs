@@ -14,8 +14,8 @@ use mcx_ibc::eccsi::SigningKey;
 use mcx_ibc::kms::{Community, CommunityPublic};
 use mcx_ibc::sakke::ReceiverKey;
 use mcx_mikey::csk::{
-    self, CS_ID_CSK, CskMessage, CskMessageRandom, CskReceiver, csk_key_parameters, csk_srtcp_keys,
-    spk_srtcp_keys,
+    self, CS_ID_CSK, CskMessage, CskMessageRandom, CskReceiver, FloorDirection, SpkFloorKeys,
+    csk_key_parameters, csk_srtcp_keys, spk_leg_rand, spk_leg_srtcp_keys, spk_srtcp_keys,
 };
 use mcx_mikey::gmk::{GmkMessage, gmk_key_parameters};
 use mcx_mikey::keyparams::KeyParameters;
@@ -496,6 +496,37 @@ fn srtcp_keys_match_the_independent_computation() {
         } else {
             spk_srtcp_keys(&Spk::from_bytes(&hex(&c["spk"])).unwrap(), id, &rand).unwrap()
         };
+        assert_eq!(keys.master_key().to_vec(), hex(&c["srtcp_master_key"]));
+        assert_eq!(keys.master_salt().to_vec(), hex(&c["srtcp_master_salt"]));
+        assert_eq!(keys.mki(), hex(&c["mki"]));
+    }
+}
+
+#[test]
+fn leg_floor_keys_match_the_independent_computation() {
+    let cases = srtcp_vectors()["leg_cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 3);
+    for c in cases {
+        let id = KeyId::from_bytes(hex(&c["key_id"]).try_into().unwrap());
+        let spk = Spk::from_bytes(&hex(&c["spk"])).unwrap();
+        let spk_rand = hex(&c["spk_rand"]);
+        let call_id = c["call_id"].as_str().unwrap();
+        let direction = match c["direction"].as_str().unwrap() {
+            "down" => FloorDirection::Down,
+            _ => FloorDirection::Up,
+        };
+        assert_eq!(
+            spk_leg_rand(&spk_rand, call_id, direction),
+            hex(&c["rand"]),
+            "{}",
+            c["name"]
+        );
+        let keys = SpkFloorKeys::new(spk.clone(), id, spk_rand.clone())
+            .unwrap()
+            .leg_keys(call_id, direction)
+            .unwrap();
+        let direct = spk_leg_srtcp_keys(&spk, id, &spk_rand, call_id, direction).unwrap();
+        assert_eq!(keys, direct);
         assert_eq!(keys.master_key().to_vec(), hex(&c["srtcp_master_key"]));
         assert_eq!(keys.master_salt().to_vec(), hex(&c["srtcp_master_salt"]));
         assert_eq!(keys.mki(), hex(&c["mki"]));

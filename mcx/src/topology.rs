@@ -92,8 +92,9 @@ fn default_spk_id() -> u32 {
 }
 
 impl FloorSecurity {
-    /// The SRTCP keys of the SPK, if one is configured.
-    pub(crate) fn spk_keys(&self) -> Result<Option<mcx_mikey::SrtpMasterKeys>, String> {
+    /// The SPK with its SPK-ID and RAND, if one is configured: each call
+    /// leg's floor keys are derived from it.
+    pub(crate) fn spk_keys(&self) -> Result<Option<mcx_mikey::csk::SpkFloorKeys>, String> {
         let Some(spk) = &self.spk else {
             return Ok(None);
         };
@@ -104,7 +105,7 @@ impl FloorSecurity {
             .as_deref()
             .ok_or("floor.spk_rand: needed with floor.spk")?;
         let rand = hex::decode(rand).map_err(|e| format!("floor.spk_rand: {e}"))?;
-        mcx_mikey::csk::spk_srtcp_keys(&spk, mcx_mikey::KeyId(self.spk_id), &rand)
+        mcx_mikey::csk::SpkFloorKeys::new(spk, mcx_mikey::KeyId(self.spk_id), rand)
             .map(Some)
             .map_err(|e| format!("floor: {e}"))
     }

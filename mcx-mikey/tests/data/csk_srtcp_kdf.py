@@ -17,6 +17,10 @@ Written from the specification text only (standard library: hashlib, hmac):
   CSK-ID, RAND of the CSK message; 16-octet master key and 12-octet master
   salt (RFC 7714). MKI = CSK-ID. The SPK case uses the project's decision
   (docs/mikey.md): CS ID 6, CSB ID = SPK-ID, a configured RAND.
+- Floor keys per call leg and direction between servers (project decision,
+  docs/mikey.md "CSK and SPK"): the SPK case with RAND = configured RAND ||
+  direction octet (1 down: controlling server to MC server, 2 up) ||
+  SHA-256(Call-ID of the controlling server's INVITE to the MC server).
 
 Before producing anything it reproduces two published values with the same
 code: the RFC 3830 4.1.3 case of ts33180-kdf.json and Alice's GMK media keys
@@ -94,6 +98,17 @@ def case(name, key_name, key_hex, key_id_hex, rand_hex, cs_id, source):
     }
 
 
+def leg_case(name, spk_hex, key_id_hex, spk_rand_hex, call_id, direction):
+    octet = {"down": 1, "up": 2}[direction]
+    rand = (bytes.fromhex(spk_rand_hex) + bytes([octet])
+            + hashlib.sha256(call_id.encode()).digest())
+    c = case(name, "spk", spk_hex, key_id_hex, rand.hex(), 6, "made-up inputs")
+    c["spk_rand"] = spk_rand_hex
+    c["call_id"] = call_id
+    c["direction"] = direction
+    return c
+
+
 def main():
     self_check()
     sw = load("streamwide-mikey-sakke.json")["messages"]["2: CSK"]
@@ -116,6 +131,14 @@ def main():
                  "0f0e0d0c0b0a09080706050403020100", "3a5c0f17",
                  b"SPK-RAND-test-01".hex(), 6,
                  "made-up inputs"),
+        ],
+        "leg_cases": [
+            leg_case("SPK leg down", "0f0e0d0c0b0a09080706050403020100", "3a5c0f17",
+                     b"SPK-RAND-test-01".hex(), "8f3a1c@ctrl.mcx.test", "down"),
+            leg_case("SPK leg up", "0f0e0d0c0b0a09080706050403020100", "3a5c0f17",
+                     b"SPK-RAND-test-01".hex(), "8f3a1c@ctrl.mcx.test", "up"),
+            leg_case("SPK other leg down", "0f0e0d0c0b0a09080706050403020100", "3a5c0f17",
+                     b"SPK-RAND-test-01".hex(), "8f3a1d@ctrl.mcx.test", "down"),
         ],
     }
     print(json.dumps(out, indent=1))
