@@ -77,6 +77,21 @@ pub(crate) struct SetupBench {
     pub(crate) members: usize,
     /// Calls measured (after one warm-up call).
     pub(crate) calls: usize,
+    /// Constituent groups per MC server.
+    pub(crate) groups_per_server: usize,
+}
+
+impl SetupBench {
+    /// MC server processes: each owns `groups_per_server` groups.
+    fn mc_servers(&self) -> usize {
+        self.groups.div_ceil(self.groups_per_server.max(1))
+    }
+
+    /// The groups MC server `s` owns.
+    fn groups_of(&self, s: usize) -> std::ops::Range<usize> {
+        let per = self.groups_per_server.max(1);
+        (per * s).min(self.groups)..(per * s + per).min(self.groups)
+    }
 }
 
 /// A SIP and a floor address.
@@ -152,7 +167,8 @@ fn topology_text(
         cf = controlling.floor,
     );
     for (s, a) in servers.iter().enumerate() {
-        let owned = (2 * s..(2 * s + 2).min(b.groups))
+        let owned = b
+            .groups_of(s)
             .map(|g| format!("\"{}\"", group_uri(g)))
             .collect::<Vec<_>>()
             .join(", ");
@@ -326,7 +342,7 @@ async fn start_servers(
     };
     for attempt in 1..=START_ATTEMPTS {
         let controlling = server_addr()?;
-        let mc_servers = (0..b.groups.div_ceil(2))
+        let mc_servers = (0..b.mc_servers())
             .map(|_| server_addr())
             .collect::<Result<Vec<_>, _>>()?;
         let http = [free_port()?, free_port()?];
@@ -700,7 +716,7 @@ async fn run_async(b: SetupBench) -> Result<(), CliError> {
         "bench call: {} groups × {} members = {receivers} receivers, {} MC servers + the controlling server as processes, members in this process; {cores} cores, load average {}",
         b.groups,
         b.members,
-        b.groups.div_ceil(2),
+        b.mc_servers(),
         load_avg
             .split_whitespace()
             .take(3)
@@ -828,7 +844,7 @@ async fn run_async(b: SetupBench) -> Result<(), CliError> {
                 vec![INITIATOR.to_owned()],
             );
             config.media = media(group_addrs[g]);
-            config.call_sources = vec![mc_server_uri(g / 2)];
+            config.call_sources = vec![mc_server_uri(g / b.groups_per_server.max(1))];
             let mut c = Client::receive_only(config, kms.clone(), verifiers.clone());
             let (gmk, id, rand) = &gmks[g];
             c.install_gmk(now, &group_ids[g], gmk.clone(), rand.clone(), info(*id));
@@ -1082,8 +1098,7 @@ fn report(
         let served = if i == 0 {
             receivers
         } else {
-            let first = 2 * (i - 1);
-            ((first + 2).min(b.groups) - first) as f64 * b.members as f64
+            (b.groups_of(i - 1).len() * b.members) as f64
         };
         let setup = mean(&|f| f.setup_cpu.servers[i]) / 1e6;
         let teardown = mean(&|f| f.teardown_cpu.servers[i]) / 1e6;
@@ -1139,6 +1154,7 @@ mod tests {
             groups: 3,
             members: 2,
             calls: 1,
+            groups_per_server: 2,
         };
         let a = |p: u16| Addrs {
             sip: SocketAddr::from(([127, 0, 0, 1], p)),
@@ -1167,9 +1183,16 @@ mod tests {
 
     #[test]
     fn a_port_is_held_only_by_the_process_that_bound_it() {
-        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        let tcp = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        // A UDP port whose TCP twin is free too (another process may hold
+        // it: try again, as `free_port` does).
+        let (udp, port, tcp) = (0..32)
+            .find_map(|_| {
+                let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+                let port = udp.local_addr().unwrap().port();
+                let tcp = std::net::TcpListener::bind(("127.0.0.1", port)).ok()?;
+                Some((udp, port, tcp))
+            })
+            .unwrap();
         let me = std::process::id();
         assert!(holds_port(me, "udp", port));
         assert!(holds_port(me, "tcp", port));

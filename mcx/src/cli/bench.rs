@@ -65,6 +65,10 @@ pub(crate) struct CallBenchArgs {
     /// Members per group (with --groups).
     #[arg(long, requires = "groups", value_parser = clap::value_parser!(u32).range(1..=10_000))]
     members: Option<u32>,
+    /// Constituent groups each MC server owns (with --groups): fewer
+    /// server processes share the cores when it is larger.
+    #[arg(long, requires = "groups", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    groups_per_server: u32,
     /// Calls measured one after another (with --groups), after a warm-up call.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1_000))]
     calls: u32,
@@ -165,6 +169,7 @@ fn call(args: &CallBenchArgs) -> Result<(), CliError> {
             groups: groups as usize,
             members: members as usize,
             calls: args.calls as usize,
+            groups_per_server: args.groups_per_server as usize,
         });
     }
     let n = args

@@ -131,6 +131,34 @@ pub(crate) struct RunArgs {
     /// ADDR in the role's `replicas` so that clients fail over to it).
     #[arg(long, value_name = "ADDR")]
     listen: Option<std::net::SocketAddr>,
+    /// The async runtime: `current-thread` (one event loop) is the default
+    /// for the SIP roles, whose work is one state machine's task: worker
+    /// threads would only add cross-thread wake-ups (measured: an MC
+    /// server's CPU per member −10 %, docs/BENCHMARKS.md). `multi-thread`
+    /// (a worker per core) is the default for the KMS and the GMS, which
+    /// answer many HTTPS clients at once.
+    #[arg(long, value_enum)]
+    runtime: Option<RuntimeKind>,
+}
+
+/// Which tokio runtime a process runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum RuntimeKind {
+    /// One event loop on the main thread (blocking work still goes to
+    /// the blocking pool).
+    CurrentThread,
+    /// A worker thread per core.
+    MultiThread,
+}
+
+impl RuntimeKind {
+    /// The default for `mcx run ROLE`.
+    fn for_role(role: &str) -> Self {
+        match role {
+            "kms" | "gms" => Self::MultiThread,
+            _ => Self::CurrentThread,
+        }
+    }
 }
 
 /// `mcx calls`: a role's calls, through its admin API.
@@ -203,7 +231,15 @@ fn load(path: Option<&PathBuf>) -> Result<Topology, CliError> {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
-    tokio::runtime::Builder::new_multi_thread()
+    runtime_of(RuntimeKind::MultiThread)
+}
+
+fn runtime_of(kind: RuntimeKind) -> Result<tokio::runtime::Runtime, CliError> {
+    let mut builder = match kind {
+        RuntimeKind::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+        RuntimeKind::MultiThread => tokio::runtime::Builder::new_multi_thread(),
+    };
+    builder
         .enable_all()
         .build()
         .map_err(|e| CliError::System(format!("cannot start the async runtime: {e}")))
@@ -611,7 +647,10 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), CliError> {
             ));
         }
     }
-    runtime()?.block_on(async {
+    let kind = args
+        .runtime
+        .unwrap_or_else(|| RuntimeKind::for_role(&args.role));
+    runtime_of(kind)?.block_on(async {
         let mut running = system::start(&t, &Selection::One(args.role.clone())).await?;
         let mut stop = system::StopSignal::listen();
         let _admin = start_admin(args.admin, &running).await?;
