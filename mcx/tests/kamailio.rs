@@ -11,6 +11,7 @@
 
 mod common;
 
+use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -18,24 +19,33 @@ use common::lab::{Lab, Options, all_members};
 use common::proc::Proc;
 
 /// Stops Kamailio on drop, so a failing test leaves nothing running.
+/// Kamailio runs in its own process group: SIGTERM to the group lets the
+/// main process stop its workers; whatever is still there after 5 s
+/// (under load a worker forked while the main process was stopping was
+/// seen left behind, orphaned) gets SIGKILL, the whole group.
 struct Kamailio(Child);
 
-impl Drop for Kamailio {
-    /// SIGTERM first: Kamailio's main process then stops its worker
-    /// processes (a SIGKILL to it alone left them running); SIGKILL if it
-    /// has not exited within 5 s.
-    fn drop(&mut self) {
+impl Kamailio {
+    fn signal_group(&self, signal: &str) {
         let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
+            .args([signal, "--", &format!("-{}", self.0.id())])
             .status();
+    }
+}
+
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        self.signal_group("-TERM");
         let until = Instant::now() + Duration::from_secs(5);
         while Instant::now() < until {
             if matches!(self.0.try_wait(), Ok(Some(_))) {
-                return;
+                break;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = self.0.kill();
+        // The main process has exited or is stuck: nothing of the group
+        // may outlive the test.
+        self.signal_group("-KILL");
         let _ = self.0.wait();
     }
 }
@@ -127,6 +137,7 @@ fn the_call_works_through_kamailio_in_front_of_the_controlling_server() {
             .arg(&run)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
+            .process_group(0)
             .spawn()
             .unwrap(),
     );
