@@ -313,7 +313,10 @@ impl InviteForm {
         ids: &InviteIds,
     ) -> Result<Request, Error> {
         let h = r.headers_mut();
-        // The four values are appended to a clone, which has no spare room.
+        // The four values are appended to a clone, which has no spare room;
+        // so is the Via the link writes over the top one (RFC 3261 18.1.1:
+        // its transport, its address, this branch).
+        let via_rewrite = 64 + ids.branch.len();
         let values = [
             via_prefix,
             &ids.branch,
@@ -322,7 +325,10 @@ impl InviteForm {
             to,
             &ids.call_id,
         ];
-        h.reserve(values.iter().map(|v| v.len()).sum(), 1);
+        h.reserve(
+            values.iter().map(|v| v.len()).sum::<usize>() + via_rewrite,
+            1,
+        );
         h.set("Via", &[via_prefix, &ids.branch].concat())?;
         h.set("From", &[from_prefix, &ids.tag].concat())?;
         h.set("To", to)?;
