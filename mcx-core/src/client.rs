@@ -68,6 +68,12 @@ pub struct ClientConfig {
     pub home_server: Option<String>,
     /// The registration expiry asked for.
     pub registration_expiry: Duration,
+    /// How many SSRCs the floor channel with the home server may track
+    /// (in either direction) before the next registration refresh uploads
+    /// a fresh CSK. Each call adds one SSRC each way, and a channel past
+    /// its cap (100,000) refuses new ones; a fresh CSK is a fresh channel
+    /// at both ends. Default: half the cap.
+    pub floor_rekey_streams: usize,
     /// The servers that may invite this client into calls (the MC servers
     /// of its groups); a new call request from anyone else is refused
     /// with 403 before its wrapped TGMK is looked at. Empty: anyone. The
@@ -88,6 +94,9 @@ impl ClientConfig {
     pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(32);
     /// Default most calls at once.
     pub const DEFAULT_MAX_CALLS: usize = 8;
+    /// Default [`ClientConfig::floor_rekey_streams`]: half the floor
+    /// channel's cap.
+    pub const DEFAULT_FLOOR_REKEY_STREAMS: usize = crate::floor_guard::MAX_FLOOR_STREAMS / 2;
     /// Default registration expiry (refreshed at 80 %).
     pub const DEFAULT_REGISTRATION_EXPIRY: Duration = Duration::from_secs(600);
     /// Default call lifetime (the MC server's default maximum call
@@ -110,6 +119,7 @@ impl ClientConfig {
             media: MediaEndpoint::UNBOUND,
             home_server: None,
             registration_expiry: Self::DEFAULT_REGISTRATION_EXPIRY,
+            floor_rekey_streams: Self::DEFAULT_FLOOR_REKEY_STREAMS,
             call_lifetime: Self::DEFAULT_CALL_LIFETIME,
             call_sources: Vec::new(),
             ack_wait: Self::DEFAULT_ACK_WAIT,
@@ -662,6 +672,15 @@ impl Client {
         self.floor_guard.is_some()
     }
 
+    /// The most SSRCs the floor channel with the home server tracks in
+    /// one direction (0 without one): what
+    /// [`ClientConfig::floor_rekey_streams`] is compared with.
+    pub fn floor_streams(&self) -> usize {
+        self.floor_guard
+            .as_ref()
+            .map_or(0, FloorGuard::most_streams)
+    }
+
     /// The floor participant state of a call.
     pub fn floor_state(&self, temporary_group_id: &str) -> Option<ParticipantState> {
         self.calls.get(temporary_group_id).map(|c| c.floor.state())
@@ -991,10 +1010,17 @@ impl Client {
         let refresh = matches!(r.state, RegState::Registered { until } if until > time.instant);
         let mut req = r.request(expiry, rng)?;
         authorize(&mut req, self.access_token.as_deref())?;
-        if !refresh {
+        // A floor channel that has tracked many SSRCs (one more each way
+        // per call) is rekeyed before its cap is reached.
+        let worn = self
+            .floor_guard
+            .as_ref()
+            .is_some_and(|g| g.most_streams() >= self.config.floor_rekey_streams);
+        if !refresh || worn {
             // A new binding uploads a fresh CSK for floor control (TS
             // 33.180 5.4, E.4): SAKKE-encrypted to the home server's
-            // identity, signed by us. A refresh keeps the one it holds.
+            // identity, signed by us. A refresh keeps the one it holds,
+            // unless its channel is worn.
             let (csk, csk_id) = mcx_mikey::csk::generate(rng);
             let random = mcx_mikey::csk::CskMessageRandom::generate(rng);
             let message = mcx_mikey::csk::CskMessage {

@@ -621,7 +621,13 @@ impl ControllingServer {
                 // A refresh is fine if we hold its CSK; after our restart
                 // we do not, and the client must register anew with one.
                 return (self.identity.is_some() && !self.floor_guards.contains_key(&aor))
-                    .then(|| "Forbidden - no CSK held for you: register with one".to_owned());
+                    .then(|| "Forbidden - no CSK held for you: register with one".to_owned())
+                    .or_else(|| {
+                        crate::floor_guard::worn_refusal(
+                            self.floor_guards.get(&aor),
+                            crate::floor_guard::SERVER_REKEY_STREAMS,
+                        )
+                    });
             }
             let me = self.config.uri.clone();
             let r = match self.identity.as_ref() {

@@ -19,7 +19,24 @@ use crate::Error;
 /// in normal operation. Between two servers a channel is one call leg's
 /// (one SSRC per member of one group, [`LegFloor`]); a client's channel
 /// carries two streams per call it is in.
-const MAX_FLOOR_STREAMS: usize = 100_000;
+pub(crate) const MAX_FLOOR_STREAMS: usize = 100_000;
+
+/// Where a home server stops taking registration refreshes without a
+/// fresh CSK: the client's floor channel holds this many SSRCs in one
+/// direction (90 % of the cap). Our clients rekey at half the cap
+/// (`ClientConfig::floor_rekey_streams`); this catches those that never do.
+pub(crate) const SERVER_REKEY_STREAMS: usize = MAX_FLOOR_STREAMS / 10 * 9;
+
+/// The refusal of a registration refresh that carries no CSK while the
+/// client's floor channel (`guard`) holds `limit` SSRCs or more: the
+/// client then registers anew with a fresh CSK (a fresh channel) instead
+/// of running into the cap, where new SSRCs — new calls' floor
+/// messages — would be refused.
+pub(crate) fn worn_refusal(guard: Option<&FloorGuard>, limit: usize) -> Option<String> {
+    guard
+        .is_some_and(|g| g.most_streams() >= limit)
+        .then(|| "Forbidden - floor key worn out: register with a fresh CSK".to_owned())
+}
 
 /// Why a floor packet was dropped (counted, never handled).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,6 +96,12 @@ impl FloorGuard {
             .add_key(mki, key)
             .map_err(|_| Error::Unexpected("floor key"))?;
         Ok(Self { session })
+    }
+
+    /// The most SSRCs tracked in one direction (see
+    /// [`mcx_srtp::Session::most_streams`]).
+    pub(crate) fn most_streams(&self) -> usize {
+        self.session.most_streams()
     }
 
     /// The SRTCP packet for the RTCP packet `rtcp`.

@@ -26,7 +26,9 @@ use mcx_sip::{Dialog, Limits, Message, Method, Request, Response, StatusCode};
 use rand_core::CryptoRng;
 
 use crate::agenda::{Agenda, Slot};
-use crate::floor_guard::{FloorDrop, FloorDrops, FloorGuard, LegFloor, unindex, with_ssrc, worst};
+use crate::floor_guard::{
+    FloorDrop, FloorDrops, FloorGuard, LegFloor, unindex, with_ssrc, worn_refusal, worst,
+};
 use crate::info::McpttInfo;
 use crate::registration::{asked_expiry, carries_mikey, check_access_token, registered_ok};
 use crate::result::{
@@ -129,6 +131,11 @@ pub struct McServerLimits {
     pub max_registration: Duration,
     /// When the controlling server gets its answer.
     pub answer: AnswerPolicy,
+    /// A member's registration refresh without a fresh CSK is refused once
+    /// its floor channel holds this many SSRCs in one direction (each call
+    /// adds one each way; the cap is 100,000): it registers anew with a
+    /// fresh CSK. Default: 90 % of the cap.
+    pub floor_rekey_streams: usize,
 }
 
 impl Default for McServerLimits {
@@ -141,6 +148,7 @@ impl Default for McServerLimits {
             upstream_silence: Duration::ZERO,
             max_registration: Duration::from_secs(3600),
             answer: AnswerPolicy::Confirmed,
+            floor_rekey_streams: crate::floor_guard::SERVER_REKEY_STREAMS,
         }
     }
 }
@@ -941,6 +949,13 @@ impl McServer {
             // restarted): refused, so that the client registers anew with
             // a fresh CSK rather than protect floor control we cannot read.
             return refuse(self, "Forbidden - no CSK held for you: register with one");
+        } else if !granted.is_zero()
+            && let Some(why) = worn_refusal(
+                self.member_guards.get(&aor),
+                self.limits.floor_rekey_streams,
+            )
+        {
+            return refuse(self, &why);
         }
         if granted.is_zero() {
             self.member_guards.remove(&aor);

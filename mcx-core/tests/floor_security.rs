@@ -32,8 +32,14 @@ fn home_of(uri: &str) -> &'static str {
 
 /// Everyone registered with a CSK; the servers share an SPK.
 fn protected_world() -> World {
+    protected_world_with(|_| {})
+}
+
+/// [`protected_world`] with `tune` applied to every client's configuration.
+fn protected_world_with(tune: impl Fn(&mut mcx_core::ClientConfig)) -> World {
     let mut w = world_with(Servers::Two, &[DISPATCHER], |c| {
         c.home_server = Some(home_of(&c.uri).to_owned());
+        tune(c);
     });
     let m = &mut w.mesh;
     // The SPK (TS 24.380 13.1), configured at the controlling server and
@@ -591,4 +597,117 @@ fn inter_server_replays_and_packets_of_an_earlier_call_are_dropped_and_counted()
         .filter(|e| matches!(e, ParticipantEvent::FloorDenied { .. }))
         .count();
     assert_eq!(denied, 3);
+}
+
+/// One call in which `member` asks for the floor (denied: the dispatcher
+/// holds it), then ended by the dispatcher: `member`'s Floor Denied count
+/// after it.
+fn call_with_a_denied_request(m: &mut Mesh, member: &str, seed: u64) -> usize {
+    let t = m.time();
+    m.client(DISPATCHER)
+        .start_call(t, TEMP_GROUP, &[GROUP_A, GROUP_B], &mut TestRng(seed))
+        .unwrap();
+    m.drive();
+    let t = m.time();
+    m.client(member)
+        .request_floor_anyway(t, TEMP_GROUP)
+        .unwrap();
+    m.drive();
+    let t = m.time();
+    m.client(DISPATCHER).release_floor(t, TEMP_GROUP).unwrap();
+    m.drive_for(Duration::from_secs(1));
+    assert_eq!(m.ctrl(CTRL).call_count(), 0, "call {seed} ended");
+    floor_events(m, member)
+        .iter()
+        .filter(|e| matches!(e, ParticipantEvent::FloorDenied { .. }))
+        .count()
+}
+
+/// A client's floor channel with its home server tracks one more SSRC each
+/// way per call. A refresh keeps its CSK until the channel holds
+/// `floor_rekey_streams`; then the refresh uploads a fresh one, the channel
+/// starts empty, and floor control goes on under the new key with nothing
+/// dropped at either end.
+#[test]
+fn a_worn_floor_channel_is_rekeyed_at_the_next_refresh() {
+    let mut w = protected_world_with(|c| c.floor_rekey_streams = 3);
+    let m = &mut w.mesh;
+    let a1 = members_a()[0].clone();
+    let refresh = |m: &mut Mesh, n: u64| {
+        let registered = |m: &Mesh| {
+            m.client_events(&a1)
+                .iter()
+                .filter(|e| matches!(e, ClientEvent::Registered { .. }))
+                .count()
+        };
+        let before = registered(m);
+        let t = m.time();
+        m.client(&a1).register(t, &mut TestRng(500 + n)).unwrap();
+        m.drive_for(Duration::from_secs(1));
+        assert_eq!(registered(m), before + 1, "refresh {n} answered");
+    };
+    call_with_a_denied_request(m, &a1, 100);
+    let one_call = m.client(&a1).floor_streams();
+    assert!(one_call >= 1, "the call's SSRCs are tracked");
+    refresh(m, 0);
+    assert_eq!(
+        m.client(&a1).floor_streams(),
+        one_call,
+        "a refresh of a channel that is not worn keeps its CSK"
+    );
+    call_with_a_denied_request(m, &a1, 101);
+    call_with_a_denied_request(m, &a1, 102);
+    assert!(m.client(&a1).floor_streams() >= 3, "worn after three calls");
+    refresh(m, 1);
+    assert_eq!(
+        m.client(&a1).floor_streams(),
+        0,
+        "a fresh CSK: a fresh channel"
+    );
+    assert_eq!(
+        call_with_a_denied_request(m, &a1, 103),
+        4,
+        "floor control in every call, the last under the new key"
+    );
+    assert_eq!(m.client(&a1).floor_streams(), one_call);
+    assert_eq!(m.client(&a1).floor_drops().total(), 0);
+    assert_eq!(m.mc(MC_A).floor_drops().total(), 0);
+    assert!(m.errors.is_empty(), "{:?}", m.errors);
+}
+
+/// A client that never rekeys (another vendor's, say): once its floor
+/// channel at the home server holds the server's `floor_rekey_streams`, a
+/// refresh without a CSK is refused; the client registers anew with a
+/// fresh CSK after its back-off, and floor control goes on under it.
+#[test]
+fn a_refresh_of_a_worn_floor_channel_without_a_fresh_csk_is_refused() {
+    let mut w = protected_world_with(|c| c.floor_rekey_streams = usize::MAX);
+    let m = &mut w.mesh;
+    m.mc(MC_A).set_limits(mcx_core::McServerLimits {
+        floor_rekey_streams: 3,
+        ..mcx_core::McServerLimits::default()
+    });
+    let a1 = members_a()[0].clone();
+    let mut denied = 0;
+    for n in 0..4u64 {
+        if n == 3 {
+            let t = m.time();
+            m.client(&a1).register(t, &mut TestRng(700)).unwrap();
+            m.drive_for(Duration::from_secs(1));
+            let refused = m.client_events(&a1).into_iter().any(|e| {
+                matches!(e, ClientEvent::RegistrationFailed { status: 403, reason, .. }
+                    if reason.contains("floor key worn out"))
+            });
+            assert!(refused, "{:?}", m.client_events(&a1));
+            // Its retry (after the back-off) is a new binding: a fresh CSK.
+            m.drive_for(Duration::from_secs(5));
+            assert!(m.client(&a1).floor_protected());
+            assert_eq!(m.client(&a1).floor_streams(), 0, "a fresh channel");
+        }
+        denied += 1;
+        let got = call_with_a_denied_request(m, &a1, 200 + n);
+        assert_eq!(got, denied, "floor control in call {n}");
+    }
+    assert_eq!(m.client(&a1).floor_drops().total(), 0);
+    assert_eq!(m.mc(MC_A).floor_drops().total(), 0);
 }

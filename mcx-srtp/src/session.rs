@@ -354,6 +354,23 @@ impl Session {
         &self.stats
     }
 
+    /// The most SSRCs tracked in any one of the session's four stream
+    /// tables (SRTP and SRTCP, each way): how near the session is to
+    /// [`Config::max_streams`], past which a new SSRC is refused. A
+    /// long-lived session whose peers keep drawing new SSRCs gets there;
+    /// rekeying (a new session) is the way out.
+    pub fn most_streams(&self) -> usize {
+        [
+            self.rtp_out.entries.len(),
+            self.rtp_in.entries.len(),
+            self.rtcp_out.entries.len(),
+            self.rtcp_in.entries.len(),
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0)
+    }
+
     // ---------------------------------------------------------------- keys
 
     /// Adds a master key under `mki`, deriving its session keys (once). The

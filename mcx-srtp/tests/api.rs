@@ -350,6 +350,12 @@ fn unauthenticated_packets_create_no_streams() {
     );
     assert_eq!(rx.stats().too_many_streams, 1);
     assert_eq!(rx.stats().auth_failed, 50);
+    assert_eq!(
+        rx.most_streams(),
+        2,
+        "at the limit, forged SSRCs not counted"
+    );
+    assert_eq!(tx.most_streams(), 53, "the sender's 50 + 3 SSRCs");
 
     // The sender's own limit.
     let mut small = session(Config::new().with_max_streams(1), &[(8, Mki::NONE)]);
