@@ -12,13 +12,14 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use common::lab::{
-    CONTROLLING, Call, GMS, GROUP_A, GROUP_B, KMS, Lab, MCS_A, MCS_B, MEMBERS_A, MEMBERS_B,
-    Options, all_members, everything, field,
+    CONTROLLING, CONTROLLING_URI, Call, DISPATCHER, GMS, GROUP_A, GROUP_B, KMS, Lab, MCS_A, MCS_B,
+    MEMBERS_A, MEMBERS_B, Options, all_members, everything, field,
 };
 use common::proc::Proc;
+use common::sip_trace;
 
 const MEMBER_MS: u64 = 1500;
 const GROUP_MS: u64 = 2000;
@@ -318,11 +319,13 @@ fn sigterm_of_a_member_mid_call_ends_only_its_leg() {
 
     let gone = MEMBERS_A[0];
     let (mut m, exited) = terminate(lab.take(gone));
-    let line = m
-        .drain()
-        .into_iter()
+    // Everything it printed (its last lines may still be in the pipe when
+    // the exit is seen).
+    let (_, out) = m.finish(WAIT);
+    let line = out
+        .lines()
         .find(|l| l.starts_with("call-ended"))
-        .unwrap_or_else(|| panic!("{gone} did not hang up: {:?}", m.seen));
+        .unwrap_or_else(|| panic!("{gone} did not hang up: {out}"));
     assert!(line.ends_with("hung-up"), "{line}");
     let others: Vec<&str> = all_members().into_iter().filter(|x| *x != gone).collect();
     still_in_call(&mut lab, &others);
@@ -343,21 +346,136 @@ fn sigterm_of_a_member_mid_call_ends_only_its_leg() {
     println!("ROW SIGTERM member: hung up, exit 0 after {}", ms(exited));
 }
 
+/// The dispatcher's shutdown grace after its BYE (`system::SHUTDOWN_GRACE`).
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
+
+/// How the call ended after SIGTERM to the dispatcher at `signalled`
+/// (whose exit was seen at `exit_seen`), from every role's SIP trace: by
+/// the dispatcher's BYE, passed on hop by hop. Each hop is checked by
+/// cause and order, not by the wall clock, which a loaded machine slows
+/// down as it likes; the BYE's way from the dispatcher to the last member
+/// is bounded against the INVITE's way along the same hops when the call
+/// was set up (a reference timed in the same run, under the same load),
+/// and so is the time from the signal to the last member's BYE. Returns
+/// that time and the INVITE's way.
+fn ended_by_the_dispatchers_bye(
+    lab: &Lab,
+    signalled: SystemTime,
+    exit_seen: SystemTime,
+) -> (Duration, Duration) {
+    let dir = lab.sip_trace.as_deref().expect("a lab with SIP traces");
+    let since = |later: SystemTime, earlier: SystemTime| {
+        later.duration_since(earlier).unwrap_or_else(|_| {
+            panic!("{later:?} before {earlier:?}: the order of cause and effect is reversed")
+        })
+    };
+    // The dispatcher: BYE on the signal, then the registration withdrawn,
+    // both before its shutdown grace (a BYE that only a timer or the
+    // process's end sent would come after the withdrawal, or after the
+    // grace).
+    let d = sip_trace::read(dir, DISPATCHER);
+    let byes = sip_trace::requests(&d, true, "BYE");
+    let [bye] = &byes[..] else {
+        panic!("the dispatcher sent {} BYEs, not one: {d:#?}", byes.len())
+    };
+    assert!(
+        d.iter()
+            .any(|e| e.sent && e.is_request("REGISTER") && e.at >= bye.at),
+        "the dispatcher did not withdraw its registration after its BYE: {d:#?}"
+    );
+    // (Half the grace: the BYE is written to the trace by the node's task
+    // while the main task starts the grace.)
+    assert!(
+        since(exit_seen, bye.at) >= SHUTDOWN_GRACE / 2,
+        "the dispatcher's BYE went out {:?} before its exit: not before its shutdown grace of {SHUTDOWN_GRACE:?}",
+        since(exit_seen, bye.at)
+    );
+    // The controlling server: the BYE in, a BYE to each MC server after it.
+    let c = sip_trace::read(dir, CONTROLLING_URI);
+    let got = sip_trace::requests(&c, false, "BYE");
+    let [got] = &got[..] else {
+        panic!("the controlling server received {} BYEs: {c:#?}", got.len())
+    };
+    since(got.at, bye.at);
+    let to_servers = sip_trace::requests(&c, true, "BYE");
+    assert_eq!(to_servers.len(), 2, "BYEs to the MC servers: {c:#?}");
+    // Each MC server: the BYE in, a BYE to each of its members; each
+    // member: that BYE in.
+    let mut bye_way = Duration::ZERO;
+    for (server, members) in [(MCS_A, MEMBERS_A), (MCS_B, MEMBERS_B)] {
+        let s = sip_trace::read(dir, server);
+        let got_here = sip_trace::requests(&s, false, "BYE");
+        let [got_here] = &got_here[..] else {
+            panic!("{server} received {} BYEs: {s:#?}", got_here.len())
+        };
+        since(got_here.at, to_servers[0].at);
+        let out = sip_trace::requests(&s, true, "BYE");
+        assert_eq!(out.len(), members.len(), "{server}'s BYEs: {s:#?}");
+        for o in &out {
+            since(o.at, got_here.at);
+        }
+        for m in members {
+            let t = sip_trace::read(dir, m);
+            let got_m = sip_trace::requests(&t, false, "BYE");
+            let [got_m] = &got_m[..] else {
+                panic!("{m} received {} BYEs: {t:#?}", got_m.len())
+            };
+            since(got_m.at, out[0].at);
+            bye_way = bye_way.max(since(got_m.at, bye.at));
+        }
+    }
+    // The reference: the held call's INVITE from the dispatcher to the
+    // last member, along the same hops.
+    let invite = sip_trace::requests(&d, true, "INVITE");
+    let invite = invite.first().expect("the dispatcher's INVITE");
+    let invite_way = all_members()
+        .iter()
+        .map(|m| {
+            let t = sip_trace::read(dir, m);
+            let i = sip_trace::requests(&t, false, "INVITE");
+            since(i.first().expect("the member's INVITE").at, invite.at)
+        })
+        .max()
+        .unwrap_or_default();
+    let reaction = since(bye.at, signalled);
+    let bound = AT_ONCE.max(invite_way * 4);
+    assert!(
+        reaction + bye_way <= bound,
+        "SIGTERM → the dispatcher's BYE {reaction:?}, → the last member {bye_way:?}; the INVITE took {invite_way:?} (bound {bound:?})"
+    );
+    (reaction + bye_way, invite_way)
+}
+
 #[test]
 fn sigterm_of_the_dispatcher_mid_call_ends_the_call_everywhere() {
-    let (mut lab, d, _) = in_call("fault-term-dispatcher", 60);
+    let mut lab = Lab::new(
+        "fault-term-dispatcher",
+        Options {
+            sip_trace: true,
+            ..options()
+        },
+    );
+    lab.start_all();
+    let (d, _) = held_call(&mut lab, 60);
 
+    let signalled = SystemTime::now();
     let t0 = Instant::now();
     d.terminate();
     let ended = all_ended(&mut lab, &all_members(), t0);
     let (mut d, exited) = terminate_wait(d, t0);
-    assert!(ended <= AT_ONCE, "members saw the end after {ended:?}");
-    assert!(d.printed("stopped during call 1: hung up"), "{:?}", d.seen);
+    let exit_seen = SystemTime::now();
+    // Everything it printed (its last line may still be in the pipe when
+    // the exit is seen).
+    let (_, out) = d.finish(WAIT);
+    assert!(out.contains("stopped during call 1: hung up"), "{out}");
+    let (bye_in, invite_way) = ended_by_the_dispatchers_bye(&lab, signalled, exit_seen);
 
     lab.call_ok(&all_members());
     println!(
-        "ROW SIGTERM dispatcher: members ended {}, exit 0 after {}",
+        "ROW SIGTERM dispatcher: members ended {} (the BYE at the last member {}; the INVITE took {}), exit 0 after {}",
         ms(ended),
+        ms(bye_in),
+        ms(invite_way),
         ms(exited)
     );
 }

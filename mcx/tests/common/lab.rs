@@ -14,6 +14,8 @@ use super::proc::Proc;
 pub(crate) const KMS: &str = "kms";
 pub(crate) const GMS: &str = "gms";
 pub(crate) const CONTROLLING: &str = "controlling";
+/// The controlling server's URI (its SIP trace is filed under it).
+pub(crate) const CONTROLLING_URI: &str = "sip:controlling@mcx.example";
 pub(crate) const MCS_A: &str = "sip:mcs-a@mcx.example";
 pub(crate) const MCS_B: &str = "sip:mcs-b@mcx.example";
 pub(crate) const GROUP_A: &str = "sip:group-a@mcx.example";
@@ -37,6 +39,9 @@ pub(crate) struct Options {
     pub(crate) deadlines: Option<(u64, u64, u64)>,
     /// `[deadlines]` keepalive_ms, leg_silence_ms; `None` = the defaults.
     pub(crate) keepalive: Option<(u64, u64)>,
+    /// Every process the lab starts (the dispatcher too) keeps its SIP
+    /// trace (`MCX_SIP_TRACE`) in [`Lab::sip_trace`].
+    pub(crate) sip_trace: bool,
 }
 
 impl Default for Options {
@@ -46,6 +51,7 @@ impl Default for Options {
             databases: true,
             deadlines: None,
             keepalive: None,
+            sip_trace: false,
         }
     }
 }
@@ -106,7 +112,7 @@ http = "127.0.0.1:{gms}"
 {gms_db}
 
 [controlling]
-uri = "sip:controlling@mcx.example"
+uri = "{CONTROLLING_URI}"
 sip = "127.0.0.1:{ctrl}"
 floor = "127.0.0.1:{ctrl_floor}"
 allowed_initiators = ["{DISPATCHER}"]
@@ -162,6 +168,9 @@ temporary_group = "sip:tg-1@mcx.example"
 pub(crate) struct Lab {
     pub(crate) dir: PathBuf,
     pub(crate) path: PathBuf,
+    /// Where the processes write their SIP traces, if asked
+    /// ([`Options::sip_trace`]).
+    pub(crate) sip_trace: Option<PathBuf>,
     procs: BTreeMap<String, Proc>,
 }
 
@@ -173,9 +182,11 @@ impl Lab {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("topology.toml");
         std::fs::write(&path, topology(&dir, o)).unwrap();
+        let sip_trace = o.sip_trace.then(|| dir.join("sip-trace"));
         Self {
             dir,
             path,
+            sip_trace,
             procs: BTreeMap::new(),
         }
     }
@@ -203,7 +214,11 @@ impl Lab {
 
     /// Starts one role without waiting for it.
     pub(crate) fn start_one(&mut self, role: &str) {
-        let p = Proc::start(&self.path, role);
+        let p = Proc::mcx_env(
+            role,
+            [OsStr::new("run"), self.path.as_os_str(), OsStr::new(role)],
+            &self.env(),
+        );
         assert!(
             self.procs.insert(role.to_owned(), p).is_none(),
             "{role} started twice"
@@ -244,7 +259,7 @@ impl Lab {
 
     /// Starts `mcx call` (the dispatcher), holding the call `hold` seconds.
     pub(crate) fn dispatcher(&self, hold: u64) -> Proc {
-        Proc::mcx(
+        Proc::mcx_env(
             "dispatcher",
             [
                 "call".as_ref(),
@@ -252,7 +267,16 @@ impl Lab {
                 "--hold".as_ref(),
                 hold.to_string().as_ref(),
             ],
+            &self.env(),
         )
+    }
+
+    /// The environment of every process the lab starts.
+    fn env(&self) -> Vec<(&'static str, &OsStr)> {
+        self.sip_trace
+            .iter()
+            .map(|d| ("MCX_SIP_TRACE", d.as_os_str()))
+            .collect()
     }
 
     /// Makes one call (no hold) and returns what `mcx call` said.

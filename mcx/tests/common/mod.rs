@@ -3,6 +3,7 @@
 
 pub(crate) mod lab;
 pub(crate) mod proc;
+pub(crate) mod sip_trace;
 pub(crate) mod tshark;
 
 use std::net::{TcpListener, UdpSocket};
