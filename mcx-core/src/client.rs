@@ -139,6 +139,16 @@ pub struct KeyConfirmation {
     pub value: [u8; 32],
 }
 
+impl KeyConfirmation {
+    /// The confirmation of `tgmk`, named by `tgmk_id`.
+    fn of(tgmk: &Tgmk, tgmk_id: KeyId) -> Self {
+        Self {
+            tgmk_id,
+            value: mcx_mikey::kdf::hmac_sha256(tgmk.as_bytes(), b"confirm"),
+        }
+    }
+}
+
 /// What happened at a client, for the application.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -168,6 +178,10 @@ pub enum ClientEvent {
         initiator: String,
         /// The TGMK-ID.
         tgmk_id: KeyId,
+        /// The TGMK's key confirmation, as [`Client::tgmk_confirmation`]
+        /// gives it while the call lasts: carried here so that a call that
+        /// ends before the application asks still shows which key it had.
+        confirmation: KeyConfirmation,
     },
     /// The home server registered us (RFC 3261 10.3), for `expires`.
     Registered {
@@ -636,10 +650,9 @@ impl Client {
 
     /// The TGMK-ID and HMAC-SHA-256(TGMK, "confirm") of a call.
     pub fn tgmk_confirmation(&self, temporary_group_id: &str) -> Option<KeyConfirmation> {
-        self.calls.get(temporary_group_id).map(|c| KeyConfirmation {
-            tgmk_id: c.tgmk_id,
-            value: mcx_mikey::kdf::hmac_sha256(c.tgmk.as_bytes(), b"confirm"),
-        })
+        self.calls
+            .get(temporary_group_id)
+            .map(|c| KeyConfirmation::of(&c.tgmk, c.tgmk_id))
     }
 
     /// The SRTP master key, salt and MKI of a call (SPEC section 6), for
@@ -1663,6 +1676,7 @@ impl Client {
             group_id: group_id.clone(),
             initiator: initiator.clone(),
             tgmk_id: unwrapped.tgmk_id,
+            confirmation: KeyConfirmation::of(&unwrapped.tgmk, unwrapped.tgmk_id),
         });
         self.calls.insert(
             temporary_group_id,

@@ -498,6 +498,7 @@ fn sipp_mc_server_calls_a_member_who_unwraps_the_tgmk_and_joins() {
             group_id,
             initiator,
             tgmk_id: id,
+            ..
         } => Some((
             temporary_group_id.clone(),
             group_id.clone(),

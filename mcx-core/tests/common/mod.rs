@@ -1093,6 +1093,16 @@ pub fn verify_full_call(m: &mut Mesh, expected: &[GroupResult], receivers: &[Str
             Some(&reference),
             "{u}"
         );
+        // The event says the same (it outlives the call: `mcx run` prints it).
+        let announced = m.client_events(u).into_iter().rev().find_map(|e| match e {
+            ClientEvent::IncomingCall {
+                temporary_group_id,
+                confirmation,
+                ..
+            } if temporary_group_id == TEMP_GROUP => Some(confirmation),
+            _ => None,
+        });
+        assert_eq!(announced.as_ref(), Some(&reference), "{u}'s IncomingCall");
         let (a, b) = (
             m.client(u).media_keys(TEMP_GROUP).unwrap(),
             m.client(DISPATCHER).media_keys(TEMP_GROUP).unwrap(),

@@ -669,10 +669,10 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), CliError> {
             };
             tokio::select! {
                 e = node.events.recv() => match e.inspect(|e| crate::admin::observe_client(crate::admin::metrics(), &args.role, e)) {
-                    Some(ClientEvent::IncomingCall { temporary_group_id, group_id, initiator, .. }) => {
-                        let tg = temporary_group_id.clone();
-                        let c = node.query(move |c, _, _| c.tgmk_confirmation(&tg)).await.map_err(|e| CliError::System(e.to_string()))?;
-                        let (id, conf) = c.map_or_else(|| (String::from("-"), String::from("-")), |c| (c.tgmk_id.to_string(), hex::encode(c.value)));
+                    // The confirmation comes with the event: a short call may
+                    // have ended before a query would reach the client.
+                    Some(ClientEvent::IncomingCall { temporary_group_id, group_id, initiator, confirmation, .. }) => {
+                        let (id, conf) = (confirmation.tgmk_id.to_string(), hex::encode(confirmation.value));
                         print(&format!("incoming-call temporary-group={temporary_group_id} group={group_id} initiator={initiator} tgmk-id={id} confirmation={conf}\n"));
                         let tg = temporary_group_id.clone();
                         let voice = node.query(move |c, _, _| c.voice(&tg)).await.ok().flatten();
