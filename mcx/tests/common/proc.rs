@@ -121,8 +121,19 @@ impl Proc {
         }
     }
 
-    /// Stdout lines printed so far (without waiting).
+    /// Stdout lines printed so far (without waiting while it runs; once
+    /// it has exited, all of them: its last lines may still be in the
+    /// pipe, so the reader is given up to 5 s to reach end of file).
     pub(crate) fn drain(&mut self) -> Vec<String> {
+        if self.status.is_some() {
+            let end = Instant::now() + Duration::from_secs(5);
+            while let Ok(line) = self
+                .lines
+                .recv_timeout(end.saturating_duration_since(Instant::now()))
+            {
+                self.seen.push(line);
+            }
+        }
         while let Ok(line) = self.lines.try_recv() {
             self.seen.push(line);
         }
