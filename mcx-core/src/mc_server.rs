@@ -1505,8 +1505,8 @@ impl McServer {
                 .flatten()
                 .and_then(|a| a.sdp)
                 .and_then(|s| crate::sdp::parse(&s).ok());
-            let invite = leg.invite(&fan.late.form)?;
-            let dialog = self.ua.confirm(&member, &invite, resp, rng)?;
+            let dialog = fan.late.form.dialog(&leg.ids, resp)?;
+            let dialog = self.ua.acknowledge(&member, dialog, rng)?;
             let ssrc = answer.as_ref().and_then(|a| a.floor_ssrc);
             let mut relay = None;
             if let Some(f) = self.fanouts.get_mut(&no) {

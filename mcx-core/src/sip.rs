@@ -3,7 +3,8 @@
 
 use bytes::Bytes;
 use mcx_sip::{
-    Limits, Message, Method, Multipart, ParseError, Part, Request, new_branch, parse_datagram,
+    Dialog, Limits, Message, Method, Multipart, ParseError, Part, Request, Response, new_branch,
+    parse_datagram,
 };
 use rand_core::CryptoRng;
 
@@ -213,6 +214,8 @@ pub(crate) struct InviteForm {
     /// The Via value before its branch, the From value before its tag.
     via_prefix: String,
     from_prefix: String,
+    /// The CSeq number of every INVITE the form makes.
+    cseq: u32,
 }
 
 impl InviteForm {
@@ -247,6 +250,7 @@ impl InviteForm {
         };
         let via_prefix = prefix("Via", &placeholder.branch)?;
         let from_prefix = prefix("From", &placeholder.tag)?;
+        let (cseq, _) = bare.cseq()?;
         // Every header `build_invite` writes but those kept.
         let mut kept = bare.clone();
         let shared = extra_headers.iter().map(|(n, _)| *n);
@@ -263,7 +267,26 @@ impl InviteForm {
             host,
             via_prefix,
             from_prefix,
+            cseq,
         })
+    }
+
+    /// The dialog a 2xx to the INVITE with `ids` makes: what
+    /// [`Dialog::uac`] of [`InviteForm::kept`] gives, without building
+    /// that request.
+    ///
+    /// # Errors
+    /// [`Error::SipParse`] as [`Dialog::uac`] for a 2xx without To tag
+    /// or Contact.
+    pub(crate) fn dialog(&self, ids: &InviteIds, resp: &Response) -> Result<Dialog, Error> {
+        let local = [self.from_prefix.as_str(), &ids.tag].concat();
+        Ok(Dialog::uac_from_parts(
+            &local,
+            &ids.tag,
+            &ids.call_id,
+            self.cseq,
+            resp,
+        )?)
     }
 
     /// A recipient's own values, fresh.
@@ -535,7 +558,7 @@ pub(crate) struct AnswerBody {
 ///
 /// # Errors
 /// A malformed multipart body or call result.
-pub(crate) fn read_answer(resp: &mcx_sip::Response) -> Result<AnswerBody, Error> {
+pub(crate) fn read_answer(resp: &Response) -> Result<AnswerBody, Error> {
     let mut out = AnswerBody {
         sdp: None,
         result: None,
@@ -733,15 +756,14 @@ mod tests {
                 assert_eq!(kept.header(name), made.header(name), "{name}");
             }
             let mut ok =
-                mcx_sip::Response::for_request(&made, mcx_sip::StatusCode::OK, Some("membertag"))
-                    .unwrap();
+                Response::for_request(&made, mcx_sip::StatusCode::OK, Some("membertag")).unwrap();
             ok.headers_mut()
                 .push("Contact", &format!("<{member}>"))
                 .unwrap();
-            assert_eq!(
-                mcx_sip::Dialog::uac(&kept, &ok).unwrap(),
-                mcx_sip::Dialog::uac(&made, &ok).unwrap()
-            );
+            let sent = Dialog::uac(&made, &ok).unwrap();
+            assert_eq!(Dialog::uac(&kept, &ok).unwrap(), sent);
+            // The dialog made from the form's parts, without a request.
+            assert_eq!(form.dialog(&ids, &ok).unwrap(), sent);
             let cancel = |inv: &Request| {
                 let mut ua = crate::ua::UserAgent::new(SERVER);
                 ua.cancel(member, inv).unwrap();

@@ -189,10 +189,20 @@ impl UserAgent {
         resp: &Response,
         rng: &mut impl CryptoRng,
     ) -> Result<Dialog, Error> {
-        let d = Dialog::uac(invite, resp)?;
-        let ack = d.ack(self.via(), rand8(rng))?;
+        self.acknowledge(to, Dialog::uac(invite, resp)?, rng)
+    }
+
+    /// Sends the ACK of the 2xx that made `dialog` (RFC 3261 13.2.2.4),
+    /// and hands the dialog back.
+    pub(crate) fn acknowledge(
+        &mut self,
+        to: &str,
+        dialog: Dialog,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Dialog, Error> {
+        let ack = dialog.ack(self.via(), rand8(rng))?;
         self.send_sip(to, ack);
-        Ok(d)
+        Ok(dialog)
     }
 
     /// A 2xx we no longer want (it came after we gave up): ACK it, then

@@ -53,9 +53,29 @@ fn tag_of(
 impl Dialog {
     /// The UAC side, from our INVITE and a 2xx (or 1xx with To tag) for it (RFC 3261 12.1.2).
     pub fn uac(invite: &Request, resp: &Response) -> Result<Self, ParseError> {
-        let remote_tag = tag_of(resp.to_ref(), "To")?;
         let local_tag = tag_of(invite.from_ref(), "From")?;
         let (n, _) = invite.cseq()?;
+        Self::uac_from_parts(
+            invite.header("From").unwrap_or_default(),
+            &local_tag,
+            invite.call_id()?,
+            n,
+            resp,
+        )
+    }
+
+    /// [`Dialog::uac`] from what it reads of our INVITE — its From value
+    /// (`local`, with our tag `local_tag`), Call-ID and CSeq number — for
+    /// a sender that keeps those rather than the request (an MC server
+    /// keeps them for thousands of members).
+    pub fn uac_from_parts(
+        local: &str,
+        local_tag: &str,
+        call_id: &str,
+        cseq: u32,
+        resp: &Response,
+    ) -> Result<Self, ParseError> {
+        let remote_tag = tag_of(resp.to_ref(), "To")?;
         let mut route_set: Vec<String> = resp
             .headers()
             .get_all("Record-Route")
@@ -64,16 +84,16 @@ impl Dialog {
         route_set.reverse();
         Ok(Self {
             id: DialogId {
-                call_id: invite.call_id()?.to_owned(),
-                local_tag,
+                call_id: call_id.to_owned(),
+                local_tag: local_tag.to_owned(),
                 remote_tag,
             },
-            local: invite.header("From").unwrap_or_default().to_owned(),
+            local: local.to_owned(),
             remote: resp.header("To").unwrap_or_default().to_owned(),
             remote_target: contact_uri(resp.contact_ref())?,
             route_set,
-            local_cseq: n,
-            invite_cseq: n,
+            local_cseq: cseq,
+            invite_cseq: cseq,
         })
     }
 
