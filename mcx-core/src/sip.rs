@@ -281,7 +281,7 @@ impl InviteForm {
     pub(crate) fn dialog(&self, ids: &InviteIds, resp: &Response) -> Result<Dialog, Error> {
         let local = [self.from_prefix.as_str(), &ids.tag].concat();
         Ok(Dialog::uac_from_parts(
-            &local,
+            local,
             &ids.tag,
             &ids.call_id,
             self.cseq,

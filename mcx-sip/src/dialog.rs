@@ -56,7 +56,7 @@ impl Dialog {
         let local_tag = tag_of(invite.from_ref(), "From")?;
         let (n, _) = invite.cseq()?;
         Self::uac_from_parts(
-            invite.header("From").unwrap_or_default(),
+            invite.header("From").unwrap_or_default().to_owned(),
             &local_tag,
             invite.call_id()?,
             n,
@@ -69,7 +69,7 @@ impl Dialog {
     /// a sender that keeps those rather than the request (an MC server
     /// keeps them for thousands of members).
     pub fn uac_from_parts(
-        local: &str,
+        local: String,
         local_tag: &str,
         call_id: &str,
         cseq: u32,
@@ -88,7 +88,7 @@ impl Dialog {
                 local_tag: local_tag.to_owned(),
                 remote_tag,
             },
-            local: local.to_owned(),
+            local,
             remote: resp.header("To").unwrap_or_default().to_owned(),
             remote_target: contact_uri(resp.contact_ref())?,
             route_set,

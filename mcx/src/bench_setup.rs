@@ -87,6 +87,11 @@ impl SetupBench {
         self.groups.div_ceil(self.groups_per_server.max(1))
     }
 
+    /// The MC server that owns group `g`.
+    fn server_of(&self, g: usize) -> usize {
+        g / self.groups_per_server.max(1)
+    }
+
     /// The groups MC server `s` owns.
     fn groups_of(&self, s: usize) -> std::ops::Range<usize> {
         let per = self.groups_per_server.max(1);
@@ -844,7 +849,7 @@ async fn run_async(b: SetupBench) -> Result<(), CliError> {
                 vec![INITIATOR.to_owned()],
             );
             config.media = media(group_addrs[g]);
-            config.call_sources = vec![mc_server_uri(g / b.groups_per_server.max(1))];
+            config.call_sources = vec![mc_server_uri(b.server_of(g))];
             let mut c = Client::receive_only(config, kms.clone(), verifiers.clone());
             let (gmk, id, rand) = &gmks[g];
             c.install_gmk(now, &group_ids[g], gmk.clone(), rand.clone(), info(*id));
@@ -1171,6 +1176,9 @@ mod tests {
         let t = crate::topology::Topology::parse(&text, "bench").unwrap();
         assert_eq!(t.mc_servers.len(), 2);
         assert_eq!(t.mc_servers[1].groups, vec![group_uri(2)]);
+        for g in 0..3 {
+            assert!(b.groups_of(b.server_of(g)).contains(&g), "group {g}");
+        }
         assert_eq!(t.users.len(), 7);
         let g1: Vec<_> = t
             .users
