@@ -135,24 +135,53 @@ pub struct Transmit {
     /// `None` for floor packets (and for SIP octets from elsewhere:
     /// [`SipLink::send`] parses them).
     pub sip: Option<mcx_sip::Message>,
+    /// For SIP, a request the role encoded itself (from a template: an MC
+    /// server's INVITE to each member): a driver hands it to
+    /// [`SipLink::send_encoded`], which writes its Via and sends it as it
+    /// is. `None` otherwise; `contents` is then empty.
+    pub encoded: Option<mcx_sip::EncodedRequest>,
 }
 
 impl Transmit {
-    /// The datagram's octets: `sip` encoded if given, else `contents`.
+    /// A datagram of these octets (floor packets, SIP octets from
+    /// elsewhere).
+    pub fn of_octets(from: String, to: String, channel: Channel, contents: Vec<u8>) -> Self {
+        Self {
+            from,
+            to,
+            channel,
+            contents,
+            sip: None,
+            encoded: None,
+        }
+    }
+
+    /// The datagram's octets: `sip` encoded if given, else `encoded`'s,
+    /// else `contents`.
     /// Encodes on each call: for tests, traces and drivers without a link.
     pub fn octets(&self) -> std::borrow::Cow<'_, [u8]> {
-        match &self.sip {
-            Some(m) => std::borrow::Cow::Owned(m.to_bytes()),
-            None => std::borrow::Cow::Borrowed(&self.contents),
+        match (&self.sip, &self.encoded) {
+            (Some(m), _) => std::borrow::Cow::Owned(m.to_bytes()),
+            (None, Some(e)) => std::borrow::Cow::Borrowed(e.bytes()),
+            (None, None) => std::borrow::Cow::Borrowed(&self.contents),
         }
+    }
+
+    /// Makes `contents` the datagram (tests and tools that alter what a
+    /// role sent): the message value and encoded request are dropped.
+    pub fn set_octets(&mut self, contents: Vec<u8>) {
+        self.contents = contents;
+        self.sip = None;
+        self.encoded = None;
     }
 
     /// True if this is a SIP response (its message, or octets that start
     /// with the status line).
     pub fn is_sip_response(&self) -> bool {
-        match &self.sip {
-            Some(m) => matches!(m, mcx_sip::Message::Response(_)),
-            None => self.channel == Channel::Sip && self.contents.starts_with(b"SIP/2.0 "),
+        match (&self.sip, &self.encoded) {
+            (Some(m), _) => matches!(m, mcx_sip::Message::Response(_)),
+            (None, Some(_)) => false,
+            (None, None) => self.channel == Channel::Sip && self.contents.starts_with(b"SIP/2.0 "),
         }
     }
 }

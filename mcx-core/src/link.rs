@@ -324,6 +324,67 @@ impl SipLink {
         r
     }
 
+    /// Sends a role's SIP output (a [`crate::Transmit`] on
+    /// [`crate::Channel::Sip`]) to `remote`: its message as a value
+    /// ([`SipLink::send_message`]), its encoded request
+    /// ([`SipLink::send_encoded`]) or its octets ([`SipLink::send`]).
+    ///
+    /// # Errors
+    /// As the one of those it goes to.
+    pub fn send_transmit(
+        &mut self,
+        now: Instant,
+        remote: Remote,
+        t: crate::Transmit,
+    ) -> Result<(), Error> {
+        match (t.sip, t.encoded) {
+            (Some(msg), _) => self.send_message(now, remote, msg),
+            (None, Some(req)) => self.send_encoded(now, remote, req),
+            (None, None) => self.send(now, remote, &t.contents),
+        }
+    }
+
+    /// Sends a request the role encoded itself ([`mcx_sip::RequestTemplate`];
+    /// within the limits it was made for): its top Via is written for
+    /// `remote`'s transport and this link's address, and the transaction
+    /// layer sends it as it is. Nothing of it is parsed or encoded here.
+    ///
+    /// # Errors
+    /// As [`SipLink::send_message`] for a request.
+    pub fn send_encoded(
+        &mut self,
+        now: Instant,
+        remote: Remote,
+        mut req: mcx_sip::EncodedRequest,
+    ) -> Result<(), Error> {
+        self.expire(now);
+        req.set_top_via(remote.transport.as_str(), &self.sent_by)?;
+        let peer = self.peer_of(req.call_id(), req.uri());
+        let key = self.layer.send_encoded(now, remote, req)?;
+        self.track_client(key, remote, peer);
+        self.pump(now);
+        Ok(())
+    }
+
+    /// Where a request of ours goes: its dialog's peer, else its
+    /// Request-URI.
+    fn peer_of(&self, call_id: &str, uri: &str) -> String {
+        self.dialogs
+            .get(call_id)
+            .map_or_else(|| uri.to_owned(), |d| d.uri.clone())
+    }
+
+    fn track_client(&mut self, key: TxKey, remote: Remote, peer: String) {
+        self.clients.insert(
+            key,
+            ClientTx {
+                remote,
+                peer,
+                ok_tags: Vec::new(),
+            },
+        );
+    }
+
     fn send_ack(&mut self, now: Instant, remote: Remote, mut ack: Request) -> Result<(), Error> {
         self.rewrite_via(&mut ack, remote.transport)?;
         let key = (ack.call_id()?.to_owned(), ack.cseq()?.0);
@@ -352,19 +413,9 @@ impl SipLink {
         mut req: Request,
     ) -> Result<(), Error> {
         self.rewrite_via(&mut req, remote.transport)?;
-        let peer = self
-            .dialogs
-            .get(req.call_id()?)
-            .map_or_else(|| req.uri().to_owned(), |d| d.uri.clone());
+        let peer = self.peer_of(req.call_id()?, req.uri());
         let key = self.layer.send_request(now, remote, req)?;
-        self.clients.insert(
-            key,
-            ClientTx {
-                remote,
-                peer,
-                ok_tags: Vec::new(),
-            },
-        );
+        self.track_client(key, remote, peer);
         Ok(())
     }
 
@@ -937,6 +988,56 @@ mod tests {
             a,
             b,
         )
+    }
+
+    /// A request the role encoded itself goes out as the same request
+    /// given as a value would (the link's Via, octet for octet), over UDP
+    /// and TCP, and its 2xx reaches the role as for any INVITE.
+    #[test]
+    fn an_encoded_request_goes_out_as_the_value_would() {
+        for transport in [Transport::Udp, Transport::Tcp] {
+            let now = Instant::now();
+            let (a, b) = (remote(5060, transport), remote(5070, transport));
+            let mut by_value = SipLink::new(Timers::RFC3261, a);
+            let mut encoded = SipLink::new(Timers::RFC3261, a);
+            let mut bob = SipLink::new(Timers::RFC3261, b);
+            let req = request(Method::Invite, "z9hG4bKenc1");
+            let template = mcx_sip::RequestTemplate::new(
+                &req,
+                &[(mcx_sip::Slot::Branch, "z9hG4bKenc1")],
+                Limits::TCP,
+            )
+            .unwrap();
+            by_value
+                .send_message(now, b, Message::Request(req.clone()))
+                .unwrap();
+            encoded
+                .send_encoded(now, b, template.fill(&["z9hG4bKenc1"]).unwrap())
+                .unwrap();
+            let sent = |l: &mut SipLink| l.poll_transmit().unwrap();
+            let (v, e) = (sent(&mut by_value), sent(&mut encoded));
+            assert_eq!(e.bytes, v.bytes, "{transport:?}");
+            assert_eq!(e.destination, b.addr);
+            // Bob answers 200; the link that sent it encoded delivers it.
+            bob.receive(now, encoded.local(), &e.bytes);
+            let d = bob.poll_deliver().unwrap();
+            let Message::Request(inv) = d.message else {
+                panic!("not a request")
+            };
+            let mut ok = Response::for_request(&inv, StatusCode::OK, Some("bobtag")).unwrap();
+            ok.headers_mut()
+                .push("Contact", &format!("<{BOB}>"))
+                .unwrap();
+            bob.send_message(now, b, Message::Response(ok)).unwrap();
+            let answer = bob.poll_transmit().unwrap();
+            encoded.receive(now, b, &answer.bytes);
+            assert_eq!(answer.destination, a.addr);
+            let got = encoded.poll_deliver().unwrap();
+            assert!(
+                matches!(got.message, Message::Response(ref r) if r.status() == StatusCode::OK),
+                "{transport:?}"
+            );
+        }
     }
 
     fn request(method: Method, branch: &str) -> Request {

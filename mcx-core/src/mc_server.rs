@@ -1010,9 +1010,9 @@ impl McServer {
             let group = fan.group_id.clone();
             let ids = fan.late.form.draw(rng);
             let who = Arc::clone(&fan.legs[i].member);
-            let invite = fan.late.form.invite(who.to()?, &ids)?;
+            let invite = fan.late.form.encoded(who.to()?, &ids)?;
             let old_invite = fan.legs[i].invite(&fan.late.form)?;
-            self.ua.send_sip(member, invite);
+            self.ua.send_encoded(member, invite);
             let new_id = ids.call_id.clone();
             let Some(fan) = self.fanouts.get_mut(&no) else {
                 continue;
@@ -1372,7 +1372,7 @@ impl McServer {
             let state = if away {
                 MemberState::Done(MemberOutcome::NotRegistered)
             } else {
-                self.ua.send_sip(&m.uri, late.form.invite(to, &ids)?);
+                self.ua.send_encoded(&m.uri, late.form.encoded(to, &ids)?);
                 invited += 1;
                 MemberState::Trying { provisional: false }
             };

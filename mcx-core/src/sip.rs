@@ -3,8 +3,8 @@
 
 use bytes::Bytes;
 use mcx_sip::{
-    Dialog, Limits, Message, Method, Multipart, ParseError, Part, Request, Response, new_branch,
-    parse_datagram,
+    Dialog, EncodedRequest, Limits, Message, Method, Multipart, ParseError, Part, Request,
+    RequestTemplate, Response, Slot, new_branch, parse_datagram,
 };
 use rand_core::CryptoRng;
 
@@ -169,6 +169,9 @@ fn build_invite(
     Ok(b.build()?)
 }
 
+/// The To of [`InviteForm`]'s template before a recipient's is put in.
+const TO_SLOT: &str = "<sip:to-slot.invalid>";
+
 /// What one recipient's call INVITE has of its own besides its To:
 /// fresh random values (RFC 3261 8.1.1.7 branch, 8.1.1.3 From tag,
 /// 8.1.1.4 Call-ID), drawn in this order.
@@ -204,11 +207,11 @@ impl InviteIds {
 /// for header.
 #[derive(Debug)]
 pub(crate) struct InviteForm {
-    /// The INVITE without body, with placeholder To and [`InviteIds`].
-    bare: Request,
-    /// `bare` with only Via, From, To, Call-ID and CSeq.
+    /// The INVITE with only Via, From, To, Call-ID and CSeq, placeholder
+    /// values in them.
     kept: Request,
-    body: EncodedBody,
+    /// The INVITE with body, encoded once: [`InviteForm::encoded`].
+    template: RequestTemplate,
     /// The sender's host (Call-IDs name it).
     host: String,
     /// The Via value before its branch, the From value before its tag.
@@ -231,8 +234,9 @@ impl InviteForm {
         extra_headers: &[(&str, String)],
     ) -> Result<Self, Error> {
         let host = host_of(contact);
-        // Replaced for every recipient: never sent.
-        let placeholder = InviteIds::of([0; 8], [0; 8], [0; 16], &host);
+        // Replaced for every recipient: never sent. Distinct octets, so that
+        // no value is a part of another (the template finds each once).
+        let placeholder = InviteIds::of([0x11; 8], [0x22; 8], [0x33; 16], &host);
         let bare = build_invite(
             from,
             contact,
@@ -260,15 +264,44 @@ impl InviteForm {
         {
             kept.headers_mut().remove(name);
         }
+        // The whole INVITE, encoded once, cut at the recipient's values; as
+        // the link sends it, within its limits.
+        let mut whole = bare.clone();
+        whole.headers_mut().set("To", TO_SLOT)?;
+        whole.set_body(Some(&body.content_type), body.bytes.clone())?;
+        check_limits(&Message::Request(whole.clone()), &Limits::TCP)?;
+        let template = RequestTemplate::new(
+            &whole,
+            &[
+                (Slot::To, TO_SLOT),
+                (Slot::Branch, &placeholder.branch),
+                (Slot::FromTag, &placeholder.tag),
+                (Slot::CallId, &placeholder.call_id),
+            ],
+            Limits::TCP,
+        )?;
         Ok(Self {
-            bare,
             kept,
-            body,
+            template,
             host,
             via_prefix,
             from_prefix,
             cseq,
         })
+    }
+
+    /// [`InviteForm::invite`] encoded, from the form's template: what the
+    /// link sends for it, octet for octet, without building or encoding a
+    /// request.
+    ///
+    /// # Errors
+    /// [`Error::SipBuild`] if `to` or a value could change the message's
+    /// structure (never for values from [`to_value`] and
+    /// [`InviteForm::draw`]).
+    pub(crate) fn encoded(&self, to: &str, ids: &InviteIds) -> Result<EncodedRequest, Error> {
+        Ok(self
+            .template
+            .fill(&[to, &ids.branch, &ids.tag, &ids.call_id])?)
     }
 
     /// The dialog a 2xx to the INVITE with `ids` makes: what
@@ -294,30 +327,14 @@ impl InviteForm {
         InviteIds::draw(&self.host, rng)
     }
 
-    /// The INVITE to the recipient whose To value is `to` (from
-    /// [`to_value`]) with its `ids`, without the body: what is kept to
-    /// build its CANCEL, ACK and dialog.
-    ///
-    /// # Errors
-    /// [`Error::SipBuild`] if a value is not a token (never for values
-    /// from [`InviteForm::draw`]).
-    pub(crate) fn bare(&self, to: &str, ids: &InviteIds) -> Result<Request, Error> {
-        Self::fill(
-            self.bare.clone(),
-            &self.via_prefix,
-            &self.from_prefix,
-            to,
-            ids,
-        )
-    }
-
-    /// What a sender keeps of the INVITE [`InviteForm::bare`] makes: its
+    /// What a sender keeps of the INVITE [`InviteForm::encoded`] makes: its
     /// request line, Via, From, To, Call-ID and CSeq, all its CANCEL
     /// (RFC 3261 9.1), its dialog and ACK (12.1.2, 13.2.2.4) and a
     /// 2xx's refusal are made from.
     ///
     /// # Errors
-    /// As [`InviteForm::bare`].
+    /// [`Error::SipBuild`] if a value is not a token (never for values
+    /// from [`InviteForm::draw`]).
     pub(crate) fn kept(&self, to: &str, ids: &InviteIds) -> Result<Request, Error> {
         Self::fill(
             self.kept.clone(),
@@ -359,14 +376,14 @@ impl InviteForm {
         Ok(r)
     }
 
-    /// [`InviteForm::bare`] with the body: the INVITE to send.
-    ///
-    /// # Errors
-    /// As [`InviteForm::bare`].
+    /// The INVITE [`InviteForm::encoded`] sends, parsed (tests compare
+    /// it with the builder's).
+    #[cfg(test)]
     pub(crate) fn invite(&self, to: &str, ids: &InviteIds) -> Result<Request, Error> {
-        let mut r = self.bare(to, ids)?;
-        r.set_body(Some(&self.body.content_type), self.body.bytes.clone())?;
-        Ok(r)
+        match Message::parse(self.encoded(to, ids)?.bytes())? {
+            Message::Request(r) => Ok(r),
+            Message::Response(_) => Err(Error::Unexpected("the form made a response")),
+        }
     }
 }
 
@@ -727,6 +744,13 @@ mod tests {
             let to = to_value(member).unwrap();
             let made = form.invite(&to, &ids).unwrap();
             assert_eq!(made.to_bytes(), built.to_bytes());
+            // What is sent: the form's template, filled, octet for octet.
+            let encoded = form.encoded(&to, &ids).unwrap();
+            assert_eq!(encoded.bytes(), &built.to_bytes()[..]);
+            assert_eq!(
+                (encoded.branch(), encoded.call_id(), encoded.uri()),
+                (ids.branch.as_str(), ids.call_id.as_str(), GROUP)
+            );
             let parsed = match Message::parse(&made.to_bytes()).unwrap() {
                 Message::Request(r) => r,
                 Message::Response(_) => panic!("not a request"),
@@ -745,8 +769,6 @@ mod tests {
             assert_eq!(parsed.call_id().unwrap(), ids.call_id);
             assert_eq!(parsed.uri(), GROUP);
             assert_eq!(&parsed.body()[..], &body().bytes[..]);
-            let bare = form.bare(&to, &ids).unwrap();
-            assert_eq!(bare, without_body(&made));
             // What is kept: the request line and the five headers a
             // CANCEL, dialog and ACK are made from, as sent.
             let kept = form.kept(&to, &ids).unwrap();

@@ -65,13 +65,12 @@ impl UserAgent {
 
     /// Queues `contents` to `to` on `channel`.
     pub(crate) fn send(&mut self, to: &str, channel: Channel, contents: Vec<u8>) {
-        self.transmits.push_back(Transmit {
-            from: self.uri.clone(),
-            to: to.to_owned(),
+        self.transmits.push_back(Transmit::of_octets(
+            self.uri.clone(),
+            to.to_owned(),
             channel,
             contents,
-            sip: None,
-        });
+        ));
     }
 
     /// Queues a SIP message to `to` as a value: the link encodes it, once
@@ -83,6 +82,19 @@ impl UserAgent {
             channel: Channel::Sip,
             contents: Vec::new(),
             sip: Some(msg.into()),
+            encoded: None,
+        });
+    }
+
+    /// Queues a request the role encoded itself (see [`Transmit::encoded`]).
+    pub(crate) fn send_encoded(&mut self, to: &str, req: mcx_sip::EncodedRequest) {
+        self.transmits.push_back(Transmit {
+            from: self.uri.clone(),
+            to: to.to_owned(),
+            channel: Channel::Sip,
+            contents: Vec::new(),
+            sip: None,
+            encoded: Some(req),
         });
     }
 

@@ -247,8 +247,7 @@ fn resource_priority_passes_through_both_servers() {
     // from another implementation would carry it.
     let mut octets = invite.octets().into_owned();
     octets.splice(eol..eol, b"Resource-Priority: mcpttp.4\r\n".iter().copied());
-    invite.contents = octets;
-    invite.sip = None;
+    invite.set_octets(octets);
     m.inject(invite);
     m.drive_for(Duration::from_secs(2));
     assert_eq!(established_groups(m).len(), 2);

@@ -159,6 +159,7 @@ fn impersonating_wrap_fails_signature_check() {
     w.mesh.inject(Transmit {
         contents: req.to_bytes(),
         sip: None,
+        encoded: None,
         ..invite
     });
     w.mesh.drive();
@@ -286,6 +287,7 @@ fn refused_before_fan_out(w: &mut World, contents: Vec<u8>, invite: Transmit) ->
     w.mesh.inject(Transmit {
         contents,
         sip: None,
+        encoded: None,
         ..invite
     });
     w.mesh.drive();
@@ -415,6 +417,7 @@ fn cross_group_injection_is_refused_by_the_controlling_server_and_by_members() {
     w.mesh.inject(Transmit {
         contents: retargeted,
         sip: None,
+        encoded: None,
         ..to_b1.clone()
     });
     w.mesh.drive_for(std::time::Duration::from_millis(50));

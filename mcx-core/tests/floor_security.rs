@@ -172,6 +172,7 @@ fn floor_control_runs_under_the_csks_and_the_spk_and_nothing_else_gets_in() {
         channel: Channel::Floor,
         contents: forged_idle.clone(),
         sip: None,
+        encoded: None,
     });
     // (2) the same from a non-member;
     m.inject(Transmit {
@@ -180,6 +181,7 @@ fn floor_control_runs_under_the_csks_and_the_spk_and_nothing_else_gets_in() {
         channel: Channel::Floor,
         contents: forged_idle,
         sip: None,
+        encoded: None,
     });
     // (3) a genuine protected packet replayed;
     let genuine = m
@@ -231,6 +233,7 @@ fn floor_control_runs_under_the_csks_and_the_spk_and_nothing_else_gets_in() {
         channel: Channel::Floor,
         contents: release.clone(),
         sip: None,
+        encoded: None,
     });
     m.inject(Transmit {
         from: a1.clone(),
@@ -238,6 +241,7 @@ fn floor_control_runs_under_the_csks_and_the_spk_and_nothing_else_gets_in() {
         channel: Channel::Floor,
         contents: release,
         sip: None,
+        encoded: None,
     });
     m.drive();
     assert_eq!(m.ctrl(CTRL).floor_drops().unauthenticated, 1);
@@ -278,8 +282,7 @@ fn a_forged_or_foreign_csk_is_refused_at_registration() {
     let mut octets = reg.octets().into_owned();
     let n = octets.len();
     octets[n - 10] ^= 0x40; // inside the SIGN payload
-    reg.contents = octets;
-    reg.sip = None;
+    reg.set_octets(octets);
     m.inject(reg);
     m.drive_for(Duration::from_millis(500));
     let failed = |m: &Mesh, u: &str| {

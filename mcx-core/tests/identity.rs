@@ -232,6 +232,7 @@ fn forged_from_and_unregistered_sources_are_refused_before_any_fan_out() {
     m.inject(mcx_core::Transmit {
         contents: forged,
         sip: None,
+        encoded: None,
         ..request
     });
     m.drive_for(Duration::from_secs(1));
@@ -357,6 +358,7 @@ fn an_mc_server_takes_the_caller_the_controlling_server_asserts() {
     m.inject(mcx_core::Transmit {
         contents: req.to_bytes(),
         sip: None,
+        encoded: None,
         ..leg
     });
     m.drive_for(Duration::from_millis(50));

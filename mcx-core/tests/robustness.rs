@@ -51,6 +51,7 @@ fn garbage_and_mutations_do_not_panic() {
                         channel: ch,
                         contents: bytes,
                         sip: None,
+                        encoded: None,
                     });
                 }
             }
@@ -95,6 +96,7 @@ fn every_role_answers_options_and_refuses_other_methods() {
                 channel: Channel::Sip,
                 contents: Message::from(req).to_bytes(),
                 sip: None,
+                encoded: None,
             });
         }
     }

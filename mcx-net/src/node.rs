@@ -1258,14 +1258,11 @@ impl<R: Role> Driver<R> {
                                 continue;
                             }
                         };
-                        // The role's message as a value when it gave one:
-                        // the link then parses nothing.
-                        let sent = match t.sip {
-                            Some(msg) => self.link.send_message(Instant::now(), remote, msg),
-                            None => self.link.send(Instant::now(), remote, &t.contents),
-                        };
-                        if let Err(e) = sent {
-                            tracing::warn!("SIP to {}: {e}", t.to);
+                        // The role's message as a value or encoded when it
+                        // gave one: the link then parses nothing.
+                        let to = t.to.clone();
+                        if let Err(e) = self.link.send_transmit(Instant::now(), remote, t) {
+                            tracing::warn!("SIP to {to}: {e}");
                         }
                     }
                     Channel::Floor => match (&self.floor, peer.and_then(|p| p.floor)) {

@@ -144,13 +144,12 @@ async fn ask(
 ) -> Option<String> {
     let contents = request(method, "TLS", local, 0);
     p.command(move |r, _, _| {
-        r.out.push_back(Transmit {
-            from: "sip:peer@test.example".into(),
-            to: MCS.into(),
-            channel: Channel::Sip,
+        r.out.push_back(Transmit::of_octets(
+            "sip:peer@test.example".into(),
+            MCS.into(),
+            Channel::Sip,
             contents,
-            sip: None,
-        });
+        ));
     })
     .unwrap();
     tokio::time::timeout(within, p.events.recv())

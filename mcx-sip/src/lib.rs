@@ -26,6 +26,7 @@ pub mod headers;
 mod message;
 mod multipart;
 mod slots;
+mod template;
 mod transaction;
 
 pub use dialog::{Dialog, DialogId};
@@ -38,6 +39,7 @@ pub use message::{
     StatusCode, Via, new_branch, new_call_id, new_tag,
 };
 pub use multipart::{Multipart, Part, boundary_param};
+pub use template::{EncodedRequest, RequestTemplate, Slot};
 pub use transaction::{
     Event, Remote, Role, State, Timers, TransactionLayer, Transmit, Transport, TxKey,
     ack_for_non2xx, server_key,

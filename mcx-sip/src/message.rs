@@ -721,7 +721,7 @@ pub(crate) fn check_value(value: &str, what: &'static str) -> Result<(), BuildEr
     Ok(())
 }
 
-fn check_nonempty_token(value: &str, what: &'static str) -> Result<(), BuildError> {
+pub(crate) fn check_nonempty_token(value: &str, what: &'static str) -> Result<(), BuildError> {
     check_value(value, what)?;
     if value.is_empty() {
         return Err(BuildError::Empty(what));

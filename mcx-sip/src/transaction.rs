@@ -278,6 +278,22 @@ struct Tx {
 }
 
 impl Tx {
+    /// A client transaction's request: kept as a value, or parsed from the
+    /// octets sent ([`TransactionLayer::send_encoded`] keeps no value; only
+    /// rare paths get here). `None` for a server transaction.
+    fn client_request(&self) -> Option<Request> {
+        if self.key.role != Role::Client {
+            return None;
+        }
+        self.request.clone().or_else(|| {
+            let b = self.last.as_ref()?;
+            match crate::framing::parse_datagram_bytes(b.clone(), &crate::framing::Limits::TCP) {
+                Ok(Message::Request(r)) => Some(r),
+                _ => None,
+            }
+        })
+    }
+
     fn set(&mut self, t: TimerKind, at: Instant) {
         self.timers[t as usize] = Some(at);
         self.armed |= 1 << t as usize;
@@ -489,6 +505,19 @@ impl TransactionLayer {
         }
         let bytes = Bytes::from(req.to_bytes());
         let invite = *req.method() == Method::Invite;
+        self.start_client(now, to, key.clone(), invite, Some(req), bytes);
+        Ok(key)
+    }
+
+    fn start_client(
+        &mut self,
+        now: Instant,
+        to: Remote,
+        key: TxKey,
+        invite: bool,
+        request: Option<Request>,
+        bytes: Bytes,
+    ) {
         let mut tx = Tx {
             kind: if invite {
                 Kind::ClientInvite
@@ -501,7 +530,7 @@ impl TransactionLayer {
                 State::Trying
             },
             remote: to,
-            request: Some(req),
+            request,
             last: Some(bytes.clone()),
             ack: None,
             timers: [None; NTIMERS],
@@ -509,7 +538,7 @@ impl TransactionLayer {
             interval: self.timers.t1,
             id: self.next_id,
             indexed: None,
-            key: key.clone(),
+            key,
         };
         self.next_id += 1;
         if !to.transport.is_reliable() {
@@ -524,7 +553,6 @@ impl TransactionLayer {
         );
         self.transmit(to, bytes);
         self.insert(tx);
-        Ok(key)
     }
 
     /// Sends a response in a server transaction (RFC 3261 17.2.1, 17.2.2; RFC 6026 for 2xx).
@@ -598,6 +626,38 @@ impl TransactionLayer {
         self.get(key)?.last.as_ref()
     }
 
+    /// Starts a client transaction for a request its sender encoded
+    /// ([`crate::RequestTemplate`]) and sends it as it is: nothing is
+    /// parsed or encoded here. The request is parsed from its octets only
+    /// if a rare path needs it (the ACK for a non-2xx, a [`Event::Timeout`]
+    /// or [`Event::TransportError`] report).
+    ///
+    /// # Errors
+    /// [`TxError::AckTransaction`] for an ACK, [`TxError::BadRequest`] for
+    /// a branch without the magic cookie, [`TxError::InvalidState`] if the
+    /// transaction exists.
+    pub fn send_encoded(
+        &mut self,
+        now: Instant,
+        to: Remote,
+        req: crate::EncodedRequest,
+    ) -> Result<TxKey, TxError> {
+        let method = req.method().clone();
+        if method == Method::Ack {
+            return Err(TxError::AckTransaction);
+        }
+        let key = Some(req.branch().to_owned())
+            .filter(|b| b.starts_with(MAGIC_COOKIE))
+            .and_then(|b| client_key_of(Some(b), method.clone()))
+            .ok_or(TxError::BadRequest(ParseError::BadHeader("Via")))?;
+        if self.slot_of.contains_key(&key) {
+            return Err(TxError::InvalidState);
+        }
+        let bytes = Bytes::from(req.into_bytes());
+        self.start_client(now, to, key.clone(), method == Method::Invite, None, bytes);
+        Ok(key)
+    }
+
     /// Sends a message outside any transaction (the ACK for a 2xx, a 2xx retransmitted by a dialog).
     pub fn send_stateless(&mut self, to: Remote, msg: &Message) {
         self.transmit(to, Bytes::from(msg.to_bytes()));
@@ -613,7 +673,7 @@ impl TransactionLayer {
             .copied()
             .and_then(|slot| self.end(slot))
         {
-            let request = tx.request.filter(|_| tx.key.role == Role::Client);
+            let request = tx.client_request();
             self.events.push_back(Event::TransportError {
                 key: tx.key,
                 request,
@@ -661,14 +721,12 @@ impl TransactionLayer {
                 } else {
                     tx.state = State::Completed;
                     tx.clear_all();
-                    tx.last = None;
                     // The request goes with its final response: the TU got that response,
                     // so a later transport error has nothing to report (no 503).
-                    if let Some(ack) = tx
-                        .request
-                        .take()
-                        .and_then(|r| ack_for_non2xx(&r, &resp).ok())
-                    {
+                    let request = tx.client_request();
+                    tx.request = None;
+                    tx.last = None;
+                    if let Some(ack) = request.and_then(|r| ack_for_non2xx(&r, &resp).ok()) {
                         let b = Bytes::from(ack.to_bytes());
                         tx.ack = Some(b.clone());
                         send = Some(b);
@@ -924,7 +982,7 @@ impl TransactionLayer {
         match end {
             Some(true) => {
                 if let Some(tx) = self.end(slot) {
-                    let request = tx.request.filter(|_| tx.key.role == Role::Client);
+                    let request = tx.client_request();
                     self.events.push_back(Event::Timeout {
                         key: tx.key,
                         request,

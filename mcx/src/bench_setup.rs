@@ -612,12 +612,9 @@ impl Endpoint {
                         // A response goes back through its transaction.
                         None => self.link.local(),
                     };
-                    let sent = match t.sip {
-                        Some(msg) => self.link.send_message(Instant::now(), remote, msg),
-                        None => self.link.send(Instant::now(), remote, &t.contents),
-                    };
-                    if let Err(e) = sent {
-                        tracing::debug!("{}: SIP to {}: {e}", client.uri(), t.to);
+                    let to = t.to.clone();
+                    if let Err(e) = self.link.send_transmit(Instant::now(), remote, t) {
+                        tracing::debug!("{}: SIP to {to}: {e}", client.uri());
                     }
                 }
                 Channel::Floor => {

@@ -106,13 +106,12 @@ impl Stub {
             );
             r.set_body(Some("application/sdp"), body.into()).unwrap();
         }
-        self.out.push_back(Transmit {
-            from: self.uri.clone(),
-            to: to.to_owned(),
-            channel: Channel::Sip,
-            contents: r.to_bytes(),
-            sip: None,
-        });
+        self.out.push_back(Transmit::of_octets(
+            self.uri.clone(),
+            to.to_owned(),
+            Channel::Sip,
+            r.to_bytes(),
+        ));
     }
 
     /// Answers the `i`-th INVITE received 200 now (a late answer).
@@ -607,13 +606,12 @@ impl Mesh {
             return;
         };
         while let Some(d) = link.poll_deliver() {
-            self.log.push(Transmit {
-                from: d.from.clone(),
-                to: uri.to_owned(),
-                channel: Channel::Sip,
-                contents: d.message.to_bytes(),
-                sip: None,
-            });
+            self.log.push(Transmit::of_octets(
+                d.from.clone(),
+                uri.to_owned(),
+                Channel::Sip,
+                d.message.to_bytes(),
+            ));
             if let Err(e) = node.handle_sip(time, &d.from, d.message, &mut self.rng) {
                 self.errors.push((uri.to_owned(), e.to_string()));
             }
@@ -633,13 +631,12 @@ impl Mesh {
                 let Some(from) = net.owner.get(&w.from).cloned() else {
                     return;
                 };
-                self.log.push(Transmit {
-                    from: from.clone(),
-                    to: uri.clone(),
-                    channel: Channel::Floor,
-                    contents: w.bytes.clone(),
-                    sip: None,
-                });
+                self.log.push(Transmit::of_octets(
+                    from.clone(),
+                    uri.clone(),
+                    Channel::Floor,
+                    w.bytes.clone(),
+                ));
                 if let Some(node) = self.nodes.get_mut(&uri) {
                     if let Err(e) =
                         node.handle(time, &from, Channel::Floor, &w.bytes, &mut self.rng)
@@ -1355,7 +1352,6 @@ fn stamp_source(t: &mut Transmit) {
     };
     let (host, port) = mesh_source(&t.from);
     if r.stamp_received(&host, port).is_ok() {
-        t.contents = r.to_bytes();
-        t.sip = None;
+        t.set_octets(r.to_bytes());
     }
 }

@@ -1,0 +1,325 @@
+//! Requests written once for many recipients.
+//!
+//! An MC server calls every member of a group with the same INVITE but for
+//! a handful of values: the member's To, and its own branch, From tag and
+//! Call-ID. Building each as a [`Request`], rewriting its Via and encoding
+//! it costs more than the datagram's send. A [`RequestTemplate`] is the
+//! request encoded once, cut where those values go; [`RequestTemplate::fill`]
+//! splices a recipient's values in (checked for what could break the
+//! message) and gives an [`EncodedRequest`], which the transport finishes
+//! with its own top Via (RFC 3261 18.1.1) and the transaction layer sends
+//! as it is ([`crate::TransactionLayer::send_encoded`]). Nothing of it is
+//! parsed again.
+
+use std::ops::Range;
+
+use crate::error::BuildError;
+use crate::framing::Limits;
+use crate::message::{MAGIC_COOKIE, Method, Request, check_nonempty_token, is_token_byte};
+
+/// A per-recipient value of a [`RequestTemplate`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Slot {
+    /// The top Via's branch: the last thing of the top Via's value
+    /// (required: it keys the client transaction). A token with the
+    /// magic cookie.
+    Branch,
+    /// The From tag: a token.
+    FromTag,
+    /// The whole To value (a name-addr or addr-spec the caller checked).
+    To,
+    /// The Call-ID: a word, possibly `word@host`.
+    CallId,
+}
+
+impl Slot {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Branch => "Via branch",
+            Self::FromTag => "From tag",
+            Self::To => "To",
+            Self::CallId => "Call-ID",
+        }
+    }
+
+    /// Whether `v` may stand in this slot without changing the message's
+    /// structure: never a control character (header injection), and for
+    /// the token slots only token octets (RFC 3261 25.1; `@` for a
+    /// Call-ID's host).
+    fn admits(self, v: &str) -> bool {
+        !v.is_empty()
+            && match self {
+                Self::Branch => v.starts_with(MAGIC_COOKIE) && v.bytes().all(is_token_byte),
+                Self::FromTag => v.bytes().all(is_token_byte),
+                Self::CallId => v.bytes().all(|b| is_token_byte(b) || b == b'@'),
+                Self::To => !v.bytes().any(|b| b.is_ascii_control()),
+            }
+    }
+}
+
+/// A request encoded once, cut at its [`Slot`]s.
+#[derive(Clone, Debug)]
+pub struct RequestTemplate {
+    /// The encoding without the markers: `cuts[i]` is where slot `i`'s
+    /// value goes (ascending).
+    text: Vec<u8>,
+    cuts: Vec<usize>,
+    /// The slots in the order their values are given to `fill`, and
+    /// where each is in `cuts`.
+    slots: Vec<(Slot, usize)>,
+    /// Per cut: the length of its header line without the value, for the
+    /// line-length limit.
+    line_rest: Vec<usize>,
+    /// Where the top Via's value starts in `text`; it ends at the branch.
+    via_start: usize,
+    limits: Limits,
+    method: Method,
+    uri: String,
+    /// The Call-ID when it is not a slot.
+    call_id: Option<String>,
+}
+
+impl RequestTemplate {
+    /// The template of `req`, whose values for `slots` are the given
+    /// markers: each must occur exactly once in the encoded head, and the
+    /// [`Slot::Branch`] marker must end the top Via's value. `limits`
+    /// bound every filled request (its lines and its size).
+    ///
+    /// # Errors
+    /// [`BuildError::Missing`] without a Branch slot or a Via,
+    /// [`BuildError::Malformed`] naming the slot whose marker is not found
+    /// once, or is not where it must be.
+    pub fn new(req: &Request, slots: &[(Slot, &str)], limits: Limits) -> Result<Self, BuildError> {
+        if *req.method() == Method::Ack {
+            return Err(BuildError::Malformed("an ACK has no transaction"));
+        }
+        if slots.len() > MAX_SLOTS
+            || slots
+                .iter()
+                .enumerate()
+                .any(|(i, (s, _))| slots[..i].iter().any(|(t, _)| t == s))
+        {
+            return Err(BuildError::Malformed("slots: each at most once"));
+        }
+        let encoded = req.to_bytes();
+        // Slots are header values: the body (which may hold anything) is
+        // not searched.
+        let head =
+            memchr::memmem::find(&encoded, b"\r\n\r\n").map_or(&encoded[..], |e| &encoded[..e]);
+        let mut found: Vec<(usize, usize, usize)> = Vec::with_capacity(slots.len());
+        for (i, (slot, marker)) in slots.iter().enumerate() {
+            let m = marker.as_bytes();
+            let mut at = memchr::memmem::find_iter(head, m);
+            let (Some(pos), None) = (at.next(), at.next()) else {
+                return Err(BuildError::Malformed(slot.name()));
+            };
+            found.push((pos, m.len(), i));
+        }
+        found.sort_unstable();
+        if found.windows(2).any(|w| w[0].0 + w[0].1 > w[1].0) {
+            return Err(BuildError::Malformed("overlapping slots"));
+        }
+        let mut text = Vec::with_capacity(encoded.len());
+        let mut cuts = Vec::with_capacity(found.len());
+        let mut line_rest = Vec::with_capacity(found.len());
+        let mut order = vec![0; slots.len()];
+        let mut from = 0;
+        for (cut, &(pos, len, i)) in found.iter().enumerate() {
+            text.extend_from_slice(&encoded[from..pos]);
+            cuts.push(text.len());
+            let line_start = encoded[..pos]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |p| p + 1);
+            let line_end =
+                memchr::memchr(b'\r', &encoded[pos..]).map_or(encoded.len(), |e| pos + e);
+            line_rest.push(line_end - line_start - len);
+            order[i] = cut;
+            from = pos + len;
+        }
+        text.extend_from_slice(&encoded[from..]);
+        let branch = slots
+            .iter()
+            .position(|(s, _)| *s == Slot::Branch)
+            .ok_or(BuildError::Missing("Via branch slot"))?;
+        let marker = slots[branch].1;
+        let branch_cut = order[branch];
+        // The top Via's value, as written, ends with the branch marker:
+        // the transport writes that value whole.
+        let via = req.header("Via").ok_or(BuildError::Missing("Via"))?;
+        let head = via
+            .strip_suffix(marker)
+            .filter(|h| h.starts_with("SIP/2.0/"))
+            .ok_or(BuildError::Malformed("Via branch"))?;
+        let via_start = cuts[branch_cut]
+            .checked_sub(head.len())
+            .filter(|&s| text.get(s..cuts[branch_cut]) == Some(head.as_bytes()))
+            .ok_or(BuildError::Malformed("Via branch"))?;
+        let slots: Vec<(Slot, usize)> =
+            slots.iter().zip(order).map(|((s, _), c)| (*s, c)).collect();
+        let call_id = if slots.iter().any(|(s, _)| *s == Slot::CallId) {
+            None
+        } else {
+            Some(
+                req.header("Call-ID")
+                    .ok_or(BuildError::Missing("Call-ID"))?
+                    .to_owned(),
+            )
+        };
+        Ok(Self {
+            text,
+            cuts,
+            slots,
+            line_rest,
+            via_start,
+            limits,
+            method: req.method().clone(),
+            uri: req.uri().to_owned(),
+            call_id,
+        })
+    }
+}
+
+impl RequestTemplate {
+    /// The request for one recipient: `values` in the order of the slots
+    /// given to [`RequestTemplate::new`].
+    ///
+    /// # Errors
+    /// [`BuildError::Missing`] for a missing value,
+    /// [`BuildError::Malformed`] naming the slot whose value could change
+    /// the message's structure (see [`Slot`]), or that makes a line or the
+    /// message longer than the template's limits.
+    pub fn fill(&self, values: &[&str]) -> Result<EncodedRequest, BuildError> {
+        if values.len() != self.slots.len() {
+            return Err(BuildError::Missing("a template value"));
+        }
+        let mut at_cut: [&str; MAX_SLOTS] = [""; MAX_SLOTS];
+        let mut size = self.text.len();
+        let mut branch = "";
+        let mut call_id = self.call_id.as_deref().unwrap_or("");
+        for (&(slot, cut), v) in self.slots.iter().zip(values) {
+            if !slot.admits(v) || self.line_rest[cut] + v.len() > self.limits.max_line {
+                return Err(BuildError::Malformed(slot.name()));
+            }
+            match slot {
+                Slot::Branch => branch = v,
+                Slot::CallId => call_id = v,
+                Slot::FromTag | Slot::To => {}
+            }
+            *at_cut
+                .get_mut(cut)
+                .ok_or(BuildError::Malformed("too many slots"))? = v;
+            size += v.len();
+        }
+        if size > self.limits.max_message {
+            return Err(BuildError::Malformed("message size"));
+        }
+        let mut bytes = Vec::with_capacity(size + VIA_ROOM);
+        let mut from = 0;
+        let mut via = 0..0;
+        let branch_cut = self
+            .slots
+            .iter()
+            .find_map(|&(s, c)| (s == Slot::Branch).then_some(c));
+        for (cut, (&at, v)) in self.cuts.iter().zip(at_cut).enumerate() {
+            if from <= self.via_start && self.via_start <= at {
+                via.start = bytes.len() + (self.via_start - from);
+            }
+            bytes.extend_from_slice(&self.text[from..at]);
+            bytes.extend_from_slice(v.as_bytes());
+            if branch_cut == Some(cut) {
+                via.end = bytes.len();
+            }
+            from = at;
+        }
+        bytes.extend_from_slice(&self.text[from..]);
+        Ok(EncodedRequest {
+            bytes,
+            via,
+            branch: branch.to_owned(),
+            call_id: call_id.to_owned(),
+            method: self.method.clone(),
+            uri: self.uri.clone(),
+        })
+    }
+}
+
+/// Every [`Slot`] once.
+const MAX_SLOTS: usize = 4;
+
+/// Room left for a transport's Via, longer than the role's.
+const VIA_ROOM: usize = 64;
+
+/// A request encoded by its sender ([`RequestTemplate::fill`]), with what
+/// the transport and the transaction layer need of it without parsing it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncodedRequest {
+    bytes: Vec<u8>,
+    /// The top Via's value.
+    via: Range<usize>,
+    branch: String,
+    call_id: String,
+    method: Method,
+    uri: String,
+}
+
+impl EncodedRequest {
+    /// The request's octets.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The octets, taken.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+
+    /// The top Via's branch (the client transaction's key).
+    pub fn branch(&self) -> &str {
+        &self.branch
+    }
+
+    /// The Call-ID.
+    pub fn call_id(&self) -> &str {
+        &self.call_id
+    }
+
+    /// The method.
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+
+    /// The Request-URI.
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+
+    /// Writes the top Via as a transport sends it (RFC 3261 18.1.1): its
+    /// transport, its address, the request's branch.
+    ///
+    /// # Errors
+    /// As [`Request::set_top_via_sent_by`]: `transport` or `sent_by` empty,
+    /// or with whitespace, a separator or a control character.
+    pub fn set_top_via(&mut self, transport: &str, sent_by: &str) -> Result<(), BuildError> {
+        // As `Request::set_top_via_sent_by` checks them.
+        check_nonempty_token(transport, "Via transport")?;
+        check_nonempty_token(sent_by, "Via sent-by")?;
+        let mut value = String::with_capacity(VIA_ROOM + self.branch.len());
+        for part in [
+            "SIP/2.0/",
+            transport,
+            " ",
+            sent_by,
+            ";branch=",
+            &self.branch,
+        ] {
+            value.push_str(part);
+        }
+        value[..8 + transport.len()].make_ascii_uppercase();
+        let end = self.via.start + value.len();
+        self.bytes.splice(self.via.clone(), value.into_bytes());
+        self.via.end = end;
+        Ok(())
+    }
+}
