@@ -344,10 +344,12 @@ impl SipLink {
         }
     }
 
-    /// Sends a request the role encoded itself ([`mcx_sip::RequestTemplate`];
-    /// within the limits it was made for): its top Via is written for
-    /// `remote`'s transport and this link's address, and the transaction
-    /// layer sends it as it is. Nothing of it is parsed or encoded here.
+    /// Sends a request the role encoded itself ([`mcx_sip::RequestTemplate`],
+    /// [`mcx_sip::Dialog::ack_encoded`]; within the limits it was made for):
+    /// its top Via is written for `remote`'s transport and this link's
+    /// address, and the transaction layer sends it as it is (an ACK for a
+    /// 2xx goes as [`SipLink::send_message`] sends one). Nothing of it is
+    /// parsed or encoded here.
     ///
     /// # Errors
     /// As [`SipLink::send_message`] for a request.
@@ -359,6 +361,11 @@ impl SipLink {
     ) -> Result<(), Error> {
         self.expire(now);
         req.set_top_via(remote.transport.as_str(), &self.sent_by)?;
+        if *req.method() == Method::Ack {
+            let key = (req.call_id().to_owned(), req.cseq());
+            self.remember_ack(now, remote, key, Bytes::from(req.into_bytes()));
+            return Ok(());
+        }
         let peer = self.peer_of(req.call_id(), req.uri());
         let key = self.layer.send_encoded(now, remote, req)?;
         self.track_client(key, remote, peer);
@@ -388,7 +395,13 @@ impl SipLink {
     fn send_ack(&mut self, now: Instant, remote: Remote, mut ack: Request) -> Result<(), Error> {
         self.rewrite_via(&mut ack, remote.transport)?;
         let key = (ack.call_id()?.to_owned(), ack.cseq()?.0);
-        let bytes = Bytes::from(ack.to_bytes());
+        self.remember_ack(now, remote, key, Bytes::from(ack.to_bytes()));
+        Ok(())
+    }
+
+    /// Sends the ACK for a 2xx and keeps it for 64·T1, to send again for
+    /// each retransmission of that 2xx (RFC 3261 13.2.2.4).
+    fn remember_ack(&mut self, now: Instant, remote: Remote, key: (String, u32), bytes: Bytes) {
         self.push_transmit(remote, bytes.clone());
         let until = self
             .expiry
@@ -403,7 +416,6 @@ impl SipLink {
         ) {
             self.expiry.remove(old.until);
         }
-        Ok(())
     }
 
     fn send_request(
@@ -1033,10 +1045,32 @@ mod tests {
             encoded.receive(now, b, &answer.bytes);
             assert_eq!(answer.destination, a.addr);
             let got = encoded.poll_deliver().unwrap();
+            let Message::Response(ok) = got.message else {
+                panic!("not the 2xx")
+            };
+            assert_eq!(ok.status(), StatusCode::OK, "{transport:?}");
+            // Its ACK, encoded, goes out as the built one would and is sent
+            // again, as it is, for a retransmission of the 2xx.
+            let dialog = Dialog::uac(&req, &ok).unwrap();
+            let mut built = dialog.ack(("UDP", "mcx.test"), [9; 8]).unwrap();
+            built
+                .set_top_via_sent_by(transport.as_str(), &encoded.sent_by)
+                .unwrap();
+            encoded
+                .send_encoded(
+                    now,
+                    b,
+                    dialog.ack_encoded(("UDP", "mcx.test"), [9; 8]).unwrap(),
+                )
+                .unwrap();
+            let ack = encoded.poll_transmit().unwrap();
+            assert_eq!(&ack.bytes[..], &built.to_bytes()[..], "{transport:?}");
+            encoded.receive(now, b, &answer.bytes);
             assert!(
-                matches!(got.message, Message::Response(ref r) if r.status() == StatusCode::OK),
-                "{transport:?}"
+                encoded.poll_deliver().is_none(),
+                "a retransmitted 2xx is not delivered"
             );
+            assert_eq!(encoded.poll_transmit().map(|t| t.bytes), Some(ack.bytes));
         }
     }
 

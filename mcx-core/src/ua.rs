@@ -212,8 +212,8 @@ impl UserAgent {
         dialog: Dialog,
         rng: &mut impl CryptoRng,
     ) -> Result<Dialog, Error> {
-        let ack = dialog.ack(self.via(), rand8(rng))?;
-        self.send_sip(to, ack);
+        let ack = dialog.ack_encoded(self.via(), rand8(rng))?;
+        self.send_encoded(to, ack);
         Ok(dialog)
     }
 

@@ -2,7 +2,10 @@
 //! (ACK for a 2xx, BYE). Route sets are taken from Record-Route (12.1.1, 12.1.2).
 
 use crate::error::{BuildError, ParseError};
-use crate::message::{Method, Request, Response, new_branch};
+use crate::message::{
+    Decimal, Method, Request, Response, check_nonempty_token, check_request_uri, check_value,
+    new_branch,
+};
 
 /// Dialog identifier: Call-ID, local tag, remote tag (RFC 3261 12).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -159,6 +162,77 @@ impl Dialog {
     /// `via` is (transport token, sent-by); `random` feeds the branch.
     pub fn ack(&self, via: (&str, &str), random: [u8; 8]) -> Result<Request, BuildError> {
         self.request(Method::Ack, self.invite_cseq, via, new_branch(random))
+    }
+
+    /// [`Dialog::ack`] encoded, without building the request: octet for
+    /// octet what `ack(..).to_bytes()` gives, for a transport to finish
+    /// with its own Via ([`crate::EncodedRequest::set_top_via`]). The ACK
+    /// of every member's 2xx at an MC server.
+    ///
+    /// # Errors
+    /// As [`Dialog::ack`]: a Request-URI, Via part or header value that
+    /// [`Request::new`] or [`crate::Headers::push`] would refuse.
+    pub fn ack_encoded(
+        &self,
+        via: (&str, &str),
+        random: [u8; 8],
+    ) -> Result<crate::EncodedRequest, BuildError> {
+        let branch = new_branch(random);
+        check_request_uri(&self.remote_target)?;
+        check_nonempty_token(via.0, "Via transport")?;
+        check_nonempty_token(via.1, "Via sent-by")?;
+        check_nonempty_token(&branch, "Via branch")?;
+        let values = [&self.local, &self.remote, &self.id.call_id];
+        for v in values.iter().copied().chain(&self.route_set) {
+            check_value(v, "header value")?;
+        }
+        let cseq = Decimal::new(self.invite_cseq.into());
+        let size = 160
+            + self.remote_target.len()
+            + via.0.len()
+            + via.1.len()
+            + branch.len()
+            + values.iter().map(|v| v.len()).sum::<usize>()
+            + self.route_set.iter().map(|r| r.len() + 9).sum::<usize>();
+        let mut b = Vec::with_capacity(size);
+        for part in ["ACK ", &self.remote_target, " SIP/2.0\r\nVia: "] {
+            b.extend_from_slice(part.as_bytes());
+        }
+        let via_start = b.len();
+        for part in ["SIP/2.0/", via.0, " ", via.1, ";branch=", &branch] {
+            b.extend_from_slice(part.as_bytes());
+        }
+        let via_span = via_start..b.len();
+        b.extend_from_slice(b"\r\n");
+        for route in &self.route_set {
+            for part in ["Route: ", route.trim(), "\r\n"] {
+                b.extend_from_slice(part.as_bytes());
+            }
+        }
+        for (name, value) in [
+            ("Max-Forwards: ", "70"),
+            ("From: ", self.local.trim()),
+            ("To: ", self.remote.trim()),
+            ("Call-ID: ", self.id.call_id.trim()),
+            ("CSeq: ", cseq.as_str()),
+        ] {
+            for part in [name, value] {
+                b.extend_from_slice(part.as_bytes());
+            }
+            if name == "CSeq: " {
+                b.extend_from_slice(b" ACK");
+            }
+            b.extend_from_slice(b"\r\n");
+        }
+        b.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+        Ok(crate::EncodedRequest::ack(
+            b,
+            via_span,
+            branch,
+            &self.id.call_id,
+            &self.remote_target,
+            self.invite_cseq,
+        ))
     }
 
     /// A new in-dialog request (BYE, INFO, UPDATE…) with the next CSeq number (12.2.1.1).

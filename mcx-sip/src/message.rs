@@ -1764,13 +1764,13 @@ impl Response {
 }
 
 /// A number in decimal, written without allocating.
-struct Decimal {
+pub(crate) struct Decimal {
     digits: [u8; 20],
     start: usize,
 }
 
 impl Decimal {
-    fn new(mut n: u64) -> Self {
+    pub(crate) fn new(mut n: u64) -> Self {
         let mut digits = [b'0'; 20];
         let mut start = digits.len();
         while start > 0 {
@@ -1786,7 +1786,7 @@ impl Decimal {
     fn as_bytes(&self) -> &[u8] {
         self.digits.get(self.start..).unwrap_or_default()
     }
-    fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         std::str::from_utf8(self.as_bytes()).unwrap_or_default()
     }
 }
@@ -1809,7 +1809,7 @@ fn encode_rest(headers: &Headers, body: &Bytes, out: &mut Vec<u8>) {
     out.extend_from_slice(body);
 }
 
-fn check_request_uri(uri: &str) -> Result<(), BuildError> {
+pub(crate) fn check_request_uri(uri: &str) -> Result<(), BuildError> {
     check_value(uri, "Request-URI")?;
     if uri.is_empty() || uri.contains(char::is_whitespace) {
         return Err(BuildError::Malformed("Request-URI"));

@@ -75,6 +75,7 @@ pub struct RequestTemplate {
     via_start: usize,
     limits: Limits,
     method: Method,
+    cseq: u32,
     uri: String,
     /// The Call-ID when it is not a slot.
     call_id: Option<String>,
@@ -158,6 +159,7 @@ impl RequestTemplate {
             .ok_or(BuildError::Malformed("Via branch"))?;
         let slots: Vec<(Slot, usize)> =
             slots.iter().zip(order).map(|((s, _), c)| (*s, c)).collect();
+        let (cseq, _) = req.cseq().map_err(|_| BuildError::Missing("CSeq"))?;
         let call_id = if slots.iter().any(|(s, _)| *s == Slot::CallId) {
             None
         } else {
@@ -175,6 +177,7 @@ impl RequestTemplate {
             via_start,
             limits,
             method: req.method().clone(),
+            cseq,
             uri: req.uri().to_owned(),
             call_id,
         })
@@ -240,6 +243,7 @@ impl RequestTemplate {
             branch: branch.to_owned(),
             call_id: call_id.to_owned(),
             method: self.method.clone(),
+            cseq: self.cseq,
             uri: self.uri.clone(),
         })
     }
@@ -261,10 +265,38 @@ pub struct EncodedRequest {
     branch: String,
     call_id: String,
     method: Method,
+    cseq: u32,
     uri: String,
 }
 
 impl EncodedRequest {
+    /// An ACK for a 2xx (RFC 3261 13.2.2.4) written as
+    /// [`crate::Dialog::ack`] builds it; the values were checked by the
+    /// caller.
+    pub(crate) fn ack(
+        bytes: Vec<u8>,
+        via: Range<usize>,
+        branch: String,
+        call_id: &str,
+        uri: &str,
+        cseq: u32,
+    ) -> Self {
+        Self {
+            bytes,
+            via,
+            branch,
+            call_id: call_id.to_owned(),
+            method: Method::Ack,
+            cseq,
+            uri: uri.to_owned(),
+        }
+    }
+
+    /// The CSeq number.
+    pub fn cseq(&self) -> u32 {
+        self.cseq
+    }
+
     /// The request's octets.
     pub fn bytes(&self) -> &[u8] {
         &self.bytes

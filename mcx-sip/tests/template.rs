@@ -238,3 +238,35 @@ fn a_timed_out_encoded_request_is_reported_with_the_request() {
     };
     assert_eq!(report, Some(Some(expected)));
 }
+
+#[test]
+fn an_encoded_ack_is_the_ack_the_dialog_builds() {
+    let inv = invite("z9hG4bKack1", "t1", "<sip:m@example.org>", "c9@h");
+    for routes in [
+        &[][..],
+        &["<sip:p1.example.org;lr>", "<sip:p2.example.org;lr>"][..],
+    ] {
+        let mut ok = Response::for_request(&inv, StatusCode::OK, Some("mtag")).unwrap();
+        ok.headers_mut()
+            .push("Contact", "<sip:m@192.0.2.44:5099;transport=udp>")
+            .unwrap();
+        for r in routes.iter().rev() {
+            ok.headers_mut().push("Record-Route", r).unwrap();
+        }
+        let dialog = mcx_sip::Dialog::uac(&inv, &ok).unwrap();
+        for via in [("UDP", "mcs.example.org"), ("tcp", "192.0.2.1:5060")] {
+            let built = dialog.ack(via, [7; 8]).unwrap();
+            let mut encoded = dialog.ack_encoded(via, [7; 8]).unwrap();
+            assert_eq!(encoded.bytes(), &built.to_bytes()[..], "{via:?} {routes:?}");
+            assert_eq!(*encoded.method(), Method::Ack);
+            assert_eq!(encoded.call_id(), "c9@h");
+            assert_eq!(encoded.cseq(), 1);
+            assert_eq!(encoded.uri(), "sip:m@192.0.2.44:5099;transport=udp");
+            // A transport's Via on each: the same again.
+            let mut built = built;
+            built.set_top_via_sent_by("UDP", "10.0.0.1:5062").unwrap();
+            encoded.set_top_via("UDP", "10.0.0.1:5062").unwrap();
+            assert_eq!(encoded.bytes(), &built.to_bytes()[..]);
+        }
+    }
+}
