@@ -461,6 +461,13 @@ impl ControllingServer {
         &self.config.uri
     }
 
+    /// The top Via its driver's SIP link sends with (transport token and
+    /// socket address, RFC 3261 18.1.1): the role writes its requests
+    /// with it, so that the link need not rewrite them.
+    pub fn set_sent_by(&mut self, transport: mcx_sip::Transport, sent_by: &str) {
+        self.ua.set_via(transport, sent_by);
+    }
+
     /// Number of call records held (set-up and established).
     pub fn call_count(&self) -> usize {
         self.calls.len()

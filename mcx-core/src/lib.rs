@@ -138,8 +138,9 @@ pub struct Transmit {
     /// For SIP, a request the role encoded itself (from a template: an MC
     /// server's INVITE to each member): a driver hands it to
     /// [`SipLink::send_encoded`], which writes its Via and sends it as it
-    /// is. `None` otherwise; `contents` is then empty.
-    pub encoded: Option<mcx_sip::EncodedRequest>,
+    /// is. `None` otherwise; `contents` is then empty. Boxed: a role may
+    /// queue ten thousand transmits at once.
+    pub encoded: Option<Box<mcx_sip::EncodedRequest>>,
 }
 
 impl Transmit {

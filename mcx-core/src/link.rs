@@ -324,6 +324,11 @@ impl SipLink {
         r
     }
 
+    /// The sent-by of the top Via this link writes (its address).
+    pub fn sent_by(&self) -> &str {
+        &self.sent_by
+    }
+
     /// Sends a role's SIP output (a [`crate::Transmit`] on
     /// [`crate::Channel::Sip`]) to `remote`: its message as a value
     /// ([`SipLink::send_message`]), its encoded request
@@ -339,7 +344,7 @@ impl SipLink {
     ) -> Result<(), Error> {
         match (t.sip, t.encoded) {
             (Some(msg), _) => self.send_message(now, remote, msg),
-            (None, Some(req)) => self.send_encoded(now, remote, req),
+            (None, Some(req)) => self.send_encoded(now, remote, *req),
             (None, None) => self.send(now, remote, &t.contents),
         }
     }

@@ -567,6 +567,13 @@ impl McServer {
         self.ua.uri()
     }
 
+    /// The top Via its driver's SIP link sends with (transport token and
+    /// socket address, RFC 3261 18.1.1): the role writes its requests
+    /// with it, so that the link need not rewrite them.
+    pub fn set_sent_by(&mut self, transport: mcx_sip::Transport, sent_by: &str) {
+        self.ua.set_via(transport, sent_by);
+    }
+
     /// Adds (or replaces) a group and its member list (MC service IDs,
     /// which are also their addresses).
     pub fn add_group(&mut self, group_id: impl Into<String>, members: Vec<String>) -> &mut Self {
@@ -1351,7 +1358,7 @@ impl McServer {
             rng,
         ))?;
         let late = LateEntry {
-            form: InviteForm::new(&from_uri, &me, &group_id, body, &shared)?,
+            form: InviteForm::new(&from_uri, &me, &group_id, body, &shared, self.ua.via())?,
             info,
             caller: caller.clone(),
         };

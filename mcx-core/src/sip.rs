@@ -124,7 +124,8 @@ pub(crate) fn invite_with_body(
     extra_headers: &[(&str, String)],
     rng: &mut impl CryptoRng,
 ) -> Result<Request, Error> {
-    let ids = InviteIds::draw(&host_of(contact), rng);
+    let host = host_of(contact);
+    let ids = InviteIds::draw(&host, rng);
     build_invite(
         from,
         contact,
@@ -133,11 +134,14 @@ pub(crate) fn invite_with_body(
         &ids,
         Some(body),
         extra_headers,
+        ("UDP", &host),
     )
 }
 
 /// The call INVITE of [`invite_with_body`] with its own values `ids`,
-/// with `body` or without any.
+/// with `body` or without any, its top Via written with `via`
+/// (transport, sent-by).
+#[allow(clippy::too_many_arguments)] // the INVITE's parts, each once
 fn build_invite(
     from: &str,
     contact: &str,
@@ -146,9 +150,10 @@ fn build_invite(
     ids: &InviteIds,
     body: Option<&EncodedBody>,
     extra_headers: &[(&str, String)],
+    via: (&str, &str),
 ) -> Result<Request, Error> {
     let mut b = Request::builder(Method::Invite, request_uri)
-        .via("UDP", &host_of(contact), &ids.branch)
+        .via(via.0, via.1, &ids.branch)
         .max_forwards(70)
         .from(None, from, &ids.tag)
         .to(None, to, None)
@@ -232,6 +237,7 @@ impl InviteForm {
         request_uri: &str,
         body: EncodedBody,
         extra_headers: &[(&str, String)],
+        via: (&str, &str),
     ) -> Result<Self, Error> {
         let host = host_of(contact);
         // Replaced for every recipient: never sent. Distinct octets, so that
@@ -245,6 +251,7 @@ impl InviteForm {
             &placeholder,
             None,
             extra_headers,
+            via,
         )?;
         let prefix = |name: &'static str, own: &str| {
             bare.header(name)
@@ -718,13 +725,32 @@ mod tests {
         .unwrap()
     }
 
+    fn form(via: (&str, &str)) -> InviteForm {
+        InviteForm::new(CALLER, SERVER, GROUP, body(), &shared_headers(), via).unwrap()
+    }
+
+    /// A form made with the link's Via (as the driver tells the role)
+    /// writes it: the link then sends the INVITE without a rewrite.
+    #[test]
+    fn the_form_writes_the_via_it_is_given() {
+        let ids = InviteIds::draw("mcx.test", &mut SeqRng(3));
+        let to = to_value("sip:bob@mcx.test").unwrap();
+        let sent = form(("UDP", "127.0.0.1:5070")).encoded(&to, &ids).unwrap();
+        let mut same = sent.clone();
+        same.set_top_via("UDP", "127.0.0.1:5070").unwrap();
+        assert_eq!(same, sent);
+        let via = format!("Via: SIP/2.0/UDP 127.0.0.1:5070;branch={}\r\n", ids.branch);
+        let text = String::from_utf8_lossy(sent.bytes()).into_owned();
+        assert!(text.contains(&via), "{text}");
+    }
+
     /// Each member's INVITE made from the prepared form is the one the
     /// builder makes with the same random values, octet for octet; it
     /// parses back with the member in To (no tag), the drawn branch,
     /// tag and Call-ID; the kept copy is the same without the body.
     #[test]
     fn invite_from_the_form_is_the_builders() {
-        let form = InviteForm::new(CALLER, SERVER, GROUP, body(), &shared_headers()).unwrap();
+        let form = form(("UDP", &host_of(SERVER)));
         for (i, member) in ["sip:bob@mcx.test", "sip:carol@other.test;transport=udp"]
             .into_iter()
             .enumerate()
@@ -802,7 +828,7 @@ mod tests {
         let mut rng = SeqRng(1);
         let mut seen = std::collections::HashSet::new();
         for _call in 0..2 {
-            let form = InviteForm::new(CALLER, SERVER, GROUP, body(), &shared_headers()).unwrap();
+            let form = form(("UDP", &host_of(SERVER)));
             for m in 0..200 {
                 let ids = form.draw(&mut rng);
                 let r = form

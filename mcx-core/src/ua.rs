@@ -11,7 +11,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use mcx_sip::{Dialog, Message, Method, Multipart, Part, Request, Response, StatusCode};
+use mcx_sip::{Dialog, Message, Method, Multipart, Part, Request, Response, StatusCode, Transport};
 use rand_core::CryptoRng;
 
 use crate::result::{CALL_RESULT_CONTENT_TYPE, CallResult};
@@ -35,7 +35,10 @@ pub(crate) struct UserAgent {
     uri: String,
     /// Our Contact header value, `<uri>`, written once.
     contact: String,
-    host: String,
+    /// The top Via the link sends with (its transport and address), once
+    /// the driver said it: requests are then written with it and the link
+    /// has nothing to rewrite. Until then ("UDP", `host`).
+    via: (&'static str, String),
     transmits: VecDeque<Transmit>,
 }
 
@@ -44,9 +47,15 @@ impl UserAgent {
         Self {
             uri: uri.to_owned(),
             contact: format!("<{uri}>"),
-            host: host_of(uri),
+            via: ("UDP", host_of(uri)),
             transmits: VecDeque::new(),
         }
+    }
+
+    /// The Via the link writes (its transport token and address: RFC 3261
+    /// 18.1.1), for requests written from now on.
+    pub(crate) fn set_via(&mut self, transport: Transport, sent_by: &str) {
+        self.via = (transport.as_str(), sent_by.to_owned());
     }
 
     /// The role's URI (its address and Contact).
@@ -54,9 +63,10 @@ impl UserAgent {
         &self.uri
     }
 
-    /// The Via sent-by the roles write (the link rewrites it to the socket).
-    fn via(&self) -> (&'static str, &str) {
-        ("UDP", &self.host)
+    /// The Via transport and sent-by the role writes (the link rewrites
+    /// it to its socket's where they differ).
+    pub(crate) fn via(&self) -> (&'static str, &str) {
+        (self.via.0, &self.via.1)
     }
 
     pub(crate) fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -94,7 +104,7 @@ impl UserAgent {
             channel: Channel::Sip,
             contents: Vec::new(),
             sip: None,
-            encoded: Some(req),
+            encoded: Some(Box::new(req)),
         });
     }
 

@@ -193,12 +193,19 @@ pub trait Role: Send + 'static {
     fn poll_relay(&mut self) -> Option<RelayCommand> {
         None
     }
+    /// The top Via the node's SIP link sends with (its transport and
+    /// address): a role that writes its requests with it spares the link
+    /// a rewrite of each.
+    fn set_sent_by(&mut self, _transport: Transport, _sent_by: &str) {}
 }
 
 impl Role for Client {
     type Event = ClientEvent;
     fn uri(&self) -> &str {
         Self::uri(self)
+    }
+    fn set_sent_by(&mut self, transport: Transport, sent_by: &str) {
+        Self::set_sent_by(self, transport, sent_by);
     }
     fn handle(
         &mut self,
@@ -243,6 +250,9 @@ impl Role for McServer {
     type Event = McServerEvent;
     fn uri(&self) -> &str {
         Self::uri(self)
+    }
+    fn set_sent_by(&mut self, transport: Transport, sent_by: &str) {
+        Self::set_sent_by(self, transport, sent_by);
     }
     fn handle(
         &mut self,
@@ -290,6 +300,9 @@ impl Role for ControllingServer {
     type Event = ControllingEvent;
     fn uri(&self) -> &str {
         Self::uri(self)
+    }
+    fn set_sent_by(&mut self, transport: Transport, sent_by: &str) {
+        Self::set_sent_by(self, transport, sent_by);
     }
     fn handle(
         &mut self,

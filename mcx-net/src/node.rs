@@ -701,16 +701,19 @@ impl BoundNode {
         let relay = self.media.map(crate::media::spawn_relay);
         let name: Arc<str> = Arc::from(role.uri());
         let span = tracing::info_span!("node", role = %name);
+        let mut role = role;
+        let link = SipLink::new(
+            timers,
+            Remote {
+                addr: me.sip,
+                transport: me.transport,
+            },
+        );
+        role.set_sent_by(me.transport, link.sent_by());
         let driver = Driver {
             name,
             relay: relay.as_ref().map(|r| r.commands.clone()),
-            link: SipLink::new(
-                timers,
-                Remote {
-                    addr: me.sip,
-                    transport: me.transport,
-                },
-            ),
+            link,
             role,
             directory,
             udp: self.udp,

@@ -187,13 +187,22 @@ impl Dialog {
             check_value(v, "header value")?;
         }
         let cseq = Decimal::new(self.invite_cseq.into());
-        let size = 160
+        // Exactly the octets written below (the ACK is kept for 64·T1).
+        const FIXED: usize = "ACK  SIP/2.0\r\nVia: SIP/2.0/ ;branch=\r\n".len()
+            + "Max-Forwards: 70\r\nFrom: \r\nTo: \r\nCall-ID: \r\nCSeq:  ACK\r\n".len()
+            + "Content-Length: 0\r\n\r\n".len();
+        let size = FIXED
+            + cseq.as_str().len()
             + self.remote_target.len()
             + via.0.len()
             + via.1.len()
             + branch.len()
-            + values.iter().map(|v| v.len()).sum::<usize>()
-            + self.route_set.iter().map(|r| r.len() + 9).sum::<usize>();
+            + values.iter().map(|v| v.trim().len()).sum::<usize>()
+            + self
+                .route_set
+                .iter()
+                .map(|r| r.trim().len() + "Route: \r\n".len())
+                .sum::<usize>();
         let mut b = Vec::with_capacity(size);
         for part in ["ACK ", &self.remote_target, " SIP/2.0\r\nVia: "] {
             b.extend_from_slice(part.as_bytes());
@@ -225,6 +234,7 @@ impl Dialog {
             b.extend_from_slice(b"\r\n");
         }
         b.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+        debug_assert_eq!(b.len(), size, "the ACK's size is computed exactly");
         Ok(crate::EncodedRequest::ack(
             b,
             via_span,

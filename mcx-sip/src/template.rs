@@ -218,7 +218,7 @@ impl RequestTemplate {
         if size > self.limits.max_message {
             return Err(BuildError::Malformed("message size"));
         }
-        let mut bytes = Vec::with_capacity(size + VIA_ROOM);
+        let mut bytes = Vec::with_capacity(size);
         let mut from = 0;
         let mut via = 0..0;
         let branch_cut = self
@@ -251,9 +251,6 @@ impl RequestTemplate {
 
 /// Every [`Slot`] once.
 const MAX_SLOTS: usize = 4;
-
-/// Room left for a transport's Via, longer than the role's.
-const VIA_ROOM: usize = 64;
 
 /// A request encoded by its sender ([`RequestTemplate::fill`]), with what
 /// the transport and the transaction layer need of it without parsing it.
@@ -337,21 +334,38 @@ impl EncodedRequest {
         // As `Request::set_top_via_sent_by` checks them.
         check_nonempty_token(transport, "Via transport")?;
         check_nonempty_token(sent_by, "Via sent-by")?;
-        let mut value = String::with_capacity(VIA_ROOM + self.branch.len());
-        for part in [
+        // Already so (the role wrote it with the link's Via): nothing to do.
+        let written = &self.bytes[self.via.clone()];
+        let same = written
+            .strip_prefix(b"SIP/2.0/")
+            .and_then(|w| w.strip_prefix(transport.as_bytes()))
+            .and_then(|w| w.strip_prefix(b" "))
+            .and_then(|w| w.strip_prefix(sent_by.as_bytes()))
+            .and_then(|w| w.strip_prefix(b";branch="))
+            .is_some_and(|w| w == self.branch.as_bytes());
+        if same && !transport.bytes().any(|b| b.is_ascii_lowercase()) {
+            return Ok(());
+        }
+        // Written into an exact-size copy: the octets are kept as they are
+        // (for retransmissions) and should hold no spare room.
+        let parts = [
             "SIP/2.0/",
             transport,
             " ",
             sent_by,
             ";branch=",
             &self.branch,
-        ] {
-            value.push_str(part);
+        ];
+        let via_len: usize = parts.iter().map(|p| p.len()).sum();
+        let mut bytes = Vec::with_capacity(self.bytes.len() - self.via.len() + via_len);
+        bytes.extend_from_slice(&self.bytes[..self.via.start]);
+        for part in parts {
+            bytes.extend_from_slice(part.as_bytes());
         }
-        value[..8 + transport.len()].make_ascii_uppercase();
-        let end = self.via.start + value.len();
-        self.bytes.splice(self.via.clone(), value.into_bytes());
-        self.via.end = end;
+        bytes[self.via.start..self.via.start + 8 + transport.len()].make_ascii_uppercase();
+        bytes.extend_from_slice(&self.bytes[self.via.end..]);
+        self.via.end = self.via.start + via_len;
+        self.bytes = bytes;
         Ok(())
     }
 }

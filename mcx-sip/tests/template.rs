@@ -94,6 +94,13 @@ fn the_transport_via_is_what_a_built_request_gets() {
     let mut built = invite("z9hG4bK77", "t1", "<sip:m1@example.org>", "c1@h");
     built.set_top_via_sent_by("udp", "192.0.2.7:5062").unwrap();
     assert_eq!(filled.bytes(), &built.to_bytes()[..]);
+    // The same Via again (a role that wrote the link's): unchanged.
+    filled.set_top_via("UDP", "192.0.2.7:5062").unwrap();
+    assert_eq!(filled.bytes(), &built.to_bytes()[..]);
+    // A Via with one octet more or less is not the same.
+    filled.set_top_via("UDP", "192.0.2.7:506").unwrap();
+    built.set_top_via_sent_by("UDP", "192.0.2.7:506").unwrap();
+    assert_eq!(filled.bytes(), &built.to_bytes()[..]);
     // Twice (a different transport): still one Via, the last one written.
     filled.set_top_via("TCP", "198.51.100.4:5070").unwrap();
     built
