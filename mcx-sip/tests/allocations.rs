@@ -14,12 +14,24 @@ use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
-/// Allocations (and reallocations) made by `f`.
-fn allocations<T>(f: impl FnOnce() -> T) -> (usize, T) {
-    let region = Region::new(GLOBAL);
-    let out = f();
-    let change = region.change();
-    (change.allocations + change.reallocations, out)
+/// Allocations (and reallocations) made by `f` on the input `make` gives
+/// (made outside the count): the fewest of three runs. The counter is
+/// process-wide, so a run may also count another thread's allocation (the
+/// test harness's, seen once under load); what `f` itself allocates is in
+/// every run.
+fn allocations<I, T>(make: impl Fn() -> I, f: impl Fn(I) -> T) -> (usize, T) {
+    let mut best: Option<(usize, T)> = None;
+    for _ in 0..3 {
+        let input = make();
+        let region = Region::new(GLOBAL);
+        let out = f(input);
+        let change = region.change();
+        let n = change.allocations + change.reallocations;
+        if best.as_ref().is_none_or(|(b, _)| n < *b) {
+            best = Some((n, out));
+        }
+    }
+    best.unwrap()
 }
 
 /// An OPTIONS request with `extra` more header lines of an unknown name.
@@ -58,19 +70,22 @@ fn built(extra: usize) -> Request {
 fn allocations_do_not_grow_with_the_header_count() {
     // Parsing (typed values read too): the same count for 4 and 24 more lines
     // (the line list is sized from the head, so no growth either).
-    let parse = |w: Bytes| {
-        allocations(|| {
-            let m = parse_datagram_bytes(w, &Limits::UDP).unwrap();
-            let Message::Request(r) = &m else {
-                panic!("a request")
-            };
-            assert_eq!(r.call_id().unwrap(), "k@h");
-            assert!(r.header("x-extra-3").is_some());
-            m
-        })
+    let parse = |extra: usize| {
+        allocations(
+            || wire(extra),
+            |w| {
+                let m = parse_datagram_bytes(w, &Limits::UDP).unwrap();
+                let Message::Request(r) = &m else {
+                    panic!("a request")
+                };
+                assert_eq!(r.call_id().unwrap(), "k@h");
+                assert!(r.header("x-extra-3").is_some());
+                m
+            },
+        )
     };
-    let (few, small) = parse(wire(4));
-    let (many, large) = parse(wire(24));
+    let (few, small) = parse(4);
+    let (many, large) = parse(24);
     assert_eq!(few, many, "no allocation per received header line");
     // The canonical Via, From and To are read by the fast path without ezk's
     // error allocations (61 with ezk alone).
@@ -78,14 +93,14 @@ fn allocations_do_not_grow_with_the_header_count() {
 
     // Encoding: one allocation at the exact size.
     for m in [&small, &large] {
-        let (n, bytes) = allocations(|| m.to_bytes());
+        let (n, bytes) = allocations(|| (), |()| m.to_bytes());
         assert_eq!(n, 1);
         assert_eq!(bytes.len(), bytes.capacity());
     }
 
     // A clone shares the head (and what was parsed): a fixed count.
-    let (clone_small, _) = allocations(|| small.clone());
-    let (clone_large, _) = allocations(|| large.clone());
+    let (clone_small, _) = allocations(|| (), |()| small.clone());
+    let (clone_large, _) = allocations(|| (), |()| large.clone());
     assert_eq!(clone_small, clone_large, "a clone copies no header text");
     assert!(
         clone_large <= 2,
@@ -99,7 +114,11 @@ fn allocations_do_not_grow_with_the_header_count() {
         let Message::Request(req) = m else {
             panic!("a request")
         };
-        allocations(|| Response::for_request(req, StatusCode::OK, tag).unwrap()).0
+        allocations(
+            || (),
+            |()| Response::for_request(req, StatusCode::OK, tag).unwrap(),
+        )
+        .0
     };
     for tag in [None, Some("t")] {
         assert_eq!(for_request(&small, tag), for_request(&large, tag));
@@ -108,8 +127,8 @@ fn allocations_do_not_grow_with_the_header_count() {
 
     // Building: pushing 20 more lines grows the one text buffer, not one
     // allocation per line (the names are formatted by this test: 1 each).
-    let (few, _) = allocations(|| built(4));
-    let (many, _) = allocations(|| built(24));
+    let (few, _) = allocations(|| (), |()| built(4));
+    let (many, _) = allocations(|| (), |()| built(24));
     assert!(
         many - few <= 20 + 3,
         "one buffer for the text, not a string per line: {few} vs {many}"
