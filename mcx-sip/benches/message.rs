@@ -7,6 +7,14 @@
 //! - `sip/build_invite`: `Request::builder` for that INVITE and `to_bytes`.
 //! - `sip/for_request`: `Response::for_request` (200 with a To tag) and
 //!   its encoding.
+//! - `sip/invite_rewritten`: what an MC server did per member before
+//!   templates: the INVITE as a value (cloned from a prepared one, its
+//!   per-member values set), the link's Via written over it, encoded.
+//! - `sip/invite_template`: `RequestTemplate::fill` for the same INVITE and
+//!   the link's `set_top_via` (already that Via: nothing to write).
+//! - `sip/ack_built` / `sip/ack_encoded`: the ACK of a member's 2xx from
+//!   its dialog, as a value with the link's Via written and encoded, and
+//!   `Dialog::ack_encoded` with `set_top_via`.
 //!
 //! Before the timings, each case runs once under a counting allocator and
 //! prints its allocations per message.
@@ -18,7 +26,10 @@ use std::hint::black_box;
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use mcx_sip::{Limits, Message, Method, Request, Response, StatusCode, parse_datagram};
+use mcx_sip::{
+    Dialog, Limits, Message, Method, Request, RequestTemplate, Response, Slot, StatusCode,
+    parse_datagram,
+};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
 /// Counts allocations so the bench can print them per message.
@@ -176,6 +187,79 @@ fn bench(c: &mut Criterion) {
     count("build_invite", || drop(build_invite(&body).to_bytes()));
     count("for_request", || drop(ok_for(&invite).to_bytes()));
 
+    // Per-member values, as an MC server draws them.
+    const TO: &str = "<sip:member-0123@mcx.example>";
+    const BRANCH: &str = "z9hG4bK8c1f2e3d4a5b6978";
+    const TAG: &str = "5f2c9e1a7b3d4c60";
+    const CALL_ID: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90@127.0.0.1";
+    let mut prepared = invite.clone();
+    prepared.headers_mut().set("To", TO).expect("valid To");
+    let template = RequestTemplate::new(
+        &prepared,
+        &[
+            (Slot::To, TO),
+            (Slot::Branch, BRANCH),
+            (Slot::FromTag, TAG),
+            (Slot::CallId, CALL_ID),
+        ],
+        Limits::TCP,
+    )
+    .expect("a template");
+    let values = [
+        "<sip:member-0124@mcx.example>",
+        "z9hG4bK0c1f2e3d4a5b6979",
+        "6f2c9e1a7b3d4c61",
+        "b1b2c3d4e5f60718293a4b5c6d7e8f91@127.0.0.1",
+    ];
+    let rewritten = || {
+        let mut r = prepared.clone();
+        let h = r.headers_mut();
+        h.set(
+            "Via",
+            &format!("SIP/2.0/UDP 127.0.0.1:5062;branch={}", values[1]),
+        )
+        .expect("Via");
+        h.set(
+            "From",
+            &format!("<sip:tg-0007@mcx.example>;tag={}", values[2]),
+        )
+        .expect("From");
+        h.set("To", values[0]).expect("To");
+        h.set("Call-ID", values[3]).expect("Call-ID");
+        r.set_top_via_sent_by("UDP", "127.0.0.1:5062").expect("Via");
+        r.to_bytes()
+    };
+    let filled = || {
+        let mut e = template
+            .fill(&[values[0], values[1], values[2], values[3]])
+            .expect("filled");
+        e.set_top_via("UDP", "127.0.0.1:5062").expect("Via");
+        e
+    };
+    assert_eq!(
+        filled().bytes(),
+        &rewritten()[..],
+        "the same octets either way"
+    );
+    let dialog = Dialog::uac(&invite, &ok).expect("dialog");
+    let ack_built = || {
+        let mut a = dialog.ack(("UDP", "127.0.0.1:5062"), [3; 8]).expect("ACK");
+        a.set_top_via_sent_by("UDP", "127.0.0.1:5062").expect("Via");
+        a.to_bytes()
+    };
+    let ack_encoded = || {
+        let mut a = dialog
+            .ack_encoded(("UDP", "127.0.0.1:5062"), [3; 8])
+            .expect("ACK");
+        a.set_top_via("UDP", "127.0.0.1:5062").expect("Via");
+        a
+    };
+    assert_eq!(ack_encoded().bytes(), &ack_built()[..]);
+    count("invite_rewritten", || drop(rewritten()));
+    count("invite_template", || drop(filled()));
+    count("ack_built", || drop(ack_built()));
+    count("ack_encoded", || drop(ack_encoded()));
+
     let mut g = c.benchmark_group("sip");
     g.throughput(Throughput::Elements(1));
     g.bench_function("parse_invite", |b| b.iter(|| parse(&invite_wire)));
@@ -186,6 +270,10 @@ fn bench(c: &mut Criterion) {
     g.bench_function("for_request", |b| {
         b.iter(|| ok_for(black_box(&invite)).to_bytes())
     });
+    g.bench_function("invite_rewritten", |b| b.iter(rewritten));
+    g.bench_function("invite_template", |b| b.iter(filled));
+    g.bench_function("ack_built", |b| b.iter(ack_built));
+    g.bench_function("ack_encoded", |b| b.iter(ack_encoded));
     g.finish();
 }
 
