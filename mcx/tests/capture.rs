@@ -468,7 +468,9 @@ fn floor_packets(ts: &common::tshark::Tshark) -> Vec<FloorPacket> {
             "rtcp.pt",
             "rtcp.app.subtype",
             "rtcp.app.name",
-            "rtcp.senderssrc",
+            // An APP packet's SSRC (tshark files it under this name, not
+            // rtcp.senderssrc).
+            "rtcp.ssrc.identifier",
         ],
     )
     .into_iter()
@@ -771,6 +773,7 @@ fn check_call(transport: &str) {
             Some(RTCP_APP),
             "a floor packet that is no RTCP APP: {f:?}"
         );
+        assert!(f.ssrc.is_some(), "a floor packet without its SSRC: {f:?}");
         // (An encrypted name is 4 random octets: tshark may print them.)
         assert!(
             !f.names.iter().any(|n| n == "MCPT"),
