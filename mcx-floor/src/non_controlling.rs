@@ -71,7 +71,9 @@ pub struct NonControlling {
     /// The last Floor Taken or Floor Idle sent to the members.
     current: Option<Sent>,
     /// The last message taken from upstream (type, sequence number): a
-    /// retransmission of it is acknowledged again, not sent on again.
+    /// retransmission of it, or a message numbered before it (a late
+    /// retransmission overtaken by the next message), is acknowledged
+    /// again, not sent on again.
     last_upstream: Option<(MessageType, Option<u16>)>,
     /// The Message Sequence Number of the next Floor Taken / Floor Idle
     /// (TS 24.380 6.5.2.2: one per session).
@@ -194,7 +196,13 @@ impl NonControlling {
             None
         };
         let key = (m.message_type, m.sequence_number());
-        if self.last_upstream == Some(key) {
+        let stale = match (self.last_upstream, key.1) {
+            (Some(last), _) if last == key => true,
+            // Serial number order (RFC 1982): not after the last one.
+            (Some((_, Some(last))), Some(seq)) => seq.wrapping_sub(last) >= 0x8000 || seq == last,
+            _ => false,
+        };
+        if stale {
             return Ok(ack);
         }
         let seq = self.next_seq;

@@ -318,6 +318,29 @@ fn an_upstream_retransmission_is_acknowledged_again_but_not_sent_on() {
         nc.poll_transmit().is_none(),
         "a retransmission is not sent on"
     );
+    // Floor Idle (8), then a late retransmission of the Floor Taken (7):
+    // acknowledged, but the members keep what they were told last.
+    let idle = Message::new(MessageType::FloorIdle, CALL_SSRC)
+        .with(mcx_floor::Field::SequenceNumber(8))
+        .with_ack_required(true);
+    assert!(nc.handle_upstream(now, &idle).unwrap().is_some());
+    let sent = Message::decode(&nc.poll_transmit().unwrap().contents).unwrap();
+    assert_eq!(sent.message_type, MessageType::FloorIdle);
+    assert!(nc.handle_upstream(now, &taken).unwrap().is_some());
+    assert!(
+        nc.poll_transmit().is_none(),
+        "an overtaken message is not sent on"
+    );
+    assert!(!nc.floor_taken());
+    // Numbers wrap: 0 comes after 65535.
+    let wrapped = |seq| {
+        Message::new(MessageType::FloorTaken, CALL_SSRC).with(mcx_floor::Field::SequenceNumber(seq))
+    };
+    let mut w = NonControlling::new(ArbitratorConfig::new(CALL_SSRC));
+    w.add_member(now, ParticipantId(0));
+    w.handle_upstream(now, &wrapped(65535)).unwrap();
+    w.handle_upstream(now, &wrapped(0)).unwrap();
+    assert_eq!(std::iter::from_fn(|| w.poll_transmit()).count(), 2);
     // Only Floor Taken and Floor Idle come leg-wide.
     let deny = Message::new(MessageType::FloorDeny, CALL_SSRC);
     assert!(nc.handle_upstream(now, &deny).is_err());
