@@ -308,14 +308,23 @@ struct Call {
 }
 
 /// A floor participant: who it is, and where its floor messages go.
+///
+/// Through an MC server there are two kinds (TS 24.380 6.5, decision in
+/// docs/core.md): the leg itself — the MC server as non-controlling
+/// function, one participant per call leg, sent Floor Taken and Floor Idle
+/// once for all its members, under the call's floor SSRC — and each member
+/// it represents, sent only the answers to its own messages (Floor Deny),
+/// under its relay SSRC.
 struct FloorPeer {
-    /// Its MCPTT ID.
+    /// Its MCPTT ID (for a leg: the group's ID).
     uri: String,
     /// The address floor messages go to: the initiator itself, or a
     /// member's MC server (its participating function).
     to: String,
-    /// Through an MC server: the member's floor SSRC, written into the
-    /// messages so the MC server knows whom they are for.
+    /// Through an MC server, for a member: its relay SSRC, written into
+    /// the messages so the MC server knows whom they are for. `None` for
+    /// a leg: its messages keep the call's floor SSRC, which no member's
+    /// relay SSRC equals (the MC server avoids it).
     ssrc: Option<u32>,
     /// Through an MC server: the index of the leg (its floor channel).
     leg: Option<usize>,
@@ -1435,6 +1444,23 @@ impl ControllingServer {
             let Some(r) = l.result.as_ref() else { continue };
             total = total.saturating_add(r.result.accepted);
             let mut pids = Vec::new();
+            if matches!(l.state, LegState::Joined(_)) {
+                // The MC server is the leg's non-controlling function (TS
+                // 24.380 6.5): one receiver for all its members, also for
+                // those that join later (it tells them the floor state).
+                arb.add_receiver(time.instant, l.group_id.clone())?;
+                call.participants.push(FloorPeer {
+                    uri: l.group_id.clone(),
+                    to: l.server.clone(),
+                    ssrc: None,
+                    leg: Some(leg),
+                });
+                pids.push(call.participants.len() - 1);
+                index.push((
+                    (l.server.clone(), call.floor_ssrc),
+                    call.participants.len() - 1,
+                ));
+            }
             for m in &r.members {
                 let MemberOutcome::Accepted { ssrc } = m.outcome else {
                     continue;
@@ -1442,7 +1468,7 @@ impl ControllingServer {
                 if call.knows_participant(&m.uri) {
                     continue;
                 }
-                arb.add_receiver(time.instant, m.uri.clone())?;
+                arb.add_represented_receiver(m.uri.clone())?;
                 call.participants.push(FloorPeer {
                     uri: m.uri.clone(),
                     to: l.server.clone(),
@@ -1472,7 +1498,10 @@ impl ControllingServer {
             &me,
             9,
             time,
-            format!("200 OK to initiator; floor granted to initiator, taken for {total} receivers"),
+            format!(
+                "200 OK to initiator; floor granted to initiator, taken for {total} receivers \
+                 (once per MC server leg)"
+            ),
         ));
         self.set_timer(no, Timer::AckWait, time.instant + self.config.ack_wait);
         self.update_route(no, false);
@@ -1564,7 +1593,18 @@ impl ControllingServer {
                 plain = p;
                 (&plain[..], Some((no, pid)))
             }
-            _ => (bytes, candidates.last().copied()),
+            // Unprotected: the SSRC alone names the participant. Two legs
+            // of one call at one MC server share the leg-wide SSRC; a Floor
+            // Ack on it goes to a leg still waiting for one.
+            _ => {
+                let waiting = candidates.iter().rev().find(|&&(no, pid)| {
+                    self.calls
+                        .get(&no)
+                        .and_then(|c| c.arbitrator.as_ref())
+                        .is_some_and(|a| a.awaiting_ack(ParticipantId(pid)))
+                });
+                (bytes, waiting.or_else(|| candidates.last()).copied())
+            }
         };
         let Some((no, pid)) = found else {
             if late(self) {
@@ -1805,7 +1845,8 @@ impl ControllingServer {
     }
 
     /// An MC server's in-call report (INFO, `mcx.call-result`): members
-    /// that joined late become floor receivers (and get Floor Taken).
+    /// that joined late become floor receivers (their MC server, the
+    /// leg's non-controlling function, sends them Floor Taken).
     fn on_info(
         &mut self,
         time: Time,
@@ -1900,7 +1941,9 @@ impl ControllingServer {
             let Some(arb) = call.arbitrator.as_mut() else {
                 break;
             };
-            arb.add_receiver(time.instant, m.uri.clone())?;
+            // Its MC server tells it the floor state (TS 24.380 6.5): here
+            // it only needs a handle for its own messages.
+            arb.add_represented_receiver(m.uri.clone())?;
             call.participants.push(FloorPeer {
                 uri: m.uri.clone(),
                 to: server.clone(),
@@ -1922,7 +1965,7 @@ impl ControllingServer {
                 &self.config.uri,
                 9,
                 time,
-                format!("late entry: {uri} joined through {group}; Floor Taken sent"),
+                format!("late entry: {uri} joined through {group}; Floor Taken from its MC server"),
             ));
         }
         self.drain_floor(time, no, rng)

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use mcx_floor::{ArbitratorConfig, NonControlling, ParticipantId, RtcpPacket};
 use mcx_ibc::kms::{CommunityPublic, UserKeys};
 use mcx_ibc::sakke::ReceiverKey;
 use mcx_idms::jwt::TokenVerifier;
@@ -136,6 +137,12 @@ pub struct McServerLimits {
     /// adds one each way; the cap is 100,000): it registers anew with a
     /// fresh CSK. Default: 90 % of the cap.
     pub floor_rekey_streams: usize,
+    /// Whether the Floor Taken and Floor Idle this server sends its
+    /// members (as the call leg's non-controlling floor function, TS
+    /// 24.380 6.5) ask for a Floor Ack; a member that does not answer is
+    /// sent the message again every 500 ms, three transmissions in all.
+    /// Default true, as the controlling server's arbitrator.
+    pub floor_ack_required: bool,
 }
 
 impl Default for McServerLimits {
@@ -149,6 +156,7 @@ impl Default for McServerLimits {
             max_registration: Duration::from_secs(3600),
             answer: AnswerPolicy::Confirmed,
             floor_rekey_streams: crate::floor_guard::SERVER_REKEY_STREAMS,
+            floor_ack_required: true,
         }
     }
 }
@@ -220,6 +228,9 @@ enum Timer {
     MaxDuration,
     /// Checks that the controlling server is still heard.
     UpstreamWatch,
+    /// A Floor Taken / Floor Idle to a member is due again
+    /// ([`Fanout::floor_fan`]).
+    Floor,
 }
 
 type CallNo = u64;
@@ -264,6 +275,13 @@ struct Fanout {
     /// The legs by the SSRC their floor messages carry upstream. Kept
     /// for members that left (packets for them still authenticate).
     floor_relays: HashMap<u32, usize>,
+    /// This leg's non-controlling floor function (TS 24.380 6.5): the
+    /// controlling server sends Floor Taken / Floor Idle once for the leg,
+    /// under `upstream_floor_ssrc`, and this sends them to each joined
+    /// member (by leg index), with its own sequence numbers and
+    /// retransmissions. Made once the fan-out is (none without a call
+    /// floor SSRC); goes with the call.
+    floor_fan: Option<NonControlling>,
     /// The controlling server ACKed our 2xx: in-call reports may go.
     acked: bool,
     /// Members' outcomes decided after our answer and before its ACK:
@@ -298,9 +316,11 @@ impl Fanout {
     /// upstream: `own`, unless a member of this leg already has it (two
     /// members with one SSRC could not be told apart by the controlling
     /// server); then the next free one. Decision: docs/core.md.
+    /// Never the call's floor SSRC either: that one names the leg-wide
+    /// messages ([`Fanout::floor_fan`]).
     fn relay_ssrc(&self, own: u32) -> u32 {
         let mut r = own;
-        while r == 0 || self.floor_relays.contains_key(&r) {
+        while r == 0 || Some(r) == self.upstream_floor_ssrc || self.floor_relays.contains_key(&r) {
             r = r.wrapping_add(1);
         }
         r
@@ -376,6 +396,11 @@ pub struct McServer {
     /// Calls by the SSRCs their floor messages carry upstream
     /// ([`Fanout::floor_relays`]).
     floor_relays: HashMap<u32, Vec<CallNo>>,
+    /// Calls by their leg-wide floor SSRC (the controlling server's floor
+    /// SSRC of the call): its Floor Taken / Floor Idle for all our members
+    /// of the leg come under it, and our Floor Acks to them go back under
+    /// it ([`Fanout::floor_fan`]).
+    leg_floor: HashMap<u32, Vec<CallNo>>,
     /// Floor SSRCs of recently ended calls, and when: their last Floor
     /// Acks still come, and are absorbed, not counted.
     ended_floor: HashMap<u32, Instant>,
@@ -464,6 +489,7 @@ impl McServer {
             spk: None,
             floor_members: HashMap::new(),
             floor_relays: HashMap::new(),
+            leg_floor: HashMap::new(),
             ended_floor: HashMap::new(),
             floor_drops: FloorDrops::default(),
         }
@@ -506,14 +532,22 @@ impl McServer {
     }
 
     /// Floor-control state held for calls with controlling servers: live
-    /// call floor channels plus members indexed by floor SSRC. It goes
-    /// with the calls (0 when none is up), whatever the number of calls
-    /// before.
+    /// call floor channels, non-controlling floor functions and their
+    /// members, plus members and calls indexed by floor SSRC. It goes with
+    /// the calls (0 when none is up), whatever the number of calls before.
     pub fn inter_server_floor_state(&self) -> usize {
         let channels = self.fanouts.values().filter(|f| f.floor.is_some()).count();
+        let fans: usize = self
+            .fanouts
+            .values()
+            .filter_map(|f| f.floor_fan.as_ref())
+            .map(|n| 1 + n.members())
+            .sum();
         channels
+            + fans
             + self.floor_members.values().map(Vec::len).sum::<usize>()
             + self.floor_relays.values().map(Vec::len).sum::<usize>()
+            + self.leg_floor.values().map(Vec::len).sum::<usize>()
     }
 
     /// Floor packets dropped (failed authentication, replays, unknown
@@ -660,7 +694,7 @@ impl McServer {
     ) -> Result<(), Error> {
         match channel {
             Channel::Floor => {
-                self.on_floor(from, bytes);
+                self.on_floor(time.instant, from, bytes);
                 Ok(())
             }
             Channel::Sip => self.handle_sip(time, from, sip::parse(bytes)?, rng),
@@ -727,6 +761,12 @@ impl McServer {
                 }
                 Timer::MaxDuration => self.end(time, no, "maximum call duration reached", rng)?,
                 Timer::UpstreamWatch => self.watch_upstream(time, no, rng)?,
+                Timer::Floor => {
+                    if let Some(n) = self.fanouts.get_mut(&no).and_then(|f| f.floor_fan.as_mut()) {
+                        n.handle_timeout(time.instant);
+                    }
+                    self.drain_floor_fan(no);
+                }
             }
         }
         Ok(())
@@ -771,15 +811,18 @@ impl McServer {
     }
 
     /// A floor packet: from a member (under its CSK) to the controlling
-    /// server (under the call's keys, with the member's relay SSRC), or
-    /// from the controlling server to the member its SSRC names, with the
-    /// call's floor SSRC put back. The SSRC (in clear in SRTCP) names the
-    /// candidate calls; the one whose key authenticates the packet is it.
-    /// What does not authenticate or belongs to no call is dropped and
-    /// counted; late packets of a call that ended are absorbed.
-    fn on_floor(&mut self, from: &str, bytes: &[u8]) {
+    /// server (under the call's keys, with the member's relay SSRC) — but
+    /// its Floor Ack to our own Floor Taken / Floor Idle stays here — or
+    /// from the controlling server: for the member its SSRC names, with
+    /// the call's floor SSRC put back, or for the whole leg under the
+    /// call's floor SSRC (TS 24.380 6.5, [`Fanout::floor_fan`]). The SSRC
+    /// (in clear in SRTCP) names the candidate calls; the one whose key
+    /// authenticates the packet is it. What does not authenticate or
+    /// belongs to no call is dropped and counted; late packets of a call
+    /// that ended are absorbed.
+    fn on_floor(&mut self, now: Instant, from: &str, bytes: &[u8]) {
         if self.upstreams.contains_key(from) {
-            return self.on_floor_from_upstream(from, bytes);
+            return self.on_floor_from_upstream(now, from, bytes);
         }
         let plain = match self.member_guards.get_mut(from) {
             Some(g) => match g.unprotect(bytes) {
@@ -798,15 +841,18 @@ impl McServer {
                 let MemberState::Joined { relay, .. } = l.state else {
                     return None;
                 };
-                (l.member.uri == from).then_some((no, relay))
+                (l.member.uri == from).then_some((no, i, relay))
             })
         });
-        let Some((no, relay)) = target else {
+        let Some((no, i, relay)) = target else {
             if !self.ended_floor.contains_key(&own) {
                 self.floor_drops.wrong_source += 1;
             }
             return;
         };
+        if self.floor_fan_keeps(no, i, &plain) {
+            return;
+        }
         let out = match relay {
             Some(r) if r != own => with_ssrc(&plain, r),
             _ => plain,
@@ -825,16 +871,163 @@ impl McServer {
         self.ua.send(&upstream, Channel::Floor, out);
     }
 
-    /// A floor packet from a controlling server, for the member of one of
-    /// its calls here whose relay SSRC it carries.
-    fn on_floor_from_upstream(&mut self, from: &str, bytes: &[u8]) {
+    /// Whether the non-controlling function of call `no` keeps the floor
+    /// packet `plain` of the member of leg `i`: its Floor Ack to our own
+    /// Floor Taken / Floor Idle ends here (the controlling server sent
+    /// those only once, to us). Anything else goes on upstream.
+    fn floor_fan_keeps(&mut self, no: CallNo, i: usize, plain: &[u8]) -> bool {
+        let Some(n) = self.fanouts.get_mut(&no).and_then(|f| f.floor_fan.as_mut()) else {
+            return false;
+        };
+        let Ok(packets) = mcx_floor::decode_compound(plain) else {
+            return false; // the controlling server judges it
+        };
+        let mut kept = false;
+        for p in &packets {
+            match p {
+                RtcpPacket::Floor(m) if n.handle_member(ParticipantId(i), m) => kept = true,
+                _ => return false,
+            }
+        }
+        kept
+    }
+
+    /// Sends what the non-controlling function of call `no` has for its
+    /// members, each under its CSK, and sets its retransmission timer.
+    fn drain_floor_fan(&mut self, no: CallNo) {
+        let Some(fan) = self.fanouts.get_mut(&no) else {
+            return;
+        };
+        let Some(n) = fan.floor_fan.as_mut() else {
+            return;
+        };
+        while let Some(t) = n.poll_transmit() {
+            let Some(leg) = fan.legs.get(t.destination.0) else {
+                continue;
+            };
+            if !matches!(leg.state, MemberState::Joined { .. }) {
+                continue;
+            }
+            let member = leg.member.uri.as_str();
+            let out = match self.member_guards.get_mut(member) {
+                Some(g) => match g.protect(&t.contents) {
+                    Ok(p) => p,
+                    Err(_) => continue,
+                },
+                None => t.contents,
+            };
+            self.ua.send(member, Channel::Floor, out);
+        }
+        // A member that never acknowledges is given up on (its call and
+        // its other floor messages go on): nothing more to do about it.
+        while n.poll_event().is_some() {}
+        match n.poll_timeout() {
+            Some(at) => self.agenda.set(&mut fan.timers, no, Timer::Floor, at),
+            None => self.agenda.clear(&mut fan.timers, Timer::Floor),
+        }
+    }
+
+    /// Makes call `no`'s non-controlling floor function, indexed by the
+    /// call's floor SSRC, when the offer announced one.
+    fn start_floor_fan(&mut self, no: CallNo) {
+        let Some(fan) = self.fanouts.get_mut(&no) else {
+            return;
+        };
+        let Some(ssrc) = fan.upstream_floor_ssrc else {
+            return;
+        };
+        let mut config = ArbitratorConfig::new(ssrc);
+        config.ack_required(self.limits.floor_ack_required);
+        fan.floor_fan = Some(NonControlling::new(config));
+        self.leg_floor.entry(ssrc).or_default().push(no);
+    }
+
+    /// Member `i` of call `no` joined: its floor function may owe it a
+    /// Floor Taken (a late joiner).
+    fn join_floor_fan(&mut self, now: Instant, no: CallNo, i: usize) {
+        if let Some(n) = self.fanouts.get_mut(&no).and_then(|f| f.floor_fan.as_mut()) {
+            n.add_member(now, ParticipantId(i));
+        }
+        self.drain_floor_fan(no);
+    }
+
+    /// A leg-wide floor packet of call `no` (authenticated, `plain`) from
+    /// the controlling server: Floor Taken / Floor Idle for every member,
+    /// and one Floor Ack back when it asks for one. Without an SPK two
+    /// legs of one call from one controlling server (two of its groups
+    /// here) cannot be told apart: each takes it (a repeat changes
+    /// nothing), and it is acknowledged once.
+    fn on_leg_floor(&mut self, now: Instant, no: CallNo, ssrc: u32, plain: &[u8]) {
+        let Ok(packets) = mcx_floor::decode_compound(plain) else {
+            return self.floor_drops.count(FloorDrop::Malformed);
+        };
+        let Some(upstream) = self.fanouts.get(&no).map(|f| f.upstream_addr.clone()) else {
+            return;
+        };
+        let nos: Vec<CallNo> = match self.spk {
+            Some(_) => vec![no],
+            None => self
+                .leg_floor
+                .get(&ssrc)
+                .into_iter()
+                .flatten()
+                .copied()
+                .filter(|n| {
+                    self.fanouts
+                        .get(n)
+                        .is_some_and(|f| f.upstream_addr == upstream)
+                })
+                .collect(),
+        };
+        let mut acks = Vec::new();
+        for (k, &n) in nos.iter().enumerate() {
+            let Some(fan) = self.fanouts.get_mut(&n).and_then(|f| f.floor_fan.as_mut()) else {
+                continue;
+            };
+            for p in &packets {
+                let RtcpPacket::Floor(m) = p else { continue };
+                // Only Floor Taken and Floor Idle come leg-wide; anything
+                // else is not the controlling server's to send so, and
+                // changes nothing here.
+                if let Ok(Some(ack)) = fan.handle_upstream(now, m) {
+                    if k == 0 {
+                        acks.push(ack);
+                    }
+                }
+            }
+            self.drain_floor_fan(n);
+        }
+        let Some(fan) = self.fanouts.get_mut(&no) else {
+            return;
+        };
+        for ack in acks {
+            let out = match self.spk.as_ref() {
+                Some(spk) => match fan.floor(spk).map(|g| g.protect(&ack)) {
+                    Some(Ok(p)) => p,
+                    _ => continue,
+                },
+                None => ack,
+            };
+            self.ua.send(&upstream, Channel::Floor, out);
+        }
+    }
+
+    /// A floor packet from a controlling server: for the whole leg of one
+    /// of its calls here (the call's floor SSRC), or for the member whose
+    /// relay SSRC it carries.
+    fn on_floor_from_upstream(&mut self, now: Instant, from: &str, bytes: &[u8]) {
         let Some(ssrc) = crate::rtcp_ssrc(bytes) else {
             return self.floor_drops.count(FloorDrop::Malformed);
         };
-        let calls = self.floor_relays.get(&ssrc).cloned().unwrap_or_default();
+        let leg_wide = self.leg_floor.get(&ssrc).into_iter().flatten();
+        let relayed = self.floor_relays.get(&ssrc).into_iter().flatten();
+        let calls: Vec<(CallNo, bool)> = leg_wide
+            .map(|&n| (n, true))
+            .chain(relayed.map(|&n| (n, false)))
+            .collect();
         let mut drop = None;
         let mut found = None;
-        for no in calls {
+        for (no, wide) in calls {
             let Some(fan) = self
                 .fanouts
                 .get_mut(&no)
@@ -853,10 +1046,10 @@ impl McServer {
                 },
                 None => bytes.to_vec(),
             };
-            found = Some((no, plain));
+            found = Some((no, wide, plain));
             break;
         }
-        let Some((no, plain)) = found else {
+        let Some((no, wide, plain)) = found else {
             match drop {
                 Some(d) => self.floor_drops.count(d),
                 // For a member of a call that ended: absorbed.
@@ -867,6 +1060,9 @@ impl McServer {
             }
             return;
         };
+        if wide {
+            return self.on_leg_floor(now, no, ssrc, &plain);
+        }
         let target = self.fanouts.get(&no).and_then(|f| {
             let leg = f.legs.get(*f.floor_relays.get(&ssrc)?)?;
             matches!(leg.state, MemberState::Joined { .. })
@@ -1435,6 +1631,7 @@ impl McServer {
                 upstream_floor_ssrc: upstream_sdp.as_ref().and_then(|o| o.floor_ssrc),
                 floor: None,
                 floor_relays: HashMap::new(),
+                floor_fan: None,
                 timers: Vec::new(),
                 last_touch: time.instant,
                 started: time.instant,
@@ -1452,6 +1649,7 @@ impl McServer {
             Timer::MaxDuration,
             time.instant + self.limits.max_call_duration,
         );
+        self.start_floor_fan(no);
         if self.limits.answer == AnswerPolicy::Unconfirmed {
             // Answer for the members before they do (they are `pending`).
             self.report(time, no, rng)?;
@@ -1533,6 +1731,7 @@ impl McServer {
             }
             if let Some(ssrc) = ssrc {
                 self.floor_members.entry(ssrc).or_default().push((no, i));
+                self.join_floor_fan(time.instant, no, i);
             }
             if self.fanouts.get(&no).is_some_and(|f| f.reported) {
                 let joined = MemberResult {
@@ -1785,6 +1984,9 @@ impl McServer {
             unindex(&mut self.floor_members, ssrc, |&e| e == (no, i));
         }
         leg.state = MemberState::Left;
+        if let Some(n) = fan.floor_fan.as_mut() {
+            n.remove_member(ParticipantId(i));
+        }
         self.update_route(no, false);
         self.ua
             .respond(from, req, StatusCode::OK, None, Answer::Empty, rng)
@@ -1898,6 +2100,10 @@ impl McServer {
         for &r in fan.floor_relays.keys() {
             unindex(&mut self.floor_relays, r, |&n| n == no);
             self.ended_floor.insert(r, now);
+        }
+        if let (Some(s), Some(_)) = (fan.upstream_floor_ssrc, &fan.floor_fan) {
+            unindex(&mut self.leg_floor, s, |&n| n == no);
+            self.ended_floor.insert(s, now);
         }
         if let Some(u) = self.upstreams.get_mut(&fan.upstream_addr) {
             u.1 = u.1.saturating_sub(1);

@@ -487,6 +487,31 @@ fn no_key_nonce_pair_is_used_twice_between_servers_across_directions_servers_and
         uses.iter().all(|u| u.0 != 0),
         "a packet under the plain SPK keys"
     );
+    // The leg-wide packets (TS 24.380 6.5: Floor Taken and Floor Idle down
+    // once per leg, the MC server's Floor Acks up) are among them, under
+    // each call's floor SSRC — the one the MC servers' packets to their
+    // members carry — in both directions of every leg.
+    let call_ssrcs: std::collections::HashSet<u32> = m
+        .log
+        .iter()
+        .filter(|t| t.channel == Channel::Floor && (t.from == MC_A || t.from == MC_B))
+        .filter(|t| all_members().contains(&t.to))
+        .map(|t| u32::from_be_bytes(t.octets()[4..8].try_into().unwrap()))
+        .collect();
+    assert_eq!(
+        call_ssrcs.len(),
+        3,
+        "one floor SSRC per call: {call_ssrcs:x?}"
+    );
+    let leg_wide: Vec<_> = uses.iter().filter(|u| call_ssrcs.contains(&u.1)).collect();
+    let legs: std::collections::HashSet<usize> = leg_wide.iter().map(|u| u.0).collect();
+    // Taken and Idle down, their two acks up, on 2 legs × 3 calls.
+    assert!(leg_wide.len() >= 24, "{leg_wide:?}");
+    assert_eq!(
+        legs.len(),
+        12,
+        "both directions of all six legs: {leg_wide:?}"
+    );
     // Nothing was dropped on the way.
     assert_eq!(m.ctrl(CTRL).floor_drops().total(), 0);
     assert_eq!(m.mc(MC_A).floor_drops().total(), 0);

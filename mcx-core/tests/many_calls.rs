@@ -224,8 +224,9 @@ fn a_group_of_a_thousand_members_reports_in_the_body() {
     );
     assert_eq!(
         m.ctrl(CTRL).arbitrator(id).unwrap().participants(),
-        1001,
-        "every member admitted to floor control"
+        1002,
+        "every member admitted to floor control, and the leg (its MC server \
+         as non-controlling function)"
     );
     // No header per member: the report fits the 128-header limit easily.
     let report = m

@@ -28,12 +28,12 @@ use crate::message::{self, Field, Message, MessageType, RtcpPacket};
 /// ```
 #[derive(Clone, Debug)]
 pub struct ArbitratorConfig {
-    ssrc: u32,
+    pub(crate) ssrc: u32,
     floor_indicator: FloorIndicator,
     duration: u16,
-    ack_required: bool,
-    retransmit_interval: Duration,
-    max_transmissions: u32,
+    pub(crate) ack_required: bool,
+    pub(crate) retransmit_interval: Duration,
+    pub(crate) max_transmissions: u32,
 }
 
 impl ArbitratorConfig {
@@ -163,6 +163,9 @@ struct Pending {
 #[derive(Clone, Debug)]
 struct Member {
     user_id: String,
+    /// Whether Floor Taken and Floor Idle go to it: false for a receiver
+    /// a non-controlling function represents (it tells it those itself).
+    broadcast: bool,
     next_seq: u16,
     pending: Option<Pending>,
 }
@@ -209,16 +212,17 @@ impl BroadcastArbitrator {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         };
-        a.push_member(initiator.into())?;
+        a.push_member(initiator.into(), true)?;
         Ok(a)
     }
 
-    fn push_member(&mut self, user_id: String) -> Result<ParticipantId, Error> {
+    fn push_member(&mut self, user_id: String, broadcast: bool) -> Result<ParticipantId, Error> {
         Message::new(MessageType::FloorTaken, 0)
             .with(Field::GrantedPartyIdentity(user_id.clone()))
             .to_bytes()?;
         self.members.push(Member {
             user_id,
+            broadcast,
             next_seq: 0,
             pending: None,
         });
@@ -235,11 +239,27 @@ impl BroadcastArbitrator {
         if self.state == ArbitratorState::Ended {
             return Err(self.invalid("add receiver"));
         }
-        let id = self.push_member(user_id.into())?;
+        let id = self.push_member(user_id.into(), true)?;
         if self.state == ArbitratorState::Taken {
             self.send_taken(now, id)?;
         }
         Ok(id)
+    }
+
+    /// Adds a receiver that a non-controlling function represents (TS
+    /// 24.380 6.5: an MC server serving the receiver's group, itself added
+    /// with [`BroadcastArbitrator::add_receiver`] for the whole call leg).
+    /// Floor Taken and Floor Idle reach it from that function, never from
+    /// here: it is sent only the answers to its own messages (Floor Deny
+    /// to its Floor Request, Floor Ack), at any time of the call.
+    pub fn add_represented_receiver(
+        &mut self,
+        user_id: impl Into<String>,
+    ) -> Result<ParticipantId, Error> {
+        if self.state == ArbitratorState::Ended {
+            return Err(self.invalid("add receiver"));
+        }
+        self.push_member(user_id.into(), false)
     }
 
     /// The current state.
@@ -262,6 +282,11 @@ impl BroadcastArbitrator {
         self.members.iter().any(|m| m.pending.is_some())
     }
 
+    /// Whether a message sent to `id` still waits for its Floor Ack.
+    pub fn awaiting_ack(&self, id: ParticipantId) -> bool {
+        self.members.get(id.0).is_some_and(|m| m.pending.is_some())
+    }
+
     fn move_to(&mut self, to: ArbitratorState) {
         debug_assert!(
             self.state.may_move_to(to),
@@ -280,8 +305,8 @@ impl BroadcastArbitrator {
     }
 
     /// Starts the call (TS 24.380 6.3.4.2, implicit floor request of the
-    /// initiator): Floor Granted to the initiator, Floor Taken to everyone
-    /// else.
+    /// initiator): Floor Granted to the initiator, Floor Taken to every
+    /// other receiver (not to represented ones).
     pub fn start(&mut self, now: Instant) -> Result<(), Error> {
         if self.state != ArbitratorState::Setup {
             return Err(self.invalid("start"));
@@ -291,13 +316,16 @@ impl BroadcastArbitrator {
         self.events
             .push_back(ArbitratorEvent::FloorGranted(INITIATOR));
         for i in 1..self.members.len() {
-            self.send_taken(now, ParticipantId(i))?;
+            if self.members[i].broadcast {
+                self.send_taken(now, ParticipantId(i))?;
+            }
         }
         Ok(())
     }
 
     /// Ends the call (e.g. the initiator left at the SIP level): Floor
-    /// Idle to everyone and [`ArbitratorEvent::CallEnded`].
+    /// Idle to everyone (but represented receivers) and
+    /// [`ArbitratorEvent::CallEnded`].
     pub fn end_call(&mut self, now: Instant) -> Result<(), Error> {
         if self.state == ArbitratorState::Ended {
             return Err(self.invalid("end call"));
@@ -306,7 +334,9 @@ impl BroadcastArbitrator {
         self.move_to(ArbitratorState::Ended);
         if started {
             for i in 0..self.members.len() {
-                self.send_idle(now, ParticipantId(i))?;
+                if self.members[i].broadcast {
+                    self.send_idle(now, ParticipantId(i))?;
+                }
             }
         }
         self.events.push_back(ArbitratorEvent::CallEnded);

@@ -12,6 +12,10 @@
 //! - **Broadcast arbitrator** ([`BroadcastArbitrator`], TS 24.380 6.3
 //!   subset): the floor control server of a temporary group – broadcast
 //!   group call, where only the initiator is ever granted the floor.
+//! - **Non-controlling function** ([`NonControlling`], TS 24.380 6.5
+//!   subset): an MC server's floor control server towards its own members
+//!   for the Floor Taken / Floor Idle the arbitrator sends once per call
+//!   leg ([`BroadcastArbitrator::add_represented_receiver`]).
 //! - **Code tables** ([`RejectCause`], [`RevokeCause`], [`Source`],
 //!   [`FloorIndicator`]).
 //!
@@ -31,6 +35,7 @@ mod arbitrator;
 mod codes;
 mod error;
 pub mod message;
+mod non_controlling;
 mod participant;
 
 pub use arbitrator::{
@@ -40,4 +45,5 @@ pub use arbitrator::{
 pub use codes::{FloorIndicator, RejectCause, RevokeCause, Source};
 pub use error::{DecodeError, DecodeErrorKind, EncodeError, Error};
 pub use message::{Field, Message, MessageType, OtherPacket, RtcpPacket, decode_compound};
+pub use non_controlling::{NonControlling, NonControllingEvent};
 pub use participant::{Participant, ParticipantConfig, ParticipantEvent, ParticipantState};

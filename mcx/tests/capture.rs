@@ -441,6 +441,8 @@ struct FloorPacket {
     to: String,
     packet_type: Option<String>,
     subtype: Option<String>,
+    /// The first packet's SSRC (in clear in SRTCP).
+    ssrc: Option<String>,
     /// Every APP name tshark read in the datagram.
     names: Vec<String>,
 }
@@ -466,11 +468,14 @@ fn floor_packets(ts: &common::tshark::Tshark) -> Vec<FloorPacket> {
             "rtcp.pt",
             "rtcp.app.subtype",
             "rtcp.app.name",
+            // An APP packet's SSRC (tshark files it under this name, not
+            // rtcp.senderssrc).
+            "rtcp.ssrc.identifier",
         ],
     )
     .into_iter()
     .map(|r| {
-        let [from, to, types, subtypes, names] = &r[..] else {
+        let [from, to, types, subtypes, names, ssrcs] = &r[..] else {
             unreachable!()
         };
         let packet_type = types.first().cloned();
@@ -485,6 +490,7 @@ fn floor_packets(ts: &common::tshark::Tshark) -> Vec<FloorPacket> {
             to: to.first().cloned().unwrap_or_default(),
             packet_type,
             subtype,
+            ssrc: ssrcs.first().cloned(),
             names: names.clone(),
         }
     })
@@ -756,6 +762,9 @@ fn check_call(transport: &str) {
     // each member (through its MC server), Floor Release 4 from the
     // initiator, Floor Idle 21, Floor Ack 10. Compared as sets of
     // (from, to) port pairs: a late Floor Ack may cause a retransmission.
+    // Floor Taken goes once per leg to each MC server (TS 24.380 6.5,
+    // docs/core.md), under the call's floor SSRC, and each MC server sends
+    // it on to its members.
     let floor = floor_packets(&ts.tool());
     assert!(!floor.is_empty(), "no floor control");
     for f in &floor {
@@ -764,6 +773,7 @@ fn check_call(transport: &str) {
             Some(RTCP_APP),
             "a floor packet that is no RTCP APP: {f:?}"
         );
+        assert!(f.ssrc.is_some(), "a floor packet without its SSRC: {f:?}");
         // (An encrypted name is 4 random octets: tshark may print them.)
         assert!(
             !f.names.iter().any(|n| n == "MCPT"),
@@ -815,7 +825,36 @@ fn check_call(transport: &str) {
         BTreeSet::from([(dispatcher, ctrl.clone())]),
         "Floor Release"
     );
+    // Leg-wide: the controlling server's Floor Taken to either MC server
+    // carries the call's floor SSRC — the one the MC servers' own Floor
+    // Taken to their members carry — not a member's relay SSRC.
+    let ssrcs = |subtype: &str, from: &[&String], to: &[&String]| -> BTreeSet<String> {
+        floor
+            .iter()
+            .filter(|f| f.subtype.as_deref() == Some(subtype))
+            .filter(|f| from.contains(&&f.from) && to.contains(&&f.to))
+            .map(|f| f.ssrc.clone().unwrap_or_default())
+            .collect()
+    };
+    let member_ports: Vec<String> = p.floor_ports[2..].iter().map(u16::to_string).collect();
+    let member_ports: Vec<&String> = member_ports.iter().collect();
+    let call_ssrc = ssrcs("18", &[&mc_a, &mc_b], &member_ports);
+    assert_eq!(call_ssrc.len(), 1, "Floor Taken to members: {call_ssrc:?}");
+    assert_eq!(
+        ssrcs("18", &[&ctrl], &[&mc_a, &mc_b]),
+        call_ssrc,
+        "Floor Taken between servers is leg-wide\nall floor packets: {floor:#?}"
+    );
+    // The MC servers acknowledge it (under the same SSRC); the members'
+    // Floor Acks of their MC server's Floor Taken end there.
     let acks = hops("10");
+    assert!(acks.contains(&(mc_a.clone(), ctrl.clone())), "{acks:?}");
+    assert!(acks.contains(&(mc_b.clone(), ctrl.clone())), "{acks:?}");
+    assert_eq!(
+        ssrcs("10", &[&mc_a, &mc_b], &[&ctrl]),
+        call_ssrc,
+        "Floor Acks up are the MC servers' own\nall floor packets: {floor:#?}"
+    );
     for (mc, m) in via(members_a, &mc_a)
         .into_iter()
         .chain(via(members_b, &mc_b))
