@@ -122,13 +122,12 @@ fn count(msgs: &[Message], t: MessageType) -> usize {
 
 /// A floor packet from stub `member` to its MC server.
 fn from_member(m: &mut Mesh, member: &str, server: &str, msg: Message) {
-    m.inject(Transmit {
-        from: member.into(),
-        to: server.into(),
-        channel: Channel::Floor,
-        contents: msg.to_bytes().unwrap(),
-        sip: None,
-    });
+    m.inject(Transmit::of_octets(
+        member.into(),
+        server.into(),
+        Channel::Floor,
+        msg.to_bytes().unwrap(),
+    ));
 }
 
 fn ack_of(t: MessageType) -> Message {
