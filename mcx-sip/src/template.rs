@@ -23,9 +23,9 @@ use crate::message::{MAGIC_COOKIE, Method, Request, check_nonempty_token, is_tok
 pub enum Slot {
     /// The top Via's branch: the last thing of the top Via's value
     /// (required: it keys the client transaction). A token with the
-    /// magic cookie.
+    /// magic cookie, without `%`.
     Branch,
-    /// The From tag: a token.
+    /// The From tag: a token without `%`.
     FromTag,
     /// The whole To value (a name-addr or addr-spec the caller checked).
     To,
@@ -50,12 +50,22 @@ impl Slot {
     fn admits(self, v: &str) -> bool {
         !v.is_empty()
             && match self {
-                Self::Branch => v.starts_with(MAGIC_COOKIE) && v.bytes().all(is_token_byte),
-                Self::FromTag => v.bytes().all(is_token_byte),
+                // Not `%`, although a token octet: parsers that read
+                // escapes in parameters (ezk-sip-types, so ours) refuse a
+                // branch with a `%` not followed by two hex digits, and
+                // read a tag's `%00` as a NUL.
+                Self::Branch => v.starts_with(MAGIC_COOKIE) && v.bytes().all(param_byte),
+                Self::FromTag => v.bytes().all(param_byte),
                 Self::CallId => v.bytes().all(|b| is_token_byte(b) || b == b'@'),
                 Self::To => !v.bytes().any(|b| b.is_ascii_control()),
             }
     }
+}
+
+/// A token octet (RFC 3261 25.1) but `%`: a parameter value that every
+/// parser reads as written.
+fn param_byte(b: u8) -> bool {
+    is_token_byte(b) && b != b'%'
 }
 
 /// A request encoded once, cut at its [`Slot`]s.

@@ -118,11 +118,13 @@ fn values_that_could_change_the_message_are_refused() {
     let t = template();
     let ok = ["<sip:m@example.org>", "z9hG4bK1", "t", "c@h"];
     assert!(t.fill(&ok).is_ok());
-    let cases: [(usize, &str, &str); 8] = [
+    let cases: [(usize, &str, &str); 10] = [
         (0, "<sip:m@example.org>\r\nX-Injected: 1", "To"),
         (0, "", "To"),
         (1, "abc", "Via branch"),
         (1, "z9hG4bK1;received=1", "Via branch"),
+        (1, "z9hG4bK%Q1", "Via branch"),
+        (2, "t%00", "From tag"),
         (2, "t\r\n", "From tag"),
         (2, "t t", "From tag"),
         (3, "c@h\r\nVia: x", "Call-ID"),
@@ -274,6 +276,54 @@ fn an_encoded_ack_is_the_ack_the_dialog_builds() {
             built.set_top_via_sent_by("UDP", "10.0.0.1:5062").unwrap();
             encoded.set_top_via("UDP", "10.0.0.1:5062").unwrap();
             assert_eq!(encoded.bytes(), &built.to_bytes()[..]);
+        }
+    }
+}
+
+/// The head's lines (CRLF-separated, up to the empty line).
+fn head_lines(bytes: &[u8]) -> Vec<&[u8]> {
+    let end = bytes.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    bytes[..end].split(|&b| b == b'\n').collect()
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+    /// Whatever the values (the To a name-addr, as the caller checks it),
+    /// a filled template is refused or is one well-formed message that
+    /// reads back those values where they belong.
+    #[test]
+    fn any_values_are_refused_or_read_back_in_place(
+        to in r#"(<sip:[a-z0-9.]{1,12}@[a-z.]{1,8}(;[a-z]{1,4}=[a-z0-9]{1,4})?>|"[ a-zA-Z]{0,8}" <sip:[a-z]{1,8}@x>)"#,
+        branch in r#"(z9hG4bK[a-zA-Z0-9.!%*_+`'~-]{0,16}|[ -~]{0,12}|z9hG4bK.{0,4}[\r\n;, ].{0,4})"#,
+        tag in r#"([a-zA-Z0-9.!%*_+`'~-]{1,16}|[ -~]{0,10}|.{0,4}[\r\n].{0,4})"#,
+        call_id in r#"([a-zA-Z0-9.!%*_+`'~-]{1,16}(@[a-z.]{1,8})?|[ -~]{0,12}|.{0,4}[\r\n].{0,4})"#,
+    ) {
+        let t = template();
+        if let Ok(f) = t.fill(&[&to, &branch, &tag, &call_id]) {
+            let Ok(Message::Request(r)) = mcx_sip::parse_datagram(f.bytes(), &Limits::UDP) else {
+                panic!("a filled template does not parse: {:?}", String::from_utf8_lossy(f.bytes()));
+            };
+            proptest::prop_assert_eq!(r.header("To"), Some(to.as_str()));
+            proptest::prop_assert_eq!(r.call_id().unwrap(), call_id.as_str());
+            let from_tag = r.from().unwrap().tag;
+            let via_branch = r.top_via().unwrap().branch;
+            proptest::prop_assert_eq!(from_tag, Some(tag.clone()));
+            proptest::prop_assert_eq!(via_branch, Some(branch.clone()));
+            proptest::prop_assert_eq!(r.headers().len(), invite(BRANCH, TAG, TO, CALL_ID).headers().len());
+        }
+    }
+
+    /// Any To at all (its syntax is the caller's to check): refused, or
+    /// the head keeps its lines and the To line is that value.
+    #[test]
+    fn no_to_adds_or_changes_a_line(to in r#"([ -~]{0,16}|.{0,6}[\r\n\x00\t\x7f].{0,6})"#) {
+        let t = template();
+        if let Ok(f) = t.fill(&[&to, "z9hG4bK1", "t", "c@h"]) {
+            let lines = head_lines(f.bytes());
+            let template_lines = head_lines(t.fill(&[TO, "z9hG4bK1", "t", "c@h"]).unwrap().bytes()).len();
+            proptest::prop_assert_eq!(lines.len(), template_lines);
+            let to_line = format!("To: {to}\r");
+            proptest::prop_assert!(lines.contains(&to_line.as_bytes()));
         }
     }
 }
