@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use mcx_floor::{ArbitratorConfig, NonControlling, ParticipantId, RtcpPacket};
+use mcx_floor::{ArbitratorConfig, NonControlling, NonControllingEvent, ParticipantId, RtcpPacket};
 use mcx_ibc::kms::{CommunityPublic, UserKeys};
 use mcx_ibc::sakke::ReceiverKey;
 use mcx_idms::jwt::TokenVerifier;
@@ -72,6 +72,18 @@ pub enum McServerEvent {
         group_id: String,
         /// Why.
         reason: String,
+    },
+    /// A member never acknowledged the Floor Taken or Floor Idle this
+    /// server sent it as the leg's non-controlling floor function, after
+    /// every transmission (TS 24.380 6.5): no more are sent; its call
+    /// goes on.
+    FloorAckTimeout {
+        /// The group.
+        group_id: String,
+        /// The member.
+        member: String,
+        /// The unacknowledged message.
+        message_type: mcx_floor::MessageType,
     },
 }
 
@@ -919,8 +931,20 @@ impl McServer {
             self.ua.send(member, Channel::Floor, out);
         }
         // A member that never acknowledges is given up on (its call and
-        // its other floor messages go on): nothing more to do about it.
-        while n.poll_event().is_some() {}
+        // its other floor messages go on); the application hears of it.
+        while let Some(e) = n.poll_event() {
+            let NonControllingEvent::AckTimeout {
+                member,
+                message_type,
+            } = e;
+            if let Some(leg) = fan.legs.get(member.0) {
+                self.events.push_back(McServerEvent::FloorAckTimeout {
+                    group_id: fan.group_id.clone(),
+                    member: leg.member.uri.clone(),
+                    message_type,
+                });
+            }
+        }
         match n.poll_timeout() {
             Some(at) => self.agenda.set(&mut fan.timers, no, Timer::Floor, at),
             None => self.agenda.clear(&mut fan.timers, Timer::Floor),

@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use common::*;
 use mcx_core::{
-    AnswerPolicy, Channel, ControllingEvent, McServer, McServerLimits, TemporaryGroup, Transmit,
+    AnswerPolicy, Channel, ControllingEvent, McServer, McServerEvent, McServerLimits,
+    TemporaryGroup, Transmit,
 };
 use mcx_floor::{
     ArbitratorEvent, Field, FloorIndicator, Message, MessageType, RejectCause, Source,
@@ -227,6 +228,20 @@ fn a_silent_member_gets_three_transmissions_and_an_acking_one_no_more_and_its_ac
     );
     assert_eq!(m.ctrl(CTRL).stray_floor_packets(), 0);
     assert_eq!(m.mc(MC_A).floor_drops().total(), 0);
+    // The MC server tells its application of each silent member, once.
+    let timed_out: Vec<String> = m
+        .mc_events(MC_A)
+        .into_iter()
+        .filter_map(|e| match e {
+            McServerEvent::FloorAckTimeout {
+                member,
+                message_type: MessageType::FloorTaken,
+                ..
+            } => Some(member),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(timed_out, g.a[1..].to_vec());
     assert!(m.errors.is_empty(), "{:?}", m.errors);
 }
 

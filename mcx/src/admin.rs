@@ -353,6 +353,8 @@ pub(crate) fn observe_mc_server(metrics: &Metrics, role: &str, e: &McServerEvent
             }
         },
         McServerEvent::CallEnded { .. } => metrics.call(role, CallOutcome::Ended),
+        // The label the arbitrator's AckTimeout has at the controlling server.
+        McServerEvent::FloorAckTimeout { .. } => metrics.floor_event(role, "ack_timeout"),
         _ => {}
     }
 }
@@ -375,7 +377,31 @@ pub(crate) fn observe_client(metrics: &Metrics, role: &str, e: &ClientEvent) {
 
 #[cfg(test)]
 mod tests {
-    use super::event_label;
+    use super::{event_label, observe_mc_server};
+
+    /// A member's floor ack timeout at an MC server is counted under the
+    /// label the controlling server's arbitrator timeouts have.
+    #[test]
+    fn an_mc_servers_floor_ack_timeout_is_a_floor_event() {
+        let metrics = mcx_metrics::Metrics::new();
+        let e = mcx_core::McServerEvent::FloorAckTimeout {
+            group_id: "sip:g@x".into(),
+            member: "sip:m@x".into(),
+            message_type: mcx_floor::MessageType::FloorTaken,
+        };
+        observe_mc_server(&metrics, "mcs", &e);
+        observe_mc_server(&metrics, "mcs", &e);
+        let text = metrics.encode().unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.contains("floor_events") && l.contains("ack_timeout"))
+            .unwrap_or_else(|| panic!("no ack_timeout line in {text}"));
+        assert!(line.ends_with(" 2"), "{line}");
+        assert_eq!(
+            event_label("AckTimeout { participant: ParticipantId(3) }"),
+            "ack_timeout"
+        );
+    }
 
     #[test]
     fn floor_event_labels() {
