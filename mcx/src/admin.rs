@@ -377,6 +377,8 @@ pub(crate) fn observe_client(metrics: &Metrics, role: &str, e: &ClientEvent) {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::{event_label, observe_mc_server};
 
     /// A member's floor ack timeout at an MC server is counted under the
