@@ -81,8 +81,10 @@ pub struct RequestTemplate {
     /// Per cut: the length of its header line without the value, for the
     /// line-length limit.
     line_rest: Vec<usize>,
-    /// Where the top Via's value starts in `text`; it ends at the branch.
-    via_start: usize,
+    /// The cut of the branch, which ends the top Via's value, and the
+    /// length of that value before the branch (no slot in it).
+    branch_cut: usize,
+    via_head: usize,
     limits: Limits,
     method: Method,
     cseq: u32,
@@ -163,7 +165,7 @@ impl RequestTemplate {
             .strip_suffix(marker)
             .filter(|h| h.starts_with("SIP/2.0/"))
             .ok_or(BuildError::Malformed("Via branch"))?;
-        let via_start = cuts[branch_cut]
+        cuts[branch_cut]
             .checked_sub(head.len())
             .filter(|&s| text.get(s..cuts[branch_cut]) == Some(head.as_bytes()))
             .ok_or(BuildError::Malformed("Via branch"))?;
@@ -184,7 +186,8 @@ impl RequestTemplate {
             cuts,
             slots,
             line_rest,
-            via_start,
+            branch_cut,
+            via_head: head.len(),
             limits,
             method: req.method().clone(),
             cseq,
@@ -192,9 +195,7 @@ impl RequestTemplate {
             call_id,
         })
     }
-}
 
-impl RequestTemplate {
     /// The request for one recipient: `values` in the order of the slots
     /// given to [`RequestTemplate::new`].
     ///
@@ -231,18 +232,11 @@ impl RequestTemplate {
         let mut bytes = Vec::with_capacity(size);
         let mut from = 0;
         let mut via = 0..0;
-        let branch_cut = self
-            .slots
-            .iter()
-            .find_map(|&(s, c)| (s == Slot::Branch).then_some(c));
         for (cut, (&at, v)) in self.cuts.iter().zip(at_cut).enumerate() {
-            if from <= self.via_start && self.via_start <= at {
-                via.start = bytes.len() + (self.via_start - from);
-            }
             bytes.extend_from_slice(&self.text[from..at]);
             bytes.extend_from_slice(v.as_bytes());
-            if branch_cut == Some(cut) {
-                via.end = bytes.len();
+            if cut == self.branch_cut {
+                via = bytes.len() - v.len() - self.via_head..bytes.len();
             }
             from = at;
         }

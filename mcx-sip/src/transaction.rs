@@ -278,16 +278,16 @@ struct Tx {
 }
 
 impl Tx {
-    /// A client transaction's request: kept as a value, or parsed from the
-    /// octets sent ([`TransactionLayer::send_encoded`] keeps no value; only
-    /// rare paths get here). `None` for a server transaction.
-    fn client_request(&self) -> Option<Request> {
+    /// Takes a client transaction's request: the value kept, or parsed from
+    /// the octets sent ([`TransactionLayer::send_encoded`] keeps no value;
+    /// only rare paths get here). `None` for a server transaction.
+    fn take_client_request(&mut self) -> Option<Request> {
         if self.key.role != Role::Client {
             return None;
         }
-        self.request.clone().or_else(|| {
-            let b = self.last.as_ref()?;
-            match crate::framing::parse_datagram_bytes(b.clone(), &crate::framing::Limits::TCP) {
+        self.request.take().or_else(|| {
+            let b = self.last.clone()?;
+            match crate::framing::parse_datagram_bytes(b, &crate::framing::Limits::TCP) {
                 Ok(Message::Request(r)) => Some(r),
                 _ => None,
             }
@@ -646,10 +646,15 @@ impl TransactionLayer {
         if method == Method::Ack {
             return Err(TxError::AckTransaction);
         }
-        let key = Some(req.branch().to_owned())
-            .filter(|b| b.starts_with(MAGIC_COOKIE))
-            .and_then(|b| client_key_of(Some(b), method.clone()))
-            .ok_or(TxError::BadRequest(ParseError::BadHeader("Via")))?;
+        if !req.branch().starts_with(MAGIC_COOKIE) {
+            return Err(TxError::BadRequest(ParseError::BadHeader("Via")));
+        }
+        let key = TxKey {
+            role: Role::Client,
+            branch: req.branch().to_owned(),
+            sent_by: String::new(),
+            method: method.clone(),
+        };
         if self.slot_of.contains_key(&key) {
             return Err(TxError::InvalidState);
         }
@@ -667,13 +672,13 @@ impl TransactionLayer {
 
     /// The driver could not send for this transaction: it ends with [`Event::TransportError`].
     pub fn handle_transport_error(&mut self, key: &TxKey) {
-        if let Some(tx) = self
+        if let Some(mut tx) = self
             .slot_of
             .get(key)
             .copied()
             .and_then(|slot| self.end(slot))
         {
-            let request = tx.client_request();
+            let request = tx.take_client_request();
             self.events.push_back(Event::TransportError {
                 key: tx.key,
                 request,
@@ -723,8 +728,7 @@ impl TransactionLayer {
                     tx.clear_all();
                     // The request goes with its final response: the TU got that response,
                     // so a later transport error has nothing to report (no 503).
-                    let request = tx.client_request();
-                    tx.request = None;
+                    let request = tx.take_client_request();
                     tx.last = None;
                     if let Some(ack) = request.and_then(|r| ack_for_non2xx(&r, &resp).ok()) {
                         let b = Bytes::from(ack.to_bytes());
@@ -981,8 +985,8 @@ impl TransactionLayer {
         }
         match end {
             Some(true) => {
-                if let Some(tx) = self.end(slot) {
-                    let request = tx.client_request();
+                if let Some(mut tx) = self.end(slot) {
+                    let request = tx.take_client_request();
                     self.events.push_back(Event::Timeout {
                         key: tx.key,
                         request,
