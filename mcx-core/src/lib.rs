@@ -60,6 +60,7 @@ mod copies;
 mod error;
 mod floor_guard;
 mod gmks;
+mod hashed;
 mod info;
 mod link;
 mod mc_server;

@@ -22,7 +22,7 @@
 //! deadline-ordered indexes ([`Agenda`]), and it drops a transaction's
 //! state when the layer reports [`Event::Terminated`], never by scanning.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -34,6 +34,7 @@ use mcx_sip::{
 
 use crate::Error;
 use crate::agenda::{Agenda, Slot};
+use crate::hashed::{CallSeq, CallSeqRef, HashedMap};
 
 /// How long the role may take to give a final response to a non-INVITE
 /// request before the link answers 500 itself (in units of T1; the
@@ -190,18 +191,20 @@ pub struct SipLink {
     // The records below are found by whole key only: hashed, because an
     // ordered map compared branches and Call-IDs (long common prefixes)
     // at every level, a tenth of an MC server's time at 400 members.
-    clients: HashMap<TxKey, ClientTx>,
-    servers: HashMap<TxKey, ServerTx>,
+    // Each entry keeps its hash (`HashedMap`): no rehashing of keys as
+    // records churn, hashes compared before keys.
+    clients: HashedMap<TxKey, ClientTx>,
+    servers: HashedMap<TxKey, ServerTx>,
     /// By (Call-ID, CSeq number).
-    accepted: HashMap<(String, u32), Accepted>,
+    accepted: HashedMap<CallSeq, Accepted>,
     /// By (Call-ID, CSeq number).
-    acks: HashMap<(String, u32), SentAck>,
+    acks: HashedMap<CallSeq, SentAck>,
     /// Timers that do something: 2xx retransmissions, unanswered requests.
     wake: Agenda<Wake>,
     /// Ends of `accepted` and `acks` records (dropped on every input too).
     expiry: Agenda<Expiry>,
     /// By Call-ID.
-    dialogs: HashMap<String, DialogPeer>,
+    dialogs: HashedMap<String, DialogPeer>,
     /// Call-IDs of `dialogs` by `DialogPeer::seq`, oldest first (eviction).
     dialog_order: BTreeMap<u64, String>,
     dialog_seq: u64,
@@ -230,13 +233,13 @@ impl SipLink {
             local,
             sent_by: local.addr.to_string(),
             layer: TransactionLayer::new(timers),
-            clients: HashMap::new(),
-            servers: HashMap::new(),
-            accepted: HashMap::new(),
-            acks: HashMap::new(),
+            clients: HashedMap::default(),
+            servers: HashedMap::default(),
+            accepted: HashedMap::default(),
+            acks: HashedMap::default(),
             wake: Agenda::new(),
             expiry: Agenda::new(),
-            dialogs: HashMap::new(),
+            dialogs: HashedMap::default(),
             dialog_order: BTreeMap::new(),
             dialog_seq: 0,
             transmits: VecDeque::new(),
@@ -713,7 +716,7 @@ impl SipLink {
             self.stats.stray += 1;
             return;
         };
-        let Some(a) = self.accepted.get_mut(&(call_id.to_owned(), cseq)) else {
+        let Some(a) = self.accepted.get_mut(&CallSeqRef(call_id, cseq)) else {
             self.stats.stray += 1;
             return;
         };
@@ -755,7 +758,7 @@ impl SipLink {
             if tx.ok_tags.iter().any(|t| t == tag) {
                 // A retransmitted 2xx: ACK again, do not bother the role.
                 let cseq = resp.cseq().map_or(0, |(n, _)| n);
-                if let Some(ack) = self.acks.get(&(call_id.to_owned(), cseq)) {
+                if let Some(ack) = self.acks.get(&CallSeqRef(call_id, cseq)) {
                     let (remote, bytes) = (ack.remote, ack.bytes.clone());
                     self.stats.reacked += 1;
                     self.push_transmit(remote, bytes);
@@ -836,7 +839,7 @@ impl SipLink {
     fn remember_dialog(&mut self, call_id: &str, uri: String) {
         if !self.dialogs.contains_key(call_id) && self.dialogs.len() >= MAX_DIALOGS {
             if let Some((_, oldest)) = self.dialog_order.pop_first() {
-                self.dialogs.remove(&oldest);
+                self.dialogs.remove(oldest.as_str());
             }
         }
         self.dialog_seq += 1;

@@ -25,6 +25,7 @@ mod framing;
 pub mod headers;
 mod message;
 mod multipart;
+mod slot_index;
 mod slots;
 mod template;
 mod transaction;

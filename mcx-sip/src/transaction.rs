@@ -15,7 +15,7 @@
 //! transaction that ends without a response or timeout to report says so with
 //! [`Event::Terminated`], so the TU never has to scan for ended transactions.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,7 @@ use bytes::Bytes;
 
 use crate::error::{ParseError, TxError};
 use crate::message::{MAGIC_COOKIE, Message, Method, Request, Response, StatusCode};
+use crate::slot_index::SlotIndex;
 use crate::slots::Slots;
 
 /// The transport a message travels on. Only unreliable transports retransmit (RFC 3261 17.1.1.2).
@@ -273,6 +274,8 @@ struct Tx {
     id: u64,
     /// Its key (to remove it from [`TransactionLayer::slot_of`] when a timer ends it).
     key: TxKey,
+    /// The hash `key` is filed under in [`TransactionLayer::slot_of`].
+    hash: u64,
     /// The deadline under which this transaction is in the timer index (always `next()`'s).
     indexed: Option<Instant>,
 }
@@ -332,7 +335,7 @@ pub struct TransactionLayer {
     /// The slot in `slots` of each live transaction. Hashed, not ordered: every lookup is by
     /// whole key, and ordering keys compared branches (long common prefixes) at every tree
     /// level.
-    slot_of: HashMap<TxKey, usize>,
+    slot_of: SlotIndex,
     /// The transactions, by slot. Kept apart from the hashed keys: growing the table then moves
     /// keys and slot numbers, not whole records (at a 10,000-member fan-out that rehash, and the
     /// fresh pages it touched, were a quarter of an MC server's time), and freed slots are
@@ -355,7 +358,9 @@ impl std::fmt::Debug for TransactionLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TransactionLayer")
             .field("transactions", &{
-                let mut keys = self.slot_of.keys().collect::<Vec<_>>();
+                let mut keys = (self.slot_of.slots())
+                    .filter_map(|slot| self.slots.get(slot).map(|t| &t.key))
+                    .collect::<Vec<_>>();
                 keys.sort();
                 keys
             })
@@ -435,7 +440,7 @@ impl TransactionLayer {
     pub fn new(timers: Timers) -> Self {
         Self {
             timers,
-            slot_of: HashMap::new(),
+            slot_of: SlotIndex::default(),
             slots: Slots::default(),
             index: BTreeMap::new(),
             next_id: 0,
@@ -460,21 +465,35 @@ impl TransactionLayer {
     }
 
     fn get(&self, key: &TxKey) -> Option<&Tx> {
-        self.slots.get(*self.slot_of.get(key)?)
+        self.slots
+            .get(self.slot_hashed(self.slot_of.hash(key), key)?)
+    }
+
+    /// The slot of the live transaction of `key`, hashed to `hash`.
+    fn slot_hashed(&self, hash: u64, key: &TxKey) -> Option<usize> {
+        let slots = &self.slots;
+        self.slot_of
+            .get(hash, key, |slot| slots.get(slot).map(|t| &t.key))
     }
 
     /// The live transaction of `key` and its slot: one lookup, then the slot
     /// serves every later step of the same input ([`TransactionLayer::reindex`]).
     fn find_mut(&mut self, key: &TxKey) -> Option<(usize, &mut Tx)> {
-        let slot = *self.slot_of.get(key)?;
+        self.find_hashed_mut(self.slot_of.hash(key), key)
+    }
+
+    /// [`TransactionLayer::find_mut`] for a key already hashed.
+    fn find_hashed_mut(&mut self, hash: u64, key: &TxKey) -> Option<(usize, &mut Tx)> {
+        let slot = self.slot_hashed(hash, key)?;
         Some((slot, self.slots.get_mut(slot)?))
     }
 
-    /// Stores a new transaction (its key not live) in a free slot or a new one.
+    /// Stores a new transaction (its key, hashed to `tx.hash`, not live) in a
+    /// free slot or a new one.
     fn insert(&mut self, tx: Tx) {
-        let key = tx.key.clone();
+        let hash = tx.hash;
         let slot = self.slots.insert(tx);
-        self.slot_of.insert(key, slot);
+        self.slot_of.insert(hash, slot);
         self.reindex(slot);
     }
 
@@ -500,12 +519,13 @@ impl TransactionLayer {
         let branch = via.branch.clone().filter(|b| b.starts_with(MAGIC_COOKIE));
         let key = client_key_of(branch, method)
             .ok_or(TxError::BadRequest(ParseError::BadHeader("Via")))?;
-        if self.slot_of.contains_key(&key) {
+        let hash = self.slot_of.hash(&key);
+        if self.slot_hashed(hash, &key).is_some() {
             return Err(TxError::InvalidState);
         }
         let bytes = Bytes::from(req.to_bytes());
         let invite = *req.method() == Method::Invite;
-        self.start_client(now, to, key.clone(), invite, Some(req), bytes);
+        self.start_client(now, to, (key.clone(), hash), invite, Some(req), bytes);
         Ok(key)
     }
 
@@ -513,7 +533,7 @@ impl TransactionLayer {
         &mut self,
         now: Instant,
         to: Remote,
-        key: TxKey,
+        (key, hash): (TxKey, u64),
         invite: bool,
         request: Option<Request>,
         bytes: Bytes,
@@ -539,6 +559,7 @@ impl TransactionLayer {
             id: self.next_id,
             indexed: None,
             key,
+            hash,
         };
         self.next_id += 1;
         if !to.transport.is_reliable() {
@@ -655,11 +676,13 @@ impl TransactionLayer {
             sent_by: String::new(),
             method: method.clone(),
         };
-        if self.slot_of.contains_key(&key) {
+        let hash = self.slot_of.hash(&key);
+        if self.slot_hashed(hash, &key).is_some() {
             return Err(TxError::InvalidState);
         }
         let bytes = Bytes::from(req.into_bytes());
-        self.start_client(now, to, key.clone(), method == Method::Invite, None, bytes);
+        let invite = method == Method::Invite;
+        self.start_client(now, to, (key.clone(), hash), invite, None, bytes);
         Ok(key)
     }
 
@@ -673,9 +696,7 @@ impl TransactionLayer {
     /// The driver could not send for this transaction: it ends with [`Event::TransportError`].
     pub fn handle_transport_error(&mut self, key: &TxKey) {
         if let Some(mut tx) = self
-            .slot_of
-            .get(key)
-            .copied()
+            .slot_hashed(self.slot_of.hash(key), key)
             .and_then(|slot| self.end(slot))
         {
             let request = tx.take_client_request();
@@ -787,7 +808,8 @@ impl TransactionLayer {
         let Ok(key) = server_key(&req) else { return };
         let t = self.timers;
         let is_ack = *req.method() == Method::Ack;
-        if let Some((slot, tx)) = self.find_mut(&key) {
+        let hash = self.slot_of.hash(&key);
+        if let Some((slot, tx)) = self.find_hashed_mut(hash, &key) {
             let reliable = tx.reliable();
             let mut resend = None;
             let mut terminate = false;
@@ -857,6 +879,7 @@ impl TransactionLayer {
             id: self.next_id,
             indexed: None,
             key: key.clone(),
+            hash,
         };
         self.next_id += 1;
         if invite {
@@ -916,7 +939,7 @@ impl TransactionLayer {
     /// transaction if one was there (its key moves into the caller's event, not cloned).
     fn end(&mut self, slot: usize) -> Option<Tx> {
         let tx = self.slots.take(slot)?;
-        self.slot_of.remove(&tx.key);
+        self.slot_of.remove(tx.hash, slot);
         if let Some(at) = tx.indexed {
             self.index.remove(&(at, tx.id));
         }
@@ -1076,6 +1099,7 @@ mod tests {
             id: 0,
             indexed: None,
             key: client_key_of(Some("z9hG4bK1".into()), Method::Invite).unwrap(),
+            hash: 0,
         };
         let scan = |tx: &Tx| {
             ALL_TIMERS
