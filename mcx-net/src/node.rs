@@ -1243,7 +1243,10 @@ impl<R: Role> Driver<R> {
                     let _ = relay.send(r);
                 }
             }
-            while let Some(t) = self.role.poll_transmit() {
+            // One reading of the clock for the batch: the link's timers
+            // are hundreds of milliseconds, the batch microseconds.
+            let now = Instant::now();
+            while let Some(mut t) = self.role.poll_transmit() {
                 progressed = true;
                 let peer = self.directory.peer(&t.to).copied();
                 match t.channel {
@@ -1263,8 +1266,9 @@ impl<R: Role> Driver<R> {
                         };
                         // The role's message as a value or encoded when it
                         // gave one: the link then parses nothing.
-                        let to = t.to.clone();
-                        if let Err(e) = self.link.send_transmit(Instant::now(), remote, t) {
+                        // The link reads no URI: it is kept for the warning.
+                        let to = std::mem::take(&mut t.to);
+                        if let Err(e) = self.link.send_transmit(now, remote, t) {
                             tracing::warn!("SIP to {to}: {e}");
                         }
                     }
