@@ -334,10 +334,11 @@ impl Head {
 /// RFC 3261 8.1.1: Via, From, To, Call-ID and CSeq must be present and readable.
 fn validate_mandatory(msg: &Message) -> Result<(), ParseError> {
     match msg {
+        // Borrowed: the values are parsed and kept, not copied only to be dropped.
         Message::Request(r) => {
-            r.top_via()?;
-            r.from()?;
-            r.to()?;
+            r.top_via_ref()?;
+            r.from_ref()?;
+            r.to_ref()?;
             r.call_id()?;
             let (_, m) = r.cseq()?;
             r.max_forwards()?;
@@ -346,9 +347,9 @@ fn validate_mandatory(msg: &Message) -> Result<(), ParseError> {
             }
         }
         Message::Response(r) => {
-            r.top_via()?;
-            r.from()?;
-            r.to()?;
+            r.top_via_ref()?;
+            r.from_ref()?;
+            r.to_ref()?;
             r.call_id()?;
             r.cseq()?;
         }

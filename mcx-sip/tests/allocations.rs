@@ -88,8 +88,9 @@ fn allocations_do_not_grow_with_the_header_count() {
     let (many, large) = parse(24);
     assert_eq!(few, many, "no allocation per received header line");
     // The canonical Via, From and To are read by the fast path without ezk's
-    // error allocations (61 with ezk alone).
-    assert!(few <= 23, "typed values read without ezk: {few}");
+    // error allocations (61 with ezk alone), and the parser's check of the
+    // mandatory headers borrows them (14 when it cloned each to drop it).
+    assert!(few <= 8, "typed values read without ezk, not copied: {few}");
 
     // Encoding: one allocation at the exact size.
     for m in [&small, &large] {
