@@ -30,6 +30,7 @@ use crate::agenda::{Agenda, Slot};
 use crate::floor_guard::{
     FloorDrop, FloorDrops, FloorGuard, LegFloor, unindex, with_ssrc, worn_refusal, worst,
 };
+use crate::hashed::PositionIndex;
 use crate::info::McpttInfo;
 use crate::registration::{asked_expiry, carries_mikey, check_access_token, registered_ok};
 use crate::result::{
@@ -263,6 +264,10 @@ struct Fanout {
     upstream: Request,
     upstream_dialog: Option<Dialog>,
     legs: Vec<MemberLeg>,
+    /// `legs` by member URI: a member that registers during the call is
+    /// found in each fan-out without a scan of its legs (a registration
+    /// storm during a call was quadratic in the group's size).
+    leg_by_member: PositionIndex,
     reported: bool,
     /// Legs still waiting for a final answer.
     trying: usize,
@@ -372,6 +377,9 @@ impl Fanout {
 pub struct McServer {
     ua: UserAgent,
     groups: BTreeMap<String, Arc<[Arc<Member>]>>,
+    /// How many of `groups` list each member: a REGISTER is checked
+    /// against it, not against every group's list.
+    group_members: HashMap<String, u32>,
     trusted: Vec<String>,
     limits: McServerLimits,
     fanouts: BTreeMap<CallNo, Fanout>,
@@ -480,6 +488,7 @@ impl McServer {
         Self {
             ua: UserAgent::new(&uri),
             groups: BTreeMap::new(),
+            group_members: HashMap::new(),
             trusted: Vec::new(),
             limits: McServerLimits::default(),
             fanouts: BTreeMap::new(),
@@ -623,8 +632,23 @@ impl McServer {
     /// Adds (or replaces) a group and its member list (MC service IDs,
     /// which are also their addresses).
     pub fn add_group(&mut self, group_id: impl Into<String>, members: Vec<String>) -> &mut Self {
-        let members = members.into_iter().map(|m| Arc::new(Member::new(m)));
-        self.groups.insert(group_id.into(), members.collect());
+        let members: Arc<[Arc<Member>]> = members
+            .into_iter()
+            .map(|m| Arc::new(Member::new(m)))
+            .collect();
+        for m in members.iter() {
+            *self.group_members.entry(m.uri.clone()).or_default() += 1;
+        }
+        if let Some(old) = self.groups.insert(group_id.into(), members) {
+            for m in old.iter() {
+                if let Some(n) = self.group_members.get_mut(&m.uri) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.group_members.remove(&m.uri);
+                    }
+                }
+            }
+        }
         self
     }
 
@@ -1137,11 +1161,7 @@ impl McServer {
         if req.from()?.uri != aor {
             return refuse(self, "Forbidden - registering someone else");
         }
-        if !self
-            .groups
-            .values()
-            .any(|ms| ms.iter().any(|m| m.uri == aor))
-        {
+        if !self.group_members.contains_key(&aor) {
             return refuse(self, "Forbidden - not a member of a group served here");
         }
         if let Some(why) = self
@@ -1219,7 +1239,11 @@ impl McServer {
             let Some(fan) = self.fanouts.get(&no) else {
                 continue;
             };
-            let Some(i) = fan.legs.iter().position(|l| l.member.uri == member) else {
+            let legs = &fan.legs;
+            let Some(i) = fan
+                .leg_by_member
+                .find(member, |i| legs.get(i).map(|l| l.member.uri.as_str()))
+            else {
                 continue;
             };
             let absent = matches!(
@@ -1583,6 +1607,7 @@ impl McServer {
             caller: caller.clone(),
         };
         let mut legs = Vec::with_capacity(members.len());
+        let mut leg_by_member = PositionIndex::default();
         let mut invited = 0;
         for m in members.iter().filter(|m| m.uri != caller) {
             let ids = late.form.draw(rng);
@@ -1603,6 +1628,14 @@ impl McServer {
                 invited += 1;
                 MemberState::Trying { provisional: false }
             };
+            if leg_by_member
+                .find(&m.uri, |i| {
+                    legs.get(i).map(|l: &MemberLeg| l.member.uri.as_str())
+                })
+                .is_none()
+            {
+                leg_by_member.insert(&m.uri, legs.len());
+            }
             legs.push(MemberLeg {
                 member: Arc::clone(m),
                 ids,
@@ -1646,6 +1679,7 @@ impl McServer {
                 upstream: without_body(&req),
                 upstream_dialog: None,
                 legs,
+                leg_by_member,
                 reported: false,
                 trying,
                 voice_source: upstream_sdp.as_ref().and_then(|o| o.audio),

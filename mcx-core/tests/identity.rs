@@ -378,3 +378,30 @@ fn an_mc_server_takes_the_caller_the_controlling_server_asserts() {
         "no member invited"
     );
 }
+
+/// An MC server registers only members of a group it serves (TS 24.379
+/// registration for its groups), and replacing a group's list moves that
+/// right with it: the server's index of members follows every change.
+#[test]
+fn a_member_registers_only_where_one_of_its_groups_is_served() {
+    let b1 = members_b()[0].clone();
+    let mut w = world_with(Servers::Two, &[DISPATCHER], |c| {
+        c.home_server = Some(if c.uri == DISPATCHER {
+            CTRL.to_owned()
+        } else {
+            MC_A.to_owned() // b1 too, though its group is served by MC B
+        });
+    });
+    let m = &mut w.mesh;
+    let a1 = members_a()[0].clone();
+    assert_eq!(register(m, &a1, ""), Some(200));
+    assert_eq!(register(m, &b1, ""), Some(403), "no group of b1 at MC A");
+    // MC A's group A now lists b1 too: b1 may register there.
+    let with_b1: Vec<String> = members_a().into_iter().chain([b1.clone()]).collect();
+    m.mc(MC_A).add_group(GROUP_A, with_b1);
+    assert_eq!(register(m, &b1, ""), Some(200));
+    // And no longer once the list is replaced without it.
+    m.mc(MC_A).add_group(GROUP_A, members_a());
+    assert_eq!(register(m, &b1, ""), Some(403));
+    assert_eq!(register(m, &a1, ""), Some(200), "the others stay members");
+}
