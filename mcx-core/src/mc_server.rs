@@ -17,7 +17,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use mcx_floor::{ArbitratorConfig, NonControlling, NonControllingEvent, ParticipantId, RtcpPacket};
+use mcx_floor::{
+    ArbitratorConfig, MessageType, NonControlling, NonControllingEvent, ParticipantId, RtcpPacket,
+};
 use mcx_ibc::kms::{CommunityPublic, UserKeys};
 use mcx_ibc::sakke::ReceiverKey;
 use mcx_idms::jwt::TokenVerifier;
@@ -84,7 +86,7 @@ pub enum McServerEvent {
         /// The member.
         member: String,
         /// The unacknowledged message.
-        message_type: mcx_floor::MessageType,
+        message_type: MessageType,
     },
 }
 
@@ -930,13 +932,16 @@ impl McServer {
 
     /// Sends what the non-controlling function of call `no` has for its
     /// members, each under its CSK, and sets its retransmission timer.
-    fn drain_floor_fan(&mut self, no: CallNo) {
+    /// Sends what call `no`'s floor function has for its members: how
+    /// many packets went.
+    fn drain_floor_fan(&mut self, no: CallNo) -> usize {
         let Some(fan) = self.fanouts.get_mut(&no) else {
-            return;
+            return 0;
         };
         let Some(n) = fan.floor_fan.as_mut() else {
-            return;
+            return 0;
         };
+        let mut sent = 0;
         while let Some(t) = n.poll_transmit() {
             let Some(leg) = fan.legs.get(t.destination.0) else {
                 continue;
@@ -953,6 +958,7 @@ impl McServer {
                 None => t.contents,
             };
             self.ua.send(member, Channel::Floor, out);
+            sent += 1;
         }
         // A member that never acknowledges is given up on (its call and
         // its other floor messages go on); the application hears of it.
@@ -973,6 +979,34 @@ impl McServer {
             Some(at) => self.agenda.set(&mut fan.timers, no, Timer::Floor, at),
             None => self.agenda.clear(&mut fan.timers, Timer::Floor),
         }
+        sent
+    }
+
+    /// Step 9 at this server: the controlling server's leg-wide `kind`
+    /// sent on to `members` joined members (TS 24.380 6.5).
+    fn floor_fan_timeline(&mut self, now: Instant, no: CallNo, kind: MessageType, members: usize) {
+        let Some(fan) = self.fanouts.get(&no) else {
+            return;
+        };
+        let what = match kind {
+            MessageType::FloorTaken => "Floor Taken",
+            MessageType::FloorIdle => "Floor Idle",
+            _ => return,
+        };
+        let acks = if self.limits.floor_ack_required {
+            ", Floor Ack asked of each"
+        } else {
+            ""
+        };
+        self.timeline.push_back(TimelineEntry {
+            step: 9,
+            role: self.ua.uri().to_owned(),
+            at: now,
+            detail: format!(
+                "{what} for {} sent on to {members} members under this server's sequence numbers{acks} (TS 24.380 6.5)",
+                fan.group_id
+            ),
+        });
     }
 
     /// Makes call `no`'s non-controlling floor function, indexed by the
@@ -1032,18 +1066,25 @@ impl McServer {
             let Some(fan) = self.fanouts.get_mut(&n).and_then(|f| f.floor_fan.as_mut()) else {
                 continue;
             };
+            let mut taken = None;
             for p in &packets {
                 let RtcpPacket::Floor(m) = p else { continue };
                 // Only Floor Taken and Floor Idle come leg-wide; anything
                 // else is not the controlling server's to send so, and
                 // changes nothing here.
-                if let Ok(Some(ack)) = fan.handle_upstream(now, m) {
-                    if k == 0 {
+                if let Ok(ack) = fan.handle_upstream(now, m) {
+                    taken = Some(m.message_type);
+                    if let (0, Some(ack)) = (k, ack) {
                         acks.push(ack);
                     }
                 }
             }
-            self.drain_floor_fan(n);
+            let sent = self.drain_floor_fan(n);
+            // A fresh leg-wide message went on to the members (a repeated
+            // one is only acknowledged): the timeline shows this hop.
+            if let (Some(kind), true) = (taken, sent > 0) {
+                self.floor_fan_timeline(now, n, kind, sent);
+            }
         }
         let Some(fan) = self.fanouts.get_mut(&no) else {
             return;

@@ -194,6 +194,25 @@ fn floor_taken_crosses_to_each_mc_server_once_and_reaches_every_member() {
             );
         }
     }
+    // Each MC server's timeline shows the hop, once, with its members.
+    for (mc, group, members) in [(MC_A, GROUP_A, &g.a), (MC_B, GROUP_B, &g.b)] {
+        let hops: Vec<_> = m
+            .timeline
+            .iter()
+            .filter(|s| s.role == mc && s.detail.starts_with("Floor Taken"))
+            .collect();
+        assert_eq!(hops.len(), 1, "{mc}: {hops:?}");
+        assert_eq!(hops[0].step, 9);
+        let want = format!(
+            "Floor Taken for {group} sent on to {} members",
+            members.len()
+        );
+        assert!(
+            hops[0].detail.starts_with(&want),
+            "{mc}: {}",
+            hops[0].detail
+        );
+    }
     assert!(m.errors.is_empty(), "{:?}", m.errors);
 }
 
@@ -298,6 +317,12 @@ fn floor_idle_at_release_reaches_every_member_through_its_mc_server() {
             assert_eq!(idle[0].sequence_number(), Some(1), "{u}");
             assert_eq!(idle[0].permission_to_request(), Some(false), "{u}");
         }
+        assert!(
+            m.timeline
+                .iter()
+                .any(|s| s.role == mc && s.detail.starts_with("Floor Idle for")),
+            "{mc}: the Floor Idle hop in the timeline"
+        );
     }
     assert_eq!(
         inter_server(m).len(),
