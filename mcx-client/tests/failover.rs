@@ -5,18 +5,17 @@
 //! URL tried and why.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{ALICE, KMS_URI};
 use mcx_client::{ClientError, Servers};
 use mcx_kms::http::HttpResponse;
-use mcx_kms::{Kms, KmsConfig, KmsUser};
 use mcx_net::http::Endpoint;
 use tokio::net::TcpListener;
-
-const KMS_URI: &str = "kms.test.example";
-const ALICE: &str = "sip:alice@test.example";
 
 async fn listener() -> (TcpListener, SocketAddr) {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -50,22 +49,7 @@ async fn hung() -> (SocketAddr, tokio::task::JoinHandle<()>) {
 }
 
 async fn kms() -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    let kms = Kms::open(
-        None,
-        None,
-        KmsConfig {
-            kms_uri: KMS_URI.into(),
-            key_period_len: 30 * 86_400,
-            key_period_offset: 0,
-            users: vec![KmsUser {
-                uri: ALICE.into(),
-                token: "alice-token".into(),
-                security: None,
-            }],
-        },
-        &mut mcx_net::os_rng(),
-    )
-    .unwrap();
+    let kms = common::kms(&[(ALICE, "alice-token")]);
     let (l, addr) = listener().await;
     (
         addr,
