@@ -74,6 +74,7 @@ pub(crate) async fn provision(
     clients: usize,
     per_group: usize,
     parallel: usize,
+    device_tls: bool,
 ) -> Result<ProvisionReport, CliError> {
     let per_group = per_group.max(1);
     let groups = clients.div_ceil(per_group).max(1);
@@ -125,12 +126,17 @@ pub(crate) async fn provision(
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(users.len());
     for user in users {
+        let (kms_http, gms_http) = if device_tls {
+            own_tls(&kms_http, &gms_http)
+        } else {
+            (kms_http.clone(), gms_http.clone())
+        };
         let prov = mcx_client::Provisioning {
             user_uri: user.uri.clone(),
             token: user.token.clone(),
             kms_uri: t.kms.uri.clone(),
-            kms_http: kms_http.clone().into(),
-            gms_http: gms_http.clone().into(),
+            kms_http: kms_http.into(),
+            gms_http: gms_http.into(),
             kms_security: user.kms_security(),
         };
         let config = ClientConfig::new(
@@ -208,6 +214,24 @@ pub(crate) async fn provision(
         handshakes,
         connections,
     })
+}
+
+/// `kms` and `gms` with one TLS client configuration of their own (one
+/// device's): the same roots, a session store of its own.
+fn own_tls(
+    kms: &mcx_net::http::Endpoint,
+    gms: &mcx_net::http::Endpoint,
+) -> (mcx_net::http::Endpoint, mcx_net::http::Endpoint) {
+    let (mut kms, mut gms) = (kms.clone(), gms.clone());
+    if let Some(base) = kms.tls.as_ref().map(|t| t.config.clone()) {
+        let mut config = (*base).clone();
+        config.resumption = mcx_tls::rustls::client::Resumption::default();
+        let config = Arc::new(config);
+        for t in [kms.tls.as_mut(), gms.tls.as_mut()].into_iter().flatten() {
+            t.config = config.clone();
+        }
+    }
+    (kms, gms)
 }
 
 fn ms(d: Duration) -> String {
