@@ -3,6 +3,10 @@
 //! instance that answered last, and on a connection failure, a timeout
 //! or a 5xx answer to the next one, until one answers or every one was
 //! tried.
+//!
+//! Each [`Servers`] (and its clones) keeps its connections open between
+//! requests ([`HttpClient`]): a client's start-up costs one connection and
+//! one TLS handshake per instance it talks to, not one per request.
 
 use core::fmt;
 use std::net::SocketAddr;
@@ -11,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use mcx_kms::http::{HttpRequest, HttpResponse};
-use mcx_net::http::{Endpoint, fetch};
+use mcx_net::http::{Endpoint, HttpClient, PoolStats};
 
 use crate::ClientError;
 
@@ -22,11 +26,13 @@ pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The instances of one service, in order of preference, all serving the
 /// same state (a KMS or GMS on one PostgreSQL database). Clones share
-/// which instance answered last.
+/// which instance answered last, and the kept connections.
 #[derive(Clone)]
 pub struct Servers {
     endpoints: Vec<Endpoint>,
     attempt_timeout: Duration,
+    /// Connections kept between requests, to any of the instances.
+    http: HttpClient,
     /// The index the next request starts at: the instance that answered
     /// last, so that a dead first instance costs one failed attempt, not
     /// one per request.
@@ -44,8 +50,22 @@ impl Servers {
         Self {
             endpoints,
             attempt_timeout,
+            http: HttpClient::default(),
             preferred: Arc::default(),
         }
+    }
+
+    /// Closes the connections kept open for further requests (a client
+    /// whose provisioning is done: the servers need not hold its sockets
+    /// until they time out). A later request opens a new one.
+    pub fn close_idle(&self) {
+        self.http.close_idle();
+    }
+
+    /// The connections opened, resumed and reused so far (for tests and
+    /// benchmarks).
+    pub fn stats(&self) -> PoolStats {
+        self.http.stats()
     }
 
     /// Bounds each attempt by `timeout` instead of the default.
@@ -69,6 +89,12 @@ impl Servers {
     /// With a single instance there is no fail-over: its answer (5xx
     /// too) or its error ([`ClientError::Net`]) is returned as it is.
     ///
+    /// A request may be sent more than once (to another instance, or on a
+    /// fresh connection when a kept one turns out to be closed:
+    /// [`HttpClient::fetch_repeatable`]): the requests made through
+    /// `Servers` (KmsInit, KmsKeyProv, group index and documents) change
+    /// nothing at the server, so a repetition is harmless.
+    ///
     /// # Errors
     /// [`ClientError::AllFailed`] naming every instance tried and why.
     pub async fn fetch(
@@ -77,15 +103,18 @@ impl Servers {
         request: &HttpRequest,
     ) -> Result<HttpResponse, ClientError> {
         if let [only] = self.endpoints.as_slice() {
-            return tokio::time::timeout(self.attempt_timeout, fetch(only.clone(), request))
-                .await
-                .map_err(|_| {
-                    mcx_net::NetError::Http(format!(
-                        "{} {} to {}: no answer within {:?}",
-                        request.method, request.path, only.addr, self.attempt_timeout
-                    ))
-                })?
-                .map_err(ClientError::from);
+            return tokio::time::timeout(
+                self.attempt_timeout,
+                self.http.fetch_repeatable(only, request),
+            )
+            .await
+            .map_err(|_| {
+                mcx_net::NetError::Http(format!(
+                    "{} {} to {}: no answer within {:?}",
+                    request.method, request.path, only.addr, self.attempt_timeout
+                ))
+            })?
+            .map_err(ClientError::from);
         }
         let n = self.endpoints.len();
         let start = self.preferred.load(Ordering::Relaxed);
@@ -94,25 +123,27 @@ impl Servers {
             let Some(endpoint) = self.endpoints.get(i) else {
                 continue;
             };
-            let failure =
-                match tokio::time::timeout(self.attempt_timeout, fetch(endpoint.clone(), request))
-                    .await
-                {
-                    Ok(Ok(r)) if r.status < 500 => {
-                        self.preferred.store(i, Ordering::Relaxed);
-                        return Ok(r);
-                    }
-                    Ok(Ok(r)) => format!(
-                        "answered {}: {}",
-                        r.status,
-                        String::from_utf8_lossy(&r.body)
-                            .chars()
-                            .take(120)
-                            .collect::<String>()
-                    ),
-                    Ok(Err(e)) => e.to_string(),
-                    Err(_) => format!("no answer within {:?}", self.attempt_timeout),
-                };
+            let failure = match tokio::time::timeout(
+                self.attempt_timeout,
+                self.http.fetch_repeatable(endpoint, request),
+            )
+            .await
+            {
+                Ok(Ok(r)) if r.status < 500 => {
+                    self.preferred.store(i, Ordering::Relaxed);
+                    return Ok(r);
+                }
+                Ok(Ok(r)) => format!(
+                    "answered {}: {}",
+                    r.status,
+                    String::from_utf8_lossy(&r.body)
+                        .chars()
+                        .take(120)
+                        .collect::<String>()
+                ),
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("no answer within {:?}", self.attempt_timeout),
+            };
             tracing::warn!(
                 service,
                 instance = %url(endpoint),

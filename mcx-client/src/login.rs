@@ -4,7 +4,7 @@
 
 use mcx_idms::flow::{AccessToken, AuthFlow};
 use mcx_kms::http::HttpRequest;
-use mcx_net::http::{Endpoint, fetch};
+use mcx_net::http::{Endpoint, HttpClient};
 use zeroize::Zeroizing;
 
 use crate::ClientError;
@@ -43,6 +43,10 @@ impl std::fmt::Debug for Login {
 /// profile does not allow).
 pub async fn login(l: &Login) -> Result<AccessToken, ClientError> {
     let mut rng = mcx_net::os_rng();
+    // Both requests on one connection (one TLS handshake), closed when
+    // the login is done. The token request is not repeated on a fresh
+    // connection once sent: its code is for one use.
+    let http = HttpClient::default();
     let (flow, path) = AuthFlow::start(
         &l.client_id,
         &l.redirect_uri,
@@ -54,7 +58,7 @@ pub async fn login(l: &Login) -> Result<AccessToken, ClientError> {
         "Authorization".into(),
         AuthFlow::basic_credentials(&l.user_uri, &l.password).to_string(),
     ));
-    let resp = fetch(l.idms_http.clone(), &authorize).await?;
+    let resp = http.fetch(&l.idms_http, &authorize).await?;
     let Some(location) = resp.header("location").filter(|_| resp.status == 302) else {
         return Err(ClientError::Refused {
             service: "IdMS",
@@ -72,7 +76,7 @@ pub async fn login(l: &Login) -> Result<AccessToken, ClientError> {
         "application/x-www-form-urlencoded".into(),
     ));
     token.body = flow.token_request(&code).as_bytes().to_vec();
-    let resp = fetch(l.idms_http.clone(), &token).await?;
+    let resp = http.fetch(&l.idms_http, &token).await?;
     Ok(AuthFlow::parse_token_response(
         resp.status,
         &resp.body,

@@ -2,21 +2,22 @@
 //! refused, a 5xx answer or no answer within the attempt timeout moves to
 //! the next instance; a refusal (4xx) is the service's answer and is not
 //! retried elsewhere; when every instance fails, the error names each
-//! URL tried and why.
+//! URL tried and why. A kept connection to an instance that dies is not a
+//! failure: the next instance answers; one cut while its instance lives
+//! is replaced by a fresh connection to the same instance.
 #![allow(clippy::unwrap_used)]
+
+mod common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{ALICE, KMS_URI};
 use mcx_client::{ClientError, Servers};
 use mcx_kms::http::HttpResponse;
-use mcx_kms::{Kms, KmsConfig, KmsUser};
 use mcx_net::http::Endpoint;
 use tokio::net::TcpListener;
-
-const KMS_URI: &str = "kms.test.example";
-const ALICE: &str = "sip:alice@test.example";
 
 async fn listener() -> (TcpListener, SocketAddr) {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -50,22 +51,7 @@ async fn hung() -> (SocketAddr, tokio::task::JoinHandle<()>) {
 }
 
 async fn kms() -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    let kms = Kms::open(
-        None,
-        None,
-        KmsConfig {
-            kms_uri: KMS_URI.into(),
-            key_period_len: 30 * 86_400,
-            key_period_offset: 0,
-            users: vec![KmsUser {
-                uri: ALICE.into(),
-                token: "alice-token".into(),
-                security: None,
-            }],
-        },
-        &mut mcx_net::os_rng(),
-    )
-    .unwrap();
+    let kms = common::kms(&[(ALICE, "alice-token")]);
     let (l, addr) = listener().await;
     (
         addr,
@@ -140,4 +126,82 @@ async fn when_all_fail_the_error_names_every_url() {
         assert!(text.contains(&format!("http://{addr} (")), "{text}");
         assert!(text.contains(why), "{text}");
     }
+}
+
+/// A TCP relay to `to` that can cut its connections (the instance's
+/// kept connections die) and stop listening (the instance is gone).
+struct Relay {
+    addr: SocketAddr,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+    conns: Arc<std::sync::Mutex<tokio::task::JoinSet<()>>>,
+    listening: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn to(to: SocketAddr) -> Self {
+        let (l, addr) = listener().await;
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let conns = Arc::new(std::sync::Mutex::new(tokio::task::JoinSet::new()));
+        let listening = tokio::spawn({
+            let (accepted, conns) = (accepted.clone(), conns.clone());
+            async move {
+                while let Ok((mut inbound, _)) = l.accept().await {
+                    accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    conns.lock().unwrap().spawn(async move {
+                        if let Ok(mut out) = tokio::net::TcpStream::connect(to).await {
+                            let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                        }
+                    });
+                }
+            }
+        });
+        Self {
+            addr,
+            accepted,
+            conns,
+            listening,
+        }
+    }
+
+    /// Closes every relayed connection (both ends).
+    fn cut(&self) {
+        self.conns.lock().unwrap().abort_all();
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_connection_that_dies_is_not_a_failure() {
+    let (a, _ka) = kms().await;
+    let (b, _kb) = kms().await;
+    let mut relay = Relay::to(a).await;
+    let list = servers(&[relay.addr, b]);
+    provision(&list, "alice-token").await.unwrap();
+    // KmsInit and KmsKeyProv on one kept connection to A.
+    assert_eq!(relay.accepted(), 1);
+    assert_eq!(list.stats().reused, 1, "{:?}", list.stats());
+
+    // The connection dies while A lives: a fresh connection to A.
+    relay.cut();
+    provision(&list, "alice-token").await.unwrap();
+    assert_eq!(relay.accepted(), 2, "A was not asked again");
+    assert_eq!(list.stats().connections, 2, "{:?}", list.stats());
+
+    // A dies with a kept connection open: B answers, at once.
+    relay.listening.abort();
+    // Its listener closed before anything connects again.
+    let _ = (&mut relay.listening).await;
+    relay.cut();
+    let started = Instant::now();
+    provision(&list, "alice-token").await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(relay.accepted(), 2);
+    assert_eq!(list.stats().connections, 3, "B: {:?}", list.stats());
 }

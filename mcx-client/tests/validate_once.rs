@@ -6,17 +6,13 @@
 //! that nothing else validates meanwhile.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{ALICE, GMS_URI, GROUP, KMS_URI};
 use mcx_client::Provisioning;
 use mcx_core::ClientConfig;
-use mcx_gms::{Gms, GmsConfig, GmsUser, GroupConfig};
 use mcx_ibc::sakke::internal::rsk_validations;
-use mcx_kms::{Kms, KmsConfig, KmsUser};
 use tokio::net::TcpListener;
-
-const KMS_URI: &str = "kms.test.example";
-const GMS_URI: &str = "sip:gms@test.example";
-const GROUP: &str = "sip:group@test.example";
-const ALICE: &str = "sip:alice@test.example";
 
 async fn listener() -> (TcpListener, std::net::SocketAddr) {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -26,26 +22,7 @@ async fn listener() -> (TcpListener, std::net::SocketAddr) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_up_validates_the_rsk_once() {
-    let users = [(ALICE, "alice-token"), (GMS_URI, "gms-token")];
-    let kms = Kms::open(
-        None,
-        None,
-        KmsConfig {
-            kms_uri: KMS_URI.into(),
-            key_period_len: 30 * 86_400,
-            key_period_offset: 0,
-            users: users
-                .iter()
-                .map(|(uri, token)| KmsUser {
-                    uri: (*uri).into(),
-                    token: (*token).into(),
-                    security: None,
-                })
-                .collect(),
-        },
-        &mut mcx_net::os_rng(),
-    )
-    .unwrap();
+    let kms = common::kms(&[(ALICE, "alice-token"), (GMS_URI, "gms-token")]);
     let (l, kms_http) = listener().await;
     let _kms = mcx_server::serve_http(l, mcx_server::kms_handler(kms));
 
@@ -54,28 +31,7 @@ async fn start_up_validates_the_rsk_once() {
         mcx_client::provision_keys(KMS_URI, GMS_URI, "gms-token", &kms_http.into(), None)
             .await
             .unwrap();
-    let gms = Gms::open(
-        None,
-        None,
-        GmsConfig {
-            gms_uri: GMS_URI.into(),
-            groups: vec![GroupConfig {
-                id: GROUP.into(),
-                display_name: "G".into(),
-                members: vec![ALICE.into()],
-            }],
-            users: vec![GmsUser {
-                uri: ALICE.into(),
-                token: "alice-token".into(),
-            }],
-            gmk_lifetime_secs: 86_400,
-        },
-        community,
-        gms_keys,
-        mcx_net::now().unix,
-        &mut mcx_net::os_rng(),
-    )
-    .unwrap();
+    let gms = common::gms(community, gms_keys);
     let (l, gms_http) = listener().await;
     let _gms = mcx_server::serve_http(l, mcx_server::gms_handler(gms));
 

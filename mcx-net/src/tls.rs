@@ -3,7 +3,7 @@
 //! handshake that checks it.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 
 use mcx_tls::PeerIdentity;
 use mcx_tls::rustls::pki_types::ServerName;
@@ -50,6 +50,56 @@ pub(crate) async fn connect(
         )));
     }
     Ok((tls, peer))
+}
+
+/// Most client configurations [`per_socket`] keeps.
+const PER_SOCKET_CONFIGS: usize = 256;
+
+/// Derived configurations: for a base configuration (held weakly: a freed
+/// one's entry is never matched, whatever is later allocated at its
+/// address) and a server socket, the base's settings with a session store
+/// of their own.
+type Derived = (
+    Weak<mcx_tls::rustls::ClientConfig>,
+    SocketAddr,
+    Arc<mcx_tls::rustls::ClientConfig>,
+);
+
+static PER_SOCKET: Mutex<Vec<Derived>> = Mutex::new(Vec::new());
+
+/// `config` with a TLS session store for `addr` alone (the same one each
+/// time while `config` lives).
+///
+/// rustls keeps session tickets by server name, and servers are named by
+/// their IP address (their certificates' IP SAN): a KMS and a GMS on one
+/// host would share an entry, and a ticket of one, offered to the other,
+/// would not resume (the other cannot decrypt it) but cost a full
+/// handshake. A store per socket keeps each server's tickets for it. The
+/// verification settings (roots, client certificate, key log) are
+/// `config`'s own.
+pub(crate) fn per_socket(
+    config: &Arc<mcx_tls::rustls::ClientConfig>,
+    addr: SocketAddr,
+) -> Arc<mcx_tls::rustls::ClientConfig> {
+    let Ok(mut known) = PER_SOCKET.lock() else {
+        return config.clone();
+    };
+    let found = known.iter().find(|(base, at, _)| {
+        *at == addr && base.upgrade().is_some_and(|b| Arc::ptr_eq(&b, config))
+    });
+    if let Some((_, _, derived)) = found {
+        return derived.clone();
+    }
+    known.retain(|(base, _, _)| base.strong_count() > 0);
+    if known.len() >= PER_SOCKET_CONFIGS {
+        known.remove(0);
+    }
+    let mut derived = (**config).clone();
+    // A few tickets of one server (rustls keeps up to 8 per name).
+    derived.resumption = mcx_tls::rustls::client::Resumption::in_memory_sessions(4);
+    let derived = Arc::new(derived);
+    known.push((Arc::downgrade(config), addr, derived.clone()));
+    derived
 }
 
 /// A node's TLS: what it presents to peers that connect to it, and how it

@@ -66,6 +66,12 @@ pub struct HttpLimits {
     pub idle_timeout: Duration,
     /// Largest request body accepted (413 beyond). Default [`MAX_REQUEST_BODY`].
     pub max_body: usize,
+    /// Most requests answered on one connection: the answer to the last
+    /// one says `Connection: close` (RFC 9112 9.6) and the connection is
+    /// closed after it, so that no client holds a connection for ever
+    /// however busy it keeps it. Default 100 (a client's start-up is four
+    /// or five requests).
+    pub max_requests_per_connection: u32,
     /// Waits after accept errors.
     pub accept_backoff: AcceptBackoff,
 }
@@ -78,6 +84,7 @@ impl Default for HttpLimits {
             body_timeout: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(15),
             max_body: MAX_REQUEST_BODY,
+            max_requests_per_connection: 100,
             accept_backoff: AcceptBackoff::default(),
         }
     }
@@ -96,6 +103,34 @@ pub struct ServiceTime {
     pub total: Duration,
     /// The longest one.
     pub max: Duration,
+}
+
+/// TLS handshakes completed by this process's HTTPS servers, by kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TlsHandshakes {
+    /// Full handshakes: the server's certificate sent and signed for,
+    /// the client's checked if it sent one.
+    pub full: u64,
+    /// Resumed ones (a ticket of an earlier session: no certificate).
+    pub resumed: u64,
+}
+
+static TLS_FULL: AtomicU64 = AtomicU64::new(0);
+static TLS_RESUMED: AtomicU64 = AtomicU64::new(0);
+
+/// The TLS handshakes this process's HTTPS servers completed since the
+/// start or the last [`reset_tls_handshakes`] (all servers together).
+pub fn tls_handshakes() -> TlsHandshakes {
+    TlsHandshakes {
+        full: TLS_FULL.load(Ordering::Relaxed),
+        resumed: TLS_RESUMED.load(Ordering::Relaxed),
+    }
+}
+
+/// Starts [`tls_handshakes`] again from zero (a benchmark's measured part).
+pub fn reset_tls_handshakes() {
+    TLS_FULL.store(0, Ordering::Relaxed);
+    TLS_RESUMED.store(0, Ordering::Relaxed);
 }
 
 static SERVICE_TIMES: Mutex<std::collections::BTreeMap<String, ServiceTime>> =
@@ -260,6 +295,10 @@ fn serve(
                                     );
                                     match handshake.await {
                                         Ok(Ok(stream)) => {
+                                            let resumed = stream.get_ref().1.handshake_kind()
+                                                == Some(mcx_tls::rustls::HandshakeKind::Resumed);
+                                            if resumed { &TLS_RESUMED } else { &TLS_FULL }
+                                                .fetch_add(1, Ordering::Relaxed);
                                             serve_connection(stream, peer, handler, limits).await;
                                         }
                                         Ok(Err(e)) => {
@@ -405,11 +444,16 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     });
     let service = {
         let activity = activity.clone();
+        let answered = std::sync::atomic::AtomicU32::new(0);
         service_fn(move |req| {
             let busy = InFlight::new(activity.clone());
             let handler = handler.clone();
+            // hyper calls the service for one request at a time on an
+            // HTTP/1.1 connection, in order.
+            let n = answered.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+            let last = n >= limits.max_requests_per_connection;
             async move {
-                let r = respond(req, handler, limits).await;
+                let r = respond(req, handler, limits, last).await;
                 drop(busy);
                 r
             }
@@ -452,6 +496,7 @@ async fn respond(
     req: hyper::Request<Incoming>,
     handler: Handler,
     limits: HttpLimits,
+    last: bool,
 ) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
     // A client that sends its headers and then trickles the body is cut off too.
@@ -460,7 +505,7 @@ async fn respond(
         Limited::new(body, limits.max_body).collect(),
     )
     .await;
-    let mut close = false;
+    let mut close = last;
     let answer = match body {
         Err(_) => {
             close = true;
@@ -509,7 +554,8 @@ async fn respond(
         }
     }
     if close {
-        // The rest of the body may still come: the stream cannot carry another request.
+        // The connection's last request, or the rest of the body may still
+        // come: the stream cannot carry another request.
         resp.headers_mut().insert(
             hyper::header::CONNECTION,
             hyper::header::HeaderValue::from_static("close"),

@@ -1,6 +1,7 @@
 //! The HTTP adapter's limits over real loopback sockets: a trickled body
-//! is cut off, an idle kept-alive connection is closed, and past the
-//! connection cap new connections are closed while open ones are served.
+//! is cut off, an idle kept-alive connection is closed, a connection is
+//! closed after its last allowed request, and past the connection cap new
+//! connections are closed while open ones are served.
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
@@ -170,4 +171,36 @@ async fn past_the_cap_new_connections_are_closed_and_open_ones_served() {
     let mut d = TcpStream::connect(addr).await.unwrap();
     d.write_all(GET).await.unwrap();
     assert!(response(&mut d).await.starts_with("HTTP/1.1 200"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_is_closed_after_its_last_allowed_request() {
+    let addr = server(HttpLimits {
+        max_requests_per_connection: 3,
+        ..limits()
+    })
+    .await;
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    for _ in 0..2 {
+        c.write_all(GET).await.unwrap();
+        let text = response(&mut c).await;
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        assert!(
+            !text.to_ascii_lowercase().contains("connection: close"),
+            "{text}"
+        );
+    }
+    // The third answer says so (RFC 9112 9.6), and the server closes.
+    c.write_all(GET).await.unwrap();
+    let text = response(&mut c).await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        text.to_ascii_lowercase().contains("connection: close"),
+        "{text}"
+    );
+    let (after, rest) = closed_after(&mut c, Duration::from_secs(2))
+        .await
+        .expect("the connection must be closed after its last request");
+    assert!(rest.is_empty(), "{rest}");
+    assert!(after < Duration::from_secs(1), "{after:?}");
 }

@@ -433,6 +433,14 @@ pub fn server_config(
     let mut config = builder
         .with_single_cert(identity.chain.clone(), identity.key_der())
         .map_err(|e| TlsError::Config(format!("server certificate: {e}")))?;
+    // Session resumption (RFC 8446 2.2) by stateless tickets: a client
+    // that connects again skips the certificate exchange and its
+    // signature, and the server keeps no per-client state (10,000 clients
+    // would overflow a session cache). The ticket key is random per
+    // process and rotated every few hours by rustls; a resumed session
+    // keeps the identities checked in its full handshake.
+    config.ticketer = rustls::crypto::ring::Ticketer::new()
+        .map_err(|e| TlsError::Config(format!("session tickets: {e}")))?;
     if let Some(k) = key_log {
         config.key_log = k;
     }
@@ -460,6 +468,12 @@ pub fn client_config(
             .map_err(|e| TlsError::Config(format!("client certificate: {e}")))?,
         None => builder.with_no_client_auth(),
     };
+    // Resumption is rustls's default (tickets of up to 256 servers kept
+    // in memory, shared by every connection made with this
+    // configuration): a new connection to a server seen before resumes
+    // its session instead of a full handshake. The server's certificate
+    // is the one checked in that full handshake (rustls keeps it with the
+    // ticket), so identity checks on the connection are as strict.
     if let Some(k) = key_log {
         config.key_log = k;
     }

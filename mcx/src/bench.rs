@@ -49,6 +49,11 @@ pub(crate) struct ProvisionReport {
     cpu: Option<Duration>,
     times: Vec<ClientTimes>,
     services: Vec<(String, mcx_server::ServiceTime)>,
+    /// TLS handshakes the KMS and GMS completed for the clients.
+    handshakes: mcx_server::TlsHandshakes,
+    /// Connections the clients opened (each kept for the client's next
+    /// request to the same server).
+    connections: u64,
 }
 
 /// CPU time (user + system) of this process so far, from /proc.
@@ -69,6 +74,7 @@ pub(crate) async fn provision(
     clients: usize,
     per_group: usize,
     parallel: usize,
+    device_tls: bool,
 ) -> Result<ProvisionReport, CliError> {
     let per_group = per_group.max(1);
     let groups = clients.div_ceil(per_group).max(1);
@@ -114,17 +120,23 @@ pub(crate) async fn provision(
         .cloned()
         .collect();
     mcx_server::reset_service_times();
+    mcx_server::reset_tls_handshakes();
     let gate = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
     let cpu_before = process_cpu();
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(users.len());
     for user in users {
+        let (kms_http, gms_http) = if device_tls {
+            own_tls(&kms_http, &gms_http)
+        } else {
+            (kms_http.clone(), gms_http.clone())
+        };
         let prov = mcx_client::Provisioning {
             user_uri: user.uri.clone(),
             token: user.token.clone(),
             kms_uri: t.kms.uri.clone(),
-            kms_http: kms_http.clone().into(),
-            gms_http: gms_http.clone().into(),
+            kms_http: kms_http.into(),
+            gms_http: gms_http.into(),
             kms_security: user.kms_security(),
         };
         let config = ClientConfig::new(
@@ -154,24 +166,35 @@ pub(crate) async fn provision(
                 next_keys,
                 groups,
             };
+            // Done with the servers: they need not hold this client's
+            // sockets while it builds its role.
+            prov.kms_http.close_idle();
+            prov.gms_http.close_idle();
+            let connections = prov.kms_http.stats().connections + prov.gms_http.stats().connections;
             tokio::task::spawn_blocking(move || mcx_client::build_client(config, provisioned))
                 .await
                 .map_err(|_| mcx_client::ClientError::Task)??;
-            Ok::<_, mcx_client::ClientError>(ClientTimes {
-                kms: t1 - t0,
-                gms: t2 - t1,
-                accept: t2.elapsed(),
-            })
+            Ok::<_, mcx_client::ClientError>((
+                ClientTimes {
+                    kms: t1 - t0,
+                    gms: t2 - t1,
+                    accept: t2.elapsed(),
+                },
+                connections,
+            ))
         }));
     }
     let mut times = Vec::with_capacity(tasks.len());
+    let mut connections = 0;
     for task in tasks {
-        let t = task
+        let (t, c) = task
             .await
             .map_err(|_| failed("a client's start-up task failed"))?
             .map_err(|e| failed(format!("provisioning: {e}")))?;
         times.push(t);
+        connections += c;
     }
+    let handshakes = mcx_server::tls_handshakes();
     let wall = started.elapsed();
     let cpu = process_cpu()
         .zip(cpu_before)
@@ -188,7 +211,27 @@ pub(crate) async fn provision(
         cpu,
         times,
         services: mcx_server::service_times(),
+        handshakes,
+        connections,
     })
+}
+
+/// `kms` and `gms` with one TLS client configuration of their own (one
+/// device's): the same roots, a session store of its own.
+fn own_tls(
+    kms: &mcx_net::http::Endpoint,
+    gms: &mcx_net::http::Endpoint,
+) -> (mcx_net::http::Endpoint, mcx_net::http::Endpoint) {
+    let (mut kms, mut gms) = (kms.clone(), gms.clone());
+    if let Some(base) = kms.tls.as_ref().map(|t| t.config.clone()) {
+        let mut config = (*base).clone();
+        config.resumption = mcx_tls::rustls::client::Resumption::default();
+        let config = Arc::new(config);
+        for t in [kms.tls.as_mut(), gms.tls.as_mut()].into_iter().flatten() {
+            t.config = config.clone();
+        }
+    }
+    (kms, gms)
 }
 
 fn ms(d: Duration) -> String {
@@ -231,6 +274,14 @@ impl std::fmt::Display for ProvisionReport {
                 ms(cpu / n)
             )?;
         }
+        writeln!(
+            f,
+            "connections opened by the clients: {} ({:.2} per client); TLS handshakes at the servers: {} full, {} resumed",
+            self.connections,
+            self.connections as f64 / f64::from(n),
+            self.handshakes.full,
+            self.handshakes.resumed,
+        )?;
         writeln!(f, "per client, latency of each step:")?;
         let step = |g: fn(&ClientTimes) -> Duration| self.times.iter().map(g).collect();
         writeln!(

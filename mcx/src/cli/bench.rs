@@ -46,6 +46,12 @@ pub(crate) struct ProvisionArgs {
     /// Clients starting up at once (default: 4 per core).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     parallel: Option<u32>,
+    /// Each client with a TLS configuration of its own, as separate
+    /// devices have: no session tickets of other clients to resume
+    /// (default: one configuration for every client, as `mcx up` runs them
+    /// in one process).
+    #[arg(long)]
+    device_tls: bool,
 }
 
 /// `mcx bench call`.
@@ -106,6 +112,7 @@ fn provision(args: &ProvisionArgs) -> Result<(), CliError> {
         args.clients as usize,
         args.group_size as usize,
         parallel,
+        args.device_tls,
     ))?;
     print!("{report}");
     Ok(())
