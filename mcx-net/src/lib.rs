@@ -151,6 +151,22 @@ impl Directory {
     pub fn is_empty(&self) -> bool {
         self.by_uri.is_empty()
     }
+
+    /// The part of this directory naming `uris` (those it has): the
+    /// address book of a node that only ever talks to them, such as an MC
+    /// server (the controlling server, the other MC servers, its groups'
+    /// members). Smaller is also faster: a node looks the destination of
+    /// every datagram up, and in a 10,000-user table each lookup was a
+    /// cache miss (about 4 % of an MC server's time at 10,000 members).
+    pub fn restricted_to<'a>(&self, uris: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut d = Self::new();
+        for uri in uris {
+            if let Some(p) = self.peer(uri) {
+                d.insert(uri, *p);
+            }
+        }
+        d
+    }
 }
 
 /// A sans-IO role the node driver can run: the common shape of
@@ -469,5 +485,38 @@ pub async fn accept_loop<T, A, AF, S, SF, H, HF>(
                 wait = (wait * 2).min(backoff.max);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(port: u16, floor: Option<u16>) -> Peer {
+        Peer {
+            sip: SocketAddr::from(([127, 0, 0, 1], port)),
+            transport: Transport::Udp,
+            floor: floor.map(|f| SocketAddr::from(([127, 0, 0, 1], f))),
+        }
+    }
+
+    #[test]
+    fn a_restricted_directory_knows_only_the_nodes_named_both_ways() {
+        let mut all = Directory::new();
+        all.insert("sip:ctrl@x", peer(5060, Some(6000)));
+        all.insert("sip:m1@x", peer(5061, Some(6001)));
+        all.insert("sip:m2@x", peer(5062, Some(6002)));
+        let d = all.restricted_to(["sip:ctrl@x", "sip:m1@x", "sip:unknown@x"]);
+        assert_eq!(d.len(), 2, "names it does not have are skipped");
+        assert_eq!(d.peer("sip:m1@x"), all.peer("sip:m1@x"));
+        assert_eq!(d.peer("sip:m2@x"), None);
+        // The reverse lookups follow: a packet from m2's sockets is from
+        // nobody this node knows.
+        let m2 = peer(5062, Some(6002));
+        assert_eq!(d.sip_owner(m2.sip), None);
+        assert_eq!(d.floor_owner(m2.floor.unwrap_or(m2.sip)), None);
+        let m1 = peer(5061, Some(6001));
+        assert_eq!(d.sip_owner(m1.sip), Some("sip:m1@x"));
+        assert_eq!(d.floor_owner(m1.floor.unwrap_or(m1.sip)), Some("sip:m1@x"));
     }
 }

@@ -596,6 +596,24 @@ pub(crate) fn mc_server_role(t: &Topology, s: &McServerNode, media: MediaEndpoin
     m
 }
 
+/// The address book of MC server `s`: the controlling server, the MC
+/// servers and the members of its groups, the only nodes it talks to (a
+/// REGISTER or floor packet from anyone else is refused or dropped as
+/// before; its answers go back where the request came from).
+pub(crate) fn mc_server_directory(t: &Topology, s: &McServerNode, all: &Directory) -> Directory {
+    let members = s
+        .groups
+        .iter()
+        .filter_map(|g| t.group(g))
+        .flat_map(|g| g.members.iter().map(String::as_str));
+    let servers = t.mc_servers.iter().map(|m| m.uri.as_str());
+    all.restricted_to(
+        std::iter::once(t.controlling.uri.as_str())
+            .chain(servers)
+            .chain(members),
+    )
+}
+
 /// The caps of a node. A node given `call_sources` takes new calls only
 /// from their SIP addresses: an MC server from the controlling server, a
 /// member from the MC servers of its groups (a replayed call request from
@@ -891,17 +909,14 @@ pub(crate) async fn start_bound(t: &Topology, bound: Bound) -> Result<Running, C
         if let Some(k) = &spk {
             role.set_spk(k.clone());
         }
+        let known = Arc::new(mc_server_directory(t, node, &directory));
         let h = with_tls(b, &uri, true)?
             .run_with(
                 role,
-                directory.clone(),
+                known.clone(),
                 timers,
                 Some(timeline_tx.clone()),
-                node_limits(
-                    t,
-                    &directory,
-                    Some(std::slice::from_ref(&t.controlling.uri)),
-                ),
+                node_limits(t, &known, Some(std::slice::from_ref(&t.controlling.uri))),
             )
             .map_err(failed)?;
         let mut h = h;
