@@ -931,8 +931,7 @@ impl McServer {
     }
 
     /// Sends what the non-controlling function of call `no` has for its
-    /// members, each under its CSK, and sets its retransmission timer.
-    /// Sends what call `no`'s floor function has for its members: how
+    /// members, each under its CSK, and sets its retransmission timer: how
     /// many packets went.
     fn drain_floor_fan(&mut self, no: CallNo) -> usize {
         let Some(fan) = self.fanouts.get_mut(&no) else {
