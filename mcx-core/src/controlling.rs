@@ -345,9 +345,12 @@ impl Participants {
         pid
     }
 
-    fn clear(&mut self) {
+    /// Empties the list and makes room for `n` participants.
+    fn reset(&mut self, n: usize) {
         self.list.clear();
         self.by_uri.clear();
+        self.list.reserve(n);
+        self.by_uri.reserve(n);
     }
 }
 
@@ -1458,7 +1461,14 @@ impl ControllingServer {
             ArbitratorConfig::new(call.floor_ssrc),
             call.initiator.clone(),
         )?;
-        call.participants.clear();
+        // The initiator, a receiver per leg and each member reported.
+        let most = 1
+            + call.legs.len()
+            + (call.legs.iter())
+                .filter_map(|l| l.result.as_ref())
+                .map(|r| r.members.len())
+                .sum::<usize>();
+        call.participants.reset(most);
         call.participants.add(FloorPeer {
             uri: call.initiator.clone(),
             to: call.initiator_addr.clone(),
@@ -2543,7 +2553,7 @@ mod tests {
             Some("sip:member-1899@mcx.test")
         );
         assert!(!p.knows("sip:member-1900@mcx.test"));
-        p.clear();
+        p.reset(10);
         assert!(!p.knows("sip:member-0@mcx.test"));
         assert!(p.get(0).is_none());
     }

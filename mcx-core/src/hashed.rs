@@ -133,6 +133,12 @@ impl PositionIndex {
         self.table.insert_unique(hash, (hash, at), |&(h, _)| h);
     }
 
+    /// Makes room for `n` more positions at once (one allocation, not a
+    /// doubling chain).
+    pub(crate) fn reserve(&mut self, n: usize) {
+        self.table.reserve(n, |&(h, _)| h);
+    }
+
     /// Forgets every position.
     pub(crate) fn clear(&mut self) {
         self.table.clear();
