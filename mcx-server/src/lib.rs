@@ -50,7 +50,9 @@ const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 pub struct HttpLimits {
     /// Most connections open at once; further ones are closed as soon as
     /// they are accepted. Default 256 (provisioning is a few requests per
-    /// client, made a few at a time).
+    /// client, made a few at a time). Once three quarters are open, a new
+    /// connection answers one request and closes (`Connection: close`), so
+    /// that idle kept-alive connections cannot hold the rest.
     pub max_connections: usize,
     /// How long a client may take to send a request's headers (hyper
     /// also applies it while waiting for the next request on a kept-alive
@@ -283,11 +285,18 @@ fn serve(
             |(stream, peer): (TcpStream, std::net::SocketAddr)| {
                 match slots.clone().try_acquire_owned() {
                     Ok(slot) => {
+                        // Three quarters of the connections in use: this
+                        // one answers a single request and closes, so that
+                        // kept-alive idle connections cannot fill the cap
+                        // and turn newcomers away.
+                        let crowded = slots.available_permits() < limits.max_connections / 4;
                         let handler = handler.clone();
                         let tls = tls.clone();
                         tokio::spawn(async move {
                             match tls {
-                                None => serve_connection(stream, peer, handler, limits).await,
+                                None => {
+                                    serve_connection(stream, peer, handler, limits, crowded).await;
+                                }
                                 Some(tls) => {
                                     let handshake = tokio::time::timeout(
                                         limits.header_read_timeout,
@@ -299,7 +308,8 @@ fn serve(
                                                 == Some(mcx_tls::rustls::HandshakeKind::Resumed);
                                             if resumed { &TLS_RESUMED } else { &TLS_FULL }
                                                 .fetch_add(1, Ordering::Relaxed);
-                                            serve_connection(stream, peer, handler, limits).await;
+                                            serve_connection(stream, peer, handler, limits, crowded)
+                                                .await;
                                         }
                                         Ok(Err(e)) => {
                                             tracing::debug!("HTTPS from {peer}: handshake: {e}");
@@ -426,12 +436,14 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
 }
 
 /// Serves one connection until it ends, or until it has been idle (no
-/// request in flight, no octet moving) for `limits.idle_timeout`.
+/// request in flight, no octet moving) for `limits.idle_timeout`; a
+/// `crowded` one only for its first request (`Connection: close`).
 async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     stream: S,
     peer: std::net::SocketAddr,
     handler: Handler,
     limits: HttpLimits,
+    crowded: bool,
 ) {
     let activity = Arc::new(Activity {
         since: Instant::now(),
@@ -451,7 +463,7 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             // hyper calls the service for one request at a time on an
             // HTTP/1.1 connection, in order.
             let n = answered.fetch_add(1, Ordering::Relaxed).saturating_add(1);
-            let last = n >= limits.max_requests_per_connection;
+            let last = crowded || n >= limits.max_requests_per_connection;
             async move {
                 let r = respond(req, handler, limits, last).await;
                 drop(busy);

@@ -1,7 +1,8 @@
 //! The HTTP adapter's limits over real loopback sockets: a trickled body
 //! is cut off, an idle kept-alive connection is closed, a connection is
-//! closed after its last allowed request, and past the connection cap new
-//! connections are closed while open ones are served.
+//! closed after its last allowed request, near the connection cap a new
+//! connection is not kept alive, and past the cap new connections are
+//! closed while open ones are served.
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
@@ -203,4 +204,54 @@ async fn a_connection_is_closed_after_its_last_allowed_request() {
         .expect("the connection must be closed after its last request");
     assert!(rest.is_empty(), "{rest}");
     assert!(after < Duration::from_secs(1), "{after:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn near_the_cap_a_new_connection_answers_once_and_closes() {
+    let addr = server(HttpLimits {
+        max_connections: 4,
+        ..limits()
+    })
+    .await;
+    // Three kept-alive connections: a quarter of the cap is left.
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(GET).await.unwrap();
+        let text = response(&mut c).await;
+        assert!(
+            !text.to_ascii_lowercase().contains("connection: close"),
+            "{text}"
+        );
+        open.push(c);
+    }
+    // The fourth is served once, told so, and closed: idle kept-alive
+    // connections cannot take the last places.
+    let mut d = TcpStream::connect(addr).await.unwrap();
+    d.write_all(GET).await.unwrap();
+    let text = response(&mut d).await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        text.to_ascii_lowercase().contains("connection: close"),
+        "{text}"
+    );
+    let (after, rest) = closed_after(&mut d, Duration::from_secs(2))
+        .await
+        .expect("the crowded connection must be closed after its answer");
+    assert!(rest.is_empty(), "{rest}");
+    assert!(after < Duration::from_secs(1), "{after:?}");
+    // The kept ones still serve further requests.
+    open[0].write_all(GET).await.unwrap();
+    assert!(response(&mut open[0]).await.starts_with("HTTP/1.1 200"));
+    // Once one ends, a newcomer is kept alive again.
+    drop(open.pop());
+    drop(open.pop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut e = TcpStream::connect(addr).await.unwrap();
+    e.write_all(GET).await.unwrap();
+    let text = response(&mut e).await;
+    assert!(
+        !text.to_ascii_lowercase().contains("connection: close"),
+        "{text}"
+    );
 }
