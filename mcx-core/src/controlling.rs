@@ -26,12 +26,11 @@ use mcx_ibc::kms::{CommunityPublic, UserKeys};
 use mcx_idms::jwt::TokenVerifier;
 use mcx_mikey::csk::SpkFloorKeys;
 use mcx_mikey::replay::ReplayCache;
-use mcx_sip::{Dialog, Limits, Message, Method, Request, Response, StatusCode};
+use mcx_sip::{Dialog, Limits, Message, Method, PositionIndex, Request, Response, StatusCode};
 use rand_core::CryptoRng;
 
 use crate::agenda::{Agenda, Slot};
 use crate::floor_guard::{FloorDrop, FloorDrops, FloorGuard, LegFloor, with_ssrc, worst};
-use crate::hashed::PositionIndex;
 use crate::info::McpttInfo;
 use crate::mc_server::ServerIdentity;
 use crate::registration::{
@@ -340,7 +339,7 @@ impl Participants {
     /// Adds a participant (its URI not one yet): its `ParticipantId`.
     fn add(&mut self, peer: FloorPeer) -> usize {
         let pid = self.list.len();
-        self.by_uri.insert(&peer.uri, pid);
+        self.by_uri.insert(self.by_uri.hash(peer.uri.as_str()), pid);
         self.list.push(peer);
         pid
     }

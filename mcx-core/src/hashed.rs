@@ -97,54 +97,6 @@ impl<K: Hash + Eq, V> HashedMap<K, V> {
     }
 }
 
-/// Positions in a list of records by a text key each record holds: the index keeps the
-/// key's hash and the position (16 octets an entry), and reads the key from the record only
-/// on a hash match, so it copies no key.
-pub(crate) struct PositionIndex {
-    table: HashTable<(u64, usize)>,
-    hasher: RandomState,
-}
-
-impl Default for PositionIndex {
-    fn default() -> Self {
-        Self {
-            table: HashTable::new(),
-            hasher: RandomState::new(),
-        }
-    }
-}
-
-impl PositionIndex {
-    /// The position filed for `key`; `key_at` reads the key of the record at a position.
-    pub(crate) fn find<'a>(
-        &self,
-        key: &str,
-        key_at: impl Fn(usize) -> Option<&'a str>,
-    ) -> Option<usize> {
-        let hash = self.hasher.hash_one(key);
-        self.table
-            .find(hash, |&(h, at)| h == hash && key_at(at) == Some(key))
-            .map(|&(_, at)| at)
-    }
-
-    /// Files position `at` under `key` (not filed yet).
-    pub(crate) fn insert(&mut self, key: &str, at: usize) {
-        let hash = self.hasher.hash_one(key);
-        self.table.insert_unique(hash, (hash, at), |&(h, _)| h);
-    }
-
-    /// Makes room for `n` more positions at once (one allocation, not a
-    /// doubling chain).
-    pub(crate) fn reserve(&mut self, n: usize) {
-        self.table.reserve(n, |&(h, _)| h);
-    }
-
-    /// Forgets every position.
-    pub(crate) fn clear(&mut self) {
-        self.table.clear();
-    }
-}
-
 /// A record's key by Call-ID and CSeq number (a 2xx we sent, an ACK we sent).
 pub(crate) type CallSeq = (String, u32);
 
@@ -202,27 +154,5 @@ mod tests {
         }
         assert_eq!(m.get(&key(1)), Some(&7));
         assert_eq!(m.values().count(), 1500);
-    }
-
-    #[test]
-    fn positions_are_found_by_the_records_keys() {
-        let names: Vec<String> = (0..5000)
-            .map(|i| format!("sip:member-{i}@mcx.test"))
-            .collect();
-        let mut index = PositionIndex::default();
-        let key_at = |at: usize| names.get(at).map(String::as_str);
-        for (at, n) in names.iter().enumerate() {
-            assert_eq!(index.find(n, key_at), None);
-            index.insert(n, at);
-        }
-        for (at, n) in names.iter().enumerate() {
-            assert_eq!(index.find(n, key_at), Some(at));
-        }
-        assert_eq!(index.find("sip:stranger@mcx.test", key_at), None);
-        // A position whose record holds another key is not a match.
-        let shifted = |at: usize| names.get(at + 1).map(String::as_str);
-        assert_eq!(index.find(&names[10], shifted), None);
-        index.clear();
-        assert_eq!(index.find(&names[10], key_at), None);
     }
 }

@@ -25,14 +25,13 @@ use mcx_ibc::sakke::ReceiverKey;
 use mcx_idms::jwt::TokenVerifier;
 use mcx_mikey::csk::SpkFloorKeys;
 use mcx_mikey::replay::ReplayCache;
-use mcx_sip::{Dialog, Limits, Message, Method, Request, Response, StatusCode};
+use mcx_sip::{Dialog, Limits, Message, Method, PositionIndex, Request, Response, StatusCode};
 use rand_core::CryptoRng;
 
 use crate::agenda::{Agenda, Slot};
 use crate::floor_guard::{
     FloorDrop, FloorDrops, FloorGuard, LegFloor, unindex, with_ssrc, worn_refusal, worst,
 };
-use crate::hashed::PositionIndex;
 use crate::info::McpttInfo;
 use crate::registration::{asked_expiry, carries_mikey, check_access_token, registered_ok};
 use crate::result::{
@@ -1668,13 +1667,10 @@ impl McServer {
                 invited += 1;
                 MemberState::Trying { provisional: false }
             };
-            if leg_by_member
-                .find(&m.uri, |i| {
-                    legs.get(i).map(|l: &MemberLeg| l.member.uri.as_str())
-                })
-                .is_none()
-            {
-                leg_by_member.insert(&m.uri, legs.len());
+            let hash = leg_by_member.hash(m.uri.as_str());
+            let uri_at = |i: usize| legs.get(i).map(|l: &MemberLeg| l.member.uri.as_str());
+            if leg_by_member.get(hash, m.uri.as_str(), uri_at).is_none() {
+                leg_by_member.insert(hash, legs.len());
             }
             legs.push(MemberLeg {
                 member: Arc::clone(m),

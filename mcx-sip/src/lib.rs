@@ -25,7 +25,7 @@ mod framing;
 pub mod headers;
 mod message;
 mod multipart;
-mod slot_index;
+mod position_index;
 mod slots;
 mod template;
 mod transaction;
@@ -40,6 +40,7 @@ pub use message::{
     StatusCode, Via, new_branch, new_call_id, new_tag,
 };
 pub use multipart::{Multipart, Part, boundary_param};
+pub use position_index::PositionIndex;
 pub use template::{EncodedRequest, RequestTemplate, Slot};
 pub use transaction::{
     Event, Remote, Role, State, Timers, TransactionLayer, Transmit, Transport, TxKey,

@@ -23,7 +23,7 @@ use bytes::Bytes;
 
 use crate::error::{ParseError, TxError};
 use crate::message::{MAGIC_COOKIE, Message, Method, Request, Response, StatusCode};
-use crate::slot_index::SlotIndex;
+use crate::position_index::PositionIndex;
 use crate::slots::Slots;
 
 /// The transport a message travels on. Only unreliable transports retransmit (RFC 3261 17.1.1.2).
@@ -335,7 +335,7 @@ pub struct TransactionLayer {
     /// The slot in `slots` of each live transaction. Hashed, not ordered: every lookup is by
     /// whole key, and ordering keys compared branches (long common prefixes) at every tree
     /// level.
-    slot_of: SlotIndex,
+    slot_of: PositionIndex,
     /// The transactions, by slot. Kept apart from the hashed keys: growing the table then moves
     /// keys and slot numbers, not whole records (at a 10,000-member fan-out that rehash, and the
     /// fresh pages it touched, were a quarter of an MC server's time), and freed slots are
@@ -358,7 +358,7 @@ impl std::fmt::Debug for TransactionLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TransactionLayer")
             .field("transactions", &{
-                let mut keys = (self.slot_of.slots())
+                let mut keys = (self.slot_of.positions())
                     .filter_map(|slot| self.slots.get(slot).map(|t| &t.key))
                     .collect::<Vec<_>>();
                 keys.sort();
@@ -440,7 +440,7 @@ impl TransactionLayer {
     pub fn new(timers: Timers) -> Self {
         Self {
             timers,
-            slot_of: SlotIndex::default(),
+            slot_of: PositionIndex::default(),
             slots: Slots::default(),
             index: BTreeMap::new(),
             next_id: 0,
