@@ -184,6 +184,33 @@ impl Wide {
         Self { t }
     }
 
+    /// The sum of three products of reduced elements, brought below 2p²
+    /// by subtracting p² when it is not below p² (in constant time): the
+    /// plain sum is below 3p², which can exceed 2^2048 (p is 0.6·2^1024),
+    /// so it is kept in 33 limbs until the subtraction.
+    #[inline(always)]
+    pub(crate) fn sum3(x: &Self, y: &Self, z: &Self) -> Self {
+        let mut t = [0u64; WIDE];
+        let mut top = 0;
+        for i in 0..WIDE {
+            let (s, c1) = adc(x.t[i], y.t[i], top);
+            let (s, c2) = adc(s, z.t[i], 0);
+            t[i] = s;
+            top = c1 + c2;
+        }
+        let mut d = [0u64; WIDE];
+        let mut borrow = 0;
+        for i in 0..WIDE {
+            (d[i], borrow) = sbb(t[i], P_SQUARED[i], borrow);
+        }
+        let (_, borrow) = sbb(top, 0, borrow);
+        // borrow is all-ones when the sum is below p²: keep it.
+        for i in 0..WIDE {
+            t[i] = (t[i] & borrow) | (d[i] & !borrow);
+        }
+        Self { t }
+    }
+
     /// p² + Σ plus − Σ minus in one pass over the limbs. The caller
     /// guarantees the result lies in [0, 2p²) (see [`super::fp2::Fp2::mul`]);
     /// it is congruent to the plain sum, as p² ≡ 0.
@@ -433,6 +460,30 @@ mod tests {
         assert_eq!(a.add(&a.neg()).0, Fp::ZERO.0);
         assert_eq!(Fp::ZERO.invert().0, Fp::ZERO.0);
         assert_eq!(from_hex("abc").to_bytes()[BYTES - 2..], [0x0a, 0xbc]);
+    }
+
+    /// Three products at the top of the range (p − 1 and the element
+    /// whose Montgomery form is p − 1), where their plain sum exceeds
+    /// 2^2048, and small ones: the lazy sum reduces to the sum of the
+    /// reduced products.
+    #[test]
+    fn sum_of_three_products_matches_reduced_sum() {
+        let mut top = P;
+        top[0] -= 1;
+        let big = Fp(top);
+        let big2 = big.neg().add(&Fp::ONE.neg());
+        let a = from_hex("123456789abcdef0fedcba9876543210deadbeef");
+        for (x, y, z) in [
+            (big, big, big),
+            (big, big2, big),
+            (a, big, Fp::ZERO),
+            (Fp::ZERO, Fp::ZERO, Fp::ONE),
+            (a, a, a),
+        ] {
+            let lazy = Wide::sum3(&x.mul_wide(&x), &y.mul_wide(&big), &z.mul_wide(&z)).reduce();
+            let plain = x.mul(&x).add(&y.mul(&big)).add(&z.mul(&z));
+            assert_eq!(lazy.0, plain.0);
+        }
     }
 
     #[test]
