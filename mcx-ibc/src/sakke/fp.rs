@@ -402,6 +402,42 @@ impl Fp {
         Self::conditional_select(&r, &Self::ZERO, is_zero)
     }
 
+    /// Whether this is a non-zero square (Legendre symbol 1), in constant
+    /// time (crypto-bigint's constant-time Jacobi symbol). The Montgomery
+    /// form x·R has the same symbol as x: R = 2^1024 is a square.
+    pub(crate) fn is_square(&self) -> Choice {
+        let modulus = Odd::new(U1024::from_words(P)).expect("p is odd");
+        let symbol = U1024::from_words(self.0).jacobi_symbol(&modulus);
+        symbol.ct_eq(&crypto_bigint::JacobiSymbol::One)
+    }
+
+    /// self^((p+1)/4): a square root of self when self is a square (p ≡ 3
+    /// mod 4). Fixed 4-bit windows over the public exponent, constant time
+    /// in self.
+    pub(crate) fn sqrt_candidate(&self) -> Self {
+        // (p + 1)/4: p + 1 has no carry out of the low limb (p is odd and
+        // p + 1 ≡ 0 mod 4, so its low limb is not all ones).
+        let mut e = P;
+        e[0] += 1;
+        for i in 0..LIMBS {
+            let hi = if i + 1 < LIMBS { e[i + 1] << 62 } else { 0 };
+            e[i] = (e[i] >> 2) | hi;
+        }
+        let mut table = [Self::ONE; 16];
+        for d in 1..16 {
+            table[d] = table[d - 1].mul(self);
+        }
+        let mut acc = Self::ONE;
+        for w in (0..LIMBS * 16).rev() {
+            for _ in 0..4 {
+                acc = acc.square();
+            }
+            let digit = ((e[w / 16] >> ((w % 16) * 4)) & 15) as usize;
+            acc = acc.mul(&table[digit]);
+        }
+        acc
+    }
+
     pub(crate) fn is_zero(&self) -> Choice {
         self.ct_eq(&Self::ZERO)
     }
@@ -484,6 +520,29 @@ mod tests {
             let plain = x.mul(&x).add(&y.mul(&big)).add(&z.mul(&z));
             assert_eq!(lazy.0, plain.0);
         }
+    }
+
+    /// Squares are squares and their roots come back (up to sign); 3 and
+    /// −1 are not squares mod p (p ≡ 3 mod 4), −3 is.
+    #[test]
+    fn squares_and_square_roots() {
+        let three = Fp::ONE.double().add(&Fp::ONE);
+        assert!(!bool::from(three.is_square()));
+        assert!(!bool::from(Fp::ONE.neg().is_square()));
+        assert!(bool::from(three.neg().is_square()));
+        assert!(!bool::from(Fp::ZERO.is_square()));
+        let a = from_hex("123456789abcdef0fedcba9876543210deadbeef");
+        let sq = a.square();
+        assert!(bool::from(sq.is_square()));
+        let root = sq.sqrt_candidate();
+        assert!(root.0 == a.0 || root.0 == a.neg().0);
+        assert!(!bool::from(sq.mul(&three).is_square()));
+        let t = std::time::Instant::now();
+        let _ = std::hint::black_box(sq).is_square();
+        let j = t.elapsed();
+        let t = std::time::Instant::now();
+        let _ = std::hint::black_box(sq).sqrt_candidate();
+        println!("jacobi {j:?} sqrt {:?}", t.elapsed());
     }
 
     #[test]

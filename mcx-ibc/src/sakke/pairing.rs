@@ -20,7 +20,7 @@
 use subtle::{Choice, ConstantTimeEq};
 use zeroize::Zeroize;
 
-use super::curve::Affine;
+use super::curve::{Affine, Jacobian};
 use super::fp::{Fp, Wide};
 use super::fp2::{Fp2, batch_invert};
 use super::params::Q_MINUS_ONE_NAF;
@@ -113,8 +113,11 @@ impl Drop for RawLine {
 /// line to `emit` in loop order with `true` for a tangent (which follows a
 /// squaring of the accumulator, except the first) and `false` for a chord.
 /// A −1 digit uses the chord through −F; the vertical lines this leaves out
-/// take values in F_p at ψ(x, y) and vanish in PF_p.
-fn walk(fixed: &Affine, mut emit: impl FnMut(bool, RawLine)) {
+/// take values in F_p at ψ(x, y) and vanish in PF_p. Returns the end point,
+/// [q − 1]·fixed when every step was exact (callers zeroize it when the
+/// walked point is secret).
+#[must_use]
+fn walk(fixed: &Affine, mut emit: impl FnMut(bool, RawLine)) -> Jacobian {
     let mut c = fixed.to_jacobian();
     let negated = Affine {
         x: fixed.x,
@@ -152,9 +155,7 @@ fn walk(fixed: &Affine, mut emit: impl FnMut(bool, RawLine)) {
             c = sum;
         }
     }
-    c.x.zeroize();
-    c.y.zeroize();
-    c.z.zeroize();
+    c
 }
 
 /// One step of the windowed loop: two NAF digits, or the single digit left
@@ -477,12 +478,13 @@ fn affine_steps(fixed: &Affine) -> Vec<StepLines> {
     let mut num_a = Vec::with_capacity(1400);
     let mut num_b = Vec::with_capacity(1400);
     let mut den = Vec::with_capacity(1400);
-    walk(fixed, |_, line| {
+    let mut end = walk(fixed, |_, line| {
         let (a, b, d) = line.coefficients();
         num_a.push(a);
         num_b.push(b);
         den.push(d);
     });
+    end.zeroize();
     batch_invert(&mut den);
     // The line's value at ψ(X, Y) is (a·X + b) + i·y with a = A/D, b = B/D,
     // i.e. the function b − a·x + y.
@@ -717,18 +719,47 @@ fn dot(c: &[Fp], p: &[Fp]) -> Fp {
 
 /// ⟨fixed, point⟩ walking the Miller loop of `fixed` and evaluating each
 /// line at `point` as it comes, storing nothing: for a pairing with a
-/// point that is used once (a client's first decapsulation).
+/// point that is used once.
 pub(crate) fn pairing_direct(fixed: &Affine, point: &Affine) -> Fp {
+    let (w, mut end) = walk_and_evaluate(fixed, point);
+    end.zeroize();
+    w
+}
+
+/// ⟨walked, at⟩ walking the loop of the *public* point `walked` and
+/// evaluating its lines at `at` (constant time in `at`, which may be an
+/// RSK), and whether `walked` has order q: a client's first decapsulation,
+/// walking R.
+///
+/// The walk ends at [q − 1]·walked = −walked exactly when walked has order
+/// q, provided every step was exact. A step that is not (doubling a point
+/// with y = 0, or the mixed addition of C = ±walked or of C at infinity)
+/// yields Z = 0: the doubling's Z₃ = 2·Y·Z, the mixed addition's
+/// Z₃ = 2·Z·h with h = x·Z² − X = 0 for C = ±walked, and both keep Z = 0
+/// once it is 0. Exact steps on finite points whose result is finite give
+/// Z ≠ 0. So a final Z ≠ 0 means the end point is [q − 1]·walked, and it
+/// equals −walked exactly when [q]·walked = O. Points of order 2 or 4 (and
+/// those with such a component) either degenerate (Z = 0) or end elsewhere.
+pub(crate) fn pairing_and_order_check(walked: &Affine, at: &Affine) -> (Fp, Choice) {
+    let (w, end) = walk_and_evaluate(walked, at);
+    let negated = Affine {
+        x: walked.x,
+        y: walked.y.neg(),
+    };
+    (w, end.ct_eq_affine(&negated))
+}
+
+fn walk_and_evaluate(fixed: &Affine, point: &Affine) -> (Fp, Jacobian) {
     let mut v = Fp2::ONE;
     let mut first = true;
-    walk(fixed, |tangent, line| {
+    let end = walk(fixed, |tangent, line| {
         if tangent && !first {
             v = v.square();
         }
         first = false;
         v = v.mul(&line.eval(point));
     });
-    final_exponentiation(v)
+    (final_exponentiation(v), end)
 }
 
 /// Final exponentiation in PF_p: (p² − 1)/q reduces to (p + 1)/q = 4; the
@@ -810,6 +841,37 @@ mod tests {
         }
     }
 
+    /// Walking R tells R's order: true for points of order q, false for
+    /// those plus a point of order 2 or 4, and for those points themselves
+    /// (whose walks degenerate to Z = 0); the pairing is the direct one.
+    /// (End to end, a wrong R usually also fails w = g^r, so this is where
+    /// the order check itself is seen to work.)
+    #[test]
+    fn walking_r_checks_its_order() {
+        let t4 = Affine::from_bytes(&crate::sakke::internal::point_of_order_four(), "T4")
+            .unwrap_or(crate::sakke::params::BASE);
+        let t2 = Affine {
+            x: Fp::ZERO,
+            y: Fp::ZERO,
+        };
+        let pts = points();
+        let k = pts[0];
+        for r in &pts {
+            let (w, order_q) = pairing_and_order_check(r, &k);
+            assert!(bool::from(order_q));
+            assert_eq!(w.0, pairing_direct(&k, r).0);
+            for t in [t2, t4] {
+                let skewed: Option<Affine> =
+                    r.to_jacobian().add(&t.to_jacobian()).to_affine().into();
+                let skewed = skewed.unwrap_or(t2);
+                assert!(!bool::from(pairing_and_order_check(&skewed, &k).1));
+            }
+        }
+        for t in [t2, t4] {
+            assert!(!bool::from(pairing_and_order_check(&t, &k).1));
+        }
+    }
+
     /// The windowed pairing with stored coefficients equals the walk
     /// evaluated on the fly, both ways, for several points of order q.
     #[test]
@@ -841,7 +903,7 @@ mod joint_walk {
     fn pairings_direct(fixed: &Affine, points: &[Affine]) -> Vec<Fp> {
         let mut vs = vec![Fp2::ONE; points.len()];
         let mut first = true;
-        walk(fixed, |tangent, line| {
+        let _ = walk(fixed, |tangent, line| {
             for (v, point) in vs.iter_mut().zip(points) {
                 if tangent && !first {
                     *v = v.square();
