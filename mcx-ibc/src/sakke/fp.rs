@@ -537,12 +537,6 @@ mod tests {
         let root = sq.sqrt_candidate();
         assert!(root.0 == a.0 || root.0 == a.neg().0);
         assert!(!bool::from(sq.mul(&three).is_square()));
-        let t = std::time::Instant::now();
-        let _ = std::hint::black_box(sq).is_square();
-        let j = t.elapsed();
-        let t = std::time::Instant::now();
-        let _ = std::hint::black_box(sq).sqrt_candidate();
-        println!("jacobi {j:?} sqrt {:?}", t.elapsed());
     }
 
     #[test]
