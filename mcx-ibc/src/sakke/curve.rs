@@ -55,7 +55,7 @@ static SQRT_MINUS_THREE: std::sync::LazyLock<Fp> =
 
 impl Affine {
     /// Whether this (finite) point has order q, in constant time: one
-    /// square root and one Legendre symbol (about 0.6 ms), not a scalar
+    /// square root and one Legendre symbol (about 0.5 ms), not a scalar
     /// multiplication by q.
     ///
     /// E(F_p) is cyclic of order 4q (p + 1 = 4q), so the points of order q

@@ -14,10 +14,11 @@
 //!   [`ReceiverKey::decapsulate`], which always performs the mandatory
 //!   check that R = [r]([b]P + Z) (as the equivalent R of order q and
 //!   w = g^r, unless the receiver keeps a table of [b]P + Z). The first
-//!   decapsulation walks R's Miller loop directly; the second builds the RSK's lines and keeps them, so that a
-//!   receiver that decapsulates often pays about a quarter per pairing
-//!   while one that decapsulates once (a client's GMK at start-up) keeps
-//!   no lines ([`ReceiverKey::with_lines`] builds them at once).
+//!   decapsulation walks R's Miller loop directly; the second builds the
+//!   RSK's lines and keeps them, so that a receiver that decapsulates often
+//!   pays about a quarter per pairing while one that decapsulates once (a
+//!   client's GMK at start-up) keeps no lines ([`ReceiverKey::with_lines`]
+//!   builds them at once).
 //!
 //! Identifiers are octet strings read as big-endian integers (RFC 6508 2.2);
 //! in TS 33.180 they are the 32-octet UIDs of [`crate::uid`].
@@ -459,7 +460,7 @@ impl ReceiverKey {
     ///
     /// The reduced pairing ignores a component of order 2 or 4 added to
     /// K_b, so K_b's order q is checked separately (a square root and a
-    /// Legendre symbol, about 0.6 ms): such a key (only a KMS could make
+    /// Legendre symbol, about 0.5 ms): such a key (only a KMS could make
     /// one) is rejected here.
     ///
     /// [b]P + Z is not computed here (the check does not need it): for an
