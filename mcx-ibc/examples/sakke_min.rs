@@ -61,7 +61,7 @@ fn main() {
             ),
         ),
         (
-            "first decapsulation (RSK's loop walked)",
+            "first decapsulation (R's loop walked)",
             min_of(
                 runs,
                 || ReceiverKey::new(&kms, ID, &rsk).unwrap(),

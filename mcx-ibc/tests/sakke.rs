@@ -13,6 +13,7 @@ use mcx_ibc::sakke::{
 };
 use proptest::prelude::*;
 use serde_json::Value;
+use std::sync::OnceLock;
 
 fn rfc() -> Value {
     serde_json::from_str(include_str!("data/rfc6507-6508-6509.json")).unwrap()
@@ -114,6 +115,12 @@ fn rfc6508_decapsulation_recovers_ssv() {
         key.decapsulate(&bad).unwrap_err(),
         Error::DecapsulationFailed
     );
+    // And on a fresh key's first decapsulation (R walked, w = g^r checked).
+    let fresh = ReceiverKey::new(&kms, &v.id, &rsk).unwrap();
+    assert_eq!(
+        fresh.decapsulate(&bad).unwrap_err(),
+        Error::DecapsulationFailed
+    );
 }
 
 /// Streamwide's KMS public key and its users' RSKs (identity = 32-octet
@@ -160,11 +167,15 @@ fn vendor_users_round_trip() {
     .unwrap();
     let ssv = Ssv::from_bytes(&[0x5a; 16]).unwrap();
     let sed = sakke::encapsulate(&kms, &bob_uid, &ssv).unwrap();
-    assert_eq!(bob_key.decapsulate(&sed).unwrap(), ssv);
-    assert_eq!(
-        alice_key.decapsulate(&sed).unwrap_err(),
-        Error::DecapsulationFailed
-    );
+    // The first decapsulation of each key walks R; the second builds and
+    // evaluates the RSK's lines.
+    for _ in 0..2 {
+        assert_eq!(bob_key.decapsulate(&sed).unwrap(), ssv);
+        assert_eq!(
+            alice_key.decapsulate(&sed).unwrap_err(),
+            Error::DecapsulationFailed
+        );
+    }
 }
 
 fn rfc_receiver() -> (ReceiverKey, Vec<u8>) {
@@ -174,28 +185,105 @@ fn rfc_receiver() -> (ReceiverKey, Vec<u8>) {
     (key, v.sed)
 }
 
+/// Decapsulates `sed` for the RFC 6508 receiver on both paths: a fresh
+/// key's first decapsulation (R walked, R of order q and w = g^r checked)
+/// and a key with the RSK's lines (evaluated at R, R = [r]([b]P + Z)
+/// checked).
+fn decapsulate_both_ways(sed: &[u8]) -> [Result<Ssv, Error>; 2] {
+    static STEADY: OnceLock<ReceiverKey> = OnceLock::new();
+    let steady = STEADY.get_or_init(|| rfc_receiver().0.with_lines());
+    [rfc_receiver().0.decapsulate(sed), steady.decapsulate(sed)]
+}
+
+fn assert_refused_both_ways(sed: &[u8], what: &str) {
+    for (path, result) in ["first", "steady"].iter().zip(decapsulate_both_ways(sed)) {
+        assert_eq!(
+            result.err(),
+            Some(Error::DecapsulationFailed),
+            "{what}, {path} decapsulation"
+        );
+    }
+}
+
+/// R replaced by points the mandatory check must refuse, on both paths:
+/// R plus a point of order 2 or 4 (a component the reduced pairing
+/// evaluated there cannot see: only the check on R catches it), the points
+/// of order 2 and 4 themselves, and [r′]([b]P + Z) for r′ ≠ r. The
+/// unaltered data opens on both paths, and [r]([b]P + Z) is R.
+#[test]
+fn altered_r_is_rejected_on_both_paths() {
+    let v = rfc6508();
+    for result in decapsulate_both_ways(&v.sed) {
+        assert_eq!(result.unwrap().as_bytes().to_vec(), v.ssv);
+    }
+    let r_point = &v.sed[..sakke::POINT_LEN];
+    let kms = KmsPublicKey::from_bytes(&v.kms).unwrap();
+    let key = ReceiverKey::new(&kms, &v.id, &Rsk::from_bytes(&v.rsk).unwrap()).unwrap();
+    let q_b = key.public_point();
+    let r = sakke::internal::r_for(&Ssv::from_bytes(&v.ssv).unwrap(), &v.id);
+    assert_eq!(
+        sakke::internal::mul_point(&q_b, &r).unwrap().to_vec(),
+        r_point
+    );
+    let mut r_wrong = r;
+    r_wrong[127] ^= 1;
+    let t4 = sakke::internal::point_of_order_four();
+    let mut t2 = [0u8; sakke::POINT_LEN];
+    t2[0] = 4;
+    let cases = [
+        (
+            "R + (0, 0)",
+            sakke::internal::add_order_two(r_point).unwrap(),
+        ),
+        ("R + T4", sakke::internal::add_points(r_point, &t4).unwrap()),
+        ("(0, 0)", t2),
+        ("T4", t4),
+        (
+            "[r']([b]P + Z)",
+            sakke::internal::mul_point(&q_b, &r_wrong).unwrap(),
+        ),
+    ];
+    for (what, point) in cases {
+        let mut sed = v.sed.clone();
+        sed[..sakke::POINT_LEN].copy_from_slice(&point);
+        assert_refused_both_ways(&sed, what);
+    }
+}
+
+/// An RSK with a component of order 2 or 4 added passes the pairing check
+/// (the reduced pairing ignores it) but is refused by the order check.
+#[test]
+fn rsk_with_a_component_of_small_order_is_refused() {
+    let v = rfc6508();
+    let kms = KmsPublicKey::from_bytes(&v.kms).unwrap();
+    let t4 = sakke::internal::point_of_order_four();
+    for skewed in [
+        sakke::internal::add_order_two(&v.rsk).unwrap(),
+        sakke::internal::add_points(&v.rsk, &t4).unwrap(),
+    ] {
+        assert_eq!(
+            ReceiverKey::new(&kms, &v.id, &Rsk::from_bytes(&skewed).unwrap()).unwrap_err(),
+            Error::KeyValidationFailed("SAKKE RSK")
+        );
+    }
+}
+
 #[test]
 fn altered_h_fails_the_mandatory_r_check() {
-    let (key, mut sed) = rfc_receiver();
+    let (_, mut sed) = rfc_receiver();
     sed[SED_LEN - 1] ^= 1;
-    assert_eq!(
-        key.decapsulate(&sed).unwrap_err(),
-        Error::DecapsulationFailed
-    );
+    assert_refused_both_ways(&sed, "altered H");
 }
 
 #[test]
 fn r_replaced_by_another_curve_point_fails() {
     // R := P, a valid point of order q that was not made for this SSV.
-    let (key, mut sed) = rfc_receiver();
+    let (_, mut sed) = rfc_receiver();
     let v = rfc();
     let p = &v["sakke_rfc6509_parameter_set_1"];
     sed[1..129].copy_from_slice(&hx(&p["Px"]));
     sed[129..257].copy_from_slice(&hx(&p["Py"]));
-    assert_eq!(
-        key.decapsulate(&sed).unwrap_err(),
-        Error::DecapsulationFailed
-    );
+    assert_refused_both_ways(&sed, "R := P");
 }
 
 #[test]
@@ -231,10 +319,7 @@ fn malformed_sed_gets_named_errors() {
     // (0, 0) is on y² = x³ − 3x but has order 2: rejected by the R check.
     let mut bad = sed;
     bad[1..257].fill(0);
-    assert_eq!(
-        key.decapsulate(&bad).unwrap_err(),
-        Error::DecapsulationFailed
-    );
+    assert_refused_both_ways(&bad, "R := (0, 0)");
 }
 
 #[test]

@@ -56,6 +56,7 @@ fn sakke_encapsulated_data_opens_both_ways() {
     let kms = master.public_key();
     let z = kms.to_bytes();
     let rsk = sakke::extract_rsk(&master, ALICE).unwrap();
+    // Its first decapsulation walks R, the next ones its stored lines.
     let ours = ReceiverKey::new(&kms, ALICE, &rsk).unwrap();
     let mut theirs = Sakke::receiver(&z, ALICE, rsk.to_bytes().as_ref(), false).unwrap();
     let mut theirs_table = Sakke::receiver(&z, ALICE, rsk.to_bytes().as_ref(), true).unwrap();
@@ -85,4 +86,8 @@ fn sakke_encapsulated_data_opens_both_ways() {
     sed[sakke::SED_LEN - 1] ^= 1;
     assert!(theirs.decapsulate(&sed).is_err());
     assert!(ours.decapsulate(&sed).is_err());
+    // Also on a fresh key's first decapsulation (R walked, w = g^r checked;
+    // `ours` evaluated its stored lines from its second one on).
+    let fresh = ReceiverKey::new(&kms, ALICE, &rsk).unwrap();
+    assert!(fresh.decapsulate(&sed).is_err());
 }

@@ -6,6 +6,7 @@
 //! access depends on the scalar.
 
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq, CtOption};
+use zeroize::Zeroize;
 
 use super::fp::{BYTES, Fp, LIMBS};
 use super::fp2::batch_invert;
@@ -33,6 +34,14 @@ pub(crate) struct Jacobian {
     pub(crate) z: Fp,
 }
 
+impl Zeroize for Jacobian {
+    fn zeroize(&mut self) {
+        self.x.zeroize();
+        self.y.zeroize();
+        self.z.zeroize();
+    }
+}
+
 /// y² == x³ − 3x.
 fn on_curve(x: &Fp, y: &Fp) -> Choice {
     let x2 = x.square();
@@ -40,7 +49,42 @@ fn on_curve(x: &Fp, y: &Fp) -> Choice {
     y.square().ct_eq(&rhs)
 }
 
+/// c = (−3)^((p+1)/4), the square root of −3 that is itself a square.
+static SQRT_MINUS_THREE: std::sync::LazyLock<Fp> =
+    std::sync::LazyLock::new(|| Fp::ONE.double().add(&Fp::ONE).neg().sqrt_candidate());
+
 impl Affine {
+    /// Whether this (finite) point has order q, in constant time: one
+    /// square root and one Legendre symbol (about 0.5 ms), not a scalar
+    /// multiplication by q.
+    ///
+    /// E(F_p) is cyclic of order 4q (p + 1 = 4q), so the points of order q
+    /// are 4·E(F_p) minus O. The 2-isogeny descent of y² = x(x² − 3)
+    /// decides halving: a point (x, y) ≠ (0, 0) lies in 2·E(F_p) exactly
+    /// when x is a square (the map (x, y) ↦ x mod squares is a
+    /// homomorphism onto F_p*/F_p*², whose kernel is the only subgroup of
+    /// index 2 of the cyclic group), i.e. when d = x² − 3 is one
+    /// (y² = x·d with y ≠ 0), checked as s² = d for s = d^((p+1)/4). Its
+    /// halves M then have x(M) + (−3)/x(M) = w for the root w of
+    /// w² − 4x·w + 12 = 0 that is a square (the image of M under the
+    /// 2-isogeny has x = w and lies in the kernel of the dual descent map,
+    /// and 12 is not a square, so one root is), and the two halves'
+    /// x-coordinates u₁, u₂ have u₁·u₂ = −3 = c² and u₁ + u₂ = w, so
+    /// w + 2c = (u₁ + c)²/u₁ has the symbol of u₁: M ∈ 2·E(F_p) exactly when
+    /// w + 2c is a square. With t = x + s the roots are w₁ = 2t and
+    /// w₂ = 12/w₁, and (w₁ + 2c)(w₂ + 2c) = 8c·x, whose symbol is
+    /// (2/p)(c/p)(x/p) = −1 (p ≡ 3 mod 8, c a square, x a square): so the
+    /// symbol of the square root's w + 2c is that of w₁·(w₁ + 2c), i.e. of
+    /// t·(t + c). `order_q_test_matches_multiplication_by_q` checks all
+    /// this against [q]·point.
+    pub(crate) fn has_order_q(&self) -> Choice {
+        let d = self.x.square().sub(&Fp::ONE.double().add(&Fp::ONE));
+        let s = d.sqrt_candidate();
+        let t = self.x.add(&s);
+        let u = t.mul(&t.add(&SQRT_MINUS_THREE));
+        !self.x.is_zero() & s.square().ct_eq(&d) & u.is_square()
+    }
+
     /// Decodes 0x04 || x || y; errors name what was wrong.
     pub(crate) fn from_bytes(bytes: &[u8], what: &'static str) -> Result<Self, crate::Error> {
         if bytes.len() != POINT_BYTES {
@@ -447,8 +491,8 @@ impl FixedBaseTable {
                 acc = acc.add_affine_unchecked(&entry, skip);
             }
         }
-        zeroize::Zeroize::zeroize(&mut mag);
-        zeroize::Zeroize::zeroize(&mut neg);
+        mag.zeroize();
+        neg.zeroize();
         acc
     }
 }
@@ -514,6 +558,60 @@ mod tests {
             );
         }
         assert!(bool::from(table.mul(&[0; LIMBS]).is_identity()));
+    }
+
+    /// The constant-time order test agrees with [q]·S == O on points of
+    /// every order dividing 4q: random points S of E(F_p), 4S, and those
+    /// plus the points of order 2 and 4.
+    #[test]
+    fn order_q_test_matches_multiplication_by_q() {
+        let three = Fp::ONE.double().add(&Fp::ONE);
+        let mut points = Vec::new();
+        let mut x = BASE.x.add(&Fp::ONE);
+        while points.len() < 12 {
+            x = x.add(&three.square());
+            let rhs = x.square().sub(&three).mul(&x);
+            let y = rhs.sqrt_candidate();
+            if bool::from(y.square().ct_eq(&rhs)) {
+                points.push(Affine { x, y });
+            }
+        }
+        let q_mul = |p: &Affine| p.to_jacobian().mul(&Q);
+        let four =
+            |p: &Affine| -> Option<Affine> { p.to_jacobian().double().double().to_affine().into() };
+        // A point of order 4: [q]S for S with [q]S of order 4.
+        let t4 = points
+            .iter()
+            .filter_map(|s| Option::<Affine>::from(q_mul(s).to_affine()))
+            .find(|t| !bool::from(t.y.is_zero()))
+            .expect("a point of order 4 among twelve random points");
+        assert!(bool::from(t4.to_jacobian().double().double().is_identity()));
+        let t2 = Affine {
+            x: Fp::ZERO,
+            y: Fp::ZERO,
+        };
+        let mut cases = Vec::new();
+        for s in &points {
+            cases.push(*s);
+            if let Some(f) = four(s) {
+                cases.push(f);
+                for t in [t2, t4] {
+                    if let Some(sum) =
+                        Option::<Affine>::from(f.to_jacobian().add(&t.to_jacobian()).to_affine())
+                    {
+                        cases.push(sum);
+                    }
+                }
+            }
+        }
+        cases.extend([t2, t4, BASE]);
+        let mut in_q = 0;
+        for c in &cases {
+            let expected = bool::from(q_mul(c).is_identity());
+            assert_eq!(bool::from(c.has_order_q()), expected);
+            in_q += usize::from(expected);
+        }
+        assert!(in_q >= 12 && in_q < cases.len());
     }
 
     #[test]

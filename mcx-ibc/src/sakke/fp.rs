@@ -184,6 +184,33 @@ impl Wide {
         Self { t }
     }
 
+    /// The sum of three products of reduced elements, brought below 2p²
+    /// by subtracting p² when it is not below p² (in constant time): the
+    /// plain sum is below 3p², which can exceed 2^2048 (p is 0.6·2^1024),
+    /// so it is kept in 33 limbs until the subtraction.
+    #[inline(always)]
+    pub(crate) fn sum3(x: &Self, y: &Self, z: &Self) -> Self {
+        let mut t = [0u64; WIDE];
+        let mut top = 0;
+        for i in 0..WIDE {
+            let (s, c1) = adc(x.t[i], y.t[i], top);
+            let (s, c2) = adc(s, z.t[i], 0);
+            t[i] = s;
+            top = c1 + c2;
+        }
+        let mut d = [0u64; WIDE];
+        let mut borrow = 0;
+        for i in 0..WIDE {
+            (d[i], borrow) = sbb(t[i], P_SQUARED[i], borrow);
+        }
+        let (_, borrow) = sbb(top, 0, borrow);
+        // borrow is all-ones when the sum is below p²: keep it.
+        for i in 0..WIDE {
+            t[i] = (t[i] & borrow) | (d[i] & !borrow);
+        }
+        Self { t }
+    }
+
     /// p² + Σ plus − Σ minus in one pass over the limbs. The caller
     /// guarantees the result lies in [0, 2p²) (see [`super::fp2::Fp2::mul`]);
     /// it is congruent to the plain sum, as p² ≡ 0.
@@ -375,6 +402,42 @@ impl Fp {
         Self::conditional_select(&r, &Self::ZERO, is_zero)
     }
 
+    /// Whether this is a non-zero square (Legendre symbol 1), in constant
+    /// time (crypto-bigint's constant-time Jacobi symbol). The Montgomery
+    /// form x·R has the same symbol as x: R = 2^1024 is a square.
+    pub(crate) fn is_square(&self) -> Choice {
+        let modulus = Odd::new(U1024::from_words(P)).expect("p is odd");
+        let symbol = U1024::from_words(self.0).jacobi_symbol(&modulus);
+        symbol.ct_eq(&crypto_bigint::JacobiSymbol::One)
+    }
+
+    /// self^((p+1)/4): a square root of self when self is a square (p ≡ 3
+    /// mod 4). Fixed 4-bit windows over the public exponent, constant time
+    /// in self.
+    pub(crate) fn sqrt_candidate(&self) -> Self {
+        // (p + 1)/4: p + 1 has no carry out of the low limb (p is odd and
+        // p + 1 ≡ 0 mod 4, so its low limb is not all ones).
+        let mut e = P;
+        e[0] += 1;
+        for i in 0..LIMBS {
+            let hi = if i + 1 < LIMBS { e[i + 1] << 62 } else { 0 };
+            e[i] = (e[i] >> 2) | hi;
+        }
+        let mut table = [Self::ONE; 16];
+        for d in 1..16 {
+            table[d] = table[d - 1].mul(self);
+        }
+        let mut acc = Self::ONE;
+        for w in (0..LIMBS * 16).rev() {
+            for _ in 0..4 {
+                acc = acc.square();
+            }
+            let digit = ((e[w / 16] >> ((w % 16) * 4)) & 15) as usize;
+            acc = acc.mul(&table[digit]);
+        }
+        acc
+    }
+
     pub(crate) fn is_zero(&self) -> Choice {
         self.ct_eq(&Self::ZERO)
     }
@@ -433,6 +496,47 @@ mod tests {
         assert_eq!(a.add(&a.neg()).0, Fp::ZERO.0);
         assert_eq!(Fp::ZERO.invert().0, Fp::ZERO.0);
         assert_eq!(from_hex("abc").to_bytes()[BYTES - 2..], [0x0a, 0xbc]);
+    }
+
+    /// Three products at the top of the range (p − 1 and the element
+    /// whose Montgomery form is p − 1), where their plain sum exceeds
+    /// 2^2048, and small ones: the lazy sum reduces to the sum of the
+    /// reduced products.
+    #[test]
+    fn sum_of_three_products_matches_reduced_sum() {
+        let mut top = P;
+        top[0] -= 1;
+        let big = Fp(top);
+        let big2 = big.neg().add(&Fp::ONE.neg());
+        let a = from_hex("123456789abcdef0fedcba9876543210deadbeef");
+        for (x, y, z) in [
+            (big, big, big),
+            (big, big2, big),
+            (a, big, Fp::ZERO),
+            (Fp::ZERO, Fp::ZERO, Fp::ONE),
+            (a, a, a),
+        ] {
+            let lazy = Wide::sum3(&x.mul_wide(&x), &y.mul_wide(&big), &z.mul_wide(&z)).reduce();
+            let plain = x.mul(&x).add(&y.mul(&big)).add(&z.mul(&z));
+            assert_eq!(lazy.0, plain.0);
+        }
+    }
+
+    /// Squares are squares and their roots come back (up to sign); 3 and
+    /// −1 are not squares mod p (p ≡ 3 mod 4), −3 is.
+    #[test]
+    fn squares_and_square_roots() {
+        let three = Fp::ONE.double().add(&Fp::ONE);
+        assert!(!bool::from(three.is_square()));
+        assert!(!bool::from(Fp::ONE.neg().is_square()));
+        assert!(bool::from(three.neg().is_square()));
+        assert!(!bool::from(Fp::ZERO.is_square()));
+        let a = from_hex("123456789abcdef0fedcba9876543210deadbeef");
+        let sq = a.square();
+        assert!(bool::from(sq.is_square()));
+        let root = sq.sqrt_candidate();
+        assert!(root.0 == a.0 || root.0 == a.neg().0);
+        assert!(!bool::from(sq.mul(&three).is_square()));
     }
 
     #[test]

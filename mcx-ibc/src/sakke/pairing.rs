@@ -5,29 +5,25 @@
 //! ψ(Q) = (−Q_x, i·Q_y). For points of the order-q group the pairing is
 //! symmetric (⟨aP, bP⟩ = ⟨P, P⟩^{ab} = ⟨bP, aP⟩), so we may walk multiples of
 //! either argument. [`MillerLines`] walks a *fixed* point once (the base
-//! point P, a KMS key Z, or a receiver's RSK), stores each line normalised to
-//! `a·x + b + i·y`, and per pairing only evaluates those lines at the varying
-//! point (about 1.6 multiplications per line, at (x/y, 1/y)) instead of a
-//! point operation.
+//! point P, a KMS key Z, or a receiver's RSK) and stores, for each window of
+//! two NAF digits, the product of that window's lines with the vertical
+//! lines divided out: a function A(x) + B(x)·y of four to six stored
+//! coefficients. A pairing then does v ← v⁴·g per window, g's value at the
+//! varying point being an inner product of those coefficients with powers
+//! of the point's coordinates, instead of two loop steps of line
+//! evaluations.
 //! [`pairing_direct`] walks and evaluates in one pass without storing
 //! anything: cheaper than building the lines for a pairing done once. The
 //! line walk is the same fixed sequence for every point, so it is constant
 //! time in the walked point.
 
+use subtle::{Choice, ConstantTimeEq};
 use zeroize::Zeroize;
 
-use super::curve::Affine;
+use super::curve::{Affine, Jacobian};
 use super::fp::{Fp, Wide};
 use super::fp2::{Fp2, batch_invert};
 use super::params::Q_MINUS_ONE_NAF;
-
-/// A Miller-loop line through multiples of the fixed point, scaled so that
-/// its value at ψ(x, y) is (a·x + b) + i·y.
-#[derive(Clone, Copy)]
-struct Line {
-    a: Fp,
-    b: Fp,
-}
 
 /// A line before normalisation: its value at ψ(x, y) is (A·x + B) + i·D·y,
 /// the normalised value times D ∈ F_p*, which PF_p ignores.
@@ -58,7 +54,7 @@ struct Tangent {
 }
 
 impl RawLine {
-    /// (A, B, D), for storing.
+    /// (A, B, D): the line's value at ψ(x, y) is (A·x + B) + i·D·y.
     fn coefficients(&self) -> (Fp, Fp, Fp) {
         match self {
             Self::Tangent(t) => (
@@ -117,8 +113,11 @@ impl Drop for RawLine {
 /// line to `emit` in loop order with `true` for a tangent (which follows a
 /// squaring of the accumulator, except the first) and `false` for a chord.
 /// A −1 digit uses the chord through −F; the vertical lines this leaves out
-/// take values in F_p at ψ(x, y) and vanish in PF_p.
-fn walk(fixed: &Affine, mut emit: impl FnMut(bool, RawLine)) {
+/// take values in F_p at ψ(x, y) and vanish in PF_p. Returns the end point,
+/// [q − 1]·fixed when every step was exact (callers zeroize it when the
+/// walked point is secret).
+#[must_use]
+fn walk(fixed: &Affine, mut emit: impl FnMut(bool, RawLine)) -> Jacobian {
     let mut c = fixed.to_jacobian();
     let negated = Affine {
         x: fixed.x,
@@ -156,47 +155,463 @@ fn walk(fixed: &Affine, mut emit: impl FnMut(bool, RawLine)) {
             c = sum;
         }
     }
-    c.x.zeroize();
-    c.y.zeroize();
-    c.z.zeroize();
+    c
 }
 
-/// The precomputed Miller loop of one fixed point of order q.
+/// One step of the windowed loop: two NAF digits, or the single digit left
+/// over at the end when the digits after the leading 1 are odd in number.
+/// The sequence follows the public NAF of q − 1, never a secret.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Shape {
+    Pair(i8, i8),
+    Single(i8),
+}
+
+impl Shape {
+    /// The pole order at O of the step's function once the verticals are
+    /// divided out (its divisor, C the running point and F the fixed one):
+    /// (0, 0): 4(C) + (−4C) − 5(O); (0, ±1): 4(C) + (±F) + (−(4C ± F)) − 6(O);
+    /// (±1, 0): 4(C) + 2(±F) + (−(4C ± 2F)) − 7(O); a single tangent:
+    /// 2(C) + (−2C) − 3(O); a single tangent and chord:
+    /// 2(C) + (±F) + (−(2C ± F)) − 4(O). (The NAF has no two adjacent
+    /// non-zero digits, so (±1, ±1) does not occur.)
+    fn pole_order(self) -> usize {
+        match self {
+            Self::Pair(0, 0) => 5,
+            Self::Pair(0, _) => 6,
+            Self::Pair(_, _) => 7,
+            Self::Single(0) => 3,
+            Self::Single(_) => 4,
+        }
+    }
+
+    /// How the function A(x) + B(x)·y is stored: the number of stored
+    /// coefficients of A (from x⁰) and of B, and whether the leading term
+    /// (of the pole order, [`Poly::settle`]) belongs to A. Its coefficient
+    /// is 1 and is not stored.
+    fn layout(self) -> (usize, usize, bool) {
+        let n = self.pole_order();
+        let (na, nb) = lengths(n);
+        if n % 2 == 0 {
+            (na - 1, nb, true)
+        } else {
+            (na, nb - 1, false)
+        }
+    }
+
+    /// Coefficients stored for this shape.
+    fn stored(self) -> usize {
+        let (na, nb, _) = self.layout();
+        na + nb
+    }
+
+    /// NAF digits this shape covers.
+    fn digits(self) -> usize {
+        match self {
+            Self::Pair(..) => 2,
+            Self::Single(_) => 1,
+        }
+    }
+}
+
+/// The numbers of coefficients of A and B (from x⁰ to the highest that
+/// may be non-zero) for a function A + B·y with pole order n ≥ 3 at O:
+/// that order is max(2·deg A, 3 + 2·deg B), the two of different parities.
+fn lengths(n: usize) -> (usize, usize) {
+    (n / 2 + 1, (n - 1) / 2)
+}
+
+/// The steps of the loop after the leading digit 1, in order.
+fn shapes() -> impl Iterator<Item = Shape> {
+    Q_MINUS_ONE_NAF[1..].chunks(2).map(|c| match *c {
+        [d1, d2] => Shape::Pair(d1, d2),
+        [d] => Shape::Single(d),
+        // chunks(2) yields slices of one or two digits.
+        _ => Shape::Single(0),
+    })
+}
+
+/// A line y = λ·x + μ through multiples of the fixed point, as the
+/// function c₀ + c₁·x + y with c₀ = −μ and c₁ = −λ (monic in y). At
+/// ψ(X, Y) = (−X, i·Y) it is (c₀ − c₁·X) + i·Y.
+#[derive(Clone, Copy)]
+struct AffineLine {
+    c0: Fp,
+    c1: Fp,
+}
+
+/// One loop step's affine data: the tangent at the running point C, the
+/// x of 2C (the vertical after the tangent), and for a non-zero digit the
+/// chord through 2C and ±F with the x of 2C ± F.
+struct StepLines {
+    tangent: AffineLine,
+    doubled_x: Fp,
+    chord: Option<(AffineLine, Fp)>,
+}
+
+impl Drop for StepLines {
+    fn drop(&mut self) {
+        // Derived from the walked point, which may be an RSK.
+        self.tangent.c0.zeroize();
+        self.tangent.c1.zeroize();
+        self.doubled_x.zeroize();
+        if let Some((l, x)) = &mut self.chord {
+            l.c0.zeroize();
+            l.c1.zeroize();
+            x.zeroize();
+        }
+    }
+}
+
+/// Room for a window's polynomial: the largest, pole order 11 (h²·T₂ of a
+/// (±1, 0) window before its divisions), has x⁵ and x⁴·y.
+const POLY_LEN: usize = 8;
+
+/// A(x) + B(x)·y in F_p[x, y]/(y² − x³ + 3x), coefficients from x⁰, with
+/// the number of coefficients in use (fixed by the window's shape, public).
+struct Poly {
+    a: [Fp; POLY_LEN],
+    na: usize,
+    b: [Fp; POLY_LEN],
+    nb: usize,
+    /// Cleared when a division by a vertical left a remainder or a
+    /// coefficient above the shape's degrees is not zero: the result is
+    /// then not the window's function (never, for a point of order q;
+    /// `window_divisions_are_exact` checks it).
+    exact: bool,
+}
+
+impl Poly {
+    fn one() -> Self {
+        let mut a = [Fp::ZERO; POLY_LEN];
+        a[0] = Fp::ONE;
+        Self {
+            a,
+            na: 1,
+            b: [Fp::ZERO; POLY_LEN],
+            nb: 0,
+            exact: true,
+        }
+    }
+
+    /// The square of a line c + y, c = c₀ + c₁·x:
+    /// (c² + x³ − 3x) + 2c·y, three multiplications.
+    fn line_square(l: &AffineLine) -> Self {
+        let mut f = Self::one();
+        let three = Fp::ONE.double().add(&Fp::ONE);
+        f.a[0] = l.c0.square();
+        f.a[1] = l.c0.mul(&l.c1).double().sub(&three);
+        f.a[2] = l.c1.square();
+        f.a[3] = Fp::ONE;
+        f.na = 4;
+        f.b[0] = l.c0.double();
+        f.b[1] = l.c1.double();
+        f.nb = 2;
+        f
+    }
+
+    /// self²: (A² + B²·(x³ − 3x)) + 2AB·y.
+    fn square(&mut self) {
+        let mut a = [Fp::ZERO; POLY_LEN];
+        let mut b = [Fp::ZERO; POLY_LEN];
+        for i in 0..self.na {
+            a[2 * i] = a[2 * i].add(&self.a[i].square());
+            for j in i + 1..self.na {
+                a[i + j] = a[i + j].add(&self.a[i].mul(&self.a[j]).double());
+            }
+            for j in 0..self.nb {
+                b[i + j] = b[i + j].add(&self.a[i].mul(&self.b[j]).double());
+            }
+        }
+        for i in 0..self.nb {
+            for j in i..self.nb {
+                let mut t = self.b[i].mul(&self.b[j]);
+                if j > i {
+                    t = t.double();
+                }
+                // t·x^(i+j)·(x³ − 3x)
+                a[i + j + 3] = a[i + j + 3].add(&t);
+                a[i + j + 1] = a[i + j + 1].sub(&t.double().add(&t));
+                t.zeroize();
+            }
+        }
+        let na = (2 * self.na - 1).max(2 * self.nb + 2);
+        let nb = if self.nb == 0 {
+            0
+        } else {
+            self.na + self.nb - 1
+        };
+        self.replace(a, b, na, nb);
+    }
+
+    fn replace(&mut self, mut a: [Fp; POLY_LEN], mut b: [Fp; POLY_LEN], na: usize, nb: usize) {
+        self.a.zeroize();
+        self.b.zeroize();
+        self.a = a;
+        self.b = b;
+        self.na = na;
+        self.nb = nb;
+        a.zeroize();
+        b.zeroize();
+    }
+
+    /// Multiplies by the line c + y, c = c₀ + c₁·x:
+    /// (A + B·y)(c + y) = (A·c + B·(x³ − 3x)) + (A + B·c)·y, in place from
+    /// the top coefficient down (each new coefficient reads old ones at its
+    /// own index and below), c₀·u_k + c₁·u_{k−1} with one reduction.
+    /// Coefficients beyond the lengths are zero.
+    fn mul_line(&mut self, l: &AffineLine) {
+        let na = if self.nb == 0 {
+            self.na + 1
+        } else {
+            (self.na + 1).max(self.nb + 3)
+        };
+        let nb = self.na.max(self.nb + 1);
+        for k in (0..na.max(nb)).rev() {
+            let a_k = lin(&l.c0, &self.a, self.na, &l.c1, k);
+            let b_k = lin(&l.c0, &self.b, self.nb, &l.c1, k);
+            let mut a_new = a_k;
+            if k >= 1 && k <= self.nb {
+                let three = self.b[k - 1].double().add(&self.b[k - 1]);
+                a_new = a_new.sub(&three);
+            }
+            if k >= 3 && k < self.nb + 3 {
+                a_new = a_new.add(&self.b[k - 3]);
+            }
+            if k < nb {
+                self.b[k] = b_k.add(&self.a[k]);
+            }
+            self.a[k] = a_new;
+        }
+        self.na = na;
+        self.nb = nb;
+    }
+
+    /// Divides by the vertical x − x₀, A and B separately (the coordinate
+    /// ring is free over F_p[x] with basis 1, y, so a multiple of x − x₀
+    /// has both components divisible), by synthetic division; clears
+    /// `exact` on a non-zero remainder.
+    fn div_vertical(&mut self, x0: &Fp) {
+        let ok_a = synthetic_division(&mut self.a, &mut self.na, x0);
+        let ok_b = synthetic_division(&mut self.b, &mut self.nb, x0);
+        self.exact &= bool::from(ok_a & ok_b);
+    }
+
+    /// Checks that the function has pole order `n` at O with leading
+    /// coefficient 1 and no coefficient above ([`lengths`]), and drops the
+    /// zeros above; clears `exact` otherwise. Every line is monic in y, so
+    /// products of lines are monic in their leading term (y² is x³ + …),
+    /// and so are quotients by the monic verticals x − x₀.
+    fn settle(&mut self, n: usize) {
+        let (na, nb) = lengths(n);
+        let lead = if n % 2 == 0 {
+            self.a[na - 1]
+        } else {
+            self.b[nb - 1]
+        };
+        let mut zero = lead.ct_eq(&Fp::ONE);
+        for c in self.a.iter().take(self.na).skip(na) {
+            zero &= c.is_zero();
+        }
+        for c in self.b.iter().take(self.nb).skip(nb) {
+            zero &= c.is_zero();
+        }
+        self.exact &= bool::from(zero);
+        for c in self.a.iter_mut().skip(na) {
+            *c = Fp::ZERO;
+        }
+        for c in self.b.iter_mut().skip(nb) {
+            *c = Fp::ZERO;
+        }
+        self.na = self.na.min(na);
+        self.nb = self.nb.min(nb);
+    }
+}
+
+/// c₀·u_k + c₁·u_{k−1} for the polynomial u of n coefficients (zero
+/// beyond), with one reduction when both terms exist.
+#[inline]
+fn lin(c0: &Fp, u: &[Fp; POLY_LEN], n: usize, c1: &Fp, k: usize) -> Fp {
+    let has_k = k < n;
+    let has_prev = k >= 1 && k <= n;
+    match (has_k, has_prev) {
+        (true, true) => Wide::sum(&c0.mul_wide(&u[k]), &c1.mul_wide(&u[k - 1])).reduce(),
+        (true, false) => c0.mul(&u[k]),
+        (false, true) => c1.mul(&u[k - 1]),
+        (false, false) => Fp::ZERO,
+    }
+}
+
+/// c ← c / (x − x₀) for c = Σ_{k<n} c_k·x^k: q_{n−2} = c_{n−1},
+/// q_{k−1} = c_k + x₀·q_k, remainder c₀ + x₀·q₀; whether it is zero.
+fn synthetic_division(c: &mut [Fp; POLY_LEN], n: &mut usize, x0: &Fp) -> Choice {
+    if *n == 0 {
+        return Choice::from(1);
+    }
+    let mut carry = c[*n - 1];
+    c[*n - 1] = Fp::ZERO;
+    for k in (0..*n - 1).rev() {
+        let next = c[k].add(&x0.mul(&carry));
+        c[k] = carry;
+        carry = next;
+    }
+    *n -= 1;
+    let zero = carry.is_zero();
+    carry.zeroize();
+    zero
+}
+
+impl Drop for Poly {
+    fn drop(&mut self) {
+        // Derived from the walked point, which may be an RSK.
+        self.a.zeroize();
+        self.b.zeroize();
+    }
+}
+
+/// Walks the loop of `fixed` ([`walk`]), normalises every line to
+/// c₀ + c₁·x + y (one batch inversion, as the lines' y coefficients are
+/// in F_p*), and follows the x coordinates of the running point from the
+/// slopes (x(2C) = λ² − 2x(C), x(D ± F) = λ² − x(D) − x(F)): one
+/// [`StepLines`] per NAF digit after the first.
+fn affine_steps(fixed: &Affine) -> Vec<StepLines> {
+    let mut num_a = Vec::with_capacity(1400);
+    let mut num_b = Vec::with_capacity(1400);
+    let mut den = Vec::with_capacity(1400);
+    let mut end = walk(fixed, |_, line| {
+        let (a, b, d) = line.coefficients();
+        num_a.push(a);
+        num_b.push(b);
+        den.push(d);
+    });
+    end.zeroize();
+    batch_invert(&mut den);
+    // The line's value at ψ(X, Y) is (a·X + b) + i·y with a = A/D, b = B/D,
+    // i.e. the function b − a·x + y.
+    let mut lines = num_a
+        .iter()
+        .zip(num_b.iter())
+        .zip(den.iter())
+        .map(|((a, b), d)| AffineLine {
+            c0: b.mul(d),
+            c1: a.mul(d).neg(),
+        });
+    let mut steps = Vec::with_capacity(Q_MINUS_ONE_NAF.len());
+    let mut x = fixed.x;
+    for &digit in Q_MINUS_ONE_NAF.iter().skip(1) {
+        // `walk` emits a tangent per digit and a chord per non-zero digit.
+        let tangent = lines.next().unwrap_or(AffineLine {
+            c0: Fp::ZERO,
+            c1: Fp::ZERO,
+        });
+        let doubled_x = tangent.c1.square().sub(&x.double());
+        x = doubled_x;
+        let chord = if digit != 0 {
+            let chord = lines.next().unwrap_or(tangent);
+            x = chord.c1.square().sub(&x).sub(&fixed.x);
+            Some((chord, x))
+        } else {
+            None
+        };
+        steps.push(StepLines {
+            tangent,
+            doubled_x,
+            chord,
+        });
+    }
+    x.zeroize();
+    num_a.zeroize();
+    num_b.zeroize();
+    den.zeroize();
+    steps
+}
+
+/// The function of one loop step (two digits, or one), the verticals
+/// divided out: for digits (d1, d2) from C, T₁²·Ch₁²·T₂·Ch₂ (absent chords
+/// are 1) divided by V_{2C}² and, after a first chord, by V_{2C±F}², or
+/// after a second chord by V_{4C}. Each division comes once both points of
+/// the vertical are zeros of what is divided, so the quotient is regular.
+fn window_poly(shape: Shape, steps: &[StepLines]) -> Poly {
+    let mut f = Poly::one();
+    match (shape, steps) {
+        (Shape::Single(_), [s]) => {
+            f.mul_line(&s.tangent);
+            if let Some((ch, _)) = &s.chord {
+                f.mul_line(ch);
+                f.div_vertical(&s.doubled_x);
+            }
+        }
+        (Shape::Pair(..), [s1, s2]) => {
+            if let Some((ch1, x1)) = &s1.chord {
+                // h = T₁·Ch₁/V_{2C}, divisor 2(C) + (±F) + (−C₁) − 4(O)
+                // with C₁ = 2C ± F; then h²·T₂/V_{C₁}².
+                f.mul_line(&s1.tangent);
+                f.mul_line(ch1);
+                f.div_vertical(&s1.doubled_x);
+                f.settle(4);
+                f.square();
+                f.mul_line(&s2.tangent);
+                f.div_vertical(x1);
+                f.div_vertical(x1);
+            } else {
+                f = Poly::line_square(&s1.tangent);
+                f.mul_line(&s2.tangent);
+                f.div_vertical(&s1.doubled_x);
+                f.div_vertical(&s1.doubled_x);
+                f.settle(5);
+                if let Some((ch2, _)) = &s2.chord {
+                    f.mul_line(ch2);
+                    f.div_vertical(&s2.doubled_x);
+                }
+            }
+        }
+        // `window_polys` hands each shape its number of steps.
+        _ => f.exact = false,
+    }
+    f.settle(shape.pole_order());
+    f
+}
+
+/// The window functions of `fixed`, one [`Poly`] per [`Shape`] of
+/// [`shapes`], not normalised.
+fn window_polys(fixed: &Affine) -> Vec<Poly> {
+    let steps = affine_steps(fixed);
+    let mut polys = Vec::with_capacity(Q_MINUS_ONE_NAF.len() / 2 + 1);
+    let mut at = 0;
+    for shape in shapes() {
+        let used = shape.digits();
+        polys.push(window_poly(
+            shape,
+            steps.get(at..at + used).unwrap_or_default(),
+        ));
+        at += used;
+    }
+    polys
+}
+
+/// The precomputed Miller loop of one fixed point of order q, two NAF
+/// digits per step.
 pub(crate) struct MillerLines {
-    /// One tangent line per digit of the NAF of q − 1 after the first, then
-    /// one chord line per non-zero digit, in loop order.
-    lines: Vec<Line>,
+    /// For each [`Shape`] of [`shapes`] in order, the function of that step
+    /// as stored coefficients ([`Shape::layout`]): A's from x⁰, then B's,
+    /// without the leading coefficient, which is 1.
+    coefficients: Vec<Fp>,
 }
 
 impl MillerLines {
-    /// Walks the Miller loop of `fixed` and keeps its lines, normalised with
-    /// one batch inversion.
+    /// Walks the Miller loop of `fixed`, multiplies each window's lines
+    /// into one function, divides out the verticals, and keeps the
+    /// coefficients (the leading one is 1: [`Poly::trim`]).
     pub(crate) fn new(fixed: &Affine) -> Self {
-        // Each line is kept as (A, B, D), then divided by D once for all
-        // lines together.
-        let mut num_a = Vec::with_capacity(1536);
-        let mut num_b = Vec::with_capacity(1536);
-        let mut den = Vec::with_capacity(1536);
-        walk(fixed, |_, line| {
-            let (a, b, d) = line.coefficients();
-            num_a.push(a);
-            num_b.push(b);
-            den.push(d);
-        });
-        batch_invert(&mut den);
-        let lines = num_a
-            .iter()
-            .zip(num_b.iter())
-            .zip(den.iter())
-            .map(|((a, b), d)| Line {
-                a: a.mul(d),
-                b: b.mul(d),
-            })
-            .collect();
-        num_a.zeroize();
-        num_b.zeroize();
-        den.zeroize();
-        Self { lines }
+        let polys = window_polys(fixed);
+        debug_assert!(polys.iter().all(|p| p.exact), "inexact window");
+        let mut coefficients = Vec::with_capacity(shapes().map(Shape::stored).sum());
+        for (p, shape) in polys.iter().zip(shapes()) {
+            let (na, nb, _) = shape.layout();
+            coefficients.extend_from_slice(&p.a[..na]);
+            coefficients.extend_from_slice(&p.b[..nb]);
+        }
+        Self { coefficients }
     }
 
     /// ⟨fixed, point⟩ as RFC 6508 represents it: the F_p integer b/a of the
@@ -209,90 +624,148 @@ impl MillerLines {
 impl Drop for MillerLines {
     fn drop(&mut self) {
         // A receiver's lines are derived from its RSK.
-        for l in &mut self.lines {
-            l.a.zeroize();
-            l.b.zeroize();
-        }
+        self.coefficients.zeroize();
     }
 }
 
 /// The product of the Miller-loop values of each (fixed point's lines,
 /// point) pair, sharing the squarings: the value whose final
-/// exponentiation is the product of the pairings.
+/// exponentiation is the product of the pairings. Per two digits: v⁴, then
+/// for each pair one F_p² product by the window's value at ψ(point).
 pub(crate) fn miller_product(pairs: &[(&MillerLines, &Affine)]) -> Fp2 {
-    let points: Vec<(&MillerLines, ScaledPoint)> = pairs
+    let points: Vec<(&MillerLines, PointPowers)> = pairs
         .iter()
-        .map(|(lines, point)| (*lines, ScaledPoint::new(point)))
+        .map(|(lines, point)| (*lines, PointPowers::new(point)))
         .collect();
     let mut v = Fp2::ONE;
     let mut at = 0;
-    for (step, &digit) in Q_MINUS_ONE_NAF.iter().skip(1).enumerate() {
-        if step > 0 {
+    for (i, shape) in shapes().enumerate() {
+        if i > 0 {
             v = v.square();
-        }
-        let used = if digit != 0 { 2 } else { 1 };
-        for (lines, point) in &points {
-            for l in lines.lines.get(at..at + used).unwrap_or_default() {
-                v = mul_by_line(&v, l, point);
+            if shape.digits() == 2 {
+                v = v.square();
             }
         }
-        at += used;
+        let n = shape.stored();
+        for (lines, point) in &points {
+            let c = lines.coefficients.get(at..at + n).unwrap_or_default();
+            v = v.mul(&point.eval(shape, c));
+        }
+        at += n;
     }
     v
 }
 
-/// A point (x, y) as (x/y, 1/y), so that a stored line's value
-/// (a·x + b) + i·y, divided by y ∈ F_p (which PF_p ignores), is α + i with
-/// α = a·x/y + b/y: the F_p² product by it is then two multiplications.
-/// y = 0 (a point of order 2, never of order q) maps to (0, 0) and gives a
-/// meaningless value, which the callers' checks reject.
-struct ScaledPoint {
-    x_over_y: Fp,
-    inv_y: Fp,
+/// The powers of a point's coordinates that the window functions need at
+/// ψ(X, Y) = (−X, i·Y): x_k = (−X)^k and y_k = Y·(−X)^k, so that
+/// A(−X) + B(−X)·i·Y is Σ a_k·x_k + i·Σ b_k·y_k.
+struct PointPowers {
+    x: [Fp; 4],
+    y: [Fp; 3],
 }
 
-impl ScaledPoint {
+impl PointPowers {
     fn new(p: &Affine) -> Self {
-        let inv_y = p.y.invert();
+        let x1 = p.x.neg();
+        let x2 = p.x.square();
+        let x3 = x2.mul(&x1);
         Self {
-            x_over_y: p.x.mul(&inv_y),
-            inv_y,
+            x: [Fp::ONE, x1, x2, x3],
+            y: [p.y, p.y.mul(&x1), p.y.mul(&x2)],
         }
+    }
+
+    /// The value at ψ(point) of a window of `shape` with stored
+    /// coefficients `c` (the leading one, 1, implied), one reduction per
+    /// component. The shape is public; nothing branches on the values.
+    fn eval(&self, shape: Shape, c: &[Fp]) -> Fp2 {
+        let (na, nb, lead_in_a) = shape.layout();
+        let (ca, cb) = c.split_at(na.min(c.len()));
+        let (a0, a_rest) = ca.split_first().unwrap_or((&Fp::ZERO, &[]));
+        let mut re = a0.add(&dot(a_rest, &self.x[1..]));
+        let mut im = dot(cb, &self.y);
+        if lead_in_a {
+            re = re.add(&self.x[na]);
+        } else {
+            im = im.add(&self.y[nb]);
+        }
+        Fp2 { a: re, b: im }
+    }
+}
+
+impl Drop for PointPowers {
+    fn drop(&mut self) {
+        // The point may be an RSK (RSK validation evaluates at K_b).
+        self.x.zeroize();
+        self.y.zeroize();
+    }
+}
+
+/// Σ c_k·p_k over the first c.len() ≤ 3 powers, with one Montgomery
+/// reduction.
+#[inline]
+fn dot(c: &[Fp], p: &[Fp]) -> Fp {
+    match (c, p) {
+        ([c0], [p0, ..]) => c0.mul(p0),
+        ([c0, c1], [p0, p1, ..]) => Wide::sum(&c0.mul_wide(p0), &c1.mul_wide(p1)).reduce(),
+        ([c0, c1, c2], [p0, p1, p2, ..]) => {
+            Wide::sum3(&c0.mul_wide(p0), &c1.mul_wide(p1), &c2.mul_wide(p2)).reduce()
+        }
+        // Empty (a single tangent has no stored B coefficient); no window
+        // has more than three products in a component.
+        _ => Fp::ZERO,
     }
 }
 
 /// ⟨fixed, point⟩ walking the Miller loop of `fixed` and evaluating each
 /// line at `point` as it comes, storing nothing: for a pairing with a
-/// point that is used once (a client's first decapsulation).
+/// point that is used once.
 pub(crate) fn pairing_direct(fixed: &Affine, point: &Affine) -> Fp {
+    let (w, mut end) = walk_and_evaluate(fixed, point);
+    end.zeroize();
+    w
+}
+
+/// ⟨walked, at⟩ walking the loop of the *public* point `walked` and
+/// evaluating its lines at `at` (constant time in `at`, which may be an
+/// RSK), and whether `walked` has order q: a client's first decapsulation,
+/// walking R.
+///
+/// The walk ends at [q − 1]·walked = −walked exactly when walked has order
+/// q, provided every step was exact. A step that is not (doubling a point
+/// with y = 0, or the mixed addition of C = ±walked or of C at infinity)
+/// yields Z = 0: the doubling's Z₃ = 2·Y·Z, the mixed addition's
+/// Z₃ = 2·Z·h with h = x·Z² − X = 0 for C = ±walked, and both keep Z = 0
+/// once it is 0. Exact steps on finite points whose result is finite give
+/// Z ≠ 0. So a final Z ≠ 0 means the end point is [q − 1]·walked, and it
+/// equals −walked exactly when [q]·walked = O. Points of order 2 or 4 (and
+/// those with such a component) either degenerate (Z = 0) or end elsewhere.
+pub(crate) fn pairing_and_order_check(walked: &Affine, at: &Affine) -> (Fp, Choice) {
+    let (w, end) = walk_and_evaluate(walked, at);
+    let negated = Affine {
+        x: walked.x,
+        y: walked.y.neg(),
+    };
+    (w, end.ct_eq_affine(&negated))
+}
+
+fn walk_and_evaluate(fixed: &Affine, point: &Affine) -> (Fp, Jacobian) {
     let mut v = Fp2::ONE;
     let mut first = true;
-    walk(fixed, |tangent, line| {
+    let end = walk(fixed, |tangent, line| {
         if tangent && !first {
             v = v.square();
         }
         first = false;
         v = v.mul(&line.eval(point));
     });
-    final_exponentiation(v)
+    (final_exponentiation(v), end)
 }
 
 /// Final exponentiation in PF_p: (p² − 1)/q reduces to (p + 1)/q = 4; the
 /// result as RFC 6508 represents it.
 pub(crate) fn final_exponentiation(v: Fp2) -> Fp {
     v.square().square().to_projective_ratio()
-}
-
-/// v · ((a·x + b) + i·y) up to the factor y: v · (α + i) with
-/// α = a·(x/y) + b·(1/y) (two products, one reduction), then
-/// (v_a·α − v_b) + (v_a + v_b·α)·i (two multiplications).
-#[inline]
-fn mul_by_line(v: &Fp2, l: &Line, p: &ScaledPoint) -> Fp2 {
-    let alpha = Wide::sum(&l.a.mul_wide(&p.x_over_y), &l.b.mul_wide(&p.inv_y)).reduce();
-    Fp2 {
-        a: v.a.mul(&alpha).sub(&v.b),
-        b: v.b.mul(&alpha).add(&v.a),
-    }
 }
 
 #[cfg(test)]
@@ -327,6 +800,91 @@ mod tests {
         assert_eq!(k, q.wrapping_sub(&U1024::ONE));
         assert!(chords > 300);
     }
+
+    /// Points of order q from small scalars times P (the tests' "random"
+    /// points: any multiple of P other than O is as good as another).
+    fn points() -> Vec<Affine> {
+        let table = crate::sakke::curve::FixedBaseTable::new(&crate::sakke::params::BASE);
+        [[7u64; 16], [0x0123_4567_89ab_cdef; 16], [3; 16], [1; 16]]
+            .iter()
+            .map(|k| {
+                let mut k = *k;
+                k[15] = 0; // below q
+                Option::<Affine>::from(table.mul(&k).to_affine())
+                    .unwrap_or(crate::sakke::params::BASE)
+            })
+            .collect()
+    }
+
+    /// Every division of every window by its verticals leaves no
+    /// remainder, and no coefficient above the shape's degrees, for several
+    /// fixed points; the shapes cover the NAF with the expected pattern.
+    #[test]
+    fn window_divisions_are_exact() {
+        let digits: usize = shapes().map(Shape::digits).sum();
+        assert_eq!(digits, Q_MINUS_ONE_NAF.len() - 1);
+        assert!(shapes().all(|s| !matches!(s, Shape::Pair(a, b) if a != 0 && b != 0)));
+        for fixed in points() {
+            let polys = window_polys(&fixed);
+            assert_eq!(polys.len(), shapes().count());
+            for (i, p) in polys.iter().enumerate() {
+                assert!(p.exact, "window {i} inexact");
+            }
+            // A corrupted vertical must be seen (the check can fail).
+            let steps = affine_steps(&fixed);
+            let mut f = Poly::one();
+            f.mul_line(&steps[0].tangent);
+            f.mul_line(&steps[0].tangent);
+            f.mul_line(&steps[1].tangent);
+            f.div_vertical(&steps[0].doubled_x.add(&Fp::ONE));
+            assert!(!f.exact);
+        }
+    }
+
+    /// Walking R tells R's order: true for points of order q, false for
+    /// those plus a point of order 2 or 4, and for those points themselves
+    /// (whose walks degenerate to Z = 0); the pairing is the direct one.
+    /// (End to end, a wrong R usually also fails w = g^r, so this is where
+    /// the order check itself is seen to work.)
+    #[test]
+    fn walking_r_checks_its_order() {
+        let t4 = Affine::from_bytes(&crate::sakke::internal::point_of_order_four(), "T4")
+            .unwrap_or(crate::sakke::params::BASE);
+        let t2 = Affine {
+            x: Fp::ZERO,
+            y: Fp::ZERO,
+        };
+        let pts = points();
+        let k = pts[0];
+        for r in &pts {
+            let (w, order_q) = pairing_and_order_check(r, &k);
+            assert!(bool::from(order_q));
+            assert_eq!(w.0, pairing_direct(&k, r).0);
+            for t in [t2, t4] {
+                let skewed: Option<Affine> =
+                    r.to_jacobian().add(&t.to_jacobian()).to_affine().into();
+                let skewed = skewed.unwrap_or(t2);
+                assert!(!bool::from(pairing_and_order_check(&skewed, &k).1));
+            }
+        }
+        for t in [t2, t4] {
+            assert!(!bool::from(pairing_and_order_check(&t, &k).1));
+        }
+    }
+
+    /// The windowed pairing with stored coefficients equals the walk
+    /// evaluated on the fly, both ways, for several points of order q.
+    #[test]
+    fn windowed_pairing_matches_the_direct_walk() {
+        let pts = points();
+        for a in &pts {
+            let lines = MillerLines::new(a);
+            for b in &pts {
+                assert_eq!(lines.pairing(b).0, pairing_direct(a, b).0);
+                assert_eq!(lines.pairing(b).0, pairing_direct(b, a).0);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -345,7 +903,7 @@ mod joint_walk {
     fn pairings_direct(fixed: &Affine, points: &[Affine]) -> Vec<Fp> {
         let mut vs = vec![Fp2::ONE; points.len()];
         let mut first = true;
-        walk(fixed, |tangent, line| {
+        let _ = walk(fixed, |tangent, line| {
             for (v, point) in vs.iter_mut().zip(points) {
                 if tangent && !first {
                     *v = v.square();
