@@ -441,7 +441,7 @@ fn direct_and_stored_line_pairings_agree() {
 /// of order 2 added, which the reduced pairing cannot see, still never
 /// decapsulates.
 #[test]
-fn validation_rejects_wrong_rsks_and_torsion_never_decapsulates() {
+fn validation_rejects_wrong_rsks() {
     let v = rfc6508();
     let kms = KmsPublicKey::from_bytes(&v.kms).unwrap();
     let z = MasterSecret::from_bytes(&v.z).unwrap();
@@ -455,16 +455,23 @@ fn validation_rejects_wrong_rsks_and_torsion_never_decapsulates() {
         ReceiverKey::new(&kms, &v.id, &Rsk::from_bytes(&twice).unwrap()).unwrap_err(),
         Error::KeyValidationFailed("SAKKE RSK")
     );
-    let skewed = sakke::internal::add_order_two(&v.rsk).unwrap();
-    let skewed = Rsk::from_bytes(&skewed).unwrap();
-    if let Ok(key) = ReceiverKey::new(&kms, &v.id, &skewed) {
+    // A component of order 2 or 4: `rsk_with_a_component_of_small_order_is_refused`.
+}
+
+/// RFC 6508's Z plus a point of order 2 or 4 is on the curve but not of
+/// order q: refused by the order test that replaced [q]Z.
+#[test]
+fn kms_key_with_a_component_of_small_order_is_refused() {
+    let v = rfc6508();
+    let t4 = sakke::internal::point_of_order_four();
+    for skewed in [
+        sakke::internal::add_order_two(&v.kms).unwrap(),
+        sakke::internal::add_points(&v.kms, &t4).unwrap(),
+        t4,
+    ] {
         assert_eq!(
-            key.decapsulate(&v.sed).unwrap_err(),
-            Error::DecapsulationFailed
-        );
-        assert_eq!(
-            key.with_lines().decapsulate(&v.sed).unwrap_err(),
-            Error::DecapsulationFailed
+            KmsPublicKey::from_bytes(&skewed).unwrap_err(),
+            Error::PointNotInSubgroup("SAKKE KMS public key")
         );
     }
 }
