@@ -78,11 +78,22 @@ impl Affine {
     /// t·(t + c). `order_q_test_matches_multiplication_by_q` checks all
     /// this against [q]·point.
     pub(crate) fn has_order_q(&self) -> Choice {
+        self.order_q_test(Fp::is_square)
+    }
+
+    /// [`Affine::has_order_q`] for a *public* point (the R of a SAKKE
+    /// message, a KMS key): the Jacobi symbol in variable time, about
+    /// 30 µs less.
+    pub(crate) fn has_order_q_public(&self) -> Choice {
+        self.order_q_test(|u| Choice::from(u8::from(u.is_square_vartime())))
+    }
+
+    fn order_q_test(&self, is_square: impl Fn(&Fp) -> Choice) -> Choice {
         let d = self.x.square().sub(&Fp::ONE.double().add(&Fp::ONE));
         let s = d.sqrt_candidate();
         let t = self.x.add(&s);
         let u = t.mul(&t.add(&SQRT_MINUS_THREE));
-        !self.x.is_zero() & s.square().ct_eq(&d) & u.is_square()
+        !self.x.is_zero() & s.square().ct_eq(&d) & is_square(&u)
     }
 
     /// Decodes 0x04 || x || y; errors name what was wrong.
@@ -609,6 +620,7 @@ mod tests {
         for c in &cases {
             let expected = bool::from(q_mul(c).is_identity());
             assert_eq!(bool::from(c.has_order_q()), expected);
+            assert_eq!(bool::from(c.has_order_q_public()), expected);
             in_q += usize::from(expected);
         }
         assert!(in_q >= 12 && in_q < cases.len());

@@ -411,9 +411,21 @@ impl Fp {
         symbol.ct_eq(&crypto_bigint::JacobiSymbol::One)
     }
 
+    /// [`Fp::is_square`] in variable time, for public values.
+    pub(crate) fn is_square_vartime(&self) -> bool {
+        let modulus = Odd::new(U1024::from_words(P)).expect("p is odd");
+        matches!(
+            U1024::from_words(self.0).jacobi_symbol_vartime(&modulus),
+            crypto_bigint::JacobiSymbol::One
+        )
+    }
+
     /// self^((p+1)/4): a square root of self when self is a square (p ≡ 3
-    /// mod 4). Fixed 4-bit windows over the public exponent, constant time
-    /// in self.
+    /// mod 4). Sliding windows of up to 5 bits over the exponent, which is
+    /// a constant: the sequence of squarings and multiplications, and the
+    /// table entries used, are the same for every self (constant time in
+    /// self), and it takes about 90 multiplications fewer than fixed 4-bit
+    /// windows.
     pub(crate) fn sqrt_candidate(&self) -> Self {
         // (p + 1)/4: p + 1 has no carry out of the low limb (p is odd and
         // p + 1 ≡ 0 mod 4, so its low limb is not all ones).
@@ -423,17 +435,33 @@ impl Fp {
             let hi = if i + 1 < LIMBS { e[i + 1] << 62 } else { 0 };
             e[i] = (e[i] >> 2) | hi;
         }
-        let mut table = [Self::ONE; 16];
-        for d in 1..16 {
-            table[d] = table[d - 1].mul(self);
+        let bit = |i: usize| (e[i / 64] >> (i % 64)) & 1 == 1;
+        // odd[j] = self^(2j + 1).
+        let square = self.square();
+        let mut odd = [*self; 16];
+        for j in 1..16 {
+            odd[j] = odd[j - 1].mul(&square);
         }
         let mut acc = Self::ONE;
-        for w in (0..LIMBS * 16).rev() {
-            for _ in 0..4 {
+        let mut i = LIMBS * 64;
+        while i > 0 {
+            if !bit(i - 1) {
+                acc = acc.square();
+                i -= 1;
+                continue;
+            }
+            // The longest window e[i−1 .. j] of at most 5 bits ending in a 1.
+            let mut j = i.saturating_sub(5);
+            while !bit(j) {
+                j += 1;
+            }
+            let mut value = 0usize;
+            for k in (j..i).rev() {
+                value = (value << 1) | usize::from(bit(k));
                 acc = acc.square();
             }
-            let digit = ((e[w / 16] >> ((w % 16) * 4)) & 15) as usize;
-            acc = acc.mul(&table[digit]);
+            acc = acc.mul(&odd[value >> 1]);
+            i = j;
         }
         acc
     }

@@ -203,7 +203,7 @@ impl KmsPublicKey {
     /// (about 4.8 ms), which every client paid once per start-up.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
         let point = Affine::from_bytes(bytes, "SAKKE KMS public key")?;
-        if !bool::from(point.has_order_q()) {
+        if !bool::from(point.has_order_q_public()) {
             return Err(Error::PointNotInSubgroup("SAKKE KMS public key"));
         }
         Ok(Self::from_point(point))
@@ -602,9 +602,9 @@ impl ReceiverKey {
         // test, R plus a point of order 2 or 4 would pass: the pairing
         // evaluated at R does not see that component.
         let valid = match (first_r_has_order_q, &self.own_table) {
-            (Some(order_q), _) => order_q & w.ct_eq(&G_TABLE.pow(&r)),
+            (Some(order_q), _) => order_q & G_TABLE.is_power(&r, &w),
             (None, Some(t)) => t.mul(&r).ct_eq_affine(&big_r),
-            (None, None) => big_r.has_order_q() & w.ct_eq(&G_TABLE.pow(&r)),
+            (None, None) => big_r.has_order_q_public() & G_TABLE.is_power(&r, &w),
         };
         if bool::from(valid) {
             Ok(ssv)
@@ -677,6 +677,21 @@ impl GPowTable {
 
     /// g^k (k below q) in its PF_p representation, in constant time.
     fn pow(&self, k: &[u64; LIMBS]) -> Fp {
+        self.pow_unreduced(k).to_projective_ratio()
+    }
+
+    /// Whether the PF_p element represented by `ratio` (b/a) is g^k, in
+    /// constant time: compared as ratio·a == b on an unreduced
+    /// representative a + b·i of g^k, which saves the inversion that its
+    /// ratio would cost (a ≠ 0: g^k has odd order, and the only PF_p class
+    /// with a = 0, that of i, has order 2).
+    fn is_power(&self, k: &[u64; LIMBS], ratio: &Fp) -> Choice {
+        let v = self.pow_unreduced(k);
+        ratio.mul(&v.a).ct_eq(&v.b)
+    }
+
+    /// A representative a + b·i of g^k, in constant time.
+    fn pow_unreduced(&self, k: &[u64; LIMBS]) -> Fp2 {
         let (mut mag, mut neg) = signed_digits(k);
         let mut v = Fp2::ONE;
         for (w, entries) in self.windows.iter().enumerate() {
@@ -697,7 +712,7 @@ impl GPowTable {
         }
         mag.zeroize();
         neg.zeroize();
-        v.to_projective_ratio()
+        v
     }
 }
 
