@@ -59,7 +59,6 @@ fn sakke(c: &mut Criterion) {
     let z = kms.to_bytes();
     let rsk = sakke::extract_rsk(&master, ID).unwrap();
     let ours = ReceiverKey::new(&kms, ID, &rsk).unwrap();
-    let ours_table = ReceiverKey::new(&kms, ID, &rsk).unwrap().with_table();
     let mut wolf = Sakke::receiver(&z, ID, rsk.to_bytes().as_ref(), false).unwrap();
     let mut wolf_table = Sakke::receiver(&z, ID, rsk.to_bytes().as_ref(), true).unwrap();
     let mut wolf_sender = Sakke::sender(&z, ID).unwrap();
@@ -82,8 +81,10 @@ fn sakke(c: &mut Criterion) {
     g.bench_function("decapsulate/wolfssl", |b| {
         b.iter(|| wolf.decapsulate(black_box(&sed)).unwrap())
     });
+    // Ours keeps no per-receiver table any more (its R check needs none);
+    // wolfCrypt's row here is with its RSK table.
     g.bench_function("decapsulate_receiver_table/mcx", |b| {
-        b.iter(|| ours_table.decapsulate(black_box(&sed)).unwrap())
+        b.iter(|| ours.decapsulate(black_box(&sed)).unwrap())
     });
     g.bench_function("decapsulate_receiver_table/wolfssl", |b| {
         b.iter(|| wolf_table.decapsulate(black_box(&sed)).unwrap())

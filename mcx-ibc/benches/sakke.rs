@@ -22,7 +22,6 @@ fn bench(c: &mut Criterion) {
     let rsk = Rsk::from_bytes(rsk.to_bytes().as_ref()).unwrap();
     let ssv = Ssv::from_bytes(&hex::decode(SSV).unwrap()).unwrap();
     let receiver = ReceiverKey::new(&kms, ID, &rsk).unwrap();
-    let receiver_table = ReceiverKey::new(&kms, ID, &rsk).unwrap().with_table();
     let sed = sakke::encapsulate(&kms, ID, &ssv).unwrap();
     let recipient = Recipient::new(&kms, ID).unwrap();
     let recipient_table = Recipient::new(&kms, ID).unwrap().with_table().unwrap();
@@ -40,9 +39,6 @@ fn bench(c: &mut Criterion) {
             |k| k.decapsulate(black_box(&sed)).unwrap(),
             criterion::BatchSize::LargeInput,
         )
-    });
-    g.bench_function("decapsulate_with_own_table", |b| {
-        b.iter(|| receiver_table.decapsulate(black_box(&sed)).unwrap())
     });
     g.bench_function("encapsulate", |b| {
         b.iter(|| sakke::encapsulate(&kms, black_box(ID), &ssv).unwrap())

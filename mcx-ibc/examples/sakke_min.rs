@@ -41,15 +41,11 @@ fn main() {
     let ssv = Ssv::from_bytes(&hex::decode(SSV).unwrap()).unwrap();
     let sed = sakke::encapsulate(&kms, ID, &ssv).unwrap();
     let steady = ReceiverKey::new(&kms, ID, &rsk).unwrap().with_lines();
-    let table = ReceiverKey::new(&kms, ID, &rsk)
-        .unwrap()
-        .with_lines()
-        .with_table();
     let rsk_bytes = rsk.to_bytes();
     let mut wolf = Sakke::receiver(&kms.to_bytes(), ID, rsk_bytes.as_ref(), false).unwrap();
     let mut wolf_table = Sakke::receiver(&kms.to_bytes(), ID, rsk_bytes.as_ref(), true).unwrap();
     let sed_array: [u8; sakke::SED_LEN] = sed;
-    let rows: [(&str, Duration); 7] = [
+    let rows: [(&str, Duration); 6] = [
         (
             "ReceiverKey::new (RSK load + validation)",
             min_of(
@@ -77,16 +73,6 @@ fn main() {
                 || (),
                 |()| {
                     black_box(steady.decapsulate(black_box(&sed)).unwrap());
-                },
-            ),
-        ),
-        (
-            "decapsulation, lines and own table",
-            min_of(
-                runs,
-                || (),
-                |()| {
-                    black_box(table.decapsulate(black_box(&sed)).unwrap());
                 },
             ),
         ),
@@ -127,8 +113,8 @@ fn main() {
     let ratio =
         |ours: usize, theirs: usize| rows[theirs].1.as_secs_f64() / rows[ours].1.as_secs_f64();
     println!(
-        "decapsulation, ours faster by {:.1}x (with the receiver's table: {:.1}x)",
-        ratio(2, 4),
-        ratio(3, 5)
+        "decapsulation, ours faster by {:.1}x (than wolfCrypt with its RSK table: {:.1}x)",
+        ratio(2, 3),
+        ratio(2, 4)
     );
 }

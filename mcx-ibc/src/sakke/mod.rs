@@ -434,8 +434,7 @@ pub fn encapsulate(kms: &KmsPublicKey, id: &[u8], ssv: &Ssv) -> Result<[u8; SED_
 
 /// A receiver's validated key, ready to decapsulate; with the RSK's
 /// Miller-loop lines once it decapsulated twice (or
-/// [`ReceiverKey::with_lines`]), and optionally a table of multiples of
-/// the receiver's own [b]P + Z.
+/// [`ReceiverKey::with_lines`]).
 pub struct ReceiverKey {
     id: Vec<u8>,
     kms: KmsPublicKey,
@@ -444,9 +443,8 @@ pub struct ReceiverKey {
     /// Set by the first decapsulation: the next one builds the lines.
     decapsulated: AtomicBool,
     /// [b]P + Z, computed when first asked for (neither the validation nor
-    /// a decapsulation without the own table needs it).
+    /// a decapsulation needs it).
     own_point: OnceLock<Affine>,
-    own_table: Option<FixedBaseTable>,
 }
 
 impl ReceiverKey {
@@ -500,7 +498,6 @@ impl ReceiverKey {
             lines: OnceLock::new(),
             decapsulated: AtomicBool::new(false),
             own_point,
-            own_table: None,
         })
     }
 
@@ -511,16 +508,6 @@ impl ReceiverKey {
     /// receiver that will decapsulate often (an MC server receiving CSKs).
     pub fn with_lines(self) -> Self {
         self.lines.get_or_init(|| MillerLines::new(&self.rsk));
-        self
-    }
-
-    /// Also precomputes multiples of [b]P + Z (about 1 MB, tens of
-    /// milliseconds once) so that the mandatory R check of each
-    /// decapsulation (after the first) is one fixed-base multiplication,
-    /// [r]([b]P + Z) == R, about 0.55 ms, instead of R's order test and
-    /// g^r, about 0.6 ms: a small gain now, for 1 MB.
-    pub fn with_table(mut self) -> Self {
-        self.own_table = Some(FixedBaseTable::new(self.own_point()));
         self
     }
 
@@ -541,9 +528,8 @@ impl ReceiverKey {
         self.own_point().to_bytes()
     }
 
-    /// Decapsulates R || H (RFC 6508 6.2.2), checking [r]([b]P + Z) == R
-    /// (with the own table, [`ReceiverKey::with_table`]) or the equivalent
-    /// R of order q and ⟨R, K_b⟩ = g^r (otherwise).
+    /// Decapsulates R || H (RFC 6508 6.2.2), checking [r]([b]P + Z) == R in
+    /// the equivalent form R of order q and ⟨R, K_b⟩ = g^r.
     ///
     /// Malformed input gets an error naming what was wrong; data not made
     /// for this key, or altered, gets the opaque
@@ -587,25 +573,24 @@ impl ReceiverKey {
         }
         let r_int = Zeroizing::new(hash::to_scalar_mod_q(&[&ssv.0, &self.id]));
         let r = Zeroizing::new(r_int.to_words());
-        // RFC 6508 6.2.2's R == [r]([b]P + Z), or the equivalent R of order
-        // q and w == g^r, which costs g^r (~0.1 ms) and R's order (free on
-        // the first decapsulation, which walked R; a square root and a
-        // Legendre symbol, ~0.5 ms, otherwise) instead of two fixed-base
-        // multiplications (~1.1 ms; one, ~0.55 ms, with the own table,
-        // which is kept for that). Equivalence: Q_b = [b]P + Z has order q
-        // (⟨Q_b, K_b⟩ = g ≠ 1 for a validated key, whose K_b has order q),
-        // so R of order q is [s]Q_b for one s mod q, and w = ⟨R, K_b⟩ =
-        // g^s. g has order q in PF_p, so g^s == g^r exactly when
-        // s ≡ r (mod q), i.e. when R == [r]Q_b; PF_p elements are compared
-        // by their representations b/a, which are unique (a ≠ 0 on the
-        // order-q subgroup: a = 0 is i, of order 2). Without the order
-        // test, R plus a point of order 2 or 4 would pass: the pairing
-        // evaluated at R does not see that component.
-        let valid = match (first_r_has_order_q, &self.own_table) {
-            (Some(order_q), _) => order_q & G_TABLE.is_power(&r, &w),
-            (None, Some(t)) => t.mul(&r).ct_eq_affine(&big_r),
-            (None, None) => big_r.has_order_q_public() & G_TABLE.is_power(&r, &w),
-        };
+        // RFC 6508 6.2.2's R == [r]([b]P + Z), in the equivalent form R of
+        // order q and w == g^r, which costs g^r (~0.2 ms, compared without
+        // forming its ratio) and R's order (free on the first
+        // decapsulation, which walked R; a square root and a Jacobi
+        // symbol, ~0.2 ms, otherwise) instead of two fixed-base
+        // multiplications (~1.1 ms; a table of [b]P + Z, once kept for
+        // one multiplication, ~0.55 ms, is no longer worth its 1 MB).
+        // Equivalence: Q_b = [b]P + Z has order q (⟨Q_b, K_b⟩ = g ≠ 1 for
+        // a validated key, whose K_b has order q), so R of order q is
+        // [s]Q_b for one s mod q, and w = ⟨R, K_b⟩ = g^s. g has order q in
+        // PF_p, so g^s == g^r exactly when s ≡ r (mod q), i.e. when
+        // R == [r]Q_b; PF_p elements are compared by their representations
+        // b/a, which are unique (a ≠ 0 on the order-q subgroup: a = 0 is
+        // i, of order 2). Without the order test, R plus a point of order 2
+        // or 4 would pass: the pairing evaluated at R does not see that
+        // component.
+        let r_has_order_q = first_r_has_order_q.unwrap_or_else(|| big_r.has_order_q_public());
+        let valid = r_has_order_q & G_TABLE.is_power(&r, &w);
         if bool::from(valid) {
             Ok(ssv)
         } else {
