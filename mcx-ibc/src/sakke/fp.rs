@@ -258,6 +258,11 @@ impl Wide {
     }
 }
 
+/// p as the odd modulus crypto-bigint's Jacobi symbols take.
+fn odd_p() -> Odd<U1024> {
+    Odd::new(U1024::from_words(P)).expect("p is odd")
+}
+
 /// One CIOS step: t = (t + a·b_i + m·p) / 2^64 with m chosen to clear
 /// the low limb. Returns the new top word.
 #[inline(always)]
@@ -406,16 +411,14 @@ impl Fp {
     /// time (crypto-bigint's constant-time Jacobi symbol). The Montgomery
     /// form x·R has the same symbol as x: R = 2^1024 is a square.
     pub(crate) fn is_square(&self) -> Choice {
-        let modulus = Odd::new(U1024::from_words(P)).expect("p is odd");
-        let symbol = U1024::from_words(self.0).jacobi_symbol(&modulus);
+        let symbol = U1024::from_words(self.0).jacobi_symbol(&odd_p());
         symbol.ct_eq(&crypto_bigint::JacobiSymbol::One)
     }
 
     /// [`Fp::is_square`] in variable time, for public values.
     pub(crate) fn is_square_vartime(&self) -> bool {
-        let modulus = Odd::new(U1024::from_words(P)).expect("p is odd");
         matches!(
-            U1024::from_words(self.0).jacobi_symbol_vartime(&modulus),
+            U1024::from_words(self.0).jacobi_symbol_vartime(&odd_p()),
             crypto_bigint::JacobiSymbol::One
         )
     }
@@ -427,14 +430,8 @@ impl Fp {
     /// self), and it takes about 90 multiplications fewer than fixed 4-bit
     /// windows.
     pub(crate) fn sqrt_candidate(&self) -> Self {
-        // (p + 1)/4: p + 1 has no carry out of the low limb (p is odd and
-        // p + 1 ≡ 0 mod 4, so its low limb is not all ones).
-        let mut e = P;
-        e[0] += 1;
-        for i in 0..LIMBS {
-            let hi = if i + 1 < LIMBS { e[i + 1] << 62 } else { 0 };
-            e[i] = (e[i] >> 2) | hi;
-        }
+        // (p + 1)/4 is the group order q of RFC 6509.
+        let e = super::params::Q;
         let bit = |i: usize| (e[i / 64] >> (i % 64)) & 1 == 1;
         // odd[j] = self^(2j + 1).
         let square = self.square();

@@ -768,16 +768,13 @@ pub mod internal {
     /// (by x = 1, 2, …) whose [q]S has order 4 (E(F_p) is cyclic of order
     /// 4q, so [q]S has order dividing 4).
     pub fn point_of_order_four() -> [u8; POINT_LEN] {
-        let three = Fp::ONE.double().add(&Fp::ONE);
         let mut x = Fp::ZERO;
         loop {
             x = x.add(&Fp::ONE);
-            let rhs = x.square().sub(&three).mul(&x);
-            let y = rhs.sqrt_candidate();
-            if !bool::from(y.square().ct_eq(&rhs)) {
+            let Some(s) = Affine::lift_x(x) else {
                 continue;
-            }
-            let t: Option<Affine> = Affine { x, y }.to_jacobian().mul(&Q).to_affine().into();
+            };
+            let t: Option<Affine> = s.to_jacobian().mul(&Q).to_affine().into();
             if let Some(t) = t.filter(|t| !bool::from(t.y.is_zero())) {
                 return t.to_bytes();
             }
