@@ -417,6 +417,9 @@ impl Fp {
 
     /// [`Fp::is_square`] in variable time, for public values.
     pub(crate) fn is_square_vartime(&self) -> bool {
+        if let Some(symbol) = super::jacobi::jacobi_vartime(&self.0, &P) {
+            return symbol == 1;
+        }
         matches!(
             U1024::from_words(self.0).jacobi_symbol_vartime(&odd_p()),
             crypto_bigint::JacobiSymbol::One

@@ -36,6 +36,7 @@ mod fp;
 #[allow(clippy::wrong_self_convention)]
 mod fp2;
 mod hash;
+mod jacobi;
 mod pairing;
 mod params;
 
