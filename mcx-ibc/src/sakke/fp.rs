@@ -144,6 +144,23 @@ pub(crate) const WIDE: usize = 2 * LIMBS;
 
 /// p² (a product of two elements is below it).
 const P_SQUARED: [u64; WIDE] = square_const(&P);
+/// 2p², below 2^2048 (p is 0.6·2^1024).
+const TWO_P_SQUARED: [u64; WIDE] = double_const(&P_SQUARED);
+
+/// 2a for a constant whose top bit is clear, at compile time.
+const fn double_const(a: &[u64; WIDE]) -> [u64; WIDE] {
+    let mut t = [0u64; WIDE];
+    let mut i = 0;
+    while i < WIDE {
+        t[i] = a[i] << 1;
+        if i > 0 {
+            t[i] |= a[i - 1] >> 63;
+        }
+        i += 1;
+    }
+    assert!(a[WIDE - 1] >> 63 == 0, "2p² must fit in 2048 bits");
+    t
+}
 
 /// The square of a constant, at compile time (schoolbook).
 const fn square_const(a: &[u64; LIMBS]) -> [u64; WIDE] {
@@ -190,21 +207,37 @@ impl Wide {
     /// so it is kept in 33 limbs until the subtraction.
     #[inline(always)]
     pub(crate) fn sum3(x: &Self, y: &Self, z: &Self) -> Self {
+        Self::sum_below(&[x, y, z], &P_SQUARED)
+    }
+
+    /// The sum of four products of reduced elements, brought below 2p² by
+    /// subtracting 2p² when it is not below 2p² (the plain sum is below
+    /// 4p²), in constant time.
+    #[inline(always)]
+    pub(crate) fn sum4(w: &Self, x: &Self, y: &Self, z: &Self) -> Self {
+        Self::sum_below(&[w, x, y, z], &TWO_P_SQUARED)
+    }
+
+    /// Σ terms in 33 limbs, minus `bound` unless the sum is below it.
+    #[inline(always)]
+    fn sum_below(terms: &[&Self], bound: &[u64; WIDE]) -> Self {
         let mut t = [0u64; WIDE];
-        let mut top = 0;
+        let mut top = 0u128;
         for i in 0..WIDE {
-            let (s, c1) = adc(x.t[i], y.t[i], top);
-            let (s, c2) = adc(s, z.t[i], 0);
-            t[i] = s;
-            top = c1 + c2;
+            let mut acc = top;
+            for term in terms {
+                acc += u128::from(term.t[i]);
+            }
+            t[i] = acc as u64;
+            top = acc >> 64;
         }
         let mut d = [0u64; WIDE];
         let mut borrow = 0;
         for i in 0..WIDE {
-            (d[i], borrow) = sbb(t[i], P_SQUARED[i], borrow);
+            (d[i], borrow) = sbb(t[i], bound[i], borrow);
         }
-        let (_, borrow) = sbb(top, 0, borrow);
-        // borrow is all-ones when the sum is below p²: keep it.
+        let (_, borrow) = sbb(top as u64, 0, borrow);
+        // borrow is all-ones when the sum is below the bound: keep it.
         for i in 0..WIDE {
             t[i] = (t[i] & borrow) | (d[i] & !borrow);
         }
@@ -531,7 +564,7 @@ mod tests {
     /// 2^2048, and small ones: the lazy sum reduces to the sum of the
     /// reduced products.
     #[test]
-    fn sum_of_three_products_matches_reduced_sum() {
+    fn sums_of_three_and_four_products_match_reduced_sums() {
         let mut top = P;
         top[0] -= 1;
         let big = Fp(top);
@@ -547,6 +580,17 @@ mod tests {
             let lazy = Wide::sum3(&x.mul_wide(&x), &y.mul_wide(&big), &z.mul_wide(&z)).reduce();
             let plain = x.mul(&x).add(&y.mul(&big)).add(&z.mul(&z));
             assert_eq!(lazy.0, plain.0);
+            // Four products reach 4p² with every operand p − 1.
+            for w in [big, a, Fp::ZERO] {
+                let lazy4 = Wide::sum4(
+                    &x.mul_wide(&x),
+                    &y.mul_wide(&big),
+                    &z.mul_wide(&z),
+                    &w.mul_wide(&big),
+                )
+                .reduce();
+                assert_eq!(lazy4.0, plain.add(&w.mul(&big)).0);
+            }
         }
     }
 
