@@ -798,6 +798,21 @@ pub mod internal {
             .ok_or(Error::InvalidParameter("sum at infinity"))
     }
 
+    /// The Jacobi symbol (x | m) by positive divsteps and by crypto-bigint's
+    /// binary algorithm, for x and m as 128 big-endian octets (m odd, x
+    /// reduced mod m first): fuzzing compares the two. `None` for an even m.
+    pub fn jacobi_both(x: &[u8; 128], m: &[u8; 128]) -> Option<(Option<i8>, i8)> {
+        let m = U1024::from_be_slice(m);
+        let odd = Odd::new(m).into_option()?;
+        let x = U1024::from_be_slice(x).rem_vartime(odd.as_nz_ref());
+        let reference = match x.jacobi_symbol_vartime(&odd) {
+            crypto_bigint::JacobiSymbol::One => 1,
+            crypto_bigint::JacobiSymbol::MinusOne => -1,
+            crypto_bigint::JacobiSymbol::Zero => 0,
+        };
+        Some((jacobi::jacobi_vartime(&x.to_words(), &m.to_words()), reference))
+    }
+
     /// Decodes and re-encodes a point (fuzzing the point decoder).
     pub fn decode_point(bytes: &[u8]) -> Result<[u8; POINT_LEN], Error> {
         Affine::from_bytes(bytes, "point").map(|p| p.to_bytes())
