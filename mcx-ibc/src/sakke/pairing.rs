@@ -6,12 +6,12 @@
 //! symmetric (⟨aP, bP⟩ = ⟨P, P⟩^{ab} = ⟨bP, aP⟩), so we may walk multiples of
 //! either argument. [`MillerLines`] walks a *fixed* point once (the base
 //! point P, a KMS key Z, or a receiver's RSK) and stores, for each window of
-//! two NAF digits, the product of that window's lines with the vertical
-//! lines divided out: a function A(x) + B(x)·y of four to six stored
-//! coefficients. A pairing then does v ← v⁴·g per window, g's value at the
-//! varying point being an inner product of those coefficients with powers
-//! of the point's coordinates, instead of two loop steps of line
-//! evaluations.
+//! two NAF digits (three where two zeros start it), the product of that
+//! window's lines with the vertical lines divided out: a function
+//! A(x) + B(x)·y of four to nine stored coefficients. A pairing then does
+//! v ← v^(2^k)·g per window of k digits, g's value at the varying point
+//! being an inner product of those coefficients with powers of the point's
+//! coordinates, instead of k loop steps of line evaluations.
 //! [`pairing_direct`] walks and evaluates in one pass without storing
 //! anything: cheaper than building the lines for a pairing done once. The
 //! line walk is the same fixed sequence for every point, so it is constant
@@ -542,8 +542,9 @@ fn affine_steps(fixed: &Affine) -> Vec<StepLines> {
     steps
 }
 
-/// The function of one loop step (two digits, or one), the verticals
-/// divided out: for digits (d1, d2) from C, T₁²·Ch₁²·T₂·Ch₂ (absent chords
+/// The function of one loop step (three digits, two, or one), the
+/// verticals divided out: for three digits see the arm below; for digits
+/// (d1, d2) from C, T₁²·Ch₁²·T₂·Ch₂ (absent chords
 /// are 1) divided by V_{2C}² and, after a first chord, by V_{2C±F}², or
 /// after a second chord by V_{4C}. Each division comes once both points of
 /// the vertical are zeros of what is divided, so the quotient is regular.
@@ -665,8 +666,9 @@ impl Drop for MillerLines {
 
 /// The product of the Miller-loop values of each (fixed point's lines,
 /// point) pair, sharing the squarings: the value whose final
-/// exponentiation is the product of the pairings. Per two digits: v⁴, then
-/// for each pair one F_p² product by the window's value at ψ(point).
+/// exponentiation is the product of the pairings. Per window of k digits:
+/// v^(2^k), then for each pair one F_p² product by the window's value at
+/// ψ(point).
 pub(crate) fn miller_product(pairs: &[(&MillerLines, &Affine)]) -> Fp2 {
     let points: Vec<(&MillerLines, PointPowers)> = pairs
         .iter()
