@@ -25,7 +25,7 @@ use zeroize::Zeroize;
 /// branch and Call-ID (32 octets) of 128 members' INVITEs.
 pub(crate) const BLOCK: usize = 4096;
 
-/// The OS CSPRNG, read [`BLOCK`] octets at a time (see the module
+/// The OS CSPRNG, read 4 KiB (`BLOCK`) at a time (see the module
 /// documentation). Like `rand_core::UnwrapErr<getrandom::SysRng>` it
 /// panics if the OS cannot give randomness (there is no safe way on).
 pub struct BufferedOsRng {

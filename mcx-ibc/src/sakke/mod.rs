@@ -2,23 +2,22 @@
 //! RFC 6509, as TS 33.180 uses it in MIKEY-SAKKE.
 //!
 //! - The KMS holds a [`MasterSecret`] z and publishes the [`KmsPublicKey`]
-//!   Z = [z]P; it issues each identity its receiver secret key with
+//!   Z = \[z\]P; it issues each identity its receiver secret key with
 //!   [`extract_rsk`].
 //! - A sender builds a [`Recipient`] from the KMS public key and the
-//!   receiver's identifier (caching [b]P + Z, optionally with a
+//!   receiver's identifier (caching \[b\]P + Z, optionally with a
 //!   precomputed table) and calls [`Recipient::encapsulate`] to wrap a
 //!   shared secret value ([`Ssv`]) into 273 octets of encapsulated data.
 //! - A receiver loads its RSK into a [`ReceiverKey`], which validates it
 //!   (RFC 6508 6.1.2) with the Miller-loop lines of P and Z that every
 //!   receiver of the community shares, and calls
 //!   [`ReceiverKey::decapsulate`], which always performs the mandatory
-//!   check that R = [r]([b]P + Z) (as the equivalent R of order q and
-//!   w = g^r, unless the receiver keeps a table of [b]P + Z). The first
-//!   decapsulation walks R's Miller loop directly; the second builds the
-//!   RSK's lines and keeps them, so that a receiver that decapsulates often
-//!   pays about a quarter per pairing while one that decapsulates once (a
-//!   client's GMK at start-up) keeps no lines ([`ReceiverKey::with_lines`]
-//!   builds them at once).
+//!   check that R = \[r\](\[b\]P + Z) (as the equivalent R of order q
+//!   and w = g^r). The first decapsulation walks R's Miller loop
+//!   directly; the second builds the RSK's lines and keeps them, so that
+//!   a receiver that decapsulates often pays about a quarter per pairing
+//!   while one that decapsulates once (a client's GMK at start-up) keeps
+//!   no lines ([`ReceiverKey::with_lines`] builds them at once).
 //!
 //! Identifiers are octet strings read as big-endian integers (RFC 6508 2.2);
 //! in TS 33.180 they are the 32-octet UIDs of [`crate::uid`].
@@ -69,7 +68,7 @@ pub const SED_LEN: usize = POINT_BYTES + SSV_BYTES;
 /// Longest identifier accepted, in octets (TS 33.180 UIDs have 32).
 pub const MAX_ID_LEN: usize = 256;
 
-/// Multiples of P for RSK extraction and [b]P.
+/// Multiples of P for RSK extraction and \[b\]P.
 static BASE_TABLE: LazyLock<FixedBaseTable> = LazyLock::new(|| FixedBaseTable::new(&BASE));
 /// Powers of g for encapsulation.
 static G_TABLE: LazyLock<GPowTable> = LazyLock::new(GPowTable::new);
@@ -82,7 +81,7 @@ fn q_u1024() -> U1024 {
     U1024::from_words(Q)
 }
 
-/// The identifier as an integer mod q, for [b]P.
+/// The identifier as an integer mod q, for \[b\]P.
 fn id_scalar(id: &[u8]) -> Result<U1024, Error> {
     if id.is_empty() {
         return Err(Error::InvalidParameter("SAKKE identifier is empty"));
@@ -100,7 +99,7 @@ fn id_scalar(id: &[u8]) -> Result<U1024, Error> {
     Ok(U2048::from_be_slice(&wide).rem(&q))
 }
 
-/// [b]P + Z, which must not be the point at infinity.
+/// \[b\]P + Z, which must not be the point at infinity.
 fn public_point(kms: &KmsPublicKey, id: &[u8]) -> Result<Affine, Error> {
     let b = id_scalar(id)?;
     let t = BASE_TABLE.mul(&b.to_words()).add(&kms.point.to_jacobian());
@@ -154,7 +153,7 @@ impl MasterSecret {
         Zeroizing::new(limbs_to_bytes(&self.z))
     }
 
-    /// Z = [z]P.
+    /// Z = \[z\]P.
     pub fn public_key(&self) -> KmsPublicKey {
         let z = BASE_TABLE.mul(&self.z);
         let point = Option::from(z.to_affine()).unwrap_or(BASE);
@@ -200,7 +199,7 @@ pub struct KmsPublicKey {
 impl KmsPublicKey {
     /// Decodes 0x04 || x || y (257 octets) and checks that the point is on
     /// the curve and of order q: by the order test of `Affine::has_order_q`
-    /// (a square root and a Jacobi symbol, about 0.5 ms) rather than [q]Z
+    /// (a square root and a Jacobi symbol, about 0.5 ms) rather than \[q\]Z
     /// (about 4.8 ms), which every client paid once per start-up.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
         let point = Affine::from_bytes(bytes, "SAKKE KMS public key")?;
@@ -356,7 +355,7 @@ impl PartialEq for Ssv {
 impl Eq for Ssv {}
 
 /// The sender's view of a receiver: its identifier as a scalar and the
-/// KMS public key, optionally with a table of multiples of [b]P + Z.
+/// KMS public key, optionally with a table of multiples of \[b\]P + Z.
 pub struct Recipient {
     id: Vec<u8>,
     b: U1024,
@@ -375,7 +374,7 @@ impl Recipient {
         })
     }
 
-    /// Also precomputes multiples of [b]P + Z (about 1 MB, tens of
+    /// Also precomputes multiples of \[b\]P + Z (about 1 MB, tens of
     /// milliseconds once), halving the cost of each encapsulation to this
     /// recipient. Worth it for a recipient written to often.
     pub fn with_table(mut self) -> Result<Self, Error> {
@@ -443,16 +442,16 @@ pub struct ReceiverKey {
     lines: OnceLock<MillerLines>,
     /// Set by the first decapsulation: the next one builds the lines.
     decapsulated: AtomicBool,
-    /// [b]P + Z, computed when first asked for (neither the validation nor
+    /// \[b\]P + Z, computed when first asked for (neither the validation nor
     /// a decapsulation needs it).
     own_point: OnceLock<Affine>,
 }
 
 impl ReceiverKey {
     /// Validates `rsk` for identifier `id` under `kms` (RFC 6508 6.1.2:
-    /// ⟨[b]P + Z, K_b⟩ = g).
+    /// ⟨\[b\]P + Z, K_b⟩ = g).
     ///
-    /// By bilinearity and symmetry the check is ⟨P, [b]K_b⟩·⟨Z, K_b⟩ = g:
+    /// By bilinearity and symmetry the check is ⟨P, \[b\]K_b⟩·⟨Z, K_b⟩ = g:
     /// two evaluations of Miller-loop lines shared by every receiver (P's
     /// per process, Z's per [`KmsPublicKey`] and its clones) with their
     /// squarings in common, and one multiplication of the RSK by b (public).
@@ -464,7 +463,7 @@ impl ReceiverKey {
     /// Legendre symbol, about 0.5 ms): such a key (only a KMS could make
     /// one) is rejected here.
     ///
-    /// [b]P + Z is not computed here (the check does not need it): for an
+    /// \[b\]P + Z is not computed here (the check does not need it): for an
     /// identifier that maps it to infinity (b ≡ −z mod q, for which no RSK
     /// exists) the check fails with [`Error::KeyValidationFailed`].
     pub fn new(kms: &KmsPublicKey, id: &[u8], rsk: &Rsk) -> Result<Self, Error> {
@@ -512,7 +511,7 @@ impl ReceiverKey {
         self
     }
 
-    /// [b]P + Z. Never at infinity for a validated key (it pairs with K_b
+    /// \[b\]P + Z. Never at infinity for a validated key (it pairs with K_b
     /// to g ≠ 1), so the fallback is unreachable.
     fn own_point(&self) -> &Affine {
         self.own_point
@@ -524,12 +523,12 @@ impl ReceiverKey {
         &self.id
     }
 
-    /// [b]P + Z for this receiver, 0x04 || x || y.
+    /// \[b\]P + Z for this receiver, 0x04 || x || y.
     pub fn public_point(&self) -> [u8; POINT_LEN] {
         self.own_point().to_bytes()
     }
 
-    /// Decapsulates R || H (RFC 6508 6.2.2), checking [r]([b]P + Z) == R in
+    /// Decapsulates R || H (RFC 6508 6.2.2), checking \[r\](\[b\]P + Z) == R in
     /// the equivalent form R of order q and ⟨R, K_b⟩ = g^r.
     ///
     /// Malformed input gets an error naming what was wrong; data not made
@@ -600,7 +599,7 @@ impl ReceiverKey {
     }
 }
 
-/// [r]([b]P + Z) as [r·b mod q]P + [r]Z: two fixed-base multiplications
+/// \[r\](\[b\]P + Z) as [r·b mod q]P + \[r\]Z: two fixed-base multiplications
 /// over tables shared by every identity of the community.
 fn mul_public_point(r: &U1024, b: &U1024, kms: &KmsPublicKey) -> Jacobian {
     let q = NonZero::new(q_u1024()).expect("q is non-zero");
@@ -765,9 +764,9 @@ pub mod internal {
         )
     }
 
-    /// A point of order 4 of E(F_p), encoded: [q]S for the first point S
-    /// (by x = 1, 2, …) whose [q]S has order 4 (E(F_p) is cyclic of order
-    /// 4q, so [q]S has order dividing 4).
+    /// A point of order 4 of E(F_p), encoded: \[q\]S for the first point S
+    /// (by x = 1, 2, …) whose \[q\]S has order 4 (E(F_p) is cyclic of order
+    /// 4q, so \[q\]S has order dividing 4).
     pub fn point_of_order_four() -> [u8; POINT_LEN] {
         let mut x = Fp::ZERO;
         loop {
@@ -782,7 +781,7 @@ pub mod internal {
         }
     }
 
-    /// [k]point for k given as 128 big-endian octets, encoded.
+    /// \[k\]point for k given as 128 big-endian octets, encoded.
     pub fn mul_point(point: &[u8], k: &[u8; 128]) -> Result<[u8; POINT_LEN], Error> {
         let p = Affine::from_bytes(point, "point")?;
         let k = U1024::from_be_slice(k).to_words();
@@ -810,7 +809,10 @@ pub mod internal {
             crypto_bigint::JacobiSymbol::MinusOne => -1,
             crypto_bigint::JacobiSymbol::Zero => 0,
         };
-        Some((jacobi::jacobi_vartime(&x.to_words(), &m.to_words()), reference))
+        Some((
+            jacobi::jacobi_vartime(&x.to_words(), &m.to_words()),
+            reference,
+        ))
     }
 
     /// Decodes and re-encodes a point (fuzzing the point decoder).
