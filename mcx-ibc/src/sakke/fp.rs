@@ -291,11 +291,6 @@ impl Wide {
     }
 }
 
-/// p as the odd modulus crypto-bigint's Jacobi symbols take.
-fn odd_p() -> Odd<U1024> {
-    Odd::new(U1024::from_words(P)).expect("p is odd")
-}
-
 /// One CIOS step: t = (t + a·b_i + m·p) / 2^64 with m chosen to clear
 /// the low limb. Returns the new top word.
 #[inline(always)]
@@ -444,19 +439,14 @@ impl Fp {
     /// time (crypto-bigint's constant-time Jacobi symbol). The Montgomery
     /// form x·R has the same symbol as x: R = 2^1024 is a square.
     pub(crate) fn is_square(&self) -> Choice {
-        let symbol = U1024::from_words(self.0).jacobi_symbol(&odd_p());
+        let p = Odd::new(U1024::from_words(P)).expect("p is odd");
+        let symbol = U1024::from_words(self.0).jacobi_symbol(&p);
         symbol.ct_eq(&crypto_bigint::JacobiSymbol::One)
     }
 
     /// [`Fp::is_square`] in variable time, for public values.
     pub(crate) fn is_square_vartime(&self) -> bool {
-        if let Some(symbol) = super::jacobi::jacobi_vartime(&self.0, &P) {
-            return symbol == 1;
-        }
-        matches!(
-            U1024::from_words(self.0).jacobi_symbol_vartime(&odd_p()),
-            crypto_bigint::JacobiSymbol::One
-        )
+        super::jacobi::jacobi_symbol_vartime(&self.0, &P) == 1
     }
 
     /// self^((p+1)/4): a square root of self when self is a square (p ≡ 3

@@ -768,17 +768,7 @@ pub mod internal {
     /// (by x = 1, 2, …) whose \[q\]S has order 4 (E(F_p) is cyclic of order
     /// 4q, so \[q\]S has order dividing 4).
     pub fn point_of_order_four() -> [u8; POINT_LEN] {
-        let mut x = Fp::ZERO;
-        loop {
-            x = x.add(&Fp::ONE);
-            let Some(s) = Affine::lift_x(x) else {
-                continue;
-            };
-            let t: Option<Affine> = s.to_jacobian().mul(&Q).to_affine().into();
-            if let Some(t) = t.filter(|t| !bool::from(t.y.is_zero())) {
-                return t.to_bytes();
-            }
-        }
+        Affine::point_of_order_four().to_bytes()
     }
 
     /// \[k\]point for k given as 128 big-endian octets, encoded.
@@ -804,14 +794,10 @@ pub mod internal {
         let m = U1024::from_be_slice(m);
         let odd = Odd::new(m).into_option()?;
         let x = U1024::from_be_slice(x).rem_vartime(odd.as_nz_ref());
-        let reference = match x.jacobi_symbol_vartime(&odd) {
-            crypto_bigint::JacobiSymbol::One => 1,
-            crypto_bigint::JacobiSymbol::MinusOne => -1,
-            crypto_bigint::JacobiSymbol::Zero => 0,
-        };
+        let (x, m) = (x.to_words(), m.to_words());
         Some((
-            jacobi::jacobi_vartime(&x.to_words(), &m.to_words()),
-            reference,
+            jacobi::jacobi_vartime(&x, &m),
+            jacobi::binary_jacobi(&x, &m),
         ))
     }
 
