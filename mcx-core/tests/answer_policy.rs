@@ -16,9 +16,6 @@ use common::*;
 use mcx_core::{AnswerPolicy, ClientEvent, McServerLimits, Transmit};
 use mcx_floor::ParticipantEvent;
 
-const MC_A: &str = "sip:mc-a@mcx.test";
-const MC_B: &str = "sip:mc-b@mcx.test";
-
 fn text(t: &Transmit) -> String {
     String::from_utf8_lossy(&t.octets()).into_owned()
 }

@@ -13,82 +13,13 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use mcx_core::{
-    AnswerPolicy, Channel, ControllingEvent, McServer, McServerEvent, McServerLimits,
-    TemporaryGroup, Transmit,
-};
+use mcx_core::{AnswerPolicy, Channel, ControllingEvent, McServerEvent, Transmit};
 use mcx_floor::{
     ArbitratorEvent, Field, FloorIndicator, Message, MessageType, RejectCause, Source,
 };
 
-const MC_A: &str = "sip:mc-a@mcx.test";
-const MC_B: &str = "sip:mc-b@mcx.test";
-const MC_ONE: &str = "sip:mc@mcx.test";
 /// Every stub answers its first INVITE with this floor SSRC.
 const STUB_SSRC: u32 = 0x5000_0001;
-
-struct Groups {
-    a: Vec<String>,
-    b: Vec<String>,
-}
-
-/// A world whose groups A and B have `n` stub members each, on two MC
-/// servers or both on one; `late` (in group A) answers only when told.
-fn stub_world(
-    n: usize,
-    one_server: bool,
-    late: Option<&str>,
-    policy: AnswerPolicy,
-) -> (World, Groups) {
-    let mut w = world(Servers::Two, &[DISPATCHER]);
-    let m = &mut w.mesh;
-    let names =
-        |p: &str| -> Vec<String> { (0..n).map(|i| format!("sip:{p}{i:02}@mcx.test")).collect() };
-    let (mut a, b) = (names("fa"), names("fb"));
-    for u in a.iter().chain(&b) {
-        m.nodes
-            .insert(u.clone(), Node::Stub(Stub::new(u, StubMode::Accept)));
-    }
-    if let Some(l) = late {
-        m.nodes
-            .insert(l.to_owned(), Node::Stub(Stub::new(l, StubMode::Ringing)));
-        a.push(l.to_owned());
-    }
-    let limits = McServerLimits {
-        answer: policy,
-        ..McServerLimits::default()
-    };
-    let with_dispatcher = |g: &[String]| -> Vec<String> {
-        g.iter().cloned().chain([DISPATCHER.to_owned()]).collect()
-    };
-    let (server_a, server_b) = if one_server {
-        let mut s = McServer::new(MC_ONE);
-        s.add_group(GROUP_A, with_dispatcher(&a))
-            .add_group(GROUP_B, with_dispatcher(&b))
-            .set_limits(limits);
-        m.nodes.remove(MC_A);
-        m.nodes.remove(MC_B);
-        m.nodes.insert(MC_ONE.into(), Node::Mc(s));
-        (MC_ONE, MC_ONE)
-    } else {
-        for (uri, group, list) in [(MC_A, GROUP_A, &a), (MC_B, GROUP_B, &b)] {
-            let mut s = McServer::new(uri);
-            s.add_group(group, with_dispatcher(list))
-                .set_limits(limits.clone());
-            m.nodes.insert(uri.into(), Node::Mc(s));
-        }
-        (MC_A, MC_B)
-    };
-    m.set_ctrl(ctrl_config(vec![TemporaryGroup {
-        id: TEMP_GROUP.into(),
-        constituents: vec![
-            (GROUP_A.into(), server_a.into()),
-            (GROUP_B.into(), server_b.into()),
-        ],
-    }]));
-    let a = a.into_iter().filter(|u| Some(u.as_str()) != late).collect();
-    (w, Groups { a, b })
-}
 
 /// [`stub_world`] with the dispatcher's call to both groups started and
 /// set up (300 ms of virtual time).

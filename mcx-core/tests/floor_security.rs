@@ -17,9 +17,6 @@ use mcx_floor::{Field, Message, MessageType, ParticipantEvent, ParticipantState,
 use mcx_mikey::KeyId;
 use mcx_mikey::wire::Purpose;
 
-const MC_A: &str = "sip:mc-a@mcx.test";
-const MC_B: &str = "sip:mc-b@mcx.test";
-
 fn home_of(uri: &str) -> &'static str {
     if uri == DISPATCHER {
         CTRL

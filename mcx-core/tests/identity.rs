@@ -17,8 +17,6 @@ use mcx_idms::jwt::{Claims, TokenSigner, TokenVerifier};
 
 const ISSUER: &str = "https://idms.mcx.test";
 const AUDIENCE: &str = "mcx.test";
-const MC_A: &str = "sip:mc-a@mcx.test";
-const MC_B: &str = "sip:mc-b@mcx.test";
 
 fn signer() -> TokenSigner {
     TokenSigner::from_secret(&[0x11; 32], "k1").unwrap()

@@ -13,9 +13,6 @@ use common::*;
 use mcx_core::{ClientEvent, RelayCommand};
 use mcx_floor::{ParticipantEvent, ParticipantState};
 
-const MC_A: &str = "sip:mc-a@mcx.test";
-const MC_B: &str = "sip:mc-b@mcx.test";
-
 fn home_of(uri: &str) -> &'static str {
     if members_b().iter().any(|m| m == uri) {
         MC_B

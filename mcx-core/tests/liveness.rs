@@ -18,9 +18,6 @@ use mcx_core::{
 };
 use mcx_sip::{Remote, Timers, Transport};
 
-const MC_A: &str = "sip:mc-a@mcx.test";
-const MC_B: &str = "sip:mc-b@mcx.test";
-
 fn linked() -> World {
     let mut w = world(Servers::Two, &[DISPATCHER]);
     w.mesh.use_links(Transport::Udp, Timers::RFC3261);

@@ -13,9 +13,6 @@ use mcx_core::{
 use mcx_floor::ParticipantState;
 use mcx_sip::{Timers, Transport};
 
-const MC_A: &str = "sip:mc-a@mcx.test";
-const MC_B: &str = "sip:mc-b@mcx.test";
-
 fn tg(id: &str, groups: &[(&str, &str)]) -> TemporaryGroup {
     TemporaryGroup {
         id: id.to_owned(),

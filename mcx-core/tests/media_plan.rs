@@ -16,9 +16,6 @@ use mcx_core::{
     TemporaryGroup, parse_sdp,
 };
 
-const MC_A: &str = "sip:mc-a@mcx.test";
-const MC_B: &str = "sip:mc-b@mcx.test";
-
 fn endpoint(host: u8) -> MediaEndpoint {
     MediaEndpoint {
         ip: IpAddr::V4(Ipv4Addr::new(10, 9, 0, host)),

@@ -8,9 +8,6 @@ mod common;
 use common::*;
 use mcx_core::{CallState, ClientEvent, ControllingEvent};
 
-const MC_A: &str = "sip:mc-a@mcx.test";
-const MC_B: &str = "sip:mc-b@mcx.test";
-
 fn established() -> World {
     let mut w = world(Servers::Two, &[DISPATCHER]);
     let t = w.mesh.time();

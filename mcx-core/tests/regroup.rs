@@ -10,8 +10,6 @@ mod common;
 use common::*;
 use mcx_core::{CallState, ControllingEvent, Removal, TemporaryGroup, TemporaryGroupError};
 
-const MC_A: &str = "sip:mc-a@mcx.test";
-const MC_B: &str = "sip:mc-b@mcx.test";
 const FORMED: &str = "sip:regroup-5f3a@mcx.test";
 
 fn formed() -> TemporaryGroup {

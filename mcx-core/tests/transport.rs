@@ -11,9 +11,6 @@ use common::*;
 use mcx_core::{Channel, ControllingEvent, FailureCause, GroupFailure, GroupResult};
 use mcx_sip::{Timers, Transport};
 
-const MC_A: &str = "sip:mc-a@mcx.test";
-const MC_B: &str = "sip:mc-b@mcx.test";
-
 fn linked(servers: Servers, transport: Transport) -> World {
     linked_with(servers, transport, Timers::RFC3261)
 }

@@ -8,9 +8,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mcx_core::{
-    Channel, Client, ClientConfig, ClientEvent, ControllingEvent, ControllingServer,
-    ControllingServerConfig, Error, GroupResult, McServer, McServerEvent, SipLink, TemporaryGroup,
-    Time, Transmit,
+    AnswerPolicy, Channel, Client, ClientConfig, ClientEvent, ControllingEvent, ControllingServer,
+    ControllingServerConfig, Error, GroupResult, McServer, McServerEvent, McServerLimits, SipLink,
+    TemporaryGroup, Time, Transmit,
 };
 use mcx_ibc::eccsi::SigningKey;
 use mcx_ibc::kms::Community;
@@ -74,6 +74,9 @@ pub struct Stub {
     pub received: Vec<String>,
     out: VecDeque<Transmit>,
     tags: u64,
+    /// The floor SSRC of the n-th answer is `ssrc_base + n` (every stub
+    /// starts at the same one unless a test spreads them).
+    pub ssrc_base: u32,
 }
 
 impl Stub {
@@ -85,6 +88,7 @@ impl Stub {
             received: Vec::new(),
             out: VecDeque::new(),
             tags: 0,
+            ssrc_base: 0x5000_0000,
         }
     }
 
@@ -101,7 +105,7 @@ impl Stub {
         if sdp {
             let body = format!(
                 "v=0\r\no=- 1 1 IN IP4 stub\r\ns=-\r\nc=IN IP4 stub\r\nt=0 0\r\nm=audio 4000 RTP/SAVP 96\r\nm=application 4002 udp MCPTT\r\na=ssrc:{} cname:{}\r\n",
-                0x5000_0000 + self.tags,
+                u64::from(self.ssrc_base) + self.tags,
                 self.uri
             );
             r.set_body(Some("application/sdp"), body.into()).unwrap();
@@ -257,13 +261,15 @@ impl Net {
         }
     }
 
-    fn drain_link(&mut self, uri: &str, at: Duration) {
+    fn drain_link(&mut self, uri: &str, at: Duration, busy: &mut Busy) {
         let Some(link) = self.links.get_mut(uri) else {
             return;
         };
         let from = link.local().addr;
         let mut out = Vec::new();
-        while let Some(t) = link.poll_transmit() {
+        loop {
+            let t = timed(busy, uri, "link out", || link.poll_transmit());
+            let Some(t) = t else { break };
             out.push(Wire {
                 from,
                 to: t.destination,
@@ -295,6 +301,41 @@ pub enum AnyEvent {
     Ctrl(ControllingEvent),
 }
 
+/// Runs `f` for role `name` (doing `what`), adding the time it took to the
+/// role's busy time. For the role named by `MCX_MESH_WATCH`, `f` runs inside
+/// [`watched_role`], so that a profiler can count that role alone
+/// (`valgrind --tool=callgrind --toggle-collect='*watched_role*'`).
+fn timed<T>(busy: &mut Busy, name: &str, what: &'static str, f: impl FnOnce() -> T) -> T {
+    let started = Instant::now();
+    let r = if watched(name) { watched_role(f) } else { f() };
+    let spent = started.elapsed();
+    *busy.entry((name.to_owned(), what)).or_default() += spent;
+    r
+}
+
+/// Whether `name` is the role `MCX_MESH_WATCH` names (read once), unless
+/// [`WATCH_PAUSED`].
+fn watched(name: &str) -> bool {
+    static WATCH: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    !WATCH_PAUSED.load(std::sync::atomic::Ordering::Relaxed)
+        && WATCH
+            .get_or_init(|| std::env::var("MCX_MESH_WATCH").ok())
+            .as_deref()
+            == Some(name)
+}
+
+/// Set to leave a stretch out of what [`watched_role`] covers.
+pub static WATCH_PAUSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The frame a profiler keys on: see [`timed`].
+#[inline(never)]
+fn watched_role<T>(f: impl FnOnce() -> T) -> T {
+    f()
+}
+
+/// Time spent by (role, what): "role SIP", "role out", "link in", ….
+pub type Busy = BTreeMap<(String, &'static str), Duration>;
+
 /// One timeline entry with its virtual time offset.
 #[derive(Debug, Clone)]
 pub struct Step {
@@ -321,6 +362,10 @@ pub struct Mesh {
     pub net: Option<Net>,
     /// The relay commands each server emitted, in order.
     pub relays: BTreeMap<String, Vec<mcx_core::RelayCommand>>,
+    /// Wall-clock time each role spent in its own calls and in its link's
+    /// (what a node driver would run for it; the mesh's routing, logs and
+    /// copies are not counted): the `mc_fanout` bench reads it.
+    pub busy: Busy,
 }
 
 impl Mesh {
@@ -339,6 +384,7 @@ impl Mesh {
             rng: TestRng(seed),
             net: None,
             relays: BTreeMap::new(),
+            busy: BTreeMap::new(),
         }
     }
 
@@ -482,12 +528,12 @@ impl Mesh {
         let instant = base + self.now;
         for (name, node) in &mut self.nodes {
             loop {
-                let t = match node {
+                let t = timed(&mut self.busy, name, "role out", || match node {
                     Node::Client(c) => c.poll_transmit(),
                     Node::Mc(m) => m.poll_transmit(),
                     Node::Ctrl(c) => c.poll_transmit(),
                     Node::Stub(st) => st.out.pop_front(),
-                };
+                });
                 let Some(t) = t else { break };
                 let Some(net) = self.net.as_mut() else {
                     self.in_flight.push_back((at, t));
@@ -517,11 +563,16 @@ impl Mesh {
                             transport: net.transport,
                         };
                         if let Some(link) = net.links.get_mut(name) {
-                            if let Err(e) = link.send(instant, remote, &t.octets()) {
+                            // As the node driver hands it over: the role's
+                            // message as a value, nothing parsed.
+                            let sent = timed(&mut self.busy, name, "link send", || {
+                                link.send_transmit(instant, remote, t)
+                            });
+                            if let Err(e) = sent {
                                 self.errors.push((name.clone(), format!("link send: {e}")));
                             }
                         }
-                        net.drain_link(name, at);
+                        net.drain_link(name, at, &mut self.busy);
                     }
                     Channel::Floor => net.put(
                         at,
@@ -537,7 +588,7 @@ impl Mesh {
                 }
             }
             if let Some(net) = self.net.as_mut() {
-                net.drain_link(name, at);
+                net.drain_link(name, at, &mut self.busy);
             }
             let relay = self.relays.entry(name.clone()).or_default();
             loop {
@@ -612,7 +663,11 @@ impl Mesh {
                 Channel::Sip,
                 d.message.to_bytes(),
             ));
-            if let Err(e) = node.handle_sip(time, &d.from, d.message, &mut self.rng) {
+            let rng = &mut self.rng;
+            let handled = timed(&mut self.busy, uri, "role SIP", || {
+                node.handle_sip(time, &d.from, d.message, rng)
+            });
+            if let Err(e) = handled {
                 self.errors.push((uri.to_owned(), e.to_string()));
             }
         }
@@ -638,9 +693,11 @@ impl Mesh {
                     w.bytes.clone(),
                 ));
                 if let Some(node) = self.nodes.get_mut(&uri) {
-                    if let Err(e) =
-                        node.handle(time, &from, Channel::Floor, &w.bytes, &mut self.rng)
-                    {
+                    let rng = &mut self.rng;
+                    let handled = timed(&mut self.busy, &uri, "role floor", || {
+                        node.handle(time, &from, Channel::Floor, &w.bytes, rng)
+                    });
+                    if let Err(e) = handled {
                         self.errors.push((uri.clone(), e.to_string()));
                     }
                 }
@@ -667,7 +724,16 @@ impl Mesh {
                         link.receive_message(time.instant, remote, m);
                     }
                 } else {
-                    link.receive(time.instant, remote, &w.bytes);
+                    // As the node driver does: parsed once, then handed over.
+                    timed(
+                        &mut self.busy,
+                        &uri,
+                        "link in",
+                        || match mcx_sip::parse_datagram(&w.bytes, &Limits::UDP) {
+                            Ok(msg) => link.receive_message(time.instant, remote, msg),
+                            Err(_) => link.receive(time.instant, remote, &w.bytes),
+                        },
+                    );
                 }
                 self.deliver_link(&uri);
             }
@@ -730,23 +796,25 @@ impl Mesh {
                 }
             } else {
                 for (name, node) in &mut self.nodes {
-                    let r = match node {
-                        Node::Client(c) => c.handle_timeout(time, &mut self.rng),
-                        Node::Mc(m) => m.handle_timeout(time, &mut self.rng),
-                        Node::Ctrl(c) => c.handle_timeout(time, &mut self.rng),
+                    let rng = &mut self.rng;
+                    let r = timed(&mut self.busy, name, "role timer", || match node {
+                        Node::Client(c) => c.handle_timeout(time, rng),
+                        Node::Mc(m) => m.handle_timeout(time, rng),
+                        Node::Ctrl(c) => c.handle_timeout(time, rng),
                         Node::Stub(_) => Ok(()),
-                    };
+                    });
                     if let Err(e) = r {
                         self.errors.push((name.clone(), e.to_string()));
                     }
                 }
+                let busy = &mut self.busy;
                 let uris: Vec<String> = self
                     .net
                     .iter_mut()
                     .flat_map(|n| {
-                        n.links
-                            .values_mut()
-                            .for_each(|l| l.handle_timeout(time.instant));
+                        for (uri, l) in &mut n.links {
+                            timed(busy, uri, "link timer", || l.handle_timeout(time.instant));
+                        }
                         n.links.keys().cloned().collect::<Vec<_>>()
                     })
                     .collect();
@@ -807,6 +875,10 @@ pub const GROUP_A: &str = "sip:group-a@mcx.test";
 pub const GROUP_B: &str = "sip:group-b@mcx.test";
 pub const TEMP_GROUP: &str = "sip:tg-1@mcx.test";
 pub const UNIX0: u64 = 1_780_000_000;
+pub const MC_A: &str = "sip:mc-a@mcx.test";
+pub const MC_B: &str = "sip:mc-b@mcx.test";
+/// The MC server of [`stub_world`] when it hosts both groups.
+pub const MC_ONE: &str = "sip:mc@mcx.test";
 
 pub fn members_a() -> Vec<String> {
     (1..=3).map(|i| format!("sip:a{i}@mcx.test")).collect()
@@ -1354,4 +1426,68 @@ fn stamp_source(t: &mut Transmit) {
     if r.stamp_received(&host, port).is_ok() {
         t.set_octets(r.to_bytes());
     }
+}
+
+/// The stub members of [`stub_world`]'s groups A and B.
+pub struct Groups {
+    pub a: Vec<String>,
+    pub b: Vec<String>,
+}
+
+/// A world whose groups A and B have `n` stub members each, on two MC
+/// servers or both on one; `late` (in group A) answers only when told.
+pub fn stub_world(
+    n: usize,
+    one_server: bool,
+    late: Option<&str>,
+    policy: AnswerPolicy,
+) -> (World, Groups) {
+    let mut w = world(Servers::Two, &[DISPATCHER]);
+    let m = &mut w.mesh;
+    let names =
+        |p: &str| -> Vec<String> { (0..n).map(|i| format!("sip:{p}{i:02}@mcx.test")).collect() };
+    let (mut a, b) = (names("fa"), names("fb"));
+    for u in a.iter().chain(&b) {
+        m.nodes
+            .insert(u.clone(), Node::Stub(Stub::new(u, StubMode::Accept)));
+    }
+    if let Some(l) = late {
+        m.nodes
+            .insert(l.to_owned(), Node::Stub(Stub::new(l, StubMode::Ringing)));
+        a.push(l.to_owned());
+    }
+    let limits = McServerLimits {
+        answer: policy,
+        ..McServerLimits::default()
+    };
+    let with_dispatcher = |g: &[String]| -> Vec<String> {
+        g.iter().cloned().chain([DISPATCHER.to_owned()]).collect()
+    };
+    let (server_a, server_b) = if one_server {
+        let mut s = McServer::new(MC_ONE);
+        s.add_group(GROUP_A, with_dispatcher(&a))
+            .add_group(GROUP_B, with_dispatcher(&b))
+            .set_limits(limits);
+        m.nodes.remove(MC_A);
+        m.nodes.remove(MC_B);
+        m.nodes.insert(MC_ONE.into(), Node::Mc(s));
+        (MC_ONE, MC_ONE)
+    } else {
+        for (uri, group, list) in [(MC_A, GROUP_A, &a), (MC_B, GROUP_B, &b)] {
+            let mut s = McServer::new(uri);
+            s.add_group(group, with_dispatcher(list))
+                .set_limits(limits.clone());
+            m.nodes.insert(uri.into(), Node::Mc(s));
+        }
+        (MC_A, MC_B)
+    };
+    m.set_ctrl(ctrl_config(vec![TemporaryGroup {
+        id: TEMP_GROUP.into(),
+        constituents: vec![
+            (GROUP_A.into(), server_a.into()),
+            (GROUP_B.into(), server_b.into()),
+        ],
+    }]));
+    let a = a.into_iter().filter(|u| Some(u.as_str()) != late).collect();
+    (w, Groups { a, b })
 }
