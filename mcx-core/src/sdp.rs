@@ -209,14 +209,17 @@ pub fn parse(bytes: &[u8]) -> Result<Sdp, SdpError> {
     let (mut audio_ip, mut floor_ip) = (None, None);
     let (mut audio_port, mut floor_port): (Option<u16>, Option<u16>) = (None, None);
     let mut section = Section::Session;
-    for (n, line) in text.lines().enumerate() {
+    for (n, line) in split_at_octet(text, b'\n').enumerate() {
         let bad = |what| SdpError::BadLine { line: n + 1, what };
         let line = line.trim_end();
+        if line.is_empty() {
+            continue;
+        }
         if let Some(m) = line.strip_prefix("m=") {
-            let mut f = m.split(' ');
+            let mut f = split_at_octet(m, b' ');
             let (media, port, proto) = (f.next(), f.next(), f.next());
             let port = port
-                .and_then(|p| p.split('/').next())
+                .and_then(|p| split_at_octet(p, b'/').next())
                 .and_then(|p| p.parse::<u16>().ok())
                 .ok_or_else(|| bad("m= port is not a number"))?;
             section = match (media, proto) {
@@ -237,10 +240,9 @@ pub fn parse(bytes: &[u8]) -> Result<Sdp, SdpError> {
                 _ => Section::Other,
             };
         } else if let Some(c) = line.strip_prefix("c=") {
-            let host = c
-                .split(' ')
+            let host = split_at_octet(c, b' ')
                 .nth(2)
-                .and_then(|a| a.split('/').next())
+                .and_then(|a| split_at_octet(a, b'/').next())
                 .ok_or_else(|| bad("c= has no address"))?;
             // RFC 4566 also allows a host name: valid, but nothing we can
             // send to without a resolver, so that line's address is unknown.
@@ -258,8 +260,7 @@ pub fn parse(bytes: &[u8]) -> Result<Sdp, SdpError> {
                 (Section::Audio, "sendonly") => out.direction = Some(Direction::SendOnly),
                 (Section::Audio, "recvonly") => out.direction = Some(Direction::RecvOnly),
                 (Section::Audio | Section::Floor, _) if a.starts_with("ssrc:") => {
-                    let ssrc: u32 = a[5..]
-                        .split(' ')
+                    let ssrc: u32 = split_at_octet(&a[5..], b' ')
                         .next()
                         .and_then(|s| s.parse().ok())
                         .ok_or_else(|| bad("a=ssrc is not a number"))?;
@@ -286,6 +287,27 @@ pub fn parse(bytes: &[u8]) -> Result<Sdp, SdpError> {
     out.audio = at(audio_ip, audio_port);
     out.floor = at(floor_ip, floor_port);
     Ok(out)
+}
+
+/// The pieces of `text` between occurrences of the ASCII octet `sep`
+/// (as `str::split` with a char, which costs several times more on SDP's
+/// short lines: a member's answer is read at every call set-up). Slicing
+/// next to an ASCII octet always falls on a character boundary.
+fn split_at_octet(text: &str, sep: u8) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        match r.bytes().position(|b| b == sep) {
+            Some(i) => {
+                rest = r.get(i + 1..);
+                r.get(..i)
+            }
+            None => {
+                rest = None;
+                Some(r)
+            }
+        }
+    })
 }
 
 /// Whether an SDP has the two media lines this call needs.
@@ -358,6 +380,17 @@ mod tests {
         assert_eq!(p.media_ssrc, Some(12345));
         assert_eq!(p.floor_ssrc, None);
         assert_eq!(p.floor_fmtp.as_deref(), Some("mc_queueing;mc_priority=5"));
+    }
+
+    #[test]
+    fn octet_split_is_str_split() {
+        for text in ["", "a", " a  b ", "a/b/", "\r\n", "é x/ü"] {
+            for sep in [b' ', b'/'] {
+                let ours: Vec<&str> = split_at_octet(text, sep).collect();
+                let std: Vec<&str> = text.split(char::from(sep)).collect();
+                assert_eq!(ours, std, "{text:?} at {:?}", char::from(sep));
+            }
+        }
     }
 
     #[test]

@@ -130,13 +130,44 @@ pub(crate) fn is_token_byte(b: u8) -> bool {
     TOKEN_BYTES[usize::from(b)]
 }
 
+/// What an octet is to the value checks below, as bits ([`octet_classes`]).
+const ILLEGAL: u8 = 1; // CR, LF, NUL: never in a header value
+const SPACE: u8 = 2; // ASCII whitespace (char::is_whitespace below 0x80)
+const DELIMITER: u8 = 4; // ; , < > " : not in a token-like value
+const NON_ASCII: u8 = 8; // part of a multi-octet character: ask the chars
+
+static OCTET_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = match c {
+            b'\r' | b'\n' => ILLEGAL | SPACE,
+            0 => ILLEGAL,
+            b' ' | b'\t' | 0x0b | 0x0c => SPACE,
+            b';' | b',' | b'<' | b'>' | b'"' => DELIMITER,
+            0x80..=0xff => NON_ASCII,
+            _ => 0,
+        };
+        b += 1;
+    }
+    t
+};
+
+/// The classes of all of `s`'s octets, or-ed: one pass, no branch per
+/// octet (the link and the roles check every Call-ID, tag and branch
+/// they read or write, several times per message).
+fn octet_classes(s: &str) -> u8 {
+    s.bytes()
+        .fold(0, |seen, b| seen | OCTET_CLASS[usize::from(b)])
+}
+
 /// True if `s` has a character that is whitespace ([`char::is_whitespace`]):
-/// octet by octet for ASCII text (every Call-ID the link and the roles ask
-/// for, several times per message), by character otherwise.
+/// by octet class for ASCII text, by character otherwise.
 fn has_whitespace(s: &str) -> bool {
-    if s.is_ascii() {
-        s.bytes()
-            .any(|b| matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r'))
+    let seen = octet_classes(s);
+    if seen & NON_ASCII == 0 {
+        seen & SPACE != 0
     } else {
         s.contains(char::is_whitespace)
     }
@@ -715,23 +746,27 @@ pub(crate) fn check_name(name: &str) -> Result<(), BuildError> {
 
 /// Rejects CR, LF and NUL: the header-injection check every builder goes through.
 pub(crate) fn check_value(value: &str, what: &'static str) -> Result<(), BuildError> {
-    if value.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+    if memchr::memchr3(b'\r', b'\n', 0, value.as_bytes()).is_some() {
         return Err(BuildError::IllegalChar(what));
     }
     Ok(())
 }
 
 pub(crate) fn check_nonempty_token(value: &str, what: &'static str) -> Result<(), BuildError> {
-    check_value(value, what)?;
+    let seen = octet_classes(value);
+    if seen & ILLEGAL != 0 {
+        return Err(BuildError::IllegalChar(what));
+    }
     if value.is_empty() {
         return Err(BuildError::Empty(what));
     }
-    let bad = |c: char| c.is_whitespace() || matches!(c, ';' | ',' | '<' | '>' | '"');
-    // Octet by octet while ASCII (the usual case); Unicode whitespace needs chars.
-    let malformed = if value.is_ascii() {
-        value.bytes().any(|b| bad(char::from(b)))
+    // By class while ASCII (the usual case); Unicode whitespace needs chars.
+    let malformed = if seen & NON_ASCII == 0 {
+        seen & (SPACE | DELIMITER) != 0
     } else {
-        value.chars().any(bad)
+        value
+            .chars()
+            .any(|c| c.is_whitespace() || matches!(c, ';' | ',' | '<' | '>' | '"'))
     };
     if malformed {
         return Err(BuildError::Malformed(what));
@@ -1811,7 +1846,7 @@ fn encode_rest(headers: &Headers, body: &Bytes, out: &mut Vec<u8>) {
 
 pub(crate) fn check_request_uri(uri: &str) -> Result<(), BuildError> {
     check_value(uri, "Request-URI")?;
-    if uri.is_empty() || uri.contains(char::is_whitespace) {
+    if uri.is_empty() || has_whitespace(uri) {
         return Err(BuildError::Malformed("Request-URI"));
     }
     validate_uri(uri).map_err(|_| BuildError::Malformed("Request-URI"))
@@ -1919,12 +1954,19 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     out
 }
 
-/// Appends lower-case hex of `bytes` (no allocation per octet).
+/// Appends lower-case hex of `bytes`: written to a buffer on the stack and
+/// appended at once (a `push` per digit cost more than the digits: every
+/// member's INVITE and ACK draw a branch, a tag and a Call-ID).
 fn push_hex(out: &mut String, bytes: &[u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for &b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    let mut buf = [0u8; 64];
+    for chunk in bytes.chunks(buf.len() / 2) {
+        for (pair, &b) in buf.chunks_exact_mut(2).zip(chunk) {
+            pair[0] = DIGITS[usize::from(b >> 4)];
+            pair[1] = DIGITS[usize::from(b & 0xf)];
+        }
+        // Hex digits are ASCII: always text.
+        out.push_str(core::str::from_utf8(&buf[..2 * chunk.len()]).unwrap_or_default());
     }
 }
 
@@ -2202,5 +2244,79 @@ mod tests {
         assert_eq!(Known::Other.full_name(), None);
         assert_eq!(Known::of("Via-X"), Known::Other);
         assert_eq!(Known::of("y"), Known::Other);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod octet_class_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The checks as they were written before the octet classes.
+    fn token_reference(value: &str) -> Result<(), BuildError> {
+        if value.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+            return Err(BuildError::IllegalChar("x"));
+        }
+        if value.is_empty() {
+            return Err(BuildError::Empty("x"));
+        }
+        if value
+            .chars()
+            .any(|c| c.is_whitespace() || matches!(c, ';' | ',' | '<' | '>' | '"'))
+        {
+            return Err(BuildError::Malformed("x"));
+        }
+        Ok(())
+    }
+
+    const EDGES: &[&str] = &[
+        "",
+        "a",
+        "z9hG4bK1f",
+        " ",
+        "\t",
+        "\x0b",
+        "\x0c",
+        "a\rb",
+        "a\nb",
+        "a\0b",
+        "a;b",
+        "a,b",
+        "<a>",
+        "\"a\"",
+        "caf\u{e9}",
+        "a\u{a0}b",
+        "a\u{2003}b",
+        "\u{e9};",
+        "\u{e9}\r",
+    ];
+
+    #[test]
+    fn octet_classes_agree_with_the_character_checks_on_edges() {
+        for v in EDGES {
+            assert_eq!(check_nonempty_token(v, "x"), token_reference(v), "{v:?}");
+            assert_eq!(has_whitespace(v), v.contains(char::is_whitespace), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn hex_is_two_lower_case_digits_per_octet() {
+        let all: Vec<u8> = (0..=255).collect();
+        let expected: String = all.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex(&all), expected);
+        assert_eq!(hex(&[]), "");
+        assert_eq!(
+            new_branch([0xab; 8]),
+            format!("{MAGIC_COOKIE}abababababababab")
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn octet_classes_agree_with_the_character_checks(v in "\\PC{0,12}|[ -~\t\r\n\u{a0}\u{2003}]{0,12}") {
+            prop_assert_eq!(check_nonempty_token(&v, "x"), token_reference(&v));
+            prop_assert_eq!(has_whitespace(&v), v.contains(char::is_whitespace));
+        }
     }
 }
