@@ -408,6 +408,8 @@ pub(crate) struct ParsedValues {
     from: OnceLock<Result<NameAddr, ParseError>>,
     to: OnceLock<Result<NameAddr, ParseError>>,
     contact: OnceLock<Result<Option<NameAddr>, ParseError>>,
+    /// The link and the roles ask a message's CSeq several times each.
+    cseq: OnceLock<Result<(u32, Method), ParseError>>,
 }
 
 impl Parsed {
@@ -533,7 +535,10 @@ impl Headers {
     /// The typed values come only from the first Via, From, To and Contact
     /// lines, so a change to any other line keeps them.
     fn changed(&mut self, known: Known) {
-        if !matches!(known, Known::Via | Known::From | Known::To | Known::Contact) {
+        if !matches!(
+            known,
+            Known::Via | Known::From | Known::To | Known::Contact | Known::CSeq
+        ) {
             return;
         }
         let Some(values) = self.parsed.0.get_mut() else {
@@ -544,6 +549,7 @@ impl Headers {
                 Known::Via => v.via = OnceLock::new(),
                 Known::From => v.from = OnceLock::new(),
                 Known::To => v.to = OnceLock::new(),
+                Known::CSeq => v.cseq = OnceLock::new(),
                 _ => v.contact = OnceLock::new(),
             },
             // Shared with a clone: start afresh rather than copy the rest.
@@ -1328,11 +1334,7 @@ macro_rules! common_accessors {
         }
         /// CSeq number and method.
         pub fn cseq(&self) -> Result<(u32, Method), ParseError> {
-            parse_cseq(
-                self.headers
-                    .value_of(Known::CSeq)
-                    .ok_or(ParseError::MissingHeader("CSeq"))?,
-            )
+            self.headers.cseq()
         }
         /// The first (top-most) Via value.
         pub fn top_via(&self) -> Result<Via, ParseError> {
@@ -1428,6 +1430,19 @@ impl Headers {
                 .ok_or(ParseError::MissingHeader("To"))?;
             self.with_source(e, |src, s| parse_from_to(src, s, "To"))
         })
+    }
+    /// CSeq number and method, parsed once.
+    pub(crate) fn cseq(&self) -> Result<(u32, Method), ParseError> {
+        self.parsed
+            .values()
+            .cseq
+            .get_or_init(|| {
+                parse_cseq(
+                    self.value_of(Known::CSeq)
+                        .ok_or(ParseError::MissingHeader("CSeq"))?,
+                )
+            })
+            .clone()
     }
     /// The first Contact, parsed once.
     pub(crate) fn contact(&self) -> &Result<Option<NameAddr>, ParseError> {
@@ -1755,6 +1770,7 @@ impl Response {
                     parsed.to.clone()
                 },
                 contact: OnceLock::new(),
+                cseq: parsed.cseq.clone(),
             };
             h.parsed = Parsed(OnceLock::from(Arc::new(values)));
         }
@@ -2318,5 +2334,37 @@ mod octet_class_tests {
             prop_assert_eq!(check_nonempty_token(&v, "x"), token_reference(&v));
             prop_assert_eq!(has_whitespace(&v), v.contains(char::is_whitespace));
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod cseq_cache_tests {
+    use super::*;
+
+    fn invite() -> Request {
+        let text = "INVITE sip:b@x SIP/2.0\r\nVia: SIP/2.0/UDP a:5060;branch=z9hG4bK1\r\n\
+                    From: <sip:a@x>;tag=1\r\nTo: <sip:b@x>\r\nCall-ID: c1\r\nCSeq: 7 INVITE\r\n\
+                    Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+        match Message::parse(text.as_bytes()).unwrap() {
+            Message::Request(r) => r,
+            Message::Response(_) => unreachable!(),
+        }
+    }
+
+    /// The CSeq is parsed once and kept, and what is kept follows every
+    /// change to the CSeq line.
+    #[test]
+    fn a_kept_cseq_follows_changes() {
+        let mut r = invite();
+        assert_eq!(r.cseq().unwrap(), (7, Method::Invite));
+        r.headers_mut().set("CSeq", "8 INVITE").unwrap();
+        assert_eq!(r.cseq().unwrap(), (8, Method::Invite));
+        r.headers_mut().remove("CSeq");
+        assert_eq!(r.cseq(), Err(ParseError::MissingHeader("CSeq")));
+        r.headers_mut().push("CSeq", "9 BYE").unwrap();
+        assert_eq!(r.cseq().unwrap(), (9, Method::Bye));
+        let resp = Response::for_request(&r, StatusCode::OK, Some("t")).unwrap();
+        assert_eq!(resp.cseq().unwrap(), (9, Method::Bye));
     }
 }

@@ -89,7 +89,10 @@ fn valid_boundary(b: &str) -> bool {
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+    // memmem rather than a comparison at every offset: the call result an
+    // MC server reports names every member, and it is searched for the
+    // boundary before it is sent.
+    memchr::memmem::find(hay, needle).is_some()
 }
 
 impl Multipart {
