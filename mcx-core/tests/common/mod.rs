@@ -403,14 +403,19 @@ impl Mesh {
             rules: Vec::new(),
             decoders: BTreeMap::new(),
         };
-        for (i, uri) in self.nodes.keys().enumerate() {
+        for (i, (uri, node)) in self.nodes.iter_mut().enumerate() {
             let addr = SocketAddr::from(([127, 0, 0, 1], 5060 + u16::try_from(i).unwrap()));
             net.addr.insert(uri.clone(), addr);
             net.owner.insert(addr, uri.clone());
-            net.links.insert(
-                uri.clone(),
-                SipLink::new(timers, Remote { addr, transport }),
-            );
+            let link = SipLink::new(timers, Remote { addr, transport });
+            // As the node driver does: the role writes the link's Via.
+            match node {
+                Node::Client(c) => c.set_sent_by(transport, link.sent_by()),
+                Node::Mc(m) => m.set_sent_by(transport, link.sent_by()),
+                Node::Ctrl(c) => c.set_sent_by(transport, link.sent_by()),
+                Node::Stub(_) => {}
+            }
+            net.links.insert(uri.clone(), link);
         }
         self.net = Some(net);
     }
