@@ -90,11 +90,6 @@ impl<K: Hash + Eq, V> HashedMap<K, V> {
     pub(crate) fn values(&self) -> impl Iterator<Item = &V> {
         self.table.iter().map(|(_, _, v)| v)
     }
-
-    /// The entries, in no order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
-        self.table.iter().map(|(_, k, v)| (k, v))
-    }
 }
 
 /// A record's key by Call-ID and CSeq number (a 2xx we sent, an ACK we sent).

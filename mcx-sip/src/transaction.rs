@@ -14,6 +14,12 @@
 //! in the number of live transactions): the timers are kept in a deadline-ordered index, and a
 //! transaction that ends without a response or timeout to report says so with
 //! [`Event::Terminated`], so the TU never has to scan for ended transactions.
+//!
+//! A TU that keeps state per transaction keeps it in the layer's own record (the `U` of
+//! [`TransactionLayer<U>`], [`TransactionLayer::with_user_data`]) and reaches it through the
+//! [`TxHandle`] of each event: a message then costs one lookup of its key, the layer's, not a
+//! second one in a table of the TU's beside it. The data comes back to the TU with the event
+//! that ends the transaction.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -137,6 +143,18 @@ pub struct TxKey {
     pub method: Method,
 }
 
+/// A transaction found without its key: from the events about it, for
+/// [`TransactionLayer::user_data_mut`] and the other handle-taking commands. It stays valid
+/// until the event that ends the transaction ([`Event::Terminated`], [`Event::Timeout`],
+/// [`Event::TransportError`]) has been polled; a later transaction never takes it over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TxHandle {
+    /// The transaction's slot in [`TransactionLayer::slots`].
+    slot: usize,
+    /// [`Tx::id`]: tells this transaction from a later one in the same slot.
+    id: u64,
+}
+
 /// Transaction states (RFC 3261 figures 5–8, RFC 6026 figures 3 and 5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -154,14 +172,17 @@ pub enum State {
     Confirmed,
 }
 
-/// What the layer reports to the transaction user.
+/// What the layer reports to the transaction user. `U` is the TU's data per transaction
+/// ([`TransactionLayer::with_user_data`]), handed back with the event that ends one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Event {
+pub enum Event<U = ()> {
     /// A new request created a server transaction; answer with [`TransactionLayer::send_response`].
     Request {
         /// The new server transaction.
         key: TxKey,
+        /// The same transaction, to reach its data and answer it without a lookup of `key`.
+        handle: TxHandle,
         /// Where it came from (responses go back there).
         remote: Remote,
         /// The request.
@@ -178,6 +199,10 @@ pub enum Event {
     Response {
         /// The client transaction.
         key: TxKey,
+        /// The same transaction, to reach its data without a lookup of `key`. Valid even when
+        /// this response ended it (a final response over a reliable transport): its
+        /// [`Event::Terminated`] comes next.
+        handle: TxHandle,
         /// The response.
         response: Response,
     },
@@ -188,6 +213,8 @@ pub enum Event {
         /// A client transaction's request as sent, for the TU's 408 (RFC 3261 8.1.3.1);
         /// `None` for a server transaction (Timer H).
         request: Option<Request>,
+        /// The TU's data of the transaction.
+        user: U,
     },
     /// The driver reported a send failure (RFC 3261 17.1.4, 17.2.4); the transaction is gone.
     TransportError {
@@ -196,6 +223,8 @@ pub enum Event {
         /// A client transaction's request as sent, for the TU's 503 (RFC 3261 8.1.3.1);
         /// `None` for a server transaction.
         request: Option<Request>,
+        /// The TU's data of the transaction.
+        user: U,
     },
     /// The transaction ended without an event of its own: Timer D, I, J, K, L or M fired, or it
     /// completed at once on a reliable transport. It comes after the transaction's last
@@ -204,7 +233,32 @@ pub enum Event {
     Terminated {
         /// The transaction that is gone.
         key: TxKey,
+        /// The TU's data of the transaction.
+        user: U,
     },
+}
+
+/// An event as queued. The event that ends a transaction is made when it is polled, from the
+/// transaction's record: the record (and so its handle) stays until then, so that a TU
+/// handling an earlier event of the same transaction (the [`Event::Response`] that ended it)
+/// still reaches its data.
+enum Queued<U> {
+    Event(Event<U>),
+    Ended {
+        slot: usize,
+        how: End,
+        /// A client transaction's request as sent, for [`End::Timeout`] and
+        /// [`End::TransportError`] (see [`Event::Timeout`]).
+        request: Option<Request>,
+    },
+}
+
+/// Which event reports a transaction's end ([`Queued::Ended`]).
+#[derive(Clone, Copy)]
+enum End {
+    Terminated,
+    Timeout,
+    TransportError,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -250,7 +304,7 @@ const ALL_TIMERS: [TimerKind; NTIMERS] = [
     TimerKind::Trying,
 ];
 
-struct Tx {
+struct Tx<U> {
     kind: Kind,
     state: State,
     remote: Remote,
@@ -278,9 +332,13 @@ struct Tx {
     hash: u64,
     /// The deadline under which this transaction is in the timer index (always `next()`'s).
     indexed: Option<Instant>,
+    /// The TU's data ([`TransactionLayer::user_data_mut`]).
+    user: U,
+    /// Ended: no longer filed or timed, its record kept only until its ending event is polled.
+    ended: bool,
 }
 
-impl Tx {
+impl<U> Tx<U> {
     /// Takes a client transaction's request: the value kept, or parsed from
     /// the octets sent ([`TransactionLayer::send_encoded`] keeps no value;
     /// only rare paths get here). `None` for a server transaction.
@@ -329,8 +387,9 @@ impl Tx {
     }
 }
 
-/// All client and server transactions of one SIP endpoint.
-pub struct TransactionLayer {
+/// All client and server transactions of one SIP endpoint, each with the TU's data `U`
+/// ([`TransactionLayer::with_user_data`]; none for [`TransactionLayer::new`]).
+pub struct TransactionLayer<U = ()> {
     timers: Timers,
     /// The slot in `slots` of each live transaction. Hashed, not ordered: every lookup is by
     /// whole key, and ordering keys compared branches (long common prefixes) at every tree
@@ -339,8 +398,9 @@ pub struct TransactionLayer {
     /// The transactions, by slot. Kept apart from the hashed keys: growing the table then moves
     /// keys and slot numbers, not whole records (at a 10,000-member fan-out that rehash, and the
     /// fresh pages it touched, were a quarter of an MC server's time), and freed slots are
-    /// reused, so a steady load stops allocating records.
-    slots: Slots<Tx>,
+    /// reused, so a steady load stops allocating records. An ended transaction keeps its slot
+    /// until the event that reports its end is polled ([`Queued::Ended`]).
+    slots: Slots<Tx<U>>,
     /// The timer index: one entry per transaction with an armed timer, at its earliest deadline
     /// (`Tx::next`), tie-broken by `Tx::id`. It is kept exact rather than lazy: every change to
     /// a transaction's timers goes through [`TransactionLayer::reindex`] (or
@@ -351,10 +411,10 @@ pub struct TransactionLayer {
     index: BTreeMap<(Instant, u64), usize>,
     next_id: u64,
     transmits: VecDeque<Transmit>,
-    events: VecDeque<Event>,
+    events: VecDeque<Queued<U>>,
 }
 
-impl std::fmt::Debug for TransactionLayer {
+impl<U> std::fmt::Debug for TransactionLayer<U> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TransactionLayer")
             .field("transactions", &{
@@ -436,8 +496,18 @@ pub fn ack_for_non2xx(
 }
 
 impl TransactionLayer {
-    /// An empty layer.
+    /// An empty layer that keeps no data of the TU's.
     pub fn new(timers: Timers) -> Self {
+        Self::with_user_data(timers)
+    }
+}
+
+impl<U: Default> TransactionLayer<U> {
+    /// An empty layer that keeps a `U` with each transaction for the TU: set when a client
+    /// transaction starts ([`TransactionLayer::send_request_with`]), `U::default()` for a server
+    /// transaction until the TU sets it ([`TransactionLayer::user_data_mut`]), and handed back
+    /// with the event that ends the transaction.
+    pub fn with_user_data(timers: Timers) -> Self {
         Self {
             timers,
             slot_of: PositionIndex::default(),
@@ -464,9 +534,46 @@ impl TransactionLayer {
         self.slot_of.is_empty()
     }
 
-    fn get(&self, key: &TxKey) -> Option<&Tx> {
+    fn get(&self, key: &TxKey) -> Option<&Tx<U>> {
         self.slots
             .get(self.slot_hashed(self.slot_of.hash(key), key)?)
+    }
+
+    /// The live transaction of `key`.
+    pub fn find(&self, key: &TxKey) -> Option<TxHandle> {
+        let slot = self.slot_hashed(self.slot_of.hash(key), key)?;
+        let id = self.slots.get(slot)?.id;
+        Some(TxHandle { slot, id })
+    }
+
+    /// The transaction of `handle`, while its handle is valid (see [`TxHandle`]).
+    fn at(&self, handle: TxHandle) -> Option<&Tx<U>> {
+        self.slots.get(handle.slot).filter(|t| t.id == handle.id)
+    }
+
+    fn at_mut(&mut self, handle: TxHandle) -> Option<&mut Tx<U>> {
+        self.slots
+            .get_mut(handle.slot)
+            .filter(|t| t.id == handle.id)
+    }
+
+    /// The key of the transaction of `handle`.
+    pub fn key(&self, handle: TxHandle) -> Option<&TxKey> {
+        self.at(handle).map(|t| &t.key)
+    }
+
+    /// The TU's data of the transaction of `handle`.
+    pub fn user_data_mut(&mut self, handle: TxHandle) -> Option<&mut U> {
+        self.at_mut(handle).map(|t| &mut t.user)
+    }
+
+    /// The live transactions, in no order: handle, key and the TU's data (for the TU's rare
+    /// searches by something other than the key).
+    pub fn transactions(&self) -> impl Iterator<Item = (TxHandle, &TxKey, &U)> {
+        self.slot_of.positions().filter_map(|slot| {
+            let t = self.slots.get(slot)?;
+            Some((TxHandle { slot, id: t.id }, &t.key, &t.user))
+        })
     }
 
     /// The slot of the live transaction of `key`, hashed to `hash`.
@@ -478,23 +585,24 @@ impl TransactionLayer {
 
     /// The live transaction of `key` and its slot: one lookup, then the slot
     /// serves every later step of the same input ([`TransactionLayer::reindex`]).
-    fn find_mut(&mut self, key: &TxKey) -> Option<(usize, &mut Tx)> {
+    fn find_mut(&mut self, key: &TxKey) -> Option<(usize, &mut Tx<U>)> {
         self.find_hashed_mut(self.slot_of.hash(key), key)
     }
 
     /// [`TransactionLayer::find_mut`] for a key already hashed.
-    fn find_hashed_mut(&mut self, hash: u64, key: &TxKey) -> Option<(usize, &mut Tx)> {
+    fn find_hashed_mut(&mut self, hash: u64, key: &TxKey) -> Option<(usize, &mut Tx<U>)> {
         let slot = self.slot_hashed(hash, key)?;
         Some((slot, self.slots.get_mut(slot)?))
     }
 
     /// Stores a new transaction (its key, hashed to `tx.hash`, not live) in a
-    /// free slot or a new one.
-    fn insert(&mut self, tx: Tx) {
-        let hash = tx.hash;
+    /// free slot or a new one: its handle.
+    fn insert(&mut self, tx: Tx<U>) -> TxHandle {
+        let (hash, id) = (tx.hash, tx.id);
         let slot = self.slots.insert(tx);
         self.slot_of.insert(hash, slot);
         self.reindex(slot);
+        TxHandle { slot, id }
     }
 
     // (C) TU commands
@@ -507,6 +615,22 @@ impl TransactionLayer {
         to: Remote,
         req: Request,
     ) -> Result<TxKey, TxError> {
+        let handle = self.send_request_with(now, to, req, U::default())?;
+        self.key(handle).cloned().ok_or(TxError::NoTransaction)
+    }
+
+    /// [`TransactionLayer::send_request`] of a transaction that keeps `user` for the TU: its
+    /// handle.
+    ///
+    /// # Errors
+    /// As [`TransactionLayer::send_request`].
+    pub fn send_request_with(
+        &mut self,
+        now: Instant,
+        to: Remote,
+        req: Request,
+        user: U,
+    ) -> Result<TxHandle, TxError> {
         if *req.method() == Method::Ack {
             return Err(TxError::AckTransaction);
         }
@@ -525,8 +649,7 @@ impl TransactionLayer {
         }
         let bytes = Bytes::from(req.to_bytes());
         let invite = *req.method() == Method::Invite;
-        self.start_client(now, to, (key.clone(), hash), invite, Some(req), bytes);
-        Ok(key)
+        Ok(self.start_client(now, to, (key, hash), invite, (Some(req), bytes), user))
     }
 
     fn start_client(
@@ -535,9 +658,9 @@ impl TransactionLayer {
         to: Remote,
         (key, hash): (TxKey, u64),
         invite: bool,
-        request: Option<Request>,
-        bytes: Bytes,
-    ) {
+        (request, bytes): (Option<Request>, Bytes),
+        user: U,
+    ) -> TxHandle {
         let mut tx = Tx {
             kind: if invite {
                 Kind::ClientInvite
@@ -560,6 +683,8 @@ impl TransactionLayer {
             indexed: None,
             key,
             hash,
+            user,
+            ended: false,
         };
         self.next_id += 1;
         if !to.transport.is_reliable() {
@@ -573,7 +698,7 @@ impl TransactionLayer {
             now + self.timers.t64(),
         );
         self.transmit(to, bytes);
-        self.insert(tx);
+        self.insert(tx)
     }
 
     /// Sends a response in a server transaction (RFC 3261 17.2.1, 17.2.2; RFC 6026 for 2xx).
@@ -583,8 +708,27 @@ impl TransactionLayer {
         key: &TxKey,
         resp: Response,
     ) -> Result<(), TxError> {
+        let handle = self.find(key).ok_or(TxError::NoTransaction)?;
+        self.respond(now, handle, resp).map(drop)
+    }
+
+    /// [`TransactionLayer::send_response`] in the transaction of `handle`: the octets sent
+    /// (what [`TransactionLayer::last_sent`] gives then).
+    ///
+    /// # Errors
+    /// As [`TransactionLayer::send_response`]; [`TxError::NoTransaction`] for a transaction
+    /// that has ended.
+    pub fn respond(
+        &mut self,
+        now: Instant,
+        handle: TxHandle,
+        resp: Response,
+    ) -> Result<Bytes, TxError> {
         let t = self.timers;
-        let (slot, tx) = self.find_mut(key).ok_or(TxError::NoTransaction)?;
+        let slot = handle.slot;
+        let tx = (self.at_mut(handle))
+            .filter(|tx| !tx.ended)
+            .ok_or(TxError::NoTransaction)?;
         let code = resp.status();
         if !(100..700).contains(&code.0) {
             return Err(TxError::BadStatus);
@@ -631,13 +775,13 @@ impl TransactionLayer {
         let bytes = Bytes::from(resp.to_bytes());
         tx.last = Some(bytes.clone());
         let remote = tx.remote;
-        self.transmit(remote, bytes);
+        self.transmit(remote, bytes.clone());
         if terminate {
             self.terminate(slot);
         } else {
             self.reindex(slot);
         }
-        Ok(())
+        Ok(bytes)
     }
 
     /// The octets last sent in this transaction (its request, or its
@@ -663,6 +807,22 @@ impl TransactionLayer {
         to: Remote,
         req: crate::EncodedRequest,
     ) -> Result<TxKey, TxError> {
+        let handle = self.send_encoded_with(now, to, req, U::default())?;
+        self.key(handle).cloned().ok_or(TxError::NoTransaction)
+    }
+
+    /// [`TransactionLayer::send_encoded`] of a transaction that keeps `user` for the TU: its
+    /// handle.
+    ///
+    /// # Errors
+    /// As [`TransactionLayer::send_encoded`].
+    pub fn send_encoded_with(
+        &mut self,
+        now: Instant,
+        to: Remote,
+        req: crate::EncodedRequest,
+        user: U,
+    ) -> Result<TxHandle, TxError> {
         let method = req.method().clone();
         if method == Method::Ack {
             return Err(TxError::AckTransaction);
@@ -682,8 +842,7 @@ impl TransactionLayer {
         }
         let bytes = Bytes::from(req.into_bytes());
         let invite = method == Method::Invite;
-        self.start_client(now, to, (key.clone(), hash), invite, None, bytes);
-        Ok(key)
+        Ok(self.start_client(now, to, (key, hash), invite, (None, bytes), user))
     }
 
     /// Sends a message outside any transaction (the ACK for a 2xx, a 2xx retransmitted by a dialog).
@@ -695,15 +854,8 @@ impl TransactionLayer {
 
     /// The driver could not send for this transaction: it ends with [`Event::TransportError`].
     pub fn handle_transport_error(&mut self, key: &TxKey) {
-        if let Some(mut tx) = self
-            .slot_hashed(self.slot_of.hash(key), key)
-            .and_then(|slot| self.end(slot))
-        {
-            let request = tx.take_client_request();
-            self.events.push_back(Event::TransportError {
-                key: tx.key,
-                request,
-            });
+        if let Some(slot) = self.slot_hashed(self.slot_of.hash(key), key) {
+            self.end(slot, End::TransportError);
         }
     }
 
@@ -726,6 +878,7 @@ impl TransactionLayer {
         let Some((slot, tx)) = self.find_mut(&key) else {
             return;
         }; // stray: dropped (RFC 3261 18.1.2)
+        let handle = TxHandle { slot, id: tx.id };
         let code = resp.status();
         let reliable = tx.reliable();
         let mut pass = false;
@@ -791,10 +944,11 @@ impl TransactionLayer {
             self.transmit(remote, b);
         }
         if pass {
-            self.events.push_back(Event::Response {
-                key: key.clone(),
+            self.events.push_back(Queued::Event(Event::Response {
+                key,
+                handle,
                 response: resp,
-            });
+            }));
         }
         // After the response: Event::Terminated comes last.
         if terminate {
@@ -825,10 +979,10 @@ impl TransactionLayer {
                 }
                 (Kind::ServerInvite, State::Accepted, true) => {
                     // RFC 2543-style ACK for a 2xx that matched: hand it to the dialog.
-                    self.events.push_back(Event::Ack {
+                    self.events.push_back(Queued::Event(Event::Ack {
                         remote: from,
                         request: req,
-                    });
+                    }));
                     return;
                 }
                 (_, _, true) => {} // absorbed (Confirmed)
@@ -850,10 +1004,10 @@ impl TransactionLayer {
             return;
         }
         if is_ack {
-            self.events.push_back(Event::Ack {
+            self.events.push_back(Queued::Event(Event::Ack {
                 remote: from,
                 request: req,
-            });
+            }));
             return;
         }
         let invite = *req.method() == Method::Invite;
@@ -880,17 +1034,20 @@ impl TransactionLayer {
             indexed: None,
             key: key.clone(),
             hash,
+            user: U::default(),
+            ended: false,
         };
         self.next_id += 1;
         if invite {
             tx.set(TimerKind::Trying, now + t.trying_delay);
         }
-        self.insert(tx);
-        self.events.push_back(Event::Request {
+        let handle = self.insert(tx);
+        self.events.push_back(Queued::Event(Event::Request {
             key,
+            handle,
             remote: from,
             request: req,
-        });
+        }));
     }
 
     /// Fires every timer due at `now` (in deadline order, re-armed from their deadlines). Only
@@ -935,22 +1092,33 @@ impl TransactionLayer {
         tx.indexed = next;
     }
 
-    /// Removes the transaction in `slot` and its index entry, freeing the slot: the
-    /// transaction if one was there (its key moves into the caller's event, not cloned).
-    fn end(&mut self, slot: usize) -> Option<Tx> {
-        let tx = self.slots.take(slot)?;
+    /// Ends the live transaction in `slot`: its key and index entry go, and the event `how`
+    /// is queued. The record keeps its slot, and its key and the TU's data, until that event is
+    /// polled ([`TransactionLayer::poll_event`] frees the slot); what it held for the network
+    /// goes now.
+    fn end(&mut self, slot: usize, how: End) {
+        let Some(tx) = self.slots.get_mut(slot).filter(|tx| !tx.ended) else {
+            return;
+        };
+        tx.ended = true;
         self.slot_of.remove(tx.hash, slot);
-        if let Some(at) = tx.indexed {
+        if let Some(at) = tx.indexed.take() {
             self.index.remove(&(at, tx.id));
         }
-        Some(tx)
+        tx.clear_all();
+        let request = match how {
+            End::Terminated => None,
+            End::Timeout | End::TransportError => tx.take_client_request(),
+        };
+        tx.request = None;
+        tx.last = None;
+        tx.ack = None;
+        self.events.push_back(Queued::Ended { slot, how, request });
     }
 
     /// Ends the transaction in `slot` without an event of its own: [`Event::Terminated`].
     fn terminate(&mut self, slot: usize) {
-        if let Some(tx) = self.end(slot) {
-            self.events.push_back(Event::Terminated { key: tx.key });
-        }
+        self.end(slot, End::Terminated);
     }
 
     fn fire(&mut self, slot: usize, at: Instant, kind: TimerKind) {
@@ -1007,15 +1175,7 @@ impl TransactionLayer {
             self.transmit(remote, b);
         }
         match end {
-            Some(true) => {
-                if let Some(mut tx) = self.end(slot) {
-                    let request = tx.take_client_request();
-                    self.events.push_back(Event::Timeout {
-                        key: tx.key,
-                        request,
-                    });
-                }
-            }
+            Some(true) => self.end(slot, End::Timeout),
             Some(false) => self.terminate(slot),
             None => self.reindex(slot),
         }
@@ -1042,10 +1202,26 @@ impl TransactionLayer {
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.index.first_key_value().map(|(&(at, _), _)| at)
     }
-    /// The next event for the TU.
+    /// The next event for the TU. An event that ends a transaction frees its record and
+    /// hands the TU's data back.
     #[must_use]
-    pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+    pub fn poll_event(&mut self) -> Option<Event<U>> {
+        loop {
+            let (slot, how, request) = match self.events.pop_front()? {
+                Queued::Event(e) => return Some(e),
+                Queued::Ended { slot, how, request } => (slot, how, request),
+            };
+            // Always there: only this takes an ended record.
+            let Some(Tx { key, user, .. }) = self.slots.take(slot) else {
+                debug_assert!(false, "ended transaction's slot {slot} empty");
+                continue;
+            };
+            return Some(match how {
+                End::Terminated => Event::Terminated { key, user },
+                End::Timeout => Event::Timeout { key, request, user },
+                End::TransportError => Event::TransportError { key, request, user },
+            });
+        }
     }
 }
 
@@ -1100,8 +1276,10 @@ mod tests {
             indexed: None,
             key: client_key_of(Some("z9hG4bK1".into()), Method::Invite).unwrap(),
             hash: 0,
+            user: (),
+            ended: false,
         };
-        let scan = |tx: &Tx| {
+        let scan = |tx: &Tx<()>| {
             ALL_TIMERS
                 .iter()
                 .filter_map(|&k| tx.timers[k as usize].map(|at| (at, k)))
@@ -1144,8 +1322,9 @@ mod tests {
         assert!(tx.last.is_none(), "octets dropped in Accepted");
     }
 
-    /// Ended transactions free their slots and new ones take them: a steady
-    /// number of live transactions stops growing the record store.
+    /// Ended transactions free their slots (once the TU has polled their
+    /// ending events) and new ones take them: a steady number of live
+    /// transactions stops growing the record store.
     #[test]
     fn slots_of_ended_transactions_are_reused() {
         let t0 = Instant::now();
@@ -1162,6 +1341,7 @@ mod tests {
             l.handle_timeout(now + Duration::from_secs(33));
             assert!(l.is_empty());
             assert!(l.index.is_empty());
+            while l.poll_event().is_some() {}
         }
         assert_eq!(l.slots.filled(), 100, "five rounds of 100 used 100 slots");
         assert_eq!(l.slots.free(), 100);
