@@ -30,7 +30,6 @@ use bytes::Bytes;
 use mcx_sip::{
     Event, Limits, MAGIC_COOKIE, Message, Method, Remote, Request, Response, Role, StatusCode,
     Timers, TransactionLayer, Transmit, Transport, TxError, TxHandle, TxKey, parse_datagram,
-    server_key,
 };
 
 use crate::Error;
@@ -213,20 +212,25 @@ struct DialogPeer {
 }
 
 /// What an entry of [`SipLink::wake`] is for.
+///
+/// An entry names its record in `accepted` or `acks` by the record's hash
+/// in that map, and the record is the one there whose slot is the entry's
+/// (`next_slot`, `until`): no copy of the Call-ID per entry, and neither
+/// hashing nor a key comparison when it is due.
 enum Wake {
     /// The next retransmission of the 2xx in `accepted` (13.3.1.4).
-    Retransmit((String, u32)),
+    Retransmit(u64),
     /// The deadline of the server transaction's request ([`ServerTx`]):
     /// the link answers 500.
     Unanswered(TxHandle),
 }
 
-/// What an entry of [`SipLink::expiry`] drops.
+/// What an entry of [`SipLink::expiry`] drops (named as in [`Wake`]).
 enum Expiry {
     /// The record in `accepted` (64·T1 after the 2xx).
-    Accepted((String, u32)),
+    Accepted(u64),
     /// The record in `acks` (64·T1 after the ACK).
-    Ack((String, u32)),
+    Ack(u64),
 }
 
 /// One role's SIP over the network: transactions, retransmissions,
@@ -259,8 +263,9 @@ pub struct SipLink {
     expiry: Agenda<Expiry>,
     /// By Call-ID.
     dialogs: HashedMap<String, DialogPeer>,
-    /// Call-IDs of `dialogs` by `DialogPeer::seq`, oldest first (eviction).
-    dialog_order: BTreeMap<u64, String>,
+    /// The hashes in `dialogs` of its entries by `DialogPeer::seq`, oldest
+    /// first (eviction: the entry under that hash with that `seq`).
+    dialog_order: BTreeMap<u64, u64>,
     dialog_seq: u64,
     transmits: VecDeque<Transmit>,
     deliveries: VecDeque<Delivery>,
@@ -454,10 +459,12 @@ impl SipLink {
     /// each retransmission of that 2xx (RFC 3261 13.2.2.4).
     fn remember_ack(&mut self, now: Instant, remote: Remote, key: (String, u32), bytes: Bytes) {
         self.push_transmit(remote, bytes.clone());
+        let hash = self.acks.hash(&key);
         let until = self
             .expiry
-            .insert(now + self.timers.t1 * 64, Expiry::Ack(key.clone()));
-        if let Some(old) = self.acks.insert(
+            .insert(now + self.timers.t1 * 64, Expiry::Ack(hash));
+        if let Some(old) = self.acks.insert_hashed(
+            hash,
             key,
             SentAck {
                 remote,
@@ -506,21 +513,20 @@ impl SipLink {
             let remote = tx.remote;
             let t1 = self.timers.t1;
             let id = (tx.call_id().to_owned(), tx.cseq);
+            let hash = self.accepted.hash(&id);
             let mut a = Accepted {
                 remote,
                 bytes,
                 interval: t1,
                 next: (!remote.transport.is_reliable()).then_some(now + t1),
                 next_slot: None,
-                until: self
-                    .expiry
-                    .insert(now + t1 * 64, Expiry::Accepted(id.clone())),
+                until: self.expiry.insert(now + t1 * 64, Expiry::Accepted(hash)),
                 acked: false,
             };
             a.next_slot = a
                 .due()
-                .map(|at| self.wake.insert(at, Wake::Retransmit(id.clone())));
-            if let Some(old) = self.accepted.insert(id, a) {
+                .map(|at| self.wake.insert(at, Wake::Retransmit(hash)));
+            if let Some(old) = self.accepted.insert_hashed(hash, id, a) {
                 self.unindex_accepted(&old);
             }
         } else if tx.method == Method::Bye {
@@ -569,8 +575,10 @@ impl SipLink {
             return;
         }
         let usable = match &msg {
+            // With the rest checked here, a usable top Via is all
+            // `server_key` needs: its key is made once, by the layer.
             Message::Request(r) => {
-                server_key(r).is_ok()
+                r.top_via_ref().is_ok()
                     && r.call_id().is_ok()
                     && r.cseq().is_ok()
                     && r.from_ref().is_ok()
@@ -595,10 +603,11 @@ impl SipLink {
         self.pump(now);
         let t2 = self.timers.t2;
         // Only the due entries: O(log n) each.
-        while let Some(w) = self.wake.pop_due(now) {
+        while let Some((slot, w)) = self.wake.pop_due_slot(now) {
             match w {
-                Wake::Retransmit(id) => {
-                    let Some(a) = self.accepted.get_mut(&id) else {
+                Wake::Retransmit(hash) => {
+                    let Some(a) = (self.accepted).get_mut_by(hash, |a| a.next_slot == Some(slot))
+                    else {
                         continue;
                     };
                     let mut sent = 0;
@@ -608,7 +617,9 @@ impl SipLink {
                         a.next = Some(at + a.interval);
                     }
                     let (remote, bytes) = (a.remote, a.bytes.clone());
-                    a.next_slot = a.due().map(|at| self.wake.insert(at, Wake::Retransmit(id)));
+                    a.next_slot = a
+                        .due()
+                        .map(|at| self.wake.insert(at, Wake::Retransmit(hash)));
                     for _ in 0..sent {
                         self.stats.retransmitted_2xx += 1;
                         self.push_transmit(remote, bytes.clone());
@@ -882,20 +893,20 @@ impl SipLink {
     }
 
     fn remember_dialog(&mut self, call_id: &str, uri: String) {
-        if !self.dialogs.contains_key(call_id) && self.dialogs.len() >= MAX_DIALOGS {
-            if let Some((_, oldest)) = self.dialog_order.pop_first() {
-                self.dialogs.remove(oldest.as_str());
+        let hash = self.dialogs.hash(call_id);
+        if self.dialogs.get_hashed(hash, call_id).is_none() && self.dialogs.len() >= MAX_DIALOGS {
+            if let Some((seq, oldest)) = self.dialog_order.pop_first() {
+                self.dialogs.remove_by(oldest, |d| d.seq == seq);
             }
         }
         self.dialog_seq += 1;
         let seq = self.dialog_seq;
-        if let Some(old) = self
-            .dialogs
-            .insert(call_id.to_owned(), DialogPeer { uri, seq })
+        if let Some(old) =
+            (self.dialogs).insert_hashed(hash, call_id.to_owned(), DialogPeer { uri, seq })
         {
             self.dialog_order.remove(&old.seq);
         }
-        self.dialog_order.insert(seq, call_id.to_owned());
+        self.dialog_order.insert(seq, hash);
     }
 
     fn forget_dialog(&mut self, call_id: &str) {
@@ -1022,18 +1033,18 @@ impl SipLink {
     /// Drops the `accepted` and `acks` records whose time is over (only
     /// those: the due entries of the expiry agenda).
     fn expire(&mut self, now: Instant) {
-        while let Some(e) = self.expiry.pop_due(now) {
+        while let Some((slot, e)) = self.expiry.pop_due_slot(now) {
             match e {
-                Expiry::Accepted(id) => {
-                    if let Some(a) = self.accepted.remove(&id) {
+                Expiry::Accepted(hash) => {
+                    if let Some(a) = self.accepted.remove_by(hash, |a| a.until == slot) {
                         if let Some(slot) = a.next_slot {
                             self.wake.remove(slot);
                         }
                         self.stats.ack_timeouts += u64::from(!a.acked);
                     }
                 }
-                Expiry::Ack(id) => {
-                    self.acks.remove(&id);
+                Expiry::Ack(hash) => {
+                    self.acks.remove_by(hash, |a| a.until == slot);
                 }
             }
         }
