@@ -10,8 +10,9 @@
 //! [`TransactionLayer::poll_transmit`] → [`TransactionLayer::poll_timeout`] →
 //! [`TransactionLayer::poll_event`].
 //!
-//! Cost: every input, command and output touches only the transactions it concerns (O(log n)
-//! in the number of live transactions): the timers are kept in a deadline-ordered index, and a
+//! Cost: every input, command and output touches only the transactions it concerns (O(1) for
+//! the usual timers, O(log n) at worst in the number of live transactions): the timers are kept
+//! in deadline order ([`Timeline`]), and a
 //! transaction that ends without a response or timeout to report says so with
 //! [`Event::Terminated`], so the TU never has to scan for ended transactions.
 //!
@@ -21,7 +22,7 @@
 //! second one in a table of the TU's beside it. The data comes back to the TU with the event
 //! that ends the transaction.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -324,14 +325,16 @@ struct Tx<U> {
     /// re-arm asks; profiled at ~2 % of an MC server).
     armed: u16,
     interval: Duration,
-    /// Unique per layer: the tie-breaker of this transaction's entry in the timer index.
+    /// Unique per layer: tells this transaction's timer entries (and handles) from those of
+    /// an earlier one in its slot, and orders equal deadlines.
     id: u64,
     /// Its key (to remove it from [`TransactionLayer::slot_of`] when a timer ends it).
     key: TxKey,
     /// The hash `key` is filed under in [`TransactionLayer::slot_of`].
     hash: u64,
-    /// The deadline under which this transaction is in the timer index (always `next()`'s).
-    indexed: Option<Instant>,
+    /// Bit `k` set when `timers[k]` changed since [`TransactionLayer::reindex`] last filed
+    /// them in the [`Timeline`].
+    touched: u16,
     /// The TU's data ([`TransactionLayer::user_data_mut`]).
     user: U,
     /// Ended: no longer filed or timed, its record kept only until its ending event is polled.
@@ -358,14 +361,24 @@ impl<U> Tx<U> {
     fn set(&mut self, t: TimerKind, at: Instant) {
         self.timers[t as usize] = Some(at);
         self.armed |= 1 << t as usize;
+        self.touched |= 1 << t as usize;
     }
     fn clear(&mut self, t: TimerKind) {
         self.timers[t as usize] = None;
         self.armed &= !(1 << t as usize);
+        self.touched |= 1 << t as usize;
     }
     fn clear_all(&mut self) {
         self.timers = [None; NTIMERS];
+        self.touched |= self.armed;
         self.armed = 0;
+    }
+    /// True if `due` is one of this transaction's armed timers (not an entry it left behind
+    /// when the timer was cleared or re-armed, or when it ended).
+    fn has(&self, due: &Due) -> bool {
+        self.id == due.id
+            && !self.ended
+            && self.timers.get(usize::from(due.kind)) == Some(&Some(due.at))
     }
     /// The earliest armed timer; of equal deadlines, the first in [`ALL_TIMERS`].
     fn next(&self) -> Option<(Instant, TimerKind)> {
@@ -387,6 +400,102 @@ impl<U> Tx<U> {
     }
 }
 
+/// One armed timer in the [`Timeline`]. Ordered as timers fire: by deadline, then by
+/// transaction (`Tx::id`, oldest first), then by kind ([`ALL_TIMERS`] order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Due {
+    at: Instant,
+    id: u64,
+    /// The [`TimerKind`] as its index in [`ALL_TIMERS`].
+    kind: u8,
+    slot: usize,
+}
+
+/// The armed timers in deadline order, one queue per timer kind. A timer is armed at `now` plus
+/// a delay fixed for its kind (T1 for A and E at first, 64·T1 for B, F, H, J, L and M, T4 for
+/// I and K, …), so each kind's deadlines come in order: filing one is a push at the back of its
+/// kind's queue and firing one a pop at the front, O(1), where an ordered map paid O(log n) for
+/// every arm and disarm. An entry that would break its queue's order (a retransmission timer
+/// re-armed from its fired deadline with a doubled interval, a clock that stepped back) goes
+/// to `others`, ordered.
+///
+/// Disarming leaves the entry in place, found stale (`Tx::has`) and dropped once it comes
+/// first; entries that come first are always live (every change prunes the fronts it made
+/// stale), so the first entry of all is the earliest armed timer, never early. Stale entries
+/// last at most until their deadline.
+#[derive(Default)]
+struct Timeline {
+    queues: [VecDeque<Due>; NTIMERS],
+    others: BTreeSet<Due>,
+}
+
+impl Timeline {
+    /// Files an armed timer.
+    fn file(&mut self, due: Due) {
+        match self.queues.get_mut(usize::from(due.kind)) {
+            Some(q) if q.back().is_none_or(|last| *last < due) => q.push_back(due),
+            _ => {
+                self.others.insert(due);
+            }
+        }
+    }
+
+    /// The earliest entry (live: see the type's docs).
+    fn first(&self) -> Option<Due> {
+        let queued = self.queues.iter().filter_map(VecDeque::front).min();
+        match (queued, self.others.first()) {
+            (Some(q), Some(o)) => Some(*q.min(o)),
+            (q, o) => q.or(o).copied(),
+        }
+    }
+
+    /// Removes `due`, the earliest entry ([`Timeline::first`]), and drops the stale entries
+    /// that then come first in its place.
+    fn pop_first(&mut self, due: &Due, live: impl Fn(&Due) -> bool) {
+        if let Some(q) = self.queues.get_mut(usize::from(due.kind))
+            && q.front() == Some(due)
+        {
+            q.pop_front();
+            Self::prune(q, &live);
+        } else {
+            self.others.remove(due);
+            Self::prune_others(&mut self.others, &live);
+        }
+    }
+
+    /// After a change to the timers of the transaction `id` in `slot`: drops the stale entries
+    /// that come first in a queue whose first entry is that transaction's (no other first
+    /// entry went stale).
+    fn prune_after(&mut self, slot: usize, id: u64, live: impl Fn(&Due) -> bool) {
+        let mine = |d: Option<&Due>| d.is_some_and(|d| d.slot == slot && d.id == id);
+        for q in &mut self.queues {
+            if mine(q.front()) {
+                Self::prune(q, &live);
+            }
+        }
+        if mine(self.others.first()) {
+            Self::prune_others(&mut self.others, &live);
+        }
+    }
+
+    fn prune(q: &mut VecDeque<Due>, live: &impl Fn(&Due) -> bool) {
+        while q.front().is_some_and(|d| !live(d)) {
+            q.pop_front();
+        }
+    }
+
+    fn prune_others(others: &mut BTreeSet<Due>, live: &impl Fn(&Due) -> bool) {
+        while others.first().is_some_and(|d| !live(d)) {
+            others.pop_first();
+        }
+    }
+
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.others.is_empty() && self.queues.iter().all(VecDeque::is_empty)
+    }
+}
+
 /// All client and server transactions of one SIP endpoint, each with the TU's data `U`
 /// ([`TransactionLayer::with_user_data`]; none for [`TransactionLayer::new`]).
 pub struct TransactionLayer<U = ()> {
@@ -401,14 +510,9 @@ pub struct TransactionLayer<U = ()> {
     /// reused, so a steady load stops allocating records. An ended transaction keeps its slot
     /// until the event that reports its end is polled ([`Queued::Ended`]).
     slots: Slots<Tx<U>>,
-    /// The timer index: one entry per transaction with an armed timer, at its earliest deadline
-    /// (`Tx::next`), tie-broken by `Tx::id`. It is kept exact rather than lazy: every change to
-    /// a transaction's timers goes through [`TransactionLayer::reindex`] (or
-    /// [`TransactionLayer::end`]), which moves or removes the entry, so the first entry is the
-    /// earliest armed timer ([`TransactionLayer::poll_timeout`] is exact, never early) and
-    /// [`TransactionLayer::handle_timeout`] pops exactly the due transactions. Each update is
-    /// O(log n) and compares only `(Instant, u64)`, never keys.
-    index: BTreeMap<(Instant, u64), usize>,
+    /// The armed timers in deadline order: every change to a transaction's timers is filed by
+    /// [`TransactionLayer::reindex`] (or [`TransactionLayer::end`]).
+    index: Timeline,
     next_id: u64,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Queued<U>>,
@@ -512,7 +616,7 @@ impl<U: Default> TransactionLayer<U> {
             timers,
             slot_of: PositionIndex::default(),
             slots: Slots::default(),
-            index: BTreeMap::new(),
+            index: Timeline::default(),
             next_id: 0,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -680,7 +784,7 @@ impl<U: Default> TransactionLayer<U> {
             armed: 0,
             interval: self.timers.t1,
             id: self.next_id,
-            indexed: None,
+            touched: 0,
             key,
             hash,
             user,
@@ -1031,7 +1135,7 @@ impl<U: Default> TransactionLayer<U> {
             armed: 0,
             interval: t.t1,
             id: self.next_id,
-            indexed: None,
+            touched: 0,
             key: key.clone(),
             hash,
             user: U::default(),
@@ -1053,43 +1157,43 @@ impl<U: Default> TransactionLayer<U> {
     /// Fires every timer due at `now` (in deadline order, re-armed from their deadlines). Only
     /// the transactions with a due timer are touched (the timer index's first entries).
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some((&(at, id), &slot)) = self.index.first_key_value() {
-            if at > now {
-                break;
-            }
-            let due = self
-                .slots
-                .get(slot)
-                .filter(|tx| tx.id == id)
-                .and_then(Tx::next);
-            match due {
-                Some((due, kind)) if due == at => self.fire(slot, at, kind),
-                // Unreachable while the index is exact; drop the stray entry rather than spin.
-                _ => {
-                    debug_assert!(false, "stale timer index entry for slot {slot}");
-                    self.index.remove(&(at, id));
-                }
+        while let Some(due) = self.index.first().filter(|d| d.at <= now) {
+            let slots = &self.slots;
+            self.index
+                .pop_first(&due, |d| slots.get(d.slot).is_some_and(|t| t.has(d)));
+            let kind = ALL_TIMERS.get(usize::from(due.kind)).copied();
+            // The first entry is the earliest armed timer of all, so its transaction's too
+            // (of equal deadlines, the first kind): the order the timers always fired in.
+            debug_assert_eq!(
+                self.slots.get(due.slot).and_then(Tx::next),
+                kind.map(|k| (due.at, k))
+            );
+            if let Some(kind) = kind {
+                self.fire(due.slot, due.at, kind);
             }
         }
     }
 
-    /// Puts the index entry of the transaction in `slot` at its earliest armed timer (or
-    /// removes it). Call after every change to a live transaction's timers.
+    /// Files the timers of the transaction in `slot` changed since its last call in the
+    /// [`Timeline`]. Call after every change to a transaction's timers.
     fn reindex(&mut self, slot: usize) {
         let Some(tx) = self.slots.get_mut(slot) else {
             return;
         };
-        let next = tx.next().map(|(at, _)| at);
-        if next == tx.indexed {
-            return;
+        let mut touched = std::mem::take(&mut tx.touched);
+        let id = tx.id;
+        while touched != 0 {
+            let k = touched.trailing_zeros() as usize;
+            touched &= touched - 1;
+            if let (Some(at), Ok(kind)) = (tx.timers[k], u8::try_from(k)) {
+                self.index.file(Due { at, id, kind, slot });
+            }
         }
-        if let Some(old) = tx.indexed {
-            self.index.remove(&(old, tx.id));
-        }
-        if let Some(at) = next {
-            self.index.insert((at, tx.id), slot);
-        }
-        tx.indexed = next;
+        // Entries this change left behind go now if they come first (the first entries stay
+        // live, so `poll_timeout` is exact); the others go when they come first.
+        let slots = &self.slots;
+        self.index
+            .prune_after(slot, id, |d| slots.get(d.slot).is_some_and(|t| t.has(d)));
     }
 
     /// Ends the live transaction in `slot`: its key and index entry go, and the event `how`
@@ -1102,9 +1206,6 @@ impl<U: Default> TransactionLayer<U> {
         };
         tx.ended = true;
         self.slot_of.remove(tx.hash, slot);
-        if let Some(at) = tx.indexed.take() {
-            self.index.remove(&(at, tx.id));
-        }
         tx.clear_all();
         let request = match how {
             End::Terminated => None,
@@ -1113,6 +1214,7 @@ impl<U: Default> TransactionLayer<U> {
         tx.request = None;
         tx.last = None;
         tx.ack = None;
+        self.reindex(slot);
         self.events.push_back(Queued::Ended { slot, how, request });
     }
 
@@ -1197,10 +1299,10 @@ impl<U: Default> TransactionLayer<U> {
         self.transmits.pop_front()
     }
     /// The earliest armed timer: call [`TransactionLayer::handle_timeout`] then. Exact (never
-    /// early) and O(log n): the first entry of the timer index.
+    /// early): the first entry of the timer index.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.index.first_key_value().map(|(&(at, _), _)| at)
+        self.index.first().map(|d| d.at)
     }
     /// The next event for the TU. An event that ends a transaction frees its record and
     /// hands the TU's data back.
@@ -1273,7 +1375,7 @@ mod tests {
             armed: 0,
             interval: Duration::from_millis(500),
             id: 0,
-            indexed: None,
+            touched: 0,
             key: client_key_of(Some("z9hG4bK1".into()), Method::Invite).unwrap(),
             hash: 0,
             user: (),
@@ -1299,6 +1401,77 @@ mod tests {
             }
             assert_eq!(tx.next(), scan(&tx), "step {step}");
         }
+    }
+
+    /// The timeline's first entry is always the earliest live timer (never a
+    /// disarmed one, whatever order they were filed, disarmed or re-armed
+    /// in), and popping the first entries gives every live timer in
+    /// (deadline, transaction, kind) order.
+    #[test]
+    fn the_timeline_gives_live_timers_in_order() {
+        use std::collections::BTreeSet;
+        let t0 = Instant::now();
+        let mut tl = Timeline::default();
+        // The live timers; transaction i is in slot i.
+        let mut live: BTreeSet<Due> = BTreeSet::new();
+        let mut x = 0x9e37_79b9_u32;
+        let mut clock = 0u64;
+        for step in 0..20_000u32 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let id = u64::from(x % 64);
+            let kind = u8::try_from(x % 13).unwrap();
+            let mine: Vec<Due> = live.iter().filter(|d| d.id == id).copied().collect();
+            match (x >> 8) % 4 {
+                // Disarm one of this transaction's timers, or all of them.
+                0 => {
+                    for d in mine.iter().take(if x & 1 == 0 { 1 } else { mine.len() }) {
+                        live.remove(d);
+                    }
+                }
+                // Arm (re-arm) a kind: mostly later than before, sometimes not.
+                _ => {
+                    clock += u64::from(x % 3);
+                    let back = if (x >> 20) % 8 == 0 {
+                        u64::from(x % 50)
+                    } else {
+                        0
+                    };
+                    let at =
+                        t0 + Duration::from_millis(clock.saturating_sub(back) + u64::from(kind));
+                    live.retain(|d| !(d.id == id && d.kind == kind));
+                    let due = Due {
+                        at,
+                        id,
+                        kind,
+                        slot: usize::try_from(id).unwrap(),
+                    };
+                    live.insert(due);
+                    tl.file(due);
+                }
+            }
+            tl.prune_after(usize::try_from(id).unwrap(), id, |d| live.contains(d));
+            assert_eq!(tl.first(), live.first().copied(), "step {step}");
+            // Now and then the due ones fire (and are disarmed).
+            if step % 97 == 0 {
+                let now = t0 + Duration::from_millis(clock.saturating_sub(20));
+                while let Some(d) = tl.first().filter(|d| d.at <= now) {
+                    assert_eq!(live.pop_first(), Some(d), "step {step}: in order");
+                    tl.pop_first(&d, |d| live.contains(d));
+                    // Firing changed the transaction's timers (as `fire` does).
+                    tl.prune_after(d.slot, d.id, |d| live.contains(d));
+                    assert_eq!(tl.first(), live.first().copied());
+                }
+            }
+        }
+        while let Some(d) = tl.first() {
+            assert_eq!(live.pop_first(), Some(d));
+            tl.pop_first(&d, |d| live.contains(d));
+            tl.prune_after(d.slot, d.id, |d| live.contains(d));
+        }
+        assert!(live.is_empty());
+        assert!(tl.is_empty(), "no stale entry outlives the live ones");
     }
 
     /// An INVITE client transaction lives 64·T1 after its 2xx (RFC 6026) but
