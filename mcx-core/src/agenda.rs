@@ -38,8 +38,13 @@ impl<K> Agenda<K> {
     }
     /// The key of the earliest entry due at `now`, removed.
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<K> {
+        self.pop_due_slot(now).map(|(_, k)| k)
+    }
+    /// [`Agenda::pop_due`] with the entry's slot: a record that keeps its
+    /// slot is told by it.
+    pub(crate) fn pop_due_slot(&mut self, now: Instant) -> Option<(Slot, K)> {
         let e = self.entries.first_entry()?;
-        (e.key().0 <= now).then(|| e.remove())
+        (e.key().0 <= now).then(|| e.remove_entry())
     }
     pub(crate) fn len(&self) -> usize {
         self.entries.len()

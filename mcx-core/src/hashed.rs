@@ -7,6 +7,12 @@
 //! `String` per candidate). Here a rehash moves entries without hashing, and a probe compares
 //! the stored hash before it reads a key. Keys are hashed with std's keyed SipHash: they come
 //! off the wire, and its per-map random key keeps colliding keys out of a peer's reach.
+//!
+//! A caller that reaches one key more than once for a message hashes it once
+//! ([`HashedMap::hash`], then the `_hashed` methods). A caller that files an entry's hash
+//! elsewhere (a timer entry, an eviction order) finds the entry again by that hash and by
+//! something of its value ([`HashedMap::get_mut_by`], [`HashedMap::remove_by`]): no copy of
+//! the key to keep, no hashing and no key comparison then.
 
 use std::hash::{BuildHasher, Hash, RandomState};
 
@@ -28,13 +34,18 @@ impl<K, V> Default for HashedMap<K, V> {
 }
 
 impl<K: Hash + Eq, V> HashedMap<K, V> {
-    fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
+    /// The hash `key` is filed under (any form that hashes as `K` does).
+    pub(crate) fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
         self.hasher.hash_one(key)
     }
 
     /// The value of `key` (any form that hashes and compares as `K` does).
     pub(crate) fn get<Q: Hash + Equivalent<K> + ?Sized>(&self, key: &Q) -> Option<&V> {
-        let hash = self.hash(key);
+        self.get_hashed(self.hash(key), key)
+    }
+
+    /// [`HashedMap::get`] of a key hashed to `hash` ([`HashedMap::hash`]).
+    pub(crate) fn get_hashed<Q: Equivalent<K> + ?Sized>(&self, hash: u64, key: &Q) -> Option<&V> {
         self.table
             .find(hash, |(h, k, _)| *h == hash && key.equivalent(k))
             .map(|(_, _, v)| v)
@@ -48,14 +59,28 @@ impl<K: Hash + Eq, V> HashedMap<K, V> {
             .map(|(_, _, v)| v)
     }
 
+    /// The value filed under `hash` that `is` picks, to change: for a caller that kept the
+    /// hash and tells its entry by its value (hash collisions included) without its key.
+    pub(crate) fn get_mut_by(&mut self, hash: u64, is: impl Fn(&V) -> bool) -> Option<&mut V> {
+        self.table
+            .find_mut(hash, |(h, _, v)| *h == hash && is(v))
+            .map(|(_, _, v)| v)
+    }
+
     /// True if `key` has a value.
+    #[cfg(test)]
     pub(crate) fn contains_key<Q: Hash + Equivalent<K> + ?Sized>(&self, key: &Q) -> bool {
         self.get(key).is_some()
     }
 
     /// Sets `key`'s value: the value it replaced, if any.
+    #[cfg(test)]
     pub(crate) fn insert(&mut self, key: K, value: V) -> Option<V> {
-        let hash = self.hash(&key);
+        self.insert_hashed(self.hash(&key), key, value)
+    }
+
+    /// [`HashedMap::insert`] of a key hashed to `hash` ([`HashedMap::hash`]).
+    pub(crate) fn insert_hashed(&mut self, hash: u64, key: K, value: V) -> Option<V> {
         match self
             .table
             .entry(hash, |(h, k, _)| *h == hash && *k == key, |(h, _, _)| *h)
@@ -80,6 +105,16 @@ impl<K: Hash + Eq, V> HashedMap<K, V> {
         Some(entry.remove().0.2)
     }
 
+    /// Removes the entry filed under `hash` that `is` picks (see [`HashedMap::get_mut_by`]):
+    /// its value, if there was one.
+    pub(crate) fn remove_by(&mut self, hash: u64, is: impl Fn(&V) -> bool) -> Option<V> {
+        let entry = self
+            .table
+            .find_entry(hash, |(h, _, v)| *h == hash && is(v))
+            .ok()?;
+        Some(entry.remove().0.2)
+    }
+
     /// Number of entries.
     pub(crate) fn len(&self) -> usize {
         self.table.len()
@@ -89,11 +124,6 @@ impl<K: Hash + Eq, V> HashedMap<K, V> {
     #[cfg(test)]
     pub(crate) fn values(&self) -> impl Iterator<Item = &V> {
         self.table.iter().map(|(_, _, v)| v)
-    }
-
-    /// The entries, in no order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
-        self.table.iter().map(|(_, k, v)| (k, v))
     }
 }
 
@@ -154,5 +184,24 @@ mod tests {
         }
         assert_eq!(m.get(&key(1)), Some(&7));
         assert_eq!(m.values().count(), 1500);
+        // By a kept hash: the key's own, and the value tells the entry.
+        let (k3, k5) = (key(3), key(5));
+        let (h3, h5) = (m.hash(&k3), m.hash(&CallSeqRef(&k5.0, k5.1)));
+        assert_eq!(
+            h3,
+            m.hash(&CallSeqRef(&k3.0, k3.1)),
+            "borrowed hashes as owned"
+        );
+        assert_eq!(m.get_hashed(h3, &k3), Some(&3));
+        assert_eq!(m.get_mut_by(h3, |v| *v == 4), None, "another value");
+        assert_eq!(m.get_mut_by(h5, |v| *v == 3), None, "another hash");
+        if let Some(v) = m.get_mut_by(h3, |v| *v == 3) {
+            *v = 33;
+        }
+        assert_eq!(m.remove_by(h3, |v| *v == 3), None);
+        assert_eq!(m.remove_by(h3, |v| *v == 33), Some(33));
+        assert!(!m.contains_key(&k3));
+        assert_eq!(m.insert_hashed(h3, k3.clone(), 3), None);
+        assert_eq!(m.get(&k3), Some(&3));
     }
 }

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use mcx_sip::{
     Event, Limits, MAGIC_COOKIE, Message, Method, Remote, Request, Response, Role, StatusCode,
-    Timers, TransactionLayer, Transmit, Transport, TxError, TxKey, parse_datagram, server_key,
+    Timers, TransactionLayer, Transmit, Transport, TxError, TxHandle, TxKey, parse_datagram,
 };
 
 use crate::Error;
@@ -88,11 +88,43 @@ pub struct LinkStats {
     pub unanswered: u64,
 }
 
+/// What the link keeps with each transaction, in the layer's record of it
+/// ([`TransactionLayer::with_user_data`]): a message finds both with the
+/// layer's one lookup of its key, and they end together. (A table of the
+/// link's own beside the layer's cost every member of a fan-out a second
+/// hash of the key, a bucket miss and a key comparison per message.)
+#[derive(Default)]
+enum TxData {
+    /// A server transaction the role has answered (or, for an instant, one
+    /// just made).
+    #[default]
+    None,
+    Client(ClientTx),
+    /// Boxed: most of a fan-out's transactions are clients, whose records
+    /// should not carry the size of a request.
+    Server(Box<ServerTx>),
+}
+
+impl TxData {
+    /// A server transaction's record, taken (the role or the link answers
+    /// it); `None` for a client transaction, whose data stays.
+    fn take_server(&mut self) -> Option<Box<ServerTx>> {
+        match std::mem::take(self) {
+            Self::Server(tx) => Some(tx),
+            other => {
+                *self = other;
+                None
+            }
+        }
+    }
+}
+
 /// What the link keeps per client transaction. (A 408 or 503 for the
 /// role is built from the request the layer hands back with its
 /// [`Event::Timeout`] or [`Event::TransportError`]: nothing is made or kept
 /// here for the failure that seldom comes.)
 struct ClientTx {
+    /// Where the request went (a transport error there ends it).
     remote: Remote,
     /// Who the request was sent to, as a URI (see [`Delivery::from`]).
     peer: String,
@@ -100,22 +132,43 @@ struct ClientTx {
     ok_tags: Vec<String>,
 }
 
+impl ClientTx {
+    fn new(remote: Remote, peer: String) -> Self {
+        Self {
+            remote,
+            peer,
+            ok_tags: Vec::new(),
+        }
+    }
+}
+
 /// What the link keeps per server transaction until the role answers.
 struct ServerTx {
-    /// The request (the link's own 500 is built from it).
+    /// The request (the link's own 500 is built from it; its Call-ID and
+    /// Via are read from it, checked when it came).
     request: Request,
     remote: Remote,
     /// The Contact URI of the request (the dialog peer once 2xx is sent).
     contact: Option<String>,
-    call_id: String,
     cseq: u32,
     method: Method,
-    /// The request's Via as written: a response carries it unchanged
-    /// (RFC 3261 8.2.6.2).
-    via: String,
     /// When the link answers 500 if the role did not: its entry in
     /// [`SipLink::wake`].
     deadline: Slot,
+}
+
+impl ServerTx {
+    /// The request's Call-ID ([`SipLink::on_request`] took only requests
+    /// that have one).
+    fn call_id(&self) -> &str {
+        self.request.call_id().unwrap_or_default()
+    }
+
+    /// The request's Via as written: a response carries it unchanged
+    /// (RFC 3261 8.2.6.2).
+    fn via(&self) -> &str {
+        self.request.header("Via").unwrap_or_default()
+    }
 }
 
 /// A 2xx to an INVITE the link retransmits until the ACK (13.3.1.4).
@@ -159,19 +212,25 @@ struct DialogPeer {
 }
 
 /// What an entry of [`SipLink::wake`] is for.
+///
+/// An entry names its record in `accepted` or `acks` by the record's hash
+/// in that map, and the record is the one there whose slot is the entry's
+/// (`next_slot`, `until`): no copy of the Call-ID per entry, and neither
+/// hashing nor a key comparison when it is due.
 enum Wake {
     /// The next retransmission of the 2xx in `accepted` (13.3.1.4).
-    Retransmit((String, u32)),
-    /// The deadline of the request in `servers`: the link answers 500.
-    Unanswered(TxKey),
+    Retransmit(u64),
+    /// The deadline of the server transaction's request ([`ServerTx`]):
+    /// the link answers 500.
+    Unanswered(TxHandle),
 }
 
-/// What an entry of [`SipLink::expiry`] drops.
+/// What an entry of [`SipLink::expiry`] drops (named as in [`Wake`]).
 enum Expiry {
     /// The record in `accepted` (64·T1 after the 2xx).
-    Accepted((String, u32)),
+    Accepted(u64),
     /// The record in `acks` (64·T1 after the ACK).
-    Ack((String, u32)),
+    Ack(u64),
 }
 
 /// One role's SIP over the network: transactions, retransmissions,
@@ -187,14 +246,13 @@ pub struct SipLink {
     local: Remote,
     /// `local`'s address as a Via sent-by, written once.
     sent_by: String,
-    layer: TransactionLayer,
+    /// The transactions, each with the link's [`TxData`].
+    layer: TransactionLayer<TxData>,
     // The records below are found by whole key only: hashed, because an
     // ordered map compared branches and Call-IDs (long common prefixes)
     // at every level, a tenth of an MC server's time at 400 members.
     // Each entry keeps its hash (`HashedMap`): no rehashing of keys as
     // records churn, hashes compared before keys.
-    clients: HashedMap<TxKey, ClientTx>,
-    servers: HashedMap<TxKey, ServerTx>,
     /// By (Call-ID, CSeq number).
     accepted: HashedMap<CallSeq, Accepted>,
     /// By (Call-ID, CSeq number).
@@ -205,8 +263,9 @@ pub struct SipLink {
     expiry: Agenda<Expiry>,
     /// By Call-ID.
     dialogs: HashedMap<String, DialogPeer>,
-    /// Call-IDs of `dialogs` by `DialogPeer::seq`, oldest first (eviction).
-    dialog_order: BTreeMap<u64, String>,
+    /// The hashes in `dialogs` of its entries by `DialogPeer::seq`, oldest
+    /// first (eviction: the entry under that hash with that `seq`).
+    dialog_order: BTreeMap<u64, u64>,
     dialog_seq: u64,
     transmits: VecDeque<Transmit>,
     deliveries: VecDeque<Delivery>,
@@ -232,9 +291,7 @@ impl SipLink {
             timers,
             local,
             sent_by: local.addr.to_string(),
-            layer: TransactionLayer::new(timers),
-            clients: HashedMap::default(),
-            servers: HashedMap::default(),
+            layer: TransactionLayer::with_user_data(timers),
             accepted: HashedMap::default(),
             acks: HashedMap::default(),
             wake: Agenda::new(),
@@ -260,14 +317,12 @@ impl SipLink {
         self.stats
     }
 
-    /// How many transactions, per-transaction records, 2xx/ACK records
-    /// and their timers the link holds: 0 once everything has ended and
-    /// expired (64·T1 after the last exchange). Dialog peers (kept until
-    /// BYE, at most 4096) are not counted.
+    /// How many transactions (with the link's records of them), 2xx/ACK
+    /// records and their timers the link holds: 0 once everything has
+    /// ended and expired (64·T1 after the last exchange). Dialog peers
+    /// (kept until BYE, at most 4096) are not counted.
     pub fn pending(&self) -> usize {
         self.layer.len()
-            + self.clients.len()
-            + self.servers.len()
             + self.accepted.len()
             + self.acks.len()
             + self.wake.len()
@@ -375,8 +430,12 @@ impl SipLink {
             return Ok(());
         }
         let peer = self.peer_of(req.call_id(), req.uri());
-        let key = self.layer.send_encoded(now, remote, req)?;
-        self.track_client(key, remote, peer);
+        self.layer.send_encoded_with(
+            now,
+            remote,
+            req,
+            TxData::Client(ClientTx::new(remote, peer)),
+        )?;
         self.pump(now);
         Ok(())
     }
@@ -387,17 +446,6 @@ impl SipLink {
         self.dialogs
             .get(call_id)
             .map_or_else(|| uri.to_owned(), |d| d.uri.clone())
-    }
-
-    fn track_client(&mut self, key: TxKey, remote: Remote, peer: String) {
-        self.clients.insert(
-            key,
-            ClientTx {
-                remote,
-                peer,
-                ok_tags: Vec::new(),
-            },
-        );
     }
 
     fn send_ack(&mut self, now: Instant, remote: Remote, mut ack: Request) -> Result<(), Error> {
@@ -411,10 +459,12 @@ impl SipLink {
     /// each retransmission of that 2xx (RFC 3261 13.2.2.4).
     fn remember_ack(&mut self, now: Instant, remote: Remote, key: (String, u32), bytes: Bytes) {
         self.push_transmit(remote, bytes.clone());
+        let hash = self.acks.hash(&key);
         let until = self
             .expiry
-            .insert(now + self.timers.t1 * 64, Expiry::Ack(key.clone()));
-        if let Some(old) = self.acks.insert(
+            .insert(now + self.timers.t1 * 64, Expiry::Ack(hash));
+        if let Some(old) = self.acks.insert_hashed(
+            hash,
             key,
             SentAck {
                 remote,
@@ -434,55 +484,53 @@ impl SipLink {
     ) -> Result<(), Error> {
         self.rewrite_via(&mut req, remote.transport)?;
         let peer = self.peer_of(req.call_id()?, req.uri());
-        let key = self.layer.send_request(now, remote, req)?;
-        self.track_client(key, remote, peer);
+        self.layer.send_request_with(
+            now,
+            remote,
+            req,
+            TxData::Client(ClientTx::new(remote, peer)),
+        )?;
         Ok(())
     }
 
     fn send_response(&mut self, now: Instant, resp: Response) -> Result<(), Error> {
-        let key = self
-            .server_key_of(&resp)
+        let handle = self
+            .server_handle_of(&resp)
             .ok_or(Error::Transaction(TxError::NoTransaction))?;
         let status = resp.status();
-        self.layer.send_response(now, &key, resp)?;
+        // The octets sent: a 2xx's retransmissions repeat them (encoded once).
+        let bytes = self.layer.respond(now, handle, resp)?;
         if !status.is_final() {
             return Ok(());
         }
-        let Some(tx) = self.remove_server(&key) else {
+        let Some(mut tx) = self.take_server(handle) else {
             return Ok(());
         };
         if tx.method == Method::Invite && status.is_success() {
-            if let Some(contact) = tx.contact {
-                self.remember_dialog(&tx.call_id, contact);
+            if let Some(contact) = tx.contact.take() {
+                self.remember_dialog(tx.call_id(), contact);
             }
             let remote = tx.remote;
             let t1 = self.timers.t1;
-            let id = (tx.call_id, tx.cseq);
-            // The octets the layer has just sent: encoded once.
-            let bytes = self
-                .layer
-                .last_sent(&key)
-                .cloned()
-                .ok_or(Error::Transaction(TxError::NoTransaction))?;
+            let id = (tx.call_id().to_owned(), tx.cseq);
+            let hash = self.accepted.hash(&id);
             let mut a = Accepted {
                 remote,
                 bytes,
                 interval: t1,
                 next: (!remote.transport.is_reliable()).then_some(now + t1),
                 next_slot: None,
-                until: self
-                    .expiry
-                    .insert(now + t1 * 64, Expiry::Accepted(id.clone())),
+                until: self.expiry.insert(now + t1 * 64, Expiry::Accepted(hash)),
                 acked: false,
             };
             a.next_slot = a
                 .due()
-                .map(|at| self.wake.insert(at, Wake::Retransmit(id.clone())));
-            if let Some(old) = self.accepted.insert(id, a) {
+                .map(|at| self.wake.insert(at, Wake::Retransmit(hash)));
+            if let Some(old) = self.accepted.insert_hashed(hash, id, a) {
                 self.unindex_accepted(&old);
             }
         } else if tx.method == Method::Bye {
-            self.forget_dialog(&tx.call_id);
+            self.forget_dialog(tx.call_id());
         }
         Ok(())
     }
@@ -527,8 +575,10 @@ impl SipLink {
             return;
         }
         let usable = match &msg {
+            // With the rest checked here, a usable top Via is all
+            // `server_key` needs: its key is made once, by the layer.
             Message::Request(r) => {
-                server_key(r).is_ok()
+                r.top_via_ref().is_ok()
                     && r.call_id().is_ok()
                     && r.cseq().is_ok()
                     && r.from_ref().is_ok()
@@ -553,10 +603,11 @@ impl SipLink {
         self.pump(now);
         let t2 = self.timers.t2;
         // Only the due entries: O(log n) each.
-        while let Some(w) = self.wake.pop_due(now) {
+        while let Some((slot, w)) = self.wake.pop_due_slot(now) {
             match w {
-                Wake::Retransmit(id) => {
-                    let Some(a) = self.accepted.get_mut(&id) else {
+                Wake::Retransmit(hash) => {
+                    let Some(a) = (self.accepted).get_mut_by(hash, |a| a.next_slot == Some(slot))
+                    else {
                         continue;
                     };
                     let mut sent = 0;
@@ -566,7 +617,9 @@ impl SipLink {
                         a.next = Some(at + a.interval);
                     }
                     let (remote, bytes) = (a.remote, a.bytes.clone());
-                    a.next_slot = a.due().map(|at| self.wake.insert(at, Wake::Retransmit(id)));
+                    a.next_slot = a
+                        .due()
+                        .map(|at| self.wake.insert(at, Wake::Retransmit(hash)));
                     for _ in 0..sent {
                         self.stats.retransmitted_2xx += 1;
                         self.push_transmit(remote, bytes.clone());
@@ -574,13 +627,16 @@ impl SipLink {
                 }
                 // A request the role never answered (a role error or an
                 // ignored method): answer 500 so the transaction ends.
-                Wake::Unanswered(key) => {
-                    let Some(tx) = self.servers.remove(&key) else {
+                Wake::Unanswered(handle) => {
+                    let Some(tx) = (self.layer.user_data_mut(handle)).and_then(TxData::take_server)
+                    else {
                         continue;
                     };
                     self.stats.unanswered += 1;
-                    if let Some(resp) = Self::unanswered_response(&key, &tx) {
-                        let _ = self.layer.send_response(now, &key, resp);
+                    let resp = (self.layer.key(handle))
+                        .and_then(|key| Self::unanswered_response(key, &tx));
+                    if let Some(resp) = resp {
+                        let _ = self.layer.respond(now, handle, resp);
                     }
                 }
             }
@@ -594,10 +650,10 @@ impl SipLink {
     /// for each (RFC 3261 8.1.3.1).
     pub fn handle_transport_error(&mut self, now: Instant, remote: Remote) {
         let keys: Vec<TxKey> = self
-            .clients
-            .iter()
-            .filter(|(_, c)| c.remote == remote)
-            .map(|(k, _)| k.clone())
+            .layer
+            .transactions()
+            .filter(|(_, _, d)| matches!(d, TxData::Client(c) if c.remote == remote))
+            .map(|(_, k, _)| k.clone())
             .collect();
         for k in keys {
             self.layer.handle_transport_error(&k);
@@ -643,28 +699,27 @@ impl SipLink {
         while let Some(e) = self.layer.poll_event() {
             match e {
                 Event::Request {
-                    key,
+                    handle,
                     remote,
                     request,
-                } => self.on_request(now, key, remote, request),
+                    ..
+                } => self.on_request(now, handle, remote, request),
                 Event::Ack { remote: _, request } => self.on_ack(request),
-                Event::Response { key, response } => self.on_response(&key, response),
-                Event::Timeout { key, request } => {
-                    self.fail_client(&key, request, StatusCode::REQUEST_TIMEOUT);
+                Event::Response {
+                    key,
+                    handle,
+                    response,
+                } => self.on_response(&key, handle, response),
+                Event::Timeout { key, request, user } => {
+                    self.fail_client(&key, request, user, StatusCode::REQUEST_TIMEOUT);
                 }
-                Event::TransportError { key, request } => {
-                    self.fail_client(&key, request, StatusCode::SERVICE_UNAVAILABLE);
+                Event::TransportError { key, request, user } => {
+                    self.fail_client(&key, request, user, StatusCode::SERVICE_UNAVAILABLE);
                 }
                 // Ended silently (timers D, I, J, K, L, M; reliable
-                // completion): its state goes too.
-                Event::Terminated { key } => match key.role {
-                    Role::Client => {
-                        self.clients.remove(&key);
-                    }
-                    Role::Server => {
-                        self.remove_server(&key);
-                    }
-                },
+                // completion): its state has gone with it, but for an
+                // unanswered request's deadline.
+                Event::Terminated { key: _, user } => self.drop_data(user),
                 _ => {}
             }
             while let Some(t) = self.layer.poll_transmit() {
@@ -673,9 +728,9 @@ impl SipLink {
         }
     }
 
-    fn on_request(&mut self, now: Instant, key: TxKey, remote: Remote, request: Request) {
+    fn on_request(&mut self, now: Instant, handle: TxHandle, remote: Remote, request: Request) {
         let from = self.request_peer(&request);
-        let (Ok(call_id), Ok((cseq, method))) = (request.call_id(), request.cseq()) else {
+        let (Ok(_), Ok((cseq, method))) = (request.call_id(), request.cseq()) else {
             return;
         };
         let deadline = if method == Method::Invite {
@@ -689,24 +744,22 @@ impl SipLink {
             .flatten()
             .filter(|c| c.uri != "*")
             .map(|c| c.uri.clone());
-        let deadline = self
-            .wake
-            .insert(now + deadline, Wake::Unanswered(key.clone()));
-        if let Some(old) = self.servers.insert(
-            key,
-            ServerTx {
+        let Some(data) = self.layer.user_data_mut(handle) else {
+            return;
+        };
+        let deadline = self.wake.insert(now + deadline, Wake::Unanswered(handle));
+        let old = std::mem::replace(
+            data,
+            TxData::Server(Box::new(ServerTx {
                 request: request.clone(),
                 remote,
                 contact,
-                call_id: call_id.to_owned(),
                 cseq,
                 method,
-                via: request.header("Via").unwrap_or_default().to_owned(),
                 deadline,
-            },
-        ) {
-            self.wake.remove(old.deadline);
-        }
+            })),
+        );
+        self.drop_data(old);
         self.deliver(from, Message::Request(request));
     }
 
@@ -733,8 +786,8 @@ impl SipLink {
         self.deliver(from, Message::Request(ack));
     }
 
-    fn on_response(&mut self, key: &TxKey, resp: Response) {
-        let Some(tx) = self.clients.get_mut(key) else {
+    fn on_response(&mut self, key: &TxKey, handle: TxHandle, resp: Response) {
+        let Some(TxData::Client(tx)) = self.layer.user_data_mut(handle) else {
             self.stats.stray += 1;
             return;
         };
@@ -786,12 +839,15 @@ impl SipLink {
     /// request as sent (RFC 3261 8.1.3.1). A transaction that already
     /// had its final response comes without its request (the layer
     /// dropped it then): the role has its answer, nothing is added.
-    fn fail_client(&mut self, key: &TxKey, request: Option<Request>, status: StatusCode) {
-        if key.role != Role::Client {
-            self.remove_server(key);
-            return;
-        }
-        let Some(tx) = self.clients.remove(key) else {
+    fn fail_client(
+        &mut self,
+        key: &TxKey,
+        request: Option<Request>,
+        data: TxData,
+        status: StatusCode,
+    ) {
+        let TxData::Client(tx) = data else {
+            self.drop_data(data);
             return;
         };
         let Some(request) = request else {
@@ -837,20 +893,20 @@ impl SipLink {
     }
 
     fn remember_dialog(&mut self, call_id: &str, uri: String) {
-        if !self.dialogs.contains_key(call_id) && self.dialogs.len() >= MAX_DIALOGS {
-            if let Some((_, oldest)) = self.dialog_order.pop_first() {
-                self.dialogs.remove(oldest.as_str());
+        let hash = self.dialogs.hash(call_id);
+        if self.dialogs.get_hashed(hash, call_id).is_none() && self.dialogs.len() >= MAX_DIALOGS {
+            if let Some((seq, oldest)) = self.dialog_order.pop_first() {
+                self.dialogs.remove_by(oldest, |d| d.seq == seq);
             }
         }
         self.dialog_seq += 1;
         let seq = self.dialog_seq;
-        if let Some(old) = self
-            .dialogs
-            .insert(call_id.to_owned(), DialogPeer { uri, seq })
+        if let Some(old) =
+            (self.dialogs).insert_hashed(hash, call_id.to_owned(), DialogPeer { uri, seq })
         {
             self.dialog_order.remove(&old.seq);
         }
-        self.dialog_order.insert(seq, call_id.to_owned());
+        self.dialog_order.insert(seq, hash);
     }
 
     fn forget_dialog(&mut self, call_id: &str) {
@@ -859,11 +915,20 @@ impl SipLink {
         }
     }
 
-    /// Drops a server transaction's record and its deadline.
-    fn remove_server(&mut self, key: &TxKey) -> Option<ServerTx> {
-        let tx = self.servers.remove(key)?;
+    /// Takes a server transaction's record (the role answers it) and drops
+    /// its deadline.
+    fn take_server(&mut self, handle: TxHandle) -> Option<Box<ServerTx>> {
+        let tx = self.layer.user_data_mut(handle)?.take_server()?;
         self.wake.remove(tx.deadline);
         Some(tx)
+    }
+
+    /// The link's data of a transaction that has ended, or that is
+    /// replaced: what goes with it (an unanswered request's deadline).
+    fn drop_data(&mut self, data: TxData) {
+        if let TxData::Server(tx) = data {
+            self.wake.remove(tx.deadline);
+        }
     }
 
     /// Removes the timers of an `accepted` record that is gone.
@@ -878,7 +943,7 @@ impl SipLink {
     /// whose request had the same top Via, Call-ID and CSeq (what
     /// `Response::for_request` copies), which for RFC 3261 peers is the
     /// branch + sent-by + method key of 17.2.3.
-    fn server_key_of(&self, resp: &Response) -> Option<TxKey> {
+    fn server_handle_of(&self, resp: &Response) -> Option<TxHandle> {
         let via = resp.top_via_ref().ok()?;
         let (cseq, method) = resp.cseq().ok()?;
         let call_id = resp.call_id().ok()?;
@@ -889,15 +954,17 @@ impl SipLink {
                 sent_by: via.sent_by.to_ascii_lowercase(),
                 method,
             };
-            return self.layer.state(&key).is_some().then_some(key);
+            return self.layer.find(&key);
         }
         let raw_via = resp.header("Via").unwrap_or_default();
-        self.servers
-            .iter()
-            .find(|(k, s)| {
-                s.call_id == call_id && s.cseq == cseq && k.method == method && s.via == raw_via
+        self.layer
+            .transactions()
+            .find(|(_, k, d)| {
+                matches!(d, TxData::Server(s) if k.role == Role::Server
+                    && s.call_id() == call_id && s.cseq == cseq && k.method == method
+                    && s.via() == raw_via)
             })
-            .map(|(k, _)| k.clone())
+            .map(|(h, _, _)| h)
     }
 
     /// The link's own 500 for a request the role never answered. The To
@@ -949,31 +1016,35 @@ impl SipLink {
                 assert!(self.expiry.entries.contains_key(slot) == (*slot == a.until));
             }
         }
-        for s in self.servers.values() {
-            assert!(self.wake.entries.contains_key(&s.deadline));
+        let mut servers = 0;
+        for (_, _, d) in self.layer.transactions() {
+            if let TxData::Server(s) = d {
+                assert!(self.wake.entries.contains_key(&s.deadline));
+                servers += 1;
+            }
         }
         for a in self.acks.values() {
             assert!(self.expiry.entries.contains_key(&a.until));
         }
-        assert_eq!(self.wake.len(), wake + self.servers.len());
+        assert_eq!(self.wake.len(), wake + servers);
         assert_eq!(self.expiry.len(), self.accepted.len() + self.acks.len());
     }
 
     /// Drops the `accepted` and `acks` records whose time is over (only
     /// those: the due entries of the expiry agenda).
     fn expire(&mut self, now: Instant) {
-        while let Some(e) = self.expiry.pop_due(now) {
+        while let Some((slot, e)) = self.expiry.pop_due_slot(now) {
             match e {
-                Expiry::Accepted(id) => {
-                    if let Some(a) = self.accepted.remove(&id) {
+                Expiry::Accepted(hash) => {
+                    if let Some(a) = self.accepted.remove_by(hash, |a| a.until == slot) {
                         if let Some(slot) = a.next_slot {
                             self.wake.remove(slot);
                         }
                         self.stats.ack_timeouts += u64::from(!a.acked);
                     }
                 }
-                Expiry::Ack(id) => {
-                    self.acks.remove(&id);
+                Expiry::Ack(hash) => {
+                    self.acks.remove_by(hash, |a| a.until == slot);
                 }
             }
         }

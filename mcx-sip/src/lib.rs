@@ -43,6 +43,6 @@ pub use multipart::{Multipart, Part, boundary_param};
 pub use position_index::PositionIndex;
 pub use template::{EncodedRequest, RequestTemplate, Slot};
 pub use transaction::{
-    Event, Remote, Role, State, Timers, TransactionLayer, Transmit, Transport, TxKey,
+    Event, Remote, Role, State, Timers, TransactionLayer, Transmit, Transport, TxHandle, TxKey,
     ack_for_non2xx, server_key,
 };

@@ -10,12 +10,19 @@
 //! [`TransactionLayer::poll_transmit`] → [`TransactionLayer::poll_timeout`] →
 //! [`TransactionLayer::poll_event`].
 //!
-//! Cost: every input, command and output touches only the transactions it concerns (O(log n)
-//! in the number of live transactions): the timers are kept in a deadline-ordered index, and a
+//! Cost: every input, command and output touches only the transactions it concerns (O(1) for
+//! the usual timers, O(log n) at worst in the number of live transactions): the timers are kept
+//! in deadline order ([`Timeline`]), and a
 //! transaction that ends without a response or timeout to report says so with
 //! [`Event::Terminated`], so the TU never has to scan for ended transactions.
+//!
+//! A TU that keeps state per transaction keeps it in the layer's own record (the `U` of
+//! [`TransactionLayer<U>`], [`TransactionLayer::with_user_data`]) and reaches it through the
+//! [`TxHandle`] of each event: a message then costs one lookup of its key, the layer's, not a
+//! second one in a table of the TU's beside it. The data comes back to the TU with the event
+//! that ends the transaction.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -137,6 +144,18 @@ pub struct TxKey {
     pub method: Method,
 }
 
+/// A transaction found without its key: from the events about it, for
+/// [`TransactionLayer::user_data_mut`] and the other handle-taking commands. It stays valid
+/// until the event that ends the transaction ([`Event::Terminated`], [`Event::Timeout`],
+/// [`Event::TransportError`]) has been polled; a later transaction never takes it over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TxHandle {
+    /// The transaction's slot in [`TransactionLayer::slots`].
+    slot: usize,
+    /// [`Tx::id`]: tells this transaction from a later one in the same slot.
+    id: u64,
+}
+
 /// Transaction states (RFC 3261 figures 5–8, RFC 6026 figures 3 and 5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -154,14 +173,17 @@ pub enum State {
     Confirmed,
 }
 
-/// What the layer reports to the transaction user.
+/// What the layer reports to the transaction user. `U` is the TU's data per transaction
+/// ([`TransactionLayer::with_user_data`]), handed back with the event that ends one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Event {
+pub enum Event<U = ()> {
     /// A new request created a server transaction; answer with [`TransactionLayer::send_response`].
     Request {
         /// The new server transaction.
         key: TxKey,
+        /// The same transaction, to reach its data and answer it without a lookup of `key`.
+        handle: TxHandle,
         /// Where it came from (responses go back there).
         remote: Remote,
         /// The request.
@@ -178,6 +200,10 @@ pub enum Event {
     Response {
         /// The client transaction.
         key: TxKey,
+        /// The same transaction, to reach its data without a lookup of `key`. Valid even when
+        /// this response ended it (a final response over a reliable transport): its
+        /// [`Event::Terminated`] comes next.
+        handle: TxHandle,
         /// The response.
         response: Response,
     },
@@ -188,6 +214,8 @@ pub enum Event {
         /// A client transaction's request as sent, for the TU's 408 (RFC 3261 8.1.3.1);
         /// `None` for a server transaction (Timer H).
         request: Option<Request>,
+        /// The TU's data of the transaction.
+        user: U,
     },
     /// The driver reported a send failure (RFC 3261 17.1.4, 17.2.4); the transaction is gone.
     TransportError {
@@ -196,6 +224,8 @@ pub enum Event {
         /// A client transaction's request as sent, for the TU's 503 (RFC 3261 8.1.3.1);
         /// `None` for a server transaction.
         request: Option<Request>,
+        /// The TU's data of the transaction.
+        user: U,
     },
     /// The transaction ended without an event of its own: Timer D, I, J, K, L or M fired, or it
     /// completed at once on a reliable transport. It comes after the transaction's last
@@ -204,7 +234,32 @@ pub enum Event {
     Terminated {
         /// The transaction that is gone.
         key: TxKey,
+        /// The TU's data of the transaction.
+        user: U,
     },
+}
+
+/// An event as queued. The event that ends a transaction is made when it is polled, from the
+/// transaction's record: the record (and so its handle) stays until then, so that a TU
+/// handling an earlier event of the same transaction (the [`Event::Response`] that ended it)
+/// still reaches its data.
+enum Queued<U> {
+    Event(Event<U>),
+    Ended {
+        slot: usize,
+        how: End,
+        /// A client transaction's request as sent, for [`End::Timeout`] and
+        /// [`End::TransportError`] (see [`Event::Timeout`]).
+        request: Option<Request>,
+    },
+}
+
+/// Which event reports a transaction's end ([`Queued::Ended`]).
+#[derive(Clone, Copy)]
+enum End {
+    Terminated,
+    Timeout,
+    TransportError,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -250,7 +305,7 @@ const ALL_TIMERS: [TimerKind; NTIMERS] = [
     TimerKind::Trying,
 ];
 
-struct Tx {
+struct Tx<U> {
     kind: Kind,
     state: State,
     remote: Remote,
@@ -270,17 +325,23 @@ struct Tx {
     /// re-arm asks; profiled at ~2 % of an MC server).
     armed: u16,
     interval: Duration,
-    /// Unique per layer: the tie-breaker of this transaction's entry in the timer index.
+    /// Unique per layer: tells this transaction's timer entries (and handles) from those of
+    /// an earlier one in its slot, and orders equal deadlines.
     id: u64,
     /// Its key (to remove it from [`TransactionLayer::slot_of`] when a timer ends it).
     key: TxKey,
     /// The hash `key` is filed under in [`TransactionLayer::slot_of`].
     hash: u64,
-    /// The deadline under which this transaction is in the timer index (always `next()`'s).
-    indexed: Option<Instant>,
+    /// Bit `k` set when `timers[k]` changed since [`TransactionLayer::reindex`] last filed
+    /// them in the [`Timeline`].
+    touched: u16,
+    /// The TU's data ([`TransactionLayer::user_data_mut`]).
+    user: U,
+    /// Ended: no longer filed or timed, its record kept only until its ending event is polled.
+    ended: bool,
 }
 
-impl Tx {
+impl<U> Tx<U> {
     /// Takes a client transaction's request: the value kept, or parsed from
     /// the octets sent ([`TransactionLayer::send_encoded`] keeps no value;
     /// only rare paths get here). `None` for a server transaction.
@@ -300,14 +361,24 @@ impl Tx {
     fn set(&mut self, t: TimerKind, at: Instant) {
         self.timers[t as usize] = Some(at);
         self.armed |= 1 << t as usize;
+        self.touched |= 1 << t as usize;
     }
     fn clear(&mut self, t: TimerKind) {
         self.timers[t as usize] = None;
         self.armed &= !(1 << t as usize);
+        self.touched |= 1 << t as usize;
     }
     fn clear_all(&mut self) {
         self.timers = [None; NTIMERS];
+        self.touched |= self.armed;
         self.armed = 0;
+    }
+    /// True if `due` is one of this transaction's armed timers (not an entry it left behind
+    /// when the timer was cleared or re-armed, or when it ended).
+    fn has(&self, due: &Due) -> bool {
+        self.id == due.id
+            && !self.ended
+            && self.timers.get(usize::from(due.kind)) == Some(&Some(due.at))
     }
     /// The earliest armed timer; of equal deadlines, the first in [`ALL_TIMERS`].
     fn next(&self) -> Option<(Instant, TimerKind)> {
@@ -329,8 +400,105 @@ impl Tx {
     }
 }
 
-/// All client and server transactions of one SIP endpoint.
-pub struct TransactionLayer {
+/// One armed timer in the [`Timeline`]. Ordered as timers fire: by deadline, then by
+/// transaction (`Tx::id`, oldest first), then by kind ([`ALL_TIMERS`] order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Due {
+    at: Instant,
+    id: u64,
+    /// The [`TimerKind`] as its index in [`ALL_TIMERS`].
+    kind: u8,
+    slot: usize,
+}
+
+/// The armed timers in deadline order, one queue per timer kind. A timer is armed at `now` plus
+/// a delay fixed for its kind (T1 for A and E at first, 64·T1 for B, F, H, J, L and M, T4 for
+/// I and K, …), so each kind's deadlines come in order: filing one is a push at the back of its
+/// kind's queue and firing one a pop at the front, O(1), where an ordered map paid O(log n) for
+/// every arm and disarm. An entry that would break its queue's order (a retransmission timer
+/// re-armed from its fired deadline with a doubled interval, a clock that stepped back) goes
+/// to `others`, ordered.
+///
+/// Disarming leaves the entry in place, found stale (`Tx::has`) and dropped once it comes
+/// first; entries that come first are always live (every change prunes the fronts it made
+/// stale), so the first entry of all is the earliest armed timer, never early. Stale entries
+/// last at most until their deadline.
+#[derive(Default)]
+struct Timeline {
+    queues: [VecDeque<Due>; NTIMERS],
+    others: BTreeSet<Due>,
+}
+
+impl Timeline {
+    /// Files an armed timer.
+    fn file(&mut self, due: Due) {
+        match self.queues.get_mut(usize::from(due.kind)) {
+            Some(q) if q.back().is_none_or(|last| *last < due) => q.push_back(due),
+            _ => {
+                self.others.insert(due);
+            }
+        }
+    }
+
+    /// The earliest entry (live: see the type's docs).
+    fn first(&self) -> Option<Due> {
+        let queued = self.queues.iter().filter_map(VecDeque::front).min();
+        match (queued, self.others.first()) {
+            (Some(q), Some(o)) => Some(*q.min(o)),
+            (q, o) => q.or(o).copied(),
+        }
+    }
+
+    /// Removes `due`, the earliest entry ([`Timeline::first`]), and drops the stale entries
+    /// that then come first in its place.
+    fn pop_first(&mut self, due: &Due, live: impl Fn(&Due) -> bool) {
+        if let Some(q) = self.queues.get_mut(usize::from(due.kind))
+            && q.front() == Some(due)
+        {
+            q.pop_front();
+            Self::prune(q, &live);
+        } else {
+            self.others.remove(due);
+            Self::prune_others(&mut self.others, &live);
+        }
+    }
+
+    /// After a change to the timers of the transaction `id` in `slot`: drops the stale entries
+    /// that come first in a queue whose first entry is that transaction's (no other first
+    /// entry went stale).
+    fn prune_after(&mut self, slot: usize, id: u64, live: impl Fn(&Due) -> bool) {
+        let mine = |d: Option<&Due>| d.is_some_and(|d| d.slot == slot && d.id == id);
+        for q in &mut self.queues {
+            if mine(q.front()) {
+                Self::prune(q, &live);
+            }
+        }
+        if mine(self.others.first()) {
+            Self::prune_others(&mut self.others, &live);
+        }
+    }
+
+    fn prune(q: &mut VecDeque<Due>, live: &impl Fn(&Due) -> bool) {
+        while q.front().is_some_and(|d| !live(d)) {
+            q.pop_front();
+        }
+    }
+
+    fn prune_others(others: &mut BTreeSet<Due>, live: &impl Fn(&Due) -> bool) {
+        while others.first().is_some_and(|d| !live(d)) {
+            others.pop_first();
+        }
+    }
+
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.others.is_empty() && self.queues.iter().all(VecDeque::is_empty)
+    }
+}
+
+/// All client and server transactions of one SIP endpoint, each with the TU's data `U`
+/// ([`TransactionLayer::with_user_data`]; none for [`TransactionLayer::new`]).
+pub struct TransactionLayer<U = ()> {
     timers: Timers,
     /// The slot in `slots` of each live transaction. Hashed, not ordered: every lookup is by
     /// whole key, and ordering keys compared branches (long common prefixes) at every tree
@@ -339,22 +507,18 @@ pub struct TransactionLayer {
     /// The transactions, by slot. Kept apart from the hashed keys: growing the table then moves
     /// keys and slot numbers, not whole records (at a 10,000-member fan-out that rehash, and the
     /// fresh pages it touched, were a quarter of an MC server's time), and freed slots are
-    /// reused, so a steady load stops allocating records.
-    slots: Slots<Tx>,
-    /// The timer index: one entry per transaction with an armed timer, at its earliest deadline
-    /// (`Tx::next`), tie-broken by `Tx::id`. It is kept exact rather than lazy: every change to
-    /// a transaction's timers goes through [`TransactionLayer::reindex`] (or
-    /// [`TransactionLayer::end`]), which moves or removes the entry, so the first entry is the
-    /// earliest armed timer ([`TransactionLayer::poll_timeout`] is exact, never early) and
-    /// [`TransactionLayer::handle_timeout`] pops exactly the due transactions. Each update is
-    /// O(log n) and compares only `(Instant, u64)`, never keys.
-    index: BTreeMap<(Instant, u64), usize>,
+    /// reused, so a steady load stops allocating records. An ended transaction keeps its slot
+    /// until the event that reports its end is polled ([`Queued::Ended`]).
+    slots: Slots<Tx<U>>,
+    /// The armed timers in deadline order: every change to a transaction's timers is filed by
+    /// [`TransactionLayer::reindex`] (or [`TransactionLayer::end`]).
+    index: Timeline,
     next_id: u64,
     transmits: VecDeque<Transmit>,
-    events: VecDeque<Event>,
+    events: VecDeque<Queued<U>>,
 }
 
-impl std::fmt::Debug for TransactionLayer {
+impl<U> std::fmt::Debug for TransactionLayer<U> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TransactionLayer")
             .field("transactions", &{
@@ -436,13 +600,23 @@ pub fn ack_for_non2xx(
 }
 
 impl TransactionLayer {
-    /// An empty layer.
+    /// An empty layer that keeps no data of the TU's.
     pub fn new(timers: Timers) -> Self {
+        Self::with_user_data(timers)
+    }
+}
+
+impl<U: Default> TransactionLayer<U> {
+    /// An empty layer that keeps a `U` with each transaction for the TU: set when a client
+    /// transaction starts ([`TransactionLayer::send_request_with`]), `U::default()` for a server
+    /// transaction until the TU sets it ([`TransactionLayer::user_data_mut`]), and handed back
+    /// with the event that ends the transaction.
+    pub fn with_user_data(timers: Timers) -> Self {
         Self {
             timers,
             slot_of: PositionIndex::default(),
             slots: Slots::default(),
-            index: BTreeMap::new(),
+            index: Timeline::default(),
             next_id: 0,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -464,9 +638,46 @@ impl TransactionLayer {
         self.slot_of.is_empty()
     }
 
-    fn get(&self, key: &TxKey) -> Option<&Tx> {
+    fn get(&self, key: &TxKey) -> Option<&Tx<U>> {
         self.slots
             .get(self.slot_hashed(self.slot_of.hash(key), key)?)
+    }
+
+    /// The live transaction of `key`.
+    pub fn find(&self, key: &TxKey) -> Option<TxHandle> {
+        let slot = self.slot_hashed(self.slot_of.hash(key), key)?;
+        let id = self.slots.get(slot)?.id;
+        Some(TxHandle { slot, id })
+    }
+
+    /// The transaction of `handle`, while its handle is valid (see [`TxHandle`]).
+    fn at(&self, handle: TxHandle) -> Option<&Tx<U>> {
+        self.slots.get(handle.slot).filter(|t| t.id == handle.id)
+    }
+
+    fn at_mut(&mut self, handle: TxHandle) -> Option<&mut Tx<U>> {
+        self.slots
+            .get_mut(handle.slot)
+            .filter(|t| t.id == handle.id)
+    }
+
+    /// The key of the transaction of `handle`.
+    pub fn key(&self, handle: TxHandle) -> Option<&TxKey> {
+        self.at(handle).map(|t| &t.key)
+    }
+
+    /// The TU's data of the transaction of `handle`.
+    pub fn user_data_mut(&mut self, handle: TxHandle) -> Option<&mut U> {
+        self.at_mut(handle).map(|t| &mut t.user)
+    }
+
+    /// The live transactions, in no order: handle, key and the TU's data (for the TU's rare
+    /// searches by something other than the key).
+    pub fn transactions(&self) -> impl Iterator<Item = (TxHandle, &TxKey, &U)> {
+        self.slot_of.positions().filter_map(|slot| {
+            let t = self.slots.get(slot)?;
+            Some((TxHandle { slot, id: t.id }, &t.key, &t.user))
+        })
     }
 
     /// The slot of the live transaction of `key`, hashed to `hash`.
@@ -478,23 +689,24 @@ impl TransactionLayer {
 
     /// The live transaction of `key` and its slot: one lookup, then the slot
     /// serves every later step of the same input ([`TransactionLayer::reindex`]).
-    fn find_mut(&mut self, key: &TxKey) -> Option<(usize, &mut Tx)> {
+    fn find_mut(&mut self, key: &TxKey) -> Option<(usize, &mut Tx<U>)> {
         self.find_hashed_mut(self.slot_of.hash(key), key)
     }
 
     /// [`TransactionLayer::find_mut`] for a key already hashed.
-    fn find_hashed_mut(&mut self, hash: u64, key: &TxKey) -> Option<(usize, &mut Tx)> {
+    fn find_hashed_mut(&mut self, hash: u64, key: &TxKey) -> Option<(usize, &mut Tx<U>)> {
         let slot = self.slot_hashed(hash, key)?;
         Some((slot, self.slots.get_mut(slot)?))
     }
 
     /// Stores a new transaction (its key, hashed to `tx.hash`, not live) in a
-    /// free slot or a new one.
-    fn insert(&mut self, tx: Tx) {
-        let hash = tx.hash;
+    /// free slot or a new one: its handle.
+    fn insert(&mut self, tx: Tx<U>) -> TxHandle {
+        let (hash, id) = (tx.hash, tx.id);
         let slot = self.slots.insert(tx);
         self.slot_of.insert(hash, slot);
         self.reindex(slot);
+        TxHandle { slot, id }
     }
 
     // (C) TU commands
@@ -507,6 +719,22 @@ impl TransactionLayer {
         to: Remote,
         req: Request,
     ) -> Result<TxKey, TxError> {
+        let handle = self.send_request_with(now, to, req, U::default())?;
+        self.key(handle).cloned().ok_or(TxError::NoTransaction)
+    }
+
+    /// [`TransactionLayer::send_request`] of a transaction that keeps `user` for the TU: its
+    /// handle.
+    ///
+    /// # Errors
+    /// As [`TransactionLayer::send_request`].
+    pub fn send_request_with(
+        &mut self,
+        now: Instant,
+        to: Remote,
+        req: Request,
+        user: U,
+    ) -> Result<TxHandle, TxError> {
         if *req.method() == Method::Ack {
             return Err(TxError::AckTransaction);
         }
@@ -525,8 +753,7 @@ impl TransactionLayer {
         }
         let bytes = Bytes::from(req.to_bytes());
         let invite = *req.method() == Method::Invite;
-        self.start_client(now, to, (key.clone(), hash), invite, Some(req), bytes);
-        Ok(key)
+        Ok(self.start_client(now, to, (key, hash), invite, (Some(req), bytes), user))
     }
 
     fn start_client(
@@ -535,9 +762,9 @@ impl TransactionLayer {
         to: Remote,
         (key, hash): (TxKey, u64),
         invite: bool,
-        request: Option<Request>,
-        bytes: Bytes,
-    ) {
+        (request, bytes): (Option<Request>, Bytes),
+        user: U,
+    ) -> TxHandle {
         let mut tx = Tx {
             kind: if invite {
                 Kind::ClientInvite
@@ -557,9 +784,11 @@ impl TransactionLayer {
             armed: 0,
             interval: self.timers.t1,
             id: self.next_id,
-            indexed: None,
+            touched: 0,
             key,
             hash,
+            user,
+            ended: false,
         };
         self.next_id += 1;
         if !to.transport.is_reliable() {
@@ -573,7 +802,7 @@ impl TransactionLayer {
             now + self.timers.t64(),
         );
         self.transmit(to, bytes);
-        self.insert(tx);
+        self.insert(tx)
     }
 
     /// Sends a response in a server transaction (RFC 3261 17.2.1, 17.2.2; RFC 6026 for 2xx).
@@ -583,8 +812,27 @@ impl TransactionLayer {
         key: &TxKey,
         resp: Response,
     ) -> Result<(), TxError> {
+        let handle = self.find(key).ok_or(TxError::NoTransaction)?;
+        self.respond(now, handle, resp).map(drop)
+    }
+
+    /// [`TransactionLayer::send_response`] in the transaction of `handle`: the octets sent
+    /// (what [`TransactionLayer::last_sent`] gives then).
+    ///
+    /// # Errors
+    /// As [`TransactionLayer::send_response`]; [`TxError::NoTransaction`] for a transaction
+    /// that has ended.
+    pub fn respond(
+        &mut self,
+        now: Instant,
+        handle: TxHandle,
+        resp: Response,
+    ) -> Result<Bytes, TxError> {
         let t = self.timers;
-        let (slot, tx) = self.find_mut(key).ok_or(TxError::NoTransaction)?;
+        let slot = handle.slot;
+        let tx = (self.at_mut(handle))
+            .filter(|tx| !tx.ended)
+            .ok_or(TxError::NoTransaction)?;
         let code = resp.status();
         if !(100..700).contains(&code.0) {
             return Err(TxError::BadStatus);
@@ -631,13 +879,13 @@ impl TransactionLayer {
         let bytes = Bytes::from(resp.to_bytes());
         tx.last = Some(bytes.clone());
         let remote = tx.remote;
-        self.transmit(remote, bytes);
+        self.transmit(remote, bytes.clone());
         if terminate {
             self.terminate(slot);
         } else {
             self.reindex(slot);
         }
-        Ok(())
+        Ok(bytes)
     }
 
     /// The octets last sent in this transaction (its request, or its
@@ -663,6 +911,22 @@ impl TransactionLayer {
         to: Remote,
         req: crate::EncodedRequest,
     ) -> Result<TxKey, TxError> {
+        let handle = self.send_encoded_with(now, to, req, U::default())?;
+        self.key(handle).cloned().ok_or(TxError::NoTransaction)
+    }
+
+    /// [`TransactionLayer::send_encoded`] of a transaction that keeps `user` for the TU: its
+    /// handle.
+    ///
+    /// # Errors
+    /// As [`TransactionLayer::send_encoded`].
+    pub fn send_encoded_with(
+        &mut self,
+        now: Instant,
+        to: Remote,
+        req: crate::EncodedRequest,
+        user: U,
+    ) -> Result<TxHandle, TxError> {
         let method = req.method().clone();
         if method == Method::Ack {
             return Err(TxError::AckTransaction);
@@ -682,8 +946,7 @@ impl TransactionLayer {
         }
         let bytes = Bytes::from(req.into_bytes());
         let invite = method == Method::Invite;
-        self.start_client(now, to, (key.clone(), hash), invite, None, bytes);
-        Ok(key)
+        Ok(self.start_client(now, to, (key, hash), invite, (None, bytes), user))
     }
 
     /// Sends a message outside any transaction (the ACK for a 2xx, a 2xx retransmitted by a dialog).
@@ -695,15 +958,8 @@ impl TransactionLayer {
 
     /// The driver could not send for this transaction: it ends with [`Event::TransportError`].
     pub fn handle_transport_error(&mut self, key: &TxKey) {
-        if let Some(mut tx) = self
-            .slot_hashed(self.slot_of.hash(key), key)
-            .and_then(|slot| self.end(slot))
-        {
-            let request = tx.take_client_request();
-            self.events.push_back(Event::TransportError {
-                key: tx.key,
-                request,
-            });
+        if let Some(slot) = self.slot_hashed(self.slot_of.hash(key), key) {
+            self.end(slot, End::TransportError);
         }
     }
 
@@ -726,6 +982,7 @@ impl TransactionLayer {
         let Some((slot, tx)) = self.find_mut(&key) else {
             return;
         }; // stray: dropped (RFC 3261 18.1.2)
+        let handle = TxHandle { slot, id: tx.id };
         let code = resp.status();
         let reliable = tx.reliable();
         let mut pass = false;
@@ -791,10 +1048,11 @@ impl TransactionLayer {
             self.transmit(remote, b);
         }
         if pass {
-            self.events.push_back(Event::Response {
-                key: key.clone(),
+            self.events.push_back(Queued::Event(Event::Response {
+                key,
+                handle,
                 response: resp,
-            });
+            }));
         }
         // After the response: Event::Terminated comes last.
         if terminate {
@@ -825,10 +1083,10 @@ impl TransactionLayer {
                 }
                 (Kind::ServerInvite, State::Accepted, true) => {
                     // RFC 2543-style ACK for a 2xx that matched: hand it to the dialog.
-                    self.events.push_back(Event::Ack {
+                    self.events.push_back(Queued::Event(Event::Ack {
                         remote: from,
                         request: req,
-                    });
+                    }));
                     return;
                 }
                 (_, _, true) => {} // absorbed (Confirmed)
@@ -850,10 +1108,10 @@ impl TransactionLayer {
             return;
         }
         if is_ack {
-            self.events.push_back(Event::Ack {
+            self.events.push_back(Queued::Event(Event::Ack {
                 remote: from,
                 request: req,
-            });
+            }));
             return;
         }
         let invite = *req.method() == Method::Invite;
@@ -877,80 +1135,92 @@ impl TransactionLayer {
             armed: 0,
             interval: t.t1,
             id: self.next_id,
-            indexed: None,
+            touched: 0,
             key: key.clone(),
             hash,
+            user: U::default(),
+            ended: false,
         };
         self.next_id += 1;
         if invite {
             tx.set(TimerKind::Trying, now + t.trying_delay);
         }
-        self.insert(tx);
-        self.events.push_back(Event::Request {
+        let handle = self.insert(tx);
+        self.events.push_back(Queued::Event(Event::Request {
             key,
+            handle,
             remote: from,
             request: req,
-        });
+        }));
     }
 
     /// Fires every timer due at `now` (in deadline order, re-armed from their deadlines). Only
     /// the transactions with a due timer are touched (the timer index's first entries).
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some((&(at, id), &slot)) = self.index.first_key_value() {
-            if at > now {
-                break;
-            }
-            let due = self
-                .slots
-                .get(slot)
-                .filter(|tx| tx.id == id)
-                .and_then(Tx::next);
-            match due {
-                Some((due, kind)) if due == at => self.fire(slot, at, kind),
-                // Unreachable while the index is exact; drop the stray entry rather than spin.
-                _ => {
-                    debug_assert!(false, "stale timer index entry for slot {slot}");
-                    self.index.remove(&(at, id));
-                }
+        while let Some(due) = self.index.first().filter(|d| d.at <= now) {
+            let slots = &self.slots;
+            self.index
+                .pop_first(&due, |d| slots.get(d.slot).is_some_and(|t| t.has(d)));
+            let kind = ALL_TIMERS.get(usize::from(due.kind)).copied();
+            // The first entry is the earliest armed timer of all, so its transaction's too
+            // (of equal deadlines, the first kind): the order the timers always fired in.
+            debug_assert_eq!(
+                self.slots.get(due.slot).and_then(Tx::next),
+                kind.map(|k| (due.at, k))
+            );
+            if let Some(kind) = kind {
+                self.fire(due.slot, due.at, kind);
             }
         }
     }
 
-    /// Puts the index entry of the transaction in `slot` at its earliest armed timer (or
-    /// removes it). Call after every change to a live transaction's timers.
+    /// Files the timers of the transaction in `slot` changed since its last call in the
+    /// [`Timeline`]. Call after every change to a transaction's timers.
     fn reindex(&mut self, slot: usize) {
         let Some(tx) = self.slots.get_mut(slot) else {
             return;
         };
-        let next = tx.next().map(|(at, _)| at);
-        if next == tx.indexed {
-            return;
+        let mut touched = std::mem::take(&mut tx.touched);
+        let id = tx.id;
+        while touched != 0 {
+            let k = touched.trailing_zeros() as usize;
+            touched &= touched - 1;
+            if let (Some(at), Ok(kind)) = (tx.timers[k], u8::try_from(k)) {
+                self.index.file(Due { at, id, kind, slot });
+            }
         }
-        if let Some(old) = tx.indexed {
-            self.index.remove(&(old, tx.id));
-        }
-        if let Some(at) = next {
-            self.index.insert((at, tx.id), slot);
-        }
-        tx.indexed = next;
+        // Entries this change left behind go now if they come first (the first entries stay
+        // live, so `poll_timeout` is exact); the others go when they come first.
+        let slots = &self.slots;
+        self.index
+            .prune_after(slot, id, |d| slots.get(d.slot).is_some_and(|t| t.has(d)));
     }
 
-    /// Removes the transaction in `slot` and its index entry, freeing the slot: the
-    /// transaction if one was there (its key moves into the caller's event, not cloned).
-    fn end(&mut self, slot: usize) -> Option<Tx> {
-        let tx = self.slots.take(slot)?;
+    /// Ends the live transaction in `slot`: its key and index entry go, and the event `how`
+    /// is queued. The record keeps its slot, and its key and the TU's data, until that event is
+    /// polled ([`TransactionLayer::poll_event`] frees the slot); what it held for the network
+    /// goes now.
+    fn end(&mut self, slot: usize, how: End) {
+        let Some(tx) = self.slots.get_mut(slot).filter(|tx| !tx.ended) else {
+            return;
+        };
+        tx.ended = true;
         self.slot_of.remove(tx.hash, slot);
-        if let Some(at) = tx.indexed {
-            self.index.remove(&(at, tx.id));
-        }
-        Some(tx)
+        tx.clear_all();
+        let request = match how {
+            End::Terminated => None,
+            End::Timeout | End::TransportError => tx.take_client_request(),
+        };
+        tx.request = None;
+        tx.last = None;
+        tx.ack = None;
+        self.reindex(slot);
+        self.events.push_back(Queued::Ended { slot, how, request });
     }
 
     /// Ends the transaction in `slot` without an event of its own: [`Event::Terminated`].
     fn terminate(&mut self, slot: usize) {
-        if let Some(tx) = self.end(slot) {
-            self.events.push_back(Event::Terminated { key: tx.key });
-        }
+        self.end(slot, End::Terminated);
     }
 
     fn fire(&mut self, slot: usize, at: Instant, kind: TimerKind) {
@@ -1007,15 +1277,7 @@ impl TransactionLayer {
             self.transmit(remote, b);
         }
         match end {
-            Some(true) => {
-                if let Some(mut tx) = self.end(slot) {
-                    let request = tx.take_client_request();
-                    self.events.push_back(Event::Timeout {
-                        key: tx.key,
-                        request,
-                    });
-                }
-            }
+            Some(true) => self.end(slot, End::Timeout),
             Some(false) => self.terminate(slot),
             None => self.reindex(slot),
         }
@@ -1037,15 +1299,31 @@ impl TransactionLayer {
         self.transmits.pop_front()
     }
     /// The earliest armed timer: call [`TransactionLayer::handle_timeout`] then. Exact (never
-    /// early) and O(log n): the first entry of the timer index.
+    /// early): the first entry of the timer index.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.index.first_key_value().map(|(&(at, _), _)| at)
+        self.index.first().map(|d| d.at)
     }
-    /// The next event for the TU.
+    /// The next event for the TU. An event that ends a transaction frees its record and
+    /// hands the TU's data back.
     #[must_use]
-    pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+    pub fn poll_event(&mut self) -> Option<Event<U>> {
+        loop {
+            let (slot, how, request) = match self.events.pop_front()? {
+                Queued::Event(e) => return Some(e),
+                Queued::Ended { slot, how, request } => (slot, how, request),
+            };
+            // Always there: only this takes an ended record.
+            let Some(Tx { key, user, .. }) = self.slots.take(slot) else {
+                debug_assert!(false, "ended transaction's slot {slot} empty");
+                continue;
+            };
+            return Some(match how {
+                End::Terminated => Event::Terminated { key, user },
+                End::Timeout => Event::Timeout { key, request, user },
+                End::TransportError => Event::TransportError { key, request, user },
+            });
+        }
     }
 }
 
@@ -1097,11 +1375,13 @@ mod tests {
             armed: 0,
             interval: Duration::from_millis(500),
             id: 0,
-            indexed: None,
+            touched: 0,
             key: client_key_of(Some("z9hG4bK1".into()), Method::Invite).unwrap(),
             hash: 0,
+            user: (),
+            ended: false,
         };
-        let scan = |tx: &Tx| {
+        let scan = |tx: &Tx<()>| {
             ALL_TIMERS
                 .iter()
                 .filter_map(|&k| tx.timers[k as usize].map(|at| (at, k)))
@@ -1121,6 +1401,77 @@ mod tests {
             }
             assert_eq!(tx.next(), scan(&tx), "step {step}");
         }
+    }
+
+    /// The timeline's first entry is always the earliest live timer (never a
+    /// disarmed one, whatever order they were filed, disarmed or re-armed
+    /// in), and popping the first entries gives every live timer in
+    /// (deadline, transaction, kind) order.
+    #[test]
+    fn the_timeline_gives_live_timers_in_order() {
+        use std::collections::BTreeSet;
+        let t0 = Instant::now();
+        let mut tl = Timeline::default();
+        // The live timers; transaction i is in slot i.
+        let mut live: BTreeSet<Due> = BTreeSet::new();
+        let mut x = 0x9e37_79b9_u32;
+        let mut clock = 0u64;
+        for step in 0..20_000u32 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let id = u64::from(x % 64);
+            let kind = u8::try_from(x % 13).unwrap();
+            let mine: Vec<Due> = live.iter().filter(|d| d.id == id).copied().collect();
+            match (x >> 8) % 4 {
+                // Disarm one of this transaction's timers, or all of them.
+                0 => {
+                    for d in mine.iter().take(if x & 1 == 0 { 1 } else { mine.len() }) {
+                        live.remove(d);
+                    }
+                }
+                // Arm (re-arm) a kind: mostly later than before, sometimes not.
+                _ => {
+                    clock += u64::from(x % 3);
+                    let back = if (x >> 20) % 8 == 0 {
+                        u64::from(x % 50)
+                    } else {
+                        0
+                    };
+                    let at =
+                        t0 + Duration::from_millis(clock.saturating_sub(back) + u64::from(kind));
+                    live.retain(|d| !(d.id == id && d.kind == kind));
+                    let due = Due {
+                        at,
+                        id,
+                        kind,
+                        slot: usize::try_from(id).unwrap(),
+                    };
+                    live.insert(due);
+                    tl.file(due);
+                }
+            }
+            tl.prune_after(usize::try_from(id).unwrap(), id, |d| live.contains(d));
+            assert_eq!(tl.first(), live.first().copied(), "step {step}");
+            // Now and then the due ones fire (and are disarmed).
+            if step % 97 == 0 {
+                let now = t0 + Duration::from_millis(clock.saturating_sub(20));
+                while let Some(d) = tl.first().filter(|d| d.at <= now) {
+                    assert_eq!(live.pop_first(), Some(d), "step {step}: in order");
+                    tl.pop_first(&d, |d| live.contains(d));
+                    // Firing changed the transaction's timers (as `fire` does).
+                    tl.prune_after(d.slot, d.id, |d| live.contains(d));
+                    assert_eq!(tl.first(), live.first().copied());
+                }
+            }
+        }
+        while let Some(d) = tl.first() {
+            assert_eq!(live.pop_first(), Some(d));
+            tl.pop_first(&d, |d| live.contains(d));
+            tl.prune_after(d.slot, d.id, |d| live.contains(d));
+        }
+        assert!(live.is_empty());
+        assert!(tl.is_empty(), "no stale entry outlives the live ones");
     }
 
     /// An INVITE client transaction lives 64·T1 after its 2xx (RFC 6026) but
@@ -1144,8 +1495,9 @@ mod tests {
         assert!(tx.last.is_none(), "octets dropped in Accepted");
     }
 
-    /// Ended transactions free their slots and new ones take them: a steady
-    /// number of live transactions stops growing the record store.
+    /// Ended transactions free their slots (once the TU has polled their
+    /// ending events) and new ones take them: a steady number of live
+    /// transactions stops growing the record store.
     #[test]
     fn slots_of_ended_transactions_are_reused() {
         let t0 = Instant::now();
@@ -1162,6 +1514,7 @@ mod tests {
             l.handle_timeout(now + Duration::from_secs(33));
             assert!(l.is_empty());
             assert!(l.index.is_empty());
+            while l.poll_event().is_some() {}
         }
         assert_eq!(l.slots.filled(), 100, "five rounds of 100 used 100 slots");
         assert_eq!(l.slots.free(), 100);

@@ -108,7 +108,7 @@ fn run<I>(
                     .collect();
                 got.extend(std::iter::from_fn(|| l.poll_event()).map(|e| match e {
                     Event::Timeout { key, .. } => Out::Timeout(index_of_branch(&key.branch)),
-                    Event::Terminated { key } => Out::Terminated(index_of_branch(&key.branch)),
+                    Event::Terminated { key, .. } => Out::Terminated(index_of_branch(&key.branch)),
                     other => panic!("unexpected {other:?}"),
                 }));
                 got.sort();
@@ -239,7 +239,7 @@ fn terminated_comes_after_the_last_response_on_tcp() {
     let key = l.send_request(t0, tcp, inv.clone()).unwrap();
     l.handle_incoming(t0, tcp, response(&inv, 486).into());
     assert!(matches!(l.poll_event(), Some(Event::Response { key: k, .. }) if k == key));
-    assert_eq!(l.poll_event(), Some(Event::Terminated { key }));
+    assert_eq!(l.poll_event(), Some(Event::Terminated { key, user: () }));
     assert!(l.is_empty() && l.poll_timeout().is_none());
     // A server transaction answered over TCP ends at once (Timer J = 0).
     let opt = request(Method::Options, 8);
@@ -248,6 +248,6 @@ fn terminated_comes_after_the_last_response_on_tcp() {
         panic!()
     };
     l.send_response(t0, &key, response(&opt, 200)).unwrap();
-    assert_eq!(l.poll_event(), Some(Event::Terminated { key }));
+    assert_eq!(l.poll_event(), Some(Event::Terminated { key, user: () }));
     assert!(l.is_empty() && l.poll_timeout().is_none());
 }

@@ -86,7 +86,8 @@ fn udp_invite_client_retransmits_until_timer_b() {
         events,
         vec![Event::Timeout {
             key,
-            request: Some(req)
+            request: Some(req),
+            user: ()
         }]
     );
     assert!(l.is_empty());
@@ -111,7 +112,8 @@ fn udp_non_invite_client_timer_e_f() {
         events,
         vec![Event::Timeout {
             key,
-            request: Some(req)
+            request: Some(req),
+            user: ()
         }]
     );
 }
@@ -166,7 +168,8 @@ fn tcp_client_never_retransmits() {
         events,
         vec![Event::Timeout {
             key,
-            request: Some(req)
+            request: Some(req),
+            user: ()
         }]
     );
 }
@@ -231,6 +234,7 @@ fn invite_client_accepted_passes_every_2xx_and_dialog_builds_ack_and_bye() {
             l.poll_event(),
             Some(Event::Response {
                 key: key.clone(),
+                handle: l.find(&key).unwrap(),
                 response: ok.clone()
             })
         );
@@ -328,7 +332,14 @@ fn invite_server_timer_h_without_ack() {
     assert!(l.poll_timeout().is_some());
     let (_, events) = drive(&mut l, t0, Duration::from_secs(40));
     // A server transaction has no request for the TU.
-    assert_eq!(events, vec![Event::Timeout { key, request: None }]);
+    assert_eq!(
+        events,
+        vec![Event::Timeout {
+            key,
+            request: None,
+            user: ()
+        }]
+    );
 }
 
 #[test]
@@ -441,7 +452,8 @@ fn send_request_checks() {
         l.poll_event(),
         Some(Event::TransportError {
             key,
-            request: Some(info)
+            request: Some(info),
+            user: ()
         })
     );
 }
@@ -461,6 +473,10 @@ fn transport_error_after_the_final_response_carries_no_request() {
     l.handle_transport_error(&key);
     assert_eq!(
         l.poll_event(),
-        Some(Event::TransportError { key, request: None })
+        Some(Event::TransportError {
+            key,
+            request: None,
+            user: ()
+        })
     );
 }
