@@ -1,7 +1,7 @@
 //! An MC server's own CPU per member for one temporary group – broadcast
 //! call, without sockets: the sans-IO part of `mcx bench call`'s "cost per
 //! member on each server" (issue 13 point 3; docs/BENCHMARKS.md, "The MC
-//! server's sans-IO share").
+//! server's own instructions per member").
 //!
 //! One MC server hosts groups A and B with N scripted members each (the
 //! test mesh's stubs: they answer every INVITE 200 with an SDP answer at
@@ -19,6 +19,10 @@
 //!
 //! Criterion reports time per call; the throughput line (elements = the
 //! 2·N members) gives members per second, its inverse the cost per member.
+//! Those wall-clock times move with the host as much as the end-to-end
+//! figure does (the mesh's own work between the MC server's calls evicts its
+//! caches, and a timed call can be preempted): to compare builds, count the
+//! MC server's instructions instead (callgrind, see `main`), which are exact.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 #[path = "../tests/common/mod.rs"]
