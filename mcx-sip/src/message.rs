@@ -532,8 +532,8 @@ impl Headers {
         }
     }
     /// Drops what was parsed from the lines tagged `known`, which changed.
-    /// The typed values come only from the first Via, From, To and Contact
-    /// lines, so a change to any other line keeps them.
+    /// The typed values come only from the first Via, From, To, Contact and
+    /// CSeq lines, so a change to any other line keeps them.
     fn changed(&mut self, known: Known) {
         if !matches!(
             known,
