@@ -65,6 +65,11 @@ const KEY_PERIOD_LEN: u64 = 30 * 86_400;
 /// call stays open: the ACKs down to every member and the floor messages
 /// that follow the answer.
 const SETTLE: Duration = Duration::from_millis(300);
+/// An environment variable: a command line (e.g. `valgrind --tool=callgrind`)
+/// the first MC server's process is started under.
+const WRAP_FIRST_MC_SERVER: &str = "MCX_BENCH_WRAP_MCS0";
+/// How long a wrapped server is given to exit after SIGTERM.
+const WRAPPED_EXIT: Duration = Duration::from_secs(20);
 /// Longest wait for a call's answer or its end.
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -216,10 +221,27 @@ fn topology_text(
 struct ServerProcess {
     name: String,
     child: Child,
+    /// Started under a wrapper ([`WRAP_FIRST_MC_SERVER`]): stopped with SIGTERM.
+    wrapped: bool,
 }
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
+        // A wrapped server (a tool that writes its results on exit) is
+        // asked to stop first, and given a few seconds.
+        if self.wrapped {
+            let stopped = Command::new("kill")
+                .args(["-TERM", &self.pid().to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            let deadline = Instant::now() + WRAPPED_EXIT;
+            while stopped && Instant::now() < deadline {
+                if matches!(self.child.try_wait(), Ok(Some(_))) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -234,9 +256,17 @@ impl ServerProcess {
         role: &str,
         name: &str,
     ) -> Result<Self, CliError> {
-        let mut command = Command::new(exe);
+        // A tool wrapped around the first MC server (callgrind, to count
+        // its instructions per member exactly; docs/BENCHMARKS.md).
+        let wrapper = (name == "mcs-0")
+            .then(|| std::env::var(WRAP_FIRST_MC_SERVER).ok())
+            .flatten()
+            .filter(|w| !w.trim().is_empty());
+        let mut command = wrapped_command(exe, wrapper.as_deref());
         command.arg("run").arg(topology).arg(role);
-        Self::spawn(command, dir, name)
+        let mut p = Self::spawn(command, dir, name)?;
+        p.wrapped = wrapper.is_some();
+        Ok(p)
     }
 
     fn spawn(mut command: Command, dir: &Path, name: &str) -> Result<Self, CliError> {
@@ -251,6 +281,7 @@ impl ServerProcess {
         Ok(Self {
             name: name.to_owned(),
             child,
+            wrapped: false,
         })
     }
 
@@ -260,6 +291,20 @@ impl ServerProcess {
 
     fn pid(&self) -> u32 {
         self.child.id()
+    }
+}
+
+/// `exe` as a command, or under `wrapper` (a command line, split at
+/// whitespace) when one is given.
+fn wrapped_command(exe: &Path, wrapper: Option<&str>) -> Command {
+    let mut words = wrapper.map(str::split_whitespace).into_iter().flatten();
+    match words.next() {
+        Some(tool) => {
+            let mut c = Command::new(tool);
+            c.args(words).arg(exe);
+            c
+        }
+        None => Command::new(exe),
     }
 }
 
@@ -1242,6 +1287,45 @@ mod tests {
             matches!(&r, Err(StartFailure::Failed(e)) if e.to_string().contains("broken exited")),
             "{r:?}"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_wrapper_goes_before_the_program_and_its_arguments() {
+        let exe = Path::new("/usr/bin/mcx");
+        let c = wrapped_command(exe, Some("valgrind  --tool=callgrind --callgrind-out-file=/tmp/x"));
+        assert_eq!(c.get_program(), "valgrind");
+        let args: Vec<_> = c.get_args().collect();
+        assert_eq!(
+            args,
+            ["--tool=callgrind", "--callgrind-out-file=/tmp/x", "/usr/bin/mcx"]
+        );
+        for none in [None, Some(""), Some("   ")] {
+            let c = wrapped_command(exe, none);
+            assert_eq!(c.get_program(), "/usr/bin/mcx", "{none:?}");
+            assert_eq!(c.get_args().count(), 0);
+        }
+    }
+
+    #[test]
+    fn a_wrapped_server_is_stopped_with_sigterm_so_its_tool_can_write_its_results() {
+        let dir = std::env::temp_dir().join(format!("mcx-bench-wrap-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mark = dir.join("stopped");
+        let mut c = Command::new("sh");
+        c.arg("-c").arg(format!(
+            "trap 'echo term > {}; exit 0' TERM; echo up > {}; while :; do sleep 0.05; done",
+            mark.display(),
+            dir.join("up").display()
+        ));
+        let mut p = ServerProcess::spawn(c, &dir, "wrapped").unwrap();
+        p.wrapped = true;
+        let up = Instant::now() + Duration::from_secs(10);
+        while !dir.join("up").exists() && Instant::now() < up {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        drop(p);
+        assert_eq!(std::fs::read_to_string(&mark).unwrap_or_default().trim(), "term");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
