@@ -1,5 +1,5 @@
 //! `MCX_SIP_TRACE=DIR`: every SIP message of each role of the process in
-//! DIR/<role>.sip.log, one file per role as SIPp's `-trace_msg` keeps
+//! DIR/ROLE.sip.log, one file per role as SIPp's `-trace_msg` keeps
 //! one per scenario: a separator with the time, the direction and peer,
 //! then the message as `mcx-net`'s trace shows it (credentials redacted,
 //! bodies by type and length only). Independent of `MCX_LOG`: the trace

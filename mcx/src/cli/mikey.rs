@@ -19,7 +19,7 @@ pub(crate) enum MikeyCommand {
     /// Decode a MIKEY message into an annotated tree; with keys, verify and decrypt.
     ///
     /// The message is base64 (as after 'mikey ' in SDP), hex, the whole SDP
-    /// line 'a=key-mgmt:mikey <base64>', or a binary file. Every payload is
+    /// line 'a=key-mgmt:mikey BASE64', or a binary file. Every payload is
     /// shown with its offset: HDR (with CS ID maps types 0, 1 and 2), T,
     /// RAND, IDR, SP, KEMAC, SAKKE, general extensions 6 and 7, SIGN, ERR.
     ///
@@ -199,7 +199,7 @@ pub(crate) struct CskArgs {
 /// `mcx mikey decode`.
 #[derive(Debug, Args)]
 pub(crate) struct DecodeArgs {
-    /// The message: base64, hex, 'mikey <base64>' or 'a=key-mgmt:mikey <base64>'.
+    /// The message: base64, hex, 'mikey BASE64' or 'a=key-mgmt:mikey BASE64'.
     #[arg(
         value_name = "MESSAGE",
         required_unless_present = "file",

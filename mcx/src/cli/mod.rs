@@ -126,7 +126,7 @@ enum Command {
     /// Run one role of a topology (kms, gms, controlling, an MC server or a
     /// user URI) until interrupted.
     Run(system::RunArgs),
-    /// Run the initiator of a topology's [call], make the call, print the
+    /// Run the initiator of a topology's `[call]` section, make the call, print the
     /// result and exit.
     Call(system::CallArgs),
     /// List the calls of a running process's roles (`mcx run … --admin

@@ -16,7 +16,7 @@ pub(crate) enum SrtpCommand {
     /// Reads a pcap or pcapng file (Ethernet, loopback, raw IP or Linux
     /// cooked frames), takes the UDP datagrams that are SRTP with the MKI
     /// of the keys given (TS 33.180: AEAD_AES_128_GCM, ROC in every packet)
-    /// and writes DIR/<ssrc>.wav per stream (PCMU decoded to 8 kHz
+    /// and writes DIR/SSRC.wav per stream (PCMU decoded to 8 kHz
     /// 16-bit mono, placed by RTP timestamp, silence where packets are
     /// missing). Prints per stream: legs, datagrams, relayed copies,
     /// packets, decrypted, failed. Exits 1, writing no WAV, when no packet

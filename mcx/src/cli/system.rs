@@ -35,7 +35,7 @@ pub(crate) struct DemoArgs {
     /// rate, mono or stereo); a built-in test signal without it.
     #[arg(long, value_name = "FILE.wav")]
     audio: Option<PathBuf>,
-    /// Write what each member heard to DIR/<user>.wav.
+    /// Write what each member heard to DIR/USER.wav.
     #[arg(long, value_name = "DIR")]
     record_dir: Option<PathBuf>,
     /// Send no audio (signalling and keys only, e.g. for set-up benchmarks).
@@ -67,7 +67,7 @@ pub(crate) struct DemoArgs {
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum TlsCommand {
     /// Write a demo CA certificate (ca.pem) and a certificate and key
-    /// (<role>.pem, <role>.key, keys 0600) for every role of a topology,
+    /// (ROLE.pem, ROLE.key, keys 0600) for every role of a topology,
     /// naming its URI and listen address; set `dir` in the topology's
     /// [tls] to DIR so that `mcx run` reads them. The CA key is not kept.
     Ca(TlsCaArgs),
@@ -120,7 +120,7 @@ pub(crate) struct RunArgs {
     /// or a user.
     role: String,
     /// A member writes the voice it heard in each call to
-    /// DIR/<user>-<n>.wav.
+    /// DIR/USER-N.wav.
     #[arg(long, value_name = "DIR")]
     record_dir: Option<PathBuf>,
     /// Serve the admin API (/health, /ready, /metrics, /calls) on ADDR.
@@ -248,7 +248,7 @@ fn runtime_of(kind: RuntimeKind) -> Result<tokio::runtime::Runtime, CliError> {
 /// Logs go to stderr: `MCX_LOG` sets the filter (default `warn`),
 /// `MCX_LOG_FORMAT=json` makes them one JSON object a line (default:
 /// human), colours only on a terminal; `MCX_SIP_TRACE=DIR` writes each
-/// role's SIP messages to DIR/<role>.sip.log (docs/operations.md).
+/// role's SIP messages to DIR/ROLE.sip.log (docs/operations.md).
 fn init_logging() {
     use std::io::IsTerminal;
     use tracing_subscriber::Layer as _;
