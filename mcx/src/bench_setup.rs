@@ -16,12 +16,14 @@
 //!   request, the initiator's ECCSI signature verified (with the
 //!   initiator's verifying key cached, as a device keeps it after the
 //!   first call), the TGMK unwrapped, its answer.
-//! - Members share sockets: one SIP socket (with one [`SipLink`]) and one
-//!   floor socket per group; a message is handed to the member its To
-//!   names (requests) or its From names (responses). Floor packets to
-//!   members are read and counted, not delivered (they do not name the
-//!   member; set-up does not wait for them). 50 × 200 takes 100 sockets
-//!   here and a few per server process.
+//! - Members share a SIP socket per group (with one [`SipLink`]): a
+//!   message is handed to the member its To names (requests) or its From
+//!   names (responses). Each member has a floor socket of its own, as a
+//!   device does: the MC server names a floor packet's sender by its
+//!   source address, and each member takes its Floor Taken and sends the
+//!   Floor Ack it asks for (set-up does not wait for them, but the
+//!   servers' CPU window includes them). 50 × 200 takes 10,051 sockets
+//!   here (within the 20,000 open files) and a few per server process.
 //!
 //! Per call it measures the set-up time (initiator's `start_call` until
 //! its `CallEstablished`), the CPU each process spent (`/proc/PID/task/*/
@@ -111,6 +113,25 @@ struct Addrs {
     floor: SocketAddr,
 }
 
+/// A group's members' addresses: one SIP socket shared by all, a floor
+/// socket each (the MC server names a floor packet's sender by its
+/// source address, so each member acknowledges from its own).
+#[derive(Clone, Debug)]
+struct GroupAddrs {
+    sip: SocketAddr,
+    floors: Vec<SocketAddr>,
+}
+
+impl GroupAddrs {
+    /// Member `m`'s addresses.
+    fn member(&self, m: usize) -> Addrs {
+        Addrs {
+            sip: self.sip,
+            floor: self.floors.get(m).copied().unwrap_or(self.sip),
+        }
+    }
+}
+
 fn group_uri(g: usize) -> String {
     format!("sip:group-{g}@{DOMAIN}")
 }
@@ -147,7 +168,7 @@ fn topology_text(
     b: &SetupBench,
     controlling: Addrs,
     servers: &[Addrs],
-    groups: &[Addrs],
+    groups: &[GroupAddrs],
     initiator: Addrs,
     http: [SocketAddr; 2],
 ) -> String {
@@ -211,7 +232,7 @@ fn topology_text(
     user(&mut t, INITIATOR, initiator);
     for (g, a) in groups.iter().enumerate() {
         for m in 0..b.members {
-            user(&mut t, &member_uri(g, m), *a);
+            user(&mut t, &member_uri(g, m), a.member(m));
         }
     }
     t
@@ -379,7 +400,7 @@ struct Servers {
 async fn start_servers(
     b: &SetupBench,
     dir: &Path,
-    group_addrs: &[Addrs],
+    group_addrs: &[GroupAddrs],
     initiator_addrs: Addrs,
 ) -> Result<Servers, CliError> {
     let exe = std::env::current_exe().map_err(failed)?;
@@ -481,8 +502,11 @@ struct Counters {
     accepted: AtomicU64,
     /// Call requests members refused.
     refused: AtomicU64,
-    /// Floor packets that reached the members' shared floor sockets.
+    /// Floor packets that reached the members' floor sockets (the
+    /// initiator's included).
     floor_packets: AtomicU64,
+    /// Floor packets the members sent (Floor Acks; the initiator's too).
+    floor_sent: AtomicU64,
 }
 
 impl Counters {
@@ -495,6 +519,7 @@ impl Counters {
             accepted: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             floor_packets: AtomicU64::new(0),
+            floor_sent: AtomicU64::new(0),
         }
     }
 
@@ -525,11 +550,17 @@ impl Counters {
 
 type ClientCommand = Box<dyn FnOnce(&mut Client, Time, &mut OsRng) + Send>;
 
-/// One shared SIP socket (and its link) and floor socket, for the
-/// clients whose SIP address it is.
+/// One shared SIP socket (and its link) for the clients whose SIP address
+/// it is, and a floor socket of each.
 struct Endpoint {
     sip: UdpSocket,
-    floor: UdpSocket,
+    /// Client `i`'s floor socket: it sends its floor packets from it.
+    floors: Vec<Arc<UdpSocket>>,
+    /// Floor packets read from those sockets ([`read_floor`]): the
+    /// client's index, the source, the packet.
+    floor_in: mpsc::UnboundedReceiver<(usize, SocketAddr, Vec<u8>)>,
+    /// The servers' URIs by floor address.
+    floor_peers: Arc<HashMap<SocketAddr, String>>,
     link: SipLink,
     clients: Vec<Client>,
     /// Each client's index in `clients`, by URI.
@@ -546,7 +577,31 @@ struct Endpoint {
     /// The initiator's events (members' events are only counted).
     events: Option<mpsc::UnboundedSender<ClientEvent>>,
     outbox: Vec<(SocketAddr, bytes::Bytes)>,
-    floor_out: Vec<(SocketAddr, Vec<u8>)>,
+    /// Floor packets to send: from client `i`'s socket, to, packet.
+    floor_out: Vec<(usize, SocketAddr, Vec<u8>)>,
+}
+
+/// Client `i`'s floor socket, read until the endpoint is gone. Floor
+/// packets are small RTCP APP packets; anything longer than the buffer
+/// arrives truncated and fails to decode, as it would at a device.
+async fn read_floor(
+    i: usize,
+    socket: Arc<UdpSocket>,
+    to_endpoint: mpsc::UnboundedSender<(usize, SocketAddr, Vec<u8>)>,
+) {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        match socket.recv_from(&mut buf).await {
+            Ok((n, from)) => {
+                if to_endpoint.send((i, from, buf[..n].to_vec())).is_err() {
+                    return;
+                }
+            }
+            // E.g. ICMP port unreachable for an earlier send: the next
+            // datagram is read as usual.
+            Err(e) => tracing::debug!("floor socket {i}: {e}"),
+        }
+    }
 }
 
 impl Endpoint {
@@ -583,12 +638,10 @@ impl Endpoint {
                         }
                     }
                 }
-                r = self.floor.readable() => {
-                    if r.is_err() {
-                        return;
-                    }
-                    while self.floor.try_recv_from(&mut buf).is_ok() {
-                        self.counters.floor_packets.fetch_add(1, Ordering::Relaxed);
+                Some((i, from, packet)) = self.floor_in.recv() => {
+                    self.on_floor(i, from, &packet);
+                    while let Ok((i, from, packet)) = self.floor_in.try_recv() {
+                        self.on_floor(i, from, &packet);
                     }
                 }
                 c = commands.recv(), if commands_open => match c {
@@ -619,6 +672,23 @@ impl Endpoint {
             }
             self.send().await;
         }
+    }
+
+    /// A floor packet to client `i` from `from`: handed to it as a device
+    /// takes it (a Floor Taken that asks for one is acknowledged).
+    fn on_floor(&mut self, i: usize, from: SocketAddr, packet: &[u8]) {
+        self.counters.floor_packets.fetch_add(1, Ordering::Relaxed);
+        let Some(uri) = self.floor_peers.get(&from) else {
+            tracing::debug!("floor packet from {from}, not a server: dropped");
+            return;
+        };
+        let Some(client) = self.clients.get_mut(i) else {
+            return;
+        };
+        if let Err(e) = client.handle(mcx_net::now(), uri, Channel::Floor, packet, &mut self.rng) {
+            tracing::debug!("{}: floor: {e}", client.uri());
+        }
+        self.flush_client(i);
     }
 
     /// Hands every message the link has to the client it is for.
@@ -664,7 +734,8 @@ impl Endpoint {
                 }
                 Channel::Floor => {
                     if let Some(p) = peer {
-                        self.floor_out.push((p.floor, t.contents));
+                        self.counters.floor_sent.fetch_add(1, Ordering::Relaxed);
+                        self.floor_out.push((i, p.floor, t.contents));
                     }
                 }
             }
@@ -704,8 +775,10 @@ impl Endpoint {
                 tracing::debug!("SIP/UDP to {to}: {e}");
             }
         }
-        for (to, bytes) in self.floor_out.drain(..) {
-            let _ = self.floor.send_to(&bytes, to).await;
+        for (i, to, bytes) in self.floor_out.drain(..) {
+            if let Some(f) = self.floors.get(i) {
+                let _ = f.send_to(&bytes, to).await;
+            }
         }
     }
 }
@@ -776,20 +849,27 @@ async fn run_async(b: SetupBench) -> Result<(), CliError> {
     let bind = |what: &str| mcx_net::node::bind_udp(any, what).map_err(failed);
     let mut group_sockets = Vec::with_capacity(b.groups);
     for _ in 0..b.groups {
-        group_sockets.push((bind("members' SIP")?, bind("members' floor")?));
+        let floors = (0..b.members)
+            .map(|_| bind("a member's floor"))
+            .collect::<Result<Vec<_>, _>>()?;
+        group_sockets.push((bind("members' SIP")?, floors));
     }
-    let initiator_sockets = (bind("initiator's SIP")?, bind("initiator's floor")?);
-    let addrs = |s: &(UdpSocket, UdpSocket)| -> Result<Addrs, CliError> {
-        Ok(Addrs {
+    let initiator_sockets = (bind("initiator's SIP")?, vec![bind("initiator's floor")?]);
+    let addrs = |s: &(UdpSocket, Vec<UdpSocket>)| -> Result<GroupAddrs, CliError> {
+        Ok(GroupAddrs {
             sip: s.0.local_addr().map_err(failed)?,
-            floor: s.1.local_addr().map_err(failed)?,
+            floors: s
+                .1
+                .iter()
+                .map(|f| f.local_addr().map_err(failed))
+                .collect::<Result<_, _>>()?,
         })
     };
     let group_addrs = group_sockets
         .iter()
         .map(addrs)
         .collect::<Result<Vec<_>, _>>()?;
-    let initiator_addrs = addrs(&initiator_sockets)?;
+    let initiator_addrs = addrs(&initiator_sockets)?.member(0);
     let dir = std::env::temp_dir().join(format!("mcx-bench-call-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(failed)?;
 
@@ -842,10 +922,18 @@ async fn run_async(b: SetupBench) -> Result<(), CliError> {
     for (s, a) in mc_servers.iter().enumerate() {
         peers.insert(mc_server_uri(s), *a);
     }
+    // Who sent a floor packet, by its source (the servers' floor sockets).
+    let floor_peers: Arc<HashMap<SocketAddr, String>> =
+        Arc::new(peers.iter().map(|(uri, a)| (a.floor, uri.clone())).collect());
     let peers = Arc::new(peers);
     let counters = Arc::new(Counters::new());
-    let endpoint = |sockets: (UdpSocket, UdpSocket), clients: Vec<Client>| {
+    let endpoint = |sockets: (UdpSocket, Vec<UdpSocket>), clients: Vec<Client>| {
         let local = sockets.0.local_addr().map_err(failed)?;
+        let (floor_tx, floor_in) = mpsc::unbounded_channel();
+        let floors: Vec<Arc<UdpSocket>> = sockets.1.into_iter().map(Arc::new).collect();
+        for (i, f) in floors.iter().enumerate() {
+            tokio::spawn(read_floor(i, f.clone(), floor_tx.clone()));
+        }
         let index = clients
             .iter()
             .enumerate()
@@ -854,7 +942,9 @@ async fn run_async(b: SetupBench) -> Result<(), CliError> {
         let deadlines = clients.iter().map(Client::poll_timeout).collect();
         Ok::<_, CliError>(Endpoint {
             sip: sockets.0,
-            floor: sockets.1,
+            floors,
+            floor_in,
+            floor_peers: floor_peers.clone(),
             link: SipLink::new(
                 mcx_sip::Timers::RFC3261,
                 Remote {
@@ -890,7 +980,7 @@ async fn run_async(b: SetupBench) -> Result<(), CliError> {
                 GMS_URI,
                 vec![INITIATOR.to_owned()],
             );
-            config.media = media(group_addrs[g]);
+            config.media = media(group_addrs[g].member(m));
             config.call_sources = vec![mc_server_uri(b.server_of(g))];
             let mut c = Client::receive_only(config, kms.clone(), verifiers.clone());
             let (gmk, id, rand) = &gmks[g];
@@ -1170,9 +1260,10 @@ fn report(
         .sum::<f64>()
         / 1e6;
     println!(
-        "servers together: {all_servers:.2} ms CPU per call set-up = {:.1} µs per receiver; floor packets at the members: {}",
+        "servers together: {all_servers:.2} ms CPU per call set-up = {:.1} µs per receiver; floor packets at the members: {}, sent by them (Floor Acks): {}",
         all_servers * 1e3 / receivers,
-        counters.floor_packets.load(Ordering::Relaxed)
+        counters.floor_packets.load(Ordering::Relaxed),
+        counters.floor_sent.load(Ordering::Relaxed)
     );
     println!(
         "goals: set-up p95 {:.1} ms (< 1000 ms: {}); worst server {worst_server:.1} µs per member (< 20 µs: {})",
@@ -1196,7 +1287,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_written_topology_parses_with_shared_member_addresses() {
+    fn the_written_topology_parses_with_a_shared_sip_address_and_a_floor_address_per_member() {
         let b = SetupBench {
             groups: 3,
             members: 2,
@@ -1207,11 +1298,15 @@ mod tests {
             sip: SocketAddr::from(([127, 0, 0, 1], p)),
             floor: SocketAddr::from(([127, 0, 0, 1], p + 1)),
         };
+        let g = |p: u16| GroupAddrs {
+            sip: a(p).sip,
+            floors: vec![a(p).floor, a(p + 1).floor],
+        };
         let text = topology_text(
             &b,
             a(5000),
             &[a(5010), a(5020)],
-            &[a(6000), a(6010), a(6020)],
+            &[g(6000), g(6010), g(6020)],
             a(7000),
             [a(8000).sip, a(8010).sip],
         );
@@ -1228,6 +1323,9 @@ mod tests {
             .filter(|u| u.uri.starts_with("sip:g1-"))
             .collect();
         assert!(g1.iter().all(|u| u.sip == a(6010).sip));
+        // Each member its own floor address, the initiator its own.
+        let floors: std::collections::HashSet<_> = t.users.iter().map(|u| u.floor).collect();
+        assert_eq!(floors.len(), 7);
         assert_eq!(t.groups[2].members.len(), 3);
     }
 

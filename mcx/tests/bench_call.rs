@@ -72,4 +72,13 @@ fn bench_call_sets_up_every_member_with_servers_as_processes() {
         assert!(number_after(&l, "peak RSS ") > 0.0, "{l}");
     }
     assert!(line("goals:").contains("µs per member"), "{stdout}");
+    // Each member takes its floor packets on its own floor socket and
+    // acknowledges every Floor Taken, as a device does: 6 members × 3
+    // calls (the warm-up included) at least.
+    let floor = line("servers together:");
+    let (got, acked) = (
+        number_after(&floor, "floor packets at the members: "),
+        number_after(&floor, "sent by them (Floor Acks): "),
+    );
+    assert!(acked >= 18.0 && got >= acked, "{floor}");
 }
