@@ -1825,8 +1825,9 @@ impl McServer {
                 .flatten()
                 .and_then(|a| a.sdp)
                 .and_then(|s| crate::sdp::parse(&s).ok());
-            let dialog = fan.late.form.dialog(&leg.ids, resp)?;
-            let dialog = self.ua.acknowledge(&member, dialog, rng)?;
+            let form = &fan.late.form;
+            let dialog = form.dialog(&leg.ids, resp)?;
+            let dialog = self.ua.acknowledge_from(&member, dialog, form.ack(), rng)?;
             let ssrc = answer.as_ref().and_then(|a| a.floor_ssrc);
             let mut relay = None;
             if let Some(f) = self.fanouts.get_mut(&no) {

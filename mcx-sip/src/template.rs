@@ -13,9 +13,13 @@
 
 use std::ops::Range;
 
+use crate::dialog::Dialog;
 use crate::error::BuildError;
 use crate::framing::Limits;
-use crate::message::{MAGIC_COOKIE, Method, Request, check_nonempty_token, is_token_byte};
+use crate::message::{
+    Decimal, MAGIC_COOKIE, Method, Request, check_nonempty_token, check_request_uri, check_value,
+    is_token_byte, new_branch,
+};
 
 /// A per-recipient value of a [`RequestTemplate`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -250,6 +254,154 @@ impl RequestTemplate {
             cseq: self.cseq,
             uri: self.uri.clone(),
         })
+    }
+}
+
+/// The ACKs for the 2xx responses to the INVITEs of one fan-out (RFC 3261
+/// 13.2.2.4), written once but for what each dialog has of its own: the
+/// Request-URI (the 2xx's Contact), the branch, the From tag, the To (with
+/// the callee's tag) and the Call-ID. The Via, the From before its tag
+/// and the CSeq line are the fan-out's: checked and written when the
+/// template is made, not for every member.
+///
+/// [`AckTemplate::fill`] gives octet for octet what
+/// [`Dialog::ack_encoded`] gives for the same dialog, Via and random
+/// octets, with the same checks of the values that came from the network
+/// (the Request-URI, the To, the Call-ID). A dialog it was not made for (a
+/// route set, another From, CSeq or Via) gets [`Dialog::ack_encoded`]'s
+/// ACK.
+#[derive(Clone, Debug)]
+pub struct AckTemplate {
+    transport: String,
+    sent_by: String,
+    /// The dialogs' From value before the tag, as [`Dialog`] keeps it.
+    from_prefix: String,
+    cseq: u32,
+    /// After the Request-URI, up to the branch's random part:
+    /// ` SIP/2.0\r\nVia: SIP/2.0/{transport} {sent-by};branch=z9hG4bK`.
+    via_line: String,
+    /// After the branch, up to the From tag: `\r\nMax-Forwards:
+    /// 70\r\nFrom: ` and the From prefix (as trimmed in a header line).
+    from_line: String,
+    /// After the Call-ID: `\r\nCSeq: {n} ACK\r\nContent-Length: 0\r\n\r\n`.
+    tail: String,
+}
+
+impl AckTemplate {
+    /// The template of the ACKs to the 2xx responses of dialogs whose From
+    /// value is `from_prefix` and a tag, and whose INVITE had CSeq number
+    /// `cseq`, with the top Via `via` (transport token, sent-by).
+    ///
+    /// # Errors
+    /// As [`Dialog::ack_encoded`] for a Via part or a From that could
+    /// change the message's structure.
+    pub fn new(via: (&str, &str), from_prefix: &str, cseq: u32) -> Result<Self, BuildError> {
+        check_nonempty_token(via.0, "Via transport")?;
+        check_nonempty_token(via.1, "Via sent-by")?;
+        check_value(from_prefix, "header value")?;
+        let n = Decimal::new(cseq.into());
+        Ok(Self {
+            transport: via.0.to_owned(),
+            sent_by: via.1.to_owned(),
+            from_prefix: from_prefix.to_owned(),
+            cseq,
+            via_line: [
+                " SIP/2.0\r\nVia: SIP/2.0/",
+                via.0,
+                " ",
+                via.1,
+                ";branch=",
+                MAGIC_COOKIE,
+            ]
+            .concat(),
+            from_line: ["\r\nMax-Forwards: 70\r\nFrom: ", from_prefix.trim_start()].concat(),
+            tail: [
+                "\r\nCSeq: ",
+                n.as_str(),
+                " ACK\r\nContent-Length: 0\r\n\r\n",
+            ]
+            .concat(),
+        })
+    }
+
+    /// Whether [`AckTemplate::fill`] writes `dialog`'s ACK with `via`
+    /// from the template (else it hands over to [`Dialog::ack_encoded`]):
+    /// the dialog has no route set, the template's From (with a tag), CSeq
+    /// number and Via.
+    pub fn fits(&self, dialog: &Dialog, via: (&str, &str)) -> bool {
+        self.tag_of(dialog, via).is_some()
+    }
+
+    /// The From tag of a dialog the template [`fits`](Self::fits): a
+    /// token, so that the From as trimmed in its line is the prefix as
+    /// trimmed and the tag.
+    fn tag_of<'d>(&self, dialog: &'d Dialog, via: (&str, &str)) -> Option<&'d str> {
+        let fits = dialog.route_set.is_empty()
+            && dialog.invite_cseq() == self.cseq
+            && via == (self.transport.as_str(), self.sent_by.as_str());
+        dialog
+            .local()
+            .strip_prefix(self.from_prefix.as_str())
+            .filter(|t| fits && !t.is_empty() && t.bytes().all(is_token_byte))
+    }
+
+    /// The ACK for the 2xx that made `dialog`, with the top Via `via`
+    /// and a branch from `random`: [`Dialog::ack_encoded`]`(via, random)`.
+    ///
+    /// # Errors
+    /// As [`Dialog::ack_encoded`].
+    pub fn fill(
+        &self,
+        dialog: &Dialog,
+        via: (&str, &str),
+        random: [u8; 8],
+    ) -> Result<EncodedRequest, BuildError> {
+        let Some(tag) = self.tag_of(dialog, via) else {
+            return dialog.ack_encoded(via, random);
+        };
+        let uri = dialog.remote_target.as_str();
+        check_request_uri(uri)?;
+        check_value(dialog.remote(), "header value")?;
+        check_value(&dialog.id.call_id, "header value")?;
+        let (to, call_id) = (dialog.remote().trim(), dialog.id.call_id.trim());
+        let branch = new_branch(random);
+        const FIXED: usize = "ACK ".len() + "\r\nTo: ".len() + "\r\nCall-ID: ".len();
+        let size = FIXED
+            + uri.len()
+            + self.via_line.len()
+            + (branch.len() - MAGIC_COOKIE.len())
+            + self.from_line.len()
+            + tag.len()
+            + to.len()
+            + call_id.len()
+            + self.tail.len();
+        let mut b = Vec::with_capacity(size);
+        b.extend_from_slice(b"ACK ");
+        b.extend_from_slice(uri.as_bytes());
+        let via_start = b.len() + " SIP/2.0\r\nVia: ".len();
+        b.extend_from_slice(self.via_line.as_bytes());
+        b.extend_from_slice(&branch.as_bytes()[MAGIC_COOKIE.len()..]);
+        let via_span = via_start..b.len();
+        for part in [
+            &self.from_line,
+            tag,
+            "\r\nTo: ",
+            to,
+            "\r\nCall-ID: ",
+            call_id,
+            &self.tail,
+        ] {
+            b.extend_from_slice(part.as_bytes());
+        }
+        debug_assert_eq!(b.len(), size, "the ACK's size is computed exactly");
+        Ok(EncodedRequest::ack(
+            b,
+            via_span,
+            branch,
+            &dialog.id.call_id,
+            uri,
+            self.cseq,
+        ))
     }
 }
 
