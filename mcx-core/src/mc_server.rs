@@ -1038,7 +1038,9 @@ impl McServer {
         };
         let mut config = ArbitratorConfig::new(ssrc);
         config.ack_required(self.limits.floor_ack_required);
-        fan.floor_fan = Some(NonControlling::new(config));
+        let mut floor_fan = NonControlling::new(config);
+        floor_fan.reserve(fan.trying);
+        fan.floor_fan = Some(floor_fan);
         self.leg_floor.entry(ssrc).or_default().push(no);
     }
 
@@ -1744,7 +1746,9 @@ impl McServer {
                 late,
                 upstream_floor_ssrc: upstream_sdp.as_ref().and_then(|o| o.floor_ssrc),
                 floor: None,
-                floor_relays: HashMap::new(),
+                // Every invited member may join: sized once, not grown
+                // (and rehashed) step by step as they answer.
+                floor_relays: HashMap::with_capacity(trying),
                 relay_cursor: None,
                 floor_fan: None,
                 timers: Vec::new(),
