@@ -17,8 +17,8 @@ use crate::dialog::Dialog;
 use crate::error::BuildError;
 use crate::framing::Limits;
 use crate::message::{
-    Decimal, MAGIC_COOKIE, Method, Request, check_nonempty_token, check_request_uri, check_value,
-    is_token_byte, new_branch,
+    CONTROL, Decimal, MAGIC_COOKIE, Method, NOT_CALL_ID, NOT_PARAM, Request, check_nonempty_token,
+    check_request_uri, check_value, new_branch, splice_classes,
 };
 
 /// A per-recipient value of a [`RequestTemplate`].
@@ -52,24 +52,19 @@ impl Slot {
     /// the token slots only token octets (RFC 3261 25.1; `@` for a
     /// Call-ID's host).
     fn admits(self, v: &str) -> bool {
+        let seen = splice_classes(v);
         !v.is_empty()
             && match self {
                 // Not `%`, although a token octet: parsers that read
                 // escapes in parameters (ezk-sip-types, so ours) refuse a
                 // branch with a `%` not followed by two hex digits, and
                 // read a tag's `%00` as a NUL.
-                Self::Branch => v.starts_with(MAGIC_COOKIE) && v.bytes().all(param_byte),
-                Self::FromTag => v.bytes().all(param_byte),
-                Self::CallId => v.bytes().all(|b| is_token_byte(b) || b == b'@'),
-                Self::To => !v.bytes().any(|b| b.is_ascii_control()),
+                Self::Branch => v.starts_with(MAGIC_COOKIE) && seen & NOT_PARAM == 0,
+                Self::FromTag => seen & NOT_PARAM == 0,
+                Self::CallId => seen & NOT_CALL_ID == 0,
+                Self::To => seen & CONTROL == 0,
             }
     }
-}
-
-/// A token octet (RFC 3261 25.1) but `%`: a parameter value that every
-/// parser reads as written.
-fn param_byte(b: u8) -> bool {
-    is_token_byte(b) && b != b'%'
 }
 
 /// A request encoded once, cut at its [`Slot`]s.
@@ -333,7 +328,7 @@ impl AckTemplate {
     }
 
     /// The From tag of a dialog the template [`fits`](Self::fits): a
-    /// token, so that the From as trimmed in its line is the prefix as
+    /// token (without `%`), so that the From as trimmed in its line is the prefix as
     /// trimmed and the tag.
     fn tag_of<'d>(&self, dialog: &'d Dialog, via: (&str, &str)) -> Option<&'d str> {
         let fits = dialog.route_set.is_empty()
@@ -342,7 +337,7 @@ impl AckTemplate {
         dialog
             .local()
             .strip_prefix(self.from_prefix.as_str())
-            .filter(|t| fits && !t.is_empty() && t.bytes().all(is_token_byte))
+            .filter(|t| fits && !t.is_empty() && splice_classes(t) & NOT_PARAM == 0)
     }
 
     /// The ACK for the 2xx that made `dialog`, with the top Via `via`
