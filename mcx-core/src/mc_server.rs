@@ -1838,7 +1838,7 @@ impl McServer {
                 relay = ssrc.map(|s| f.relay_ssrc(s));
                 if let Some(r) = relay {
                     f.floor_relays.insert(r, i);
-                    self.floor_relays.entry(r).or_default().push(no);
+                    crate::floor_guard::index(&mut self.floor_relays, r, no);
                 }
                 if let Some(leg) = f.legs.get_mut(i) {
                     leg.state = MemberState::Joined {
@@ -1850,7 +1850,7 @@ impl McServer {
                 }
             }
             if let Some(ssrc) = ssrc {
-                self.floor_members.entry(ssrc).or_default().push((no, i));
+                crate::floor_guard::index(&mut self.floor_members, ssrc, (no, i));
                 self.join_floor_fan(time.instant, no, i);
             }
             if self.fanouts.get(&no).is_some_and(|f| f.reported) {

@@ -12,6 +12,7 @@
 //! parsed again.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use crate::dialog::Dialog;
 use crate::error::BuildError;
@@ -87,7 +88,7 @@ pub struct RequestTemplate {
     limits: Limits,
     method: Method,
     cseq: u32,
-    uri: String,
+    uri: Arc<str>,
     /// The Call-ID when it is not a slot.
     call_id: Option<String>,
 }
@@ -190,7 +191,7 @@ impl RequestTemplate {
             limits,
             method: req.method().clone(),
             cseq,
-            uri: req.uri().to_owned(),
+            uri: Arc::from(req.uri()),
             call_id,
         })
     }
@@ -247,7 +248,7 @@ impl RequestTemplate {
             call_id: call_id.to_owned(),
             method: self.method.clone(),
             cseq: self.cseq,
-            uri: self.uri.clone(),
+            uri: Arc::clone(&self.uri),
         })
     }
 }
@@ -414,7 +415,9 @@ pub struct EncodedRequest {
     call_id: String,
     method: Method,
     cseq: u32,
-    uri: String,
+    /// The Request-URI: shared with the template and every request filled
+    /// from it (a reference count, not a copy per member).
+    uri: Arc<str>,
 }
 
 impl EncodedRequest {
@@ -436,7 +439,7 @@ impl EncodedRequest {
             call_id: call_id.to_owned(),
             method: Method::Ack,
             cseq,
-            uri: uri.to_owned(),
+            uri: Arc::from(uri),
         }
     }
 
