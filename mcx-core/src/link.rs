@@ -246,6 +246,9 @@ pub struct SipLink {
     local: Remote,
     /// `local`'s address as a Via sent-by, written once.
     sent_by: String,
+    /// `sent_by` checked once, for every request the link writes its Via
+    /// into (a socket's address always passes).
+    via: Result<mcx_sip::TransportVia, mcx_sip::BuildError>,
     /// The transactions, each with the link's [`TxData`].
     layer: TransactionLayer<TxData>,
     // The records below are found by whole key only: hashed, because an
@@ -291,6 +294,7 @@ impl SipLink {
             timers,
             local,
             sent_by: local.addr.to_string(),
+            via: mcx_sip::TransportVia::new(&local.addr.to_string()),
             layer: TransactionLayer::with_user_data(timers),
             accepted: HashedMap::default(),
             acks: HashedMap::default(),
@@ -423,7 +427,10 @@ impl SipLink {
         mut req: mcx_sip::EncodedRequest,
     ) -> Result<(), Error> {
         self.expire(now);
-        req.set_top_via(remote.transport.as_str(), &self.sent_by)?;
+        match &self.via {
+            Ok(via) => req.set_transport_via(remote.transport, via),
+            Err(e) => return Err(e.clone().into()),
+        }
         if *req.method() == Method::Ack {
             let key = (req.call_id().to_owned(), req.cseq());
             self.remember_ack(now, remote, key, Bytes::from(req.into_bytes()));

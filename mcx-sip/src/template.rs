@@ -14,6 +14,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
+use crate::Transport;
 use crate::dialog::Dialog;
 use crate::error::BuildError;
 use crate::framing::Limits;
@@ -401,6 +402,31 @@ impl AckTemplate {
     }
 }
 
+/// A transport's own sent-by (its address), checked once for every
+/// request it sends ([`EncodedRequest::set_transport_via`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransportVia {
+    sent_by: String,
+}
+
+impl TransportVia {
+    /// `sent_by` checked as [`EncodedRequest::set_top_via`] checks it.
+    ///
+    /// # Errors
+    /// As [`EncodedRequest::set_top_via`] for this sent-by.
+    pub fn new(sent_by: &str) -> Result<Self, BuildError> {
+        check_nonempty_token(sent_by, "Via sent-by")?;
+        Ok(Self {
+            sent_by: sent_by.to_owned(),
+        })
+    }
+
+    /// The sent-by.
+    pub fn sent_by(&self) -> &str {
+        &self.sent_by
+    }
+}
+
 /// Every [`Slot`] once.
 const MAX_SLOTS: usize = 4;
 
@@ -488,6 +514,19 @@ impl EncodedRequest {
         // As `Request::set_top_via_sent_by` checks them.
         check_nonempty_token(transport, "Via transport")?;
         check_nonempty_token(sent_by, "Via sent-by")?;
+        self.write_top_via(transport, sent_by);
+        Ok(())
+    }
+
+    /// [`EncodedRequest::set_top_via`] with `transport`'s token and a
+    /// sent-by checked once, when `via` was made: a transport writes its
+    /// own address into every request it sends.
+    pub fn set_transport_via(&mut self, transport: Transport, via: &TransportVia) {
+        self.write_top_via(transport.as_str(), &via.sent_by);
+    }
+
+    /// Writes the top Via of checked values.
+    fn write_top_via(&mut self, transport: &str, sent_by: &str) {
         // Already so (the role wrote it with the link's Via): nothing to do.
         let written = &self.bytes[self.via.clone()];
         let same = written
@@ -498,7 +537,7 @@ impl EncodedRequest {
             .and_then(|w| w.strip_prefix(b";branch="))
             .is_some_and(|w| w == self.branch.as_bytes());
         if same && !transport.bytes().any(|b| b.is_ascii_lowercase()) {
-            return Ok(());
+            return;
         }
         // Written into an exact-size copy: the octets are kept as they are
         // (for retransmissions) and should hold no spare room.
@@ -520,6 +559,5 @@ impl EncodedRequest {
         bytes.extend_from_slice(&self.bytes[self.via.end..]);
         self.via.end = self.via.start + via_len;
         self.bytes = bytes;
-        Ok(())
     }
 }

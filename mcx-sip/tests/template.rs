@@ -111,6 +111,24 @@ fn the_transport_via_is_what_a_built_request_gets() {
         filled.set_top_via("UDP", "a b"),
         Err(BuildError::Malformed("Via sent-by"))
     );
+    // With the sent-by checked once: the same octets as set_top_via.
+    for (transport, sent_by) in [
+        (Transport::Udp, "192.0.2.7:5062"),
+        (Transport::Tcp, "[2001:db8::1]:5060"),
+        (Transport::Tls, "mcs.example.org"),
+    ] {
+        let via = mcx_sip::TransportVia::new(sent_by).unwrap();
+        assert_eq!(via.sent_by(), sent_by);
+        let mut once = filled.clone();
+        once.set_transport_via(transport, &via);
+        filled.set_top_via(transport.as_str(), sent_by).unwrap();
+        assert_eq!(once, filled);
+    }
+    assert_eq!(
+        mcx_sip::TransportVia::new("a b"),
+        Err(BuildError::Malformed("Via sent-by"))
+    );
+    assert!(mcx_sip::TransportVia::new("").is_err());
 }
 
 #[test]
