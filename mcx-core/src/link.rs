@@ -432,8 +432,9 @@ impl SipLink {
             Err(e) => return Err(e.clone().into()),
         }
         if *req.method() == Method::Ack {
-            let key = (req.call_id().to_owned(), req.cseq());
-            self.remember_ack(now, remote, key, Bytes::from(req.into_bytes()));
+            let cseq = req.cseq();
+            let (bytes, call_id) = req.into_bytes_and_call_id();
+            self.remember_ack(now, remote, (call_id, cseq), Bytes::from(bytes));
             return Ok(());
         }
         let peer = self.peer_of(req.call_id(), req.uri());
@@ -1294,6 +1295,36 @@ mod tests {
             Err(Error::SipParse(_))
         ));
         assert!(b.poll_transmit().is_none());
+    }
+
+    /// An ACK the role encoded itself ([`Dialog::ack_encoded`], as an MC
+    /// server's fan-out writes it) is kept under its Call-ID and CSeq and
+    /// sent again, octet for octet, for a late copy of the 2xx.
+    #[test]
+    fn an_encoded_ack_is_sent_again_for_a_late_2xx() {
+        let (mut a, mut b, ra, rb) = pair(Transport::Udp);
+        let t0 = Instant::now();
+        let inv = request(Method::Invite, "z9hG4bKok2");
+        a.send(t0, rb, &inv.to_bytes()).unwrap();
+        pipe(&mut a, &mut b, t0);
+        let req = req_of(&deliveries(&mut b)[0]);
+        let mut ok = Response::for_request(&req, StatusCode::OK, Some("bobtag")).unwrap();
+        ok.headers_mut()
+            .push("Contact", &format!("<{BOB}>"))
+            .unwrap();
+        b.send(t0, ra, &ok.to_bytes()).unwrap();
+        let first = b.poll_transmit().unwrap();
+        a.receive(t0, b.local(), &first.bytes);
+        let got = deliveries(&mut a);
+        let dialog = Dialog::uac(&inv, &resp_of(&got[0])).unwrap();
+        let ack = dialog.ack_encoded(("UDP", "mcx.test"), [7; 8]).unwrap();
+        a.send_encoded(t0, rb, ack).unwrap();
+        let ack_sent = pipe(&mut a, &mut b, t0);
+        assert_eq!(a.stats().reacked, 0);
+        a.receive(t0, b.local(), &first.bytes);
+        assert!(deliveries(&mut a).is_empty());
+        assert_eq!(a.stats().reacked, 1);
+        assert_eq!(pipe(&mut a, &mut b, t0), ack_sent, "the same ACK again");
     }
 
     #[test]

@@ -484,6 +484,18 @@ impl EncodedRequest {
         self.bytes
     }
 
+    /// The octets and the Call-ID, taken (an ACK kept under its Call-ID
+    /// without a copy of it).
+    pub fn into_bytes_and_call_id(self) -> (Vec<u8>, String) {
+        (self.bytes, self.call_id)
+    }
+
+    /// The octets and the branch, taken (a client transaction keyed by
+    /// its branch without a copy of it).
+    pub(crate) fn into_bytes_and_branch(self) -> (Vec<u8>, String) {
+        (self.bytes, self.branch)
+    }
+
     /// The top Via's branch (the client transaction's key).
     pub fn branch(&self) -> &str {
         &self.branch
