@@ -1297,14 +1297,12 @@ mod tests {
         assert!(b.poll_transmit().is_none());
     }
 
-    /// An ACK the role encoded itself ([`Dialog::ack_encoded`], as an MC
-    /// server's fan-out writes it) is kept under its Call-ID and CSeq and
-    /// sent again, octet for octet, for a late copy of the 2xx.
-    #[test]
-    fn an_encoded_ack_is_sent_again_for_a_late_2xx() {
+    /// A's INVITE (branch `branch`) answered 200 with a Contact by B over
+    /// UDP: the links, the time, the INVITE and the 2xx as B first sent it.
+    fn invite_answered(branch: &str) -> (SipLink, SipLink, Instant, Request, Transmit) {
         let (mut a, mut b, ra, rb) = pair(Transport::Udp);
         let t0 = Instant::now();
-        let inv = request(Method::Invite, "z9hG4bKok2");
+        let inv = request(Method::Invite, branch);
         a.send(t0, rb, &inv.to_bytes()).unwrap();
         pipe(&mut a, &mut b, t0);
         let req = req_of(&deliveries(&mut b)[0]);
@@ -1314,6 +1312,16 @@ mod tests {
             .unwrap();
         b.send(t0, ra, &ok.to_bytes()).unwrap();
         let first = b.poll_transmit().unwrap();
+        (a, b, t0, inv, first)
+    }
+
+    /// An ACK the role encoded itself ([`Dialog::ack_encoded`], as an MC
+    /// server's fan-out writes it) is kept under its Call-ID and CSeq and
+    /// sent again, octet for octet, for a late copy of the 2xx.
+    #[test]
+    fn an_encoded_ack_is_sent_again_for_a_late_2xx() {
+        let (mut a, mut b, t0, inv, first) = invite_answered("z9hG4bKok2");
+        let rb = b.local();
         a.receive(t0, b.local(), &first.bytes);
         let got = deliveries(&mut a);
         let dialog = Dialog::uac(&inv, &resp_of(&got[0])).unwrap();
@@ -1329,19 +1337,8 @@ mod tests {
 
     #[test]
     fn two_xx_is_retransmitted_until_the_ack_and_re_acked_by_the_caller() {
-        let (mut a, mut b, ra, rb) = pair(Transport::Udp);
-        let t0 = Instant::now();
-        let inv = request(Method::Invite, "z9hG4bKok1");
-        a.send(t0, rb, &inv.to_bytes()).unwrap();
-        pipe(&mut a, &mut b, t0);
-        let got = deliveries(&mut b);
-        let req = req_of(&got[0]);
-        let mut ok = Response::for_request(&req, StatusCode::OK, Some("bobtag")).unwrap();
-        ok.headers_mut()
-            .push("Contact", &format!("<{BOB}>"))
-            .unwrap();
-        b.send(t0, ra, &ok.to_bytes()).unwrap();
-        let first = b.poll_transmit().unwrap();
+        let (mut a, mut b, t0, inv, first) = invite_answered("z9hG4bKok1");
+        let rb = b.local();
         // T1 and 3·T1 later the 2xx goes again (the first copies are lost).
         for ms in [500, 1500] {
             let at = t0 + Duration::from_millis(ms);
