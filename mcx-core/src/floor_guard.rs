@@ -212,6 +212,16 @@ pub(crate) fn with_ssrc(packet: &[u8], ssrc: u32) -> Vec<u8> {
     p
 }
 
+/// Files `value` in `key`'s list in `index`. A new list is made for one
+/// entry (most keys have one: a member's SSRC), not grown to a first
+/// capacity of four.
+pub(crate) fn index<K: Hash + Eq, V>(index: &mut HashMap<K, Vec<V>>, key: K, value: V) {
+    index
+        .entry(key)
+        .or_insert_with(|| Vec::with_capacity(1))
+        .push(value);
+}
+
 /// Takes the entries `gone` picks out of `key`'s list in `index`, and
 /// the key once its list is empty.
 pub(crate) fn unindex<K: Hash + Eq, V>(
@@ -280,6 +290,16 @@ mod tests {
         assert_eq!(worst(Some(Replayed), Unauthenticated), Replayed);
         assert_eq!(worst(Some(Unauthenticated), Malformed), Unauthenticated);
         assert_eq!(worst(None, Malformed), Malformed);
+    }
+
+    #[test]
+    fn index_files_each_entry_under_its_key() {
+        let mut map = HashMap::new();
+        index(&mut map, 1u32, 10);
+        index(&mut map, 2, 20);
+        index(&mut map, 1, 11);
+        assert_eq!(map, HashMap::from([(1, vec![10, 11]), (2, vec![20])]));
+        assert_eq!(map[&2].capacity(), 1);
     }
 
     #[test]

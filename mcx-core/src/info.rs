@@ -36,17 +36,29 @@ pub struct McpttInfo {
 /// `s` escaped for XML text and attribute values.
 pub(crate) fn escape(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&apos;"),
-            c => o.push(c),
-        }
-    }
+    escape_into(&mut o, s);
     o
+}
+
+/// [`escape`] appended to `out`: the runs between the five characters
+/// XML reserves are copied whole (member URIs have none).
+pub(crate) fn escape_into(out: &mut String, s: &str) {
+    let mut from = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let entity = match b {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'"' => "&quot;",
+            b'\'' => "&apos;",
+            _ => continue,
+        };
+        // ASCII octets: `i` is a character boundary.
+        out.push_str(s.get(from..i).unwrap_or_default());
+        out.push_str(entity);
+        from = i + 1;
+    }
+    out.push_str(s.get(from..).unwrap_or_default());
 }
 
 impl McpttInfo {

@@ -246,6 +246,9 @@ pub struct SipLink {
     local: Remote,
     /// `local`'s address as a Via sent-by, written once.
     sent_by: String,
+    /// `sent_by` checked once, for every request the link writes its Via
+    /// into (a socket's address always passes).
+    via: Result<mcx_sip::TransportVia, mcx_sip::BuildError>,
     /// The transactions, each with the link's [`TxData`].
     layer: TransactionLayer<TxData>,
     // The records below are found by whole key only: hashed, because an
@@ -291,6 +294,7 @@ impl SipLink {
             timers,
             local,
             sent_by: local.addr.to_string(),
+            via: mcx_sip::TransportVia::new(&local.addr.to_string()),
             layer: TransactionLayer::with_user_data(timers),
             accepted: HashedMap::default(),
             acks: HashedMap::default(),
@@ -423,10 +427,14 @@ impl SipLink {
         mut req: mcx_sip::EncodedRequest,
     ) -> Result<(), Error> {
         self.expire(now);
-        req.set_top_via(remote.transport.as_str(), &self.sent_by)?;
+        match &self.via {
+            Ok(via) => req.set_transport_via(remote.transport, via),
+            Err(e) => return Err(e.clone().into()),
+        }
         if *req.method() == Method::Ack {
-            let key = (req.call_id().to_owned(), req.cseq());
-            self.remember_ack(now, remote, key, Bytes::from(req.into_bytes()));
+            let cseq = req.cseq();
+            let (bytes, call_id) = req.into_bytes_and_call_id();
+            self.remember_ack(now, remote, (call_id, cseq), Bytes::from(bytes));
             return Ok(());
         }
         let peer = self.peer_of(req.call_id(), req.uri());
@@ -1289,21 +1297,48 @@ mod tests {
         assert!(b.poll_transmit().is_none());
     }
 
-    #[test]
-    fn two_xx_is_retransmitted_until_the_ack_and_re_acked_by_the_caller() {
+    /// A's INVITE (branch `branch`) answered 200 with a Contact by B over
+    /// UDP: the links, the time, the INVITE and the 2xx as B first sent it.
+    fn invite_answered(branch: &str) -> (SipLink, SipLink, Instant, Request, Transmit) {
         let (mut a, mut b, ra, rb) = pair(Transport::Udp);
         let t0 = Instant::now();
-        let inv = request(Method::Invite, "z9hG4bKok1");
+        let inv = request(Method::Invite, branch);
         a.send(t0, rb, &inv.to_bytes()).unwrap();
         pipe(&mut a, &mut b, t0);
-        let got = deliveries(&mut b);
-        let req = req_of(&got[0]);
+        let req = req_of(&deliveries(&mut b)[0]);
         let mut ok = Response::for_request(&req, StatusCode::OK, Some("bobtag")).unwrap();
         ok.headers_mut()
             .push("Contact", &format!("<{BOB}>"))
             .unwrap();
         b.send(t0, ra, &ok.to_bytes()).unwrap();
         let first = b.poll_transmit().unwrap();
+        (a, b, t0, inv, first)
+    }
+
+    /// An ACK the role encoded itself ([`Dialog::ack_encoded`], as an MC
+    /// server's fan-out writes it) is kept under its Call-ID and CSeq and
+    /// sent again, octet for octet, for a late copy of the 2xx.
+    #[test]
+    fn an_encoded_ack_is_sent_again_for_a_late_2xx() {
+        let (mut a, mut b, t0, inv, first) = invite_answered("z9hG4bKok2");
+        let rb = b.local();
+        a.receive(t0, b.local(), &first.bytes);
+        let got = deliveries(&mut a);
+        let dialog = Dialog::uac(&inv, &resp_of(&got[0])).unwrap();
+        let ack = dialog.ack_encoded(("UDP", "mcx.test"), [7; 8]).unwrap();
+        a.send_encoded(t0, rb, ack).unwrap();
+        let ack_sent = pipe(&mut a, &mut b, t0);
+        assert_eq!(a.stats().reacked, 0);
+        a.receive(t0, b.local(), &first.bytes);
+        assert!(deliveries(&mut a).is_empty());
+        assert_eq!(a.stats().reacked, 1);
+        assert_eq!(pipe(&mut a, &mut b, t0), ack_sent, "the same ACK again");
+    }
+
+    #[test]
+    fn two_xx_is_retransmitted_until_the_ack_and_re_acked_by_the_caller() {
+        let (mut a, mut b, t0, inv, first) = invite_answered("z9hG4bKok1");
+        let rb = b.local();
         // T1 and 3·T1 later the 2xx goes again (the first copies are lost).
         for ms in [500, 1500] {
             let at = t0 + Duration::from_millis(ms);

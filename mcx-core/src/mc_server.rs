@@ -1038,7 +1038,9 @@ impl McServer {
         };
         let mut config = ArbitratorConfig::new(ssrc);
         config.ack_required(self.limits.floor_ack_required);
-        fan.floor_fan = Some(NonControlling::new(config));
+        let mut floor_fan = NonControlling::new(config);
+        floor_fan.reserve(fan.trying);
+        fan.floor_fan = Some(floor_fan);
         self.leg_floor.entry(ssrc).or_default().push(no);
     }
 
@@ -1744,7 +1746,9 @@ impl McServer {
                 late,
                 upstream_floor_ssrc: upstream_sdp.as_ref().and_then(|o| o.floor_ssrc),
                 floor: None,
-                floor_relays: HashMap::new(),
+                // Every invited member may join: sized once, not grown
+                // (and rehashed) step by step as they answer.
+                floor_relays: HashMap::with_capacity(trying),
                 relay_cursor: None,
                 floor_fan: None,
                 timers: Vec::new(),
@@ -1825,15 +1829,16 @@ impl McServer {
                 .flatten()
                 .and_then(|a| a.sdp)
                 .and_then(|s| crate::sdp::parse(&s).ok());
-            let dialog = fan.late.form.dialog(&leg.ids, resp)?;
-            let dialog = self.ua.acknowledge(&member, dialog, rng)?;
+            let form = &fan.late.form;
+            let dialog = form.dialog(&leg.ids, resp)?;
+            let dialog = self.ua.acknowledge_from(&member, dialog, form.ack(), rng)?;
             let ssrc = answer.as_ref().and_then(|a| a.floor_ssrc);
             let mut relay = None;
             if let Some(f) = self.fanouts.get_mut(&no) {
                 relay = ssrc.map(|s| f.relay_ssrc(s));
                 if let Some(r) = relay {
                     f.floor_relays.insert(r, i);
-                    self.floor_relays.entry(r).or_default().push(no);
+                    crate::floor_guard::index(&mut self.floor_relays, r, no);
                 }
                 if let Some(leg) = f.legs.get_mut(i) {
                     leg.state = MemberState::Joined {
@@ -1845,7 +1850,7 @@ impl McServer {
                 }
             }
             if let Some(ssrc) = ssrc {
-                self.floor_members.entry(ssrc).or_default().push((no, i));
+                crate::floor_guard::index(&mut self.floor_members, ssrc, (no, i));
                 self.join_floor_fan(time.instant, no, i);
             }
             if self.fanouts.get(&no).is_some_and(|f| f.reported) {

@@ -35,7 +35,7 @@ use quick_xml::Reader;
 use quick_xml::events::{BytesStart, Event};
 
 use crate::Error;
-use crate::info::escape;
+use crate::info::{escape, escape_into};
 
 /// The media type of the call result body.
 pub const CALL_RESULT_CONTENT_TYPE: &str = "application/vnd.mcx.call-result+xml";
@@ -202,6 +202,22 @@ fn cut(s: &str) -> String {
         .collect()
 }
 
+/// `n` in decimal appended to `out` (as `write!(out, "{n}")` writes it).
+fn push_decimal(out: &mut String, mut n: u32) {
+    let mut buf = [0u8; 10];
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b"0123456789"[(n % 10) as usize];
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Decimal digits are ASCII: always text.
+    out.push_str(std::str::from_utf8(&buf[at..]).unwrap_or_default());
+}
+
 impl CallResult {
     /// The XML document.
     pub fn to_xml(&self) -> String {
@@ -233,14 +249,20 @@ impl CallResult {
                 continue;
             }
             x.push_str(">\r\n");
+            // A line per member, each written in place: no formatting and
+            // no copy of its URI (a fan-out reports thousands).
             for m in &g.members {
-                let _ = write!(x, "<member uri=\"{}\"", escape(&m.uri));
+                x.push_str("<member uri=\"");
+                escape_into(&mut x, &m.uri);
+                x.push('"');
                 match &m.outcome {
                     // "accepted" is the default outcome: big groups are
                     // mostly accepting members, and UDP carries 64 KiB.
                     MemberOutcome::Accepted { ssrc } => {
                         if let Some(s) = ssrc {
-                            let _ = write!(x, " ssrc=\"{s}\"");
+                            x.push_str(" ssrc=\"");
+                            push_decimal(&mut x, *s);
+                            x.push('"');
                         }
                     }
                     MemberOutcome::Refused { status, reason } => {
@@ -452,6 +474,55 @@ mod tests {
                 },
             ],
         }
+    }
+
+    /// The document as it was written with `format!` and [`escape`]
+    /// for each member: `to_xml`'s in-place writing must not change it.
+    fn members_by_format(g: &GroupReport) -> String {
+        use std::fmt::Write as _;
+        let mut x = String::new();
+        for m in &g.members {
+            let _ = write!(x, "<member uri=\"{}\"", escape(&m.uri));
+            if let MemberOutcome::Accepted { ssrc: Some(s) } = &m.outcome {
+                let _ = write!(x, " ssrc=\"{s}\"");
+            }
+            x.push_str(if matches!(m.outcome, MemberOutcome::Accepted { .. }) {
+                "/>\r\n"
+            } else {
+                ""
+            });
+        }
+        x
+    }
+
+    #[test]
+    fn member_lines_are_written_as_format_writes_them() {
+        let members: Vec<MemberResult> = [
+            ("sip:a@x", Some(0)),
+            ("sip:b@x", Some(7)),
+            ("sip:c@x;p=\"<&>'\"", Some(u32::MAX)),
+            ("<&>\"'", None),
+            ("", Some(1_000_000_000)),
+            ("sip:é&ü@x", Some(4_294_967_290)),
+        ]
+        .into_iter()
+        .map(|(uri, ssrc)| MemberResult {
+            uri: uri.into(),
+            outcome: MemberOutcome::Accepted { ssrc },
+        })
+        .collect();
+        let g = GroupReport {
+            result: GroupResult::joined("g", 6, 0),
+            members,
+        };
+        let x = CallResult {
+            groups: vec![g.clone()],
+        }
+        .to_xml();
+        let want = members_by_format(&g);
+        assert!(x.contains(&want), "{x}\n{want}");
+        assert_eq!(CallResult::parse(x.as_bytes()).unwrap().groups[0], g);
+        assert_eq!(escape("a<b>&\"'c"), "a&lt;b&gt;&amp;&quot;&apos;c");
     }
 
     #[test]

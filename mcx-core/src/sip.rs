@@ -3,8 +3,8 @@
 
 use bytes::Bytes;
 use mcx_sip::{
-    Dialog, EncodedRequest, Limits, Message, Method, Multipart, ParseError, Part, Request,
-    RequestTemplate, Response, Slot, new_branch, parse_datagram,
+    AckTemplate, Dialog, EncodedRequest, Limits, Message, Method, Multipart, ParseError, Part,
+    Request, RequestTemplate, Response, Slot, new_branch, parse_datagram,
 };
 use rand_core::CryptoRng;
 
@@ -224,6 +224,9 @@ pub(crate) struct InviteForm {
     from_prefix: String,
     /// The CSeq number of every INVITE the form makes.
     cseq: u32,
+    /// The ACK to each 2xx, written once but for each dialog's own values
+    /// ([`InviteForm::ack`]).
+    ack: AckTemplate,
 }
 
 impl InviteForm {
@@ -287,6 +290,7 @@ impl InviteForm {
             ],
             Limits::TCP,
         )?;
+        let ack = AckTemplate::new(via, &from_prefix, cseq)?;
         Ok(Self {
             kept,
             template,
@@ -294,6 +298,7 @@ impl InviteForm {
             via_prefix,
             from_prefix,
             cseq,
+            ack,
         })
     }
 
@@ -327,6 +332,13 @@ impl InviteForm {
             self.cseq,
             resp,
         )?)
+    }
+
+    /// The template of the ACK to a 2xx for the form's INVITEs: with a
+    /// dialog from [`InviteForm::dialog`], the ACK [`Dialog::ack_encoded`]
+    /// writes.
+    pub(crate) fn ack(&self) -> &AckTemplate {
+        &self.ack
     }
 
     /// A recipient's own values, fresh.
@@ -812,6 +824,18 @@ mod tests {
             assert_eq!(Dialog::uac(&kept, &ok).unwrap(), sent);
             // The dialog made from the form's parts, without a request.
             assert_eq!(form.dialog(&ids, &ok).unwrap(), sent);
+            // Its ACK from the form's template: the dialog's, octet for octet.
+            let via = ("UDP", host_of(SERVER));
+            let via = (via.0, via.1.as_str());
+            assert!(form.ack().fits(&sent, via));
+            assert_eq!(
+                form.ack().fill(&sent, via, [5; 8]).unwrap(),
+                sent.ack_encoded(via, [5; 8]).unwrap()
+            );
+            assert_eq!(
+                form.ack().fill(&sent, via, [5; 8]).unwrap().bytes(),
+                &sent.ack(via, [5; 8]).unwrap().to_bytes()[..]
+            );
             let cancel = |inv: &Request| {
                 let mut ua = crate::ua::UserAgent::new(SERVER);
                 ua.cancel(member, inv).unwrap();

@@ -227,6 +227,20 @@ impl UserAgent {
         Ok(dialog)
     }
 
+    /// [`UserAgent::acknowledge`] with the ACK written from `template`
+    /// (the fan-out's): the same ACK, octet for octet.
+    pub(crate) fn acknowledge_from(
+        &mut self,
+        to: &str,
+        dialog: Dialog,
+        template: &mcx_sip::AckTemplate,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Dialog, Error> {
+        let ack = template.fill(&dialog, self.via(), rand8(rng))?;
+        self.send_encoded(to, ack);
+        Ok(dialog)
+    }
+
     /// A 2xx we no longer want (it came after we gave up): ACK it, then
     /// BYE the dialog it made (RFC 3261 15: a UAC that does not want a
     /// session it was accepted into ends it with BYE).

@@ -127,6 +127,13 @@ impl NonControlling {
         }
     }
 
+    /// Makes room for `additional` more members at once (a leg's set-up
+    /// joins its members one by one: without it the table grows, and
+    /// rehashes, as they come).
+    pub fn reserve(&mut self, additional: usize) {
+        self.members.reserve(additional);
+    }
+
     /// Number of joined members.
     pub fn members(&self) -> usize {
         self.members.len()
@@ -148,10 +155,11 @@ impl NonControlling {
     /// Taken at once (late entry); a member already joined is left as it
     /// is.
     pub fn add_member(&mut self, now: Instant, member: ParticipantId) {
-        if self.members.contains_key(&member) {
+        // One lookup of the member, not two.
+        let std::collections::hash_map::Entry::Vacant(e) = self.members.entry(member) else {
             return;
-        }
-        self.members.insert(member, None);
+        };
+        e.insert(None);
         if let Some(sent) = self
             .current
             .clone()

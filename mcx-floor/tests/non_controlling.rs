@@ -354,3 +354,25 @@ fn an_upstream_retransmission_is_acknowledged_again_but_not_sent_on() {
     assert!(!sent.ack_required);
     assert_eq!(quiet.poll_timeout(), None);
 }
+
+/// A leg made room for its members (`reserve`) joins them as before: a
+/// late joiner is sent Floor Taken once, and joining again changes nothing.
+#[test]
+fn a_member_joined_twice_is_told_once() {
+    let mut nc = NonControlling::new(ArbitratorConfig::new(CALL_SSRC));
+    nc.reserve(200);
+    let now = Instant::now();
+    let taken = Message::new(MessageType::FloorTaken, CALL_SSRC)
+        .with(mcx_floor::Field::GrantedPartyIdentity(DISPATCHER.into()))
+        .with(mcx_floor::Field::SequenceNumber(1));
+    nc.handle_upstream(now, &taken).unwrap();
+    assert!(nc.poll_transmit().is_none(), "no member yet");
+    nc.add_member(now, ParticipantId(3));
+    let sent = Message::decode(&nc.poll_transmit().unwrap().contents).unwrap();
+    assert_eq!(sent.message_type, MessageType::FloorTaken);
+    assert!(nc.awaiting_ack(ParticipantId(3)));
+    nc.add_member(now, ParticipantId(3));
+    assert!(nc.poll_transmit().is_none(), "joined already");
+    assert!(nc.awaiting_ack(ParticipantId(3)));
+    assert_eq!(nc.members(), 1);
+}

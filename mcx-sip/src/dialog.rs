@@ -259,6 +259,21 @@ impl Dialog {
         self.request(method, self.local_cseq, via, new_branch(random))
     }
 
+    /// Our From value (with our tag), as sent.
+    pub(crate) fn local(&self) -> &str {
+        &self.local
+    }
+
+    /// The peer's To value (with its tag), as received.
+    pub(crate) fn remote(&self) -> &str {
+        &self.remote
+    }
+
+    /// The INVITE's CSeq number (the 2xx's ACK reuses it).
+    pub(crate) fn invite_cseq(&self) -> u32 {
+        self.invite_cseq
+    }
+
     /// True if `req` belongs to this dialog (Call-ID, From tag = remote, To tag = local).
     pub fn matches(&self, req: &Request) -> bool {
         req.call_id().is_ok_and(|c| c == self.id.call_id)

@@ -41,7 +41,7 @@ pub use message::{
 };
 pub use multipart::{Multipart, Part, boundary_param};
 pub use position_index::PositionIndex;
-pub use template::{EncodedRequest, RequestTemplate, Slot};
+pub use template::{AckTemplate, EncodedRequest, RequestTemplate, Slot, TransportVia};
 pub use transaction::{
     Event, Remote, Role, State, Timers, TransactionLayer, Transmit, Transport, TxHandle, TxKey,
     ack_for_non2xx, server_key,

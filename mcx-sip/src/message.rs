@@ -113,16 +113,49 @@ static TOKEN_BYTES: [bool; 256] = {
     let mut t = [false; 256];
     let mut b = 0;
     while b < 256 {
-        let c = b as u8;
-        t[b] = c.is_ascii_alphanumeric()
-            || matches!(
-                c,
-                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-            );
+        t[b] = token_octet(b as u8);
         b += 1;
     }
     t
 };
+
+const fn token_octet(c: u8) -> bool {
+    c.is_ascii_alphanumeric()
+        || matches!(
+            c,
+            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+        )
+}
+
+/// What an octet is not, to a value spliced into a request written once
+/// for many ([`crate::RequestTemplate`]), as bits ([`splice_classes`]).
+/// Not a token octet but `%` (a branch or tag every parser reads as written).
+pub(crate) const NOT_PARAM: u8 = 1;
+/// Not a token octet nor `@` (a Call-ID).
+pub(crate) const NOT_CALL_ID: u8 = 2;
+/// An ASCII control character.
+pub(crate) const CONTROL: u8 = 4;
+
+static SPLICE_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        let token = token_octet(c);
+        t[b] = if token && c != b'%' { 0 } else { NOT_PARAM }
+            | if token || c == b'@' { 0 } else { NOT_CALL_ID }
+            | if c.is_ascii_control() { CONTROL } else { 0 };
+        b += 1;
+    }
+    t
+};
+
+/// The [`NOT_PARAM`], [`NOT_CALL_ID`] and [`CONTROL`] classes of `s`'s
+/// octets, or-ed: one pass without a branch per octet.
+pub(crate) fn splice_classes(s: &str) -> u8 {
+    s.bytes()
+        .fold(0, |seen, b| seen | SPLICE_CLASS[usize::from(b)])
+}
 
 /// RFC 3261 25.1 `token` octets.
 #[inline]
@@ -2212,7 +2245,32 @@ impl FromStrChecked for ezk_sip_types::uri::SipUri {
 
 #[cfg(test)]
 mod tests {
-    use super::{KNOWN, Known, has_whitespace, is_token_byte};
+    use super::{
+        CONTROL, KNOWN, Known, NOT_CALL_ID, NOT_PARAM, SPLICE_CLASS, has_whitespace, is_token_byte,
+        splice_classes,
+    };
+
+    /// The splice classes are the per-octet rules they replace: a token
+    /// octet but `%`; a token octet or `@`; an ASCII control.
+    #[test]
+    fn splice_classes_are_the_octet_rules() {
+        for b in 0..=255u8 {
+            let class = SPLICE_CLASS[usize::from(b)];
+            let param = is_token_byte(b) && b != b'%';
+            assert_eq!(class & NOT_PARAM == 0, param, "{b}");
+            assert_eq!(
+                class & NOT_CALL_ID == 0,
+                is_token_byte(b) || b == b'@',
+                "{b}"
+            );
+            assert_eq!(class & CONTROL != 0, b.is_ascii_control(), "{b}");
+        }
+        assert_eq!(splice_classes(""), 0);
+        assert_eq!(splice_classes("z9hG4bK-1.a"), 0);
+        assert_eq!(splice_classes("a%b") & NOT_PARAM, NOT_PARAM);
+        assert_eq!(splice_classes("c@h"), NOT_PARAM);
+        assert_eq!(splice_classes("<sip:a@b>\r") & CONTROL, CONTROL);
+    }
 
     /// The ASCII shortcut agrees with `char::is_whitespace` on every ASCII
     /// character, and non-ASCII text still goes by character.

@@ -12,10 +12,16 @@
 //! parsed again.
 
 use std::ops::Range;
+use std::sync::Arc;
 
+use crate::Transport;
+use crate::dialog::Dialog;
 use crate::error::BuildError;
 use crate::framing::Limits;
-use crate::message::{MAGIC_COOKIE, Method, Request, check_nonempty_token, is_token_byte};
+use crate::message::{
+    CONTROL, Decimal, MAGIC_COOKIE, Method, NOT_CALL_ID, NOT_PARAM, Request, check_nonempty_token,
+    check_request_uri, check_value, new_branch, splice_classes,
+};
 
 /// A per-recipient value of a [`RequestTemplate`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,24 +54,19 @@ impl Slot {
     /// the token slots only token octets (RFC 3261 25.1; `@` for a
     /// Call-ID's host).
     fn admits(self, v: &str) -> bool {
+        let seen = splice_classes(v);
         !v.is_empty()
             && match self {
                 // Not `%`, although a token octet: parsers that read
                 // escapes in parameters (ezk-sip-types, so ours) refuse a
                 // branch with a `%` not followed by two hex digits, and
                 // read a tag's `%00` as a NUL.
-                Self::Branch => v.starts_with(MAGIC_COOKIE) && v.bytes().all(param_byte),
-                Self::FromTag => v.bytes().all(param_byte),
-                Self::CallId => v.bytes().all(|b| is_token_byte(b) || b == b'@'),
-                Self::To => !v.bytes().any(|b| b.is_ascii_control()),
+                Self::Branch => v.starts_with(MAGIC_COOKIE) && seen & NOT_PARAM == 0,
+                Self::FromTag => seen & NOT_PARAM == 0,
+                Self::CallId => seen & NOT_CALL_ID == 0,
+                Self::To => seen & CONTROL == 0,
             }
     }
-}
-
-/// A token octet (RFC 3261 25.1) but `%`: a parameter value that every
-/// parser reads as written.
-fn param_byte(b: u8) -> bool {
-    is_token_byte(b) && b != b'%'
 }
 
 /// A request encoded once, cut at its [`Slot`]s.
@@ -88,7 +89,7 @@ pub struct RequestTemplate {
     limits: Limits,
     method: Method,
     cseq: u32,
-    uri: String,
+    uri: Arc<str>,
     /// The Call-ID when it is not a slot.
     call_id: Option<String>,
 }
@@ -191,7 +192,7 @@ impl RequestTemplate {
             limits,
             method: req.method().clone(),
             cseq,
-            uri: req.uri().to_owned(),
+            uri: Arc::from(req.uri()),
             call_id,
         })
     }
@@ -248,8 +249,181 @@ impl RequestTemplate {
             call_id: call_id.to_owned(),
             method: self.method.clone(),
             cseq: self.cseq,
-            uri: self.uri.clone(),
+            uri: Arc::clone(&self.uri),
         })
+    }
+}
+
+/// The ACKs for the 2xx responses to the INVITEs of one fan-out (RFC 3261
+/// 13.2.2.4), written once but for what each dialog has of its own: the
+/// Request-URI (the 2xx's Contact), the branch, the From tag, the To (with
+/// the callee's tag) and the Call-ID. The Via, the From before its tag
+/// and the CSeq line are the fan-out's: checked and written when the
+/// template is made, not for every member.
+///
+/// [`AckTemplate::fill`] gives octet for octet what
+/// [`Dialog::ack_encoded`] gives for the same dialog, Via and random
+/// octets, with the same checks of the values that came from the network
+/// (the Request-URI, the To, the Call-ID). A dialog it was not made for (a
+/// route set, another From, CSeq or Via) gets [`Dialog::ack_encoded`]'s
+/// ACK.
+#[derive(Clone, Debug)]
+pub struct AckTemplate {
+    transport: String,
+    sent_by: String,
+    /// The dialogs' From value before the tag, as [`Dialog`] keeps it.
+    from_prefix: String,
+    cseq: u32,
+    /// After the Request-URI, up to the branch's random part:
+    /// ` SIP/2.0\r\nVia: SIP/2.0/{transport} {sent-by};branch=z9hG4bK`.
+    via_line: String,
+    /// After the branch, up to the From tag: `\r\nMax-Forwards:
+    /// 70\r\nFrom: ` and the From prefix (as trimmed in a header line).
+    from_line: String,
+    /// After the Call-ID: `\r\nCSeq: {n} ACK\r\nContent-Length: 0\r\n\r\n`.
+    tail: String,
+}
+
+impl AckTemplate {
+    /// The template of the ACKs to the 2xx responses of dialogs whose From
+    /// value is `from_prefix` and a tag, and whose INVITE had CSeq number
+    /// `cseq`, with the top Via `via` (transport token, sent-by).
+    ///
+    /// # Errors
+    /// As [`Dialog::ack_encoded`] for a Via part or a From that could
+    /// change the message's structure.
+    pub fn new(via: (&str, &str), from_prefix: &str, cseq: u32) -> Result<Self, BuildError> {
+        check_nonempty_token(via.0, "Via transport")?;
+        check_nonempty_token(via.1, "Via sent-by")?;
+        check_value(from_prefix, "header value")?;
+        let n = Decimal::new(cseq.into());
+        Ok(Self {
+            transport: via.0.to_owned(),
+            sent_by: via.1.to_owned(),
+            from_prefix: from_prefix.to_owned(),
+            cseq,
+            via_line: [
+                " SIP/2.0\r\nVia: SIP/2.0/",
+                via.0,
+                " ",
+                via.1,
+                ";branch=",
+                MAGIC_COOKIE,
+            ]
+            .concat(),
+            from_line: ["\r\nMax-Forwards: 70\r\nFrom: ", from_prefix.trim_start()].concat(),
+            tail: [
+                "\r\nCSeq: ",
+                n.as_str(),
+                " ACK\r\nContent-Length: 0\r\n\r\n",
+            ]
+            .concat(),
+        })
+    }
+
+    /// Whether [`AckTemplate::fill`] writes `dialog`'s ACK with `via`
+    /// from the template (else it hands over to [`Dialog::ack_encoded`]):
+    /// the dialog has no route set, the template's From (with a tag), CSeq
+    /// number and Via.
+    pub fn fits(&self, dialog: &Dialog, via: (&str, &str)) -> bool {
+        self.tag_of(dialog, via).is_some()
+    }
+
+    /// The From tag of a dialog the template [`fits`](Self::fits): a
+    /// token (without `%`), so that the From as trimmed in its line is the prefix as
+    /// trimmed and the tag.
+    fn tag_of<'d>(&self, dialog: &'d Dialog, via: (&str, &str)) -> Option<&'d str> {
+        let fits = dialog.route_set.is_empty()
+            && dialog.invite_cseq() == self.cseq
+            && via == (self.transport.as_str(), self.sent_by.as_str());
+        dialog
+            .local()
+            .strip_prefix(self.from_prefix.as_str())
+            .filter(|t| fits && !t.is_empty() && splice_classes(t) & NOT_PARAM == 0)
+    }
+
+    /// The ACK for the 2xx that made `dialog`, with the top Via `via`
+    /// and a branch from `random`: [`Dialog::ack_encoded`]`(via, random)`.
+    ///
+    /// # Errors
+    /// As [`Dialog::ack_encoded`].
+    pub fn fill(
+        &self,
+        dialog: &Dialog,
+        via: (&str, &str),
+        random: [u8; 8],
+    ) -> Result<EncodedRequest, BuildError> {
+        let Some(tag) = self.tag_of(dialog, via) else {
+            return dialog.ack_encoded(via, random);
+        };
+        let uri = dialog.remote_target.as_str();
+        check_request_uri(uri)?;
+        check_value(dialog.remote(), "header value")?;
+        check_value(&dialog.id.call_id, "header value")?;
+        let (to, call_id) = (dialog.remote().trim(), dialog.id.call_id.trim());
+        let branch = new_branch(random);
+        const FIXED: usize = "ACK ".len() + "\r\nTo: ".len() + "\r\nCall-ID: ".len();
+        let size = FIXED
+            + uri.len()
+            + self.via_line.len()
+            + (branch.len() - MAGIC_COOKIE.len())
+            + self.from_line.len()
+            + tag.len()
+            + to.len()
+            + call_id.len()
+            + self.tail.len();
+        let mut b = Vec::with_capacity(size);
+        b.extend_from_slice(b"ACK ");
+        b.extend_from_slice(uri.as_bytes());
+        let via_start = b.len() + " SIP/2.0\r\nVia: ".len();
+        b.extend_from_slice(self.via_line.as_bytes());
+        b.extend_from_slice(&branch.as_bytes()[MAGIC_COOKIE.len()..]);
+        let via_span = via_start..b.len();
+        for part in [
+            &self.from_line,
+            tag,
+            "\r\nTo: ",
+            to,
+            "\r\nCall-ID: ",
+            call_id,
+            &self.tail,
+        ] {
+            b.extend_from_slice(part.as_bytes());
+        }
+        debug_assert_eq!(b.len(), size, "the ACK's size is computed exactly");
+        Ok(EncodedRequest::ack(
+            b,
+            via_span,
+            branch,
+            &dialog.id.call_id,
+            uri,
+            self.cseq,
+        ))
+    }
+}
+
+/// A transport's own sent-by (its address), checked once for every
+/// request it sends ([`EncodedRequest::set_transport_via`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransportVia {
+    sent_by: String,
+}
+
+impl TransportVia {
+    /// `sent_by` checked as [`EncodedRequest::set_top_via`] checks it.
+    ///
+    /// # Errors
+    /// As [`EncodedRequest::set_top_via`] for this sent-by.
+    pub fn new(sent_by: &str) -> Result<Self, BuildError> {
+        check_nonempty_token(sent_by, "Via sent-by")?;
+        Ok(Self {
+            sent_by: sent_by.to_owned(),
+        })
+    }
+
+    /// The sent-by.
+    pub fn sent_by(&self) -> &str {
+        &self.sent_by
     }
 }
 
@@ -267,7 +441,9 @@ pub struct EncodedRequest {
     call_id: String,
     method: Method,
     cseq: u32,
-    uri: String,
+    /// The Request-URI: shared with the template and every request filled
+    /// from it (a reference count, not a copy per member).
+    uri: Arc<str>,
 }
 
 impl EncodedRequest {
@@ -289,7 +465,7 @@ impl EncodedRequest {
             call_id: call_id.to_owned(),
             method: Method::Ack,
             cseq,
-            uri: uri.to_owned(),
+            uri: Arc::from(uri),
         }
     }
 
@@ -306,6 +482,18 @@ impl EncodedRequest {
     /// The octets, taken.
     pub fn into_bytes(self) -> Vec<u8> {
         self.bytes
+    }
+
+    /// The octets and the Call-ID, taken (an ACK kept under its Call-ID
+    /// without a copy of it).
+    pub fn into_bytes_and_call_id(self) -> (Vec<u8>, String) {
+        (self.bytes, self.call_id)
+    }
+
+    /// The octets and the branch, taken (a client transaction keyed by
+    /// its branch without a copy of it).
+    pub(crate) fn into_bytes_and_branch(self) -> (Vec<u8>, String) {
+        (self.bytes, self.branch)
     }
 
     /// The top Via's branch (the client transaction's key).
@@ -338,6 +526,19 @@ impl EncodedRequest {
         // As `Request::set_top_via_sent_by` checks them.
         check_nonempty_token(transport, "Via transport")?;
         check_nonempty_token(sent_by, "Via sent-by")?;
+        self.write_top_via(transport, sent_by);
+        Ok(())
+    }
+
+    /// [`EncodedRequest::set_top_via`] with `transport`'s token and a
+    /// sent-by checked once, when `via` was made: a transport writes its
+    /// own address into every request it sends.
+    pub fn set_transport_via(&mut self, transport: Transport, via: &TransportVia) {
+        self.write_top_via(transport.as_str(), &via.sent_by);
+    }
+
+    /// Writes the top Via of checked values.
+    fn write_top_via(&mut self, transport: &str, sent_by: &str) {
         // Already so (the role wrote it with the link's Via): nothing to do.
         let written = &self.bytes[self.via.clone()];
         let same = written
@@ -348,7 +549,7 @@ impl EncodedRequest {
             .and_then(|w| w.strip_prefix(b";branch="))
             .is_some_and(|w| w == self.branch.as_bytes());
         if same && !transport.bytes().any(|b| b.is_ascii_lowercase()) {
-            return Ok(());
+            return;
         }
         // Written into an exact-size copy: the octets are kept as they are
         // (for retransmissions) and should hold no spare room.
@@ -370,6 +571,5 @@ impl EncodedRequest {
         bytes.extend_from_slice(&self.bytes[self.via.end..]);
         self.via.end = self.via.start + via_len;
         self.bytes = bytes;
-        Ok(())
     }
 }

@@ -934,9 +934,10 @@ impl<U: Default> TransactionLayer<U> {
         if !req.branch().starts_with(MAGIC_COOKIE) {
             return Err(TxError::BadRequest(ParseError::BadHeader("Via")));
         }
+        let (bytes, branch) = req.into_bytes_and_branch();
         let key = TxKey {
             role: Role::Client,
-            branch: req.branch().to_owned(),
+            branch,
             sent_by: String::new(),
             method: method.clone(),
         };
@@ -944,7 +945,7 @@ impl<U: Default> TransactionLayer<U> {
         if self.slot_hashed(hash, &key).is_some() {
             return Err(TxError::InvalidState);
         }
-        let bytes = Bytes::from(req.into_bytes());
+        let bytes = Bytes::from(bytes);
         let invite = method == Method::Invite;
         Ok(self.start_client(now, to, (key, hash), invite, (None, bytes), user))
     }

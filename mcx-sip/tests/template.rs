@@ -111,6 +111,24 @@ fn the_transport_via_is_what_a_built_request_gets() {
         filled.set_top_via("UDP", "a b"),
         Err(BuildError::Malformed("Via sent-by"))
     );
+    // With the sent-by checked once: the same octets as set_top_via.
+    for (transport, sent_by) in [
+        (Transport::Udp, "192.0.2.7:5062"),
+        (Transport::Tcp, "[2001:db8::1]:5060"),
+        (Transport::Tls, "mcs.example.org"),
+    ] {
+        let via = mcx_sip::TransportVia::new(sent_by).unwrap();
+        assert_eq!(via.sent_by(), sent_by);
+        let mut once = filled.clone();
+        once.set_transport_via(transport, &via);
+        filled.set_top_via(transport.as_str(), sent_by).unwrap();
+        assert_eq!(once, filled);
+    }
+    assert_eq!(
+        mcx_sip::TransportVia::new("a b"),
+        Err(BuildError::Malformed("Via sent-by"))
+    );
+    assert!(mcx_sip::TransportVia::new("").is_err());
 }
 
 #[test]
@@ -278,6 +296,66 @@ fn an_encoded_ack_is_the_ack_the_dialog_builds() {
             assert_eq!(encoded.bytes(), &built.to_bytes()[..]);
         }
     }
+}
+
+#[test]
+fn an_ack_template_writes_the_ack_the_dialog_builds() {
+    let inv = invite("z9hG4bKack1", "t1", "<sip:m@example.org>", "c9@h");
+    let from = inv.header("From").unwrap();
+    let prefix = from.strip_suffix("t1").unwrap();
+    let via = ("UDP", "mcs.example.org");
+    let template = mcx_sip::AckTemplate::new(via, prefix, 1).unwrap();
+    // The one it was made for, and ones it was not (a route set, another
+    // Via, another CSeq, another From): each gets the dialog's ACK.
+    let other_cseq = {
+        let mut i = inv.clone();
+        i.headers_mut().set("CSeq", "7 INVITE").unwrap();
+        i
+    };
+    let other_from = {
+        let mut i = inv.clone();
+        i.headers_mut()
+            .set("From", "<sip:other@example.org>;tag=t1")
+            .unwrap();
+        i
+    };
+    for (fits, inv, routes, via) in [
+        (true, &inv, &[][..], via),
+        (
+            false,
+            &inv,
+            &["<sip:p1.example.org;lr>", "<sip:p2.example.org;lr>"][..],
+            via,
+        ),
+        (false, &inv, &[][..], ("tcp", "192.0.2.1:5060")),
+        (false, &other_cseq, &[][..], via),
+        (false, &other_from, &[][..], via),
+    ] {
+        let mut ok = Response::for_request(inv, StatusCode::OK, Some("mtag")).unwrap();
+        ok.headers_mut()
+            .push("Contact", "<sip:m@192.0.2.44:5099;transport=udp>")
+            .unwrap();
+        for r in routes.iter().rev() {
+            ok.headers_mut().push("Record-Route", r).unwrap();
+        }
+        let mut dialog = mcx_sip::Dialog::uac(inv, &ok).unwrap();
+        assert_eq!(template.fits(&dialog, via), fits, "{via:?} {routes:?}");
+        let filled = template.fill(&dialog, via, [9; 8]).unwrap();
+        assert_eq!(filled, dialog.ack_encoded(via, [9; 8]).unwrap());
+        let built = dialog.ack(via, [9; 8]).unwrap();
+        assert_eq!(filled.bytes(), &built.to_bytes()[..], "{via:?} {routes:?}");
+        assert_eq!(filled.branch(), built.top_via().unwrap().branch.unwrap());
+        // A Request-URI that could not be sent is refused alike.
+        dialog.remote_target = "sip:m@192.0.2.44 x".into();
+        assert_eq!(
+            template.fill(&dialog, via, [9; 8]),
+            dialog.ack_encoded(via, [9; 8])
+        );
+        assert!(template.fill(&dialog, via, [9; 8]).is_err());
+    }
+    // What would break every ACK is refused when the template is made.
+    assert!(mcx_sip::AckTemplate::new(("UDP", "a b"), prefix, 1).is_err());
+    assert!(mcx_sip::AckTemplate::new(via, "<sip:x@y>\r\nX: y;tag=", 1).is_err());
 }
 
 /// The head's lines (CRLF-separated, up to the empty line).
