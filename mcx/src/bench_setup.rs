@@ -923,8 +923,12 @@ async fn run_async(b: SetupBench) -> Result<(), CliError> {
         peers.insert(mc_server_uri(s), *a);
     }
     // Who sent a floor packet, by its source (the servers' floor sockets).
-    let floor_peers: Arc<HashMap<SocketAddr, String>> =
-        Arc::new(peers.iter().map(|(uri, a)| (a.floor, uri.clone())).collect());
+    let floor_peers: Arc<HashMap<SocketAddr, String>> = Arc::new(
+        peers
+            .iter()
+            .map(|(uri, a)| (a.floor, uri.clone()))
+            .collect(),
+    );
     let peers = Arc::new(peers);
     let counters = Arc::new(Counters::new());
     let endpoint = |sockets: (UdpSocket, Vec<UdpSocket>), clients: Vec<Client>| {
@@ -1391,12 +1395,19 @@ mod tests {
     #[test]
     fn a_wrapper_goes_before_the_program_and_its_arguments() {
         let exe = Path::new("/usr/bin/mcx");
-        let c = wrapped_command(exe, Some("valgrind  --tool=callgrind --callgrind-out-file=/tmp/x"));
+        let c = wrapped_command(
+            exe,
+            Some("valgrind  --tool=callgrind --callgrind-out-file=/tmp/x"),
+        );
         assert_eq!(c.get_program(), "valgrind");
         let args: Vec<_> = c.get_args().collect();
         assert_eq!(
             args,
-            ["--tool=callgrind", "--callgrind-out-file=/tmp/x", "/usr/bin/mcx"]
+            [
+                "--tool=callgrind",
+                "--callgrind-out-file=/tmp/x",
+                "/usr/bin/mcx"
+            ]
         );
         for none in [None, Some(""), Some("   ")] {
             let c = wrapped_command(exe, none);
@@ -1423,7 +1434,10 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
         }
         drop(p);
-        assert_eq!(std::fs::read_to_string(&mark).unwrap_or_default().trim(), "term");
+        assert_eq!(
+            std::fs::read_to_string(&mark).unwrap_or_default().trim(),
+            "term"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
