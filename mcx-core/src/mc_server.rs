@@ -681,6 +681,12 @@ impl McServer {
         self
     }
 
+    /// The limits in force ([`McServer::set_limits`]).
+    #[must_use]
+    pub fn limits(&self) -> &McServerLimits {
+        &self.limits
+    }
+
     /// Sets the deadlines and limits.
     pub fn set_limits(&mut self, limits: McServerLimits) -> &mut Self {
         self.limits = limits;

@@ -586,6 +586,7 @@ pub(crate) fn mc_server_role(t: &Topology, s: &McServerNode, media: MediaEndpoin
             t.deadlines.leg_silence() * 2
         },
         answer: s.answer.into(),
+        floor_ack_required: t.limits.member_floor_ack,
         ..McServerLimits::default()
     });
     for g in &s.groups {

@@ -132,6 +132,11 @@ pub(crate) struct Limits {
     pub(crate) controlling_calls: usize,
     /// Most concurrent calls per client (as initiator and receiver).
     pub(crate) client_calls: usize,
+    /// Whether MC servers ask each member for a Floor Ack to the Floor
+    /// Taken / Floor Idle they send on (TS 24.380 6.5; the request is
+    /// optional in TS 23.379) and send it again when none comes. Off, a
+    /// broadcast call to N members costs N datagrams fewer at set-up.
+    pub(crate) member_floor_ack: bool,
 }
 
 impl Default for Limits {
@@ -145,6 +150,7 @@ impl Default for Limits {
             mc_server_calls: 1000,
             controlling_calls: 10_000,
             client_calls: mcx_core::ClientConfig::DEFAULT_MAX_CALLS,
+            member_floor_ack: true,
         }
     }
 }
@@ -873,6 +879,22 @@ mod tests {
 
     /// `answer` of an MC server: confirmed unless it says otherwise; an
     /// unknown word is refused.
+    /// `[limits] member_floor_ack` reaches the MC servers' role: on by
+    /// default, off when the topology says so.
+    #[test]
+    fn member_floor_ack_is_the_mc_servers_floor_ack_required() {
+        let media = mcx_core::MediaEndpoint::UNBOUND;
+        let t = Topology::parse(DEFAULT, "default").unwrap();
+        assert!(t.limits.member_floor_ack);
+        let role = crate::system::mc_server_role(&t, &t.mc_servers[0], media);
+        assert!(role.limits().floor_ack_required);
+        let text = format!("{DEFAULT}\n[limits]\nmember_floor_ack = false\n");
+        let t = Topology::parse(&text, "t.toml").unwrap();
+        assert!(!t.limits.member_floor_ack);
+        let role = crate::system::mc_server_role(&t, &t.mc_servers[0], media);
+        assert!(!role.limits().floor_ack_required);
+    }
+
     #[test]
     fn mc_server_answer_policy() {
         let t = Topology::parse(DEFAULT, "default").unwrap();
