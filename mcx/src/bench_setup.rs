@@ -249,7 +249,7 @@ struct ServerProcess {
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         // A wrapped server (a tool that writes its results on exit) is
-        // asked to stop first, and given a few seconds.
+        // asked to stop first, and given WRAPPED_EXIT to exit.
         if self.wrapped {
             let stopped = Command::new("kill")
                 .args(["-TERM", &self.pid().to_string()])
