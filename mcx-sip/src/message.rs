@@ -127,53 +127,32 @@ const fn token_octet(c: u8) -> bool {
         )
 }
 
-/// What an octet is not, to a value spliced into a request written once
-/// for many ([`crate::RequestTemplate`]), as bits ([`splice_classes`]).
-/// Not a token octet but `%` (a branch or tag every parser reads as written).
-pub(crate) const NOT_PARAM: u8 = 1;
-/// Not a token octet nor `@` (a Call-ID).
-pub(crate) const NOT_CALL_ID: u8 = 2;
-/// An ASCII control character.
-pub(crate) const CONTROL: u8 = 4;
-
-static SPLICE_CLASS: [u8; 256] = {
-    let mut t = [0u8; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        let token = token_octet(c);
-        t[b] = if token && c != b'%' { 0 } else { NOT_PARAM }
-            | if token || c == b'@' { 0 } else { NOT_CALL_ID }
-            | if c.is_ascii_control() { CONTROL } else { 0 };
-        b += 1;
-    }
-    t
-};
-
-/// The [`NOT_PARAM`], [`NOT_CALL_ID`] and [`CONTROL`] classes of `s`'s
-/// octets, or-ed: one pass without a branch per octet.
-pub(crate) fn splice_classes(s: &str) -> u8 {
-    s.bytes()
-        .fold(0, |seen, b| seen | SPLICE_CLASS[usize::from(b)])
-}
-
 /// RFC 3261 25.1 `token` octets.
 #[inline]
 pub(crate) fn is_token_byte(b: u8) -> bool {
     TOKEN_BYTES[usize::from(b)]
 }
 
-/// What an octet is to the value checks below, as bits ([`octet_classes`]).
+/// What an octet is, as bits of one table ([`octet_classes`]): to the
+/// value checks below, and to a value spliced into a request written once
+/// for many ([`crate::RequestTemplate`]).
 const ILLEGAL: u8 = 1; // CR, LF, NUL: never in a header value
 const SPACE: u8 = 2; // ASCII whitespace (char::is_whitespace below 0x80)
 const DELIMITER: u8 = 4; // ; , < > " : not in a token-like value
 const NON_ASCII: u8 = 8; // part of a multi-octet character: ask the chars
+/// Not a token octet but `%` (a branch or tag every parser reads as written).
+pub(crate) const NOT_PARAM: u8 = 16;
+/// Not a token octet nor `@` (a Call-ID).
+pub(crate) const NOT_CALL_ID: u8 = 32;
+/// An ASCII control character.
+pub(crate) const CONTROL: u8 = 64;
 
 static OCTET_CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
     let mut b = 0;
     while b < 256 {
         let c = b as u8;
+        let token = token_octet(c);
         t[b] = match c {
             b'\r' | b'\n' => ILLEGAL | SPACE,
             0 => ILLEGAL,
@@ -181,7 +160,9 @@ static OCTET_CLASS: [u8; 256] = {
             b';' | b',' | b'<' | b'>' | b'"' => DELIMITER,
             0x80..=0xff => NON_ASCII,
             _ => 0,
-        };
+        } | if token && c != b'%' { 0 } else { NOT_PARAM }
+            | if token || c == b'@' { 0 } else { NOT_CALL_ID }
+            | if c.is_ascii_control() { CONTROL } else { 0 };
         b += 1;
     }
     t
@@ -190,7 +171,7 @@ static OCTET_CLASS: [u8; 256] = {
 /// The classes of all of `s`'s octets, or-ed: one pass, no branch per
 /// octet (the link and the roles check every Call-ID, tag and branch
 /// they read or write, several times per message).
-fn octet_classes(s: &str) -> u8 {
+pub(crate) fn octet_classes(s: &str) -> u8 {
     s.bytes()
         .fold(0, |seen, b| seen | OCTET_CLASS[usize::from(b)])
 }
@@ -2246,8 +2227,8 @@ impl FromStrChecked for ezk_sip_types::uri::SipUri {
 #[cfg(test)]
 mod tests {
     use super::{
-        CONTROL, KNOWN, Known, NOT_CALL_ID, NOT_PARAM, SPLICE_CLASS, has_whitespace, is_token_byte,
-        splice_classes,
+        CONTROL, KNOWN, Known, NOT_CALL_ID, NOT_PARAM, OCTET_CLASS, has_whitespace, is_token_byte,
+        octet_classes,
     };
 
     /// The splice classes are the per-octet rules they replace: a token
@@ -2255,7 +2236,7 @@ mod tests {
     #[test]
     fn splice_classes_are_the_octet_rules() {
         for b in 0..=255u8 {
-            let class = SPLICE_CLASS[usize::from(b)];
+            let class = OCTET_CLASS[usize::from(b)];
             let param = is_token_byte(b) && b != b'%';
             assert_eq!(class & NOT_PARAM == 0, param, "{b}");
             assert_eq!(
@@ -2265,11 +2246,11 @@ mod tests {
             );
             assert_eq!(class & CONTROL != 0, b.is_ascii_control(), "{b}");
         }
-        assert_eq!(splice_classes(""), 0);
-        assert_eq!(splice_classes("z9hG4bK-1.a"), 0);
-        assert_eq!(splice_classes("a%b") & NOT_PARAM, NOT_PARAM);
-        assert_eq!(splice_classes("c@h"), NOT_PARAM);
-        assert_eq!(splice_classes("<sip:a@b>\r") & CONTROL, CONTROL);
+        assert_eq!(octet_classes(""), 0);
+        assert_eq!(octet_classes("z9hG4bK-1.a"), 0);
+        assert_eq!(octet_classes("a%b") & NOT_PARAM, NOT_PARAM);
+        assert_eq!(octet_classes("c@h"), NOT_PARAM);
+        assert_eq!(octet_classes("<sip:a@b>\r") & CONTROL, CONTROL);
     }
 
     /// The ASCII shortcut agrees with `char::is_whitespace` on every ASCII

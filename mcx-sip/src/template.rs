@@ -20,7 +20,7 @@ use crate::error::BuildError;
 use crate::framing::Limits;
 use crate::message::{
     CONTROL, Decimal, MAGIC_COOKIE, Method, NOT_CALL_ID, NOT_PARAM, Request, check_nonempty_token,
-    check_request_uri, check_value, new_branch, splice_classes,
+    check_request_uri, check_value, new_branch, octet_classes,
 };
 
 /// A per-recipient value of a [`RequestTemplate`].
@@ -54,7 +54,7 @@ impl Slot {
     /// the token slots only token octets (RFC 3261 25.1; `@` for a
     /// Call-ID's host).
     fn admits(self, v: &str) -> bool {
-        let seen = splice_classes(v);
+        let seen = octet_classes(v);
         !v.is_empty()
             && match self {
                 // Not `%`, although a token octet: parsers that read
@@ -339,7 +339,7 @@ impl AckTemplate {
         dialog
             .local()
             .strip_prefix(self.from_prefix.as_str())
-            .filter(|t| fits && !t.is_empty() && splice_classes(t) & NOT_PARAM == 0)
+            .filter(|t| fits && !t.is_empty() && octet_classes(t) & NOT_PARAM == 0)
     }
 
     /// The ACK for the 2xx that made `dialog`, with the top Via `via`
